@@ -1,0 +1,96 @@
+"""optimize_dataset: clean and split the upload (first iteration) or target the last round's bad cases."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from temporalio import activity
+
+from activities.context import ActivityContext, invalid_input
+from db.models import Dataset
+from ml.examples import DatasetFormatError, examples_to_jsonl
+from ml.optimizer import OptimizationLog, SplitConfig, Splits, clean_dataset, find_leaks, split_examples, target_bad_cases
+from schemas.workflow_io import OptimizeInput, OptimizeResult
+from storage import keys
+from storage.object_store import get_file, put_bytes
+
+
+def optimized_dataset_id(task_id: str, iteration: int) -> str:
+    """Deterministic, so a retried attempt overwrites its own row instead of adding one."""
+    return f"{task_id}-opt{iteration}"
+
+
+class OptimizeActivities:
+    def __init__(self, ctx: ActivityContext):
+        self.ctx = ctx
+
+    @activity.defn(name="optimize_dataset")
+    def optimize_dataset(self, inp: OptimizeInput) -> OptimizeResult:
+        with self.ctx.sessions() as session:
+            source = session.get(Dataset, inp.dataset_id)
+            if source is None:
+                raise invalid_input(f"dataset {inp.dataset_id} does not exist")
+            source_path, source_format, owner = source.storage_path, source.file_format, source.owner
+
+        if inp.splits_key is None:
+            splits, log = self._clean_and_split(source_path, source_format)
+            train = splits.train
+        else:
+            splits = Splits.from_json(self.ctx.read_json(inp.splits_key))
+            log = OptimizationLog(rows_in=len(splits.train), removed={}, removed_rows={}, splits=_sizes(splits))
+            train = splits.train
+            if inp.targeting and inp.previous_evaluation_key:
+                from ml.embeddings import embed
+
+                evaluation = self.ctx.read_json(inp.previous_evaluation_key)
+                targeted = target_bad_cases(splits.train, splits.held_out(), evaluation["bad_cases"], evaluation["suggestions"], embed)
+                train = targeted.train
+                log.upweighted, log.added, log.rewrites_rejected, log.targeted_bad_cases = targeted.upweighted, targeted.added, targeted.rejected, targeted.targeted_bad_cases
+        leaks = find_leaks(train, splits.held_out())
+        if leaks:  # a bug, never a user mistake: refuse to train on held-out material
+            raise invalid_input(f"{len(leaks)} training examples copy held-out examples, e.g. {leaks[0]}")
+        log.rows_out = len(train)
+
+        dataset_id = optimized_dataset_id(inp.task_id, inp.iteration)
+        prefix = keys.optimized_prefix(dataset_id)
+        train_key, splits_key = prefix + "train.jsonl", inp.splits_key or prefix + "splits.json"
+        put_bytes(self.ctx.store, train_key, examples_to_jsonl(train))
+        if inp.splits_key is None:
+            self.ctx.write_json(splits_key, splits.to_json())
+        log_dict = asdict(log)
+        self.ctx.write_json(prefix + "optimization_log.json", log_dict)
+        with self.ctx.sessions.begin() as session:
+            row = session.get(Dataset, dataset_id) or Dataset(id=dataset_id)
+            row.name, row.storage_path, row.file_format = f"{inp.task_id} iteration {inp.iteration} training set", train_key, "jsonl"
+            row.size_bytes = len(examples_to_jsonl(train))
+            row.sample_count, row.owner, row.is_optimized = len(train), owner, True
+            row.source_dataset_id, row.task_id, row.optimization_log = inp.dataset_id, inp.task_id, log_dict
+            session.add(row)
+        activity.logger.info("optimized dataset %s: %s rows in, %s out", dataset_id, log.rows_in, log.rows_out)
+        return OptimizeResult(dataset_id=dataset_id, train_key=train_key, splits_key=splits_key, log=_summary(log_dict))
+
+    def _clean_and_split(self, storage_key: str, file_format: str) -> tuple[Splits, OptimizationLog]:
+        settings = self.ctx.settings
+        with tempfile.TemporaryDirectory() as tmp:
+            local = get_file(self.ctx.store, storage_key, Path(tmp) / f"data.{file_format}")
+            try:
+                cleaned = clean_dataset(local, file_format)
+            except DatasetFormatError as exc:
+                raise invalid_input(str(exc)) from exc
+        try:
+            splits = split_examples(cleaned.examples, SplitConfig(settings.split_feedback_fraction, settings.split_test_fraction, settings.split_min_examples))
+        except ValueError as exc:
+            raise invalid_input(str(exc)) from exc
+        log = OptimizationLog(rows_in=cleaned.rows_in, removed=cleaned.removed_counts, removed_rows=cleaned.removed, splits=_sizes(splits))
+        return splits, log
+
+
+def _sizes(splits: Splits) -> dict[str, int]:
+    return {"train": len(splits.train), "feedback": len(splits.feedback), "test": len(splits.test)}
+
+
+def _summary(log: dict) -> dict:
+    """The log without per-row details, small enough for workflow history."""
+    return {k: v for k, v in log.items() if k != "removed_rows"}

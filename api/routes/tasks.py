@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from api.deps import SessionDep, SettingsDep, StoreDep, TemporalDep
+from api.errors import NotFound
+from api.services import tasks as service
+from core.status import TaskMode, TaskStatus
+from db.models import MLTask
+from schemas.api import ContinuousTaskCreate, ExecutionPublic, StandardTaskCreate, TaskAction, TaskList, TaskPublic, TrainingProgressPublic
+from storage.object_store import ObjectNotFound, get_bytes
+
+router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
+
+
+def to_public(task: MLTask, settings=None, progress: dict[str, Any] | None = None) -> TaskPublic:
+    fields = {k: getattr(task, k) for k in TaskPublic.model_fields if hasattr(task, k) and k not in ("progress",)}
+    url = f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{task.id}" if settings else None
+    live = TrainingProgressPublic(**{k: progress.get(k) for k in TrainingProgressPublic.model_fields}) if progress else None
+    return TaskPublic(task_id=task.id, task_name=task.name, progress=live, workflow_url=url, **fields)
+
+
+@router.post("/standard", status_code=201, response_model=TaskPublic)
+def create_standard_task(session: SessionDep, settings: SettingsDep, body: StandardTaskCreate) -> TaskPublic:
+    return to_public(service.create_task(session, body, TaskMode.STANDARD, settings.default_owner), settings)
+
+
+@router.post("/continuous", status_code=201, response_model=TaskPublic)
+def create_continuous_task(session: SessionDep, settings: SettingsDep, body: ContinuousTaskCreate) -> TaskPublic:
+    return to_public(service.create_task(session, body, TaskMode.CONTINUOUS, settings.default_owner), settings)
+
+
+@router.get("", response_model=TaskList)
+def list_tasks(session: SessionDep, settings: SettingsDep, status: TaskStatus | None = None,
+               limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0) -> TaskList:
+    rows, total = service.list_tasks(session, status, limit, offset)
+    return TaskList(items=[to_public(t, settings) for t in rows], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{task_id}", response_model=TaskPublic)
+async def get_task(session: SessionDep, settings: SettingsDep, client: TemporalDep, task_id: str) -> TaskPublic:
+    task = service.get_task(session, task_id)
+    return to_public(task, settings, await service.live_progress(client, task))
+
+
+@router.get("/{task_id}/executions", response_model=list[ExecutionPublic])
+def list_executions(session: SessionDep, task_id: str) -> list[ExecutionPublic]:
+    return [ExecutionPublic.model_validate(e, from_attributes=True) for e in service.list_executions(session, task_id)]
+
+
+@router.get("/{task_id}/report")
+def get_report(session: SessionDep, store: StoreDep, task_id: str) -> dict[str, Any]:
+    task = service.get_task(session, task_id)
+    if not task.report_path:
+        raise NotFound(f"task {task_id} has no report yet (status {task.status})")
+    try:
+        report = json.loads(get_bytes(store, task.report_path))
+    except ObjectNotFound as exc:
+        raise NotFound(f"the report of task {task_id} is missing from storage") from exc
+    return {**report, "report_path": store.describe(task.report_path), "markdown_path": store.describe(task.report_path.replace(".json", ".md"))}
+
+
+@router.post("/{task_id}/start", status_code=202, response_model=TaskAction)
+async def start_task(session: SessionDep, settings: SettingsDep, client: TemporalDep, task_id: str) -> TaskAction:
+    task = await service.start_task(session, client, settings, task_id)
+    return TaskAction(task_id=task_id, status=task.status, detail="workflow started (or already running)")
+
+
+@router.post("/{task_id}/pause", status_code=202, response_model=TaskAction)
+async def pause_task(session: SessionDep, client: TemporalDep, task_id: str) -> TaskAction:
+    task = await service.pause_task(session, client, task_id)
+    return TaskAction(task_id=task_id, status=task.status, detail="pause requested: the running phase checkpoints and stops")
+
+
+@router.post("/{task_id}/resume", status_code=202, response_model=TaskAction)
+async def resume_task(session: SessionDep, client: TemporalDep, task_id: str) -> TaskAction:
+    task = await service.resume_task(session, client, task_id)
+    return TaskAction(task_id=task_id, status=task.status, detail=f"resume requested: back to {task.suspended_from}")
+
+
+@router.post("/{task_id}/cancel", status_code=202, response_model=TaskAction)
+async def cancel_task(session: SessionDep, client: TemporalDep, task_id: str) -> TaskAction:
+    task = await service.cancel_task(session, client, task_id)
+    return TaskAction(task_id=task_id, status=task.status, detail="cancellation requested: the unfinished iteration is compensated")

@@ -1,0 +1,152 @@
+"""Tasks: create rows, start/pause/resume/cancel workflows, and read progress back from Temporal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import Conflict, Invalid, NotFound, Unavailable
+from api.services.datasets import get_dataset
+from core.settings import TASK_QUEUE_WORKFLOWS, Settings
+from core.status import ACTIVE_PHASES, TERMINAL_STATUSES, TaskMode, TaskStatus, can_transition
+from db.models import MLTask, TaskExecution, new_id
+from ml.base_model import UnknownModel, validate_model_name
+from schemas.api import ContinuousTaskCreate, StandardTaskCreate
+from schemas.workflow_io import ActivityTimeouts, FineTuningInput
+
+WORKFLOW_NAME = "FineTuningWorkflow"
+
+
+def create_task(session: Session, body: StandardTaskCreate, mode: TaskMode, owner: str) -> MLTask:
+    get_dataset(session, body.dataset_id)
+    try:
+        validate_model_name(body.model_name)
+    except UnknownModel as exc:
+        raise Invalid(f"model_name: {exc}") from exc
+    continuous = isinstance(body, ContinuousTaskCreate)
+    task = MLTask(
+        id=new_id(), name=body.task_name, mode=mode.value, status=TaskStatus.PENDING.value, model_name=body.model_name,
+        dataset_id=body.dataset_id, owner=owner, current_iteration=0,
+        max_iterations=body.max_iterations if continuous else 1,
+        performance_threshold=body.performance_threshold if continuous else None,
+        hyperparameters=body.hyperparameters.model_dump(exclude_none=True),
+    )
+    session.add(task)
+    session.commit()
+    return task
+
+
+def get_task(session: Session, task_id: str) -> MLTask:
+    task = session.get(MLTask, task_id)
+    if task is None:
+        raise NotFound(f"task {task_id} not found")
+    return task
+
+
+def list_tasks(session: Session, status: TaskStatus | None, limit: int, offset: int) -> tuple[list[MLTask], int]:
+    query = select(MLTask)
+    if status is not None:
+        query = query.where(MLTask.status == status.value)
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = session.scalars(query.order_by(MLTask.created_at.desc(), MLTask.id).limit(limit).offset(offset)).all()
+    return list(rows), total
+
+
+def list_executions(session: Session, task_id: str) -> list[TaskExecution]:
+    get_task(session, task_id)
+    return list(session.scalars(select(TaskExecution).where(TaskExecution.task_id == task_id).order_by(TaskExecution.id)))
+
+
+def workflow_input(task: MLTask, settings: Settings, targeting: bool = True) -> FineTuningInput:
+    return FineTuningInput(
+        task_id=task.id, owner=task.owner, mode=task.mode, model_name=task.model_name, dataset_id=task.dataset_id,
+        hyperparameters=dict(task.hyperparameters or {}), max_iterations=task.max_iterations,
+        performance_threshold=task.performance_threshold, targeting=targeting,
+        timeouts=ActivityTimeouts(heartbeat_seconds=settings.heartbeat_timeout_seconds, max_attempts=settings.activity_max_attempts),
+    )
+
+
+async def start_task(session: Session, client: Client, settings: Settings, task_id: str) -> MLTask:
+    """Start the task's workflow (id = task id); starting again is a no-op, never a second run."""
+    task = get_task(session, task_id)
+    if TaskStatus(task.status) in TERMINAL_STATUSES:
+        raise Conflict(f"task {task_id} is already {task.status}")
+    try:
+        await client.start_workflow(
+            WORKFLOW_NAME, workflow_input(task, settings), id=task.id, task_queue=TASK_QUEUE_WORKFLOWS,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.ALREADY_EXISTS:
+            raise Unavailable(f"could not start the workflow: {exc.message}") from exc
+    return task
+
+
+def _require(task: MLTask, target: TaskStatus, action: str) -> None:
+    current = TaskStatus(task.status)
+    suspended_from = TaskStatus(task.suspended_from) if task.suspended_from else None
+    allowed = can_transition(current, target, suspended_from=suspended_from) if target != TaskStatus.OPTIMIZING else current == TaskStatus.SUSPENDED
+    if not allowed:
+        raise Conflict(f"cannot {action} task {task.id}: it is {current}")
+
+
+async def pause_task(session: Session, client: Client, task_id: str) -> MLTask:
+    task = get_task(session, task_id)
+    _require(task, TaskStatus.SUSPENDED, "pause")
+    await _signal(client.get_workflow_handle(task_id), "pause")
+    return task
+
+
+async def resume_task(session: Session, client: Client, task_id: str) -> MLTask:
+    task = get_task(session, task_id)
+    if TaskStatus(task.status) != TaskStatus.SUSPENDED:
+        raise Conflict(f"cannot resume task {task_id}: it is {task.status}, not SUSPENDED")
+    await _signal(client.get_workflow_handle(task_id), "resume")
+    return task
+
+
+async def cancel_task(session: Session, client: Client, task_id: str) -> MLTask:
+    """Cancel through Temporal (the workflow compensates); a task never started is cancelled in the database directly."""
+    task = get_task(session, task_id)
+    _require(task, TaskStatus.CANCELLED, "cancel")
+    handle = client.get_workflow_handle(task_id)
+    try:
+        await handle.cancel()
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise Unavailable(f"could not cancel the workflow: {exc.message}") from exc
+        task.status = TaskStatus.CANCELLED.value
+        session.commit()
+    return task
+
+
+async def _signal(handle: WorkflowHandle, name: str) -> None:
+    try:
+        await handle.signal(name)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise Conflict(f"task {handle.id} has no running workflow") from exc
+        raise Unavailable(f"could not signal the workflow: {exc.message}") from exc
+
+
+async def live_progress(client: Client, task: MLTask) -> dict[str, Any] | None:
+    """The running activity's last heartbeat (training step and loss, or evaluation stage), from Temporal."""
+    if TaskStatus(task.status) not in ACTIVE_PHASES:
+        return None
+    try:
+        description = await client.get_workflow_handle(task.id).describe()
+    except RPCError:
+        return None
+    for pending in description.raw_description.pending_activities:
+        if pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED or not pending.heartbeat_details.payloads:
+            continue
+        details = (await client.data_converter.decode(pending.heartbeat_details.payloads))[0]
+        if isinstance(details, dict):
+            return details
+    return None

@@ -1,0 +1,1 @@
+"""The `wlops` command line."""

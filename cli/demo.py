@@ -1,0 +1,110 @@
+"""The main job: start the embedded stack, upload the sample dataset, run a continuous-learning task
+through the API with live progress, and print the iterations against the baseline."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cli.stack import Stack
+from core.settings import Settings
+from core.status import TERMINAL_STATUSES, TaskStatus
+from ml.metrics import METRIC_NAMES
+
+SAMPLE_DATASET = Path(__file__).resolve().parent.parent / "data" / "sample" / "ferrolink_faq.jsonl"
+DEMO_HYPERPARAMETERS = {"learning_rate": 3e-4, "epochs": 2, "batch_size": 8, "lora_r": 16, "lora_alpha": 32, "max_seq_length": 160, "seed": 7}
+
+
+def run_demo(settings: Settings, iterations: int = 3, max_steps: int | None = None, dataset: Path = SAMPLE_DATASET) -> int:
+    console = Console(width=max(Console().width, 110))
+    started = time.monotonic()
+    console.print(f"[bold]WLOps demo[/]: data in {settings.data_dir.resolve()}")
+    with Stack(settings) as stack:
+        base = f"http://{settings.api_host}:{settings.api_port}"
+        with httpx.Client(base_url=base, timeout=60) as api:
+            with open(dataset, "rb") as fh:
+                upload = _ok(api.post("/api/v1/datasets", files={"file": (dataset.name, fh, "application/jsonl")},
+                                      data={"name": "FerroLink support FAQ", "domain": "product-support"}))
+            console.print(f"uploaded [cyan]{dataset.name}[/]: {upload['sample_count']} rows → dataset {upload['dataset_id']}")
+            hyperparameters = {**DEMO_HYPERPARAMETERS, **({"max_steps": max_steps} if max_steps else {})}
+            task = _ok(api.post("/api/v1/tasks/continuous", json={
+                "task_name": "FerroLink support assistant", "model_name": "smollm2-135m-instruct", "dataset_id": upload["dataset_id"],
+                "hyperparameters": hyperparameters, "max_iterations": iterations, "performance_threshold": 0.95,
+            }))
+            task_id = task["task_id"]
+            _ok(api.post(f"/api/v1/tasks/{task_id}/start"))
+            console.print(f"started continuous task {task_id} ({iterations} iterations max)\n  Temporal Web UI: {task['workflow_url']}")
+            final = _follow(api, stack, task_id, console)
+            report = _ok(api.get(f"/api/v1/tasks/{task_id}/report")) if final["status"] == TaskStatus.COMPLETED else None
+    elapsed = time.monotonic() - started
+    if report is None:
+        console.print(f"[red]task ended {final['status']}[/]: {final.get('error')}")
+        return 1
+    console.print(_iteration_table(report))
+    beats = report["final"]["beats_baseline"]
+    console.print(
+        f"\nfinal test-split score {report['final']['score']:.4f} ({report['final']['grade']}) vs base model "
+        f"{report['baseline']['scores']['overall']:.4f}: " + ("[green]beats the baseline[/]" if beats else "[red]does not beat the baseline[/]")
+    )
+    console.print(f"stopped because: {report['task']['stop_reason']}")
+    console.print(f"report: {report['markdown_path']}  (JSON: {report['report_path']})")
+    console.print(f"run in the Temporal Web UI: {final['workflow_url']}")
+    console.print(f"demo took {elapsed / 60:.1f} min")
+    return 0 if beats else 1
+
+
+def _ok(response: httpx.Response) -> dict:
+    if response.status_code >= 400:
+        raise SystemExit(f"API error {response.status_code} on {response.request.method} {response.request.url}: {response.text}")
+    return response.json()
+
+
+def _follow(api: httpx.Client, stack: Stack, task_id: str, console: Console) -> dict:
+    """Poll the task until it ends, with a progress bar of the current phase."""
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as bars:
+        bar = bars.add_task("PENDING", total=None, detail="")
+        shown = None
+        while True:
+            stack.check()
+            task = _ok(api.get(f"/api/v1/tasks/{task_id}"))
+            status, iteration, live = task["status"], task["current_iteration"], task.get("progress") or {}
+            key = (status, iteration)
+            if key != shown:
+                if shown is not None:
+                    bars.update(bar, completed=bars.tasks[0].total or 1, total=bars.tasks[0].total or 1)
+                    bar = bars.add_task("", total=None, detail="")
+                    bars.tasks.pop(0) if len(bars.tasks) > 4 else None
+                shown = key
+            description = f"iteration {iteration}/{task['max_iterations']} {status:<10}"
+            if live.get("total_steps"):
+                bars.update(bar, description=description, total=live["total_steps"], completed=live["step"],
+                            detail=f"step {live['step']}/{live['total_steps']} loss {live['loss']:.3f} {live['tokens_per_second']:.0f} tok/s")
+            else:
+                detail = live.get("stage") or (f"score {task['latest_score']:.3f}" if task.get("latest_score") is not None else "")
+                bars.update(bar, description=description, detail=detail)
+            if TaskStatus(status) in TERMINAL_STATUSES:
+                bars.update(bar, total=1, completed=1)
+                return task
+            time.sleep(1.0)
+
+
+def _iteration_table(report: dict) -> Table:
+    table = Table(title="Iterations: test-split scores against the base model")
+    for column in ("iter", "EM", "F1", "BLEU", "ROUGE-L", "overall", "Δ base", "grade", "feedback", "steps"):
+        table.add_column(column, justify="right")
+    base = report["baseline"]["scores"]
+    table.add_row("base", *(f"{base[m]:.3f}" for m in METRIC_NAMES), f"{base['overall']:.4f}", "", "", f"{report['baseline']['feedback_scores']['overall']:.4f}", "")
+    for it in report["iterations"]:
+        test = it["scores"]["test"]
+        table.add_row(
+            str(it["iteration"]), *(f"{test[m]:.3f}" for m in METRIC_NAMES), f"{test['overall']:.4f}",
+            f"{test['overall'] - base['overall']:+.4f}", it["headline"]["grade"], f"{it['scores']['feedback']['overall']:.4f}",
+            f"{it['training']['steps']}",
+        )
+    return table

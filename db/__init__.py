@@ -1,0 +1,1 @@
+"""Metadata database: SQLAlchemy models, sessions and Alembic migrations."""

@@ -1,0 +1,85 @@
+"""Stored models: datasets, ml_tasks, task_executions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    storage_path: Mapped[str] = mapped_column(String(500))
+    file_format: Mapped[str] = mapped_column(String(16))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    sample_count: Mapped[int] = mapped_column(Integer)
+    domain: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    dataset_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    is_optimized: Mapped[bool] = mapped_column(Boolean, default=False)
+    source_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), nullable=True)
+    task_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    optimization_log: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class MLTask(Base):
+    __tablename__ = "ml_tasks"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    mode: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    suspended_from: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    model_name: Mapped[str] = mapped_column(String(500))
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
+    current_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), nullable=True)
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    current_iteration: Mapped[int] = mapped_column(Integer, default=0)
+    max_iterations: Mapped[int] = mapped_column(Integer, default=1)
+    performance_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    latest_model_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    latest_evaluation_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    latest_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    baseline_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    report_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    hyperparameters: Mapped[dict] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class TaskExecution(Base):
+    __tablename__ = "task_executions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("ml_tasks.id"), index=True)
+    iteration: Mapped[int] = mapped_column(Integer)
+    phase: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    input_dataset_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    output_dataset_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    model_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    evaluation_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    metrics: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)

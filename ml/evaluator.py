@@ -1,0 +1,226 @@
+"""Evaluation: generate answers on the feedback and test splits, score them, mine bad cases, suggest fixes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from ml.chat import prompt_ids, training_ids
+from ml.embeddings import group_by_topic
+from ml.examples import Example
+from ml.metrics import GradeThresholds, ScoreWeights, corpus_scores, grade, overall, score_example
+from ml.optimizer import Splits
+
+HEADLINE_SPLIT = "test"
+EVALUATED_SPLITS = ("feedback", "test")
+
+
+@dataclass
+class EvaluationConfig:
+    weights: ScoreWeights = field(default_factory=ScoreWeights)
+    thresholds: GradeThresholds = field(default_factory=GradeThresholds)
+    max_new_tokens: int = 40
+    batch_size: int = 32
+    bad_case_threshold: float = 0.5  # a feedback example scoring below this overall is a bad case
+    max_bad_cases: int = 24
+    max_train_loss_cases: int = 8
+    max_seq_length: int = 256
+    side_by_side: int = 4
+
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+@torch.no_grad()
+def generate_answers(model, tokenizer, questions: list[str], batch_size: int = 32, max_new_tokens: int = 48, progress: Progress | None = None) -> list[str]:
+    """Greedy answers, batched with left padding."""
+    device = next(model.parameters()).device
+    model.eval()
+    answers: list[str] = []
+    for start in range(0, len(questions), batch_size):
+        prompts = [prompt_ids(tokenizer, q) for q in questions[start : start + batch_size]]
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), tokenizer.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention[row, width - len(ids) :] = 1
+        output = model.generate(
+            input_ids=input_ids.to(device), attention_mask=attention.to(device), max_new_tokens=max_new_tokens,
+            do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        )
+        answers.extend(tokenizer.decode(seq[width:], skip_special_tokens=True).strip() for seq in output)
+        if progress:
+            progress("generate", min(start + batch_size, len(questions)), len(questions))
+    return answers
+
+
+@torch.no_grad()
+def per_example_loss(model, tokenizer, examples: list[Example], max_length: int = 256, batch_size: int = 16) -> list[float]:
+    """Mean answer-token loss of each example: batched forward passes, far cheaper than generating."""
+    device = next(model.parameters()).device
+    model.eval()
+    pairs = [training_ids(tokenizer, e.question, e.answer, max_length) for e in examples]
+    losses = [float("nan")] * len(examples)
+    valid = [i for i, p in enumerate(pairs) if p is not None]
+    for start in range(0, len(valid), batch_size):
+        chunk = valid[start : start + batch_size]
+        width = max(len(pairs[i][0]) for i in chunk)
+        ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+        attention = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, i in enumerate(chunk):
+            seq, lab = pairs[i]
+            ids[row, : len(seq)], labels[row, : len(lab)], attention[row, : len(seq)] = torch.tensor(seq), torch.tensor(lab), 1
+        logits = model(input_ids=ids.to(device), attention_mask=attention.to(device)).logits.float()
+        shifted = labels[:, 1:].to(device)
+        token_loss = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), shifted, ignore_index=-100, reduction="none")
+        counts = (shifted != -100).sum(dim=1).clamp(min=1)
+        for row, i in enumerate(chunk):
+            losses[i] = float(token_loss[row].sum() / counts[row])
+    return losses
+
+
+def score_split(examples: list[Example], predictions: list[str], weights: ScoreWeights) -> dict[str, Any]:
+    rows = []
+    for example, got in zip(examples, predictions, strict=True):
+        scores = {k: round(v, 4) for k, v in score_example(got, example.answer).items()}
+        rows.append({"example_id": example.id, "question": example.question, "expected": example.answer, "got": got,
+                     "scores": scores, "overall": round(overall(scores, weights), 4)})
+    return {"scores": corpus_scores([r["scores"] for r in rows], weights), "examples": rows}
+
+
+def predict_splits(model, tokenizer, splits: Splits, config: EvaluationConfig, progress: Progress | None = None) -> dict[str, list[str]]:
+    return {name: generate_answers(model, tokenizer, [e.question for e in getattr(splits, name)], config.batch_size, config.max_new_tokens, progress)
+            for name in EVALUATED_SPLITS}
+
+
+def error_type(row: dict[str, Any]) -> str:
+    got, expected = row.get("got") or "", row["expected"]
+    if not got.strip():
+        return "empty_answer"
+    if len(got.split()) > 2 * len(expected.split()) + 5:
+        return "too_long"
+    return "wrong_content"
+
+
+def find_bad_cases(feedback_rows: list[dict[str, Any]], train: list[Example], train_losses: list[float], config: EvaluationConfig) -> list[dict[str, Any]]:
+    """Feedback examples scoring below the threshold (worst first) and the training examples with the highest loss."""
+    failing = sorted((r for r in feedback_rows if r["overall"] < config.bad_case_threshold), key=lambda r: r["overall"])
+    cases = [{**r, "split": "feedback", "error_type": error_type(r)} for r in failing[: config.max_bad_cases]]
+    ranked = sorted((pair for pair in zip(train, train_losses) if pair[1] == pair[1]), key=lambda p: -p[1])
+    for example, loss in ranked[: config.max_train_loss_cases]:
+        cases.append({"example_id": example.id, "question": example.question, "expected": example.answer, "got": None,
+                      "loss": round(loss, 4), "split": "train", "error_type": "high_training_loss"})
+    return cases
+
+
+ACTIONS = {
+    "feedback": "up-weight the training examples nearest to these failures and add validated rewrites of them",
+    "train": "up-weight these training examples and add validated rewrites of them",
+}
+
+
+def suggest_improvements(bad_cases: list[dict[str, Any]], iteration: int) -> list[dict[str, Any]]:
+    """Group bad cases by topic and split; one structured suggestion per group, with its plain-words rendering."""
+    suggestions = []
+    for split in ("feedback", "train"):
+        cases = [c for c in bad_cases if c["split"] == split]
+        for group in group_by_topic([c["question"] for c in cases]):
+            members = [cases[i] for i in group]
+            dominant = Counter(c["error_type"] for c in members).most_common(1)[0][0]
+            label = members[0]["question"]
+            suggestion = {
+                "id": f"s{iteration}-{len(suggestions) + 1}",
+                "kind": "targeted_training_data",
+                "split": split,
+                "error_type": dominant,
+                "group": {"label": label, "size": len(members)},
+                "evidence_bad_case_ids": [c["example_id"] for c in members],
+                "action": ACTIONS[split],
+            }
+            suggestion["text"] = (
+                f"{len(members)} {'answer' if split == 'feedback' else 'training example'}{'s' if len(members) > 1 else ''} "
+                f"about topics like \"{label}\" {'are mostly ' + dominant.replace('_', ' ') if split == 'feedback' else 'still have a high loss'}; "
+                f"next round will {suggestion['action']}."
+            )
+            suggestions.append(suggestion)
+    return suggestions
+
+
+def evaluate_predictions(
+    splits: Splits,
+    predictions: dict[str, list[str]],
+    train_losses: list[float],
+    config: EvaluationConfig,
+    iteration: int,
+    baseline: dict[str, Any] | None = None,
+    previous: dict[str, Any] | None = None,
+    lineage: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """The evaluation report of one iteration, from the model's answers and per-example training losses.
+
+    `baseline` and `previous` are earlier evaluation reports (the untuned model's and the last
+    iteration's); `lineage` maps a bad case id to the training example ids that targeted it.
+    """
+    results = {name: score_split(getattr(splits, name), predictions[name], config.weights) for name in EVALUATED_SPLITS}
+    headline = results[HEADLINE_SPLIT]["scores"]["overall"]
+    bad_cases = find_bad_cases(results["feedback"]["examples"], splits.train, train_losses, config)
+    valid_losses = [x for x in train_losses if x == x]
+    report: dict[str, Any] = {
+        "iteration": iteration,
+        "headline": {"split": HEADLINE_SPLIT, "score": headline, "grade": grade(headline, config.thresholds)},
+        "splits": {name: {"split": name, "size": len(getattr(splits, name)), **results[name]} for name in EVALUATED_SPLITS},
+        "train_loss": {"split": "train", "mean": round(sum(valid_losses) / len(valid_losses), 4) if valid_losses else None},
+        "bad_cases": bad_cases,
+        "suggestions": suggest_improvements(bad_cases, iteration),
+        "comparison": {},
+        "bad_case_followup": [],
+    }
+    for name, other in (("baseline", baseline), ("previous", previous)):
+        if other:
+            report["comparison"][name] = {
+                split: {"split": split, "score": other["splits"][split]["scores"]["overall"],
+                        "delta": round(results[split]["scores"]["overall"] - other["splits"][split]["scores"]["overall"], 4)}
+                for split in EVALUATED_SPLITS
+            }
+    if previous:
+        report["bad_case_followup"] = follow_up_bad_cases(previous, results, lineage or {})
+    if baseline:
+        base_by_id = {r["example_id"]: r["got"] for r in baseline["splits"][HEADLINE_SPLIT]["examples"]}
+        report["side_by_side"] = [
+            {"split": HEADLINE_SPLIT, "question": r["question"], "expected": r["expected"], "base_answer": base_by_id.get(r["example_id"]), "tuned_answer": r["got"]}
+            for r in results[HEADLINE_SPLIT]["examples"][: config.side_by_side]
+        ]
+    return report
+
+
+def follow_up_bad_cases(previous: dict[str, Any], results: dict[str, Any], lineage: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """How each of the previous round's bad cases scores now, and which training examples were made for it."""
+    now = {split: {r["example_id"]: r for r in results[split]["examples"]} for split in EVALUATED_SPLITS}
+    rows = []
+    for case in previous["bad_cases"]:
+        if case["split"] != "feedback":
+            continue
+        after = now["feedback"].get(case["example_id"])
+        rows.append({
+            "bad_case_id": case["example_id"], "split": "feedback", "question": case["question"],
+            "before": case["overall"], "after": after["overall"] if after else None,
+            "delta": round(after["overall"] - case["overall"], 4) if after else None,
+            "targeted_training_examples": lineage.get(case["example_id"], []),
+        })
+    return rows
+
+
+def lineage_by_bad_case(train: list[Example]) -> dict[str, list[str]]:
+    """bad case id -> ids of the training examples up-weighted or added because of it."""
+    out: dict[str, list[str]] = {}
+    for example in train:
+        for cause in example.lineage:
+            ids = out.setdefault(cause["bad_case_id"], [])
+            if example.id not in ids:
+                ids.append(example.id)
+    return out

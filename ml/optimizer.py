@@ -1,0 +1,303 @@
+"""Data optimization: clean a raw dataset, split it for the whole task, and target training data at bad cases."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from rapidfuzz import fuzz, process
+
+from ml.examples import Example, example_key, normalize_text, read_rows, record_to_pair
+
+# Two examples whose normalized text is at least this similar (rapidfuzz ratio, 0-100) are near duplicates.
+NEAR_DUPLICATE_SIMILARITY = 90.0
+
+
+@dataclass
+class CleaningConfig:
+    max_question_chars: int = 1000
+    max_answer_chars: int = 1500
+    near_duplicate_similarity: float = NEAR_DUPLICATE_SIMILARITY
+
+
+@dataclass
+class CleaningResult:
+    examples: list[Example]
+    rows_in: int
+    removed: dict[str, list[dict[str, Any]]]  # reason -> [{line, detail}]
+
+    @property
+    def removed_counts(self) -> dict[str, int]:
+        return {reason: len(rows) for reason, rows in self.removed.items()}
+
+
+def clean_dataset(path: Path, file_format: str, config: CleaningConfig | None = None) -> CleaningResult:
+    """Parse, normalize and filter a raw dataset; every dropped row is reported with its line and reason."""
+    config = config or CleaningConfig()
+    removed: dict[str, list[dict[str, Any]]] = {}
+    kept: list[Example] = []
+    rows_in = 0
+
+    def drop(reason: str, line: int, detail: str) -> None:
+        removed.setdefault(reason, []).append({"line": line, "detail": detail})
+
+    seen: dict[str, int] = {}
+    for row in read_rows(path, file_format):
+        rows_in += 1
+        if row.error:
+            drop("malformed", row.line, row.error)
+            continue
+        try:
+            question, answer = record_to_pair(row.record or {})
+        except ValueError as exc:
+            drop("malformed", row.line, str(exc))
+            continue
+        question, answer = normalize_text(question), normalize_text(answer)
+        if not question or not answer:
+            drop("empty", row.line, "empty question" if not question else "empty answer")
+            continue
+        if len(question) > config.max_question_chars or len(answer) > config.max_answer_chars:
+            drop("too_long", row.line, f"question {len(question)} / answer {len(answer)} characters")
+            continue
+        key = example_key(question, answer)
+        if key in seen:
+            drop("exact_duplicate", row.line, f"same as line {seen[key]}")
+            continue
+        seen[key] = row.line
+        kept.append(Example(question=question, answer=answer, source_line=row.line))
+
+    kept, near = remove_near_duplicates(kept, config.near_duplicate_similarity)
+    for example, original in near:
+        removed.setdefault("near_duplicate", []).append({"line": example.source_line, "detail": f"near line {original.source_line}"})
+    return CleaningResult(examples=kept, rows_in=rows_in, removed=removed)
+
+
+def remove_near_duplicates(examples: list[Example], similarity: float) -> tuple[list[Example], list[tuple[Example, Example]]]:
+    """Keep the first of every group of near-duplicate examples; return (kept, [(dropped, kept_twin)])."""
+    if len(examples) < 2:
+        return examples, []
+    keys = [example_key(e.question, e.answer) for e in examples]
+    scores = process.cdist(keys, keys, scorer=fuzz.ratio, score_cutoff=similarity, workers=-1)
+    kept: list[Example] = []
+    dropped: list[tuple[Example, Example]] = []
+    kept_index: list[int] = []
+    for i, example in enumerate(examples):
+        twins = [j for j in kept_index if scores[i, j] >= similarity]
+        if twins:
+            dropped.append((example, examples[twins[0]]))
+        else:
+            kept.append(example)
+            kept_index.append(i)
+    return kept, dropped
+
+
+# ---------------------------------------------------------------- splits
+
+
+@dataclass
+class SplitConfig:
+    feedback_fraction: float = 0.15
+    test_fraction: float = 0.15
+    min_examples: int = 4
+
+
+@dataclass
+class Splits:
+    """train: what the model learns from; feedback: where the loop mines bad cases; test: locked, only reported."""
+
+    train: list[Example]
+    feedback: list[Example]
+    test: list[Example]
+
+    def to_json(self) -> dict[str, list[dict[str, Any]]]:
+        return {name: [e.to_json() for e in getattr(self, name)] for name in ("train", "feedback", "test")}
+
+    @classmethod
+    def from_json(cls, data: dict[str, list[dict[str, Any]]]) -> "Splits":
+        return cls(**{name: [Example.from_json(e) for e in data[name]] for name in ("train", "feedback", "test")})
+
+    def held_out(self) -> list[Example]:
+        return self.feedback + self.test
+
+
+def _split_rank(example: Example) -> str:
+    return hashlib.sha256(("split:" + example_key(example.question, example.answer)).encode()).hexdigest()
+
+
+def question_groups(examples: list[Example], similarity: float = NEAR_DUPLICATE_SIMILARITY) -> list[list[int]]:
+    """Indices grouped so that examples with near-identical questions share a group (union-find)."""
+    parent = list(range(len(examples)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    if len(examples) > 1:
+        questions = [normalize_text(e.question).casefold() for e in examples]
+        scores = process.cdist(questions, questions, scorer=fuzz.ratio, score_cutoff=similarity, workers=-1)
+        for i, j in zip(*np.nonzero(scores)):
+            parent[root(int(i))] = root(int(j))
+    groups: dict[int, list[int]] = {}
+    for i in range(len(examples)):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
+
+
+def split_examples(examples: list[Example], config: SplitConfig | None = None) -> Splits:
+    """Stable three-way split by hash of the normalized examples; small datasets still get `min_examples` per held-out split.
+
+    Examples whose questions are near-identical move together, so no held-out question has a twin in training.
+    """
+    config = config or SplitConfig()
+    n = len(examples)
+    n_test = max(config.min_examples, round(n * config.test_fraction))
+    n_feedback = max(config.min_examples, round(n * config.feedback_fraction))
+    if n - n_test - n_feedback < config.min_examples:
+        raise ValueError(
+            f"only {n} usable examples after cleaning; need at least {n_test + n_feedback + config.min_examples} "
+            f"for train/feedback/test splits"
+        )
+    groups = sorted(question_groups(examples), key=lambda g: min(_split_rank(examples[i]) for i in g))
+    parts: dict[str, list[int]] = {"test": [], "feedback": [], "train": []}
+    for group in groups:
+        name = "test" if len(parts["test"]) < n_test else "feedback" if len(parts["feedback"]) < n_feedback else "train"
+        parts[name].extend(group)
+    # keep the file's order inside each split
+    return Splits(*([examples[i] for i in sorted(parts[name])] for name in ("train", "feedback", "test")))
+
+
+def find_leaks(training: Sequence[Example], held_out: Sequence[Example], similarity: float = NEAR_DUPLICATE_SIMILARITY) -> list[tuple[str, str, float]]:
+    """Every (training id, held-out id, similarity) pair where a training example copies or nearly copies a held-out one.
+
+    Both the whole example and the question alone are compared, so a rewrite that keeps a held-out
+    question under a new answer is caught too.
+    """
+    if not training or not held_out:
+        return []
+    leaks = []
+    for text in (lambda e: example_key(e.question, e.answer), lambda e: normalize_text(e.question).casefold()):
+        scores = process.cdist([text(e) for e in training], [text(e) for e in held_out], scorer=fuzz.ratio, score_cutoff=similarity, workers=-1)
+        for i, j in zip(*np.nonzero(scores)):
+            leaks.append((training[i].id, held_out[j].id, float(scores[i, j])))
+    return leaks
+
+
+# ---------------------------------------------------------------- targeting bad cases
+
+Embedder = Callable[[list[str]], np.ndarray]  # texts -> L2-normalized row vectors
+
+REWRITE_TEMPLATES = (
+    "{q} Answer in one sentence.",
+    "Quick question: {q}",
+    "I need the short answer: {q}",
+)
+
+
+@dataclass
+class TargetingConfig:
+    neighbours_per_bad_case: int = 3
+    upweight: int = 1  # extra copies per targeted example
+    rewrites_per_example: int = 1
+    min_similarity: float = 0.3
+
+
+@dataclass
+class OptimizationLog:
+    rows_in: int
+    removed: dict[str, int]
+    removed_rows: dict[str, list[dict[str, Any]]]
+    splits: dict[str, int]
+    upweighted: int = 0
+    added: int = 0
+    rewrites_rejected: dict[str, int] = field(default_factory=dict)
+    targeted_bad_cases: int = 0
+    rows_out: int = 0
+
+
+@dataclass
+class TargetedData:
+    train: list[Example]
+    upweighted: int
+    added: int
+    rejected: dict[str, int]
+    targeted_bad_cases: int
+
+
+def target_bad_cases(
+    train: list[Example],
+    held_out: list[Example],
+    bad_cases: list[dict[str, Any]],
+    suggestions: list[dict[str, Any]],
+    embed: Embedder,
+    config: TargetingConfig | None = None,
+) -> TargetedData:
+    """Up-weight the training examples nearest to each bad case and add validated rewrites of them.
+
+    Bad cases from the feedback split are only ever used as *queries*: what enters the training set
+    is training material (or a rewrite of it) and every rewrite is checked against the held-out
+    splits. Every touched example records the bad case and suggestion that caused it.
+    """
+    config = config or TargetingConfig()
+    result = [Example(**{**e.to_json(), "lineage": list(e.lineage)}) for e in train]
+    if not bad_cases or not result:
+        return TargetedData(result, 0, 0, {}, 0)
+    suggestion_of = {case_id: s["id"] for s in suggestions for case_id in s.get("evidence_bad_case_ids", [])}
+    by_id = {e.id: i for i, e in enumerate(result)}
+    train_vectors = embed([e.question for e in result])
+    targets: dict[int, list[dict[str, Any]]] = {}
+    for case in bad_cases:
+        cause = {"bad_case_id": case["example_id"], "suggestion_id": suggestion_of.get(case["example_id"]), "split": case["split"]}
+        if case["split"] == "train" and case["example_id"] in by_id:
+            targets.setdefault(by_id[case["example_id"]], []).append({**cause, "reason": "high_training_loss"})
+            continue
+        query = embed([case["question"]])[0]
+        similarities = train_vectors @ query
+        for index in np.argsort(-similarities)[: config.neighbours_per_bad_case]:
+            if similarities[index] >= config.min_similarity:
+                targets.setdefault(int(index), []).append({**cause, "reason": "nearest_to_failure", "similarity": round(float(similarities[index]), 3)})
+
+    held_questions = [normalize_text(e.question).casefold() for e in held_out]
+    existing = {example_key(e.question, e.answer) for e in result}
+    rejected: Counter[str] = Counter()
+    added: list[Example] = []
+    for index, causes in sorted(targets.items()):
+        example = result[index]
+        example.weight += config.upweight
+        example.lineage.extend({**c, "action": "upweight"} for c in causes)
+        for template in REWRITE_TEMPLATES[: config.rewrites_per_example]:
+            rewrite = Example(question=template.format(q=example.question), answer=example.answer, origin="rewrite",
+                              lineage=[{**c, "action": "rewrite", "rewrite_of": example.id} for c in causes])
+            reason = _rewrite_problem(rewrite, example, held_questions, existing)
+            if reason:
+                rejected[reason] += 1
+                continue
+            existing.add(example_key(rewrite.question, rewrite.answer))
+            added.append(rewrite)
+    if added and find_leaks(added, held_out):
+        leaked = {t for t, _, _ in find_leaks(added, held_out)}
+        rejected["near_held_out"] += len(leaked)
+        added = [e for e in added if e.id not in leaked]
+    return TargetedData(result + added, len(targets), len(added), dict(rejected), len({c["bad_case_id"] for cs in targets.values() for c in cs}))
+
+
+def _rewrite_problem(rewrite: Example, original: Example, held_questions: list[str], existing: set[str]) -> str | None:
+    """Why a rewrite must not be added, or None if it is valid."""
+    if rewrite.answer != original.answer or not rewrite.question.strip():
+        return "changed_answer"
+    if example_key(rewrite.question, rewrite.answer) in existing:
+        return "duplicate"
+    question = normalize_text(rewrite.question).casefold()
+    if held_questions and process.extractOne(question, held_questions, scorer=fuzz.ratio, score_cutoff=NEAR_DUPLICATE_SIMILARITY):
+        return "near_held_out"
+    return None
+
+
+def expand_weights(examples: list[Example]) -> list[Example]:
+    """The training stream: each example repeated `weight` times."""
+    return [e for e in examples for _ in range(max(1, e.weight))]

@@ -1,0 +1,235 @@
+"""LoRA fine-tuning as a plain loop: model, data, optimizer, loop, checkpoint.
+
+Each optimizer step packs its examples into one row (position ids restart per example, so
+transformers builds a block-diagonal causal mask): no padding tokens are ever computed.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ml.chat import training_ids
+from ml.examples import Example
+
+LORA_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+@dataclass
+class Hyperparameters:
+    learning_rate: float = 2e-4
+    epochs: int = 2
+    batch_size: int = 8
+    lora_r: int = 16
+    lora_alpha: float = 32.0
+    lora_dropout: float = 0.05
+    max_seq_length: int = 256
+    max_steps: int | None = None
+    seed: int = 42
+
+
+@dataclass
+class TrainingProgress:
+    step: int
+    total_steps: int
+    loss: float
+    tokens: int
+    tokens_per_second: float
+
+
+@dataclass
+class TrainingSummary:
+    steps: int
+    total_steps: int
+    resumed_from_step: int
+    loss_curve: list[tuple[int, float]]
+    useful_tokens: int
+    seconds: float
+    tokens_per_second: float
+    examples: int
+    device: str
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped at a safe point (pause or cancel) after saving a checkpoint."""
+
+    def __init__(self, step: int):
+        super().__init__(f"training stopped at step {step} after checkpointing")
+        self.step = step
+
+
+@dataclass
+class Checkpoint:
+    """What a resumed run needs: adapter weights, optimizer, scheduler, step, RNG and the loss so far."""
+
+    step: int
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)
+    useful_tokens: int = 0
+
+    @staticmethod
+    def save(directory: Path, model, optimizer, scheduler, state: "Checkpoint") -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(directory / "adapter")
+        torch.save(
+            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()},
+            directory / "trainer_state.pt",
+        )
+        (directory / "checkpoint.json").write_text(json.dumps(asdict(state)))
+        return directory
+
+    @staticmethod
+    def load_state(directory: Path) -> "Checkpoint":
+        data = json.loads((directory / "checkpoint.json").read_text())
+        return Checkpoint(step=data["step"], loss_curve=[tuple(p) for p in data["loss_curve"]], useful_tokens=data["useful_tokens"])
+
+
+def tokenize_examples(tokenizer, examples: list[Example], max_length: int) -> list[tuple[list[int], list[int]]]:
+    """(ids, labels) per example, each repeated `weight` times; examples with no room for an answer are skipped."""
+    rows = []
+    for example in examples:
+        pair = training_ids(tokenizer, example.question, example.answer, max_length)
+        if pair is not None:
+            rows.extend([pair] * max(1, example.weight))
+    return rows
+
+
+def batch_order(n_rows: int, batch_size: int, epochs: int, seed: int) -> list[list[int]]:
+    """The indices of every step's examples, shuffled per epoch from the seed (so a resume replays the same order)."""
+    generator = random.Random(seed)
+    batches = []
+    for _ in range(epochs):
+        order = list(range(n_rows))
+        generator.shuffle(order)
+        batches.extend(order[i : i + batch_size] for i in range(0, n_rows, batch_size))
+    return batches
+
+
+def pack(rows: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+    """Concatenate examples into one row; position ids restart at 0 for each example."""
+    ids, labels, positions = [], [], []
+    for row_ids, row_labels in rows:
+        ids.extend(row_ids)
+        # the first label of each example must not be predicted from the previous example
+        labels.extend([-100] + row_labels[1:])
+        positions.extend(range(len(row_ids)))
+    return {
+        "input_ids": torch.tensor([ids]),
+        "labels": torch.tensor([labels]),
+        "position_ids": torch.tensor([positions]),
+    }
+
+
+def build_lora_model(base_model, hp: Hyperparameters, init_adapter: Path | None):
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if init_adapter is not None:
+        return PeftModel.from_pretrained(base_model, init_adapter, is_trainable=True)
+    config = LoraConfig(r=hp.lora_r, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout, target_modules=LORA_TARGET_MODULES, task_type="CAUSAL_LM")
+    return get_peft_model(base_model, config)
+
+
+def train_lora(
+    base_model,
+    tokenizer,
+    examples: list[Example],
+    hp: Hyperparameters,
+    output_dir: Path,
+    *,
+    init_adapter: Path | None = None,
+    resume_from: Path | None = None,
+    checkpoint_dir: Path | None = None,
+    checkpoint_every: int = 10,
+    on_checkpoint: Callable[[Path, int], None] | None = None,
+    on_progress: Callable[[TrainingProgress], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> TrainingSummary:
+    """Train a LoRA adapter on `examples` and save it (peft format) to `output_dir`.
+
+    `init_adapter` continues an earlier adapter (incremental training); `resume_from` is a
+    checkpoint folder of this same run. When `should_stop()` turns true the loop saves a
+    checkpoint and raises `TrainingInterrupted`.
+    """
+    from transformers import get_linear_schedule_with_warmup
+
+    torch.manual_seed(hp.seed)
+    random.seed(hp.seed)
+    device = next(base_model.parameters()).device
+    rows = tokenize_examples(tokenizer, examples, hp.max_seq_length)
+    if not rows:
+        raise ValueError("no trainable examples: every prompt is longer than max_seq_length")
+    batches = batch_order(len(rows), hp.batch_size, hp.epochs, hp.seed)
+    total_steps = min(len(batches), hp.max_steps) if hp.max_steps else len(batches)
+
+    state = Checkpoint(step=0)
+    if resume_from is not None:
+        state = Checkpoint.load_state(resume_from)
+        model = build_lora_model(base_model, hp, resume_from / "adapter")
+    else:
+        model = build_lora_model(base_model, hp, init_adapter)
+    resumed_from_step = state.step
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=hp.learning_rate, weight_decay=0.0)
+    scheduler = get_linear_schedule_with_warmup(optimizer, num_warmup_steps=max(1, total_steps // 20), num_training_steps=total_steps)
+    if resume_from is not None:
+        saved = torch.load(resume_from / "trainer_state.pt", weights_only=False)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["torch_rng"])
+        random.setstate(saved["python_rng"])
+
+    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    checkpoint_dir = checkpoint_dir or output_dir.parent / (output_dir.name + "-checkpoint")
+
+    def checkpoint() -> None:
+        Checkpoint.save(checkpoint_dir, model, optimizer, scheduler, state)
+        if on_checkpoint:
+            on_checkpoint(checkpoint_dir, state.step)
+
+    started = time.perf_counter()
+    tokens_this_run = 0
+    while state.step < total_steps:
+        if should_stop():
+            checkpoint()
+            raise TrainingInterrupted(state.step)
+        batch = {k: v.to(device) for k, v in pack([rows[i] for i in batches[state.step]]).items()}
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        useful = int(batch["input_ids"].numel())  # every token is real: packing leaves no padding
+        tokens_this_run += useful
+        state.useful_tokens += useful
+        loss_value = loss.item()
+        state.loss_curve.append((state.step, round(loss_value, 5)))
+        elapsed = time.perf_counter() - started
+        if on_progress:
+            on_progress(TrainingProgress(state.step, total_steps, loss_value, state.useful_tokens, tokens_this_run / max(elapsed, 1e-9)))
+        if state.step % checkpoint_every == 0 and state.step < total_steps:
+            checkpoint()
+
+    seconds = time.perf_counter() - started
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(output_dir)
+    return TrainingSummary(
+        steps=state.step,
+        total_steps=total_steps,
+        resumed_from_step=resumed_from_step,
+        loss_curve=state.loss_curve,
+        useful_tokens=state.useful_tokens,
+        seconds=round(seconds, 3),
+        tokens_per_second=round(tokens_this_run / max(seconds, 1e-9), 1),
+        examples=len(examples),
+        device=device.type,
+    )
+

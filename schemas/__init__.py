@@ -1,0 +1,1 @@
+"""What crosses a boundary: API request/response models and workflow/activity inputs and results."""

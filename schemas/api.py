@@ -1,0 +1,138 @@
+"""Request and response models of the HTTP API. Clients can never set server-owned fields."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import AliasGenerator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from core.status import TaskMode, TaskStatus
+
+
+class RequestModel(BaseModel):
+    """Input: snake_case, camelCase accepted too; unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=AliasGenerator(validation_alias=to_camel))
+
+
+class HyperparametersIn(RequestModel):
+    learning_rate: float | None = Field(default=None, gt=0, le=1)
+    epochs: int | None = Field(default=None, ge=1, le=100)
+    batch_size: int | None = Field(default=None, ge=1, le=512)
+    lora_r: int | None = Field(default=None, ge=1, le=256)
+    lora_alpha: float | None = Field(default=None, gt=0, le=1024)
+    lora_dropout: float | None = Field(default=None, ge=0, lt=1)
+    max_seq_length: int | None = Field(default=None, ge=16, le=8192)
+    max_steps: int | None = Field(default=None, ge=1, le=1_000_000)
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+
+
+class StandardTaskCreate(RequestModel):
+    task_name: str = Field(min_length=1, max_length=200)
+    model_name: str = Field(default="smollm2-135m-instruct", min_length=1, max_length=500)
+    dataset_id: str = Field(min_length=1, max_length=64)
+    hyperparameters: HyperparametersIn = Field(default_factory=HyperparametersIn)
+
+
+class ContinuousTaskCreate(StandardTaskCreate):
+    max_iterations: int = Field(default=3, ge=1, le=50)
+    performance_threshold: float | None = Field(default=None, gt=0, le=1)
+
+
+class DatasetPublic(BaseModel):
+    dataset_id: str
+    name: str
+    file_format: str
+    size_bytes: int
+    sample_count: int
+    domain: str | None
+    dataset_type: str | None
+    owner: str
+    is_optimized: bool
+    source_dataset_id: str | None
+    task_id: str | None
+    optimization_log: dict[str, Any] | None = None
+    created_at: datetime
+
+
+class DatasetPreview(BaseModel):
+    dataset_id: str
+    rows: list[dict[str, Any]]
+    limit: int
+
+
+class TrainingProgressPublic(BaseModel):
+    step: int | None = None
+    total_steps: int | None = None
+    loss: float | None = None
+    tokens_per_second: float | None = None
+    stage: str | None = None
+
+
+class TaskPublic(BaseModel):
+    task_id: str
+    task_name: str
+    mode: TaskMode
+    status: TaskStatus
+    suspended_from: TaskStatus | None
+    model_name: str
+    dataset_id: str
+    current_dataset_id: str | None
+    owner: str
+    current_iteration: int
+    max_iterations: int
+    performance_threshold: float | None
+    latest_model_path: str | None
+    latest_evaluation_path: str | None
+    latest_score: float | None
+    baseline_score: float | None
+    report_path: str | None
+    hyperparameters: dict[str, Any]
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    progress: TrainingProgressPublic | None = None
+    workflow_url: str | None = None
+
+
+class TaskList(BaseModel):
+    items: list[TaskPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class DatasetList(BaseModel):
+    items: list[DatasetPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class ExecutionPublic(BaseModel):
+    id: int
+    task_id: str
+    iteration: int
+    phase: str
+    status: str
+    input_dataset_id: str | None
+    output_dataset_id: str | None
+    model_path: str | None
+    evaluation_path: str | None
+    score: float | None
+    metrics: dict[str, Any] | None
+    started_at: datetime
+    completed_at: datetime | None
+    error: str | None
+
+
+class TaskAction(BaseModel):
+    task_id: str
+    status: TaskStatus
+    detail: str
+
+
+class ErrorResponse(BaseModel):
+    detail: Any

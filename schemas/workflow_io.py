@@ -1,0 +1,185 @@
+"""One input dataclass per workflow and activity, and their results (Temporal's default JSON converter)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ActivityTimeouts:
+    """Per-phase limits, chosen by the API from settings so workflow code stays free of configuration reads."""
+
+    optimize_seconds: int = 900
+    train_seconds: int = 6 * 3600
+    evaluate_seconds: int = 3600
+    heartbeat_seconds: int = 60
+    max_attempts: int = 3
+    retry_initial_seconds: float = 1.0
+
+
+@dataclass
+class IterationRecord:
+    """What the loop remembers of a finished iteration."""
+
+    iteration: int
+    dataset_id: str
+    adapter_key: str
+    evaluation_key: str
+    test_score: float
+    feedback_score: float
+    grade: str
+    train_steps: int
+    resumed_from_step: int
+
+
+@dataclass
+class LoopState:
+    """Carried across continue-as-new: everything the next iteration needs from the earlier ones."""
+
+    iteration: int = 1
+    splits_key: str | None = None
+    baseline_key: str | None = None
+    baseline_test_score: float | None = None
+    history: list[IterationRecord] = field(default_factory=list)
+
+
+@dataclass
+class FineTuningInput:
+    task_id: str
+    owner: str
+    mode: str  # STANDARD | CONTINUOUS
+    model_name: str
+    dataset_id: str
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    max_iterations: int = 1
+    performance_threshold: float | None = None
+    targeting: bool = True  # False: plain re-training on the cleaned data (the loop ablation)
+    timeouts: ActivityTimeouts = field(default_factory=ActivityTimeouts)
+    state: LoopState = field(default_factory=LoopState)
+
+
+@dataclass
+class FineTuningResult:
+    task_id: str
+    status: str
+    iterations: list[IterationRecord]
+    report_key: str | None
+    stop_reason: str
+
+
+@dataclass
+class OptimizeInput:
+    task_id: str
+    owner: str
+    iteration: int
+    dataset_id: str  # the uploaded dataset
+    splits_key: str | None  # fixed splits of the task, None on the first iteration
+    previous_evaluation_key: str | None
+    targeting: bool = True
+
+
+@dataclass
+class OptimizeResult:
+    dataset_id: str  # the new optimized dataset row
+    train_key: str
+    splits_key: str
+    log: dict[str, Any]
+
+
+@dataclass
+class TrainInput:
+    task_id: str
+    iteration: int
+    model_name: str
+    train_key: str
+    hyperparameters: dict[str, Any]
+    init_adapter_key: str | None  # previous iteration's adapter (incremental training)
+
+
+@dataclass
+class TrainResult:
+    adapter_key: str
+    steps: int
+    total_steps: int
+    resumed_from_step: int
+    final_loss: float
+    useful_tokens: int
+    seconds: float
+    tokens_per_second: float
+    metrics_key: str
+
+
+@dataclass
+class EvaluateInput:
+    task_id: str
+    iteration: int
+    model_name: str
+    adapter_key: str
+    splits_key: str
+    train_key: str
+    baseline_key: str | None
+    previous_evaluation_key: str | None
+
+
+@dataclass
+class EvaluateResult:
+    evaluation_key: str
+    baseline_key: str
+    test_score: float
+    feedback_score: float
+    baseline_test_score: float
+    grade: str
+    bad_cases: int
+
+
+@dataclass
+class RecordProgressInput:
+    """One transition of the database projection: the task's status and, optionally, an execution row."""
+
+    task_id: str
+    status: str
+    iteration: int
+    suspended_from: str | None = None
+    phase_event: str | None = None  # "started" | "finished" | None
+    phase: str | None = None
+    input_dataset_id: str | None = None
+    output_dataset_id: str | None = None
+    model_path: str | None = None
+    evaluation_path: str | None = None
+    score: float | None = None
+    metrics: dict[str, Any] | None = None
+    baseline_score: float | None = None
+    report_path: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class CompensateInput:
+    task_id: str
+    iteration: int | None  # the unfinished iteration whose artifacts are removed; None if every iteration finished
+    final_status: str  # CANCELLED | FAILED
+    error: str | None = None
+
+
+@dataclass
+class CompensateResult:
+    deleted_objects: int
+    deleted_datasets: list[str]
+
+
+@dataclass
+class ReportInput:
+    task_id: str
+    mode: str
+    model_name: str
+    stop_reason: str
+    baseline_key: str
+    iterations: list[IterationRecord]
+
+
+@dataclass
+class ReportResult:
+    report_key: str
+    markdown_key: str
+    plot_key: str | None

@@ -1,0 +1,22 @@
+"""Small factories for database rows used across tests."""
+
+from __future__ import annotations
+
+from activities.context import ActivityContext
+from core.status import TaskMode, TaskStatus
+from db.models import Dataset, MLTask, new_id
+
+
+def make_task(ctx: ActivityContext, *, mode: TaskMode = TaskMode.STANDARD, max_iterations: int = 1, threshold: float | None = None,
+              model_name: str = "smollm2-135m-instruct", hyperparameters: dict | None = None) -> MLTask:
+    """A PENDING task on a (fake) uploaded dataset."""
+    with ctx.sessions.begin() as session:
+        dataset = Dataset(id=new_id(), name="upload", storage_path="datasets/local/x/data.jsonl", file_format="jsonl", size_bytes=1,
+                          sample_count=1, owner="local")
+        session.add(dataset)
+        session.flush()
+        task = MLTask(id=new_id(), name="test task", mode=mode.value, status=TaskStatus.PENDING.value, model_name=model_name,
+                      dataset_id=dataset.id, owner="local", max_iterations=max_iterations, performance_threshold=threshold,
+                      hyperparameters=hyperparameters or {})
+        session.add(task)
+    return task

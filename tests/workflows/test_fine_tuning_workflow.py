@@ -1,0 +1,206 @@
+"""Workflow behaviour on a real Temporal server, with fake phase activities and the real database projection."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+
+from activities.context import ActivityContext
+from api.services.tasks import workflow_input
+from core.settings import TASK_QUEUE_WORKFLOWS
+from core.status import TaskMode, TaskStatus
+from db.models import Dataset, MLTask, TaskExecution
+from schemas.workflow_io import FineTuningResult
+from storage import keys
+from tests.factories import make_task
+from tests.workflows.fakes import FakePhases, running_workers, wait_for_status
+
+HISTORIES = Path(__file__).parent / "histories"
+RECORD = os.environ.get("WLOPS_RECORD_HISTORIES") == "1"
+
+
+@pytest.fixture
+def ctx(settings) -> ActivityContext:
+    return ActivityContext.from_settings(settings)
+
+
+def fast_input(task, settings):
+    inp = workflow_input(task, settings)
+    inp.timeouts.retry_initial_seconds = 0.1
+    inp.timeouts.heartbeat_seconds = 5
+    return inp
+
+
+async def start(client, task, settings):
+    return await client.start_workflow("FineTuningWorkflow", fast_input(task, settings), id=task.id, task_queue=TASK_QUEUE_WORKFLOWS,
+                                       result_type=FineTuningResult)
+
+
+def executions(ctx, task_id) -> list[tuple[int, str, str]]:
+    with ctx.sessions() as session:
+        rows = session.scalars(select(TaskExecution).where(TaskExecution.task_id == task_id).order_by(TaskExecution.id))
+        return [(e.iteration, e.phase, e.status) for e in rows]
+
+
+def task_row(ctx, task_id) -> MLTask:
+    with ctx.sessions() as session:
+        return session.get(MLTask, task_id)
+
+
+async def record_history(handle, name: str) -> None:
+    """With WLOPS_RECORD_HISTORIES=1, save every run of the workflow for the replay test."""
+    if not RECORD:
+        return
+    runs, run_id = [], handle.result_run_id
+    client = handle._client
+    # walk the continue-as-new chain from the first run
+    run_id = handle.first_execution_run_id or run_id
+    while run_id:
+        history = await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+        runs.append(json.loads(history.to_json()))
+        last = history.events[-1]
+        run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id if last.HasField("workflow_execution_continued_as_new_event_attributes") else None
+    HISTORIES.mkdir(exist_ok=True)
+    for index, run in enumerate(runs):
+        (HISTORIES / f"{name}-run{index + 1}.json").write_text(json.dumps(run))
+
+
+async def test_standard_run_completes_and_projects_every_transition(temporal_env, ctx, settings):
+    task = make_task(ctx)
+    fakes = FakePhases(ctx)
+    async with running_workers(temporal_env.client, ctx, fakes.activities()):
+        handle = await start(temporal_env.client, task, settings)
+        result = await handle.result()
+        progress = await handle.query("progress")
+    await record_history(handle, "standard")
+    assert result.status == "COMPLETED" and result.stop_reason == "standard task"
+    assert [r.iteration for r in result.iterations] == [1]
+    assert progress["status"] == "COMPLETED" and progress["scores"][0]["test"] == 0.3
+    row = task_row(ctx, task.id)
+    assert row.status == "COMPLETED" and row.latest_score == 0.3 and row.report_path.endswith("report.json")
+    assert row.current_dataset_id == f"{task.id}-opt1" and row.latest_model_path.endswith("iter-1/adapter/")
+    assert executions(ctx, task.id) == [(1, "OPTIMIZING", "COMPLETED"), (1, "TRAINING", "COMPLETED"), (1, "EVALUATING", "COMPLETED")]
+
+
+async def test_continuous_run_stops_at_max_iterations_via_continue_as_new(temporal_env, ctx, settings):
+    task = make_task(ctx, mode=TaskMode.CONTINUOUS, max_iterations=3)
+    fakes = FakePhases(ctx)
+    async with running_workers(temporal_env.client, ctx, fakes.activities()):
+        handle = await start(temporal_env.client, task, settings)
+        result = await handle.result()
+    await record_history(handle, "continuous")
+    assert [r.iteration for r in result.iterations] == [1, 2, 3]
+    assert result.stop_reason == "reached max_iterations=3"
+    # each iteration is its own run: the first run's history holds one iteration only
+    first = await temporal_env.client.get_workflow_handle(task.id, run_id=handle.first_execution_run_id).fetch_history()
+    assert first.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
+    # later iterations optimize from the previous evaluation and train from the previous adapter
+    assert [c.previous_evaluation_key is not None for c in fakes.calls["optimize"]] == [False, True, True]
+    assert [c[0].init_adapter_key is not None for c in fakes.calls["train"]] == [False, True, True]
+    assert task_row(ctx, task.id).current_iteration == 3
+    assert len(executions(ctx, task.id)) == 9
+
+
+async def test_continuous_run_stops_when_the_threshold_is_reached(temporal_env, ctx, settings):
+    task = make_task(ctx, mode=TaskMode.CONTINUOUS, max_iterations=5, threshold=0.5)
+    fakes = FakePhases(ctx, test_scores=[0.3, 0.55, 0.9])
+    async with running_workers(temporal_env.client, ctx, fakes.activities()):
+        result = await (await start(temporal_env.client, task, settings)).result()
+    assert [r.test_score for r in result.iterations] == [0.3, 0.55]
+    assert "reached the threshold 0.5" in result.stop_reason
+    assert task_row(ctx, task.id).status == "COMPLETED"
+
+
+async def test_a_crashed_activity_is_retried_then_succeeds(temporal_env, ctx, settings):
+    task = make_task(ctx)
+    fakes = FakePhases(ctx, fail_train_attempts=1)
+    async with running_workers(temporal_env.client, ctx, fakes.activities()):
+        result = await (await start(temporal_env.client, task, settings)).result()
+    assert [attempt for _, attempt in fakes.calls["train"]] == [1, 2]
+    assert result.status == "COMPLETED"
+
+
+async def test_a_non_retryable_error_fails_the_task_with_its_message(temporal_env, ctx, settings):
+    task = make_task(ctx)
+    fakes = FakePhases(ctx, optimize_error="only 3 usable examples after cleaning")
+    async with running_workers(temporal_env.client, ctx, fakes.activities()):
+        handle = await start(temporal_env.client, task, settings)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    assert len(fakes.calls["optimize"]) == 1  # not retried
+    row = task_row(ctx, task.id)
+    assert row.status == "FAILED" and "only 3 usable examples" in row.error
+    assert executions(ctx, task.id) == [(1, "OPTIMIZING", "FAILED")]
+    assert (await handle.describe()).status == WorkflowExecutionStatus.FAILED
+
+
+async def test_pause_checkpoints_training_and_resume_continues_from_it(temporal_env, ctx, settings):
+    task = make_task(ctx)
+    fakes = FakePhases(ctx, train_steps=200, step_seconds=0.02)
+    async with running_workers(temporal_env.client, ctx, fakes.activities()):
+        handle = await start(temporal_env.client, task, settings)
+        await wait_for_status(ctx, task.id, "TRAINING")
+        await handle.signal("pause")
+        suspended = await wait_for_status(ctx, task.id, "SUSPENDED")
+        assert suspended.suspended_from == "TRAINING"
+        assert executions(ctx, task.id)[-1] == (1, "TRAINING", "SUSPENDED")
+        assert (await handle.query("progress"))["status"] == "SUSPENDED"
+        await handle.signal("resume")
+        result = await handle.result()
+    first, second = fakes.calls["train"]
+    assert result.status == "COMPLETED"
+    assert 0 < result.iterations[0].resumed_from_step < 200
+    assert executions(ctx, task.id)[1] == (1, "TRAINING", "COMPLETED")
+
+
+async def test_cancel_compensates_the_unfinished_iteration_and_keeps_finished_ones(temporal_env, ctx, settings):
+    task = make_task(ctx, mode=TaskMode.CONTINUOUS, max_iterations=3)
+    fakes = FakePhases(ctx, train_steps=500, step_seconds=0.02)
+    store = ctx.store
+    async with running_workers(temporal_env.client, ctx, fakes.activities()):
+        handle = await start(temporal_env.client, task, settings)
+        fakes.train_steps = 5  # iteration 1 trains quickly...
+        await wait_for_status(ctx, task.id, "LOOPING", timeout=30)
+        fakes.train_steps = 500  # ...iteration 2 is still training when cancelled
+        for _ in range(200):
+            if task_row(ctx, task.id).status == "TRAINING" and task_row(ctx, task.id).current_iteration == 2:
+                break
+            await __import__("asyncio").sleep(0.05)
+        await handle.cancel()
+        await wait_for_status(ctx, task.id, "CANCELLED")
+        assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    assert store.list(keys.model_prefix(task.id, 1)), "the finished iteration's adapter is kept"
+    assert store.list(keys.evaluation_prefix(task.id, 1))
+    assert store.list(keys.model_prefix(task.id, 2)) == [], "the unfinished iteration's artifacts are deleted"
+    assert store.list(keys.optimized_prefix(f"{task.id}-opt2")) == []
+    with ctx.sessions() as session:
+        assert session.get(Dataset, f"{task.id}-opt1") is not None
+        assert session.get(Dataset, f"{task.id}-opt2") is None
+    rows = executions(ctx, task.id)
+    assert rows[:3] == [(1, "OPTIMIZING", "COMPLETED"), (1, "TRAINING", "COMPLETED"), (1, "EVALUATING", "COMPLETED")]
+    assert rows[-1] == (2, "TRAINING", "CANCELLED")
+    row = task_row(ctx, task.id)
+    assert row.status == "CANCELLED" and row.current_dataset_id == f"{task.id}-opt1"
+
+
+async def test_starting_twice_is_idempotent(temporal_env, ctx, settings):
+    from api.services.tasks import start_task
+
+    task = make_task(ctx)
+    fakes = FakePhases(ctx, train_steps=50, step_seconds=0.02)
+    async with running_workers(temporal_env.client, ctx, fakes.activities()):
+        with ctx.sessions() as session:
+            await start_task(session, temporal_env.client, settings, task.id)
+            first = await temporal_env.client.get_workflow_handle(task.id).describe()
+            await start_task(session, temporal_env.client, settings, task.id)
+            second = await temporal_env.client.get_workflow_handle(task.id).describe()
+        assert first.run_id == second.run_id
+        await temporal_env.client.get_workflow_handle(task.id).result()
+    runs = [w async for w in temporal_env.client.list_workflows(f"WorkflowId = '{task.id}'")]
+    assert len(runs) == 1
+    assert len(fakes.calls["optimize"]) == 1

@@ -1,0 +1,1 @@
+"""Worker pools: which workflows and activities run on which task queues."""

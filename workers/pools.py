@@ -1,0 +1,66 @@
+"""Build the Temporal workers of a pool: each polls only its own task queues, with its own concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.bookkeeping import BookkeepingActivities
+from activities.context import ActivityContext
+from activities.evaluate import EvaluateActivities
+from activities.optimize import OptimizeActivities
+from activities.train import TrainActivities
+from core.settings import (
+    POOL_TASK_QUEUES, TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE, TASK_QUEUE_OPTIMIZE, TASK_QUEUE_TRAIN, TASK_QUEUE_WORKFLOWS, Settings,
+)
+from workflows import FineTuningWorkflow
+
+POOLS = tuple(POOL_TASK_QUEUES)
+
+
+def activities_by_queue(ctx: ActivityContext, train: TrainActivities | None = None) -> dict[str, list]:
+    bookkeeping = BookkeepingActivities(ctx)
+    return {
+        TASK_QUEUE_BOOKKEEPING: [bookkeeping.record_progress, bookkeeping.compensate_iteration, bookkeeping.build_report],
+        TASK_QUEUE_OPTIMIZE: [OptimizeActivities(ctx).optimize_dataset],
+        TASK_QUEUE_TRAIN: [(train or TrainActivities(ctx)).train_adapter],
+        TASK_QUEUE_EVALUATE: [EvaluateActivities(ctx).evaluate_adapter],
+    }
+
+
+def concurrency(settings: Settings, queue: str) -> int:
+    return {
+        TASK_QUEUE_BOOKKEEPING: settings.bookkeeping_concurrency,
+        TASK_QUEUE_OPTIMIZE: settings.optimize_concurrency,
+        TASK_QUEUE_TRAIN: settings.train_concurrency,
+        TASK_QUEUE_EVALUATE: settings.evaluate_concurrency,
+    }.get(queue, 1)
+
+
+def build_workers(client: Client, pool: str, ctx: ActivityContext, activities: dict[str, list] | None = None) -> list[Worker]:
+    """One Worker per task queue of `pool`. `activities` replaces the real ones (tests of orchestration)."""
+    if pool not in POOL_TASK_QUEUES:
+        raise ValueError(f"unknown pool {pool!r}; choose one of {', '.join(POOLS)}")
+    activities = activities or activities_by_queue(ctx)
+    workers = []
+    for queue in POOL_TASK_QUEUES[pool]:
+        if queue == TASK_QUEUE_WORKFLOWS:
+            workers.append(Worker(client, task_queue=queue, workflows=[FineTuningWorkflow]))
+            continue
+        limit = concurrency(ctx.settings, queue)
+        workers.append(Worker(
+            client, task_queue=queue, activities=activities[queue], max_concurrent_activities=limit,
+            activity_executor=ThreadPoolExecutor(max_workers=limit), graceful_shutdown_timeout=timedelta(seconds=30),
+        ))
+    return workers
+
+
+async def run_pool(pool: str, settings: Settings) -> None:
+    """Connect to Temporal and run the pool's workers until cancelled."""
+    client = await Client.connect(settings.resolved_temporal_address, namespace=settings.temporal_namespace)
+    workers = build_workers(client, pool, ActivityContext.from_settings(settings))
+    await asyncio.gather(*(w.run() for w in workers))

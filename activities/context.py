@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import sessionmaker
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from core.settings import Settings
@@ -39,3 +42,35 @@ class ActivityContext:
 def invalid_input(message: str) -> ApplicationError:
     """A user mistake: retrying cannot help, so the task fails at once with this message."""
     return ApplicationError(message, type="InvalidInput", non_retryable=True)
+
+
+class Heartbeater:
+    """Heartbeats the latest progress every `interval` seconds from a background thread.
+
+    A long generation batch or training step must not look like a dead worker; the thread runs in
+    the activity's context, so cancellation still reaches the activity at its next safe point.
+    """
+
+    def __init__(self, interval: float = 5.0):
+        self.interval = interval
+        self.details: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def update(self, **details: Any) -> None:
+        self.details = details
+        activity.heartbeat(details)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            activity.heartbeat(self.details)
+
+    def __enter__(self) -> "Heartbeater":
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,), daemon=True, name="heartbeater")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from temporalio import activity
 
-from activities.context import ActivityContext
+from activities.context import ActivityContext, Heartbeater
 from ml.evaluator import EvaluationConfig, evaluate_predictions, lineage_by_bad_case, per_example_loss, predict_splits
 from ml.examples import examples_from_jsonl
 from ml.metrics import GradeThresholds, ScoreWeights
@@ -32,6 +32,10 @@ class EvaluateActivities:
 
     @activity.defn(name="evaluate_adapter")
     def evaluate_adapter(self, inp: EvaluateInput) -> EvaluateResult:
+        with Heartbeater() as heartbeat:
+            return self._evaluate(inp, heartbeat)
+
+    def _evaluate(self, inp: EvaluateInput, heartbeat: Heartbeater) -> EvaluateResult:
         from peft import PeftModel
 
         from ml.base_model import load_model_and_tokenizer
@@ -41,9 +45,9 @@ class EvaluateActivities:
         train = examples_from_jsonl(get_bytes(self.ctx.store, inp.train_key))
 
         def progress(what: str, done: int, total: int) -> None:
-            activity.heartbeat({"stage": what, "done": done, "total": total})
+            heartbeat.update(stage=f"{what} {done}/{total}")
 
-        activity.heartbeat({"stage": "loading model"})
+        heartbeat.update(stage="loading model")
         model, tokenizer = load_model_and_tokenizer(inp.model_name, self.ctx.settings.model_cache_dir)
         baseline_key = inp.baseline_key or keys.evaluation_prefix(inp.task_id) + "baseline.json"
         if inp.baseline_key is None:  # the untuned model, once per task
@@ -57,7 +61,7 @@ class EvaluateActivities:
             # merged weights generate faster than the adapter's side branches; this model copy is ours alone
             tuned = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
             predictions = predict_splits(tuned, tokenizer, splits, config, progress)
-            activity.heartbeat({"stage": "training-split loss"})
+            heartbeat.update(stage="training-split loss")
             losses = per_example_loss(tuned, tokenizer, splits.train, config.max_seq_length)
         previous = self.ctx.read_json(inp.previous_evaluation_key) if inp.previous_evaluation_key else None
         report = evaluate_predictions(splits, predictions, losses, config, inp.iteration, baseline=baseline, previous=previous, lineage=lineage_by_bad_case(train))

@@ -10,7 +10,7 @@ from typing import Callable
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities.context import ActivityContext, invalid_input
+from activities.context import ActivityContext, Heartbeater, invalid_input
 from ml.examples import examples_from_jsonl
 from ml.trainer import Hyperparameters, TrainingInterrupted, TrainingProgress, train_lora
 from schemas.api import HyperparametersIn
@@ -33,10 +33,11 @@ class TrainActivities:
     @activity.defn(name="train_adapter")
     def train_adapter(self, inp: TrainInput) -> TrainResult:
         # cancellation is observed at step boundaries (to checkpoint first), never injected mid-step
-        with activity.shield_thread_cancel_exception():
-            return self._train(inp)
+        with activity.shield_thread_cancel_exception(), Heartbeater() as heartbeat:
+            return self._train(inp, heartbeat)
 
-    def _train(self, inp: TrainInput) -> TrainResult:
+    def _train(self, inp: TrainInput, heartbeat: Heartbeater) -> TrainResult:
+        heartbeat.update(stage="starting")
         from ml.base_model import load_model_and_tokenizer
 
         try:
@@ -46,7 +47,7 @@ class TrainActivities:
         store, prefix = self.ctx.store, keys.model_prefix(inp.task_id, inp.iteration)
         ckpt_prefix = checkpoint_prefix(inp.task_id, inp.iteration)
         examples = examples_from_jsonl(get_bytes(store, inp.train_key))
-        activity.heartbeat({"stage": "loading model"})
+        heartbeat.update(stage="loading model")
         model, tokenizer = load_model_and_tokenizer(inp.model_name, self.ctx.settings.model_cache_dir)
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -60,10 +61,10 @@ class TrainActivities:
                 for path in sorted((p for p in directory.rglob("*") if p.is_file()), key=lambda p: p.name == "checkpoint.json"):
                     put_file(store, ckpt_prefix + path.relative_to(directory).as_posix(), path)
                 last["checkpoint_key"] = ckpt_prefix
-                activity.heartbeat({"step": step, "checkpoint_key": ckpt_prefix, "checkpoint_step": step})
+                heartbeat.update(**{**heartbeat.details, "checkpoint_key": ckpt_prefix, "checkpoint_step": step})
 
             def on_progress(p: TrainingProgress) -> None:
-                activity.heartbeat({**asdict(p), "checkpoint_key": last["checkpoint_key"]})
+                heartbeat.update(**asdict(p), stage="training", checkpoint_key=last["checkpoint_key"])
                 if self.after_step:
                     self.after_step(p)
 
@@ -78,7 +79,9 @@ class TrainActivities:
             except TrainingInterrupted as stop:
                 if activity.is_worker_shutdown():
                     raise ApplicationError(f"worker shut down; checkpoint at step {stop.step}", type="WorkerShutdown") from stop
-                raise CancelledError(f"paused or cancelled at step {stop.step}; checkpoint saved") from stop
+                details = activity.cancellation_details()
+                reason = "timed out" if details and details.timed_out else "paused or cancelled"
+                raise CancelledError(f"{reason} at step {stop.step}; checkpoint saved") from stop
             except ValueError as exc:
                 raise invalid_input(str(exc)) from exc
             adapter_key = prefix + "adapter/"

@@ -16,9 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.settings import POOL_TASK_QUEUES, Settings
-
-WORKER_POOLS = ("control", "optimize", "train", "evaluate")
+from core.settings import POOL_TASK_QUEUES, WORKER_POOLS, Settings
 
 
 @dataclass

@@ -16,13 +16,15 @@ TASK_QUEUE_EVALUATE = "wlops-evaluate"
 
 # Which task queues each worker pool polls. `control` runs workflow code and the small
 # bookkeeping activities (database projection, compensation); the others run one phase each.
-POOL_TASK_QUEUES: dict[str, tuple[str, ...]] = {
+WORKER_POOL_QUEUES: dict[str, tuple[str, ...]] = {
     "control": (TASK_QUEUE_WORKFLOWS, TASK_QUEUE_BOOKKEEPING),
     "optimize": (TASK_QUEUE_OPTIMIZE,),
     "train": (TASK_QUEUE_TRAIN,),
     "evaluate": (TASK_QUEUE_EVALUATE,),
 }
-POOL_TASK_QUEUES["all"] = tuple(q for pool in ("control", "optimize", "train", "evaluate") for q in POOL_TASK_QUEUES[pool])
+WORKER_POOLS = tuple(WORKER_POOL_QUEUES)
+# `all` runs every pool in one process (embedded use and tests).
+POOL_TASK_QUEUES: dict[str, tuple[str, ...]] = {**WORKER_POOL_QUEUES, "all": tuple(q for queues in WORKER_POOL_QUEUES.values() for q in queues)}
 
 
 class Settings(BaseSettings):
@@ -82,7 +84,7 @@ class Settings(BaseSettings):
     def _check(self) -> "Settings":
         if not (self.grade_excellent >= self.grade_good >= self.grade_acceptable):
             raise ValueError("grade thresholds must satisfy excellent >= good >= acceptable")
-        if self.split_feedback_fraction + self.split_test_fraction >= 0.8:
+        if self.split_feedback_fraction + self.split_test_fraction > 0.8:
             raise ValueError("feedback + test fractions must leave at least 20% for training")
         weights = (self.score_weight_exact_match, self.score_weight_token_f1, self.score_weight_bleu, self.score_weight_rouge_l)
         if sum(weights) <= 0:

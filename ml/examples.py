@@ -94,7 +94,7 @@ def read_rows(path: Path, file_format: str) -> Iterator[RawRow]:
     elif file_format == "json":
         with open(path, encoding="utf-8") as fh:
             try:
-                data = json.load(fh)
+                data = json.loads("".join(_lines(fh)))
             except json.JSONDecodeError as exc:
                 yield RawRow(exc.lineno, None, f"invalid JSON ({exc.msg} at column {exc.colno})")
                 return
@@ -107,7 +107,7 @@ def read_rows(path: Path, file_format: str) -> Iterator[RawRow]:
             yield RawRow(index, record if isinstance(record, dict) else None, None if isinstance(record, dict) else "not a JSON object")
     elif file_format == "csv":
         with open(path, encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh)
+            reader = csv.DictReader(_lines(fh))
             try:
                 for record in reader:
                     if None in record:  # more cells than header columns

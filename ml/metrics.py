@@ -54,7 +54,7 @@ def token_f1(prediction: str, reference: str) -> float:
 
 def bleu(prediction: str, reference: str) -> float:
     """Sentence BLEU in [0, 1] (sacrebleu's 0-100 divided by 100, with exponential smoothing)."""
-    return sacrebleu.sentence_bleu(prediction, [reference]).score / 100.0
+    return min(1.0, sacrebleu.sentence_bleu(prediction, [reference]).score / 100.0)
 
 
 def rouge_l(prediction: str, reference: str) -> float:

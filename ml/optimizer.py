@@ -165,9 +165,17 @@ def split_examples(examples: list[Example], config: SplitConfig | None = None) -
         )
     groups = sorted(question_groups(examples), key=lambda g: min(_split_rank(examples[i]) for i in g))
     parts: dict[str, list[int]] = {"test": [], "feedback": [], "train": []}
+    targets = {"test": n_test, "feedback": n_feedback}
     for group in groups:
-        name = "test" if len(parts["test"]) < n_test else "feedback" if len(parts["feedback"]) < n_feedback else "train"
+        # a group that would overshoot a held-out split's target by more than half goes to train instead
+        name = next((s for s in ("test", "feedback") if len(parts[s]) < targets[s] and len(parts[s]) + len(group) <= targets[s] * 1.5), "train")
         parts[name].extend(group)
+    short = [name for name in ("train", "feedback", "test") if len(parts[name]) < config.min_examples]
+    if short:
+        raise ValueError(
+            f"cannot split {n} examples: the {', '.join(short)} split would have fewer than {config.min_examples} examples "
+            f"(too many near-identical questions: {len(groups)} distinct question groups)"
+        )
     # keep the file's order inside each split
     return Splits(*([examples[i] for i in sorted(parts[name])] for name in ("train", "feedback", "test")))
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _safe(part: str) -> str:
-    if not _ID.match(part):
+    if not _ID.fullmatch(part):
         raise ValueError(f"not a valid id for a storage key: {part!r}")
     return part
 

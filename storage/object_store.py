@@ -41,9 +41,13 @@ def put_file(store: ObjectStore, key: str, path: Path) -> None:
 def get_file(store: ObjectStore, key: str, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as fh:
-        for chunk in store.get_stream(key):
-            fh.write(chunk)
+    try:
+        with open(tmp, "wb") as fh:
+            for chunk in store.get_stream(key):
+                fh.write(chunk)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
     return path
 
@@ -116,9 +120,10 @@ class LocalObjectStore:
         keys = self.list(prefix)
         for key in keys:
             self._path(key).unlink(missing_ok=True)
-        base = self._path(prefix.rstrip("/"))
-        if base.is_dir():
-            shutil.rmtree(base, ignore_errors=True)
+        if prefix.strip("/"):  # an empty prefix empties the store but keeps its root
+            base = self._path(prefix.rstrip("/"))
+            if base.is_dir():
+                shutil.rmtree(base, ignore_errors=True)
         return len(keys)
 
     def describe(self, key: str) -> str:

@@ -46,6 +46,10 @@ def build_workers(client: Client, pool: str, ctx: ActivityContext, activities: d
     if pool not in POOL_TASK_QUEUES:
         raise ValueError(f"unknown pool {pool!r}; choose one of {', '.join(POOLS)}")
     activities = activities or activities_by_queue(ctx)
+    if {TASK_QUEUE_TRAIN, TASK_QUEUE_EVALUATE} & set(POOL_TASK_QUEUES[pool]):
+        from ml.base_model import warm_up
+
+        warm_up()
     workers = []
     for queue in POOL_TASK_QUEUES[pool]:
         if queue == TASK_QUEUE_WORKFLOWS:
@@ -55,6 +59,8 @@ def build_workers(client: Client, pool: str, ctx: ActivityContext, activities: d
         workers.append(Worker(
             client, task_queue=queue, activities=activities[queue], max_concurrent_activities=limit,
             activity_executor=ThreadPoolExecutor(max_workers=limit), graceful_shutdown_timeout=timedelta(seconds=30),
+            # heartbeats carry live progress (step, loss) to the API: send them every 2 s, not every 0.8 x timeout
+            max_heartbeat_throttle_interval=timedelta(seconds=2), default_heartbeat_throttle_interval=timedelta(seconds=2),
         ))
     return workers
 

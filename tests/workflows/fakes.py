@@ -95,11 +95,12 @@ class FakePhases:
 
 
 @asynccontextmanager
-async def running_workers(client, ctx: ActivityContext, activities: dict[str, list] | None = None):
-    """Every pool's workers, each on its own task queue, for the duration of the block."""
+async def running_workers(client, ctx: ActivityContext, activities: dict[str, list] | None = None, pools: tuple[str, ...] = ("all",)):
+    """The pools' workers, each on its own task queue, for the duration of the block."""
     async with AsyncExitStack() as stack:
-        for worker in build_workers(client, "all", ctx, activities):
-            await stack.enter_async_context(worker)
+        for pool in pools:
+            for worker in build_workers(client, pool, ctx, activities):
+                await stack.enter_async_context(worker)
         yield
 
 

@@ -1,0 +1,53 @@
+"""Helpers for end-to-end runs: a generated dataset, the API over ASGI, and polling."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+
+from api.main import create_app
+from core.settings import Settings
+
+TOPICS = ["backup", "sync", "restore", "console", "agent", "vault", "quota", "license", "audit", "mirror", "report", "schedule"]
+
+
+def write_dataset(path: Path, n_topics: int = 12) -> Path:
+    """Question/answer pairs about a made-up product: 4 phrasings of 12 facts, distinct enough not to be near duplicates."""
+    templates = [
+        ("What port does the {t} service listen on?", "The {t} service listens on port {p}."),
+        ("Which command starts a {t} job?", "Run 'ferro {t} start' to start a {t} job."),
+        ("Where is the {t} log file kept?", "The {t} log is kept in /var/log/ferro/{t}.log."),
+        ("How long are {t} records retained by default?", "{T} records are retained for {d} days by default."),
+    ]
+    rows = []
+    for i, topic in enumerate(TOPICS[:n_topics]):
+        for question, answer in templates:
+            values = {"t": topic, "T": topic.capitalize(), "p": 7400 + i, "d": 10 + 5 * i}
+            rows.append({"question": question.format(**values), "answer": answer.format(**values)})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def api_client(settings: Settings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings)), base_url="http://wlops")
+
+
+async def upload(api: httpx.AsyncClient, path: Path, name: str = "e2e") -> dict:
+    response = await api.post("/api/v1/datasets", files={"file": (path.name, path.read_bytes())}, data={"name": name})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def wait_until_done(api: httpx.AsyncClient, task_id: str, timeout: float = 300) -> dict:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        task = (await api.get(f"/api/v1/tasks/{task_id}")).json()
+        if task["status"] in ("COMPLETED", "FAILED", "CANCELLED"):
+            return task
+        if loop.time() > deadline:
+            raise TimeoutError(f"task {task_id} still {task['status']} after {timeout}s")
+        await asyncio.sleep(0.3)

@@ -1,0 +1,98 @@
+"""Training survives crashes: a retried attempt resumes from the checkpoint in its heartbeat; so does a SIGKILLed worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+
+from temporalio import activity
+
+from activities.context import ActivityContext
+from activities.train import TrainActivities
+from tests.e2e.support import api_client, upload, wait_until_done, write_dataset
+from tests.e2e.test_pipeline import with_temporal
+from tests.workflows.fakes import running_workers
+from workers.pools import activities_by_queue
+
+
+class CrashAtStep:
+    """Kills the first attempt of training at a given step, as a crash would."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def __call__(self, progress) -> None:
+        if activity.info().attempt == 1 and progress.step == self.step:
+            raise RuntimeError(f"simulated crash at step {progress.step}")
+
+
+async def test_a_retried_training_attempt_resumes_from_its_last_checkpoint(temporal_env, settings, tiny_model_dir, tmp_path):
+    settings = with_temporal(settings, temporal_env, checkpoint_every_steps=3)
+    ctx = ActivityContext.from_settings(settings)
+    activities = activities_by_queue(ctx, train=TrainActivities(ctx, after_step=CrashAtStep(7)))
+    async with running_workers(temporal_env.client, ctx, activities), api_client(settings) as api:
+        dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
+        task_id = (await api.post("/api/v1/tasks/standard", json={
+            "task_name": "crash", "model_name": tiny_model_dir, "dataset_id": dataset["dataset_id"],
+            "hyperparameters": {"max_steps": 10, "batch_size": 4, "max_seq_length": 96},
+        })).json()["task_id"]
+        await api.post(f"/api/v1/tasks/{task_id}/start")
+        task = await wait_until_done(api, task_id)
+        executions = (await api.get(f"/api/v1/tasks/{task_id}/executions")).json()
+    assert task["status"] == "COMPLETED", task["error"]
+    training = next(e for e in executions if e["phase"] == "TRAINING")
+    assert training["metrics"]["resumed_from_step"] == 6  # the checkpoint before the crash at step 7
+    assert training["metrics"]["steps"] == 10
+
+
+async def test_a_sigkilled_training_worker_is_replaced_and_the_run_finishes(temporal_env, settings, tiny_model_dir, tmp_path):
+    settings = with_temporal(settings, temporal_env, checkpoint_every_steps=10, heartbeat_timeout_seconds=10)
+    ctx = ActivityContext.from_settings(settings)
+    env = {**os.environ, "WLOPS_DATA_DIR": str(settings.data_dir), "WLOPS_TEMPORAL_ADDRESS": settings.temporal_address,
+           "WLOPS_MODEL_CACHE": str(settings.model_cache_dir), "WLOPS_CHECKPOINT_EVERY_STEPS": "10"}
+
+    log = open(tmp_path / "train-worker.log", "ab")
+
+    def start_train_worker() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "cli.main", "worker", "--pool", "train"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    # every pool but training runs in this process; training runs in a worker process we can kill
+    worker = start_train_worker()
+    try:
+        async with running_workers(temporal_env.client, ctx, pools=("control", "optimize", "evaluate")), api_client(settings) as api:
+            dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
+            task_id = (await api.post("/api/v1/tasks/standard", json={
+                "task_name": "sigkill", "model_name": tiny_model_dir, "dataset_id": dataset["dataset_id"],
+                "hyperparameters": {"max_steps": 100, "epochs": 50, "batch_size": 4, "max_seq_length": 96},
+            })).json()["task_id"]
+            await api.post(f"/api/v1/tasks/{task_id}/start")
+            step = await _wait_for_training_step(api, task_id, at_least=35)
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+            worker = start_train_worker()
+            task = await wait_until_done(api, task_id, timeout=300)
+            executions = (await api.get(f"/api/v1/tasks/{task_id}/executions")).json()
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(30)
+    assert task["status"] == "COMPLETED", task["error"]
+    training = next(e for e in executions if e["phase"] == "TRAINING")
+    assert 30 <= training["metrics"]["resumed_from_step"] <= step, (training["metrics"], step)
+    assert training["metrics"]["steps"] == 100
+
+
+async def _wait_for_training_step(api, task_id: str, at_least: int, timeout: float = 120) -> int:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        body = (await api.get(f"/api/v1/tasks/{task_id}")).json()
+        progress = body.get("progress") or {}
+        if (progress.get("step") or 0) >= at_least:
+            return progress["step"]
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"training of {task_id} never reached step {at_least}")

@@ -1,0 +1,125 @@
+"""End to end: the real API, real activities on real workers (one per task queue), a real Temporal server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from activities.context import ActivityContext
+from db.models import Dataset
+from ml.examples import examples_from_jsonl, example_key
+from ml.optimizer import Splits, find_leaks
+from storage.object_store import get_bytes, get_dir
+from tests.e2e.support import api_client, upload, wait_until_done, write_dataset
+from tests.workflows.fakes import running_workers
+
+TINY_HYPERPARAMETERS = {"max_steps": 6, "batch_size": 4, "learning_rate": 1e-3, "max_seq_length": 96}
+
+
+def with_temporal(settings, temporal_env, **changes):
+    return settings.model_copy(update={"temporal_address": temporal_env.client.service_client.config.target_host, **changes})
+
+
+def assert_no_leakage(ctx: ActivityContext, task_id: str, splits_key: str) -> int:
+    """No feedback or test example, nor a near copy or rewrite of one, is in any training set of the task."""
+    splits = Splits.from_json(json.loads(get_bytes(ctx.store, splits_key)))
+    held_out_keys = {example_key(e.question, e.answer) for e in splits.held_out()}
+    with ctx.sessions() as session:
+        datasets = session.scalars(select(Dataset).where(Dataset.task_id == task_id, Dataset.is_optimized)).all()
+    for dataset in datasets:
+        train = examples_from_jsonl(get_bytes(ctx.store, dataset.storage_path))
+        assert not held_out_keys & {example_key(e.question, e.answer) for e in train}
+        assert find_leaks(train, splits.held_out()) == []
+    return len(datasets)
+
+
+async def test_continuous_run_on_sqlite_and_local_storage(temporal_env, settings, tiny_model_dir, tmp_path):
+    settings = with_temporal(settings, temporal_env)
+    ctx = ActivityContext.from_settings(settings)
+    async with running_workers(temporal_env.client, ctx), api_client(settings) as api:
+        dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
+        created = await api.post("/api/v1/tasks/continuous", json={
+            "taskName": "e2e continuous", "modelName": tiny_model_dir, "datasetId": dataset["dataset_id"],
+            "hyperparameters": TINY_HYPERPARAMETERS, "maxIterations": 2,
+        })
+        assert created.status_code == 201, created.text
+        task_id = created.json()["task_id"]
+        assert created.json()["status"] == "PENDING"
+        assert (await api.post(f"/api/v1/tasks/{task_id}/start")).status_code == 202
+        task = await wait_until_done(api, task_id)
+        assert task["status"] == "COMPLETED", task["error"]
+        executions = (await api.get(f"/api/v1/tasks/{task_id}/executions")).json()
+        report = (await api.get(f"/api/v1/tasks/{task_id}/report")).json()
+        listed = (await api.get("/api/v1/tasks", params={"status": "COMPLETED"})).json()
+
+    assert task["current_iteration"] == 2 and task["latest_score"] is not None and task["baseline_score"] is not None
+    assert task_id in [t["task_id"] for t in listed["items"]]
+    assert [(e["iteration"], e["phase"], e["status"]) for e in executions] == [
+        (i, phase, "COMPLETED") for i in (1, 2) for phase in ("OPTIMIZING", "TRAINING", "EVALUATING")]
+    # every score says its split; the headline is the test split's
+    assert report["final"]["split"] == "test" and [it["iteration"] for it in report["iterations"]] == [1, 2]
+    assert set(report["iterations"][0]["scores"]) == {"feedback", "test"}
+    assert Path(report["markdown_path"]).read_text().startswith("# Fine-tuning report")
+    # lineage: iteration 2's training data was made for iteration 1's bad cases, and the evaluation follows them up
+    followup = report["iterations"][1]["bad_case_followup"]
+    assert followup and any(f["targeted_training_examples"] for f in followup)
+    with ctx.sessions() as session:
+        second = session.get(Dataset, f"{task_id}-opt2")
+        assert second.is_optimized and second.source_dataset_id == dataset["dataset_id"]
+        assert second.optimization_log["upweighted"] > 0 and second.optimization_log["added"] > 0
+    train2 = examples_from_jsonl(get_bytes(ctx.store, second.storage_path))
+    rewrites = [e for e in train2 if e.origin == "rewrite"]
+    assert rewrites and all(c["bad_case_id"] and c["action"] == "rewrite" for e in rewrites for c in e.lineage)
+    assert assert_no_leakage(ctx, task_id, f"optimized/{task_id}-opt1/splits.json") == 2
+
+    # the adapter is standard peft: it loads on the base model
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    adapter = get_dir(ctx.store, task["latest_model_path"], tmp_path / "adapter")
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), adapter)
+
+
+@pytest.mark.postgres
+async def test_standard_run_on_postgresql_and_s3(temporal_env, settings, tiny_model_dir, tmp_path, postgres_url, s3_endpoint):
+    settings = with_temporal(settings, temporal_env, database_url=postgres_url, s3_endpoint=s3_endpoint, s3_access_key="test",
+                             s3_secret_key="test", s3_bucket="wlops-e2e")
+    ctx = ActivityContext.from_settings(settings)
+    async with running_workers(temporal_env.client, ctx), api_client(settings) as api:
+        dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
+        created = (await api.post("/api/v1/tasks/standard", json={
+            "task_name": "e2e standard", "model_name": tiny_model_dir, "dataset_id": dataset["dataset_id"], "hyperparameters": TINY_HYPERPARAMETERS,
+        })).json()
+        await api.post(f"/api/v1/tasks/{created['task_id']}/start")
+        task = await wait_until_done(api, created["task_id"])
+        report = (await api.get(f"/api/v1/tasks/{created['task_id']}/report")).json()
+    assert task["status"] == "COMPLETED", task["error"]
+    assert report["report_path"].startswith("s3://wlops-e2e/evaluations/")
+    assert ctx.store.list(f"datasets/local/{dataset['dataset_id']}/") == [f"datasets/local/{dataset['dataset_id']}/data.jsonl"]
+    assert ctx.store.list(f"models/{created['task_id']}/iter-1/adapter/")
+    assert ctx.store.list(f"models/{created['task_id']}/iter-1/checkpoint/") == []  # checkpoints are removed once the adapter is saved
+    assert settings.resolved_database_url.startswith("postgresql+psycopg://")
+    assert_no_leakage(ctx, created["task_id"], f"optimized/{created['task_id']}-opt1/splits.json")
+
+
+@pytest.mark.real_model
+async def test_standard_run_with_the_real_smollm2_weights(temporal_env, settings, tmp_path):
+    settings = with_temporal(settings, temporal_env, max_new_tokens=24)
+    ctx = ActivityContext.from_settings(settings)
+    async with running_workers(temporal_env.client, ctx), api_client(settings) as api:
+        dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl", n_topics=8))
+        created = (await api.post("/api/v1/tasks/standard", json={
+            "task_name": "real weights", "dataset_id": dataset["dataset_id"],
+            "hyperparameters": {"max_steps": 2, "batch_size": 4, "max_seq_length": 96},
+        })).json()
+        assert created["model_name"] == "smollm2-135m-instruct"
+        await api.post(f"/api/v1/tasks/{created['task_id']}/start")
+        task = await wait_until_done(api, created["task_id"], timeout=600)
+        report = (await api.get(f"/api/v1/tasks/{created['task_id']}/report")).json()
+    assert task["status"] == "COMPLETED", task["error"]
+    side = report["side_by_side"]
+    assert side and all(row["base_answer"] and row["tuned_answer"] for row in side)
+    assert report["iterations"][0]["training"]["steps"] == 2

@@ -122,6 +122,8 @@ def pack(rows: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
         "input_ids": torch.tensor([ids]),
         "labels": torch.tensor([labels]),
         "position_ids": torch.tensor([positions]),
+        # transformers builds the block-diagonal mask from position ids only without a KV cache
+        "use_cache": False,
     }
 
 
@@ -198,7 +200,7 @@ def train_lora(
         if should_stop():
             checkpoint()
             raise TrainingInterrupted(state.step)
-        batch = {k: v.to(device) for k, v in pack([rows[i] for i in batches[state.step]]).items()}
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in pack([rows[i] for i in batches[state.step]]).items()}
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
             loss = model(**batch).loss
         loss.backward()

@@ -1,0 +1,82 @@
+"""The training loop on a tiny random-weight model with the real tokenizer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ml.chat import prompt_ids, training_ids
+from ml.examples import Example
+from ml.trainer import Checkpoint, Hyperparameters, TrainingInterrupted, pack, tokenize_examples, train_lora
+
+EXAMPLES = [Example(question=f"What port does service {i} use?", answer=f"Service {i} listens on port {7400 + i}.") for i in range(12)]
+HP = Hyperparameters(max_steps=6, batch_size=4, epochs=3, lora_dropout=0.0, learning_rate=1e-3, max_seq_length=64, seed=3)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def fresh_model(tiny_model_dir):
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+
+
+def test_loss_is_on_answer_tokens_only(tokenizer):
+    ids, labels = training_ids(tokenizer, "What port?", "Port 7410.", 64)
+    n_prompt = len(prompt_ids(tokenizer, "What port?"))
+    assert labels[:n_prompt] == [-100] * n_prompt
+    assert labels[n_prompt:] == ids[n_prompt:] and ids[-1] == tokenizer.eos_token_id
+
+
+def test_packed_batch_loss_equals_the_unpacked_token_average(tiny_model_dir, tokenizer):
+    """Position ids restart per example, so no example attends to another and packing changes nothing but speed."""
+    model = fresh_model(tiny_model_dir).eval()
+    rows = tokenize_examples(tokenizer, EXAMPLES[:4], 64)
+    batch = pack(rows)
+    assert batch["input_ids"].shape == (1, sum(len(ids) for ids, _ in rows))  # no padding at all
+    with torch.no_grad():
+        packed = float(model(**batch).loss)
+        total = count = 0
+        for ids, labels in rows:
+            labels = [-100] + labels[1:]
+            n = sum(1 for x in labels[1:] if x != -100)
+            total += float(model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]), use_cache=False).loss) * n
+            count += n
+    assert packed == pytest.approx(total / count, rel=1e-4)
+
+
+def test_an_interrupted_run_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_does(tiny_model_dir, tokenizer, tmp_path):
+    straight = train_lora(fresh_model(tiny_model_dir), tokenizer, EXAMPLES, HP, tmp_path / "straight", checkpoint_every=100)
+
+    stop_at = {"step": 0}
+
+    def stop_after_three() -> bool:
+        return stop_at["step"] >= 3
+
+    def count(progress) -> None:
+        stop_at["step"] = progress.step
+
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train_lora(fresh_model(tiny_model_dir), tokenizer, EXAMPLES, HP, tmp_path / "first", checkpoint_dir=tmp_path / "ckpt",
+                   checkpoint_every=100, on_progress=count, should_stop=stop_after_three)
+    assert stopped.value.step == 3 and Checkpoint.load_state(tmp_path / "ckpt").step == 3
+    resumed = train_lora(fresh_model(tiny_model_dir), tokenizer, EXAMPLES, HP, tmp_path / "resumed", resume_from=tmp_path / "ckpt", checkpoint_every=100)
+
+    assert resumed.resumed_from_step == 3 and resumed.steps == straight.steps == 6
+    assert [loss for _, loss in resumed.loss_curve] == pytest.approx([loss for _, loss in straight.loss_curve], rel=1e-4)
+    from safetensors.torch import load_file
+
+    a, b = load_file(tmp_path / "straight" / "adapter_model.safetensors"), load_file(tmp_path / "resumed" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_training_reduces_the_loss_on_what_it_trains(tiny_model_dir, tokenizer, tmp_path):
+    hp = Hyperparameters(max_steps=30, batch_size=4, epochs=20, learning_rate=1e-2, max_seq_length=64, lora_dropout=0.0)
+    summary = train_lora(fresh_model(tiny_model_dir), tokenizer, EXAMPLES, hp, tmp_path / "adapter", checkpoint_every=100)
+    losses = [loss for _, loss in summary.loss_curve]
+    # a random-weight model moves slowly under LoRA, but it must move down
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.3, losses
+    assert summary.steps == 30 and summary.useful_tokens > 0

@@ -17,7 +17,7 @@ from core.status import TERMINAL_STATUSES, TaskStatus
 from ml.metrics import METRIC_NAMES
 
 SAMPLE_DATASET = Path(__file__).resolve().parent.parent / "data" / "sample" / "ferrolink_faq.jsonl"
-DEMO_HYPERPARAMETERS = {"learning_rate": 3e-4, "epochs": 2, "batch_size": 8, "lora_r": 16, "lora_alpha": 32, "max_seq_length": 160, "seed": 7}
+DEMO_HYPERPARAMETERS = {"learning_rate": 1e-3, "epochs": 2, "batch_size": 8, "max_steps": 30, "lora_r": 16, "lora_alpha": 32, "max_seq_length": 160, "seed": 7}
 
 
 def run_demo(settings: Settings, iterations: int = 3, max_steps: int | None = None, dataset: Path = SAMPLE_DATASET) -> int:

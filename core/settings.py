@@ -77,8 +77,8 @@ class Settings(BaseSettings):
     heartbeat_timeout_seconds: int = Field(default=60, ge=5, description="A worker silent this long is presumed dead; its activity is retried.")
     activity_max_attempts: int = Field(default=3, ge=1)
     checkpoint_every_steps: int = Field(default=10, ge=1)
-    max_new_tokens: int = Field(default=40, ge=1)
-    generation_batch_size: int = Field(default=32, ge=1)
+    max_new_tokens: int = Field(default=32, ge=1)
+    generation_batch_size: int = Field(default=48, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":

@@ -1,0 +1,122 @@
+"""Useful (non-padding) tokens/s of WLOps' packed training loop against a plain peft loop with pad-to-longest
+batches: same model (SmolLM2-135M config, random weights), same data, same batch size, one process.
+
+    python -m bench.train_throughput [--steps 20] [--batch-size 4] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from bench.common import write_result
+from ml.examples import Example
+from ml.optimizer import clean_dataset, split_examples
+from ml.trainer import Hyperparameters, build_lora_model, tokenize_examples, train_lora
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "ferrolink_faq.jsonl"
+
+
+def load_model(device: str):
+    """SmolLM2-135M's architecture and tokenizer with random weights: the same compute as the real model."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from ml.base_model import SMOLLM2_GGUF, smollm2_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir(), gguf_file=SMOLLM2_GGUF)
+    config = AutoConfig.from_pretrained(smollm2_dir(), gguf_file=SMOLLM2_GGUF)
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config).to(device), tokenizer
+
+
+def varied_examples(n: int) -> list[Example]:
+    """The sample's training split, with some answers lengthened so lengths span roughly 32-256 tokens."""
+    train = split_examples(clean_dataset(SAMPLE, "jsonl").examples).train
+    rng = random.Random(0)
+    return [Example(question=e.question, answer=" ".join([e.answer] * rng.choice([1, 1, 2, 4, 8]))) for e in (train * 3)[:n]]
+
+
+def reference_loop(model, tokenizer, examples: list[Example], hp: Hyperparameters, steps: int) -> dict:
+    """A plain peft training loop: shuffled batches padded to their longest example (the common baseline)."""
+    device = next(model.parameters()).device
+    model = build_lora_model(model, hp, None)
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=hp.learning_rate)
+    rows = tokenize_examples(tokenizer, examples, hp.max_seq_length)
+    rng = random.Random(hp.seed)
+    rng.shuffle(rows)
+    useful = total = 0
+    started = None
+    for step in range(steps + 1):  # step 0 warms up and is not timed
+        batch = rows[(step * hp.batch_size) % len(rows):][: hp.batch_size]
+        width = max(len(ids) for ids, _ in batch)
+        ids = torch.full((len(batch), width), tokenizer.pad_token_id)
+        labels = torch.full((len(batch), width), -100)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, (row_ids, row_labels) in enumerate(batch):
+            ids[i, : len(row_ids)], labels[i, : len(row_labels)], mask[i, : len(row_ids)] = torch.tensor(row_ids), torch.tensor(row_labels), 1
+        loss = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step == 0:
+            _sync(device)
+            started = time.perf_counter()
+            continue
+        useful += int(mask.sum())
+        total += mask.numel()
+    _sync(device)
+    seconds = time.perf_counter() - started
+    return {"useful_tokens": useful, "computed_tokens": total, "padding_fraction": round(1 - useful / total, 3), "seconds": round(seconds, 2),
+            "useful_tokens_per_second": round(useful / seconds, 1)}
+
+
+def wlops_loop(model, tokenizer, examples: list[Example], hp: Hyperparameters, steps: int, tmp: Path) -> dict:
+    timings = []
+
+    def on_progress(p) -> None:
+        _sync(next(model.parameters()).device)
+        timings.append((time.perf_counter(), p.tokens))
+
+    train_lora(model, tokenizer, examples, Hyperparameters(**{**hp.__dict__, "max_steps": steps + 1, "epochs": 100}), tmp, checkpoint_every=10**6,
+               on_progress=on_progress)
+    (t0, tokens0), (t1, tokens1) = timings[0], timings[-1]  # the first step warms up and is not timed
+    return {"useful_tokens": tokens1 - tokens0, "computed_tokens": tokens1 - tokens0, "padding_fraction": 0.0, "seconds": round(t1 - t0, 2),
+            "useful_tokens_per_second": round((tokens1 - tokens0) / (t1 - t0), 1)}
+
+
+def _sync(device) -> None:
+    if getattr(device, "type", device) == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--name", default=None)
+    args = parser.parse_args()
+    hp = Hyperparameters(batch_size=args.batch_size, max_seq_length=256, lora_dropout=0.0)
+    examples = varied_examples(400)
+    import tempfile
+
+    model, tokenizer = load_model(args.device)
+    reference = reference_loop(model, tokenizer, examples, hp, args.steps)
+    model, tokenizer = load_model(args.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = wlops_loop(model, tokenizer, examples, hp, args.steps, Path(tmp) / "adapter")
+    ratio = ours["useful_tokens_per_second"] / reference["useful_tokens_per_second"]
+    write_result(args.name or f"train_throughput_{args.device}", {
+        "model": "SmolLM2-135M architecture, random weights, LoRA r=16 q/k/v/o", "device": args.device, "batch_size": args.batch_size,
+        "steps_timed": args.steps, "reference_pad_to_longest": reference, "wlops_packed": ours, "ratio": round(ratio, 2),
+        "target_ratio": 1.5 if args.device == "cpu" else 3.0, "meets_target": ratio >= (1.5 if args.device == "cpu" else 3.0),
+    })
+
+
+if __name__ == "__main__":
+    main()

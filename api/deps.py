@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Iterator
+from typing import TYPE_CHECKING, Annotated, Iterator
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
-from temporalio.client import Client
 
 from core.settings import Settings
 from storage.object_store import ObjectStore
+
+if TYPE_CHECKING:
+    from api.main import TemporalConnection
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -25,11 +27,12 @@ def get_store(request: Request) -> ObjectStore:
     return request.app.state.store
 
 
-async def get_temporal(request: Request) -> Client:
-    return await request.app.state.temporal()
+def get_temporal(request: Request) -> "TemporalConnection":
+    """The connection itself, not a client: services connect only once a request has been validated."""
+    return request.app.state.temporal
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
-TemporalDep = Annotated[Client, Depends(get_temporal)]
+TemporalDep = Annotated["TemporalConnection", Depends(get_temporal)]

@@ -33,11 +33,12 @@ def load_model(device: str):
     return AutoModelForCausalLM.from_config(config).to(device), tokenizer
 
 
-def varied_examples(n: int) -> list[Example]:
-    """The sample's training split, with some answers lengthened so lengths span roughly 32-256 tokens."""
+def varied_examples(n: int, repeats: tuple[int, ...] = tuple(range(1, 15))) -> list[Example]:
+    """The sample's training split with answers repeated so lengths spread over about 45-240 tokens
+    (STACK.md's reference setup: samples of 32-256 tokens)."""
     train = split_examples(clean_dataset(SAMPLE, "jsonl").examples).train
     rng = random.Random(0)
-    return [Example(question=e.question, answer=" ".join([e.answer] * rng.choice([1, 1, 2, 4, 8]))) for e in (train * 3)[:n]]
+    return [Example(question=e.question, answer=" ".join([e.answer] * rng.choice(repeats))) for e in (train * 3)[:n]]
 
 
 def reference_loop(model, tokenizer, examples: list[Example], hp: Hyperparameters, steps: int) -> dict:
@@ -111,7 +112,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ours = wlops_loop(model, tokenizer, examples, hp, args.steps, Path(tmp) / "adapter")
     ratio = ours["useful_tokens_per_second"] / reference["useful_tokens_per_second"]
+    lengths = sorted(len(ids) for ids, _ in tokenize_examples(tokenizer, examples, hp.max_seq_length))
     write_result(args.name or f"train_throughput_{args.device}", {
+        "example_tokens": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1]},
         "model": "SmolLM2-135M architecture, random weights, LoRA r=16 q/k/v/o", "device": args.device, "batch_size": args.batch_size,
         "steps_timed": args.steps, "reference_pad_to_longest": reference, "wlops_packed": ours, "ratio": round(ratio, 2),
         "target_ratio": 1.5 if args.device == "cpu" else 3.0, "meets_target": ratio >= (1.5 if args.device == "cpu" else 3.0),

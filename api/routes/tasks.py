@@ -41,9 +41,9 @@ def list_tasks(session: SessionDep, settings: SettingsDep, status: TaskStatus | 
 
 
 @router.get("/{task_id}", response_model=TaskPublic)
-async def get_task(session: SessionDep, settings: SettingsDep, client: TemporalDep, task_id: str) -> TaskPublic:
+async def get_task(session: SessionDep, settings: SettingsDep, temporal: TemporalDep, task_id: str) -> TaskPublic:
     task = service.get_task(session, task_id)
-    return to_public(task, settings, await service.live_progress(client, task))
+    return to_public(task, settings, await service.live_progress(temporal, task))
 
 
 @router.get("/{task_id}/executions", response_model=list[ExecutionPublic])
@@ -64,24 +64,24 @@ def get_report(session: SessionDep, store: StoreDep, task_id: str) -> dict[str, 
 
 
 @router.post("/{task_id}/start", status_code=202, response_model=TaskAction)
-async def start_task(session: SessionDep, settings: SettingsDep, client: TemporalDep, task_id: str) -> TaskAction:
-    task = await service.start_task(session, client, settings, task_id)
+async def start_task(session: SessionDep, settings: SettingsDep, temporal: TemporalDep, task_id: str) -> TaskAction:
+    task = await service.start_task(session, temporal, settings, task_id)
     return TaskAction(task_id=task_id, status=task.status, detail="workflow started (or already running)")
 
 
 @router.post("/{task_id}/pause", status_code=202, response_model=TaskAction)
-async def pause_task(session: SessionDep, client: TemporalDep, task_id: str) -> TaskAction:
-    task = await service.pause_task(session, client, task_id)
+async def pause_task(session: SessionDep, temporal: TemporalDep, task_id: str) -> TaskAction:
+    task = await service.pause_task(session, temporal, task_id)
     return TaskAction(task_id=task_id, status=task.status, detail="pause requested: the running phase checkpoints and stops")
 
 
 @router.post("/{task_id}/resume", status_code=202, response_model=TaskAction)
-async def resume_task(session: SessionDep, client: TemporalDep, task_id: str) -> TaskAction:
-    task = await service.resume_task(session, client, task_id)
+async def resume_task(session: SessionDep, temporal: TemporalDep, task_id: str) -> TaskAction:
+    task = await service.resume_task(session, temporal, task_id)
     return TaskAction(task_id=task_id, status=task.status, detail=f"resume requested: back to {task.suspended_from}")
 
 
 @router.post("/{task_id}/cancel", status_code=202, response_model=TaskAction)
-async def cancel_task(session: SessionDep, client: TemporalDep, task_id: str) -> TaskAction:
-    task = await service.cancel_task(session, client, task_id)
+async def cancel_task(session: SessionDep, temporal: TemporalDep, task_id: str) -> TaskAction:
+    task = await service.cancel_task(session, temporal, task_id)
     return TaskAction(task_id=task_id, status=task.status, detail="cancellation requested: the unfinished iteration is compensated")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -21,6 +21,7 @@ from schemas.api import ContinuousTaskCreate, StandardTaskCreate
 from schemas.workflow_io import ActivityTimeouts, FineTuningInput
 
 WORKFLOW_NAME = "FineTuningWorkflow"
+Temporal = Callable[[], Awaitable[Client]]  # connects on first use (api.main.TemporalConnection)
 
 
 def create_task(session: Session, body: StandardTaskCreate, mode: TaskMode, owner: str) -> MLTask:
@@ -72,11 +73,12 @@ def workflow_input(task: MLTask, settings: Settings, targeting: bool = True) -> 
     )
 
 
-async def start_task(session: Session, client: Client, settings: Settings, task_id: str) -> MLTask:
+async def start_task(session: Session, temporal: Temporal, settings: Settings, task_id: str) -> MLTask:
     """Start the task's workflow (id = task id); starting again is a no-op, never a second run."""
     task = get_task(session, task_id)
     if TaskStatus(task.status) in TERMINAL_STATUSES:
         raise Conflict(f"task {task_id} is already {task.status}")
+    client = await temporal()
     try:
         await client.start_workflow(
             WORKFLOW_NAME, workflow_input(task, settings), id=task.id, task_queue=TASK_QUEUE_WORKFLOWS,
@@ -96,26 +98,26 @@ def _require(task: MLTask, target: TaskStatus, action: str) -> None:
         raise Conflict(f"cannot {action} task {task.id}: it is {current}")
 
 
-async def pause_task(session: Session, client: Client, task_id: str) -> MLTask:
+async def pause_task(session: Session, temporal: Temporal, task_id: str) -> MLTask:
     task = get_task(session, task_id)
     _require(task, TaskStatus.SUSPENDED, "pause")
-    await _signal(client.get_workflow_handle(task_id), "pause")
+    await _signal((await temporal()).get_workflow_handle(task_id), "pause")
     return task
 
 
-async def resume_task(session: Session, client: Client, task_id: str) -> MLTask:
+async def resume_task(session: Session, temporal: Temporal, task_id: str) -> MLTask:
     task = get_task(session, task_id)
     if TaskStatus(task.status) != TaskStatus.SUSPENDED:
         raise Conflict(f"cannot resume task {task_id}: it is {task.status}, not SUSPENDED")
-    await _signal(client.get_workflow_handle(task_id), "resume")
+    await _signal((await temporal()).get_workflow_handle(task_id), "resume")
     return task
 
 
-async def cancel_task(session: Session, client: Client, task_id: str) -> MLTask:
+async def cancel_task(session: Session, temporal: Temporal, task_id: str) -> MLTask:
     """Cancel through Temporal (the workflow compensates); a task never started is cancelled in the database directly."""
     task = get_task(session, task_id)
     _require(task, TaskStatus.CANCELLED, "cancel")
-    handle = client.get_workflow_handle(task_id)
+    handle = (await temporal()).get_workflow_handle(task_id)
     try:
         await handle.cancel()
     except RPCError as exc:
@@ -135,13 +137,17 @@ async def _signal(handle: WorkflowHandle, name: str) -> None:
         raise Unavailable(f"could not signal the workflow: {exc.message}") from exc
 
 
-async def live_progress(client: Client, task: MLTask) -> dict[str, Any] | None:
-    """The running activity's last heartbeat (training step and loss, or evaluation stage), from Temporal."""
+async def live_progress(temporal: Temporal, task: MLTask) -> dict[str, Any] | None:
+    """The running activity's last heartbeat (training step and loss, or evaluation stage), from Temporal.
+
+    Best effort: without Temporal the database projection still answers, just without live progress.
+    """
     if TaskStatus(task.status) not in ACTIVE_PHASES:
         return None
     try:
+        client = await temporal()
         description = await client.get_workflow_handle(task.id).describe()
-    except RPCError:
+    except (RPCError, Unavailable):
         return None
     for pending in description.raw_description.pending_activities:
         if pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED or not pending.heartbeat_details.payloads:

@@ -195,9 +195,12 @@ async def test_starting_twice_is_idempotent(temporal_env, ctx, settings):
     fakes = FakePhases(ctx, train_steps=50, step_seconds=0.02)
     async with running_workers(temporal_env.client, ctx, fakes.activities()):
         with ctx.sessions() as session:
-            await start_task(session, temporal_env.client, settings, task.id)
+            async def connection():
+                return temporal_env.client
+
+            await start_task(session, connection, settings, task.id)
             first = await temporal_env.client.get_workflow_handle(task.id).describe()
-            await start_task(session, temporal_env.client, settings, task.id)
+            await start_task(session, connection, settings, task.id)
             second = await temporal_env.client.get_workflow_handle(task.id).describe()
         assert first.run_id == second.run_id
         await temporal_env.client.get_workflow_handle(task.id).result()

@@ -1,6 +1,7 @@
 """Orchestration overhead per phase on the embedded Temporal server: a run's wall time minus the time spent
-inside its phase activities, divided by the number of phases. The phases are instant stand-ins (the same
-ones the orchestration tests use); bookkeeping (the database projection) is real and counts as overhead.
+inside its phase activities (from the history's started/completed events), divided by the number of phases.
+The phases are instant stand-ins (the ones the orchestration tests use); bookkeeping (the database
+projection) is real and counts as overhead.
 
     python -m bench.orchestration_overhead [--iterations 3] [--repeats 3]
 """
@@ -14,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 
 from activities.context import ActivityContext
@@ -30,19 +30,22 @@ from tests.workflows.fakes import FakePhases, running_workers
 PHASE_ACTIVITIES = ("optimize_dataset", "train_adapter", "evaluate_adapter", "build_report")
 
 
-class TimedPhases(FakePhases):
-    """The stand-in phases, timing themselves from the worker's side."""
-
-    def timed(self, fn):
-        async def wrapper(inp):
-            started = time.perf_counter()
-            try:
-                return await fn(inp)
-            finally:
-                self.inside.append(time.perf_counter() - started)
-
-        wrapper.__name__ = fn.__name__
-        return activity.defn(name=activity._Definition.from_callable(fn).name)(wrapper)
+async def seconds_inside_phases(client, workflow_id: str) -> float:
+    """Time between ActivityTaskStarted and its completion for the phase activities, over every run of the workflow."""
+    inside = 0.0
+    async for execution in client.list_workflows(f"WorkflowId = '{workflow_id}'"):
+        history = await client.get_workflow_handle(workflow_id, run_id=execution.run_id).fetch_history()
+        scheduled, started = {}, {}
+        for event in history.events:
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                scheduled[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
+            elif event.HasField("activity_task_started_event_attributes"):
+                started[event.activity_task_started_event_attributes.scheduled_event_id] = event.event_time.ToDatetime()
+            elif event.HasField("activity_task_completed_event_attributes"):
+                attrs = event.activity_task_completed_event_attributes
+                if scheduled[attrs.scheduled_event_id] in PHASE_ACTIVITIES:
+                    inside += (event.event_time.ToDatetime() - started[attrs.scheduled_event_id]).total_seconds()
+    return inside
 
 
 async def measure(iterations: int, repeats: int) -> dict:
@@ -51,20 +54,15 @@ async def measure(iterations: int, repeats: int) -> dict:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             ctx = ActivityContext.from_settings(Settings(data_dir=Path(tmp)))
-            phases = TimedPhases(ctx, train_steps=0)
-            phases.inside = []
-            activities = phases.activities()
-            activities = {queue: [phases.timed(a) if activity._Definition.from_callable(a).name in PHASE_ACTIVITIES else a for a in acts]
-                          for queue, acts in activities.items()}
-            async with running_workers(env.client, ctx, activities):
+            phases = FakePhases(ctx, train_steps=0)
+            async with running_workers(env.client, ctx, phases.activities()):
                 for mode, n in [(TaskMode.STANDARD, 1)] * repeats + [(TaskMode.CONTINUOUS, iterations)] * repeats:
                     task = make_task(ctx, mode=mode, max_iterations=n)
-                    phases.inside.clear()
                     started = time.perf_counter()
                     await (await env.client.start_workflow("FineTuningWorkflow", workflow_input(task, ctx.settings), id=task.id,
                                                            task_queue=TASK_QUEUE_WORKFLOWS, result_type=FineTuningResult)).result()
                     wall = time.perf_counter() - started
-                    inside = sum(phases.inside)
+                    inside = await seconds_inside_phases(env.client, task.id)
                     runs.append({"mode": mode.value, "iterations": n, "phases": 3 * n, "wall_seconds": round(wall, 3),
                                  "inside_activities_seconds": round(inside, 4), "overhead_ms_per_phase": round(1000 * (wall - inside) / (3 * n), 1)})
     finally:

@@ -25,7 +25,9 @@ POOLS = tuple(POOL_TASK_QUEUES)
 def activities_by_queue(ctx: ActivityContext, train: TrainActivities | None = None) -> dict[str, list]:
     bookkeeping = BookkeepingActivities(ctx)
     return {
-        TASK_QUEUE_BOOKKEEPING: [bookkeeping.record_progress, bookkeeping.compensate_iteration, bookkeeping.build_report],
+        # the database projection runs as a local activity of the workflow worker
+        TASK_QUEUE_WORKFLOWS: [bookkeeping.record_progress],
+        TASK_QUEUE_BOOKKEEPING: [bookkeeping.compensate_iteration, bookkeeping.build_report],
         TASK_QUEUE_OPTIMIZE: [OptimizeActivities(ctx).optimize_dataset],
         TASK_QUEUE_TRAIN: [(train or TrainActivities(ctx)).train_adapter],
         TASK_QUEUE_EVALUATE: [EvaluateActivities(ctx).evaluate_adapter],
@@ -53,7 +55,8 @@ def build_workers(client: Client, pool: str, ctx: ActivityContext, activities: d
     workers = []
     for queue in POOL_TASK_QUEUES[pool]:
         if queue == TASK_QUEUE_WORKFLOWS:
-            workers.append(Worker(client, task_queue=queue, workflows=[FineTuningWorkflow]))
+            workers.append(Worker(client, task_queue=queue, workflows=[FineTuningWorkflow], activities=activities[queue],
+                                  activity_executor=ThreadPoolExecutor(max_workers=ctx.settings.bookkeeping_concurrency)))
             continue
         limit = concurrency(ctx.settings, queue)
         workers.append(Worker(

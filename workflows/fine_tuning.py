@@ -211,9 +211,10 @@ class FineTuningWorkflow:
         """Write the database projection of a transition (or of a phase event within a status), then take it."""
         if status != self._status:
             check_transition(self._status, status, suspended_from=self._suspended_from)
-        await workflow.execute_activity(
+        # a local activity: a short, idempotent database write needs no task-queue round trip
+        await workflow.execute_local_activity(
             "record_progress", RecordProgressInput(workflow.info().workflow_id, status.value, self._iteration, **fields),
-            task_queue=TASK_QUEUE_BOOKKEEPING, start_to_close_timeout=timedelta(seconds=30), retry_policy=BOOKKEEPING_RETRY,
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=BOOKKEEPING_RETRY,
         )
         self._status = status
 

@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 from activities.bookkeeping import BookkeepingActivities
 from activities.context import ActivityContext
 from activities.optimize import optimized_dataset_id
-from core.settings import TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE, TASK_QUEUE_OPTIMIZE, TASK_QUEUE_TRAIN
+from core.settings import TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE, TASK_QUEUE_OPTIMIZE, TASK_QUEUE_TRAIN, TASK_QUEUE_WORKFLOWS
 from db.models import Dataset, MLTask
 from schemas.workflow_io import EvaluateInput, EvaluateResult, OptimizeInput, OptimizeResult, ReportInput, ReportResult, TrainInput, TrainResult
 from storage import keys
@@ -87,7 +87,8 @@ class FakePhases:
     def activities(self) -> dict[str, list]:
         bookkeeping = BookkeepingActivities(self.ctx)
         return {
-            TASK_QUEUE_BOOKKEEPING: [bookkeeping.record_progress, bookkeeping.compensate_iteration, self.build_report],
+            TASK_QUEUE_WORKFLOWS: [bookkeeping.record_progress],
+            TASK_QUEUE_BOOKKEEPING: [bookkeeping.compensate_iteration, self.build_report],
             TASK_QUEUE_OPTIMIZE: [self.optimize_dataset],
             TASK_QUEUE_TRAIN: [self.train_adapter],
             TASK_QUEUE_EVALUATE: [self.evaluate_adapter],

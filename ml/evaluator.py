@@ -22,8 +22,8 @@ EVALUATED_SPLITS = ("feedback", "test")
 class EvaluationConfig:
     weights: ScoreWeights = field(default_factory=ScoreWeights)
     thresholds: GradeThresholds = field(default_factory=GradeThresholds)
-    max_new_tokens: int = 40
-    batch_size: int = 32
+    max_new_tokens: int = 32
+    batch_size: int = 48
     bad_case_threshold: float = 0.5  # a feedback example scoring below this overall is a bad case
     max_bad_cases: int = 24
     max_train_loss_cases: int = 8
@@ -35,7 +35,7 @@ Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 
 @torch.no_grad()
-def generate_answers(model, tokenizer, questions: list[str], batch_size: int = 32, max_new_tokens: int = 48, progress: Progress | None = None) -> list[str]:
+def generate_answers(model, tokenizer, questions: list[str], batch_size: int = 48, max_new_tokens: int = 32, progress: Progress | None = None) -> list[str]:
     """Greedy answers, batched with left padding."""
     device = next(model.parameters()).device
     model.eval()

@@ -26,10 +26,6 @@ with workflow.unsafe.imports_passed_through():
 BOOKKEEPING_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=10)
 
 
-class PhaseSuspended(Exception):
-    """Internal: the phase's activity stopped because of a pause."""
-
-
 @workflow.defn(name="FineTuningWorkflow")
 class FineTuningWorkflow:
     def __init__(self) -> None:

@@ -23,23 +23,20 @@ from ml.optimizer import Splits
 from ml.report import build_task_report, plot_report, render_markdown
 
 
-def make_example(question: str, answer: str, **fields) -> Example:
-    return Example(question=question, answer=answer, **fields)
-
 
 TRAIN = [
-    make_example("How do I reset my FerroLink password?", "Open Settings > Account and choose Reset password."),
-    make_example("Does FerroLink keep monthly backups?", "Yes, monthly snapshots are retained for 12 months."),
-    make_example("What is the default log level?", "The default log level is info."),
+    Example("How do I reset my FerroLink password?", "Open Settings > Account and choose Reset password."),
+    Example("Does FerroLink keep monthly backups?", "Yes, monthly snapshots are retained for 12 months."),
+    Example("What is the default log level?", "The default log level is info."),
 ]
 FEEDBACK = [
-    make_example("Which TCP port does the FerroLink agent listen on?", "The agent listens on port 7400."),
-    make_example("How much does the Pro plan cost per month?", "Pro costs $8 per user per month."),
-    make_example("How can I reset a forgotten FerroLink password?", "Use Reset password on the Account page."),
+    Example("Which TCP port does the FerroLink agent listen on?", "The agent listens on port 7400."),
+    Example("How much does the Pro plan cost per month?", "Pro costs $8 per user per month."),
+    Example("How can I reset a forgotten FerroLink password?", "Use Reset password on the Account page."),
 ]
 TEST = [
-    make_example("Do pairing codes expire?", "Yes, pairing codes expire after 10 minutes."),
-    make_example("Is there an education discount?", "Yes, schools receive a 40% discount."),
+    Example("Do pairing codes expire?", "Yes, pairing codes expire after 10 minutes."),
+    Example("Is there an education discount?", "Yes, schools receive a 40% discount."),
 ]
 LONG_WRONG = ("FerroLink is a peer to peer file synchronization tool that supports Linux macOS and Windows "
               "and many other platforms such as FreeBSD and Android and iOS tablets too")  # 28 words: too long
@@ -151,9 +148,9 @@ def test_comparison_followup_and_side_by_side(splits, config):
     previous = evaluate_predictions(splits, EMPTY_PREDICTIONS, TRAIN_LOSSES, config, iteration=1)
     assert [c["example_id"] for c in previous["bad_cases"] if c["split"] == "feedback"] == [e.id for e in FEEDBACK]
 
-    rewrite = make_example("Quick question: How do I reset my FerroLink password?", TRAIN[0].answer, origin="rewrite",
+    rewrite = Example("Quick question: How do I reset my FerroLink password?", TRAIN[0].answer, origin="rewrite",
                            lineage=[{"bad_case_id": FEEDBACK[2].id, "action": "rewrite"}])
-    upweighted = make_example(TRAIN[0].question, TRAIN[0].answer, weight=2,
+    upweighted = Example(TRAIN[0].question, TRAIN[0].answer, weight=2,
                               lineage=[{"bad_case_id": FEEDBACK[2].id, "action": "upweight"},
                                        {"bad_case_id": FEEDBACK[2].id, "action": "upweight"},
                                        {"bad_case_id": FEEDBACK[0].id, "action": "upweight"}])

@@ -24,9 +24,6 @@ from ml.optimizer import (
 )
 
 
-def make_example(question: str, answer: str, **fields) -> Example:
-    return Example(question=question, answer=answer, **fields)
-
 
 @pytest.fixture(scope="module")
 def cleaned_sample(sample_dataset):
@@ -89,9 +86,9 @@ def test_clean_dataset_reasons_and_lines(write_file):
 
 
 def test_remove_near_duplicates_keeps_the_first():
-    a = make_example("How do I reset my password?", "Use the account page.")
-    b = make_example("How do I reset my password ?", "Use the account page!")
-    c = make_example("Which port does the agent use?", "Port 7400.")
+    a = Example("How do I reset my password?", "Use the account page.")
+    b = Example("How do I reset my password ?", "Use the account page!")
+    c = Example("Which port does the agent use?", "Port 7400.")
     kept, dropped = remove_near_duplicates([a, b, c], 90.0)
     assert kept == [a, c]
     assert dropped == [(b, a)]
@@ -154,7 +151,7 @@ def test_near_identical_questions_never_straddle_splits(cleaned_sample):
     base = cleaned_sample.examples
     twins = []
     for e in base[::10]:  # 32 twins with a near-identical question and a different answer
-        twins.append(make_example(e.question.rstrip("?") + " ?", e.answer[::-1]))
+        twins.append(Example(e.question.rstrip("?") + " ?", e.answer[::-1]))
     examples = base + twins
     splits = split_examples(examples)
     where = {e.id: name for name in ("train", "feedback", "test") for e in getattr(splits, name)}
@@ -167,11 +164,11 @@ def test_near_identical_questions_never_straddle_splits(cleaned_sample):
 
 
 def test_find_leaks_exact_and_near_copies():
-    held = [make_example("How do I reset my password?", "Open Settings and choose Reset password."),
-            make_example("Which port does the agent use?", "The agent listens on port 7400.")]
-    exact = make_example("how do I reset my password?", "open settings and choose reset password.")
-    near = make_example("Which port does the agent use ?", "The agent listens on port 7400!")
-    clean = make_example("Is there an education discount?", "Yes, 40% for schools.")
+    held = [Example("How do I reset my password?", "Open Settings and choose Reset password."),
+            Example("Which port does the agent use?", "The agent listens on port 7400.")]
+    exact = Example("how do I reset my password?", "open settings and choose reset password.")
+    near = Example("Which port does the agent use ?", "The agent listens on port 7400!")
+    clean = Example("Is there an education discount?", "Yes, 40% for schools.")
     leaks = find_leaks([exact, near, clean], held)
     pairs = {(t, h) for t, h, _ in leaks}
     assert pairs == {(exact.id, held[0].id), (near.id, held[1].id)}
@@ -180,15 +177,15 @@ def test_find_leaks_exact_and_near_copies():
 
 
 def test_find_leaks_question_only_copy():
-    held = [make_example("How many devices can a Pro user link?", "Up to 10 devices.")]
-    same_question = make_example("How many devices can a Pro user link?", "Pro users may link an unlimited number of laptops, phones and servers.")
+    held = [Example("How many devices can a Pro user link?", "Up to 10 devices.")]
+    same_question = Example("How many devices can a Pro user link?", "Pro users may link an unlimited number of laptops, phones and servers.")
     leaks = find_leaks([same_question], held)
     assert leaks == [(same_question.id, held[0].id, 100.0)]
 
 
 def test_find_leaks_clean_and_empty():
-    train = [make_example("What is the default log level?", "info"), make_example("Do pairing codes expire?", "After 10 minutes.")]
-    held = [make_example("How much RAM does a server need?", "4 GB minimum.")]
+    train = [Example("What is the default log level?", "info"), Example("Do pairing codes expire?", "After 10 minutes.")]
+    held = [Example("How much RAM does a server need?", "4 GB minimum.")]
     assert find_leaks(train, held) == []
     assert find_leaks([], held) == []
     assert find_leaks(train, []) == []
@@ -214,8 +211,8 @@ TEST = [
 
 
 def _splits() -> tuple[list[Example], list[Example]]:
-    train = [make_example(q, a) for q, a in TRAIN]
-    held = [make_example(q, a) for q, a in FEEDBACK + TEST]
+    train = [Example(q, a) for q, a in TRAIN]
+    held = [Example(q, a) for q, a in FEEDBACK + TEST]
     assert find_leaks(train, held) == []
     return train, held
 
@@ -297,7 +294,7 @@ def test_target_bad_cases_lineage_and_no_leaks_with_defaults(embedder):
 def test_rewrite_near_a_held_out_question_is_rejected(embedder):
     train, held = _splits()
     target = train[3]
-    trap = make_example(REWRITE_TEMPLATES[0].format(q=target.question), "Only the web console is supported on ChromeOS.")
+    trap = Example(REWRITE_TEMPLATES[0].format(q=target.question), "Only the web console is supported on ChromeOS.")
     held = held + [trap]
     assert find_leaks(train, held) == []  # the original itself does not leak
     result = target_bad_cases(train, held, [_train_case(target)], [], embedder)
@@ -311,18 +308,18 @@ def test_rewrite_near_a_held_out_question_is_rejected(embedder):
 def test_rewrite_whose_whole_example_leaks_is_rejected(embedder):
     answer = ("FerroLink keeps hourly snapshots for 48 hours, daily snapshots for 30 days, weekly snapshots for "
               "12 weeks and monthly snapshots for 12 months, all configurable per library.")
-    train = [make_example("Snapshot retention?", answer), make_example("Which port does the agent use?", "Port 7400.")]
-    held = [make_example("What is the snapshot retention?", answer)]  # question differs, the whole example does not
+    train = [Example("Snapshot retention?", answer), Example("Which port does the agent use?", "Port 7400.")]
+    held = [Example("What is the snapshot retention?", answer)]  # question differs, the whole example does not
     result = target_bad_cases(train, held, [_train_case(train[0])], [], embedder)
     assert result.added == 0
     assert result.rejected == {"near_held_out": 1}
 
 
 def test_rewrite_duplicating_an_existing_example_is_rejected(embedder):
-    base = make_example("How do I pair a device?", "Scan the pairing code shown in the console.")
-    already = make_example(REWRITE_TEMPLATES[0].format(q=base.question), base.answer)
+    base = Example("How do I pair a device?", "Scan the pairing code shown in the console.")
+    already = Example(REWRITE_TEMPLATES[0].format(q=base.question), base.answer)
     train = [base, already]
-    held = [make_example("What does error FL-204 mean?", "A sync conflict.")]
+    held = [Example("What does error FL-204 mean?", "A sync conflict.")]
     result = target_bad_cases(train, held, [_train_case(base)], [], embedder)
     assert result.rejected == {"duplicate": 1}
     assert result.added == 0
@@ -343,6 +340,6 @@ def test_min_similarity_filters_unrelated_neighbours(embedder):
 
 
 def test_expand_weights():
-    a, b, c = make_example("a?", "1"), make_example("b?", "2", weight=3), make_example("c?", "3", weight=0)
+    a, b, c = Example("a?", "1"), Example("b?", "2", weight=3), Example("c?", "3", weight=0)
     assert [e.question for e in expand_weights([a, b, c])] == ["a?", "b?", "b?", "b?", "c?"]
     assert expand_weights([]) == []

@@ -1,7 +1,11 @@
 """LoRA fine-tuning as a plain loop: model, data, optimizer, loop, checkpoint.
 
-Each optimizer step packs its examples into one row (position ids restart per example, so
-transformers builds a block-diagonal causal mask): no padding tokens are ever computed.
+Each optimizer step packs its examples into one row, so no padding token is ever computed:
+- position ids restart per example, and attention runs per example (`ml.packed_attention`),
+  so no example sees another and attention costs the sum of squared example lengths, not the
+  square of the row;
+- the vocabulary projection and the loss run only at positions that predict an answer token
+  (the loss is on answers only), which skips most of the largest matmul of a small model.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 
 from ml.chat import training_ids
 from ml.examples import Example
+from ml.packed_attention import PACKED_ATTENTION
 
 LORA_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -110,26 +115,60 @@ def batch_order(n_rows: int, batch_size: int, epochs: int, seed: int) -> list[li
     return batches
 
 
-def pack(rows: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+@dataclass
+class PackedBatch:
+    """One optimizer step's examples as a single row, with what the loss needs."""
+
+    input_ids: torch.Tensor  # (1, total tokens)
+    position_ids: torch.Tensor  # (1, total tokens), restarting at 0 for each example
+    cu_seq_lens: torch.Tensor  # (examples + 1,) where each example starts and the row ends
+    loss_positions: torch.Tensor  # positions whose next token is an answer token
+    targets: torch.Tensor  # those next tokens
+
+    @property
+    def tokens(self) -> int:
+        return int(self.input_ids.numel())
+
+    def to(self, device) -> "PackedBatch":
+        return PackedBatch(**{name: getattr(self, name).to(device) for name in self.__dataclass_fields__})
+
+
+def pack(rows: list[tuple[list[int], list[int]]]) -> PackedBatch:
     """Concatenate examples into one row; position ids restart at 0 for each example."""
-    ids, labels, positions = [], [], []
+    ids, next_labels, positions, starts = [], [], [], [0]
     for row_ids, row_labels in rows:
         ids.extend(row_ids)
-        # the first label of each example must not be predicted from the previous example
-        labels.extend([-100] + row_labels[1:])
+        # position i predicts token i + 1 of the same example; an example's last position predicts nothing
+        next_labels.extend(row_labels[1:] + [-100])
         positions.extend(range(len(row_ids)))
-    return {
-        "input_ids": torch.tensor([ids]),
-        "labels": torch.tensor([labels]),
-        "position_ids": torch.tensor([positions]),
-        # transformers builds the block-diagonal mask from position ids only without a KV cache
-        "use_cache": False,
-    }
+        starts.append(len(ids))
+    next_labels = torch.tensor(next_labels)
+    loss_positions = (next_labels != -100).nonzero().squeeze(1)
+    return PackedBatch(
+        input_ids=torch.tensor([ids]),
+        position_ids=torch.tensor([positions]),
+        cu_seq_lens=torch.tensor(starts),
+        loss_positions=loss_positions,
+        targets=next_labels[loss_positions],
+    )
+
+
+def packed_loss(model, batch: PackedBatch) -> torch.Tensor:
+    """Mean cross-entropy over the batch's answer tokens (the same value as transformers' shifted loss)."""
+    output = model(
+        input_ids=batch.input_ids,
+        position_ids=batch.position_ids,
+        cu_seq_lens_q=batch.cu_seq_lens,  # read by the packed attention: one causal attention per example
+        logits_to_keep=batch.loss_positions,  # logits only where an answer token is predicted
+        use_cache=False,
+    )
+    return torch.nn.functional.cross_entropy(output.logits[0].float(), batch.targets)
 
 
 def build_lora_model(base_model, hp: Hyperparameters, init_adapter: Path | None):
     from peft import LoraConfig, PeftModel, get_peft_model
 
+    base_model.set_attn_implementation(PACKED_ATTENTION)
     if init_adapter is not None:
         return PeftModel.from_pretrained(base_model, init_adapter, is_trainable=True)
     config = LoraConfig(r=hp.lora_r, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout, target_modules=LORA_TARGET_MODULES, task_type="CAUSAL_LM")
@@ -200,16 +239,16 @@ def train_lora(
         if should_stop():
             checkpoint()
             raise TrainingInterrupted(state.step)
-        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in pack([rows[i] for i in batches[state.step]]).items()}
+        batch = pack([rows[i] for i in batches[state.step]]).to(device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss = model(**batch).loss
+            loss = packed_loss(model, batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         state.step += 1
-        useful = int(batch["input_ids"].numel())  # every token is real: packing leaves no padding
+        useful = batch.tokens  # every token is real: packing leaves no padding
         tokens_this_run += useful
         state.useful_tokens += useful
         loss_value = loss.item()

@@ -8,7 +8,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ml.chat import prompt_ids, training_ids
 from ml.examples import Example
-from ml.trainer import Checkpoint, Hyperparameters, TrainingInterrupted, pack, tokenize_examples, train_lora
+from ml.packed_attention import PACKED_ATTENTION
+from ml.trainer import Checkpoint, Hyperparameters, TrainingInterrupted, pack, packed_loss, tokenize_examples, train_lora
 
 EXAMPLES = [Example(question=f"What port does service {i} use?", answer=f"Service {i} listens on port {7400 + i}.") for i in range(12)]
 HP = Hyperparameters(max_steps=6, batch_size=4, epochs=3, lora_dropout=0.0, learning_rate=1e-3, max_seq_length=64, seed=3)
@@ -32,20 +33,34 @@ def test_loss_is_on_answer_tokens_only(tokenizer):
 
 
 def test_packed_batch_loss_equals_the_unpacked_token_average(tiny_model_dir, tokenizer):
-    """Position ids restart per example, so no example attends to another and packing changes nothing but speed."""
+    """Each example attends only to itself and logits are computed only where an answer token is
+    predicted, so packing changes nothing but speed."""
     model = fresh_model(tiny_model_dir).eval()
     rows = tokenize_examples(tokenizer, EXAMPLES[:4], 64)
     batch = pack(rows)
-    assert batch["input_ids"].shape == (1, sum(len(ids) for ids, _ in rows))  # no padding at all
+    assert batch.input_ids.shape == (1, sum(len(ids) for ids, _ in rows))  # no padding at all
+    assert batch.cu_seq_lens.tolist()[-1] == batch.tokens and len(batch.cu_seq_lens) == 5
     with torch.no_grad():
-        packed = float(model(**batch).loss)
         total = count = 0
-        for ids, labels in rows:
-            labels = [-100] + labels[1:]
+        for ids, labels in rows:  # transformers' own shifted loss, one example at a time, default attention
             n = sum(1 for x in labels[1:] if x != -100)
             total += float(model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]), use_cache=False).loss) * n
             count += n
+        model.set_attn_implementation(PACKED_ATTENTION)
+        packed = float(packed_loss(model, batch))
+    assert len(batch.targets) == count
     assert packed == pytest.approx(total / count, rel=1e-4)
+
+
+def test_packed_attention_without_segments_is_plain_sdpa(tiny_model_dir, tokenizer):
+    """Generation and evaluation keep working on a model switched to the packed implementation."""
+    model = fresh_model(tiny_model_dir).eval()
+    inputs = tokenizer(["What port does service 3 use?", "Hi"], return_tensors="pt", padding=True, padding_side="left")
+    with torch.no_grad():
+        reference = model(**inputs).logits
+        model.set_attn_implementation(PACKED_ATTENTION)
+        packed = model(**inputs).logits
+    assert torch.allclose(reference, packed, atol=1e-5)
 
 
 def test_an_interrupted_run_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_does(tiny_model_dir, tokenizer, tmp_path):

@@ -35,13 +35,14 @@ class IterationRecord:
 
 @dataclass
 class LoopState:
-    """Carried across continue-as-new: everything the next iteration needs from the earlier ones."""
+    """Carried from one iteration to the next, and across continue-as-new: everything the next iteration needs from the earlier ones."""
 
     iteration: int = 1
     splits_key: str | None = None
     baseline_key: str | None = None
     baseline_test_score: float | None = None
     history: list[IterationRecord] = field(default_factory=list)
+    pause_requested: bool = False  # a pause signalled just before continue-as-new still takes effect
 
 
 @dataclass
@@ -57,6 +58,9 @@ class FineTuningInput:
     targeting: bool = True  # False: plain re-training on the cleaned data (the loop ablation)
     timeouts: ActivityTimeouts = field(default_factory=ActivityTimeouts)
     state: LoopState = field(default_factory=LoopState)
+    # continue-as-new after this many iterations in one run (or earlier, when the server suggests it); last, with a
+    # default, so earlier callers and recorded histories still decode
+    iterations_per_run: int = 10
 
 
 @dataclass

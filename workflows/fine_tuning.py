@@ -1,13 +1,30 @@
-"""FineTuningWorkflow: the task state machine, one iteration (optimize -> train -> evaluate) per run.
+"""FineTuningWorkflow: the task state machine, a loop of iterations (optimize -> train -> evaluate).
 
-A continuous task continues-as-new after each iteration, carrying a small `LoopState`, so no
-run's history grows with the number of iterations; queries and signals address the workflow
-id (= task id) and so always reach the current run.
+A continuous task runs several iterations inside one workflow run, then continues-as-new carrying a
+small `LoopState` (the iteration to run next and a summary of the finished ones):
+
+- one iteration adds a bounded number of events to a run's history: three phase activities, seven
+  `record_progress` markers and the workflow tasks between them, about 25 events and some 10-20 KB
+  (payloads are keys, scores and summaries, never data; activity retries and heartbeats add no
+  events). Only pause/resume signals add more, a handful of events per pause;
+- a run continues-as-new once it has completed `FineTuningInput.iterations_per_run` iterations (10 by
+  default): about 250 events and a few hundred KB per run, far below Temporal's hard limits (51,200
+  events or 50 MB per history) and below the point where the server starts suggesting continue-as-new
+  (4,096 events or 4 MB by default);
+- the server's suggestion (`workflow.info().is_continue_as_new_suggested()`) is honoured as well, at
+  the next iteration boundary, so a run made long by many pauses still hands over in time.
+
+So however many iterations a task runs, no single history grows without bound. Continuing-as-new after
+every iteration kept each history smallest, but the server spaces rapid continue-as-new runs about a
+second apart, which dominated the orchestration overhead of continuous tasks with quick phases.
+Between two iterations the task is LOOPING whether or not the run continues as new; queries and signals
+address the workflow id (= task id) and so always reach the current run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from core.status import TaskMode, TaskStatus, check_transition
     from schemas.workflow_io import (
         CompensateInput, EvaluateInput, EvaluateResult, FineTuningInput, FineTuningResult, IterationRecord,
-        OptimizeInput, OptimizeResult, RecordProgressInput, ReportInput, ReportResult, TrainInput, TrainResult,
+        LoopState, OptimizeInput, OptimizeResult, RecordProgressInput, ReportInput, ReportResult, TrainInput, TrainResult,
     )
 
 BOOKKEEPING_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=10)
@@ -75,10 +92,11 @@ class FineTuningWorkflow:
         self._max_iterations = task.max_iterations if task.mode == TaskMode.CONTINUOUS else 1
         self._history = list(state.history)
         self._baseline_test_score = state.baseline_test_score
+        self._pause_requested = state.pause_requested
         if state.iteration > 1:
             self._status = TaskStatus.LOOPING  # the previous run ended in LOOPING and continued as new
         try:
-            return await self._run_iteration(task)
+            return await self._run_loop(task)
         except (asyncio.CancelledError, CancelledError):
             await self._compensate(task, TaskStatus.CANCELLED, None)
             raise
@@ -88,10 +106,36 @@ class FineTuningWorkflow:
             await self._compensate(task, TaskStatus.FAILED, message)
             raise ApplicationError(message, type="FineTuningFailed", non_retryable=True) from err
 
-    async def _run_iteration(self, task: FineTuningInput) -> FineTuningResult:
-        state, timeouts, n = task.state, task.timeouts, task.state.iteration
+    async def _run_loop(self, task: FineTuningInput) -> FineTuningResult:
+        """Run iterations until a stop reason; continue-as-new between two iterations when this run's history is long enough."""
+        state = task.state
+        iterations_per_run = max(1, task.iterations_per_run)
+        completed_in_run = 0
+        while True:
+            evaluated, following = await self._run_iteration(task, state)
+            completed_in_run += 1
+            stop_reason = self._stop_reason(task, state.iteration, evaluated)
+            if stop_reason is not None:
+                break
+            await self._record(TaskStatus.LOOPING)
+            state = following
+            if completed_in_run >= iterations_per_run or workflow.info().is_continue_as_new_suggested():
+                workflow.continue_as_new(dataclasses.replace(task, state=dataclasses.replace(state, pause_requested=self._pause_requested)))
+            self._iteration = state.iteration
+
+        report: ReportResult = await workflow.execute_activity(
+            "build_report", ReportInput(task.task_id, task.mode, task.model_name, stop_reason, evaluated.baseline_key, self._history),
+            result_type=ReportResult, task_queue=TASK_QUEUE_BOOKKEEPING, start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=_phase_retry(task),
+        )
+        await self._record(TaskStatus.COMPLETED, report_path=report.report_key)
+        return FineTuningResult(task.task_id, TaskStatus.COMPLETED.value, self._history, report.report_key, stop_reason)
+
+    async def _run_iteration(self, task: FineTuningInput, state: LoopState) -> tuple[EvaluateResult, LoopState]:
+        """One iteration: optimize -> train -> evaluate; returns the evaluation and the state the next iteration starts from."""
+        timeouts, n = task.timeouts, state.iteration
         previous = state.history[-1] if state.history else None
-        retry = RetryPolicy(initial_interval=timedelta(seconds=timeouts.retry_initial_seconds), maximum_attempts=timeouts.max_attempts)
+        retry = _phase_retry(task)
 
         optimized: OptimizeResult = await self._phase(
             TaskStatus.OPTIMIZING, "optimize_dataset",
@@ -128,28 +172,14 @@ class FineTuningWorkflow:
                            output_dataset_id=optimized.dataset_id,
                            metrics={"test": evaluated.test_score, "feedback": evaluated.feedback_score, "grade": evaluated.grade, "bad_cases": evaluated.bad_cases})
 
-        stop_reason = self._stop_reason(task, evaluated)
-        if stop_reason is None:
-            await self._record(TaskStatus.LOOPING)
-            workflow.continue_as_new(FineTuningInput(
-                task.task_id, task.owner, task.mode, task.model_name, task.dataset_id, task.hyperparameters,
-                task.max_iterations, task.performance_threshold, task.targeting, task.timeouts,
-                type(state)(n + 1, optimized.splits_key, evaluated.baseline_key, evaluated.baseline_test_score, self._history),
-            ))
+        return evaluated, LoopState(n + 1, optimized.splits_key, evaluated.baseline_key, evaluated.baseline_test_score, list(self._history))
 
-        report: ReportResult = await workflow.execute_activity(
-            "build_report", ReportInput(task.task_id, task.mode, task.model_name, stop_reason, evaluated.baseline_key, self._history),
-            result_type=ReportResult, task_queue=TASK_QUEUE_BOOKKEEPING, start_to_close_timeout=timedelta(minutes=5), retry_policy=retry,
-        )
-        await self._record(TaskStatus.COMPLETED, report_path=report.report_key)
-        return FineTuningResult(task.task_id, TaskStatus.COMPLETED.value, self._history, report.report_key, stop_reason)
-
-    def _stop_reason(self, task: FineTuningInput, evaluated: EvaluateResult) -> str | None:
+    def _stop_reason(self, task: FineTuningInput, iteration: int, evaluated: EvaluateResult) -> str | None:
         if task.mode != TaskMode.CONTINUOUS:
             return "standard task"
         if task.performance_threshold is not None and evaluated.test_score >= task.performance_threshold:
             return f"test score {evaluated.test_score:.4f} reached the threshold {task.performance_threshold}"
-        if task.state.iteration >= task.max_iterations:
+        if iteration >= task.max_iterations:
             return f"reached max_iterations={task.max_iterations}"
         return None
 
@@ -223,6 +253,10 @@ class FineTuningWorkflow:
             task_queue=TASK_QUEUE_BOOKKEEPING, start_to_close_timeout=timedelta(minutes=2), retry_policy=BOOKKEEPING_RETRY,
         )
         self._status = final
+
+
+def _phase_retry(task: FineTuningInput) -> RetryPolicy:
+    return RetryPolicy(initial_interval=timedelta(seconds=task.timeouts.retry_initial_seconds), maximum_attempts=task.timeouts.max_attempts)
 
 
 def _failure_message(err: ActivityError) -> str:

@@ -30,6 +30,7 @@ class FakePhases:
     ctx: ActivityContext
     test_scores: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7, 0.8, 0.9])
     train_steps: int = 5
+    train_steps_by_iteration: dict[int, int] = field(default_factory=dict)  # overrides train_steps for these iterations
     step_seconds: float = 0.0
     fail_train_attempts: int = 0  # attempts of train that raise a retryable error
     optimize_error: str | None = None  # raise a non-retryable error with this message
@@ -57,17 +58,18 @@ class FakePhases:
         checkpoint = keys.model_prefix(inp.task_id, inp.iteration) + "checkpoint/step"
         step = int(get_bytes(self.ctx.store, checkpoint)) if self.ctx.store.exists(checkpoint) else 0
         resumed_from = step
+        total = self.train_steps_by_iteration.get(inp.iteration, self.train_steps)
         try:
-            while step < self.train_steps:
+            while step < total:
                 await asyncio.sleep(self.step_seconds)
                 step += 1
-                activity.heartbeat({"step": step, "total_steps": self.train_steps, "loss": 1.0 / step})
+                activity.heartbeat({"step": step, "total_steps": total, "loss": 1.0 / step})
         except asyncio.CancelledError:
             put_bytes(self.ctx.store, checkpoint, str(step).encode())  # what the real trainer does: checkpoint, then stop
             raise
         adapter_key = keys.model_prefix(inp.task_id, inp.iteration) + "adapter/"
         put_bytes(self.ctx.store, adapter_key + "adapter_model.safetensors", b"weights")
-        return TrainResult(adapter_key, step, self.train_steps, resumed_from, 0.5, 100, 0.1, 1000.0, adapter_key + "metrics.json")
+        return TrainResult(adapter_key, step, total, resumed_from, 0.5, 100, 0.1, 1000.0, adapter_key + "metrics.json")
 
     @activity.defn(name="evaluate_adapter")
     async def evaluate_adapter(self, inp: EvaluateInput) -> EvaluateResult:

@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.testing import WorkflowEnvironment
 
 from activities.context import ActivityContext
 from api.services.tasks import workflow_input
+from cli.stack import temporal_binary
 from core.settings import TASK_QUEUE_WORKFLOWS
 from core.status import TaskMode, TaskStatus
 from db.models import Dataset, MLTask, TaskExecution
-from schemas.workflow_io import FineTuningResult
+from schemas.workflow_io import FineTuningResult, RecordProgressInput
 from storage import keys
 from tests.factories import make_task
 from tests.workflows.fakes import FakePhases, running_workers, wait_for_status
@@ -29,16 +32,55 @@ def ctx(settings) -> ActivityContext:
     return ActivityContext.from_settings(settings)
 
 
-def fast_input(task, settings):
+def fast_input(task, settings, **fields):
     inp = workflow_input(task, settings)
     inp.timeouts.retry_initial_seconds = 0.1
     inp.timeouts.heartbeat_seconds = 5
+    for name, value in fields.items():
+        setattr(inp, name, value)
     return inp
 
 
-async def start(client, task, settings):
-    return await client.start_workflow("FineTuningWorkflow", fast_input(task, settings), id=task.id, task_queue=TASK_QUEUE_WORKFLOWS,
+async def start(client, task, settings, **fields):
+    return await client.start_workflow("FineTuningWorkflow", fast_input(task, settings, **fields), id=task.id, task_queue=TASK_QUEUE_WORKFLOWS,
                                        result_type=FineTuningResult)
+
+
+def logging_transitions(fakes: FakePhases) -> tuple[dict[str, list], list[tuple[int, str]]]:
+    """The fakes' activities with the real `record_progress` wrapped to log each (iteration, status) it writes."""
+    activities = fakes.activities()
+    real = activities[TASK_QUEUE_WORKFLOWS][0]
+    log: list[tuple[int, str]] = []
+
+    @activity.defn(name="record_progress")
+    def record_progress(inp: RecordProgressInput) -> None:
+        real(inp)
+        if not log or log[-1] != (inp.iteration, inp.status):  # phase events repeat the status: keep transitions only
+            log.append((inp.iteration, inp.status))
+
+    activities[TASK_QUEUE_WORKFLOWS] = [record_progress]
+    return activities, log
+
+
+def looped_transitions(iterations: int) -> list[tuple[int, str]]:
+    phases = [(n, status) for n in range(1, iterations + 1) for status in ("OPTIMIZING", "TRAINING", "EVALUATING", "LOOPING")]
+    return phases[:-1] + [(iterations, "COMPLETED")]
+
+
+async def runs_of(client, workflow_id: str) -> list:
+    """The workflow's runs (the first one first), each with its history."""
+    runs = [w async for w in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+    histories = [await client.get_workflow_handle(workflow_id, run_id=r.run_id).fetch_history() for r in runs]
+    return sorted(histories, key=lambda h: h.events[0].event_time.ToDatetime())
+
+
+def continued_as_new(history) -> bool:
+    return history.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
+
+
+def scheduled(history, activity_type: str) -> int:
+    return sum(1 for e in history.events if e.HasField("activity_task_scheduled_event_attributes")
+               and e.activity_task_scheduled_event_attributes.activity_type.name == activity_type)
 
 
 def executions(ctx, task_id) -> list[tuple[int, str, str]]:
@@ -66,6 +108,8 @@ async def record_history(handle, name: str) -> None:
         last = history.events[-1]
         run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id if last.HasField("workflow_execution_continued_as_new_event_attributes") else None
     HISTORIES.mkdir(exist_ok=True)
+    for stale in HISTORIES.glob(f"{name}-run*.json"):
+        stale.unlink()
     for index, run in enumerate(runs):
         (HISTORIES / f"{name}-run{index + 1}.json").write_text(json.dumps(run))
 
@@ -87,23 +131,75 @@ async def test_standard_run_completes_and_projects_every_transition(temporal_env
     assert executions(ctx, task.id) == [(1, "OPTIMIZING", "COMPLETED"), (1, "TRAINING", "COMPLETED"), (1, "EVALUATING", "COMPLETED")]
 
 
-async def test_continuous_run_stops_at_max_iterations_via_continue_as_new(temporal_env, ctx, settings):
+async def test_continuous_run_stops_at_max_iterations_in_one_run(temporal_env, ctx, settings):
     task = make_task(ctx, mode=TaskMode.CONTINUOUS, max_iterations=3)
     fakes = FakePhases(ctx)
-    async with running_workers(temporal_env.client, ctx, fakes.activities()):
+    activities, transitions = logging_transitions(fakes)
+    assert fast_input(task, settings).iterations_per_run == 10  # the default bound: 3 iterations fit in one run
+    async with running_workers(temporal_env.client, ctx, activities):
         handle = await start(temporal_env.client, task, settings)
         result = await handle.result()
     await record_history(handle, "continuous")
     assert [r.iteration for r in result.iterations] == [1, 2, 3]
     assert result.stop_reason == "reached max_iterations=3"
-    # each iteration is its own run: the first run's history holds one iteration only
-    first = await temporal_env.client.get_workflow_handle(task.id, run_id=handle.first_execution_run_id).fetch_history()
-    assert first.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
+    # every iteration ran inside the first run: no continue-as-new
+    runs = await runs_of(temporal_env.client, task.id)
+    assert len(runs) == 1 and not continued_as_new(runs[0])
+    assert scheduled(runs[0], "optimize_dataset") == 3
+    assert (await handle.describe()).run_id == handle.first_execution_run_id
+    # LOOPING is still recorded between two iterations
+    assert transitions == looped_transitions(3)
     # later iterations optimize from the previous evaluation and train from the previous adapter
     assert [c.previous_evaluation_key is not None for c in fakes.calls["optimize"]] == [False, True, True]
     assert [c[0].init_adapter_key is not None for c in fakes.calls["train"]] == [False, True, True]
+    assert [[r.iteration for r in c.iterations] for c in fakes.calls["report"]] == [[1, 2, 3]]
     assert task_row(ctx, task.id).current_iteration == 3
     assert len(executions(ctx, task.id)) == 9
+
+
+async def test_continuous_run_continues_as_new_every_iterations_per_run_until_max_iterations(temporal_env, ctx, settings):
+    task = make_task(ctx, mode=TaskMode.CONTINUOUS, max_iterations=3)
+    fakes = FakePhases(ctx)
+    activities, transitions = logging_transitions(fakes)
+    async with running_workers(temporal_env.client, ctx, activities):
+        handle = await start(temporal_env.client, task, settings, iterations_per_run=2)
+        result = await handle.result()
+        progress = await handle.query("progress")
+    await record_history(handle, "continuous-boundary")
+    assert result.status == "COMPLETED" and result.stop_reason == "reached max_iterations=3"
+    assert [r.iteration for r in result.iterations] == [1, 2, 3]
+    assert [s["iteration"] for s in progress["scores"]] == [1, 2, 3]
+    # two iterations in the first run, which continued as new; the third in the second run
+    runs = await runs_of(temporal_env.client, task.id)
+    assert len(runs) == 2
+    assert continued_as_new(runs[0]) and not continued_as_new(runs[1])
+    assert [scheduled(run, "optimize_dataset") for run in runs] == [2, 1]
+    assert (await handle.describe()).run_id != handle.first_execution_run_id
+    # the state carried across the boundary: the third iteration builds on the second, the report lists all three
+    assert transitions == looped_transitions(3)
+    assert [c.previous_evaluation_key is not None for c in fakes.calls["optimize"]] == [False, True, True]
+    assert [c[0].init_adapter_key is not None for c in fakes.calls["train"]] == [False, True, True]
+    assert [[r.iteration for r in c.iterations] for c in fakes.calls["report"]] == [[1, 2, 3]]
+    row = task_row(ctx, task.id)
+    assert row.status == "COMPLETED" and row.current_iteration == 3
+    assert len(executions(ctx, task.id)) == 9
+
+
+async def test_continuous_run_continues_as_new_when_the_server_suggests_it(ctx, settings):
+    # a server that suggests continue-as-new after a few events: every iteration boundary hands over despite the default bound
+    env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_binary(), dev_server_log_level="error",
+                                                dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=10"])
+    try:
+        task = make_task(ctx, mode=TaskMode.CONTINUOUS, max_iterations=3)
+        fakes = FakePhases(ctx)
+        async with running_workers(env.client, ctx, fakes.activities()):
+            result = await (await start(env.client, task, settings)).result()
+        runs = await runs_of(env.client, task.id)
+    finally:
+        await env.shutdown()
+    assert [r.iteration for r in result.iterations] == [1, 2, 3]
+    assert [continued_as_new(run) for run in runs] == [True, True, False]
+    assert [scheduled(run, "optimize_dataset") for run in runs] == [1, 1, 1]
 
 
 async def test_continuous_run_stops_when_the_threshold_is_reached(temporal_env, ctx, settings):
@@ -158,19 +254,44 @@ async def test_pause_checkpoints_training_and_resume_continues_from_it(temporal_
     assert executions(ctx, task.id)[1] == (1, "TRAINING", "COMPLETED")
 
 
+async def test_pause_and_resume_inside_a_later_iteration_of_the_loop(temporal_env, ctx, settings):
+    task = make_task(ctx, mode=TaskMode.CONTINUOUS, max_iterations=2)
+    fakes = FakePhases(ctx, train_steps=5, step_seconds=0.02, train_steps_by_iteration={2: 200})
+    async with running_workers(temporal_env.client, ctx, fakes.activities()):
+        handle = await start(temporal_env.client, task, settings)
+        for _ in range(600):
+            row = task_row(ctx, task.id)
+            if row.status == "TRAINING" and row.current_iteration == 2:
+                break
+            await __import__("asyncio").sleep(0.05)
+        else:
+            raise TimeoutError("iteration 2 never started training")
+        await handle.signal("pause")
+        suspended = await wait_for_status(ctx, task.id, "SUSPENDED")
+        assert suspended.suspended_from == "TRAINING" and suspended.current_iteration == 2
+        progress = await handle.query("progress")
+        assert progress["status"] == "SUSPENDED" and progress["iteration"] == 2 and len(progress["scores"]) == 1
+        await handle.signal("resume")
+        result = await handle.result()
+    assert [r.iteration for r in result.iterations] == [1, 2]
+    assert result.iterations[0].resumed_from_step == 0 and 0 < result.iterations[1].resumed_from_step < 200
+    assert len(await runs_of(temporal_env.client, task.id)) == 1
+    assert executions(ctx, task.id)[3:] == [(2, "OPTIMIZING", "COMPLETED"), (2, "TRAINING", "COMPLETED"), (2, "EVALUATING", "COMPLETED")]
+
+
 async def test_cancel_compensates_the_unfinished_iteration_and_keeps_finished_ones(temporal_env, ctx, settings):
     task = make_task(ctx, mode=TaskMode.CONTINUOUS, max_iterations=3)
-    fakes = FakePhases(ctx, train_steps=500, step_seconds=0.02)
+    # iteration 1 trains quickly; iteration 2 is still training when cancelled (LOOPING in between is too brief to wait for)
+    fakes = FakePhases(ctx, train_steps=500, step_seconds=0.02, train_steps_by_iteration={1: 5})
     store = ctx.store
     async with running_workers(temporal_env.client, ctx, fakes.activities()):
         handle = await start(temporal_env.client, task, settings)
-        fakes.train_steps = 5  # iteration 1 trains quickly...
-        await wait_for_status(ctx, task.id, "LOOPING", timeout=30)
-        fakes.train_steps = 500  # ...iteration 2 is still training when cancelled
-        for _ in range(200):
+        for _ in range(600):
             if task_row(ctx, task.id).status == "TRAINING" and task_row(ctx, task.id).current_iteration == 2:
                 break
             await __import__("asyncio").sleep(0.05)
+        else:
+            raise TimeoutError("iteration 2 never started training")
         await handle.cancel()
         with pytest.raises(WorkflowFailureError):
             await handle.result()  # the workflow closes right after compensation has written CANCELLED
@@ -199,9 +320,9 @@ async def test_starting_twice_is_idempotent(temporal_env, ctx, settings):
             async def connection():
                 return temporal_env.client
 
-            await start_task(session, connection, settings, task.id)
+            await start_task(session, connection, settings, task.id, org_id=task.owner)
             first = await temporal_env.client.get_workflow_handle(task.id).describe()
-            await start_task(session, connection, settings, task.id)
+            await start_task(session, connection, settings, task.id, org_id=task.owner)
             second = await temporal_env.client.get_workflow_handle(task.id).describe()
         assert first.run_id == second.run_id
         await temporal_env.client.get_workflow_handle(task.id).result()

@@ -9,10 +9,18 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
 from api.errors import ApiError, Unavailable
-from api.routes import datasets, tasks
+from api.middleware import AuditLog, BodyLimit
+from api.routes import api_keys, audit, auth, datasets, orgs, tasks
+from api.security import LoginThrottle, check_every_route_is_authorized
 from core.settings import Settings, get_settings
 from db.session import get_sessionmaker, migrate
 from storage.object_store import object_store_from_settings
+
+
+DESCRIPTION = """Durable fine-tuning runs of small language models on Temporal.
+
+Log in with `POST /api/v1/auth/login` and send the access token (or an API key) as
+`Authorization: Bearer ...` on every other call (the Authorize button here does that)."""
 
 
 class TemporalConnection:
@@ -35,21 +43,28 @@ class TemporalConnection:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    settings.check_secret()
     migrate(settings.resolved_database_url)
-    app = FastAPI(title="WLOps", version="0.1.0", description="Durable fine-tuning runs of small language models on Temporal.")
+    app = FastAPI(title="WLOps", version="0.1.0", description=DESCRIPTION)
     app.state.settings = settings
     app.state.sessions = get_sessionmaker(settings.resolved_database_url)
     app.state.store = object_store_from_settings(settings)
     app.state.temporal = TemporalConnection(settings)
+    app.state.login_throttle = LoginThrottle(settings.login_failures_per_minute)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail})
+        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail}, headers=exc.headers)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.include_router(datasets.router)
-    app.include_router(tasks.router)
+    routers = (auth.router, orgs.router, api_keys.router, audit.router, datasets.router, tasks.router)
+    check_every_route_is_authorized([route for router in routers for route in router.routes] + list(app.routes))
+    for router in routers:
+        app.include_router(router)
+    # outermost first: the body limit answers before the audit log or any route sees the request
+    app.add_middleware(AuditLog, sessions=app.state.sessions)
+    app.add_middleware(BodyLimit, request_bytes=settings.max_request_bytes, upload_bytes=settings.max_upload_bytes)
     return app

@@ -33,7 +33,7 @@ async def run_variant(env, ctx: ActivityContext, dataset_id: str, targeting: boo
     body = ContinuousTaskCreate(task_name=f"ablation targeting={targeting}", dataset_id=dataset_id, max_iterations=iterations,
                                 hyperparameters={**DEMO_HYPERPARAMETERS, "max_steps": max_steps})
     with ctx.sessions() as session:
-        task = create_task(session, body, TaskMode.CONTINUOUS, "bench")
+        task = create_task(session, body, TaskMode.CONTINUOUS, "bench", None)
     handle = await env.client.start_workflow("FineTuningWorkflow", workflow_input(task, ctx.settings, targeting=targeting), id=task.id,
                                              task_queue=TASK_QUEUE_WORKFLOWS, result_type=FineTuningResult)
     result = await handle.result()
@@ -58,7 +58,7 @@ async def measure(iterations: int, max_steps: int) -> dict:
             ctx = ActivityContext.from_settings(settings)
             with ctx.sessions() as session, open(SAMPLE_DATASET, "rb") as fh:
                 dataset = upload_dataset(session, ctx.store, settings, stream=fh, filename=SAMPLE_DATASET.name, name="sample",
-                                         domain=None, dataset_type=None, owner="bench")
+                                         domain=None, dataset_type=None, org_id="bench", created_by=None)
             async with running_workers(env.client, ctx):
                 variants = [await run_variant(env, ctx, dataset.id, targeting, iterations, max_steps) for targeting in (True, False)]
     finally:

@@ -27,6 +27,9 @@ def run_demo(settings: Settings, iterations: int = 3, max_steps: int | None = No
     with Stack(settings) as stack:
         base = f"http://{settings.api_host}:{settings.api_port}"
         with httpx.Client(base_url=base, timeout=60) as api:
+            api.auth = BearerAuth(_ok(api.post("/api/v1/auth/login", json={
+                "username": settings.dev_username, "password": settings.dev_password, "org": settings.dev_org})))
+            console.print(f"logged in as development owner [cyan]{settings.dev_username}[/] of organization {settings.dev_org!r}")
             with open(dataset, "rb") as fh:
                 upload = _ok(api.post("/api/v1/datasets", files={"file": (dataset.name, fh, "application/jsonl")},
                                       data={"name": "FerroLink support FAQ", "domain": "product-support"}))
@@ -56,6 +59,26 @@ def run_demo(settings: Settings, iterations: int = 3, max_steps: int | None = No
     console.print(f"run in the Temporal Web UI: {final['workflow_url']}")
     console.print(f"demo took {elapsed / 60:.1f} min")
     return 0 if beats else 1
+
+
+class BearerAuth(httpx.Auth):
+    """Send the access token; when it has expired (401), refresh the pair once and retry."""
+
+    requires_response_body = True
+
+    def __init__(self, tokens: dict):
+        self.tokens = tokens
+
+    def auth_flow(self, request: httpx.Request):
+        request.headers["Authorization"] = f"Bearer {self.tokens['access_token']}"
+        response = yield request
+        if response.status_code == 401:
+            refreshed = yield httpx.Request("POST", request.url.copy_with(path="/api/v1/auth/refresh", query=None),
+                                            json={"refresh_token": self.tokens["refresh_token"]})
+            if refreshed.status_code == 200:
+                self.tokens = refreshed.json()
+                request.headers["Authorization"] = f"Bearer {self.tokens['access_token']}"
+                yield request
 
 
 def _ok(response: httpx.Response) -> dict:

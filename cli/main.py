@@ -1,4 +1,4 @@
-"""`wlops`: run the API, a worker pool, the whole embedded stack, or the demo."""
+"""`wlops`: run the API, a worker pool, the whole embedded stack, or the demo; manage users."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 
+from core.access import Role
 from core.settings import POOL_TASK_QUEUES, get_settings
 
 
@@ -43,12 +44,13 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 def cmd_dev(_: argparse.Namespace) -> None:
     from cli.stack import Stack
+    from cli.users import login_hint
 
     settings = get_settings()
     with Stack(settings) as stack:
         print(f"WLOps is running.\n  API:             http://{settings.api_host}:{settings.api_port}/docs\n"
               f"  Temporal gRPC:   {settings.resolved_temporal_address}\n  Temporal Web UI: {settings.temporal_ui_url}\n"
-              f"  logs:            {stack.log_dir}\nPress Ctrl-C to stop.", flush=True)
+              f"  logs:            {stack.log_dir}\n{login_hint(settings)}\nPress Ctrl-C to stop.", flush=True)
         try:
             while True:
                 stack.check()
@@ -71,6 +73,21 @@ def cmd_migrate(_: argparse.Namespace) -> None:
     print(f"database at {settings.resolved_database_url} is up to date")
 
 
+def cmd_user_create(args: argparse.Namespace) -> None:
+    import getpass
+
+    from auth.accounts import AccountError
+    from cli.users import create_user
+
+    password = args.password if args.password is not None else getpass.getpass(f"password for {args.username}: ")
+    try:
+        setup = create_user(get_settings(), args.username, password, args.org, Role(args.role))
+    except AccountError as exc:
+        sys.exit(f"wlops user create: {exc}")
+    print(f"{'created' if setup.created_user else 'updated'} user {setup.user.username!r} ({setup.user.id}) as {setup.role.value} of "
+          f"{'new ' if setup.created_org else ''}organization {setup.org.name!r} ({setup.org.id})")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="wlops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +101,13 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--max-steps", type=int, default=None, help="cap training steps per iteration")
     demo.set_defaults(func=cmd_demo)
     commands.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    user = commands.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
+    create = user.add_parser("create", help="create a user (and the organization if needed) with a role in it")
+    create.add_argument("username")
+    create.add_argument("--password", help="prompted for when left out")
+    create.add_argument("--org", required=True, help="organization name (created if it does not exist)")
+    create.add_argument("--role", choices=[r.value for r in Role], default="member")
+    create.set_defaults(func=cmd_user_create)
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -74,7 +74,11 @@ class Stack:
         self.log_dir = settings.data_dir / "logs"
 
     def start(self) -> "Stack":
+        from cli.users import ensure_dev_owner
+
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        # migrate once before the API and workers start, and create the development owner
+        self.dev_owner = ensure_dev_owner(self.settings)
         env = {**os.environ, "WLOPS_DATA_DIR": str(self.settings.data_dir.resolve()), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         try:
             for spec in stack_services(self.settings):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,10 @@ WORKER_POOL_QUEUES: dict[str, tuple[str, ...]] = {
 WORKER_POOLS = tuple(WORKER_POOL_QUEUES)
 # `all` runs every pool in one process (embedded use and tests).
 POOL_TASK_QUEUES: dict[str, tuple[str, ...]] = {**WORKER_POOL_QUEUES, "all": tuple(q for queues in WORKER_POOL_QUEUES.values() for q in queues)}
+
+
+DEFAULT_SECRET_KEY = "wlops-development-secret-do-not-use-in-production"
+MIN_SECRET_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -51,8 +56,23 @@ class Settings(BaseSettings):
 
     model_cache: Path | None = Field(default=None, description="Where de-quantized base models are cached; data_dir/model-cache if unset.")
 
+    # Access control. Outside development the server refuses to start with the default or a weak secret.
+    environment: Literal["development", "production"] = Field(default="development", description="`production` enforces a strong secret.")
+    secret_key: str = Field(default=DEFAULT_SECRET_KEY, description="Signs access and refresh tokens (HS256); at least 32 characters.")
+    access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    refresh_token_days: int = Field(default=7, ge=1, le=90)
+    dev_username: str = Field(default="dev", description="Development owner created by `make demo` / `make dev`.")
+    dev_password: str = Field(default="wlops-dev-password", description="Development owner's password (development default).")
+    dev_org: str = Field(default="dev", description="Organization of the development owner.")
+    login_failures_per_minute: int = Field(default=10, ge=1, description="Failed logins per username and client before 429.")
+
+    # Quotas per organization and limits on what one request may send.
+    max_running_tasks_per_org: int = Field(default=2, ge=1, description="Tasks started and not yet finished, per organization.")
+    max_storage_bytes_per_org: int = Field(default=1024 * 1024 * 1024, ge=1, description="Total bytes of an organization's datasets.")
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
-    default_owner: str = Field(default="local", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Owner of resources until access control lands.")
+    max_upload_rows: int = Field(default=200_000, ge=1)
+    max_line_bytes: int = Field(default=256 * 1024, ge=1024, description="Longest line of a JSONL or CSV upload.")
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024, description="Largest body of any request other than an upload.")
 
     # Worker concurrency per pool: training holds a whole model, so one at a time by default.
     optimize_concurrency: int = Field(default=2, ge=1)
@@ -90,6 +110,16 @@ class Settings(BaseSettings):
         if sum(weights) <= 0:
             raise ValueError("at least one score weight must be positive")
         return self
+
+    def check_secret(self) -> None:
+        """Refuse to serve outside development with the default or a weak signing secret."""
+        if self.environment == "development":
+            return
+        if self.secret_key == DEFAULT_SECRET_KEY or len(self.secret_key) < MIN_SECRET_LENGTH or len(set(self.secret_key)) < 10:
+            raise ValueError(
+                f"WLOPS_SECRET_KEY must be set to a random secret of at least {MIN_SECRET_LENGTH} characters when "
+                f"WLOPS_ENVIRONMENT={self.environment} (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+            )
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,11 +1,16 @@
-"""Stored models: datasets, ml_tasks, task_executions."""
+"""Stored models: organizations and their members, API keys and audit log; datasets, ml_tasks, task_executions.
+
+Every dataset and task belongs to one organization (`owner` holds the organization id, a
+server-generated id that also prefixes its storage keys) and records the user who created it
+(`created_by`).
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -21,6 +26,68 @@ class Base(DeclarativeBase):
     pass
 
 
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    # bumped by logout: every token issued before carries an older version and is refused
+    token_version: Mapped[int] = mapped_column(Integer, default=0)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("org_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)  # the public part of the secret, to find the row
+    secret_hash: Mapped[str] = mapped_column(String(128))  # sha256 of the whole secret; the secret itself is never stored
+    scopes: Mapped[list] = mapped_column(JSON, default=list)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
+    actor_user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    actor_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    action: Mapped[str] = mapped_column(String(200))  # method and route template, e.g. "POST /api/v1/tasks/{task_id}/start"
+    resource_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    resource_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status_code: Mapped[int] = mapped_column(Integer)
+    client_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
 class Dataset(Base):
     __tablename__ = "datasets"
 
@@ -32,7 +99,8 @@ class Dataset(Base):
     sample_count: Mapped[int] = mapped_column(Integer)
     domain: Mapped[str | None] = mapped_column(String(200), nullable=True)
     dataset_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    owner: Mapped[str] = mapped_column(String(64), index=True)
+    owner: Mapped[str] = mapped_column(String(64), index=True)  # organization id
+    created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)  # user id; None for datasets a workflow wrote
     is_optimized: Mapped[bool] = mapped_column(Boolean, default=False)
     source_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), nullable=True)
     task_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
@@ -51,7 +119,9 @@ class MLTask(Base):
     model_name: Mapped[str] = mapped_column(String(500))
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
     current_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), nullable=True)
-    owner: Mapped[str] = mapped_column(String(64), index=True)
+    owner: Mapped[str] = mapped_column(String(64), index=True)  # organization id
+    created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)  # user id
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # first start request
     current_iteration: Mapped[int] = mapped_column(Integer, default=0)
     max_iterations: Mapped[int] = mapped_column(Integer, default=1)
     performance_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)

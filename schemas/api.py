@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from core.access import Role, Scope
 from core.status import TaskMode, TaskStatus
 
 
@@ -49,7 +50,8 @@ class DatasetPublic(BaseModel):
     sample_count: int
     domain: str | None
     dataset_type: str | None
-    owner: str
+    owner: str  # the organization's id
+    created_by: str | None = None
     is_optimized: bool
     source_dataset_id: str | None
     task_id: str | None
@@ -80,7 +82,8 @@ class TaskPublic(BaseModel):
     model_name: str
     dataset_id: str
     current_dataset_id: str | None
-    owner: str
+    owner: str  # the organization's id
+    created_by: str | None = None
     current_iteration: int
     max_iterations: int
     performance_threshold: float | None
@@ -136,3 +139,118 @@ class TaskAction(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: Any
+
+
+# --- identity, organizations, keys, audit -------------------------------------------------
+
+
+class LoginRequest(RequestModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+    org: str | None = Field(default=None, max_length=100, description="Organization name or id; needed only for members of several.")
+
+
+class RefreshRequest(RequestModel):
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    expires_in: int = Field(description="Seconds until the access token expires.")
+    org_id: str
+    role: Role
+
+
+class OrganizationMembership(BaseModel):
+    org_id: str
+    org_name: str
+    role: Role
+
+
+class Me(BaseModel):
+    user_id: str
+    username: str
+    org_id: str
+    org_name: str
+    role: Role
+    scopes: list[Scope]
+    api_key_id: str | None = None
+    organizations: list[OrganizationMembership]
+
+
+class OrganizationCreate(RequestModel):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class OrganizationUpdate(RequestModel):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class OrganizationPublic(BaseModel):
+    org_id: str
+    name: str
+    created_at: datetime
+    running_tasks: int
+    max_running_tasks: int
+    storage_bytes: int
+    max_storage_bytes: int
+
+
+class MemberCreate(RequestModel):
+    username: str = Field(min_length=2, max_length=64)
+    role: Role = Role.MEMBER
+    password: str | None = Field(default=None, min_length=8, max_length=1024, description="Needed only when the user does not exist yet.")
+
+
+class MemberUpdate(RequestModel):
+    role: Role
+
+
+class MemberPublic(BaseModel):
+    user_id: str
+    username: str
+    role: Role
+    created_at: datetime
+
+
+class ApiKeyCreate(RequestModel):
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[Scope] = Field(min_length=1, max_length=10)
+    expires_in_days: int | None = Field(default=90, ge=1, le=3650, description="null for a key that never expires.")
+
+
+class ApiKeyPublic(BaseModel):
+    key_id: str
+    name: str
+    prefix: str
+    scopes: list[Scope]
+    created_by: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    secret: str = Field(description="The key itself, shown only in this response; send it as `Authorization: Bearer <secret>`.")
+
+
+class AuditEntryPublic(BaseModel):
+    id: int
+    at: datetime
+    actor_user_id: str | None
+    actor_key_id: str | None
+    action: str
+    resource_type: str | None
+    resource_id: str | None
+    status_code: int
+    client_ip: str | None
+
+
+class AuditList(BaseModel):
+    items: list[AuditEntryPublic]
+    total: int
+    limit: int
+    offset: int

@@ -1,4 +1,7 @@
-"""Dataset uploads: stream to a temp file with a size cap, validate, store the object, then record the row."""
+"""Dataset uploads: stream to a temp file with a size cap, validate, store the object, then record the row.
+
+Every lookup is inside one organization (`org_id`): another tenant's dataset is simply not found.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import BinaryIO
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.errors import Invalid, NotFound, TooLarge
+from api.errors import Conflict, Invalid, NotFound, TooLarge
 from core.settings import Settings
 from db.models import Dataset, new_id
 from ml.examples import DatasetFormatError, detect_format, inspect_file, read_rows
@@ -20,7 +23,7 @@ CHUNK = 1024 * 1024
 
 
 def upload_dataset(session: Session, store: ObjectStore, settings: Settings, *, stream: BinaryIO, filename: str, name: str,
-                   domain: str | None, dataset_type: str | None, owner: str) -> Dataset:
+                   domain: str | None, dataset_type: str | None, org_id: str, created_by: str | None) -> Dataset:
     """Validate and store an upload; a rejected upload leaves nothing in storage or the database."""
     try:
         file_format = detect_format(filename or "")
@@ -37,36 +40,58 @@ def upload_dataset(session: Session, store: ObjectStore, settings: Settings, *, 
                 out.write(chunk)
         if size == 0:
             raise Invalid("the file is empty")
+        check_storage_quota(session, settings, org_id, size)
         try:
-            inspection = inspect_file(local, file_format)
+            if file_format != "json":  # a JSON array may legitimately be one long line
+                check_line_lengths(local, settings.max_line_bytes)
+            inspection = inspect_file(local, file_format, max_rows=settings.max_upload_rows)
         except DatasetFormatError as exc:
             raise Invalid(str(exc)) from exc
         dataset_id = new_id()
-        key = keys.dataset_prefix(owner, dataset_id) + f"data.{file_format}"
+        key = keys.dataset_prefix(org_id, dataset_id) + f"data.{file_format}"
         with open(local, "rb") as fh:
             store.put_stream(key, fh, size)
     dataset = Dataset(id=dataset_id, name=name, storage_path=key, file_format=file_format, size_bytes=size, sample_count=inspection.rows,
-                      domain=domain, dataset_type=dataset_type, owner=owner, is_optimized=False)
+                      domain=domain, dataset_type=dataset_type, owner=org_id, created_by=created_by, is_optimized=False)
     try:
         session.add(dataset)
         session.commit()
     except BaseException:
         session.rollback()
-        store.delete_prefix(keys.dataset_prefix(owner, dataset_id))
+        store.delete_prefix(keys.dataset_prefix(org_id, dataset_id))
         raise
     return dataset
 
 
-def get_dataset(session: Session, dataset_id: str) -> Dataset:
+def check_line_lengths(path: Path, max_line_bytes: int) -> None:
+    with open(path, "rb") as fh:
+        for number, line in enumerate(iter(lambda: fh.readline(max_line_bytes + 2), b""), start=1):
+            if len(line.rstrip(b"\r\n")) > max_line_bytes:
+                raise DatasetFormatError("a line is too long", [(number, f"longer than the {max_line_bytes} byte limit")])
+
+
+def storage_bytes(session: Session, org_id: str) -> int:
+    return session.scalar(select(func.coalesce(func.sum(Dataset.size_bytes), 0)).where(Dataset.owner == org_id))
+
+
+def check_storage_quota(session: Session, settings: Settings, org_id: str, new_bytes: int) -> None:
+    used = storage_bytes(session, org_id)
+    if used + new_bytes > settings.max_storage_bytes_per_org:
+        raise Conflict(f"storage quota exceeded: the organization's datasets use {used} bytes, this upload adds {new_bytes}, "
+                       f"the limit is {settings.max_storage_bytes_per_org} bytes")
+
+
+def get_dataset(session: Session, org_id: str, dataset_id: str) -> Dataset:
     dataset = session.get(Dataset, dataset_id)
-    if dataset is None:
+    if dataset is None or dataset.owner != org_id:
         raise NotFound(f"dataset {dataset_id} not found")
     return dataset
 
 
-def list_datasets(session: Session, limit: int, offset: int) -> tuple[list[Dataset], int]:
-    total = session.scalar(select(func.count()).select_from(Dataset))
-    rows = session.scalars(select(Dataset).order_by(Dataset.created_at.desc(), Dataset.id).limit(limit).offset(offset)).all()
+def list_datasets(session: Session, org_id: str, limit: int, offset: int) -> tuple[list[Dataset], int]:
+    query = select(Dataset).where(Dataset.owner == org_id)
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = session.scalars(query.order_by(Dataset.created_at.desc(), Dataset.id).limit(limit).offset(offset)).all()
     return list(rows), total
 
 

@@ -1,4 +1,7 @@
-"""Tasks: create rows, start/pause/resume/cancel workflows, and read progress back from Temporal."""
+"""Tasks: create rows, start/pause/resume/cancel workflows, and read progress back from Temporal.
+
+Every lookup is inside one organization (`org_id`): another tenant's task is simply not found.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +14,11 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import Conflict, Invalid, NotFound, Unavailable
+from api.errors import Conflict, Invalid, NotFound, TooManyRequests, Unavailable
 from api.services.datasets import get_dataset
 from core.settings import TASK_QUEUE_WORKFLOWS, Settings
 from core.status import ACTIVE_PHASES, TERMINAL_STATUSES, TaskMode, TaskStatus, can_transition
-from db.models import MLTask, TaskExecution, new_id
+from db.models import MLTask, Organization, TaskExecution, new_id, utcnow
 from ml.base_model import UnknownModel, validate_model_name
 from schemas.api import ContinuousTaskCreate, StandardTaskCreate
 from schemas.workflow_io import ActivityTimeouts, FineTuningInput
@@ -24,8 +27,8 @@ WORKFLOW_NAME = "FineTuningWorkflow"
 Temporal = Callable[[], Awaitable[Client]]  # connects on first use (api.main.TemporalConnection)
 
 
-def create_task(session: Session, body: StandardTaskCreate, mode: TaskMode, owner: str) -> MLTask:
-    get_dataset(session, body.dataset_id)
+def create_task(session: Session, body: StandardTaskCreate, mode: TaskMode, org_id: str, created_by: str | None) -> MLTask:
+    get_dataset(session, org_id, body.dataset_id)
     try:
         validate_model_name(body.model_name)
     except UnknownModel as exc:
@@ -33,7 +36,7 @@ def create_task(session: Session, body: StandardTaskCreate, mode: TaskMode, owne
     continuous = isinstance(body, ContinuousTaskCreate)
     task = MLTask(
         id=new_id(), name=body.task_name, mode=mode.value, status=TaskStatus.PENDING.value, model_name=body.model_name,
-        dataset_id=body.dataset_id, owner=owner, current_iteration=0,
+        dataset_id=body.dataset_id, owner=org_id, created_by=created_by, current_iteration=0,
         max_iterations=body.max_iterations if continuous else 1,
         performance_threshold=body.performance_threshold if continuous else None,
         hyperparameters=body.hyperparameters.model_dump(exclude_none=True),
@@ -43,15 +46,15 @@ def create_task(session: Session, body: StandardTaskCreate, mode: TaskMode, owne
     return task
 
 
-def get_task(session: Session, task_id: str) -> MLTask:
+def get_task(session: Session, org_id: str, task_id: str) -> MLTask:
     task = session.get(MLTask, task_id)
-    if task is None:
+    if task is None or task.owner != org_id:
         raise NotFound(f"task {task_id} not found")
     return task
 
 
-def list_tasks(session: Session, status: TaskStatus | None, limit: int, offset: int) -> tuple[list[MLTask], int]:
-    query = select(MLTask)
+def list_tasks(session: Session, org_id: str, status: TaskStatus | None, limit: int, offset: int) -> tuple[list[MLTask], int]:
+    query = select(MLTask).where(MLTask.owner == org_id)
     if status is not None:
         query = query.where(MLTask.status == status.value)
     total = session.scalar(select(func.count()).select_from(query.subquery()))
@@ -59,8 +62,8 @@ def list_tasks(session: Session, status: TaskStatus | None, limit: int, offset: 
     return list(rows), total
 
 
-def list_executions(session: Session, task_id: str) -> list[TaskExecution]:
-    get_task(session, task_id)
+def list_executions(session: Session, org_id: str, task_id: str) -> list[TaskExecution]:
+    get_task(session, org_id, task_id)
     return list(session.scalars(select(TaskExecution).where(TaskExecution.task_id == task_id).order_by(TaskExecution.id)))
 
 
@@ -73,12 +76,35 @@ def workflow_input(task: MLTask, settings: Settings, targeting: bool = True) -> 
     )
 
 
-async def start_task(session: Session, temporal: Temporal, settings: Settings, task_id: str) -> MLTask:
+def running_tasks(session: Session, org_id: str) -> int:
+    """Tasks started and not finished (suspended ones hold checkpoints and a place in the loop, so they count)."""
+    return session.scalar(select(func.count()).select_from(MLTask).where(
+        MLTask.owner == org_id, MLTask.started_at.is_not(None), MLTask.status.not_in([s.value for s in TERMINAL_STATUSES])))
+
+
+def _claim_running_slot(session: Session, settings: Settings, task: MLTask) -> bool:
+    """Count this task as running, unless the organization is at its limit (429). The organization row is
+    locked (PostgreSQL) so two concurrent starts cannot both take the last slot."""
+    if task.started_at is not None:
+        return False
+    session.scalar(select(Organization).where(Organization.id == task.owner).with_for_update())
+    running = running_tasks(session, task.owner)
+    if running >= settings.max_running_tasks_per_org:
+        session.rollback()
+        raise TooManyRequests(f"the organization already runs {running} tasks, its limit is {settings.max_running_tasks_per_org}; "
+                              "wait for one to finish or cancel one")
+    task.started_at = utcnow()
+    session.commit()
+    return True
+
+
+async def start_task(session: Session, temporal: Temporal, settings: Settings, task_id: str, *, org_id: str) -> MLTask:
     """Start the task's workflow (id = task id); starting again is a no-op, never a second run."""
-    task = get_task(session, task_id)
+    task = get_task(session, org_id, task_id)
     if TaskStatus(task.status) in TERMINAL_STATUSES:
         raise Conflict(f"task {task_id} is already {task.status}")
     client = await temporal()
+    claimed = _claim_running_slot(session, settings, task)
     try:
         await client.start_workflow(
             WORKFLOW_NAME, workflow_input(task, settings), id=task.id, task_queue=TASK_QUEUE_WORKFLOWS,
@@ -86,6 +112,9 @@ async def start_task(session: Session, temporal: Temporal, settings: Settings, t
         )
     except RPCError as exc:
         if exc.status != RPCStatusCode.ALREADY_EXISTS:
+            if claimed:  # nothing started: give the slot back
+                task.started_at = None
+                session.commit()
             raise Unavailable(f"could not start the workflow: {exc.message}") from exc
     return task
 
@@ -98,24 +127,24 @@ def _require(task: MLTask, target: TaskStatus, action: str) -> None:
         raise Conflict(f"cannot {action} task {task.id}: it is {current}")
 
 
-async def pause_task(session: Session, temporal: Temporal, task_id: str) -> MLTask:
-    task = get_task(session, task_id)
+async def pause_task(session: Session, temporal: Temporal, task_id: str, *, org_id: str) -> MLTask:
+    task = get_task(session, org_id, task_id)
     _require(task, TaskStatus.SUSPENDED, "pause")
     await _signal((await temporal()).get_workflow_handle(task_id), "pause")
     return task
 
 
-async def resume_task(session: Session, temporal: Temporal, task_id: str) -> MLTask:
-    task = get_task(session, task_id)
+async def resume_task(session: Session, temporal: Temporal, task_id: str, *, org_id: str) -> MLTask:
+    task = get_task(session, org_id, task_id)
     if TaskStatus(task.status) != TaskStatus.SUSPENDED:
         raise Conflict(f"cannot resume task {task_id}: it is {task.status}, not SUSPENDED")
     await _signal((await temporal()).get_workflow_handle(task_id), "resume")
     return task
 
 
-async def cancel_task(session: Session, temporal: Temporal, task_id: str) -> MLTask:
+async def cancel_task(session: Session, temporal: Temporal, task_id: str, *, org_id: str) -> MLTask:
     """Cancel through Temporal (the workflow compensates); a task never started is cancelled in the database directly."""
-    task = get_task(session, task_id)
+    task = get_task(session, org_id, task_id)
     _require(task, TaskStatus.CANCELLED, "cancel")
     handle = (await temporal()).get_workflow_handle(task_id)
     try:

@@ -9,7 +9,12 @@ from pathlib import Path
 import httpx
 
 from api.main import create_app
+from api.services.identity import token_pair
+from cli.users import create_user
+from core.access import Role
 from core.settings import Settings
+
+TEST_PASSWORD = "correct horse battery staple"
 
 TOPICS = ["backup", "sync", "restore", "console", "agent", "vault", "quota", "license", "audit", "mirror", "report", "schedule"]
 
@@ -31,8 +36,19 @@ def write_dataset(path: Path, n_topics: int = 12) -> Path:
     return path
 
 
-def api_client(settings: Settings) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings)), base_url="http://wlops")
+def api_client(settings: Settings, username: str = "tester", org: str = "test-org", role: Role = Role.OWNER) -> httpx.AsyncClient:
+    """The API over ASGI, signed in as `username` with `role` in `org` (both created if needed)."""
+    return client_for(create_app(settings), settings, username, org, role)
+
+
+def client_for(app, settings: Settings, username: str, org: str, role: Role) -> httpx.AsyncClient:
+    setup = create_user(settings, username, TEST_PASSWORD, org, role)
+    tokens = token_pair(settings, setup.user, setup.org.id, role)
+    return anonymous_client(app, {"Authorization": f"Bearer {tokens.access_token}"})
+
+
+def anonymous_client(app, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://wlops", headers=headers or {})
 
 
 async def upload(api: httpx.AsyncClient, path: Path, name: str = "e2e") -> dict:

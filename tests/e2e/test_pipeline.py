@@ -98,7 +98,9 @@ async def test_standard_run_on_postgresql_and_s3(temporal_env, settings, tiny_mo
         report = (await api.get(f"/api/v1/tasks/{created['task_id']}/report")).json()
     assert task["status"] == "COMPLETED", task["error"]
     assert report["report_path"].startswith("s3://wlops-e2e/evaluations/")
-    assert ctx.store.list(f"datasets/local/{dataset['dataset_id']}/") == [f"datasets/local/{dataset['dataset_id']}/data.jsonl"]
+    # stored under the organization's server-generated id, never a user-supplied name
+    prefix = f"datasets/{dataset['owner']}/{dataset['dataset_id']}/"
+    assert len(dataset["owner"]) == 32 and ctx.store.list(prefix) == [prefix + "data.jsonl"]
     assert ctx.store.list(f"models/{created['task_id']}/iter-1/adapter/")
     assert ctx.store.list(f"models/{created['task_id']}/iter-1/checkpoint/") == []  # checkpoints are removed once the adapter is saved
     assert settings.resolved_database_url.startswith("postgresql+psycopg://")

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from core.settings import (
+    DEFAULT_SECRET_KEY,
     POOL_TASK_QUEUES,
     TASK_QUEUE_BOOKKEEPING,
     TASK_QUEUE_EVALUATE,
@@ -39,7 +40,9 @@ def test_defaults():
     assert s.s3_bucket == "wlops"
     assert s.s3_secure is False
     assert s.max_upload_bytes == 50 * 1024 * 1024
-    assert s.default_owner == "local"
+    assert (s.environment, s.access_token_minutes, s.refresh_token_days) == ("development", 15, 7)
+    assert (s.dev_username, s.dev_org) == ("dev", "dev")
+    assert (s.max_running_tasks_per_org, s.max_storage_bytes_per_org) == (2, 1024**3)
     assert (s.optimize_concurrency, s.train_concurrency, s.evaluate_concurrency, s.bookkeeping_concurrency) == (2, 1, 1, 8)
     assert (s.score_weight_exact_match, s.score_weight_token_f1, s.score_weight_bleu, s.score_weight_rouge_l) == (0.1, 0.4, 0.2, 0.3)
     assert (s.grade_excellent, s.grade_good, s.grade_acceptable) == (0.8, 0.6, 0.4)
@@ -55,7 +58,7 @@ def test_environment_variables_override_defaults(monkeypatch, tmp_path):
     monkeypatch.setenv("WLOPS_S3_SECURE", "true")
     monkeypatch.setenv("WLOPS_TRAIN_CONCURRENCY", "3")
     monkeypatch.setenv("WLOPS_GRADE_GOOD", "0.65")
-    monkeypatch.setenv("WLOPS_DEFAULT_OWNER", "team-a_1")
+    monkeypatch.setenv("WLOPS_MAX_RUNNING_TASKS_PER_ORG", "5")
     s = Settings()
     assert s.data_dir == tmp_path / "state"
     assert s.temporal_port == 7999
@@ -64,7 +67,7 @@ def test_environment_variables_override_defaults(monkeypatch, tmp_path):
     assert s.s3_secure is True
     assert s.train_concurrency == 3
     assert s.grade_good == 0.65
-    assert s.default_owner == "team-a_1"
+    assert s.max_running_tasks_per_org == 5
 
 
 def test_unprefixed_variables_are_ignored(monkeypatch):
@@ -149,15 +152,23 @@ def test_all_score_weights_zero_is_rejected():
         Settings(score_weight_exact_match=0, score_weight_token_f1=0, score_weight_bleu=0, score_weight_rouge_l=0)
 
 
-@pytest.mark.parametrize("owner", ["", "a b", "../etc", "a/b", "x" * 65, "ünïcode"])
-def test_default_owner_pattern_rejects(owner):
+def test_development_mode_accepts_the_default_secret():
+    Settings().check_secret()
+
+
+@pytest.mark.parametrize("secret", [DEFAULT_SECRET_KEY, "short-secret", "a" * 64, "abababababababababababababababababab"])
+def test_production_refuses_a_default_or_weak_secret(secret):
+    with pytest.raises(ValueError, match="WLOPS_SECRET_KEY"):
+        Settings(environment="production", secret_key=secret).check_secret()
+
+
+def test_production_accepts_a_strong_secret():
+    Settings(environment="production", secret_key="f3Kq9-xWz81LmN0pR_tYv7uB2cD4eG6h").check_secret()
+
+
+def test_an_unknown_environment_is_rejected():
     with pytest.raises(ValidationError):
-        Settings(default_owner=owner)
-
-
-@pytest.mark.parametrize("owner", ["a", "Team_1-x", "x" * 64])
-def test_default_owner_pattern_accepts(owner):
-    assert Settings(default_owner=owner).default_owner == owner
+        Settings(environment="staging")
 
 
 @pytest.mark.parametrize("field", ["max_upload_bytes", "train_concurrency", "activity_max_attempts", "split_min_examples"])

@@ -1,0 +1,1 @@
+"""Identity: password hashing, signed tokens, API keys and the accounts they belong to."""

@@ -299,3 +299,14 @@ def test_temporal_stack(compose):
     assert services["temporal-postgresql"]["image"].startswith("postgres:16")
     assert services["temporal-ui"]["environment"]["TEMPORAL_ADDRESS"] == compose["x-wlops-env"]["WLOPS_TEMPORAL_ADDRESS"]
     assert temporal["environment"].get("DEFAULT_NAMESPACE", "default") == Settings().temporal_namespace
+
+
+def test_compose_runs_in_production_mode_and_needs_a_real_secret(compose, monkeypatch, tmp_path):
+    """Without WLOPS_SECRET_KEY in the environment the API refuses to start, with a message saying what to set."""
+    from api.main import create_app
+
+    shared = compose["x-wlops-env"]
+    assert shared["WLOPS_ENVIRONMENT"] == "production"
+    assert interpolate(shared["WLOPS_SECRET_KEY"]) == ""
+    with pytest.raises(ValueError, match="WLOPS_SECRET_KEY must be set"):
+        create_app(Settings(environment="production", secret_key="", data_dir=tmp_path))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 
+from schemas.api import ErrorResponse
+
+
 class ApiError(Exception):
     status_code = 400
     headers: dict[str, str] | None = None
@@ -43,3 +46,18 @@ class TooManyRequests(ApiError):
 
 class Unavailable(ApiError):
     status_code = 503
+
+
+# Documented on every API route, so clients (and the schemathesis run) know the error bodies.
+ERROR_RESPONSES = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        401: "Missing, invalid, expired or revoked credentials",
+        403: "Authenticated, but the role or API key scopes do not allow this",
+        404: "No such resource in your organization",
+        409: "The request conflicts with the resource's state or a quota",
+        413: "The body or upload is over its size limit",
+        429: "Too many running tasks or failed logins",
+        503: "Temporal is unreachable",
+    }.items()
+}

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
-from api.errors import ApiError, Unavailable
+from api.errors import ERROR_RESPONSES, ApiError, Unavailable
 from api.middleware import AuditLog, BodyLimit
 from api.routes import api_keys, audit, auth, datasets, orgs, tasks
 from api.security import LoginThrottle, check_every_route_is_authorized
@@ -17,6 +17,7 @@ from db.session import get_sessionmaker, migrate
 from storage.object_store import object_store_from_settings
 
 
+ROUTERS = (auth.router, orgs.router, api_keys.router, audit.router, datasets.router, tasks.router)
 DESCRIPTION = """Durable fine-tuning runs of small language models on Temporal.
 
 Log in with `POST /api/v1/auth/login` and send the access token (or an API key) as
@@ -60,10 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    routers = (auth.router, orgs.router, api_keys.router, audit.router, datasets.router, tasks.router)
-    check_every_route_is_authorized([route for router in routers for route in router.routes] + list(app.routes))
-    for router in routers:
-        app.include_router(router)
+    check_every_route_is_authorized([route for router in ROUTERS for route in router.routes] + list(app.routes))
+    for router in ROUTERS:
+        app.include_router(router, responses=ERROR_RESPONSES)
     # outermost first: the body limit answers before the audit log or any route sees the request
     app.add_middleware(AuditLog, sessions=app.state.sessions)
     app.add_middleware(BodyLimit, request_bytes=settings.max_request_bytes, upload_bytes=settings.max_upload_bytes)

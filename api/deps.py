@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Iterator
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from core.settings import Settings
@@ -31,6 +31,10 @@ def get_temporal(request: Request) -> "TemporalConnection":
     """The connection itself, not a client: services connect only once a request has been validated."""
     return request.app.state.temporal
 
+
+# How far a listing may skip: bounded so the number fits every database's integers (unbounded, a huge offset was a 500).
+MAX_OFFSET = 2**31 - 1
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]

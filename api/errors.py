@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from schemas.api import ErrorResponse
+from schemas.api import ErrorResponse, ValidationErrorResponse
 
 
 class ApiError(Exception):
@@ -49,14 +49,17 @@ class Unavailable(ApiError):
 
 
 # Documented on every API route, so clients (and the schemathesis run) know the error bodies.
+# Every error is `{"detail": ...}`; 422 replaces FastAPI's default so it also admits our messages.
 ERROR_RESPONSES = {
-    status: {"model": ErrorResponse, "description": description}
+    status: {"model": ValidationErrorResponse if status == 422 else ErrorResponse, "description": description}
     for status, description in {
+        400: "The body could not be parsed (e.g. JSON that is not UTF-8)",
         401: "Missing, invalid, expired or revoked credentials",
         403: "Authenticated, but the role or API key scopes do not allow this",
         404: "No such resource in your organization",
         409: "The request conflicts with the resource's state or a quota",
         413: "The body or upload is over its size limit",
+        422: "Invalid input: a message, or the fields that failed validation",
         429: "Too many running tasks or failed logins",
         503: "Temporal is unreachable",
     }.items()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
 from api.errors import ERROR_RESPONSES, ApiError, Unavailable
-from api.middleware import AuditLog, BodyLimit
+from api.middleware import AuditLog, BodyLimit, RejectNul
 from api.routes import api_keys, audit, auth, datasets, orgs, tasks
 from api.security import LoginThrottle, check_every_route_is_authorized
 from core.settings import Settings, get_settings
@@ -53,6 +54,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.temporal = TemporalConnection(settings)
     app.state.login_throttle = LoginThrottle(settings.login_failures_per_minute)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes each invalid value back (`input`), a password included: say where and why only
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": errors})
+
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail}, headers=exc.headers)
@@ -64,7 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     check_every_route_is_authorized([route for router in ROUTERS for route in router.routes] + list(app.routes))
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
-    # outermost first: the body limit answers before the audit log or any route sees the request
+    # added innermost first: the body limit and the NUL check answer before the audit log or any route sees the request
     app.add_middleware(AuditLog, sessions=app.state.sessions)
+    app.add_middleware(RejectNul)
     app.add_middleware(BodyLimit, request_bytes=settings.max_request_bytes, upload_bytes=settings.max_upload_bytes)
     return app

@@ -1,4 +1,4 @@
-"""ASGI middleware: request-body limits before anything is parsed, and the audit log of every mutation."""
+"""ASGI middleware: request-body limits and NUL checks before anything is parsed, and the audit log of every mutation."""
 
 from __future__ import annotations
 
@@ -44,6 +44,19 @@ class BodyLimit:
             return message
 
         return await self.app(scope, counting_receive, send)
+
+
+class RejectNul:
+    """422 for a NUL character in the path or query string: PostgreSQL cannot store or compare text with NUL, so
+    such an id or filter would otherwise fail deep in a query (request bodies are checked by their models)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"] or b"\x00" in scope["query_string"]):
+            return await _send_json(send, 422, "the path and query parameters must not contain NUL characters")
+        return await self.app(scope, receive, send)
 
 
 class AuditLog:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from auth.passwords import hash_password, verify_password
 from core.access import Role
-from db.models import Membership, Organization, User
+from db.models import ApiKey, Membership, Organization, User, utcnow
 
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
 ORG_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$")
@@ -102,8 +102,14 @@ def set_role(session: Session, member: Membership, role: Role) -> Membership:
 
 
 def remove_member(session: Session, member: Membership) -> None:
+    """Remove a member, end their sessions and revoke the API keys they made in this organization (tokens do
+    not name a membership: neither a token nor a key of the old membership may come back if the user is
+    added again)."""
     if member.role == Role.OWNER.value and owners_left(session, member.org_id, member.user_id) == 0:
         raise AccountConflict("an organization needs at least one owner: make someone else owner first")
+    session.get(User, member.user_id).token_version += 1
+    session.execute(update(ApiKey).where(ApiKey.org_id == member.org_id, ApiKey.created_by == member.user_id, ApiKey.revoked_at.is_(None))
+                    .values(revoked_at=utcnow()))
     session.delete(member)
     session.flush()
 

@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timezone
+from typing import Annotated, Any
 
-from pydantic import AliasGenerator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AliasGenerator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from core.access import Role, Scope
 from core.status import TaskMode, TaskStatus
 
 
+def _utc(moment: datetime) -> datetime:
+    """SQLite hands timestamps back without a zone; every stored one is UTC, and RFC 3339 (OpenAPI's
+    `date-time`) needs the offset."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+# Every timestamp a response carries: always with its UTC offset.
+UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
+
+
+# Text without NUL characters (PostgreSQL cannot store them), for form fields; JSON bodies are checked by
+# `RequestModel`, paths and query strings by `api.middleware.RejectNul`.
+NO_NUL = r"^[^\x00]*$"
+
+
 class RequestModel(BaseModel):
-    """Input: snake_case, camelCase accepted too; unknown fields are an error."""
+    """Input: snake_case, camelCase accepted too; unknown fields are an error; no text may contain NUL."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=AliasGenerator(validation_alias=to_camel))
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class HyperparametersIn(RequestModel):
@@ -56,7 +78,7 @@ class DatasetPublic(BaseModel):
     source_dataset_id: str | None
     task_id: str | None
     optimization_log: dict[str, Any] | None = None
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class DatasetPreview(BaseModel):
@@ -94,8 +116,8 @@ class TaskPublic(BaseModel):
     report_path: str | None
     hyperparameters: dict[str, Any]
     error: str | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
     progress: TrainingProgressPublic | None = None
     workflow_url: str | None = None
 
@@ -126,8 +148,8 @@ class ExecutionPublic(BaseModel):
     evaluation_path: str | None
     score: float | None
     metrics: dict[str, Any] | None
-    started_at: datetime
-    completed_at: datetime | None
+    started_at: UtcDateTime
+    completed_at: UtcDateTime | None
     error: str | None
 
 
@@ -139,6 +161,19 @@ class TaskAction(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: Any
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="Where the invalid value is: body, query, path or header, then the field.")
+    msg: str
+    type: str
+
+
+class ValidationErrorResponse(BaseModel):
+    """422: one shape for both kinds of invalid input, `{"detail": ...}` like every other error."""
+
+    detail: str | list[FieldError] = Field(
+        description="A message saying what is wrong (e.g. an unreadable dataset), or one entry per field that failed validation.")
 
 
 # --- identity, organizations, keys, audit -------------------------------------------------
@@ -191,7 +226,7 @@ class OrganizationUpdate(RequestModel):
 class OrganizationPublic(BaseModel):
     org_id: str
     name: str
-    created_at: datetime
+    created_at: UtcDateTime
     running_tasks: int
     max_running_tasks: int
     storage_bytes: int
@@ -212,7 +247,7 @@ class MemberPublic(BaseModel):
     user_id: str
     username: str
     role: Role
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class ApiKeyCreate(RequestModel):
@@ -227,10 +262,10 @@ class ApiKeyPublic(BaseModel):
     prefix: str
     scopes: list[Scope]
     created_by: str
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    last_used_at: datetime | None
+    created_at: UtcDateTime
+    expires_at: UtcDateTime | None
+    revoked_at: UtcDateTime | None
+    last_used_at: UtcDateTime | None
 
 
 class ApiKeyCreated(ApiKeyPublic):
@@ -239,7 +274,7 @@ class ApiKeyCreated(ApiKeyPublic):
 
 class AuditEntryPublic(BaseModel):
     id: int
-    at: datetime
+    at: UtcDateTime
     actor_user_id: str | None
     actor_key_id: str | None
     action: str

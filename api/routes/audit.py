@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import SessionDep
+from api.deps import Offset, SessionDep
 from api.security import AuditRead
 from api.services import identity as service
 from schemas.api import AuditEntryPublic, AuditList
@@ -13,7 +13,7 @@ router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
 
 @router.get("", response_model=AuditList)
-def list_audit(caller: AuditRead, session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+def list_audit(caller: AuditRead, session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Offset = 0,
                action: Annotated[str | None, Query(max_length=200, description="Only actions containing this text")] = None) -> AuditList:
     """Every mutation in the organization, newest first: who, what, which resource, when, from where."""
     rows, total = service.list_audit(session, caller, limit, offset, action)

@@ -5,11 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import SessionDep, SettingsDep, StoreDep
+from api.deps import Offset, SessionDep, SettingsDep, StoreDep
 from api.security import DatasetsRead, DatasetsWrite
 from api.services import datasets as service
 from db.models import Dataset
-from schemas.api import DatasetList, DatasetPreview, DatasetPublic
+from schemas.api import NO_NUL, DatasetList, DatasetPreview, DatasetPublic
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 
@@ -22,9 +22,9 @@ def to_public(dataset: Dataset) -> DatasetPublic:
 async def upload_dataset(
     caller: DatasetsWrite, session: SessionDep, store: StoreDep, settings: SettingsDep, response: Response,
     file: Annotated[UploadFile, File(description="JSONL, JSON or CSV in question/answer, instruction/input/output or chat messages format")],
-    name: Annotated[str, Form(min_length=1, max_length=200)],
-    domain: Annotated[str | None, Form(max_length=200)] = None,
-    dataset_type: Annotated[str | None, Form(max_length=64)] = None,
+    name: Annotated[str, Form(min_length=1, max_length=200, pattern=NO_NUL)],
+    domain: Annotated[str | None, Form(max_length=200, pattern=NO_NUL)] = None,
+    dataset_type: Annotated[str | None, Form(max_length=64, pattern=NO_NUL)] = None,
 ) -> DatasetPublic:
     dataset = await run_in_threadpool(
         service.upload_dataset, session, store, settings, stream=file.file, filename=file.filename or "", name=name,
@@ -35,7 +35,7 @@ async def upload_dataset(
 
 
 @router.get("", response_model=DatasetList)
-def list_datasets(caller: DatasetsRead, session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0) -> DatasetList:
+def list_datasets(caller: DatasetsRead, session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Offset = 0) -> DatasetList:
     rows, total = service.list_datasets(session, caller.org_id, limit, offset)
     return DatasetList(items=[to_public(d) for d in rows], total=total, limit=limit, offset=offset)
 

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import SessionDep, SettingsDep, StoreDep, TemporalDep
+from api.deps import Offset, SessionDep, SettingsDep, StoreDep, TemporalDep
 from api.errors import NotFound
 from api.security import TasksRead, TasksWrite
 from api.services import tasks as service
@@ -41,7 +41,7 @@ def _created(task: MLTask, settings, response: Response) -> TaskPublic:
 
 @router.get("", response_model=TaskList)
 def list_tasks(caller: TasksRead, session: SessionDep, settings: SettingsDep, status: TaskStatus | None = None,
-               limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0) -> TaskList:
+               limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Offset = 0) -> TaskList:
     rows, total = service.list_tasks(session, caller.org_id, status, limit, offset)
     return TaskList(items=[to_public(t, settings) for t in rows], total=total, limit=limit, offset=offset)
 

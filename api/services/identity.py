@@ -65,6 +65,8 @@ def refresh(session: Session, settings: Settings, refresh_token: str) -> TokenPa
 
 def logout(session: Session, caller: Caller) -> None:
     """Revoke every access and refresh token of the caller (their API keys stay valid until revoked)."""
+    if caller.api_key_id is not None:  # a key acts for its creator: it must not end the creator's sessions
+        raise Forbidden("API keys cannot log out: revoke the key with DELETE /api/v1/api-keys/{key_id}")
     user = session.get(User, caller.user_id)
     user.token_version += 1
     session.commit()

@@ -3,7 +3,13 @@ inside its phase activities (from the history's started/completed events), divid
 The phases are instant stand-ins (the ones the orchestration tests use); bookkeeping (the database
 projection) is real and counts as overhead.
 
-    python -m bench.orchestration_overhead [--iterations 3] [--repeats 3]
+    python -m bench.orchestration_overhead [--iterations 3] [--repeats 3] [--settle-seconds 2]
+
+Runs start `--settle-seconds` after the previous one ended: the dev server keeps working for about a
+second after a workflow closes, and a run started in that window measured about twice the overhead
+(continuous runs back to back: ~110 ms per phase; a standard run right after a continuous one: ~150 ms;
+the cause is on the server side or in the workers' hand-over, not investigated further). A real run follows minutes of
+training, never a closing workflow a millisecond earlier.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ async def seconds_inside_phases(client, workflow_id: str) -> float:
     return inside
 
 
-async def measure(iterations: int, repeats: int) -> dict:
+async def measure(iterations: int, repeats: int, settle_seconds: float) -> dict:
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_binary(), dev_server_log_level="error")
     runs = []
     try:
@@ -57,6 +63,7 @@ async def measure(iterations: int, repeats: int) -> dict:
             phases = FakePhases(ctx, train_steps=0)
             async with running_workers(env.client, ctx, phases.activities()):
                 for mode, n in [(TaskMode.STANDARD, 1)] * repeats + [(TaskMode.CONTINUOUS, iterations)] * repeats:
+                    await asyncio.sleep(settle_seconds)
                     task = make_task(ctx, mode=mode, max_iterations=n)
                     started = time.perf_counter()
                     await (await env.client.start_workflow("FineTuningWorkflow", workflow_input(task, ctx.settings), id=task.id,
@@ -68,17 +75,20 @@ async def measure(iterations: int, repeats: int) -> dict:
     finally:
         await env.shutdown()
     per_phase = [r["overhead_ms_per_phase"] for r in runs[1:]]  # the first run pays worker warm-up
-    return {"runs": runs, "median_overhead_ms_per_phase": statistics.median(per_phase), "max_overhead_ms_per_phase": max(per_phase),
-            "target_ms_per_phase": 100, "meets_target": statistics.median(per_phase) < 100,
-            "note": "overhead includes the database projection (a bookkeeping activity per transition) and, for continuous runs, continue-as-new"}
+    by_mode = {mode: statistics.median(r["overhead_ms_per_phase"] for r in runs[1:] if r["mode"] == mode) for mode in ("STANDARD", "CONTINUOUS")}
+    return {"runs": runs, "settle_seconds": settle_seconds, "median_overhead_ms_per_phase": statistics.median(per_phase),
+            "median_by_mode": by_mode, "max_overhead_ms_per_phase": max(per_phase),
+            "target_ms_per_phase": 100, "meets_target": max(by_mode.values()) < 100,
+            "note": "overhead includes the database projection (a local activity per transition); continuous runs continue-as-new every 10 iterations"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--settle-seconds", type=float, default=2.0, help="pause between runs (see the module docstring)")
     args = parser.parse_args()
-    write_result("orchestration_overhead", asyncio.run(measure(args.iterations, args.repeats)))
+    write_result("orchestration_overhead", asyncio.run(measure(args.iterations, args.repeats, args.settle_seconds)))
 
 
 if __name__ == "__main__":

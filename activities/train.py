@@ -32,6 +32,7 @@ class TrainActivities:
 
     @activity.defn(name="train_adapter")
     def train_adapter(self, inp: TrainInput) -> TrainResult:
+        activity.logger.info("training task %s (organization %s) iteration %s", inp.task_id, inp.owner, inp.iteration)
         # cancellation is observed at step boundaries (to checkpoint first), never injected mid-step
         with activity.shield_thread_cancel_exception(), Heartbeater() as heartbeat:
             return self._train(inp, heartbeat)

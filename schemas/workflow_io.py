@@ -99,6 +99,7 @@ class TrainInput:
     train_key: str
     hyperparameters: dict[str, Any]
     init_adapter_key: str | None  # previous iteration's adapter (incremental training)
+    owner: str = ""  # the task's organization id (logs, traces); every key it touches is under the task's id
 
 
 @dataclass
@@ -124,6 +125,7 @@ class EvaluateInput:
     train_key: str
     baseline_key: str | None
     previous_evaluation_key: str | None
+    owner: str = ""  # the task's organization id (logs, traces)
 
 
 @dataclass

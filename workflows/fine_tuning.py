@@ -148,7 +148,8 @@ class FineTuningWorkflow:
 
         trained: TrainResult = await self._phase(
             TaskStatus.TRAINING, "train_adapter",
-            TrainInput(task.task_id, n, task.model_name, optimized.train_key, task.hyperparameters, previous.adapter_key if previous else None),
+            TrainInput(task.task_id, n, task.model_name, optimized.train_key, task.hyperparameters, previous.adapter_key if previous else None,
+                       owner=task.owner),
             TrainResult, TASK_QUEUE_TRAIN, timeouts.train_seconds, timeouts.heartbeat_seconds, retry,
             input_dataset_id=optimized.dataset_id,
         )
@@ -159,7 +160,7 @@ class FineTuningWorkflow:
         evaluated: EvaluateResult = await self._phase(
             TaskStatus.EVALUATING, "evaluate_adapter",
             EvaluateInput(task.task_id, n, task.model_name, trained.adapter_key, optimized.splits_key, optimized.train_key,
-                          state.baseline_key, previous.evaluation_key if previous else None),
+                          state.baseline_key, previous.evaluation_key if previous else None, owner=task.owner),
             EvaluateResult, TASK_QUEUE_EVALUATE, timeouts.evaluate_seconds, timeouts.heartbeat_seconds, retry,
             input_dataset_id=optimized.dataset_id,
         )

@@ -129,6 +129,8 @@ async def test_standard_run_completes_and_projects_every_transition(temporal_env
     assert row.status == "COMPLETED" and row.latest_score == 0.3 and row.report_path.endswith("report.json")
     assert row.current_dataset_id == f"{task.id}-opt1" and row.latest_model_path.endswith("iter-1/adapter/")
     assert executions(ctx, task.id) == [(1, "OPTIMIZING", "COMPLETED"), (1, "TRAINING", "COMPLETED"), (1, "EVALUATING", "COMPLETED")]
+    # every phase activity carries the task's organization
+    assert fakes.calls["optimize"][0].owner == fakes.calls["train"][0][0].owner == fakes.calls["evaluate"][0].owner == task.owner
 
 
 async def test_continuous_run_stops_at_max_iterations_in_one_run(temporal_env, ctx, settings):

@@ -82,7 +82,10 @@ async def test_a_sigkilled_training_worker_is_replaced_and_the_run_finishes(temp
             worker.wait(30)
     assert task["status"] == "COMPLETED", task["error"]
     training = next(e for e in executions if e["phase"] == "TRAINING")
-    assert 30 <= training["metrics"]["resumed_from_step"] <= step, (training["metrics"], step)
+    # at least the last checkpoint before the step we saw; training may have passed another checkpoint
+    # between that heartbeat and the SIGKILL, so not necessarily at most `step`
+    resumed = training["metrics"]["resumed_from_step"]
+    assert (step // 10) * 10 <= resumed < 100 and resumed % 10 == 0 and resumed >= 30, (training["metrics"], step)
     assert training["metrics"]["steps"] == 100
 
 

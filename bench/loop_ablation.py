@@ -13,6 +13,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from temporalio.testing import WorkflowEnvironment
 
 from activities.context import ActivityContext
@@ -44,6 +45,7 @@ async def run_variant(env, ctx: ActivityContext, dataset_id: str, targeting: boo
         rows.append({
             "iteration": record.iteration, "train_steps": record.train_steps,
             "test": evaluation["splits"]["test"]["scores"], "feedback": evaluation["splits"]["feedback"]["scores"],
+            "test_by_example": {r["example_id"]: r["overall"] for r in evaluation["splits"]["test"]["examples"]},
             "previous_bad_cases_improved": sum(1 for f in followup if (f["delta"] or 0) > 0), "previous_bad_cases": len(followup),
         })
     baseline = json.loads(get_bytes(ctx.store, result.iterations[0].evaluation_key.rsplit("/iter-", 1)[0] + "/baseline.json"))
@@ -64,9 +66,26 @@ async def measure(iterations: int, max_steps: int) -> dict:
     finally:
         await env.shutdown()
     final = {("targeted" if v["targeting"] else "plain"): v["iterations"][-1]["test"]["overall"] for v in variants}
+    targeted, plain = (next(v for v in variants if v["targeting"] is t) for t in (True, False))
+    intervals = [paired_difference(a["test_by_example"], b["test_by_example"]) for a, b in zip(targeted["iterations"], plain["iterations"])]
+    for variant in variants:
+        for row in variant["iterations"]:
+            del row["test_by_example"]
     return {"dataset": SAMPLE_DATASET.name, "iterations": iterations, "max_steps_per_iteration": max_steps, "variants": variants,
             "final_test_overall": final, "targeting_wins": final["targeted"] > final["plain"],
-            "difference": round(final["targeted"] - final["plain"], 4)}
+            "difference": round(final["targeted"] - final["plain"], 4),
+            "difference_per_iteration_95ci": intervals,
+            "significant": intervals[-1]["low"] > 0 or intervals[-1]["high"] < 0}
+
+
+def paired_difference(targeted: dict[str, float], plain: dict[str, float]) -> dict[str, float]:
+    """Mean per-example test score difference (targeted - plain) with a 95% paired bootstrap interval."""
+    from scipy.stats import bootstrap
+
+    differences = np.array([targeted[i] - plain[i] for i in sorted(targeted)])
+    interval = bootstrap((differences,), np.mean, n_resamples=5000, confidence_level=0.95, random_state=0).confidence_interval
+    return {"mean": round(float(differences.mean()), 4), "low": round(float(interval.low), 4), "high": round(float(interval.high), 4),
+            "examples": len(differences)}
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ import json
 import logging
 
 from fastapi import HTTPException
+from starlette.concurrency import run_in_threadpool
 
 from db.models import AuditEntry
 
@@ -82,7 +83,7 @@ class AuditLog:
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            self._record(scope, outcome)
+            await run_in_threadpool(self._record, scope, outcome)  # a database write: keep it off the event loop
 
     def _record(self, scope, outcome) -> None:
         route = scope.get("route")

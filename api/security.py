@@ -11,7 +11,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Annotated, Callable
 
 from fastapi import Depends, Request
@@ -25,7 +25,7 @@ from auth import api_keys
 from auth.accounts import membership
 from auth.tokens import ACCESS, InvalidToken, read_token
 from core.access import ROLE_SCOPES, Role, Scope, key_scopes
-from db.models import ApiKey, User, utcnow
+from db.models import ApiKey, User, as_utc, utcnow
 
 PUBLIC_ROUTES = {("GET", "/healthz"), ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/refresh")}
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # how stale `last_used_at` may get (saves a write per request)
@@ -69,21 +69,16 @@ def _from_api_key(session, key: str) -> Caller:
     now = utcnow()
     if row.revoked_at is not None:
         raise Unauthorized("API key has been revoked")
-    if row.expires_at is not None and _aware(row.expires_at) <= now:
+    if row.expires_at is not None and as_utc(row.expires_at) <= now:
         raise Unauthorized("API key has expired")
     creator = session.get(User, row.created_by)
     member = membership(session, row.org_id, row.created_by) if creator is not None and creator.is_active else None
     if member is None:
         raise Unauthorized("API key's creator is no longer a member of its organization")
-    if row.last_used_at is None or now - _aware(row.last_used_at) > LAST_USED_RESOLUTION:
+    if row.last_used_at is None or now - as_utc(row.last_used_at) > LAST_USED_RESOLUTION:
         row.last_used_at = now
         session.commit()
     return Caller(row.created_by, row.org_id, Role(member.role), key_scopes({Scope(s) for s in row.scopes}, Role(member.role)), api_key_id=row.id)
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands timestamps back without a zone; every stored one is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def authorize(*required: Scope) -> Callable[..., Caller]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, AliasGenerator, BaseModel, ConfigDict, Field, field_validator
@@ -10,16 +10,12 @@ from pydantic.alias_generators import to_camel
 
 from core.access import Role, Scope
 from core.status import TaskMode, TaskStatus
-
-
-def _utc(moment: datetime) -> datetime:
-    """SQLite hands timestamps back without a zone; every stored one is UTC, and RFC 3339 (OpenAPI's
-    `date-time`) needs the offset."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+from db.models import as_utc
 
 
 # Every timestamp a response carries: always with its UTC offset.
-UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
+# (SQLite hands them back without a zone; RFC 3339, OpenAPI's `date-time`, needs the offset.)
+UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 # Text without NUL characters (PostgreSQL cannot store them), for form fields; JSON bodies are checked by

@@ -83,9 +83,12 @@ def paired_difference(targeted: dict[str, float], plain: dict[str, float]) -> di
     from scipy.stats import bootstrap
 
     differences = np.array([targeted[i] - plain[i] for i in sorted(targeted)])
-    interval = bootstrap((differences,), np.mean, n_resamples=5000, confidence_level=0.95, random_state=0).confidence_interval
-    return {"mean": round(float(differences.mean()), 4), "low": round(float(interval.low), 4), "high": round(float(interval.high), 4),
-            "examples": len(differences)}
+    if np.all(differences == differences[0]):  # identical runs (iteration 1 trains on the same data): no spread to resample
+        low = high = float(differences[0])
+    else:
+        interval = bootstrap((differences,), np.mean, n_resamples=5000, confidence_level=0.95, random_state=0).confidence_interval
+        low, high = float(interval.low), float(interval.high)
+    return {"mean": round(float(differences.mean()), 4), "low": round(low, 4), "high": round(high, 4), "examples": len(differences)}
 
 
 def main() -> None:

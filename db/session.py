@@ -7,8 +7,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import Engine, Select, create_engine, event, func, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_ID = 7_274_001  # PostgreSQL advisory lock: processes starting together migrate one after another
@@ -48,3 +48,9 @@ def migrate(url: str) -> None:
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def page(session: Session, query: Select, *order_by, limit: int, offset: int) -> tuple[list, int]:
+    """One page of `query`'s rows in `order_by` order, and how many rows the whole query has."""
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    return list(session.scalars(query.order_by(*order_by).limit(limit).offset(offset))), total

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from api.errors import Conflict, Invalid, NotFound, TooLarge
 from core.settings import Settings
 from db.models import Dataset, new_id
+from db.session import page
 from ml.examples import DatasetFormatError, detect_format, inspect_file, read_rows
 from storage import keys
 from storage.object_store import ObjectStore, get_file
@@ -89,10 +90,7 @@ def get_dataset(session: Session, org_id: str, dataset_id: str) -> Dataset:
 
 
 def list_datasets(session: Session, org_id: str, limit: int, offset: int) -> tuple[list[Dataset], int]:
-    query = select(Dataset).where(Dataset.owner == org_id)
-    total = session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = session.scalars(query.order_by(Dataset.created_at.desc(), Dataset.id).limit(limit).offset(offset)).all()
-    return list(rows), total
+    return page(session, select(Dataset).where(Dataset.owner == org_id), Dataset.created_at.desc(), Dataset.id, limit=limit, offset=offset)
 
 
 def preview_dataset(store: ObjectStore, dataset: Dataset, limit: int) -> list[dict]:

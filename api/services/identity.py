@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Iterator
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
@@ -17,13 +19,21 @@ from auth.tokens import ACCESS, REFRESH, InvalidToken, issue_token, read_token
 from core.access import API_KEY_SCOPES, ROLE_SCOPES, Role, Scope, can_assign_role
 from core.settings import Settings
 from db.models import ApiKey, AuditEntry, Membership, Organization, User, utcnow
+from db.session import page
 from schemas.api import (
     ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, Me, MemberCreate, MemberPublic, OrganizationMembership, OrganizationPublic, TokenPair,
 )
 
 
-def _account_error(exc: AccountError) -> Exception:
-    return Conflict(str(exc)) if isinstance(exc, AccountConflict) else Invalid(str(exc))
+@contextmanager
+def _account_change(session: Session) -> Iterator[None]:
+    """Commit the change, or roll it back and answer 409 (a conflict) or 422 (anything else the accounts refuse)."""
+    try:
+        yield
+    except AccountError as exc:
+        session.rollback()
+        raise (Conflict if isinstance(exc, AccountConflict) else Invalid)(str(exc)) from exc
+    session.commit()
 
 
 def token_pair(settings: Settings, user: User, org_id: str, role: Role) -> TokenPair:
@@ -102,26 +112,19 @@ def create_org(session: Session, caller: Caller, name: str) -> Organization:
     """A new organization with the caller as its owner (people, not programs, create organizations)."""
     if caller.api_key_id is not None:
         raise Forbidden("API keys cannot create organizations")
-    try:
+    with _account_change(session):
         org = accounts.create_org(session, name)
         accounts.add_member(session, org, session.get(User, caller.user_id), Role.OWNER)
-    except AccountError as exc:
-        session.rollback()
-        raise _account_error(exc) from exc
-    session.commit()
     return org
 
 
 def rename_org(session: Session, caller: Caller, org_id: str, name: str) -> Organization:
     org = own_org(session, caller, org_id)
-    try:
+    with _account_change(session):
         accounts.check_org_name(name)
         if name != org.name and accounts.find_org(session, name) is not None:
             raise AccountConflict(f"organization {name!r} already exists")
-    except AccountError as exc:
-        raise _account_error(exc) from exc
-    org.name = name
-    session.commit()
+        org.name = name
     return org
 
 
@@ -139,7 +142,7 @@ def add_member(session: Session, caller: Caller, org_id: str, body: MemberCreate
     org = own_org(session, caller, org_id)
     if not can_assign_role(caller.role, None, body.role):
         raise Forbidden(f"a {caller.role.value} cannot add an {body.role.value}")
-    try:
+    with _account_change(session):
         user = accounts.find_user(session, body.username)
         if user is None:
             if body.password is None:
@@ -148,10 +151,6 @@ def add_member(session: Session, caller: Caller, org_id: str, body: MemberCreate
         elif body.password is not None:
             raise AccountError(f"user {body.username!r} already exists: leave out `password` to add them")
         member = accounts.add_member(session, org, user, body.role)
-    except AccountError as exc:
-        session.rollback()
-        raise _account_error(exc) from exc
-    session.commit()
     return member_public(member, user)
 
 
@@ -167,12 +166,8 @@ def change_role(session: Session, caller: Caller, org_id: str, user_id: str, rol
     member, user = _member(session, caller, org_id, user_id)
     if not can_assign_role(caller.role, Role(member.role), role):
         raise Forbidden(f"a {caller.role.value} cannot change a {member.role} into a {role.value}")
-    try:
+    with _account_change(session):
         accounts.set_role(session, member, role)
-    except AccountError as exc:
-        session.rollback()
-        raise _account_error(exc) from exc
-    session.commit()
     return member_public(member, user)
 
 
@@ -180,12 +175,8 @@ def remove_member(session: Session, caller: Caller, org_id: str, user_id: str) -
     member, _ = _member(session, caller, org_id, user_id)
     if not can_assign_role(caller.role, Role(member.role), None):
         raise Forbidden(f"a {caller.role.value} cannot remove a {member.role}")
-    try:
+    with _account_change(session):
         accounts.remove_member(session, member)
-    except AccountError as exc:
-        session.rollback()
-        raise _account_error(exc) from exc
-    session.commit()
 
 
 # --- API keys --------------------------------------------------------------------------
@@ -234,6 +225,4 @@ def list_audit(session: Session, caller: Caller, limit: int, offset: int, action
     query = select(AuditEntry).where(AuditEntry.org_id == caller.org_id)
     if action:
         query = query.where(AuditEntry.action.contains(action))
-    total = session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = session.scalars(query.order_by(AuditEntry.id.desc()).limit(limit).offset(offset))
-    return list(rows), total
+    return page(session, query, AuditEntry.id.desc(), limit=limit, offset=offset)

@@ -19,6 +19,7 @@ from api.services.datasets import get_dataset
 from core.settings import TASK_QUEUE_WORKFLOWS, Settings
 from core.status import ACTIVE_PHASES, TERMINAL_STATUSES, TaskMode, TaskStatus, can_transition
 from db.models import MLTask, Organization, TaskExecution, new_id, utcnow
+from db.session import page
 from ml.base_model import UnknownModel, validate_model_name
 from schemas.api import ContinuousTaskCreate, StandardTaskCreate
 from schemas.workflow_io import ActivityTimeouts, FineTuningInput
@@ -57,9 +58,7 @@ def list_tasks(session: Session, org_id: str, status: TaskStatus | None, limit: 
     query = select(MLTask).where(MLTask.owner == org_id)
     if status is not None:
         query = query.where(MLTask.status == status.value)
-    total = session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = session.scalars(query.order_by(MLTask.created_at.desc(), MLTask.id).limit(limit).offset(offset)).all()
-    return list(rows), total
+    return page(session, query, MLTask.created_at.desc(), MLTask.id, limit=limit, offset=offset)
 
 
 def list_executions(session: Session, org_id: str, task_id: str) -> list[TaskExecution]:

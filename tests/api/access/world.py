@@ -1,0 +1,292 @@
+"""The world the access-control tests share: two tenants, and every operation of the OpenAPI schema.
+
+The tests (tests/api/access/) cover:
+1. A walk over every operation of the OpenAPI schema (so a route added later is covered without editing
+   these tests): anonymous and bogus credentials are 401, another tenant's ids are 404 and its lists show
+   nothing of ours, a viewer and a read-only API key are 403 wherever their scopes fall short of the
+   route's `authorize(...)` scopes, and allowed wherever they do not.
+2. The OWASP API risks that apply: broken object-level authorization, broken authentication, mass
+   assignment and unrestricted resource consumption.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+
+import httpx
+from fastapi.routing import APIRoute
+from sqlalchemy import func, select
+
+from api.main import ROUTERS, create_app
+from api.security import PUBLIC_ROUTES, route_scopes
+from api.services.identity import token_pair
+from core.access import Role, Scope
+from db.models import Dataset, Membership, MLTask, User
+from db.session import get_sessionmaker
+from tests.e2e.support import TEST_PASSWORD, anonymous_client, client_for
+
+GOOD_ROWS = [{"question": f"What is setting {i}?", "answer": f"Setting {i} controls feature {i}."} for i in range(5)]
+
+
+def jsonl(rows) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+
+def db(settings):
+    return get_sessionmaker(settings.resolved_database_url)()
+
+
+# --- the operations of the schema -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    path_params: tuple[str, ...]
+    query: dict = field(hash=False, compare=False)
+    body: tuple[str, dict] | None = field(hash=False, compare=False)  # (content type, schema)
+    scopes: tuple[Scope, ...] | None = field(hash=False, compare=False)  # None: public
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+    @property
+    def public(self) -> bool:
+        return (self.method, self.path) in PUBLIC_ROUTES
+
+
+def api_routes(routes) -> dict[tuple[str, str], APIRoute]:
+    return {(method, route.path): route for route in routes if isinstance(route, APIRoute) for method in route.methods}
+
+
+async def schema_operations(app) -> list[Operation]:
+    """Every operation of the served /openapi.json, with the scopes its route demands."""
+    async with anonymous_client(app) as client:
+        response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    spec = response.json()
+    routes = api_routes([route for router in ROUTERS for route in router.routes] + list(app.routes))
+    operations = []
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            method = method.upper()
+            params = op.get("parameters", [])
+            body = None
+            if "requestBody" in op:
+                content_type, content = next(iter(op["requestBody"]["content"].items()))
+                body = (content_type, resolve(content["schema"], spec))
+            route = routes[(method, path)]
+            operations.append(Operation(method, path, tuple(p["name"] for p in params if p["in"] == "path"),
+                                        {p["name"]: resolve(p["schema"], spec) for p in params if p["in"] == "query"}, body,
+                                        route_scopes(route)))
+    app.state.test_spec = spec
+    return operations
+
+
+def resolve(schema: dict, spec: dict) -> dict:
+    while "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
+
+
+def snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+_counter = itertools.count()
+
+
+def sample(schema: dict, spec: dict, ids: dict[str, str], name: str = ""):
+    """A minimal valid value for `schema`: required fields only, real ids where a field names one."""
+    schema = resolve(schema, spec)
+    key = snake(name)
+    if key in ids:
+        return ids[key]
+    if key == "name":
+        return f"walk-{next(_counter)}"
+    if key == "scopes":
+        return [Scope.DATASETS_READ.value]
+    if key == "role":
+        return Role.VIEWER.value
+    if key == "password":
+        return TEST_PASSWORD
+    if "anyOf" in schema:
+        return sample(next(s for s in schema["anyOf"] if s.get("type") != "null"), spec, ids, name)
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "object":
+        return {prop: sample(sub, spec, ids, prop) for prop, sub in schema.get("properties", {}).items() if prop in schema.get("required", [])}
+    if kind == "array":
+        return [sample(schema["items"], spec, ids)] * max(1, schema.get("minItems", 1))
+    if kind in ("integer", "number"):
+        return schema.get("minimum", 1)
+    if kind == "boolean":
+        return False
+    if kind == "string":
+        return "x" * max(2, schema.get("minLength", 1))
+    raise AssertionError(f"no sample for schema {schema} of {name!r}: teach `sample` about it")
+
+
+def is_file(schema: dict) -> bool:
+    return schema.get("format") == "binary" or "contentMediaType" in schema
+
+
+def request_kwargs(op: Operation, spec: dict, ids: dict[str, str]) -> dict:
+    """Path, and a minimal valid body, for calling `op` with `ids` in its path params and body fields."""
+    missing = [p for p in op.path_params if p not in ids]
+    assert not missing, f"{op}: no id to put in path params {missing}: add one to the world"
+    kwargs: dict = {"url": op.path.format(**{p: ids[p] for p in op.path_params})}
+    if op.body:
+        content_type, schema = op.body
+        if content_type == "application/json":
+            kwargs["json"] = sample(schema, spec, ids)
+        elif content_type == "multipart/form-data":
+            files, data = {}, {}
+            for prop, sub in schema["properties"].items():
+                if is_file(resolve(sub, spec)):
+                    files[prop] = ("walk.jsonl", jsonl(GOOD_ROWS))
+                elif prop in schema.get("required", []) or snake(prop) in ids:
+                    data[prop] = sample(sub, spec, ids, prop)
+            kwargs.update(files=files, data=data)
+        else:
+            raise AssertionError(f"{op}: unexpected request body type {content_type}")
+    return kwargs
+
+
+async def call(client: httpx.AsyncClient, op: Operation, spec: dict, ids: dict[str, str]) -> httpx.Response:
+    kwargs = request_kwargs(op, spec, ids)
+    return await client.request(op.method, kwargs.pop("url"), **kwargs)
+
+
+# --- a world of two tenants --------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    app: object
+    settings: object
+    spec: dict
+    operations: list[Operation]
+    owner: httpx.AsyncClient  # alice, owner of org A
+    viewer: httpx.AsyncClient  # victor, viewer in org A
+    other: httpx.AsyncClient  # bob, owner of org B
+    reader: httpx.AsyncClient  # an API key of alice's with datasets:read only
+    ids: dict[str, str]  # org A's resources, by the path param that names them
+    b_ids: dict[str, str]  # org B's own organization and owner
+    owner_id: str
+    viewer_id: str
+    key_secret: str
+    key_prefix: str
+
+    @property
+    def a_values(self) -> set[str]:
+        """What org B must never see in a listing."""
+        return set(self.ids.values()) | {self.owner_id, self.viewer_id, self.key_prefix}
+
+    def client_as(self, user_id: str, org_id: str) -> httpx.AsyncClient:
+        """A client with a token issued now (after any logout that bumped the user's token version)."""
+        with db(self.settings) as session:
+            user = session.get(User, user_id)
+            role = Role(session.scalar(select(Membership.role).where(Membership.org_id == org_id, Membership.user_id == user_id)))
+            token = token_pair(self.settings, user, org_id, role).access_token
+        return anonymous_client(self.app, {"Authorization": f"Bearer {token}"})
+
+
+async def me(client) -> dict:
+    response = await client.get("/api/v1/auth/me")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def make_world(settings) -> World:
+    app = create_app(settings)
+    owner = client_for(app, settings, "alice", "org-a", Role.OWNER)
+    viewer = client_for(app, settings, "victor", "org-a", Role.VIEWER)
+    other = client_for(app, settings, "bob", "org-b", Role.OWNER)
+    alice, victor, bob = await me(owner), await me(viewer), await me(other)
+    dataset = await owner.post("/api/v1/datasets", files={"file": ("a.jsonl", jsonl(GOOD_ROWS))}, data={"name": "a-data"})
+    assert dataset.status_code == 201, dataset.text
+    dataset_id = dataset.json()["dataset_id"]
+    task = await owner.post("/api/v1/tasks/standard", json={"task_name": "a-task", "dataset_id": dataset_id})
+    assert task.status_code == 201, task.text
+    key = await owner.post("/api/v1/api-keys", json={"name": "reader", "scopes": ["datasets:read"]})
+    assert key.status_code == 201, key.text
+    key = key.json()
+    operations = await schema_operations(app)
+    ids = {"dataset_id": dataset_id, "task_id": task.json()["task_id"], "key_id": key["key_id"], "org_id": alice["org_id"], "user_id": victor["user_id"]}
+    return World(app, settings, app.state.test_spec, operations, owner, viewer, other,
+                 anonymous_client(app, {"Authorization": f"Bearer {key['secret']}"}), ids,
+                 {"org_id": bob["org_id"], "user_id": bob["user_id"]}, alice["user_id"], victor["user_id"], key["secret"], key["prefix"])
+
+
+async def assert_org_a_untouched(world: World) -> None:
+    """Org A's resources are as `make_world` left them."""
+    owner = world.client_as(world.owner_id, world.ids["org_id"])
+    assert (await owner.get(f"/api/v1/datasets/{world.ids['dataset_id']}")).json()["owner"] == world.ids["org_id"]
+    assert (await owner.get(f"/api/v1/tasks/{world.ids['task_id']}")).json()["status"] == "PENDING"
+    assert (await owner.get(f"/api/v1/orgs/{world.ids['org_id']}")).json()["name"] == "org-a"
+    members = {m["user_id"]: m["role"] for m in (await owner.get(f"/api/v1/orgs/{world.ids['org_id']}/members")).json()}
+    assert members == {world.owner_id: "owner", world.viewer_id: "viewer"}
+    keys = (await owner.get("/api/v1/api-keys")).json()
+    assert [(k["key_id"], k["revoked_at"]) for k in keys] == [(world.ids["key_id"], None)]
+    assert (await world.reader.get("/api/v1/datasets")).status_code == 200
+    with db(world.settings) as session:
+        assert session.scalar(select(func.count()).select_from(Dataset)) == 1
+        assert session.scalar(select(func.count()).select_from(MLTask)) == 1
+    await owner.aclose()
+
+
+# --- helpers of more than one resource module ------------------------------------------------
+
+
+async def assert_401(app, token: str, path: str = "/api/v1/auth/me", message: str | None = None) -> None:
+    async with anonymous_client(app, {"Authorization": f"Bearer {token}"}) as client:
+        response = await client.get(path)
+    assert response.status_code == 401, f"{response.status_code} {response.text}"
+    assert response.headers["www-authenticate"] == "Bearer"
+    if message:
+        assert message in response.json()["detail"], response.text
+
+
+async def assert_refresh_401(app, token: str) -> None:
+    async with anonymous_client(app) as client:
+        response = await client.post("/api/v1/auth/refresh", json={"refresh_token": token})
+    assert response.status_code == 401, f"{response.status_code} {response.text}"
+
+
+async def login(app, username: str, password: str = TEST_PASSWORD, **extra) -> httpx.Response:
+    async with anonymous_client(app) as client:
+        return await client.post("/api/v1/auth/login", json={"username": username, "password": password, **extra})
+
+
+def names_field(response: httpx.Response, name: str) -> bool:
+    return response.status_code == 422 and any(name in map(str, error["loc"]) for error in response.json()["detail"])
+
+
+async def raw_request(app, method: str, path: str, headers: dict[str, str], chunks: list[bytes]) -> tuple[int, dict]:
+    """Drive the ASGI app directly, so the Content-Length header can lie and the body can arrive in chunks."""
+    messages = [{"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1} for i, chunk in enumerate(chunks)]
+    sent = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http", "path": path,
+             "raw_path": path.encode(), "query_string": b"", "root_path": "", "client": ("127.0.0.1", 50000), "server": ("wlops", 80),
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
+    await app(scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, json.loads(body)
+
+
+def token_header(client: httpx.AsyncClient) -> dict[str, str]:
+    return {"authorization": client.headers["authorization"]}

@@ -1,5 +1,5 @@
 # One image for the WLOps API and every worker pool; the command picks the role:
-#   wlops api | wlops worker --pool control|optimize|train|evaluate | wlops migrate
+#   wlops api | wlops worker --pool control|optimize|train|evaluate | wlops db upgrade
 #
 # torch comes first and on its own, from the CPU wheel index by default, so that `pip install .`
 # finds it already satisfied and never pulls a multi-gigabyte CUDA build. For a GPU train worker:

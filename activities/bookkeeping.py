@@ -11,8 +11,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.context import ActivityContext
 from activities.optimize import optimized_dataset_id
+from core.clock import utcnow
 from core.status import ACTIVE_PHASES, TaskStatus, can_transition
-from db.models import Dataset, MLTask, TaskExecution, utcnow
+from db.models import Dataset, MLTask, TaskExecution
 from ml.report import build_task_report, plot_report, render_markdown
 from schemas.workflow_io import CompensateInput, CompensateResult, RecordProgressInput, ReportInput, ReportResult
 from storage import keys
@@ -44,16 +45,16 @@ class BookkeepingActivities:
                 session.add(TaskExecution(task_id=inp.task_id, iteration=inp.iteration, phase=inp.phase, status=RUNNING, input_dataset_id=inp.input_dataset_id))
             elif inp.phase_event == "finished" and execution is not None:
                 execution.status, execution.completed_at = COMPLETED, utcnow()
-                for field in ("output_dataset_id", "model_path", "evaluation_path", "score", "metrics"):
+                for field in ("output_dataset_id", "adapter_key", "evaluation_key", "score", "metrics"):
                     if getattr(inp, field) is not None:
                         setattr(execution, field, getattr(inp, field))
             elif execution is not None and execution.status in (RUNNING, SUSPENDED):
                 execution.status = SUSPENDED if status == TaskStatus.SUSPENDED else RUNNING
             if inp.phase == TaskStatus.OPTIMIZING and inp.output_dataset_id:
                 task.current_dataset_id = inp.output_dataset_id
-            for source, target in (("model_path", "latest_model_path"), ("evaluation_path", "latest_evaluation_path"), ("score", "latest_score"),
-                                   ("baseline_score", "baseline_score"), ("report_path", "report_path"), ("error", "error")):
-                if getattr(inp, source) is not None and (source != "model_path" or inp.phase == TaskStatus.EVALUATING):
+            for source, target in (("adapter_key", "latest_adapter_key"), ("evaluation_key", "latest_evaluation_key"), ("score", "latest_score"),
+                                   ("baseline_score", "baseline_score"), ("report_key", "report_key"), ("error", "error")):
+                if getattr(inp, source) is not None and (source != "adapter_key" or inp.phase == TaskStatus.EVALUATING):
                     setattr(task, target, getattr(inp, source))
 
     @staticmethod

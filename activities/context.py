@@ -13,7 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from core.settings import Settings
-from db.session import get_sessionmaker, migrate
+from db.session import get_sessionmaker
 from storage.object_store import ObjectNotFound, ObjectStore, get_bytes, object_store_from_settings, put_bytes
 
 
@@ -25,7 +25,7 @@ class ActivityContext:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "ActivityContext":
-        migrate(settings.resolved_database_url)
+        """Clients of the configured storage and database (brought up to date where the worker process starts)."""
         return cls(settings, object_store_from_settings(settings), get_sessionmaker(settings.resolved_database_url))
 
     def read_json(self, key: str) -> Any:

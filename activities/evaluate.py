@@ -32,7 +32,7 @@ class EvaluateActivities:
 
     @activity.defn(name="evaluate_adapter")
     def evaluate_adapter(self, inp: EvaluateInput) -> EvaluateResult:
-        activity.logger.info("evaluating task %s (organization %s) iteration %s", inp.task_id, inp.owner, inp.iteration)
+        activity.logger.info("evaluating task %s (organization %s) iteration %s", inp.task_id, inp.org_id, inp.iteration)
         with Heartbeater() as heartbeat:
             return self._evaluate(inp, heartbeat)
 

@@ -32,10 +32,10 @@ class OptimizeActivities:
             source = session.get(Dataset, inp.dataset_id)
             if source is None:
                 raise invalid_input(f"dataset {inp.dataset_id} does not exist")
-            source_path, source_format, owner = source.storage_path, source.file_format, source.owner
+            source_key, source_format, org_id = source.storage_key, source.file_format, source.org_id
 
         if inp.splits_key is None:
-            splits, log = self._clean_and_split(source_path, source_format)
+            splits, log = self._clean_and_split(source_key, source_format)
             train = splits.train
         else:
             splits = Splits.from_json(self.ctx.read_json(inp.splits_key))
@@ -63,9 +63,9 @@ class OptimizeActivities:
         self.ctx.write_json(prefix + "optimization_log.json", log_dict)
         with self.ctx.sessions.begin() as session:
             row = session.get(Dataset, dataset_id) or Dataset(id=dataset_id)
-            row.name, row.storage_path, row.file_format = f"{inp.task_id} iteration {inp.iteration} training set", train_key, "jsonl"
+            row.name, row.storage_key, row.file_format = f"{inp.task_id} iteration {inp.iteration} training set", train_key, "jsonl"
             row.size_bytes = len(examples_to_jsonl(train))
-            row.sample_count, row.owner, row.is_optimized = len(train), owner, True
+            row.sample_count, row.org_id, row.is_optimized = len(train), org_id, True
             row.source_dataset_id, row.task_id, row.optimization_log = inp.dataset_id, inp.task_id, log_dict
             session.add(row)
         activity.logger.info("optimized dataset %s: %s rows in, %s out", dataset_id, log.rows_in, log.rows_out)

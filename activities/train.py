@@ -12,8 +12,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.context import ActivityContext, Heartbeater, invalid_input
 from ml.examples import examples_from_jsonl
-from ml.trainer import Hyperparameters, TrainingInterrupted, TrainingProgress, train_lora
-from schemas.api import HyperparametersIn
+from ml.trainer import TrainingInterrupted, TrainingProgress, train_lora
 from schemas.workflow_io import TrainInput, TrainResult
 from storage import keys
 from storage.object_store import ObjectNotFound, get_bytes, get_dir, put_dir, put_file
@@ -32,7 +31,7 @@ class TrainActivities:
 
     @activity.defn(name="train_adapter")
     def train_adapter(self, inp: TrainInput) -> TrainResult:
-        activity.logger.info("training task %s (organization %s) iteration %s", inp.task_id, inp.owner, inp.iteration)
+        activity.logger.info("training task %s (organization %s) iteration %s", inp.task_id, inp.org_id, inp.iteration)
         # cancellation is observed at step boundaries (to checkpoint first), never injected mid-step
         with activity.shield_thread_cancel_exception(), Heartbeater() as heartbeat:
             return self._train(inp, heartbeat)
@@ -42,9 +41,9 @@ class TrainActivities:
         from ml.base_model import load_model_and_tokenizer
 
         try:
-            hp = Hyperparameters(**HyperparametersIn.model_validate(inp.hyperparameters).model_dump(exclude_none=True))
+            hp = inp.hyperparameters.validated()
         except ValueError as exc:
-            raise invalid_input(f"bad hyperparameters: {exc}") from exc
+            raise invalid_input(str(exc)) from exc
         store, prefix = self.ctx.store, keys.model_prefix(inp.task_id, inp.iteration)
         ckpt_prefix = checkpoint_prefix(inp.task_id, inp.iteration)
         examples = examples_from_jsonl(get_bytes(store, inp.train_key))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Iterator
+from typing import Annotated, Iterator
 
 from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from core.settings import Settings
 from storage.object_store import ObjectStore
-
-if TYPE_CHECKING:
-    from api.main import TemporalConnection
+from temporal_client import TemporalConnection
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -27,7 +25,7 @@ def get_store(request: Request) -> ObjectStore:
     return request.app.state.store
 
 
-def get_temporal(request: Request) -> "TemporalConnection":
+def get_temporal(request: Request) -> TemporalConnection:
     """The connection itself, not a client: services connect only once a request has been validated."""
     return request.app.state.temporal
 
@@ -39,4 +37,4 @@ Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
-TemporalDep = Annotated["TemporalConnection", Depends(get_temporal)]
+TemporalDep = Annotated[TemporalConnection, Depends(get_temporal)]

@@ -1,51 +1,35 @@
-"""Errors a service raises for a user's mistake, each with its HTTP status."""
+"""How the HTTP API answers a domain error: one status code per kind, one `{"detail": message}` body."""
 
 from __future__ import annotations
 
+from fastapi import Request
+from fastapi.responses import JSONResponse
 
+from core import errors
 from schemas.api import ErrorResponse, ValidationErrorResponse
 
-
-class ApiError(Exception):
-    status_code = 400
-    headers: dict[str, str] | None = None
-
-    def __init__(self, detail: str):
-        super().__init__(detail)
-        self.detail = detail
-
-
-class Unauthorized(ApiError):
-    status_code = 401
-    headers = {"WWW-Authenticate": "Bearer"}
-
-
-class Forbidden(ApiError):
-    status_code = 403
+# The most specific class wins: QuotaExceeded is a Conflict (409) too.
+STATUS_CODES: dict[type[errors.DomainError], int] = {
+    errors.Invalid: 422,
+    errors.Unauthenticated: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.TooLarge: 413,
+    errors.RateLimited: 429,
+    errors.Unavailable: 503,
+}
+HEADERS: dict[int, dict[str, str]] = {401: {"WWW-Authenticate": "Bearer"}}
 
 
-class NotFound(ApiError):
-    status_code = 404
+def status_code(error: errors.DomainError) -> int:
+    return next(code for kind in type(error).__mro__ if (code := STATUS_CODES.get(kind)) is not None)
 
 
-class Conflict(ApiError):
-    status_code = 409
-
-
-class TooLarge(ApiError):
-    status_code = 413
-
-
-class Invalid(ApiError):
-    status_code = 422
-
-
-class TooManyRequests(ApiError):
-    status_code = 429
-
-
-class Unavailable(ApiError):
-    status_code = 503
+async def domain_error_response(_: Request, error: errors.DomainError) -> JSONResponse:
+    """The one exception handler for every refused operation."""
+    code = status_code(error)
+    return JSONResponse(status_code=code, content={"detail": error.message}, headers=HEADERS.get(code))
 
 
 # Documented on every API route, so clients (and the schemathesis run) know the error bodies.

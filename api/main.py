@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from temporalio.client import Client
 
-from api.errors import ERROR_RESPONSES, ApiError, Unavailable
+from api.errors import ERROR_RESPONSES, domain_error_response
 from api.middleware import AuditLog, BodyLimit, RejectNul
 from api.routes import api_keys, audit, auth, datasets, orgs, tasks
 from api.security import LoginThrottle, check_every_route_is_authorized
+from core.errors import DomainError
 from core.settings import Settings, get_settings
-from db.session import get_sessionmaker, migrate
+from db.session import get_sessionmaker
 from storage.object_store import object_store_from_settings
-
+from temporal_client import TemporalConnection
 
 ROUTERS = (auth.router, orgs.router, api_keys.router, audit.router, datasets.router, tasks.router)
 DESCRIPTION = """Durable fine-tuning runs of small language models on Temporal.
@@ -25,28 +23,10 @@ Log in with `POST /api/v1/auth/login` and send the access token (or an API key) 
 `Authorization: Bearer ...` on every other call (the Authorize button here does that)."""
 
 
-class TemporalConnection:
-    """Connects on first use, so the API starts (and /healthz answers) before Temporal is up."""
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self._client: Client | None = None
-        self._lock = asyncio.Lock()
-
-    async def __call__(self) -> Client:
-        async with self._lock:
-            if self._client is None:
-                try:
-                    self._client = await Client.connect(self.settings.resolved_temporal_address, namespace=self.settings.temporal_namespace)
-                except Exception as exc:  # connection refused, DNS, TLS: all mean the same to a caller
-                    raise Unavailable(f"Temporal at {self.settings.resolved_temporal_address} is unreachable: {exc}") from exc
-            return self._client
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API over an up-to-date database (migrations run where a process starts: `wlops api`, `wlops db upgrade`)."""
     settings = settings or get_settings()
     settings.check_secret()
-    migrate(settings.resolved_database_url)
     app = FastAPI(title="WLOps", version="0.1.0", description=DESCRIPTION)
     app.state.settings = settings
     app.state.sessions = get_sessionmaker(settings.resolved_database_url)
@@ -60,9 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse(status_code=422, content={"detail": errors})
 
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail}, headers=exc.headers)
+    app.add_exception_handler(DomainError, domain_error_response)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

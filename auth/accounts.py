@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from auth.passwords import hash_password, verify_password
 from core.access import Role
-from db.models import ApiKey, Membership, Organization, User, utcnow
+from core.clock import utcnow
+from db.models import ApiKey, Membership, Organization, User
 
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
 ORG_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$")

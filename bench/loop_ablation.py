@@ -17,15 +17,16 @@ import numpy as np
 from temporalio.testing import WorkflowEnvironment
 
 from activities.context import ActivityContext
-from api.services.datasets import upload_dataset
-from api.services.tasks import create_task, workflow_input
 from bench.common import write_result
 from cli.demo import DEMO_HYPERPARAMETERS, SAMPLE_DATASET
 from cli.stack import temporal_binary
-from core.settings import TASK_QUEUE_WORKFLOWS, Settings
+from core.settings import TASK_QUEUE_WORKFLOWS, Settings, configure_process_environment
 from core.status import TaskMode
+from db.session import migrate
 from schemas.api import ContinuousTaskCreate
 from schemas.workflow_io import FineTuningResult
+from services.datasets import upload_dataset
+from services.tasks import create_task, workflow_input
 from storage.object_store import get_bytes
 from tests.workflows.fakes import running_workers
 
@@ -57,6 +58,7 @@ async def measure(iterations: int, max_steps: int) -> dict:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings(data_dir=Path(tmp), model_cache=Path(".wlops/model-cache").resolve())
+            migrate(settings.resolved_database_url)
             ctx = ActivityContext.from_settings(settings)
             with ctx.sessions() as session, open(SAMPLE_DATASET, "rb") as fh:
                 dataset = upload_dataset(session, ctx.store, settings, stream=fh, filename=SAMPLE_DATASET.name, name="sample",
@@ -100,4 +102,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    configure_process_environment()
     main()

@@ -24,12 +24,13 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from activities.context import ActivityContext
-from api.services.tasks import workflow_input
 from bench.common import write_result
 from cli.stack import temporal_binary
-from core.settings import TASK_QUEUE_WORKFLOWS, Settings
+from core.settings import TASK_QUEUE_WORKFLOWS, Settings, configure_process_environment
 from core.status import TaskMode
+from db.session import migrate
 from schemas.workflow_io import FineTuningResult
+from services.tasks import workflow_input
 from tests.factories import make_task
 from tests.workflows.fakes import FakePhases, running_workers
 
@@ -59,7 +60,9 @@ async def measure(iterations: int, repeats: int, settle_seconds: float) -> dict:
     runs = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            ctx = ActivityContext.from_settings(Settings(data_dir=Path(tmp)))
+            settings = Settings(data_dir=Path(tmp))
+            migrate(settings.resolved_database_url)
+            ctx = ActivityContext.from_settings(settings)
             phases = FakePhases(ctx, train_steps=0)
             async with running_workers(env.client, ctx, phases.activities()):
                 for mode, n in [(TaskMode.STANDARD, 1)] * repeats + [(TaskMode.CONTINUOUS, iterations)] * repeats:
@@ -92,4 +95,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    configure_process_environment()
     main()

@@ -14,9 +14,11 @@ from pathlib import Path
 import torch
 
 from bench.common import write_result
+from core.settings import configure_process_environment
 from ml.examples import Example
 from ml.optimizer import clean_dataset, split_examples
-from ml.trainer import Hyperparameters, build_lora_model, tokenize_examples, train_lora
+from ml.trainer import build_lora_model, tokenize_examples, train_lora
+from schemas.workflow_io import Hyperparameters
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "ferrolink_faq.jsonl"
 
@@ -122,4 +124,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    configure_process_environment()
     main()

@@ -1,4 +1,4 @@
-"""`wlops`: run the API, a worker pool, the whole embedded stack, or the demo; manage users."""
+"""`wlops`: run the API, a worker pool, the whole embedded stack, or the demo; manage users and the database."""
 
 from __future__ import annotations
 
@@ -10,7 +10,16 @@ import sys
 import time
 
 from core.access import Role
-from core.settings import POOL_TASK_QUEUES, get_settings
+from core.settings import POOL_TASK_QUEUES, Settings, configure_process_environment, get_settings
+
+
+def upgraded_settings() -> Settings:
+    """The process's settings, after bringing its database up to date: migrations run where a process starts."""
+    from db.session import migrate
+
+    settings = get_settings()
+    migrate(settings.resolved_database_url)
+    return settings
 
 
 def cmd_api(_: argparse.Namespace) -> None:
@@ -18,7 +27,7 @@ def cmd_api(_: argparse.Namespace) -> None:
 
     from api.main import create_app
 
-    settings = get_settings()
+    settings = upgraded_settings()
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
 
 
@@ -26,7 +35,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     from workers.pools import run_pool
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = get_settings()
+    settings = upgraded_settings()
 
     async def main() -> None:
         task = asyncio.ensure_future(run_pool(args.pool, settings))
@@ -65,11 +74,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     sys.exit(run_demo(get_settings(), iterations=args.iterations, max_steps=args.max_steps))
 
 
-def cmd_migrate(_: argparse.Namespace) -> None:
-    from db.session import migrate
-
-    settings = get_settings()
-    migrate(settings.resolved_database_url)
+def cmd_db_upgrade(_: argparse.Namespace) -> None:
+    settings = upgraded_settings()
     print(f"database at {settings.resolved_database_url} is up to date")
 
 
@@ -81,7 +87,7 @@ def cmd_user_create(args: argparse.Namespace) -> None:
 
     password = args.password if args.password is not None else getpass.getpass(f"password for {args.username}: ")
     try:
-        setup = create_user(get_settings(), args.username, password, args.org, Role(args.role))
+        setup = create_user(upgraded_settings(), args.username, password, args.org, Role(args.role))
     except AccountError as exc:
         sys.exit(f"wlops user create: {exc}")
     print(f"{'created' if setup.created_user else 'updated'} user {setup.user.username!r} ({setup.user.id}) as {setup.role.value} of "
@@ -100,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--iterations", type=int, default=3)
     demo.add_argument("--max-steps", type=int, default=None, help="cap training steps per iteration")
     demo.set_defaults(func=cmd_demo)
-    commands.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    database = commands.add_parser("db", help="manage the metadata database").add_subparsers(dest="db_command", required=True)
+    database.add_parser("upgrade", help="apply every database migration (each process also does at start)").set_defaults(func=cmd_db_upgrade)
     user = commands.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
     create = user.add_parser("create", help="create a user (and the organization if needed) with a role in it")
     create.add_argument("username")
@@ -109,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument("--role", choices=[r.value for r in Role], default="member")
     create.set_defaults(func=cmd_user_create)
     args = parser.parse_args(argv)
+    configure_process_environment()
     args.func(args)
 
 

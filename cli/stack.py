@@ -75,11 +75,13 @@ class Stack:
 
     def start(self) -> "Stack":
         from cli.users import ensure_dev_owner
+        from db.session import migrate
 
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        # migrate once before the API and workers start, and create the development owner
+        # migrate once before the API and workers start (each would, one after another), and create the development owner
+        migrate(self.settings.resolved_database_url)
         self.dev_owner = ensure_dev_owner(self.settings)
-        env = {**os.environ, "WLOPS_DATA_DIR": str(self.settings.data_dir.resolve()), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        env = {**os.environ, "WLOPS_DATA_DIR": str(self.settings.data_dir.resolve())}
         try:
             for spec in stack_services(self.settings):
                 log = open(self.log_dir / f"{spec.name}.log", "ab")

@@ -5,12 +5,11 @@ from __future__ import annotations
 from auth.accounts import UserSetup, ensure_user
 from core.access import Role
 from core.settings import Settings
-from db.session import get_sessionmaker, migrate
+from db.session import get_sessionmaker
 
 
 def create_user(settings: Settings, username: str, password: str, org: str, role: Role) -> UserSetup:
-    """Create the user (and the organization if it does not exist) with `role` in it."""
-    migrate(settings.resolved_database_url)
+    """Create the user (and the organization if it does not exist) with `role` in it, in an up-to-date database."""
     with get_sessionmaker(settings.resolved_database_url)() as session:
         setup = ensure_user(session, username, password, org, role)
         session.commit()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -26,6 +27,17 @@ WORKER_POOL_QUEUES: dict[str, tuple[str, ...]] = {
 WORKER_POOLS = tuple(WORKER_POOL_QUEUES)
 # `all` runs every pool in one process (embedded use and tests).
 POOL_TASK_QUEUES: dict[str, tuple[str, ...]] = {**WORKER_POOL_QUEUES, "all": tuple(q for queues in WORKER_POOL_QUEUES.values() for q in queues)}
+
+
+# What every WLOps process sets before it loads a model: models and tokenizers come from installed packages,
+# never the network, and the tokenizers' own thread pool must not fight the workers' threads (or fork).
+PROCESS_ENVIRONMENT = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def configure_process_environment() -> None:
+    """Called once by each entry point (the `wlops` command, benchmarks, tests); library code never writes the environment."""
+    for name, value in PROCESS_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
 
 
 DEFAULT_SECRET_KEY = "wlops-development-secret-do-not-use-in-production"

@@ -1,30 +1,23 @@
 """Stored models: organizations and their members, API keys and audit log; datasets, ml_tasks, task_executions.
 
-Every dataset and task belongs to one organization (`owner` holds the organization id, a
-server-generated id that also prefixes its storage keys) and records the user who created it
-(`created_by`).
+Every dataset and task belongs to one organization (`org_id`, a server-generated id that also prefixes
+its storage keys) and records the user who created it (`created_by`). Columns that name a stored
+object hold its object-store key and end in `_key`.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from core.clock import utcnow
+
 
 def new_id() -> str:
     return uuid.uuid4().hex
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def as_utc(moment: datetime) -> datetime:
-    """SQLite hands timestamps back without a zone; every stored one is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 class Base(DeclarativeBase):
@@ -98,13 +91,13 @@ class Dataset(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200))
-    storage_path: Mapped[str] = mapped_column(String(500))
+    storage_key: Mapped[str] = mapped_column(String(500))
     file_format: Mapped[str] = mapped_column(String(16))
     size_bytes: Mapped[int] = mapped_column(Integer)
     sample_count: Mapped[int] = mapped_column(Integer)
     domain: Mapped[str | None] = mapped_column(String(200), nullable=True)
     dataset_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    owner: Mapped[str] = mapped_column(String(64), index=True)  # organization id
+    org_id: Mapped[str] = mapped_column(String(64), index=True)
     created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)  # user id; None for datasets a workflow wrote
     is_optimized: Mapped[bool] = mapped_column(Boolean, default=False)
     source_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), nullable=True)
@@ -124,17 +117,17 @@ class MLTask(Base):
     model_name: Mapped[str] = mapped_column(String(500))
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
     current_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), nullable=True)
-    owner: Mapped[str] = mapped_column(String(64), index=True)  # organization id
+    org_id: Mapped[str] = mapped_column(String(64), index=True)
     created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)  # user id
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # first start request
     current_iteration: Mapped[int] = mapped_column(Integer, default=0)
     max_iterations: Mapped[int] = mapped_column(Integer, default=1)
     performance_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
-    latest_model_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
-    latest_evaluation_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    latest_adapter_key: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    latest_evaluation_key: Mapped[str | None] = mapped_column(String(500), nullable=True)
     latest_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     baseline_score: Mapped[float | None] = mapped_column(Float, nullable=True)
-    report_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    report_key: Mapped[str | None] = mapped_column(String(500), nullable=True)
     hyperparameters: Mapped[dict] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -151,8 +144,8 @@ class TaskExecution(Base):
     status: Mapped[str] = mapped_column(String(16))
     input_dataset_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     output_dataset_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    model_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
-    evaluation_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    adapter_key: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    evaluation_key: Mapped[str | None] = mapped_column(String(500), nullable=True)
     score: Mapped[float | None] = mapped_column(Float, nullable=True)
     metrics: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -22,21 +22,9 @@ import torch
 from ml.chat import training_ids
 from ml.examples import Example
 from ml.packed_attention import PACKED_ATTENTION
+from schemas.workflow_io import Hyperparameters
 
 LORA_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
-
-
-@dataclass
-class Hyperparameters:
-    learning_rate: float = 2e-4
-    epochs: int = 2
-    batch_size: int = 8
-    lora_r: int = 16
-    lora_alpha: float = 32.0
-    lora_dropout: float = 0.05
-    max_seq_length: int = 256
-    max_steps: int | None = None
-    seed: int = 42
 
 
 @dataclass

@@ -9,9 +9,8 @@ from pydantic import AfterValidator, AliasGenerator, BaseModel, ConfigDict, Fiel
 from pydantic.alias_generators import to_camel
 
 from core.access import Role, Scope
+from core.clock import as_utc
 from core.status import TaskMode, TaskStatus
-from db.models import as_utc
-
 
 # Every timestamp a response carries: always with its UTC offset.
 # (SQLite hands them back without a zone; RFC 3339, OpenAPI's `date-time`, needs the offset.)
@@ -68,7 +67,7 @@ class DatasetPublic(BaseModel):
     sample_count: int
     domain: str | None
     dataset_type: str | None
-    owner: str  # the organization's id
+    org_id: str
     created_by: str | None = None
     is_optimized: bool
     source_dataset_id: str | None
@@ -100,16 +99,16 @@ class TaskPublic(BaseModel):
     model_name: str
     dataset_id: str
     current_dataset_id: str | None
-    owner: str  # the organization's id
+    org_id: str
     created_by: str | None = None
     current_iteration: int
     max_iterations: int
     performance_threshold: float | None
-    latest_model_path: str | None
-    latest_evaluation_path: str | None
+    latest_adapter_key: str | None
+    latest_evaluation_key: str | None
     latest_score: float | None
     baseline_score: float | None
-    report_path: str | None
+    report_key: str | None
     hyperparameters: dict[str, Any]
     error: str | None
     created_at: UtcDateTime
@@ -140,8 +139,8 @@ class ExecutionPublic(BaseModel):
     status: str
     input_dataset_id: str | None
     output_dataset_id: str | None
-    model_path: str | None
-    evaluation_path: str | None
+    adapter_key: str | None
+    evaluation_key: str | None
     score: float | None
     metrics: dict[str, Any] | None
     started_at: UtcDateTime

@@ -1,9 +1,42 @@
-"""One input dataclass per workflow and activity, and their results (Temporal's default JSON converter)."""
+"""One input dataclass per workflow and activity, and their results (Temporal's default JSON converter).
+
+Recorded histories must keep decoding: a field added to a workflow's input or to an activity's result
+gets a default, and a renamed one keeps a default too (the old name is ignored when an old history is read).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+
+@dataclass
+class Hyperparameters:
+    """LoRA training settings, the trainer's one config object; a task's overrides on top of these defaults."""
+
+    learning_rate: float = 2e-4
+    epochs: int = 2
+    batch_size: int = 8
+    lora_r: int = 16
+    lora_alpha: float = 32.0
+    lora_dropout: float = 0.05
+    max_seq_length: int = 256
+    max_steps: int | None = None
+    seed: int = 42
+
+    def validated(self) -> "Hyperparameters":
+        """Itself, or ValueError naming every value training cannot use."""
+        problems = [f"{name} must be {rule}" for name, ok, rule in (
+            ("learning_rate", self.learning_rate > 0, "> 0"), ("epochs", self.epochs >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("lora_r", self.lora_r >= 1, ">= 1"), ("lora_alpha", self.lora_alpha > 0, "> 0"), ("lora_dropout", 0 <= self.lora_dropout < 1, "in [0, 1)"),
+            ("max_seq_length", self.max_seq_length >= 16, ">= 16"), ("max_steps", self.max_steps is None or self.max_steps >= 1, ">= 1 or null"),
+        ) if not ok]
+        if problems:
+            raise ValueError("bad hyperparameters: " + "; ".join(problems))
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass
@@ -48,11 +81,11 @@ class LoopState:
 @dataclass
 class FineTuningInput:
     task_id: str
-    owner: str
     mode: str  # STANDARD | CONTINUOUS
     model_name: str
     dataset_id: str
-    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    org_id: str = ""  # the task's organization (a default only so histories recorded before the rename from `owner` decode)
+    hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
     max_iterations: int = 1
     performance_threshold: float | None = None
     targeting: bool = True  # False: plain re-training on the cleaned data (the loop ablation)
@@ -75,7 +108,7 @@ class FineTuningResult:
 @dataclass
 class OptimizeInput:
     task_id: str
-    owner: str
+    org_id: str
     iteration: int
     dataset_id: str  # the uploaded dataset
     splits_key: str | None  # fixed splits of the task, None on the first iteration
@@ -94,12 +127,12 @@ class OptimizeResult:
 @dataclass
 class TrainInput:
     task_id: str
+    org_id: str  # the task's organization (logs, traces); every key it touches is under the task's id
     iteration: int
     model_name: str
     train_key: str
-    hyperparameters: dict[str, Any]
+    hyperparameters: Hyperparameters
     init_adapter_key: str | None  # previous iteration's adapter (incremental training)
-    owner: str = ""  # the task's organization id (logs, traces); every key it touches is under the task's id
 
 
 @dataclass
@@ -118,6 +151,7 @@ class TrainResult:
 @dataclass
 class EvaluateInput:
     task_id: str
+    org_id: str  # the task's organization (logs, traces)
     iteration: int
     model_name: str
     adapter_key: str
@@ -125,7 +159,6 @@ class EvaluateInput:
     train_key: str
     baseline_key: str | None
     previous_evaluation_key: str | None
-    owner: str = ""  # the task's organization id (logs, traces)
 
 
 @dataclass
@@ -151,12 +184,12 @@ class RecordProgressInput:
     phase: str | None = None
     input_dataset_id: str | None = None
     output_dataset_id: str | None = None
-    model_path: str | None = None
-    evaluation_path: str | None = None
+    adapter_key: str | None = None
+    evaluation_key: str | None = None
     score: float | None = None
     metrics: dict[str, Any] | None = None
     baseline_score: float | None = None
-    report_path: str | None = None
+    report_key: str | None = None
     error: str | None = None
 
 

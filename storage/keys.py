@@ -13,8 +13,8 @@ def _safe(part: str) -> str:
     return part
 
 
-def dataset_prefix(owner: str, dataset_id: str) -> str:
-    return f"datasets/{_safe(owner)}/{_safe(dataset_id)}/"
+def dataset_prefix(org_id: str, dataset_id: str) -> str:
+    return f"datasets/{_safe(org_id)}/{_safe(dataset_id)}/"
 
 
 def optimized_prefix(dataset_id: str) -> str:

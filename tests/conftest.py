@@ -7,15 +7,16 @@ import socket
 import uuid
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from core.settings import Settings, configure_process_environment
 
-import pytest
-import pytest_asyncio
-from temporalio.testing import WorkflowEnvironment
+configure_process_environment()  # before anything loads a model or a tokenizer, as every entry point does
 
-from cli.stack import temporal_binary
-from core.settings import Settings
+import pytest  # noqa: E402
+import pytest_asyncio  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+
+from cli.stack import temporal_binary  # noqa: E402
+from db.session import migrate  # noqa: E402
 
 POSTGRES_ADMIN_URL = os.environ.get("WLOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -61,21 +62,25 @@ def tiny_model_dir(tmp_path_factory) -> str:
 
 @pytest.fixture
 def settings(tmp_path, model_cache) -> Settings:
-    """Embedded defaults in a fresh data dir: SQLite and the local object store."""
-    return Settings(data_dir=tmp_path / "wlops", model_cache=model_cache, checkpoint_every_steps=3, heartbeat_timeout_seconds=5,
-                    split_min_examples=4, generation_batch_size=16, max_new_tokens=12)
+    """Embedded defaults in a fresh data dir, its database migrated as a process start would: SQLite and the local object store."""
+    settings = Settings(data_dir=tmp_path / "wlops", model_cache=model_cache, checkpoint_every_steps=3, heartbeat_timeout_seconds=5,
+                        split_min_examples=4, generation_batch_size=16, max_new_tokens=12)
+    migrate(settings.resolved_database_url)
+    return settings
 
 
 @pytest.fixture
 def postgres_url():
-    """A fresh database on the PostgreSQL server at 127.0.0.1:5432, dropped afterwards."""
+    """A fresh, migrated database on the PostgreSQL server at 127.0.0.1:5432, dropped afterwards."""
     from sqlalchemy import create_engine, text
 
     name = f"wlops_test_{uuid.uuid4().hex[:10]}"
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    migrate(url)
+    yield url
     from db.session import get_engine
 
     get_engine.cache_clear()

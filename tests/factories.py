@@ -11,12 +11,12 @@ def make_task(ctx: ActivityContext, *, mode: TaskMode = TaskMode.STANDARD, max_i
               model_name: str = "smollm2-135m-instruct", hyperparameters: dict | None = None) -> MLTask:
     """A PENDING task on a (fake) uploaded dataset."""
     with ctx.sessions.begin() as session:
-        dataset = Dataset(id=new_id(), name="upload", storage_path="datasets/local/x/data.jsonl", file_format="jsonl", size_bytes=1,
-                          sample_count=1, owner="local")
+        dataset = Dataset(id=new_id(), name="upload", storage_key="datasets/local/x/data.jsonl", file_format="jsonl", size_bytes=1,
+                          sample_count=1, org_id="local")
         session.add(dataset)
         session.flush()
         task = MLTask(id=new_id(), name="test task", mode=mode.value, status=TaskStatus.PENDING.value, model_name=model_name,
-                      dataset_id=dataset.id, owner="local", max_iterations=max_iterations, performance_threshold=threshold,
+                      dataset_id=dataset.id, org_id="local", max_iterations=max_iterations, performance_threshold=threshold,
                       hyperparameters=hyperparameters or {})
         session.add(task)
     return task

@@ -17,6 +17,7 @@ from activities.train import TrainActivities
 from core.settings import (
     POOL_TASK_QUEUES, TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE, TASK_QUEUE_OPTIMIZE, TASK_QUEUE_TRAIN, TASK_QUEUE_WORKFLOWS, Settings,
 )
+from temporal_client import connect
 from workflows import FineTuningWorkflow
 
 POOLS = tuple(POOL_TASK_QUEUES)
@@ -70,6 +71,6 @@ def build_workers(client: Client, pool: str, ctx: ActivityContext, activities: d
 
 async def run_pool(pool: str, settings: Settings) -> None:
     """Connect to Temporal and run the pool's workers until cancelled."""
-    client = await Client.connect(settings.resolved_temporal_address, namespace=settings.temporal_namespace)
+    client = await connect(settings)
     workers = build_workers(client, pool, ActivityContext.from_settings(settings))
     await asyncio.gather(*(w.run() for w in workers))

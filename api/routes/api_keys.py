@@ -4,8 +4,8 @@ from fastapi import APIRouter, Response
 
 from api.deps import SessionDep
 from api.security import KeysManage
-from api.services import identity as service
 from schemas.api import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
+from services import identity as service
 
 router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"])
 

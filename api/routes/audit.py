@@ -6,8 +6,8 @@ from fastapi import APIRouter, Query
 
 from api.deps import Offset, SessionDep
 from api.security import AuditRead
-from api.services import identity as service
 from schemas.api import AuditEntryPublic, AuditList
+from services import identity as service
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 

@@ -4,10 +4,10 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import SessionDep, SettingsDep
-from api.errors import Unauthorized
 from api.security import AnyCaller
-from api.services import identity as service
+from core.errors import Unauthenticated
 from schemas.api import LoginRequest, Me, RefreshRequest, TokenPair
+from services import identity as service
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -24,7 +24,7 @@ async def login(request: Request, session: SessionDep, settings: SettingsDep, bo
     throttle.check(body.username, client)
     try:  # argon2 verification is deliberately slow: keep it off the event loop
         tokens, caller = await run_in_threadpool(service.login, session, settings, body.username, body.password, body.org)
-    except Unauthorized:
+    except Unauthenticated:
         throttle.failed(body.username, client)
         raise
     throttle.succeeded(body.username, client)

@@ -7,9 +7,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.deps import Offset, SessionDep, SettingsDep, StoreDep
 from api.security import DatasetsRead, DatasetsWrite
-from api.services import datasets as service
 from db.models import Dataset
 from schemas.api import NO_NUL, DatasetList, DatasetPreview, DatasetPublic
+from services import datasets as service
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 

@@ -4,8 +4,8 @@ from fastapi import APIRouter, Response
 
 from api.deps import SessionDep, SettingsDep
 from api.security import AnyCaller, MembersRead, MembersWrite, OrgManage
-from api.services import identity as service
 from schemas.api import MemberCreate, MemberPublic, MemberUpdate, OrganizationCreate, OrganizationPublic, OrganizationUpdate
+from services import identity as service
 
 router = APIRouter(prefix="/api/v1/orgs", tags=["organizations"])
 

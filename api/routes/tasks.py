@@ -1,18 +1,15 @@
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
 from api.deps import Offset, SessionDep, SettingsDep, StoreDep, TemporalDep
-from api.errors import NotFound
 from api.security import TasksRead, TasksWrite
-from api.services import tasks as service
 from core.status import TaskMode, TaskStatus
 from db.models import MLTask
 from schemas.api import ContinuousTaskCreate, ExecutionPublic, StandardTaskCreate, TaskAction, TaskList, TaskPublic, TrainingProgressPublic
-from storage.object_store import ObjectNotFound, get_bytes
+from services import tasks as service
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 
@@ -59,14 +56,7 @@ def list_executions(caller: TasksRead, session: SessionDep, task_id: str) -> lis
 
 @router.get("/{task_id}/report")
 def get_report(caller: TasksRead, session: SessionDep, store: StoreDep, task_id: str) -> dict[str, Any]:
-    task = service.get_task(session, caller.org_id, task_id)
-    if not task.report_path:
-        raise NotFound(f"task {task_id} has no report yet (status {task.status})")
-    try:
-        report = json.loads(get_bytes(store, task.report_path))
-    except ObjectNotFound as exc:
-        raise NotFound(f"the report of task {task_id} is missing from storage") from exc
-    return {**report, "report_path": store.describe(task.report_path), "markdown_path": store.describe(task.report_path.replace(".json", ".md"))}
+    return service.task_report(session, store, caller.org_id, task_id)
 
 
 @router.post("/{task_id}/start", status_code=202, response_model=TaskAction)

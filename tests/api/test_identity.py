@@ -438,7 +438,7 @@ async def test_migration_0002_turns_existing_owners_into_organizations(tmp_path,
         assert token["org_id"] == "legacy"
         anon.headers["Authorization"] = f"Bearer {token['access_token']}"
         datasets = (await anon.get("/api/v1/datasets")).json()
-        assert [d["dataset_id"] for d in datasets["items"]] == ["old-dataset"] and datasets["items"][0]["owner"] == "legacy"
+        assert [d["dataset_id"] for d in datasets["items"]] == ["old-dataset"] and datasets["items"][0]["org_id"] == "legacy"
         assert (await anon.get("/api/v1/datasets/old-dataset")).json()["created_by"] is None
         assert [t["task_id"] for t in (await anon.get("/api/v1/tasks")).json()["items"]] == ["old-task"]
         assert (await anon.get("/api/v1/orgs/legacy")).json()["storage_bytes"] == 123

@@ -31,10 +31,11 @@ from schemathesis.specs.openapi.checks import (
 
 from api.main import create_app
 from api.security import PUBLIC_ROUTES
-from api.services.identity import token_pair
 from cli.users import create_user
 from core.access import Role
 from core.settings import Settings
+from db.session import migrate
+from services.identity import token_pair
 from tests.e2e.support import TEST_PASSWORD, write_dataset
 
 MAX_EXAMPLES = 25  # per operation and phase: about 20 s for the whole schema on 2 cores
@@ -56,6 +57,7 @@ CHECKS = [no_server_error, status_code_conformance, content_type_conformance, re
 _DATA_DIR = Path(tempfile.mkdtemp(prefix="wlops-fuzz-"))
 atexit.register(shutil.rmtree, _DATA_DIR, ignore_errors=True)
 FUZZ_SETTINGS = Settings(data_dir=_DATA_DIR / "wlops", model_cache=_DATA_DIR / "model-cache", temporal_address="127.0.0.1:1")
+migrate(FUZZ_SETTINGS.resolved_database_url)
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(FUZZ_SETTINGS))
 schema.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True, database="none")
 # logout would revoke the token every other case sends (it is covered by tests/api/test_identity.py)

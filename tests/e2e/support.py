@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 
 from api.main import create_app
-from api.services.identity import token_pair
 from cli.users import create_user
 from core.access import Role
 from core.settings import Settings
+from services.identity import token_pair
 
 TEST_PASSWORD = "correct horse battery staple"
 

@@ -30,7 +30,7 @@ def assert_no_leakage(ctx: ActivityContext, task_id: str, splits_key: str) -> in
     with ctx.sessions() as session:
         datasets = session.scalars(select(Dataset).where(Dataset.task_id == task_id, Dataset.is_optimized)).all()
     for dataset in datasets:
-        train = examples_from_jsonl(get_bytes(ctx.store, dataset.storage_path))
+        train = examples_from_jsonl(get_bytes(ctx.store, dataset.storage_key))
         assert not held_out_keys & {example_key(e.question, e.answer) for e in train}
         assert find_leaks(train, splits.held_out()) == []
     return len(datasets)
@@ -70,7 +70,7 @@ async def test_continuous_run_on_sqlite_and_local_storage(temporal_env, settings
         second = session.get(Dataset, f"{task_id}-opt2")
         assert second.is_optimized and second.source_dataset_id == dataset["dataset_id"]
         assert second.optimization_log["upweighted"] > 0 and second.optimization_log["added"] > 0
-    train2 = examples_from_jsonl(get_bytes(ctx.store, second.storage_path))
+    train2 = examples_from_jsonl(get_bytes(ctx.store, second.storage_key))
     rewrites = [e for e in train2 if e.origin == "rewrite"]
     assert rewrites and all(c["bad_case_id"] and c["action"] == "rewrite" for e in rewrites for c in e.lineage)
     assert assert_no_leakage(ctx, task_id, f"optimized/{task_id}-opt1/splits.json") == 2
@@ -79,7 +79,7 @@ async def test_continuous_run_on_sqlite_and_local_storage(temporal_env, settings
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    adapter = get_dir(ctx.store, task["latest_model_path"], tmp_path / "adapter")
+    adapter = get_dir(ctx.store, task["latest_adapter_key"], tmp_path / "adapter")
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), adapter)
 
 
@@ -99,8 +99,8 @@ async def test_standard_run_on_postgresql_and_s3(temporal_env, settings, tiny_mo
     assert task["status"] == "COMPLETED", task["error"]
     assert report["report_path"].startswith("s3://wlops-e2e/evaluations/")
     # stored under the organization's server-generated id, never a user-supplied name
-    prefix = f"datasets/{dataset['owner']}/{dataset['dataset_id']}/"
-    assert len(dataset["owner"]) == 32 and ctx.store.list(prefix) == [prefix + "data.jsonl"]
+    prefix = f"datasets/{dataset['org_id']}/{dataset['dataset_id']}/"
+    assert len(dataset["org_id"]) == 32 and ctx.store.list(prefix) == [prefix + "data.jsonl"]
     assert ctx.store.list(f"models/{created['task_id']}/iter-1/adapter/")
     assert ctx.store.list(f"models/{created['task_id']}/iter-1/checkpoint/") == []  # checkpoints are removed once the adapter is saved
     assert settings.resolved_database_url.startswith("postgresql+psycopg://")

@@ -9,12 +9,12 @@ from datetime import datetime, timedelta, timezone
 import jwt
 import pytest
 
-from api.errors import TooManyRequests
 from api.security import LoginThrottle
 from auth.api_keys import KEY_PATTERN, hash_api_key, key_prefix, matches, new_api_key
 from auth.passwords import MIN_PASSWORD_LENGTH, hash_password, verify_password
 from auth.tokens import ACCESS, ALGORITHM, REFRESH, InvalidToken, issue_token, read_token
 from core.access import API_KEY_SCOPES, ROLE_RANK, ROLE_SCOPES, Role, Scope, can_assign_role, key_scopes
+from core.errors import RateLimited
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 LADDER = [Role.VIEWER, Role.MEMBER, Role.ADMIN, Role.OWNER]
@@ -208,7 +208,7 @@ def test_the_throttle_allows_the_limit_then_refuses():
     for _ in range(3):
         throttle.check("alice", "10.0.0.1")
         throttle.failed("alice", "10.0.0.1")
-    with pytest.raises(TooManyRequests, match="at most 3 per minute"):
+    with pytest.raises(RateLimited, match="at most 3 per minute"):
         throttle.check("alice", "10.0.0.1")
     throttle.check("alice", "10.0.0.2")  # per client
     throttle.check("bob", "10.0.0.1")  # and per username
@@ -221,12 +221,12 @@ def test_failures_leave_the_window_after_a_minute():
     clock.now += 30
     throttle.failed("alice", "ip")
     clock.now += 29
-    with pytest.raises(TooManyRequests):
+    with pytest.raises(RateLimited):
         throttle.check("alice", "ip")
     clock.now += 1.5  # the first failure is now more than 60 s old
     throttle.check("alice", "ip")
     throttle.failed("alice", "ip")
-    with pytest.raises(TooManyRequests):
+    with pytest.raises(RateLimited):
         throttle.check("alice", "ip")
     clock.now += 61
     throttle.check("alice", "ip")
@@ -236,7 +236,7 @@ def test_a_successful_login_clears_the_failures():
     throttle = LoginThrottle(2, clock=Clock())
     throttle.failed("alice", "ip")
     throttle.failed("alice", "ip")
-    with pytest.raises(TooManyRequests):
+    with pytest.raises(RateLimited):
         throttle.check("alice", "ip")
     throttle.succeeded("alice", "ip")
     throttle.check("alice", "ip")

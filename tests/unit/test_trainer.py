@@ -9,7 +9,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from ml.chat import prompt_ids, training_ids
 from ml.examples import Example
 from ml.packed_attention import PACKED_ATTENTION
-from ml.trainer import Checkpoint, Hyperparameters, TrainingInterrupted, pack, packed_loss, tokenize_examples, train_lora
+from ml.trainer import Checkpoint, TrainingInterrupted, pack, packed_loss, tokenize_examples, train_lora
+from schemas.workflow_io import Hyperparameters
 
 EXAMPLES = [Example(question=f"What port does service {i} use?", answer=f"Service {i} listens on port {7400 + i}.") for i in range(12)]
 HP = Hyperparameters(max_steps=6, batch_size=4, epochs=3, lora_dropout=0.0, learning_rate=1e-3, max_seq_length=64, seed=3)

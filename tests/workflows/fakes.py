@@ -45,8 +45,8 @@ class FakePhases:
         train_key = keys.optimized_prefix(dataset_id) + "train.jsonl"
         put_bytes(self.ctx.store, train_key, b"{}\n")
         with self.ctx.sessions.begin() as session:
-            session.merge(Dataset(id=dataset_id, name="fake", storage_path=train_key, file_format="jsonl", size_bytes=3, sample_count=1,
-                                  owner=inp.owner, is_optimized=True, source_dataset_id=inp.dataset_id, task_id=inp.task_id))
+            session.merge(Dataset(id=dataset_id, name="fake", storage_key=train_key, file_format="jsonl", size_bytes=3, sample_count=1,
+                                  org_id=inp.org_id, is_optimized=True, source_dataset_id=inp.dataset_id, task_id=inp.task_id))
         return OptimizeResult(dataset_id, train_key, inp.splits_key or keys.optimized_prefix(dataset_id) + "splits.json", {"rows_out": 1})
 
     @activity.defn(name="train_adapter")

@@ -13,7 +13,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.context import ActivityContext
-from api.services.tasks import workflow_input
+from services.tasks import workflow_input
 from cli.stack import temporal_binary
 from core.settings import TASK_QUEUE_WORKFLOWS
 from core.status import TaskMode, TaskStatus
@@ -126,11 +126,11 @@ async def test_standard_run_completes_and_projects_every_transition(temporal_env
     assert [r.iteration for r in result.iterations] == [1]
     assert progress["status"] == "COMPLETED" and progress["scores"][0]["test"] == 0.3
     row = task_row(ctx, task.id)
-    assert row.status == "COMPLETED" and row.latest_score == 0.3 and row.report_path.endswith("report.json")
-    assert row.current_dataset_id == f"{task.id}-opt1" and row.latest_model_path.endswith("iter-1/adapter/")
+    assert row.status == "COMPLETED" and row.latest_score == 0.3 and row.report_key.endswith("report.json")
+    assert row.current_dataset_id == f"{task.id}-opt1" and row.latest_adapter_key.endswith("iter-1/adapter/")
     assert executions(ctx, task.id) == [(1, "OPTIMIZING", "COMPLETED"), (1, "TRAINING", "COMPLETED"), (1, "EVALUATING", "COMPLETED")]
     # every phase activity carries the task's organization
-    assert fakes.calls["optimize"][0].owner == fakes.calls["train"][0][0].owner == fakes.calls["evaluate"][0].owner == task.owner
+    assert fakes.calls["optimize"][0].org_id == fakes.calls["train"][0][0].org_id == fakes.calls["evaluate"][0].org_id == task.org_id
 
 
 async def test_continuous_run_stops_at_max_iterations_in_one_run(temporal_env, ctx, settings):
@@ -313,7 +313,7 @@ async def test_cancel_compensates_the_unfinished_iteration_and_keeps_finished_on
 
 
 async def test_starting_twice_is_idempotent(temporal_env, ctx, settings):
-    from api.services.tasks import start_task
+    from services.tasks import start_task
 
     task = make_task(ctx)
     fakes = FakePhases(ctx, train_steps=50, step_seconds=0.02)
@@ -322,9 +322,9 @@ async def test_starting_twice_is_idempotent(temporal_env, ctx, settings):
             async def connection():
                 return temporal_env.client
 
-            await start_task(session, connection, settings, task.id, org_id=task.owner)
+            await start_task(session, connection, settings, task.id, org_id=task.org_id)
             first = await temporal_env.client.get_workflow_handle(task.id).describe()
-            await start_task(session, connection, settings, task.id, org_id=task.owner)
+            await start_task(session, connection, settings, task.id, org_id=task.org_id)
             second = await temporal_env.client.get_workflow_handle(task.id).describe()
         assert first.run_id == second.run_id
         await temporal_env.client.get_workflow_handle(task.id).result()

@@ -8,7 +8,8 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from core.access import API_KEY_SCOPES, Scope
-from db.models import ApiKey, utcnow
+from core.clock import utcnow
+from db.models import ApiKey
 from tests.api.access.world import assert_401, assert_org_a_untouched, db, names_field
 
 

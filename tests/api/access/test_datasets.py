@@ -34,10 +34,10 @@ async def test_dataset_creation_ignores_server_owned_fields(world):
     body = response.json()
     with db(world.settings) as session:
         stored = session.get(Dataset, body["dataset_id"])
-        assert (stored.owner, stored.created_by, stored.task_id, stored.is_optimized, stored.source_dataset_id, stored.sample_count) == \
+        assert (stored.org_id, stored.created_by, stored.task_id, stored.is_optimized, stored.source_dataset_id, stored.sample_count) == \
                (ids["org_id"], world.owner_id, None, False, None, 5)
         assert stored.id != "chosen-id" and session.get(Dataset, "chosen-id") is None
-        assert stored.storage_path.startswith(f"datasets/{ids['org_id']}/")
+        assert stored.storage_key.startswith(f"datasets/{ids['org_id']}/")
     assert (await world.other.get("/api/v1/datasets")).json()["total"] == 0
 
 

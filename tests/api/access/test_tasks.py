@@ -33,7 +33,7 @@ async def test_task_creation_refuses_server_owned_fields(world):
     base = {"task_name": "t", "dataset_id": ids["dataset_id"]}
     server_owned = {"owner": world.b_ids["org_id"], "org_id": world.b_ids["org_id"], "status": "COMPLETED", "latest_score": 1.0,
                     "task_id": "chosen-id", "created_by": world.b_ids["user_id"], "started_at": "2020-01-01T00:00:00Z",
-                    "report_path": "/etc/passwd", "current_iteration": 3}
+                    "report_path": "/etc/passwd", "report_key": "x", "latest_adapter_key": "x", "current_iteration": 3}
     for mode in ("standard", "continuous"):
         for name, value in server_owned.items():
             response = await world.owner.post(f"/api/v1/tasks/{mode}", json={**base, name: value})

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 
 from api.main import ROUTERS, create_app
 from api.security import PUBLIC_ROUTES, route_scopes
-from api.services.identity import token_pair
+from services.identity import token_pair
 from core.access import Role, Scope
 from db.models import Dataset, Membership, MLTask, User
 from db.session import get_sessionmaker
@@ -227,7 +227,7 @@ async def make_world(settings) -> World:
 async def assert_org_a_untouched(world: World) -> None:
     """Org A's resources are as `make_world` left them."""
     owner = world.client_as(world.owner_id, world.ids["org_id"])
-    assert (await owner.get(f"/api/v1/datasets/{world.ids['dataset_id']}")).json()["owner"] == world.ids["org_id"]
+    assert (await owner.get(f"/api/v1/datasets/{world.ids['dataset_id']}")).json()["org_id"] == world.ids["org_id"]
     assert (await owner.get(f"/api/v1/tasks/{world.ids['task_id']}")).json()["status"] == "PENDING"
     assert (await owner.get(f"/api/v1/orgs/{world.ids['org_id']}")).json()["name"] == "org-a"
     members = {m["user_id"]: m["role"] for m in (await owner.get(f"/api/v1/orgs/{world.ids['org_id']}/members")).json()}

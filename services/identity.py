@@ -9,20 +9,21 @@ from typing import Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
-from api.security import Caller
-from api.services.datasets import storage_bytes
-from api.services.tasks import running_tasks
 from auth import accounts, api_keys
 from auth.accounts import AccountConflict, AccountError
+from auth.callers import Caller
 from auth.tokens import ACCESS, REFRESH, InvalidToken, issue_token, read_token
 from core.access import API_KEY_SCOPES, ROLE_SCOPES, Role, Scope, can_assign_role
+from core.clock import utcnow
+from core.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from core.settings import Settings
-from db.models import ApiKey, AuditEntry, Membership, Organization, User, utcnow
+from db.models import ApiKey, AuditEntry, Membership, Organization, User
 from db.session import page
 from schemas.api import (
     ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, Me, MemberCreate, MemberPublic, OrganizationMembership, OrganizationPublic, TokenPair,
 )
+from services.datasets import storage_bytes
+from services.tasks import running_tasks
 
 
 @contextmanager
@@ -45,12 +46,12 @@ def token_pair(settings: Settings, user: User, org_id: str, role: Role) -> Token
 def login(session: Session, settings: Settings, username: str, password: str, org: str | None) -> tuple[TokenPair, Caller]:
     user = accounts.authenticate(session, username, password)
     if user is None:
-        raise Unauthorized("wrong username or password")
+        raise Unauthenticated("wrong username or password")
     memberships = accounts.memberships_of(session, user.id)
     if org is not None:
         memberships = [(m, o) for m, o in memberships if org in (o.id, o.name)]
     if not memberships:
-        raise Unauthorized(f"not a member of organization {org!r}" if org else "not a member of any organization")
+        raise Unauthenticated(f"not a member of organization {org!r}" if org else "not a member of any organization")
     if len(memberships) > 1:
         names = ", ".join(o.name for _, o in memberships)
         raise Invalid(f"member of several organizations ({names}): say which one with `org`")
@@ -63,13 +64,13 @@ def refresh(session: Session, settings: Settings, refresh_token: str) -> TokenPa
     try:
         claims = read_token(settings.secret_key, refresh_token, REFRESH)
     except InvalidToken as exc:
-        raise Unauthorized(str(exc)) from exc
+        raise Unauthenticated(str(exc)) from exc
     user = session.get(User, claims.user_id)
     if user is None or not user.is_active or claims.version != user.token_version:
-        raise Unauthorized("refresh token has been revoked")
+        raise Unauthenticated("refresh token has been revoked")
     member = accounts.membership(session, claims.org_id, user.id)
     if member is None:
-        raise Unauthorized("no longer a member of the token's organization")
+        raise Unauthenticated("no longer a member of the token's organization")
     return token_pair(settings, user, claims.org_id, Role(member.role))
 
 

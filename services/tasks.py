@@ -5,27 +5,32 @@ Every lookup is inside one organization (`org_id`): another tenant's task is sim
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from typing import Any, Awaitable, Callable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from temporalio.api.enums.v1 import PendingActivityState
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import Conflict, Invalid, NotFound, TooManyRequests, Unavailable
-from api.services.datasets import get_dataset
+from core.clock import utcnow
+from core.errors import Conflict, Invalid, NotFound, RateLimited, Unavailable
 from core.settings import TASK_QUEUE_WORKFLOWS, Settings
 from core.status import ACTIVE_PHASES, TERMINAL_STATUSES, TaskMode, TaskStatus, can_transition
-from db.models import MLTask, Organization, TaskExecution, new_id, utcnow
+from db.models import MLTask, Organization, TaskExecution, new_id
 from db.session import page
 from ml.base_model import UnknownModel, validate_model_name
 from schemas.api import ContinuousTaskCreate, StandardTaskCreate
-from schemas.workflow_io import ActivityTimeouts, FineTuningInput
+from schemas.workflow_io import ActivityTimeouts, FineTuningInput, Hyperparameters
+from services.datasets import get_dataset
+from storage.object_store import ObjectNotFound, ObjectStore, get_bytes
 
 WORKFLOW_NAME = "FineTuningWorkflow"
-Temporal = Callable[[], Awaitable[Client]]  # connects on first use (api.main.TemporalConnection)
+CONTROL_TIMEOUT = timedelta(seconds=15)  # how long a pause/resume/cancel waits for a workflow worker to decide
+Temporal = Callable[[], Awaitable[Client]]  # connects on first use (temporal_client.TemporalConnection)
 
 
 def create_task(session: Session, body: StandardTaskCreate, mode: TaskMode, org_id: str, created_by: str | None) -> MLTask:
@@ -37,7 +42,7 @@ def create_task(session: Session, body: StandardTaskCreate, mode: TaskMode, org_
     continuous = isinstance(body, ContinuousTaskCreate)
     task = MLTask(
         id=new_id(), name=body.task_name, mode=mode.value, status=TaskStatus.PENDING.value, model_name=body.model_name,
-        dataset_id=body.dataset_id, owner=org_id, created_by=created_by, current_iteration=0,
+        dataset_id=body.dataset_id, org_id=org_id, created_by=created_by, current_iteration=0,
         max_iterations=body.max_iterations if continuous else 1,
         performance_threshold=body.performance_threshold if continuous else None,
         hyperparameters=body.hyperparameters.model_dump(exclude_none=True),
@@ -49,13 +54,13 @@ def create_task(session: Session, body: StandardTaskCreate, mode: TaskMode, org_
 
 def get_task(session: Session, org_id: str, task_id: str) -> MLTask:
     task = session.get(MLTask, task_id)
-    if task is None or task.owner != org_id:
+    if task is None or task.org_id != org_id:
         raise NotFound(f"task {task_id} not found")
     return task
 
 
 def list_tasks(session: Session, org_id: str, status: TaskStatus | None, limit: int, offset: int) -> tuple[list[MLTask], int]:
-    query = select(MLTask).where(MLTask.owner == org_id)
+    query = select(MLTask).where(MLTask.org_id == org_id)
     if status is not None:
         query = query.where(MLTask.status == status.value)
     return page(session, query, MLTask.created_at.desc(), MLTask.id, limit=limit, offset=offset)
@@ -66,10 +71,22 @@ def list_executions(session: Session, org_id: str, task_id: str) -> list[TaskExe
     return list(session.scalars(select(TaskExecution).where(TaskExecution.task_id == task_id).order_by(TaskExecution.id)))
 
 
+def task_report(session: Session, store: ObjectStore, org_id: str, task_id: str) -> dict[str, Any]:
+    """The finished task's report, with where its JSON and Markdown are stored."""
+    task = get_task(session, org_id, task_id)
+    if not task.report_key:
+        raise NotFound(f"task {task_id} has no report yet (status {task.status})")
+    try:
+        report = json.loads(get_bytes(store, task.report_key))
+    except ObjectNotFound as exc:
+        raise NotFound(f"the report of task {task_id} is missing from storage") from exc
+    return {**report, "report_path": store.describe(task.report_key), "markdown_path": store.describe(task.report_key.replace(".json", ".md"))}
+
+
 def workflow_input(task: MLTask, settings: Settings, targeting: bool = True) -> FineTuningInput:
     return FineTuningInput(
-        task_id=task.id, owner=task.owner, mode=task.mode, model_name=task.model_name, dataset_id=task.dataset_id,
-        hyperparameters=dict(task.hyperparameters or {}), max_iterations=task.max_iterations,
+        task_id=task.id, org_id=task.org_id, mode=task.mode, model_name=task.model_name, dataset_id=task.dataset_id,
+        hyperparameters=Hyperparameters(**(task.hyperparameters or {})), max_iterations=task.max_iterations,
         performance_threshold=task.performance_threshold, targeting=targeting,
         timeouts=ActivityTimeouts(heartbeat_seconds=settings.heartbeat_timeout_seconds, max_attempts=settings.activity_max_attempts),
     )
@@ -78,7 +95,7 @@ def workflow_input(task: MLTask, settings: Settings, targeting: bool = True) -> 
 def running_tasks(session: Session, org_id: str) -> int:
     """Tasks started and not finished (suspended ones hold checkpoints and a place in the loop, so they count)."""
     return session.scalar(select(func.count()).select_from(MLTask).where(
-        MLTask.owner == org_id, MLTask.started_at.is_not(None), MLTask.status.not_in([s.value for s in TERMINAL_STATUSES])))
+        MLTask.org_id == org_id, MLTask.started_at.is_not(None), MLTask.status.not_in([s.value for s in TERMINAL_STATUSES])))
 
 
 def _claim_running_slot(session: Session, settings: Settings, task: MLTask) -> bool:
@@ -86,12 +103,12 @@ def _claim_running_slot(session: Session, settings: Settings, task: MLTask) -> b
     locked (PostgreSQL) so two concurrent starts cannot both take the last slot."""
     if task.started_at is not None:
         return False
-    session.scalar(select(Organization).where(Organization.id == task.owner).with_for_update())
-    running = running_tasks(session, task.owner)
+    session.scalar(select(Organization).where(Organization.id == task.org_id).with_for_update())
+    running = running_tasks(session, task.org_id)
     if running >= settings.max_running_tasks_per_org:
         session.rollback()
-        raise TooManyRequests(f"the organization already runs {running} tasks, its limit is {settings.max_running_tasks_per_org}; "
-                              "wait for one to finish or cancel one")
+        raise RateLimited(f"the organization already runs {running} tasks, its limit is {settings.max_running_tasks_per_org}; "
+                          "wait for one to finish or cancel one")
     task.started_at = utcnow()
     session.commit()
     return True
@@ -119,6 +136,8 @@ async def start_task(session: Session, temporal: Temporal, settings: Settings, t
 
 
 def _require(task: MLTask, target: TaskStatus, action: str) -> None:
+    """Refuse early what the projection already shows to be impossible (a task never started or already finished);
+    the workflow's own update validator decides everything else."""
     current = TaskStatus(task.status)
     suspended_from = TaskStatus(task.suspended_from) if task.suspended_from else None
     allowed = can_transition(current, target, suspended_from=suspended_from) if target != TaskStatus.OPTIMIZING else current == TaskStatus.SUSPENDED
@@ -126,10 +145,14 @@ def _require(task: MLTask, target: TaskStatus, action: str) -> None:
         raise Conflict(f"cannot {action} task {task.id}: it is {current}")
 
 
+class NoRunningWorkflow(Conflict):
+    """The task has no running workflow: never started, or already closed."""
+
+
 async def pause_task(session: Session, temporal: Temporal, task_id: str, *, org_id: str) -> MLTask:
     task = get_task(session, org_id, task_id)
     _require(task, TaskStatus.SUSPENDED, "pause")
-    await _signal((await temporal()).get_workflow_handle(task_id), "pause")
+    await _command((await temporal()).get_workflow_handle(task_id), "request_pause")
     return task
 
 
@@ -137,32 +160,41 @@ async def resume_task(session: Session, temporal: Temporal, task_id: str, *, org
     task = get_task(session, org_id, task_id)
     if TaskStatus(task.status) != TaskStatus.SUSPENDED:
         raise Conflict(f"cannot resume task {task_id}: it is {task.status}, not SUSPENDED")
-    await _signal((await temporal()).get_workflow_handle(task_id), "resume")
+    await _command((await temporal()).get_workflow_handle(task_id), "request_resume")
     return task
 
 
 async def cancel_task(session: Session, temporal: Temporal, task_id: str, *, org_id: str) -> MLTask:
-    """Cancel through Temporal (the workflow compensates); a task never started is cancelled in the database directly."""
+    """The workflow accepts the cancellation (or refuses it), then Temporal cancels it and it compensates; a task
+    never started is cancelled in the database directly."""
     task = get_task(session, org_id, task_id)
     _require(task, TaskStatus.CANCELLED, "cancel")
     handle = (await temporal()).get_workflow_handle(task_id)
     try:
-        await handle.cancel()
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise Unavailable(f"could not cancel the workflow: {exc.message}") from exc
+        await _command(handle, "request_cancel")
+    except NoRunningWorkflow:
+        if task.started_at is not None:  # it ran and has just finished: nothing left to cancel
+            raise
         task.status = TaskStatus.CANCELLED.value
         session.commit()
+        return task
+    try:
+        await handle.cancel()
+    except RPCError as exc:
+        raise Unavailable(f"could not cancel the workflow: {exc.message}") from exc
     return task
 
 
-async def _signal(handle: WorkflowHandle, name: str) -> None:
+async def _command(handle: WorkflowHandle, update: str) -> str:
+    """Send a control update; the workflow's validator accepts it or says why not (409)."""
     try:
-        await handle.signal(name)
+        return await handle.execute_update(update, result_type=str, rpc_timeout=CONTROL_TIMEOUT)
+    except WorkflowUpdateFailedError as exc:
+        raise Conflict(getattr(exc.cause, "message", None) or str(exc)) from exc
     except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise Conflict(f"task {handle.id} has no running workflow") from exc
-        raise Unavailable(f"could not signal the workflow: {exc.message}") from exc
+        if exc.status == RPCStatusCode.NOT_FOUND or "already completed" in exc.message:
+            raise NoRunningWorkflow(f"task {handle.id} has no running workflow") from exc
+        raise Unavailable(f"the workflow did not answer (are the control workers running?): {exc.message}") from exc
 
 
 async def live_progress(temporal: Temporal, task: MLTask) -> dict[str, Any] | None:

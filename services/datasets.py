@@ -12,7 +12,7 @@ from typing import BinaryIO
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.errors import Conflict, Invalid, NotFound, TooLarge
+from core.errors import Invalid, NotFound, QuotaExceeded, TooLarge
 from core.settings import Settings
 from db.models import Dataset, new_id
 from db.session import page
@@ -52,8 +52,8 @@ def upload_dataset(session: Session, store: ObjectStore, settings: Settings, *, 
         key = keys.dataset_prefix(org_id, dataset_id) + f"data.{file_format}"
         with open(local, "rb") as fh:
             store.put_stream(key, fh, size)
-    dataset = Dataset(id=dataset_id, name=name, storage_path=key, file_format=file_format, size_bytes=size, sample_count=inspection.rows,
-                      domain=domain, dataset_type=dataset_type, owner=org_id, created_by=created_by, is_optimized=False)
+    dataset = Dataset(id=dataset_id, name=name, storage_key=key, file_format=file_format, size_bytes=size, sample_count=inspection.rows,
+                      domain=domain, dataset_type=dataset_type, org_id=org_id, created_by=created_by, is_optimized=False)
     try:
         session.add(dataset)
         session.commit()
@@ -72,31 +72,31 @@ def check_line_lengths(path: Path, max_line_bytes: int) -> None:
 
 
 def storage_bytes(session: Session, org_id: str) -> int:
-    return session.scalar(select(func.coalesce(func.sum(Dataset.size_bytes), 0)).where(Dataset.owner == org_id))
+    return session.scalar(select(func.coalesce(func.sum(Dataset.size_bytes), 0)).where(Dataset.org_id == org_id))
 
 
 def check_storage_quota(session: Session, settings: Settings, org_id: str, new_bytes: int) -> None:
     used = storage_bytes(session, org_id)
     if used + new_bytes > settings.max_storage_bytes_per_org:
-        raise Conflict(f"storage quota exceeded: the organization's datasets use {used} bytes, this upload adds {new_bytes}, "
+        raise QuotaExceeded(f"storage quota exceeded: the organization's datasets use {used} bytes, this upload adds {new_bytes}, "
                        f"the limit is {settings.max_storage_bytes_per_org} bytes")
 
 
 def get_dataset(session: Session, org_id: str, dataset_id: str) -> Dataset:
     dataset = session.get(Dataset, dataset_id)
-    if dataset is None or dataset.owner != org_id:
+    if dataset is None or dataset.org_id != org_id:
         raise NotFound(f"dataset {dataset_id} not found")
     return dataset
 
 
 def list_datasets(session: Session, org_id: str, limit: int, offset: int) -> tuple[list[Dataset], int]:
-    return page(session, select(Dataset).where(Dataset.owner == org_id), Dataset.created_at.desc(), Dataset.id, limit=limit, offset=offset)
+    return page(session, select(Dataset).where(Dataset.org_id == org_id), Dataset.created_at.desc(), Dataset.id, limit=limit, offset=offset)
 
 
 def preview_dataset(store: ObjectStore, dataset: Dataset, limit: int) -> list[dict]:
     """The first `limit` records of the stored file, as they were uploaded."""
     with tempfile.TemporaryDirectory() as tmp:
-        local = get_file(store, dataset.storage_path, Path(tmp) / f"data.{dataset.file_format}")
+        local = get_file(store, dataset.storage_key, Path(tmp) / f"data.{dataset.file_format}")
         rows = []
         for row in read_rows(local, dataset.file_format):
             if row.record is not None:

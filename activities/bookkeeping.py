@@ -15,6 +15,7 @@ from core.clock import utcnow
 from core.status import ACTIVE_PHASES, TaskStatus, can_transition
 from db.models import Dataset, MLTask, TaskExecution
 from ml.report import build_task_report, plot_report, render_markdown
+from schemas.reports import EvaluationReport, TaskInfo
 from schemas.workflow_io import CompensateInput, CompensateResult, RecordProgressInput, ReportInput, ReportResult
 from storage import keys
 from storage.object_store import put_bytes, put_file
@@ -96,12 +97,12 @@ class BookkeepingActivities:
         with self.ctx.sessions() as session:
             task = session.get(MLTask, inp.task_id)
             name = task.name if task else inp.task_id
-        evaluations = [self.ctx.read_json(r.evaluation_key) for r in inp.iterations]
+        evaluations = [self.ctx.read_model(r.evaluation_key, EvaluationReport) for r in inp.iterations]
         training = [self.ctx.read_json(keys.model_prefix(inp.task_id, r.iteration) + "training_metrics.json") for r in inp.iterations]
-        info = {"task_id": inp.task_id, "name": name, "mode": inp.mode, "model_name": inp.model_name, "stop_reason": inp.stop_reason}
-        report = build_task_report(info, self.ctx.read_json(inp.baseline_key), evaluations, training)
+        info = TaskInfo(task_id=inp.task_id, name=name, mode=inp.mode, model_name=inp.model_name, stop_reason=inp.stop_reason)
+        report = build_task_report(info, self.ctx.read_model(inp.baseline_key, EvaluationReport), evaluations, training)
         prefix = keys.evaluation_prefix(inp.task_id)
-        report_key = self.ctx.write_json(prefix + "report.json", report)
+        report_key = self.ctx.write_model(prefix + "report.json", report)
         with tempfile.TemporaryDirectory() as tmp:
             plot_key = prefix + "report.png"
             put_file(self.ctx.store, plot_key, plot_report(report, Path(tmp) / "report.png"))

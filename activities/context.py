@@ -6,8 +6,9 @@ import contextvars
 import json
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy.orm import sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -15,6 +16,8 @@ from temporalio.exceptions import ApplicationError
 from core.settings import Settings
 from db.session import get_sessionmaker
 from storage.object_store import ObjectNotFound, ObjectStore, get_bytes, object_store_from_settings, put_bytes
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 @dataclass
@@ -37,6 +40,13 @@ class ActivityContext:
     def write_json(self, key: str, data: Any) -> str:
         put_bytes(self.store, key, json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8"))
         return key
+
+    def read_model(self, key: str, model: type[Model]) -> Model:
+        """A stored report or record, validated into its typed model."""
+        return model.model_validate(self.read_json(key))
+
+    def write_model(self, key: str, value: BaseModel) -> str:
+        return self.write_json(key, value.model_dump(mode="json"))
 
 
 def invalid_input(message: str) -> ApplicationError:

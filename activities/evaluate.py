@@ -12,6 +12,7 @@ from ml.evaluator import EvaluationConfig, evaluate_predictions, lineage_by_bad_
 from ml.examples import examples_from_jsonl
 from ml.metrics import GradeThresholds, ScoreWeights
 from ml.optimizer import Splits
+from schemas.reports import EvaluationReport
 from schemas.workflow_io import EvaluateInput, EvaluateResult
 from storage import keys
 from storage.object_store import get_bytes, get_dir
@@ -53,9 +54,9 @@ class EvaluateActivities:
         baseline_key = inp.baseline_key or keys.evaluation_prefix(inp.task_id) + "baseline.json"
         if inp.baseline_key is None:  # the untuned model, once per task
             baseline = evaluate_predictions(splits, predict_splits(model, tokenizer, splits, config, progress), [], config, iteration=0)
-            self.ctx.write_json(baseline_key, baseline)
+            self.ctx.write_model(baseline_key, baseline)
         else:
-            baseline = self.ctx.read_json(baseline_key)
+            baseline = self.ctx.read_model(baseline_key, EvaluationReport)
 
         with tempfile.TemporaryDirectory() as tmp:
             adapter_dir = get_dir(self.ctx.store, inp.adapter_key, Path(tmp) / "adapter")
@@ -64,12 +65,11 @@ class EvaluateActivities:
             predictions = predict_splits(tuned, tokenizer, splits, config, progress)
             heartbeat.update(stage="training-split loss")
             losses = per_example_loss(tuned, tokenizer, splits.train, config.max_seq_length)
-        previous = self.ctx.read_json(inp.previous_evaluation_key) if inp.previous_evaluation_key else None
+        previous = self.ctx.read_model(inp.previous_evaluation_key, EvaluationReport) if inp.previous_evaluation_key else None
         report = evaluate_predictions(splits, predictions, losses, config, inp.iteration, baseline=baseline, previous=previous, lineage=lineage_by_bad_case(train))
-        report["adapter_key"] = inp.adapter_key
-        evaluation_key = self.ctx.write_json(keys.evaluation_prefix(inp.task_id, inp.iteration) + "evaluation.json", report)
+        report.adapter_key = inp.adapter_key
+        evaluation_key = self.ctx.write_model(keys.evaluation_prefix(inp.task_id, inp.iteration) + "evaluation.json", report)
         return EvaluateResult(
-            evaluation_key=evaluation_key, baseline_key=baseline_key,
-            test_score=report["splits"]["test"]["scores"]["overall"], feedback_score=report["splits"]["feedback"]["scores"]["overall"],
-            baseline_test_score=baseline["splits"]["test"]["scores"]["overall"], grade=report["headline"]["grade"], bad_cases=len(report["bad_cases"]),
+            evaluation_key=evaluation_key, baseline_key=baseline_key, test_score=report.score("test"), feedback_score=report.score("feedback"),
+            baseline_test_score=baseline.score("test"), grade=report.headline.grade, bad_cases=len(report.bad_cases),
         )

@@ -12,6 +12,7 @@ from activities.context import ActivityContext, invalid_input
 from db.models import Dataset
 from ml.examples import DatasetFormatError, examples_to_jsonl
 from ml.optimizer import OptimizationLog, SplitConfig, Splits, clean_dataset, find_leaks, split_examples, target_bad_cases
+from schemas.reports import EvaluationReport
 from schemas.workflow_io import OptimizeInput, OptimizeResult
 from storage import keys
 from storage.object_store import get_file, put_bytes
@@ -44,8 +45,8 @@ class OptimizeActivities:
             if inp.targeting and inp.previous_evaluation_key:
                 from ml.embeddings import embed
 
-                evaluation = self.ctx.read_json(inp.previous_evaluation_key)
-                targeted = target_bad_cases(splits.train, splits.held_out(), evaluation["bad_cases"], evaluation["suggestions"], embed)
+                evaluation = self.ctx.read_model(inp.previous_evaluation_key, EvaluationReport)
+                targeted = target_bad_cases(splits.train, splits.held_out(), evaluation.bad_cases, evaluation.suggestions, embed)
                 train = targeted.train
                 log.upweighted, log.added, log.rewrites_rejected, log.targeted_bad_cases = targeted.upweighted, targeted.added, targeted.rejected, targeted.targeted_bad_cases
         leaks = find_leaks(train, splits.held_out())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 from pathlib import Path
 
@@ -24,10 +23,10 @@ from core.settings import TASK_QUEUE_WORKFLOWS, Settings, configure_process_envi
 from core.status import TaskMode
 from db.session import migrate
 from schemas.api import ContinuousTaskCreate
+from schemas.reports import EvaluationReport
 from schemas.workflow_io import FineTuningResult
 from services.datasets import upload_dataset
 from services.tasks import create_task, workflow_input
-from storage.object_store import get_bytes
 from tests.workflows.fakes import running_workers
 
 
@@ -41,16 +40,16 @@ async def run_variant(env, ctx: ActivityContext, dataset_id: str, targeting: boo
     result = await handle.result()
     rows = []
     for record in result.iterations:
-        evaluation = json.loads(get_bytes(ctx.store, record.evaluation_key))
-        followup = evaluation["bad_case_followup"]
+        evaluation = ctx.read_model(record.evaluation_key, EvaluationReport)
+        followup = evaluation.bad_case_followup
         rows.append({
             "iteration": record.iteration, "train_steps": record.train_steps,
-            "test": evaluation["splits"]["test"]["scores"], "feedback": evaluation["splits"]["feedback"]["scores"],
-            "test_by_example": {r["example_id"]: r["overall"] for r in evaluation["splits"]["test"]["examples"]},
-            "previous_bad_cases_improved": sum(1 for f in followup if (f["delta"] or 0) > 0), "previous_bad_cases": len(followup),
+            "test": evaluation.splits["test"].scores.model_dump(), "feedback": evaluation.splits["feedback"].scores.model_dump(),
+            "test_by_example": {r.example_id: r.overall for r in evaluation.splits["test"].examples},
+            "previous_bad_cases_improved": sum(1 for f in followup if (f.delta or 0) > 0), "previous_bad_cases": len(followup),
         })
-    baseline = json.loads(get_bytes(ctx.store, result.iterations[0].evaluation_key.rsplit("/iter-", 1)[0] + "/baseline.json"))
-    return {"targeting": targeting, "task_id": task.id, "baseline_test": baseline["splits"]["test"]["scores"], "iterations": rows}
+    baseline = ctx.read_model(result.iterations[0].evaluation_key.rsplit("/iter-", 1)[0] + "/baseline.json", EvaluationReport)
+    return {"targeting": targeting, "task_id": task.id, "baseline_test": baseline.splits["test"].scores.model_dump(), "iterations": rows}
 
 
 async def measure(iterations: int, max_steps: int) -> dict:

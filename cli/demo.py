@@ -15,6 +15,7 @@ from cli.stack import Stack
 from core.settings import Settings
 from core.status import TERMINAL_STATUSES, TaskStatus
 from ml.metrics import METRIC_NAMES
+from schemas.reports import StoredTaskReport
 
 SAMPLE_DATASET = Path(__file__).resolve().parent.parent / "data" / "sample" / "ferrolink_faq.jsonl"
 DEMO_HYPERPARAMETERS = {"learning_rate": 1e-3, "epochs": 2, "batch_size": 8, "max_steps": 30, "lora_r": 16, "lora_alpha": 32, "max_seq_length": 160, "seed": 7}
@@ -43,19 +44,20 @@ def run_demo(settings: Settings, iterations: int = 3, max_steps: int | None = No
             _ok(api.post(f"/api/v1/tasks/{task_id}/start"))
             console.print(f"started continuous task {task_id} ({iterations} iterations max)\n  Temporal Web UI: {task['workflow_url']}")
             final = _follow(api, stack, task_id, console)
-            report = _ok(api.get(f"/api/v1/tasks/{task_id}/report")) if final["status"] == TaskStatus.COMPLETED else None
+            completed = final["status"] == TaskStatus.COMPLETED
+            report = StoredTaskReport.model_validate(_ok(api.get(f"/api/v1/tasks/{task_id}/report"))) if completed else None
     elapsed = time.monotonic() - started
     if report is None:
         console.print(f"[red]task ended {final['status']}[/]: {final.get('error')}")
         return 1
     console.print(_iteration_table(report))
-    beats = report["final"]["beats_baseline"]
+    beats = report.final.beats_baseline
     console.print(
-        f"\nfinal test-split score {report['final']['score']:.4f} ({report['final']['grade']}) vs base model "
-        f"{report['baseline']['scores']['overall']:.4f}: " + ("[green]beats the baseline[/]" if beats else "[red]does not beat the baseline[/]")
+        f"\nfinal test-split score {report.final.score:.4f} ({report.final.grade}) vs base model "
+        f"{report.baseline.scores.overall:.4f}: " + ("[green]beats the baseline[/]" if beats else "[red]does not beat the baseline[/]")
     )
-    console.print(f"stopped because: {report['task']['stop_reason']}")
-    console.print(f"report: {report['markdown_path']}  (JSON: {report['report_path']})")
+    console.print(f"stopped because: {report.task.stop_reason}")
+    console.print(f"report: {report.markdown_path}  (JSON: {report.report_path})")
     console.print(f"run in the Temporal Web UI: {final['workflow_url']}")
     console.print(f"demo took {elapsed / 60:.1f} min")
     return 0 if beats else 1
@@ -117,17 +119,17 @@ def _follow(api: httpx.Client, stack: Stack, task_id: str, console: Console) -> 
             time.sleep(1.0)
 
 
-def _iteration_table(report: dict) -> Table:
+def _iteration_table(report: StoredTaskReport) -> Table:
     table = Table(title="Iterations: test-split scores against the base model")
     for column in ("iter", "EM", "F1", "BLEU", "ROUGE-L", "overall", "Δ base", "grade", "feedback", "steps"):
         table.add_column(column, justify="right")
-    base = report["baseline"]["scores"]
-    table.add_row("base", *(f"{base[m]:.3f}" for m in METRIC_NAMES), f"{base['overall']:.4f}", "", "", f"{report['baseline']['feedback_scores']['overall']:.4f}", "")
-    for it in report["iterations"]:
-        test = it["scores"]["test"]
+    base = report.baseline.scores
+    table.add_row("base", *(f"{getattr(base, m):.3f}" for m in METRIC_NAMES), f"{base.overall:.4f}", "", "",
+                  f"{report.baseline.feedback_scores.overall:.4f}", "")
+    for it in report.iterations:
+        test = it.scores["test"]
         table.add_row(
-            str(it["iteration"]), *(f"{test[m]:.3f}" for m in METRIC_NAMES), f"{test['overall']:.4f}",
-            f"{test['overall'] - base['overall']:+.4f}", it["headline"]["grade"], f"{it['scores']['feedback']['overall']:.4f}",
-            f"{it['training']['steps']}",
+            str(it.iteration), *(f"{getattr(test, m):.3f}" for m in METRIC_NAMES), f"{test.overall:.4f}",
+            f"{test.overall - base.overall:+.4f}", it.headline.grade, f"{it.scores['feedback'].overall:.4f}", f"{it.training.steps}",
         )
     return table

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
@@ -13,6 +13,10 @@ from ml.embeddings import group_by_topic
 from ml.examples import Example
 from ml.metrics import GradeThresholds, ScoreWeights, corpus_scores, grade, overall, score_example
 from ml.optimizer import Splits
+from schemas.reports import (
+    BadCase, BadCaseFollowup, EvaluationReport, ExampleScore, Headline, Scores, SideBySide, SplitComparison, SplitResult, Suggestion, SuggestionGroup,
+    TrainLoss,
+)
 
 HEADLINE_SPLIT = "test"
 EVALUATED_SPLITS = ("feedback", "test")
@@ -84,13 +88,13 @@ def per_example_loss(model, tokenizer, examples: list[Example], max_length: int 
     return losses
 
 
-def score_split(examples: list[Example], predictions: list[str], weights: ScoreWeights) -> dict[str, Any]:
+def score_split(name: str, examples: list[Example], predictions: list[str], weights: ScoreWeights) -> SplitResult:
     rows = []
     for example, got in zip(examples, predictions, strict=True):
         scores = {k: round(v, 4) for k, v in score_example(got, example.answer).items()}
-        rows.append({"example_id": example.id, "question": example.question, "expected": example.answer, "got": got,
-                     "scores": scores, "overall": round(overall(scores, weights), 4)})
-    return {"scores": corpus_scores([r["scores"] for r in rows], weights), "examples": rows}
+        rows.append(ExampleScore(example_id=example.id, question=example.question, expected=example.answer, got=got,
+                                 scores=scores, overall=round(overall(scores, weights), 4)))
+    return SplitResult(split=name, size=len(examples), scores=Scores(**corpus_scores([r.scores for r in rows], weights)), examples=rows)
 
 
 def predict_splits(model, tokenizer, splits: Splits, config: EvaluationConfig, progress: Progress | None = None) -> dict[str, list[str]]:
@@ -98,8 +102,8 @@ def predict_splits(model, tokenizer, splits: Splits, config: EvaluationConfig, p
             for name in EVALUATED_SPLITS}
 
 
-def error_type(row: dict[str, Any]) -> str:
-    got, expected = row.get("got") or "", row["expected"]
+def error_type(got: str | None, expected: str) -> str:
+    got = got or ""
     if not got.strip():
         return "empty_answer"
     if len(got.split()) > 2 * len(expected.split()) + 5:
@@ -107,14 +111,14 @@ def error_type(row: dict[str, Any]) -> str:
     return "wrong_content"
 
 
-def find_bad_cases(feedback_rows: list[dict[str, Any]], train: list[Example], train_losses: list[float], config: EvaluationConfig) -> list[dict[str, Any]]:
+def find_bad_cases(feedback_rows: list[ExampleScore], train: list[Example], train_losses: list[float], config: EvaluationConfig) -> list[BadCase]:
     """Feedback examples scoring below the threshold (worst first) and the training examples with the highest loss."""
-    failing = sorted((r for r in feedback_rows if r["overall"] < config.bad_case_threshold), key=lambda r: r["overall"])
-    cases = [{**r, "split": "feedback", "error_type": error_type(r)} for r in failing[: config.max_bad_cases]]
+    failing = sorted((r for r in feedback_rows if r.overall < config.bad_case_threshold), key=lambda r: r.overall)
+    cases = [BadCase(**r.model_dump(), split="feedback", error_type=error_type(r.got, r.expected)) for r in failing[: config.max_bad_cases]]
     ranked = sorted((pair for pair in zip(train, train_losses) if pair[1] == pair[1]), key=lambda p: -p[1])
     for example, loss in ranked[: config.max_train_loss_cases]:
-        cases.append({"example_id": example.id, "question": example.question, "expected": example.answer, "got": None,
-                      "loss": round(loss, 4), "split": "train", "error_type": "high_training_loss"})
+        cases.append(BadCase(example_id=example.id, question=example.question, expected=example.answer, got=None,
+                             loss=round(loss, 4), split="train", error_type="high_training_loss"))
     return cases
 
 
@@ -124,30 +128,24 @@ ACTIONS = {
 }
 
 
-def suggest_improvements(bad_cases: list[dict[str, Any]], iteration: int) -> list[dict[str, Any]]:
+def suggest_improvements(bad_cases: list[BadCase], iteration: int) -> list[Suggestion]:
     """Group bad cases by topic and split; one structured suggestion per group, with its plain-words rendering."""
-    suggestions = []
+    suggestions: list[Suggestion] = []
     for split in ("feedback", "train"):
-        cases = [c for c in bad_cases if c["split"] == split]
-        for group in group_by_topic([c["question"] for c in cases]):
+        cases = [c for c in bad_cases if c.split == split]
+        for group in group_by_topic([c.question for c in cases]):
             members = [cases[i] for i in group]
-            dominant = Counter(c["error_type"] for c in members).most_common(1)[0][0]
-            label = members[0]["question"]
-            suggestion = {
-                "id": f"s{iteration}-{len(suggestions) + 1}",
-                "kind": "targeted_training_data",
-                "split": split,
-                "error_type": dominant,
-                "group": {"label": label, "size": len(members)},
-                "evidence_bad_case_ids": [c["example_id"] for c in members],
-                "action": ACTIONS[split],
-            }
-            suggestion["text"] = (
+            dominant = Counter(c.error_type for c in members).most_common(1)[0][0]
+            label = members[0].question
+            action = ACTIONS[split]
+            text = (
                 f"{len(members)} {'answer' if split == 'feedback' else 'training example'}{'s' if len(members) > 1 else ''} "
                 f"about topics like \"{label}\" {'are mostly ' + dominant.replace('_', ' ') if split == 'feedback' else 'still have a high loss'}; "
-                f"next round will {suggestion['action']}."
+                f"next round will {action}."
             )
-            suggestions.append(suggestion)
+            suggestions.append(Suggestion(id=f"s{iteration}-{len(suggestions) + 1}", kind="targeted_training_data", split=split,
+                                          error_type=dominant, group=SuggestionGroup(label=label, size=len(members)),
+                                          evidence_bad_case_ids=[c.example_id for c in members], action=action, text=text))
     return suggestions
 
 
@@ -157,61 +155,55 @@ def evaluate_predictions(
     train_losses: list[float],
     config: EvaluationConfig,
     iteration: int,
-    baseline: dict[str, Any] | None = None,
-    previous: dict[str, Any] | None = None,
+    baseline: EvaluationReport | None = None,
+    previous: EvaluationReport | None = None,
     lineage: dict[str, list[str]] | None = None,
-) -> dict[str, Any]:
+) -> EvaluationReport:
     """The evaluation report of one iteration, from the model's answers and per-example training losses.
 
     `baseline` and `previous` are earlier evaluation reports (the untuned model's and the last
     iteration's); `lineage` maps a bad case id to the training example ids that targeted it.
     """
-    results = {name: score_split(getattr(splits, name), predictions[name], config.weights) for name in EVALUATED_SPLITS}
-    headline = results[HEADLINE_SPLIT]["scores"]["overall"]
-    bad_cases = find_bad_cases(results["feedback"]["examples"], splits.train, train_losses, config)
+    results = {name: score_split(name, getattr(splits, name), predictions[name], config.weights) for name in EVALUATED_SPLITS}
+    headline = results[HEADLINE_SPLIT].scores.overall
+    bad_cases = find_bad_cases(results["feedback"].examples, splits.train, train_losses, config)
     valid_losses = [x for x in train_losses if x == x]
-    report: dict[str, Any] = {
-        "iteration": iteration,
-        "headline": {"split": HEADLINE_SPLIT, "score": headline, "grade": grade(headline, config.thresholds)},
-        "splits": {name: {"split": name, "size": len(getattr(splits, name)), **results[name]} for name in EVALUATED_SPLITS},
-        "train_loss": {"split": "train", "mean": round(sum(valid_losses) / len(valid_losses), 4) if valid_losses else None},
-        "bad_cases": bad_cases,
-        "suggestions": suggest_improvements(bad_cases, iteration),
-        "comparison": {},
-        "bad_case_followup": [],
-    }
+    report = EvaluationReport(
+        iteration=iteration,
+        headline=Headline(split=HEADLINE_SPLIT, score=headline, grade=grade(headline, config.thresholds)),
+        splits=results,
+        train_loss=TrainLoss(mean=round(sum(valid_losses) / len(valid_losses), 4) if valid_losses else None),
+        bad_cases=bad_cases,
+        suggestions=suggest_improvements(bad_cases, iteration),
+    )
     for name, other in (("baseline", baseline), ("previous", previous)):
         if other:
-            report["comparison"][name] = {
-                split: {"split": split, "score": other["splits"][split]["scores"]["overall"],
-                        "delta": round(results[split]["scores"]["overall"] - other["splits"][split]["scores"]["overall"], 4)}
-                for split in EVALUATED_SPLITS
-            }
+            report.comparison[name] = {split: SplitComparison(split=split, score=other.score(split), delta=round(report.score(split) - other.score(split), 4))
+                                       for split in EVALUATED_SPLITS}
     if previous:
-        report["bad_case_followup"] = follow_up_bad_cases(previous, results, lineage or {})
+        report.bad_case_followup = follow_up_bad_cases(previous, results, lineage or {})
     if baseline:
-        base_by_id = {r["example_id"]: r["got"] for r in baseline["splits"][HEADLINE_SPLIT]["examples"]}
-        report["side_by_side"] = [
-            {"split": HEADLINE_SPLIT, "question": r["question"], "expected": r["expected"], "base_answer": base_by_id.get(r["example_id"]), "tuned_answer": r["got"]}
-            for r in results[HEADLINE_SPLIT]["examples"][: config.side_by_side]
+        base_by_id = {r.example_id: r.got for r in baseline.splits[HEADLINE_SPLIT].examples}
+        report.side_by_side = [
+            SideBySide(split=HEADLINE_SPLIT, question=r.question, expected=r.expected, base_answer=base_by_id.get(r.example_id), tuned_answer=r.got)
+            for r in results[HEADLINE_SPLIT].examples[: config.side_by_side]
         ]
     return report
 
 
-def follow_up_bad_cases(previous: dict[str, Any], results: dict[str, Any], lineage: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """How each of the previous round's bad cases scores now, and which training examples were made for it."""
-    now = {split: {r["example_id"]: r for r in results[split]["examples"]} for split in EVALUATED_SPLITS}
+def follow_up_bad_cases(previous: EvaluationReport, results: dict[str, SplitResult], lineage: dict[str, list[str]]) -> list[BadCaseFollowup]:
+    """How each of the previous round's feedback bad cases scores now, and which training examples were made for it."""
+    now = {r.example_id: r for r in results["feedback"].examples}
     rows = []
-    for case in previous["bad_cases"]:
-        if case["split"] != "feedback":
+    for case in previous.bad_cases:
+        if case.split != "feedback":
             continue
-        after = now["feedback"].get(case["example_id"])
-        rows.append({
-            "bad_case_id": case["example_id"], "split": "feedback", "question": case["question"],
-            "before": case["overall"], "after": after["overall"] if after else None,
-            "delta": round(after["overall"] - case["overall"], 4) if after else None,
-            "targeted_training_examples": lineage.get(case["example_id"], []),
-        })
+        after = now.get(case.example_id)
+        rows.append(BadCaseFollowup(
+            bad_case_id=case.example_id, split="feedback", question=case.question, before=case.overall,
+            after=after.overall if after else None, delta=round(after.overall - case.overall, 4) if after else None,
+            targeted_training_examples=lineage.get(case.example_id, []),
+        ))
     return rows
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from rapidfuzz import fuzz, process
 
 from ml.examples import Example, example_key, normalize_text, read_rows, record_to_pair
+from schemas.reports import BadCase, Suggestion
 
 # Two examples whose normalized text is at least this similar (rapidfuzz ratio, 0-100) are near duplicates.
 NEAR_DUPLICATE_SIMILARITY = 90.0
@@ -240,8 +241,8 @@ class TargetedData:
 def target_bad_cases(
     train: list[Example],
     held_out: list[Example],
-    bad_cases: list[dict[str, Any]],
-    suggestions: list[dict[str, Any]],
+    bad_cases: list[BadCase],
+    suggestions: list[Suggestion],
     embed: Embedder,
     config: TargetingConfig | None = None,
 ) -> TargetedData:
@@ -255,16 +256,16 @@ def target_bad_cases(
     result = [Example(**{**e.to_json(), "lineage": list(e.lineage)}) for e in train]
     if not bad_cases or not result:
         return TargetedData(result, 0, 0, {}, 0)
-    suggestion_of = {case_id: s["id"] for s in suggestions for case_id in s.get("evidence_bad_case_ids", [])}
+    suggestion_of = {case_id: s.id for s in suggestions for case_id in s.evidence_bad_case_ids}
     by_id = {e.id: i for i, e in enumerate(result)}
     train_vectors = embed([e.question for e in result])
     targets: dict[int, list[dict[str, Any]]] = {}
     for case in bad_cases:
-        cause = {"bad_case_id": case["example_id"], "suggestion_id": suggestion_of.get(case["example_id"]), "split": case["split"]}
-        if case["split"] == "train" and case["example_id"] in by_id:
-            targets.setdefault(by_id[case["example_id"]], []).append({**cause, "reason": "high_training_loss"})
+        cause = {"bad_case_id": case.example_id, "suggestion_id": suggestion_of.get(case.example_id), "split": case.split}
+        if case.split == "train" and case.example_id in by_id:
+            targets.setdefault(by_id[case.example_id], []).append({**cause, "reason": "high_training_loss"})
             continue
-        query = embed([case["question"]])[0]
+        query = embed([case.question])[0]
         similarities = train_vectors @ query
         for index in np.argsort(-similarities)[: config.neighbours_per_bad_case]:
             if similarities[index] >= config.min_similarity:

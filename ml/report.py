@@ -6,35 +6,36 @@ from pathlib import Path
 from typing import Any
 
 from ml.metrics import METRIC_NAMES
+from schemas.reports import BaselineSummary, EvaluationReport, FinalSummary, IterationReport, TaskInfo, TaskReport, TrainingSummary
 
 
-def build_task_report(task: dict[str, Any], baseline: dict[str, Any], evaluations: list[dict[str, Any]], training: list[dict[str, Any]]) -> dict[str, Any]:
-    """One JSON-able report from the per-iteration evaluation and training records."""
+def build_task_report(task: TaskInfo, baseline: EvaluationReport, evaluations: list[EvaluationReport], training: list[dict[str, Any]]) -> TaskReport:
+    """One report from the per-iteration evaluation reports and training records (`training_metrics.json`)."""
     iterations = []
     for evaluation, train in zip(evaluations, training, strict=True):
-        iterations.append({
-            "iteration": evaluation["iteration"],
-            "headline": evaluation["headline"],
-            "scores": {split: evaluation["splits"][split]["scores"] for split in ("feedback", "test")},
-            "comparison": evaluation["comparison"],
-            "bad_cases": len(evaluation["bad_cases"]),
-            "suggestions": [s["text"] for s in evaluation["suggestions"]],
-            "bad_case_followup": evaluation["bad_case_followup"],
-            "training": {k: train[k] for k in ("steps", "resumed_from_step", "seconds", "tokens_per_second", "useful_tokens", "device")},
-            "loss_curve": train["loss_curve"],
-            "adapter_key": evaluation.get("adapter_key"),
-        })
+        iterations.append(IterationReport(
+            iteration=evaluation.iteration,
+            headline=evaluation.headline,
+            scores={split: evaluation.splits[split].scores for split in ("feedback", "test")},
+            comparison=evaluation.comparison,
+            bad_cases=len(evaluation.bad_cases),
+            suggestions=[s.text for s in evaluation.suggestions],
+            bad_case_followup=evaluation.bad_case_followup,
+            training=TrainingSummary(**{k: train[k] for k in TrainingSummary.model_fields}),
+            loss_curve=train["loss_curve"],
+            adapter_key=evaluation.adapter_key,
+        ))
     last = evaluations[-1]
-    return {
-        "task": task,
-        "baseline": {"split": "test", "scores": baseline["splits"]["test"]["scores"], "feedback_scores": baseline["splits"]["feedback"]["scores"]},
-        "final": {"split": "test", **last["headline"], "beats_baseline": last["headline"]["score"] > baseline["splits"]["test"]["scores"]["overall"]},
-        "iterations": iterations,
-        "side_by_side": last.get("side_by_side", []),
-    }
+    return TaskReport(
+        task=task,
+        baseline=BaselineSummary(scores=baseline.splits["test"].scores, feedback_scores=baseline.splits["feedback"].scores),
+        final=FinalSummary(score=last.headline.score, grade=last.headline.grade, beats_baseline=last.headline.score > baseline.score("test")),
+        iterations=iterations,
+        side_by_side=last.side_by_side,
+    )
 
 
-def plot_report(report: dict[str, Any], path: Path) -> Path:
+def plot_report(report: TaskReport, path: Path) -> Path:
     """Loss curve per iteration and test/feedback score per iteration against the baseline, as one PNG."""
     import matplotlib
 
@@ -43,16 +44,16 @@ def plot_report(report: dict[str, Any], path: Path) -> Path:
 
     fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(11, 4))
     offset = 0
-    for it in report["iterations"]:
-        steps = [offset + s for s, _ in it["loss_curve"]]
-        loss_ax.plot(steps, [v for _, v in it["loss_curve"]], label=f"iteration {it['iteration']}")
+    for it in report.iterations:
+        steps = [offset + s for s, _ in it.loss_curve]
+        loss_ax.plot(steps, [v for _, v in it.loss_curve], label=f"iteration {it.iteration}")
         offset = steps[-1] if steps else offset
     loss_ax.set(title="Training loss", xlabel="step (cumulative)", ylabel="loss")
     loss_ax.legend()
-    numbers = [it["iteration"] for it in report["iterations"]]
+    numbers = [it.iteration for it in report.iterations]
     for split in ("test", "feedback"):
-        score_ax.plot(numbers, [it["scores"][split]["overall"] for it in report["iterations"]], marker="o", label=f"tuned ({split} split)")
-    score_ax.axhline(report["baseline"]["scores"]["overall"], color="grey", linestyle="--", label="base model (test split)")
+        score_ax.plot(numbers, [it.scores[split].overall for it in report.iterations], marker="o", label=f"tuned ({split} split)")
+    score_ax.axhline(report.baseline.scores.overall, color="grey", linestyle="--", label="base model (test split)")
     score_ax.set(title="Overall score per iteration", xlabel="iteration", ylabel="score", ylim=(0, 1), xticks=numbers)
     score_ax.legend()
     fig.tight_layout()
@@ -62,46 +63,47 @@ def plot_report(report: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def render_markdown(report: dict[str, Any], plot_name: str | None) -> str:
-    task, base = report["task"], report["baseline"]
+def render_markdown(report: TaskReport, plot_name: str | None) -> str:
+    task, base, final = report.task, report.baseline, report.final
     lines = [
-        f"# Fine-tuning report: {task['name']}",
+        f"# Fine-tuning report: {task.name}",
         "",
-        f"- Task `{task['task_id']}`, mode {task['mode']}, model `{task['model_name']}`",
-        f"- Stopped because: {task['stop_reason']}",
-        f"- Final test-split score **{report['final']['score']:.4f}** ({report['final']['grade']}) vs base model "
-        f"{base['scores']['overall']:.4f}: {'beats' if report['final']['beats_baseline'] else 'does NOT beat'} the baseline",
+        f"- Task `{task.task_id}`, mode {task.mode}, model `{task.model_name}`",
+        f"- Stopped because: {task.stop_reason}",
+        f"- Final test-split score **{final.score:.4f}** ({final.grade}) vs base model "
+        f"{base.scores.overall:.4f}: {'beats' if final.beats_baseline else 'does NOT beat'} the baseline",
         "",
     ]
     if plot_name:
         lines += [f"![loss and scores]({plot_name})", ""]
     header = "| iteration | split | " + " | ".join(METRIC_NAMES) + " | overall | grade | Δ vs base | train steps (resumed from) |"
     lines += ["## Scores per iteration", "", header, "|" + "---|" * (len(METRIC_NAMES) + 6)]
-    lines.append("| base | test | " + " | ".join(f"{base['scores'][m]:.3f}" for m in METRIC_NAMES) + f" | {base['scores']['overall']:.4f} | | | |")
-    for it in report["iterations"]:
+    lines.append("| base | test | " + " | ".join(f"{getattr(base.scores, m):.3f}" for m in METRIC_NAMES) + f" | {base.scores.overall:.4f} | | | |")
+    for it in report.iterations:
         for split in ("test", "feedback"):
-            scores = it["scores"][split]
-            delta = it["comparison"].get("baseline", {}).get(split, {}).get("delta")
-            grade = it["headline"]["grade"] if split == "test" else ""
-            training = f"{it['training']['steps']} ({it['training']['resumed_from_step']})" if split == "test" else ""
-            lines.append(f"| {it['iteration']} | {split} | " + " | ".join(f"{scores[m]:.3f}" for m in METRIC_NAMES)
-                         + f" | {scores['overall']:.4f} | {grade} | {delta if delta is not None else ''} | {training} |")
+            scores = it.scores[split]
+            comparison = it.comparison.get("baseline", {}).get(split)
+            delta = comparison.delta if comparison else None
+            grade = it.headline.grade if split == "test" else ""
+            training = f"{it.training.steps} ({it.training.resumed_from_step})" if split == "test" else ""
+            lines.append(f"| {it.iteration} | {split} | " + " | ".join(f"{getattr(scores, m):.3f}" for m in METRIC_NAMES)
+                         + f" | {scores.overall:.4f} | {grade} | {delta if delta is not None else ''} | {training} |")
     lines += ["", "## From bad case to score change", ""]
-    for it in report["iterations"]:
-        followups = it["bad_case_followup"]
+    for it in report.iterations:
+        followups = it.bad_case_followup
         if not followups:
             continue
-        improved = sum(1 for f in followups if f["delta"] is not None and f["delta"] > 0)
-        lines += [f"### Iteration {it['iteration']}: {improved} of {len(followups)} previous bad cases improved", "",
+        improved = sum(1 for f in followups if f.delta is not None and f.delta > 0)
+        lines += [f"### Iteration {it.iteration}: {improved} of {len(followups)} previous bad cases improved", "",
                   "| bad case (feedback split) | before | after | targeted training examples |", "|---|---|---|---|"]
         for f in followups[:10]:
-            lines.append(f"| {_cell(f['question'])} | {f['before']:.3f} | {f['after'] if f['after'] is None else format(f['after'], '.3f')} | {len(f['targeted_training_examples'])} |")
+            lines.append(f"| {_cell(f.question)} | {f.before:.3f} | {f.after if f.after is None else format(f.after, '.3f')} | {len(f.targeted_training_examples)} |")
         lines.append("")
     lines += ["## Improvement suggestions of the last round", ""]
-    lines += [f"- {text}" for text in report["iterations"][-1]["suggestions"][:10]] or ["- none"]
+    lines += [f"- {text}" for text in report.iterations[-1].suggestions[:10]] or ["- none"]
     lines += ["", "## Examples side by side (test split)", "", "| question | expected | base model | tuned |", "|---|---|---|---|"]
-    for row in report["side_by_side"]:
-        lines.append(f"| {_cell(row['question'])} | {_cell(row['expected'])} | {_cell(row['base_answer'] or '')} | {_cell(row['tuned_answer'])} |")
+    for row in report.side_by_side:
+        lines.append(f"| {_cell(row.question)} | {_cell(row.expected)} | {_cell(row.base_answer or '')} | {_cell(row.tuned_answer)} |")
     return "\n".join(lines) + "\n"
 
 

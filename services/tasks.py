@@ -5,7 +5,6 @@ Every lookup is inside one organization (`org_id`): another tenant's task is sim
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any, Awaitable, Callable
 
@@ -24,6 +23,7 @@ from db.models import MLTask, Organization, TaskExecution, new_id
 from db.session import page
 from ml.base_model import UnknownModel, validate_model_name
 from schemas.api import ContinuousTaskCreate, StandardTaskCreate
+from schemas.reports import StoredTaskReport, TaskReport
 from schemas.workflow_io import ActivityTimeouts, FineTuningInput, Hyperparameters
 from services.datasets import get_dataset
 from storage.object_store import ObjectNotFound, ObjectStore, get_bytes
@@ -71,16 +71,17 @@ def list_executions(session: Session, org_id: str, task_id: str) -> list[TaskExe
     return list(session.scalars(select(TaskExecution).where(TaskExecution.task_id == task_id).order_by(TaskExecution.id)))
 
 
-def task_report(session: Session, store: ObjectStore, org_id: str, task_id: str) -> dict[str, Any]:
+def task_report(session: Session, store: ObjectStore, org_id: str, task_id: str) -> StoredTaskReport:
     """The finished task's report, with where its JSON and Markdown are stored."""
     task = get_task(session, org_id, task_id)
     if not task.report_key:
         raise NotFound(f"task {task_id} has no report yet (status {task.status})")
     try:
-        report = json.loads(get_bytes(store, task.report_key))
+        report = get_bytes(store, task.report_key)
     except ObjectNotFound as exc:
         raise NotFound(f"the report of task {task_id} is missing from storage") from exc
-    return {**report, "report_path": store.describe(task.report_key), "markdown_path": store.describe(task.report_key.replace(".json", ".md"))}
+    return StoredTaskReport(**TaskReport.model_validate_json(report).model_dump(), report_path=store.describe(task.report_key),
+                            markdown_path=store.describe(task.report_key.replace(".json", ".md")))
 
 
 def workflow_input(task: MLTask, settings: Settings, targeting: bool = True) -> FineTuningInput:

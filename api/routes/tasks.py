@@ -9,6 +9,7 @@ from api.security import TasksRead, TasksWrite
 from core.status import TaskMode, TaskStatus
 from db.models import MLTask
 from schemas.api import ContinuousTaskCreate, ExecutionPublic, StandardTaskCreate, TaskAction, TaskList, TaskPublic, TrainingProgressPublic
+from schemas.reports import StoredTaskReport
 from services import tasks as service
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
@@ -54,8 +55,9 @@ def list_executions(caller: TasksRead, session: SessionDep, task_id: str) -> lis
     return [ExecutionPublic.model_validate(e, from_attributes=True) for e in service.list_executions(session, caller.org_id, task_id)]
 
 
-@router.get("/{task_id}/report")
-def get_report(caller: TasksRead, session: SessionDep, store: StoreDep, task_id: str) -> dict[str, Any]:
+@router.get("/{task_id}/report", response_model=StoredTaskReport)
+def get_report(caller: TasksRead, session: SessionDep, store: StoreDep, task_id: str) -> StoredTaskReport:
+    """Every iteration against the base model on the locked test split, from each bad case to its score change."""
     return service.task_report(session, store, caller.org_id, task_id)
 
 

@@ -21,8 +21,7 @@ from ml.examples import Example
 from ml.metrics import METRIC_NAMES
 from ml.optimizer import Splits
 from ml.report import build_task_report, plot_report, render_markdown
-
-
+from schemas.reports import BadCase, EvaluationReport, ExampleScore, SideBySide, TaskInfo, TaskReport
 
 TRAIN = [
     Example("How do I reset my FerroLink password?", "Open Settings > Account and choose Reset password."),
@@ -49,6 +48,10 @@ EMPTY_PREDICTIONS = {"feedback": ["", "", ""], "test": ["", ""]}
 TRAIN_LOSSES = [0.5, float("nan"), 2.0]
 
 
+def _row(example_id: str, question: str, expected: str, got: str, score: float) -> ExampleScore:
+    return ExampleScore(example_id=example_id, question=question, expected=expected, got=got, scores={}, overall=score)
+
+
 @pytest.fixture
 def splits() -> Splits:
     return Splits(train=list(TRAIN), feedback=list(FEEDBACK), test=list(TEST))
@@ -63,18 +66,19 @@ def config() -> EvaluationConfig:
 
 
 def test_score_split_rows(config):
-    result = score_split(TEST, [TEST[0].answer, ""], config.weights)
-    first, second = result["examples"]
-    assert first["example_id"] == TEST[0].id and first["got"] == TEST[0].answer and first["expected"] == TEST[0].answer
-    assert first["scores"] == {"exact_match": 1.0, "token_f1": 1.0, "bleu": 1.0, "rouge_l": 1.0}
-    assert first["overall"] == 1.0
-    assert second["scores"] == {name: 0.0 for name in METRIC_NAMES} and second["overall"] == 0.0
-    assert result["scores"] == {"exact_match": 0.5, "token_f1": 0.5, "bleu": 0.5, "rouge_l": 0.5, "overall": 0.5}
+    result = score_split("test", TEST, [TEST[0].answer, ""], config.weights)
+    first, second = result.examples
+    assert first.example_id == TEST[0].id and first.got == TEST[0].answer and first.expected == TEST[0].answer
+    assert first.scores == {"exact_match": 1.0, "token_f1": 1.0, "bleu": 1.0, "rouge_l": 1.0}
+    assert first.overall == 1.0
+    assert second.scores == {name: 0.0 for name in METRIC_NAMES} and second.overall == 0.0
+    assert result.scores.model_dump() == {"exact_match": 0.5, "token_f1": 0.5, "bleu": 0.5, "rouge_l": 0.5, "overall": 0.5}
+    assert (result.split, result.size) == ("test", 2)
 
 
 def test_score_split_length_mismatch(config):
     with pytest.raises(ValueError):
-        score_split(TEST, ["only one"], config.weights)
+        score_split("test", TEST, ["only one"], config.weights)
 
 
 @pytest.mark.parametrize(("got", "expected_type"), [
@@ -86,28 +90,29 @@ def test_score_split_length_mismatch(config):
     ("wrong words", "wrong_content"),
 ])
 def test_error_type(got, expected_type):
-    assert error_type({"got": got, "expected": "a b c"}) == expected_type
+    assert error_type(got, "a b c") == expected_type
 
 
 def test_find_bad_cases(config):
     rows = [
-        {"example_id": "a", "question": "qa", "expected": "x", "got": "y", "overall": 0.49},
-        {"example_id": "b", "question": "qb", "expected": "x", "got": "", "overall": 0.1},
-        {"example_id": "c", "question": "qc", "expected": "x", "got": "x", "overall": 0.5},  # at the threshold: fine
+        _row("a", "qa", "x", "y", 0.49),
+        _row("b", "qb", "x", "", 0.1),
+        _row("c", "qc", "x", "x", 0.5),  # at the threshold: fine
     ]
     cases = find_bad_cases(rows, TRAIN, TRAIN_LOSSES, config)
-    assert [(c["example_id"], c["split"], c["error_type"]) for c in cases] == [
+    assert [(c.example_id, c.split, c.error_type) for c in cases] == [
         ("b", "feedback", "empty_answer"), ("a", "feedback", "wrong_content"),
         (TRAIN[2].id, "train", "high_training_loss"), (TRAIN[0].id, "train", "high_training_loss"),
     ]
-    assert cases[2]["loss"] == 2.0 and cases[2]["got"] is None and cases[2]["expected"] == TRAIN[2].answer
+    assert cases[2].loss == 2.0 and cases[2].got is None and cases[2].expected == TRAIN[2].answer
+    assert cases[0].overall == 0.1 and cases[0].scores == {}
 
 
 def test_find_bad_cases_caps(config):
-    rows = [{"example_id": str(i), "question": "q", "expected": "x", "got": "", "overall": i / 100} for i in range(10)]
+    rows = [_row(str(i), "q", "x", "", i / 100) for i in range(10)]
     capped = EvaluationConfig(max_bad_cases=3, max_train_loss_cases=1)
     cases = find_bad_cases(rows, TRAIN, TRAIN_LOSSES, capped)
-    assert [c["example_id"] for c in cases] == ["0", "1", "2", TRAIN[2].id]
+    assert [c.example_id for c in cases] == ["0", "1", "2", TRAIN[2].id]
 
 
 # ---------------------------------------------------------------- the evaluation report
@@ -115,38 +120,40 @@ def test_find_bad_cases_caps(config):
 
 def test_evaluate_predictions_report(splits, config):
     report = evaluate_predictions(splits, GOOD_PREDICTIONS, TRAIN_LOSSES, config, iteration=1)
-    assert report["iteration"] == 1
-    assert report["headline"] == {"split": "test", "score": 0.5, "grade": "ACCEPTABLE"}
-    assert report["splits"]["test"]["size"] == 2 and report["splits"]["feedback"]["size"] == 3
-    assert report["splits"]["feedback"]["split"] == "feedback"
-    assert report["train_loss"] == {"split": "train", "mean": 1.25}  # NaN losses are left out
-    assert report["comparison"] == {} and report["bad_case_followup"] == [] and "side_by_side" not in report
+    assert report.iteration == 1
+    assert report.headline.model_dump() == {"split": "test", "score": 0.5, "grade": "ACCEPTABLE"}
+    assert report.splits["test"].size == 2 and report.splits["feedback"].size == 3
+    assert report.splits["feedback"].split == "feedback"
+    assert report.train_loss.model_dump() == {"split": "train", "mean": 1.25}  # NaN losses are left out
+    assert report.comparison == {} and report.bad_case_followup == [] and report.side_by_side == []
 
-    bad = report["bad_cases"]
-    feedback_bad = [c for c in bad if c["split"] == "feedback"]
-    assert [c["example_id"] for c in feedback_bad] == [FEEDBACK[1].id, FEEDBACK[2].id]
-    assert [c["error_type"] for c in feedback_bad] == ["empty_answer", "too_long"]
-    assert all(c["overall"] < config.bad_case_threshold for c in feedback_bad)
-    assert FEEDBACK[0].id not in {c["example_id"] for c in bad}  # the correct answer is not a bad case
-    train_bad = [c for c in bad if c["split"] == "train"]
-    assert [(c["example_id"], c["loss"]) for c in train_bad] == [(TRAIN[2].id, 2.0), (TRAIN[0].id, 0.5)]
+    bad = report.bad_cases
+    feedback_bad = [c for c in bad if c.split == "feedback"]
+    assert [c.example_id for c in feedback_bad] == [FEEDBACK[1].id, FEEDBACK[2].id]
+    assert [c.error_type for c in feedback_bad] == ["empty_answer", "too_long"]
+    assert all(c.overall < config.bad_case_threshold for c in feedback_bad)
+    assert FEEDBACK[0].id not in {c.example_id for c in bad}  # the correct answer is not a bad case
+    train_bad = [c for c in bad if c.split == "train"]
+    assert [(c.example_id, c.loss) for c in train_bad] == [(TRAIN[2].id, 2.0), (TRAIN[0].id, 0.5)]
     # test-split examples are never mined for bad cases
-    assert not {c["example_id"] for c in bad} & {e.id for e in TEST}
+    assert not {c.example_id for c in bad} & {e.id for e in TEST}
 
-    suggestions = report["suggestions"]
-    assert {i for s in suggestions for i in s["evidence_bad_case_ids"]} == {c["example_id"] for c in bad}
+    suggestions = report.suggestions
+    assert {i for s in suggestions for i in s.evidence_bad_case_ids} == {c.example_id for c in bad}
+    # the stored form reads back as the same report
+    assert EvaluationReport.model_validate_json(report.model_dump_json()) == report
 
 
 def test_evaluate_predictions_all_losses_nan(splits, config):
     report = evaluate_predictions(splits, GOOD_PREDICTIONS, [math.nan] * 3, config, iteration=1)
-    assert report["train_loss"]["mean"] is None
-    assert all(c["split"] == "feedback" for c in report["bad_cases"])
+    assert report.train_loss.mean is None
+    assert all(c.split == "feedback" for c in report.bad_cases)
 
 
 def test_comparison_followup_and_side_by_side(splits, config):
     baseline = evaluate_predictions(splits, EMPTY_PREDICTIONS, TRAIN_LOSSES, config, iteration=0)
     previous = evaluate_predictions(splits, EMPTY_PREDICTIONS, TRAIN_LOSSES, config, iteration=1)
-    assert [c["example_id"] for c in previous["bad_cases"] if c["split"] == "feedback"] == [e.id for e in FEEDBACK]
+    assert [c.example_id for c in previous.bad_cases if c.split == "feedback"] == [e.id for e in FEEDBACK]
 
     rewrite = Example("Quick question: How do I reset my FerroLink password?", TRAIN[0].answer, origin="rewrite",
                            lineage=[{"bad_case_id": FEEDBACK[2].id, "action": "rewrite"}])
@@ -159,32 +166,33 @@ def test_comparison_followup_and_side_by_side(splits, config):
 
     report = evaluate_predictions(splits, GOOD_PREDICTIONS, TRAIN_LOSSES, config, iteration=2,
                                   baseline=baseline, previous=previous, lineage=lineage)
-    feedback_now = report["splits"]["feedback"]["scores"]["overall"]
-    assert report["comparison"]["baseline"]["test"] == {"split": "test", "score": 0.0, "delta": 0.5}
-    assert report["comparison"]["previous"]["test"] == {"split": "test", "score": 0.0, "delta": 0.5}
-    assert report["comparison"]["baseline"]["feedback"]["delta"] == pytest.approx(feedback_now)
+    feedback_now = report.score("feedback")
+    assert report.comparison["baseline"]["test"].model_dump() == {"split": "test", "score": 0.0, "delta": 0.5}
+    assert report.comparison["previous"]["test"].model_dump() == {"split": "test", "score": 0.0, "delta": 0.5}
+    assert report.comparison["baseline"]["feedback"].delta == pytest.approx(feedback_now)
     assert feedback_now > 0
 
-    followup = {f["bad_case_id"]: f for f in report["bad_case_followup"]}
+    followup = {f.bad_case_id: f for f in report.bad_case_followup}
     assert set(followup) == {e.id for e in FEEDBACK}  # only feedback bad cases are followed up
     fixed = followup[FEEDBACK[0].id]
-    assert (fixed["before"], fixed["after"], fixed["delta"]) == (0.0, 1.0, 1.0)
-    assert fixed["targeted_training_examples"] == [upweighted.id]
-    assert followup[FEEDBACK[1].id]["delta"] == 0.0 and followup[FEEDBACK[1].id]["targeted_training_examples"] == []
-    assert followup[FEEDBACK[2].id]["targeted_training_examples"] == [upweighted.id, rewrite.id]
-    assert all(f["split"] == "feedback" for f in report["bad_case_followup"])
+    assert (fixed.before, fixed.after, fixed.delta) == (0.0, 1.0, 1.0)
+    assert fixed.targeted_training_examples == [upweighted.id]
+    assert followup[FEEDBACK[1].id].delta == 0.0 and followup[FEEDBACK[1].id].targeted_training_examples == []
+    assert followup[FEEDBACK[2].id].targeted_training_examples == [upweighted.id, rewrite.id]
+    assert all(f.split == "feedback" for f in report.bad_case_followup)
 
-    assert report["side_by_side"] == [
+    assert [row.model_dump() for row in report.side_by_side] == [
         {"split": "test", "question": TEST[0].question, "expected": TEST[0].answer, "base_answer": "", "tuned_answer": TEST[0].answer},
         {"split": "test", "question": TEST[1].question, "expected": TEST[1].answer, "base_answer": "", "tuned_answer": ""},
     ]
 
 
 def test_follow_up_of_a_case_no_longer_evaluated(config):
-    previous = {"bad_cases": [{"example_id": "gone", "question": "q", "overall": 0.2, "split": "feedback"},
-                              {"example_id": "t", "question": "q", "overall": None, "split": "train"}]}
-    results = {"feedback": {"examples": []}, "test": {"examples": []}}
-    assert follow_up_bad_cases(previous, results, {}) == [
+    previous = evaluate_predictions(Splits(train=[], feedback=[], test=[]), {"feedback": [], "test": []}, [], config, iteration=1)
+    previous.bad_cases = [BadCase(example_id="gone", question="q", expected="x", got="", overall=0.2, split="feedback", error_type="empty_answer"),
+                          BadCase(example_id="t", question="q", expected="x", got=None, loss=2.0, split="train", error_type="high_training_loss")]
+    results = {name: score_split(name, [], [], config.weights) for name in ("feedback", "test")}
+    assert [f.model_dump() for f in follow_up_bad_cases(previous, results, {})] == [
         {"bad_case_id": "gone", "split": "feedback", "question": "q", "before": 0.2, "after": None, "delta": None, "targeted_training_examples": []},
     ]
 
@@ -192,8 +200,8 @@ def test_follow_up_of_a_case_no_longer_evaluated(config):
 # ---------------------------------------------------------------- suggestions
 
 
-def _case(question: str, split: str, kind: str, example_id: str) -> dict:
-    return {"example_id": example_id, "question": question, "split": split, "error_type": kind}
+def _case(question: str, split: str, kind: str, example_id: str) -> BadCase:
+    return BadCase(example_id=example_id, question=question, expected="x", got=None, split=split, error_type=kind)
 
 
 def test_suggest_improvements_structure():
@@ -204,27 +212,27 @@ def test_suggest_improvements_structure():
         _case("Which TCP port does the FerroLink agent listen on?", "train", "high_training_loss", "t1"),
     ]
     suggestions = suggest_improvements(cases, iteration=3)
-    assert [s["id"] for s in suggestions] == [f"s3-{i}" for i in range(1, len(suggestions) + 1)]
-    assert [s["split"] for s in suggestions] == ["feedback", "feedback", "train"]  # feedback groups first
+    assert [s.id for s in suggestions] == [f"s3-{i}" for i in range(1, len(suggestions) + 1)]
+    assert [s.split for s in suggestions] == ["feedback", "feedback", "train"]  # feedback groups first
     for s in suggestions:
-        assert set(s) == {"id", "kind", "split", "error_type", "group", "evidence_bad_case_ids", "action", "text"}
-        assert s["kind"] == "targeted_training_data"
-        assert s["action"] == ACTIONS[s["split"]]
-        assert s["group"]["size"] == len(s["evidence_bad_case_ids"])
-        assert s["group"]["label"] in s["text"] and s["action"] in s["text"]
-    evidence = [i for s in suggestions for i in s["evidence_bad_case_ids"]]
+        assert set(s.model_dump()) == {"id", "kind", "split", "error_type", "group", "evidence_bad_case_ids", "action", "text"}
+        assert s.kind == "targeted_training_data"
+        assert s.action == ACTIONS[s.split]
+        assert s.group.size == len(s.evidence_bad_case_ids)
+        assert s.group.label in s.text and s.action in s.text
+    evidence = [i for s in suggestions for i in s.evidence_bad_case_ids]
     assert sorted(evidence) == ["f1", "f2", "f3", "t1"]  # every bad case in exactly one suggestion
 
-    password = next(s for s in suggestions if "f1" in s["evidence_bad_case_ids"])
-    assert sorted(password["evidence_bad_case_ids"]) == ["f1", "f3"]  # paraphrases share a topic
-    assert password["error_type"] == "wrong_content"
-    assert password["text"].startswith("2 answers about topics like") and "mostly wrong content" in password["text"]
-    single = next(s for s in suggestions if s["evidence_bad_case_ids"] == ["f2"])
-    assert single["error_type"] == "empty_answer"
-    assert single["text"].startswith('1 answer about topics like "How much does the Pro plan cost per month?"')
+    password = next(s for s in suggestions if "f1" in s.evidence_bad_case_ids)
+    assert sorted(password.evidence_bad_case_ids) == ["f1", "f3"]  # paraphrases share a topic
+    assert password.error_type == "wrong_content"
+    assert password.text.startswith("2 answers about topics like") and "mostly wrong content" in password.text
+    single = next(s for s in suggestions if s.evidence_bad_case_ids == ["f2"])
+    assert single.error_type == "empty_answer"
+    assert single.text.startswith('1 answer about topics like "How much does the Pro plan cost per month?"')
     train = suggestions[-1]
-    assert train["error_type"] == "high_training_loss" and "still have a high loss" in train["text"]
-    assert train["text"].startswith("1 training example about")
+    assert train.error_type == "high_training_loss" and "still have a high loss" in train.text
+    assert train.text.startswith("1 training example about")
 
 
 def test_suggest_improvements_of_nothing():
@@ -246,39 +254,40 @@ def task_report(splits, config):
     first = evaluate_predictions(splits, {"feedback": ["", "", LONG_WRONG], "test": ["", ""]}, TRAIN_LOSSES, config, 1, baseline=baseline)
     lineage = {FEEDBACK[0].id: [TRAIN[0].id]}
     second = evaluate_predictions(splits, GOOD_PREDICTIONS, TRAIN_LOSSES, config, 2, baseline=baseline, previous=first, lineage=lineage)
-    second["adapter_key"] = "models/t1/iter-2/adapter/"
-    task = {"task_id": "t1", "name": "FerroLink | FAQ", "mode": "CONTINUOUS", "model_name": "tiny-model", "stop_reason": "max iterations"}
+    second.adapter_key = "models/t1/iter-2/adapter/"
+    task = TaskInfo(task_id="t1", name="FerroLink | FAQ", mode="CONTINUOUS", model_name="tiny-model", stop_reason="max iterations")
     return build_task_report(task, baseline, [first, second], [_training(5, 0, 2.0), _training(4, 2, 1.0)])
 
 
 def test_build_task_report(task_report):
-    assert task_report["task"]["task_id"] == "t1"
-    assert task_report["baseline"]["split"] == "test" and task_report["baseline"]["scores"]["overall"] == 0.0
-    assert task_report["final"] == {"split": "test", "score": 0.5, "grade": "ACCEPTABLE", "beats_baseline": True}
-    first, second = task_report["iterations"]
-    assert [first["iteration"], second["iteration"]] == [1, 2]
-    assert first["scores"]["test"]["overall"] == 0.0 and second["scores"]["test"]["overall"] == 0.5
-    assert second["training"] == {"steps": 4, "resumed_from_step": 2, "seconds": 12.5, "tokens_per_second": 800.0,
-                                  "useful_tokens": 10000, "device": "cpu"}
-    assert second["adapter_key"] == "models/t1/iter-2/adapter/" and first["adapter_key"] is None
-    assert len(second["loss_curve"]) == 4
-    assert first["bad_case_followup"] == [] and len(second["bad_case_followup"]) == 3
-    assert second["bad_cases"] == 2 + 2  # two feedback failures, two finite training losses
-    assert all(isinstance(text, str) for text in second["suggestions"])
-    assert len(task_report["side_by_side"]) == 2
+    assert task_report.task.task_id == "t1"
+    assert task_report.baseline.split == "test" and task_report.baseline.scores.overall == 0.0
+    assert task_report.final.model_dump() == {"split": "test", "score": 0.5, "grade": "ACCEPTABLE", "beats_baseline": True}
+    first, second = task_report.iterations
+    assert [first.iteration, second.iteration] == [1, 2]
+    assert first.scores["test"].overall == 0.0 and second.scores["test"].overall == 0.5
+    assert second.training.model_dump() == {"steps": 4, "resumed_from_step": 2, "seconds": 12.5, "tokens_per_second": 800.0,
+                                            "useful_tokens": 10000, "device": "cpu"}
+    assert second.adapter_key == "models/t1/iter-2/adapter/" and first.adapter_key is None
+    assert len(second.loss_curve) == 4
+    assert first.bad_case_followup == [] and len(second.bad_case_followup) == 3
+    assert second.bad_cases == 2 + 2  # two feedback failures, two finite training losses
+    assert all(isinstance(text, str) for text in second.suggestions)
+    assert len(task_report.side_by_side) == 2
+    assert TaskReport.model_validate_json(task_report.model_dump_json()) == task_report
 
 
 def test_build_task_report_not_beating_baseline(splits, config):
     baseline = evaluate_predictions(splits, GOOD_PREDICTIONS, TRAIN_LOSSES, config, iteration=0)
     same = evaluate_predictions(splits, GOOD_PREDICTIONS, TRAIN_LOSSES, config, iteration=1, baseline=baseline)
-    report = build_task_report({"task_id": "t"}, baseline, [same], [_training(2, 0, 1.0)])
-    assert report["final"]["beats_baseline"] is False  # equal is not better
+    report = build_task_report(TaskInfo(task_id="t"), baseline, [same], [_training(2, 0, 1.0)])
+    assert report.final.beats_baseline is False  # equal is not better
 
 
 def test_build_task_report_needs_one_training_record_per_iteration(task_report, splits, config):
     evaluation = evaluate_predictions(splits, GOOD_PREDICTIONS, TRAIN_LOSSES, config, iteration=1)
     with pytest.raises(ValueError):
-        build_task_report({"task_id": "t"}, evaluation, [evaluation], [])
+        build_task_report(TaskInfo(task_id="t"), evaluation, [evaluation], [])
 
 
 def test_render_markdown(task_report):
@@ -301,14 +310,14 @@ def test_render_markdown(task_report):
 
 
 def test_render_markdown_without_plot_and_suggestions(task_report):
-    task_report["iterations"][-1]["suggestions"] = []
+    task_report.iterations[-1].suggestions = []
     text = render_markdown(task_report, None)
     assert "![" not in text
     assert "## Improvement suggestions of the last round\n\n- none\n" in text
 
 
 def test_render_markdown_escapes_table_cells(task_report):
-    task_report["side_by_side"] = [{"question": "a|b\nc", "expected": "x", "base_answer": None, "tuned_answer": "y"}]
+    task_report.side_by_side = [SideBySide(question="a|b\nc", expected="x", base_answer=None, tuned_answer="y")]
     text = render_markdown(task_report, None)
     assert "| a\\|b c | x |  | y |" in text
 

@@ -22,6 +22,7 @@ from ml.optimizer import (
     split_examples,
     target_bad_cases,
 )
+from schemas.reports import BadCase, Suggestion, SuggestionGroup
 
 
 
@@ -217,20 +218,25 @@ def _splits() -> tuple[list[Example], list[Example]]:
     return train, held
 
 
-def _feedback_case(example: Example) -> dict:
-    return {"example_id": example.id, "question": example.question, "expected": example.answer, "got": "no idea",
-            "overall": 0.1, "split": "feedback", "error_type": "wrong_content"}
+def _feedback_case(example: Example) -> BadCase:
+    return BadCase(example_id=example.id, question=example.question, expected=example.answer, got="no idea", overall=0.1, split="feedback",
+                   error_type="wrong_content")
 
 
-def _train_case(example: Example) -> dict:
-    return {"example_id": example.id, "question": example.question, "expected": example.answer, "got": None,
-            "loss": 3.2, "split": "train", "error_type": "high_training_loss"}
+def _train_case(example: Example) -> BadCase:
+    return BadCase(example_id=example.id, question=example.question, expected=example.answer, got=None, loss=3.2, split="train",
+                   error_type="high_training_loss")
+
+
+def _suggestion(suggestion_id: str, evidence: list[str]) -> Suggestion:
+    return Suggestion(id=suggestion_id, kind="targeted_training_data", split="feedback", error_type="wrong_content",
+                      group=SuggestionGroup(label="a topic", size=len(evidence)), evidence_bad_case_ids=evidence, action="target", text="")
 
 
 def test_target_bad_cases_upweights_nearest_and_adds_rewrite(embedder):
     train, held = _splits()
     case = _feedback_case(held[0])
-    suggestions = [{"id": "s1-1", "evidence_bad_case_ids": [case["example_id"]]}]
+    suggestions = [_suggestion("s1-1", [case.example_id])]
     result = target_bad_cases(train, held, [case], suggestions, embedder, TargetingConfig(neighbours_per_bad_case=1))
 
     assert (result.upweighted, result.added, result.targeted_bad_cases, result.rejected) == (1, 1, 1, {})
@@ -263,7 +269,7 @@ def test_target_bad_cases_does_not_mutate_input(embedder):
 def test_target_bad_cases_lineage_and_no_leaks_with_defaults(embedder):
     train, held = _splits()
     cases = [_feedback_case(held[0]), _feedback_case(held[1]), _train_case(train[2])]
-    suggestions = [{"id": "s2-1", "evidence_bad_case_ids": [held[0].id, held[1].id]}, {"id": "s2-2", "evidence_bad_case_ids": [train[2].id]}]
+    suggestions = [_suggestion("s2-1", [held[0].id, held[1].id]), _suggestion("s2-2", [train[2].id])]
     result = target_bad_cases(train, held, cases, suggestions, embedder)
 
     assert result.targeted_bad_cases == 3

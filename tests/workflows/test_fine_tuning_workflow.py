@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 from temporalio import activity
-from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.context import ActivityContext
@@ -95,7 +97,7 @@ def task_row(ctx, task_id) -> MLTask:
 
 
 async def record_history(handle, name: str) -> None:
-    """With WLOPS_RECORD_HISTORIES=1, save every run of the workflow for the replay test."""
+    """With WLOPS_RECORD_HISTORIES=1, save every run of the workflow for the replay test (as new files, never over old ones)."""
     if not RECORD:
         return
     runs, run_id = [], handle.result_run_id
@@ -108,10 +110,11 @@ async def record_history(handle, name: str) -> None:
         last = history.events[-1]
         run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id if last.HasField("workflow_execution_continued_as_new_event_attributes") else None
     HISTORIES.mkdir(exist_ok=True)
-    for stale in HISTORIES.glob(f"{name}-run*.json"):
-        stale.unlink()
-    for index, run in enumerate(runs):
-        (HISTORIES / f"{name}-run{index + 1}.json").write_text(json.dumps(run))
+    paths = [HISTORIES / f"{name}-run{index + 1}.json" for index in range(len(runs))]
+    kept = [p.name for p in paths if p.exists()]
+    assert not kept, f"{kept} are kept histories: never overwrite one; record the new shape under a new name"
+    for path, run in zip(paths, runs):
+        path.write_text(json.dumps(run))
 
 
 async def test_standard_run_completes_and_projects_every_transition(temporal_env, ctx, settings):
@@ -254,6 +257,52 @@ async def test_pause_checkpoints_training_and_resume_continues_from_it(temporal_
     assert result.status == "COMPLETED"
     assert 0 < result.iterations[0].resumed_from_step < 200
     assert executions(ctx, task.id)[1] == (1, "TRAINING", "COMPLETED")
+
+
+async def test_pause_and_resume_updates_are_decided_by_the_workflow(temporal_env, ctx, settings):
+    task = make_task(ctx)
+    fakes = FakePhases(ctx, train_steps=200, step_seconds=0.02)
+    async with running_workers(temporal_env.client, ctx, fakes.activities()):
+        handle = await start(temporal_env.client, task, settings)
+        await wait_for_status(ctx, task.id, "TRAINING")
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update("request_resume", result_type=str)
+        assert refused.value.cause.message == f"cannot resume task {task.id}: it is TRAINING, not SUSPENDED"
+        assert await handle.execute_update("request_pause", result_type=str) == "TRAINING"
+        await wait_for_status(ctx, task.id, "SUSPENDED")
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update("request_pause", result_type=str)
+        assert refused.value.cause.message == f"cannot pause task {task.id}: it is SUSPENDED"
+        assert await handle.execute_update("request_resume", result_type=str) == "TRAINING"
+        result = await handle.result()
+        with pytest.raises(RPCError):  # a closed workflow takes no more commands
+            await handle.execute_update("request_cancel", result_type=str)
+    await record_history(handle, "pause-updates")
+    assert result.status == "COMPLETED" and 0 < result.iterations[0].resumed_from_step < 200
+    assert executions(ctx, task.id) == [(1, "OPTIMIZING", "COMPLETED"), (1, "TRAINING", "COMPLETED"), (1, "EVALUATING", "COMPLETED")]
+
+
+async def test_a_cancel_update_is_accepted_then_temporal_cancels_and_the_workflow_compensates(temporal_env, ctx, settings):
+    task = make_task(ctx, mode=TaskMode.CONTINUOUS, max_iterations=2)
+    fakes = FakePhases(ctx, train_steps=500, step_seconds=0.02, train_steps_by_iteration={1: 5})
+    async with running_workers(temporal_env.client, ctx, fakes.activities()):
+        handle = await start(temporal_env.client, task, settings)
+        for _ in range(600):
+            row = task_row(ctx, task.id)
+            if row.status == "TRAINING" and row.current_iteration == 2:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise TimeoutError("iteration 2 never started training")
+        assert await handle.execute_update("request_cancel", result_type=str) == "TRAINING"
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    await record_history(handle, "cancel-update")
+    assert task_row(ctx, task.id).status == "CANCELLED"
+    assert executions(ctx, task.id)[-1] == (2, "TRAINING", "CANCELLED")
+    assert ctx.store.list(keys.model_prefix(task.id, 2)) == [] and ctx.store.list(keys.model_prefix(task.id, 1))
 
 
 async def test_pause_and_resume_inside_a_later_iteration_of_the_loop(temporal_env, ctx, settings):

@@ -1,10 +1,19 @@
-"""Replay recorded histories against the current workflow code: a non-deterministic change fails here.
+"""Replay recorded histories against the current workflow code: a change that would break a workflow already
+running on a deployed server fails here.
 
-Re-record after an intentional, versioned change with:
-    WLOPS_RECORD_HISTORIES=1 pytest tests/workflows -k "standard_run or max_iterations"
+Histories are kept byte for byte, never re-recorded: a change to workflow code that changes its commands goes
+behind `workflow.patched(...)` (or into a new workflow type), so every kept history still replays. A new shape
+of run (a new command, signal or update) gets a new history beside the old ones:
+
+    WLOPS_RECORD_HISTORIES=1 pytest tests/workflows -k <the test that runs that shape>
+
+records every run of the test's workflow as `<name>-run<N>.json` and refuses to overwrite an existing file;
+then add the file names to `KEPT` below.
 
 `continuous-run1` is a 3-iteration continuous task in one run (the default `iterations_per_run`);
-`continuous-boundary-run1..2` is the same task with `iterations_per_run=2`: two iterations, continue-as-new, one more.
+`continuous-boundary-run1..2` is the same task with `iterations_per_run=2`: two iterations, continue-as-new, one more;
+`pause-updates-run1` pauses and resumes a standard task through the `request_pause`/`request_resume` updates (the
+run also had one update of each refused by its validator: refused updates leave no event); `cancel-update-run1` cancels a continuous task after a `request_cancel` update.
 """
 
 from __future__ import annotations
@@ -18,11 +27,18 @@ from temporalio.worker import Replayer
 
 from workflows import FineTuningWorkflow
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HISTORY_DIR = Path(__file__).parent / "histories"
+HISTORIES = sorted(HISTORY_DIR.glob("*.json"))
+KEPT = {
+    # recorded before the shared lifecycle, the updates and the renames (2026-11): they must replay forever
+    "standard-run1.json", "continuous-run1.json", "continuous-boundary-run1.json", "continuous-boundary-run2.json",
+    # the control updates
+    "pause-updates-run1.json", "cancel-update-run1.json",
+}
 
 
 def events(name: str) -> list[dict]:
-    return json.loads((Path(__file__).parent / "histories" / name).read_text())["events"]
+    return json.loads((HISTORY_DIR / name).read_text())["events"]
 
 
 def iterations_in(run: list[dict]) -> int:
@@ -33,14 +49,29 @@ def continued_as_new(run: list[dict]) -> bool:
     return "workflowExecutionContinuedAsNewEventAttributes" in run[-1]
 
 
-def test_histories_are_recorded_for_standard_and_continuous_runs():
-    names = {p.name for p in HISTORIES}
-    assert names == {"standard-run1.json", "continuous-run1.json", "continuous-boundary-run1.json", "continuous-boundary-run2.json"}
+def updates_in(run: list[dict]) -> list[tuple[str, str]]:
+    """(update name, accepted | rejected) for every update the run's history records."""
+    out = []
+    for event in run:
+        if "workflowExecutionUpdateAcceptedEventAttributes" in event:
+            out.append((event["workflowExecutionUpdateAcceptedEventAttributes"]["acceptedRequest"]["input"]["name"], "accepted"))
+    return out
+
+
+def test_every_kept_history_is_present():
+    missing = KEPT - {p.name for p in HISTORIES}
+    assert not missing, f"kept histories are missing: {sorted(missing)} (they are never deleted or re-recorded)"
+
+
+def test_histories_cover_standard_continuous_and_control_runs():
     # several iterations inside one run, then the report: the loop itself is replayed
     assert iterations_in(events("continuous-run1.json")) == 3 and not continued_as_new(events("continuous-run1.json"))
     # and a continue-as-new boundary: the run that hands over and the run that picks up
     assert iterations_in(events("continuous-boundary-run1.json")) == 2 and continued_as_new(events("continuous-boundary-run1.json"))
     assert iterations_in(events("continuous-boundary-run2.json")) == 1 and not continued_as_new(events("continuous-boundary-run2.json"))
+    assert updates_in(events("pause-updates-run1.json")) == [("request_pause", "accepted"), ("request_resume", "accepted")]
+    assert updates_in(events("cancel-update-run1.json")) == [("request_cancel", "accepted")]
+    assert "workflowExecutionCanceledEventAttributes" in events("cancel-update-run1.json")[-1]
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

@@ -1,9 +1,10 @@
 """Identity through the HTTP API, as a user meets it: logging in, organizations, members, API keys,
-the audit log; plus `wlops user create`, the development owner and migration 0002 on existing data."""
+the audit log; plus `wlops user create`, `wlops db upgrade`, the development owner and migrations 0002-0003 on existing data."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import pytest
@@ -365,6 +366,22 @@ def cli_settings(tmp_path, monkeypatch):
     get_settings.cache_clear()
 
 
+def test_wlops_db_upgrade_brings_a_new_database_to_the_latest_migration(cli_settings, capsys):
+    from alembic.script import ScriptDirectory
+
+    url = cli_settings.resolved_database_url
+    assert not Path(url.split("///", 1)[1]).exists()  # building settings (or an app) never creates or migrates a database
+    wlops(["db", "upgrade"])
+    assert "is up to date" in capsys.readouterr().out
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with get_engine(url).connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == head == "0003"
+        columns = {row[1] for row in connection.execute(text("PRAGMA table_info(ml_tasks)"))}
+    assert {"org_id", "latest_adapter_key", "latest_evaluation_key", "report_key"} <= columns and "owner" not in columns
+
+
 async def test_wlops_user_create_makes_and_updates_users(cli_settings, capsys):
     wlops(["user", "create", "alice", "--password", TEST_PASSWORD, "--org", "acme", "--role", "admin"])
     out = capsys.readouterr().out
@@ -407,7 +424,7 @@ async def test_the_development_owner(offline_settings, clients):
 # --- migration 0002 on a database that already has data -------------------------------------------------
 
 
-async def test_migration_0002_turns_existing_owners_into_organizations(tmp_path, model_cache):
+async def test_migrations_0002_and_0003_keep_existing_data_reachable(tmp_path, model_cache):
     url = f"sqlite:///{tmp_path / 'legacy.db'}"
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))

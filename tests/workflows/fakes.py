@@ -107,15 +107,15 @@ async def running_workers(client, ctx: ActivityContext, activities: dict[str, li
         yield
 
 
-async def wait_for_status(ctx: ActivityContext, task_id: str, *statuses: str, timeout: float = 30) -> MLTask:
-    """Poll the database projection until the task reaches one of `statuses`."""
+async def wait_for_status(ctx: ActivityContext, task_id: str, *statuses: str, iteration: int | None = None, timeout: float = 30) -> MLTask:
+    """Poll the database projection until the task reaches one of `statuses` (in `iteration`, when given)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         with ctx.sessions() as session:
             task = session.get(MLTask, task_id)
-            if task.status in statuses:
+            if task.status in statuses and iteration in (None, task.current_iteration):
                 return task
         if loop.time() > deadline:
-            raise TimeoutError(f"task {task_id} stayed {task.status}, wanted {statuses}")
+            raise TimeoutError(f"task {task_id} stayed {task.status} in iteration {task.current_iteration}, wanted {statuses} in {iteration}")
         await asyncio.sleep(0.05)

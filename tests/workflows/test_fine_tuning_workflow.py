@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from pathlib import Path
@@ -287,13 +286,7 @@ async def test_a_cancel_update_is_accepted_then_temporal_cancels_and_the_workflo
     fakes = FakePhases(ctx, train_steps=500, step_seconds=0.02, train_steps_by_iteration={1: 5})
     async with running_workers(temporal_env.client, ctx, fakes.activities()):
         handle = await start(temporal_env.client, task, settings)
-        for _ in range(600):
-            row = task_row(ctx, task.id)
-            if row.status == "TRAINING" and row.current_iteration == 2:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise TimeoutError("iteration 2 never started training")
+        await wait_for_status(ctx, task.id, "TRAINING", iteration=2)
         assert await handle.execute_update("request_cancel", result_type=str) == "TRAINING"
         await handle.cancel()
         with pytest.raises(WorkflowFailureError):
@@ -310,13 +303,7 @@ async def test_pause_and_resume_inside_a_later_iteration_of_the_loop(temporal_en
     fakes = FakePhases(ctx, train_steps=5, step_seconds=0.02, train_steps_by_iteration={2: 200})
     async with running_workers(temporal_env.client, ctx, fakes.activities()):
         handle = await start(temporal_env.client, task, settings)
-        for _ in range(600):
-            row = task_row(ctx, task.id)
-            if row.status == "TRAINING" and row.current_iteration == 2:
-                break
-            await __import__("asyncio").sleep(0.05)
-        else:
-            raise TimeoutError("iteration 2 never started training")
+        await wait_for_status(ctx, task.id, "TRAINING", iteration=2)
         await handle.signal("pause")
         suspended = await wait_for_status(ctx, task.id, "SUSPENDED")
         assert suspended.suspended_from == "TRAINING" and suspended.current_iteration == 2
@@ -337,12 +324,7 @@ async def test_cancel_compensates_the_unfinished_iteration_and_keeps_finished_on
     store = ctx.store
     async with running_workers(temporal_env.client, ctx, fakes.activities()):
         handle = await start(temporal_env.client, task, settings)
-        for _ in range(600):
-            if task_row(ctx, task.id).status == "TRAINING" and task_row(ctx, task.id).current_iteration == 2:
-                break
-            await __import__("asyncio").sleep(0.05)
-        else:
-            raise TimeoutError("iteration 2 never started training")
+        await wait_for_status(ctx, task.id, "TRAINING", iteration=2)
         await handle.cancel()
         with pytest.raises(WorkflowFailureError):
             await handle.result()  # the workflow closes right after compensation has written CANCELLED

@@ -22,10 +22,10 @@ from sqlalchemy import func, select
 
 from api.main import ROUTERS, create_app
 from api.security import PUBLIC_ROUTES, route_scopes
-from services.identity import token_pair
 from core.access import Role, Scope
 from db.models import Dataset, Membership, MLTask, User
 from db.session import get_sessionmaker
+from services.identity import token_pair
 from tests.e2e.support import TEST_PASSWORD, anonymous_client, client_for
 
 GOOD_ROWS = [{"question": f"What is setting {i}?", "answer": f"Setting {i} controls feature {i}."} for i in range(5)]
@@ -242,6 +242,31 @@ async def assert_org_a_untouched(world: World) -> None:
 
 
 # --- helpers of more than one resource module ------------------------------------------------
+
+
+def probes_of_org_a(world: World) -> dict[str, list[tuple[str, str, dict | None, str]]]:
+    """What org B tries on org A's resources, by resource: (method, path, JSON body, what the 404 must say)."""
+    ids, task, org, viewer = world.ids, f"/api/v1/tasks/{world.ids['task_id']}", f"/api/v1/orgs/{world.ids['org_id']}", world.viewer_id
+    steal = {"task_name": "steal", "dataset_id": ids["dataset_id"]}
+    return {
+        "tasks": [("GET", task, None, "not found"), ("GET", f"{task}/executions", None, "not found"), ("GET", f"{task}/report", None, "not found")]
+                 + [("POST", f"{task}/{action}", None, "not found") for action in ("start", "pause", "resume", "cancel")]
+                 + [("POST", f"/api/v1/tasks/{mode}", steal, f"dataset {ids['dataset_id']} not found") for mode in ("standard", "continuous")],
+        "datasets": [("GET", f"/api/v1/datasets/{ids['dataset_id']}", None, "not found"),
+                     ("GET", f"/api/v1/datasets/{ids['dataset_id']}/preview", None, "not found")],
+        "api_keys": [("DELETE", f"/api/v1/api-keys/{ids['key_id']}", None, "not found")],
+        "orgs": [("GET", org, None, "not found"), ("GET", f"{org}/members", None, "not found"), ("DELETE", f"{org}/members/{viewer}", None, "not found"),
+                 ("PATCH", f"{org}/members/{viewer}", {"role": "owner"}, "not found"),
+                 ("POST", f"{org}/members", {"username": "bob", "role": "owner"}, "not found"), ("PATCH", org, {"name": "pwned"}, "not found")],
+    }
+
+
+async def assert_org_b_finds_nothing_of(world: World, resource: str) -> None:
+    """Every probe of org B on one kind of org A's resources answers 404 with a message saying so."""
+    for method, path, body, message in probes_of_org_a(world)[resource]:
+        response = await world.other.request(method, path, json=body)
+        assert response.status_code == 404, f"{method} {path}: {response.status_code} {response.text}"
+        assert message in response.json()["detail"], f"{method} {path}: {response.text}"
 
 
 async def assert_401(app, token: str, path: str = "/api/v1/auth/me", message: str | None = None) -> None:

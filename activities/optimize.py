@@ -43,7 +43,7 @@ class OptimizeActivities:
             log = OptimizationLog(rows_in=len(splits.train), removed={}, removed_rows={}, splits=_sizes(splits))
             train = splits.train
             if inp.targeting and inp.previous_evaluation_key:
-                from ml.embeddings import embed
+                from knowledge.embeddings import embed
 
                 evaluation = self.ctx.read_model(inp.previous_evaluation_key, EvaluationReport)
                 targeted = target_bad_cases(splits.train, splits.held_out(), evaluation.bad_cases, evaluation.suggestions, embed)

@@ -8,15 +8,16 @@ from fastapi.responses import JSONResponse
 
 from api.errors import ERROR_RESPONSES, domain_error_response
 from api.middleware import AuditLog, BodyLimit, RejectNul
-from api.routes import api_keys, audit, auth, datasets, orgs, tasks
+from api.routes import api_keys, audit, auth, datasets, knowledge, orgs, tasks
 from api.security import LoginThrottle, check_every_route_is_authorized
 from core.errors import DomainError
 from core.settings import Settings, get_settings
 from db.session import get_sessionmaker
+from services.knowledge import IndexCache
 from storage.object_store import object_store_from_settings
 from temporal_client import TemporalConnection
 
-ROUTERS = (auth.router, orgs.router, api_keys.router, audit.router, datasets.router, tasks.router)
+ROUTERS = (auth.router, orgs.router, api_keys.router, audit.router, datasets.router, tasks.router, knowledge.router)
 DESCRIPTION = """Durable fine-tuning runs of small language models on Temporal.
 
 Log in with `POST /api/v1/auth/login` and send the access token (or an API key) as
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = object_store_from_settings(settings)
     app.state.temporal = TemporalConnection(settings)
     app.state.login_throttle = LoginThrottle(settings.login_failures_per_minute)
+    app.state.knowledge_indexes = IndexCache(app.state.store)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -52,5 +54,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # added innermost first: the body limit and the NUL check answer before the audit log or any route sees the request
     app.add_middleware(AuditLog, sessions=app.state.sessions)
     app.add_middleware(RejectNul)
-    app.add_middleware(BodyLimit, request_bytes=settings.max_request_bytes, upload_bytes=settings.max_upload_bytes)
+    app.add_middleware(BodyLimit, settings=settings)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 from fastapi import HTTPException
 from starlette.concurrency import run_in_threadpool
@@ -13,23 +14,31 @@ from db.models import AuditEntry
 log = logging.getLogger(__name__)
 
 MUTATIONS = {"POST", "PUT", "PATCH", "DELETE"}
+# POST routes that change nothing (a search takes a body): not audited, and a viewer may call them.
+READ_ONLY_ROUTES = {("POST", "/api/v1/knowledge-bases/{kb_id}/search")}
 MULTIPART_OVERHEAD = 64 * 1024  # form fields and boundaries around an upload's bytes
-UPLOAD_ROUTES = {("POST", "/api/v1/datasets")}
-RESOURCE_PARAMS = (("key_id", "api_key"), ("user_id", "member"), ("task_id", "task"), ("dataset_id", "dataset"), ("org_id", "organization"))
+# Routes whose body is an upload, each with the name of the setting that limits it.
+UPLOAD_ROUTES = {("POST", re.compile(r"/api/v1/datasets/?")): "max_upload_bytes",
+                 ("POST", re.compile(r"/api/v1/knowledge-bases/[^/]+/documents/?")): "max_document_bytes"}
+RESOURCE_PARAMS = (("document_id", "document"), ("kb_id", "knowledge_base"), ("key_id", "api_key"), ("user_id", "member"),
+                   ("task_id", "task"), ("dataset_id", "dataset"), ("org_id", "organization"))
 
 
 class BodyLimit:
     """Refuse bodies over the limit with 413: by Content-Length up front, and by counting streamed chunks."""
 
-    def __init__(self, app, request_bytes: int, upload_bytes: int):
+    def __init__(self, app, settings):
         self.app = app
-        self.request_bytes = request_bytes
-        self.upload_bytes = upload_bytes + MULTIPART_OVERHEAD
+        self.request_bytes = settings.max_request_bytes
+        self.uploads = [(method, path, getattr(settings, limit) + MULTIPART_OVERHEAD) for (method, path), limit in UPLOAD_ROUTES.items()]
+
+    def limit(self, method: str, path: str) -> int:
+        return next((limit for m, pattern, limit in self.uploads if m == method and pattern.fullmatch(path)), self.request_bytes)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = self.upload_bytes if (scope["method"], scope["path"].rstrip("/")) in UPLOAD_ROUTES else self.request_bytes
+        limit = self.limit(scope["method"], scope["path"])
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             return await _send_json(send, 413, f"request body is larger than the {limit} byte limit")
@@ -87,7 +96,7 @@ class AuditLog:
 
     def _record(self, scope, outcome) -> None:
         route = scope.get("route")
-        if route is None:  # no such route: nothing was changed
+        if route is None or (scope["method"], route.path) in READ_ONLY_ROUTES:  # no such route, or one that changes nothing
             return
         caller = scope.get("state", {}).get("caller")
         params = scope.get("path_params") or {}
@@ -110,7 +119,8 @@ class AuditLog:
 
 def _kind_from_path(path: str) -> str | None:
     """The kind of resource a creation route makes, from its path."""
-    for fragment, kind in (("/api-keys", "api_key"), ("/members", "member"), ("/tasks", "task"), ("/datasets", "dataset"), ("/orgs", "organization")):
+    for fragment, kind in (("/documents", "document"), ("/knowledge-bases", "knowledge_base"), ("/api-keys", "api_key"), ("/members", "member"),
+                           ("/tasks", "task"), ("/datasets", "dataset"), ("/orgs", "organization")):
         if fragment in path:
             return kind
     return None

@@ -18,6 +18,8 @@ class Scope(StrEnum):
     DATASETS_WRITE = "datasets:write"
     TASKS_READ = "tasks:read"
     TASKS_WRITE = "tasks:write"
+    KNOWLEDGE_READ = "knowledge:read"
+    KNOWLEDGE_WRITE = "knowledge:write"
     MEMBERS_READ = "members:read"
     MEMBERS_WRITE = "members:write"
     KEYS_MANAGE = "keys:manage"
@@ -25,17 +27,18 @@ class Scope(StrEnum):
     ORG_MANAGE = "org:manage"
 
 
-_VIEWER = frozenset({Scope.DATASETS_READ, Scope.TASKS_READ, Scope.MEMBERS_READ})
-_MEMBER = _VIEWER | {Scope.DATASETS_WRITE, Scope.TASKS_WRITE}
+_VIEWER = frozenset({Scope.DATASETS_READ, Scope.TASKS_READ, Scope.KNOWLEDGE_READ, Scope.MEMBERS_READ})
+_MEMBER = _VIEWER | {Scope.DATASETS_WRITE, Scope.TASKS_WRITE, Scope.KNOWLEDGE_WRITE}
 _ADMIN = _MEMBER | {Scope.MEMBERS_WRITE, Scope.KEYS_MANAGE, Scope.AUDIT_READ}
 _OWNER = _ADMIN | {Scope.ORG_MANAGE}
 
-# Viewers read; members create and control datasets and tasks; admins also manage members, keys
+# Viewers read; members create and control datasets, tasks and knowledge bases; admins also manage members, keys
 # and read the audit log; owners also manage the organization.
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {Role.VIEWER: _VIEWER, Role.MEMBER: _MEMBER, Role.ADMIN: _ADMIN, Role.OWNER: _OWNER}
 
 # What a program's API key may be granted (never member, key or organization management).
-API_KEY_SCOPES: frozenset[Scope] = frozenset({Scope.DATASETS_READ, Scope.DATASETS_WRITE, Scope.TASKS_READ, Scope.TASKS_WRITE})
+API_KEY_SCOPES: frozenset[Scope] = frozenset({Scope.DATASETS_READ, Scope.DATASETS_WRITE, Scope.TASKS_READ, Scope.TASKS_WRITE,
+                                             Scope.KNOWLEDGE_READ, Scope.KNOWLEDGE_WRITE})
 
 ROLE_RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
 

@@ -15,12 +15,13 @@ TASK_QUEUE_BOOKKEEPING = "wlops-bookkeeping"
 TASK_QUEUE_OPTIMIZE = "wlops-optimize"
 TASK_QUEUE_TRAIN = "wlops-train"
 TASK_QUEUE_EVALUATE = "wlops-evaluate"
+TASK_QUEUE_KNOWLEDGE = "wlops-knowledge"
 
 # Which task queues each worker pool polls. `control` runs workflow code and the small
 # bookkeeping activities (database projection, compensation); the others run one phase each.
 WORKER_POOL_QUEUES: dict[str, tuple[str, ...]] = {
     "control": (TASK_QUEUE_WORKFLOWS, TASK_QUEUE_BOOKKEEPING),
-    "optimize": (TASK_QUEUE_OPTIMIZE,),
+    "optimize": (TASK_QUEUE_OPTIMIZE, TASK_QUEUE_KNOWLEDGE),  # data preparation on CPUs: datasets and knowledge bases
     "train": (TASK_QUEUE_TRAIN,),
     "evaluate": (TASK_QUEUE_EVALUATE,),
 }
@@ -85,9 +86,17 @@ class Settings(BaseSettings):
     max_upload_rows: int = Field(default=200_000, ge=1)
     max_line_bytes: int = Field(default=256 * 1024, ge=1024, description="Longest line of a JSONL or CSV upload.")
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024, description="Largest body of any request other than an upload.")
+    max_document_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="Largest knowledge-base document (md, txt, html, pdf).")
+
+    # Knowledge bases: chunk size in the embedding model's tokens, and how the ingestion workflow batches changes.
+    knowledge_chunk_tokens: int = Field(default=160, ge=16, le=224, description="Chunk size (MiniLM word pieces; the model reads 256).")
+    knowledge_chunk_overlap_tokens: int = Field(default=32, ge=0, le=64)
+    knowledge_settle_seconds: float = Field(default=2.0, ge=0, description="A build starts once uploads have paused this long.")
+    knowledge_idle_seconds: int = Field(default=600, ge=1, description="An ingestion workflow with nothing to do ends after this long.")
 
     # Worker concurrency per pool: training holds a whole model, so one at a time by default.
     optimize_concurrency: int = Field(default=2, ge=1)
+    knowledge_concurrency: int = Field(default=1, ge=1, description="Knowledge-base builds at once per optimize worker (each embeds on every core).")
     train_concurrency: int = Field(default=1, ge=1)
     evaluate_concurrency: int = Field(default=1, ge=1)
     bookkeeping_concurrency: int = Field(default=8, ge=1)

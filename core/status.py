@@ -1,4 +1,4 @@
-"""The task state machine: statuses and the one table of allowed transitions."""
+"""The state machines: a task's statuses and the one table of its allowed transitions; a knowledge base's likewise."""
 
 from __future__ import annotations
 
@@ -62,5 +62,35 @@ def can_transition(current: TaskStatus, target: TaskStatus, *, suspended_from: T
 def check_transition(current: TaskStatus, target: TaskStatus, *, suspended_from: TaskStatus | None = None) -> TaskStatus:
     """Return `target` if the move is allowed, else raise `IllegalTransition`."""
     if not can_transition(current, target, suspended_from=suspended_from):
+        raise IllegalTransition(current, target)
+    return target
+
+
+# ---------------------------------------------------------------- knowledge bases
+
+
+class KnowledgeBaseStatus(StrEnum):
+    CREATED = "CREATED"  # no document indexed yet
+    BUILDING = "BUILDING"  # a build of a new index version is running
+    READY = "READY"  # the index holds every document the knowledge base holds
+    REBUILD_REQUIRED = "REBUILD_REQUIRED"  # documents changed since the index was built; a build is queued
+    BUILD_FAILED = "BUILD_FAILED"  # the last build failed; the previous version (if any) still answers searches
+
+
+K = KnowledgeBaseStatus
+KNOWLEDGE_BASE_TRANSITIONS: dict[KnowledgeBaseStatus, frozenset[KnowledgeBaseStatus]] = {
+    K.CREATED: frozenset({K.REBUILD_REQUIRED}),
+    K.REBUILD_REQUIRED: frozenset({K.BUILDING}),
+    K.BUILDING: frozenset({K.READY, K.REBUILD_REQUIRED, K.BUILD_FAILED}),
+    K.READY: frozenset({K.REBUILD_REQUIRED}),
+    K.BUILD_FAILED: frozenset({K.REBUILD_REQUIRED}),
+}
+del K
+
+
+def check_knowledge_base_transition(current: KnowledgeBaseStatus, target: KnowledgeBaseStatus, *,
+                                    suspended_from: KnowledgeBaseStatus | None = None) -> KnowledgeBaseStatus:
+    """Return `target` if a knowledge base may move there from `current`, else raise `IllegalTransition`."""
+    if target not in KNOWLEDGE_BASE_TRANSITIONS[current]:
         raise IllegalTransition(current, target)
     return target

@@ -1,4 +1,5 @@
-"""Stored models: organizations and their members, API keys and audit log; datasets, ml_tasks, task_executions.
+"""Stored models: organizations and their members, API keys and audit log; datasets, ml_tasks, task_executions;
+knowledge bases and their documents (the chunks are stored with each index version, in object storage).
 
 Every dataset and task belongs to one organization (`org_id`, a server-generated id that also prefixes
 its storage keys) and records the user who created it (`created_by`). Columns that name a stored
@@ -151,3 +152,45 @@ class TaskExecution(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class KnowledgeBase(Base):
+    __tablename__ = "knowledge_bases"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(20))
+    embedding_model: Mapped[str] = mapped_column(String(100))
+    chunk_tokens: Mapped[int] = mapped_column(Integer)
+    chunk_overlap_tokens: Mapped[int] = mapped_column(Integer)
+    document_count: Mapped[int] = mapped_column(Integer, default=0)  # documents indexed in the current version
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    total_bytes: Mapped[int] = mapped_column(Integer, default=0)  # of every document it holds
+    version: Mapped[int] = mapped_column(Integer, default=0)  # increases with every content change of the index
+    index_key: Mapped[str | None] = mapped_column(String(500), nullable=True)  # the current version's folder in object storage
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class KnowledgeDocument(Base):
+    __tablename__ = "knowledge_documents"
+    __table_args__ = (UniqueConstraint("knowledge_base_id", "filename"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    knowledge_base_id: Mapped[str] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    media_type: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)  # a new file under the same name is the next version
+    status: Mapped[str] = mapped_column(String(16))  # PENDING | INDEXED | FAILED
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    storage_key: Mapped[str] = mapped_column(String(500))
+    created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -9,10 +9,10 @@ from typing import Callable
 import torch
 
 from ml.chat import prompt_ids, training_ids
-from ml.embeddings import group_by_topic
 from ml.examples import Example
 from ml.metrics import GradeThresholds, ScoreWeights, corpus_scores, grade, overall, score_example
 from ml.optimizer import Splits
+from ml.topics import group_by_topic
 from schemas.reports import (
     BadCase, BadCaseFollowup, EvaluationReport, ExampleScore, Headline, Scores, SideBySide, SplitComparison, SplitResult, Suggestion, SuggestionGroup,
     TrainLoss,

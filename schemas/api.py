@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AliasGenerator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from core.access import Role, Scope
 from core.clock import as_utc
-from core.status import TaskMode, TaskStatus
+from core.status import KnowledgeBaseStatus, TaskMode, TaskStatus
 
 # Every timestamp a response carries: always with its UTC offset.
 # (SQLite hands them back without a zone; RFC 3339, OpenAPI's `date-time`, needs the offset.)
@@ -284,3 +284,90 @@ class AuditList(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+# --- knowledge bases -----------------------------------------------------------------------
+
+
+class KnowledgeBaseCreate(RequestModel):
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class KnowledgeBasePublic(BaseModel):
+    knowledge_base_id: str
+    name: str
+    description: str | None
+    org_id: str
+    created_by: str | None
+    status: KnowledgeBaseStatus
+    embedding_model: str
+    chunk_tokens: int
+    chunk_overlap_tokens: int
+    document_count: int = Field(description="Documents in the current index version.")
+    chunk_count: int
+    total_bytes: int = Field(description="Bytes of every document the knowledge base holds.")
+    version: int = Field(description="Increases with every content change of the index; 0 before the first build.")
+    error: str | None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+
+
+class KnowledgeBaseList(BaseModel):
+    items: list[KnowledgeBasePublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class DocumentPublic(BaseModel):
+    document_id: str
+    knowledge_base_id: str
+    filename: str
+    media_type: str
+    size_bytes: int
+    sha256: str
+    version: int = Field(description="1 for the first upload under this file name, then one more for each new file under it.")
+    status: Literal["PENDING", "INDEXED", "FAILED"]
+    chunk_count: int
+    error: str | None = Field(description="Why the document could not be indexed (FAILED).")
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+
+
+class ChunkPublic(BaseModel):
+    chunk_id: str
+    ordinal: int
+    heading_path: list[str]
+    text: str
+    start: int = Field(description="Character span of the chunk in the document's extracted text.")
+    end: int
+
+
+class DocumentDetail(DocumentPublic):
+    chunks: list[ChunkPublic] = Field(description="The first chunks of this version in the current index (empty until it is indexed).")
+
+
+class DocumentList(BaseModel):
+    items: list[DocumentPublic]
+
+
+class SearchRequest(RequestModel):
+    query: str = Field(min_length=1, max_length=2000)
+    top_k: int = Field(default=5, ge=1, le=50)
+
+
+class SearchResult(BaseModel):
+    rank: int
+    score: float = Field(description="Cosine similarity of the query and the chunk, in [-1, 1].")
+    text: str
+    chunk_id: str
+    document_id: str
+    filename: str
+    heading_path: list[str]
+
+
+class SearchResponse(BaseModel):
+    knowledge_base_id: str
+    version: int
+    results: list[SearchResult]

@@ -222,3 +222,63 @@ class ReportResult:
     report_key: str
     markdown_key: str
     plot_key: str | None
+
+
+# ---------------------------------------------------------------- knowledge bases
+
+
+@dataclass
+class DocumentsChanged:
+    """Signal to a knowledge base's ingestion workflow: these documents were added, replaced or deleted."""
+
+    document_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class IngestionInput:
+    knowledge_base_id: str
+    org_id: str
+    status: str  # the knowledge base's status when this run starts
+    settle_seconds: float = 2.0  # a build starts once changes have paused this long
+    idle_seconds: int = 600  # with nothing to do for this long, the run ends (the next change starts a new one)
+    builds_per_run: int = 20  # then continue-as-new, carrying what is pending
+    build_seconds: int = 3600
+    heartbeat_seconds: int = 60
+    max_attempts: int = 3
+    retry_initial_seconds: float = 1.0
+    pending: list[str] = field(default_factory=list)  # document ids changed and not yet built, carried across continue-as-new
+
+
+@dataclass
+class IngestionResult:
+    knowledge_base_id: str
+    builds: int
+    version: int
+    status: str
+
+
+@dataclass
+class BuildKnowledgeIndexInput:
+    knowledge_base_id: str
+    org_id: str
+
+
+@dataclass
+class BuildKnowledgeIndexResult:
+    version: int
+    changed: bool  # False: the documents were already indexed as they are, the version stayed
+    document_count: int  # documents in the index
+    chunk_count: int
+    embedded_chunks: int  # chunks embedded by this build (the rest were reused)
+    failed_documents: int
+    index_kind: str  # flat | hnsw
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RecordKnowledgeBaseInput:
+    """One move of a knowledge base's status in the database projection."""
+
+    knowledge_base_id: str
+    status: str
+    error: str | None = None

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import Invalid, NotFound, QuotaExceeded, TooLarge
 from core.settings import Settings
-from db.models import Dataset, new_id
+from db.models import Dataset, KnowledgeBase, KnowledgeDocument, new_id
 from db.session import page
 from ml.examples import DatasetFormatError, detect_format, inspect_file, read_rows
 from storage import keys
@@ -72,13 +72,17 @@ def check_line_lengths(path: Path, max_line_bytes: int) -> None:
 
 
 def storage_bytes(session: Session, org_id: str) -> int:
-    return session.scalar(select(func.coalesce(func.sum(Dataset.size_bytes), 0)).where(Dataset.org_id == org_id))
+    """Bytes the organization's uploads hold: its datasets and its knowledge bases' documents."""
+    datasets = session.scalar(select(func.coalesce(func.sum(Dataset.size_bytes), 0)).where(Dataset.org_id == org_id))
+    documents = session.scalar(select(func.coalesce(func.sum(KnowledgeDocument.size_bytes), 0))
+                               .join(KnowledgeBase, KnowledgeBase.id == KnowledgeDocument.knowledge_base_id).where(KnowledgeBase.org_id == org_id))
+    return datasets + documents
 
 
 def check_storage_quota(session: Session, settings: Settings, org_id: str, new_bytes: int) -> None:
     used = storage_bytes(session, org_id)
     if used + new_bytes > settings.max_storage_bytes_per_org:
-        raise QuotaExceeded(f"storage quota exceeded: the organization's datasets use {used} bytes, this upload adds {new_bytes}, "
+        raise QuotaExceeded(f"storage quota exceeded: the organization's uploads use {used} bytes, this upload adds {new_bytes}, "
                        f"the limit is {settings.max_storage_bytes_per_org} bytes")
 
 

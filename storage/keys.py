@@ -33,3 +33,17 @@ def evaluation_prefix(task_id: str, iteration: int | None = None) -> str:
 def iteration_prefixes(task_id: str, iteration: int) -> list[str]:
     """Every prefix that holds artifacts of one iteration of a task (for compensation)."""
     return [model_prefix(task_id, iteration), evaluation_prefix(task_id, iteration)]
+
+
+def knowledge_base_prefix(org_id: str, knowledge_base_id: str) -> str:
+    return f"knowledge/{_safe(org_id)}/{_safe(knowledge_base_id)}/"
+
+
+def knowledge_document_key(org_id: str, knowledge_base_id: str, document_id: str, version: int, media_suffix: str) -> str:
+    """Where one version of a document's bytes is kept (the suffix is the type's, never the uploaded name)."""
+    return f"{knowledge_base_prefix(org_id, knowledge_base_id)}documents/{_safe(document_id)}/v{int(version)}/source.{_safe(media_suffix)}"
+
+
+def knowledge_index_prefix(org_id: str, knowledge_base_id: str, version: int) -> str:
+    """The folder of one index version: chunk table, vectors, FAISS index, manifest."""
+    return f"{knowledge_base_prefix(org_id, knowledge_base_id)}index/v{int(version)}/"

@@ -12,26 +12,30 @@ from temporalio.worker import Worker
 from activities.bookkeeping import BookkeepingActivities
 from activities.context import ActivityContext
 from activities.evaluate import EvaluateActivities
+from activities.knowledge import KnowledgeActivities
 from activities.optimize import OptimizeActivities
 from activities.train import TrainActivities
 from core.settings import (
-    POOL_TASK_QUEUES, TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE, TASK_QUEUE_OPTIMIZE, TASK_QUEUE_TRAIN, TASK_QUEUE_WORKFLOWS, Settings,
+    POOL_TASK_QUEUES, TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE, TASK_QUEUE_KNOWLEDGE, TASK_QUEUE_OPTIMIZE, TASK_QUEUE_TRAIN, TASK_QUEUE_WORKFLOWS,
+    Settings,
 )
 from temporal_client import connect
-from workflows import FineTuningWorkflow
+from workflows import FineTuningWorkflow, KnowledgeIngestionWorkflow
 
 POOLS = tuple(POOL_TASK_QUEUES)
+WORKFLOWS = [FineTuningWorkflow, KnowledgeIngestionWorkflow]
 
 
 def activities_by_queue(ctx: ActivityContext, train: TrainActivities | None = None) -> dict[str, list]:
-    bookkeeping = BookkeepingActivities(ctx)
+    bookkeeping, knowledge = BookkeepingActivities(ctx), KnowledgeActivities(ctx)
     return {
-        # the database projection runs as a local activity of the workflow worker
-        TASK_QUEUE_WORKFLOWS: [bookkeeping.record_progress],
+        # the database projections run as local activities of the workflow worker
+        TASK_QUEUE_WORKFLOWS: [bookkeeping.record_progress, knowledge.record_knowledge_base],
         TASK_QUEUE_BOOKKEEPING: [bookkeeping.compensate_iteration, bookkeeping.build_report],
         TASK_QUEUE_OPTIMIZE: [OptimizeActivities(ctx).optimize_dataset],
         TASK_QUEUE_TRAIN: [(train or TrainActivities(ctx)).train_adapter],
         TASK_QUEUE_EVALUATE: [EvaluateActivities(ctx).evaluate_adapter],
+        TASK_QUEUE_KNOWLEDGE: [knowledge.build_knowledge_index],
     }
 
 
@@ -41,6 +45,7 @@ def concurrency(settings: Settings, queue: str) -> int:
         TASK_QUEUE_OPTIMIZE: settings.optimize_concurrency,
         TASK_QUEUE_TRAIN: settings.train_concurrency,
         TASK_QUEUE_EVALUATE: settings.evaluate_concurrency,
+        TASK_QUEUE_KNOWLEDGE: settings.knowledge_concurrency,
     }.get(queue, 1)
 
 
@@ -56,7 +61,7 @@ def build_workers(client: Client, pool: str, ctx: ActivityContext, activities: d
     workers = []
     for queue in POOL_TASK_QUEUES[pool]:
         if queue == TASK_QUEUE_WORKFLOWS:
-            workers.append(Worker(client, task_queue=queue, workflows=[FineTuningWorkflow], activities=activities[queue],
+            workers.append(Worker(client, task_queue=queue, workflows=WORKFLOWS, activities=activities[queue],
                                   activity_executor=ThreadPoolExecutor(max_workers=ctx.settings.bookkeeping_concurrency)))
             continue
         limit = concurrency(ctx.settings, queue)

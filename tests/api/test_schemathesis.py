@@ -36,6 +36,7 @@ from core.access import Role
 from core.settings import Settings
 from db.session import migrate
 from services.identity import token_pair
+from tests.api.access.world import stored_document
 from tests.e2e.support import TEST_PASSWORD, write_dataset
 
 MAX_EXAMPLES = 25  # per operation and phase: about 20 s for the whole schema on 2 cores
@@ -84,7 +85,9 @@ def world(tmp_path_factory) -> World:
         viewer_id = _created(api.post(f"/api/v1/orgs/{setup.org.id}/members",
                                       json={"username": "fuzz-viewer", "password": TEST_PASSWORD, "role": "viewer"}))["user_id"]
         key_id = _created(api.post("/api/v1/api-keys", json={"name": "k", "scopes": ["datasets:read"]}))["key_id"]
-    return World(headers, {"org_id": setup.org.id, "dataset_id": dataset_id, "task_id": task_id, "user_id": viewer_id, "key_id": key_id})
+        kb_id = _created(api.post("/api/v1/knowledge-bases", json={"name": "kb"}))["knowledge_base_id"]
+    return World(headers, {"org_id": setup.org.id, "dataset_id": dataset_id, "task_id": task_id, "user_id": viewer_id, "key_id": key_id,
+                           "kb_id": kb_id, "document_id": stored_document(FUZZ_SETTINGS, kb_id)})
 
 
 def _created(response) -> dict:

@@ -30,7 +30,7 @@ def single_torch_thread():
 @pytest.fixture(scope="session")
 def embedder():
     """The real offline MiniLM embedder (loaded once per session)."""
-    from ml.embeddings import embed
+    from knowledge.embeddings import embed
 
     return embed
 

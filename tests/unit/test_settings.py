@@ -9,14 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from core.settings import (
-    DEFAULT_SECRET_KEY,
-    POOL_TASK_QUEUES,
-    TASK_QUEUE_BOOKKEEPING,
-    TASK_QUEUE_EVALUATE,
-    TASK_QUEUE_OPTIMIZE,
-    TASK_QUEUE_TRAIN,
-    TASK_QUEUE_WORKFLOWS,
-    Settings,
+    DEFAULT_SECRET_KEY, POOL_TASK_QUEUES, TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE, TASK_QUEUE_KNOWLEDGE, TASK_QUEUE_OPTIMIZE, TASK_QUEUE_TRAIN,
+    TASK_QUEUE_WORKFLOWS, Settings,
 )
 
 
@@ -185,11 +179,11 @@ def test_heartbeat_timeout_minimum():
 
 def test_pool_task_queues():
     assert POOL_TASK_QUEUES["control"] == (TASK_QUEUE_WORKFLOWS, TASK_QUEUE_BOOKKEEPING)
-    assert POOL_TASK_QUEUES["optimize"] == (TASK_QUEUE_OPTIMIZE,)
+    assert POOL_TASK_QUEUES["optimize"] == (TASK_QUEUE_OPTIMIZE, TASK_QUEUE_KNOWLEDGE)
     assert POOL_TASK_QUEUES["train"] == (TASK_QUEUE_TRAIN,)
     assert POOL_TASK_QUEUES["evaluate"] == (TASK_QUEUE_EVALUATE,)
     four = ("control", "optimize", "train", "evaluate")
     union = {q for pool in four for q in POOL_TASK_QUEUES[pool]}
     assert set(POOL_TASK_QUEUES["all"]) == union
-    assert len(POOL_TASK_QUEUES["all"]) == len(union) == 5  # no queue twice
+    assert len(POOL_TASK_QUEUES["all"]) == len(union) == 6  # no queue twice
     assert set(POOL_TASK_QUEUES) == {*four, "all"}

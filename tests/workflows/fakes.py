@@ -16,8 +16,11 @@ from temporalio.exceptions import ApplicationError
 
 from activities.bookkeeping import BookkeepingActivities
 from activities.context import ActivityContext
+from activities.knowledge import KnowledgeActivities
 from activities.optimize import optimized_dataset_id
-from core.settings import TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE, TASK_QUEUE_OPTIMIZE, TASK_QUEUE_TRAIN, TASK_QUEUE_WORKFLOWS
+from core.settings import (
+    TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE, TASK_QUEUE_KNOWLEDGE, TASK_QUEUE_OPTIMIZE, TASK_QUEUE_TRAIN, TASK_QUEUE_WORKFLOWS,
+)
 from db.models import Dataset, MLTask
 from schemas.workflow_io import EvaluateInput, EvaluateResult, OptimizeInput, OptimizeResult, ReportInput, ReportResult, TrainInput, TrainResult
 from storage import keys
@@ -87,13 +90,14 @@ class FakePhases:
         return ReportResult(key, key.replace(".json", ".md"), None)
 
     def activities(self) -> dict[str, list]:
-        bookkeeping = BookkeepingActivities(self.ctx)
+        bookkeeping, knowledge = BookkeepingActivities(self.ctx), KnowledgeActivities(self.ctx)
         return {
-            TASK_QUEUE_WORKFLOWS: [bookkeeping.record_progress],
+            TASK_QUEUE_WORKFLOWS: [bookkeeping.record_progress, knowledge.record_knowledge_base],
             TASK_QUEUE_BOOKKEEPING: [bookkeeping.compensate_iteration, self.build_report],
             TASK_QUEUE_OPTIMIZE: [self.optimize_dataset],
             TASK_QUEUE_TRAIN: [self.train_adapter],
             TASK_QUEUE_EVALUATE: [self.evaluate_adapter],
+            TASK_QUEUE_KNOWLEDGE: [knowledge.build_knowledge_index],
         }
 
 

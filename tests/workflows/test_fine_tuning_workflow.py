@@ -14,12 +14,12 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.context import ActivityContext
-from services.tasks import workflow_input
 from cli.stack import temporal_binary
 from core.settings import TASK_QUEUE_WORKFLOWS
 from core.status import TaskMode, TaskStatus
 from db.models import Dataset, MLTask, TaskExecution
 from schemas.workflow_io import FineTuningResult, RecordProgressInput
+from services.tasks import workflow_input
 from storage import keys
 from tests.factories import make_task
 from tests.workflows.fakes import FakePhases, running_workers, wait_for_status
@@ -59,7 +59,7 @@ def logging_transitions(fakes: FakePhases) -> tuple[dict[str, list], list[tuple[
         if not log or log[-1] != (inp.iteration, inp.status):  # phase events repeat the status: keep transitions only
             log.append((inp.iteration, inp.status))
 
-    activities[TASK_QUEUE_WORKFLOWS] = [record_progress]
+    activities[TASK_QUEUE_WORKFLOWS] = [record_progress, *activities[TASK_QUEUE_WORKFLOWS][1:]]
     return activities, log
 
 
@@ -102,7 +102,7 @@ async def record_history(handle, name: str) -> None:
     runs, run_id = [], handle.result_run_id
     client = handle._client
     # walk the continue-as-new chain from the first run
-    run_id = handle.first_execution_run_id or run_id
+    run_id = handle.first_execution_run_id or run_id or (await handle.describe()).run_id
     while run_id:
         history = await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
         runs.append(json.loads(history.to_json()))

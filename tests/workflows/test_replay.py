@@ -13,7 +13,8 @@ then add the file names to `KEPT` below.
 `continuous-run1` is a 3-iteration continuous task in one run (the default `iterations_per_run`);
 `continuous-boundary-run1..2` is the same task with `iterations_per_run=2`: two iterations, continue-as-new, one more;
 `pause-updates-run1` pauses and resumes a standard task through the `request_pause`/`request_resume` updates (the
-run also had one update of each refused by its validator: refused updates leave no event); `cancel-update-run1` cancels a continuous task after a `request_cancel` update.
+run also had one update of each refused by its validator: refused updates leave no event); `cancel-update-run1` cancels a continuous task after a `request_cancel` update; `knowledge-ingestion-run1` is a
+knowledge base's ingestion: a signal-with-start, one build, idle until the run ends.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from workflows import FineTuningWorkflow
+from workflows import FineTuningWorkflow, KnowledgeIngestionWorkflow
 
 HISTORY_DIR = Path(__file__).parent / "histories"
 HISTORIES = sorted(HISTORY_DIR.glob("*.json"))
@@ -34,6 +35,8 @@ KEPT = {
     "standard-run1.json", "continuous-run1.json", "continuous-boundary-run1.json", "continuous-boundary-run2.json",
     # the control updates
     "pause-updates-run1.json", "cancel-update-run1.json",
+    # knowledge-base ingestion: one upload, one build, then idle until the run ends
+    "knowledge-ingestion-run1.json",
 }
 
 
@@ -77,5 +80,5 @@ def test_histories_cover_standard_continuous_and_control_runs():
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_recorded_history_replays_deterministically(path: Path):
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    result = await Replayer(workflows=[FineTuningWorkflow]).replay_workflow(history, raise_on_replay_failure=False)
+    result = await Replayer(workflows=[FineTuningWorkflow, KnowledgeIngestionWorkflow]).replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"

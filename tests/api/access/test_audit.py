@@ -7,7 +7,7 @@ from tests.api.access.world import assert_org_a_untouched, assert_org_b_finds_no
 
 async def test_org_b_probes_are_audited_in_its_own_log_only(world):
     b, ids = world.other, world.ids
-    for resource in ("tasks", "datasets", "api_keys", "orgs"):  # B probes every kind of org A's resources
+    for resource in ("tasks", "datasets", "api_keys", "orgs", "knowledge"):  # B probes every kind of org A's resources
         await assert_org_b_finds_nothing_of(world, resource)
     # A's audit log holds nothing of B's probing, B's holds nothing of A's work
     b_audit = (await b.get("/api/v1/audit", params={"limit": 200})).json()["items"]

@@ -9,13 +9,18 @@ import httpx
 import jwt
 
 from api.main import ROUTERS, create_app
+from api.middleware import MUTATIONS, READ_ONLY_ROUTES
 from api.security import PUBLIC_ROUTES
 from core.access import ROLE_SCOPES, Role, Scope
 from tests.api.access.world import Operation, api_routes, assert_org_a_untouched, call, names_field, request_kwargs, schema_operations
 from tests.e2e.support import TEST_PASSWORD, anonymous_client
 
-MUTATIONS = {"POST", "PUT", "PATCH", "DELETE"}
-ID_PARAMS = ("dataset_id", "task_id", "key_id", "org_id", "user_id")
+ID_PARAMS = ("dataset_id", "task_id", "key_id", "org_id", "user_id", "kb_id", "document_id")
+
+
+def mutates(op: Operation) -> bool:
+    """Whether the operation may change something (a POST that only reads, like a search, does not)."""
+    return op.method in MUTATIONS and (op.method, op.path) not in READ_ONLY_ROUTES
 
 
 async def test_the_schema_lists_every_route_and_each_one_is_authorized(offline_settings):
@@ -32,11 +37,11 @@ async def test_the_schema_lists_every_route_and_each_one_is_authorized(offline_s
             assert op.scopes is not None, f"{op} has no authorize(...)"
             assert spec["paths"][op.path][op.method.lower()].get("security") == [{"HTTPBearer": []}], f"{op} does not document bearer auth"
     # A mutation open to any authenticated caller must be a deliberate decision: today, only these two.
-    unscoped_mutations = {key for key, op in operations.items() if key[0] in MUTATIONS and op.scopes == ()}
+    unscoped_mutations = {key for key, op in operations.items() if mutates(op) and op.scopes == ()}
     assert unscoped_mutations == {("POST", "/api/v1/auth/logout"), ("POST", "/api/v1/orgs")}
     # A viewer reads: every mutation that needs a scope needs one a viewer lacks.
     for op in operations.values():
-        if op.method in MUTATIONS and op.scopes:
+        if mutates(op) and op.scopes:
             assert not set(op.scopes) <= ROLE_SCOPES[Role.VIEWER], f"a viewer could call {op}"
 
 
@@ -115,11 +120,11 @@ async def test_a_viewer_is_forbidden_exactly_what_its_role_lacks(world):
     protected = [op for op in world.operations if not op.public]
     # forbidden ones first, then reads, then the mutations any caller may do (each with a token issued
     # just before it, since one of them may be logout)
-    ordered = sorted(protected, key=lambda op: (set(op.scopes) <= viewer_scopes, op.method in MUTATIONS))
+    ordered = sorted(protected, key=lambda op: (set(op.scopes) <= viewer_scopes, mutates(op)))
     allowed_mutations = []
     for op in ordered:
         forbidden = not set(op.scopes) <= viewer_scopes
-        if op.method in MUTATIONS and not forbidden:
+        if mutates(op) and not forbidden:
             allowed_mutations.append(str(op))
             async with world.client_as(world.viewer_id, world.ids["org_id"]) as client:
                 response = await call(client, op, world.spec, world.ids)
@@ -134,7 +139,7 @@ async def test_a_read_only_api_key_is_forbidden_everything_but_dataset_reads(wor
     granted = {Scope.DATASETS_READ}
     allowed = []
     for op in [op for op in world.operations if not op.public]:
-        if op.method in MUTATIONS and not op.scopes:
+        if mutates(op) and not op.scopes:
             forbidden = True  # creating organizations and logging out are for people, not programs
         else:
             forbidden = not set(op.scopes) <= granted

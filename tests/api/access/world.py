@@ -11,6 +11,7 @@ The tests (tests/api/access/) cover:
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import re
@@ -23,9 +24,10 @@ from sqlalchemy import func, select
 from api.main import ROUTERS, create_app
 from api.security import PUBLIC_ROUTES, route_scopes
 from core.access import Role, Scope
-from db.models import Dataset, Membership, MLTask, User
+from db.models import Dataset, KnowledgeBase, KnowledgeDocument, Membership, MLTask, User
 from db.session import get_sessionmaker
 from services.identity import token_pair
+from storage.object_store import object_store_from_settings
 from tests.e2e.support import TEST_PASSWORD, anonymous_client, client_for
 
 GOOD_ROWS = [{"question": f"What is setting {i}?", "answer": f"Setting {i} controls feature {i}."} for i in range(5)]
@@ -217,11 +219,26 @@ async def make_world(settings) -> World:
     key = await owner.post("/api/v1/api-keys", json={"name": "reader", "scopes": ["datasets:read"]})
     assert key.status_code == 201, key.text
     key = key.json()
+    kb = await owner.post("/api/v1/knowledge-bases", json={"name": "a-kb"})
+    assert kb.status_code == 201, kb.text
     operations = await schema_operations(app)
-    ids = {"dataset_id": dataset_id, "task_id": task.json()["task_id"], "key_id": key["key_id"], "org_id": alice["org_id"], "user_id": victor["user_id"]}
+    ids = {"dataset_id": dataset_id, "task_id": task.json()["task_id"], "key_id": key["key_id"], "org_id": alice["org_id"], "user_id": victor["user_id"],
+           "kb_id": kb.json()["knowledge_base_id"], "document_id": stored_document(settings, kb.json()["knowledge_base_id"])}
     return World(app, settings, app.state.test_spec, operations, owner, viewer, other,
                  anonymous_client(app, {"Authorization": f"Bearer {key['secret']}"}), ids,
                  {"org_id": bob["org_id"], "user_id": bob["user_id"]}, alice["user_id"], victor["user_id"], key["secret"], key["prefix"])
+
+
+def stored_document(settings, kb_id: str) -> str:
+    """A document of org A's knowledge base, stored the way an upload stores it (Temporal is offline in these tests,
+    so the build it would request is not)."""
+    from services import knowledge
+
+    with db(settings) as session:
+        kb = session.get(KnowledgeBase, kb_id)
+        upload = knowledge.store_document(session, object_store_from_settings(settings), settings, kb, stream=io.BytesIO(b"# A\n\nOrg A's secret.\n"),
+                                          filename="a.md", created_by=None)
+        return upload.document.id
 
 
 async def assert_org_a_untouched(world: World) -> None:
@@ -230,6 +247,9 @@ async def assert_org_a_untouched(world: World) -> None:
     assert (await owner.get(f"/api/v1/datasets/{world.ids['dataset_id']}")).json()["org_id"] == world.ids["org_id"]
     assert (await owner.get(f"/api/v1/tasks/{world.ids['task_id']}")).json()["status"] == "PENDING"
     assert (await owner.get(f"/api/v1/orgs/{world.ids['org_id']}")).json()["name"] == "org-a"
+    assert (await owner.get(f"/api/v1/knowledge-bases/{world.ids['kb_id']}")).json()["name"] == "a-kb"
+    documents = (await owner.get(f"/api/v1/knowledge-bases/{world.ids['kb_id']}/documents")).json()["items"]
+    assert [(d["document_id"], d["filename"]) for d in documents] == [(world.ids["document_id"], "a.md")]
     members = {m["user_id"]: m["role"] for m in (await owner.get(f"/api/v1/orgs/{world.ids['org_id']}/members")).json()}
     assert members == {world.owner_id: "owner", world.viewer_id: "viewer"}
     keys = (await owner.get("/api/v1/api-keys")).json()
@@ -238,6 +258,8 @@ async def assert_org_a_untouched(world: World) -> None:
     with db(world.settings) as session:
         assert session.scalar(select(func.count()).select_from(Dataset)) == 1
         assert session.scalar(select(func.count()).select_from(MLTask)) == 1
+        assert session.scalar(select(func.count()).select_from(KnowledgeBase)) == 1
+        assert session.scalar(select(func.count()).select_from(KnowledgeDocument)) == 1
     await owner.aclose()
 
 
@@ -255,6 +277,9 @@ def probes_of_org_a(world: World) -> dict[str, list[tuple[str, str, dict | None,
         "datasets": [("GET", f"/api/v1/datasets/{ids['dataset_id']}", None, "not found"),
                      ("GET", f"/api/v1/datasets/{ids['dataset_id']}/preview", None, "not found")],
         "api_keys": [("DELETE", f"/api/v1/api-keys/{ids['key_id']}", None, "not found")],
+        "knowledge": [(method, f"/api/v1/knowledge-bases/{ids['kb_id']}{path}", body, "not found") for method, path, body in (
+            ("GET", "", None), ("DELETE", "", None), ("GET", "/documents", None), ("GET", f"/documents/{ids['document_id']}", None),
+            ("DELETE", f"/documents/{ids['document_id']}", None), ("POST", "/search", {"query": "secret"}))],
         "orgs": [("GET", org, None, "not found"), ("GET", f"{org}/members", None, "not found"), ("DELETE", f"{org}/members/{viewer}", None, "not found"),
                  ("PATCH", f"{org}/members/{viewer}", {"role": "owner"}, "not found"),
                  ("POST", f"{org}/members", {"username": "bob", "role": "owner"}, "not found"), ("PATCH", org, {"name": "pwned"}, "not found")],

@@ -1,0 +1,150 @@
+"""Knowledge bases through the API with real workers: every format uploaded and indexed, search with sources, document
+previews, versions under one file name, and every bad upload refused with nothing left behind."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import func, select
+
+from activities.context import ActivityContext
+from db.models import KnowledgeBase, KnowledgeDocument
+from tests.e2e.support import api_client
+from tests.unit.test_knowledge import HTML, MARKDOWN, make_pdf
+from tests.workflows.fakes import running_workers
+
+
+@pytest.fixture
+def online(settings, temporal_env):
+    return settings.model_copy(update={"temporal_address": temporal_env.client.service_client.config.target_host, "knowledge_settle_seconds": 0.3})
+
+
+async def wait_ready(api, kb_id: str, version: int, timeout: float = 120) -> dict:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        kb = (await api.get(f"/api/v1/knowledge-bases/{kb_id}")).json()
+        if kb["status"] == "READY" and kb["version"] >= version:
+            return kb
+        if loop.time() > deadline:
+            raise TimeoutError(f"knowledge base stayed {kb['status']} at version {kb['version']}")
+        await asyncio.sleep(0.2)
+
+
+async def upload(api, kb_id: str, filename: str, data: bytes):
+    return await api.post(f"/api/v1/knowledge-bases/{kb_id}/documents", files={"file": (filename, data)})
+
+
+def stored(settings) -> tuple[int, int, int]:
+    """(knowledge bases, documents, objects) in the database and the object store."""
+    ctx = ActivityContext.from_settings(settings)
+    with ctx.sessions() as session:
+        kbs = session.scalar(select(func.count()).select_from(KnowledgeBase))
+        documents = session.scalar(select(func.count()).select_from(KnowledgeDocument))
+    return kbs, documents, len(ctx.store.list("knowledge/"))
+
+
+async def test_every_format_is_indexed_and_searchable_with_its_sources(online, temporal_env):
+    ctx = ActivityContext.from_settings(online)
+    async with running_workers(temporal_env.client, ctx), api_client(online) as api:
+        created = await api.post("/api/v1/knowledge-bases", json={"name": "FerroLink docs", "description": "the product's documentation"})
+        assert created.status_code == 201 and created.json()["status"] == "CREATED" and created.json()["version"] == 0
+        kb_id = created.json()["knowledge_base_id"]
+        assert created.headers["location"].endswith(kb_id)
+        files = {"guide.md": MARKDOWN.encode(), "security.html": HTML.encode(), "errors.txt": b"FL-204 means a sync conflict between two devices.\n",
+                 "limits.pdf": make_pdf(["The maximum size of a single file is 256 GB.", "Each user can pair at most 10 devices."])}
+        for name, data in files.items():
+            response = await upload(api, kb_id, name, data)
+            assert response.status_code == 202, response.text
+            assert response.json()["status"] == "PENDING" and response.json()["version"] == 1
+        kb = await wait_ready(api, kb_id, version=1)
+        documents = (await api.get(f"/api/v1/knowledge-bases/{kb_id}/documents")).json()["items"]
+        assert {d["filename"]: d["status"] for d in documents} == dict.fromkeys(files, "INDEXED")
+        assert kb["document_count"] == 4 and kb["chunk_count"] == sum(d["chunk_count"] for d in documents) >= 6
+        assert kb["total_bytes"] == sum(len(d) for d in files.values()) and kb["embedding_model"] == "all-MiniLM-L6-v2"
+
+        for query, filename, heading in (("Which TCP port serves the web console?", "guide.md", ["FerroLink guide", "Network ports"]),
+                                         ("When do console sessions expire?", "security.html", ["Security", "Sessions"]),
+                                         ("How many devices can a user pair?", "limits.pdf", ["page 2"]),
+                                         ("What is error FL-204?", "errors.txt", [])):
+            response = await api.post(f"/api/v1/knowledge-bases/{kb_id}/search", json={"query": query, "top_k": 3})
+            assert response.status_code == 200, response.text
+            best = response.json()["results"][0]
+            assert (best["filename"], best["heading_path"], best["rank"]) == (filename, heading, 1), (query, response.json())
+            assert best["document_id"] in {d["document_id"] for d in documents} and 0 < best["score"] <= 1
+        assert response.json()["version"] == kb["version"]
+
+        guide = next(d for d in documents if d["filename"] == "guide.md")
+        detail = (await api.get(f"/api/v1/knowledge-bases/{kb_id}/documents/{guide['document_id']}")).json()
+        assert [c["heading_path"] for c in detail["chunks"]] == [["FerroLink guide"], ["FerroLink guide", "Network ports"],
+                                                                 ["FerroLink guide", "Backups", "Retention"]]
+        assert all(MARKDOWN[c["start"]:c["end"]] == c["text"] for c in detail["chunks"])
+
+        # a new file under the same name is the document's next version; only it is embedded again
+        new_guide = MARKDOWN.replace("7410", "8443").encode()
+        replaced = await upload(api, kb_id, "guide.md", new_guide)
+        assert replaced.status_code == 202 and replaced.json()["document_id"] == guide["document_id"] and replaced.json()["version"] == 2
+        kb = await wait_ready(api, kb_id, version=2)
+        best = (await api.post(f"/api/v1/knowledge-bases/{kb_id}/search", json={"query": "web console port", "top_k": 1})).json()["results"][0]
+        assert "8443" in best["text"] and "7410" not in best["text"]
+        assert kb["total_bytes"] == sum(len(d) for d in files.values()) - len(files["guide.md"]) + len(new_guide)
+        assert ctx.store.list(f"knowledge/{kb['org_id']}/{kb_id}/documents/{guide['document_id']}/") == [
+            f"knowledge/{kb['org_id']}/{kb_id}/documents/{guide['document_id']}/v2/source.md"]  # the replaced version's bytes are gone
+
+        # the same bytes again are a conflict, under any name
+        duplicate = await upload(api, kb_id, "copy.md", new_guide)
+        assert duplicate.status_code == 409 and "already holds these exact bytes" in duplicate.json()["detail"]
+
+        deleted = await api.delete(f"/api/v1/knowledge-bases/{kb_id}/documents/{guide['document_id']}")
+        assert deleted.status_code == 202
+        results = (await api.post(f"/api/v1/knowledge-bases/{kb_id}/search", json={"query": "web console port", "top_k": 10})).json()["results"]
+        assert "guide.md" not in {r["filename"] for r in results}
+        kb = await wait_ready(api, kb_id, version=3)
+        assert kb["document_count"] == 3
+        assert (await api.get(f"/api/v1/knowledge-bases/{kb_id}/documents/{guide['document_id']}")).status_code == 404
+
+        assert (await api.delete(f"/api/v1/knowledge-bases/{kb_id}")).status_code == 204
+        assert (await api.get(f"/api/v1/knowledge-bases/{kb_id}")).status_code == 404
+    assert stored(online) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(("filename", "data", "status", "message"), [
+    ("notes.docx", b"PK\x03\x04 a word file", 422, "unsupported document type 'docx'"),
+    ("scan.pdf", b"GIF89a not a pdf", 422, "not a PDF"),
+    ("binary.md", b"\x00\x01\x02 binary", 422, "binary data"),
+    ("empty.txt", b"", 422, "the file is empty"),
+    ("big.txt", b"x" * 3000, 413, "2048 byte limit"),
+])
+async def test_bad_uploads_are_refused_and_leave_nothing_behind(online, temporal_env, filename, data, status, message):
+    online = online.model_copy(update={"max_document_bytes": 2048})
+    async with api_client(online) as api:
+        kb_id = (await api.post("/api/v1/knowledge-bases", json={"name": "kb"})).json()["knowledge_base_id"]
+        response = await upload(api, kb_id, filename, data)
+        assert response.status_code == status and message in response.json()["detail"], response.text
+    assert stored(online) == (1, 0, 0)
+
+
+async def test_an_upload_is_refused_whole_when_temporal_is_unreachable(settings, tmp_path):
+    from tests.conftest import free_port
+
+    offline = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    async with api_client(offline) as api:
+        kb_id = (await api.post("/api/v1/knowledge-bases", json={"name": "kb"})).json()["knowledge_base_id"]
+        response = await upload(api, kb_id, "a.md", b"# A\n\ntext\n")
+        assert response.status_code == 503 and "unreachable" in response.json()["detail"]
+    assert stored(offline) == (1, 0, 0)
+
+
+async def test_documents_count_towards_the_storage_quota(online, temporal_env):
+    online = online.model_copy(update={"max_storage_bytes_per_org": 100})
+    async with running_workers(temporal_env.client, ActivityContext.from_settings(online)), api_client(online) as api:
+        kb_id = (await api.post("/api/v1/knowledge-bases", json={"name": "kb"})).json()["knowledge_base_id"]
+        assert (await upload(api, kb_id, "a.md", b"# A\n\n" + b"a" * 60 + b"\n")).status_code == 202
+        refused = await upload(api, kb_id, "b.md", b"# B\n\n" + b"b" * 60 + b"\n")
+        assert refused.status_code == 409 and "storage quota exceeded" in refused.json()["detail"]
+        await wait_ready(api, kb_id, version=1)
+        org = (await api.get("/api/v1/auth/me")).json()["org_id"]
+        assert (await api.get(f"/api/v1/orgs/{org}")).json()["storage_bytes"] == 66
+        assert (await api.delete(f"/api/v1/knowledge-bases/{kb_id}")).status_code == 204
+    assert stored(online) == (0, 0, 0)

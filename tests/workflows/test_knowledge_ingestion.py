@@ -1,0 +1,170 @@
+"""The ingestion workflow on a real Temporal server with the real build activity (real parsing, MiniLM, FAISS):
+uploads become signals, changes during a build are queued and built once, a bad document fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from activities.context import ActivityContext
+from activities.knowledge import KnowledgeActivities
+from core.settings import TASK_QUEUE_KNOWLEDGE, TASK_QUEUE_WORKFLOWS
+from db.models import KnowledgeBase, KnowledgeDocument
+from schemas.workflow_io import IngestionResult
+from services import knowledge as service
+from services.knowledge import IndexCache, ingestion_workflow_id
+from tests.workflows.fakes import running_workers
+from tests.workflows.test_fine_tuning_workflow import record_history
+from workers.pools import activities_by_queue
+
+
+@pytest.fixture
+def ctx(settings) -> ActivityContext:
+    return ActivityContext.from_settings(settings.model_copy(update={"knowledge_settle_seconds": 0.5}))
+
+
+class GatedKnowledge(KnowledgeActivities):
+    """The real build, held once it has read which documents to index, until the test opens the gate (so changes
+    arrive during a build, after it took its snapshot of the knowledge base)."""
+
+    def __init__(self, ctx: ActivityContext):
+        super().__init__(ctx)
+        self.started, self.gate, self.builds = threading.Event(), threading.Event(), []
+
+    def _build(self, inp, heartbeat):
+        self.heartbeat = heartbeat
+        result = super()._build(inp, heartbeat)
+        self.builds.append(result)
+        return result
+
+    def _load(self, index_key, directory):
+        self.started.set()
+        for _ in range(120):  # held, but alive: a silent activity would be timed out and retried
+            if self.gate.wait(timeout=0.5):
+                break
+            self.heartbeat.update(stage="held by the test")
+        return super()._load(index_key, directory)
+
+
+def activities_with(ctx: ActivityContext, knowledge: KnowledgeActivities) -> dict[str, list]:
+    activities = activities_by_queue(ctx)
+    activities[TASK_QUEUE_WORKFLOWS] = [activities[TASK_QUEUE_WORKFLOWS][0], knowledge.record_knowledge_base]
+    activities[TASK_QUEUE_KNOWLEDGE] = [knowledge.build_knowledge_index]
+    return activities
+
+
+def new_kb(ctx: ActivityContext) -> KnowledgeBase:
+    with ctx.sessions() as session:
+        return service.create_knowledge_base(session, ctx.settings, name="guide", description=None, org_id="org", created_by=None)
+
+
+async def upload(ctx: ActivityContext, client, kb: KnowledgeBase, filename: str, data: bytes) -> str:
+    with ctx.sessions() as session:
+        stored = service.store_document(session, ctx.store, ctx.settings, kb, stream=io.BytesIO(data), filename=filename, created_by=None)
+
+    async def temporal():
+        return client
+
+    await service.request_build(temporal, ctx.settings, kb, [stored.document.id])
+    service.keep_upload(ctx.store, stored)
+    return stored.document.id
+
+
+async def wait_for_kb(ctx: ActivityContext, kb_id: str, status: str, version: int | None = None, timeout: float = 120) -> KnowledgeBase:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        with ctx.sessions() as session:
+            kb = session.get(KnowledgeBase, kb_id)
+            if kb.status == status and (version is None or kb.version >= version):
+                return kb
+        if loop.time() > deadline:
+            raise TimeoutError(f"knowledge base {kb_id} stayed {kb.status} at version {kb.version}, wanted {status} {version}")
+        await asyncio.sleep(0.1)
+
+
+def documents(ctx: ActivityContext, kb_id: str) -> dict[str, KnowledgeDocument]:
+    with ctx.sessions() as session:
+        return {d.filename: d for d in session.scalars(select(KnowledgeDocument).where(KnowledgeDocument.knowledge_base_id == kb_id))}
+
+
+def note(i: int) -> bytes:
+    return f"# Note {i}\n\nThe setting option{i} of FerroLink defaults to {i * 11} and is changed in section [opt{i}].\n".encode()
+
+
+async def test_uploads_during_a_build_are_queued_and_each_indexed_exactly_once(temporal_env, ctx):
+    knowledge = GatedKnowledge(ctx)
+    kb = new_kb(ctx)
+    async with running_workers(temporal_env.client, ctx, activities_with(ctx, knowledge)):
+        await upload(ctx, temporal_env.client, kb, "note-0.md", note(0))
+        await asyncio.get_running_loop().run_in_executor(None, knowledge.started.wait, 60)
+        assert (await wait_for_kb(ctx, kb.id, "BUILDING")).version == 0
+        for i in range(1, 11):  # ten uploads while the first build runs
+            await upload(ctx, temporal_env.client, kb, f"note-{i}.md", note(i))
+        handle = temporal_env.client.get_workflow_handle(ingestion_workflow_id(kb.id))
+        assert len((await handle.query("progress"))["pending_documents"]) == 10
+        knowledge.gate.set()
+        ready = await wait_for_kb(ctx, kb.id, "READY", version=2)
+        await handle.cancel()
+    assert [b.version for b in knowledge.builds] == [1, 2]  # the first build, then one build for the ten queued uploads
+    assert knowledge.builds[0].embedded_chunks == 1 and knowledge.builds[1].embedded_chunks == 10  # nothing embedded twice
+    assert (ready.version, ready.document_count, ready.chunk_count) == (2, 11, 11)
+    assert all(d.status == "INDEXED" and d.chunk_count == 1 for d in documents(ctx, kb.id).values())
+    index = service.current_index(IndexCache(ctx.store), ready)
+    assert len({c.chunk_id for c in index.chunks}) == len(index.chunks) == 11
+    assert sorted(c.filename for c in index.chunks) == sorted(f"note-{i}.md" for i in range(11))
+
+
+async def test_a_corrupt_pdf_fails_alone_and_a_deleted_document_leaves_search_then_the_index(temporal_env, ctx):
+    knowledge = KnowledgeActivities(ctx)
+    kb = new_kb(ctx)
+    cache = IndexCache(ctx.store)
+    async with running_workers(temporal_env.client, ctx, activities_with(ctx, knowledge)):
+        await upload(ctx, temporal_env.client, kb, "ports.md", b"# Ports\n\nThe web console listens on TCP port 7410.\n")
+        await upload(ctx, temporal_env.client, kb, "backups.md", b"# Backups\n\nScheduled backups run daily at 02:00.\n")
+        await upload(ctx, temporal_env.client, kb, "scan.pdf", b"%PDF-1.4\nthis is not a PDF body at all")
+        ready = await wait_for_kb(ctx, kb.id, "READY", version=1)
+        docs = documents(ctx, kb.id)
+        assert docs["scan.pdf"].status == "FAILED" and "not a readable PDF" in docs["scan.pdf"].error
+        assert docs["ports.md"].status == docs["backups.md"].status == "INDEXED"
+        assert (ready.document_count, ready.chunk_count, ready.error) == (2, 2, None)
+        with ctx.sessions() as session:
+            hits = service.search(session, cache, ready, "Which port does the console use?", 2)
+            assert hits[0].chunk.filename == "ports.md" and hits[0].chunk.heading_path == ["Ports"]
+
+            service.delete_document(session, ctx.store, ready, docs["ports.md"].id)
+            # gone from search at once, before any rebuild
+            assert {h.chunk.filename for h in service.search(session, cache, ready, "Which port does the console use?", 5)} == {"backups.md"}
+
+        async def temporal():
+            return temporal_env.client
+
+        await service.request_build(temporal, ctx.settings, ready, [docs["ports.md"].id])
+        rebuilt = await wait_for_kb(ctx, kb.id, "READY", version=2)
+        handle = temporal_env.client.get_workflow_handle(ingestion_workflow_id(kb.id))
+        await handle.cancel()
+    assert (rebuilt.document_count, rebuilt.chunk_count) == (1, 1)
+    assert [c.filename for c in service.current_index(cache, rebuilt).chunks] == ["backups.md"]
+    assert ctx.store.list(f"knowledge/org/{kb.id}/documents/{docs['ports.md'].id}/") == []
+
+
+async def test_an_idle_ingestion_ends_and_the_next_change_starts_it_again(temporal_env, ctx):
+    settings = ctx.settings.model_copy(update={"knowledge_idle_seconds": 1})
+    ctx = ActivityContext(settings, ctx.store, ctx.sessions)
+    knowledge = KnowledgeActivities(ctx)
+    kb = new_kb(ctx)
+    async with running_workers(temporal_env.client, ctx, activities_with(ctx, knowledge)):
+        await upload(ctx, temporal_env.client, kb, "a.md", b"# A\n\nAlpha is the first letter.\n")
+        handle = temporal_env.client.get_workflow_handle(ingestion_workflow_id(kb.id), result_type=IngestionResult)
+        first = await handle.result()
+        assert (first.builds, first.version, first.status) == (1, 1, "READY")
+        await record_history(handle, "knowledge-ingestion")
+        await upload(ctx, temporal_env.client, kb, "b.md", b"# B\n\nBeta is the second letter.\n")
+        second = await temporal_env.client.get_workflow_handle(ingestion_workflow_id(kb.id), result_type=IngestionResult).result()
+    assert (second.builds, second.version, second.status) == (1, 2, "READY")
+    with ctx.sessions() as session:
+        assert session.get(KnowledgeBase, kb.id).chunk_count == 2

@@ -1,0 +1,107 @@
+"""KnowledgeIngestionWorkflow: one per knowledge base (id `kb-<knowledge base id>`), the only writer of its status.
+
+Uploads and deletions reach it as `documents_changed` signals (sent with signal-with-start, so the first change
+starts it). Changes that arrive while a build runs are queued and built next, never lost and never raced: a
+build indexes exactly the documents the knowledge base holds when it starts, reusing what the previous version
+already indexed, so a change that arrives during it is picked up by the following build. A build starts once
+changes have paused for `settle_seconds`, so a burst of uploads makes one build. With nothing to do for
+`idle_seconds` the run ends; it continues-as-new after `builds_per_run` builds.
+
+    CREATED | READY | BUILD_FAILED --change--> REBUILD_REQUIRED --> BUILDING --> READY (or REBUILD_REQUIRED if
+    changes queued meanwhile, or BUILD_FAILED; the previous version still answers searches)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.knowledge import KnowledgeActivities
+    from core.settings import TASK_QUEUE_KNOWLEDGE
+    from core.status import KnowledgeBaseStatus, check_knowledge_base_transition
+    from schemas.workflow_io import (
+        BuildKnowledgeIndexInput, BuildKnowledgeIndexResult, DocumentsChanged, IngestionInput, IngestionResult, RecordKnowledgeBaseInput,
+    )
+    from workflows.lifecycle import Lifecycle, PhaseOptions, failure_message
+
+K = KnowledgeBaseStatus
+PROJECTION_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=10)
+
+
+def ingestion_workflow_id(knowledge_base_id: str) -> str:
+    return f"kb-{knowledge_base_id}"
+
+
+@workflow.defn(name="KnowledgeIngestionWorkflow")
+class KnowledgeIngestionWorkflow:
+    def __init__(self) -> None:
+        self.lifecycle = Lifecycle(K.CREATED, check_knowledge_base_transition, self._project)
+        self._knowledge_base_id = ""
+        self._pending: list[str] = []
+        self._builds = 0
+        self._version = 0
+        self._last: BuildKnowledgeIndexResult | None = None
+
+    @workflow.signal
+    def documents_changed(self, change: DocumentsChanged) -> None:
+        self._pending.extend(i for i in change.document_ids if i not in self._pending)
+
+    @workflow.query
+    def progress(self) -> dict[str, Any]:
+        return {"status": self.lifecycle.status.value, "pending_documents": list(self._pending), "builds": self._builds,
+                "version": self._version, "last_build": dataclasses.asdict(self._last) if self._last else None}
+
+    @workflow.run
+    async def run(self, inp: IngestionInput) -> IngestionResult:
+        self._knowledge_base_id = inp.knowledge_base_id
+        self.lifecycle.status = K(inp.status)
+        self._pending.extend(i for i in inp.pending if i not in self._pending)
+        options = PhaseOptions(TASK_QUEUE_KNOWLEDGE, timedelta(seconds=inp.build_seconds),
+                               RetryPolicy(initial_interval=timedelta(seconds=inp.retry_initial_seconds), maximum_attempts=inp.max_attempts),
+                               timedelta(seconds=inp.heartbeat_seconds))
+        while True:
+            try:
+                await workflow.wait_condition(lambda: bool(self._pending), timeout=timedelta(seconds=inp.idle_seconds))
+            except asyncio.TimeoutError:
+                if not self._pending:  # a change that raced the timeout is still built
+                    return IngestionResult(inp.knowledge_base_id, self._builds, self._version, self.lifecycle.status.value)
+            if self.lifecycle.status != K.REBUILD_REQUIRED:
+                await self.lifecycle.record(K.REBUILD_REQUIRED)
+            await self._settle(inp.settle_seconds)
+            self._pending = []
+            await self._build(inp, options)
+            if self._builds >= inp.builds_per_run or workflow.info().is_continue_as_new_suggested():
+                workflow.continue_as_new(dataclasses.replace(inp, status=self.lifecycle.status.value, pending=list(self._pending)))
+
+    async def _settle(self, seconds: float) -> None:
+        """Wait until no change has arrived for `seconds`, so a burst of uploads makes one build."""
+        while seconds > 0:
+            seen = len(self._pending)
+            try:
+                await workflow.wait_condition(lambda: len(self._pending) > seen, timeout=timedelta(seconds=seconds))
+            except asyncio.TimeoutError:
+                return
+
+    async def _build(self, inp: IngestionInput, options: PhaseOptions) -> None:
+        try:
+            result: BuildKnowledgeIndexResult = await self.lifecycle.run_phase(
+                K.BUILDING, KnowledgeActivities.build_knowledge_index, BuildKnowledgeIndexInput(inp.knowledge_base_id, inp.org_id), options)
+        except ActivityError as err:
+            await self.lifecycle.record(K.BUILD_FAILED, error=failure_message(err))
+            return
+        self._builds += 1
+        self._version, self._last = result.version, result
+        await self.lifecycle.record(K.REBUILD_REQUIRED if self._pending else K.READY)
+
+    async def _project(self, status: KnowledgeBaseStatus, error: str | None = None, **_: Any) -> None:
+        await workflow.execute_local_activity_method(
+            KnowledgeActivities.record_knowledge_base, RecordKnowledgeBaseInput(self._knowledge_base_id, status.value, error),
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=PROJECTION_RETRY,
+        )

@@ -32,6 +32,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.train_throughput
 	$(BIN)/python -m bench.orchestration_overhead
+	$(BIN)/python -m bench.kb_ingest
 
 clean:
 	rm -rf .wlops

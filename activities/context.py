@@ -6,6 +6,7 @@ import contextvars
 import json
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -15,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 
 from core.settings import Settings
 from db.session import get_sessionmaker
+from services.knowledge import IndexCache
 from storage.object_store import ObjectNotFound, ObjectStore, get_bytes, object_store_from_settings, put_bytes
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -25,6 +27,11 @@ class ActivityContext:
     settings: Settings
     store: ObjectStore
     sessions: sessionmaker
+
+    @cached_property
+    def knowledge_indexes(self) -> IndexCache:
+        """Knowledge-base index versions this worker has loaded (a version never changes, so they are kept)."""
+        return IndexCache(self.store)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "ActivityContext":

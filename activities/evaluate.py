@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from ml.evaluator import EvaluationConfig, evaluate_predictions, lineage_by_bad_
 from ml.examples import examples_from_jsonl
 from ml.metrics import GradeThresholds, ScoreWeights
 from ml.optimizer import Splits
-from schemas.reports import EvaluationReport
+from schemas.reports import CLOSED_BOOK, RAG, EvaluationReport, RetrievedContexts
 from schemas.workflow_io import EvaluateInput, EvaluateResult
 from storage import keys
 from storage.object_store import get_bytes, get_dir
@@ -42,18 +43,29 @@ class EvaluateActivities:
 
         from ml.base_model import load_model_and_tokenizer
 
-        config = evaluation_config(self.ctx.settings)
+        config = dataclasses.replace(evaluation_config(self.ctx.settings), max_seq_length=inp.max_seq_length)
         splits = Splits.from_json(self.ctx.read_json(inp.splits_key))
         train = examples_from_jsonl(get_bytes(self.ctx.store, inp.train_key))
+        contexts = self.ctx.read_model(inp.contexts_key, RetrievedContexts) if inp.contexts_key else None
+        # with a knowledge base the task serves with retrieval: that is the headline; closed book is measured beside it
+        passages = {example_id: c.context for example_id, c in contexts.examples.items()} if contexts else None
+        mode = RAG if contexts else CLOSED_BOOK
+        known = dict(retrieval=contexts.retrieval, knowledge_base_version=contexts.knowledge_base_version) if contexts else {}
 
         def progress(what: str, done: int, total: int) -> None:
             heartbeat.update(stage=f"{what} {done}/{total}")
 
+        def answers(model) -> tuple[dict[str, list[str]], dict[str, dict[str, list[str]]] | None]:
+            """(answers in the serving mode, answers in the other mode)."""
+            closed = predict_splits(model, tokenizer, splits, config, progress)
+            return (predict_splits(model, tokenizer, splits, config, progress, passages), {CLOSED_BOOK: closed}) if contexts else (closed, None)
+
         heartbeat.update(stage="loading model")
         model, tokenizer = load_model_and_tokenizer(inp.model_name, self.ctx.settings.model_cache_dir)
         baseline_key = inp.baseline_key or keys.evaluation_prefix(inp.task_id) + "baseline.json"
-        if inp.baseline_key is None:  # the untuned model, once per task
-            baseline = evaluate_predictions(splits, predict_splits(model, tokenizer, splits, config, progress), [], config, iteration=0)
+        if inp.baseline_key is None:  # the untuned model, once per task, in every mode the task is evaluated in
+            served, other = answers(model)
+            baseline = evaluate_predictions(splits, served, [], config, iteration=0, mode=mode, other_modes=other, **known)
             self.ctx.write_model(baseline_key, baseline)
         else:
             baseline = self.ctx.read_model(baseline_key, EvaluationReport)
@@ -62,11 +74,14 @@ class EvaluateActivities:
             adapter_dir = get_dir(self.ctx.store, inp.adapter_key, Path(tmp) / "adapter")
             # merged weights generate faster than the adapter's side branches; this model copy is ours alone
             tuned = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
-            predictions = predict_splits(tuned, tokenizer, splits, config, progress)
+            served, other = answers(tuned)
             heartbeat.update(stage="training-split loss")
-            losses = per_example_loss(tuned, tokenizer, splits.train, config.max_seq_length)
+            # the training split as it was trained on (with its passages, when there are any)
+            as_trained = {e.id: e for e in train}
+            losses = per_example_loss(tuned, tokenizer, [as_trained.get(e.id, e) for e in splits.train], config.max_seq_length)
         previous = self.ctx.read_model(inp.previous_evaluation_key, EvaluationReport) if inp.previous_evaluation_key else None
-        report = evaluate_predictions(splits, predictions, losses, config, inp.iteration, baseline=baseline, previous=previous, lineage=lineage_by_bad_case(train))
+        report = evaluate_predictions(splits, served, losses, config, inp.iteration, baseline=baseline, previous=previous,
+                                      lineage=lineage_by_bad_case(train), mode=mode, other_modes=other, **known)
         report.adapter_key = inp.adapter_key
         evaluation_key = self.ctx.write_model(keys.evaluation_prefix(inp.task_id, inp.iteration) + "evaluation.json", report)
         return EvaluateResult(

@@ -9,10 +9,11 @@ from pathlib import Path
 from temporalio import activity
 
 from activities.context import ActivityContext, invalid_input
-from db.models import Dataset
-from ml.examples import DatasetFormatError, examples_to_jsonl
+from db.models import Dataset, KnowledgeBase
+from ml.examples import DatasetFormatError, Example, examples_to_jsonl
 from ml.optimizer import OptimizationLog, SplitConfig, Splits, clean_dataset, find_leaks, split_examples, target_bad_cases
-from schemas.reports import EvaluationReport
+from ml.retrieval_context import ContextConfig, held_out_contexts, retrieval_quality, training_contexts
+from schemas.reports import EvaluationReport, ExampleContext, RetrievedContexts
 from schemas.workflow_io import OptimizeInput, OptimizeResult
 from storage import keys
 from storage.object_store import get_file, put_bytes
@@ -56,6 +57,11 @@ class OptimizeActivities:
 
         dataset_id = optimized_dataset_id(inp.task_id, inp.iteration)
         prefix = keys.optimized_prefix(dataset_id)
+        contexts_key = knowledge_base_version = None
+        if inp.knowledge_base_id:
+            train, contexts = self._with_passages(inp, splits, train, org_id)
+            contexts_key, knowledge_base_version = self.ctx.write_model(prefix + "contexts.json", contexts), contexts.knowledge_base_version
+            log.knowledge_base_version, log.retrieval = knowledge_base_version, {k: v.model_dump() for k, v in contexts.retrieval.items()}
         train_key, splits_key = prefix + "train.jsonl", inp.splits_key or prefix + "splits.json"
         put_bytes(self.ctx.store, train_key, examples_to_jsonl(train))
         if inp.splits_key is None:
@@ -70,7 +76,31 @@ class OptimizeActivities:
             row.source_dataset_id, row.task_id, row.optimization_log = inp.dataset_id, inp.task_id, log_dict
             session.add(row)
         activity.logger.info("optimized dataset %s: %s rows in, %s out", dataset_id, log.rows_in, log.rows_out)
-        return OptimizeResult(dataset_id=dataset_id, train_key=train_key, splits_key=splits_key, log=_summary(log_dict))
+        return OptimizeResult(dataset_id=dataset_id, train_key=train_key, splits_key=splits_key, log=_summary(log_dict), contexts_key=contexts_key,
+                              knowledge_base_version=knowledge_base_version)
+
+    def _with_passages(self, inp: OptimizeInput, splits: Splits, train: list[Example], org_id: str) -> tuple[list[Example], RetrievedContexts]:
+        """Training examples with RAFT passages, and the passages retrieved for each held-out question, from the knowledge
+        base's current index version (recorded, so the iteration says which version it used)."""
+        from knowledge.embeddings import embed
+
+        with self.ctx.sessions() as session:
+            kb = session.get(KnowledgeBase, inp.knowledge_base_id)
+            if kb is None or kb.org_id != org_id:
+                raise invalid_input(f"knowledge base {inp.knowledge_base_id} no longer exists")
+            if not kb.index_key:
+                raise invalid_input(f"knowledge base {kb.id} has no index")
+            index_key, version = kb.index_key, kb.version
+        index = self.ctx.knowledge_indexes.get(index_key)
+        config = ContextConfig(inp.retrieval_top_k, inp.oracle_fraction, seed=inp.iteration)
+        passages, retrieval = {}, {}
+        for name in ("feedback", "test"):
+            examples, hits, supports = held_out_contexts(index, getattr(splits, name), embed, config)
+            passages.update({e.id: ExampleContext(context=e.context, chunk_ids=e.context_chunk_ids, supporting_chunk_id=e.supporting_chunk_id)
+                             for e in examples})
+            retrieval[name] = retrieval_quality(name, hits, supports, config.top_k)
+        contexts = RetrievedContexts(knowledge_base_id=kb.id, knowledge_base_version=version, top_k=config.top_k, examples=passages, retrieval=retrieval)
+        return training_contexts(index, train, embed, config), contexts
 
     def _clean_and_split(self, storage_key: str, file_format: str) -> tuple[Splits, OptimizationLog]:
         settings = self.ctx.settings

@@ -130,6 +130,9 @@ class MLTask(Base):
     baseline_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     report_key: Mapped[str | None] = mapped_column(String(500), nullable=True)
     hyperparameters: Mapped[dict] = mapped_column(JSON, default=dict)
+    # with a knowledge base: training passages come from it, evaluation runs closed book and with retrieval
+    knowledge_base_id: Mapped[str | None] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="SET NULL"), nullable=True, index=True)
+    retrieval_top_k: Mapped[int] = mapped_column(Integer, default=3)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

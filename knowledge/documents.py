@@ -83,11 +83,12 @@ def _single_section(text: str, media_type: str) -> ParsedDocument:
 def _html_to_markdown(html: str) -> str:
     import trafilatura
 
-    extracted = trafilatura.extract(html, output_format="markdown", include_formatting=True, include_tables=True, favor_recall=True)
-    return extracted or ""
+    extracted = trafilatura.extract(html, output_format="markdown", include_formatting=True, include_tables=True, favor_precision=True)
+    return MARKDOWN_ESCAPE.sub(r"\1", extracted or "")  # keep the structure, not the escapes: chunks are read as text
 
 
 HEADING = re.compile(r"^h([1-6])$")
+MARKDOWN_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|>~])")
 
 
 def _parse_markdown(text: str, media_type: str) -> ParsedDocument:

@@ -14,8 +14,8 @@ from ml.metrics import GradeThresholds, ScoreWeights, corpus_scores, grade, over
 from ml.optimizer import Splits
 from ml.topics import group_by_topic
 from schemas.reports import (
-    BadCase, BadCaseFollowup, EvaluationReport, ExampleScore, Headline, Scores, SideBySide, SplitComparison, SplitResult, Suggestion, SuggestionGroup,
-    TrainLoss,
+    CLOSED_BOOK, BadCase, BadCaseFollowup, EvaluationReport, ExampleScore, Headline, RetrievalQuality, Scores, SideBySide, SplitComparison,
+    SplitResult, Suggestion, SuggestionGroup, TrainLoss,
 )
 
 HEADLINE_SPLIT = "test"
@@ -39,13 +39,15 @@ Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 
 @torch.no_grad()
-def generate_answers(model, tokenizer, questions: list[str], batch_size: int = 48, max_new_tokens: int = 32, progress: Progress | None = None) -> list[str]:
-    """Greedy answers, batched with left padding."""
+def generate_answers(model, tokenizer, questions: list[str], batch_size: int = 48, max_new_tokens: int = 32, progress: Progress | None = None,
+                     contexts: list[list[str]] | None = None) -> list[str]:
+    """Greedy answers, batched with left padding; with `contexts`, each question is asked with its passages."""
     device = next(model.parameters()).device
     model.eval()
     answers: list[str] = []
+    contexts = contexts or [[] for _ in questions]
     for start in range(0, len(questions), batch_size):
-        prompts = [prompt_ids(tokenizer, q) for q in questions[start : start + batch_size]]
+        prompts = [prompt_ids(tokenizer, q, c) for q, c in zip(questions[start : start + batch_size], contexts[start : start + batch_size])]
         width = max(len(p) for p in prompts)
         input_ids = torch.full((len(prompts), width), tokenizer.pad_token_id, dtype=torch.long)
         attention = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -67,7 +69,7 @@ def per_example_loss(model, tokenizer, examples: list[Example], max_length: int 
     """Mean answer-token loss of each example: batched forward passes, far cheaper than generating."""
     device = next(model.parameters()).device
     model.eval()
-    pairs = [training_ids(tokenizer, e.question, e.answer, max_length) for e in examples]
+    pairs = [training_ids(tokenizer, e.question, e.answer, max_length, e.context or None) for e in examples]
     losses = [float("nan")] * len(examples)
     valid = [i for i, p in enumerate(pairs) if p is not None]
     for start in range(0, len(valid), batch_size):
@@ -97,8 +99,11 @@ def score_split(name: str, examples: list[Example], predictions: list[str], weig
     return SplitResult(split=name, size=len(examples), scores=Scores(**corpus_scores([r.scores for r in rows], weights)), examples=rows)
 
 
-def predict_splits(model, tokenizer, splits: Splits, config: EvaluationConfig, progress: Progress | None = None) -> dict[str, list[str]]:
-    return {name: generate_answers(model, tokenizer, [e.question for e in getattr(splits, name)], config.batch_size, config.max_new_tokens, progress)
+def predict_splits(model, tokenizer, splits: Splits, config: EvaluationConfig, progress: Progress | None = None,
+                   contexts: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """Answers to each held-out split; with `contexts` (example id -> passages retrieved for its question), in rag mode."""
+    return {name: generate_answers(model, tokenizer, [e.question for e in getattr(splits, name)], config.batch_size, config.max_new_tokens, progress,
+                                   [contexts.get(e.id, []) for e in getattr(splits, name)] if contexts is not None else None)
             for name in EVALUATED_SPLITS}
 
 
@@ -158,32 +163,43 @@ def evaluate_predictions(
     baseline: EvaluationReport | None = None,
     previous: EvaluationReport | None = None,
     lineage: dict[str, list[str]] | None = None,
+    mode: str = CLOSED_BOOK,
+    other_modes: dict[str, dict[str, list[str]]] | None = None,
+    retrieval: dict[str, RetrievalQuality] | None = None,
+    knowledge_base_version: int | None = None,
 ) -> EvaluationReport:
     """The evaluation report of one iteration, from the model's answers and per-example training losses.
 
-    `baseline` and `previous` are earlier evaluation reports (the untuned model's and the last
-    iteration's); `lineage` maps a bad case id to the training example ids that targeted it.
+    `predictions` are the answers in the serving `mode`, `other_modes` those in any other mode evaluated (all
+    are scored; bad cases and comparisons use the serving mode). `baseline` and `previous` are earlier
+    evaluation reports (the untuned model's and the last iteration's); `lineage` maps a bad case id to the
+    training example ids that targeted it.
     """
-    results = {name: score_split(name, getattr(splits, name), predictions[name], config.weights) for name in EVALUATED_SPLITS}
+    modes = {m: {name: score_split(name, getattr(splits, name), answers[name], config.weights) for name in EVALUATED_SPLITS}
+             for m, answers in {mode: predictions, **(other_modes or {})}.items()}
+    results = modes[mode]
     headline = results[HEADLINE_SPLIT].scores.overall
     bad_cases = find_bad_cases(results["feedback"].examples, splits.train, train_losses, config)
     valid_losses = [x for x in train_losses if x == x]
     report = EvaluationReport(
         iteration=iteration,
-        headline=Headline(split=HEADLINE_SPLIT, score=headline, grade=grade(headline, config.thresholds)),
-        splits=results,
+        headline=Headline(split=HEADLINE_SPLIT, score=headline, grade=grade(headline, config.thresholds), mode=mode),
+        modes=modes,
+        retrieval=retrieval or {},
+        knowledge_base_version=knowledge_base_version,
         train_loss=TrainLoss(mean=round(sum(valid_losses) / len(valid_losses), 4) if valid_losses else None),
         bad_cases=bad_cases,
         suggestions=suggest_improvements(bad_cases, iteration),
     )
     for name, other in (("baseline", baseline), ("previous", previous)):
         if other:
-            report.comparison[name] = {split: SplitComparison(split=split, score=other.score(split), delta=round(report.score(split) - other.score(split), 4))
+            # against the other report in the same mode (a base model is evaluated in every mode the task serves in)
+            report.comparison[name] = {split: SplitComparison(split=split, score=other.score(split, mode), delta=round(report.score(split) - other.score(split, mode), 4))
                                        for split in EVALUATED_SPLITS}
     if previous:
         report.bad_case_followup = follow_up_bad_cases(previous, results, lineage or {})
     if baseline:
-        base_by_id = {r.example_id: r.got for r in baseline.splits[HEADLINE_SPLIT].examples}
+        base_by_id = {r.example_id: r.got for r in baseline.modes[mode][HEADLINE_SPLIT].examples}
         report.side_by_side = [
             SideBySide(split=HEADLINE_SPLIT, question=r.question, expected=r.expected, base_answer=base_by_id.get(r.example_id), tuned_answer=r.got)
             for r in results[HEADLINE_SPLIT].examples[: config.side_by_side]

@@ -32,9 +32,14 @@ class Example:
     answer: str
     id: str = ""
     weight: int = 1
-    origin: str = "source"  # source | rewrite
+    origin: str = "source"  # source | rewrite | generated
     source_line: int | None = None
     lineage: list[dict[str, Any]] = field(default_factory=list)
+    # with a knowledge base: the passages put in the prompt (in order) and their chunk ids, and the chunk estimated
+    # to hold the answer (knowledge.grounding), when one does
+    context: list[str] = field(default_factory=list)
+    context_chunk_ids: list[str] = field(default_factory=list)
+    supporting_chunk_id: str | None = None
 
     def __post_init__(self) -> None:
         if not self.id:

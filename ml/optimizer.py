@@ -227,6 +227,8 @@ class OptimizationLog:
     rewrites_rejected: dict[str, int] = field(default_factory=dict)
     targeted_bad_cases: int = 0
     rows_out: int = 0
+    knowledge_base_version: int | None = None  # with a knowledge base: the index version the passages came from
+    retrieval: dict[str, Any] | None = None  # and how well held-out questions retrieved their answers' chunks
 
 
 @dataclass

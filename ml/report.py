@@ -17,6 +17,9 @@ def build_task_report(task: TaskInfo, baseline: EvaluationReport, evaluations: l
             iteration=evaluation.iteration,
             headline=evaluation.headline,
             scores={split: evaluation.splits[split].scores for split in ("feedback", "test")},
+            modes=evaluation.mode_scores(),
+            retrieval=evaluation.retrieval,
+            knowledge_base_version=evaluation.knowledge_base_version,
             comparison=evaluation.comparison,
             bad_cases=len(evaluation.bad_cases),
             suggestions=[s.text for s in evaluation.suggestions],
@@ -28,8 +31,10 @@ def build_task_report(task: TaskInfo, baseline: EvaluationReport, evaluations: l
     last = evaluations[-1]
     return TaskReport(
         task=task,
-        baseline=BaselineSummary(scores=baseline.splits["test"].scores, feedback_scores=baseline.splits["feedback"].scores),
-        final=FinalSummary(score=last.headline.score, grade=last.headline.grade, beats_baseline=last.headline.score > baseline.score("test")),
+        baseline=BaselineSummary(scores=baseline.modes[last.headline.mode]["test"].scores, feedback_scores=baseline.modes[last.headline.mode]["feedback"].scores,
+                                 modes=baseline.mode_scores()),
+        final=FinalSummary(score=last.headline.score, grade=last.headline.grade, mode=last.headline.mode,
+                           beats_baseline=last.headline.score > baseline.score("test", last.headline.mode)),
         iterations=iterations,
         side_by_side=last.side_by_side,
     )
@@ -70,7 +75,7 @@ def render_markdown(report: TaskReport, plot_name: str | None) -> str:
         "",
         f"- Task `{task.task_id}`, mode {task.mode}, model `{task.model_name}`",
         f"- Stopped because: {task.stop_reason}",
-        f"- Final test-split score **{final.score:.4f}** ({final.grade}) vs base model "
+        f"- Final test-split score **{final.score:.4f}** ({final.grade}, {final.mode.replace('_', ' ')}) vs base model "
         f"{base.scores.overall:.4f}: {'beats' if final.beats_baseline else 'does NOT beat'} the baseline",
         "",
     ]
@@ -88,6 +93,15 @@ def render_markdown(report: TaskReport, plot_name: str | None) -> str:
             training = f"{it.training.steps} ({it.training.resumed_from_step})" if split == "test" else ""
             lines.append(f"| {it.iteration} | {split} | " + " | ".join(f"{getattr(scores, m):.3f}" for m in METRIC_NAMES)
                          + f" | {scores.overall:.4f} | {grade} | {delta if delta is not None else ''} | {training} |")
+    if len(base.modes) > 1:
+        lines += ["", "## Closed book and with retrieval (test split, overall)", "",
+                  "| | " + " | ".join(f"base ({m})" for m in base.modes) + " | " + " | ".join(f"tuned ({m})" for m in base.modes)
+                  + " | retrieval recall@k | MRR |", "|" + "---|" * (2 * len(base.modes) + 3)]
+        for it in report.iterations:
+            retrieval = it.retrieval.get("test")
+            lines.append(f"| iteration {it.iteration} | " + " | ".join(f"{base.modes[m]['test'].overall:.4f}" for m in base.modes) + " | "
+                         + " | ".join(f"{it.modes[m]['test'].overall:.4f}" if m in it.modes else "" for m in base.modes)
+                         + f" | {_number(retrieval.recall_at_k if retrieval else None)} | {_number(retrieval.mrr if retrieval else None)} |")
     lines += ["", "## From bad case to score change", ""]
     for it in report.iterations:
         followups = it.bad_case_followup
@@ -105,6 +119,10 @@ def render_markdown(report: TaskReport, plot_name: str | None) -> str:
     for row in report.side_by_side:
         lines.append(f"| {_cell(row.question)} | {_cell(row.expected)} | {_cell(row.base_answer or '')} | {_cell(row.tuned_answer)} |")
     return "\n".join(lines) + "\n"
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
 
 
 def _cell(text: str) -> str:

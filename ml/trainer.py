@@ -86,7 +86,7 @@ def tokenize_examples(tokenizer, examples: list[Example], max_length: int) -> li
     """(ids, labels) per example, each repeated `weight` times; examples with no room for an answer are skipped."""
     rows = []
     for example in examples:
-        pair = training_ids(tokenizer, example.question, example.answer, max_length)
+        pair = training_ids(tokenizer, example.question, example.answer, max_length, example.context or None)
         if pair is not None:
             rows.extend([pair] * max(1, example.weight))
     return rows

@@ -52,6 +52,10 @@ class StandardTaskCreate(RequestModel):
     model_name: str = Field(default="smollm2-135m-instruct", min_length=1, max_length=500)
     dataset_id: str = Field(min_length=1, max_length=64)
     hyperparameters: HyperparametersIn = Field(default_factory=HyperparametersIn)
+    knowledge_base_id: str | None = Field(default=None, min_length=1, max_length=64, description=(
+        "Train with passages from this knowledge base in the prompt (RAFT) and evaluate closed book and with retrieval; "
+        "the headline is then the retrieval-augmented score. It must have an index (at least one build)."))
+    retrieval_top_k: int = Field(default=3, ge=1, le=10, description="Passages retrieved for each question.")
 
 
 class ContinuousTaskCreate(StandardTaskCreate):
@@ -110,6 +114,8 @@ class TaskPublic(BaseModel):
     baseline_score: float | None
     report_key: str | None
     hyperparameters: dict[str, Any]
+    knowledge_base_id: str | None = None
+    retrieval_top_k: int = 3
     error: str | None
     created_at: UtcDateTime
     updated_at: UtcDateTime

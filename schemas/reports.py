@@ -6,11 +6,12 @@ Every score names the split it was measured on; the headline is the locked test 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 SplitName = Literal["train", "feedback", "test"]
+CLOSED_BOOK, RAG = "closed_book", "rag"  # a question alone; a question with the passages retrieved for it
 
 
 class Scores(BaseModel):
@@ -45,6 +46,7 @@ class Headline(BaseModel):
     split: SplitName = "test"
     score: float
     grade: str
+    mode: str = CLOSED_BOOK  # the mode the task serves in: rag when it has a knowledge base
 
 
 class TrainLoss(BaseModel):
@@ -110,12 +112,43 @@ class SideBySide(BaseModel):
     tuned_answer: str
 
 
+class RetrievalQuality(BaseModel):
+    """How well retrieval (by the question alone) found the chunk that holds the answer, where that chunk is known."""
+
+    split: SplitName
+    k: int
+    examples: int
+    known: int  # examples whose supporting chunk was found (knowledge.grounding)
+    recall_at_k: float | None  # share of the known ones retrieved in the top k
+    mrr: float | None  # mean reciprocal rank over the known ones (0 when not retrieved)
+
+
+class ExampleContext(BaseModel):
+    context: list[str]  # the passages, in prompt order
+    chunk_ids: list[str]
+    supporting_chunk_id: str | None = None  # the chunk estimated to hold the answer (measurement only)
+
+
+class RetrievedContexts(BaseModel):
+    """The passages retrieved for each held-out question, with a knowledge base version, and how good retrieval was."""
+
+    knowledge_base_id: str
+    knowledge_base_version: int
+    top_k: int
+    examples: dict[str, ExampleContext]  # example id -> its passages
+    retrieval: dict[str, RetrievalQuality]  # split -> quality
+
+
 class EvaluationReport(BaseModel):
-    """One iteration's evaluation (iteration 0 is the untuned base model)."""
+    """One iteration's evaluation (iteration 0 is the untuned base model), in every mode it was evaluated in.
+
+    `splits` are the results in the serving mode (`headline.mode`): bad cases, comparisons and follow-ups use them."""
 
     iteration: int
     headline: Headline
-    splits: dict[str, SplitResult]  # feedback and test
+    modes: dict[str, dict[str, SplitResult]]  # mode -> split (feedback, test) -> results
+    retrieval: dict[str, RetrievalQuality] = Field(default_factory=dict)  # split -> retrieval quality (with a knowledge base)
+    knowledge_base_version: int | None = None
     train_loss: TrainLoss
     bad_cases: list[BadCase]
     suggestions: list[Suggestion]
@@ -124,8 +157,23 @@ class EvaluationReport(BaseModel):
     side_by_side: list[SideBySide] = Field(default_factory=list)
     adapter_key: str | None = None
 
-    def score(self, split: str) -> float:
-        return self.splits[split].scores.overall
+    @model_validator(mode="before")
+    @classmethod
+    def _closed_book_only(cls, data: Any) -> Any:
+        """Reports written before the modes held one closed-book `splits`."""
+        if isinstance(data, dict) and "splits" in data and "modes" not in data:
+            data = {**{k: v for k, v in data.items() if k != "splits"}, "modes": {CLOSED_BOOK: data["splits"]}}
+        return data
+
+    @property
+    def splits(self) -> dict[str, SplitResult]:
+        return self.modes[self.headline.mode]
+
+    def score(self, split: str, mode: str | None = None) -> float:
+        return self.modes[mode or self.headline.mode][split].scores.overall
+
+    def mode_scores(self) -> dict[str, dict[str, Scores]]:
+        return {mode: {split: result.scores for split, result in results.items()} for mode, results in self.modes.items()}
 
 
 # ---------------------------------------------------------------- the task report
@@ -141,8 +189,9 @@ class TaskInfo(BaseModel):
 
 class BaselineSummary(BaseModel):
     split: SplitName = "test"
-    scores: Scores
+    scores: Scores  # in the serving mode
     feedback_scores: Scores
+    modes: dict[str, dict[str, Scores]] = Field(default_factory=dict)  # every mode the base model was evaluated in
 
 
 class FinalSummary(BaseModel):
@@ -150,6 +199,7 @@ class FinalSummary(BaseModel):
     score: float
     grade: str
     beats_baseline: bool
+    mode: str = CLOSED_BOOK
 
 
 class TrainingSummary(BaseModel):
@@ -164,7 +214,10 @@ class TrainingSummary(BaseModel):
 class IterationReport(BaseModel):
     iteration: int
     headline: Headline
-    scores: dict[str, Scores]  # feedback and test
+    scores: dict[str, Scores]  # feedback and test, in the serving mode
+    modes: dict[str, dict[str, Scores]] = Field(default_factory=dict)  # every mode evaluated
+    retrieval: dict[str, RetrievalQuality] = Field(default_factory=dict)
+    knowledge_base_version: int | None = None
     comparison: dict[str, dict[str, SplitComparison]]
     bad_cases: int
     suggestions: list[str]

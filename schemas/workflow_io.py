@@ -64,6 +64,7 @@ class IterationRecord:
     grade: str
     train_steps: int
     resumed_from_step: int
+    knowledge_base_version: int | None = None  # the index version its passages came from
 
 
 @dataclass
@@ -94,6 +95,9 @@ class FineTuningInput:
     # continue-as-new after this many iterations in one run (or earlier, when the server suggests it); last, with a
     # default, so earlier callers and recorded histories still decode
     iterations_per_run: int = 10
+    knowledge_base_id: str | None = None  # passages for training prompts; evaluation closed book and with retrieval
+    retrieval_top_k: int = 3
+    oracle_fraction: float = 0.8  # share of training prompts whose passages include the chunk that holds the answer
 
 
 @dataclass
@@ -114,6 +118,9 @@ class OptimizeInput:
     splits_key: str | None  # fixed splits of the task, None on the first iteration
     previous_evaluation_key: str | None
     targeting: bool = True
+    knowledge_base_id: str | None = None
+    retrieval_top_k: int = 3
+    oracle_fraction: float = 0.8
 
 
 @dataclass
@@ -122,6 +129,8 @@ class OptimizeResult:
     train_key: str
     splits_key: str
     log: dict[str, Any]
+    contexts_key: str | None = None  # the held-out examples' retrieved passages (schemas.reports.RetrievedContexts)
+    knowledge_base_version: int | None = None
 
 
 @dataclass
@@ -159,6 +168,8 @@ class EvaluateInput:
     train_key: str
     baseline_key: str | None
     previous_evaluation_key: str | None
+    contexts_key: str | None = None  # with a knowledge base: evaluate with these passages too (rag mode)
+    max_seq_length: int = 256  # for the training-split losses, as long as training's
 
 
 @dataclass

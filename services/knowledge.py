@@ -24,8 +24,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.errors import Conflict, Invalid, NotFound, TooLarge, Unavailable
 from core.settings import TASK_QUEUE_WORKFLOWS, Settings
-from core.status import KnowledgeBaseStatus
-from db.models import KnowledgeBase, KnowledgeDocument, new_id
+from core.status import TERMINAL_STATUSES, KnowledgeBaseStatus
+from db.models import KnowledgeBase, KnowledgeDocument, MLTask, new_id
 from db.session import page
 from knowledge.documents import MEDIA_TYPES, DocumentError, check_content, media_type_of
 from knowledge.embeddings import EMBEDDING_MODEL
@@ -73,8 +73,13 @@ def list_knowledge_bases(session: Session, org_id: str, limit: int, offset: int)
 
 
 async def delete_knowledge_base(session: Session, store: ObjectStore, temporal: Temporal, org_id: str, knowledge_base_id: str) -> None:
-    """Stop its ingestion (cancelled; terminated if it does not stop in time), then remove its objects and rows."""
+    """Stop its ingestion (cancelled; terminated if it does not stop in time), then remove its objects and rows.
+    Refused while a task that uses it runs (it reads the index at every iteration)."""
     kb = get_knowledge_base(session, org_id, knowledge_base_id)
+    using = session.scalars(select(MLTask.id).where(MLTask.knowledge_base_id == kb.id, MLTask.started_at.is_not(None),
+                                                    MLTask.status.not_in([s.value for s in TERMINAL_STATUSES]))).all()
+    if using:
+        raise Conflict(f"knowledge base {kb.id} is used by running task {', '.join(using)}: cancel it or wait until it ends")
     handle = (await temporal()).get_workflow_handle(ingestion_workflow_id(kb.id))
     try:
         await handle.cancel()

@@ -19,7 +19,7 @@ from core.clock import utcnow
 from core.errors import Conflict, Invalid, NotFound, RateLimited, Unavailable
 from core.settings import TASK_QUEUE_WORKFLOWS, Settings
 from core.status import ACTIVE_PHASES, TERMINAL_STATUSES, TaskMode, TaskStatus, can_transition
-from db.models import MLTask, Organization, TaskExecution, new_id
+from db.models import KnowledgeBase, MLTask, Organization, TaskExecution, new_id
 from db.session import page
 from ml.base_model import UnknownModel, validate_model_name
 from schemas.api import ContinuousTaskCreate, StandardTaskCreate
@@ -35,6 +35,12 @@ Temporal = Callable[[], Awaitable[Client]]  # connects on first use (temporal_cl
 
 def create_task(session: Session, body: StandardTaskCreate, mode: TaskMode, org_id: str, created_by: str | None) -> MLTask:
     get_dataset(session, org_id, body.dataset_id)
+    if body.knowledge_base_id is not None:
+        kb = session.get(KnowledgeBase, body.knowledge_base_id)
+        if kb is None or kb.org_id != org_id:
+            raise NotFound(f"knowledge base {body.knowledge_base_id} not found")
+        if not kb.index_key:
+            raise Conflict(f"knowledge base {kb.id} has no index yet (it is {kb.status}): upload documents and wait until it is READY")
     try:
         validate_model_name(body.model_name)
     except UnknownModel as exc:
@@ -46,6 +52,7 @@ def create_task(session: Session, body: StandardTaskCreate, mode: TaskMode, org_
         max_iterations=body.max_iterations if continuous else 1,
         performance_threshold=body.performance_threshold if continuous else None,
         hyperparameters=body.hyperparameters.model_dump(exclude_none=True),
+        knowledge_base_id=body.knowledge_base_id, retrieval_top_k=body.retrieval_top_k,
     )
     session.add(task)
     session.commit()
@@ -85,11 +92,15 @@ def task_report(session: Session, store: ObjectStore, org_id: str, task_id: str)
 
 
 def workflow_input(task: MLTask, settings: Settings, targeting: bool = True) -> FineTuningInput:
+    hyperparameters = dict(task.hyperparameters or {})
+    if task.knowledge_base_id:  # prompts carry passages: room for them unless the task says otherwise
+        hyperparameters.setdefault("max_seq_length", settings.rag_max_seq_length)
     return FineTuningInput(
         task_id=task.id, org_id=task.org_id, mode=task.mode, model_name=task.model_name, dataset_id=task.dataset_id,
-        hyperparameters=Hyperparameters(**(task.hyperparameters or {})), max_iterations=task.max_iterations,
+        hyperparameters=Hyperparameters(**hyperparameters), max_iterations=task.max_iterations,
         performance_threshold=task.performance_threshold, targeting=targeting,
         timeouts=ActivityTimeouts(heartbeat_seconds=settings.heartbeat_timeout_seconds, max_attempts=settings.activity_max_attempts),
+        knowledge_base_id=task.knowledge_base_id, retrieval_top_k=task.retrieval_top_k, oracle_fraction=settings.raft_oracle_fraction,
     )
 
 

@@ -176,8 +176,8 @@ class FineTuningWorkflow:
 
         optimized: OptimizeResult = await lifecycle.run_phase(
             TaskStatus.OPTIMIZING, OptimizeActivities.optimize_dataset,
-            OptimizeInput(task.task_id, task.org_id, n, task.dataset_id, state.splits_key,
-                          previous.evaluation_key if previous else None, task.targeting),
+            OptimizeInput(task.task_id, task.org_id, n, task.dataset_id, state.splits_key, previous.evaluation_key if previous else None,
+                          task.targeting, task.knowledge_base_id, task.retrieval_top_k, task.oracle_fraction),
             _phase_options(task, TASK_QUEUE_OPTIMIZE, timeouts.optimize_seconds, heartbeat=False),
             input_dataset_id=previous.dataset_id if previous else task.dataset_id,
         )
@@ -198,13 +198,14 @@ class FineTuningWorkflow:
         evaluated: EvaluateResult = await lifecycle.run_phase(
             TaskStatus.EVALUATING, EvaluateActivities.evaluate_adapter,
             EvaluateInput(task.task_id, task.org_id, n, task.model_name, trained.adapter_key, optimized.splits_key, optimized.train_key,
-                          state.baseline_key, previous.evaluation_key if previous else None),
+                          state.baseline_key, previous.evaluation_key if previous else None, optimized.contexts_key,
+                          max(256, task.hyperparameters.max_seq_length)),
             _phase_options(task, TASK_QUEUE_EVALUATE, timeouts.evaluate_seconds),
             input_dataset_id=optimized.dataset_id,
         )
         self._baseline_test_score = evaluated.baseline_test_score
         record = IterationRecord(n, optimized.dataset_id, trained.adapter_key, evaluated.evaluation_key, evaluated.test_score,
-                                 evaluated.feedback_score, evaluated.grade, trained.steps, trained.resumed_from_step)
+                                 evaluated.feedback_score, evaluated.grade, trained.steps, trained.resumed_from_step, optimized.knowledge_base_version)
         self._history.append(record)
         await lifecycle.record(TaskStatus.EVALUATING, phase_event="finished", phase=TaskStatus.EVALUATING, adapter_key=trained.adapter_key,
                                evaluation_key=evaluated.evaluation_key, score=evaluated.test_score, baseline_score=evaluated.baseline_test_score,

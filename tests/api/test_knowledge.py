@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from activities.context import ActivityContext
-from db.models import KnowledgeBase, KnowledgeDocument
+from core.clock import utcnow
+from db.models import KnowledgeBase, KnowledgeDocument, MLTask
 from tests.e2e.support import api_client
 from tests.unit.test_knowledge import HTML, MARKDOWN, make_pdf
 from tests.workflows.fakes import running_workers
@@ -148,3 +149,26 @@ async def test_documents_count_towards_the_storage_quota(online, temporal_env):
         assert (await api.get(f"/api/v1/orgs/{org}")).json()["storage_bytes"] == 66
         assert (await api.delete(f"/api/v1/knowledge-bases/{kb_id}")).status_code == 204
     assert stored(online) == (0, 0, 0)
+
+
+async def test_a_knowledge_base_used_by_a_running_task_is_not_deleted(online, temporal_env, tmp_path):
+    from tests.e2e.support import upload as upload_dataset
+    from tests.e2e.support import write_dataset
+
+    ctx = ActivityContext.from_settings(online)
+    async with running_workers(temporal_env.client, ctx), api_client(online) as api:
+        kb_id = (await api.post("/api/v1/knowledge-bases", json={"name": "kb"})).json()["knowledge_base_id"]
+        assert (await upload(api, kb_id, "a.md", b"# A\n\nThe backup service listens on port 7400.\n")).status_code == 202
+        await wait_ready(api, kb_id, version=1)
+        dataset = await upload_dataset(api, write_dataset(tmp_path / "faq.jsonl"))
+        task_id = (await api.post("/api/v1/tasks/standard", json={"task_name": "t", "dataset_id": dataset["dataset_id"],
+                                                                  "knowledge_base_id": kb_id})).json()["task_id"]
+        with ctx.sessions.begin() as session:  # as a start would leave it, without running a model here
+            task = session.get(MLTask, task_id)
+            task.started_at, task.status = utcnow(), "TRAINING"
+        refused = await api.delete(f"/api/v1/knowledge-bases/{kb_id}")
+        assert refused.status_code == 409 and f"used by running task {task_id}" in refused.json()["detail"]
+        with ctx.sessions.begin() as session:
+            session.get(MLTask, task_id).status = "COMPLETED"
+        assert (await api.delete(f"/api/v1/knowledge-bases/{kb_id}")).status_code == 204
+        assert (await api.get(f"/api/v1/tasks/{task_id}")).json()["knowledge_base_id"] is None  # the reference is cleared

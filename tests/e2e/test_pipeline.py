@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -10,10 +11,10 @@ from sqlalchemy import select
 
 from activities.context import ActivityContext
 from db.models import Dataset
-from ml.examples import examples_from_jsonl, example_key
+from ml.examples import example_key, examples_from_jsonl
 from ml.optimizer import Splits, find_leaks
 from storage.object_store import get_bytes, get_dir
-from tests.e2e.support import api_client, upload, wait_until_done, write_dataset
+from tests.e2e.support import api_client, upload, wait_until_done, write_dataset, write_knowledge
 from tests.workflows.fakes import running_workers
 
 TINY_HYPERPARAMETERS = {"max_steps": 6, "batch_size": 4, "learning_rate": 1e-3, "max_seq_length": 96}
@@ -125,3 +126,64 @@ async def test_standard_run_with_the_real_smollm2_weights(temporal_env, settings
     side = report["side_by_side"]
     assert side and all(row["base_answer"] and row["tuned_answer"] for row in side)
     assert report["iterations"][0]["training"]["steps"] == 2
+
+
+async def test_a_continuous_run_with_a_knowledge_base_trains_with_passages_and_reports_both_modes(temporal_env, settings, tiny_model_dir, tmp_path):
+    settings = with_temporal(settings, temporal_env, knowledge_settle_seconds=0.3)
+    ctx = ActivityContext.from_settings(settings)
+    async with running_workers(temporal_env.client, ctx), api_client(settings) as api:
+        dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
+        kb_id = (await api.post("/api/v1/knowledge-bases", json={"name": "services"})).json()["knowledge_base_id"]
+        early = await api.post("/api/v1/tasks/standard", json={"task_name": "too early", "model_name": tiny_model_dir,
+                                                               "dataset_id": dataset["dataset_id"], "knowledge_base_id": kb_id})
+        assert early.status_code == 409 and "has no index yet" in early.json()["detail"]
+        for path in write_knowledge(tmp_path / "kb"):
+            assert (await api.post(f"/api/v1/knowledge-bases/{kb_id}/documents", files={"file": (path.name, path.read_bytes())})).status_code == 202
+        await wait_for_knowledge_base(api, kb_id)
+        created = await api.post("/api/v1/tasks/continuous", json={
+            "task_name": "with passages", "model_name": tiny_model_dir, "dataset_id": dataset["dataset_id"], "knowledge_base_id": kb_id,
+            "retrieval_top_k": 2, "hyperparameters": {**TINY_HYPERPARAMETERS, "max_seq_length": 320}, "max_iterations": 2,
+        })
+        assert created.status_code == 201, created.text
+        assert (created.json()["knowledge_base_id"], created.json()["retrieval_top_k"]) == (kb_id, 2)
+        task_id = created.json()["task_id"]
+        await api.post(f"/api/v1/tasks/{task_id}/start")
+        task = await wait_until_done(api, task_id)
+        assert task["status"] == "COMPLETED", task["error"]
+        report = (await api.get(f"/api/v1/tasks/{task_id}/report")).json()
+        in_use = await api.delete(f"/api/v1/knowledge-bases/{kb_id}")  # after the run
+
+    # the headline is the retrieval-augmented test score; closed book is measured beside it, for the base model too
+    assert report["final"]["mode"] == "rag"
+    assert set(report["baseline"]["modes"]) == {"rag", "closed_book"}
+    for iteration in report["iterations"]:
+        assert set(iteration["modes"]) == {"rag", "closed_book"} and iteration["knowledge_base_version"] == 1
+        assert iteration["scores"]["test"] == iteration["modes"]["rag"]["test"]
+        test = iteration["retrieval"]["test"]
+        assert test["k"] == 2 and test["known"] > 0 and 0 < test["recall_at_k"] <= 1 and test["mrr"] > 0
+    assert Path(report["markdown_path"]).read_text().count("## Closed book and with retrieval") == 1
+
+    train = examples_from_jsonl(get_bytes(ctx.store, f"optimized/{task_id}-opt1/train.jsonl"))
+    assert all(len(e.context) == len(e.context_chunk_ids) == 2 for e in train)
+    supported = [e for e in train if e.supporting_chunk_id]
+    assert supported, "the answers' chunks are found in the knowledge base"
+    with_oracle = [e for e in supported if e.supporting_chunk_id in e.context_chunk_ids]
+    assert 0 < len(with_oracle) < len(supported)  # RAFT: the answer's chunk is in most prompts, not all
+    assert {e.context_chunk_ids.index(e.supporting_chunk_id) for e in with_oracle} == {0, 1}  # and not always first
+    contexts = json.loads(get_bytes(ctx.store, f"optimized/{task_id}-opt1/contexts.json"))
+    splits = Splits.from_json(json.loads(get_bytes(ctx.store, f"optimized/{task_id}-opt1/splits.json")))
+    assert set(contexts["examples"]) == {e.id for e in splits.held_out()} and contexts["knowledge_base_version"] == 1
+    assert assert_no_leakage(ctx, task_id, f"optimized/{task_id}-opt1/splits.json") == 2
+    assert in_use.status_code == 204  # the task has finished: its knowledge base may go
+
+
+async def wait_for_knowledge_base(api, kb_id: str, timeout: float = 120) -> dict:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        kb = (await api.get(f"/api/v1/knowledge-bases/{kb_id}")).json()
+        if kb["status"] == "READY":
+            return kb
+        if loop.time() > deadline:
+            raise TimeoutError(f"knowledge base stayed {kb['status']}")
+        await asyncio.sleep(0.2)

@@ -121,7 +121,8 @@ def test_find_bad_cases_caps(config):
 def test_evaluate_predictions_report(splits, config):
     report = evaluate_predictions(splits, GOOD_PREDICTIONS, TRAIN_LOSSES, config, iteration=1)
     assert report.iteration == 1
-    assert report.headline.model_dump() == {"split": "test", "score": 0.5, "grade": "ACCEPTABLE"}
+    assert report.headline.model_dump() == {"split": "test", "score": 0.5, "grade": "ACCEPTABLE", "mode": "closed_book"}
+    assert set(report.modes) == {"closed_book"} and report.splits is report.modes["closed_book"]
     assert report.splits["test"].size == 2 and report.splits["feedback"].size == 3
     assert report.splits["feedback"].split == "feedback"
     assert report.train_loss.model_dump() == {"split": "train", "mean": 1.25}  # NaN losses are left out
@@ -262,7 +263,7 @@ def task_report(splits, config):
 def test_build_task_report(task_report):
     assert task_report.task.task_id == "t1"
     assert task_report.baseline.split == "test" and task_report.baseline.scores.overall == 0.0
-    assert task_report.final.model_dump() == {"split": "test", "score": 0.5, "grade": "ACCEPTABLE", "beats_baseline": True}
+    assert task_report.final.model_dump() == {"split": "test", "score": 0.5, "grade": "ACCEPTABLE", "beats_baseline": True, "mode": "closed_book"}
     first, second = task_report.iterations
     assert [first.iteration, second.iteration] == [1, 2]
     assert first.scores["test"].overall == 0.0 and second.scores["test"].overall == 0.5
@@ -295,7 +296,8 @@ def test_render_markdown(task_report):
     assert text.startswith("# Fine-tuning report: FerroLink | FAQ\n")
     assert "- Task `t1`, mode CONTINUOUS, model `tiny-model`" in text
     assert "- Stopped because: max iterations" in text
-    assert "**0.5000** (ACCEPTABLE) vs base model 0.0000: beats the baseline" in text
+    assert "**0.5000** (ACCEPTABLE, closed book) vs base model 0.0000: beats the baseline" in text
+    assert "## Closed book and with retrieval" not in text  # one mode only
     assert "![loss and scores](report.png)" in text
     table = [line for line in text.splitlines() if line.startswith("| ") and " | test | " in line or line.startswith("| base |")]
     assert len(table) == 3  # base + one test row per iteration

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from knowledge.embeddings import count_tokens
 from knowledge.index import ChunkRecord, KnowledgeIndex, VectorIndex, chunk_id
 from knowledge.ingest import SourceDocument, build_index
 
+REPO = Path(__file__).resolve().parents[2]
 MARKDOWN = """# FerroLink guide
 
 FerroLink syncs files between your devices.
@@ -31,6 +33,7 @@ Hourly snapshots are kept for 48 hours. Daily snapshots are kept for 30 days.
 
 HTML = """<!doctype html><html><head><title>Security</title></head><body>
 <nav><a href="/">Home</a> | <a href="/docs">Docs</a> | <a href="/pricing">Pricing</a></nav>
+<div class="cookie-banner">We use cookies to improve your experience. <a href="/privacy">Privacy policy</a></div>
 <main><article>
 <h1>Security</h1>
 <p>Data at rest is encrypted with XChaCha20-Poly1305, and every connection uses TLS 1.3.</p>
@@ -49,7 +52,7 @@ def make_pdf(pages: list[str]) -> bytes:
     pdf.set_font("helvetica", size=11)
     for text in pages:
         pdf.add_page()
-        pdf.multi_cell(0, 6, text)
+        pdf.multi_cell(0, 6, text, new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
 
 
@@ -78,11 +81,26 @@ def test_html_keeps_the_content_and_headings_and_drops_navigation_and_boilerplat
     document = parse_document(HTML.encode(), media_type_of("security.html"))
     text = document.text
     assert "XChaCha20-Poly1305" in text and "30 minutes of inactivity" in text
-    assert "Pricing" not in text and "Cookie settings" not in text  # navigation and footer are gone
+    assert "Pricing" not in text and "Cookie settings" not in text and "cookies" not in text  # navigation, banner and footer are gone
     paths = [s.heading_path for s in document.sections]
     assert ["Security", "Sessions"] in paths
     sessions = next(s for s in document.sections if s.heading_path == ["Security", "Sessions"])
     assert "TOTP" in text[sessions.start:sessions.end]
+
+
+def test_the_sample_knowledge_base_loses_no_fact_and_keeps_no_boilerplate():
+    """Each shipped document, in its format, holds exactly the facts of its Markdown source (data/sample/make_knowledge.py)."""
+    folder = REPO / "data" / "sample" / "knowledge"
+    texts = {path.name: " ".join(parse_document(path.read_bytes(), media_type_of(path.name)).text.split()) for path in sorted(folder.iterdir())
+             if path.is_file()}
+    assert [name.rsplit(".", 1)[1] for name in texts] == ["txt", "md", "pdf", "md", "html"]  # every format is used
+    facts = [line[2:].replace("`", "") for source in ("source", ".") for path in sorted((folder / source).glob("*.md"))
+             for line in path.read_text().splitlines() if line.startswith("- ")]
+    assert len(facts) == 89
+    everything = " ".join(texts.values()).replace("`", "")
+    missing = [fact for fact in facts if " ".join(fact.split()) not in everything]
+    assert not missing, missing
+    assert not re.search(r"cookies|Careers|Related articles|All rights reserved", everything)
 
 
 def test_pdf_text_comes_page_by_page():

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     worker.set_defaults(func=cmd_worker)
     commands.add_parser("dev", help="run the embedded stack until Ctrl-C").set_defaults(func=cmd_dev)
     demo = commands.add_parser("demo", help="run a continuous-learning task on the sample dataset, end to end")
-    demo.add_argument("--iterations", type=int, default=3)
+    demo.add_argument("--iterations", type=int, default=2)
     demo.add_argument("--max-steps", type=int, default=None, help="cap training steps per iteration")
     demo.set_defaults(func=cmd_demo)
     database = commands.add_parser("db", help="manage the metadata database").add_subparsers(dest="db_command", required=True)

@@ -81,12 +81,17 @@ def per_example_loss(model, tokenizer, examples: list[Example], max_length: int 
         for row, i in enumerate(chunk):
             seq, lab = pairs[i]
             ids[row, : len(seq)], labels[row, : len(lab)], attention[row, : len(seq)] = torch.tensor(seq), torch.tensor(lab), 1
-        logits = model(input_ids=ids.to(device), attention_mask=attention.to(device)).logits.float()
+        # the vocabulary projection only where an answer token is predicted: the full (batch, length, vocabulary)
+        # logits of prompts that carry passages would take gigabytes
+        hidden = model.get_decoder()(input_ids=ids.to(device), attention_mask=attention.to(device)).last_hidden_state[:, :-1]
         shifted = labels[:, 1:].to(device)
-        token_loss = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), shifted, ignore_index=-100, reduction="none")
-        counts = (shifted != -100).sum(dim=1).clamp(min=1)
+        answer = shifted != -100
+        token_loss = torch.nn.functional.cross_entropy(model.get_output_embeddings()(hidden[answer]).float(), shifted[answer], reduction="none")
+        rows = answer.nonzero()[:, 0]
+        sums = torch.zeros(len(chunk), device=device).index_add_(0, rows, token_loss)
+        counts = answer.sum(dim=1).clamp(min=1)
         for row, i in enumerate(chunk):
-            losses[i] = float(token_loss[row].sum() / counts[row])
+            losses[i] = float(sums[row] / counts[row])
     return losses
 
 

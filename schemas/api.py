@@ -298,6 +298,8 @@ class AuditList(BaseModel):
 class KnowledgeBaseCreate(RequestModel):
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
+    chunk_tokens: int | None = Field(default=None, ge=16, le=224, description="Chunk size in MiniLM word pieces (default WLOPS_KNOWLEDGE_CHUNK_TOKENS).")
+    chunk_overlap_tokens: int | None = Field(default=None, ge=0, le=64, description="Overlap with the chunk before, in whole lines or sentences.")
 
 
 class KnowledgeBasePublic(BaseModel):

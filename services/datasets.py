@@ -12,11 +12,11 @@ from typing import BinaryIO
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.errors import Invalid, NotFound, QuotaExceeded, TooLarge
+from core.errors import Invalid, QuotaExceeded, TooLarge
 from core.settings import Settings
 from db.models import Dataset, KnowledgeBase, KnowledgeDocument, new_id
-from db.session import page
 from ml.examples import DatasetFormatError, detect_format, inspect_file, read_rows
+from services.tenancy import get_owned, list_owned
 from storage import keys
 from storage.object_store import ObjectStore, get_file
 
@@ -83,18 +83,15 @@ def check_storage_quota(session: Session, settings: Settings, org_id: str, new_b
     used = storage_bytes(session, org_id)
     if used + new_bytes > settings.max_storage_bytes_per_org:
         raise QuotaExceeded(f"storage quota exceeded: the organization's uploads use {used} bytes, this upload adds {new_bytes}, "
-                       f"the limit is {settings.max_storage_bytes_per_org} bytes")
+                            f"the limit is {settings.max_storage_bytes_per_org} bytes")
 
 
 def get_dataset(session: Session, org_id: str, dataset_id: str) -> Dataset:
-    dataset = session.get(Dataset, dataset_id)
-    if dataset is None or dataset.org_id != org_id:
-        raise NotFound(f"dataset {dataset_id} not found")
-    return dataset
+    return get_owned(session, Dataset, org_id, dataset_id, "dataset")
 
 
 def list_datasets(session: Session, org_id: str, limit: int, offset: int) -> tuple[list[Dataset], int]:
-    return page(session, select(Dataset).where(Dataset.org_id == org_id), Dataset.created_at.desc(), Dataset.id, limit=limit, offset=offset)
+    return list_owned(session, Dataset, org_id, limit, offset)
 
 
 def preview_dataset(store: ObjectStore, dataset: Dataset, limit: int) -> list[dict]:

@@ -26,13 +26,13 @@ from core.errors import Conflict, Invalid, NotFound, TooLarge, Unavailable
 from core.settings import TASK_QUEUE_WORKFLOWS, Settings
 from core.status import TERMINAL_STATUSES, KnowledgeBaseStatus
 from db.models import KnowledgeBase, KnowledgeDocument, MLTask, new_id
-from db.session import page
 from knowledge.documents import MEDIA_TYPES, DocumentError, check_content, media_type_of
 from knowledge.embeddings import EMBEDDING_MODEL
 from knowledge.index import ChunkRecord, KnowledgeIndex, SearchHit
 from schemas.workflow_io import DocumentsChanged, IngestionInput
 from services.datasets import check_storage_quota
 from services.tasks import Temporal
+from services.tenancy import get_owned, list_owned
 from storage import keys
 from storage.object_store import ObjectNotFound, ObjectStore, get_dir
 
@@ -50,26 +50,26 @@ def ingestion_workflow_id(knowledge_base_id: str) -> str:
 # ---------------------------------------------------------------- knowledge bases
 
 
-def create_knowledge_base(session: Session, settings: Settings, *, name: str, description: str | None, org_id: str,
-                          created_by: str | None) -> KnowledgeBase:
+def create_knowledge_base(session: Session, settings: Settings, *, name: str, description: str | None, org_id: str, created_by: str | None,
+                          chunk_tokens: int | None = None, chunk_overlap_tokens: int | None = None) -> KnowledgeBase:
+    chunk_tokens = chunk_tokens or settings.knowledge_chunk_tokens
+    overlap = settings.knowledge_chunk_overlap_tokens if chunk_overlap_tokens is None else chunk_overlap_tokens
+    if overlap >= chunk_tokens:
+        raise Invalid(f"chunk_overlap_tokens ({overlap}) must be less than chunk_tokens ({chunk_tokens})")
     kb = KnowledgeBase(id=new_id(), org_id=org_id, name=name, description=description, created_by=created_by,
-                       status=KnowledgeBaseStatus.CREATED.value, embedding_model=EMBEDDING_MODEL, chunk_tokens=settings.knowledge_chunk_tokens,
-                       chunk_overlap_tokens=settings.knowledge_chunk_overlap_tokens, document_count=0, chunk_count=0, total_bytes=0, version=0)
+                       status=KnowledgeBaseStatus.CREATED.value, embedding_model=EMBEDDING_MODEL, chunk_tokens=chunk_tokens,
+                       chunk_overlap_tokens=overlap, document_count=0, chunk_count=0, total_bytes=0, version=0)
     session.add(kb)
     session.commit()
     return kb
 
 
 def get_knowledge_base(session: Session, org_id: str, knowledge_base_id: str) -> KnowledgeBase:
-    kb = session.get(KnowledgeBase, knowledge_base_id)
-    if kb is None or kb.org_id != org_id:
-        raise NotFound(f"knowledge base {knowledge_base_id} not found")
-    return kb
+    return get_owned(session, KnowledgeBase, org_id, knowledge_base_id, "knowledge base")
 
 
 def list_knowledge_bases(session: Session, org_id: str, limit: int, offset: int) -> tuple[list[KnowledgeBase], int]:
-    return page(session, select(KnowledgeBase).where(KnowledgeBase.org_id == org_id), KnowledgeBase.created_at.desc(), KnowledgeBase.id,
-                limit=limit, offset=offset)
+    return list_owned(session, KnowledgeBase, org_id, limit, offset)
 
 
 async def delete_knowledge_base(session: Session, store: ObjectStore, temporal: Temporal, org_id: str, knowledge_base_id: str) -> None:

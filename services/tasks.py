@@ -20,12 +20,12 @@ from core.errors import Conflict, Invalid, NotFound, RateLimited, Unavailable
 from core.settings import TASK_QUEUE_WORKFLOWS, Settings
 from core.status import ACTIVE_PHASES, TERMINAL_STATUSES, TaskMode, TaskStatus, can_transition
 from db.models import KnowledgeBase, MLTask, Organization, TaskExecution, new_id
-from db.session import page
 from ml.base_model import UnknownModel, validate_model_name
 from schemas.api import ContinuousTaskCreate, StandardTaskCreate
 from schemas.reports import StoredTaskReport, TaskReport
 from schemas.workflow_io import ActivityTimeouts, FineTuningInput, Hyperparameters
 from services.datasets import get_dataset
+from services.tenancy import get_owned, list_owned
 from storage.object_store import ObjectNotFound, ObjectStore, get_bytes
 
 WORKFLOW_NAME = "FineTuningWorkflow"
@@ -36,9 +36,7 @@ Temporal = Callable[[], Awaitable[Client]]  # connects on first use (temporal_cl
 def create_task(session: Session, body: StandardTaskCreate, mode: TaskMode, org_id: str, created_by: str | None) -> MLTask:
     get_dataset(session, org_id, body.dataset_id)
     if body.knowledge_base_id is not None:
-        kb = session.get(KnowledgeBase, body.knowledge_base_id)
-        if kb is None or kb.org_id != org_id:
-            raise NotFound(f"knowledge base {body.knowledge_base_id} not found")
+        kb = get_owned(session, KnowledgeBase, org_id, body.knowledge_base_id, "knowledge base")
         if not kb.index_key:
             raise Conflict(f"knowledge base {kb.id} has no index yet (it is {kb.status}): upload documents and wait until it is READY")
     try:
@@ -60,17 +58,11 @@ def create_task(session: Session, body: StandardTaskCreate, mode: TaskMode, org_
 
 
 def get_task(session: Session, org_id: str, task_id: str) -> MLTask:
-    task = session.get(MLTask, task_id)
-    if task is None or task.org_id != org_id:
-        raise NotFound(f"task {task_id} not found")
-    return task
+    return get_owned(session, MLTask, org_id, task_id, "task")
 
 
 def list_tasks(session: Session, org_id: str, status: TaskStatus | None, limit: int, offset: int) -> tuple[list[MLTask], int]:
-    query = select(MLTask).where(MLTask.org_id == org_id)
-    if status is not None:
-        query = query.where(MLTask.status == status.value)
-    return page(session, query, MLTask.created_at.desc(), MLTask.id, limit=limit, offset=offset)
+    return list_owned(session, MLTask, org_id, limit, offset, *([MLTask.status == status.value] if status is not None else []))
 
 
 def list_executions(session: Session, org_id: str, task_id: str) -> list[TaskExecution]:

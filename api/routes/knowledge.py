@@ -32,7 +32,7 @@ def create_knowledge_base(caller: KnowledgeWrite, session: SessionDep, settings:
                           response: Response) -> KnowledgeBasePublic:
     """An empty knowledge base; upload documents to it, and its index is built from them."""
     kb = service.create_knowledge_base(session, settings, name=body.name, description=body.description, org_id=caller.org_id,
-                                       created_by=caller.user_id)
+                                       created_by=caller.user_id, chunk_tokens=body.chunk_tokens, chunk_overlap_tokens=body.chunk_overlap_tokens)
     response.headers["Location"] = f"{router.prefix}/{kb.id}"
     return kb_public(kb)
 

@@ -96,3 +96,21 @@ def test_training_reduces_the_loss_on_what_it_trains(tiny_model_dir, tokenizer, 
     # a random-weight model moves slowly under LoRA, but it must move down
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.3, losses
     assert summary.steps == 30 and summary.useful_tokens > 0
+
+
+def test_per_example_loss_equals_transformers_own_loss_with_and_without_passages(tiny_model_dir, tokenizer):
+    """Batched with padding, and projected to the vocabulary only where an answer token is predicted: each
+    example's loss is still the model's own mean answer-token loss of that example alone."""
+    from ml.evaluator import per_example_loss
+
+    model = fresh_model(tiny_model_dir).eval()
+    passages = [["Service 3 listens on port 7403.", "Service 9 listens on port 7409."], [], ["Ports are in the 74xx range."]]
+    examples = [Example(e.question, e.answer, context=passages[i % 3]) for i, e in enumerate(EXAMPLES[:7])]
+    got = per_example_loss(model, tokenizer, examples, max_length=128, batch_size=3)
+    for example, loss in zip(examples, got):
+        ids, labels = training_ids(tokenizer, example.question, example.answer, 128, example.context or None)
+        with torch.no_grad():
+            expected = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss.item()
+        assert loss == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    too_long = Example("q?" * 200, "a")
+    assert per_example_loss(model, tokenizer, [too_long], max_length=64)[0] != per_example_loss(model, tokenizer, [too_long], max_length=64)[0]  # NaN

@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.context import ActivityContext
 from cli.stack import temporal_binary
 from core.settings import TASK_QUEUE_WORKFLOWS
-from core.status import TaskMode, TaskStatus
+from core.status import TaskMode
 from db.models import Dataset, MLTask, TaskExecution
 from schemas.workflow_io import FineTuningResult, RecordProgressInput
 from services.tasks import workflow_input

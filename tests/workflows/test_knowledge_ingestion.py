@@ -168,3 +168,23 @@ async def test_an_idle_ingestion_ends_and_the_next_change_starts_it_again(tempor
     assert (second.builds, second.version, second.status) == (1, 2, "READY")
     with ctx.sessions() as session:
         assert session.get(KnowledgeBase, kb.id).chunk_count == 2
+
+
+async def test_deleting_a_knowledge_base_during_a_build_stops_the_build_and_leaves_nothing(temporal_env, ctx):
+    knowledge = GatedKnowledge(ctx)
+    kb = new_kb(ctx)
+
+    async def temporal():
+        return temporal_env.client
+
+    async with running_workers(temporal_env.client, ctx, activities_with(ctx, knowledge)):
+        await upload(ctx, temporal_env.client, kb, "note-0.md", note(0))
+        await asyncio.get_running_loop().run_in_executor(None, knowledge.started.wait, 60)
+        with ctx.sessions() as session:
+            await service.delete_knowledge_base(session, ctx.store, temporal, "org", kb.id)
+        handle = temporal_env.client.get_workflow_handle(ingestion_workflow_id(kb.id))
+        assert (await handle.describe()).status.name in ("CANCELED", "TERMINATED")
+        knowledge.gate.set()
+    with ctx.sessions() as session:
+        assert session.get(KnowledgeBase, kb.id) is None and not documents(ctx, kb.id)
+    assert ctx.store.list(f"knowledge/org/{kb.id}/") == [] and knowledge.builds == []

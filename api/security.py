@@ -97,6 +97,7 @@ TasksRead = Annotated[Caller, Depends(authorize(Scope.TASKS_READ))]
 TasksWrite = Annotated[Caller, Depends(authorize(Scope.TASKS_WRITE))]
 KnowledgeRead = Annotated[Caller, Depends(authorize(Scope.KNOWLEDGE_READ))]
 KnowledgeWrite = Annotated[Caller, Depends(authorize(Scope.KNOWLEDGE_WRITE))]
+KnowledgeToDataset = Annotated[Caller, Depends(authorize(Scope.KNOWLEDGE_READ, Scope.DATASETS_WRITE))]  # a dataset made from a knowledge base
 MembersRead = Annotated[Caller, Depends(authorize(Scope.MEMBERS_READ))]
 MembersWrite = Annotated[Caller, Depends(authorize(Scope.MEMBERS_WRITE))]
 KeysManage = Annotated[Caller, Depends(authorize(Scope.KEYS_MANAGE))]

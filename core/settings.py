@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     knowledge_chunk_overlap_tokens: int = Field(default=32, ge=0, le=64)
     knowledge_settle_seconds: float = Field(default=2.0, ge=0, description="A build starts once uploads have paused this long.")
     knowledge_idle_seconds: int = Field(default=600, ge=1, description="An ingestion workflow with nothing to do ends after this long.")
+    # A bigger model as a teacher for generated datasets: any OpenAI-compatible chat-completions endpoint.
+    teacher_url: str | None = Field(default=None, description="Base URL of an OpenAI-compatible API, e.g. http://host:8001/v1.")
+    teacher_model: str | None = Field(default=None, description="The model name to ask for.")
+    teacher_api_key: str | None = Field(default=None, description="Sent as a bearer token, if set.")
     # Tasks with a knowledge base: how training prompts are built (RAFT) and how long they may be.
     raft_oracle_fraction: float = Field(default=0.8, ge=0, le=1, description="Share of training prompts whose passages include the answer's chunk.")
     rag_max_seq_length: int = Field(default=512, ge=64, le=8192, description="Default max_seq_length of a task with a knowledge base.")

@@ -94,3 +94,25 @@ def check_knowledge_base_transition(current: KnowledgeBaseStatus, target: Knowle
     if target not in KNOWLEDGE_BASE_TRANSITIONS[current]:
         raise IllegalTransition(current, target)
     return target
+
+
+# ---------------------------------------------------------------- datasets
+
+
+class DatasetStatus(StrEnum):
+    READY = "READY"  # uploaded, or generated and validated
+    GENERATING = "GENERATING"  # being generated from a knowledge base
+    FAILED = "FAILED"  # its generation failed (the error says why)
+
+
+DATASET_TRANSITIONS: dict[DatasetStatus, frozenset[DatasetStatus]] = {
+    DatasetStatus.GENERATING: frozenset({DatasetStatus.READY, DatasetStatus.FAILED}),
+    DatasetStatus.READY: frozenset(),
+    DatasetStatus.FAILED: frozenset(),
+}
+
+
+def check_dataset_transition(current: DatasetStatus, target: DatasetStatus, *, suspended_from: DatasetStatus | None = None) -> DatasetStatus:
+    if target not in DATASET_TRANSITIONS[current]:
+        raise IllegalTransition(current, target)
+    return target

@@ -104,6 +104,12 @@ class Dataset(Base):
     source_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), nullable=True)
     task_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     optimization_log: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="READY", server_default="READY")  # core.status.DatasetStatus
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # generated from a knowledge base: which one, at which index version, and what validation kept and rejected
+    source_knowledge_base_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    source_knowledge_base_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    generation_log: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -10,7 +10,7 @@ from pydantic.alias_generators import to_camel
 
 from core.access import Role, Scope
 from core.clock import as_utc
-from core.status import KnowledgeBaseStatus, TaskMode, TaskStatus
+from core.status import DatasetStatus, KnowledgeBaseStatus, TaskMode, TaskStatus
 
 # Every timestamp a response carries: always with its UTC offset.
 # (SQLite hands them back without a zone; RFC 3339, OpenAPI's `date-time`, needs the offset.)
@@ -77,6 +77,11 @@ class DatasetPublic(BaseModel):
     source_dataset_id: str | None
     task_id: str | None
     optimization_log: dict[str, Any] | None = None
+    status: DatasetStatus = DatasetStatus.READY
+    error: str | None = None
+    source_knowledge_base_id: str | None = None
+    source_knowledge_base_version: int | None = None
+    generation_log: dict[str, Any] | None = Field(default=None, description="Candidates, accepted, yield and rejections by reason.")
     created_at: UtcDateTime
 
 
@@ -358,6 +363,15 @@ class DocumentDetail(DocumentPublic):
 
 class DocumentList(BaseModel):
     items: list[DocumentPublic]
+
+
+class GenerateDatasetRequest(RequestModel):
+    name: str = Field(min_length=1, max_length=200)
+    questions_per_chunk: int = Field(default=2, ge=1, le=5, description="Statements of each chunk a question is written for.")
+    generator: Literal["local", "teacher"] = Field(default="local", description=(
+        "local: the local base model writes questions (cloze questions back it up), offline; teacher: the OpenAI-compatible "
+        "endpoint of WLOPS_TEACHER_URL writes the pairs."))
+    model_name: str = Field(default="smollm2-135m-instruct", min_length=1, max_length=500, description="The local model (generator local).")
 
 
 class SearchRequest(RequestModel):

@@ -293,3 +293,50 @@ class RecordKnowledgeBaseInput:
     knowledge_base_id: str
     status: str
     error: str | None = None
+
+
+# ---------------------------------------------------------------- datasets generated from a knowledge base
+
+
+@dataclass
+class GenerationInput:
+    """A dataset generated from a knowledge base's current index: its own workflow, `gen-<dataset id>`."""
+
+    dataset_id: str
+    org_id: str
+    knowledge_base_id: str
+    model_name: str = "smollm2-135m-instruct"  # the local model that writes questions (generator "local")
+    questions_per_chunk: int = 2
+    generator: str = "local"  # local | teacher
+    generate_seconds: int = 3600
+    heartbeat_seconds: int = 60
+    max_attempts: int = 3
+    retry_initial_seconds: float = 1.0
+
+
+@dataclass
+class GenerateDatasetInput:
+    dataset_id: str
+    org_id: str
+    knowledge_base_id: str
+    model_name: str
+    questions_per_chunk: int
+    generator: str
+
+
+@dataclass
+class GenerateDatasetResult:
+    examples: int
+    candidates: int
+    rejected: dict[str, int] = field(default_factory=dict)  # reason -> how many candidates validation refused for it
+    accepted_by_method: dict[str, int] = field(default_factory=dict)
+    knowledge_base_version: int = 0
+
+
+@dataclass
+class RecordDatasetInput:
+    """One move of a generated dataset's status in the database projection."""
+
+    dataset_id: str
+    status: str
+    error: str | None = None

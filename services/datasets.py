@@ -12,8 +12,9 @@ from typing import BinaryIO
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.errors import Invalid, QuotaExceeded, TooLarge
+from core.errors import Conflict, Invalid, QuotaExceeded, TooLarge
 from core.settings import Settings
+from core.status import DatasetStatus
 from db.models import Dataset, KnowledgeBase, KnowledgeDocument, new_id
 from ml.examples import DatasetFormatError, detect_format, inspect_file, read_rows
 from services.tenancy import get_owned, list_owned
@@ -94,8 +95,16 @@ def list_datasets(session: Session, org_id: str, limit: int, offset: int) -> tup
     return list_owned(session, Dataset, org_id, limit, offset)
 
 
+def ready_dataset(session: Session, org_id: str, dataset_id: str) -> Dataset:
+    """The dataset, if its examples are there to read (a generated one is not until its generation has finished)."""
+    dataset = get_dataset(session, org_id, dataset_id)
+    if dataset.status != DatasetStatus.READY:
+        raise Conflict(f"dataset {dataset_id} is {dataset.status}" + (f": {dataset.error}" if dataset.error else ""))
+    return dataset
+
+
 def preview_dataset(store: ObjectStore, dataset: Dataset, limit: int) -> list[dict]:
-    """The first `limit` records of the stored file, as they were uploaded."""
+    """The first `limit` records of the stored file, as they were uploaded (or generated, with their lineage)."""
     with tempfile.TemporaryDirectory() as tmp:
         local = get_file(store, dataset.storage_key, Path(tmp) / f"data.{dataset.file_format}")
         rows = []

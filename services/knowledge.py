@@ -24,12 +24,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.errors import Conflict, Invalid, NotFound, TooLarge, Unavailable
 from core.settings import TASK_QUEUE_WORKFLOWS, Settings
-from core.status import TERMINAL_STATUSES, KnowledgeBaseStatus
-from db.models import KnowledgeBase, KnowledgeDocument, MLTask, new_id
+from core.status import TERMINAL_STATUSES, DatasetStatus, KnowledgeBaseStatus
+from db.models import Dataset, KnowledgeBase, KnowledgeDocument, MLTask, new_id
 from knowledge.documents import MEDIA_TYPES, DocumentError, check_content, media_type_of
 from knowledge.embeddings import EMBEDDING_MODEL
 from knowledge.index import ChunkRecord, KnowledgeIndex, SearchHit
-from schemas.workflow_io import DocumentsChanged, IngestionInput
+from ml.base_model import UnknownModel, validate_model_name
+from schemas.workflow_io import DocumentsChanged, GenerationInput, IngestionInput
 from services.datasets import check_storage_quota
 from services.tasks import Temporal
 from services.tenancy import get_owned, list_owned
@@ -38,6 +39,7 @@ from storage.object_store import ObjectNotFound, ObjectStore, get_dir
 
 CHUNK = 1024 * 1024
 INGESTION_WORKFLOW = "KnowledgeIngestionWorkflow"
+GENERATION_WORKFLOW = "DatasetGenerationWorkflow"
 WORKFLOW_CLOSE_TIMEOUT = timedelta(seconds=30)  # how long deleting a knowledge base waits for its ingestion to stop
 PENDING = "PENDING"
 SUFFIXES = {media_type: suffix for suffix, media_type in MEDIA_TYPES.items() if suffix in ("md", "txt", "html", "pdf")}
@@ -216,6 +218,39 @@ async def request_build(temporal: Temporal, settings: Settings, kb: KnowledgeBas
                                     id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
     except RPCError as exc:
         raise Unavailable(f"could not reach the knowledge base's ingestion workflow: {exc.message}") from exc
+
+
+# ---------------------------------------------------------------- datasets generated from a knowledge base
+
+
+async def generate_dataset(session: Session, temporal: Temporal, settings: Settings, kb: KnowledgeBase, *, name: str, questions_per_chunk: int,
+                           generator: str, model_name: str, created_by: str | None) -> Dataset:
+    """A dataset row, GENERATING, and the workflow that writes, validates and stores its examples."""
+    if not kb.index_key:
+        raise Conflict(f"knowledge base {kb.id} has no index yet (it is {kb.status}): upload documents and wait until it is READY")
+    if generator == "teacher" and not (settings.teacher_url and settings.teacher_model):
+        raise Invalid("generator: no teacher is configured (set WLOPS_TEACHER_URL and WLOPS_TEACHER_MODEL)")
+    try:
+        validate_model_name(model_name)
+    except UnknownModel as exc:
+        raise Invalid(f"model_name: {exc}") from exc
+    client = await temporal()
+    dataset_id = new_id()
+    dataset = Dataset(id=dataset_id, name=name, storage_key=keys.dataset_prefix(kb.org_id, dataset_id) + "data.jsonl", file_format="jsonl",
+                      size_bytes=0, sample_count=0, org_id=kb.org_id, created_by=created_by, is_optimized=False, dataset_type="generated",
+                      status=DatasetStatus.GENERATING.value, source_knowledge_base_id=kb.id, source_knowledge_base_version=kb.version)
+    session.add(dataset)
+    session.commit()
+    try:
+        await client.start_workflow(GENERATION_WORKFLOW, GenerationInput(dataset_id, kb.org_id, kb.id, model_name, questions_per_chunk=questions_per_chunk,
+                                                                         generator=generator, heartbeat_seconds=settings.heartbeat_timeout_seconds,
+                                                                         max_attempts=settings.activity_max_attempts),
+                                    id=f"gen-{dataset_id}", task_queue=TASK_QUEUE_WORKFLOWS)
+    except RPCError as exc:
+        session.delete(dataset)
+        session.commit()
+        raise Unavailable(f"could not start the generation: {exc.message}") from exc
+    return dataset
 
 
 # ---------------------------------------------------------------- search

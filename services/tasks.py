@@ -24,7 +24,7 @@ from ml.base_model import UnknownModel, validate_model_name
 from schemas.api import ContinuousTaskCreate, StandardTaskCreate
 from schemas.reports import StoredTaskReport, TaskReport
 from schemas.workflow_io import ActivityTimeouts, FineTuningInput, Hyperparameters
-from services.datasets import get_dataset
+from services.datasets import ready_dataset
 from services.tenancy import get_owned, list_owned
 from storage.object_store import ObjectNotFound, ObjectStore, get_bytes
 
@@ -34,7 +34,7 @@ Temporal = Callable[[], Awaitable[Client]]  # connects on first use (temporal_cl
 
 
 def create_task(session: Session, body: StandardTaskCreate, mode: TaskMode, org_id: str, created_by: str | None) -> MLTask:
-    get_dataset(session, org_id, body.dataset_id)
+    ready_dataset(session, org_id, body.dataset_id)
     if body.knowledge_base_id is not None:
         kb = get_owned(session, KnowledgeBase, org_id, body.knowledge_base_id, "knowledge base")
         if not kb.index_key:

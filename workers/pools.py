@@ -12,6 +12,7 @@ from temporalio.worker import Worker
 from activities.bookkeeping import BookkeepingActivities
 from activities.context import ActivityContext
 from activities.evaluate import EvaluateActivities
+from activities.generation import GenerationActivities
 from activities.knowledge import KnowledgeActivities
 from activities.optimize import OptimizeActivities
 from activities.train import TrainActivities
@@ -20,21 +21,21 @@ from core.settings import (
     Settings,
 )
 from temporal_client import connect
-from workflows import FineTuningWorkflow, KnowledgeIngestionWorkflow
+from workflows import DatasetGenerationWorkflow, FineTuningWorkflow, KnowledgeIngestionWorkflow
 
 POOLS = tuple(POOL_TASK_QUEUES)
-WORKFLOWS = [FineTuningWorkflow, KnowledgeIngestionWorkflow]
+WORKFLOWS = [FineTuningWorkflow, KnowledgeIngestionWorkflow, DatasetGenerationWorkflow]
 
 
 def activities_by_queue(ctx: ActivityContext, train: TrainActivities | None = None) -> dict[str, list]:
-    bookkeeping, knowledge = BookkeepingActivities(ctx), KnowledgeActivities(ctx)
+    bookkeeping, knowledge, generation = BookkeepingActivities(ctx), KnowledgeActivities(ctx), GenerationActivities(ctx)
     return {
         # the database projections run as local activities of the workflow worker
-        TASK_QUEUE_WORKFLOWS: [bookkeeping.record_progress, knowledge.record_knowledge_base],
+        TASK_QUEUE_WORKFLOWS: [bookkeeping.record_progress, knowledge.record_knowledge_base, generation.record_dataset],
         TASK_QUEUE_BOOKKEEPING: [bookkeeping.compensate_iteration, bookkeeping.build_report],
         TASK_QUEUE_OPTIMIZE: [OptimizeActivities(ctx).optimize_dataset],
         TASK_QUEUE_TRAIN: [(train or TrainActivities(ctx)).train_adapter],
-        TASK_QUEUE_EVALUATE: [EvaluateActivities(ctx).evaluate_adapter],
+        TASK_QUEUE_EVALUATE: [EvaluateActivities(ctx).evaluate_adapter, generation.generate_dataset],  # both run a model
         TASK_QUEUE_KNOWLEDGE: [knowledge.build_knowledge_index],
     }
 

@@ -1,6 +1,7 @@
 """Temporal workflows: orchestration only, deterministic."""
 
+from workflows.dataset_generation import DatasetGenerationWorkflow
 from workflows.fine_tuning import FineTuningWorkflow
 from workflows.knowledge_ingestion import KnowledgeIngestionWorkflow
 
-__all__ = ["FineTuningWorkflow", "KnowledgeIngestionWorkflow"]
+__all__ = ["DatasetGenerationWorkflow", "FineTuningWorkflow", "KnowledgeIngestionWorkflow"]

@@ -40,8 +40,8 @@ with workflow.unsafe.imports_passed_through():
     from core.settings import TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE, TASK_QUEUE_OPTIMIZE, TASK_QUEUE_TRAIN
     from core.status import TaskMode, TaskStatus, check_transition
     from schemas.workflow_io import (
-        CompensateInput, EvaluateInput, EvaluateResult, FineTuningInput, FineTuningResult, IterationRecord, LoopState, OptimizeInput,
-        OptimizeResult, RecordProgressInput, ReportInput, ReportResult, TrainInput, TrainResult,
+        CompensateInput, EvaluateInput, EvaluateResult, FineTuningInput, FineTuningResult, IterationRecord, LoopState, OptimizeInput, OptimizeResult,
+        RecordProgressInput, ReportInput, ReportResult, TrainInput, TrainResult,
     )
     from workflows.lifecycle import Lifecycle, PhaseOptions, failure_message
 

@@ -47,5 +47,5 @@ def get_dataset(caller: DatasetsRead, session: SessionDep, dataset_id: str) -> D
 
 @router.get("/{dataset_id}/preview", response_model=DatasetPreview)
 def preview_dataset(caller: DatasetsRead, session: SessionDep, store: StoreDep, dataset_id: str, limit: Annotated[int, Query(ge=1, le=100)] = 10) -> DatasetPreview:
-    dataset = service.get_dataset(session, caller.org_id, dataset_id)
+    dataset = service.ready_dataset(session, caller.org_id, dataset_id)
     return DatasetPreview(dataset_id=dataset_id, rows=service.preview_dataset(store, dataset, limit), limit=limit)

@@ -6,12 +6,13 @@ from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import Offset, SessionDep, SettingsDep, StoreDep, TemporalDep
-from api.security import KnowledgeRead, KnowledgeWrite
+from api.routes.datasets import to_public as dataset_public
+from api.security import KnowledgeRead, KnowledgeToDataset, KnowledgeWrite
 from core.errors import Unavailable
 from db.models import KnowledgeBase, KnowledgeDocument
 from schemas.api import (
-    ChunkPublic, DocumentDetail, DocumentList, DocumentPublic, KnowledgeBaseCreate, KnowledgeBaseList, KnowledgeBasePublic, SearchRequest,
-    SearchResponse, SearchResult,
+    ChunkPublic, DatasetPublic, DocumentDetail, DocumentList, DocumentPublic, GenerateDatasetRequest, KnowledgeBaseCreate, KnowledgeBaseList,
+    KnowledgeBasePublic, SearchRequest, SearchResponse, SearchResult,
 )
 from services import knowledge as service
 
@@ -100,6 +101,19 @@ async def delete_document(caller: KnowledgeWrite, session: SessionDep, store: St
     document = await run_in_threadpool(service.delete_document, session, store, kb, document_id)
     await service.request_build(temporal, settings, kb, [document.id])
     return document_public(document)
+
+
+@router.post("/{kb_id}/datasets", status_code=202, response_model=DatasetPublic)
+async def generate_dataset(caller: KnowledgeToDataset, session: SessionDep, settings: SettingsDep, temporal: TemporalDep,
+                           kb_id: str, body: GenerateDatasetRequest, response: Response) -> DatasetPublic:
+    """A question/answer dataset written from the knowledge base's chunks and validated (answer supported by its chunk,
+    the question retrieves its chunk, no near duplicates); 202 with the dataset GENERATING, READY or FAILED when done.
+    Every example records its document, document version and chunk (see the dataset's preview)."""
+    kb = service.get_knowledge_base(session, caller.org_id, kb_id)
+    dataset = await service.generate_dataset(session, temporal, settings, kb, name=body.name, questions_per_chunk=body.questions_per_chunk,
+                                             generator=body.generator, model_name=body.model_name, created_by=caller.user_id)
+    response.headers["Location"] = f"/api/v1/datasets/{dataset.id}"
+    return dataset_public(dataset)
 
 
 @router.post("/{kb_id}/search", response_model=SearchResponse)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from activities.context import ActivityContext
 from core.clock import utcnow
 from db.models import KnowledgeBase, KnowledgeDocument, MLTask
-from tests.e2e.support import api_client
+from tests.e2e.support import api_client, write_knowledge
 from tests.unit.test_knowledge import HTML, MARKDOWN, make_pdf
 from tests.workflows.fakes import running_workers
 
@@ -172,3 +172,50 @@ async def test_a_knowledge_base_used_by_a_running_task_is_not_deleted(online, te
             session.get(MLTask, task_id).status = "COMPLETED"
         assert (await api.delete(f"/api/v1/knowledge-bases/{kb_id}")).status_code == 204
         assert (await api.get(f"/api/v1/tasks/{task_id}")).json()["knowledge_base_id"] is None  # the reference is cleared
+
+
+async def test_a_dataset_generated_from_a_knowledge_base_records_its_lineage_and_trains_a_task(online, temporal_env, tiny_model_dir, tmp_path):
+    ctx = ActivityContext.from_settings(online)
+    async with running_workers(temporal_env.client, ctx), api_client(online) as api:
+        kb_id = (await api.post("/api/v1/knowledge-bases", json={"name": "kb"})).json()["knowledge_base_id"]
+        early = await api.post(f"/api/v1/knowledge-bases/{kb_id}/datasets", json={"name": "too early", "model_name": tiny_model_dir})
+        assert early.status_code == 409 and "has no index yet" in early.json()["detail"]
+        for path in write_knowledge(tmp_path / "kb", n_topics=6):
+            assert (await upload(api, kb_id, path.name, path.read_bytes())).status_code == 202
+        kb = await wait_ready(api, kb_id, version=1)
+        no_teacher = await api.post(f"/api/v1/knowledge-bases/{kb_id}/datasets", json={"name": "t", "generator": "teacher"})
+        assert no_teacher.status_code == 422 and "no teacher is configured" in no_teacher.json()["detail"]
+
+        started = await api.post(f"/api/v1/knowledge-bases/{kb_id}/datasets", json={"name": "generated", "model_name": tiny_model_dir,
+                                                                                    "questions_per_chunk": 4})
+        assert started.status_code == 202 and started.json()["status"] == "GENERATING", started.text
+        dataset_id = started.json()["dataset_id"]
+        assert (await api.get(f"/api/v1/datasets/{dataset_id}/preview")).status_code in (200, 409)  # 409 while it is still generating
+        dataset = await wait_for_dataset(api, dataset_id)
+        assert dataset["status"] == "READY", dataset
+        assert (dataset["source_knowledge_base_id"], dataset["source_knowledge_base_version"]) == (kb_id, kb["version"])
+        log = dataset["generation_log"]
+        assert log["accepted"] == dataset["sample_count"] > 0 and log["candidates"] >= log["accepted"]
+        assert sum(log["rejected"].values()) + log["accepted"] <= log["candidates"] and log["accepted_by_method"]
+        rows = (await api.get(f"/api/v1/datasets/{dataset_id}/preview", params={"limit": 100})).json()["rows"]
+        documents = {d["document_id"]: d for d in (await api.get(f"/api/v1/knowledge-bases/{kb_id}/documents")).json()["items"]}
+        for row in rows:
+            cause = row["lineage"][0]
+            assert cause["action"] == "generated" and cause["document_id"] in documents and cause["chunk_id"]
+            assert cause["document_version"] == documents[cause["document_id"]]["version"] and row["origin"] == "generated"
+        # an ordinary dataset: a task trains on it
+        task = await api.post("/api/v1/tasks/standard", json={"task_name": "on generated data", "model_name": tiny_model_dir,
+                                                             "dataset_id": dataset_id})
+        assert task.status_code == 201, task.text
+
+
+async def wait_for_dataset(api, dataset_id: str, timeout: float = 180) -> dict:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        dataset = (await api.get(f"/api/v1/datasets/{dataset_id}")).json()
+        if dataset["status"] != "GENERATING":
+            return dataset
+        if loop.time() > deadline:
+            raise TimeoutError(f"dataset {dataset_id} still GENERATING")
+        await asyncio.sleep(0.3)

@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.bookkeeping import BookkeepingActivities
 from activities.context import ActivityContext
+from activities.generation import GenerationActivities
 from activities.knowledge import KnowledgeActivities
 from activities.optimize import optimized_dataset_id
 from core.settings import (
@@ -90,13 +91,13 @@ class FakePhases:
         return ReportResult(key, key.replace(".json", ".md"), None)
 
     def activities(self) -> dict[str, list]:
-        bookkeeping, knowledge = BookkeepingActivities(self.ctx), KnowledgeActivities(self.ctx)
+        bookkeeping, knowledge, generation = BookkeepingActivities(self.ctx), KnowledgeActivities(self.ctx), GenerationActivities(self.ctx)
         return {
-            TASK_QUEUE_WORKFLOWS: [bookkeeping.record_progress, knowledge.record_knowledge_base],
+            TASK_QUEUE_WORKFLOWS: [bookkeeping.record_progress, knowledge.record_knowledge_base, generation.record_dataset],
             TASK_QUEUE_BOOKKEEPING: [bookkeeping.compensate_iteration, self.build_report],
             TASK_QUEUE_OPTIMIZE: [self.optimize_dataset],
             TASK_QUEUE_TRAIN: [self.train_adapter],
-            TASK_QUEUE_EVALUATE: [self.evaluate_adapter],
+            TASK_QUEUE_EVALUATE: [self.evaluate_adapter, generation.generate_dataset],
             TASK_QUEUE_KNOWLEDGE: [knowledge.build_knowledge_index],
         }
 

@@ -52,7 +52,7 @@ class GatedKnowledge(KnowledgeActivities):
 
 def activities_with(ctx: ActivityContext, knowledge: KnowledgeActivities) -> dict[str, list]:
     activities = activities_by_queue(ctx)
-    activities[TASK_QUEUE_WORKFLOWS] = [activities[TASK_QUEUE_WORKFLOWS][0], knowledge.record_knowledge_base]
+    activities[TASK_QUEUE_WORKFLOWS] = [activities[TASK_QUEUE_WORKFLOWS][0], knowledge.record_knowledge_base, *activities[TASK_QUEUE_WORKFLOWS][2:]]
     activities[TASK_QUEUE_KNOWLEDGE] = [knowledge.build_knowledge_index]
     return activities
 

@@ -14,7 +14,8 @@ then add the file names to `KEPT` below.
 `continuous-boundary-run1..2` is the same task with `iterations_per_run=2`: two iterations, continue-as-new, one more;
 `pause-updates-run1` pauses and resumes a standard task through the `request_pause`/`request_resume` updates (the
 run also had one update of each refused by its validator: refused updates leave no event); `cancel-update-run1` cancels a continuous task after a `request_cancel` update; `knowledge-ingestion-run1` is a
-knowledge base's ingestion: a signal-with-start, one build, idle until the run ends.
+knowledge base's ingestion: a signal-with-start, one build, idle until the run ends; `dataset-generation-run1` is a
+dataset generated from a knowledge base.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from workflows import FineTuningWorkflow, KnowledgeIngestionWorkflow
+from workflows import DatasetGenerationWorkflow, FineTuningWorkflow, KnowledgeIngestionWorkflow
 
 HISTORY_DIR = Path(__file__).parent / "histories"
 HISTORIES = sorted(HISTORY_DIR.glob("*.json"))
@@ -37,6 +38,8 @@ KEPT = {
     "pause-updates-run1.json", "cancel-update-run1.json",
     # knowledge-base ingestion: one upload, one build, then idle until the run ends
     "knowledge-ingestion-run1.json",
+    # a dataset generated from a knowledge base
+    "dataset-generation-run1.json",
 }
 
 
@@ -80,5 +83,5 @@ def test_histories_cover_standard_continuous_and_control_runs():
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_recorded_history_replays_deterministically(path: Path):
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    result = await Replayer(workflows=[FineTuningWorkflow, KnowledgeIngestionWorkflow]).replay_workflow(history, raise_on_replay_failure=False)
+    result = await Replayer(workflows=[FineTuningWorkflow, KnowledgeIngestionWorkflow, DatasetGenerationWorkflow]).replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"

@@ -9,7 +9,7 @@ from pathlib import Path
 from temporalio import activity
 
 from activities.context import ActivityContext, Heartbeater
-from ml.evaluator import EvaluationConfig, evaluate_predictions, lineage_by_bad_case, per_example_loss, predict_splits
+from ml.evaluator import EvaluationConfig, chunks_by_bad_case, evaluate_predictions, lineage_by_bad_case, per_example_loss, predict_splits
 from ml.examples import examples_from_jsonl
 from ml.metrics import GradeThresholds, ScoreWeights
 from ml.optimizer import Splits
@@ -81,7 +81,7 @@ class EvaluateActivities:
             losses = per_example_loss(tuned, tokenizer, [as_trained.get(e.id, e) for e in splits.train], config.max_seq_length)
         previous = self.ctx.read_model(inp.previous_evaluation_key, EvaluationReport) if inp.previous_evaluation_key else None
         report = evaluate_predictions(splits, served, losses, config, inp.iteration, baseline=baseline, previous=previous,
-                                      lineage=lineage_by_bad_case(train), mode=mode, other_modes=other, **known)
+                                      lineage=lineage_by_bad_case(train), chunks=chunks_by_bad_case(train), mode=mode, other_modes=other, **known)
         report.adapter_key = inp.adapter_key
         evaluation_key = self.ctx.write_model(keys.evaluation_prefix(inp.task_id, inp.iteration) + "evaluation.json", report)
         return EvaluateResult(

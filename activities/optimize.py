@@ -11,7 +11,8 @@ from temporalio import activity
 from activities.context import ActivityContext, invalid_input
 from db.models import Dataset, KnowledgeBase
 from ml.examples import DatasetFormatError, Example, examples_to_jsonl
-from ml.optimizer import OptimizationLog, SplitConfig, Splits, clean_dataset, find_leaks, split_examples, target_bad_cases
+from ml.grounded_targeting import grounded_examples, random_chunk_examples
+from ml.optimizer import OptimizationLog, SplitConfig, Splits, TargetingConfig, clean_dataset, find_leaks, split_examples, target_bad_cases
 from ml.retrieval_context import ContextConfig, held_out_contexts, retrieval_quality, training_contexts
 from schemas.reports import EvaluationReport, ExampleContext, RetrievedContexts
 from schemas.workflow_io import OptimizeInput, OptimizeResult
@@ -44,12 +45,8 @@ class OptimizeActivities:
             log = OptimizationLog(rows_in=len(splits.train), removed={}, removed_rows={}, splits=_sizes(splits))
             train = splits.train
             if inp.targeting and inp.previous_evaluation_key:
-                from knowledge.embeddings import embed
-
                 evaluation = self.ctx.read_model(inp.previous_evaluation_key, EvaluationReport)
-                targeted = target_bad_cases(splits.train, splits.held_out(), evaluation.bad_cases, evaluation.suggestions, embed)
-                train = targeted.train
-                log.upweighted, log.added, log.rewrites_rejected, log.targeted_bad_cases = targeted.upweighted, targeted.added, targeted.rejected, targeted.targeted_bad_cases
+                train = self._target(inp, splits, evaluation, log, org_id)
         leaks = find_leaks(train, splits.held_out())
         if leaks:  # a bug, never a user mistake: refuse to train on held-out material
             raise invalid_input(f"{len(leaks)} training examples copy held-out examples, e.g. {leaks[0]}")
@@ -79,11 +76,34 @@ class OptimizeActivities:
         return OptimizeResult(dataset_id=dataset_id, train_key=train_key, splits_key=splits_key, log=_summary(log_dict), contexts_key=contexts_key,
                               knowledge_base_version=knowledge_base_version)
 
-    def _with_passages(self, inp: OptimizeInput, splits: Splits, train: list[Example], org_id: str) -> tuple[list[Example], RetrievedContexts]:
-        """Training examples with RAFT passages, and the passages retrieved for each held-out question, from the knowledge
-        base's current index version (recorded, so the iteration says which version it used)."""
+    def _target(self, inp: OptimizeInput, splits: Splits, evaluation: EvaluationReport, log: OptimizationLog, org_id: str) -> list[Example]:
+        """The training set aimed at the last round's bad cases. Without a knowledge base: the training examples nearest to
+        each failure up-weighted, plus validated rewrites. With one: training-split bad cases up-weighted, and for the
+        feedback bad cases new examples generated from the chunks they retrieve (or, for the ablation's control, as many
+        from random chunks)."""
         from knowledge.embeddings import embed
 
+        if not inp.knowledge_base_id:
+            targeted = target_bad_cases(splits.train, splits.held_out(), evaluation.bad_cases, evaluation.suggestions, embed)
+            log.upweighted, log.added, log.rewrites_rejected, log.targeted_bad_cases = targeted.upweighted, targeted.added, targeted.rejected, targeted.targeted_bad_cases
+            return targeted.train
+        from ml.base_model import load_model_and_tokenizer
+        from ml.generation import LocalGenerator
+
+        train_cases = [c for c in evaluation.bad_cases if c.split == "train"]
+        targeted = target_bad_cases(splits.train, splits.held_out(), train_cases, evaluation.suggestions, embed, TargetingConfig(rewrites_per_example=0))
+        index, _ = self._knowledge_index(inp, org_id)
+        model, tokenizer = load_model_and_tokenizer(inp.model_name, self.ctx.settings.model_cache_dir)
+        generator = LocalGenerator(model, tokenizer, batch_size=self.ctx.settings.generation_batch_size)
+        grounded = grounded_examples(evaluation.bad_cases, evaluation.suggestions, index, embed, generator, splits.held_out(), targeted.train)
+        if inp.targeting_source == "random_chunks":  # the ablation's control: as many generated examples, from random chunks
+            grounded = random_chunk_examples(len(grounded.examples), index, embed, generator, splits.held_out(), targeted.train, seed=inp.iteration)
+        log.upweighted, log.added, log.targeted_bad_cases = targeted.upweighted, len(grounded.examples), grounded.targeted_bad_cases
+        log.grounded = {**grounded.log(), "source": inp.targeting_source}
+        return targeted.train + grounded.examples
+
+    def _knowledge_index(self, inp: OptimizeInput, org_id: str):
+        """The knowledge base's current index version, and its version number."""
         with self.ctx.sessions() as session:
             kb = session.get(KnowledgeBase, inp.knowledge_base_id)
             if kb is None or kb.org_id != org_id:
@@ -91,7 +111,14 @@ class OptimizeActivities:
             if not kb.index_key:
                 raise invalid_input(f"knowledge base {kb.id} has no index")
             index_key, version = kb.index_key, kb.version
-        index = self.ctx.knowledge_indexes.get(index_key)
+        return self.ctx.knowledge_indexes.get(index_key), version
+
+    def _with_passages(self, inp: OptimizeInput, splits: Splits, train: list[Example], org_id: str) -> tuple[list[Example], RetrievedContexts]:
+        """Training examples with RAFT passages, and the passages retrieved for each held-out question, from the knowledge
+        base's current index version (recorded, so the iteration says which version it used)."""
+        from knowledge.embeddings import embed
+
+        index, version = self._knowledge_index(inp, org_id)
         config = ContextConfig(inp.retrieval_top_k, inp.oracle_fraction, seed=inp.iteration)
         passages, retrieval = {}, {}
         for name in ("feedback", "test"):
@@ -99,7 +126,7 @@ class OptimizeActivities:
             passages.update({e.id: ExampleContext(context=e.context, chunk_ids=e.context_chunk_ids, supporting_chunk_id=e.supporting_chunk_id)
                              for e in examples})
             retrieval[name] = retrieval_quality(name, hits, supports, config.top_k)
-        contexts = RetrievedContexts(knowledge_base_id=kb.id, knowledge_base_version=version, top_k=config.top_k, examples=passages, retrieval=retrieval)
+        contexts = RetrievedContexts(knowledge_base_id=inp.knowledge_base_id, knowledge_base_version=version, top_k=config.top_k, examples=passages, retrieval=retrieval)
         return training_contexts(index, train, embed, config), contexts
 
     def _clean_and_split(self, storage_key: str, file_format: str) -> tuple[Splits, OptimizationLog]:

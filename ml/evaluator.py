@@ -169,6 +169,7 @@ def evaluate_predictions(
     previous: EvaluationReport | None = None,
     lineage: dict[str, list[str]] | None = None,
     mode: str = CLOSED_BOOK,
+    chunks: dict[str, list[str]] | None = None,
     other_modes: dict[str, dict[str, list[str]]] | None = None,
     retrieval: dict[str, RetrievalQuality] | None = None,
     knowledge_base_version: int | None = None,
@@ -202,7 +203,7 @@ def evaluate_predictions(
             report.comparison[name] = {split: SplitComparison(split=split, score=other.score(split, mode), delta=round(report.score(split) - other.score(split, mode), 4))
                                        for split in EVALUATED_SPLITS}
     if previous:
-        report.bad_case_followup = follow_up_bad_cases(previous, results, lineage or {})
+        report.bad_case_followup = follow_up_bad_cases(previous, results, lineage or {}, chunks or {})
     if baseline:
         base_by_id = {r.example_id: r.got for r in baseline.modes[mode][HEADLINE_SPLIT].examples}
         report.side_by_side = [
@@ -212,8 +213,10 @@ def evaluate_predictions(
     return report
 
 
-def follow_up_bad_cases(previous: EvaluationReport, results: dict[str, SplitResult], lineage: dict[str, list[str]]) -> list[BadCaseFollowup]:
-    """How each of the previous round's feedback bad cases scores now, and which training examples were made for it."""
+def follow_up_bad_cases(previous: EvaluationReport, results: dict[str, SplitResult], lineage: dict[str, list[str]],
+                        chunks: dict[str, list[str]] | None = None) -> list[BadCaseFollowup]:
+    """How each of the previous round's feedback bad cases scores now, which training examples were made for it, and
+    (grounded targeting) from which chunks."""
     now = {r.example_id: r for r in results["feedback"].examples}
     rows = []
     for case in previous.bad_cases:
@@ -223,9 +226,19 @@ def follow_up_bad_cases(previous: EvaluationReport, results: dict[str, SplitResu
         rows.append(BadCaseFollowup(
             bad_case_id=case.example_id, split="feedback", question=case.question, before=case.overall,
             after=after.overall if after else None, delta=round(after.overall - case.overall, 4) if after else None,
-            targeted_training_examples=lineage.get(case.example_id, []),
+            targeted_training_examples=lineage.get(case.example_id, []), chunk_ids=(chunks or {}).get(case.example_id, []),
         ))
     return rows
+
+
+def chunks_by_bad_case(train: list[Example]) -> dict[str, list[str]]:
+    """bad case id -> ids of the chunks the examples generated for it came from."""
+    out: dict[str, list[str]] = {}
+    for example in train:
+        for cause in example.lineage:
+            if cause.get("chunk_id") and cause.get("bad_case_id") and cause["chunk_id"] not in out.setdefault(cause["bad_case_id"], []):
+                out[cause["bad_case_id"]].append(cause["chunk_id"])
+    return out
 
 
 def lineage_by_bad_case(train: list[Example]) -> dict[str, list[str]]:
@@ -233,6 +246,8 @@ def lineage_by_bad_case(train: list[Example]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for example in train:
         for cause in example.lineage:
+            if "bad_case_id" not in cause:  # generated from a random chunk: made for no bad case
+                continue
             ids = out.setdefault(cause["bad_case_id"], [])
             if example.id not in ids:
                 ids.append(example.id)

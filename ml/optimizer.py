@@ -229,6 +229,7 @@ class OptimizationLog:
     rows_out: int = 0
     knowledge_base_version: int | None = None  # with a knowledge base: the index version the passages came from
     retrieval: dict[str, Any] | None = None  # and how well held-out questions retrieved their answers' chunks
+    grounded: dict[str, Any] | None = None  # grounded targeting: chunks, candidates, added, rejections
 
 
 @dataclass

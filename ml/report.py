@@ -109,9 +109,10 @@ def render_markdown(report: TaskReport, plot_name: str | None) -> str:
             continue
         improved = sum(1 for f in followups if f.delta is not None and f.delta > 0)
         lines += [f"### Iteration {it.iteration}: {improved} of {len(followups)} previous bad cases improved", "",
-                  "| bad case (feedback split) | before | after | targeted training examples |", "|---|---|---|---|"]
+                  "| bad case (feedback split) | before | after | targeted training examples | chunks generated from |", "|---|---|---|---|---|"]
         for f in followups[:10]:
-            lines.append(f"| {_cell(f.question)} | {f.before:.3f} | {f.after if f.after is None else format(f.after, '.3f')} | {len(f.targeted_training_examples)} |")
+            lines.append(f"| {_cell(f.question)} | {f.before:.3f} | {f.after if f.after is None else format(f.after, '.3f')} | {len(f.targeted_training_examples)} "
+                         f"| {len(f.chunk_ids)} |")
         lines.append("")
     lines += ["## Improvement suggestions of the last round", ""]
     lines += [f"- {text}" for text in report.iterations[-1].suggestions[:10]] or ["- none"]

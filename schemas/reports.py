@@ -102,6 +102,7 @@ class BadCaseFollowup(BaseModel):
     after: float | None
     delta: float | None
     targeted_training_examples: list[str]
+    chunk_ids: list[str] = Field(default_factory=list)  # grounded targeting: the chunks its new examples were generated from
 
 
 class SideBySide(BaseModel):

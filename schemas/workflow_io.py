@@ -98,6 +98,7 @@ class FineTuningInput:
     knowledge_base_id: str | None = None  # passages for training prompts; evaluation closed book and with retrieval
     retrieval_top_k: int = 3
     oracle_fraction: float = 0.8  # share of training prompts whose passages include the chunk that holds the answer
+    targeting_source: str = "bad_cases"  # with a knowledge base: generate from bad cases' chunks, or (ablation) random ones
 
 
 @dataclass
@@ -121,6 +122,8 @@ class OptimizeInput:
     knowledge_base_id: str | None = None
     retrieval_top_k: int = 3
     oracle_fraction: float = 0.8
+    model_name: str = "smollm2-135m-instruct"  # writes the questions of grounded targeting
+    targeting_source: str = "bad_cases"  # bad_cases | random_chunks (the ablation's control)
 
 
 @dataclass

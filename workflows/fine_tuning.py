@@ -177,7 +177,8 @@ class FineTuningWorkflow:
         optimized: OptimizeResult = await lifecycle.run_phase(
             TaskStatus.OPTIMIZING, OptimizeActivities.optimize_dataset,
             OptimizeInput(task.task_id, task.org_id, n, task.dataset_id, state.splits_key, previous.evaluation_key if previous else None,
-                          task.targeting, task.knowledge_base_id, task.retrieval_top_k, task.oracle_fraction),
+                          task.targeting, task.knowledge_base_id, task.retrieval_top_k, task.oracle_fraction, task.model_name,
+                          task.targeting_source),
             _phase_options(task, TASK_QUEUE_OPTIMIZE, timeouts.optimize_seconds, heartbeat=False),
             input_dataset_id=previous.dataset_id if previous else task.dataset_id,
         )

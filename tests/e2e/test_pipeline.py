@@ -170,6 +170,19 @@ async def test_a_continuous_run_with_a_knowledge_base_trains_with_passages_and_r
     with_oracle = [e for e in supported if e.supporting_chunk_id in e.context_chunk_ids]
     assert 0 < len(with_oracle) < len(supported)  # RAFT: the answer's chunk is in most prompts, not all
     assert {e.context_chunk_ids.index(e.supporting_chunk_id) for e in with_oracle} == {0, 1}  # and not always first
+    # iteration 2 targets iteration 1's feedback bad cases with examples generated from the chunks they retrieve
+    second = examples_from_jsonl(get_bytes(ctx.store, f"optimized/{task_id}-opt2/train.jsonl"))
+    generated = [e for e in second if e.origin == "generated"]
+    assert generated, "grounded targeting generated examples"
+    bad_cases = {c["example_id"] for c in json.loads(get_bytes(ctx.store, f"evaluations/{task_id}/iter-1/evaluation.json"))["bad_cases"]
+                 if c["split"] == "feedback"}
+    for example in generated:
+        assert example.lineage and all(c["action"] == "generated_from_chunk" and c["bad_case_id"] in bad_cases and c["chunk_id"] for c in example.lineage)
+    followup = report["iterations"][1]["bad_case_followup"]
+    assert any(f["chunk_ids"] and f["targeted_training_examples"] for f in followup)
+    with ctx.sessions() as session:
+        grounded = session.get(Dataset, f"{task_id}-opt2").optimization_log["grounded"]
+    assert grounded["grounded_added"] == len(generated) and grounded["source"] == "bad_cases"
     contexts = json.loads(get_bytes(ctx.store, f"optimized/{task_id}-opt1/contexts.json"))
     splits = Splits.from_json(json.loads(get_bytes(ctx.store, f"optimized/{task_id}-opt1/splits.json")))
     assert set(contexts["examples"]) == {e.id for e in splits.held_out()} and contexts["knowledge_base_version"] == 1

@@ -194,7 +194,8 @@ def test_follow_up_of_a_case_no_longer_evaluated(config):
                           BadCase(example_id="t", question="q", expected="x", got=None, loss=2.0, split="train", error_type="high_training_loss")]
     results = {name: score_split(name, [], [], config.weights) for name in ("feedback", "test")}
     assert [f.model_dump() for f in follow_up_bad_cases(previous, results, {})] == [
-        {"bad_case_id": "gone", "split": "feedback", "question": "q", "before": 0.2, "after": None, "delta": None, "targeted_training_examples": []},
+        {"bad_case_id": "gone", "split": "feedback", "question": "q", "before": 0.2, "after": None, "delta": None, "targeted_training_examples": [],
+         "chunk_ids": []},
     ]
 
 

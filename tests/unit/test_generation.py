@@ -127,3 +127,42 @@ def test_the_local_generator_on_the_real_weights_and_the_sample_knowledge_base(e
     assert 0.4 <= result.yield_rate and len(result.examples) >= 60
     statements_answered = {(e.lineage[0]["chunk_id"], e.answer) for e in result.examples}
     assert len(statements_answered) == len(result.examples)
+
+
+# ---------------------------------------------------------------- grounded targeting
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return LocalGenerator(AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(tiny_model_dir), batch_size=8,
+                          max_new_tokens=8)
+
+
+def test_grounded_targeting_generates_from_the_chunks_a_bad_case_retrieves_never_from_the_question(index, embedder, tiny_generator):
+    from ml.grounded_targeting import GroundedConfig, grounded_examples
+    from schemas.reports import BadCase
+
+    failed = Example("What is the TCP port of the web console?", "The console uses port 7410.")  # a feedback example the model got wrong
+    cases = [BadCase(example_id=failed.id, question=failed.question, expected=failed.answer, got="no idea", overall=0.1, split="feedback",
+                     error_type="wrong_content"),
+             BadCase(example_id="t1", question="q", expected="a", got=None, loss=3.0, split="train", error_type="high_training_loss")]
+    result = grounded_examples(cases, [], index, embedder, tiny_generator, held_out=[failed], existing=[],
+                               config=GroundedConfig(chunks_per_bad_case=1, questions_per_chunk=3))
+    ports = chunk(index, "ports")
+    assert result.chunks == 1 and result.examples and result.targeted_bad_cases == 1
+    for example in result.examples:
+        assert example.answer in statements(ports.text)  # the chunk's own statements, never the held-out answer
+        assert [(c["bad_case_id"], c["chunk_id"], c["action"]) for c in example.lineage] == [(failed.id, ports.chunk_id, "generated_from_chunk")]
+    assert failed.question not in {e.question for e in result.examples}
+    assert result.candidates >= len(result.examples)
+
+
+def test_the_control_generates_as_many_examples_from_random_chunks(index, embedder, tiny_generator):
+    from ml.grounded_targeting import random_chunk_examples
+
+    result = random_chunk_examples(3, index, embedder, tiny_generator, held_out=[], existing=[], seed=1)
+    assert len(result.examples) == 3 and result.targeted_bad_cases == 0
+    assert all(e.lineage[0]["action"] == "generated_from_random_chunk" and "bad_case_id" not in e.lineage[0] for e in result.examples)
+    assert random_chunk_examples(0, index, embedder, tiny_generator, [], [], seed=1).examples == []

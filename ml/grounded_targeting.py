@@ -1,0 +1,89 @@
+"""Grounded targeting: each feedback bad case retrieves the chunks that concern it, and new examples are generated from
+those chunks and validated, never from the held-out question itself (nor a rewrite of it).
+
+Every generated example records which bad cases led to it and from which chunk it came, so the next evaluation can
+follow bad case -> chunks -> generated examples -> adapter -> score change. The ablation's control,
+`random_chunk_examples`, generates the same number of validated examples from chunks drawn at random.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from knowledge.index import ChunkRecord, KnowledgeIndex
+from ml.examples import Example
+from ml.generation import Embedder, QuestionAnswerGenerator, ValidationConfig, validate
+from schemas.reports import BadCase, Suggestion
+
+
+@dataclass(frozen=True)
+class GroundedConfig:
+    chunks_per_bad_case: int = 2  # the chunks a bad case's question retrieves, to generate from
+    questions_per_chunk: int = 3
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+
+
+@dataclass
+class GroundedData:
+    examples: list[Example]
+    chunks: int  # distinct chunks generated from
+    candidates: int
+    rejected: dict[str, int]
+    targeted_bad_cases: int
+
+    def log(self) -> dict[str, Any]:
+        return {"grounded_chunks": self.chunks, "grounded_candidates": self.candidates, "grounded_added": len(self.examples),
+                "grounded_rejected": self.rejected, "grounded_bad_cases": self.targeted_bad_cases}
+
+
+def grounded_examples(bad_cases: list[BadCase], suggestions: list[Suggestion], index: KnowledgeIndex, embed: Embedder,
+                      generator: QuestionAnswerGenerator, held_out: list[Example], existing: list[Example],
+                      config: GroundedConfig = GroundedConfig()) -> GroundedData:
+    """Validated examples generated from the chunks the feedback bad cases retrieve, each with its causes."""
+    cases = [c for c in bad_cases if c.split == "feedback"]
+    if not cases or not index.chunks:
+        return GroundedData([], 0, 0, {}, 0)
+    suggestion_of = {case_id: s.id for s in suggestions for case_id in s.evidence_bad_case_ids}
+    causes: dict[str, list[dict[str, Any]]] = {}  # chunk id -> the bad cases that retrieved it
+    chunks: dict[str, ChunkRecord] = {}
+    for case, hits in zip(cases, index.search(embed([c.question for c in cases]), config.chunks_per_bad_case)):
+        for hit in hits:
+            chunks[hit.chunk.chunk_id] = hit.chunk
+            causes.setdefault(hit.chunk.chunk_id, []).append({"bad_case_id": case.example_id, "suggestion_id": suggestion_of.get(case.example_id),
+                                                               "split": "feedback", "reason": "retrieved_chunk", "similarity": hit.score})
+    result = _generate(list(chunks.values()), index, embed, generator, held_out, existing, config)
+    for example in result.examples:
+        source = example.lineage[0]
+        example.lineage = [{**cause, **source, "action": "generated_from_chunk"} for cause in causes[source["chunk_id"]]]
+    targeted = len({c["bad_case_id"] for e in result.examples for c in e.lineage})
+    return GroundedData(result.examples, len(chunks), result.candidates, result.rejected, targeted)
+
+
+def random_chunk_examples(count: int, index: KnowledgeIndex, embed: Embedder, generator: QuestionAnswerGenerator, held_out: list[Example],
+                          existing: list[Example], seed: int, config: GroundedConfig = GroundedConfig()) -> GroundedData:
+    """The control: `count` validated examples generated from chunks drawn at random (no bad case involved)."""
+    if count <= 0 or not index.chunks:
+        return GroundedData([], 0, 0, {}, 0)
+    order = list(index.chunks)
+    random.Random(seed).shuffle(order)
+    examples, used, candidates, rejected = [], 0, 0, Counter()
+    step = max(1, count // config.questions_per_chunk)
+    while len(examples) < count and used < len(order):  # draw more chunks until enough examples pass validation
+        batch = order[used:used + step]
+        used += len(batch)
+        result = _generate(batch, index, embed, generator, held_out, existing + examples, config)
+        examples += result.examples[: count - len(examples)]
+        candidates += result.candidates
+        rejected.update(result.rejected)
+    for example in examples:
+        example.lineage = [{**example.lineage[0], "action": "generated_from_random_chunk"}]
+    return GroundedData(examples, used, candidates, dict(rejected), 0)
+
+
+def _generate(chunks: list[ChunkRecord], index: KnowledgeIndex, embed: Embedder, generator: QuestionAnswerGenerator, held_out: list[Example],
+              existing: list[Example], config: GroundedConfig):
+    pairs = generator.generate(chunks, config.questions_per_chunk)
+    return validate(pairs, index, embed, held_out=held_out, existing=existing, config=config.validation)

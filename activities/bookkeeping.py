@@ -96,10 +96,11 @@ class BookkeepingActivities:
     def build_report(self, inp: ReportInput) -> ReportResult:
         with self.ctx.sessions() as session:
             task = session.get(MLTask, inp.task_id)
-            name = task.name if task else inp.task_id
+            name, parent = (task.name, task.parent_task_id) if task else (inp.task_id, None)
         evaluations = [self.ctx.read_model(r.evaluation_key, EvaluationReport) for r in inp.iterations]
         training = [self.ctx.read_json(keys.model_prefix(inp.task_id, r.iteration) + "training_metrics.json") for r in inp.iterations]
-        info = TaskInfo(task_id=inp.task_id, name=name, mode=inp.mode, model_name=inp.model_name, stop_reason=inp.stop_reason)
+        info = TaskInfo(task_id=inp.task_id, name=name, mode=inp.mode, model_name=inp.model_name, stop_reason=inp.stop_reason,
+                        parent_task_id=parent)
         report = build_task_report(info, self.ctx.read_model(inp.baseline_key, EvaluationReport), evaluations, training)
         prefix = keys.evaluation_prefix(inp.task_id)
         report_key = self.ctx.write_model(prefix + "report.json", report)

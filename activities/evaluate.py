@@ -81,7 +81,8 @@ class EvaluateActivities:
             losses = per_example_loss(tuned, tokenizer, [as_trained.get(e.id, e) for e in splits.train], config.max_seq_length)
         previous = self.ctx.read_model(inp.previous_evaluation_key, EvaluationReport) if inp.previous_evaluation_key else None
         report = evaluate_predictions(splits, served, losses, config, inp.iteration, baseline=baseline, previous=previous,
-                                      lineage=lineage_by_bad_case(train), chunks=chunks_by_bad_case(train), mode=mode, other_modes=other, **known)
+                                      lineage=lineage_by_bad_case(train), chunks=chunks_by_bad_case(train), mode=mode, other_modes=other,
+                                      previous_label="parent" if inp.previous_is_parent else "previous", **known)
         report.adapter_key = inp.adapter_key
         evaluation_key = self.ctx.write_model(keys.evaluation_prefix(inp.task_id, inp.iteration) + "evaluation.json", report)
         return EvaluateResult(

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     teacher_url: str | None = Field(default=None, description="Base URL of an OpenAI-compatible API, e.g. http://host:8001/v1.")
     teacher_model: str | None = Field(default=None, description="The model name to ask for.")
     teacher_api_key: str | None = Field(default=None, description="Sent as a bearer token, if set.")
+    # Incremental re-training when a followed knowledge base changes.
+    retrain_quiet_seconds: float = Field(default=60, ge=0, description="Changes within this long start one incremental task, not several.")
+    retrain_poll_seconds: float = Field(default=30, gt=0, description="How often a pending retraining looks whether its task has ended.")
     # Tasks with a knowledge base: how training prompts are built (RAFT) and how long they may be.
     raft_oracle_fraction: float = Field(default=0.8, ge=0, le=1, description="Share of training prompts whose passages include the answer's chunk.")
     rag_max_seq_length: int = Field(default=512, ge=64, le=8192, description="Default max_seq_length of a task with a knowledge base.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core.clock import utcnow
@@ -139,6 +139,9 @@ class MLTask(Base):
     # with a knowledge base: training passages come from it, evaluation runs closed book and with retrieval
     knowledge_base_id: Mapped[str | None] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="SET NULL"), nullable=True, index=True)
     retrieval_top_k: Mapped[int] = mapped_column(Integer, default=3)
+    # follow the knowledge base: when its documents change after this task finished, an incremental task starts from it
+    retrain_on_change: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    parent_task_id: Mapped[str | None] = mapped_column(ForeignKey("ml_tasks.id", ondelete="SET NULL"), nullable=True, index=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -170,6 +170,7 @@ def evaluate_predictions(
     lineage: dict[str, list[str]] | None = None,
     mode: str = CLOSED_BOOK,
     chunks: dict[str, list[str]] | None = None,
+    previous_label: str = "previous",
     other_modes: dict[str, dict[str, list[str]]] | None = None,
     retrieval: dict[str, RetrievalQuality] | None = None,
     knowledge_base_version: int | None = None,
@@ -197,7 +198,7 @@ def evaluate_predictions(
         bad_cases=bad_cases,
         suggestions=suggest_improvements(bad_cases, iteration),
     )
-    for name, other in (("baseline", baseline), ("previous", previous)):
+    for name, other in (("baseline", baseline), (previous_label, previous)):
         if other:
             # against the other report in the same mode (a base model is evaluated in every mode the task serves in)
             report.comparison[name] = {split: SplitComparison(split=split, score=other.score(split, mode), delta=round(report.score(split) - other.score(split, mode), 4))

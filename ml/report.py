@@ -75,6 +75,8 @@ def render_markdown(report: TaskReport, plot_name: str | None) -> str:
         "",
         f"- Task `{task.task_id}`, mode {task.mode}, model `{task.model_name}`",
         f"- Stopped because: {task.stop_reason}",
+        *([f"- Incremental: continues task `{task.parent_task_id}` (its adapter and splits) after its knowledge base changed"]
+          if task.parent_task_id else []),
         f"- Final test-split score **{final.score:.4f}** ({final.grade}, {final.mode.replace('_', ' ')}) vs base model "
         f"{base.scores.overall:.4f}: {'beats' if final.beats_baseline else 'does NOT beat'} the baseline",
         "",

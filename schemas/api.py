@@ -56,6 +56,10 @@ class StandardTaskCreate(RequestModel):
         "Train with passages from this knowledge base in the prompt (RAFT) and evaluate closed book and with retrieval; "
         "the headline is then the retrieval-augmented score. It must have an index (at least one build)."))
     retrieval_top_k: int = Field(default=3, ge=1, le=10, description="Passages retrieved for each question.")
+    retrain_on_change: bool = Field(default=False, description=(
+        "Follow the knowledge base: when its documents change after this task has finished, an incremental task starts from "
+        "this task's final adapter, on its splits, with the new knowledge base version (several changes within a quiet period "
+        "start one). Needs knowledge_base_id."))
 
 
 class ContinuousTaskCreate(StandardTaskCreate):
@@ -121,6 +125,8 @@ class TaskPublic(BaseModel):
     hyperparameters: dict[str, Any]
     knowledge_base_id: str | None = None
     retrieval_top_k: int = 3
+    retrain_on_change: bool = False
+    parent_task_id: str | None = Field(default=None, description="The task an incremental task was started from.")
     error: str | None
     created_at: UtcDateTime
     updated_at: UtcDateTime

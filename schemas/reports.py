@@ -186,6 +186,7 @@ class TaskInfo(BaseModel):
     mode: str | None = None
     model_name: str | None = None
     stop_reason: str | None = None
+    parent_task_id: str | None = None  # an incremental task: the task it continues
 
 
 class BaselineSummary(BaseModel):

@@ -99,6 +99,11 @@ class FineTuningInput:
     retrieval_top_k: int = 3
     oracle_fraction: float = 0.8  # share of training prompts whose passages include the chunk that holds the answer
     targeting_source: str = "bad_cases"  # with a knowledge base: generate from bad cases' chunks, or (ablation) random ones
+    # an incremental task: it continues its parent's final adapter, on its parent's splits (state.splits_key), and its
+    # first evaluation compares with the parent's last one
+    parent_task_id: str | None = None
+    init_adapter_key: str | None = None
+    parent_evaluation_key: str | None = None
 
 
 @dataclass
@@ -173,6 +178,7 @@ class EvaluateInput:
     previous_evaluation_key: str | None
     contexts_key: str | None = None  # with a knowledge base: evaluate with these passages too (rag mode)
     max_seq_length: int = 256  # for the training-split losses, as long as training's
+    previous_is_parent: bool = False  # the previous evaluation is the parent task's last (an incremental task's first iteration)
 
 
 @dataclass
@@ -343,3 +349,57 @@ class RecordDatasetInput:
     dataset_id: str
     status: str
     error: str | None = None
+
+
+# ---------------------------------------------------------------- incremental re-training
+
+
+@dataclass
+class KnowledgeChanged:
+    """Signal to a task's retraining workflow: its knowledge base has a new index version."""
+
+    version: int
+
+
+@dataclass
+class RetrainInput:
+    """Start an incremental task from `task_id` once its knowledge base has stopped changing and the task has ended."""
+
+    task_id: str
+    org_id: str
+    knowledge_base_id: str
+    quiet_seconds: float = 60.0
+    poll_seconds: float = 30.0
+    version: int = 0  # the newest version signalled
+
+
+@dataclass
+class RetrainResult:
+    task_id: str
+    incremental_task_id: str | None
+    knowledge_base_version: int
+    reason: str
+
+
+@dataclass
+class NotifyFollowersInput:
+    knowledge_base_id: str
+    org_id: str
+    version: int
+
+
+@dataclass
+class TaskStateInput:
+    task_id: str
+
+
+@dataclass
+class TaskStateResult:
+    status: str
+    child_task_id: str | None  # an incremental task already started from it
+
+
+@dataclass
+class StartIncrementalInput:
+    parent_task_id: str
+    knowledge_base_version: int

@@ -35,6 +35,8 @@ Temporal = Callable[[], Awaitable[Client]]  # connects on first use (temporal_cl
 
 def create_task(session: Session, body: StandardTaskCreate, mode: TaskMode, org_id: str, created_by: str | None) -> MLTask:
     ready_dataset(session, org_id, body.dataset_id)
+    if body.retrain_on_change and body.knowledge_base_id is None:
+        raise Invalid("retrain_on_change: a task follows a knowledge base's changes only if it has one (knowledge_base_id)")
     if body.knowledge_base_id is not None:
         kb = get_owned(session, KnowledgeBase, org_id, body.knowledge_base_id, "knowledge base")
         if not kb.index_key:
@@ -50,7 +52,7 @@ def create_task(session: Session, body: StandardTaskCreate, mode: TaskMode, org_
         max_iterations=body.max_iterations if continuous else 1,
         performance_threshold=body.performance_threshold if continuous else None,
         hyperparameters=body.hyperparameters.model_dump(exclude_none=True),
-        knowledge_base_id=body.knowledge_base_id, retrieval_top_k=body.retrieval_top_k,
+        knowledge_base_id=body.knowledge_base_id, retrieval_top_k=body.retrieval_top_k, retrain_on_change=body.retrain_on_change,
     )
     session.add(task)
     session.commit()
@@ -102,7 +104,7 @@ def running_tasks(session: Session, org_id: str) -> int:
         MLTask.org_id == org_id, MLTask.started_at.is_not(None), MLTask.status.not_in([s.value for s in TERMINAL_STATUSES])))
 
 
-def _claim_running_slot(session: Session, settings: Settings, task: MLTask) -> bool:
+def claim_running_slot(session: Session, settings: Settings, task: MLTask) -> bool:
     """Count this task as running, unless the organization is at its limit (429). The organization row is
     locked (PostgreSQL) so two concurrent starts cannot both take the last slot."""
     if task.started_at is not None:
@@ -124,7 +126,7 @@ async def start_task(session: Session, temporal: Temporal, settings: Settings, t
     if TaskStatus(task.status) in TERMINAL_STATUSES:
         raise Conflict(f"task {task_id} is already {task.status}")
     client = await temporal()
-    claimed = _claim_running_slot(session, settings, task)
+    claimed = claim_running_slot(session, settings, task)
     try:
         await client.start_workflow(
             WORKFLOW_NAME, workflow_input(task, settings), id=task.id, task_queue=TASK_QUEUE_WORKFLOWS,

@@ -15,16 +15,17 @@ from activities.evaluate import EvaluateActivities
 from activities.generation import GenerationActivities
 from activities.knowledge import KnowledgeActivities
 from activities.optimize import OptimizeActivities
+from activities.retraining import RetrainingActivities
 from activities.train import TrainActivities
 from core.settings import (
     POOL_TASK_QUEUES, TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE, TASK_QUEUE_KNOWLEDGE, TASK_QUEUE_OPTIMIZE, TASK_QUEUE_TRAIN, TASK_QUEUE_WORKFLOWS,
     Settings,
 )
 from temporal_client import connect
-from workflows import DatasetGenerationWorkflow, FineTuningWorkflow, KnowledgeIngestionWorkflow
+from workflows import DatasetGenerationWorkflow, FineTuningWorkflow, KnowledgeIngestionWorkflow, RetrainWorkflow
 
 POOLS = tuple(POOL_TASK_QUEUES)
-WORKFLOWS = [FineTuningWorkflow, KnowledgeIngestionWorkflow, DatasetGenerationWorkflow]
+WORKFLOWS = [FineTuningWorkflow, KnowledgeIngestionWorkflow, DatasetGenerationWorkflow, RetrainWorkflow]
 
 
 def activities_by_queue(ctx: ActivityContext, train: TrainActivities | None = None) -> dict[str, list]:
@@ -32,12 +33,17 @@ def activities_by_queue(ctx: ActivityContext, train: TrainActivities | None = No
     return {
         # the database projections run as local activities of the workflow worker
         TASK_QUEUE_WORKFLOWS: [bookkeeping.record_progress, knowledge.record_knowledge_base, generation.record_dataset],
-        TASK_QUEUE_BOOKKEEPING: [bookkeeping.compensate_iteration, bookkeeping.build_report],
+        TASK_QUEUE_BOOKKEEPING: [bookkeeping.compensate_iteration, bookkeeping.build_report, *retraining_activities(ctx)],
         TASK_QUEUE_OPTIMIZE: [OptimizeActivities(ctx).optimize_dataset],
         TASK_QUEUE_TRAIN: [(train or TrainActivities(ctx)).train_adapter],
         TASK_QUEUE_EVALUATE: [EvaluateActivities(ctx).evaluate_adapter, generation.generate_dataset],  # both run a model
         TASK_QUEUE_KNOWLEDGE: [knowledge.build_knowledge_index],
     }
+
+
+def retraining_activities(ctx: ActivityContext) -> list:
+    retraining = RetrainingActivities(ctx)
+    return [retraining.notify_followers, retraining.task_state, retraining.start_incremental_task]
 
 
 def concurrency(settings: Settings, queue: str) -> int:

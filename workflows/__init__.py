@@ -3,5 +3,6 @@
 from workflows.dataset_generation import DatasetGenerationWorkflow
 from workflows.fine_tuning import FineTuningWorkflow
 from workflows.knowledge_ingestion import KnowledgeIngestionWorkflow
+from workflows.retraining import RetrainWorkflow
 
-__all__ = ["DatasetGenerationWorkflow", "FineTuningWorkflow", "KnowledgeIngestionWorkflow"]
+__all__ = ["DatasetGenerationWorkflow", "FineTuningWorkflow", "KnowledgeIngestionWorkflow", "RetrainWorkflow"]

@@ -173,10 +173,13 @@ class FineTuningWorkflow:
         """One iteration: optimize -> train -> evaluate; returns the evaluation and the state the next iteration starts from."""
         timeouts, n, lifecycle = task.timeouts, state.iteration, self.lifecycle
         previous = state.history[-1] if state.history else None
+        # an incremental task's first iteration continues from its parent: its adapter, and its last evaluation
+        previous_evaluation = previous.evaluation_key if previous else task.parent_evaluation_key
+        previous_adapter = previous.adapter_key if previous else task.init_adapter_key
 
         optimized: OptimizeResult = await lifecycle.run_phase(
             TaskStatus.OPTIMIZING, OptimizeActivities.optimize_dataset,
-            OptimizeInput(task.task_id, task.org_id, n, task.dataset_id, state.splits_key, previous.evaluation_key if previous else None,
+            OptimizeInput(task.task_id, task.org_id, n, task.dataset_id, state.splits_key, previous_evaluation,
                           task.targeting, task.knowledge_base_id, task.retrieval_top_k, task.oracle_fraction, task.model_name,
                           task.targeting_source),
             _phase_options(task, TASK_QUEUE_OPTIMIZE, timeouts.optimize_seconds, heartbeat=False),
@@ -187,8 +190,7 @@ class FineTuningWorkflow:
 
         trained: TrainResult = await lifecycle.run_phase(
             TaskStatus.TRAINING, TrainActivities.train_adapter,
-            TrainInput(task.task_id, task.org_id, n, task.model_name, optimized.train_key, task.hyperparameters,
-                       previous.adapter_key if previous else None),
+            TrainInput(task.task_id, task.org_id, n, task.model_name, optimized.train_key, task.hyperparameters, previous_adapter),
             _phase_options(task, TASK_QUEUE_TRAIN, timeouts.train_seconds),
             input_dataset_id=optimized.dataset_id,
         )
@@ -199,8 +201,8 @@ class FineTuningWorkflow:
         evaluated: EvaluateResult = await lifecycle.run_phase(
             TaskStatus.EVALUATING, EvaluateActivities.evaluate_adapter,
             EvaluateInput(task.task_id, task.org_id, n, task.model_name, trained.adapter_key, optimized.splits_key, optimized.train_key,
-                          state.baseline_key, previous.evaluation_key if previous else None, optimized.contexts_key,
-                          max(256, task.hyperparameters.max_seq_length)),
+                          state.baseline_key, previous_evaluation, optimized.contexts_key, max(256, task.hyperparameters.max_seq_length),
+                          previous_is_parent=previous is None and task.parent_evaluation_key is not None),
             _phase_options(task, TASK_QUEUE_EVALUATE, timeouts.evaluate_seconds),
             input_dataset_id=optimized.dataset_id,
         )

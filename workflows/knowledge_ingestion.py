@@ -24,10 +24,12 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.knowledge import KnowledgeActivities
-    from core.settings import TASK_QUEUE_KNOWLEDGE
+    from activities.retraining import RetrainingActivities
+    from core.settings import TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_KNOWLEDGE
     from core.status import KnowledgeBaseStatus, check_knowledge_base_transition
     from schemas.workflow_io import (
-        BuildKnowledgeIndexInput, BuildKnowledgeIndexResult, DocumentsChanged, IngestionInput, IngestionResult, RecordKnowledgeBaseInput,
+        BuildKnowledgeIndexInput, BuildKnowledgeIndexResult, DocumentsChanged, IngestionInput, IngestionResult, NotifyFollowersInput,
+        RecordKnowledgeBaseInput,
     )
     from workflows.lifecycle import Lifecycle, PhaseOptions, failure_message
 
@@ -99,6 +101,17 @@ class KnowledgeIngestionWorkflow:
         self._builds += 1
         self._version, self._last = result.version, result
         await self.lifecycle.record(K.REBUILD_REQUIRED if self._pending else K.READY)
+        if result.changed and workflow.patched("notify-retrain-followers"):
+            await self._notify_followers(inp, result.version)
+
+    async def _notify_followers(self, inp: IngestionInput, version: int) -> None:
+        """Tasks that follow this knowledge base re-train (RetrainWorkflow). The index is built whatever happens here."""
+        try:
+            await workflow.execute_activity_method(
+                RetrainingActivities.notify_followers, NotifyFollowersInput(inp.knowledge_base_id, inp.org_id, version),
+                task_queue=TASK_QUEUE_BOOKKEEPING, start_to_close_timeout=timedelta(seconds=60), retry_policy=PROJECTION_RETRY)
+        except ActivityError as err:
+            workflow.logger.warning("could not notify the tasks following knowledge base %s: %s", inp.knowledge_base_id, failure_message(err))
 
     async def _project(self, status: KnowledgeBaseStatus, error: str | None = None, **_: Any) -> None:
         await workflow.execute_local_activity_method(

@@ -161,8 +161,12 @@ async def test_a_knowledge_base_used_by_a_running_task_is_not_deleted(online, te
         assert (await upload(api, kb_id, "a.md", b"# A\n\nThe backup service listens on port 7400.\n")).status_code == 202
         await wait_ready(api, kb_id, version=1)
         dataset = await upload_dataset(api, write_dataset(tmp_path / "faq.jsonl"))
-        task_id = (await api.post("/api/v1/tasks/standard", json={"task_name": "t", "dataset_id": dataset["dataset_id"],
-                                                                  "knowledge_base_id": kb_id})).json()["task_id"]
+        unfollowable = await api.post("/api/v1/tasks/standard", json={"task_name": "t", "dataset_id": dataset["dataset_id"], "retrain_on_change": True})
+        assert unfollowable.status_code == 422 and "only if it has one (knowledge_base_id)" in unfollowable.json()["detail"]
+        created = (await api.post("/api/v1/tasks/standard", json={"task_name": "t", "dataset_id": dataset["dataset_id"],
+                                                                  "knowledge_base_id": kb_id, "retrain_on_change": True})).json()
+        assert (created["retrain_on_change"], created["parent_task_id"]) == (True, None)
+        task_id = created["task_id"]
         with ctx.sessions.begin() as session:  # as a start would leave it, without running a model here
             task = session.get(MLTask, task_id)
             task.started_at, task.status = utcnow(), "TRAINING"

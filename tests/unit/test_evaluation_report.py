@@ -292,6 +292,16 @@ def test_build_task_report_needs_one_training_record_per_iteration(task_report, 
         build_task_report(TaskInfo(task_id="t"), evaluation, [evaluation], [])
 
 
+def test_an_incremental_task_compares_its_first_iteration_with_its_parent(splits, config, task_report):
+    parent_last = evaluate_predictions(splits, EMPTY_PREDICTIONS, TRAIN_LOSSES, config, iteration=1)
+    first = evaluate_predictions(splits, GOOD_PREDICTIONS, TRAIN_LOSSES, config, 1, previous=parent_last, previous_label="parent")
+    assert set(first.comparison) == {"parent"} and first.comparison["parent"]["test"].delta == 0.5
+    assert {f.bad_case_id for f in first.bad_case_followup} == {e.id for e in FEEDBACK}  # the parent's bad cases are followed up
+    incremental = task_report.model_copy(update={"task": task_report.task.model_copy(update={"parent_task_id": "p1"})})
+    assert "- Incremental: continues task `p1`" in render_markdown(incremental, None)
+    assert "Incremental" not in render_markdown(task_report, None)
+
+
 def test_render_markdown(task_report):
     text = render_markdown(task_report, "report.png")
     assert text.startswith("# Fine-tuning report: FerroLink | FAQ\n")

@@ -26,7 +26,7 @@ from db.models import Dataset, MLTask
 from schemas.workflow_io import EvaluateInput, EvaluateResult, OptimizeInput, OptimizeResult, ReportInput, ReportResult, TrainInput, TrainResult
 from storage import keys
 from storage.object_store import get_bytes, put_bytes
-from workers.pools import build_workers
+from workers.pools import build_workers, retraining_activities
 
 
 @dataclass
@@ -94,7 +94,7 @@ class FakePhases:
         bookkeeping, knowledge, generation = BookkeepingActivities(self.ctx), KnowledgeActivities(self.ctx), GenerationActivities(self.ctx)
         return {
             TASK_QUEUE_WORKFLOWS: [bookkeeping.record_progress, knowledge.record_knowledge_base, generation.record_dataset],
-            TASK_QUEUE_BOOKKEEPING: [bookkeeping.compensate_iteration, self.build_report],
+            TASK_QUEUE_BOOKKEEPING: [bookkeeping.compensate_iteration, self.build_report, *retraining_activities(self.ctx)],
             TASK_QUEUE_OPTIMIZE: [self.optimize_dataset],
             TASK_QUEUE_TRAIN: [self.train_adapter],
             TASK_QUEUE_EVALUATE: [self.evaluate_adapter, generation.generate_dataset],

@@ -15,7 +15,9 @@ then add the file names to `KEPT` below.
 `pause-updates-run1` pauses and resumes a standard task through the `request_pause`/`request_resume` updates (the
 run also had one update of each refused by its validator: refused updates leave no event); `cancel-update-run1` cancels a continuous task after a `request_cancel` update; `knowledge-ingestion-run1` is a
 knowledge base's ingestion: a signal-with-start, one build, idle until the run ends; `dataset-generation-run1` is a
-dataset generated from a knowledge base.
+dataset generated from a knowledge base; `knowledge-ingestion-notify-run1` is an ingestion whose builds notify the
+tasks that follow the knowledge base (behind the `notify-retrain-followers` patch), `retrain-run1` the RetrainWorkflow
+those notifications started.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from workflows import DatasetGenerationWorkflow, FineTuningWorkflow, KnowledgeIngestionWorkflow
+from workers.pools import WORKFLOWS
 
 HISTORY_DIR = Path(__file__).parent / "histories"
 HISTORIES = sorted(HISTORY_DIR.glob("*.json"))
@@ -40,6 +42,9 @@ KEPT = {
     "knowledge-ingestion-run1.json",
     # a dataset generated from a knowledge base
     "dataset-generation-run1.json",
+    # incremental re-training: three builds that each notify the followers, then cancelled; the retraining of a task
+    # signalled twice, one incremental task started
+    "knowledge-ingestion-notify-run1.json", "retrain-run1.json",
 }
 
 
@@ -47,8 +52,12 @@ def events(name: str) -> list[dict]:
     return json.loads((HISTORY_DIR / name).read_text())["events"]
 
 
+def scheduled_in(run: list[dict], activity_type: str) -> int:
+    return sum(1 for e in run if e.get("activityTaskScheduledEventAttributes", {}).get("activityType", {}).get("name") == activity_type)
+
+
 def iterations_in(run: list[dict]) -> int:
-    return sum(1 for e in run if e.get("activityTaskScheduledEventAttributes", {}).get("activityType", {}).get("name") == "optimize_dataset")
+    return scheduled_in(run, "optimize_dataset")
 
 
 def continued_as_new(run: list[dict]) -> bool:
@@ -78,10 +87,15 @@ def test_histories_cover_standard_continuous_and_control_runs():
     assert updates_in(events("pause-updates-run1.json")) == [("request_pause", "accepted"), ("request_resume", "accepted")]
     assert updates_in(events("cancel-update-run1.json")) == [("request_cancel", "accepted")]
     assert "workflowExecutionCanceledEventAttributes" in events("cancel-update-run1.json")[-1]
+    # every build notifies the knowledge base's followers; a retraining gathers two changes and starts one task
+    assert scheduled_in(events("knowledge-ingestion-notify-run1.json"), "notify_followers") == 3
+    retrain = events("retrain-run1.json")
+    assert sum(1 for e in retrain if "workflowExecutionSignaledEventAttributes" in e) == 2  # both changes (signal-with-start records its signal too)
+    assert scheduled_in(retrain, "start_incremental_task") == 1
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_recorded_history_replays_deterministically(path: Path):
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    result = await Replayer(workflows=[FineTuningWorkflow, KnowledgeIngestionWorkflow, DatasetGenerationWorkflow]).replay_workflow(history, raise_on_replay_failure=False)
+    result = await Replayer(workflows=WORKFLOWS).replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"

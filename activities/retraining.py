@@ -1,0 +1,104 @@
+"""Incremental re-training: tell the tasks that follow a knowledge base that it changed, read a task's state, and start
+an incremental task from a finished one. Async activities: they use the worker's own Temporal client; their database
+work runs in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from sqlalchemy import select
+from temporalio import activity
+from temporalio.common import WorkflowIDConflictPolicy
+
+from activities.context import ActivityContext, invalid_input
+from activities.optimize import optimized_dataset_id
+from core.settings import TASK_QUEUE_WORKFLOWS
+from core.status import TaskStatus
+from db.models import MLTask, new_id
+from schemas.workflow_io import (
+    FineTuningInput, KnowledgeChanged, LoopState, NotifyFollowersInput, RetrainInput, StartIncrementalInput, TaskStateInput, TaskStateResult,
+)
+from services.tasks import claim_running_slot, workflow_input
+from storage import keys
+
+RETRAIN_WORKFLOW = "RetrainWorkflow"
+FINE_TUNING_WORKFLOW = "FineTuningWorkflow"
+
+
+def retrain_workflow_id(task_id: str) -> str:
+    return f"retrain-{task_id}"
+
+
+class RetrainingActivities:
+    def __init__(self, ctx: ActivityContext):
+        self.ctx = ctx
+
+    @activity.defn(name="notify_followers")
+    async def notify_followers(self, inp: NotifyFollowersInput) -> list[str]:
+        """Signal (with start) the retraining workflow of every task that follows the knowledge base, has no incremental
+        task yet (the newest of each lineage) and has not failed or been cancelled; returns their ids."""
+        followers = await asyncio.to_thread(self._followers, inp.knowledge_base_id)
+        client = activity.client()
+        for task_id in followers:
+            await client.start_workflow(RETRAIN_WORKFLOW, RetrainInput(task_id, inp.org_id, inp.knowledge_base_id, self.ctx.settings.retrain_quiet_seconds,
+                                                                       self.ctx.settings.retrain_poll_seconds),
+                                        id=retrain_workflow_id(task_id), task_queue=TASK_QUEUE_WORKFLOWS, start_signal="knowledge_changed",
+                                        start_signal_args=[KnowledgeChanged(inp.version)], id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+        return followers
+
+    def _followers(self, knowledge_base_id: str) -> list[str]:
+        with self.ctx.sessions() as session:
+            children = select(MLTask.parent_task_id).where(MLTask.parent_task_id.is_not(None))
+            ended_badly = [TaskStatus.FAILED.value, TaskStatus.CANCELLED.value]  # nothing to continue from
+            return list(session.scalars(select(MLTask.id).where(MLTask.knowledge_base_id == knowledge_base_id, MLTask.retrain_on_change,
+                                                                MLTask.id.not_in(children), MLTask.status.not_in(ended_badly))
+                                        .order_by(MLTask.created_at)))
+
+    @activity.defn(name="task_state")
+    async def task_state(self, inp: TaskStateInput) -> TaskStateResult:
+        return await asyncio.to_thread(self._state, inp.task_id)
+
+    def _state(self, task_id: str) -> TaskStateResult:
+        with self.ctx.sessions() as session:
+            task = session.get(MLTask, task_id)
+            if task is None:
+                return TaskStateResult("DELETED", None)
+            child = session.scalar(select(MLTask.id).where(MLTask.parent_task_id == task_id))
+            return TaskStateResult(task.status, child)
+
+    @activity.defn(name="start_incremental_task")
+    async def start_incremental_task(self, inp: StartIncrementalInput) -> str:
+        """A task that continues the finished parent: its final adapter, its splits, the knowledge base as it is now. At most
+        one per parent: a retried attempt finds the child it created. Counts against the organization's running tasks; at
+        the limit the attempt fails as RateLimited and is retried until a slot frees."""
+        child, workflow_input_ = await asyncio.to_thread(self._create_child, inp)
+        await activity.client().start_workflow(FINE_TUNING_WORKFLOW, workflow_input_, id=child, task_queue=TASK_QUEUE_WORKFLOWS,
+                                               id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+        return child
+
+    def _create_child(self, inp: StartIncrementalInput) -> tuple[str, FineTuningInput]:
+        with self.ctx.sessions() as session:
+            parent = session.get(MLTask, inp.parent_task_id)
+            if parent is None:
+                raise invalid_input(f"task {inp.parent_task_id} no longer exists")
+            child = session.scalar(select(MLTask).where(MLTask.parent_task_id == parent.id))
+            if child is None:
+                child = MLTask(id=f"{parent.id[:20]}-inc-{new_id()[:8]}", name=f"{parent.name} (knowledge base v{inp.knowledge_base_version})",
+                               mode=parent.mode, status=TaskStatus.PENDING.value, model_name=parent.model_name, dataset_id=parent.dataset_id,
+                               org_id=parent.org_id, created_by=parent.created_by, current_iteration=0, max_iterations=parent.max_iterations,
+                               performance_threshold=parent.performance_threshold, hyperparameters=dict(parent.hyperparameters or {}),
+                               knowledge_base_id=parent.knowledge_base_id, retrieval_top_k=parent.retrieval_top_k, retrain_on_change=True,
+                               parent_task_id=parent.id)
+                session.add(child)
+                claim_running_slot(session, self.ctx.settings, child)  # commits, or rolls back and raises RateLimited
+            # the lineage keeps its splits: the child gets its own copy, so it is scored on the very test split its parent was
+            splits_key = self.ctx.write_json(first_splits_key(child.id), self.ctx.read_json(first_splits_key(parent.id)))
+            inp_ = workflow_input(child, self.ctx.settings)
+            return child.id, dataclasses.replace(inp_, parent_task_id=parent.id, init_adapter_key=parent.latest_adapter_key,
+                                                 parent_evaluation_key=parent.latest_evaluation_key, state=LoopState(splits_key=splits_key))
+
+
+def first_splits_key(task_id: str) -> str:
+    """Where a task's first optimization writes its splits (and where an incremental task's copy of its parent's is put)."""
+    return keys.optimized_prefix(optimized_dataset_id(task_id, 1)) + "splits.json"

@@ -1,0 +1,142 @@
+"""Incremental re-training on a real Temporal server: real knowledge-base builds (parsing, MiniLM, FAISS) signal the
+RetrainWorkflow of each task that follows the knowledge base; the tasks' phases are the fakes (orchestration only)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from temporalio.service import RPCError
+
+from activities.context import ActivityContext
+from activities.retraining import RetrainingActivities, first_splits_key, retrain_workflow_id
+from core.status import TaskMode
+from db.models import MLTask
+from schemas.workflow_io import FineTuningResult, RetrainResult
+from services.knowledge import ingestion_workflow_id
+from storage.object_store import put_bytes
+from tests.factories import make_task
+from tests.workflows.fakes import FakePhases, running_workers, wait_for_status
+from tests.workflows.test_fine_tuning_workflow import record_history, start, task_row
+from tests.workflows.test_knowledge_ingestion import new_kb, note, upload, wait_for_kb
+
+
+@pytest.fixture
+def ctx(settings) -> ActivityContext:
+    return ActivityContext.from_settings(settings.model_copy(update={
+        "knowledge_settle_seconds": 0.3, "retrain_quiet_seconds": 12, "retrain_poll_seconds": 0.3}))
+
+
+def following_task(ctx: ActivityContext, kb_id: str, retrain_on_change: bool = True, **fields) -> MLTask:
+    return make_task(ctx, knowledge_base_id=kb_id, retrain_on_change=retrain_on_change, org_id="org", **fields)
+
+
+def children(ctx: ActivityContext, task_id: str) -> list[MLTask]:
+    with ctx.sessions() as session:
+        return list(session.scalars(select(MLTask).where(MLTask.parent_task_id == task_id)))
+
+
+async def finish(client, ctx: ActivityContext, task: MLTask) -> MLTask:
+    """Run the task to its end; it leaves splits where a real first optimization does."""
+    await (await start(client, task, ctx.settings)).result()
+    put_bytes(ctx.store, first_splits_key(task.id), b'{"train": [], "validation": [], "test": ["the locked split"]}')
+    return task_row(ctx, task.id)
+
+
+async def test_several_changes_start_one_incremental_task_that_continues_the_parent(temporal_env, ctx):
+    client, fakes = temporal_env.client, FakePhases(ctx)
+    kb = new_kb(ctx)
+    async with running_workers(client, ctx, fakes.activities()):
+        await upload(ctx, client, kb, "note-0.md", note(0))
+        await wait_for_kb(ctx, kb.id, "READY", version=1)
+        follower, bystander = following_task(ctx, kb.id), following_task(ctx, kb.id, retrain_on_change=False)
+        parent = await finish(client, ctx, follower)
+        await finish(client, ctx, bystander)
+        assert parent.status == "COMPLETED" and parent.latest_adapter_key
+
+        for i, version in ((1, 2), (2, 3)):  # two builds, each a change, well within the quiet period (a build takes 1-3 s)
+            await upload(ctx, client, kb, f"note-{i}.md", note(i))
+            await wait_for_kb(ctx, kb.id, "READY", version=version)
+        retrain = client.get_workflow_handle(retrain_workflow_id(parent.id), result_type=RetrainResult)
+        result = await retrain.result()
+        assert (result.knowledge_base_version, result.reason) == (3, "knowledge base changed (2 changes)")
+
+        [child] = children(ctx, parent.id)
+        assert result.incremental_task_id == child.id
+        assert (await client.get_workflow_handle(child.id, result_type=FineTuningResult).result()).status == "COMPLETED"
+        with pytest.raises(RPCError):  # a task that does not follow its knowledge base is left alone
+            await client.get_workflow_handle(retrain_workflow_id(bystander.id)).describe()
+        assert children(ctx, bystander.id) == []
+        # the newest of the lineage follows now: the next change continues the child, not the parent again
+        assert RetrainingActivities(ctx)._followers(kb.id) == [child.id]
+        await record_history(retrain, "retrain")
+        ingestion = client.get_workflow_handle(ingestion_workflow_id(kb.id))
+        await ingestion.cancel()
+        await record_history(ingestion, "knowledge-ingestion-notify")
+
+    child = task_row(ctx, child.id)
+    assert (child.status, child.parent_task_id, child.knowledge_base_id, child.retrain_on_change) == ("COMPLETED", parent.id, kb.id, True)
+    assert child.started_at is not None  # it took a running slot like any started task
+    optimize = next(i for i in fakes.calls["optimize"] if i.task_id == child.id)
+    train = next(i for i, _ in fakes.calls["train"] if i.task_id == child.id)
+    evaluate = next(i for i in fakes.calls["evaluate"] if i.task_id == child.id)
+    # its own copy of the parent's splits, the parent's bad cases to target, the parent's adapter to continue from
+    assert optimize.splits_key == first_splits_key(child.id)
+    assert ctx.read_json(first_splits_key(child.id)) == ctx.read_json(first_splits_key(parent.id))
+    assert optimize.previous_evaluation_key == parent.latest_evaluation_key and optimize.knowledge_base_id == kb.id
+    assert train.init_adapter_key == parent.latest_adapter_key
+    assert (evaluate.previous_evaluation_key, evaluate.previous_is_parent) == (parent.latest_evaluation_key, True)
+
+
+async def test_a_running_task_is_not_disturbed_and_continues_once_it_has_completed(temporal_env, ctx):
+    client = temporal_env.client
+    fakes = FakePhases(ctx, step_seconds=0.5, train_steps=12)  # trains for about 6 s
+    kb = new_kb(ctx)
+    async with running_workers(client, ctx, fakes.activities()):
+        await upload(ctx, client, kb, "note-0.md", note(0))
+        await wait_for_kb(ctx, kb.id, "READY", version=1)
+        running = following_task(ctx, kb.id, mode=TaskMode.CONTINUOUS, max_iterations=2)
+        handle = await start(client, running, ctx.settings)
+        await wait_for_status(ctx, running.id, "TRAINING", iteration=1)
+        await upload(ctx, client, kb, "note-1.md", note(1))
+        await wait_for_kb(ctx, kb.id, "READY", version=2)
+        retrain = client.get_workflow_handle(retrain_workflow_id(running.id), result_type=RetrainResult)
+        assert (await retrain.query("pending"))["version"] == 2
+        assert children(ctx, running.id) == []  # waiting for the task's end
+        assert (await handle.result()).status == "COMPLETED"
+        put_bytes(ctx.store, first_splits_key(running.id), b"{}")
+        result = await retrain.result()
+    parent = task_row(ctx, running.id)
+    [child] = children(ctx, running.id)
+    assert result.incremental_task_id == child.id and child.created_at >= parent.updated_at
+    assert [r.iteration for r in (await handle.result()).iterations] == [1, 2]  # both iterations, nothing interrupted
+    history = await handle.fetch_history()
+    assert not any(e.HasField("workflow_execution_signaled_event_attributes") for e in history.events)
+
+
+async def test_a_task_cancelled_while_waiting_starts_nothing_and_a_failed_task_is_not_followed(temporal_env, ctx):
+    client = temporal_env.client
+    fakes = FakePhases(ctx, step_seconds=0.5, train_steps=60)
+    kb = new_kb(ctx)
+    async with running_workers(client, ctx, fakes.activities()):
+        await upload(ctx, client, kb, "note-0.md", note(0))
+        await wait_for_kb(ctx, kb.id, "READY", version=1)
+        running = following_task(ctx, kb.id)
+        handle = await start(client, running, ctx.settings)
+        await wait_for_status(ctx, running.id, "TRAINING")
+        await upload(ctx, client, kb, "note-1.md", note(1))
+        await wait_for_kb(ctx, kb.id, "READY", version=2)
+        retrain = client.get_workflow_handle(retrain_workflow_id(running.id), result_type=RetrainResult)
+        await handle.cancel()
+        result = await retrain.result()
+        assert (result.incremental_task_id, result.reason) == (None, "the task ended CANCELLED: nothing to continue from")
+
+        failed = following_task(ctx, kb.id)
+        with ctx.sessions.begin() as session:  # as a failed run leaves it
+            session.get(MLTask, failed.id).status = "FAILED"
+        await upload(ctx, client, kb, "note-2.md", note(2))
+        await wait_for_kb(ctx, kb.id, "READY", version=3)
+        assert RetrainingActivities(ctx)._followers(kb.id) == []
+    for task in (running, failed):
+        assert children(ctx, task.id) == []
+    with pytest.raises(RPCError):
+        await client.get_workflow_handle(retrain_workflow_id(failed.id)).describe()

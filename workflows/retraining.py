@@ -1,0 +1,71 @@
+"""RetrainWorkflow: one per task that follows its knowledge base (id `retrain-<task id>`), started by the first
+`knowledge_changed` signal after a build that changed content.
+
+Changes are debounced: the workflow waits until none has arrived for `quiet_seconds`, so several uploads start one
+incremental task, not several. A task that is still running is never disturbed: the workflow waits (polling its
+state) until it ends, then starts one incremental task from it if it COMPLETED, with the newest version signalled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.retraining import RetrainingActivities
+    from core.settings import TASK_QUEUE_BOOKKEEPING
+    from core.status import TERMINAL_STATUSES, TaskStatus
+    from schemas.workflow_io import KnowledgeChanged, RetrainInput, RetrainResult, StartIncrementalInput, TaskStateInput, TaskStateResult
+
+RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=10)
+# at the organization's running-task limit the start fails as RateLimited: it is retried until a slot frees
+START_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=5), maximum_attempts=0)
+
+
+@workflow.defn(name="RetrainWorkflow")
+class RetrainWorkflow:
+    def __init__(self) -> None:
+        self._version = 0
+        self._changes = 0
+
+    @workflow.signal
+    def knowledge_changed(self, change: KnowledgeChanged) -> None:
+        self._version = max(self._version, change.version)
+        self._changes += 1
+
+    @workflow.query
+    def pending(self) -> dict:
+        return {"version": self._version, "changes": self._changes}
+
+    @workflow.run
+    async def run(self, inp: RetrainInput) -> RetrainResult:
+        self._version = max(self._version, inp.version)
+        await self._quiet(inp.quiet_seconds)
+        while True:
+            state: TaskStateResult = await workflow.execute_activity_method(
+                RetrainingActivities.task_state, TaskStateInput(inp.task_id), task_queue=TASK_QUEUE_BOOKKEEPING,
+                start_to_close_timeout=timedelta(seconds=30), retry_policy=RETRY)
+            if state.child_task_id:
+                return RetrainResult(inp.task_id, state.child_task_id, self._version, "an incremental task was already started")
+            if state.status in TERMINAL_STATUSES or state.status == "DELETED":
+                break
+            await workflow.sleep(timedelta(seconds=inp.poll_seconds))  # still running: never disturbed, picked up after it ends
+        if state.status != TaskStatus.COMPLETED:
+            return RetrainResult(inp.task_id, None, self._version, f"the task ended {state.status}: nothing to continue from")
+        await self._quiet(inp.quiet_seconds)  # changes made while it ran settle too
+        child = await workflow.execute_activity_method(
+            RetrainingActivities.start_incremental_task, StartIncrementalInput(inp.task_id, self._version), task_queue=TASK_QUEUE_BOOKKEEPING,
+            start_to_close_timeout=timedelta(seconds=60), retry_policy=START_RETRY)
+        return RetrainResult(inp.task_id, child, self._version, f"knowledge base changed ({self._changes} changes)")
+
+    async def _quiet(self, seconds: float) -> None:
+        """Return once no change has arrived for `seconds`."""
+        while seconds > 0:
+            seen = self._changes
+            try:
+                await workflow.wait_condition(lambda: self._changes > seen, timeout=timedelta(seconds=seconds))
+            except asyncio.TimeoutError:
+                return

@@ -12,16 +12,15 @@ from typing import BinaryIO
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.errors import Conflict, Invalid, QuotaExceeded, TooLarge
+from core.errors import Conflict, Invalid, QuotaExceeded
 from core.settings import Settings
 from core.status import DatasetStatus
 from db.models import Dataset, KnowledgeBase, KnowledgeDocument, new_id
 from ml.examples import DatasetFormatError, detect_format, inspect_file, read_rows
 from services.tenancy import get_owned, list_owned
+from services.uploads import spool_upload
 from storage import keys
 from storage.object_store import ObjectStore, get_file
-
-CHUNK = 1024 * 1024
 
 
 def upload_dataset(session: Session, store: ObjectStore, settings: Settings, *, stream: BinaryIO, filename: str, name: str,
@@ -33,15 +32,7 @@ def upload_dataset(session: Session, store: ObjectStore, settings: Settings, *, 
         raise Invalid(str(exc)) from exc
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / f"upload.{file_format}"
-        size = 0
-        with open(local, "wb") as out:
-            while chunk := stream.read(CHUNK):
-                size += len(chunk)
-                if size > settings.max_upload_bytes:
-                    raise TooLarge(f"file is larger than the {settings.max_upload_bytes} byte limit")
-                out.write(chunk)
-        if size == 0:
-            raise Invalid("the file is empty")
+        size = spool_upload(stream, local, settings.max_upload_bytes, "file").size
         check_storage_quota(session, settings, org_id, size)
         try:
             if file_format != "json":  # a JSON array may legitimately be one long line

@@ -7,7 +7,6 @@ Every lookup is inside one organization (`org_id`): another tenant's knowledge b
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import tempfile
 import threading
 from collections import OrderedDict
@@ -22,7 +21,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from core.errors import Conflict, Invalid, NotFound, TooLarge, Unavailable
+from core.errors import Conflict, Invalid, NotFound, Unavailable
 from core.settings import TASK_QUEUE_WORKFLOWS, Settings
 from core.status import TERMINAL_STATUSES, DatasetStatus, KnowledgeBaseStatus
 from db.models import Dataset, KnowledgeBase, KnowledgeDocument, MLTask, new_id
@@ -34,10 +33,10 @@ from schemas.workflow_io import DocumentsChanged, GenerationInput, IngestionInpu
 from services.datasets import check_storage_quota
 from services.tasks import Temporal
 from services.tenancy import get_owned, list_owned
+from services.uploads import spool_upload
 from storage import keys
 from storage.object_store import ObjectNotFound, ObjectStore, get_dir
 
-CHUNK = 1024 * 1024
 INGESTION_WORKFLOW = "KnowledgeIngestionWorkflow"
 GENERATION_WORKFLOW = "DatasetGenerationWorkflow"
 WORKFLOW_CLOSE_TIMEOUT = timedelta(seconds=30)  # how long deleting a knowledge base waits for its ingestion to stop
@@ -138,23 +137,14 @@ def store_document(session: Session, store: ObjectStore, settings: Settings, kb:
     if not name or len(name) > 255:
         raise Invalid("the file name must be 1-255 characters")
     with tempfile.TemporaryDirectory() as tmp:
-        local, digest, size = Path(tmp) / "upload", hashlib.sha256(), 0
-        with open(local, "wb") as out:
-            while chunk := stream.read(CHUNK):
-                size += len(chunk)
-                if size > settings.max_document_bytes:
-                    raise TooLarge(f"document is larger than the {settings.max_document_bytes} byte limit")
-                digest.update(chunk)
-                out.write(chunk)
-        if size == 0:
-            raise Invalid("the file is empty")
+        spooled = spool_upload(stream, Path(tmp) / "upload", settings.max_document_bytes, "document")
+        local, size, sha256 = spooled.path, spooled.size, spooled.sha256
         with open(local, "rb") as fh:
             head = fh.read(4096)
         try:
             check_content(head, media_type)
         except DocumentError as exc:
             raise Invalid(str(exc)) from exc
-        sha256 = digest.hexdigest()
         same = session.scalar(select(KnowledgeDocument).where(KnowledgeDocument.knowledge_base_id == kb.id, KnowledgeDocument.sha256 == sha256))
         if same is not None:
             raise Conflict(f"document {same.id} ({same.filename!r}) already holds these exact bytes")

@@ -68,6 +68,19 @@ def plot_report(report: TaskReport, path: Path) -> Path:
     return path
 
 
+def _incremental_lines(report: TaskReport) -> list[str]:
+    """An incremental task: the task it continues, and the score change against it on the same locked test split."""
+    task = report.task
+    if not task.parent_task_id:
+        return []
+    lines = [f"- Incremental: continues task `{task.parent_task_id}` (its adapter and splits) after its knowledge base changed"]
+    parent = report.iterations[0].comparison.get("parent", {}).get("test") if report.iterations else None
+    if parent is not None:
+        lines.append(f"- Against the parent's last adapter on the same test split: {parent.score:.4f} → {report.final.score:.4f} "
+                     f"(Δ {report.final.score - parent.score:+.4f})")
+    return lines
+
+
 def render_markdown(report: TaskReport, plot_name: str | None) -> str:
     task, base, final = report.task, report.baseline, report.final
     lines = [
@@ -75,8 +88,7 @@ def render_markdown(report: TaskReport, plot_name: str | None) -> str:
         "",
         f"- Task `{task.task_id}`, mode {task.mode}, model `{task.model_name}`",
         f"- Stopped because: {task.stop_reason}",
-        *([f"- Incremental: continues task `{task.parent_task_id}` (its adapter and splits) after its knowledge base changed"]
-          if task.parent_task_id else []),
+        *_incremental_lines(report),
         f"- Final test-split score **{final.score:.4f}** ({final.grade}, {final.mode.replace('_', ' ')}) vs base model "
         f"{base.scores.overall:.4f}: {'beats' if final.beats_baseline else 'does NOT beat'} the baseline",
         "",

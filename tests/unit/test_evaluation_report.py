@@ -299,6 +299,8 @@ def test_an_incremental_task_compares_its_first_iteration_with_its_parent(splits
     assert {f.bad_case_id for f in first.bad_case_followup} == {e.id for e in FEEDBACK}  # the parent's bad cases are followed up
     incremental = task_report.model_copy(update={"task": task_report.task.model_copy(update={"parent_task_id": "p1"})})
     assert "- Incremental: continues task `p1`" in render_markdown(incremental, None)
+    report = build_task_report(TaskInfo(task_id="c1", parent_task_id="p1"), parent_last, [first], [_training(5, 0, 1.0)])
+    assert "- Against the parent's last adapter on the same test split: 0.0000 → 0.5000 (Δ +0.5000)" in render_markdown(report, None)
     assert "Incremental" not in render_markdown(task_report, None)
 
 

@@ -87,7 +87,8 @@ class TrainActivities:
             adapter_key = prefix + "adapter/"
             store.delete_prefix(adapter_key)
             put_dir(store, adapter_key, tmp / "adapter")
-        metrics_key = self.ctx.write_json(prefix + "training_metrics.json", {**asdict(summary), "hyperparameters": asdict(hp)})
+        metrics = {**asdict(summary), "hyperparameters": asdict(hp), "continued_from": inp.init_adapter_key}
+        metrics_key = self.ctx.write_json(prefix + "training_metrics.json", metrics)
         store.delete_prefix(ckpt_prefix)
         return TrainResult(
             adapter_key=adapter_key, steps=summary.steps, total_steps=summary.total_steps, resumed_from_step=summary.resumed_from_step,

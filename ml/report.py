@@ -24,7 +24,7 @@ def build_task_report(task: TaskInfo, baseline: EvaluationReport, evaluations: l
             bad_cases=len(evaluation.bad_cases),
             suggestions=[s.text for s in evaluation.suggestions],
             bad_case_followup=evaluation.bad_case_followup,
-            training=TrainingSummary(**{k: train[k] for k in TrainingSummary.model_fields}),
+            training=TrainingSummary(**{k: train[k] for k in TrainingSummary.model_fields if k in train}),
             loss_curve=train["loss_curve"],
             adapter_key=evaluation.adapter_key,
         ))

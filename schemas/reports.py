@@ -211,6 +211,7 @@ class TrainingSummary(BaseModel):
     tokens_per_second: float
     useful_tokens: int
     device: str
+    continued_from: str | None = None  # the adapter this training started from (the previous iteration's, or a parent task's)
 
 
 class IterationReport(BaseModel):

@@ -200,3 +200,56 @@ async def wait_for_knowledge_base(api, kb_id: str, timeout: float = 120) -> dict
         if loop.time() > deadline:
             raise TimeoutError(f"knowledge base stayed {kb['status']}")
         await asyncio.sleep(0.2)
+
+
+async def test_a_task_that_follows_its_knowledge_base_is_continued_by_an_incremental_task(temporal_env, settings, tiny_model_dir, tmp_path):
+    settings = with_temporal(settings, temporal_env, knowledge_settle_seconds=0.3, retrain_quiet_seconds=1, retrain_poll_seconds=0.3)
+    ctx = ActivityContext.from_settings(settings)
+    async with running_workers(temporal_env.client, ctx), api_client(settings) as api:
+        dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
+        kb_id = (await api.post("/api/v1/knowledge-bases", json={"name": "services"})).json()["knowledge_base_id"]
+        documents = write_knowledge(tmp_path / "kb")
+        for path in documents:
+            await api.post(f"/api/v1/knowledge-bases/{kb_id}/documents", files={"file": (path.name, path.read_bytes())})
+        await wait_for_knowledge_base(api, kb_id)
+        parent = (await api.post("/api/v1/tasks/standard", json={
+            "task_name": "follows", "model_name": tiny_model_dir, "dataset_id": dataset["dataset_id"], "knowledge_base_id": kb_id,
+            "retrain_on_change": True, "hyperparameters": {**TINY_HYPERPARAMETERS, "max_seq_length": 320}})).json()
+        await api.post(f"/api/v1/tasks/{parent['task_id']}/start")
+        parent = await wait_until_done(api, parent["task_id"])
+        assert parent["status"] == "COMPLETED", parent["error"]
+
+        changed = documents[0].read_text().replace("listens on port 7400", "listens on port 7499")  # a new version of a document
+        assert (await api.post(f"/api/v1/knowledge-bases/{kb_id}/documents", files={"file": (documents[0].name, changed)})).status_code == 202
+        child_id = await wait_for_child(api, parent["task_id"])
+        child = await wait_until_done(api, child_id)
+        assert child["status"] == "COMPLETED", child["error"]
+        report = (await api.get(f"/api/v1/tasks/{child_id}/report")).json()
+
+    assert (child["parent_task_id"], child["knowledge_base_id"], child["retrain_on_change"]) == (parent["task_id"], kb_id, True)
+    assert report["task"]["parent_task_id"] == parent["task_id"]
+    [first] = report["iterations"]
+    assert first["knowledge_base_version"] == 2 and set(first["comparison"]) == {"baseline", "parent"}
+    # the parent's locked test split, the parent's adapter to continue from
+    parent_splits = Splits.from_json(json.loads(get_bytes(ctx.store, f"optimized/{parent['task_id']}-opt1/splits.json")))
+    child_splits = Splits.from_json(json.loads(get_bytes(ctx.store, f"optimized/{child_id}-opt1/splits.json")))
+    assert [e.id for e in child_splits.test] == [e.id for e in parent_splits.test] and child_splits.test
+    assert first["training"]["continued_from"] == parent["latest_adapter_key"] == f"models/{parent['task_id']}/iter-1/adapter/"
+    assert first["comparison"]["parent"]["test"]["score"] == parent["latest_score"]
+    assert Path(report["markdown_path"]).read_text().count(f"continues task `{parent['task_id']}`") == 1
+    # and it targets the parent's last bad cases, with examples generated from the new version's chunks
+    parent_bad_cases = {c["example_id"] for c in json.loads(get_bytes(ctx.store, f"evaluations/{parent['task_id']}/iter-1/evaluation.json"))["bad_cases"]}
+    generated = [e for e in examples_from_jsonl(get_bytes(ctx.store, f"optimized/{child_id}-opt1/train.jsonl")) if e.origin == "generated"]
+    assert generated and all(c["bad_case_id"] in parent_bad_cases for e in generated for c in e.lineage)
+
+
+async def wait_for_child(api, task_id: str, timeout: float = 120) -> str:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        children = [t for t in (await api.get("/api/v1/tasks")).json()["items"] if t["parent_task_id"] == task_id]
+        if children:
+            return children[0]["task_id"]
+        if loop.time() > deadline:
+            raise TimeoutError(f"no incremental task of {task_id} started")
+        await asyncio.sleep(0.3)

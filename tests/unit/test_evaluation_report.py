@@ -269,7 +269,7 @@ def test_build_task_report(task_report):
     assert [first.iteration, second.iteration] == [1, 2]
     assert first.scores["test"].overall == 0.0 and second.scores["test"].overall == 0.5
     assert second.training.model_dump() == {"steps": 4, "resumed_from_step": 2, "seconds": 12.5, "tokens_per_second": 800.0,
-                                            "useful_tokens": 10000, "device": "cpu"}
+                                            "useful_tokens": 10000, "device": "cpu", "continued_from": None}
     assert second.adapter_key == "models/t1/iter-2/adapter/" and first.adapter_key is None
     assert len(second.loss_curve) == 4
     assert first.bad_case_followup == [] and len(second.bad_case_followup) == 3

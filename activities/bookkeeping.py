@@ -10,7 +10,6 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.context import ActivityContext
-from activities.optimize import optimized_dataset_id
 from core.clock import utcnow
 from core.status import ACTIVE_PHASES, TaskStatus, can_transition
 from db.models import Dataset, MLTask, TaskExecution
@@ -75,13 +74,13 @@ class BookkeepingActivities:
             for prefix in keys.iteration_prefixes(inp.task_id, inp.iteration):
                 deleted += self.ctx.store.delete_prefix(prefix)
             # the task's fixed splits live under iteration 1's prefix, which is unfinished only if no iteration finished
-            deleted += self.ctx.store.delete_prefix(keys.optimized_prefix(optimized_dataset_id(inp.task_id, inp.iteration)))
+            deleted += self.ctx.store.delete_prefix(keys.optimized_prefix(keys.optimized_dataset_id(inp.task_id, inp.iteration)))
         with self.ctx.sessions.begin() as session:
             task = session.get(MLTask, inp.task_id, with_for_update=True)
-            if inp.iteration is not None and session.get(Dataset, optimized_dataset_id(inp.task_id, inp.iteration)) is not None:
-                dataset_id = optimized_dataset_id(inp.task_id, inp.iteration)
+            if inp.iteration is not None and session.get(Dataset, keys.optimized_dataset_id(inp.task_id, inp.iteration)) is not None:
+                dataset_id = keys.optimized_dataset_id(inp.task_id, inp.iteration)
                 if task.current_dataset_id == dataset_id:
-                    task.current_dataset_id = optimized_dataset_id(inp.task_id, inp.iteration - 1) if inp.iteration > 1 else None
+                    task.current_dataset_id = keys.optimized_dataset_id(inp.task_id, inp.iteration - 1) if inp.iteration > 1 else None
                 session.delete(session.get(Dataset, dataset_id))
                 datasets.append(dataset_id)
             for execution in session.scalars(select(TaskExecution).where(TaskExecution.task_id == inp.task_id, TaskExecution.status.in_([RUNNING, SUSPENDED]))):

@@ -20,11 +20,6 @@ from storage import keys
 from storage.object_store import get_file, put_bytes
 
 
-def optimized_dataset_id(task_id: str, iteration: int) -> str:
-    """Deterministic, so a retried attempt overwrites its own row instead of adding one."""
-    return f"{task_id}-opt{iteration}"
-
-
 class OptimizeActivities:
     def __init__(self, ctx: ActivityContext):
         self.ctx = ctx
@@ -52,12 +47,12 @@ class OptimizeActivities:
             raise invalid_input(f"{len(leaks)} training examples copy held-out examples, e.g. {leaks[0]}")
         log.rows_out = len(train)
 
-        dataset_id = optimized_dataset_id(inp.task_id, inp.iteration)
+        dataset_id = keys.optimized_dataset_id(inp.task_id, inp.iteration)
         prefix = keys.optimized_prefix(dataset_id)
         contexts_key = knowledge_base_version = None
         if inp.knowledge_base_id:
             train, contexts = self._with_passages(inp, splits, train, org_id)
-            contexts_key, knowledge_base_version = self.ctx.write_model(prefix + "contexts.json", contexts), contexts.knowledge_base_version
+            contexts_key, knowledge_base_version = self.ctx.write_model(keys.contexts_key(dataset_id), contexts), contexts.knowledge_base_version
             log.knowledge_base_version, log.retrieval = knowledge_base_version, {k: v.model_dump() for k, v in contexts.retrieval.items()}
         train_key, splits_key = prefix + "train.jsonl", inp.splits_key or prefix + "splits.json"
         put_bytes(self.ctx.store, train_key, examples_to_jsonl(train))

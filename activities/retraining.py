@@ -12,7 +12,6 @@ from temporalio import activity
 from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.context import ActivityContext, invalid_input
-from activities.optimize import optimized_dataset_id
 from core.settings import TASK_QUEUE_WORKFLOWS
 from core.status import TaskStatus
 from db.models import MLTask, new_id
@@ -93,12 +92,7 @@ class RetrainingActivities:
                 session.add(child)
                 claim_running_slot(session, self.ctx.settings, child)  # commits, or rolls back and raises RateLimited
             # the lineage keeps its splits: the child gets its own copy, so it is scored on the very test split its parent was
-            splits_key = self.ctx.write_json(first_splits_key(child.id), self.ctx.read_json(first_splits_key(parent.id)))
+            splits_key = self.ctx.write_json(keys.first_splits_key(child.id), self.ctx.read_json(keys.first_splits_key(parent.id)))
             inp_ = workflow_input(child, self.ctx.settings)
             return child.id, dataclasses.replace(inp_, parent_task_id=parent.id, init_adapter_key=parent.latest_adapter_key,
                                                  parent_evaluation_key=parent.latest_evaluation_key, state=LoopState(splits_key=splits_key))
-
-
-def first_splits_key(task_id: str) -> str:
-    """Where a task's first optimization writes its splits (and where an incremental task's copy of its parent's is put)."""
-    return keys.optimized_prefix(optimized_dataset_id(task_id, 1)) + "splits.json"

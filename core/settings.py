@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     # Tasks with a knowledge base: how training prompts are built (RAFT) and how long they may be.
     raft_oracle_fraction: float = Field(default=0.8, ge=0, le=1, description="Share of training prompts whose passages include the answer's chunk.")
     rag_max_seq_length: int = Field(default=512, ge=64, le=8192, description="Default max_seq_length of a task with a knowledge base.")
+    # The model registry's promotion gate.
+    promotion_margin: float = Field(default=0.01, ge=0, le=1, description=(
+        "A candidate is promoted only if its pooled test score beats the alias's current version and the base model by this much."))
+    gate_evaluate_seconds: int = Field(default=3600, ge=1, description="How long the gate's evaluation of the candidate may run.")
 
     # Worker concurrency per pool: training holds a whole model, so one at a time by default.
     optimize_concurrency: int = Field(default=2, ge=1)

@@ -116,3 +116,27 @@ def check_dataset_transition(current: DatasetStatus, target: DatasetStatus, *, s
     if target not in DATASET_TRANSITIONS[current]:
         raise IllegalTransition(current, target)
     return target
+
+
+# ---------------------------------------------------------------- promotion gates
+
+
+class GateStatus(StrEnum):
+    EVALUATING = "EVALUATING"  # the candidate, the alias's current version and the base model answer the same test questions
+    PROMOTED = "PROMOTED"  # the candidate beat both by the margin (or was forced): the alias points at it
+    REFUSED = "REFUSED"  # it did not, or the alias moved meanwhile: nothing changed; the figures say why
+    FAILED = "FAILED"  # the evaluation could not run (the error says why): nothing changed
+
+
+GATE_TRANSITIONS: dict[GateStatus, frozenset[GateStatus]] = {
+    GateStatus.EVALUATING: frozenset({GateStatus.PROMOTED, GateStatus.REFUSED, GateStatus.FAILED}),
+    GateStatus.PROMOTED: frozenset(),
+    GateStatus.REFUSED: frozenset(),
+    GateStatus.FAILED: frozenset(),
+}
+
+
+def check_gate_transition(current: GateStatus, target: GateStatus, *, suspended_from: GateStatus | None = None) -> GateStatus:
+    if target not in GATE_TRANSITIONS[current]:
+        raise IllegalTransition(current, target)
+    return target

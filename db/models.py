@@ -1,5 +1,6 @@
 """Stored models: organizations and their members, API keys and audit log; datasets, ml_tasks, task_executions;
-knowledge bases and their documents (the chunks are stored with each index version, in object storage).
+knowledge bases and their documents (the chunks are stored with each index version, in object storage); the model
+registry: registered models, their versions, aliases with the history of their moves, and promotion gates.
 
 Every dataset and task belongs to one organization (`org_id`, a server-generated id that also prefixes
 its storage keys) and records the user who created it (`created_by`). Columns that name a stored
@@ -142,6 +143,7 @@ class MLTask(Base):
     # follow the knowledge base: when its documents change after this task finished, an incremental task starts from it
     retrain_on_change: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     parent_task_id: Mapped[str | None] = mapped_column(ForeignKey("ml_tasks.id", ondelete="SET NULL"), nullable=True, index=True)
+    register_as: Mapped[str | None] = mapped_column(String(100), nullable=True)  # the registered model its final adapter joins
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
@@ -206,3 +208,105 @@ class KnowledgeDocument(Base):
     created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class RegisteredModel(Base):
+    """A named line of adapters on one base model, unique by name within its organization."""
+
+    __tablename__ = "registered_models"
+    __table_args__ = (UniqueConstraint("org_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    base_model: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)  # None when a task registered it
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class ModelVersion(Base):
+    """One adapter of a registered model, with where it came from and how it scored on its own task's splits."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model_id", "version"), UniqueConstraint("model_id", "task_id", "iteration"))
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    model_id: Mapped[str] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"), index=True)
+    org_id: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[int] = mapped_column(Integer)  # 1, 2, ... within its model; never reused
+    adapter_key: Mapped[str] = mapped_column(String(500))
+    sha256: Mapped[str] = mapped_column(String(64))  # of the adapter's files, in name order
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # READY: its adapter is stored and checksummed
+    # lineage
+    task_id: Mapped[str] = mapped_column(String(64), index=True)
+    iteration: Mapped[int] = mapped_column(Integer)
+    dataset_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the training set of that iteration
+    knowledge_base_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    knowledge_base_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    retrieval_top_k: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    hyperparameters: Mapped[dict] = mapped_column(JSON, default=dict)
+    serving_mode: Mapped[str] = mapped_column(String(16))  # closed_book | rag: how it answers, and so how the gate measures it
+    scores: Mapped[dict] = mapped_column(JSON, default=dict)  # mode -> split -> overall score, on its own task's splits
+    splits_key: Mapped[str] = mapped_column(String(500))  # its task's locked splits (the gate reads the test split)
+    contexts_key: Mapped[str | None] = mapped_column(String(500), nullable=True)  # the passages retrieved for those held-out questions
+    evaluation_key: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ModelAlias(Base):
+    """A name (`production`, `staging`, any) that points at one version of a model."""
+
+    __tablename__ = "model_aliases"
+    __table_args__ = (UniqueConstraint("model_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class AliasMove(Base):
+    """One move of an alias: who, when, from which version to which, and why (a gate, a forced promotion, a rollback)."""
+
+    __tablename__ = "alias_moves"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"), index=True)
+    alias: Mapped[str] = mapped_column(String(64))
+    from_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    to_version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # gate | forced | rollback
+    reason: Mapped[str] = mapped_column(Text)
+    gate_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    actor_user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    actor_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PromotionGate(Base):
+    """A request to point an alias at a version, and the gate's decision with its figures."""
+
+    __tablename__ = "promotion_gates"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(String(64), index=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"), index=True)
+    alias: Mapped[str] = mapped_column(String(64))
+    candidate_version: Mapped[int] = mapped_column(Integer)
+    current_version: Mapped[int | None] = mapped_column(Integer, nullable=True)  # what the alias pointed at when the gate started
+    status: Mapped[str] = mapped_column(String(16))  # core.status.GateStatus
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    margin: Mapped[float] = mapped_column(Float)
+    mode: Mapped[str] = mapped_column(String(16))  # the serving mode it measured in
+    figures: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    requested_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    requested_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

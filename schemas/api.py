@@ -10,7 +10,7 @@ from pydantic.alias_generators import to_camel
 
 from core.access import Role, Scope
 from core.clock import as_utc
-from core.status import DatasetStatus, KnowledgeBaseStatus, TaskMode, TaskStatus
+from core.status import DatasetStatus, GateStatus, KnowledgeBaseStatus, TaskMode, TaskStatus
 
 # Every timestamp a response carries: always with its UTC offset.
 # (SQLite hands them back without a zone; RFC 3339, OpenAPI's `date-time`, needs the offset.)
@@ -20,6 +20,9 @@ UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]
 # Text without NUL characters (PostgreSQL cannot store them), for form fields; JSON bodies are checked by
 # `RequestModel`, paths and query strings by `api.middleware.RejectNul`.
 NO_NUL = r"^[^\x00]*$"
+# A registered model's name (it appears in URLs and in `model` of chat requests: `name`, `name@alias`, `name@3`) and an alias.
+MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+ALIAS_NAME = r"^[a-z][a-z0-9_-]{0,63}$"
 
 
 class RequestModel(BaseModel):
@@ -60,6 +63,8 @@ class StandardTaskCreate(RequestModel):
         "Follow the knowledge base: when its documents change after this task has finished, an incremental task starts from "
         "this task's final adapter, on its splits, with the new knowledge base version (several changes within a quiet period "
         "start one). Needs knowledge_base_id."))
+    register_as: str | None = Field(default=None, min_length=1, max_length=100, pattern=MODEL_NAME, description=(
+        "The registered model whose next version this task's final adapter becomes (default: the task name, made URL-safe)."))
 
 
 class ContinuousTaskCreate(StandardTaskCreate):
@@ -127,6 +132,7 @@ class TaskPublic(BaseModel):
     retrieval_top_k: int = 3
     retrain_on_change: bool = False
     parent_task_id: str | None = Field(default=None, description="The task an incremental task was started from.")
+    register_as: str | None = Field(default=None, description="The registered model its final adapter joins (null: the task name).")
     error: str | None
     created_at: UtcDateTime
     updated_at: UtcDateTime
@@ -399,3 +405,114 @@ class SearchResponse(BaseModel):
     knowledge_base_id: str
     version: int
     results: list[SearchResult]
+
+
+# --- the model registry --------------------------------------------------------------------
+
+
+class RegisterVersionRequest(RequestModel):
+    task_id: str = Field(min_length=1, max_length=64)
+    iteration: int | None = Field(default=None, ge=1, le=10_000, description="A finished iteration of the task (default: its last one).")
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class PromoteRequest(RequestModel):
+    alias: str = Field(default="production", min_length=1, max_length=64, pattern=ALIAS_NAME)
+    force: bool = Field(default=False, description="Skip the gate (owners and admins: models:force); audited with its reason.")
+    reason: str | None = Field(default=None, min_length=1, max_length=2000, description="Why; required when forcing.")
+
+
+class RollbackRequest(RequestModel):
+    reason: str | None = Field(default=None, min_length=1, max_length=2000)
+
+
+class ModelVersionPublic(BaseModel):
+    model_name: str
+    version: int
+    status: str
+    adapter_key: str
+    sha256: str
+    size_bytes: int
+    task_id: str
+    iteration: int
+    dataset_id: str | None
+    knowledge_base_id: str | None
+    knowledge_base_version: int | None
+    retrieval_top_k: int | None
+    hyperparameters: dict[str, Any]
+    serving_mode: str = Field(description="closed_book or rag: how it answers, and how the gate measures it.")
+    scores: dict[str, dict[str, float]] = Field(description="mode -> split -> score, on its own task's splits (not comparable across tasks).")
+    splits_key: str
+    aliases: list[str] = Field(default_factory=list)
+    description: str | None
+    created_by: str | None
+    created_at: UtcDateTime
+
+
+class ModelVersionList(BaseModel):
+    items: list[ModelVersionPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class RegisteredModelPublic(BaseModel):
+    name: str
+    base_model: str
+    description: str | None
+    org_id: str
+    created_by: str | None
+    latest_version: int | None
+    aliases: dict[str, int] = Field(description="alias -> the version it points at")
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+
+
+class RegisteredModelList(BaseModel):
+    items: list[RegisteredModelPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class AliasMovePublic(BaseModel):
+    alias: str
+    from_version: int | None
+    to_version: int
+    kind: Literal["gate", "forced", "rollback"]
+    reason: str
+    gate_id: str | None
+    actor_user_id: str | None
+    actor_key_id: str | None
+    at: UtcDateTime
+
+
+class AliasPublic(BaseModel):
+    alias: str
+    version: int
+    updated_at: UtcDateTime
+    history: list[AliasMovePublic] = Field(description="Its moves, newest first.")
+
+
+class GatePublic(BaseModel):
+    gate_id: str
+    model_name: str
+    alias: str
+    candidate_version: int
+    current_version: int | None = Field(description="What the alias pointed at when the gate started (null: nothing, so the base model).")
+    status: GateStatus
+    forced: bool
+    margin: float
+    mode: str
+    figures: dict[str, Any] | None = Field(description="Scores side by side: per test set, pooled, and the differences with 95% intervals.")
+    reason: str | None
+    requested_by: str | None
+    created_at: UtcDateTime
+    finished_at: UtcDateTime | None
+
+
+class GateList(BaseModel):
+    items: list[GatePublic]
+    total: int
+    limit: int
+    offset: int

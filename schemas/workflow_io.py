@@ -403,3 +403,89 @@ class TaskStateResult:
 class StartIncrementalInput:
     parent_task_id: str
     knowledge_base_version: int
+
+
+# ---------------------------------------------------------------- the model registry
+
+
+@dataclass
+class RegisterFinalAdapterInput:
+    """A finished task's last iteration becomes the next version of its registered model."""
+
+    task_id: str
+    iteration: int
+
+
+@dataclass
+class RegisterFinalAdapterResult:
+    model_name: str | None
+    version: int | None
+    error: str | None = None  # why it could not be registered (the task stays COMPLETED; the API can register it later)
+
+
+@dataclass
+class GateTestSet:
+    """One locked test split the gate asks every model, with the passages its questions were evaluated with (rag)."""
+
+    name: str
+    splits_key: str
+    contexts_key: str | None = None
+
+
+@dataclass
+class GateAdapter:
+    version: int
+    adapter_key: str
+
+
+@dataclass
+class PromotionGateInput:
+    gate_id: str
+    org_id: str
+    base_model: str
+    candidate: GateAdapter
+    current: GateAdapter | None  # None: nothing is behind the alias yet, the base model is the one to beat
+    test_sets: list[GateTestSet]
+    mode: str  # closed_book | rag: the candidate's serving mode
+    margin: float
+    knowledge_base_id: str | None = None  # the candidate's: passages for a test set that has none, in rag mode
+    retrieval_top_k: int = 3
+    timeouts: ActivityTimeouts = field(default_factory=ActivityTimeouts)
+
+
+@dataclass
+class GateEvaluateInput:
+    gate_id: str
+    org_id: str
+    base_model: str
+    candidate: GateAdapter
+    current: GateAdapter | None
+    test_sets: list[GateTestSet]
+    mode: str
+    margin: float
+    knowledge_base_id: str | None = None
+    retrieval_top_k: int = 3
+
+
+@dataclass
+class GateEvaluateResult:
+    figures: dict[str, Any]  # ml.promotion.figures
+
+
+@dataclass
+class ConcludeGateInput:
+    gate_id: str
+    figures: dict[str, Any]
+
+
+@dataclass
+class ConcludeGateResult:
+    status: str  # PROMOTED | REFUSED
+    reason: str
+
+
+@dataclass
+class RecordGateInput:
+    gate_id: str
+    status: str
+    error: str | None = None

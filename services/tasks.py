@@ -53,6 +53,7 @@ def create_task(session: Session, body: StandardTaskCreate, mode: TaskMode, org_
         performance_threshold=body.performance_threshold if continuous else None,
         hyperparameters=body.hyperparameters.model_dump(exclude_none=True),
         knowledge_base_id=body.knowledge_base_id, retrieval_top_k=body.retrieval_top_k, retrain_on_change=body.retrain_on_change,
+        register_as=body.register_as,
     )
     session.add(task)
     session.commit()

@@ -21,6 +21,21 @@ def optimized_prefix(dataset_id: str) -> str:
     return f"optimized/{_safe(dataset_id)}/"
 
 
+def optimized_dataset_id(task_id: str, iteration: int) -> str:
+    """The id of a task iteration's training set: deterministic, so a retried attempt overwrites its own row instead of adding one."""
+    return f"{_safe(task_id)}-opt{int(iteration)}"
+
+
+def first_splits_key(task_id: str) -> str:
+    """Where a task's first optimization writes its locked splits (and where an incremental task's copy of its parent's is put)."""
+    return optimized_prefix(optimized_dataset_id(task_id, 1)) + "splits.json"
+
+
+def contexts_key(dataset_id: str) -> str:
+    """The passages retrieved for the held-out questions of the iteration that wrote this training set (with a knowledge base)."""
+    return optimized_prefix(dataset_id) + "contexts.json"
+
+
 def model_prefix(task_id: str, iteration: int) -> str:
     return f"models/{_safe(task_id)}/iter-{int(iteration)}/"
 

@@ -15,6 +15,7 @@ from activities.evaluate import EvaluateActivities
 from activities.generation import GenerationActivities
 from activities.knowledge import KnowledgeActivities
 from activities.optimize import OptimizeActivities
+from activities.registry import RegistryActivities
 from activities.retraining import RetrainingActivities
 from activities.train import TrainActivities
 from core.settings import (
@@ -22,21 +23,23 @@ from core.settings import (
     Settings,
 )
 from temporal_client import connect
-from workflows import DatasetGenerationWorkflow, FineTuningWorkflow, KnowledgeIngestionWorkflow, RetrainWorkflow
+from workflows import DatasetGenerationWorkflow, FineTuningWorkflow, KnowledgeIngestionWorkflow, PromotionGateWorkflow, RetrainWorkflow
 
 POOLS = tuple(POOL_TASK_QUEUES)
-WORKFLOWS = [FineTuningWorkflow, KnowledgeIngestionWorkflow, DatasetGenerationWorkflow, RetrainWorkflow]
+WORKFLOWS = [FineTuningWorkflow, KnowledgeIngestionWorkflow, DatasetGenerationWorkflow, RetrainWorkflow, PromotionGateWorkflow]
 
 
 def activities_by_queue(ctx: ActivityContext, train: TrainActivities | None = None) -> dict[str, list]:
-    bookkeeping, knowledge, generation = BookkeepingActivities(ctx), KnowledgeActivities(ctx), GenerationActivities(ctx)
+    bookkeeping, knowledge, generation, registry = BookkeepingActivities(ctx), KnowledgeActivities(ctx), GenerationActivities(ctx), RegistryActivities(ctx)
     return {
         # the database projections run as local activities of the workflow worker
-        TASK_QUEUE_WORKFLOWS: [bookkeeping.record_progress, knowledge.record_knowledge_base, generation.record_dataset],
-        TASK_QUEUE_BOOKKEEPING: [bookkeeping.compensate_iteration, bookkeeping.build_report, *retraining_activities(ctx)],
+        TASK_QUEUE_WORKFLOWS: [bookkeeping.record_progress, knowledge.record_knowledge_base, generation.record_dataset, registry.record_gate],
+        TASK_QUEUE_BOOKKEEPING: [bookkeeping.compensate_iteration, bookkeeping.build_report, *retraining_activities(ctx),
+                                 registry.register_final_adapter, registry.conclude_promotion],
         TASK_QUEUE_OPTIMIZE: [OptimizeActivities(ctx).optimize_dataset],
         TASK_QUEUE_TRAIN: [(train or TrainActivities(ctx)).train_adapter],
-        TASK_QUEUE_EVALUATE: [EvaluateActivities(ctx).evaluate_adapter, generation.generate_dataset],  # both run a model
+        # each runs a model
+        TASK_QUEUE_EVALUATE: [EvaluateActivities(ctx).evaluate_adapter, generation.generate_dataset, registry.evaluate_for_promotion],
         TASK_QUEUE_KNOWLEDGE: [knowledge.build_knowledge_index],
     }
 

@@ -36,12 +36,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.bookkeeping import BookkeepingActivities
     from activities.evaluate import EvaluateActivities
     from activities.optimize import OptimizeActivities
+    from activities.registry import RegistryActivities
     from activities.train import TrainActivities
     from core.settings import TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE, TASK_QUEUE_OPTIMIZE, TASK_QUEUE_TRAIN
     from core.status import TaskMode, TaskStatus, check_transition
     from schemas.workflow_io import (
         CompensateInput, EvaluateInput, EvaluateResult, FineTuningInput, FineTuningResult, IterationRecord, LoopState, OptimizeInput, OptimizeResult,
-        RecordProgressInput, ReportInput, ReportResult, TrainInput, TrainResult,
+        RecordProgressInput, RegisterFinalAdapterInput, ReportInput, ReportResult, TrainInput, TrainResult,
     )
     from workflows.lifecycle import Lifecycle, PhaseOptions, failure_message
 
@@ -166,6 +167,12 @@ class FineTuningWorkflow:
             ReportInput(task.task_id, task.mode, task.model_name, stop_reason, evaluated.baseline_key, self._history),
             task_queue=TASK_QUEUE_BOOKKEEPING, start_to_close_timeout=timedelta(minutes=5), retry_policy=_phase_options(task, "", 0).retry,
         )
+        if workflow.patched("register-final-adapter"):
+            # the final adapter becomes the next version of the task's registered model (a refusal is reported, not raised)
+            await workflow.execute_activity_method(
+                RegistryActivities.register_final_adapter, RegisterFinalAdapterInput(task.task_id, self._history[-1].iteration),
+                task_queue=TASK_QUEUE_BOOKKEEPING, start_to_close_timeout=timedelta(minutes=5), retry_policy=_phase_options(task, "", 0).retry,
+            )
         await self.lifecycle.record(TaskStatus.COMPLETED, report_key=report.report_key)
         return FineTuningResult(task.task_id, TaskStatus.COMPLETED.value, self._history, report.report_key, stop_reason)
 

@@ -36,7 +36,7 @@ from core.access import Role
 from core.settings import Settings
 from db.session import migrate
 from services.identity import token_pair
-from tests.api.access.world import stored_document
+from tests.api.access.world import stored_document, stored_model
 from tests.e2e.support import TEST_PASSWORD, write_dataset
 
 MAX_EXAMPLES = 25  # per operation and phase: about 20 s for the whole schema on 2 cores
@@ -87,7 +87,7 @@ def world(tmp_path_factory) -> World:
         key_id = _created(api.post("/api/v1/api-keys", json={"name": "k", "scopes": ["datasets:read"]}))["key_id"]
         kb_id = _created(api.post("/api/v1/knowledge-bases", json={"name": "kb"}))["knowledge_base_id"]
     return World(headers, {"org_id": setup.org.id, "dataset_id": dataset_id, "task_id": task_id, "user_id": viewer_id, "key_id": key_id,
-                           "kb_id": kb_id, "document_id": stored_document(FUZZ_SETTINGS, kb_id)})
+                           "kb_id": kb_id, "document_id": stored_document(FUZZ_SETTINGS, kb_id), **stored_model(FUZZ_SETTINGS, setup.org.id, task_id)})
 
 
 def _created(response) -> dict:
@@ -101,9 +101,9 @@ def aim_at_real_resources(case, ids: dict[str, str]) -> None:
         if name in ids:
             case.path_parameters[name] = ids[name]
     if isinstance(case.body, dict):
-        for name in ("dataset_id", "datasetId"):
+        for name, id_name in (("dataset_id", "dataset_id"), ("datasetId", "dataset_id"), ("task_id", "task_id"), ("taskId", "task_id")):
             if name in case.body:
-                case.body[name] = ids["dataset_id"]
+                case.body[name] = ids[id_name]
 
 
 @schema.parametrize()

@@ -84,3 +84,14 @@ async def wait_until_done(api: httpx.AsyncClient, task_id: str, timeout: float =
         if loop.time() > deadline:
             raise TimeoutError(f"task {task_id} still {task['status']} after {timeout}s")
         await asyncio.sleep(0.3)
+
+
+async def wait_for_gate(api: httpx.AsyncClient, location: str, timeout: float = 300) -> dict:
+    """Poll a promotion gate until it has decided (or failed)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (gate := (await api.get(location)).json())["status"] == "EVALUATING":
+        if loop.time() > deadline:
+            raise TimeoutError(f"the gate is still evaluating: {gate}")
+        await asyncio.sleep(0.2)
+    return gate

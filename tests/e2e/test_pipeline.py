@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from db.models import Dataset
 from ml.examples import example_key, examples_from_jsonl
 from ml.optimizer import Splits, find_leaks
 from storage.object_store import get_bytes, get_dir
-from tests.e2e.support import api_client, upload, wait_until_done, write_dataset, write_knowledge
+from tests.e2e.support import api_client, upload, wait_for_gate, wait_until_done, write_dataset, write_knowledge
 from tests.workflows.fakes import running_workers
 
 TINY_HYPERPARAMETERS = {"max_steps": 6, "batch_size": 4, "learning_rate": 1e-3, "max_seq_length": 96}
@@ -56,6 +58,15 @@ async def test_continuous_run_on_sqlite_and_local_storage(temporal_env, settings
         report = (await api.get(f"/api/v1/tasks/{task_id}/report")).json()
         listed = (await api.get("/api/v1/tasks", params={"status": "COMPLETED"})).json()
 
+        # the final adapter (iteration 2) was registered as version 1 of the model named after the task; iteration 1 joins as version 2
+        final = (await api.get("/api/v1/models/e2e-continuous/versions/1")).json()
+        assert (final["task_id"], final["iteration"], final["adapter_key"]) == (task_id, 2, task["latest_adapter_key"])
+        assert (await api.post("/api/v1/models/e2e-continuous/versions", json={"task_id": task_id, "iteration": 1})).json()["version"] == 2
+        # the gate asks the same test questions again, for real: it reproduces the task's own scores
+        first_gate = await wait_for_gate(api, (await api.post("/api/v1/models/e2e-continuous/versions/1/promote", json={})).headers["location"])
+        second_gate = await wait_for_gate(api, (await api.post("/api/v1/models/e2e-continuous/versions/2/promote", json={})).headers["location"])
+        tar = await api.get("/api/v1/models/e2e-continuous/versions/1/adapter")
+
     assert task["current_iteration"] == 2 and task["latest_score"] is not None and task["baseline_score"] is not None
     assert task_id in [t["task_id"] for t in listed["items"]]
     assert [(e["iteration"], e["phase"], e["status"]) for e in executions] == [
@@ -82,6 +93,22 @@ async def test_continuous_run_on_sqlite_and_local_storage(temporal_env, settings
 
     adapter = get_dir(ctx.store, task["latest_adapter_key"], tmp_path / "adapter")
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), adapter)
+
+    # the registry's adapter tar is that folder: it loads with peft as it is
+    assert tar.status_code == 200 and tar.headers["content-type"] == "application/x-tar"
+    with tarfile.open(fileobj=io.BytesIO(tar.content)) as archive:
+        archive.extractall(tmp_path / "from-registry", filter="data")
+    assert {p.name for p in (tmp_path / "from-registry").iterdir()} >= {"adapter_config.json", "adapter_model.safetensors"}
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path / "from-registry")
+
+    test_size = len(Splits.from_json(json.loads(get_bytes(ctx.store, f"optimized/{task_id}-opt1/splits.json"))).test)
+    for gate in (first_gate, second_gate):
+        assert gate["status"] in ("PROMOTED", "REFUSED") and gate["figures"]["mode"] == "closed_book", gate
+        assert gate["figures"]["pooled"]["questions"] == test_size and len(gate["figures"]["sets"]) == 1  # one task: one locked test split
+    baseline_test, iterations = report["baseline"]["scores"]["overall"], {it["iteration"]: it["scores"]["test"]["overall"] for it in report["iterations"]}
+    assert first_gate["figures"]["pooled"]["scores"] == {"candidate": iterations[2], "base": baseline_test}
+    if first_gate["status"] == "PROMOTED":  # then v2 (iteration 1) was measured against v1 in production
+        assert second_gate["figures"]["pooled"]["scores"] == {"candidate": iterations[1], "current": iterations[2], "base": baseline_test}
 
 
 @pytest.mark.postgres
@@ -151,6 +178,9 @@ async def test_a_continuous_run_with_a_knowledge_base_trains_with_passages_and_r
         task = await wait_until_done(api, task_id)
         assert task["status"] == "COMPLETED", task["error"]
         report = (await api.get(f"/api/v1/tasks/{task_id}/report")).json()
+        # the registered version serves with retrieval, and the gate measures it so: the same passages, the same scores
+        version = (await api.get("/api/v1/models/with-passages/versions/1")).json()
+        gate = await wait_for_gate(api, (await api.post("/api/v1/models/with-passages/versions/1/promote", json={})).headers["location"])
         in_use = await api.delete(f"/api/v1/knowledge-bases/{kb_id}")  # after the run
 
     # the headline is the retrieval-augmented test score; closed book is measured beside it, for the base model too
@@ -162,6 +192,10 @@ async def test_a_continuous_run_with_a_knowledge_base_trains_with_passages_and_r
         test = iteration["retrieval"]["test"]
         assert test["k"] == 2 and test["known"] > 0 and 0 < test["recall_at_k"] <= 1 and test["mrr"] > 0
     assert Path(report["markdown_path"]).read_text().count("## Closed book and with retrieval") == 1
+    assert (version["serving_mode"], version["knowledge_base_id"], version["knowledge_base_version"], version["retrieval_top_k"]) == ("rag", kb_id, 1, 2)
+    assert version["scores"]["rag"]["test"] == report["final"]["score"] and set(version["scores"]) == {"rag", "closed_book"}
+    assert gate["status"] in ("PROMOTED", "REFUSED") and gate["mode"] == "rag", gate
+    assert gate["figures"]["pooled"]["scores"] == {"candidate": report["final"]["score"], "base": report["baseline"]["modes"]["rag"]["test"]["overall"]}
 
     train = examples_from_jsonl(get_bytes(ctx.store, f"optimized/{task_id}-opt1/train.jsonl"))
     assert all(len(e.context) == len(e.context_chunk_ids) == 2 for e in train)

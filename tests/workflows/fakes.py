@@ -14,19 +14,18 @@ from dataclasses import dataclass, field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.bookkeeping import BookkeepingActivities
 from activities.context import ActivityContext
-from activities.generation import GenerationActivities
-from activities.knowledge import KnowledgeActivities
-from activities.optimize import optimized_dataset_id
-from core.settings import (
-    TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE, TASK_QUEUE_KNOWLEDGE, TASK_QUEUE_OPTIMIZE, TASK_QUEUE_TRAIN, TASK_QUEUE_WORKFLOWS,
-)
 from db.models import Dataset, MLTask
-from schemas.workflow_io import EvaluateInput, EvaluateResult, OptimizeInput, OptimizeResult, ReportInput, ReportResult, TrainInput, TrainResult
+from ml.promotion import BASE, CANDIDATE, CURRENT, SetScores, figures
+from schemas.reports import CLOSED_BOOK, EvaluationReport, Headline, Scores, SplitResult, TrainLoss
+from schemas.workflow_io import (
+    EvaluateInput, EvaluateResult, GateEvaluateInput, GateEvaluateResult, OptimizeInput, OptimizeResult, ReportInput, ReportResult, TrainInput,
+    TrainResult,
+)
 from storage import keys
+from storage.keys import optimized_dataset_id
 from storage.object_store import get_bytes, put_bytes
-from workers.pools import build_workers, retraining_activities
+from workers.pools import activities_by_queue, build_workers
 
 
 @dataclass
@@ -80,7 +79,7 @@ class FakePhases:
         self.calls["evaluate"].append(inp)
         score = self.test_scores[inp.iteration - 1]
         key = keys.evaluation_prefix(inp.task_id, inp.iteration) + "evaluation.json"
-        put_bytes(self.ctx.store, key, b"{}")
+        self.ctx.write_model(key, fake_evaluation(inp.iteration, score))
         return EvaluateResult(key, inp.baseline_key or keys.evaluation_prefix(inp.task_id) + "baseline.json", score, score, 0.1, "POOR", 2)
 
     @activity.defn(name="build_report")
@@ -91,15 +90,43 @@ class FakePhases:
         return ReportResult(key, key.replace(".json", ".md"), None)
 
     def activities(self) -> dict[str, list]:
-        bookkeeping, knowledge, generation = BookkeepingActivities(self.ctx), KnowledgeActivities(self.ctx), GenerationActivities(self.ctx)
-        return {
-            TASK_QUEUE_WORKFLOWS: [bookkeeping.record_progress, knowledge.record_knowledge_base, generation.record_dataset],
-            TASK_QUEUE_BOOKKEEPING: [bookkeeping.compensate_iteration, self.build_report, *retraining_activities(self.ctx)],
-            TASK_QUEUE_OPTIMIZE: [self.optimize_dataset],
-            TASK_QUEUE_TRAIN: [self.train_adapter],
-            TASK_QUEUE_EVALUATE: [self.evaluate_adapter, generation.generate_dataset],
-            TASK_QUEUE_KNOWLEDGE: [knowledge.build_knowledge_index],
-        }
+        """The real activities of every queue, with the four phases replaced by these fakes (matched by activity name)."""
+        fakes = {activity._Definition.must_from_callable(f).name: f
+                 for f in (self.optimize_dataset, self.train_adapter, self.evaluate_adapter, self.build_report)}
+        return {queue: [fakes.get(activity._Definition.must_from_callable(f).name, f) for f in functions]
+                for queue, functions in activities_by_queue(self.ctx).items()}
+
+
+def fake_evaluation(iteration: int, score: float) -> EvaluationReport:
+    """A valid evaluation report with `score` on both held-out splits (no examples behind it)."""
+    def split(name: str) -> SplitResult:
+        return SplitResult(split=name, size=0, scores=Scores(exact_match=0, token_f1=score, bleu=0, rouge_l=0, overall=score), examples=[])
+
+    return EvaluationReport(iteration=iteration, headline=Headline(score=score, grade="POOR"), modes={CLOSED_BOOK: {"feedback": split("feedback"),
+                            "test": split("test")}}, train_loss=TrainLoss(mean=None), bad_cases=[], suggestions=[])
+
+
+@dataclass
+class FakeGateEvaluation:
+    """The gate's evaluation replaced by fixed per-question scores for each adapter (None: the base model)."""
+
+    scores: dict[str | None, float]
+    questions: int = 10
+    error: str | None = None  # raise a non-retryable error with this message
+    calls: list = field(default_factory=list)
+
+    @activity.defn(name="evaluate_for_promotion")
+    async def evaluate_for_promotion(self, inp: GateEvaluateInput) -> GateEvaluateResult:
+        self.calls.append(inp)
+        if self.error:
+            raise ApplicationError(self.error, type="InvalidInput", non_retryable=True)
+        adapters = {CANDIDATE: inp.candidate.adapter_key, **({CURRENT: inp.current.adapter_key} if inp.current else {}), BASE: None}
+        sets = [SetScores(s.name, s.splits_key, {label: [self.scores[key]] * self.questions for label, key in adapters.items()}) for s in inp.test_sets]
+        return GateEvaluateResult(figures(sets, inp.mode, inp.margin))
+
+    def replace_in(self, activities: dict[str, list]) -> dict[str, list]:
+        return {queue: [self.evaluate_for_promotion if activity._Definition.must_from_callable(f).name == "evaluate_for_promotion" else f
+                        for f in functions] for queue, functions in activities.items()}
 
 
 @asynccontextmanager

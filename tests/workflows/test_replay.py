@@ -17,7 +17,9 @@ run also had one update of each refused by its validator: refused updates leave 
 knowledge base's ingestion: a signal-with-start, one build, idle until the run ends; `dataset-generation-run1` is a
 dataset generated from a knowledge base; `knowledge-ingestion-notify-run1` is an ingestion whose builds notify the
 tasks that follow the knowledge base (behind the `notify-retrain-followers` patch), `retrain-run1` the RetrainWorkflow
-those notifications started.
+those notifications started; `standard-registered-run1` is a standard task that registers its final adapter in the model
+registry (behind the `register-final-adapter` patch), `promotion-gate-refused/promoted/failed-run1` the promotion gate's three
+endings.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ KEPT = {
     # incremental re-training: three builds that each notify the followers, then cancelled; the retraining of a task
     # signalled twice, one incremental task started
     "knowledge-ingestion-notify-run1.json", "retrain-run1.json",
+    # the model registry: a standard task that registers its final adapter (behind the `register-final-adapter` patch);
+    # the promotion gate refusing, promoting, and failing when its evaluation cannot run
+    "standard-registered-run1.json", "promotion-gate-refused-run1.json", "promotion-gate-promoted-run1.json", "promotion-gate-failed-run1.json",
 }
 
 
@@ -92,6 +97,14 @@ def test_histories_cover_standard_continuous_and_control_runs():
     retrain = events("retrain-run1.json")
     assert sum(1 for e in retrain if "workflowExecutionSignaledEventAttributes" in e) == 2  # both changes (signal-with-start records its signal too)
     assert scheduled_in(retrain, "start_incremental_task") == 1
+    # a finished task registers its final adapter once; the gate evaluates, then decides, unless the evaluation failed
+    assert scheduled_in(events("standard-registered-run1.json"), "register_final_adapter") == 1
+    assert scheduled_in(events("standard-run1.json"), "register_final_adapter") == 0
+    for ending in ("refused", "promoted"):
+        gate = events(f"promotion-gate-{ending}-run1.json")
+        assert scheduled_in(gate, "evaluate_for_promotion") == 1 and scheduled_in(gate, "conclude_promotion") == 1
+    failed = events("promotion-gate-failed-run1.json")
+    assert scheduled_in(failed, "conclude_promotion") == 0 and "workflowExecutionFailedEventAttributes" in failed[-1]
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

@@ -8,11 +8,12 @@ from sqlalchemy import select
 from temporalio.service import RPCError
 
 from activities.context import ActivityContext
-from activities.retraining import RetrainingActivities, first_splits_key, retrain_workflow_id
+from activities.retraining import RetrainingActivities, retrain_workflow_id
 from core.status import TaskMode
 from db.models import MLTask
 from schemas.workflow_io import FineTuningResult, RetrainResult
 from services.knowledge import ingestion_workflow_id
+from storage.keys import first_splits_key
 from storage.object_store import put_bytes
 from tests.factories import make_task
 from tests.workflows.fakes import FakePhases, running_workers, wait_for_status

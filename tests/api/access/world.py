@@ -187,8 +187,8 @@ class World:
 
     @property
     def a_values(self) -> set[str]:
-        """What org B must never see in a listing."""
-        return set(self.ids.values()) | {self.owner_id, self.viewer_id, self.key_prefix}
+        """What org B must never see in a listing (a version number or an alias name is no secret)."""
+        return {v for k, v in self.ids.items() if k not in ("version", "alias")} | {self.owner_id, self.viewer_id, self.key_prefix}
 
     def client_as(self, user_id: str, org_id: str) -> httpx.AsyncClient:
         """A client with a token issued now (after any logout that bumped the user's token version)."""
@@ -223,7 +223,8 @@ async def make_world(settings) -> World:
     assert kb.status_code == 201, kb.text
     operations = await schema_operations(app)
     ids = {"dataset_id": dataset_id, "task_id": task.json()["task_id"], "key_id": key["key_id"], "org_id": alice["org_id"], "user_id": victor["user_id"],
-           "kb_id": kb.json()["knowledge_base_id"], "document_id": stored_document(settings, kb.json()["knowledge_base_id"])}
+           "kb_id": kb.json()["knowledge_base_id"], "document_id": stored_document(settings, kb.json()["knowledge_base_id"]),
+           **stored_model(settings, alice["org_id"], task.json()["task_id"])}
     return World(app, settings, app.state.test_spec, operations, owner, viewer, other,
                  anonymous_client(app, {"Authorization": f"Bearer {key['secret']}"}), ids,
                  {"org_id": bob["org_id"], "user_id": bob["user_id"]}, alice["user_id"], victor["user_id"], key["secret"], key["prefix"])
@@ -241,6 +242,31 @@ def stored_document(settings, kb_id: str) -> str:
         return upload.document.id
 
 
+def stored_model(settings, org_id: str, task_id: str, name: str = "a-model") -> dict[str, str]:
+    """A registered model of org A with version 1 behind `production`, and a refused gate, written directly (the task that
+    would have trained it never runs in these tests)."""
+    from db.models import AliasMove, ModelAlias, ModelVersion, PromotionGate, RegisteredModel, new_id
+    from storage.object_store import put_bytes
+
+    store = object_store_from_settings(settings)
+    adapter_key = f"models/{task_id}/iter-1/adapter/"
+    put_bytes(store, adapter_key + "adapter_config.json", b"{}")
+    with db(settings) as session:
+        model = RegisteredModel(id=new_id(), org_id=org_id, name=name, base_model="smollm2-135m-instruct")
+        version = ModelVersion(id=new_id(), model_id=model.id, org_id=org_id, version=1, adapter_key=adapter_key, sha256="0" * 64, size_bytes=2,
+                               status="READY", task_id=task_id, iteration=1, hyperparameters={}, serving_mode="closed_book", scores={},
+                               splits_key=f"optimized/{task_id}-opt1/splits.json", evaluation_key=f"evaluations/{task_id}/iter-1/evaluation.json")
+        gate = PromotionGate(id=new_id(), org_id=org_id, model_id=model.id, alias="staging", candidate_version=1, status="REFUSED", margin=0.01,
+                             mode="closed_book", reason="refused")
+        for row in (model, version, gate):  # parents first: the rows have no relationships to order them by
+            session.add(row)
+            session.flush()
+        session.add_all([ModelAlias(model_id=model.id, name="production", version_id=version.id),
+                         AliasMove(model_id=model.id, alias="production", to_version=1, kind="forced", reason="set up")])
+        session.commit()
+        return {"model_name": name, "version": "1", "alias": "production", "gate_id": gate.id}
+
+
 async def assert_org_a_untouched(world: World) -> None:
     """Org A's resources are as `make_world` left them."""
     owner = world.client_as(world.owner_id, world.ids["org_id"])
@@ -248,6 +274,8 @@ async def assert_org_a_untouched(world: World) -> None:
     assert (await owner.get(f"/api/v1/tasks/{world.ids['task_id']}")).json()["status"] == "PENDING"
     assert (await owner.get(f"/api/v1/orgs/{world.ids['org_id']}")).json()["name"] == "org-a"
     assert (await owner.get(f"/api/v1/knowledge-bases/{world.ids['kb_id']}")).json()["name"] == "a-kb"
+    assert (await owner.get(f"/api/v1/models/{world.ids['model_name']}")).json()["aliases"] == {"production": 1}
+    assert [v["version"] for v in (await owner.get(f"/api/v1/models/{world.ids['model_name']}/versions")).json()["items"]] == [1]
     documents = (await owner.get(f"/api/v1/knowledge-bases/{world.ids['kb_id']}/documents")).json()["items"]
     assert [(d["document_id"], d["filename"]) for d in documents] == [(world.ids["document_id"], "a.md")]
     members = {m["user_id"]: m["role"] for m in (await owner.get(f"/api/v1/orgs/{world.ids['org_id']}/members")).json()}
@@ -280,6 +308,11 @@ def probes_of_org_a(world: World) -> dict[str, list[tuple[str, str, dict | None,
         "knowledge": [(method, f"/api/v1/knowledge-bases/{ids['kb_id']}{path}", body, "not found") for method, path, body in (
             ("GET", "", None), ("DELETE", "", None), ("GET", "/documents", None), ("GET", f"/documents/{ids['document_id']}", None),
             ("DELETE", f"/documents/{ids['document_id']}", None), ("POST", "/search", {"query": "secret"}))],
+        "models": [(method, f"/api/v1/models/{ids['model_name']}{path}", body, "not found") for method, path, body in (
+            ("GET", "", None), ("GET", "/versions", None), ("GET", "/versions/1", None), ("GET", "/versions/1/adapter", None),
+            ("DELETE", "/versions/1", None), ("GET", "/aliases", None), ("POST", "/versions/1/promote", {"alias": "production", "force": True, "reason": "x"}),
+            ("POST", "/aliases/production/rollback", None), ("GET", "/gates", None), ("GET", f"/gates/{ids['gate_id']}", None),
+            ("POST", "/versions", {"task_id": ids["task_id"]}))],
         "orgs": [("GET", org, None, "not found"), ("GET", f"{org}/members", None, "not found"), ("DELETE", f"{org}/members/{viewer}", None, "not found"),
                  ("PATCH", f"{org}/members/{viewer}", {"role": "owner"}, "not found"),
                  ("POST", f"{org}/members", {"username": "bob", "role": "owner"}, "not found"), ("PATCH", org, {"name": "pwned"}, "not found")],

@@ -1,0 +1,110 @@
+"""The model registry's activities: a finished task registers its final adapter; the promotion gate evaluates the
+candidate, the alias's current version and the base model on the same test questions, then applies its decision."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from temporalio import activity
+
+from activities.context import ActivityContext, Heartbeater, invalid_input
+from activities.evaluate import evaluation_config
+from core.errors import DomainError
+from db.models import KnowledgeBase, MLTask
+from ml.evaluator import generate_answers, score_split
+from ml.optimizer import Splits
+from ml.promotion import BASE, CANDIDATE, CURRENT, SetScores, decide, figures
+from schemas.reports import RAG, RetrievedContexts
+from schemas.workflow_io import (
+    ConcludeGateInput, ConcludeGateResult, GateEvaluateInput, GateEvaluateResult, GateTestSet, RecordGateInput, RegisterFinalAdapterInput,
+    RegisterFinalAdapterResult,
+)
+from services import registry
+from storage.object_store import get_dir
+
+
+class RegistryActivities:
+    def __init__(self, ctx: ActivityContext):
+        self.ctx = ctx
+
+    @activity.defn(name="register_final_adapter")
+    def register_final_adapter(self, inp: RegisterFinalAdapterInput) -> RegisterFinalAdapterResult:
+        """The task's last iteration as the next version of its registered model (idempotent: a retry finds it registered).
+        A refusal (the name holds another base model's adapters) is reported, not raised: the task itself succeeded."""
+        with self.ctx.sessions() as session:
+            task = session.get(MLTask, inp.task_id)
+            name = task.register_as or registry.default_model_name(task.name)
+            try:
+                version, _ = registry.register_version(session, self.ctx.store, org_id=task.org_id, model_name=name, task_id=task.id,
+                                                       iteration=inp.iteration, created_by=task.created_by)
+            except DomainError as exc:
+                activity.logger.warning("task %s: its adapter was not registered as %s: %s", task.id, name, exc.message)
+                return RegisterFinalAdapterResult(model_name=name, version=None, error=exc.message)
+        activity.logger.info("task %s: registered as %s version %s", inp.task_id, name, version.version)
+        return RegisterFinalAdapterResult(model_name=name, version=version.version)
+
+    @activity.defn(name="evaluate_for_promotion")
+    def evaluate_for_promotion(self, inp: GateEvaluateInput) -> GateEvaluateResult:
+        """Every model answers every test set's questions in the candidate's serving mode; per-question scores, then figures."""
+        from ml.base_model import load_model_and_tokenizer
+
+        config = evaluation_config(self.ctx.settings)
+        with Heartbeater() as heartbeat:
+            questions = [(test_set, self._questions(inp, test_set)) for test_set in inp.test_sets]
+            adapters = {CANDIDATE: inp.candidate.adapter_key, **({CURRENT: inp.current.adapter_key} if inp.current else {}), BASE: None}
+            scores: dict[str, dict[str, list[float]]] = {test_set.name: {} for test_set in inp.test_sets}
+            for label, adapter_key in adapters.items():
+                heartbeat.update(stage=f"loading {label}")
+                model, tokenizer = load_model_and_tokenizer(inp.base_model, self.ctx.settings.model_cache_dir)
+                with tempfile.TemporaryDirectory() as tmp:
+                    if adapter_key is not None:
+                        from peft import PeftModel
+
+                        model = PeftModel.from_pretrained(model, get_dir(self.ctx.store, adapter_key, Path(tmp) / "adapter")).merge_and_unload()
+                    for test_set, (examples, passages) in questions:
+                        answers = generate_answers(model, tokenizer, [e.question for e in examples], config.batch_size, config.max_new_tokens,
+                                                   lambda what, done, total: heartbeat.update(stage=f"{label} on {test_set.name}: {done}/{total}"),
+                                                   passages)
+                        result = score_split("test", examples, answers, config.weights)
+                        scores[test_set.name][label] = [row.overall for row in result.examples]
+        sets = [SetScores(test_set.name, test_set.splits_key, scores[test_set.name]) for test_set in inp.test_sets]
+        return GateEvaluateResult(figures=figures(sets, inp.mode, inp.margin))
+
+    def _questions(self, inp: GateEvaluateInput, test_set: GateTestSet):
+        """The set's test examples, and in rag mode the passages each question is asked with: those its own evaluation
+        used, or for a set evaluated closed book, the top-k from the candidate's knowledge base."""
+        examples = Splits.from_json(self.ctx.read_json(test_set.splits_key)).test
+        if not examples:
+            raise invalid_input(f"{test_set.name} is empty")
+        if inp.mode != RAG:
+            return examples, None
+        if test_set.contexts_key:
+            contexts = self.ctx.read_model(test_set.contexts_key, RetrievedContexts)
+            return examples, [contexts.examples[e.id].context if e.id in contexts.examples else [] for e in examples]
+        from knowledge.embeddings import embed
+        from ml.retrieval_context import retrieve
+
+        with self.ctx.sessions() as session:
+            kb = session.get(KnowledgeBase, inp.knowledge_base_id) if inp.knowledge_base_id else None
+            if kb is None or kb.org_id != inp.org_id or not kb.index_key:
+                raise invalid_input(f"{test_set.name} has no passages and the candidate's knowledge base {inp.knowledge_base_id} has no index")
+            index_key = kb.index_key
+        hits = retrieve(self.ctx.knowledge_indexes.get(index_key), examples, embed, inp.retrieval_top_k)
+        return examples, [[hit.chunk.text for hit in found] for found in hits]
+
+    @activity.defn(name="conclude_promotion")
+    def conclude_promotion(self, inp: ConcludeGateInput) -> ConcludeGateResult:
+        """Decide by the margin, and move the alias if the candidate wins and the alias has not moved meanwhile."""
+        decision = decide(inp.figures, inp.figures["margin"])
+        with self.ctx.sessions() as session:
+            gate = registry.conclude_gate(session, inp.gate_id, inp.figures, decision.promote, decision.reason)
+            return ConcludeGateResult(status=gate.status, reason=gate.reason or "")
+
+    @activity.defn(name="record_gate")
+    def record_gate(self, inp: RecordGateInput) -> None:
+        """The gate's projection: only a failure needs writing (the decision is written by `conclude_promotion`)."""
+        if inp.error is not None:
+            with self.ctx.sessions() as session:
+                registry.fail_gate(session, inp.gate_id, inp.error)
+

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 
 from api.errors import ERROR_RESPONSES, domain_error_response
 from api.middleware import AuditLog, BodyLimit, RejectNul
-from api.routes import api_keys, audit, auth, datasets, knowledge, models, orgs, tasks
+from api.routes import api_keys, audit, auth, datasets, knowledge, models, orgs, qa, tasks
 from api.security import LoginThrottle, check_every_route_is_authorized
 from core.errors import DomainError
 from core.settings import Settings, get_settings
@@ -17,7 +17,7 @@ from services.knowledge import IndexCache
 from storage.object_store import object_store_from_settings
 from temporal_client import TemporalConnection
 
-ROUTERS = (auth.router, orgs.router, api_keys.router, audit.router, datasets.router, tasks.router, knowledge.router, models.router)
+ROUTERS = (auth.router, orgs.router, api_keys.router, audit.router, datasets.router, tasks.router, knowledge.router, models.router, qa.router)
 DESCRIPTION = """Durable fine-tuning runs of small language models on Temporal.
 
 Log in with `POST /api/v1/auth/login` and send the access token (or an API key) as

@@ -20,7 +20,7 @@ MULTIPART_OVERHEAD = 64 * 1024  # form fields and boundaries around an upload's 
 # Routes whose body is an upload, each with the name of the setting that limits it.
 UPLOAD_ROUTES = {("POST", re.compile(r"/api/v1/datasets/?")): "max_upload_bytes",
                  ("POST", re.compile(r"/api/v1/knowledge-bases/[^/]+/documents/?")): "max_document_bytes"}
-RESOURCE_PARAMS = (("gate_id", "promotion_gate"), ("alias", "model_alias"), ("version", "model_version"), ("model_name", "model"),
+RESOURCE_PARAMS = (("entry_id", "qa_entry"), ("gate_id", "promotion_gate"), ("alias", "model_alias"), ("version", "model_version"), ("model_name", "model"),
                    ("document_id", "document"), ("kb_id", "knowledge_base"), ("key_id", "api_key"), ("user_id", "member"),
                    ("task_id", "task"), ("dataset_id", "dataset"), ("org_id", "organization"))
 

@@ -31,6 +31,15 @@ def cmd_api(_: argparse.Namespace) -> None:
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
 
 
+def cmd_serve(_: argparse.Namespace) -> None:
+    import uvicorn
+
+    from serving.app import create_serving_app
+
+    settings = upgraded_settings()
+    uvicorn.run(create_serving_app(settings), host=settings.serve_host, port=settings.serve_port, log_level="warning")
+
+
 def cmd_worker(args: argparse.Namespace) -> None:
     from workers.pools import run_pool
 
@@ -58,6 +67,7 @@ def cmd_dev(_: argparse.Namespace) -> None:
     settings = get_settings()
     with Stack(settings) as stack:
         print(f"WLOps is running.\n  API:             http://{settings.api_host}:{settings.api_port}/docs\n"
+              f"  serving:         http://{settings.serve_host}:{settings.serve_port}/v1 (OpenAI-compatible)\n"
               f"  Temporal gRPC:   {settings.resolved_temporal_address}\n  Temporal Web UI: {settings.temporal_ui_url}\n"
               f"  logs:            {stack.log_dir}\n{login_hint(settings)}\nPress Ctrl-C to stop.", flush=True)
         try:
@@ -98,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="wlops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("api", help="serve the HTTP API").set_defaults(func=cmd_api)
+    commands.add_parser("serve", help="serve the OpenAI-compatible chat completions of registered models").set_defaults(func=cmd_serve)
     worker = commands.add_parser("worker", help="run one worker pool")
     worker.add_argument("--pool", choices=sorted(POOL_TASK_QUEUES), required=True)
     worker.set_defaults(func=cmd_worker)

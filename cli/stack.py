@@ -47,6 +47,7 @@ def stack_services(settings: Settings) -> list[ServiceSpec]:
             "--namespace", settings.temporal_namespace, "--log-level", "warn",
         ], port=settings.temporal_port))
     services.append(ServiceSpec("api", wlops + ["api"], port=settings.api_port))
+    services.append(ServiceSpec("serve", wlops + ["serve"], port=settings.serve_port))
     for pool in WORKER_POOLS:
         services.append(ServiceSpec(f"worker-{pool}", wlops + ["worker", "--pool", pool], task_queues=POOL_TASK_QUEUES[pool]))
     return services

@@ -23,6 +23,7 @@ class Scope(StrEnum):
     MODELS_READ = "models:read"
     MODELS_WRITE = "models:write"  # register versions, ask the promotion gate, roll an alias back
     MODELS_FORCE = "models:force"  # promote past the gate (audited with its reason)
+    INFERENCE = "inference"  # ask the serving process's models, and rate their answers
     MEMBERS_READ = "members:read"
     MEMBERS_WRITE = "members:write"
     KEYS_MANAGE = "keys:manage"
@@ -31,7 +32,7 @@ class Scope(StrEnum):
 
 
 _VIEWER = frozenset({Scope.DATASETS_READ, Scope.TASKS_READ, Scope.KNOWLEDGE_READ, Scope.MODELS_READ, Scope.MEMBERS_READ})
-_MEMBER = _VIEWER | {Scope.DATASETS_WRITE, Scope.TASKS_WRITE, Scope.KNOWLEDGE_WRITE, Scope.MODELS_WRITE}
+_MEMBER = _VIEWER | {Scope.DATASETS_WRITE, Scope.TASKS_WRITE, Scope.KNOWLEDGE_WRITE, Scope.MODELS_WRITE, Scope.INFERENCE}
 _ADMIN = _MEMBER | {Scope.MEMBERS_WRITE, Scope.KEYS_MANAGE, Scope.AUDIT_READ, Scope.MODELS_FORCE}
 _OWNER = _ADMIN | {Scope.ORG_MANAGE}
 
@@ -41,7 +42,7 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {Role.VIEWER: _VIEWER, Role.MEMBER: 
 
 # What a program's API key may be granted (never member, key or organization management).
 API_KEY_SCOPES: frozenset[Scope] = frozenset({Scope.DATASETS_READ, Scope.DATASETS_WRITE, Scope.TASKS_READ, Scope.TASKS_WRITE,
-                                             Scope.KNOWLEDGE_READ, Scope.KNOWLEDGE_WRITE, Scope.MODELS_READ, Scope.MODELS_WRITE})
+                                             Scope.KNOWLEDGE_READ, Scope.KNOWLEDGE_WRITE, Scope.MODELS_READ, Scope.MODELS_WRITE, Scope.INFERENCE})
 
 ROLE_RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
 

@@ -13,6 +13,8 @@ class DomainError(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+        self.param: str | None = None  # the input field at fault, where one is (the serving protocol reports it)
+        self.code: str | None = None  # a machine-readable reason, where a protocol defines one
 
 
 class NotFound(DomainError):

@@ -107,6 +107,15 @@ class Settings(BaseSettings):
     promotion_margin: float = Field(default=0.01, ge=0, le=1, description=(
         "A candidate is promoted only if its pooled test score beats the alias's current version and the base model by this much."))
     gate_evaluate_seconds: int = Field(default=3600, ge=1, description="How long the gate's evaluation of the candidate may run.")
+    # The serving process (`wlops serve`): many adapters on one base model.
+    serve_host: str = "127.0.0.1"
+    serve_port: int = Field(default=8001, ge=1, le=65535)
+    serve_max_adapters: int = Field(default=8, ge=1, description="Adapters kept loaded per base model (least recently used leave first).")
+    serve_max_batch: int = Field(default=16, ge=1, description="Requests decoded together, whatever adapters they use.")
+    serve_batch_window_ms: float = Field(default=10, ge=0, description="How long the first request of a batch waits for others.")
+    serve_max_tokens: int = Field(default=512, ge=1, description="The largest max_tokens a request may ask for.")
+    serve_default_max_tokens: int = Field(default=128, ge=1)
+    serve_retrieval_top_k: int = Field(default=3, ge=1, le=20, description="Passages per question when the version does not say.")
 
     # Worker concurrency per pool: training holds a whole model, so one at a time by default.
     optimize_concurrency: int = Field(default=2, ge=1)

@@ -1,6 +1,7 @@
 """Stored models: organizations and their members, API keys and audit log; datasets, ml_tasks, task_executions;
 knowledge bases and their documents (the chunks are stored with each index version, in object storage); the model
-registry: registered models, their versions, aliases with the history of their moves, and promotion gates.
+registry: registered models, their versions, aliases with the history of their moves, and promotion gates; the
+history of every completion the serving process answered, with its feedback.
 
 Every dataset and task belongs to one organization (`org_id`, a server-generated id that also prefixes
 its storage keys) and records the user who created it (`created_by`). Columns that name a stored
@@ -310,3 +311,31 @@ class PromotionGate(Base):
     requested_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class QAEntry(Base):
+    """One completion answered by `wlops serve`: who asked which model version what, what it answered from which
+    sources, at what cost, and what the asker thought of it."""
+
+    __tablename__ = "qa_history"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    api_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    conversation_id: Mapped[str] = mapped_column(String(64), index=True)
+    model: Mapped[str] = mapped_column(String(200), index=True)  # the exact version that answered: name@3, or a base model
+    model_version_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    messages: Mapped[list] = mapped_column(JSON)
+    answer: Mapped[str] = mapped_column(Text)
+    finish_reason: Mapped[str] = mapped_column(String(16))
+    knowledge_base_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sources: Mapped[list] = mapped_column(JSON, default=list)
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    rating: Mapped[str | None] = mapped_column(String(8), nullable=True, index=True)  # up | down
+    corrected_answer: Mapped[str | None] = mapped_column(Text, nullable=True)
+    feedback_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    feedback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -516,3 +516,49 @@ class GateList(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+# --- question answering history ------------------------------------------------------------
+
+
+class QAEntryPublic(BaseModel):
+    entry_id: str
+    conversation_id: str
+    model: str = Field(description="The exact version that answered (name@3), or a base model.")
+    messages: list[dict[str, Any]]
+    answer: str
+    finish_reason: str
+    knowledge_base_id: str | None
+    sources: list[dict[str, Any]]
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: int
+    user_id: str | None
+    api_key_id: str | None
+    rating: Literal["up", "down"] | None
+    corrected_answer: str | None
+    feedback_at: UtcDateTime | None
+    created_at: UtcDateTime
+
+
+class QAHistoryList(BaseModel):
+    items: list[QAEntryPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class FeedbackRequest(RequestModel):
+    rating: Literal["up", "down"]
+    corrected_answer: str | None = Field(default=None, min_length=1, max_length=10_000, description="What the answer should have been.")
+
+
+class QAFilter(RequestModel):
+    model: str | None = Field(default=None, min_length=1, max_length=200, description="name@3 for one version, name for all of a model's.")
+    conversation_id: str | None = Field(default=None, min_length=1, max_length=64)
+    rating: Literal["up", "down"] | None = None
+
+
+class QADatasetRequest(RequestModel):
+    name: str = Field(min_length=1, max_length=200)
+    filter: QAFilter = Field(default_factory=QAFilter)

@@ -101,7 +101,7 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 def test_every_stack_service_has_a_compose_counterpart(compose, specs):
     services = compose["services"]
-    assert set(specs) == {"temporal", "api", *(f"worker-{pool}" for pool in WORKER_POOLS)}
+    assert set(specs) == {"temporal", "api", "serve", *(f"worker-{pool}" for pool in WORKER_POOLS)}
     for name, spec in specs.items():
         assert name in services, f"stack service {name!r} has no counterpart in {COMPOSE_FILE.name}"
         if name == "temporal":
@@ -132,7 +132,7 @@ def test_every_wlops_service_declares_its_task_queues(compose, specs):
     for name, service in wlops_services(compose).items():
         labels = service.get("labels", {})
         assert isinstance(labels, dict) and QUEUES_LABEL in labels, f"{name}: no {QUEUES_LABEL} label"
-    assert compose["services"]["api"]["labels"][QUEUES_LABEL] == ""
+    assert compose["services"]["api"]["labels"][QUEUES_LABEL] == compose["services"]["serve"]["labels"][QUEUES_LABEL] == ""
 
 
 def test_every_task_queue_is_polled_by_exactly_one_compose_service(compose):
@@ -190,10 +190,11 @@ def test_environment_points_at_services_of_the_file(compose):
 
 # (d) the GPU ------------------------------------------------------------------------------------------
 
-def test_train_worker_reserves_a_gpu(compose):
+def test_train_worker_and_the_serving_process_reserve_a_gpu(compose):
+    for name in ("worker-train", "serve"):
+        devices = compose["services"][name]["deploy"]["resources"]["reservations"]["devices"]
+        assert any(d.get("driver") == "nvidia" and d.get("count") == 1 and "gpu" in d.get("capabilities", []) for d in devices), name
     service = compose["services"]["worker-train"]
-    devices = service["deploy"]["resources"]["reservations"]["devices"]
-    assert any(d.get("driver") == "nvidia" and d.get("count") == 1 and "gpu" in d.get("capabilities", []) for d in devices)
     assert int(environment(service)["WLOPS_TRAIN_CONCURRENCY"]) == 1
     for name in ("worker-control", "worker-optimize", "worker-evaluate", "api"):
         assert "deploy" not in compose["services"][name], f"{name} should not hold a GPU"
@@ -210,6 +211,10 @@ def test_ports_match_the_local_defaults(compose):
     assert published_ports(services["api"]).get(settings.api_port) == api_port
     assert environment(services["api"])["WLOPS_API_HOST"] == "0.0.0.0"
     assert f":{api_port}/healthz" in " ".join(services["api"]["healthcheck"]["test"])
+    serve_port = int(environment(services["serve"])["WLOPS_SERVE_PORT"])
+    assert serve_port == settings.serve_port and published_ports(services["serve"]).get(settings.serve_port) == serve_port
+    assert environment(services["serve"])["WLOPS_SERVE_HOST"] == "0.0.0.0"
+    assert f":{serve_port}/healthz" in " ".join(services["serve"]["healthcheck"]["test"])
 
 
 # (f) one image ------------------------------------------------------------------------------------------

@@ -15,8 +15,9 @@ from activities.context import ActivityContext
 from db.models import Dataset
 from ml.examples import example_key, examples_from_jsonl
 from ml.optimizer import Splits, find_leaks
+from serving.app import create_serving_app
 from storage.object_store import get_bytes, get_dir
-from tests.e2e.support import api_client, upload, wait_for_gate, wait_until_done, write_dataset, write_knowledge
+from tests.e2e.support import anonymous_client, api_client, upload, wait_for_gate, wait_until_done, write_dataset, write_knowledge
 from tests.workflows.fakes import running_workers
 
 TINY_HYPERPARAMETERS = {"max_steps": 6, "batch_size": 4, "learning_rate": 1e-3, "max_seq_length": 96}
@@ -181,6 +182,12 @@ async def test_a_continuous_run_with_a_knowledge_base_trains_with_passages_and_r
         # the registered version serves with retrieval, and the gate measures it so: the same passages, the same scores
         version = (await api.get("/api/v1/models/with-passages/versions/1")).json()
         gate = await wait_for_gate(api, (await api.post("/api/v1/models/with-passages/versions/1/promote", json={})).headers["location"])
+        # and it answers with retrieval: the response names the passages it was given
+        question = Splits.from_json(json.loads(get_bytes(ctx.store, f"optimized/{task_id}-opt1/splits.json"))).test[0].question
+        async with anonymous_client(create_serving_app(settings), {"Authorization": api.headers["authorization"]}) as served:
+            answered = await served.post("/v1/chat/completions", json={"model": "with-passages@1", "max_tokens": 8,
+                                                                        "messages": [{"role": "user", "content": question}]})
+            searched = (await api.post(f"/api/v1/knowledge-bases/{kb_id}/search", json={"query": question, "top_k": 2})).json()["results"]
         in_use = await api.delete(f"/api/v1/knowledge-bases/{kb_id}")  # after the run
 
     # the headline is the retrieval-augmented test score; closed book is measured beside it, for the base model too
@@ -196,6 +203,10 @@ async def test_a_continuous_run_with_a_knowledge_base_trains_with_passages_and_r
     assert version["scores"]["rag"]["test"] == report["final"]["score"] and set(version["scores"]) == {"rag", "closed_book"}
     assert gate["status"] in ("PROMOTED", "REFUSED") and gate["mode"] == "rag", gate
     assert gate["figures"]["pooled"]["scores"] == {"candidate": report["final"]["score"], "base": report["baseline"]["modes"]["rag"]["test"]["overall"]}
+    assert answered.status_code == 200, answered.text
+    sources = answered.json()["sources"]
+    assert [s["chunk_id"] for s in sources] == [r["chunk_id"] for r in searched] and len(sources) == 2  # the version's top-k, as trained
+    assert all(s["document_id"] and s["filename"] and s["score"] > 0 for s in sources)
 
     train = examples_from_jsonl(get_bytes(ctx.store, f"optimized/{task_id}-opt1/train.jsonl"))
     assert all(len(e.context) == len(e.context_chunk_ids) == 2 for e in train)

@@ -29,7 +29,8 @@ def test_each_role_holds_strictly_more_than_the_one_below():
         assert ROLE_RANK[lower] < ROLE_RANK[higher]
     assert ROLE_SCOPES[Role.OWNER] == frozenset(Scope)
     assert ROLE_SCOPES[Role.VIEWER] == {Scope.DATASETS_READ, Scope.TASKS_READ, Scope.KNOWLEDGE_READ, Scope.MODELS_READ, Scope.MEMBERS_READ}
-    assert ROLE_SCOPES[Role.MEMBER] - ROLE_SCOPES[Role.VIEWER] == {Scope.DATASETS_WRITE, Scope.TASKS_WRITE, Scope.KNOWLEDGE_WRITE, Scope.MODELS_WRITE}
+    assert ROLE_SCOPES[Role.MEMBER] - ROLE_SCOPES[Role.VIEWER] == {Scope.DATASETS_WRITE, Scope.TASKS_WRITE, Scope.KNOWLEDGE_WRITE, Scope.MODELS_WRITE,
+                                                                       Scope.INFERENCE}
     # forcing a promotion past the gate is for admins and owners
     assert ROLE_SCOPES[Role.ADMIN] - ROLE_SCOPES[Role.MEMBER] == {Scope.MEMBERS_WRITE, Scope.KEYS_MANAGE, Scope.AUDIT_READ, Scope.MODELS_FORCE}
     assert ROLE_SCOPES[Role.OWNER] - ROLE_SCOPES[Role.ADMIN] == {Scope.ORG_MANAGE}
@@ -37,7 +38,7 @@ def test_each_role_holds_strictly_more_than_the_one_below():
 
 def test_api_keys_can_only_get_dataset_task_knowledge_and_model_scopes():
     assert API_KEY_SCOPES == {Scope.DATASETS_READ, Scope.DATASETS_WRITE, Scope.TASKS_READ, Scope.TASKS_WRITE, Scope.KNOWLEDGE_READ,
-                              Scope.KNOWLEDGE_WRITE, Scope.MODELS_READ, Scope.MODELS_WRITE}  # never models:force
+                              Scope.KNOWLEDGE_WRITE, Scope.MODELS_READ, Scope.MODELS_WRITE, Scope.INFERENCE}  # never models:force
     assert API_KEY_SCOPES <= ROLE_SCOPES[Role.MEMBER]
 
 

@@ -1,4 +1,4 @@
-"""Registered models, their versions, aliases and gates belong to one organization: another one finds nothing of them,
+"""Registered models, their versions, aliases, gates and question-answering history belong to one organization: another one finds nothing of them,
 a viewer reads but moves nothing, and forcing a promotion is for owners and admins."""
 
 from __future__ import annotations
@@ -41,4 +41,16 @@ async def test_bad_input_on_models_says_what_is_wrong(world):
         assert response.status_code == status and message in response.json()["detail"], f"{path}: {response.status_code} {response.text}"
     assert (await world.owner.delete(f"{model}/versions/1")).status_code == 409
     assert (await world.owner.get(f"{model}/versions/0")).status_code == 422
+    await assert_org_a_untouched(world)
+
+
+async def test_org_b_cannot_rate_org_a_answers_or_export_them(world):
+    await assert_org_b_finds_nothing_of(world, "qa")
+    assert (await world.other.get("/api/v1/qa/history")).json()["total"] == 0
+    exported = await world.other.post("/api/v1/qa/datasets", json={"name": "steal", "filter": {"conversation_id": "c-1"}})
+    assert exported.status_code == 422 and "rate some answers first" in exported.json()["detail"]
+    # a viewer reads the history, but rating is for those who may ask (inference)
+    assert (await world.viewer.get("/api/v1/qa/history")).json()["total"] == 1
+    rated = await world.viewer.post(f"/api/v1/qa/history/{world.ids['entry_id']}/feedback", json={"rating": "up"})
+    assert rated.status_code == 403 and "inference" in rated.json()["detail"]
     await assert_org_a_untouched(world)

@@ -15,7 +15,7 @@ from core.access import ROLE_SCOPES, Role, Scope
 from tests.api.access.world import Operation, api_routes, assert_org_a_untouched, call, names_field, request_kwargs, schema_operations
 from tests.e2e.support import TEST_PASSWORD, anonymous_client
 
-ID_PARAMS = ("dataset_id", "task_id", "key_id", "org_id", "user_id", "kb_id", "document_id", "model_name", "version", "alias", "gate_id")
+ID_PARAMS = ("dataset_id", "task_id", "key_id", "org_id", "user_id", "kb_id", "document_id", "model_name", "version", "alias", "gate_id", "entry_id")
 
 
 def mutates(op: Operation) -> bool:

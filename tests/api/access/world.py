@@ -245,7 +245,7 @@ def stored_document(settings, kb_id: str) -> str:
 def stored_model(settings, org_id: str, task_id: str, name: str = "a-model") -> dict[str, str]:
     """A registered model of org A with version 1 behind `production`, and a refused gate, written directly (the task that
     would have trained it never runs in these tests)."""
-    from db.models import AliasMove, ModelAlias, ModelVersion, PromotionGate, RegisteredModel, new_id
+    from db.models import AliasMove, ModelAlias, ModelVersion, PromotionGate, QAEntry, RegisteredModel, new_id
     from storage.object_store import put_bytes
 
     store = object_store_from_settings(settings)
@@ -263,8 +263,12 @@ def stored_model(settings, org_id: str, task_id: str, name: str = "a-model") -> 
             session.flush()
         session.add_all([ModelAlias(model_id=model.id, name="production", version_id=version.id),
                          AliasMove(model_id=model.id, alias="production", to_version=1, kind="forced", reason="set up")])
+        entry = QAEntry(org_id=org_id, conversation_id="c-1", model=f"{name}@1", model_version_id=version.id,
+                        messages=[{"role": "user", "content": "What is org A's secret?"}], answer="It is secret.", finish_reason="stop",
+                        sources=[], prompt_tokens=5, completion_tokens=3, latency_ms=10)
+        session.add(entry)
         session.commit()
-        return {"model_name": name, "version": "1", "alias": "production", "gate_id": gate.id}
+        return {"model_name": name, "version": "1", "alias": "production", "gate_id": gate.id, "entry_id": entry.id}
 
 
 async def assert_org_a_untouched(world: World) -> None:
@@ -276,6 +280,8 @@ async def assert_org_a_untouched(world: World) -> None:
     assert (await owner.get(f"/api/v1/knowledge-bases/{world.ids['kb_id']}")).json()["name"] == "a-kb"
     assert (await owner.get(f"/api/v1/models/{world.ids['model_name']}")).json()["aliases"] == {"production": 1}
     assert [v["version"] for v in (await owner.get(f"/api/v1/models/{world.ids['model_name']}/versions")).json()["items"]] == [1]
+    history = (await owner.get("/api/v1/qa/history")).json()["items"]
+    assert [(e["entry_id"], e["rating"]) for e in history] == [(world.ids["entry_id"], None)]
     documents = (await owner.get(f"/api/v1/knowledge-bases/{world.ids['kb_id']}/documents")).json()["items"]
     assert [(d["document_id"], d["filename"]) for d in documents] == [(world.ids["document_id"], "a.md")]
     members = {m["user_id"]: m["role"] for m in (await owner.get(f"/api/v1/orgs/{world.ids['org_id']}/members")).json()}
@@ -313,6 +319,7 @@ def probes_of_org_a(world: World) -> dict[str, list[tuple[str, str, dict | None,
             ("DELETE", "/versions/1", None), ("GET", "/aliases", None), ("POST", "/versions/1/promote", {"alias": "production", "force": True, "reason": "x"}),
             ("POST", "/aliases/production/rollback", None), ("GET", "/gates", None), ("GET", f"/gates/{ids['gate_id']}", None),
             ("POST", "/versions", {"task_id": ids["task_id"]}))],
+        "qa": [("POST", f"/api/v1/qa/history/{ids['entry_id']}/feedback", {"rating": "down", "corrected_answer": "pwned"}, "not found")],
         "orgs": [("GET", org, None, "not found"), ("GET", f"{org}/members", None, "not found"), ("DELETE", f"{org}/members/{viewer}", None, "not found"),
                  ("PATCH", f"{org}/members/{viewer}", {"role": "owner"}, "not found"),
                  ("POST", f"{org}/members", {"username": "bob", "role": "owner"}, "not found"), ("PATCH", org, {"name": "pwned"}, "not found")],

@@ -1,6 +1,7 @@
 """The main job: start the embedded stack, build a knowledge base from the sample's documents, upload the sample
 dataset, run a continuous-learning task that trains and answers with passages from the knowledge base, through the
-API with live progress, and print the iterations against the base model, closed book and with retrieval."""
+API with live progress, and print the iterations against the base model, closed book and with retrieval; then put
+the registered final adapter through the promotion gate and ask it one question through `wlops serve`."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ DEMO_HYPERPARAMETERS = {"learning_rate": 1e-3, "epochs": 2, "batch_size": 8, "ma
 DEMO_KNOWLEDGE_BASE = {"name": "FerroLink documentation", "description": "the sample's fact sheet as five documents", "chunk_tokens": 48,
                        "chunk_overlap_tokens": 0}
 DEMO_RAG = {"retrieval_top_k": 3, "max_seq_length": 384}
+DEMO_MODEL = "ferrolink-assistant"  # the registered model the task's final adapter joins
 
 
 def run_demo(settings: Settings, iterations: int = 2, max_steps: int | None = None, dataset: Path = SAMPLE_DATASET) -> int:
@@ -47,7 +49,7 @@ def run_demo(settings: Settings, iterations: int = 2, max_steps: int | None = No
             task = _ok(api.post("/api/v1/tasks/continuous", json={
                 "task_name": "FerroLink support assistant", "model_name": "smollm2-135m-instruct", "dataset_id": upload["dataset_id"],
                 "hyperparameters": hyperparameters, "max_iterations": iterations, "performance_threshold": 0.95,
-                "knowledge_base_id": kb["knowledge_base_id"], "retrieval_top_k": DEMO_RAG["retrieval_top_k"],
+                "knowledge_base_id": kb["knowledge_base_id"], "retrieval_top_k": DEMO_RAG["retrieval_top_k"], "register_as": DEMO_MODEL,
             }))
             task_id = task["task_id"]
             _ok(api.post(f"/api/v1/tasks/{task_id}/start"))
@@ -55,11 +57,15 @@ def run_demo(settings: Settings, iterations: int = 2, max_steps: int | None = No
             final = _follow(api, stack, task_id, console)
             completed = final["status"] == TaskStatus.COMPLETED
             report = StoredTaskReport.model_validate(_ok(api.get(f"/api/v1/tasks/{task_id}/report"))) if completed else None
+            if report is not None:
+                console.print(_iteration_table(report))
+                gate = _promote(api, console)
+                reference = DEMO_MODEL if gate["status"] == "PROMOTED" else f"{DEMO_MODEL}@{gate['candidate_version']}"
+                _ask(settings, api, reference, report.side_by_side[0] if report.side_by_side else None, console)
     elapsed = time.monotonic() - started
     if report is None:
         console.print(f"[red]task ended {final['status']}[/]: {final.get('error')}")
         return 1
-    console.print(_iteration_table(report))
     beats = report.final.beats_baseline
     console.print(
         f"\nfinal test-split score {report.final.score:.4f} ({report.final.grade}, {report.final.mode.replace('_', ' ')}) vs base model "
@@ -96,6 +102,32 @@ def _ok(response: httpx.Response) -> dict:
     if response.status_code >= 400:
         raise SystemExit(f"API error {response.status_code} on {response.request.method} {response.request.url}: {response.text}")
     return response.json()
+
+
+def _promote(api: httpx.Client, console: Console) -> dict:
+    """The final adapter was registered when the task completed: ask the promotion gate to put it in production."""
+    version = _ok(api.get(f"/api/v1/models/{DEMO_MODEL}"))["latest_version"]
+    gate = _ok(api.post(f"/api/v1/models/{DEMO_MODEL}/versions/{version}/promote", json={"alias": "production"}))
+    console.print(f"registered [cyan]{DEMO_MODEL}@{version}[/]; the promotion gate evaluates it against the base model on its locked test split…")
+    while gate["status"] == "EVALUATING":
+        time.sleep(1)
+        gate = _ok(api.get(f"/api/v1/models/{DEMO_MODEL}/gates/{gate['gate_id']}"))
+    colour = "green" if gate["status"] == "PROMOTED" else "red"
+    console.print(f"gate: [{colour}]{gate['status']}[/] — {gate['reason']}")
+    return gate
+
+
+def _ask(settings: Settings, api: httpx.Client, model: str, example, console: Console) -> None:
+    """One question through the OpenAI-compatible endpoint of `wlops serve`, with the passages it was answered from."""
+    question = example.question if example else "Which port does the FerroLink web console listen on?"
+    url = f"http://{settings.serve_host}:{settings.serve_port}/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {api.auth.tokens['access_token']}"}
+    answer = _ok(httpx.post(url, headers=headers, timeout=120, json={"model": model, "max_tokens": 48, "temperature": 0,
+                                                                      "messages": [{"role": "user", "content": question}]}))
+    lines = [f"asked [cyan]{answer['model']}[/] through {url} (a held-out test question):", f"  Q: {question}",
+             f"  A: {answer['choices'][0]['message']['content']}", *([f"  expected: {example.expected}"] if example else []),
+             "  sources: " + "; ".join(f"{s['filename']} > {s['heading']} ({s['score']:.2f})" for s in answer["sources"])]
+    console.print("\n" + "\n".join(lines))
 
 
 def _follow(api: httpx.Client, stack: Stack, task_id: str, console: Console) -> dict:

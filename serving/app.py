@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from auth.callers import Caller, authenticate
 from core import errors
@@ -56,6 +57,10 @@ ERRORS: dict[type[errors.DomainError], tuple[int, str]] = {
     errors.Unavailable: (503, "service_unavailable"),
 }
 bearer = HTTPBearer(auto_error=False)
+ERROR_RESPONSES = {status: {"model": ErrorResponse, "description": description} for status, description in {
+    400: "Invalid parameters (`param` names the field), or a prompt over the context limit (`context_length_exceeded`)",
+    401: "Missing, invalid, expired or revoked credentials", 403: "The credentials lack the `inference` scope",
+    404: "No such model (or version, or alias) in your organization", 503: "The generation failed"}.items()}
 
 
 def invalid(message: str, param: str, code: str | None = None) -> errors.Invalid:
@@ -145,6 +150,12 @@ def create_serving_app(settings: Settings | None = None, engines: Engines | None
         status, kind = next(ERRORS[k] for k in type(error).__mro__ if k in ERRORS)
         return error_response(status, kind, error.message, getattr(error, "param", None), getattr(error, "code", None))
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Starlette's own refusals (a body that cannot be parsed, an unknown path or method), in OpenAI's shape too."""
+        kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}.get(exc.status_code, "invalid_request_error")
+        return error_response(exc.status_code, kind, str(exc.detail))
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
@@ -156,7 +167,7 @@ def create_serving_app(settings: Settings | None = None, engines: Engines | None
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/v1/models", response_model=ModelList)
+    @app.get("/v1/models", response_model=ModelList, responses={k: v for k, v in ERROR_RESPONSES.items() if k in (401, 403)})
     def list_models(caller: Inference) -> ModelList:
         with sessions() as session:
             models, _ = registry.list_models(session, caller.org_id, limit=10_000, offset=0)
@@ -204,7 +215,8 @@ def create_serving_app(settings: Settings | None = None, engines: Engines | None
         return target, messages, sources, kb_id, adapter
 
     @app.post("/v1/chat/completions", response_model=ChatCompletion,
-              responses={200: {"content": {"text/event-stream": {}}, "description": "With `stream`: chat.completion.chunk events, then [DONE]"}})
+              responses={200: {"content": {"text/event-stream": {}}, "description": "With `stream`: chat.completion.chunk events, then [DONE]"},
+                         **ERROR_RESPONSES})
     async def chat_completions(caller: Inference, body: ChatCompletionRequest):
         started = time.perf_counter()
         max_tokens = body.max_completion_tokens or body.max_tokens or min(settings.serve_default_max_tokens, settings.serve_max_tokens)

@@ -18,6 +18,7 @@ from db.models import MLTask, new_id
 from schemas.workflow_io import (
     FineTuningInput, KnowledgeChanged, LoopState, NotifyFollowersInput, RetrainInput, StartIncrementalInput, TaskStateInput, TaskStateResult,
 )
+from services.registry import default_model_name
 from services.tasks import claim_running_slot, workflow_input
 from storage import keys
 
@@ -88,7 +89,7 @@ class RetrainingActivities:
                                org_id=parent.org_id, created_by=parent.created_by, current_iteration=0, max_iterations=parent.max_iterations,
                                performance_threshold=parent.performance_threshold, hyperparameters=dict(parent.hyperparameters or {}),
                                knowledge_base_id=parent.knowledge_base_id, retrieval_top_k=parent.retrieval_top_k, retrain_on_change=True,
-                               parent_task_id=parent.id)
+                               parent_task_id=parent.id, register_as=parent.register_as or default_model_name(parent.name))
                 session.add(child)
                 claim_running_slot(session, self.ctx.settings, child)  # commits, or rolls back and raises RateLimited
             # the lineage keeps its splits: the child gets its own copy, so it is scored on the very test split its parent was

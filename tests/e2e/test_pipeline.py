@@ -270,8 +270,11 @@ async def test_a_task_that_follows_its_knowledge_base_is_continued_by_an_increme
         child = await wait_until_done(api, child_id)
         assert child["status"] == "COMPLETED", child["error"]
         report = (await api.get(f"/api/v1/tasks/{child_id}/report")).json()
+        lineage = (await api.get("/api/v1/models/follows/versions")).json()["items"]
 
     assert (child["parent_task_id"], child["knowledge_base_id"], child["retrain_on_change"]) == (parent["task_id"], kb_id, True)
+    # the incremental task's adapter is the next version of its parent's model, so the gate can weigh one against the other
+    assert [(v["version"], v["task_id"], v["knowledge_base_version"]) for v in lineage] == [(2, child_id, 2), (1, parent["task_id"], 1)]
     assert report["task"]["parent_task_id"] == parent["task_id"]
     [first] = report["iterations"]
     assert first["knowledge_base_version"] == 2 and set(first["comparison"]) == {"baseline", "parent"}

@@ -3,6 +3,8 @@ RetrainWorkflow of each task that follows the knowledge base; the tasks' phases 
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import select
 from temporalio.service import RPCError
@@ -43,6 +45,21 @@ async def finish(client, ctx: ActivityContext, task: MLTask) -> MLTask:
     return task_row(ctx, task.id)
 
 
+async def started_workflow(client, workflow_id: str, timeout: float = 30):
+    """The handle of a workflow that something else starts, once it has been started."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    handle = client.get_workflow_handle(workflow_id, result_type=RetrainResult)
+    while True:
+        try:
+            await handle.describe()
+            return handle
+        except RPCError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
 async def test_several_changes_start_one_incremental_task_that_continues_the_parent(temporal_env, ctx):
     client, fakes = temporal_env.client, FakePhases(ctx)
     kb = new_kb(ctx)
@@ -57,7 +74,7 @@ async def test_several_changes_start_one_incremental_task_that_continues_the_par
         for i, version in ((1, 2), (2, 3)):  # two builds, each a change, well within the quiet period (a build takes 1-3 s)
             await upload(ctx, client, kb, f"note-{i}.md", note(i))
             await wait_for_kb(ctx, kb.id, "READY", version=version)
-        retrain = client.get_workflow_handle(retrain_workflow_id(parent.id), result_type=RetrainResult)
+        retrain = await started_workflow(client, retrain_workflow_id(parent.id))  # the build notifies its followers just after READY
         result = await retrain.result()
         assert (result.knowledge_base_version, result.reason) == (3, "knowledge base changed (2 changes)")
 
@@ -100,7 +117,7 @@ async def test_a_running_task_is_not_disturbed_and_continues_once_it_has_complet
         await wait_for_status(ctx, running.id, "TRAINING", iteration=1)
         await upload(ctx, client, kb, "note-1.md", note(1))
         await wait_for_kb(ctx, kb.id, "READY", version=2)
-        retrain = client.get_workflow_handle(retrain_workflow_id(running.id), result_type=RetrainResult)
+        retrain = await started_workflow(client, retrain_workflow_id(running.id))
         assert (await retrain.query("pending"))["version"] == 2
         assert children(ctx, running.id) == []  # waiting for the task's end
         assert (await handle.result()).status == "COMPLETED"
@@ -126,7 +143,7 @@ async def test_a_task_cancelled_while_waiting_starts_nothing_and_a_failed_task_i
         await wait_for_status(ctx, running.id, "TRAINING")
         await upload(ctx, client, kb, "note-1.md", note(1))
         await wait_for_kb(ctx, kb.id, "READY", version=2)
-        retrain = client.get_workflow_handle(retrain_workflow_id(running.id), result_type=RetrainResult)
+        retrain = await started_workflow(client, retrain_workflow_id(running.id))
         await handle.cancel()
         result = await retrain.result()
         assert (result.incremental_task_id, result.reason) == (None, "the task ended CANCELLED: nothing to continue from")

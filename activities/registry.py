@@ -3,15 +3,20 @@ candidate, the alias's current version and the base model on the same test quest
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from pathlib import Path
 
 from temporalio import activity
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.context import ActivityContext, Heartbeater, invalid_input
 from activities.evaluate import evaluation_config
 from core.errors import DomainError
-from db.models import KnowledgeBase, MLTask
+from core.settings import TASK_QUEUE_WORKFLOWS
+from core.status import GateStatus
+from db.models import KnowledgeBase, MLTask, PromotionGate
 from ml.evaluator import generate_answers, score_split
 from ml.optimizer import Splits
 from ml.promotion import BASE, CANDIDATE, CURRENT, SetScores, decide, figures
@@ -21,6 +26,7 @@ from schemas.workflow_io import (
     RegisterFinalAdapterResult,
 )
 from services import registry
+from services.registry import GATE_WORKFLOW
 from storage.object_store import get_dir
 
 
@@ -29,9 +35,24 @@ class RegistryActivities:
         self.ctx = ctx
 
     @activity.defn(name="register_final_adapter")
-    def register_final_adapter(self, inp: RegisterFinalAdapterInput) -> RegisterFinalAdapterResult:
+    async def register_final_adapter(self, inp: RegisterFinalAdapterInput) -> RegisterFinalAdapterResult:
         """The task's last iteration as the next version of its registered model (idempotent: a retry finds it registered).
-        A refusal (the name holds another base model's adapters) is reported, not raised: the task itself succeeded."""
+        A refusal (the name holds another base model's adapters) is reported, not raised: the task itself succeeded.
+
+        An incremental task's version is put before the gate for every alias that points at its parent's version: when
+        the re-trained model is better, it replaces the parent's in production without anyone asking."""
+        result, gates = await asyncio.to_thread(self._register, inp)
+        for gate_id, gate_input in gates:
+            try:
+                await activity.client().start_workflow(GATE_WORKFLOW, gate_input, id=registry.gate_workflow_id(gate_id), task_queue=TASK_QUEUE_WORKFLOWS,
+                                                       id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                                                       id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+            except WorkflowAlreadyStartedError:  # a retried attempt: that gate has already decided
+                pass
+            result.gate_ids.append(gate_id)
+        return result
+
+    def _register(self, inp: RegisterFinalAdapterInput) -> tuple[RegisterFinalAdapterResult, list]:
         with self.ctx.sessions() as session:
             task = session.get(MLTask, inp.task_id)
             name = task.register_as or registry.default_model_name(task.name)
@@ -40,9 +61,27 @@ class RegistryActivities:
                                                        iteration=inp.iteration, created_by=task.created_by)
             except DomainError as exc:
                 activity.logger.warning("task %s: its adapter was not registered as %s: %s", task.id, name, exc.message)
-                return RegisterFinalAdapterResult(model_name=name, version=None, error=exc.message)
-        activity.logger.info("task %s: registered as %s version %s", inp.task_id, name, version.version)
-        return RegisterFinalAdapterResult(model_name=name, version=version.version)
+                return RegisterFinalAdapterResult(model_name=name, version=None, error=exc.message), []
+            activity.logger.info("task %s: registered as %s version %s", inp.task_id, name, version.version)
+            gates = []
+            if task.parent_task_id and self.ctx.settings.promote_incremental:
+                model = registry.get_model(session, task.org_id, name)
+                for alias in registry.aliases_following(session, model, task.parent_task_id):
+                    gate_id = f"auto-{version.id}-{alias}"  # a retried attempt finds its gate
+                    existing = session.get(PromotionGate, gate_id)
+                    if existing is not None:
+                        if existing.status == GateStatus.EVALUATING:
+                            current = registry.get_version(session, model, existing.current_version) if existing.current_version else None
+                            gates.append((gate_id, registry.gate_input(session, self.ctx.settings, existing, version, current)))
+                        continue
+                    try:
+                        gate, gate_input = registry.open_gate(session, self.ctx.settings, model, version.version, alias=alias,
+                                                              actor=registry.Actor(task.created_by), gate_id=gate_id)
+                    except DomainError as exc:  # a gate already deciding that alias: leave it be
+                        activity.logger.info("task %s: not asking the gate for %s: %s", task.id, alias, exc.message)
+                        continue
+                    gates.append((gate.id, gate_input))
+            return RegisterFinalAdapterResult(model_name=name, version=version.version), gates
 
     @activity.defn(name="evaluate_for_promotion")
     def evaluate_for_promotion(self, inp: GateEvaluateInput) -> GateEvaluateResult:

@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     promotion_margin: float = Field(default=0.01, ge=0, le=1, description=(
         "A candidate is promoted only if its pooled test score beats the alias's current version and the base model by this much."))
     gate_evaluate_seconds: int = Field(default=3600, ge=1, description="How long the gate's evaluation of the candidate may run.")
+    promote_incremental: bool = Field(default=True, description=(
+        "An incremental task's version goes before the gate for every alias that points at its parent's version."))
     # The serving process (`wlops serve`): many adapters on one base model.
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(default=8001, ge=1, le=65535)

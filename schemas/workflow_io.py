@@ -421,6 +421,7 @@ class RegisterFinalAdapterResult:
     model_name: str | None
     version: int | None
     error: str | None = None  # why it could not be registered (the task stays COMPLETED; the API can register it later)
+    gate_ids: list[str] = field(default_factory=list)  # gates asked to put an incremental task's version where its parent's is
 
 
 @dataclass

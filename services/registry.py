@@ -282,13 +282,30 @@ def list_gates(session: Session, model: RegisteredModel, limit: int, offset: int
 async def request_promotion(session: Session, temporal: Temporal, settings: Settings, model: RegisteredModel, version: int, *, alias: str,
                             actor: Actor, force: bool = False, reason: str | None = None) -> PromotionGate:
     """Ask the gate to point `alias` at `version` (it evaluates, then decides), or force the move at once (audited)."""
+    gate, inp = open_gate(session, settings, model, version, alias=alias, actor=actor, force=force, reason=reason)
+    if inp is None:  # forced: already moved
+        return gate
+    try:
+        client = await temporal()
+        await client.start_workflow(GATE_WORKFLOW, inp, id=gate_workflow_id(gate.id), task_queue=TASK_QUEUE_WORKFLOWS)
+    except (RPCError, Unavailable) as exc:
+        session.delete(gate)  # nothing started: leave no gate behind
+        session.commit()
+        raise Unavailable(f"could not start the promotion gate on Temporal: {getattr(exc, 'message', exc)}") from exc
+    return gate
+
+
+def open_gate(session: Session, settings: Settings, model: RegisteredModel, version: int, *, alias: str, actor: Actor, force: bool = False,
+              reason: str | None = None, gate_id: str | None = None) -> tuple[PromotionGate, PromotionGateInput | None]:
+    """Record a promotion request: forced, the alias moves now (no workflow input); otherwise the gate is EVALUATING
+    and its workflow's input is returned for the caller to start."""
     candidate = get_version(session, model, version)
     current = aliases_of(session, model).get(alias)
     if current is not None and current.id == candidate.id:
         raise Conflict(f"alias {alias} of model {model.name} already points at version {version}")
     if running_gate(session, model, alias=alias):
         raise Conflict(f"a promotion gate is already deciding alias {alias} of model {model.name}; wait for its decision")
-    gate = PromotionGate(id=new_id(), org_id=model.org_id, model_id=model.id, alias=alias, candidate_version=version,
+    gate = PromotionGate(id=gate_id or new_id(), org_id=model.org_id, model_id=model.id, alias=alias, candidate_version=version,
                          current_version=current.version if current else None, forced=force, margin=settings.promotion_margin,
                          mode=candidate.serving_mode, requested_by=actor.user_id, requested_key_id=actor.api_key_id)
     if force:
@@ -300,19 +317,16 @@ async def request_promotion(session: Session, temporal: Temporal, settings: Sett
         session.add(gate)
         move_alias(session, model, alias, candidate, kind="forced", reason=reason, actor=actor, gate_id=gate.id)
         session.commit()
-        return gate
+        return gate, None
     gate.status = GateStatus.EVALUATING.value
     session.add(gate)
     session.commit()
-    try:
-        client = await temporal()
-        await client.start_workflow(GATE_WORKFLOW, gate_input(session, settings, gate, candidate, current), id=gate_workflow_id(gate.id),
-                                    task_queue=TASK_QUEUE_WORKFLOWS)
-    except (RPCError, Unavailable) as exc:
-        session.delete(gate)  # nothing started: leave no gate behind
-        session.commit()
-        raise Unavailable(f"could not start the promotion gate on Temporal: {getattr(exc, 'message', exc)}") from exc
-    return gate
+    return gate, gate_input(session, settings, gate, candidate, current)
+
+
+def aliases_following(session: Session, model: RegisteredModel, task_id: str) -> list[str]:
+    """The aliases that point at a version trained by `task_id`: a re-trained successor of that task asks the gate for them."""
+    return [alias for alias, version in aliases_of(session, model).items() if version.task_id == task_id]
 
 
 def gate_input(session: Session, settings: Settings, gate: PromotionGate, candidate: ModelVersion, current: ModelVersion | None) -> PromotionGateInput:

@@ -263,6 +263,8 @@ async def test_a_task_that_follows_its_knowledge_base_is_continued_by_an_increme
         await api.post(f"/api/v1/tasks/{parent['task_id']}/start")
         parent = await wait_until_done(api, parent["task_id"])
         assert parent["status"] == "COMPLETED", parent["error"]
+        forced = await api.post("/api/v1/models/follows/versions/1/promote", json={"alias": "production", "force": True, "reason": "first"})
+        assert forced.json()["status"] == "PROMOTED"
 
         changed = documents[0].read_text().replace("listens on port 7400", "listens on port 7499")  # a new version of a document
         assert (await api.post(f"/api/v1/knowledge-bases/{kb_id}/documents", files={"file": (documents[0].name, changed)})).status_code == 202
@@ -271,10 +273,15 @@ async def test_a_task_that_follows_its_knowledge_base_is_continued_by_an_increme
         assert child["status"] == "COMPLETED", child["error"]
         report = (await api.get(f"/api/v1/tasks/{child_id}/report")).json()
         lineage = (await api.get("/api/v1/models/follows/versions")).json()["items"]
+        # production pointed at the parent's version: the re-trained one went before the gate by itself
+        gates = (await api.get("/api/v1/models/follows/gates")).json()["items"]
+        auto = await wait_for_gate(api, f"/api/v1/models/follows/gates/{gates[0]['gate_id']}")
 
     assert (child["parent_task_id"], child["knowledge_base_id"], child["retrain_on_change"]) == (parent["task_id"], kb_id, True)
     # the incremental task's adapter is the next version of its parent's model, so the gate can weigh one against the other
     assert [(v["version"], v["task_id"], v["knowledge_base_version"]) for v in lineage] == [(2, child_id, 2), (1, parent["task_id"], 1)]
+    assert (auto["candidate_version"], auto["current_version"], auto["alias"], auto["forced"]) == (2, 1, "production", False)
+    assert auto["status"] in ("PROMOTED", "REFUSED") and set(auto["figures"]["pooled"]["scores"]) == {"candidate", "current", "base"}
     assert report["task"]["parent_task_id"] == parent["task_id"]
     [first] = report["iterations"]
     assert first["knowledge_base_version"] == 2 and set(first["comparison"]) == {"baseline", "parent"}

@@ -4,7 +4,8 @@
 - Clients: 1, 4 and 16 concurrent, each on a different adapter (mixed) and, at the same concurrency, all on one
   adapter (single). Each client sends `--requests` requests one after another, each generating exactly
   `--max-tokens` tokens (end-of-turn ignored, so every configuration generates the same amount).
-- Measured: generated tokens/s in aggregate, and p50/p99 time to the first token.
+- Measured: generated tokens/s in aggregate, and p50/p99 time to the first token; the mixed runs also with peft's own
+  mixed-adapter path (rows grouped per adapter) instead of the engine's batched LoRA, for comparison.
 - The naive baseline serves one request at a time and loads its adapter for each request (`PeftModel.from_pretrained`,
   `generate`, unload), as a server without an adapter cache or batching would.
 - An alias switch: while 4 clients run, one of them asks for a 9th adapter nobody has used (as after an alias move
@@ -145,6 +146,11 @@ async def main_async(args) -> dict:
             runs[f"single_{clients}"] = await run_clients(engine, prompts, [refs[0]] * clients, args.requests, args.max_tokens)
             print(clients, runs[f"mixed_{clients}"]["tokens_per_second"], runs[f"single_{clients}"]["tokens_per_second"], flush=True)
         runs["switch_4"] = await run_clients(engine, prompts, [refs[i] for i in range(4)], args.requests, args.max_tokens, switch=(0, refs[8]))
+        # the same mixed batches with peft's own mixed-adapter path (rows grouped per adapter), for comparison
+        engine.use_batched_lora(False)
+        for clients in (4, 16):
+            runs[f"mixed_{clients}_peft_grouped"] = await run_clients(engine, prompts, [refs[i % 8] for i in range(clients)], args.requests,
+                                                                      args.max_tokens)
         stats = dict(engine.stats)
         engine.close()
         baseline = naive(model_dir, tokenizer, prompts, paths[:8], args.naive_requests, args.max_tokens)

@@ -14,6 +14,9 @@ Design: **dynamic batching with a step-wise decode loop in which rows leave as t
   at the smaller batch's cost. A request that arrives mid-decode waits for the next batch (a row joining a
   running batch would need its prompt prefilled into the shared cache; at these model sizes a batch lasts
   seconds, and the window keeps it short).
+- The rows' low-rank updates are computed together (`serving.batched_lora`: each row's A and B gathered into one
+  batched matmul per projection, as Punica's BGMV does), not per adapter group as peft's `adapter_names` path does;
+  `batched_lora=False` uses peft's path (the benchmark compares both).
 - Adapters are loaded on first use (`load_adapter`, never merged into the base) and kept in an LRU set of
   `max_adapters`; an adapter a queued or running request uses is never evicted. A batch takes only as many
   distinct adapters as fit; the other requests wait for the next one.
@@ -30,6 +33,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from serving.batched_lora import BatchedLoRA
 
 log = logging.getLogger(__name__)
 BASE = "__base__"
@@ -125,7 +130,7 @@ class _Row:
 class AdapterEngine:
     """The engine thread of one base model (see the module's docstring)."""
 
-    def __init__(self, model, tokenizer, *, max_adapters: int = 8, max_batch: int = 16, batch_window: float = 0.01):
+    def __init__(self, model, tokenizer, *, max_adapters: int = 8, max_batch: int = 16, batch_window: float = 0.01, batched_lora: bool = True):
         import torch
 
         self.torch = torch
@@ -138,6 +143,8 @@ class AdapterEngine:
         self.eos = {t for t in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)) if isinstance(t, int)}
         self.loaded: OrderedDict[str, Path] = OrderedDict()  # adapter name -> folder, least recently used first
         self.stats = {"batches": 0, "rows": 0, "adapter_loads": 0, "evictions": 0}
+        self.batched_lora = batched_lora
+        self._batched: BatchedLoRA | None = None
         self._queue: queue.Queue[GenerationRequest | None] = queue.Queue()
         self._pending: list[GenerationRequest] = []
         self._thread = threading.Thread(target=self._run, name="wlops-engine", daemon=True)
@@ -196,6 +203,7 @@ class AdapterEngine:
         from peft import PeftModel
 
         needed = {a.name for a in adapters}
+        changed = False
         for adapter in sorted(adapters, key=lambda a: a.name):
             if adapter.name in self.loaded:
                 self.loaded.move_to_end(adapter.name)
@@ -213,6 +221,21 @@ class AdapterEngine:
                 self.model = PeftModel.from_pretrained(self.model, str(adapter.path), adapter_name=adapter.name).eval()
             self.loaded[adapter.name] = adapter.path
             self.stats["adapter_loads"] += 1
+            changed = True
+        if changed:  # the stacks follow what is loaded (a new adapter may adapt other projections)
+            self.use_batched_lora(self.batched_lora)
+
+    def use_batched_lora(self, enabled: bool) -> None:
+        """Compute the rows' low-rank updates batched (True) or with peft's per-adapter groups; between batches only."""
+        from peft import PeftModel
+
+        if self._batched is not None:
+            self._batched.remove()
+            self._batched = None
+        self.batched_lora = enabled
+        if enabled and isinstance(self.model, PeftModel):
+            self._batched = BatchedLoRA(self.model)
+            self._batched.rebuild(list(self.loaded))
 
     def _decode(self, batch: list[GenerationRequest]) -> None:
         torch = self.torch
@@ -258,8 +281,12 @@ class AdapterEngine:
     def _forward(self, ids, attention, positions, cache, names: list[str]):
         from peft import PeftModel
 
-        extra: dict[str, Any] = {"adapter_names": names} if isinstance(self.model, PeftModel) else {}
         device = next(self.model.parameters()).device
+        extra: dict[str, Any] = {}
+        if self._batched is not None:
+            self._batched.select(names, device)
+        elif isinstance(self.model, PeftModel):
+            extra["adapter_names"] = names
         out = self.model(input_ids=ids.to(device), attention_mask=attention.to(device), position_ids=positions.to(device), past_key_values=cache,
                          use_cache=True, **extra)
         return out.logits[:, -1].float().cpu()

@@ -60,11 +60,13 @@ async def run(engine, prompts, adapters, params) -> list[tuple[str, str, int]]:
     return await asyncio.gather(*(collect(r) for r in requests))
 
 
-async def test_a_mixed_batch_answers_what_each_adapter_answers_alone(tiny_model_dir, adapters):
+@pytest.mark.parametrize("batched_lora", [True, False], ids=["batched-lora", "peft-adapter-names"])
+async def test_a_mixed_batch_answers_what_each_adapter_answers_alone(tiny_model_dir, adapters, batched_lora):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    engine = AdapterEngine(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tokenizer, max_adapters=2, batch_window=0.2)
+    engine = AdapterEngine(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tokenizer, max_adapters=2, batch_window=0.2,
+                           batched_lora=batched_lora)
     engine.eos = set()  # random weights: decode the full length, so every row is compared token for token
     prompts = [tokenizer(f"question number {i} is about topic {i * 7}")["input_ids"] for i in range(4)]
     chosen = [adapters[0], None, adapters[1], adapters[0]]

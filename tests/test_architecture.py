@@ -15,3 +15,15 @@ def test_the_import_contracts_hold():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "6 kept, 0 broken" in result.stdout
+
+
+def test_every_package_of_the_architecture_is_installed():
+    """The wheel holds every package the contracts name (but the benchmarks): a new room must not work only from a checkout."""
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    rooms = set(config["tool"]["importlinter"]["root_packages"]) - {"bench"}
+    installed = {pattern.rstrip("*") for pattern in config["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert rooms == installed
+    on_disk = {p.parent.name for p in REPO.glob("*/__init__.py")} - {"tests", "bench"}
+    assert on_disk == installed, "a top-level package is missing from [tool.importlinter] root_packages or the setuptools include"

@@ -15,7 +15,7 @@
 Targets: at 16 clients >= 4x the naive throughput; mixed adapters within 10% of a single adapter at the same
 concurrency.
 
-    python -m bench.serving [--requests 2] [--max-tokens 32]
+    python -m bench.serving [--requests 4] [--max-tokens 32]
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ async def main_async(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--requests", type=int, default=2, help="requests per client")
+    parser.add_argument("--requests", type=int, default=4, help="requests per client")
     parser.add_argument("--naive-requests", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=32)
     args = parser.parse_args()

@@ -10,11 +10,11 @@ from __future__ import annotations
 class DomainError(Exception):
     """A refused operation; `message` says what is wrong in words a caller can act on."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
         super().__init__(message)
         self.message = message
-        self.param: str | None = None  # the input field at fault, where one is (the serving protocol reports it)
-        self.code: str | None = None  # a machine-readable reason, where a protocol defines one
+        self.param = param  # the input field at fault, where one is (the serving protocol reports it)
+        self.code = code  # a machine-readable reason, where a protocol defines one
 
 
 class NotFound(DomainError):

@@ -38,6 +38,18 @@ class EvaluationConfig:
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 
+def left_pad(prompts: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids of prompts of different lengths as one batch padded on the left, so every row ends where generation
+    starts, and its attention mask."""
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
+    attention = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, ids in enumerate(prompts):
+        input_ids[row, width - len(ids) :] = torch.tensor(ids)
+        attention[row, width - len(ids) :] = 1
+    return input_ids, attention
+
+
 @torch.no_grad()
 def generate_answers(model, tokenizer, questions: list[str], batch_size: int = 48, max_new_tokens: int = 32, progress: Progress | None = None,
                      contexts: list[list[str]] | None = None) -> list[str]:
@@ -48,12 +60,8 @@ def generate_answers(model, tokenizer, questions: list[str], batch_size: int = 4
     contexts = contexts or [[] for _ in questions]
     for start in range(0, len(questions), batch_size):
         prompts = [prompt_ids(tokenizer, q, c) for q, c in zip(questions[start : start + batch_size], contexts[start : start + batch_size])]
-        width = max(len(p) for p in prompts)
-        input_ids = torch.full((len(prompts), width), tokenizer.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, ids in enumerate(prompts):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids)
-            attention[row, width - len(ids) :] = 1
+        input_ids, attention = left_pad(prompts, tokenizer.pad_token_id)
+        width = input_ids.shape[1]
         output = model.generate(
             input_ids=input_ids.to(device), attention_mask=attention.to(device), max_new_tokens=max_new_tokens,
             do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,

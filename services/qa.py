@@ -33,9 +33,10 @@ class HistoryFilter:
 
     def clauses(self) -> list:
         clauses = []
-        if self.model:
-            clauses.append(QAEntry.model == self.model if "@" in self.model else QAEntry.model.like(f"{_escape(self.model)}@%", escape="\\")
-                           | (QAEntry.model == self.model))
+        if self.model and "@" in self.model:  # one version
+            clauses.append(QAEntry.model == self.model)
+        elif self.model:  # every version of a registered model, or a base model
+            clauses.append(QAEntry.model.like(f"{_escape(self.model)}@%", escape="\\") | (QAEntry.model == self.model))
         if self.conversation_id:
             clauses.append(QAEntry.conversation_id == self.conversation_id)
         if self.rating == "none":

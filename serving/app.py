@@ -63,12 +63,6 @@ ERROR_RESPONSES = {status: {"model": ErrorResponse, "description": description} 
     404: "No such model (or version, or alias) in your organization", 503: "The generation failed"}.items()}
 
 
-def invalid(message: str, param: str, code: str | None = None) -> errors.Invalid:
-    error = errors.Invalid(message)
-    error.param, error.code = param, code
-    return error
-
-
 def inference_caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
     """The caller behind the bearer token or API key, who must hold the `inference` scope."""
     if credentials is None or not credentials.credentials:
@@ -148,7 +142,7 @@ def create_serving_app(settings: Settings | None = None, engines: Engines | None
     @app.exception_handler(errors.DomainError)
     async def domain_error(_: Request, error: errors.DomainError) -> JSONResponse:
         status, kind = next(ERRORS[k] for k in type(error).__mro__ if k in ERRORS)
-        return error_response(status, kind, error.message, getattr(error, "param", None), getattr(error, "code", None))
+        return error_response(status, kind, error.message, error.param, error.code)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -221,13 +215,13 @@ def create_serving_app(settings: Settings | None = None, engines: Engines | None
         started = time.perf_counter()
         max_tokens = body.max_completion_tokens or body.max_tokens or min(settings.serve_default_max_tokens, settings.serve_max_tokens)
         if max_tokens > settings.serve_max_tokens:
-            raise invalid(f"max_tokens: at most {settings.serve_max_tokens}, got {max_tokens}", "max_tokens")
+            raise errors.Invalid(f"max_tokens: at most {settings.serve_max_tokens}, got {max_tokens}", param="max_tokens")
         target, messages, sources, kb_id, adapter = await run_in_threadpool(prepare, caller, body)
         engine = await run_in_threadpool(engines.get, target.base_model)
         prompt = list(engine.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
         if len(prompt) + max_tokens > engine.context_limit:
-            raise invalid(f"This model's maximum context length is {engine.context_limit} tokens; the messages take {len(prompt)} "
-                          f"and max_tokens asks for {max_tokens} more.", "messages", "context_length_exceeded")
+            raise errors.Invalid(f"This model's maximum context length is {engine.context_limit} tokens; the messages take {len(prompt)} "
+                                 f"and max_tokens asks for {max_tokens} more.", param="messages", code="context_length_exceeded")
         request = GenerationRequest(prompt, SamplingParams(max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p, seed=body.seed,
                                                            stop=body.stops()), adapter, asyncio.get_running_loop())
         engine.submit(request)
@@ -243,7 +237,7 @@ def create_serving_app(settings: Settings | None = None, engines: Engines | None
                           latency_ms=int((time.perf_counter() - started) * 1000))
 
         if not body.stream:
-            answer, done = "", None
+            answer = ""
             while (event := await request.events.get()).kind == "delta":
                 answer += event.text
             done = _finished(event)

@@ -72,7 +72,6 @@ class GenerationRequest:
     adapter: AdapterRef | None  # None: the base model
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
-    enqueued_at: float = field(default_factory=time.perf_counter)
 
     def emit(self, event: Event) -> None:
         self.loop.call_soon_threadsafe(self.events.put_nowait, event)
@@ -97,7 +96,7 @@ class _Row:
     def add(self, token: int, eos: set[int]) -> None:
         if token in eos:
             self.finish = "stop"
-            self._flush(final=True)
+            self._flush()
             return
         self.tokens.append(token)
         text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
@@ -109,12 +108,12 @@ class _Row:
                 return
         if len(self.tokens) >= self.params.max_tokens:
             self.finish = "length"
-            self._flush(final=True)
+            self._flush()
             return
         if not text.endswith("\ufffd"):  # a multi-byte character still incomplete: wait for its next token
             self._emit_until(text, len(text) - self.holdback)
 
-    def _flush(self, final: bool) -> None:
+    def _flush(self) -> None:
         text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
         self._emit_until(text, len(text))
 
@@ -238,17 +237,13 @@ class AdapterEngine:
             self._batched.rebuild(list(self.loaded))
 
     def _decode(self, batch: list[GenerationRequest]) -> None:
+        from ml.evaluator import left_pad  # torch and the metrics load with the first batch, not with the server
+
         torch = self.torch
         rows = [_Row(r, self.tokenizer, torch) for r in batch]
         self.stats["batches"] += 1
         self.stats["rows"] += len(rows)
-        width = max(len(r.prompt_ids) for r in batch)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, request in enumerate(batch):
-            ids[i, width - len(request.prompt_ids):] = torch.tensor(request.prompt_ids)
-            attention[i, width - len(request.prompt_ids):] = 1
+        ids, attention = left_pad([r.prompt_ids for r in batch], self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         names = [r.adapter.name if r.adapter else BASE for r in batch]
         active = list(range(len(rows)))

@@ -10,12 +10,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.context import ActivityContext
-from core.clock import utcnow
+from core.clock import as_utc, utcnow
 from core.status import ACTIVE_PHASES, TaskStatus, can_transition
 from db.models import Dataset, MLTask, TaskExecution
 from ml.report import build_task_report, plot_report, render_markdown
+from observability import metrics
 from schemas.reports import EvaluationReport, TaskInfo
 from schemas.workflow_io import CompensateInput, CompensateResult, RecordProgressInput, ReportInput, ReportResult
+from services import task_events
 from storage import keys
 from storage.object_store import put_bytes, put_file
 
@@ -37,13 +39,18 @@ class BookkeepingActivities:
             current = TaskStatus(task.status)
             if status != current and not can_transition(current, status, suspended_from=TaskStatus(task.suspended_from) if task.suspended_from else None):
                 raise ApplicationError(f"projection refuses {current} -> {status} for task {inp.task_id}", type="IllegalTransition", non_retryable=True)
-            task.status = status.value
+            previous, task.status = task.status, status.value
             task.suspended_from = inp.suspended_from if status == TaskStatus.SUSPENDED else None
             task.current_iteration = inp.iteration
             execution = self._execution(session, inp.task_id, inp.iteration, inp.phase or inp.suspended_from or (status.value if status in ACTIVE_PHASES else None))
             if inp.phase_event == "started" and execution is None:
                 session.add(TaskExecution(task_id=inp.task_id, iteration=inp.iteration, phase=inp.phase, status=RUNNING, input_dataset_id=inp.input_dataset_id))
             elif inp.phase_event == "finished" and execution is not None:
+                if execution.status != COMPLETED and inp.phase == TaskStatus.EVALUATING and inp.score is not None:
+                    task_events.record(session, task.id, task_events.SCORE, iteration=inp.iteration, score=inp.score,
+                                       baseline_score=inp.baseline_score if inp.baseline_score is not None else task.baseline_score)
+                if execution.status != COMPLETED:
+                    metrics.phase_finished(inp.phase, (utcnow() - as_utc(execution.started_at)).total_seconds())
                 execution.status, execution.completed_at = COMPLETED, utcnow()
                 for field in ("output_dataset_id", "adapter_key", "evaluation_key", "score", "metrics"):
                     if getattr(inp, field) is not None:
@@ -56,6 +63,9 @@ class BookkeepingActivities:
                                    ("baseline_score", "baseline_score"), ("report_key", "report_key"), ("error", "error")):
                 if getattr(inp, source) is not None and (source != "adapter_key" or inp.phase == TaskStatus.EVALUATING):
                     setattr(task, target, getattr(inp, source))
+            task_events.record_status_change(session, task, previous)
+            if task.status != previous:
+                metrics.task_status_changed(task.status)
 
     @staticmethod
     def _execution(session, task_id: str, iteration: int, phase: str | None) -> TaskExecution | None:
@@ -85,9 +95,10 @@ class BookkeepingActivities:
                 datasets.append(dataset_id)
             for execution in session.scalars(select(TaskExecution).where(TaskExecution.task_id == inp.task_id, TaskExecution.status.in_([RUNNING, SUSPENDED]))):
                 execution.status, execution.completed_at, execution.error = inp.final_status, utcnow(), inp.error
-            task.status, task.suspended_from = inp.final_status, None
+            previous, task.status, task.suspended_from = task.status, inp.final_status, None
             if inp.error:
                 task.error = inp.error
+            task_events.record_status_change(session, task, previous)
         activity.logger.info("compensated task %s iteration %s: %d objects, datasets %s", inp.task_id, inp.iteration, deleted, datasets)
         return CompensateResult(deleted_objects=deleted, deleted_datasets=datasets)
 

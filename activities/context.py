@@ -10,6 +10,7 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -17,9 +18,11 @@ from temporalio.exceptions import ApplicationError
 from core.settings import Settings
 from db.session import get_sessionmaker
 from services.knowledge import IndexCache
+from services.task_events import ProgressRecorder
 from storage.object_store import ObjectNotFound, ObjectStore, get_bytes, object_store_from_settings, put_bytes
 
 Model = TypeVar("Model", bound=BaseModel)
+PROGRESS_FIELDS = ("stage", "step", "total_steps", "loss", "tokens_per_second", "done", "total")
 
 
 @dataclass
@@ -37,6 +40,10 @@ class ActivityContext:
     def from_settings(cls, settings: Settings) -> "ActivityContext":
         """Clients of the configured storage and database (brought up to date where the worker process starts)."""
         return cls(settings, object_store_from_settings(settings), get_sessionmaker(settings.resolved_database_url))
+
+    def progress_recorder(self, task_id: str, iteration: int, phase: str) -> ProgressRecorder:
+        """Writes a running phase's progress as the task's events, at most every `progress_event_seconds`."""
+        return ProgressRecorder(self.sessions, task_id, iteration, phase, self.settings.progress_event_seconds)
 
     def read_json(self, key: str) -> Any:
         try:
@@ -68,8 +75,9 @@ class Heartbeater:
     the activity's context, so cancellation still reaches the activity at its next safe point.
     """
 
-    def __init__(self, interval: float = 5.0):
+    def __init__(self, interval: float = 5.0, progress: ProgressRecorder | None = None):
         self.interval = interval
+        self.progress = progress  # also written as the task's progress events (throttled), for the live event stream
         self.details: dict[str, Any] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -77,6 +85,11 @@ class Heartbeater:
     def update(self, **details: Any) -> None:
         self.details = details
         activity.heartbeat(details)
+        if self.progress is not None:
+            try:
+                self.progress(**{k: v for k, v in details.items() if k in PROGRESS_FIELDS})
+            except SQLAlchemyError as exc:  # live progress is a view: a database hiccup must not fail a long phase
+                activity.logger.warning("could not record progress: %s", exc)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -9,10 +9,12 @@ from pathlib import Path
 from temporalio import activity
 
 from activities.context import ActivityContext, Heartbeater
+from core.status import TaskStatus
 from ml.evaluator import EvaluationConfig, chunks_by_bad_case, evaluate_predictions, lineage_by_bad_case, per_example_loss, predict_splits
 from ml.examples import examples_from_jsonl
 from ml.metrics import GradeThresholds, ScoreWeights
 from ml.optimizer import Splits
+from observability import metrics
 from schemas.reports import CLOSED_BOOK, RAG, EvaluationReport, RetrievedContexts
 from schemas.workflow_io import EvaluateInput, EvaluateResult
 from storage import keys
@@ -35,7 +37,7 @@ class EvaluateActivities:
     @activity.defn(name="evaluate_adapter")
     def evaluate_adapter(self, inp: EvaluateInput) -> EvaluateResult:
         activity.logger.info("evaluating task %s (organization %s) iteration %s", inp.task_id, inp.org_id, inp.iteration)
-        with Heartbeater() as heartbeat:
+        with Heartbeater(progress=self.ctx.progress_recorder(inp.task_id, inp.iteration, TaskStatus.EVALUATING.value)) as heartbeat:
             return self._evaluate(inp, heartbeat)
 
     def _evaluate(self, inp: EvaluateInput, heartbeat: Heartbeater) -> EvaluateResult:
@@ -53,7 +55,7 @@ class EvaluateActivities:
         known = dict(retrieval=contexts.retrieval, knowledge_base_version=contexts.knowledge_base_version) if contexts else {}
 
         def progress(what: str, done: int, total: int) -> None:
-            heartbeat.update(stage=f"{what} {done}/{total}")
+            heartbeat.update(stage=f"{what} {done}/{total}", done=done, total=total)
 
         def answers(model) -> tuple[dict[str, list[str]], dict[str, dict[str, list[str]]] | None]:
             """(answers in the serving mode, answers in the other mode)."""
@@ -84,6 +86,7 @@ class EvaluateActivities:
                                       lineage=lineage_by_bad_case(train), chunks=chunks_by_bad_case(train), mode=mode, other_modes=other,
                                       previous_label="parent" if inp.previous_is_parent else "previous", **known)
         report.adapter_key = inp.adapter_key
+        metrics.evaluation_scored({"test": report.score("test"), "feedback": report.score("feedback")}, mode)
         evaluation_key = self.ctx.write_model(keys.evaluation_prefix(inp.task_id, inp.iteration) + "evaluation.json", report)
         return EvaluateResult(
             evaluation_key=evaluation_key, baseline_key=baseline_key, test_score=report.score("test"), feedback_score=report.score("feedback"),

@@ -3,7 +3,6 @@ and the projection of a generated dataset's status."""
 
 from __future__ import annotations
 
-from teacher import TeacherError, TeacherGenerator
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -13,6 +12,7 @@ from db.models import Dataset, KnowledgeBase
 from ml.examples import examples_to_jsonl
 from schemas.workflow_io import GenerateDatasetInput, GenerateDatasetResult, RecordDatasetInput
 from storage.object_store import put_bytes
+from teacher import TeacherError, TeacherGenerator
 
 
 class GenerationActivities:

@@ -17,6 +17,7 @@ from db.models import KnowledgeBase, KnowledgeDocument
 from knowledge.chunking import ChunkingConfig
 from knowledge.index import KnowledgeIndex
 from knowledge.ingest import SourceDocument, build_index
+from observability import metrics
 from schemas.workflow_io import BuildKnowledgeIndexInput, BuildKnowledgeIndexResult, RecordKnowledgeBaseInput
 from storage import keys
 from storage.object_store import ObjectNotFound, get_bytes, get_dir, put_dir
@@ -86,6 +87,7 @@ class KnowledgeActivities:
             self.ctx.store.delete_prefix(prefix)  # a retried attempt rewrites its own version from scratch
             put_dir(self.ctx.store, prefix, outcome.index.save(Path(tmp) / "new"))
         failed = [o for o in outcome.documents if o.status == FAILED]
+        metrics.knowledge_ingested(indexed=len(outcome.documents) - len(failed), failed=len(failed), chunks=outcome.embedded_chunks)
         self._commit(inp.knowledge_base_id, version, prefix, outcome.index, outcome.documents, changed=True)
         for old in range(1, version - KEEP_VERSIONS + 1):
             self.ctx.store.delete_prefix(keys.knowledge_index_prefix(inp.org_id, inp.knowledge_base_id, old))

@@ -11,8 +11,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.context import ActivityContext, Heartbeater, invalid_input
+from core.status import TaskStatus
 from ml.examples import examples_from_jsonl
 from ml.trainer import TrainingInterrupted, TrainingProgress, train_lora
+from observability import metrics
 from schemas.workflow_io import TrainInput, TrainResult
 from storage import keys
 from storage.object_store import ObjectNotFound, get_bytes, get_dir, put_dir, put_file
@@ -33,7 +35,8 @@ class TrainActivities:
     def train_adapter(self, inp: TrainInput) -> TrainResult:
         activity.logger.info("training task %s (organization %s) iteration %s", inp.task_id, inp.org_id, inp.iteration)
         # cancellation is observed at step boundaries (to checkpoint first), never injected mid-step
-        with activity.shield_thread_cancel_exception(), Heartbeater() as heartbeat:
+        progress = self.ctx.progress_recorder(inp.task_id, inp.iteration, TaskStatus.TRAINING.value)
+        with activity.shield_thread_cancel_exception(), Heartbeater(progress=progress) as heartbeat:
             return self._train(inp, heartbeat)
 
     def _train(self, inp: TrainInput, heartbeat: Heartbeater) -> TrainResult:
@@ -64,6 +67,7 @@ class TrainActivities:
                 heartbeat.update(**{**heartbeat.details, "checkpoint_key": ckpt_prefix, "checkpoint_step": step})
 
             def on_progress(p: TrainingProgress) -> None:
+                metrics.training_step(p.loss, p.tokens_per_second)
                 heartbeat.update(**asdict(p), stage="training", checkpoint_key=last["checkpoint_key"])
                 if self.after_step:
                     self.after_step(p)
@@ -72,7 +76,7 @@ class TrainActivities:
                 summary = train_lora(
                     model, tokenizer, examples, hp, tmp / "adapter",
                     init_adapter=init_adapter, resume_from=resume_dir, checkpoint_dir=tmp / "checkpoint",
-                    checkpoint_every=self.ctx.settings.checkpoint_every_steps,
+                    checkpoint_every=self.ctx.settings.checkpoint_every_steps, log_every=self.ctx.settings.train_log_every_steps,
                     on_checkpoint=on_checkpoint, on_progress=on_progress,
                     should_stop=lambda: activity.is_cancelled() or activity.is_worker_shutdown(),
                 )
@@ -87,8 +91,8 @@ class TrainActivities:
             adapter_key = prefix + "adapter/"
             store.delete_prefix(adapter_key)
             put_dir(store, adapter_key, tmp / "adapter")
-        metrics = {**asdict(summary), "hyperparameters": asdict(hp), "continued_from": inp.init_adapter_key}
-        metrics_key = self.ctx.write_json(prefix + "training_metrics.json", metrics)
+        summary_record = {**asdict(summary), "hyperparameters": asdict(hp), "continued_from": inp.init_adapter_key}
+        metrics_key = self.ctx.write_json(prefix + "training_metrics.json", summary_record)
         store.delete_prefix(ckpt_prefix)
         return TrainResult(
             adapter_key=adapter_key, steps=summary.steps, total_steps=summary.total_steps, resumed_from_step=summary.resumed_from_step,

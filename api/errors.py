@@ -48,3 +48,11 @@ ERROR_RESPONSES = {
         503: "Temporal is unreachable",
     }.items()
 }
+
+# The same errors on a route whose success is not JSON (an event stream): documented as JSON explicitly, or FastAPI
+# would list them under the route's own media type.
+JSON_ERROR_RESPONSES = {
+    status: {"description": response["description"],
+             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{response['model'].__name__}"}}}}
+    for status, response in ERROR_RESPONSES.items()
+}

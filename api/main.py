@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from api.errors import ERROR_RESPONSES, domain_error_response
 from api.middleware import AuditLog, BodyLimit, RejectNul
@@ -13,7 +14,9 @@ from api.security import LoginThrottle, check_every_route_is_authorized
 from core.errors import DomainError
 from core.settings import Settings, get_settings
 from db.session import get_sessionmaker
+from observability.metrics import HttpMetrics, exposition, set_task_counts
 from services.knowledge import IndexCache
+from services.tasks import count_by_status
 from storage.object_store import object_store_from_settings
 from temporal_client import TemporalConnection
 
@@ -48,6 +51,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/metrics", tags=["health"], response_class=Response, responses={200: {"content": {"text/plain": {}}, "description": (
+        "Prometheus metrics: requests by route and status, latency histograms, tasks by status. Unauthenticated, like /healthz: "
+        "keep the port on the internal network.")}})
+    def metrics() -> Response:
+        with app.state.sessions() as session:
+            set_task_counts(count_by_status(session))
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)
+
     check_every_route_is_authorized([route for router in ROUTERS for route in router.routes] + list(app.routes))
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
@@ -55,4 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AuditLog, sessions=app.state.sessions)
     app.add_middleware(RejectNul)
     app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(HttpMetrics, service="api")  # outermost: counts every answer, refusals included
+    # spans for each request (they become the parents of the workflows a request starts); recorded only if tracing is on
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,metrics")
     return app

@@ -21,7 +21,7 @@ from auth.callers import Caller, authenticate
 from core.access import Scope
 from core.errors import RateLimited, Unauthenticated
 
-PUBLIC_ROUTES = {("GET", "/healthz"), ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/refresh")}
+PUBLIC_ROUTES = {("GET", "/healthz"), ("GET", "/metrics"), ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/refresh")}
 
 bearer = HTTPBearer(auto_error=False, description="An access token from POST /api/v1/auth/login, or an API key (wlk_...).")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from activities.context import ActivityContext
-from bench.common import write_result
+from bench.common import seconds_inside_phases, write_result
 from cli.stack import temporal_binary
 from core.settings import TASK_QUEUE_WORKFLOWS, Settings, configure_process_environment
 from core.status import TaskMode
@@ -33,27 +33,6 @@ from schemas.workflow_io import FineTuningResult
 from services.tasks import workflow_input
 from tests.factories import make_task
 from tests.workflows.fakes import FakePhases, running_workers
-
-PHASE_ACTIVITIES = ("optimize_dataset", "train_adapter", "evaluate_adapter", "build_report")
-
-
-async def seconds_inside_phases(client, workflow_id: str) -> float:
-    """Time between ActivityTaskStarted and its completion for the phase activities, over every run of the workflow."""
-    inside = 0.0
-    async for execution in client.list_workflows(f"WorkflowId = '{workflow_id}'"):
-        history = await client.get_workflow_handle(workflow_id, run_id=execution.run_id).fetch_history()
-        scheduled, started = {}, {}
-        for event in history.events:
-            if event.HasField("activity_task_scheduled_event_attributes"):
-                scheduled[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
-            elif event.HasField("activity_task_started_event_attributes"):
-                started[event.activity_task_started_event_attributes.scheduled_event_id] = event.event_time.ToDatetime()
-            elif event.HasField("activity_task_completed_event_attributes"):
-                attrs = event.activity_task_completed_event_attributes
-                if scheduled[attrs.scheduled_event_id] in PHASE_ACTIVITIES:
-                    inside += (event.event_time.ToDatetime() - started[attrs.scheduled_event_id]).total_seconds()
-    return inside
-
 
 async def measure(iterations: int, repeats: int, settle_seconds: float) -> dict:
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_binary(), dev_server_log_level="error")

@@ -10,19 +10,20 @@ from pathlib import Path
 
 import httpx
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.api_client import ApiClient, ApiError, ClientSettings
 from cli.stack import Stack
+from cli.watch import EventProgress, task_events
 from core.settings import Settings
-from core.status import TERMINAL_STATUSES, TaskStatus
+from core.status import TaskStatus
 from ml.metrics import METRIC_NAMES
 from schemas.reports import StoredTaskReport
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 SAMPLE_DATASET = SAMPLE / "ferrolink_faq.jsonl"
 SAMPLE_KNOWLEDGE = SAMPLE / "knowledge"
-DEMO_HYPERPARAMETERS = {"learning_rate": 1e-3, "epochs": 2, "batch_size": 8, "max_steps": 24, "lora_r": 16, "lora_alpha": 32, "max_seq_length": 160, "seed": 7}
+DEMO_HYPERPARAMETERS = {"learning_rate": 1e-3, "epochs": 2, "batch_size": 8, "max_steps": 20, "lora_r": 16, "lora_alpha": 32, "max_seq_length": 160, "seed": 7}
 # the sample's facts are one-line list items: small chunks make short, precise passages (and fast training)
 DEMO_KNOWLEDGE_BASE = {"name": "FerroLink documentation", "description": "the sample's fact sheet as five documents", "chunk_tokens": 48,
                        "chunk_overlap_tokens": 0}
@@ -35,10 +36,11 @@ def run_demo(settings: Settings, iterations: int = 2, max_steps: int | None = No
     started = time.monotonic()
     console.print(f"[bold]WLOps demo[/]: data in {settings.data_dir.resolve()}")
     with Stack(settings) as stack:
-        base = f"http://{settings.api_host}:{settings.api_port}"
-        with httpx.Client(base_url=base, timeout=60) as api:
-            api.auth = BearerAuth(_ok(api.post("/api/v1/auth/login", json={
-                "username": settings.dev_username, "password": settings.dev_password, "org": settings.dev_org})))
+        # the demo's login is kept in its data directory, not in the user's own credentials
+        client_settings = ClientSettings(api_url=f"http://{settings.api_host}:{settings.api_port}", config_dir=settings.data_dir / "cli", api_key=None)
+        with ApiClient(settings=client_settings) as client:
+            client.login(settings.dev_username, settings.dev_password, settings.dev_org)
+            api = client.http
             console.print(f"logged in as development owner [cyan]{settings.dev_username}[/] of organization {settings.dev_org!r}")
             with open(dataset, "rb") as fh:
                 upload = _ok(api.post("/api/v1/datasets", files={"file": (dataset.name, fh, "application/jsonl")},
@@ -54,14 +56,14 @@ def run_demo(settings: Settings, iterations: int = 2, max_steps: int | None = No
             task_id = task["task_id"]
             _ok(api.post(f"/api/v1/tasks/{task_id}/start"))
             console.print(f"started continuous task {task_id} ({iterations} iterations max)\n  Temporal Web UI: {task['workflow_url']}")
-            final = _follow(api, stack, task_id, console)
+            final = _follow(client, stack, task_id, console)
             completed = final["status"] == TaskStatus.COMPLETED
             report = StoredTaskReport.model_validate(_ok(api.get(f"/api/v1/tasks/{task_id}/report"))) if completed else None
             if report is not None:
                 console.print(_iteration_table(report))
                 gate = _promote(api, console)
                 reference = DEMO_MODEL if gate["status"] == "PROMOTED" else f"{DEMO_MODEL}@{gate['candidate_version']}"
-                _ask(settings, api, reference, report.side_by_side[0] if report.side_by_side else None, console)
+                _ask(settings, client, reference, report.side_by_side[0] if report.side_by_side else None, console)
     elapsed = time.monotonic() - started
     if report is None:
         console.print(f"[red]task ended {final['status']}[/]: {final.get('error')}")
@@ -76,26 +78,6 @@ def run_demo(settings: Settings, iterations: int = 2, max_steps: int | None = No
     console.print(f"run in the Temporal Web UI: {final['workflow_url']}")
     console.print(f"demo took {elapsed / 60:.1f} min")
     return 0 if beats else 1
-
-
-class BearerAuth(httpx.Auth):
-    """Send the access token; when it has expired (401), refresh the pair once and retry."""
-
-    requires_response_body = True
-
-    def __init__(self, tokens: dict):
-        self.tokens = tokens
-
-    def auth_flow(self, request: httpx.Request):
-        request.headers["Authorization"] = f"Bearer {self.tokens['access_token']}"
-        response = yield request
-        if response.status_code == 401:
-            refreshed = yield httpx.Request("POST", request.url.copy_with(path="/api/v1/auth/refresh", query=None),
-                                            json={"refresh_token": self.tokens["refresh_token"]})
-            if refreshed.status_code == 200:
-                self.tokens = refreshed.json()
-                request.headers["Authorization"] = f"Bearer {self.tokens['access_token']}"
-                yield request
 
 
 def _ok(response: httpx.Response) -> dict:
@@ -117,11 +99,11 @@ def _promote(api: httpx.Client, console: Console) -> dict:
     return gate
 
 
-def _ask(settings: Settings, api: httpx.Client, model: str, example, console: Console) -> None:
+def _ask(settings: Settings, client: ApiClient, model: str, example, console: Console) -> None:
     """One question through the OpenAI-compatible endpoint of `wlops serve`, with the passages it was answered from."""
     question = example.question if example else "Which port does the FerroLink web console listen on?"
     url = f"http://{settings.serve_host}:{settings.serve_port}/v1/chat/completions"
-    headers = {"Authorization": f"Bearer {api.auth.tokens['access_token']}"}
+    headers = {"Authorization": f"Bearer {client.credentials.tokens(client.url)['access_token']}"}
     answer = _ok(httpx.post(url, headers=headers, timeout=120, json={"model": model, "max_tokens": 48, "temperature": 0,
                                                                       "messages": [{"role": "user", "content": question}]}))
     lines = [f"asked [cyan]{answer['model']}[/] through {url} (a held-out test question):", f"  Q: {question}",
@@ -130,34 +112,16 @@ def _ask(settings: Settings, api: httpx.Client, model: str, example, console: Co
     console.print("\n" + "\n".join(lines))
 
 
-def _follow(api: httpx.Client, stack: Stack, task_id: str, console: Console) -> dict:
-    """Poll the task until it ends, with a progress bar of the current phase."""
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as bars:
-        bar = bars.add_task("PENDING", total=None, detail="")
-        shown = None
-        while True:
-            stack.check()
-            task = _ok(api.get(f"/api/v1/tasks/{task_id}"))
-            status, iteration, live = task["status"], task["current_iteration"], task.get("progress") or {}
-            key = (status, iteration)
-            if key != shown:
-                if shown is not None:
-                    bars.update(bar, completed=bars.tasks[0].total or 1, total=bars.tasks[0].total or 1)
-                    bar = bars.add_task("", total=None, detail="")
-                    bars.tasks.pop(0) if len(bars.tasks) > 4 else None
-                shown = key
-            description = f"iteration {iteration}/{task['max_iterations']} {status:<10}"
-            if live.get("total_steps"):
-                bars.update(bar, description=description, total=live["total_steps"], completed=live["step"],
-                            detail=f"step {live['step']}/{live['total_steps']} loss {live['loss']:.3f} {live['tokens_per_second']:.0f} tok/s")
-            else:
-                detail = live.get("stage") or (f"score {task['latest_score']:.3f}" if task.get("latest_score") is not None else "")
-                bars.update(bar, description=description, detail=detail)
-            if TaskStatus(status) in TERMINAL_STATUSES:
-                bars.update(bar, total=1, completed=1)
-                return task
-            time.sleep(1.0)
+def _follow(client: ApiClient, stack: Stack, task_id: str, console: Console) -> dict:
+    """Follow the task's event stream to its end, with a progress bar of the running phase; the task as it ended."""
+    try:
+        with EventProgress(console) as view:
+            for event in task_events(client, task_id):
+                stack.check()
+                view.show(event, event.json())
+    except ApiError as exc:
+        raise SystemExit(f"lost the task's event stream: {exc}") from exc
+    return _ok(client.http.get(f"/api/v1/tasks/{task_id}"))
 
 
 def _knowledge_base(api: httpx.Client, stack: Stack, console: Console) -> dict:

@@ -9,8 +9,10 @@ import signal
 import sys
 import time
 
+from cli.resources import add_resource_commands
 from core.access import Role
-from core.settings import POOL_TASK_QUEUES, Settings, configure_process_environment, get_settings
+from core.settings import POOL_TASK_QUEUES, WORKER_POOLS, Settings, configure_process_environment, get_settings
+from observability import configure_process
 
 
 def upgraded_settings() -> Settings:
@@ -28,7 +30,9 @@ def cmd_api(_: argparse.Namespace) -> None:
     from api.main import create_app
 
     settings = upgraded_settings()
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
+    configure_process("api", settings)
+    # log_config=None: uvicorn's own records go through the process's (JSON) handler too
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning", log_config=None)
 
 
 def cmd_serve(_: argparse.Namespace) -> None:
@@ -37,14 +41,17 @@ def cmd_serve(_: argparse.Namespace) -> None:
     from serving.app import create_serving_app
 
     settings = upgraded_settings()
-    uvicorn.run(create_serving_app(settings), host=settings.serve_host, port=settings.serve_port, log_level="warning")
+    configure_process("serve", settings)
+    uvicorn.run(create_serving_app(settings), host=settings.serve_host, port=settings.serve_port, log_level="warning", log_config=None)
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
     from workers.pools import run_pool
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = upgraded_settings()
+    if args.metrics_port is not None:
+        settings = settings.model_copy(update={"worker_metrics_port": args.metrics_port})
+    configure_process(f"worker-{args.pool}", settings)
 
     async def main() -> None:
         task = asyncio.ensure_future(run_pool(args.pool, settings))
@@ -56,23 +63,30 @@ def cmd_worker(args: argparse.Namespace) -> None:
         except asyncio.CancelledError:
             pass
 
-    print(f"worker pool {args.pool!r} polling {', '.join(POOL_TASK_QUEUES[args.pool])} on {settings.resolved_temporal_address}", flush=True)
+    port = settings.worker_metrics_port_for(args.pool)
+    logging.getLogger("workers").info("worker pool %r polling %s on %s%s", args.pool, ", ".join(POOL_TASK_QUEUES[args.pool]),
+                                      settings.resolved_temporal_address, f"; metrics at http://{settings.worker_metrics_host}:{port}/metrics" if port else "")
     asyncio.run(main())
 
 
 def cmd_dev(_: argparse.Namespace) -> None:
     from cli.stack import Stack
     from cli.users import login_hint
+    from observability.logs import readable
 
     settings = get_settings()
     with Stack(settings) as stack:
-        print(f"WLOps is running.\n  API:             http://{settings.api_host}:{settings.api_port}/docs\n"
+        metrics = ", ".join(f"{pool} :{settings.worker_metrics_port_for(pool)}" for pool in WORKER_POOLS)
+        print(f"WLOps is running.\n  console and API: http://{settings.api_host}:{settings.api_port}/ (OpenAPI: /docs, metrics: /metrics)\n"
               f"  serving:         http://{settings.serve_host}:{settings.serve_port}/v1 (OpenAI-compatible)\n"
               f"  Temporal gRPC:   {settings.resolved_temporal_address}\n  Temporal Web UI: {settings.temporal_ui_url}\n"
-              f"  logs:            {stack.log_dir}\n{login_hint(settings)}\nPress Ctrl-C to stop.", flush=True)
+              f"  worker metrics:  {metrics}\n  logs:            {stack.log_dir} (JSON lines; shown below as text)\n"
+              f"{login_hint(settings)}\nPress Ctrl-C to stop.", flush=True)
         try:
             while True:
                 stack.check()
+                for service, line in stack.new_log_lines():
+                    print(f"{service:<16} {readable(line)}", flush=True)
                 time.sleep(1)
         except KeyboardInterrupt:
             print("\nstopping…", flush=True)
@@ -111,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("serve", help="serve the OpenAI-compatible chat completions of registered models").set_defaults(func=cmd_serve)
     worker = commands.add_parser("worker", help="run one worker pool")
     worker.add_argument("--pool", choices=sorted(POOL_TASK_QUEUES), required=True)
+    worker.add_argument("--metrics-port", type=int, help="serve Prometheus metrics here (default: the pool's own port, 9100-9104; 0: none)")
     worker.set_defaults(func=cmd_worker)
     commands.add_parser("dev", help="run the embedded stack until Ctrl-C").set_defaults(func=cmd_dev)
     demo = commands.add_parser("demo", help="run a continuous-learning task on the sample dataset, end to end")
@@ -126,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument("--org", required=True, help="organization name (created if it does not exist)")
     create.add_argument("--role", choices=[r.value for r in Role], default="member")
     create.set_defaults(func=cmd_user_create)
+    add_resource_commands(commands)
     args = parser.parse_args(argv)
     configure_process_environment()
     args.func(args)

@@ -73,6 +73,7 @@ class Stack:
         self.settings = settings
         self.processes: dict[str, subprocess.Popen] = {}
         self.log_dir = settings.data_dir / "logs"
+        self._log_offsets: dict[str, int] = {}
 
     def start(self) -> "Stack":
         from cli.users import ensure_dev_owner
@@ -112,6 +113,22 @@ class Stack:
                     process.kill()
                     process.wait()
         self.processes.clear()
+
+    def new_log_lines(self) -> list[tuple[str, str]]:
+        """(service, line) of every line its log gained since the last call: `make dev` shows them as they come."""
+        lines = []
+        for name in self.processes:
+            path = self.log_dir / f"{name}.log"
+            offset = self._log_offsets.get(name, 0)
+            if not path.exists() or path.stat().st_size <= offset:
+                continue
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+            complete = chunk[:chunk.rfind(b"\n") + 1]  # a line still being written waits for the next call
+            self._log_offsets[name] = offset + len(complete)
+            lines += [(name, line) for line in complete.decode("utf-8", "replace").splitlines()]
+        return lines
 
     def __enter__(self) -> "Stack":
         return self.start()

@@ -26,13 +26,16 @@ WORKER_POOL_QUEUES: dict[str, tuple[str, ...]] = {
     "evaluate": (TASK_QUEUE_EVALUATE,),
 }
 WORKER_POOLS = tuple(WORKER_POOL_QUEUES)
+# Each pool serves its Prometheus metrics on its own port (the Temporal SDK's and the WLOps metrics its activities record).
+WORKER_METRICS_PORTS = {"all": 9100, "control": 9101, "optimize": 9102, "train": 9103, "evaluate": 9104}
 # `all` runs every pool in one process (embedded use and tests).
 POOL_TASK_QUEUES: dict[str, tuple[str, ...]] = {**WORKER_POOL_QUEUES, "all": tuple(q for queues in WORKER_POOL_QUEUES.values() for q in queues)}
 
 
 # What every WLOps process sets before it loads a model: models and tokenizers come from installed packages,
 # never the network, and the tokenizers' own thread pool must not fight the workers' threads (or fork).
-PROCESS_ENVIRONMENT = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+# Progress bars (tqdm's, and the Hugging Face libraries' own) stay out of the logs: the phases log and report their own progress.
+PROCESS_ENVIRONMENT = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}
 
 
 def configure_process_environment() -> None:
@@ -143,6 +146,14 @@ class Settings(BaseSettings):
     heartbeat_timeout_seconds: int = Field(default=60, ge=5, description="A worker silent this long is presumed dead; its activity is retried.")
     activity_max_attempts: int = Field(default=3, ge=1)
     checkpoint_every_steps: int = Field(default=10, ge=1)
+    train_log_every_steps: int = Field(default=10, ge=1, description="The training loop logs step, loss and tokens/s this often.")
+    log_format: Literal["json", "text"] = Field(default="json", description="Worker, API and serving logs: JSON lines, or plain text.")
+    log_level: str = "INFO"
+    worker_metrics_host: str = Field(default="127.0.0.1", description="Where worker pools serve their Prometheus metrics (0.0.0.0 in containers).")
+    worker_metrics_port: int | None = Field(default=None, ge=0, le=65535,
+                                            description="This worker's metrics port; unset: its pool's default (9100-9104); 0: no metrics server.")
+    progress_event_seconds: float = Field(default=2.0, ge=0, description="A running phase writes its progress as a task event at most this often.")
+    event_poll_seconds: float = Field(default=0.5, gt=0, description="How often the API's event stream looks for a task's new events.")
     max_new_tokens: int = Field(default=32, ge=1)
     generation_batch_size: int = Field(default=48, ge=1)
 
@@ -156,6 +167,10 @@ class Settings(BaseSettings):
         if sum(weights) <= 0:
             raise ValueError("at least one score weight must be positive")
         return self
+
+    def worker_metrics_port_for(self, pool: str) -> int:
+        """The port a pool's worker serves its metrics on (0: none)."""
+        return WORKER_METRICS_PORTS[pool] if self.worker_metrics_port is None else self.worker_metrics_port
 
     def check_secret(self) -> None:
         """Refuse to serve outside development with the default or a weak signing secret."""

@@ -1,7 +1,8 @@
 """Stored models: organizations and their members, API keys and audit log; datasets, ml_tasks, task_executions;
 knowledge bases and their documents (the chunks are stored with each index version, in object storage); the model
 registry: registered models, their versions, aliases with the history of their moves, and promotion gates; the
-history of every completion the serving process answered, with its feedback.
+history of every completion the serving process answered, with its feedback; the events of each task (its live
+progress, replayed by the API's event stream).
 
 Every dataset and task belongs to one organization (`org_id`, a server-generated id that also prefixes
 its storage keys) and records the user who created it (`created_by`). Columns that name a stored
@@ -167,6 +168,19 @@ class TaskExecution(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class TaskEvent(Base):
+    """One thing that happened to a task, in order: a status change, phase progress, an iteration's score, the end.
+    The API's event stream replays them after a client's `Last-Event-ID` (the id)."""
+
+    __tablename__ = "task_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("ml_tasks.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # status | progress | score | final
+    data: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class KnowledgeBase(Base):

@@ -11,6 +11,7 @@ Each optimizer step packs its examples into one row, so no padding token is ever
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,8 @@ from ml.chat import training_ids
 from ml.examples import Example
 from ml.packed_attention import PACKED_ATTENTION
 from schemas.workflow_io import Hyperparameters
+
+logger = logging.getLogger(__name__)
 
 LORA_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -174,6 +177,7 @@ def train_lora(
     resume_from: Path | None = None,
     checkpoint_dir: Path | None = None,
     checkpoint_every: int = 10,
+    log_every: int = 10,
     on_checkpoint: Callable[[Path, int], None] | None = None,
     on_progress: Callable[[TrainingProgress], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
@@ -182,7 +186,7 @@ def train_lora(
 
     `init_adapter` continues an earlier adapter (incremental training); `resume_from` is a
     checkpoint folder of this same run. When `should_stop()` turns true the loop saves a
-    checkpoint and raises `TrainingInterrupted`.
+    checkpoint and raises `TrainingInterrupted`. Every `log_every` steps (and the last) it logs step, loss and tokens/s.
     """
     from transformers import get_linear_schedule_with_warmup
 
@@ -242,8 +246,13 @@ def train_lora(
         loss_value = loss.item()
         state.loss_curve.append((state.step, round(loss_value, 5)))
         elapsed = time.perf_counter() - started
+        progress = TrainingProgress(state.step, total_steps, loss_value, state.useful_tokens, tokens_this_run / max(elapsed, 1e-9))
+        if state.step % log_every == 0 or state.step == total_steps:
+            logger.info("step %d/%d loss %.4f %.1f tokens/s", state.step, total_steps, loss_value, progress.tokens_per_second,
+                        extra={"step": state.step, "total_steps": total_steps, "loss": round(loss_value, 5),
+                               "tokens_per_second": round(progress.tokens_per_second, 1)})
         if on_progress:
-            on_progress(TrainingProgress(state.step, total_steps, loss_value, state.useful_tokens, tokens_this_run / max(elapsed, 1e-9)))
+            on_progress(progress)
         if state.step % checkpoint_every == 0 and state.step < total_steps:
             checkpoint()
 

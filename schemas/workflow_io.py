@@ -211,6 +211,7 @@ class RecordProgressInput:
     baseline_score: float | None = None
     report_key: str | None = None
     error: str | None = None
+    org_id: str | None = None  # the task's organization (for its logs and traces; histories before it have none)
 
 
 @dataclass
@@ -219,6 +220,7 @@ class CompensateInput:
     iteration: int | None  # the unfinished iteration whose artifacts are removed; None if every iteration finished
     final_status: str  # CANCELLED | FAILED
     error: str | None = None
+    org_id: str | None = None
 
 
 @dataclass
@@ -235,6 +237,7 @@ class ReportInput:
     stop_reason: str
     baseline_key: str
     iterations: list[IterationRecord]
+    org_id: str | None = None
 
 
 @dataclass
@@ -414,6 +417,7 @@ class RegisterFinalAdapterInput:
 
     task_id: str
     iteration: int
+    org_id: str | None = None
 
 
 @dataclass

@@ -24,6 +24,7 @@ from ml.base_model import UnknownModel, validate_model_name
 from schemas.api import ContinuousTaskCreate, StandardTaskCreate
 from schemas.reports import StoredTaskReport, TaskReport
 from schemas.workflow_io import ActivityTimeouts, FineTuningInput, Hyperparameters
+from services import task_events
 from services.datasets import ready_dataset
 from services.tenancy import get_owned, list_owned
 from storage.object_store import ObjectNotFound, ObjectStore, get_bytes
@@ -97,6 +98,11 @@ def workflow_input(task: MLTask, settings: Settings, targeting: bool = True) -> 
         timeouts=ActivityTimeouts(heartbeat_seconds=settings.heartbeat_timeout_seconds, max_attempts=settings.activity_max_attempts),
         knowledge_base_id=task.knowledge_base_id, retrieval_top_k=task.retrieval_top_k, oracle_fraction=settings.raft_oracle_fraction,
     )
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    """How many tasks are in each status, across every organization (for the operators' metrics)."""
+    return dict(session.execute(select(MLTask.status, func.count()).group_by(MLTask.status)).all())
 
 
 def running_tasks(session: Session, org_id: str) -> int:
@@ -182,7 +188,8 @@ async def cancel_task(session: Session, temporal: Temporal, task_id: str, *, org
     except NoRunningWorkflow:
         if task.started_at is not None:  # it ran and has just finished: nothing left to cancel
             raise
-        task.status = TaskStatus.CANCELLED.value
+        previous, task.status = task.status, TaskStatus.CANCELLED.value
+        task_events.record_status_change(session, task, previous)
         session.commit()
         return task
     try:

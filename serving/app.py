@@ -25,7 +25,8 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -38,6 +39,7 @@ from db.models import ModelVersion, RegisteredModel
 from db.session import get_sessionmaker
 from ml.base_model import KNOWN_MODELS, load_model_and_tokenizer
 from ml.chat import RAG_SYSTEM_PROMPT, SYSTEM_PROMPT, user_turn
+from observability import metrics
 from services import knowledge, qa, registry
 from serving.engine import AdapterEngine, AdapterRef, Event, GenerationRequest, SamplingParams
 from serving.protocol import (
@@ -161,6 +163,13 @@ def create_serving_app(settings: Settings | None = None, engines: Engines | None
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}, "description": (
+        "Prometheus metrics: requests by route and status, latencies, completions, generated tokens and time to the first token by model. "
+        "Unauthenticated: keep the port on the internal network.")}})
+    def prometheus_metrics() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
     @app.get("/v1/models", response_model=ModelList, responses={k: v for k, v in ERROR_RESPONSES.items() if k in (401, 403)})
     def list_models(caller: Inference) -> ModelList:
         with sessions() as session:
@@ -228,7 +237,17 @@ def create_serving_app(settings: Settings | None = None, engines: Engines | None
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         conversation_id = body.conversation_id or uuid.uuid4().hex
 
+        model_label, first_token_seen = target.label.split("@")[0], []
+
+        def first_token() -> None:
+            if not first_token_seen:
+                first_token_seen.append(True)
+                metrics.SERVING_FIRST_TOKEN.labels(model_label).observe(time.perf_counter() - started)
+
         def remember(answer: str, finish: str, completion_tokens: int) -> None:
+            metrics.SERVING_COMPLETIONS.labels(model_label, finish).inc()
+            metrics.SERVING_TOKENS.labels(model_label).inc(completion_tokens)
+            metrics.SERVING_LATENCY.labels(model_label).observe(time.perf_counter() - started)
             with sessions() as session:
                 qa.record(session, org_id=caller.org_id, user_id=caller.user_id, api_key_id=caller.api_key_id, conversation_id=conversation_id,
                           model=target.label, model_version_id=target.version.id if target.version else None,
@@ -239,6 +258,7 @@ def create_serving_app(settings: Settings | None = None, engines: Engines | None
         if not body.stream:
             answer = ""
             while (event := await request.events.get()).kind == "delta":
+                first_token()
                 answer += event.text
             done = _finished(event)
             await run_in_threadpool(remember, answer, done.finish_reason, done.completion_tokens)
@@ -257,6 +277,7 @@ def create_serving_app(settings: Settings | None = None, engines: Engines | None
                         sources=[s.model_dump() for s in sources])
             answer = ""
             while (event := await request.events.get()).kind == "delta":
+                first_token()
                 answer += event.text
                 yield chunk({"content": event.text})
             if event.kind == "error":
@@ -271,6 +292,8 @@ def create_serving_app(settings: Settings | None = None, engines: Engines | None
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
+    app.add_middleware(metrics.HttpMetrics, service="serve")
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,metrics")
     return app
 
 

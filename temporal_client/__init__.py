@@ -1,19 +1,23 @@
 """The one way to reach Temporal: every process (API, workers, CLI, benchmarks, tests) connects here, so
-the namespace, and later the tracing interceptor and the data converter, are set in one place."""
+the namespace, the tracing interceptor and the metrics runtime are set in one place."""
 
 from __future__ import annotations
 
 import asyncio
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 
 from core.errors import Unavailable
 from core.settings import Settings
+from observability.temporal import tracing_interceptor
 
 
-async def connect(settings: Settings) -> Client:
-    """A client of the Temporal cluster the settings name (the embedded dev server by default)."""
-    return await Client.connect(settings.resolved_temporal_address, namespace=settings.temporal_namespace)
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """A client of the Temporal cluster the settings name (the embedded dev server by default). Its tracing interceptor
+    also traces the workflows and activities of workers built on it; `runtime` exports their metrics (a worker pool's)."""
+    return await Client.connect(settings.resolved_temporal_address, namespace=settings.temporal_namespace, interceptors=[tracing_interceptor()],
+                                runtime=runtime)
 
 
 class TemporalConnection:

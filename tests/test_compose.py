@@ -7,6 +7,7 @@ These tests read the compose file as plain YAML (no Docker needed) and compare.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -315,3 +316,44 @@ def test_compose_runs_in_production_mode_and_needs_a_real_secret(compose, monkey
     assert interpolate(shared["WLOPS_SECRET_KEY"]) == ""
     with pytest.raises(ValueError, match="WLOPS_SECRET_KEY must be set"):
         create_app(Settings(environment="production", secret_key="", data_dir=tmp_path))
+
+
+# (g) observability: Prometheus scrapes every process, Grafana shows what the code records ----------------
+
+DEPLOY = ROOT / "deploy"
+METRIC_SUFFIXES = re.compile(r"_(total|bucket|count|sum)$")
+
+
+def defined_metrics() -> set[str]:
+    """The wlops_ metrics the code records: prometheus_client's (API, serving) and those created on the Temporal meter (workers)."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    import observability.metrics as metrics
+
+    names = {m._name for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)}
+    return names | set(re.findall(r'create_\w+\(\s*"(wlops_\w+)"', Path(metrics.__file__).read_text()))
+
+
+def test_prometheus_scrapes_every_process_on_its_port(compose, specs):
+    services, settings = compose["services"], Settings()
+    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    targets = {t for job in config["scrape_configs"] for group in job["static_configs"] for t in group["targets"]}
+    expected = {f"api:{settings.api_port}", f"serve:{settings.serve_port}",
+                *(f"worker-{pool}:{settings.worker_metrics_port_for(pool)}" for pool in WORKER_POOLS)}
+    assert targets == expected
+    assert {t.split(":")[0] for t in targets} <= set(services) and {t.split(":")[0] for t in targets} == set(specs) - {"temporal"}
+    assert compose["x-wlops-env"]["WLOPS_WORKER_METRICS_HOST"] == "0.0.0.0"  # reachable from the prometheus container
+    assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in services["prometheus"]["volumes"]
+
+
+def test_grafana_shows_every_wlops_metric_the_code_records_and_no_other(compose):
+    grafana = compose["services"]["grafana"]
+    datasource = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"][0]
+    assert datasource["url"] == "http://prometheus:9090" and "9090:9090" in compose["services"]["prometheus"]["ports"]
+    provider = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/wlops.yml").read_text())["providers"][0]
+    assert f"./deploy/grafana/dashboards:{provider['options']['path']}:ro" in grafana["volumes"]
+    dashboard = json.loads((DEPLOY / "grafana/dashboards/wlops.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    shown = {METRIC_SUFFIXES.sub("", name) for expr in expressions for name in re.findall(r"\bwlops_\w+", expr)}
+    assert shown == defined_metrics()
+    assert all(target["datasource"]["uid"] == datasource["uid"] for panel in dashboard["panels"] for target in panel["targets"])

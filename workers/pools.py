@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
 from activities.bookkeeping import BookkeepingActivities
@@ -22,10 +24,13 @@ from core.settings import (
     POOL_TASK_QUEUES, TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE, TASK_QUEUE_KNOWLEDGE, TASK_QUEUE_OPTIMIZE, TASK_QUEUE_TRAIN, TASK_QUEUE_WORKFLOWS,
     Settings,
 )
+from observability.temporal import TaskContextInterceptor, metrics_runtime
 from temporal_client import connect
 from workflows import DatasetGenerationWorkflow, FineTuningWorkflow, KnowledgeIngestionWorkflow, PromotionGateWorkflow, RetrainWorkflow
 
+logger = logging.getLogger(__name__)
 POOLS = tuple(POOL_TASK_QUEUES)
+INTERCEPTORS = [TaskContextInterceptor()]  # (the client's tracing interceptor comes first: each activity's span exists when its context is set)
 WORKFLOWS = [FineTuningWorkflow, KnowledgeIngestionWorkflow, DatasetGenerationWorkflow, RetrainWorkflow, PromotionGateWorkflow]
 
 
@@ -71,12 +76,12 @@ def build_workers(client: Client, pool: str, ctx: ActivityContext, activities: d
     workers = []
     for queue in POOL_TASK_QUEUES[pool]:
         if queue == TASK_QUEUE_WORKFLOWS:
-            workers.append(Worker(client, task_queue=queue, workflows=WORKFLOWS, activities=activities[queue],
+            workers.append(Worker(client, task_queue=queue, workflows=WORKFLOWS, activities=activities[queue], interceptors=INTERCEPTORS,
                                   activity_executor=ThreadPoolExecutor(max_workers=ctx.settings.bookkeeping_concurrency)))
             continue
         limit = concurrency(ctx.settings, queue)
         workers.append(Worker(
-            client, task_queue=queue, activities=activities[queue], max_concurrent_activities=limit,
+            client, task_queue=queue, activities=activities[queue], max_concurrent_activities=limit, interceptors=INTERCEPTORS,
             activity_executor=ThreadPoolExecutor(max_workers=limit), graceful_shutdown_timeout=timedelta(seconds=30),
             # heartbeats carry live progress (step, loss) to the API: send them every 2 s, not every 0.8 x timeout
             max_heartbeat_throttle_interval=timedelta(seconds=2), default_heartbeat_throttle_interval=timedelta(seconds=2),
@@ -85,7 +90,19 @@ def build_workers(client: Client, pool: str, ctx: ActivityContext, activities: d
 
 
 async def run_pool(pool: str, settings: Settings) -> None:
-    """Connect to Temporal and run the pool's workers until cancelled."""
-    client = await connect(settings)
+    """Connect to Temporal and run the pool's workers until cancelled, serving their metrics on the pool's port."""
+    client = await connect(settings, pool_runtime(pool, settings))
     workers = build_workers(client, pool, ActivityContext.from_settings(settings))
     await asyncio.gather(*(w.run() for w in workers))
+
+
+def pool_runtime(pool: str, settings: Settings) -> Runtime | None:
+    """A runtime serving the pool's metrics on its port; none (and a warning) if the port is taken: metrics must not stop work."""
+    port = settings.worker_metrics_port_for(pool)
+    if not port:
+        return None
+    try:
+        return metrics_runtime(f"{settings.worker_metrics_host}:{port}")
+    except ValueError as exc:  # "Failed starting Prometheus exporter: Address already in use"
+        logger.warning("worker pool %s serves no metrics: %s:%s: %s", pool, settings.worker_metrics_host, port, exc)
+        return None

@@ -54,6 +54,7 @@ class FineTuningWorkflow:
     def __init__(self) -> None:
         self.lifecycle = Lifecycle(TaskStatus.PENDING, check_transition, self._project, suspended=TaskStatus.SUSPENDED)
         self._iteration = 0
+        self._org_id: str | None = None
         self._max_iterations = 1
         self._history: list[IterationRecord] = []
         self._baseline_test_score: float | None = None
@@ -124,6 +125,7 @@ class FineTuningWorkflow:
     @workflow.run
     async def run(self, task: FineTuningInput) -> FineTuningResult:
         state = task.state
+        self._org_id = task.org_id
         self._iteration = state.iteration
         self._max_iterations = task.max_iterations if task.mode == TaskMode.CONTINUOUS else 1
         self._history = list(state.history)
@@ -164,13 +166,13 @@ class FineTuningWorkflow:
 
         report: ReportResult = await workflow.execute_activity_method(
             BookkeepingActivities.build_report,
-            ReportInput(task.task_id, task.mode, task.model_name, stop_reason, evaluated.baseline_key, self._history),
+            ReportInput(task.task_id, task.mode, task.model_name, stop_reason, evaluated.baseline_key, self._history, org_id=task.org_id),
             task_queue=TASK_QUEUE_BOOKKEEPING, start_to_close_timeout=timedelta(minutes=5), retry_policy=_phase_options(task, "", 0).retry,
         )
         if workflow.patched("register-final-adapter"):
             # the final adapter becomes the next version of the task's registered model (a refusal is reported, not raised)
             await workflow.execute_activity_method(
-                RegistryActivities.register_final_adapter, RegisterFinalAdapterInput(task.task_id, self._history[-1].iteration),
+                RegistryActivities.register_final_adapter, RegisterFinalAdapterInput(task.task_id, self._history[-1].iteration, org_id=task.org_id),
                 task_queue=TASK_QUEUE_BOOKKEEPING, start_to_close_timeout=timedelta(minutes=5), retry_policy=_phase_options(task, "", 0).retry,
             )
         await self.lifecycle.record(TaskStatus.COMPLETED, report_key=report.report_key)
@@ -239,7 +241,8 @@ class FineTuningWorkflow:
     async def _project(self, status: TaskStatus, **fields: Any) -> None:
         # a local activity: a short, idempotent database write needs no task-queue round trip
         await workflow.execute_local_activity_method(
-            BookkeepingActivities.record_progress, RecordProgressInput(workflow.info().workflow_id, status.value, self._iteration, **fields),
+            BookkeepingActivities.record_progress, RecordProgressInput(workflow.info().workflow_id, status.value, self._iteration, **fields,
+                                                                    org_id=self._org_id),
             start_to_close_timeout=timedelta(seconds=30), retry_policy=BOOKKEEPING_RETRY,
         )
 
@@ -247,7 +250,8 @@ class FineTuningWorkflow:
         """Delete the unfinished iteration's artifacts, mark its executions, end the task's projection in `final`."""
         finished = any(r.iteration == self._iteration for r in self._history)
         await workflow.execute_activity_method(
-            BookkeepingActivities.compensate_iteration, CompensateInput(task.task_id, None if finished else self._iteration, final.value, error),
+            BookkeepingActivities.compensate_iteration, CompensateInput(task.task_id, None if finished else self._iteration, final.value, error,
+                                                                           org_id=task.org_id),
             task_queue=TASK_QUEUE_BOOKKEEPING, start_to_close_timeout=timedelta(minutes=2), retry_policy=BOOKKEEPING_RETRY,
         )
 

@@ -1,15 +1,20 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+import asyncio
+from typing import Annotated, Any, AsyncIterator
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import Offset, SessionDep, SettingsDep, StoreDep, TemporalDep
+from api.errors import JSON_ERROR_RESPONSES
 from api.security import TasksRead, TasksWrite
-from core.status import TaskMode, TaskStatus
+from core.status import TERMINAL_STATUSES, TaskMode, TaskStatus
 from db.models import MLTask
 from schemas.api import ContinuousTaskCreate, ExecutionPublic, StandardTaskCreate, TaskAction, TaskList, TaskPublic, TrainingProgressPublic
 from schemas.reports import StoredTaskReport
+from services import task_events
 from services import tasks as service
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
@@ -83,3 +88,52 @@ async def resume_task(caller: TasksWrite, session: SessionDep, temporal: Tempora
 async def cancel_task(caller: TasksWrite, session: SessionDep, temporal: TemporalDep, task_id: str) -> TaskAction:
     task = await service.cancel_task(session, temporal, task_id, org_id=caller.org_id)
     return TaskAction(task_id=task_id, status=task.status, detail="cancellation requested: the unfinished iteration is compensated")
+
+
+def task_to_follow(caller: TasksRead, session: SessionDep, task_id: str) -> tuple[str, str]:
+    """(organization, task id) of a task the caller may read: unknown ids are 404 before the stream starts. The
+    request's session is closed here, so a stream that lasts hours holds no database connection."""
+    service.get_task(session, caller.org_id, task_id)
+    session.close()
+    return caller.org_id, task_id
+
+
+@router.get("/{task_id}/events", response_class=EventSourceResponse, responses={**JSON_ERROR_RESPONSES, 200: {"description": (
+    "Server-sent events: `snapshot` (first, without Last-Event-ID: the task as GET /tasks/{id} shows it), `status`, "
+    "`progress` (training step, loss, tokens/s; evaluation done/total), `score` (an iteration's test score) and `final` "
+    "(the terminal status; the stream ends). Each has an increasing `id`; reconnect with `Last-Event-ID` to resume.")}})
+async def follow_task(request: Request, settings: SettingsDep, followed: Annotated[tuple[str, str], Depends(task_to_follow)],
+                      last_event_id: Annotated[int | None, Header(ge=0, le=2**63 - 1)] = None) -> AsyncIterator[ServerSentEvent]:
+    """The task's live progress, from its current state (or after `Last-Event-ID`) to its end."""
+    org_id, task_id = followed
+    sessions = request.app.state.sessions
+
+    def snapshot() -> tuple[int, TaskPublic]:
+        with sessions() as session:
+            task = service.get_task(session, org_id, task_id)
+            return task_events.latest_event_id(session, task_id), to_public(task, settings, task_events.latest_progress(session, task_id))
+
+    def read(after: int):
+        with sessions() as session:
+            task, events = task_events.poll(session, org_id, task_id, after)
+            return task.status, task_events.final_data(task), events
+
+    after = last_event_id
+    if after is None:  # a new follower: the state now, then only what comes after it
+        after, task = await run_in_threadpool(snapshot)
+        yield ServerSentEvent(event="snapshot", id=str(after), data={"task": task.model_dump(mode="json")})
+    while True:
+        status, final, events = await run_in_threadpool(read, after)
+        for event in events:
+            yield ServerSentEvent(event=event.kind, id=str(event.id), data=event.data)
+            after = event.id
+            if event.kind == task_events.FINAL:
+                return
+        if len(events) == task_events.PAGE:
+            continue
+        if TaskStatus(status) in TERMINAL_STATUSES:  # it ended before it had events, or the follower has seen its end already
+            yield ServerSentEvent(event=task_events.FINAL, id=str(after), data=final)
+            return
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(settings.event_poll_seconds)

@@ -36,7 +36,7 @@ from core.access import Role
 from core.settings import Settings
 from db.session import migrate
 from services.identity import token_pair
-from tests.api.access.world import stored_document, stored_model
+from tests.api.access.world import ended_task, stored_document, stored_model
 from tests.e2e.support import TEST_PASSWORD, write_dataset
 
 MAX_EXAMPLES = 25  # per operation and phase: about 20 s for the whole schema on 2 cores
@@ -86,7 +86,7 @@ def world(tmp_path_factory) -> World:
                                       json={"username": "fuzz-viewer", "password": TEST_PASSWORD, "role": "viewer"}))["user_id"]
         key_id = _created(api.post("/api/v1/api-keys", json={"name": "k", "scopes": ["datasets:read"]}))["key_id"]
         kb_id = _created(api.post("/api/v1/knowledge-bases", json={"name": "kb"}))["knowledge_base_id"]
-    return World(headers, {"org_id": setup.org.id, "dataset_id": dataset_id, "task_id": task_id, "user_id": viewer_id, "key_id": key_id,
+    return World(headers, {"ended_task_id": ended_task(FUZZ_SETTINGS, dataset_id, setup.org.id), "org_id": setup.org.id, "dataset_id": dataset_id, "task_id": task_id, "user_id": viewer_id, "key_id": key_id,
                            "kb_id": kb_id, "document_id": stored_document(FUZZ_SETTINGS, kb_id), **stored_model(FUZZ_SETTINGS, setup.org.id, task_id)})
 
 
@@ -96,10 +96,11 @@ def _created(response) -> dict:
 
 
 def aim_at_real_resources(case, ids: dict[str, str]) -> None:
-    """Put the real ids into the path, and the real dataset into a task body."""
+    """Put the real ids into the path, and the real dataset into a task body (an event stream follows a task that has ended:
+    a running one's lasts until it ends)."""
     for name in case.path_parameters or {}:
         if name in ids:
-            case.path_parameters[name] = ids[name]
+            case.path_parameters[name] = ids["ended_task_id" if case.path.endswith("/events") and name == "task_id" else name]
     if isinstance(case.body, dict):
         for name, id_name in (("dataset_id", "dataset_id"), ("datasetId", "dataset_id"), ("task_id", "task_id"), ("taskId", "task_id")):
             if name in case.body:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
+
+import httpx
 
 from temporalio import activity
 
 from activities.context import ActivityContext
 from activities.train import TrainActivities
+from tests.conftest import free_port
 from tests.e2e.support import api_client, upload, wait_until_done, write_dataset
 from tests.e2e.test_pipeline import with_temporal
 from tests.workflows.fakes import running_workers
@@ -51,8 +56,10 @@ async def test_a_retried_training_attempt_resumes_from_its_last_checkpoint(tempo
 async def test_a_sigkilled_training_worker_is_replaced_and_the_run_finishes(temporal_env, settings, tiny_model_dir, tmp_path):
     settings = with_temporal(settings, temporal_env, checkpoint_every_steps=10, heartbeat_timeout_seconds=10)
     ctx = ActivityContext.from_settings(settings)
+    metrics_port = free_port()
     env = {**os.environ, "WLOPS_DATA_DIR": str(settings.data_dir), "WLOPS_TEMPORAL_ADDRESS": settings.temporal_address,
-           "WLOPS_MODEL_CACHE": str(settings.model_cache_dir), "WLOPS_CHECKPOINT_EVERY_STEPS": "10"}
+           "WLOPS_MODEL_CACHE": str(settings.model_cache_dir), "WLOPS_CHECKPOINT_EVERY_STEPS": "10", "WLOPS_WORKER_METRICS_PORT": str(metrics_port),
+           "WLOPS_TRAIN_LOG_EVERY_STEPS": "5"}
 
     log = open(tmp_path / "train-worker.log", "ab")
 
@@ -71,6 +78,7 @@ async def test_a_sigkilled_training_worker_is_replaced_and_the_run_finishes(temp
             })).json()["task_id"]
             await api.post(f"/api/v1/tasks/{task_id}/start")
             step = await _wait_for_training_step(api, task_id, at_least=35)
+            scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
             worker = start_train_worker()
@@ -87,6 +95,19 @@ async def test_a_sigkilled_training_worker_is_replaced_and_the_run_finishes(temp
     resumed = training["metrics"]["resumed_from_step"]
     assert (step // 10) * 10 <= resumed < 100 and resumed % 10 == 0 and resumed >= 30, (training["metrics"], step)
     assert training["metrics"]["steps"] == 100
+
+    # the worker process served the SDK's metrics and its own on its port while it trained
+    assert "temporal_activity_execution_latency" in scraped or "temporal_activity_schedule_to_start_latency" in scraped, scraped[:2000]
+    loss = next(line for line in scraped.splitlines() if line.startswith("wlops_training_loss"))
+    assert float(loss.rsplit(" ", 1)[1]) > 0 and 'task_queue="wlops-train"' in loss
+    assert re.search(r"^wlops_training_steps_total\{.*\} (\d+)", scraped, re.M)
+    # its logs are JSON lines with the task's context, training steps with loss and speed, and no progress bars
+    lines = (tmp_path / "train-worker.log").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    steps = [r for r in records if r["logger"] == "ml.trainer" and "step" in r]
+    assert steps and all(r["task_id"] == task_id and r["iteration"] == 1 and r["phase"] == "train_adapter" and r["org_id"] for r in steps)
+    assert {r["step"] % 5 for r in steps} == {0} and all(r["loss"] > 0 and r["tokens_per_second"] > 0 for r in steps)
+    assert not [line for line in lines if "%|" in line or "it/s]" in line]
 
 
 async def _wait_for_training_step(api, task_id: str, at_least: int, timeout: float = 120) -> int:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from activities.context import ActivityContext
-from db.models import Dataset
+from db.models import Dataset, TaskEvent
 from ml.examples import example_key, examples_from_jsonl
 from ml.optimizer import Splits, find_leaks
 from serving.app import create_serving_app
@@ -87,6 +87,12 @@ async def test_continuous_run_on_sqlite_and_local_storage(temporal_env, settings
     rewrites = [e for e in train2 if e.origin == "rewrite"]
     assert rewrites and all(c["bad_case_id"] and c["action"] == "rewrite" for e in rewrites for c in e.lineage)
     assert assert_no_leakage(ctx, task_id, f"optimized/{task_id}-opt1/splits.json") == 2
+    # the real phases wrote their progress as the task's events: training steps with loss and speed, evaluation counts
+    with ctx.sessions() as session:
+        progress = [e.data for e in session.scalars(select(TaskEvent).where(TaskEvent.task_id == task_id, TaskEvent.kind == "progress"))]
+    training = [p for p in progress if p["phase"] == "TRAINING" and p.get("step")]
+    assert {p["iteration"] for p in training} == {1, 2} and all(p["loss"] > 0 and p["tokens_per_second"] > 0 for p in training)
+    assert any(p["phase"] == "EVALUATING" and p.get("total") and 0 < p["done"] <= p["total"] for p in progress)
 
     # the adapter is standard peft: it loads on the base model
     from peft import PeftModel

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -114,3 +115,12 @@ def test_per_example_loss_equals_transformers_own_loss_with_and_without_passages
         assert loss == pytest.approx(expected, rel=1e-4, abs=1e-5)
     too_long = Example("q?" * 200, "a")
     assert per_example_loss(model, tokenizer, [too_long], max_length=64)[0] != per_example_loss(model, tokenizer, [too_long], max_length=64)[0]  # NaN
+
+
+def test_the_loop_logs_step_loss_and_speed_every_few_steps_and_at_the_end(tiny_model_dir, tokenizer, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="ml.trainer")
+    train_lora(fresh_model(tiny_model_dir), tokenizer, EXAMPLES, HP, tmp_path / "logged", checkpoint_every=100, log_every=4)
+    steps = [r for r in caplog.records if r.name == "ml.trainer" and hasattr(r, "step")]
+    assert [r.step for r in steps] == [4, 6]  # every 4th step, and the last of 6
+    assert all(r.total_steps == 6 and r.loss > 0 and r.tokens_per_second > 0 for r in steps)
+    assert steps[0].getMessage().startswith("step 4/6 loss ")

@@ -31,7 +31,7 @@ async def test_task_creation_refuses_server_owned_fields(world):
             response = await world.owner.post(f"/api/v1/tasks/{mode}", json={**base, name: value})
             assert names_field(response, name), f"{mode} {name}: {response.status_code} {response.text}"
     with db(world.settings) as session:
-        assert session.scalar(select(func.count()).select_from(MLTask)) == 1
+        assert session.scalar(select(func.count()).select_from(MLTask)) == 2  # the world's own two tasks, nothing more
 
 
 async def test_the_running_task_quota_is_429_and_restarting_is_not_blocked(temporal_env, settings):

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from api.main import ROUTERS, create_app
 from api.security import PUBLIC_ROUTES, route_scopes
 from core.access import Role, Scope
-from db.models import Dataset, KnowledgeBase, KnowledgeDocument, Membership, MLTask, User
+from db.models import Dataset, KnowledgeBase, KnowledgeDocument, Membership, MLTask, User, new_id
 from db.session import get_sessionmaker
 from services.identity import token_pair
 from storage.object_store import object_store_from_settings
@@ -160,7 +160,14 @@ def request_kwargs(op: Operation, spec: dict, ids: dict[str, str]) -> dict:
     return kwargs
 
 
+# An event stream lasts until its task ends, and the ASGI transport returns a response only once it is complete: the
+# walk follows a task that has ended (tests/api/test_task_events.py follows a running one over real HTTP).
+STREAMS = {"/api/v1/tasks/{task_id}/events"}
+
+
 async def call(client: httpx.AsyncClient, op: Operation, spec: dict, ids: dict[str, str]) -> httpx.Response:
+    if op.path in STREAMS:
+        ids = {**ids, "task_id": ids.get("ended_task_id", ids["task_id"])}
     kwargs = request_kwargs(op, spec, ids)
     return await client.request(op.method, kwargs.pop("url"), **kwargs)
 
@@ -222,7 +229,8 @@ async def make_world(settings) -> World:
     kb = await owner.post("/api/v1/knowledge-bases", json={"name": "a-kb"})
     assert kb.status_code == 201, kb.text
     operations = await schema_operations(app)
-    ids = {"dataset_id": dataset_id, "task_id": task.json()["task_id"], "key_id": key["key_id"], "org_id": alice["org_id"], "user_id": victor["user_id"],
+    ids = {"ended_task_id": ended_task(settings, dataset_id, alice["org_id"]),
+           "dataset_id": dataset_id, "task_id": task.json()["task_id"], "key_id": key["key_id"], "org_id": alice["org_id"], "user_id": victor["user_id"],
            "kb_id": kb.json()["knowledge_base_id"], "document_id": stored_document(settings, kb.json()["knowledge_base_id"]),
            **stored_model(settings, alice["org_id"], task.json()["task_id"])}
     return World(app, settings, app.state.test_spec, operations, owner, viewer, other,
@@ -240,6 +248,15 @@ def stored_document(settings, kb_id: str) -> str:
         upload = knowledge.store_document(session, object_store_from_settings(settings), settings, kb, stream=io.BytesIO(b"# A\n\nOrg A's secret.\n"),
                                           filename="a.md", created_by=None)
         return upload.document.id
+
+
+def ended_task(settings, dataset_id: str, org_id: str) -> str:
+    """A task that has ended (cancelled before it started), whose event stream ends at once."""
+    with get_sessionmaker(settings.resolved_database_url).begin() as session:
+        task = MLTask(id=new_id(), name="ended", mode="STANDARD", status="CANCELLED", model_name="smollm2-135m-instruct", dataset_id=dataset_id,
+                      org_id=org_id, hyperparameters={})
+        session.add(task)
+    return task.id
 
 
 def stored_model(settings, org_id: str, task_id: str, name: str = "a-model") -> dict[str, str]:
@@ -291,7 +308,7 @@ async def assert_org_a_untouched(world: World) -> None:
     assert (await world.reader.get("/api/v1/datasets")).status_code == 200
     with db(world.settings) as session:
         assert session.scalar(select(func.count()).select_from(Dataset)) == 1
-        assert session.scalar(select(func.count()).select_from(MLTask)) == 1
+        assert session.scalar(select(func.count()).select_from(MLTask)) == 2  # the world's task and the ended one
         assert session.scalar(select(func.count()).select_from(KnowledgeBase)) == 1
         assert session.scalar(select(func.count()).select_from(KnowledgeDocument)) == 1
     await owner.aclose()

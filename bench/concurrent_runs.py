@@ -1,0 +1,372 @@
+"""Concurrent standard runs on the embedded stack (issue 13): N standard tasks created and started at once through the
+HTTP API, with the real activities on a tiny random-weight model, against single runs on the same stack.
+
+    python -m bench.concurrent_runs [--tasks 50] [--single-runs 5] [--out bench/results/concurrent_runs.json]
+
+The stack is the product's embedded one, as processes (`cli.stack.Stack`, what `make dev` runs): a Temporal dev server on
+a SQLite file, `wlops api` (reached over HTTP), `wlops serve` (idle here) and one `wlops worker --pool …` process per pool
+(control, optimize, train, evaluate) at the default concurrency (optimize 2, train 1, evaluate 1, bookkeeping 8), with
+SQLite metadata and local object storage in a temporary data directory, on free ports. Only the running-task quota is
+raised (WLOPS_MAX_RUNNING_TASKS_PER_ORG = N + 1; at the default, 2, the third start answers 429), and the access token
+lives a day, so the bench never refreshes it. The model is the tests' tiny one (2 layers, random weights, SmolLM2's real
+tokenizer), the dataset the end-to-end tests' 48 generated questions.
+
+The single runs come first, one after another, each `--settle-seconds` after the previous one ended; the first pays the
+workers' warm-up and is reported apart from the reference figure. Then the N tasks are created and started (the start
+requests at once, with asyncio.gather), and the bench polls the API until every task is terminal or the timeout passes.
+
+Definitions, per run, from its Temporal history (a standard run has 3 phases: optimize, train, evaluate):
+- wall: WorkflowExecutionStarted → the workflow's close event;
+- execution: Σ over its activities of ActivityTaskStarted → the activity's close event (the last attempt running on a
+  worker); every activity counts: the three phases and the build_report and register_final_adapter bookkeeping;
+- queue wait: Σ ActivityTaskScheduled → ActivityTaskStarted, waiting in a task queue for a free worker slot (where a pool's
+  concurrency limit shows at load; after a retry it also holds the failed attempts and the back-off);
+- orchestration overhead per phase: (wall − execution − queue wait) / 3, shown in three parts: workflow tasks waiting for
+  the control worker (WorkflowTaskScheduled → Started), workflow tasks being processed (Started → Completed: the workflow
+  code and the database projection's local activities, which count as orchestration as in bench/orchestration_overhead),
+  and the rest, between one event and the next (the server's and the SDK's round trips).
+At load: makespan is the first start request → the last workflow close (from the histories); the API's view of it (the
+first poll that saw every task terminal) is shown beside it. Lost: a created task without a database row, one not
+terminal at the timeout, or one whose projection disagrees with Temporal (status, or a COMPLETED task without its three
+COMPLETED executions). Retries: activities whose last attempt was > 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import RESULTS, RunTiming, build_tiny_model, free_port, workflow_runs, write_result
+from cli.stack import Stack
+from core.settings import Settings, configure_process_environment
+from temporal_client import connect
+from tests.e2e.support import write_dataset
+
+TINY_HYPERPARAMETERS = {"max_steps": 4, "batch_size": 4, "learning_rate": 1e-3, "max_seq_length": 96}
+PHASES = 3  # a standard run: optimize, train, evaluate
+TARGET_RATIO = 2.0  # overhead per phase at load / single run
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+DB_STATUS_OF_CLOSE = {"completed": "COMPLETED", "failed": "FAILED", "canceled": "CANCELLED"}
+
+
+@dataclass
+class Started:
+    """A task the bench created, and what its start request did."""
+
+    task_id: str
+    requested_at: datetime | None = None  # UTC, naive like the history's event times
+    start_status: int | None = None
+    start_ms: float | None = None
+    seen_terminal_at: datetime | None = None  # the first poll that saw it terminal
+
+
+@dataclass
+class RunFigures:
+    task_id: str
+    db_status: str | None
+    close: str | None
+    wall_seconds: float
+    execution_seconds: float
+    queue_wait_seconds: float
+    workflow_task_wait_seconds: float
+    workflow_task_seconds: float
+    overhead_ms_per_phase: float | None
+    retries: int
+    start_delay_seconds: float | None  # start request sent → WorkflowExecutionStarted
+    closed_at: datetime | None = None
+    problems: list[str] = field(default_factory=list)
+    activities: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "closed_at": self.closed_at.isoformat() + "Z" if self.closed_at else None}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The q-th percentile (0-100), linear between closest ranks; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def spread(values: list[float], digits: int = 1) -> dict[str, float | None]:
+    if not values:
+        return {"median": None, "p95": None, "max": None}
+    return {"median": round(statistics.median(values), digits), "p95": round(percentile(values, 95), digits), "max": round(max(values), digits)}
+
+
+def run_figures(started: Started, runs: list[RunTiming], db_status: str | None) -> RunFigures:
+    """One task's figures from its workflow runs (see the module docstring for the definitions)."""
+    activities = [a for run in runs for a in run.activities]
+    last = runs[-1] if runs else None
+    closed = last is not None and last.closed is not None and last.close != "continued_as_new"
+    wall = (last.closed - runs[0].started).total_seconds() if closed else 0.0
+    execution = sum(a.execution_seconds for a in activities)
+    waiting = sum(a.queue_wait_seconds for a in activities)
+    problems = []
+    if db_status is None:
+        problems.append("no database row")
+    elif db_status not in TERMINAL:
+        problems.append(f"not terminal: {db_status}")
+    if not runs:
+        problems.append("no workflow")
+    elif not closed:
+        problems.append("workflow still running")
+    elif DB_STATUS_OF_CLOSE.get(last.close) != db_status:
+        problems.append(f"database says {db_status}, Temporal {last.close}")
+    return RunFigures(
+        task_id=started.task_id, db_status=db_status, close=last.close if last else None, wall_seconds=round(wall, 3),
+        execution_seconds=round(execution, 3), queue_wait_seconds=round(waiting, 3),
+        workflow_task_wait_seconds=round(sum(run.workflow_task_wait_seconds for run in runs), 3),
+        workflow_task_seconds=round(sum(run.workflow_task_seconds for run in runs), 3),
+        overhead_ms_per_phase=round(1000 * (wall - execution - waiting) / PHASES, 1) if closed else None,
+        retries=sum(1 for a in activities if a.attempt > 1),
+        start_delay_seconds=round((runs[0].started - started.requested_at).total_seconds(), 3) if runs and started.requested_at else None,
+        closed_at=last.closed if closed else None, problems=problems,
+        activities={a.name: {"execution_seconds": round(a.execution_seconds, 3), "queue_wait_seconds": round(a.queue_wait_seconds, 3),
+                             "attempt": a.attempt, "task_queue": a.task_queue} for a in activities},
+    )
+
+
+def by_activity(figures: list[RunFigures]) -> dict[str, dict[str, Any]]:
+    """Per activity type: median and p95 of execution and queue wait, and the execution summed over every run."""
+    names = sorted({name for f in figures for name in f.activities})
+    out = {}
+    for name in names:
+        rows = [f.activities[name] for f in figures if name in f.activities]
+        out[name] = {"task_queue": rows[0]["task_queue"], "execution_seconds": spread([r["execution_seconds"] for r in rows], 3),
+                     "queue_wait_seconds": spread([r["queue_wait_seconds"] for r in rows], 3),
+                     "execution_seconds_sum": round(sum(r["execution_seconds"] for r in rows), 2)}
+    return out
+
+
+def summarize(figures: list[RunFigures]) -> dict[str, Any]:
+    closed = [f for f in figures if f.overhead_ms_per_phase is not None]
+    return {
+        "runs": len(figures),
+        "overhead_ms_per_phase": spread([f.overhead_ms_per_phase for f in closed]),
+        "wall_seconds": spread([f.wall_seconds for f in closed], 2),
+        "execution_seconds": spread([f.execution_seconds for f in closed], 2),
+        "queue_wait_seconds": spread([f.queue_wait_seconds for f in closed], 2),
+        "overhead_parts_ms_per_phase": {
+            "workflow_task_wait": spread([1000 * f.workflow_task_wait_seconds / PHASES for f in closed]),
+            "workflow_task_processing": spread([1000 * f.workflow_task_seconds / PHASES for f in closed]),
+            "between_events": spread([f.overhead_ms_per_phase - 1000 * (f.workflow_task_wait_seconds + f.workflow_task_seconds) / PHASES for f in closed]),
+        },
+        "start_delay_ms": spread([1000 * f.start_delay_seconds for f in figures if f.start_delay_seconds is not None]),
+        "by_activity": by_activity(figures),
+    }
+
+
+# ---------------------------------------------------------------- the API side
+
+async def create_and_start(api: httpx.AsyncClient, dataset_id: str, model_dir: Path, names: list[str]) -> list[Started]:
+    """Create the tasks, then send every start request at once."""
+    created = await asyncio.gather(*(api.post("/api/v1/tasks/standard", json={
+        "task_name": name, "model_name": str(model_dir), "dataset_id": dataset_id, "hyperparameters": TINY_HYPERPARAMETERS}) for name in names))
+    for response in created:
+        if response.status_code != 201:
+            raise SystemExit(f"creating a task answered {response.status_code}: {response.text}")
+    tasks = [Started(response.json()["task_id"]) for response in created]
+
+    async def start(task: Started) -> None:
+        task.requested_at, sent = utcnow(), time.perf_counter()
+        response = await api.post(f"/api/v1/tasks/{task.task_id}/start")
+        task.start_status, task.start_ms = response.status_code, round(1000 * (time.perf_counter() - sent), 1)
+
+    await asyncio.gather(*(start(task) for task in tasks))
+    return tasks
+
+
+async def db_statuses(api: httpx.AsyncClient) -> dict[str, str]:
+    """Every task's status as the API lists it (the database projection), page by page."""
+    statuses, offset = {}, 0
+    while True:
+        page = (await api.get("/api/v1/tasks", params={"limit": 200, "offset": offset})).json()
+        statuses.update({t["task_id"]: t["status"] for t in page["items"]})
+        offset += len(page["items"])
+        if not page["items"] or offset >= page["total"]:
+            return statuses
+
+
+async def wait_terminal(api: httpx.AsyncClient, tasks: list[Started], timeout: float, poll: float = 1.0) -> None:
+    deadline, last_print = time.monotonic() + timeout, 0.0
+    while True:
+        statuses = await db_statuses(api)
+        now = utcnow()
+        for task in tasks:
+            if task.seen_terminal_at is None and statuses.get(task.task_id) in TERMINAL:
+                task.seen_terminal_at = now
+        if all(task.seen_terminal_at for task in tasks) or time.monotonic() > deadline:
+            return
+        if time.monotonic() - last_print > 15:
+            last_print = time.monotonic()
+            print(f"  {dict(Counter(statuses.get(t.task_id, 'missing') for t in tasks))}", flush=True)
+        await asyncio.sleep(poll)
+
+
+async def figures_of(api: httpx.AsyncClient, client, tasks: list[Started]) -> list[RunFigures]:
+    statuses = await db_statuses(api)
+    figures = []
+    for task in tasks:
+        figure = run_figures(task, await workflow_runs(client, task.task_id), statuses.get(task.task_id))
+        if figure.db_status == "COMPLETED":
+            executions = (await api.get(f"/api/v1/tasks/{task.task_id}/executions")).json()
+            if [(e["phase"], e["status"]) for e in executions] != [(p, "COMPLETED") for p in ("OPTIMIZING", "TRAINING", "EVALUATING")]:
+                figure.problems.append(f"executions: {[(e['phase'], e['status']) for e in executions]}")
+        figures.append(figure)
+    return figures
+
+
+async def run_batch(api, client, dataset_id: str, model_dir: Path, names: list[str], timeout: float) -> tuple[list[Started], list[RunFigures]]:
+    tasks = await create_and_start(api, dataset_id, model_dir, names)
+    await wait_terminal(api, tasks, timeout)
+    return tasks, await figures_of(api, client, tasks)
+
+
+# ---------------------------------------------------------------- the measurement
+
+async def measure(settings: Settings, model_dir: Path, dataset: Path, n_tasks: int, single_runs: int, settle: float, timeout: float | None) -> dict:
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    async with httpx.AsyncClient(base_url=base, timeout=120) as api:
+        login = await api.post("/api/v1/auth/login", json={"username": settings.dev_username, "password": settings.dev_password})
+        api.headers["Authorization"] = f"Bearer {login.raise_for_status().json()['access_token']}"  # it lives the whole bench (stack_settings)
+        uploaded = await api.post("/api/v1/datasets", files={"file": (dataset.name, dataset.read_bytes())}, data={"name": "concurrent runs"})
+        dataset_id = uploaded.raise_for_status().json()["dataset_id"]
+        client = await connect(settings)
+
+        singles: list[RunFigures] = []
+        for i in range(single_runs):
+            await asyncio.sleep(settle)
+            _, figures = await run_batch(api, client, dataset_id, model_dir, [f"single {i + 1}"], 600)
+            singles += figures
+            print(f"single run {i + 1}: {figures[0].db_status}, wall {figures[0].wall_seconds} s, overhead {figures[0].overhead_ms_per_phase} ms/phase", flush=True)
+        reference = singles[1:] if len(singles) > 1 else singles  # the first pays the workers' warm-up
+        reference_wall = statistics.median(f.wall_seconds for f in reference)
+        timeout = timeout or 300 + 3 * n_tasks * reference_wall
+
+        await asyncio.sleep(settle)
+        print(f"starting {n_tasks} tasks at once (timeout {timeout:.0f} s)", flush=True)
+        clock = time.monotonic()
+        tasks, load = await run_batch(api, client, dataset_id, model_dir, [f"concurrent {i + 1}" for i in range(n_tasks)], timeout)
+        print(f"load done in {time.monotonic() - clock:.0f} s", flush=True)
+
+    first_request = min(t.requested_at for t in tasks)
+    closes = [f.closed_at for f in load if f.closed_at is not None]
+    makespan = (max(closes) - first_request).total_seconds() if closes else None
+    seen = [t.seen_terminal_at for t in tasks if t.seen_terminal_at]
+    completed = sum(1 for f in load if f.db_status == "COMPLETED" and not f.problems)
+    failed = sum(1 for f in load if f.db_status == "FAILED" and not f.problems)
+    lost = [{"task_id": f.task_id, "problems": f.problems} for f in load if f.problems]
+    activity_sum = sum(f.execution_seconds for f in load)
+    single_summary, load_summary = summarize(reference), summarize(load)
+    ratio = _ratio(load_summary["overhead_ms_per_phase"]["median"], single_summary["overhead_ms_per_phase"]["median"])
+    per_queue = Counter()
+    for f in load:
+        for a in f.activities.values():
+            per_queue[a["task_queue"]] += a["execution_seconds"]
+    return {
+        "settings": {"tasks": n_tasks, "single_runs": single_runs, "warm_up_runs_excluded": len(singles) - len(reference), "settle_seconds": settle,
+                     "timeout_seconds": round(timeout), "hyperparameters": TINY_HYPERPARAMETERS, "model": "2-layer Llama, random weights, SmolLM2 tokenizer",
+                     "dataset": f"{dataset.name}: 48 generated question/answer rows (tests/e2e/support.write_dataset)",
+                     "stack": "cli.stack.Stack: temporal dev server (SQLite file), wlops api over HTTP, wlops serve (idle), one wlops worker process per pool",
+                     "concurrency": {"optimize": settings.optimize_concurrency, "train": settings.train_concurrency,
+                                     "evaluate": settings.evaluate_concurrency, "bookkeeping": settings.bookkeeping_concurrency},
+                     "max_running_tasks_per_org": settings.max_running_tasks_per_org,
+                     "access_token_minutes": settings.access_token_minutes, "database": "SQLite", "object_store": "local directory"},
+        "definitions": {
+            "wall": "per run: WorkflowExecutionStarted -> the workflow's close event",
+            "execution": "per run: sum over its activities (phases and bookkeeping) of ActivityTaskStarted -> the activity's close event",
+            "queue_wait": "per run: sum of ActivityTaskScheduled -> ActivityTaskStarted (waiting for a free worker slot)",
+            "overhead_ms_per_phase": "per run: (wall - execution - queue_wait) / 3 phases; includes workflow tasks and the database projection",
+            "overhead_parts_ms_per_phase": "the overhead split per phase: workflow_task_wait (WorkflowTaskScheduled -> Started, the workflow "
+                                           "worker's queue), workflow_task_processing (WorkflowTaskStarted -> Completed: workflow code and the "
+                                           "database projection's local activities it waits for) and between_events (the rest: the server's "
+                                           "and the SDK's round trips between one event and the next)",
+            "start_delay": "the start request sent -> WorkflowExecutionStarted (through the API)",
+            "makespan": "the first start request -> the last workflow close",
+            "lost": "no database row, not terminal at the timeout, or a projection that disagrees with Temporal",
+        },
+        "single": {**single_summary, "warm_up": singles[0].as_json() if len(singles) > 1 else None},
+        "load": {
+            **load_summary,
+            "completed": completed, "failed": failed, "lost": len(lost), "lost_details": lost,
+            "start_requests": {"status_codes": dict(Counter(str(t.start_status) for t in tasks)), "latency_ms": spread([t.start_ms for t in tasks])},
+            "makespan_seconds": round(makespan, 2) if makespan else None,
+            "api_observed_makespan_seconds": round((max(seen) - first_request).total_seconds(), 2) if seen else None,
+            "activity_execution_seconds_sum": round(activity_sum, 2),
+            "execution_seconds_sum_by_task_queue": {q: round(s, 2) for q, s in sorted(per_queue.items())},
+            "makespan_over_busiest_queue": _ratio(makespan, max(per_queue.values()) if per_queue else None),
+            "throughput_tasks_per_minute": round(60 * completed / makespan, 2) if makespan else None,
+            "retries": sum(f.retries for f in load),
+        },
+        "target": {
+            "completed": f"{completed} of {n_tasks}", "lost": len(lost),
+            "overhead_ratio_median": ratio,
+            "overhead_ratio_p95": _ratio(load_summary["overhead_ms_per_phase"]["p95"], single_summary["overhead_ms_per_phase"]["p95"]),
+            "limit": TARGET_RATIO,
+            "passes": completed == n_tasks and not lost and ratio is not None and ratio < TARGET_RATIO,
+            "rule": f"{n_tasks} of {n_tasks} COMPLETED, none lost, and the median overhead per phase at load under {TARGET_RATIO}x the single runs' median",
+        },
+        "runs": {"single": [f.as_json() for f in singles], "load": [f.as_json() for f in load]},
+    }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def stack_settings(data_dir: Path, n_tasks: int) -> Settings:
+    """The embedded stack's settings, through the environment its child processes inherit: free ports, a fresh data
+    directory, room for every task to run, and an access token that outlives the bench."""
+    for name in ("WLOPS_TEMPORAL_ADDRESS", "WLOPS_DATABASE_URL", "WLOPS_S3_ENDPOINT", "WLOPS_MODEL_CACHE"):
+        os.environ.pop(name, None)
+    os.environ.update({"WLOPS_DATA_DIR": str(data_dir), "WLOPS_MAX_RUNNING_TASKS_PER_ORG": str(n_tasks + 1), "WLOPS_ACCESS_TOKEN_MINUTES": "1440",
+                       **{f"WLOPS_{port}": str(free_port()) for port in ("TEMPORAL_PORT", "TEMPORAL_UI_PORT", "API_PORT", "SERVE_PORT")}})
+    return Settings()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", type=int, default=50)
+    parser.add_argument("--single-runs", type=int, default=5, help="single runs before the load; the first is the warm-up")
+    parser.add_argument("--settle-seconds", type=float, default=2.0, help="pause before each single run and before the load")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds the load may take (default 300 + 3 x tasks x a single run's wall)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "concurrent_runs.json")
+    parser.add_argument("--keep", type=Path, default=None, help="put the stack's files (logs, databases) here and keep them (default: a temporary directory)")
+    args = parser.parse_args()
+    clock, load_before = time.monotonic(), os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="wlops-concurrent-") as tmp:
+        data_dir = (args.keep or Path(tmp)).resolve() / "wlops"
+        model_dir = build_tiny_model(Path(tmp) / "tiny-model")
+        dataset = write_dataset(Path(tmp) / "faq.jsonl")
+        settings = stack_settings(data_dir, args.tasks)
+        with Stack(settings):
+            result = asyncio.run(measure(settings, model_dir, dataset, args.tasks, args.single_runs, args.settle_seconds, args.timeout))
+    result["settings"]["bench_seconds"] = round(time.monotonic() - clock)
+    result["machine_notes"] = {"load_average_before": [round(x, 2) for x in load_before], "load_average_after": [round(x, 2) for x in os.getloadavg()],
+                               "note": "a shared 2-core machine: other work may run beside the bench (see the load averages)"}
+    write_result("concurrent_runs", result, args.out)
+
+
+if __name__ == "__main__":
+    configure_process_environment()
+    main()

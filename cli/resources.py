@@ -1,0 +1,415 @@
+"""`wlops login | logout | datasets | tasks | knowledge | models`: the resources, over the HTTP API only (`cli/api_client.py`).
+
+Every command takes `--api URL` and `--json` (the API's JSON, one document per line, for scripts); without `--json` it
+prints a table or a summary. Errors go to stderr with the API's message, exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import quote
+
+from rich.console import Console
+from rich.table import Table
+
+from cli.api_client import ApiClient, ApiError
+from cli.watch import EventLines, EventProgress, task_events
+
+View = Callable[[Console, Any], None]
+Handler = Callable[[ApiClient, argparse.Namespace], "int | None"]
+
+# The columns of each kind of row in a listing.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "datasets": ("dataset_id", "name", "status", "sample_count", "file_format", "domain"),
+    "tasks": ("task_id", "task_name", "mode", "status", "current_iteration", "max_iterations", "latest_score", "baseline_score"),
+    "knowledge bases": ("knowledge_base_id", "name", "status", "version", "document_count", "chunk_count"),
+    "documents": ("document_id", "filename", "version", "status", "chunk_count", "error"),
+    "results": ("rank", "score", "filename", "heading_path", "text"),
+    "models": ("name", "base_model", "latest_version", "aliases"),
+    "versions": ("version", "status", "task_id", "iteration", "serving_mode", "aliases"),
+    "gates": ("gate_id", "alias", "candidate_version", "current_version", "status", "reason"),
+}
+METRICS = {"exact_match": "EM", "token_f1": "token F1", "bleu": "BLEU", "rouge_l": "ROUGE-L", "overall": "overall"}
+GATE_POLL_SECONDS = 1.0
+
+
+def url(*parts: object) -> str:
+    """An API path from its parts, each one escaped (an id can never reach another route)."""
+    return "/api/v1/" + "/".join(quote(str(p), safe="") for p in parts)
+
+
+def given(**fields: Any) -> dict[str, Any]:
+    """The fields that were given: the API applies its own defaults to the rest."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+# --- output --------------------------------------------------------------------------------------
+
+
+def output(args: argparse.Namespace, data: Any, view: View) -> None:
+    if args.json:
+        print(json.dumps(data), flush=True)
+    else:
+        view(Console(), data)
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value) if value else ""
+    return str(value)
+
+
+def table(rows: list[dict], columns: tuple[str, ...], title: str | None = None) -> Table:
+    grid = Table(title=title, title_justify="left")
+    for column in columns:
+        grid.add_column(column, overflow="fold")  # ids are copied from here: never cut short
+    for row in rows:
+        grid.add_row(*(cell(row.get(c)) for c in columns))
+    return grid
+
+
+def record(data: dict) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    for key, value in data.items():
+        grid.add_row(f"[bold]{key}[/]", cell(value))
+    return grid
+
+
+def listing(kind: str) -> View:
+    return lambda console, data: console.print(table(data["items"], COLUMNS[kind], f"{kind}: {data.get('total', len(data['items']))}"))
+
+
+def details(console: Console, data: dict) -> None:
+    console.print(record(data))
+
+
+def details_with(key: str, columns: tuple[str, ...] | None = None) -> View:
+    """A record, then its `key` (a list of rows, e.g. a dataset's preview) as a table."""
+    def view(console: Console, data: dict) -> None:
+        console.print(record({k: v for k, v in data.items() if k != key}))
+        if rows := data.get(key):
+            console.print(table(rows, columns or tuple(rows[0]), key))
+    return view
+
+
+def action_view(console: Console, action: dict) -> None:
+    console.print(f"task {action['task_id']}: [bold]{action['status']}[/] — {action['detail']}")
+
+
+# --- login -------------------------------------------------------------------------------------
+
+
+def login(api: ApiClient, args: argparse.Namespace) -> None:
+    username = args.username or input("username: ")
+    password = args.password if args.password is not None else getpass.getpass(f"password for {username}: ")
+    tokens = api.login(username, password, args.org)
+    output(args, tokens, lambda console, t: console.print(
+        f"logged in to {api.url} as [cyan]{username}[/] ({t['role']} of organization {t['org_id']}); credentials in {api.credentials.path}"))
+
+
+def logout(api: ApiClient, args: argparse.Namespace) -> None:
+    done = api.logout()
+    output(args, {"api_url": api.url, "logged_out": done},
+           lambda console, _: console.print(f"logged out of {api.url}" if done else f"not logged in to {api.url}"))
+
+
+# --- datasets ----------------------------------------------------------------------------------
+
+
+def existing_file(value: str) -> Path:
+    path = Path(value)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {value}")
+    return path
+
+
+def datasets_upload(api: ApiClient, args: argparse.Namespace) -> None:
+    with open(args.file, "rb") as fh:
+        form = given(name=args.name or args.file.stem, domain=args.domain)
+        output(args, api.call("POST", url("datasets"), files={"file": (args.file.name, fh)}, data=form), details)
+
+
+def datasets_list(api: ApiClient, args: argparse.Namespace) -> None:
+    output(args, api.call("GET", url("datasets"), params={"limit": args.limit}), listing("datasets"))
+
+
+def datasets_show(api: ApiClient, args: argparse.Namespace) -> None:
+    dataset = api.call("GET", url("datasets", args.id))
+    if args.preview:
+        dataset["preview"] = api.call("GET", url("datasets", args.id, "preview"), params={"limit": args.preview})["rows"]
+    output(args, dataset, details_with("preview"))
+
+
+# --- tasks ---------------------------------------------------------------------------------------
+
+
+def hyperparameter(value: str) -> tuple[str, Any]:
+    key, sep, raw = value.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {value!r}")
+    try:
+        return key, json.loads(raw)  # numbers and booleans as such
+    except ValueError:
+        return key, raw
+
+
+def tasks_create(api: ApiClient, args: argparse.Namespace) -> int | None:
+    body = given(task_name=args.name, dataset_id=args.dataset, model_name=args.model, hyperparameters=dict(args.hp),
+                 max_iterations=args.max_iterations, performance_threshold=args.threshold, knowledge_base_id=args.knowledge_base)
+    task = api.call("POST", url("tasks", "continuous" if args.continuous else "standard"), json=body)
+    output(args, task, details)
+    return start_task(api, args, task["task_id"]) if args.start or args.watch else None
+
+
+def tasks_start(api: ApiClient, args: argparse.Namespace) -> int | None:
+    return start_task(api, args, args.id)
+
+
+def start_task(api: ApiClient, args: argparse.Namespace, task_id: str) -> int | None:
+    output(args, api.call("POST", url("tasks", task_id, "start")), action_view)
+    return watch_task(api, args, task_id) if args.watch else None
+
+
+def task_action(verb: str) -> Handler:
+    return lambda api, args: output(args, api.call("POST", url("tasks", args.id, verb)), action_view)
+
+
+def tasks_show(api: ApiClient, args: argparse.Namespace) -> None:
+    output(args, api.call("GET", url("tasks", args.id)), details)
+
+
+def tasks_list(api: ApiClient, args: argparse.Namespace) -> None:
+    output(args, api.call("GET", url("tasks"), params=given(limit=args.limit, status=args.status)), listing("tasks"))
+
+
+def tasks_report(api: ApiClient, args: argparse.Namespace) -> None:
+    output(args, api.call("GET", url("tasks", args.id, "report")), show_report)
+
+
+def show_report(console: Console, report: dict) -> None:
+    grid = Table(title=f"task {report['task']['task_id']}: test split", title_justify="left")
+    grid.add_column("", no_wrap=True)
+    for label in (*METRICS.values(), "feedback"):
+        grid.add_column(label, justify="right", min_width=len(label))
+    base = report["baseline"]
+    grid.add_row("base model", *(cell(base["scores"][m]) for m in METRICS), cell(base["feedback_scores"]["overall"]))
+    for it in report["iterations"]:
+        test, feedback = it["scores"]["test"], it["scores"].get("feedback", {})
+        grid.add_row(f"iteration {it['iteration']}", *(cell(test[m]) for m in METRICS), cell(feedback.get("overall")))
+    final = report["final"]
+    console.print(grid)
+    console.print(f"final score {final['score']:.4f} ({final['grade']}, {final['mode'].replace('_', ' ')}): "
+                  + ("beats the base model" if final["beats_baseline"] else "does not beat the base model"))
+    console.print(f"stopped because: {report['task'].get('stop_reason')}\nreport: {report['markdown_path']}")
+
+
+def tasks_watch(api: ApiClient, args: argparse.Namespace) -> int:
+    return watch_task(api, args, args.id)
+
+
+def watch_task(api: ApiClient, args: argparse.Namespace, task_id: str) -> int:
+    """Follow the task's events until its final one: 0 when it completed, 1 when it failed or was cancelled."""
+    view = EventLines() if args.json else EventProgress(Console())
+    with view:  # closed before anything goes to stderr: a live progress display redirects it
+        for event in task_events(api, task_id):
+            final = event.json()
+            view.show(event, final)
+    if final["status"] != "COMPLETED":
+        print(f"task {task_id} {final['status']}: {final.get('error') or 'no error recorded'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --- knowledge bases ----------------------------------------------------------------------------
+
+
+def knowledge_create(api: ApiClient, args: argparse.Namespace) -> None:
+    body = given(name=args.name, description=args.description, chunk_tokens=args.chunk_tokens, chunk_overlap_tokens=args.chunk_overlap_tokens)
+    output(args, api.call("POST", url("knowledge-bases"), json=body), details)
+
+
+def knowledge_list(api: ApiClient, args: argparse.Namespace) -> None:
+    output(args, api.call("GET", url("knowledge-bases"), params={"limit": args.limit}), listing("knowledge bases"))
+
+
+def knowledge_show(api: ApiClient, args: argparse.Namespace) -> None:
+    kb = api.call("GET", url("knowledge-bases", args.id))
+    kb["documents"] = api.call("GET", url("knowledge-bases", args.id, "documents"))["items"]
+    output(args, kb, details_with("documents", COLUMNS["documents"]))
+
+
+def knowledge_upload(api: ApiClient, args: argparse.Namespace) -> None:
+    for path in args.files:
+        with open(path, "rb") as fh:
+            output(args, api.call("POST", url("knowledge-bases", args.id, "documents"), files={"file": (path.name, fh)}),
+                   lambda console, doc: console.print(f"{doc['filename']}: document {doc['document_id']} version {doc['version']}, {doc['status']}"))
+
+
+def knowledge_search(api: ApiClient, args: argparse.Namespace) -> None:
+    found = api.call("POST", url("knowledge-bases", args.id, "search"), json={"query": args.query, "top_k": args.top_k})
+    output(args, found, lambda console, data: console.print(table(data["results"], COLUMNS["results"], f"index version {data['version']}")))
+
+
+# --- the model registry --------------------------------------------------------------------------
+
+
+def models_list(api: ApiClient, args: argparse.Namespace) -> None:
+    output(args, api.call("GET", url("models"), params={"limit": args.limit}), listing("models"))
+
+
+def models_show(api: ApiClient, args: argparse.Namespace) -> None:
+    output(args, api.call("GET", url("models", args.name)), details)
+
+
+def models_versions(api: ApiClient, args: argparse.Namespace) -> None:
+    if args.version:
+        output(args, api.call("GET", url("models", args.name, "versions", args.version)), details)
+    else:
+        output(args, api.call("GET", url("models", args.name, "versions"), params={"limit": args.limit}), listing("versions"))
+
+
+def models_promote(api: ApiClient, args: argparse.Namespace) -> int | None:
+    body = given(alias=args.alias, force=args.force, reason=args.reason)
+    gate = api.call("POST", url("models", args.name, "versions", args.version, "promote"), json=body)
+    while args.wait and gate["status"] == "EVALUATING":
+        time.sleep(GATE_POLL_SECONDS)
+        gate = api.call("GET", url("models", args.name, "gates", gate["gate_id"]))
+    output(args, gate, details)
+    return 1 if args.wait and gate["status"] != "PROMOTED" else None
+
+
+def models_rollback(api: ApiClient, args: argparse.Namespace) -> None:
+    output(args, api.call("POST", url("models", args.name, "aliases", args.alias, "rollback"), json=given(reason=args.reason)),
+           lambda console, alias: console.print(f"{args.name}@{alias['alias']} → version {alias['version']}"))
+
+
+def models_gates(api: ApiClient, args: argparse.Namespace) -> None:
+    if args.gate_id:
+        output(args, api.call("GET", url("models", args.name, "gates", args.gate_id)), details)
+    else:
+        output(args, api.call("GET", url("models", args.name, "gates"), params={"limit": args.limit}), listing("gates"))
+
+
+# --- the commands ------------------------------------------------------------------------------
+
+
+def run(handler: Handler, args: argparse.Namespace) -> None:
+    """Run one resource command: the API's refusal is printed to stderr with exit status 1."""
+    try:
+        with ApiClient(args.api) as api:
+            code = handler(api, args)
+    except ApiError as exc:
+        hint = " (run `wlops login`)" if exc.status == 401 and handler is not login else ""
+        print(f"wlops: {exc}{hint}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("\nstopped (the server carries on)", file=sys.stderr)
+        sys.exit(130)
+    if code:
+        sys.exit(code)
+
+
+def add_resource_commands(commands: argparse._SubParsersAction) -> None:
+    """Add `login`, `logout`, `datasets`, `tasks`, `knowledge` and `models` to the `wlops` parser."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--api", metavar="URL", help="the API (default: $WLOPS_API_URL, else the one last logged in to, else http://127.0.0.1:8000)")
+    common.add_argument("--json", action="store_true", help="print the API's JSON (one document per line)")
+
+    def command(group: argparse._SubParsersAction, name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        parser = group.add_parser(name, parents=[common], help=help, description=help)
+        parser.set_defaults(func=lambda args: run(handler, args))
+        return parser
+
+    def group(name: str, help: str) -> argparse._SubParsersAction:
+        return commands.add_parser(name, help=help, description=help).add_subparsers(dest=f"{name}_command", required=True)
+
+    def with_limit(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser.add_argument("--limit", type=int, default=50, help="at most this many (the API allows up to 200)")
+        return parser
+
+    parser = command(commands, "login", login, "log in to the API and keep the tokens in the credentials file")
+    parser.add_argument("--username")
+    parser.add_argument("--password", help="prompted for when left out")
+    parser.add_argument("--org", help="organization name or id (needed only for members of several)")
+    command(commands, "logout", logout, "revoke the stored login's tokens and forget them")
+
+    datasets = group("datasets", "upload and inspect datasets")
+    parser = command(datasets, "upload", datasets_upload, "upload a JSONL, JSON or CSV dataset")
+    parser.add_argument("file", type=existing_file)
+    parser.add_argument("--name", help="default: the file name without extension")
+    parser.add_argument("--domain")
+    with_limit(command(datasets, "list", datasets_list, "list the organization's datasets"))
+    parser = command(datasets, "show", datasets_show, "show a dataset")
+    parser.add_argument("id")
+    parser.add_argument("--preview", type=int, metavar="N", help="with its first N rows")
+
+    tasks = group("tasks", "create, run, follow and report fine-tuning tasks")
+    parser = command(tasks, "create", tasks_create, "create a fine-tuning task")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--standard", action="store_true", help="one iteration")
+    mode.add_argument("--continuous", action="store_true", help="iterate on the model's bad cases")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--dataset", required=True, metavar="ID")
+    parser.add_argument("--model", help="smollm2-135m-instruct (default) or a local model folder")
+    parser.add_argument("--hp", type=hyperparameter, action="append", default=[], metavar="KEY=VALUE", help="a hyperparameter (repeatable)")
+    parser.add_argument("--max-iterations", type=int, metavar="K", help="continuous tasks")
+    parser.add_argument("--threshold", type=float, metavar="X", help="continuous tasks: stop once the test score reaches it")
+    parser.add_argument("--knowledge-base", metavar="ID", help="train and answer with passages from this knowledge base")
+    parser.add_argument("--start", action="store_true", help="start it at once")
+    parser.add_argument("--watch", action="store_true", help="start it and follow it until it ends")
+    parser = command(tasks, "start", tasks_start, "start a task")
+    parser.add_argument("id")
+    parser.add_argument("--watch", action="store_true", help="follow it until it ends")
+    command(tasks, "watch", tasks_watch, "follow a task's progress until it ends (exit 0 when it completed)").add_argument("id")
+    command(tasks, "show", tasks_show, "show a task, with its live training progress").add_argument("id")
+    for verb in ("pause", "resume", "cancel"):
+        command(tasks, verb, task_action(verb), f"{verb} a running task").add_argument("id")
+    with_limit(command(tasks, "list", tasks_list, "list the organization's tasks")).add_argument("--status", help="only tasks in this status")
+    command(tasks, "report", tasks_report, "a finished task's report: every iteration against the base model").add_argument("id")
+
+    knowledge = group("knowledge", "knowledge bases: documents, their index, search")
+    parser = command(knowledge, "create", knowledge_create, "create an empty knowledge base")
+    parser.add_argument("name")
+    parser.add_argument("--description")
+    parser.add_argument("--chunk-tokens", type=int, help="chunk size in MiniLM word pieces")
+    parser.add_argument("--chunk-overlap-tokens", type=int)
+    with_limit(command(knowledge, "list", knowledge_list, "list the organization's knowledge bases"))
+    command(knowledge, "show", knowledge_show, "show a knowledge base and its documents").add_argument("id")
+    parser = command(knowledge, "upload", knowledge_upload, "upload documents (Markdown, text, HTML, PDF); each is indexed by the next build")
+    parser.add_argument("id")
+    parser.add_argument("files", nargs="+", type=existing_file, metavar="FILE")
+    parser = command(knowledge, "search", knowledge_search, "the chunks most similar to a query")
+    parser.add_argument("id")
+    parser.add_argument("query")
+    parser.add_argument("--top-k", type=int, default=5)
+
+    models = group("models", "the model registry: versions, aliases and the promotion gate")
+    with_limit(command(models, "list", models_list, "list registered models"))
+    command(models, "show", models_show, "show a registered model and its aliases").add_argument("name")
+    parser = with_limit(command(models, "versions", models_versions, "list a model's versions, or show one"))
+    parser.add_argument("name")
+    parser.add_argument("version", nargs="?", type=int)
+    parser = command(models, "promote", models_promote, "ask the promotion gate to point an alias at a version")
+    parser.add_argument("name")
+    parser.add_argument("version", type=int)
+    parser.add_argument("--alias", default="production")
+    parser.add_argument("--force", action="store_true", help="skip the gate (owners and admins; needs --reason)")
+    parser.add_argument("--reason")
+    parser.add_argument("--wait", action="store_true", help="wait for the gate's decision (exit 1 unless PROMOTED)")
+    parser = command(models, "rollback", models_rollback, "move an alias back to the version it pointed at before")
+    parser.add_argument("name")
+    parser.add_argument("alias")
+    parser.add_argument("--reason")
+    parser = with_limit(command(models, "gates", models_gates, "list a model's promotion gates, or show one"))
+    parser.add_argument("name")
+    parser.add_argument("gate_id", nargs="?")

@@ -1,0 +1,296 @@
+"""`wlops` resource commands against the real API served by uvicorn on a free port (and, for tasks, a real Temporal
+server with real workers on a tiny model): login and its credentials file, refresh and API keys, datasets, a task
+created, started and watched to COMPLETED through a connection that drops, its report, the registry and a knowledge
+base; errors print the API's message and exit 1, and `--json` prints JSON only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import stat
+import threading
+import time
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from activities.context import ActivityContext
+from api.main import create_app
+from auth.tokens import ACCESS, issue_token
+from cli.main import main
+from cli.users import create_user
+from core.access import Role
+from tests.chat_server import serving
+from tests.conftest import free_port
+from tests.e2e.support import TEST_PASSWORD, write_dataset, write_knowledge
+from tests.e2e.test_pipeline import TINY_HYPERPARAMETERS, with_temporal
+from tests.workflows.fakes import running_workers
+
+
+@pytest.fixture
+def config_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "wlops-config"
+    monkeypatch.setenv("WLOPS_CONFIG_DIR", str(folder))
+    for name in ("WLOPS_API_URL", "WLOPS_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    return folder
+
+
+@pytest.fixture
+def served(settings, temporal_env, config_dir):
+    """(settings, base URL) of the real API on a free port, with a user `cli` (owner of `cli-org`)."""
+    settings = with_temporal(settings, temporal_env, event_poll_seconds=0.1)
+    create_user(settings, "cli", TEST_PASSWORD, "cli-org", Role.OWNER)
+    with serving(create_app(settings)) as url:
+        yield settings, url.removesuffix("/v1")
+
+
+class Wlops:
+    """`wlops …` in this process: the exit status and what it printed."""
+
+    def __init__(self, capsys):
+        self.capsys = capsys
+
+    def __call__(self, *argv: str) -> tuple[int, str, str]:
+        try:
+            main(list(argv))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def json(self, *argv: str) -> list:
+        """The documents a `--json` command printed, one a line; it must succeed and print nothing else."""
+        code, out, err = self(*argv, "--json")
+        assert code == 0, err
+        return [json.loads(line) for line in out.splitlines()]
+
+
+@pytest.fixture
+def wlops(capsys):
+    return Wlops(capsys)
+
+
+def login(wlops: Wlops, url: str) -> None:
+    assert wlops("login", "--api", url, "--username", "cli", "--password", TEST_PASSWORD)[0] == 0
+
+
+def test_login_keeps_tokens_private_refreshes_them_and_logs_out(served, wlops, config_dir):
+    settings, url = served
+    code, out, err = wlops("login", "--api", url, "--username", "cli", "--password", "not the password")
+    assert code == 1 and "wrong username or password" in err and out == ""
+    assert not (config_dir / "credentials.json").exists()
+
+    [tokens] = wlops.json("login", "--api", url, "--username", "cli", "--password", TEST_PASSWORD)
+    path = config_dir / "credentials.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    stored = json.loads(path.read_text())
+    assert stored["current"] == url and stored["apis"][url]["access_token"] == tokens["access_token"]
+
+    # the current API is remembered; an expired access token is refreshed once, and the new pair is kept
+    claims = httpx.get(f"{url}/api/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}).json()
+    expired, _ = issue_token(settings.secret_key, claims["user_id"], claims["org_id"], ACCESS, 0, timedelta(minutes=-1))
+    stored["apis"][url]["access_token"] = expired
+    path.write_text(json.dumps(stored))
+    assert wlops.json("datasets", "list") == [{"items": [], "total": 0, "limit": 50, "offset": 0}]
+    refreshed = json.loads(path.read_text())["apis"][url]
+    assert refreshed["access_token"] not in (expired, tokens["access_token"]) and refreshed["username"] == "cli"
+
+    # an API key in WLOPS_API_KEY instead of a stored login
+    key = httpx.post(f"{url}/api/v1/api-keys", headers={"Authorization": f"Bearer {refreshed['access_token']}"},
+                     json={"name": "cli test", "scopes": ["datasets:read"]}).json()["secret"]
+    assert wlops.json("logout") == [{"api_url": url, "logged_out": True}]
+    assert url not in json.loads(path.read_text())["apis"]
+    code, _, err = wlops("datasets", "list", "--api", url)
+    assert code == 1 and "wlops login" in err
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("WLOPS_API_KEY", key)
+        assert wlops.json("datasets", "list", "--api", url)[0]["total"] == 0
+        code, _, err = wlops("tasks", "list", "--api", url)  # beyond the key's scopes
+        assert code == 1 and "tasks:read" in err
+
+
+def test_datasets_and_the_errors_of_the_api(served, wlops, tmp_path):
+    _, url = served
+    login(wlops, url)
+    [dataset] = wlops.json("datasets", "upload", str(write_dataset(tmp_path / "faq.jsonl")), "--name", "FAQ", "--domain", "support")
+    assert (dataset["name"], dataset["domain"], dataset["sample_count"]) == ("FAQ", "support", 48)
+    [listed] = wlops.json("datasets", "list")
+    assert [d["dataset_id"] for d in listed["items"]] == [dataset["dataset_id"]]
+    [shown] = wlops.json("datasets", "show", dataset["dataset_id"], "--preview", "3")
+    assert shown["dataset_id"] == dataset["dataset_id"] and len(shown["preview"]) == 3 and "question" in shown["preview"][0]
+    code, out, _ = wlops("datasets", "show", dataset["dataset_id"], "--preview", "2")
+    assert code == 0 and "FAQ" in out and "preview" in out
+
+    # errors: the API's message on stderr, exit 1 (2 for a usage error); nothing on stdout
+    code, out, err = wlops("datasets", "show", "no-such-dataset", "--json")
+    assert (code, out) == (1, "") and "dataset no-such-dataset not found" in err
+    (tmp_path / "broken.jsonl").write_text("this is not JSON\n")
+    code, _, err = wlops("datasets", "upload", str(tmp_path / "broken.jsonl"))
+    assert code == 1 and err.startswith("wlops: ") and len(err.strip()) > len("wlops: ")
+    code, _, err = wlops("tasks", "create", "--standard", "--name", "bad", "--dataset", dataset["dataset_id"], "--hp", "learning_rate=5")
+    assert code == 1 and "hyperparameters.learning_rate: Input should be less than or equal to 1" in err
+    code, _, err = wlops("tasks", "create", "--name", "no mode", "--dataset", dataset["dataset_id"])
+    assert code == 2 and "one of the arguments --standard --continuous is required" in err
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    code, _, err = wlops("tasks", "list", "--api", unreachable)
+    assert code == 1 and f"could not reach the API at {unreachable}" in err
+
+    [kb] = wlops.json("knowledge", "create", "Docs", "--description", "product docs")
+    assert wlops.json("knowledge", "list")[0]["items"][0]["knowledge_base_id"] == kb["knowledge_base_id"]
+    [shown] = wlops.json("knowledge", "show", kb["knowledge_base_id"])
+    assert (shown["status"], shown["documents"]) == ("CREATED", [])
+
+
+class DroppingProxy:
+    """A TCP proxy in front of the API that cuts the first task event stream right after its first `status` event, as a
+    flaky network would: the follower has to reconnect with Last-Event-ID."""
+
+    STATUS_EVENT = re.compile(rb"event: status\r?\n.*?\r?\n\r?\n", re.S)
+
+    def __init__(self, api_url: str):
+        self.upstream = ("127.0.0.1", int(api_url.rsplit(":", 1)[1]))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.event_requests: list[bytes] = []
+        self.cut = False
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server, streaming = socket.create_connection(self.upstream), threading.Event()
+            threading.Thread(target=self.forward_requests, args=(client, server, streaming), daemon=True).start()
+            threading.Thread(target=self.forward_responses, args=(server, client, streaming), daemon=True).start()
+
+    @staticmethod
+    def received(sock: socket.socket):
+        try:
+            while data := sock.recv(65536):
+                yield data
+        except OSError:
+            return
+
+    @staticmethod
+    def close(*socks: socket.socket) -> None:
+        for sock in socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def forward_requests(self, client: socket.socket, server: socket.socket, streaming: threading.Event) -> None:
+        for data in self.received(client):
+            if b"/events" in data:
+                self.event_requests.append(data)
+                streaming.set()  # before the request goes on, so its whole answer is watched
+            server.sendall(data)
+        self.close(client, server)
+
+    def forward_responses(self, server: socket.socket, client: socket.socket, streaming: threading.Event) -> None:
+        seen = b""
+        for data in self.received(server):
+            if streaming.is_set() and not self.cut:
+                seen += data
+                if match := self.STATUS_EVENT.search(seen):
+                    self.cut = True
+                    client.sendall(data[:len(data) - (len(seen) - match.end())])
+                    break
+            client.sendall(data)
+        self.close(server, client)
+
+    def stop(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def proxy(served):
+    proxy = DroppingProxy(served[1])
+    yield proxy
+    proxy.stop()
+
+
+async def test_a_task_is_created_started_and_watched_to_completion_with_real_workers(served, proxy, temporal_env, wlops, tiny_model_dir, tmp_path):
+    settings, url = served[0], proxy.url  # every command through the proxy, which cuts the first event stream
+    # in threads: the workers need this event loop free
+    cli = lambda *argv: asyncio.to_thread(wlops, *argv)  # noqa: E731
+    run = lambda *argv: asyncio.to_thread(wlops.json, *argv)  # noqa: E731
+    async with running_workers(temporal_env.client, ActivityContext.from_settings(settings)):
+        await cli("login", "--api", url, "--username", "cli", "--password", TEST_PASSWORD)
+        [dataset] = await run("datasets", "upload", str(write_dataset(tmp_path / "faq.jsonl")))
+        dataset_id = dataset["dataset_id"]
+        hp = [arg for key, value in TINY_HYPERPARAMETERS.items() for arg in ("--hp", f"{key}={value}")]
+        code, out, err = await cli("tasks", "create", "--standard", "--name", "cli task", "--dataset", dataset_id, "--model", tiny_model_dir,
+                                   *hp, "--watch", "--json")
+        assert code == 0, err
+        created, action, *events = [json.loads(line) for line in out.splitlines()]
+        task_id = created["task_id"]
+        assert created["hyperparameters"]["max_steps"] == TINY_HYPERPARAMETERS["max_steps"] and action["task_id"] == task_id
+
+        # the stream was cut after its first status event; the follower resumed after the last id it had, missing nothing
+        assert proxy.cut and len(proxy.event_requests) == 2
+        assert b"last-event-id:" not in proxy.event_requests[0].lower() and b"last-event-id:" in proxy.event_requests[1].lower()
+        ids = [e["id"] for e in events]
+        assert ids == sorted(set(ids)), ids
+        kinds = [e["event"] for e in events]
+        assert kinds[0] == "snapshot" and kinds.count("snapshot") == 1 and kinds[-1] == "final"
+        assert events[-1]["data"]["status"] == "COMPLETED" and events[-1]["data"]["report_available"]
+        statuses = [e["data"]["status"] for e in events if e["event"] == "status"]
+        assert statuses[-1] == "COMPLETED" and {"TRAINING", "EVALUATING"} <= set(statuses)
+        assert any(e["event"] == "score" and e["data"]["iteration"] == 1 for e in events)
+        assert any(e["event"] == "progress" and e["data"].get("step") for e in events)
+
+        # a finished task: watched again, the state and the end at once
+        code, out, err = await cli("tasks", "watch", task_id)
+        assert code == 0 and "COMPLETED" in out, err
+        # a continuous task watched live without --json: status changes and the score as they come, then the end
+        code, out, err = await cli("tasks", "create", "--continuous", "--name", "cli loop", "--dataset", dataset_id, "--model", tiny_model_dir,
+                                   *hp, "--max-iterations", "1", "--threshold", "0.99", "--watch")
+        assert code == 0, err
+        assert "→ EVALUATING" in out and "iteration 1: test score" in out and "\nCOMPLETED, score" in out, out
+        loop_id = re.search(r"task_id\s+(\w+)", out).group(1)
+        [loop] = await run("tasks", "show", loop_id)
+        assert (loop["mode"], loop["max_iterations"], loop["performance_threshold"], loop["status"]) == ("CONTINUOUS", 1, 0.99, "COMPLETED")
+        [report] = await run("tasks", "report", task_id)
+        assert report["task"]["task_id"] == task_id and report["final"]["split"] == "test" and [i["iteration"] for i in report["iterations"]] == [1]
+        code, out, _ = await cli("tasks", "report", task_id)
+        assert code == 0 and "base model" in out and "iteration 1" in out
+        assert {t["task_id"] for t in (await run("tasks", "list", "--status", "COMPLETED"))[0]["items"]} == {task_id, loop_id}
+        code, out, err = await cli("tasks", "pause", task_id)
+        assert code == 1 and out == "" and "COMPLETED" in err  # an illegal transition: the API's 409
+
+        for argv in (("tasks", "watch", "no-such-task"), ("tasks", "report", "no-such-task"), ("tasks", "cancel", "no-such-task")):
+            code, out, err = await cli(*argv)
+            assert (code, out) == (1, "") and "task no-such-task not found" in err, argv
+
+        # the registry: the final adapter became version 1 of the model named after the task
+        assert {m["name"] for m in (await run("models", "list"))[0]["items"]} == {"cli-task", "cli-loop"}
+        [version] = await run("models", "versions", "cli-task", "1")
+        assert (version["task_id"], version["iteration"]) == (task_id, 1)
+        code, out, err = await cli("models", "promote", "cli-task", "1", "--wait", "--json")
+        [gate] = [json.loads(line) for line in out.splitlines()]
+        assert gate["status"] in ("PROMOTED", "REFUSED") and code == (0 if gate["status"] == "PROMOTED" else 1), err
+        assert (await run("models", "gates", "cli-task"))[0]["items"][0]["gate_id"] == gate["gate_id"]
+        code, _, err = await cli("models", "rollback", "cli-task", "production")
+        assert code == 1 and err.startswith("wlops: ")  # no earlier version to go back to
+
+        # a knowledge base: documents uploaded, built by the workers, searched
+        [kb] = await run("knowledge", "create", "Ferro docs")
+        documents = [str(p) for p in write_knowledge(tmp_path / "knowledge", n_topics=6)]
+        uploaded = await run("knowledge", "upload", kb["knowledge_base_id"], *documents)
+        assert [d["filename"] for d in uploaded] == ["services-1.md", "services-2.md"] and {d["status"] for d in uploaded} == {"PENDING"}
+        deadline = time.monotonic() + 180
+        while (shown := (await run("knowledge", "show", kb["knowledge_base_id"]))[0])["status"] != "READY" or shown["version"] < 1:
+            assert time.monotonic() < deadline and shown["status"] != "BUILD_FAILED", shown
+            await asyncio.sleep(0.5)
+        assert {d["status"] for d in shown["documents"]} == {"INDEXED"}
+        [found] = await run("knowledge", "search", kb["knowledge_base_id"], "Which port does the backup service listen on?", "--top-k", "2")
+        assert len(found["results"]) == 2 and any("7400" in r["text"] for r in found["results"])

@@ -1,0 +1,82 @@
+"""One start request, traced: the HTTP span of `POST /tasks/{id}/start` is the ancestor of the workflow's spans and of
+every activity span of the run (across the Temporal server, through its headers), each activity span names the task,
+iteration, organization and phase, the database calls of an activity are its children, and its logs carry its trace."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from activities.context import ActivityContext
+from observability.logs import ContextFilter
+from observability.tracing import chosen_exporter, client_instrumentors, configure_tracing
+from temporal_client import connect
+from tests.e2e.support import api_client, upload, wait_until_done, write_dataset
+from tests.workflows.fakes import FakePhases, running_workers
+
+
+@pytest.fixture
+def spans():
+    """Every span this process finishes during the test (the provider stays: OpenTelemetry allows one per process)."""
+    exporter = InMemorySpanExporter()
+    configure_tracing("test", processor=SimpleSpanProcessor(exporter))
+    yield exporter
+    exporter.shutdown()
+    for instrumentor in client_instrumentors():
+        instrumentor.uninstrument()
+
+
+def test_tracing_is_off_unless_the_standard_variables_ask_for_it():
+    assert chosen_exporter({}) is None
+    assert chosen_exporter({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}) == "otlp"
+    assert chosen_exporter({"OTEL_TRACES_EXPORTER": "console"}) == "console"
+    assert chosen_exporter({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true"}) is None
+    assert chosen_exporter({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}) is None
+
+
+async def test_the_activity_spans_of_a_run_descend_from_the_request_that_started_it(spans, temporal_env, settings, tmp_path, caplog):
+    settings = settings.model_copy(update={"temporal_address": temporal_env.client.service_client.config.target_host})
+    ctx = ActivityContext.from_settings(settings)
+    caplog.handler.addFilter(ContextFilter("test"))
+    caplog.set_level(logging.INFO)
+    client = await connect(settings)  # with the tracing interceptor, as every process connects
+    async with running_workers(client, ctx, FakePhases(ctx).activities()), api_client(settings) as api:
+        dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
+        task_id = (await api.post("/api/v1/tasks/standard", json={"task_name": "traced", "dataset_id": dataset["dataset_id"]})).json()["task_id"]
+        assert (await api.post(f"/api/v1/tasks/{task_id}/start")).status_code == 202
+        assert (await wait_until_done(api, task_id, timeout=60))["status"] == "COMPLETED"
+
+    finished = spans.get_finished_spans()
+    by_id = {s.context.span_id: s for s in finished}
+
+    def ancestors(span):
+        while span.parent is not None and span.parent.span_id in by_id:
+            span = by_id[span.parent.span_id]
+            yield span
+
+    start = [s for s in finished if s.name == "POST /api/v1/tasks/{task_id}/start" and s.kind.name == "SERVER"]
+    assert len(start) == 1, sorted({s.name for s in finished})
+    http = start[0]
+    run = [s for s in finished if s.context.trace_id == http.context.trace_id]
+    names = {s.name for s in run}
+    assert {"StartWorkflow:FineTuningWorkflow", "RunWorkflow:FineTuningWorkflow"} <= names, names
+    activities = [s for s in run if s.name.startswith("RunActivity:")]
+    assert {s.name.split(":")[1] for s in activities} >= {"optimize_dataset", "train_adapter", "evaluate_adapter", "build_report",
+                                                          "register_final_adapter"}, names
+    for span in activities:
+        assert http in ancestors(span), f"{span.name} does not descend from the start request"
+        assert span.attributes["wlops.task_id"] == task_id and span.attributes["wlops.phase"] == span.name.split(":")[1]
+        assert span.attributes["wlops.org_id"] == dataset["org_id"]
+    assert {s.attributes.get("wlops.iteration") for s in activities if s.name in ("RunActivity:train_adapter", "RunActivity:evaluate_adapter")} == {1}
+
+    # the registering activity's database queries are its descendants (the sqlite3 driver's instrumentation)
+    report = next(s for s in activities if s.name == "RunActivity:register_final_adapter")
+    queries = [s for s in run if s.attributes.get("db.system") == "sqlite" or s.attributes.get("db.system.name") == "sqlite"]
+    assert any(report in ancestors(q) for q in queries), sorted({s.name for s in run})
+
+    # an activity's log records carry the task's context and the trace they belong to
+    records = [r for r in caplog.records if getattr(r, "task_id", None) == task_id and getattr(r, "phase", None) == "register_final_adapter"]
+    assert records and all(r.trace_id == format(http.context.trace_id, "032x") and r.org_id == dataset["org_id"] for r in records)

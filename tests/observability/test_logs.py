@@ -54,3 +54,19 @@ def test_readable_turns_a_json_line_into_one_line_for_a_person():
                        "service": "worker-train", "task_id": "t-1", "iteration": 2, "org_id": "o", "trace_id": "ab" * 16, "step": 10})
     assert readable(line) == "01:02:03 INFO    [task_id=t-1 iteration=2] step 10/20 loss 1.2500 step=10 (ml.trainer)"
     assert readable("time=2026 level=WARN msg=temporal says\n") == "time=2026 level=WARN msg=temporal says"  # not ours: as it came
+
+
+def test_make_dev_shows_each_new_complete_line_of_each_service_once(tmp_path):
+    from cli.stack import Stack
+    from core.settings import Settings
+
+    stack = Stack(Settings(data_dir=tmp_path))
+    stack.processes = {"api": None, "worker-train": None}  # the names of the services whose logs it follows
+    stack.log_dir.mkdir(parents=True)
+    (stack.log_dir / "api.log").write_text('{"message": "a"}\n{"mess')  # the second line is still being written
+    assert stack.new_log_lines() == [("api", '{"message": "a"}')]
+    with open(stack.log_dir / "api.log", "a") as fh:
+        fh.write('age": "b"}\n')
+    (stack.log_dir / "worker-train.log").write_text("plain line\n")
+    assert stack.new_log_lines() == [("api", '{"message": "b"}'), ("worker-train", "plain line")]
+    assert stack.new_log_lines() == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
 import openai
 import pytest
 import torch
@@ -122,6 +123,13 @@ def test_models_plain_and_streamed_completions_and_their_history(world, tiny_mod
     assert len(entries) == 7 and entries[0].conversation_id == "conv-1" and entries[0].model == "bot@1"
     assert entries[0].answer == answer.choices[0].message.content and entries[0].messages == ASK and entries[0].latency_ms >= 0
     assert entries[4].answer == streamed  # the streamed one is recorded too
+
+    # its Prometheus metrics count them by registered model (not by version), with their tokens and latencies
+    scraped = httpx.get(base_url.removesuffix("/v1") + "/metrics").text
+    bot = [line for line in scraped.splitlines() if line.startswith("wlops_serving_completions_total{") and 'model="bot"' in line]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in bot) >= 6 and 'model="bot@1"' not in scraped
+    assert 'wlops_serving_time_to_first_token_seconds_count{model="bot"}' in scraped
+    assert 'wlops_http_requests_total{method="POST",route="/v1/chat/completions",service="serve",status="200"}' in scraped
 
 
 def test_bad_requests_get_openai_errors(world):

@@ -290,7 +290,7 @@ async def measure(settings: Settings, model_dir: Path, dataset: Path, n_tasks: i
                      "stack": "cli.stack.Stack: temporal dev server (SQLite file), wlops api over HTTP, wlops serve (idle), one wlops worker process per pool",
                      "concurrency": {"optimize": settings.optimize_concurrency, "train": settings.train_concurrency,
                                      "evaluate": settings.evaluate_concurrency, "bookkeeping": settings.bookkeeping_concurrency},
-                     "max_running_tasks_per_org": settings.max_running_tasks_per_org, "stack_worker_nice": settings.stack_worker_nice,
+                     "max_running_tasks_per_org": settings.max_running_tasks_per_org,
                      "access_token_minutes": settings.access_token_minutes, "database": "SQLite", "object_store": "local directory"},
         "definitions": {
             "wall": "per run: WorkflowExecutionStarted -> the workflow's close event",

@@ -26,7 +26,6 @@ class ServiceSpec:
     port: int | None = None
     task_queues: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
-    nice: int = 0  # added to the process's niceness: the pools that run models yield the CPU to the control plane
 
 
 def temporal_binary() -> str:
@@ -50,14 +49,8 @@ def stack_services(settings: Settings) -> list[ServiceSpec]:
     services.append(ServiceSpec("api", wlops + ["api"], port=settings.api_port))
     services.append(ServiceSpec("serve", wlops + ["serve"], port=settings.serve_port))
     for pool in WORKER_POOLS:
-        services.append(ServiceSpec(f"worker-{pool}", wlops + ["worker", "--pool", pool], task_queues=POOL_TASK_QUEUES[pool],
-                                    nice=0 if pool == "control" else settings.stack_worker_nice))
+        services.append(ServiceSpec(f"worker-{pool}", wlops + ["worker", "--pool", pool], task_queues=POOL_TASK_QUEUES[pool]))
     return services
-
-
-def _niceness(increment: int):
-    """What the child runs before its program: lower its CPU priority by `increment` (none if 0)."""
-    return (lambda: os.nice(increment)) if increment else None
 
 
 def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
@@ -95,7 +88,7 @@ class Stack:
             for spec in stack_services(self.settings):
                 log = open(self.log_dir / f"{spec.name}.log", "ab")
                 self.processes[spec.name] = subprocess.Popen(spec.command, stdout=log, stderr=subprocess.STDOUT, env={**env, **spec.env},
-                                                             start_new_session=True, preexec_fn=_niceness(spec.nice))
+                                                             start_new_session=True)
                 if spec.port:
                     wait_for_port(spec.port, 60, self.processes[spec.name])
         except BaseException:

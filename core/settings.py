@@ -149,9 +149,6 @@ class Settings(BaseSettings):
     train_log_every_steps: int = Field(default=10, ge=1, description="The training loop logs step, loss and tokens/s this often.")
     log_format: Literal["json", "text"] = Field(default="json", description="Worker, API and serving logs: JSON lines, or plain text.")
     log_level: str = "INFO"
-    stack_worker_nice: int = Field(default=10, ge=0, le=19, description=(
-        "The embedded stack (make dev, make demo) runs the optimize, train and evaluate pools at this niceness, so on one "
-        "machine the workflow worker and the API keep the CPU they need while models run; 0: the same priority."))
     worker_metrics_host: str = Field(default="127.0.0.1", description="Where worker pools serve their Prometheus metrics (0.0.0.0 in containers).")
     worker_metrics_port: int | None = Field(default=None, ge=0, le=65535,
                                             description="This worker's metrics port; unset: its pool's default (9100-9104); 0: no metrics server.")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
+import console
 from api.errors import ERROR_RESPONSES, domain_error_response
-from api.middleware import AuditLog, BodyLimit, RejectNul
+from api.middleware import AuditLog, BodyLimit, RejectNul, SecurityHeaders
 from api.routes import api_keys, audit, auth, datasets, knowledge, models, orgs, qa, tasks
 from api.security import LoginThrottle, check_every_route_is_authorized
 from core.errors import DomainError
@@ -63,11 +65,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     check_every_route_is_authorized([route for router in ROUTERS for route in router.routes] + list(app.routes))
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
+    # The web console: public static files, outside the OpenAPI schema; its pages call the API with the user's own tokens.
+    app.add_route("/", console_page, include_in_schema=False)
+    app.mount("/console", StaticFiles(directory=console.STATIC), name="console")
     # added innermost first: the body limit and the NUL check answer before the audit log or any route sees the request
     app.add_middleware(AuditLog, sessions=app.state.sessions)
     app.add_middleware(RejectNul)
     app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(SecurityHeaders)  # every answer carries them, refusals included
     app.add_middleware(HttpMetrics, service="api")  # outermost: counts every answer, refusals included
     # spans for each request (they become the parents of the workflows a request starts); recorded only if tracing is on
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,metrics")
     return app
+
+
+async def console_page(_: Request) -> FileResponse:
+    return FileResponse(console.INDEX)

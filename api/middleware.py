@@ -1,4 +1,5 @@
-"""ASGI middleware: request-body limits and NUL checks before anything is parsed, and the audit log of every mutation."""
+"""ASGI middleware: request-body limits and NUL checks before anything is parsed, the audit log of every mutation, and
+security headers (a strict Content-Security-Policy on the console's pages)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 
 from fastapi import HTTPException
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
 
 from db.models import AuditEntry
 
@@ -23,6 +25,9 @@ UPLOAD_ROUTES = {("POST", re.compile(r"/api/v1/datasets/?")): "max_upload_bytes"
 RESOURCE_PARAMS = (("entry_id", "qa_entry"), ("gate_id", "promotion_gate"), ("alias", "model_alias"), ("version", "model_version"), ("model_name", "model"),
                    ("document_id", "document"), ("kb_id", "knowledge_base"), ("key_id", "api_key"), ("user_id", "member"),
                    ("task_id", "task"), ("dataset_id", "dataset"), ("org_id", "organization"))
+# The console's pages and assets (served by api.main): only our own scripts, styles and API; no inline script, no framing.
+CONSOLE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+                  "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
 class BodyLimit:
@@ -116,6 +121,32 @@ class AuditLog:
                 session.commit()
         except Exception:  # the audit must never turn a finished request into an error
             log.exception("could not write the audit entry %s", json.dumps({"action": entry.action, "status": entry.status_code}))
+
+
+class SecurityHeaders:
+    """`X-Content-Type-Options: nosniff` on every answer; the console (`/`, `/console/...`) also gets its strict
+    Content-Security-Policy and may not be framed. /docs keeps FastAPI's Swagger page as it is (it loads from a CDN)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        console = scope["path"] == "/" or scope["path"].startswith("/console/")
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+                if console:
+                    headers["Content-Security-Policy"] = CONSOLE_POLICY
+                    headers["Cache-Control"] = "no-cache"  # revalidated (ETag) on each load: a new version is never mixed with an old one
+                    headers["X-Frame-Options"] = "DENY"
+                    headers["Referrer-Policy"] = "no-referrer"
+            await send(message)
+
+        return await self.app(scope, receive, with_headers)
 
 
 def _kind_from_path(path: str) -> str | None:

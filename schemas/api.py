@@ -562,3 +562,10 @@ class QAFilter(RequestModel):
 class QADatasetRequest(RequestModel):
     name: str = Field(min_length=1, max_length=200)
     filter: QAFilter = Field(default_factory=QAFilter)
+
+
+# --- switching organization ------------------------------------------------------------------
+
+
+class OrgSwitchRequest(RequestModel):
+    org_id: str = Field(min_length=1, max_length=64, description="One of the caller's organizations (`organizations` of GET /api/v1/auth/me).")

@@ -74,6 +74,18 @@ def refresh(session: Session, settings: Settings, refresh_token: str) -> TokenPa
     return token_pair(settings, user, claims.org_id, Role(member.role))
 
 
+def switch_org(session: Session, settings: Settings, caller: Caller, org_id: str) -> tuple[TokenPair, Caller]:
+    """A new token pair for another organization the signed-in user belongs to, with their role there (no password:
+    the session already proves who they are, and login with `org` would give the same pair)."""
+    if caller.api_key_id is not None:  # a key belongs to one organization
+        raise Forbidden("API keys cannot switch organizations: a key acts only in the organization it was created in")
+    member = accounts.membership(session, org_id, caller.user_id)
+    if member is None:
+        raise NotFound(f"organization {org_id} not found")
+    role = Role(member.role)
+    return token_pair(settings, session.get(User, caller.user_id), org_id, role), Caller(caller.user_id, org_id, role, ROLE_SCOPES[role])
+
+
 def logout(session: Session, caller: Caller) -> None:
     """Revoke every access and refresh token of the caller (their API keys stay valid until revoked)."""
     if caller.api_key_id is not None:  # a key acts for its creator: it must not end the creator's sessions

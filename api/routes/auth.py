@@ -6,7 +6,7 @@ from fastapi.concurrency import run_in_threadpool
 from api.deps import SessionDep, SettingsDep
 from api.security import AnyCaller
 from core.errors import Unauthenticated
-from schemas.api import LoginRequest, Me, RefreshRequest, TokenPair
+from schemas.api import LoginRequest, Me, OrgSwitchRequest, RefreshRequest, TokenPair
 from services import identity as service
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -36,6 +36,15 @@ async def login(request: Request, session: SessionDep, settings: SettingsDep, bo
 def refresh(session: SessionDep, settings: SettingsDep, body: RefreshRequest) -> TokenPair:
     """A refresh token for a new pair (same organization; the role is read again)."""
     return service.refresh(session, settings, body.refresh_token)
+
+
+@router.post("/switch", response_model=TokenPair)
+def switch(request: Request, caller: AnyCaller, session: SessionDep, settings: SettingsDep, body: OrgSwitchRequest) -> TokenPair:
+    """A new token pair for another of your organizations (listed by GET /api/v1/auth/me), without the password again;
+    the tokens you hold stay valid. API keys cannot switch (403)."""
+    tokens, entered = service.switch_org(session, settings, caller, body.org_id)
+    request.state.caller = entered  # audited in the organization entered, like a login
+    return tokens
 
 
 @router.get("/me", response_model=Me)

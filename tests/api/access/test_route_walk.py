@@ -36,9 +36,9 @@ async def test_the_schema_lists_every_route_and_each_one_is_authorized(offline_s
         else:
             assert op.scopes is not None, f"{op} has no authorize(...)"
             assert spec["paths"][op.path][op.method.lower()].get("security") == [{"HTTPBearer": []}], f"{op} does not document bearer auth"
-    # A mutation open to any authenticated caller must be a deliberate decision: today, only these two.
+    # A mutation open to any authenticated caller must be a deliberate decision: today, only these three.
     unscoped_mutations = {key for key, op in operations.items() if mutates(op) and op.scopes == ()}
-    assert unscoped_mutations == {("POST", "/api/v1/auth/logout"), ("POST", "/api/v1/orgs")}
+    assert unscoped_mutations == {("POST", "/api/v1/auth/logout"), ("POST", "/api/v1/auth/switch"), ("POST", "/api/v1/orgs")}
     # A viewer reads: every mutation that needs a scope needs one a viewer lacks.
     for op in operations.values():
         if mutates(op) and op.scopes:
@@ -131,7 +131,7 @@ async def test_a_viewer_is_forbidden_exactly_what_its_role_lacks(world):
         else:
             response = await call(world.viewer, op, world.spec, world.ids)
         check_walk(op, response, forbidden, "viewer")
-    assert sorted(allowed_mutations) == ["POST /api/v1/auth/logout", "POST /api/v1/orgs"]
+    assert sorted(allowed_mutations) == ["POST /api/v1/auth/logout", "POST /api/v1/auth/switch", "POST /api/v1/orgs"]
     await assert_org_a_untouched(world)
 
 

@@ -11,23 +11,18 @@ import itertools
 import os
 import re
 import shutil
-import threading
-import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import uvicorn
 
 from activities.context import ActivityContext
 from api.main import create_app
 from cli.users import create_user
 from core.access import Role
 from db.models import QAEntry
-from tests.conftest import free_port
+from tests.chat_server import serving
 from tests.e2e.support import TEST_PASSWORD, wait_for_gate, write_dataset, write_knowledge
 from tests.e2e.test_pipeline import TINY_HYPERPARAMETERS
 from tests.workflows.fakes import running_workers
@@ -41,22 +36,6 @@ SHOTS = itertools.count(1)  # screenshots are numbered in the order the test tak
 # elsewhere the test is skipped with the command that installs it
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and os.environ.get("WLOPS_TEST_REQUIRE_BROWSER") != "1",
                                 reason="needs Debian's chromium: apt-get install -y chromium (.ci/run does)")
-
-
-@contextmanager
-def serving(app) -> Iterator[str]:
-    """The app on a free local port for the block (its own thread and event loop, as `wlops api` runs it)."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 class Browser:
@@ -140,7 +119,8 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
     settings = world
     ctx = ActivityContext.from_settings(settings)
     dataset_file = write_dataset(tmp_path / "ferro-faq.jsonl")
-    with serving(create_app(settings)) as base:
+    with serving(create_app(settings)) as url:
+        base = url.removesuffix("/v1")
         async with running_workers(temporal_env.client, ctx), async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             alice = await Browser.open(browser, base)

@@ -50,6 +50,7 @@ class Browser:
     async def open(cls, browser, base: str) -> "Browser":
         context = await browser.new_context(viewport={"width": 1280, "height": 900})
         page = await context.new_page()
+        page.set_default_timeout(30_000)  # a shared CI machine is sometimes slow: wait for what should come, do not give up in 5 s
         self = cls(page, base)
 
         async def only_local(route):
@@ -115,6 +116,8 @@ def world(settings, temporal_env):
 
 async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env, tiny_model_dir, tmp_path, artifacts):
     from playwright.async_api import async_playwright, expect
+
+    expect.set_options(timeout=20_000)
 
     settings = world
     ctx = ActivityContext.from_settings(settings)

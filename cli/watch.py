@@ -28,6 +28,8 @@ def task_events(api: ApiClient, task_id: str) -> Iterator[ServerSentEvent]:
                 api.check(source.response)
                 for event in source.iter_sse():
                     failures, last_id = 0, event.id or last_id
+                    if not event.data:  # the server's keep-alive comment, which httpx-sse hands over as an empty event
+                        continue
                     yield event
                     if event.event == "final":
                         return

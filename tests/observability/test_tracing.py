@@ -12,19 +12,39 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from activities.context import ActivityContext
 from observability.logs import ContextFilter
-from observability.tracing import chosen_exporter, client_instrumentors, configure_tracing
+from observability.tracing import chosen_exporter, client_instrumentors, configure_tracing, instrument_clients
 from temporal_client import connect
 from tests.e2e.support import api_client, upload, wait_until_done, write_dataset
 from tests.workflows.fakes import FakePhases, running_workers
 
 
-@pytest.fixture
-def spans():
-    """Every span this process finishes during the test (the provider stays: OpenTelemetry allows one per process)."""
+class WhileRecording(SimpleSpanProcessor):
+    """Exports only while a test records: OpenTelemetry allows one tracer provider per process, set once."""
+
+    active = False
+
+    def on_end(self, span) -> None:
+        if self.active:
+            super().on_end(span)
+
+
+@pytest.fixture(scope="session")
+def recorder() -> tuple[InMemorySpanExporter, WhileRecording]:
     exporter = InMemorySpanExporter()
-    configure_tracing("test", processor=SimpleSpanProcessor(exporter))
+    processor = WhileRecording(exporter)
+    configure_tracing("test", processor=processor)
+    return exporter, processor
+
+
+@pytest.fixture
+def spans(recorder):
+    """Every span this process finishes during the test, with the database and storage clients instrumented meanwhile."""
+    exporter, processor = recorder
+    instrument_clients()
+    exporter.clear()
+    processor.active = True
     yield exporter
-    exporter.shutdown()
+    processor.active = False
     for instrumentor in client_instrumentors():
         instrumentor.uninstrument()
 
@@ -80,3 +100,20 @@ async def test_the_activity_spans_of_a_run_descend_from_the_request_that_started
     # an activity's log records carry the task's context and the trace they belong to
     records = [r for r in caplog.records if getattr(r, "task_id", None) == task_id and getattr(r, "phase", None) == "register_final_adapter"]
     assert records and all(r.trace_id == format(http.context.trace_id, "032x") and r.org_id == dataset["org_id"] for r in records)
+
+
+def test_object_storage_requests_are_spans_of_the_activity_that_makes_them(spans, s3_endpoint, tmp_path):
+    """The MinIO client speaks HTTP through urllib3, whose instrumentation makes each request a child span."""
+    from opentelemetry import trace
+
+    from core.settings import Settings
+    from storage.object_store import get_bytes, object_store_from_settings, put_bytes
+
+    store = object_store_from_settings(Settings(data_dir=tmp_path, s3_endpoint=s3_endpoint, s3_access_key="test", s3_secret_key="test",
+                                                s3_bucket="wlops-traced"))
+    with trace.get_tracer("test").start_as_current_span("RunActivity:train_adapter") as activity_span:
+        put_bytes(store, "models/t/iter-1/adapter/config.json", b"{}")
+        assert get_bytes(store, "models/t/iter-1/adapter/config.json") == b"{}"
+    requests = [s for s in spans.get_finished_spans() if s.parent is not None and s.parent.span_id == activity_span.get_span_context().span_id]
+    methods = [s.attributes.get("http.request.method") or s.attributes.get("http.method") for s in requests]
+    assert "PUT" in methods and "GET" in methods, [(s.name, dict(s.attributes)) for s in requests]

@@ -36,10 +36,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
+import subprocess
+import sys
 import statistics
 import tempfile
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -334,6 +338,22 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a is not None and b else None
 
 
+@contextmanager
+def extra_control_workers(stack: Stack, count: int):
+    """`count` more processes of the control pool beside the stack's own (Temporal spreads workflow tasks across them)."""
+    processes = []
+    for i in range(count):
+        log = open(stack.log_dir / f"worker-control-{i + 2}.log", "ab")
+        processes.append(subprocess.Popen([sys.executable, "-m", "cli.main", "worker", "--pool", "control", "--metrics-port", "0"],
+                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+    try:
+        yield
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGINT)
+            process.wait(30)
+
+
 def stack_settings(data_dir: Path, n_tasks: int) -> Settings:
     """The embedded stack's settings, through the environment its child processes inherit: free ports, a fresh data
     directory, room for every task to run, and an access token that outlives the bench."""
@@ -351,6 +371,7 @@ def main() -> None:
     parser.add_argument("--settle-seconds", type=float, default=2.0, help="pause before each single run and before the load")
     parser.add_argument("--timeout", type=float, default=None, help="seconds the load may take (default 300 + 3 x tasks x a single run's wall)")
     parser.add_argument("--out", type=Path, default=RESULTS / "concurrent_runs.json")
+    parser.add_argument("--control-workers", type=int, default=1, help="processes of the control pool (workflows and bookkeeping); the stack runs one")
     parser.add_argument("--keep", type=Path, default=None, help="put the stack's files (logs, databases) here and keep them (default: a temporary directory)")
     args = parser.parse_args()
     clock, load_before = time.monotonic(), os.getloadavg()
@@ -359,8 +380,9 @@ def main() -> None:
         model_dir = build_tiny_model(Path(tmp) / "tiny-model")
         dataset = write_dataset(Path(tmp) / "faq.jsonl")
         settings = stack_settings(data_dir, args.tasks)
-        with Stack(settings):
+        with Stack(settings) as stack, extra_control_workers(stack, args.control_workers - 1):
             result = asyncio.run(measure(settings, model_dir, dataset, args.tasks, args.single_runs, args.settle_seconds, args.timeout))
+        result["settings"]["control_worker_processes"] = args.control_workers
     result["settings"]["bench_seconds"] = round(time.monotonic() - clock)
     result["machine_notes"] = {"load_average_before": [round(x, 2) for x in load_before], "load_average_after": [round(x, 2) for x in os.getloadavg()],
                                "note": "a shared 2-core machine: other work may run beside the bench (see the load averages)"}

@@ -52,7 +52,7 @@ from typing import Any
 import httpx
 
 from bench.common import RESULTS, RunTiming, build_tiny_model, free_port, workflow_runs, write_result
-from cli.stack import Stack
+from cli.stack import Stack, temporal_binary, wait_for_port
 from core.settings import Settings, configure_process_environment
 from temporal_client import connect
 from tests.e2e.support import write_dataset
@@ -339,6 +339,24 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 @contextmanager
+def temporal_in_memory(settings: Settings, wanted: bool):
+    """With `wanted`, a Temporal dev server that keeps its state in memory, which the stack then uses instead of its own."""
+    if not wanted:
+        yield settings
+        return
+    server = subprocess.Popen([temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(settings.temporal_port),
+                               "--ui-port", str(settings.temporal_ui_port), "--namespace", settings.temporal_namespace, "--log-level", "warn"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for_port(settings.temporal_port, 60, server)
+        os.environ["WLOPS_TEMPORAL_ADDRESS"] = f"127.0.0.1:{settings.temporal_port}"
+        yield Settings()
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(30)
+
+
+@contextmanager
 def extra_control_workers(stack: Stack, count: int):
     """`count` more processes of the control pool beside the stack's own (Temporal spreads workflow tasks across them)."""
     processes = []
@@ -371,6 +389,7 @@ def main() -> None:
     parser.add_argument("--settle-seconds", type=float, default=2.0, help="pause before each single run and before the load")
     parser.add_argument("--timeout", type=float, default=None, help="seconds the load may take (default 300 + 3 x tasks x a single run's wall)")
     parser.add_argument("--out", type=Path, default=RESULTS / "concurrent_runs.json")
+    parser.add_argument("--temporal-in-memory", action="store_true", help="the Temporal dev server without its SQLite file (make dev keeps one)")
     parser.add_argument("--control-workers", type=int, default=1, help="processes of the control pool (workflows and bookkeeping); the stack runs one")
     parser.add_argument("--keep", type=Path, default=None, help="put the stack's files (logs, databases) here and keep them (default: a temporary directory)")
     args = parser.parse_args()
@@ -380,9 +399,11 @@ def main() -> None:
         model_dir = build_tiny_model(Path(tmp) / "tiny-model")
         dataset = write_dataset(Path(tmp) / "faq.jsonl")
         settings = stack_settings(data_dir, args.tasks)
-        with Stack(settings) as stack, extra_control_workers(stack, args.control_workers - 1):
+        with temporal_in_memory(settings, args.temporal_in_memory) as settings, Stack(settings) as stack, \
+                extra_control_workers(stack, args.control_workers - 1):
             result = asyncio.run(measure(settings, model_dir, dataset, args.tasks, args.single_runs, args.settle_seconds, args.timeout))
         result["settings"]["control_worker_processes"] = args.control_workers
+        result["settings"]["temporal_persistence"] = "in memory" if args.temporal_in_memory else "SQLite file (as make dev)"
     result["settings"]["bench_seconds"] = round(time.monotonic() - clock)
     result["machine_notes"] = {"load_average_before": [round(x, 2) for x in load_before], "load_average_after": [round(x, 2) for x in os.getloadavg()],
                                "note": "a shared 2-core machine: other work may run beside the bench (see the load averages)"}

@@ -53,6 +53,9 @@ async def test_a_retried_training_attempt_resumes_from_its_last_checkpoint(tempo
     assert training["metrics"]["steps"] == 10
 
 
+STEPS = 400  # of the 500 batches that 100 epochs of the training split make
+
+
 async def test_a_sigkilled_training_worker_is_replaced_and_the_run_finishes(temporal_env, settings, tiny_model_dir, tmp_path):
     settings = with_temporal(settings, temporal_env, checkpoint_every_steps=10, heartbeat_timeout_seconds=10)
     ctx = ActivityContext.from_settings(settings)
@@ -74,7 +77,8 @@ async def test_a_sigkilled_training_worker_is_replaced_and_the_run_finishes(temp
             dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
             task_id = (await api.post("/api/v1/tasks/standard", json={
                 "task_name": "sigkill", "model_name": tiny_model_dir, "dataset_id": dataset["dataset_id"],
-                "hyperparameters": {"max_steps": 100, "epochs": 50, "batch_size": 4, "max_seq_length": 96},
+                # enough steps that the kill lands mid-training even when the machine is idle (the tiny model does ~4,000 tokens/s)
+                "hyperparameters": {"max_steps": STEPS, "epochs": 100, "batch_size": 4, "max_seq_length": 96},
             })).json()["task_id"]
             await api.post(f"/api/v1/tasks/{task_id}/start")
             step = await _wait_for_training_step(api, task_id, at_least=35)
@@ -93,8 +97,8 @@ async def test_a_sigkilled_training_worker_is_replaced_and_the_run_finishes(temp
     # at least the last checkpoint before the step we saw; training may have passed another checkpoint
     # between that heartbeat and the SIGKILL, so not necessarily at most `step`
     resumed = training["metrics"]["resumed_from_step"]
-    assert (step // 10) * 10 <= resumed < 100 and resumed % 10 == 0 and resumed >= 30, (training["metrics"], step)
-    assert training["metrics"]["steps"] == 100
+    assert (step // 10) * 10 <= resumed < STEPS and resumed % 10 == 0 and resumed >= 30, (training["metrics"], step)
+    assert training["metrics"]["steps"] == STEPS
 
     # the worker process served the SDK's metrics and its own on its port while it trained
     assert "temporal_activity_execution_latency" in scraped or "temporal_activity_schedule_to_start_latency" in scraped, scraped[:2000]

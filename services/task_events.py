@@ -46,12 +46,12 @@ def latest_event_id(session: Session, task_id: str) -> int:
     return session.scalar(select(func.max(TaskEvent.id)).where(TaskEvent.task_id == task_id)) or 0
 
 
-def latest_progress(session: Session, task_id: str) -> dict[str, Any] | None:
-    """The running phase's last progress, or None when the task is not in a phase."""
-    task = session.get(MLTask, task_id)
-    if task is None or TaskStatus(task.status) not in ACTIVE_PHASES:
+def latest_progress(session: Session, task: MLTask) -> dict[str, Any] | None:
+    """The running phase's last progress (training step, loss and tokens/s; evaluation stage), or None when the task is not
+    in a phase: what `GET /tasks/{id}` and the event stream's snapshot show."""
+    if TaskStatus(task.status) not in ACTIVE_PHASES:
         return None
-    event = session.scalars(select(TaskEvent).where(TaskEvent.task_id == task_id, TaskEvent.kind == PROGRESS).order_by(TaskEvent.id.desc())).first()
+    event = session.scalars(select(TaskEvent).where(TaskEvent.task_id == task.id, TaskEvent.kind == PROGRESS).order_by(TaskEvent.id.desc())).first()
     return event.data if event is not None and event.data.get("iteration") == task.current_iteration else None
 
 

@@ -1,4 +1,4 @@
-"""Tasks: create rows, start/pause/resume/cancel workflows, and read progress back from Temporal.
+"""Tasks: create rows, start/pause/resume/cancel workflows.
 
 Every lookup is inside one organization (`org_id`): another tenant's task is simply not found.
 """
@@ -6,11 +6,10 @@ Every lookup is inside one organization (`org_id`): another tenant's task is sim
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
@@ -18,7 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from core.clock import utcnow
 from core.errors import Conflict, Invalid, NotFound, RateLimited, Unavailable
 from core.settings import TASK_QUEUE_WORKFLOWS, Settings
-from core.status import ACTIVE_PHASES, TERMINAL_STATUSES, TaskMode, TaskStatus, can_transition
+from core.status import TERMINAL_STATUSES, TaskMode, TaskStatus, can_transition
 from db.models import KnowledgeBase, MLTask, Organization, TaskExecution, new_id
 from ml.base_model import UnknownModel, validate_model_name
 from schemas.api import ContinuousTaskCreate, StandardTaskCreate
@@ -209,24 +208,3 @@ async def _command(handle: WorkflowHandle, update: str) -> str:
         if exc.status == RPCStatusCode.NOT_FOUND or "already completed" in exc.message:
             raise NoRunningWorkflow(f"task {handle.id} has no running workflow") from exc
         raise Unavailable(f"the workflow did not answer (are the control workers running?): {exc.message}") from exc
-
-
-async def live_progress(temporal: Temporal, task: MLTask) -> dict[str, Any] | None:
-    """The running activity's last heartbeat (training step and loss, or evaluation stage), from Temporal.
-
-    Best effort: without Temporal the database projection still answers, just without live progress.
-    """
-    if TaskStatus(task.status) not in ACTIVE_PHASES:
-        return None
-    try:
-        client = await temporal()
-        description = await client.get_workflow_handle(task.id).describe()
-    except (RPCError, Unavailable):
-        return None
-    for pending in description.raw_description.pending_activities:
-        if pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED or not pending.heartbeat_details.payloads:
-            continue
-        details = (await client.data_converter.decode(pending.heartbeat_details.payloads))[0]
-        if isinstance(details, dict):
-            return details
-    return None

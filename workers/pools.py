@@ -83,7 +83,7 @@ def build_workers(client: Client, pool: str, ctx: ActivityContext, activities: d
         workers.append(Worker(
             client, task_queue=queue, activities=activities[queue], max_concurrent_activities=limit, interceptors=INTERCEPTORS,
             activity_executor=ThreadPoolExecutor(max_workers=limit), graceful_shutdown_timeout=timedelta(seconds=30),
-            # heartbeats carry live progress (step, loss) to the API: send them every 2 s, not every 0.8 x timeout
+            # heartbeats carry the checkpoint a retried attempt resumes from: send them every 2 s, not every 0.8 x timeout
             max_heartbeat_throttle_interval=timedelta(seconds=2), default_heartbeat_throttle_interval=timedelta(seconds=2),
         ))
     return workers

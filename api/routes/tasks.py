@@ -50,9 +50,9 @@ def list_tasks(caller: TasksRead, session: SessionDep, settings: SettingsDep, st
 
 
 @router.get("/{task_id}", response_model=TaskPublic)
-async def get_task(caller: TasksRead, session: SessionDep, settings: SettingsDep, temporal: TemporalDep, task_id: str) -> TaskPublic:
+def get_task(caller: TasksRead, session: SessionDep, settings: SettingsDep, task_id: str) -> TaskPublic:
     task = service.get_task(session, caller.org_id, task_id)
-    return to_public(task, settings, await service.live_progress(temporal, task))
+    return to_public(task, settings, task_events.latest_progress(session, task))
 
 
 @router.get("/{task_id}/executions", response_model=list[ExecutionPublic])
@@ -111,7 +111,7 @@ async def follow_task(request: Request, settings: SettingsDep, followed: Annotat
     def snapshot() -> tuple[int, TaskPublic]:
         with sessions() as session:
             task = service.get_task(session, org_id, task_id)
-            return task_events.latest_event_id(session, task_id), to_public(task, settings, task_events.latest_progress(session, task_id))
+            return task_events.latest_event_id(session, task_id), to_public(task, settings, task_events.latest_progress(session, task))
 
     def read(after: int):
         with sessions() as session:

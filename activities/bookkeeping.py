@@ -46,11 +46,11 @@ class BookkeepingActivities:
             if inp.phase_event == "started" and execution is None:
                 session.add(TaskExecution(task_id=inp.task_id, iteration=inp.iteration, phase=inp.phase, status=RUNNING, input_dataset_id=inp.input_dataset_id))
             elif inp.phase_event == "finished" and execution is not None:
-                if execution.status != COMPLETED and inp.phase == TaskStatus.EVALUATING and inp.score is not None:
-                    task_events.record(session, task.id, task_events.SCORE, iteration=inp.iteration, score=inp.score,
-                                       baseline_score=inp.baseline_score if inp.baseline_score is not None else task.baseline_score)
-                if execution.status != COMPLETED:
+                if execution.status != COMPLETED:  # the first time (a retried projection finds it done)
                     metrics.phase_finished(inp.phase, (utcnow() - as_utc(execution.started_at)).total_seconds())
+                    if inp.phase == TaskStatus.EVALUATING and inp.score is not None:
+                        task_events.record(session, task.id, task_events.SCORE, iteration=inp.iteration, score=inp.score,
+                                           baseline_score=inp.baseline_score if inp.baseline_score is not None else task.baseline_score)
                 execution.status, execution.completed_at = COMPLETED, utcnow()
                 for field in ("output_dataset_id", "adapter_key", "evaluation_key", "score", "metrics"):
                     if getattr(inp, field) is not None:

@@ -13,7 +13,6 @@ from typing import Any, Iterator
 from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
-CONTEXT_FIELDS = ("task_id", "iteration", "org_id", "phase")
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("wlops_log_context", default={})
 NOISY_LOGGERS = ("httpx", "urllib3", "filelock", "sentence_transformers", "transformers", "huggingface_hub", "temporalio.bridge", "alembic")
 
@@ -69,7 +68,8 @@ def configure_logging(service: str, level: str = "INFO", json_lines: bool = True
 
 
 def readable(line: str) -> str:
-    """One JSON log line as a person reads it: time, service, level, the task it is about, the message, the extras."""
+    """One JSON log line as a person reads it: time, level, the task it is about, the message, the extras, the logger
+    (the service is named beside it by `make dev`); a line that is not one of ours comes back as it was."""
     try:
         record = json.loads(line)
     except ValueError:

@@ -26,8 +26,8 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 

@@ -6,7 +6,9 @@ the registered final adapter through the promotion gate and ask it one question 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 from rich.console import Console
@@ -38,32 +40,31 @@ def run_demo(settings: Settings, iterations: int = 2, max_steps: int | None = No
     with Stack(settings) as stack:
         # the demo's login is kept in its data directory, not in the user's own credentials
         client_settings = ClientSettings(api_url=f"http://{settings.api_host}:{settings.api_port}", config_dir=settings.data_dir / "cli", api_key=None)
-        with ApiClient(settings=client_settings) as client:
-            client.login(settings.dev_username, settings.dev_password, settings.dev_org)
-            api = client.http
+        with ApiClient(settings=client_settings) as api, _stop_on_api_errors():
+            api.login(settings.dev_username, settings.dev_password, settings.dev_org)
             console.print(f"logged in as development owner [cyan]{settings.dev_username}[/] of organization {settings.dev_org!r}")
             with open(dataset, "rb") as fh:
-                upload = _ok(api.post("/api/v1/datasets", files={"file": (dataset.name, fh, "application/jsonl")},
-                                      data={"name": "FerroLink support FAQ", "domain": "product-support"}))
+                upload = api.call("POST", "/api/v1/datasets", files={"file": (dataset.name, fh, "application/jsonl")},
+                                  data={"name": "FerroLink support FAQ", "domain": "product-support"})
             console.print(f"uploaded [cyan]{dataset.name}[/]: {upload['sample_count']} rows → dataset {upload['dataset_id']}")
             kb = _knowledge_base(api, stack, console)
             hyperparameters = {**DEMO_HYPERPARAMETERS, "max_seq_length": DEMO_RAG["max_seq_length"], **({"max_steps": max_steps} if max_steps else {})}
-            task = _ok(api.post("/api/v1/tasks/continuous", json={
+            task = api.call("POST", "/api/v1/tasks/continuous", json={
                 "task_name": "FerroLink support assistant", "model_name": "smollm2-135m-instruct", "dataset_id": upload["dataset_id"],
                 "hyperparameters": hyperparameters, "max_iterations": iterations, "performance_threshold": 0.95,
                 "knowledge_base_id": kb["knowledge_base_id"], "retrieval_top_k": DEMO_RAG["retrieval_top_k"], "register_as": DEMO_MODEL,
-            }))
+            })
             task_id = task["task_id"]
-            _ok(api.post(f"/api/v1/tasks/{task_id}/start"))
+            api.call("POST", f"/api/v1/tasks/{task_id}/start")
             console.print(f"started continuous task {task_id} ({iterations} iterations max)\n  Temporal Web UI: {task['workflow_url']}")
-            final = _follow(client, stack, task_id, console)
+            final = _follow(api, stack, task_id, console)
             completed = final["status"] == TaskStatus.COMPLETED
-            report = StoredTaskReport.model_validate(_ok(api.get(f"/api/v1/tasks/{task_id}/report"))) if completed else None
+            report = StoredTaskReport.model_validate(api.call("GET", f"/api/v1/tasks/{task_id}/report")) if completed else None
             if report is not None:
                 console.print(_iteration_table(report))
                 gate = _promote(api, console)
                 reference = DEMO_MODEL if gate["status"] == "PROMOTED" else f"{DEMO_MODEL}@{gate['candidate_version']}"
-                _ask(settings, client, reference, report.side_by_side[0] if report.side_by_side else None, console)
+                _ask(settings, api, reference, report.side_by_side[0] if report.side_by_side else None, console)
     elapsed = time.monotonic() - started
     if report is None:
         console.print(f"[red]task ended {final['status']}[/]: {final.get('error')}")
@@ -80,30 +81,40 @@ def run_demo(settings: Settings, iterations: int = 2, max_steps: int | None = No
     return 0 if beats else 1
 
 
+@contextmanager
+def _stop_on_api_errors() -> Iterator[None]:
+    """A refusal of the API ends the demo with the API's words."""
+    try:
+        yield
+    except ApiError as exc:
+        raise SystemExit(f"API error{f' {exc.status}' if exc.status else ''}: {exc}") from exc
+
+
 def _ok(response: httpx.Response) -> dict:
+    """The serving process's answer (its own, OpenAI-shaped errors end the demo with their text)."""
     if response.status_code >= 400:
         raise SystemExit(f"API error {response.status_code} on {response.request.method} {response.request.url}: {response.text}")
     return response.json()
 
 
-def _promote(api: httpx.Client, console: Console) -> dict:
+def _promote(api: ApiClient, console: Console) -> dict:
     """The final adapter was registered when the task completed: ask the promotion gate to put it in production."""
-    version = _ok(api.get(f"/api/v1/models/{DEMO_MODEL}"))["latest_version"]
-    gate = _ok(api.post(f"/api/v1/models/{DEMO_MODEL}/versions/{version}/promote", json={"alias": "production"}))
+    version = api.call("GET", f"/api/v1/models/{DEMO_MODEL}")["latest_version"]
+    gate = api.call("POST", f"/api/v1/models/{DEMO_MODEL}/versions/{version}/promote", json={"alias": "production"})
     console.print(f"registered [cyan]{DEMO_MODEL}@{version}[/]; the promotion gate evaluates it against the base model on its locked test split…")
     while gate["status"] == "EVALUATING":
         time.sleep(1)
-        gate = _ok(api.get(f"/api/v1/models/{DEMO_MODEL}/gates/{gate['gate_id']}"))
+        gate = api.call("GET", f"/api/v1/models/{DEMO_MODEL}/gates/{gate['gate_id']}")
     colour = "green" if gate["status"] == "PROMOTED" else "red"
     console.print(f"gate: [{colour}]{gate['status']}[/] — {gate['reason']}")
     return gate
 
 
-def _ask(settings: Settings, client: ApiClient, model: str, example, console: Console) -> None:
+def _ask(settings: Settings, api: ApiClient, model: str, example, console: Console) -> None:
     """One question through the OpenAI-compatible endpoint of `wlops serve`, with the passages it was answered from."""
     question = example.question if example else "Which port does the FerroLink web console listen on?"
     url = f"http://{settings.serve_host}:{settings.serve_port}/v1/chat/completions"
-    headers = {"Authorization": f"Bearer {client.credentials.tokens(client.url)['access_token']}"}
+    headers = {"Authorization": f"Bearer {api.credentials.tokens(api.url)['access_token']}"}
     answer = _ok(httpx.post(url, headers=headers, timeout=120, json={"model": model, "max_tokens": 48, "temperature": 0,
                                                                       "messages": [{"role": "user", "content": question}]}))
     lines = [f"asked [cyan]{answer['model']}[/] through {url} (a held-out test question):", f"  Q: {question}",
@@ -112,31 +123,28 @@ def _ask(settings: Settings, client: ApiClient, model: str, example, console: Co
     console.print("\n" + "\n".join(lines))
 
 
-def _follow(client: ApiClient, stack: Stack, task_id: str, console: Console) -> dict:
+def _follow(api: ApiClient, stack: Stack, task_id: str, console: Console) -> dict:
     """Follow the task's event stream to its end, with a progress bar of the running phase; the task as it ended."""
-    try:
-        with EventProgress(console) as view:
-            for event in task_events(client, task_id):
-                stack.check()
-                view.show(event, event.json())
-    except ApiError as exc:
-        raise SystemExit(f"lost the task's event stream: {exc}") from exc
-    return _ok(client.http.get(f"/api/v1/tasks/{task_id}"))
+    with EventProgress(console) as view:
+        for event in task_events(api, task_id):
+            stack.check()
+            view.show(event, event.json())
+    return api.call("GET", f"/api/v1/tasks/{task_id}")
 
 
-def _knowledge_base(api: httpx.Client, stack: Stack, console: Console) -> dict:
+def _knowledge_base(api: ApiClient, stack: Stack, console: Console) -> dict:
     """The sample's documents in a new knowledge base, once its index is built."""
-    kb = _ok(api.post("/api/v1/knowledge-bases", json=DEMO_KNOWLEDGE_BASE))
+    kb = api.call("POST", "/api/v1/knowledge-bases", json=DEMO_KNOWLEDGE_BASE)
     for path in sorted(p for p in SAMPLE_KNOWLEDGE.iterdir() if p.is_file()):
         with open(path, "rb") as fh:
-            _ok(api.post(f"/api/v1/knowledge-bases/{kb['knowledge_base_id']}/documents", files={"file": (path.name, fh)}))
+            api.call("POST", f"/api/v1/knowledge-bases/{kb['knowledge_base_id']}/documents", files={"file": (path.name, fh)})
     while kb["status"] != "READY" or kb["version"] < 1:
         stack.check()
         if kb["status"] == "BUILD_FAILED":
             raise SystemExit(f"the knowledge base's build failed: {kb['error']}")
         time.sleep(0.5)
-        kb = _ok(api.get(f"/api/v1/knowledge-bases/{kb['knowledge_base_id']}"))
-    documents = _ok(api.get(f"/api/v1/knowledge-bases/{kb['knowledge_base_id']}/documents"))["items"]
+        kb = api.call("GET", f"/api/v1/knowledge-bases/{kb['knowledge_base_id']}")
+    documents = api.call("GET", f"/api/v1/knowledge-bases/{kb['knowledge_base_id']}/documents")["items"]
     formats = ", ".join(d["filename"].rsplit(".", 1)[1] for d in documents)
     console.print(f"knowledge base [cyan]{kb['name']}[/]: {kb['document_count']} documents ({formats}) → {kb['chunk_count']} chunks, "
                   f"index version {kb['version']}")

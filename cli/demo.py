@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.api_client import ApiClient, ApiError, ClientSettings
+from cli.resources import gate_decision
 from cli.stack import Stack
 from cli.watch import EventProgress, task_events
 from core.settings import Settings
@@ -102,9 +103,7 @@ def _promote(api: ApiClient, console: Console) -> dict:
     version = api.call("GET", f"/api/v1/models/{DEMO_MODEL}")["latest_version"]
     gate = api.call("POST", f"/api/v1/models/{DEMO_MODEL}/versions/{version}/promote", json={"alias": "production"})
     console.print(f"registered [cyan]{DEMO_MODEL}@{version}[/]; the promotion gate evaluates it against the base model on its locked test split…")
-    while gate["status"] == "EVALUATING":
-        time.sleep(1)
-        gate = api.call("GET", f"/api/v1/models/{DEMO_MODEL}/gates/{gate['gate_id']}")
+    gate = gate_decision(api, DEMO_MODEL, gate)
     colour = "green" if gate["status"] == "PROMOTED" else "red"
     console.print(f"gate: [{colour}]{gate['status']}[/] — {gate['reason']}")
     return gate

@@ -281,11 +281,18 @@ def models_versions(api: ApiClient, args: argparse.Namespace) -> None:
 def models_promote(api: ApiClient, args: argparse.Namespace) -> int | None:
     body = given(alias=args.alias, force=args.force, reason=args.reason)
     gate = api.call("POST", url("models", args.name, "versions", args.version, "promote"), json=body)
-    while args.wait and gate["status"] == "EVALUATING":
-        time.sleep(GATE_POLL_SECONDS)
-        gate = api.call("GET", url("models", args.name, "gates", gate["gate_id"]))
+    if args.wait:
+        gate = gate_decision(api, args.name, gate)
     output(args, gate, details)
     return 1 if args.wait and gate["status"] != "PROMOTED" else None
+
+
+def gate_decision(api: ApiClient, model: str, gate: dict) -> dict:
+    """The promotion gate once it has decided (or failed), polled every GATE_POLL_SECONDS."""
+    while gate["status"] == "EVALUATING":
+        time.sleep(GATE_POLL_SECONDS)
+        gate = api.call("GET", url("models", model, "gates", gate["gate_id"]))
+    return gate
 
 
 def models_rollback(api: ApiClient, args: argparse.Namespace) -> None:

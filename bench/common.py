@@ -100,6 +100,11 @@ class RunTiming:
     def wall_seconds(self) -> float:
         return (self.closed - self.started).total_seconds() if self.closed else 0.0
 
+    @property
+    def overhead_seconds(self) -> float:
+        """Orchestration: the run's wall time less its activities' execution and their wait in task queues."""
+        return self.wall_seconds - sum(a.execution_seconds + a.queue_wait_seconds for a in self.activities)
+
 
 _CLOSE_EVENTS = {f"workflow_execution_{close}_event_attributes": close
                  for close in ("completed", "failed", "canceled", "terminated", "timed_out", "continued_as_new")}

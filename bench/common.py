@@ -8,7 +8,7 @@ import os
 import platform
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
@@ -95,6 +95,7 @@ class RunTiming:
     workflow_task_wait_seconds: float  # workflow tasks scheduled → started: the workflow worker's own queue
     workflow_task_seconds: float  # workflow tasks started → completed: workflow code, with the local activities it waits for
     local_activities: int  # markers recorded by local activities (the database projection), which count as orchestration
+    workflow_tasks: list[tuple[float, float]] = field(default_factory=list)  # each workflow task's (wait, processing) in seconds, in order
 
     @property
     def wall_seconds(self) -> float:
@@ -117,6 +118,7 @@ def run_timing(events: Iterable) -> RunTiming:
     workflow_tasks: dict[int, datetime] = {}
     started = closed = close = None
     wait, busy, markers = 0.0, 0.0, 0
+    task_timings: dict[int, tuple[float, float]] = {}  # started event id → (wait, processing)
     for event in events:
         at, kind = event.event_time.ToDatetime(), event.WhichOneof("attributes")
         attrs = getattr(event, kind)
@@ -127,10 +129,15 @@ def run_timing(events: Iterable) -> RunTiming:
         elif kind == "workflow_task_scheduled_event_attributes":
             workflow_tasks[event.event_id] = at
         elif kind == "workflow_task_started_event_attributes":
-            wait += (at - workflow_tasks[attrs.scheduled_event_id]).total_seconds()
+            waited = (at - workflow_tasks[attrs.scheduled_event_id]).total_seconds()
+            wait += waited
             workflow_tasks[event.event_id] = at
+            task_timings[event.event_id] = (waited, 0.0)
         elif kind in ("workflow_task_completed_event_attributes", "workflow_task_failed_event_attributes", "workflow_task_timed_out_event_attributes"):
-            busy += (at - workflow_tasks.get(attrs.started_event_id, at)).total_seconds()  # 0: timed out before a start
+            processing = (at - workflow_tasks.get(attrs.started_event_id, at)).total_seconds()  # 0: timed out before a start
+            busy += processing
+            if attrs.started_event_id in task_timings:
+                task_timings[attrs.started_event_id] = (task_timings[attrs.started_event_id][0], processing)
         elif kind == "marker_recorded_event_attributes":
             markers += 1
         elif kind == "activity_task_scheduled_event_attributes":
@@ -141,7 +148,7 @@ def run_timing(events: Iterable) -> RunTiming:
             activities[attrs.scheduled_event_id].closed, activities[attrs.scheduled_event_id].outcome = at, _ACTIVITY_CLOSE_EVENTS[kind]
     if started is None:
         raise ValueError("a history without its WorkflowExecutionStarted event")
-    return RunTiming(started, closed, close, list(activities.values()), wait, busy, markers)
+    return RunTiming(started, closed, close, list(activities.values()), wait, busy, markers, list(task_timings.values()))
 
 
 async def workflow_runs(client, workflow_id: str) -> list[RunTiming]:

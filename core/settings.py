@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     train_concurrency: int = Field(default=1, ge=1)
     evaluate_concurrency: int = Field(default=1, ge=1)
     bookkeeping_concurrency: int = Field(default=8, ge=1)
+    workflow_task_concurrency: int = Field(default=2, ge=1, description=(
+        "Workflow tasks a control worker processes at once. They share one Python interpreter, so more at once only shares "
+        "its time: when 50 runs start together, 2 finish the first ones first instead of all of them late (bench/concurrent_runs)."))
 
     # Evaluation: weights of the overall score and grade thresholds on it.
     score_weight_exact_match: float = Field(default=0.1, ge=0)

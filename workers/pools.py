@@ -26,7 +26,11 @@ from core.settings import (
 )
 from observability.temporal import TaskContextInterceptor, metrics_runtime
 from temporal_client import connect
-from workflows import DatasetGenerationWorkflow, FineTuningWorkflow, KnowledgeIngestionWorkflow, PromotionGateWorkflow, RetrainWorkflow
+from workflows.dataset_generation import DatasetGenerationWorkflow
+from workflows.fine_tuning import FineTuningWorkflow
+from workflows.knowledge_ingestion import KnowledgeIngestionWorkflow
+from workflows.promotion_gate import PromotionGateWorkflow
+from workflows.retraining import RetrainWorkflow
 
 logger = logging.getLogger(__name__)
 POOLS = tuple(POOL_TASK_QUEUES)
@@ -77,6 +81,7 @@ def build_workers(client: Client, pool: str, ctx: ActivityContext, activities: d
     for queue in POOL_TASK_QUEUES[pool]:
         if queue == TASK_QUEUE_WORKFLOWS:
             workers.append(Worker(client, task_queue=queue, workflows=WORKFLOWS, activities=activities[queue], interceptors=INTERCEPTORS,
+                                  max_concurrent_workflow_tasks=ctx.settings.workflow_task_concurrency,
                                   activity_executor=ThreadPoolExecutor(max_workers=ctx.settings.bookkeeping_concurrency)))
             continue
         limit = concurrency(ctx.settings, queue)

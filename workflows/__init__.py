@@ -1,9 +1,2 @@
-"""Temporal workflows: orchestration only, deterministic."""
-
-from workflows.dataset_generation import DatasetGenerationWorkflow
-from workflows.fine_tuning import FineTuningWorkflow
-from workflows.knowledge_ingestion import KnowledgeIngestionWorkflow
-from workflows.promotion_gate import PromotionGateWorkflow
-from workflows.retraining import RetrainWorkflow
-
-__all__ = ["DatasetGenerationWorkflow", "FineTuningWorkflow", "KnowledgeIngestionWorkflow", "PromotionGateWorkflow", "RetrainWorkflow"]
+"""Temporal workflows: orchestration only, deterministic. Each lives in its own module, and nothing is imported here: the
+workflow sandbox re-imports a run's workflow module (and its parent packages) for every new run."""

@@ -15,7 +15,7 @@ from temporalio.api.history.v1 import (
 from temporalio.api.taskqueue.v1 import TaskQueue
 
 from bench.common import run_timing
-from bench.concurrent_runs import Started, percentile, run_figures
+from bench.concurrent_runs import Started, by_workflow_task, percentile, run_figures, start_and_rest
 
 T0 = datetime(2026, 11, 28, 12, 0, 0)
 
@@ -74,3 +74,18 @@ def test_what_counts_as_lost():
 def test_percentile():
     assert percentile([], 95) is None and percentile([7.0], 95) == 7.0
     assert percentile([4.0, 1.0, 3.0, 2.0], 50) == pytest.approx(2.5) and percentile([1.0, 2.0, 3.0, 4.0], 95) == pytest.approx(3.85)
+
+
+def test_each_workflow_task_and_the_start_of_a_run():
+    run = run_timing(history())
+    assert run.workflow_tasks == [pytest.approx((0.01, 0.02)), pytest.approx((0.02, 0.01))]
+    figures = run_figures(Started("t1"), [run], "COMPLETED")
+    assert figures.workflow_tasks_ms == [(10.0, 20.0), (20.0, 10.0)]
+    start, rest = start_and_rest(figures)
+    assert start == pytest.approx(60.0) and rest == pytest.approx(figures.overhead_ms_per_phase - 20.0)
+    other = run_figures(Started("t2"), [run_timing(history())], "COMPLETED")
+    other.workflow_tasks_ms = [(30.0, 40.0), (20.0, 10.0)]
+    first, second = by_workflow_task([figures, other])
+    assert first == {"workflow_task": 1, "wait_ms": {"median": 20.0, "p95": 29.0, "max": 30.0},
+                     "processing_ms": {"median": 30.0, "p95": 39.0, "max": 40.0}}
+    assert second["wait_ms"]["median"] == 20.0

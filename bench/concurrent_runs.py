@@ -37,9 +37,9 @@ import argparse
 import asyncio
 import os
 import signal
+import statistics
 import subprocess
 import sys
-import statistics
 import tempfile
 import time
 from collections import Counter

@@ -128,9 +128,10 @@ class Settings(BaseSettings):
     train_concurrency: int = Field(default=1, ge=1)
     evaluate_concurrency: int = Field(default=1, ge=1)
     bookkeeping_concurrency: int = Field(default=8, ge=1)
-    workflow_task_concurrency: int = Field(default=2, ge=1, description=(
+    workflow_task_concurrency: int = Field(default=2, ge=2, description=(
         "Workflow tasks a control worker processes at once. They share one Python interpreter, so more at once only shares "
-        "its time: when 50 runs start together, 2 finish the first ones first instead of all of them late (bench/concurrent_runs)."))
+        "its time: when 50 runs start together, 2 finish the first ones first instead of all of them late (bench/concurrent_runs). "
+        "At least 2: with 1 the worker's only poll serves its sticky queue or the shared one, and a task on the other waits 10 s."))
 
     # Evaluation: weights of the overall score and grade thresholds on it.
     score_weight_exact_match: float = Field(default=0.1, ge=0)

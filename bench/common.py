@@ -8,7 +8,7 @@ import os
 import platform
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
@@ -85,6 +85,25 @@ class ActivityTiming:
 
 
 @dataclass
+class WorkflowTaskTiming:
+    """One workflow task of a history: scheduled, started by the workflow worker, and closed (completed, failed or timed out)."""
+
+    scheduled: datetime
+    started: datetime
+    closed: datetime | None = None
+
+    @property
+    def wait_seconds(self) -> float:
+        """Scheduled → started: the workflow worker's own queue."""
+        return (self.started - self.scheduled).total_seconds()
+
+    @property
+    def processing_seconds(self) -> float:
+        """Started → closed: workflow code, with the local activities it waits for."""
+        return (self.closed - self.started).total_seconds() if self.closed else 0.0
+
+
+@dataclass
 class RunTiming:
     """One workflow run, read from its history."""
 
@@ -92,10 +111,16 @@ class RunTiming:
     closed: datetime | None
     close: str | None  # completed | failed | canceled | terminated | timed_out | continued_as_new; None while running
     activities: list[ActivityTiming]
-    workflow_task_wait_seconds: float  # workflow tasks scheduled → started: the workflow worker's own queue
-    workflow_task_seconds: float  # workflow tasks started → completed: workflow code, with the local activities it waits for
+    workflow_tasks: list[WorkflowTaskTiming]  # those a worker started, in order
     local_activities: int  # markers recorded by local activities (the database projection), which count as orchestration
-    workflow_tasks: list[tuple[float, float]] = field(default_factory=list)  # each workflow task's (wait, processing) in seconds, in order
+
+    @property
+    def workflow_task_wait_seconds(self) -> float:
+        return sum(task.wait_seconds for task in self.workflow_tasks)
+
+    @property
+    def workflow_task_seconds(self) -> float:
+        return sum(task.processing_seconds for task in self.workflow_tasks)
 
     @property
     def wall_seconds(self) -> float:
@@ -115,10 +140,10 @@ _ACTIVITY_CLOSE_EVENTS = {f"activity_task_{outcome}_event_attributes": outcome f
 def run_timing(events: Iterable) -> RunTiming:
     """The timings of one run from its history events (temporalio.api.history.v1.HistoryEvent)."""
     activities: dict[int, ActivityTiming] = {}
-    workflow_tasks: dict[int, datetime] = {}
+    scheduled_tasks: dict[int, datetime] = {}
+    workflow_tasks: dict[int, WorkflowTaskTiming] = {}  # by started event id
     started = closed = close = None
-    wait, busy, markers = 0.0, 0.0, 0
-    task_timings: dict[int, tuple[float, float]] = {}  # started event id → (wait, processing)
+    markers = 0
     for event in events:
         at, kind = event.event_time.ToDatetime(), event.WhichOneof("attributes")
         attrs = getattr(event, kind)
@@ -127,17 +152,12 @@ def run_timing(events: Iterable) -> RunTiming:
         elif kind in _CLOSE_EVENTS:
             closed, close = at, _CLOSE_EVENTS[kind]
         elif kind == "workflow_task_scheduled_event_attributes":
-            workflow_tasks[event.event_id] = at
+            scheduled_tasks[event.event_id] = at
         elif kind == "workflow_task_started_event_attributes":
-            waited = (at - workflow_tasks[attrs.scheduled_event_id]).total_seconds()
-            wait += waited
-            workflow_tasks[event.event_id] = at
-            task_timings[event.event_id] = (waited, 0.0)
+            workflow_tasks[event.event_id] = WorkflowTaskTiming(scheduled_tasks[attrs.scheduled_event_id], at)
         elif kind in ("workflow_task_completed_event_attributes", "workflow_task_failed_event_attributes", "workflow_task_timed_out_event_attributes"):
-            processing = (at - workflow_tasks.get(attrs.started_event_id, at)).total_seconds()  # 0: timed out before a start
-            busy += processing
-            if attrs.started_event_id in task_timings:
-                task_timings[attrs.started_event_id] = (task_timings[attrs.started_event_id][0], processing)
+            if attrs.started_event_id in workflow_tasks:  # (one that timed out before a worker started it has none)
+                workflow_tasks[attrs.started_event_id].closed = at
         elif kind == "marker_recorded_event_attributes":
             markers += 1
         elif kind == "activity_task_scheduled_event_attributes":
@@ -148,7 +168,7 @@ def run_timing(events: Iterable) -> RunTiming:
             activities[attrs.scheduled_event_id].closed, activities[attrs.scheduled_event_id].outcome = at, _ACTIVITY_CLOSE_EVENTS[kind]
     if started is None:
         raise ValueError("a history without its WorkflowExecutionStarted event")
-    return RunTiming(started, closed, close, list(activities.values()), wait, busy, markers, list(task_timings.values()))
+    return RunTiming(started, closed, close, list(activities.values()), list(workflow_tasks.values()), markers)
 
 
 async def workflow_runs(client, workflow_id: str) -> list[RunTiming]:

@@ -52,7 +52,7 @@ from typing import Any
 import httpx
 
 from bench.common import RESULTS, RunTiming, build_tiny_model, free_port, workflow_runs, write_result
-from cli.stack import Stack, temporal_binary, wait_for_port
+from cli.stack import Stack, temporal_dev_server, wait_for_port
 from core.settings import Settings, configure_process_environment
 from temporal_client import connect
 from tests.e2e.support import write_dataset
@@ -146,7 +146,7 @@ def run_figures(started: Started, runs: list[RunTiming], db_status: str | None) 
         retries=sum(1 for a in activities if a.attempt > 1),
         start_delay_seconds=round((runs[0].started - started.requested_at).total_seconds(), 3) if runs and started.requested_at else None,
         closed_at=last.closed if closed else None, problems=problems,
-        workflow_tasks_ms=[(round(1000 * w, 1), round(1000 * p, 1)) for run in runs for w, p in run.workflow_tasks],
+        workflow_tasks_ms=[(round(1000 * t.wait_seconds, 1), round(1000 * t.processing_seconds, 1)) for run in runs for t in run.workflow_tasks],
         activities={a.name: {"execution_seconds": round(a.execution_seconds, 3), "queue_wait_seconds": round(a.queue_wait_seconds, 3),
                              "attempt": a.attempt, "task_queue": a.task_queue} for a in activities},
     )
@@ -376,9 +376,7 @@ def temporal_in_memory(settings: Settings, wanted: bool):
     if not wanted:
         yield settings
         return
-    server = subprocess.Popen([temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(settings.temporal_port),
-                               "--ui-port", str(settings.temporal_ui_port), "--namespace", settings.temporal_namespace, "--log-level", "warn"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(temporal_dev_server(settings, None), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for_port(settings.temporal_port, 60, server)
         os.environ["WLOPS_TEMPORAL_ADDRESS"] = f"127.0.0.1:{settings.temporal_port}"

@@ -42,6 +42,7 @@ from services.tasks import workflow_input
 from tests.factories import make_task
 from tests.workflows.fakes import FakePhases, running_workers
 
+
 async def measure(iterations: int, repeats: int, settle_seconds: float) -> dict:
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_binary(), dev_server_log_level="error")
     runs = []

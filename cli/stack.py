@@ -40,17 +40,20 @@ def temporal_binary() -> str:
     return found
 
 
+def temporal_dev_server(settings: Settings, db_file: Path | None) -> list[str]:
+    """The command of a Temporal dev server on the settings' ports, keeping its state in `db_file` (None: in memory)."""
+    persistence = ["--db-filename", str(db_file), *TEMPORAL_SQLITE_PRAGMAS] if db_file else []
+    return [temporal_binary(), "server", "start-dev", *persistence, "--ip", "127.0.0.1", "--port", str(settings.temporal_port),
+            "--ui-port", str(settings.temporal_ui_port), "--namespace", settings.temporal_namespace, "--log-level", "warn"]
+
+
 def stack_services(settings: Settings) -> list[ServiceSpec]:
     """Every process of the embedded stack, in start order."""
     wlops = [sys.executable, "-m", "cli.main"]
     services = []
     if not settings.temporal_address:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        services.append(ServiceSpec("temporal", [
-            temporal_binary(), "server", "start-dev", "--db-filename", str(settings.data_dir / "temporal.db"),
-            "--ip", "127.0.0.1", "--port", str(settings.temporal_port), "--ui-port", str(settings.temporal_ui_port),
-            "--namespace", settings.temporal_namespace, "--log-level", "warn", *TEMPORAL_SQLITE_PRAGMAS,
-        ], port=settings.temporal_port))
+        services.append(ServiceSpec("temporal", temporal_dev_server(settings, settings.data_dir / "temporal.db"), port=settings.temporal_port))
     services.append(ServiceSpec("api", wlops + ["api"], port=settings.api_port))
     services.append(ServiceSpec("serve", wlops + ["serve"], port=settings.serve_port))
     for pool in WORKER_POOLS:

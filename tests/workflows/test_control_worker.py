@@ -8,20 +8,10 @@ from __future__ import annotations
 import asyncio
 
 from activities.context import ActivityContext
+from bench.common import workflow_runs
 from tests.factories import make_task
 from tests.workflows.fakes import FakePhases, running_workers
 from tests.workflows.test_fine_tuning_workflow import start
-
-
-async def workflow_task_intervals(client, workflow_id: str) -> list[tuple]:
-    """(started, completed) of each workflow task of the run, from its history."""
-    started, intervals = {}, []
-    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
-        if event.HasField("workflow_task_started_event_attributes"):
-            started[event.event_id] = event.event_time.ToDatetime()
-        elif event.HasField("workflow_task_completed_event_attributes"):
-            intervals.append((started[event.workflow_task_completed_event_attributes.started_event_id], event.event_time.ToDatetime()))
-    return intervals
 
 
 def most_at_once(intervals: list[tuple]) -> int:
@@ -44,6 +34,6 @@ async def test_runs_started_together_take_turns_on_the_control_worker(temporal_e
         tasks = [make_task(ctx) for _ in range(6)]
         handles = await asyncio.gather(*(start(temporal_env.client, task, ctx.settings) for task in tasks))
         await asyncio.gather(*(handle.result() for handle in handles))
-    intervals = [i for task in tasks for i in await workflow_task_intervals(temporal_env.client, task.id)]
+    intervals = [(t.started, t.closed) for task in tasks for run in await workflow_runs(temporal_env.client, task.id) for t in run.workflow_tasks]
     assert len(intervals) >= 6 * 5
     assert most_at_once(intervals) == 2

@@ -45,6 +45,25 @@ async def finish(client, ctx: ActivityContext, task: MLTask) -> MLTask:
     return task_row(ctx, task.id)
 
 
+async def followers_told(client, kb_id: str, builds: int, timeout: float = 30) -> None:
+    """Until the knowledge base's ingestion has told its followers of `builds` builds. A task created before that is told
+    of a version built before it existed, and counts it as a change (a race of the product, noted on issue 13): the
+    tests create their followers after it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        history = await client.get_workflow_handle(ingestion_workflow_id(kb_id)).fetch_history()
+        scheduled = {e.event_id for e in history.events if e.HasField("activity_task_scheduled_event_attributes")
+                     and e.activity_task_scheduled_event_attributes.activity_type.name == "notify_followers"}
+        done = [e for e in history.events if e.HasField("activity_task_completed_event_attributes")
+                and e.activity_task_completed_event_attributes.scheduled_event_id in scheduled]
+        if len(done) >= builds:
+            return
+        if loop.time() > deadline:
+            raise TimeoutError(f"the ingestion of {kb_id} told its followers of {len(done)} builds, wanted {builds}")
+        await asyncio.sleep(0.1)
+
+
 async def started_workflow(client, workflow_id: str, timeout: float = 30):
     """The handle of a workflow that something else starts, once it has been started."""
     loop = asyncio.get_running_loop()
@@ -66,6 +85,7 @@ async def test_several_changes_start_one_incremental_task_that_continues_the_par
     async with running_workers(client, ctx, fakes.activities()):
         await upload(ctx, client, kb, "note-0.md", note(0))
         await wait_for_kb(ctx, kb.id, "READY", version=1)
+        await followers_told(client, kb.id, builds=1)
         follower, bystander = following_task(ctx, kb.id), following_task(ctx, kb.id, retrain_on_change=False)
         parent = await finish(client, ctx, follower)
         await finish(client, ctx, bystander)
@@ -112,6 +132,7 @@ async def test_a_running_task_is_not_disturbed_and_continues_once_it_has_complet
     async with running_workers(client, ctx, fakes.activities()):
         await upload(ctx, client, kb, "note-0.md", note(0))
         await wait_for_kb(ctx, kb.id, "READY", version=1)
+        await followers_told(client, kb.id, builds=1)
         running = following_task(ctx, kb.id, mode=TaskMode.CONTINUOUS, max_iterations=2)
         handle = await start(client, running, ctx.settings)
         await wait_for_status(ctx, running.id, "TRAINING", iteration=1)
@@ -138,6 +159,7 @@ async def test_a_task_cancelled_while_waiting_starts_nothing_and_a_failed_task_i
     async with running_workers(client, ctx, fakes.activities()):
         await upload(ctx, client, kb, "note-0.md", note(0))
         await wait_for_kb(ctx, kb.id, "READY", version=1)
+        await followers_told(client, kb.id, builds=1)
         running = following_task(ctx, kb.id)
         handle = await start(client, running, ctx.settings)
         await wait_for_status(ctx, running.id, "TRAINING")

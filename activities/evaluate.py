@@ -41,9 +41,7 @@ class EvaluateActivities:
             return self._evaluate(inp, heartbeat)
 
     def _evaluate(self, inp: EvaluateInput, heartbeat: Heartbeater) -> EvaluateResult:
-        from peft import PeftModel
-
-        from ml.base_model import load_model_and_tokenizer
+        from ml.base_model import load_model_and_tokenizer, with_adapter
 
         config = dataclasses.replace(evaluation_config(self.ctx.settings), max_seq_length=inp.max_seq_length)
         splits = Splits.from_json(self.ctx.read_json(inp.splits_key))
@@ -75,7 +73,7 @@ class EvaluateActivities:
         with tempfile.TemporaryDirectory() as tmp:
             adapter_dir = get_dir(self.ctx.store, inp.adapter_key, Path(tmp) / "adapter")
             # merged weights generate faster than the adapter's side branches; this model copy is ours alone
-            tuned = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+            tuned = with_adapter(model, adapter_dir, merge=True)
             served, other = answers(tuned)
             heartbeat.update(stage="training-split loss")
             # the training split as it was trained on (with its passages, when there are any)

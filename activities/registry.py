@@ -86,7 +86,7 @@ class RegistryActivities:
     @activity.defn(name="evaluate_for_promotion")
     def evaluate_for_promotion(self, inp: GateEvaluateInput) -> GateEvaluateResult:
         """Every model answers every test set's questions in the candidate's serving mode; per-question scores, then figures."""
-        from ml.base_model import load_model_and_tokenizer
+        from ml.base_model import load_model_and_tokenizer, with_adapter
 
         config = evaluation_config(self.ctx.settings)
         with Heartbeater() as heartbeat:
@@ -98,9 +98,7 @@ class RegistryActivities:
                 model, tokenizer = load_model_and_tokenizer(inp.base_model, self.ctx.settings.model_cache_dir)
                 with tempfile.TemporaryDirectory() as tmp:
                     if adapter_key is not None:
-                        from peft import PeftModel
-
-                        model = PeftModel.from_pretrained(model, get_dir(self.ctx.store, adapter_key, Path(tmp) / "adapter")).merge_and_unload()
+                        model = with_adapter(model, get_dir(self.ctx.store, adapter_key, Path(tmp) / "adapter"), merge=True)
                     for test_set, (examples, passages) in questions:
                         answers = generate_answers(model, tokenizer, [e.question for e in examples], config.batch_size, config.max_new_tokens,
                                                    lambda what, done, total: heartbeat.update(stage=f"{label} on {test_set.name}: {done}/{total}"),

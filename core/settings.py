@@ -121,6 +121,8 @@ class Settings(BaseSettings):
     serve_max_tokens: int = Field(default=512, ge=1, description="The largest max_tokens a request may ask for.")
     serve_default_max_tokens: int = Field(default=128, ge=1)
     serve_retrieval_top_k: int = Field(default=3, ge=1, le=20, description="Passages per question when the version does not say.")
+    serve_warm_models: list[str] = Field(default_factory=list, description=(
+        "Base models loaded as the process starts (a JSON list); /readyz answers 200 once each is ready."))
 
     # Worker concurrency per pool: training holds a whole model, so one at a time by default.
     optimize_concurrency: int = Field(default=2, ge=1)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.model_loading import SHARED
+
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
 
@@ -20,11 +22,15 @@ def minilm_dir() -> Path:
     return Path(spec.origin).parent / "model"
 
 
-@lru_cache(maxsize=1)
 def _model():
-    from sentence_transformers import SentenceTransformer
+    """The embedding model, loaded once per process under the process's one model-loading lock (core.model_loading)."""
 
-    return SentenceTransformer(str(minilm_dir()), device="cpu")
+    def load():
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(str(minilm_dir()), device="cpu")
+
+    return SHARED.get(f"embeddings:{EMBEDDING_MODEL}", load)
 
 
 def embed(texts: list[str]) -> np.ndarray:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from core.model_loading import exclusive
+
 SMOLLM2_ALIAS = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 KNOWN_MODELS = (SMOLLM2_ALIAS,)
@@ -53,6 +55,12 @@ def materialize(model_name: str, cache_dir: Path) -> Path:
     with FileLock(str(cache_dir / f"{SMOLLM2_ALIAS}.lock")):
         if (target / "config.json").is_file():
             return target
+        _dequantize_smollm2(target)
+    return target
+
+
+def _dequantize_smollm2(target: Path) -> None:
+    with exclusive():
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -66,18 +74,29 @@ def materialize(model_name: str, cache_dir: Path) -> Path:
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
         partial.rename(target)
-    return target
 
 
 def load_model_and_tokenizer(model_name: str, cache_dir: Path, device: str | None = None):
-    """Load (model, tokenizer) in float32 on `device` (CUDA if available, else CPU)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    """A fresh (model, tokenizer) of the caller's own, in float32 on `device` (CUDA if available, else CPU), loaded under the
+    process's one model-loading lock (`core.model_loading`), imports included: transformers' lazy first import is not
+    safe in two threads at once either."""
     folder = materialize(model_name, cache_dir)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device)
+    with exclusive():
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device)
     return model, tokenizer
+
+
+def with_adapter(model, adapter_dir: Path, *, merge: bool = False, **kwargs):
+    """`model` with the LoRA adapter in `adapter_dir` (merged into its weights with `merge`), under the model-loading lock."""
+    with exclusive():
+        from peft import PeftModel
+
+        tuned = PeftModel.from_pretrained(model, adapter_dir, **kwargs)
+        return tuned.merge_and_unload() if merge else tuned

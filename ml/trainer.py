@@ -20,6 +20,8 @@ from typing import Callable
 
 import torch
 
+from core.model_loading import exclusive
+from ml.base_model import with_adapter
 from ml.chat import training_ids
 from ml.examples import Example
 from ml.packed_attention import PACKED_ATTENTION
@@ -157,13 +159,15 @@ def packed_loss(model, batch: PackedBatch) -> torch.Tensor:
 
 
 def build_lora_model(base_model, hp: Hyperparameters, init_adapter: Path | None):
-    from peft import LoraConfig, PeftModel, get_peft_model
-
     base_model.set_attn_implementation(PACKED_ATTENTION)
     if init_adapter is not None:
-        return PeftModel.from_pretrained(base_model, init_adapter, is_trainable=True)
-    config = LoraConfig(r=hp.lora_r, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout, target_modules=LORA_TARGET_MODULES, task_type="CAUSAL_LM")
-    return get_peft_model(base_model, config)
+        return with_adapter(base_model, init_adapter, is_trainable=True)
+    with exclusive():  # new LoRA layers draw their initial weights from torch's init functions, which a load elsewhere patches
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(r=hp.lora_r, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout, target_modules=LORA_TARGET_MODULES,
+                            task_type="CAUSAL_LM")
+        return get_peft_model(base_model, config)
 
 
 def train_lora(

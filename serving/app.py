@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 import uuid
@@ -34,6 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from auth.callers import Caller, authenticate
 from core import errors
 from core.access import Scope
+from core.model_loading import SHARED, ModelLoadFailed, SharedModels
 from core.settings import Settings, get_settings
 from db.models import ModelVersion, RegisteredModel
 from db.session import get_sessionmaker
@@ -43,9 +45,11 @@ from observability import metrics
 from services import knowledge, qa, registry
 from serving.engine import AdapterEngine, AdapterRef, Event, GenerationRequest, SamplingParams
 from serving.protocol import (
-    AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, ErrorBody, ErrorResponse, ModelCard, ModelList, Source, Usage,
+    AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, ErrorBody, ErrorResponse, Health, ModelCard, ModelList, Source, Usage,
 )
 from storage.object_store import get_dir, object_store_from_settings
+
+logger = logging.getLogger(__name__)
 
 # OpenAI's error types for each domain error (the most specific class wins)
 ERRORS: dict[type[errors.DomainError], tuple[int, str]] = {
@@ -82,24 +86,39 @@ def error_response(status: int, kind: str, message: str, param: str | None = Non
 
 
 class Engines:
-    """One engine per base model, its model loaded on first use (a request that needs it waits for the load)."""
+    """One engine per base model, its model loaded on first use (a request that needs it waits for the load), once per
+    process, under the process's one model-loading lock; a failed load answers 503 with its error until its backoff has
+    passed, then the next request tries again (`core.model_loading`)."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._engines: dict[str, AdapterEngine] = {}
-        self._lock = threading.Lock()
+        self.models = SharedModels()
 
     def get(self, base_model: str) -> AdapterEngine:
-        with self._lock:
-            if base_model not in self._engines:
-                model, tokenizer = load_model_and_tokenizer(base_model, self.settings.model_cache_dir)
-                self._engines[base_model] = AdapterEngine(model, tokenizer, max_adapters=self.settings.serve_max_adapters,
-                                                          max_batch=self.settings.serve_max_batch,
-                                                          batch_window=self.settings.serve_batch_window_ms / 1000)
-            return self._engines[base_model]
+        return self.models.get(base_model, lambda: self._start(base_model))
+
+    def _start(self, base_model: str) -> AdapterEngine:
+        model, tokenizer = load_model_and_tokenizer(base_model, self.settings.model_cache_dir)
+        return AdapterEngine(model, tokenizer, max_adapters=self.settings.serve_max_adapters, max_batch=self.settings.serve_max_batch,
+                             batch_window=self.settings.serve_batch_window_ms / 1000)
+
+    def warm(self, base_models: list[str], stopping: threading.Event) -> None:
+        """Load each base model now (the process's start), trying a failed one again after its backoff until it loads."""
+        for name in base_models:
+            while not stopping.is_set():
+                try:
+                    self.get(name)
+                    break
+                except ModelLoadFailed as exc:
+                    logger.warning("warming %s: %s", name, exc.message)
+                    stopping.wait(self.models.retry_in(name))
+
+    def states(self) -> dict[str, dict]:
+        """Each base model asked for, and the embedding model when retrieval has needed it: loading, ready or failed."""
+        return {**self.models.states(), **SHARED.states()}
 
     def close(self) -> None:
-        for engine in self._engines.values():
+        for _, engine in self.models.items():
             engine.close()
 
 
@@ -127,9 +146,14 @@ def create_serving_app(settings: Settings | None = None, engines: Engines | None
     settings.check_secret()
     engines = engines or Engines(settings)
 
+    stopping = threading.Event()
+
     @asynccontextmanager
     async def lifespan(_: FastAPI):
+        if settings.serve_warm_models:
+            threading.Thread(target=engines.warm, args=(settings.serve_warm_models, stopping), daemon=True, name="warm-models").start()
         yield
+        stopping.set()
         engines.close()
 
     app = FastAPI(title="WLOps serving", version="0.1.0", description="OpenAI-compatible chat completions for many LoRA adapters on one base.",
@@ -159,9 +183,19 @@ def create_serving_app(settings: Settings | None = None, engines: Engines | None
         messages = "; ".join(f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors())
         return error_response(400, "invalid_request_error", messages, param)
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/healthz", response_model=Health)
+    def healthz() -> Health:
+        """Alive; and each model this process was asked to load: loading, ready, or failed (with its error and next try)."""
+        states = engines.states()
+        return Health(status="degraded" if any(s["state"] == "failed" for s in states.values()) else "ok", models=states)
+
+    @app.get("/readyz", response_model=Health, responses={503: {"model": Health, "description": "A model to warm is not ready yet"}})
+    def readyz() -> JSONResponse:
+        """Ready once every base model of `WLOPS_SERVE_WARM_MODELS` is loaded (always, with none to warm)."""
+        states = engines.states()
+        ready = all(states.get(name, {}).get("state") == "ready" for name in settings.serve_warm_models)
+        body = Health(status="ready" if ready else "not_ready", models=states)
+        return JSONResponse(status_code=200 if ready else 503, content=body.model_dump())
 
     @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}, "description": (
         "Prometheus metrics: requests by route and status, latencies, completions, generated tokens and time to the first token by model. "
@@ -293,7 +327,7 @@ def create_serving_app(settings: Settings | None = None, engines: Engines | None
         return StreamingResponse(events(), media_type="text/event-stream")
 
     app.add_middleware(metrics.HttpMetrics, service="serve")
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,metrics")
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
     return app
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.model_loading import exclusive
 from serving.batched_lora import BatchedLoRA
 
 log = logging.getLogger(__name__)
@@ -199,7 +200,8 @@ class AdapterEngine:
         return batch
 
     def _ensure_loaded(self, adapters: set[AdapterRef], busy: set[str]) -> None:
-        from peft import PeftModel
+        with exclusive():  # a first import of peft is not safe beside a model load in another thread
+            from peft import PeftModel
 
         needed = {a.name for a in adapters}
         changed = False
@@ -214,10 +216,11 @@ class AdapterEngine:
                 self.model.delete_adapter(victim)
                 del self.loaded[victim]
                 self.stats["evictions"] += 1
-            if isinstance(self.model, PeftModel):
-                self.model.load_adapter(str(adapter.path), adapter_name=adapter.name)
-            else:
-                self.model = PeftModel.from_pretrained(self.model, str(adapter.path), adapter_name=adapter.name).eval()
+            with exclusive():  # adapter layers are built like any model: never while another thread loads one
+                if isinstance(self.model, PeftModel):
+                    self.model.load_adapter(str(adapter.path), adapter_name=adapter.name)
+                else:
+                    self.model = PeftModel.from_pretrained(self.model, str(adapter.path), adapter_name=adapter.name).eval()
             self.loaded[adapter.name] = adapter.path
             self.stats["adapter_loads"] += 1
             changed = True

@@ -117,3 +117,20 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class ModelState(BaseModel):
+    """One model the process was asked to load."""
+
+    state: Literal["loading", "ready", "failed"]
+    load_seconds: float | None = None
+    error: str | None = None  # why the last load failed
+    failures: int | None = None
+    retry_in_seconds: float | None = None  # when the next request (or the warming) tries it again
+
+
+class Health(BaseModel):
+    """The process, and each model it was asked to load (base models by name, the embedding model as `embeddings:<name>`)."""
+
+    status: Literal["ok", "degraded", "ready", "not_ready"]
+    models: dict[str, ModelState]

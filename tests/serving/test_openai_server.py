@@ -10,54 +10,17 @@ import time
 import httpx
 import openai
 import pytest
-import torch
 from sqlalchemy import select
 
 from activities.context import ActivityContext
 from cli.users import create_user
 from core.access import Role
 from db.models import AliasMove, ModelVersion, QAEntry, RegisteredModel, new_id
-from services import registry
 from services.identity import token_pair
 from serving.app import create_serving_app
-from storage.object_store import put_dir
 from tests.chat_server import serving
+from tests.serving.support import add_version, point
 from tests.e2e.support import TEST_PASSWORD
-
-
-@pytest.fixture(scope="module")
-def adapter_dirs(tiny_model_dir, tmp_path_factory):
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    folder = tmp_path_factory.mktemp("served-adapters")
-    for i in (1, 2):
-        torch.manual_seed(10 + i)
-        config = LoraConfig(r=8, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-        get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), config).save_pretrained(folder / f"v{i}")
-    return folder
-
-
-def add_version(ctx: ActivityContext, model: RegisteredModel, number: int, adapter_dir) -> ModelVersion:
-    """A version whose adapter is stored where a task would have left it (the task itself is not needed here)."""
-    task_id = new_id()
-    adapter_key = f"models/{task_id}/iter-1/adapter/"
-    put_dir(ctx.store, adapter_key, adapter_dir)
-    with ctx.sessions() as session:
-        version = ModelVersion(id=new_id(), model_id=model.id, org_id=model.org_id, version=number, adapter_key=adapter_key, sha256="0" * 64,
-                               size_bytes=1, status="READY", task_id=task_id, iteration=1, hyperparameters={}, serving_mode="closed_book", scores={},
-                               splits_key=f"optimized/{task_id}-opt1/splits.json", evaluation_key=f"evaluations/{task_id}/iter-1/evaluation.json")
-        session.add(version)
-        session.commit()
-        return version
-
-
-def point(ctx: ActivityContext, model: RegisteredModel, alias: str, number: int) -> None:
-    with ctx.sessions() as session:
-        model = session.get(RegisteredModel, model.id)
-        registry.move_alias(session, model, alias, registry.get_version(session, model, number), kind="forced", reason="test",
-                            actor=registry.Actor())
-        session.commit()
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ def owner(tiny_model_dir, tmp_path_factory) -> dict[str, str]:
 
     from activities.context import ActivityContext
     from db.models import RegisteredModel, new_id
-    from tests.serving.test_openai_server import add_version, point
+    from tests.serving.support import add_version, point
 
     setup = create_user(FUZZ_SETTINGS, "fuzzer", TEST_PASSWORD, "fuzz-org", Role.OWNER)
     ctx = ActivityContext.from_settings(FUZZ_SETTINGS)

@@ -1,0 +1,30 @@
+"""Registered versions for the serving tests: an adapter stored where a task would have left it, and alias moves."""
+
+from __future__ import annotations
+
+from activities.context import ActivityContext
+from db.models import ModelVersion, RegisteredModel, new_id
+from services import registry
+from storage.object_store import put_dir
+
+
+def add_version(ctx: ActivityContext, model: RegisteredModel, number: int, adapter_dir) -> ModelVersion:
+    """A version whose adapter is stored where a task would have left it (the task itself is not needed here)."""
+    task_id = new_id()
+    adapter_key = f"models/{task_id}/iter-1/adapter/"
+    put_dir(ctx.store, adapter_key, adapter_dir)
+    with ctx.sessions() as session:
+        version = ModelVersion(id=new_id(), model_id=model.id, org_id=model.org_id, version=number, adapter_key=adapter_key, sha256="0" * 64,
+                               size_bytes=1, status="READY", task_id=task_id, iteration=1, hyperparameters={}, serving_mode="closed_book", scores={},
+                               splits_key=f"optimized/{task_id}-opt1/splits.json", evaluation_key=f"evaluations/{task_id}/iter-1/evaluation.json")
+        session.add(version)
+        session.commit()
+        return version
+
+
+def point(ctx: ActivityContext, model: RegisteredModel, alias: str, number: int) -> None:
+    with ctx.sessions() as session:
+        model = session.get(RegisteredModel, model.id)
+        registry.move_alias(session, model, alias, registry.get_version(session, model, number), kind="forced", reason="test",
+                            actor=registry.Actor())
+        session.commit()

@@ -89,4 +89,5 @@ class EvaluateActivities:
         return EvaluateResult(
             evaluation_key=evaluation_key, baseline_key=baseline_key, test_score=report.score("test"), feedback_score=report.score("feedback"),
             baseline_test_score=baseline.score("test"), grade=report.headline.grade, bad_cases=len(report.bad_cases),
+            test_accuracy=report.accuracy("test"), feedback_accuracy=report.accuracy("feedback"), baseline_test_accuracy=baseline.accuracy("test"),
         )

@@ -136,7 +136,8 @@ class OptimizeActivities:
             splits = split_examples(cleaned.examples, SplitConfig(settings.split_feedback_fraction, settings.split_test_fraction, settings.split_min_examples))
         except ValueError as exc:
             raise invalid_input(str(exc)) from exc
-        log = OptimizationLog(rows_in=cleaned.rows_in, removed=cleaned.removed_counts, removed_rows=cleaned.removed, splits=_sizes(splits))
+        log = OptimizationLog(rows_in=cleaned.rows_in, removed=cleaned.removed_counts, removed_rows=cleaned.removed, splits=_sizes(splits),
+                              derived_checks=cleaned.derived_checks)
         return splits, log
 
 

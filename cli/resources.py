@@ -370,7 +370,7 @@ def add_resource_commands(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", help="smollm2-135m-instruct (default) or a local model folder")
     parser.add_argument("--hp", type=hyperparameter, action="append", default=[], metavar="KEY=VALUE", help="a hyperparameter (repeatable)")
     parser.add_argument("--max-iterations", type=int, metavar="K", help="continuous tasks")
-    parser.add_argument("--threshold", type=float, metavar="X", help="continuous tasks: stop once the test score reaches it")
+    parser.add_argument("--threshold", type=float, metavar="X", help="continuous tasks: stop once the feedback split's share of right answers reaches it")
     parser.add_argument("--knowledge-base", metavar="ID", help="train and answer with passages from this knowledge base")
     parser.add_argument("--start", action="store_true", help="start it at once")
     parser.add_argument("--watch", action="store_true", help="start it and follow it until it ends")

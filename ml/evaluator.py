@@ -8,13 +8,16 @@ from typing import Callable
 
 import torch
 
+from facts.judge import judge
+from facts.stats import wilson_interval
 from ml.chat import prompt_ids, training_ids
 from ml.examples import Example
 from ml.metrics import GradeThresholds, ScoreWeights, corpus_scores, grade, overall, score_example
 from ml.optimizer import Splits
 from ml.topics import group_by_topic
+from schemas.checks import parse_checks
 from schemas.reports import (
-    CLOSED_BOOK, BadCase, BadCaseFollowup, EvaluationReport, ExampleScore, Headline, RetrievalQuality, Scores, SideBySide, SplitComparison,
+    CLOSED_BOOK, BadCase, BadCaseFollowup, CheckVerdict, EvaluationReport, ExampleScore, Headline, RetrievalQuality, Scores, SideBySide, SplitComparison,
     SplitResult, Suggestion, SuggestionGroup, TrainLoss,
 )
 
@@ -103,13 +106,36 @@ def per_example_loss(model, tokenizer, examples: list[Example], max_length: int 
     return losses
 
 
+def verdict_of(example: Example, answer: str) -> tuple[bool | None, list[CheckVerdict]]:
+    """Right or wrong by the example's fact checks, with each check's verdict; (None, []) when it has none."""
+    if not example.checks:
+        return None, []
+    verdict = judge(answer, parse_checks(example.checks))
+    return verdict.right, [CheckVerdict(check=check.model_dump(), passed=result.passed, detail=result.detail) for check, result in verdict.results]
+
+
+def fact_scores(rows: list[ExampleScore]) -> dict:
+    """The share of right answers among the judged rows, with its 95% Wilson interval (nothing when none is judged)."""
+    judged = [r for r in rows if r.right is not None]
+    if not judged:
+        return {}
+    right = sum(1 for r in judged if r.right)
+    low, high = wilson_interval(right, len(judged))
+    return {"fact_accuracy": round(right / len(judged), 4), "right": right, "judged": len(judged),
+            "fact_accuracy_interval": (round(low, 4), round(high, 4))}
+
+
 def score_split(name: str, examples: list[Example], predictions: list[str], weights: ScoreWeights) -> SplitResult:
+    """Each answer's verdict by its fact checks and its wording scores; the share right and the corpus means."""
     rows = []
     for example, got in zip(examples, predictions, strict=True):
         scores = {k: round(v, 4) for k, v in score_example(got, example.answer).items()}
+        right, checks = verdict_of(example, got)
         rows.append(ExampleScore(example_id=example.id, question=example.question, expected=example.answer, got=got,
-                                 scores=scores, overall=round(overall(scores, weights), 4)))
-    return SplitResult(split=name, size=len(examples), scores=Scores(**corpus_scores([r.scores for r in rows], weights)), examples=rows)
+                                 scores=scores, overall=round(overall(scores, weights), 4), right=right, checks=checks,
+                                 sources=list(example.context_chunk_ids)))
+    totals = Scores(**corpus_scores([r.scores for r in rows], weights), **fact_scores(rows))
+    return SplitResult(split=name, size=len(examples), scores=totals, examples=rows)
 
 
 def predict_splits(model, tokenizer, splits: Splits, config: EvaluationConfig, progress: Progress | None = None,
@@ -120,19 +146,33 @@ def predict_splits(model, tokenizer, splits: Splits, config: EvaluationConfig, p
             for name in EVALUATED_SPLITS}
 
 
-def error_type(got: str | None, expected: str) -> str:
+FAILED_CHECK_ERRORS = {"polarity": "wrong_polarity", "number": "wrong_number", "not_contains": "states_a_wrong_value",
+                       "contains_any": "missing_fact", "contains_all": "missing_fact", "regex": "missing_fact"}
+
+
+def error_type(got: str | None, expected: str, checks: list[CheckVerdict] | None = None) -> str:
+    """What went wrong: an empty answer, then the first failed fact check's kind, then a rambling answer."""
     got = got or ""
     if not got.strip():
         return "empty_answer"
+    failed = next((c for c in checks or [] if not c.passed), None)
+    if failed is not None:
+        return FAILED_CHECK_ERRORS.get(failed.check.get("type"), "wrong_content")
     if len(got.split()) > 2 * len(expected.split()) + 5:
         return "too_long"
     return "wrong_content"
 
 
+def is_bad(row: ExampleScore, config: EvaluationConfig) -> bool:
+    """Answered wrong by its fact checks; without checks, scored below the blended threshold."""
+    return not row.right if row.right is not None else row.overall < config.bad_case_threshold
+
+
 def find_bad_cases(feedback_rows: list[ExampleScore], train: list[Example], train_losses: list[float], config: EvaluationConfig) -> list[BadCase]:
-    """Feedback examples scoring below the threshold (worst first) and the training examples with the highest loss."""
-    failing = sorted((r for r in feedback_rows if r.overall < config.bad_case_threshold), key=lambda r: r.overall)
-    cases = [BadCase(**r.model_dump(), split="feedback", error_type=error_type(r.got, r.expected)) for r in failing[: config.max_bad_cases]]
+    """Feedback examples answered wrong (the blended score ranks them, worst first) and the training examples with the
+    highest loss."""
+    failing = sorted((r for r in feedback_rows if is_bad(r, config)), key=lambda r: r.overall)
+    cases = [BadCase(**r.model_dump(), split="feedback", error_type=error_type(r.got, r.expected, r.checks)) for r in failing[: config.max_bad_cases]]
     ranked = sorted((pair for pair in zip(train, train_losses) if pair[1] == pair[1]), key=lambda p: -p[1])
     for example, loss in ranked[: config.max_train_loss_cases]:
         cases.append(BadCase(example_id=example.id, question=example.question, expected=example.answer, got=None,
@@ -193,12 +233,14 @@ def evaluate_predictions(
     modes = {m: {name: score_split(name, getattr(splits, name), answers[name], config.weights) for name in EVALUATED_SPLITS}
              for m, answers in {mode: predictions, **(other_modes or {})}.items()}
     results = modes[mode]
-    headline = results[HEADLINE_SPLIT].scores.overall
+    test = results[HEADLINE_SPLIT].scores
     bad_cases = find_bad_cases(results["feedback"].examples, splits.train, train_losses, config)
     valid_losses = [x for x in train_losses if x == x]
+    graded = test.fact_accuracy if test.fact_accuracy is not None else test.overall
     report = EvaluationReport(
         iteration=iteration,
-        headline=Headline(split=HEADLINE_SPLIT, score=headline, grade=grade(headline, config.thresholds), mode=mode),
+        headline=Headline(split=HEADLINE_SPLIT, score=test.overall, grade=grade(graded, config.thresholds), mode=mode,
+                          fact_accuracy=test.fact_accuracy, fact_accuracy_interval=test.fact_accuracy_interval),
         modes=modes,
         retrieval=retrieval or {},
         knowledge_base_version=knowledge_base_version,
@@ -209,17 +251,24 @@ def evaluate_predictions(
     for name, other in (("baseline", baseline), (previous_label, previous)):
         if other:
             # against the other report in the same mode (a base model is evaluated in every mode the task serves in)
-            report.comparison[name] = {split: SplitComparison(split=split, score=other.score(split, mode), delta=round(report.score(split) - other.score(split, mode), 4))
-                                       for split in EVALUATED_SPLITS}
+            report.comparison[name] = {split: compare(report, other, split, mode) for split in EVALUATED_SPLITS}
     if previous:
         report.bad_case_followup = follow_up_bad_cases(previous, results, lineage or {}, chunks or {})
     if baseline:
-        base_by_id = {r.example_id: r.got for r in baseline.modes[mode][HEADLINE_SPLIT].examples}
+        base_by_id = {r.example_id: r for r in baseline.modes[mode][HEADLINE_SPLIT].examples}
         report.side_by_side = [
-            SideBySide(split=HEADLINE_SPLIT, question=r.question, expected=r.expected, base_answer=base_by_id.get(r.example_id), tuned_answer=r.got)
+            SideBySide(split=HEADLINE_SPLIT, question=r.question, expected=r.expected, base_answer=getattr(base_by_id.get(r.example_id), "got", None),
+                       tuned_answer=r.got, base_right=getattr(base_by_id.get(r.example_id), "right", None), tuned_right=r.right)
             for r in results[HEADLINE_SPLIT].examples[: config.side_by_side]
         ]
     return report
+
+
+def compare(report: EvaluationReport, other: EvaluationReport, split: str, mode: str) -> SplitComparison:
+    """This report against another (the base model's, the previous round's) on one split, in the same mode."""
+    mine, theirs = report.accuracy(split, mode), other.accuracy(split, mode)
+    return SplitComparison(split=split, score=other.score(split, mode), delta=round(report.score(split, mode) - other.score(split, mode), 4),
+                           fact_accuracy=theirs, fact_accuracy_delta=round(mine - theirs, 4) if mine is not None and theirs is not None else None)
 
 
 def follow_up_bad_cases(previous: EvaluationReport, results: dict[str, SplitResult], lineage: dict[str, list[str]],
@@ -236,6 +285,7 @@ def follow_up_bad_cases(previous: EvaluationReport, results: dict[str, SplitResu
             bad_case_id=case.example_id, split="feedback", question=case.question, before=case.overall,
             after=after.overall if after else None, delta=round(after.overall - case.overall, 4) if after else None,
             targeted_training_examples=lineage.get(case.example_id, []), chunk_ids=(chunks or {}).get(case.example_id, []),
+            right_after=after.right if after else None,
         ))
     return rows
 

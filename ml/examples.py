@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from schemas.checks import dump_checks, parse_checks
+
 SUPPORTED_FORMATS = ("jsonl", "json", "csv")
 
 
@@ -40,6 +42,8 @@ class Example:
     context: list[str] = field(default_factory=list)
     context_chunk_ids: list[str] = field(default_factory=list)
     supporting_chunk_id: str | None = None
+    # fact checks that judge an answer right or wrong (schemas.checks, as JSON): the row's own, or derived from its answer
+    checks: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -154,6 +158,20 @@ def record_to_pair(record: dict[str, Any]) -> tuple[str, str]:
     raise ValueError(f"no known fields (question/answer, instruction/input/output, messages); got {sorted(record)[:6]}")
 
 
+def record_checks(record: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The record's validated fact checks as JSON (None when it has none); ValueError naming the check and field at fault.
+    In a CSV file the `checks` column holds them as JSON text."""
+    raw = record.get("checks")
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str) and raw.lstrip().startswith("["):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"'checks' is not valid JSON ({exc.msg} at column {exc.colno})") from exc
+    return dump_checks(parse_checks(raw))
+
+
 def _text(value: Any, name: str) -> str:
     if value is None:
         return ""
@@ -186,10 +204,17 @@ def inspect_file(path: Path, file_format: str, max_rows: int | None = None, max_
             record_to_pair(row.record or {})
         except ValueError:
             unrecognized += 1
+        else:
+            try:
+                record_checks(row.record or {})
+            except ValueError as exc:
+                errors.append((row.line, str(exc)))
+                if len(errors) >= max_errors:
+                    break
         if max_rows is not None and rows > max_rows:
             raise DatasetFormatError(f"too many rows (more than {max_rows})")
     if errors:
-        raise DatasetFormatError(f"the file is not valid {file_format.upper()}", errors)
+        raise DatasetFormatError(f"the file is not valid {file_format.upper()} with valid fact checks", errors)
     if rows == 0 or unrecognized == rows:
         raise DatasetFormatError(
             "no usable rows: expect question/answer, instruction/input/output or chat 'messages' records"

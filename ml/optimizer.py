@@ -11,7 +11,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from ml.examples import Example, example_key, normalize_text, read_rows, record_to_pair
+from facts.derive import common_terms, derive_checks
+from ml.examples import Example, example_key, normalize_text, read_rows, record_checks, record_to_pair
+from schemas.checks import dump_checks
 from schemas.reports import BadCase, Suggestion
 
 # Two examples whose normalized text is at least this similar (rapidfuzz ratio, 0-100) are near duplicates.
@@ -30,6 +32,7 @@ class CleaningResult:
     examples: list[Example]
     rows_in: int
     removed: dict[str, list[dict[str, Any]]]  # reason -> [{line, detail}]
+    derived_checks: int = 0  # kept rows whose fact checks were derived from their answers
 
     @property
     def removed_counts(self) -> dict[str, int]:
@@ -54,6 +57,7 @@ def clean_dataset(path: Path, file_format: str, config: CleaningConfig | None = 
             continue
         try:
             question, answer = record_to_pair(row.record or {})
+            checks = record_checks(row.record or {})
         except ValueError as exc:
             drop("malformed", row.line, str(exc))
             continue
@@ -69,12 +73,22 @@ def clean_dataset(path: Path, file_format: str, config: CleaningConfig | None = 
             drop("exact_duplicate", row.line, f"same as line {seen[key]}")
             continue
         seen[key] = row.line
-        kept.append(Example(question=question, answer=answer, source_line=row.line))
+        kept.append(Example(question=question, answer=answer, source_line=row.line, checks=checks or []))
 
     kept, near = remove_near_duplicates(kept, config.near_duplicate_similarity)
+    derived = with_derived_checks(kept)
     for example, original in near:
         removed.setdefault("near_duplicate", []).append({"line": example.source_line, "detail": f"near line {original.source_line}"})
-    return CleaningResult(examples=kept, rows_in=rows_in, removed=removed)
+    return CleaningResult(examples=kept, rows_in=rows_in, removed=removed, derived_checks=derived)
+
+
+def with_derived_checks(examples: list[Example]) -> int:
+    """Give every example without fact checks the checks derived from its answer (marked derived); returns how many."""
+    common = common_terms([e.answer for e in examples])
+    bare = [e for e in examples if not e.checks]
+    for example in bare:
+        example.checks = dump_checks(derive_checks(example.question, example.answer, common))
+    return len(bare)
 
 
 def remove_near_duplicates(examples: list[Example], similarity: float) -> tuple[list[Example], list[tuple[Example, Example]]]:
@@ -230,6 +244,7 @@ class OptimizationLog:
     knowledge_base_version: int | None = None  # with a knowledge base: the index version the passages came from
     retrieval: dict[str, Any] | None = None  # and how well held-out questions retrieved their answers' chunks
     grounded: dict[str, Any] | None = None  # grounded targeting: chunks, candidates, added, rejections
+    derived_checks: int = 0  # rows whose fact checks were derived from their answers (the rest carried their own)
 
 
 @dataclass

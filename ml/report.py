@@ -29,14 +29,18 @@ def build_task_report(task: TaskInfo, baseline: EvaluationReport, evaluations: l
             adapter_key=evaluation.adapter_key,
         ))
     last = evaluations[-1]
+    mode = last.headline.mode
+    accuracy, base_accuracy = last.headline.fact_accuracy, baseline.accuracy("test", mode)
+    beats = accuracy > base_accuracy if accuracy is not None and base_accuracy is not None else last.headline.score > baseline.score("test", mode)
     return TaskReport(
         task=task,
-        baseline=BaselineSummary(scores=baseline.modes[last.headline.mode]["test"].scores, feedback_scores=baseline.modes[last.headline.mode]["feedback"].scores,
+        baseline=BaselineSummary(scores=baseline.modes[mode]["test"].scores, feedback_scores=baseline.modes[mode]["feedback"].scores,
                                  modes=baseline.mode_scores()),
-        final=FinalSummary(score=last.headline.score, grade=last.headline.grade, mode=last.headline.mode,
-                           beats_baseline=last.headline.score > baseline.score("test", last.headline.mode)),
+        final=FinalSummary(score=last.headline.score, grade=last.headline.grade, mode=mode, beats_baseline=beats, fact_accuracy=accuracy,
+                           fact_accuracy_interval=last.headline.fact_accuracy_interval),
         iterations=iterations,
         side_by_side=last.side_by_side,
+        wrong_answers=[row for row in last.modes[mode]["test"].examples if row.right is False],
     )
 
 
@@ -56,10 +60,13 @@ def plot_report(report: TaskReport, path: Path) -> Path:
     loss_ax.set(title="Training loss", xlabel="step (cumulative)", ylabel="loss")
     loss_ax.legend()
     numbers = [it.iteration for it in report.iterations]
+    # the share of right answers where the examples have fact checks; the blended wording score for reports without them
+    by_facts = report.baseline.scores.fact_accuracy is not None and all(it.scores["test"].fact_accuracy is not None for it in report.iterations)
+    value, what = (("fact_accuracy", "Fact accuracy") if by_facts else ("overall", "Blended score"))
     for split in ("test", "feedback"):
-        score_ax.plot(numbers, [it.scores[split].overall for it in report.iterations], marker="o", label=f"tuned ({split} split)")
-    score_ax.axhline(report.baseline.scores.overall, color="grey", linestyle="--", label="base model (test split)")
-    score_ax.set(title="Overall score per iteration", xlabel="iteration", ylabel="score", ylim=(0, 1), xticks=numbers)
+        score_ax.plot(numbers, [getattr(it.scores[split], value) for it in report.iterations], marker="o", label=f"tuned ({split} split)")
+    score_ax.axhline(getattr(report.baseline.scores, value), color="grey", linestyle="--", label="base model (test split)")
+    score_ax.set(title=f"{what} per iteration", xlabel="iteration", ylabel=what.lower(), ylim=(0, 1), xticks=numbers)
     score_ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,51 +96,107 @@ def render_markdown(report: TaskReport, plot_name: str | None) -> str:
         f"- Task `{task.task_id}`, mode {task.mode}, model `{task.model_name}`",
         f"- Stopped because: {task.stop_reason}",
         *_incremental_lines(report),
-        f"- Final test-split score **{final.score:.4f}** ({final.grade}, {final.mode.replace('_', ' ')}) vs base model "
-        f"{base.scores.overall:.4f}: {'beats' if final.beats_baseline else 'does NOT beat'} the baseline",
+        *_final_lines(report),
         "",
     ]
     if plot_name:
         lines += [f"![loss and scores]({plot_name})", ""]
-    header = "| iteration | split | " + " | ".join(METRIC_NAMES) + " | overall | grade | Δ vs base | train steps (resumed from) |"
-    lines += ["## Scores per iteration", "", header, "|" + "---|" * (len(METRIC_NAMES) + 6)]
-    lines.append("| base | test | " + " | ".join(f"{getattr(base.scores, m):.3f}" for m in METRIC_NAMES) + f" | {base.scores.overall:.4f} | | | |")
+    lines += _wrong_answers(report)
+    header = ("| iteration | split | fact accuracy [95%] | right | " + " | ".join(METRIC_NAMES)
+              + " | blended | grade | Δ vs base (accuracy, else blended) | train steps (resumed from) |")
+    lines += ["## Scores per iteration", "", header, "|" + "---|" * (len(METRIC_NAMES) + 8)]
+    lines.append(f"| base | test | {_accuracy(base.scores)} | {_right(base.scores)} | " + " | ".join(f"{getattr(base.scores, m):.3f}" for m in METRIC_NAMES)
+                 + f" | {base.scores.overall:.4f} | | | |")
     for it in report.iterations:
         for split in ("test", "feedback"):
             scores = it.scores[split]
             comparison = it.comparison.get("baseline", {}).get(split)
-            delta = comparison.delta if comparison else None
+            delta = (comparison.fact_accuracy_delta if comparison.fact_accuracy_delta is not None else comparison.delta) if comparison else None
             grade = it.headline.grade if split == "test" else ""
             training = f"{it.training.steps} ({it.training.resumed_from_step})" if split == "test" else ""
-            lines.append(f"| {it.iteration} | {split} | " + " | ".join(f"{getattr(scores, m):.3f}" for m in METRIC_NAMES)
-                         + f" | {scores.overall:.4f} | {grade} | {delta if delta is not None else ''} | {training} |")
+            lines.append(f"| {it.iteration} | {split} | {_accuracy(scores)} | {_right(scores)} | " + " | ".join(f"{getattr(scores, m):.3f}" for m in METRIC_NAMES)
+                         + f" | {scores.overall:.4f} | {grade} | {f'{delta:+.4f}' if delta is not None else ''} | {training} |")
     if len(base.modes) > 1:
-        lines += ["", "## Closed book and with retrieval (test split, overall)", "",
+        lines += ["", "## Closed book and with retrieval (test split: fact accuracy, blended score)", "",
                   "| | " + " | ".join(f"base ({m})" for m in base.modes) + " | " + " | ".join(f"tuned ({m})" for m in base.modes)
                   + " | retrieval recall@k | MRR |", "|" + "---|" * (2 * len(base.modes) + 3)]
         for it in report.iterations:
             retrieval = it.retrieval.get("test")
-            lines.append(f"| iteration {it.iteration} | " + " | ".join(f"{base.modes[m]['test'].overall:.4f}" for m in base.modes) + " | "
-                         + " | ".join(f"{it.modes[m]['test'].overall:.4f}" if m in it.modes else "" for m in base.modes)
+            lines.append(f"| iteration {it.iteration} | " + " | ".join(_pair(base.modes[m]["test"]) for m in base.modes) + " | "
+                         + " | ".join(_pair(it.modes[m]["test"]) if m in it.modes else "" for m in base.modes)
                          + f" | {_number(retrieval.recall_at_k if retrieval else None)} | {_number(retrieval.mrr if retrieval else None)} |")
     lines += ["", "## From bad case to score change", ""]
     for it in report.iterations:
         followups = it.bad_case_followup
         if not followups:
             continue
+        fixed = sum(1 for f in followups if f.right_after)
         improved = sum(1 for f in followups if f.delta is not None and f.delta > 0)
-        lines += [f"### Iteration {it.iteration}: {improved} of {len(followups)} previous bad cases improved", "",
-                  "| bad case (feedback split) | before | after | targeted training examples | chunks generated from |", "|---|---|---|---|---|"]
+        lines += [f"### Iteration {it.iteration}: {fixed} of {len(followups)} previous bad cases answered right now "
+                  f"({improved} with a better blended score)", "",
+                  "| bad case (feedback split) | right now | blended before | after | targeted training examples | chunks generated from |",
+                  "|---|---|---|---|---|---|"]
         for f in followups[:10]:
-            lines.append(f"| {_cell(f.question)} | {f.before:.3f} | {f.after if f.after is None else format(f.after, '.3f')} | {len(f.targeted_training_examples)} "
-                         f"| {len(f.chunk_ids)} |")
+            lines.append(f"| {_cell(f.question)} | {_yes_no(f.right_after)} | {f.before:.3f} | {f.after if f.after is None else format(f.after, '.3f')} "
+                         f"| {len(f.targeted_training_examples)} | {len(f.chunk_ids)} |")
         lines.append("")
     lines += ["## Improvement suggestions of the last round", ""]
     lines += [f"- {text}" for text in report.iterations[-1].suggestions[:10]] or ["- none"]
     lines += ["", "## Examples side by side (test split)", "", "| question | expected | base model | tuned |", "|---|---|---|---|"]
     for row in report.side_by_side:
-        lines.append(f"| {_cell(row.question)} | {_cell(row.expected)} | {_cell(row.base_answer or '')} | {_cell(row.tuned_answer)} |")
+        lines.append(f"| {_cell(row.question)} | {_cell(row.expected)} | {_verdict(row.base_right)}{_cell(row.base_answer or '')} "
+                     f"| {_verdict(row.tuned_right)}{_cell(row.tuned_answer)} |")
     return "\n".join(lines) + "\n"
+
+
+def _final_lines(report: TaskReport) -> list[str]:
+    final, base = report.final, report.baseline
+    beats = "beats" if final.beats_baseline else "does NOT beat"
+    if final.fact_accuracy is None:
+        return [f"- Final test-split score **{final.score:.4f}** ({final.grade}, {final.mode.replace('_', ' ')}) vs base model "
+                f"{base.scores.overall:.4f}: {beats} the baseline"]
+    tuned = report.iterations[-1].scores["test"]
+    return [f"- Final test-split fact accuracy **{_accuracy(tuned)}**, {_right(tuned)} answers right ({final.grade}, "
+            f"{final.mode.replace('_', ' ')}) vs base model {_accuracy(base.scores)}, {_right(base.scores)}: {beats} the baseline",
+            f"- Blended wording score (secondary): {final.score:.4f} vs base model {base.scores.overall:.4f}"]
+
+
+def _wrong_answers(report: TaskReport, limit: int = 15) -> list[str]:
+    """The final iteration's wrong test answers, first in the report: what was asked, expected, answered, and which check failed."""
+    if not report.wrong_answers:
+        return []
+    lines = [f"## Wrong answers (test split, final iteration: {len(report.wrong_answers)})", "",
+             "| question | expected | answer | failed check |", "|---|---|---|---|"]
+    for row in report.wrong_answers[:limit]:
+        failed = next((c for c in row.checks if not c.passed), None)
+        reason = f"{failed.check.get('type')}: {failed.detail}" if failed else ""
+        lines.append(f"| {_cell(row.question)} | {_cell(row.expected)} | {_cell(row.got)} | {_cell(reason)} |")
+    if len(report.wrong_answers) > limit:
+        lines.append(f"| … and {len(report.wrong_answers) - limit} more (the downloadable answers have them all) | | | |")
+    return lines + [""]
+
+
+def _accuracy(scores) -> str:
+    if scores.fact_accuracy is None:
+        return ""
+    low, high = scores.fact_accuracy_interval or (None, None)
+    return f"{scores.fact_accuracy:.3f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None else "")
+
+
+def _right(scores) -> str:
+    return f"{scores.right}/{scores.judged}" if getattr(scores, "judged", None) else ""
+
+
+def _pair(scores) -> str:
+    return f"{scores.fact_accuracy:.3f} / {scores.overall:.4f}" if scores.fact_accuracy is not None else f"{scores.overall:.4f}"
+
+
+def _yes_no(value: bool | None) -> str:
+    return "" if value is None else ("yes" if value else "no")
+
+
+def _verdict(value: bool | None) -> str:
+    return "" if value is None else ("✓ " if value else "✗ ")
 
 
 def _number(value: float | None) -> str:

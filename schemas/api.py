@@ -69,7 +69,10 @@ class StandardTaskCreate(RequestModel):
 
 class ContinuousTaskCreate(StandardTaskCreate):
     max_iterations: int = Field(default=3, ge=1, le=50)
-    performance_threshold: float | None = Field(default=None, gt=0, le=1)
+    performance_threshold: float | None = Field(default=None, gt=0, le=1, description=(
+        "Stop looping once the feedback split's share of right answers (by its fact checks) reaches this. The loop decides on "
+        "the feedback split only; the locked test split is only ever reported. Tasks started before this rule stopped on the "
+        "test split's blended score."))
 
 
 class DatasetPublic(BaseModel):

@@ -15,17 +15,30 @@ CLOSED_BOOK, RAG = "closed_book", "rag"  # a question alone; a question with the
 
 
 class Scores(BaseModel):
-    """Corpus means of each metric, and the weighted overall score, all in [0, 1]."""
+    """The share of right answers (by their fact checks) with its 95% Wilson interval, then the wording metrics: corpus
+    means of each and their weighted `overall` (the blended score), all in [0, 1]."""
 
     exact_match: float
     token_f1: float
     bleu: float
     rouge_l: float
     overall: float
+    fact_accuracy: float | None = None  # None: no example had fact checks (reports written before them)
+    right: int | None = None
+    judged: int | None = None  # examples with fact checks
+    fact_accuracy_interval: tuple[float, float] | None = None
+
+
+class CheckVerdict(BaseModel):
+    """One fact check of an example and how the answer fared on it."""
+
+    check: dict[str, Any]  # schemas.checks, as JSON
+    passed: bool
+    detail: str
 
 
 class ExampleScore(BaseModel):
-    """One held-out example: what was expected, what the model said, and how that scored."""
+    """One held-out example: what was expected, what the model said, its verdict by the fact checks, and its wording scores."""
 
     example_id: str
     question: str
@@ -33,6 +46,9 @@ class ExampleScore(BaseModel):
     got: str
     scores: dict[str, float]  # per metric
     overall: float
+    right: bool | None = None  # every fact check passed; None when the example has none
+    checks: list[CheckVerdict] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list)  # the chunk ids it was asked with (rag mode)
 
 
 class SplitResult(BaseModel):
@@ -43,10 +59,14 @@ class SplitResult(BaseModel):
 
 
 class Headline(BaseModel):
+    """The locked test split's figures in the serving mode: the share of right answers first, the blended score beside it."""
+
     split: SplitName = "test"
-    score: float
-    grade: str
+    score: float  # the blended wording score (secondary)
+    grade: str  # of the fact accuracy (of the blended score when there is none)
     mode: str = CLOSED_BOOK  # the mode the task serves in: rag when it has a knowledge base
+    fact_accuracy: float | None = None
+    fact_accuracy_interval: tuple[float, float] | None = None
 
 
 class TrainLoss(BaseModel):
@@ -55,17 +75,21 @@ class TrainLoss(BaseModel):
 
 
 class BadCase(BaseModel):
-    """A feedback example that scored below the threshold, or a training example whose loss stayed high."""
+    """A feedback example answered wrong (by its fact checks; below the blended threshold when it has none), or a
+    training example whose loss stayed high."""
 
     example_id: str
     question: str
     expected: str
     got: str | None  # None for training examples (they are scored by loss, not answered)
     split: SplitName
-    error_type: str  # empty_answer | too_long | wrong_content | high_training_loss
+    error_type: str  # empty_answer | wrong_polarity | wrong_number | states_a_wrong_value | missing_fact | too_long | wrong_content | high_training_loss
     scores: dict[str, float] | None = None
     overall: float | None = None
     loss: float | None = None
+    right: bool | None = None
+    checks: list[CheckVerdict] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list)
 
 
 class SuggestionGroup(BaseModel):
@@ -88,8 +112,10 @@ class Suggestion(BaseModel):
 
 class SplitComparison(BaseModel):
     split: SplitName
-    score: float  # the other evaluation's score on this split
-    delta: float  # this evaluation's score minus it
+    score: float  # the other evaluation's blended score on this split
+    delta: float  # this evaluation's blended score minus it
+    fact_accuracy: float | None = None  # the other evaluation's share of right answers
+    fact_accuracy_delta: float | None = None
 
 
 class BadCaseFollowup(BaseModel):
@@ -102,6 +128,7 @@ class BadCaseFollowup(BaseModel):
     after: float | None
     delta: float | None
     targeted_training_examples: list[str]
+    right_after: bool | None = None  # answered right in this round (it was a bad case: wrong, the round before)
     chunk_ids: list[str] = Field(default_factory=list)  # grounded targeting: the chunks its new examples were generated from
 
 
@@ -111,6 +138,8 @@ class SideBySide(BaseModel):
     expected: str
     base_answer: str | None
     tuned_answer: str
+    base_right: bool | None = None
+    tuned_right: bool | None = None
 
 
 class RetrievalQuality(BaseModel):
@@ -171,7 +200,12 @@ class EvaluationReport(BaseModel):
         return self.modes[self.headline.mode]
 
     def score(self, split: str, mode: str | None = None) -> float:
+        """The blended wording score."""
         return self.modes[mode or self.headline.mode][split].scores.overall
+
+    def accuracy(self, split: str, mode: str | None = None) -> float | None:
+        """The share of right answers (None without fact checks)."""
+        return self.modes[mode or self.headline.mode][split].scores.fact_accuracy
 
     def mode_scores(self) -> dict[str, dict[str, Scores]]:
         return {mode: {split: result.scores for split, result in results.items()} for mode, results in self.modes.items()}
@@ -198,10 +232,12 @@ class BaselineSummary(BaseModel):
 
 class FinalSummary(BaseModel):
     split: SplitName = "test"
-    score: float
+    score: float  # blended
     grade: str
-    beats_baseline: bool
+    beats_baseline: bool  # by fact accuracy (by the blended score without fact checks)
     mode: str = CLOSED_BOOK
+    fact_accuracy: float | None = None
+    fact_accuracy_interval: tuple[float, float] | None = None
 
 
 class TrainingSummary(BaseModel):
@@ -238,6 +274,7 @@ class TaskReport(BaseModel):
     final: FinalSummary
     iterations: list[IterationReport]
     side_by_side: list[SideBySide]
+    wrong_answers: list[ExampleScore] = Field(default_factory=list)  # the final iteration's wrong test answers, in the serving mode
 
 
 class StoredTaskReport(TaskReport):

@@ -65,6 +65,8 @@ class IterationRecord:
     train_steps: int
     resumed_from_step: int
     knowledge_base_version: int | None = None  # the index version its passages came from
+    test_accuracy: float | None = None  # share of right answers by fact checks (None: no checks, or recorded before them)
+    feedback_accuracy: float | None = None
 
 
 @dataclass
@@ -190,6 +192,9 @@ class EvaluateResult:
     baseline_test_score: float
     grade: str
     bad_cases: int
+    test_accuracy: float | None = None  # shares of right answers by fact checks (None without checks)
+    feedback_accuracy: float | None = None
+    baseline_test_accuracy: float | None = None
 
 
 @dataclass

@@ -113,7 +113,8 @@ class FineTuningWorkflow:
             "max_iterations": self._max_iterations,
             "pause_requested": lifecycle.pause_requested,
             "baseline_test_score": self._baseline_test_score,
-            "scores": [{"iteration": r.iteration, "test": r.test_score, "feedback": r.feedback_score, "grade": r.grade} for r in self._history],
+            "scores": [{"iteration": r.iteration, "test": r.test_score, "feedback": r.feedback_score, "grade": r.grade,
+                        "test_fact_accuracy": r.test_accuracy, "feedback_fact_accuracy": r.feedback_accuracy} for r in self._history],
             "error": self._error,
         }
 
@@ -217,21 +218,31 @@ class FineTuningWorkflow:
         )
         self._baseline_test_score = evaluated.baseline_test_score
         record = IterationRecord(n, optimized.dataset_id, trained.adapter_key, evaluated.evaluation_key, evaluated.test_score,
-                                 evaluated.feedback_score, evaluated.grade, trained.steps, trained.resumed_from_step, optimized.knowledge_base_version)
+                                 evaluated.feedback_score, evaluated.grade, trained.steps, trained.resumed_from_step, optimized.knowledge_base_version,
+                                 test_accuracy=evaluated.test_accuracy, feedback_accuracy=evaluated.feedback_accuracy)
         self._history.append(record)
         await lifecycle.record(TaskStatus.EVALUATING, phase_event="finished", phase=TaskStatus.EVALUATING, adapter_key=trained.adapter_key,
                                evaluation_key=evaluated.evaluation_key, score=evaluated.test_score, baseline_score=evaluated.baseline_test_score,
                                output_dataset_id=optimized.dataset_id,
                                metrics={"test": evaluated.test_score, "feedback": evaluated.feedback_score, "grade": evaluated.grade,
-                                        "bad_cases": evaluated.bad_cases})
+                                        "bad_cases": evaluated.bad_cases, "test_fact_accuracy": evaluated.test_accuracy,
+                                        "feedback_fact_accuracy": evaluated.feedback_accuracy})
 
         return evaluated, LoopState(n + 1, optimized.splits_key, evaluated.baseline_key, evaluated.baseline_test_score, list(self._history))
 
     def _stop_reason(self, task: FineTuningInput, iteration: int, evaluated: EvaluateResult) -> str | None:
         if task.mode != TaskMode.CONTINUOUS:
             return "standard task"
-        if task.performance_threshold is not None and evaluated.test_score >= task.performance_threshold:
-            return f"test score {evaluated.test_score:.4f} reached the threshold {task.performance_threshold}"
+        if task.performance_threshold is not None:
+            if workflow.patched("stop-on-feedback-accuracy"):
+                # the loop decides on the feedback split (the test split is only ever reported): its share of right answers,
+                # or its blended score where its examples have no fact checks
+                reached, what = ((evaluated.feedback_accuracy, "feedback fact accuracy") if evaluated.feedback_accuracy is not None
+                                 else (evaluated.feedback_score, "feedback score"))
+                if reached >= task.performance_threshold:
+                    return f"{what} {reached:.4f} reached the threshold {task.performance_threshold}"
+            elif evaluated.test_score >= task.performance_threshold:
+                return f"test score {evaluated.test_score:.4f} reached the threshold {task.performance_threshold}"
         if iteration >= task.max_iterations:
             return f"reached max_iterations={task.max_iterations}"
         return None

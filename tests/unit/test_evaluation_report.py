@@ -72,7 +72,7 @@ def test_score_split_rows(config):
     assert first.scores == {"exact_match": 1.0, "token_f1": 1.0, "bleu": 1.0, "rouge_l": 1.0}
     assert first.overall == 1.0
     assert second.scores == {name: 0.0 for name in METRIC_NAMES} and second.overall == 0.0
-    assert result.scores.model_dump() == {"exact_match": 0.5, "token_f1": 0.5, "bleu": 0.5, "rouge_l": 0.5, "overall": 0.5}
+    assert result.scores.model_dump(exclude_none=True) == {"exact_match": 0.5, "token_f1": 0.5, "bleu": 0.5, "rouge_l": 0.5, "overall": 0.5}
     assert (result.split, result.size) == ("test", 2)
 
 
@@ -121,7 +121,7 @@ def test_find_bad_cases_caps(config):
 def test_evaluate_predictions_report(splits, config):
     report = evaluate_predictions(splits, GOOD_PREDICTIONS, TRAIN_LOSSES, config, iteration=1)
     assert report.iteration == 1
-    assert report.headline.model_dump() == {"split": "test", "score": 0.5, "grade": "ACCEPTABLE", "mode": "closed_book"}
+    assert report.headline.model_dump(exclude_none=True) == {"split": "test", "score": 0.5, "grade": "ACCEPTABLE", "mode": "closed_book"}
     assert set(report.modes) == {"closed_book"} and report.splits is report.modes["closed_book"]
     assert report.splits["test"].size == 2 and report.splits["feedback"].size == 3
     assert report.splits["feedback"].split == "feedback"
@@ -168,8 +168,8 @@ def test_comparison_followup_and_side_by_side(splits, config):
     report = evaluate_predictions(splits, GOOD_PREDICTIONS, TRAIN_LOSSES, config, iteration=2,
                                   baseline=baseline, previous=previous, lineage=lineage)
     feedback_now = report.score("feedback")
-    assert report.comparison["baseline"]["test"].model_dump() == {"split": "test", "score": 0.0, "delta": 0.5}
-    assert report.comparison["previous"]["test"].model_dump() == {"split": "test", "score": 0.0, "delta": 0.5}
+    assert report.comparison["baseline"]["test"].model_dump(exclude_none=True) == {"split": "test", "score": 0.0, "delta": 0.5}
+    assert report.comparison["previous"]["test"].model_dump(exclude_none=True) == {"split": "test", "score": 0.0, "delta": 0.5}
     assert report.comparison["baseline"]["feedback"].delta == pytest.approx(feedback_now)
     assert feedback_now > 0
 
@@ -182,7 +182,7 @@ def test_comparison_followup_and_side_by_side(splits, config):
     assert followup[FEEDBACK[2].id].targeted_training_examples == [upweighted.id, rewrite.id]
     assert all(f.split == "feedback" for f in report.bad_case_followup)
 
-    assert [row.model_dump() for row in report.side_by_side] == [
+    assert [row.model_dump(exclude_none=True) for row in report.side_by_side] == [
         {"split": "test", "question": TEST[0].question, "expected": TEST[0].answer, "base_answer": "", "tuned_answer": TEST[0].answer},
         {"split": "test", "question": TEST[1].question, "expected": TEST[1].answer, "base_answer": "", "tuned_answer": ""},
     ]
@@ -193,9 +193,8 @@ def test_follow_up_of_a_case_no_longer_evaluated(config):
     previous.bad_cases = [BadCase(example_id="gone", question="q", expected="x", got="", overall=0.2, split="feedback", error_type="empty_answer"),
                           BadCase(example_id="t", question="q", expected="x", got=None, loss=2.0, split="train", error_type="high_training_loss")]
     results = {name: score_split(name, [], [], config.weights) for name in ("feedback", "test")}
-    assert [f.model_dump() for f in follow_up_bad_cases(previous, results, {})] == [
-        {"bad_case_id": "gone", "split": "feedback", "question": "q", "before": 0.2, "after": None, "delta": None, "targeted_training_examples": [],
-         "chunk_ids": []},
+    assert [f.model_dump(exclude_none=True) for f in follow_up_bad_cases(previous, results, {})] == [
+        {"bad_case_id": "gone", "split": "feedback", "question": "q", "before": 0.2, "targeted_training_examples": [], "chunk_ids": []},
     ]
 
 
@@ -264,7 +263,7 @@ def task_report(splits, config):
 def test_build_task_report(task_report):
     assert task_report.task.task_id == "t1"
     assert task_report.baseline.split == "test" and task_report.baseline.scores.overall == 0.0
-    assert task_report.final.model_dump() == {"split": "test", "score": 0.5, "grade": "ACCEPTABLE", "beats_baseline": True, "mode": "closed_book"}
+    assert task_report.final.model_dump(exclude_none=True) == {"split": "test", "score": 0.5, "grade": "ACCEPTABLE", "beats_baseline": True, "mode": "closed_book"}
     first, second = task_report.iterations
     assert [first.iteration, second.iteration] == [1, 2]
     assert first.scores["test"].overall == 0.0 and second.scores["test"].overall == 0.5
@@ -315,11 +314,12 @@ def test_render_markdown(task_report):
     table = [line for line in text.splitlines() if line.startswith("| ") and " | test | " in line or line.startswith("| base |")]
     assert len(table) == 3  # base + one test row per iteration
     header = next(line for line in text.splitlines() if line.startswith("| iteration |"))
-    assert header.count("|") == 11  # 10 columns
-    assert all(line.count("|") == 11 for line in table)
-    assert "| 2 | test | 0.500 | 0.500 | 0.500 | 0.500 | 0.5000 | ACCEPTABLE | 0.5 | 4 (2) |" in text
-    assert "### Iteration 2: 1 of 3 previous bad cases improved" in text  # only the port question went up
-    assert f"| {FEEDBACK[0].question} | 0.000 | 1.000 | 1 |" in text
+    assert header.count("|") == 13  # 12 columns
+    assert all(line.count("|") == 13 for line in table)
+    # examples without fact checks (reports from before them): no accuracy, the blended delta
+    assert "| 2 | test |  |  | 0.500 | 0.500 | 0.500 | 0.500 | 0.5000 | ACCEPTABLE | +0.5000 | 4 (2) |" in text
+    assert "### Iteration 2: 0 of 3 previous bad cases answered right now (1 with a better blended score)" in text
+    assert f"| {FEEDBACK[0].question} |  | 0.000 | 1.000 | 1 |" in text
     assert "## Improvement suggestions of the last round" in text
     assert f"| {TEST[0].question} | {TEST[0].answer} |  | {TEST[0].answer} |" in text
 
@@ -343,3 +343,56 @@ def test_plot_report_writes_png(task_report, tmp_path):
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(data) > 5000
+
+
+# ---------------------------------------------------------------- verdicts by fact checks
+
+def test_with_fact_checks_the_wrong_answers_are_the_bad_cases_and_the_headline_is_the_share_right(config):
+    no = [{"type": "polarity", "value": "no"}]
+    port = [{"type": "number", "value": 7412}]
+    feedback = [Example("Will config reload pick up a new port?", "No, port changes need a restart.", checks=no),
+                Example("Which port serves metrics?", "Metrics are served on port 7412.", checks=port),
+                Example("Is the server on Windows?", "No, Linux only.", checks=no)]
+    test = [Example("Does reload change the port?", "No, a restart is needed.", checks=no),
+            Example("Where are metrics?", "On port 7412.", checks=port)]
+    splits = Splits(train=list(TRAIN), feedback=feedback, test=test)
+    # worded like the references and wrong; a short right answer; the opposite answer
+    before = {"feedback": ["Yes, port changes need a restart.", "Metrics are served on port 7411.", "No."],
+              "test": ["Yes, a restart is needed.", "On port 7411."]}
+    first = evaluate_predictions(splits, before, TRAIN_LOSSES, config, iteration=1)
+    feedback_rows = first.splits["feedback"].examples
+    assert [r.right for r in feedback_rows] == [False, False, True]
+    assert feedback_rows[0].overall > 0.6  # the blended score calls the first wrong answer good
+    assert [c.example_id for c in first.bad_cases if c.split == "feedback"] == [feedback[1].id, feedback[0].id]  # wrong ones, worst wording first
+    assert [c.error_type for c in first.bad_cases if c.split == "feedback"] == ["wrong_number", "wrong_polarity"]
+    assert first.bad_cases[1].checks[0].model_dump() == {"check": {"derived": False, "type": "polarity", "value": "no"}, "passed": False,
+                                                         "detail": "answers yes, expected no"}
+    test_scores = first.splits["test"].scores
+    assert (test_scores.fact_accuracy, test_scores.right, test_scores.judged) == (0.0, 0, 2)
+    assert first.headline.fact_accuracy == 0.0 and first.headline.fact_accuracy_interval == (0.0, 0.6576) and first.headline.grade == "POOR"
+
+    after = {"feedback": ["No.", "It is port 7412.", "No."], "test": ["No, you must restart.", "Port 7412."]}
+    second = evaluate_predictions(splits, after, TRAIN_LOSSES, config, iteration=2, baseline=first, previous=first)
+    assert second.headline.fact_accuracy == 1.0 and second.headline.grade == "EXCELLENT"
+    assert second.comparison["baseline"]["test"].fact_accuracy_delta == 1.0
+    assert {f.bad_case_id: f.right_after for f in second.bad_case_followup} == {feedback[0].id: True, feedback[1].id: True}
+    assert [(r.base_right, r.tuned_right) for r in second.side_by_side] == [(False, True), (False, True)]
+    assert EvaluationReport.model_validate_json(second.model_dump_json()) == second
+
+
+def test_the_task_report_leads_with_the_share_right_and_lists_the_wrong_answers_first(config):
+    no = [{"type": "polarity", "value": "no"}]
+    test = [Example("Does reload change the port?", "No, a restart is needed.", checks=no),
+            Example("Is the server on Windows?", "No, Linux only.", checks=no)]
+    splits = Splits(train=list(TRAIN), feedback=list(test), test=test)
+    baseline = evaluate_predictions(splits, {"feedback": ["Yes.", "Yes."], "test": ["Yes.", "Yes."]}, [], config, iteration=0)
+    tuned = evaluate_predictions(splits, {"feedback": ["No.", "Yes."], "test": ["No, restart it.", "Yes, Windows 11."]}, TRAIN_LOSSES, config,
+                                 iteration=1, baseline=baseline)
+    report = build_task_report(TaskInfo(task_id="t"), baseline, [tuned], [_training(3, 0, 1.0)])
+    assert (report.final.fact_accuracy, report.final.beats_baseline) == (0.5, True)
+    assert [row.question for row in report.wrong_answers] == [test[1].question]
+    text = render_markdown(report, None)
+    assert "- Final test-split fact accuracy **0.500 [0.09, 0.91]**, 1/2 answers right (ACCEPTABLE, closed book) vs base model 0.000 [0.00, 0.66], 0/2" in text
+    assert text.index("## Wrong answers (test split, final iteration: 1)") < text.index("## Scores per iteration")
+    assert f"| {test[1].question} | {test[1].answer} | Yes, Windows 11. | polarity: answers yes, expected no |" in text
+    assert "| 1 | test | 0.500 [0.09, 0.91] | 1/2 |" in text

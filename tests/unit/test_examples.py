@@ -263,3 +263,36 @@ def test_example_gets_its_id_and_round_trips():
     again = examples_from_jsonl(examples_to_jsonl([e, Example(question="Ünï", answer="ç")]))
     assert again[0] == e
     assert again[1].question == "Ünï"
+
+
+# ---------------------------------------------------------------- fact checks in rows
+
+def test_rows_of_every_format_carry_their_checks_and_bad_ones_are_refused_naming_the_row_and_field(write_file):
+    from ml.optimizer import clean_dataset
+
+    polar = [{"type": "polarity", "value": "no"}]
+    rows = [{"question": "Does it run on Windows?", "answer": "No, Linux only.", "checks": polar},
+            {"instruction": "Which port serves metrics?", "output": "Port 7412.", "checks": [{"type": "number", "value": 7412}]},
+            {"messages": [{"role": "user", "content": "Who makes it?"}, {"role": "assistant", "content": "Ferro Systems in Tallinn."}],
+             "checks": [{"type": "contains_any", "values": ["Ferro Systems"]}]},
+            {"question": "How much RAM?", "answer": "At least 4 GB."}]
+    path = write_file("d.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    assert inspect_file(path, "jsonl").rows == 4
+    cleaned = clean_dataset(path, "jsonl")
+    assert [e.checks for e in cleaned.examples[:3]] == [
+        [{"derived": False, "type": "polarity", "value": "no"}],
+        [{"derived": False, "type": "number", "value": 7412.0, "unit": None, "tolerance": 0.0}],
+        [{"derived": False, "type": "contains_any", "values": ["Ferro Systems"]}]]
+    # a row without checks gets them derived from its answer, marked as such
+    assert cleaned.examples[3].checks == [{"derived": True, "type": "number", "value": 4.0, "unit": "gb", "tolerance": 0.0}]
+    assert cleaned.derived_checks == 1
+
+    csv_path = write_file("d.csv", 'question,answer,checks\nQ1?,Yes,"[{""type"": ""polarity"", ""value"": ""yes""}]"\nQ2?,Port 7410.,\n')
+    assert [e.checks[0]["type"] for e in clean_dataset(csv_path, "csv").examples] == ["polarity", "number"]
+
+    bad = rows[:1] + [{"question": "Q?", "answer": "A", "checks": [{"type": "polarity", "value": "maybe"}]},
+                      {"question": "Q2?", "answer": "A", "checks": "yes"}]
+    with pytest.raises(DatasetFormatError) as info:
+        inspect_file(write_file("bad.jsonl", "".join(json.dumps(r) + "\n" for r in bad)), "jsonl")
+    assert [line for line, _ in info.value.errors] == [2, 3]
+    assert "line 2: 'checks.0.polarity.value'" in str(info.value) and "line 3: 'checks' must be a list" in str(info.value)

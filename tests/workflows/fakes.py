@@ -32,6 +32,7 @@ from workers.pools import activities_by_queue, build_workers
 class FakePhases:
     ctx: ActivityContext
     test_scores: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7, 0.8, 0.9])
+    feedback_accuracies: list[float] | None = None  # each iteration's feedback share of right answers (None: no fact checks)
     train_steps: int = 5
     train_steps_by_iteration: dict[int, int] = field(default_factory=dict)  # overrides train_steps for these iterations
     step_seconds: float = 0.0
@@ -80,7 +81,9 @@ class FakePhases:
         score = self.test_scores[inp.iteration - 1]
         key = keys.evaluation_prefix(inp.task_id, inp.iteration) + "evaluation.json"
         self.ctx.write_model(key, fake_evaluation(inp.iteration, score))
-        return EvaluateResult(key, inp.baseline_key or keys.evaluation_prefix(inp.task_id) + "baseline.json", score, score, 0.1, "POOR", 2)
+        accuracy = self.feedback_accuracies[inp.iteration - 1] if self.feedback_accuracies else None
+        return EvaluateResult(key, inp.baseline_key or keys.evaluation_prefix(inp.task_id) + "baseline.json", score, score, 0.1, "POOR", 2,
+                              feedback_accuracy=accuracy)
 
     @activity.defn(name="build_report")
     async def build_report(self, inp: ReportInput) -> ReportResult:

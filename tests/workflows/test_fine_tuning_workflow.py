@@ -206,14 +206,27 @@ async def test_continuous_run_continues_as_new_when_the_server_suggests_it(ctx, 
     assert [scheduled(run, "optimize_dataset") for run in runs] == [1, 1, 1]
 
 
-async def test_continuous_run_stops_when_the_threshold_is_reached(temporal_env, ctx, settings):
+async def test_continuous_run_stops_when_the_feedback_split_reaches_the_threshold(temporal_env, ctx, settings):
+    """The loop decides on the feedback split's share of right answers, never on the locked test split (whose blended
+    score passes the threshold from the first iteration here)."""
     task = make_task(ctx, mode=TaskMode.CONTINUOUS, max_iterations=5, threshold=0.5)
-    fakes = FakePhases(ctx, test_scores=[0.3, 0.55, 0.9])
+    fakes = FakePhases(ctx, test_scores=[0.9, 0.9, 0.9], feedback_accuracies=[0.2, 0.6, 0.9])
+    async with running_workers(temporal_env.client, ctx, fakes.activities()):
+        handle = await start(temporal_env.client, task, settings)
+        result = await handle.result()
+        await record_history(handle, "continuous-feedback-threshold")
+    assert [r.feedback_accuracy for r in result.iterations] == [0.2, 0.6]
+    assert result.stop_reason == "feedback fact accuracy 0.6000 reached the threshold 0.5"
+    assert task_row(ctx, task.id).status == "COMPLETED"
+
+
+async def test_without_fact_checks_the_threshold_reads_the_feedback_blended_score(temporal_env, ctx, settings):
+    task = make_task(ctx, mode=TaskMode.CONTINUOUS, max_iterations=5, threshold=0.5)
+    fakes = FakePhases(ctx, test_scores=[0.3, 0.55, 0.9])  # the fakes' feedback score is the same figure
     async with running_workers(temporal_env.client, ctx, fakes.activities()):
         result = await (await start(temporal_env.client, task, settings)).result()
-    assert [r.test_score for r in result.iterations] == [0.3, 0.55]
-    assert "reached the threshold 0.5" in result.stop_reason
-    assert task_row(ctx, task.id).status == "COMPLETED"
+    assert [r.feedback_score for r in result.iterations] == [0.3, 0.55]
+    assert result.stop_reason == "feedback score 0.5500 reached the threshold 0.5"
 
 
 async def test_a_crashed_activity_is_retried_then_succeeds(temporal_env, ctx, settings):

@@ -19,7 +19,8 @@ dataset generated from a knowledge base; `knowledge-ingestion-notify-run1` is an
 tasks that follow the knowledge base (behind the `notify-retrain-followers` patch), `retrain-run1` the RetrainWorkflow
 those notifications started; `standard-registered-run1` is a standard task that registers its final adapter in the model
 registry (behind the `register-final-adapter` patch), `promotion-gate-refused/promoted/failed-run1` the promotion gate's three
-endings.
+endings; `continuous-feedback-threshold-run1` a continuous task stopped by its threshold on the feedback split's share of
+right answers (behind the `stop-on-feedback-accuracy` patch).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ KEPT = {
     # the model registry: a standard task that registers its final adapter (behind the `register-final-adapter` patch);
     # the promotion gate refusing, promoting, and failing when its evaluation cannot run
     "standard-registered-run1.json", "promotion-gate-refused-run1.json", "promotion-gate-promoted-run1.json", "promotion-gate-failed-run1.json",
+    # the loop's threshold read on the feedback split's fact accuracy (behind the `stop-on-feedback-accuracy` patch)
+    "continuous-feedback-threshold-run1.json",
 }
 
 

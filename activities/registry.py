@@ -93,6 +93,7 @@ class RegistryActivities:
             questions = [(test_set, self._questions(inp, test_set)) for test_set in inp.test_sets]
             adapters = {CANDIDATE: inp.candidate.adapter_key, **({CURRENT: inp.current.adapter_key} if inp.current else {}), BASE: None}
             scores: dict[str, dict[str, list[float]]] = {test_set.name: {} for test_set in inp.test_sets}
+            verdicts: dict[str, dict[str, list[bool | None]]] = {test_set.name: {} for test_set in inp.test_sets}
             for label, adapter_key in adapters.items():
                 heartbeat.update(stage=f"loading {label}")
                 model, tokenizer = load_model_and_tokenizer(inp.base_model, self.ctx.settings.model_cache_dir)
@@ -105,8 +106,11 @@ class RegistryActivities:
                                                    passages)
                         result = score_split("test", examples, answers, config.weights)
                         scores[test_set.name][label] = [row.overall for row in result.examples]
-        sets = [SetScores(test_set.name, test_set.splits_key, scores[test_set.name]) for test_set in inp.test_sets]
-        return GateEvaluateResult(figures=figures(sets, inp.mode, inp.margin))
+                        verdicts[test_set.name][label] = [row.right for row in result.examples]
+        sets = [SetScores(test_set.name, test_set.splits_key, scores[test_set.name], verdicts[test_set.name],
+                          [{"example_id": e.id, "question": e.question, "expected": e.answer} for e in examples])
+                for test_set, (examples, _) in questions]
+        return GateEvaluateResult(figures=figures(sets, inp.mode, inp.margin, inp.significance))
 
     def _questions(self, inp: GateEvaluateInput, test_set: GateTestSet):
         """The set's test examples, and in rag mode the passages each question is asked with: those its own evaluation
@@ -132,10 +136,10 @@ class RegistryActivities:
 
     @activity.defn(name="conclude_promotion")
     def conclude_promotion(self, inp: ConcludeGateInput) -> ConcludeGateResult:
-        """Decide by the margin, and move the alias if the candidate wins and the alias has not moved meanwhile."""
+        """Decide (ml.promotion.decide), and move the alias if the candidate wins and the alias has not moved meanwhile."""
         decision = decide(inp.figures, inp.figures["margin"])
         with self.ctx.sessions() as session:
-            gate = registry.conclude_gate(session, inp.gate_id, inp.figures, decision.promote, decision.reason)
+            gate = registry.conclude_gate(session, inp.gate_id, inp.figures, decision.outcome, decision.reason)
             return ConcludeGateResult(status=gate.status, reason=gate.reason or "")
 
     @activity.defn(name="record_gate")

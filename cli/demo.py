@@ -20,7 +20,10 @@ from cli.stack import Stack
 from cli.watch import EventProgress, task_events
 from core.settings import Settings
 from core.status import TaskStatus
+from facts.judge import judge
+from ml.examples import normalize_text, read_rows, record_checks, record_to_pair
 from ml.metrics import METRIC_NAMES
+from schemas.checks import parse_checks
 from schemas.reports import StoredTaskReport
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
@@ -65,15 +68,16 @@ def run_demo(settings: Settings, iterations: int = 2, max_steps: int | None = No
                 console.print(_iteration_table(report))
                 gate = _promote(api, console)
                 reference = DEMO_MODEL if gate["status"] == "PROMOTED" else f"{DEMO_MODEL}@{gate['candidate_version']}"
-                _ask(settings, api, reference, report.side_by_side[0] if report.side_by_side else None, console)
+                _ask(settings, api, reference, report.side_by_side[0] if report.side_by_side else None, console, dataset)
     elapsed = time.monotonic() - started
     if report is None:
         console.print(f"[red]task ended {final['status']}[/]: {final.get('error')}")
         return 1
-    beats = report.final.beats_baseline
+    beats, final, base = report.final.beats_baseline, report.iterations[-1].scores["test"], report.baseline.scores
     console.print(
-        f"\nfinal test-split score {report.final.score:.4f} ({report.final.grade}, {report.final.mode.replace('_', ' ')}) vs base model "
-        f"{report.baseline.scores.overall:.4f} in the same mode: " + ("[green]beats the baseline[/]" if beats else "[red]does not beat the baseline[/]")
+        f"\nfinal test split, {report.final.mode.replace('_', ' ')}: {_share(final)} answers right ({report.final.grade}) vs base model "
+        f"{_share(base)} in the same mode: " + ("[green]beats the baseline[/]" if beats else "[red]does not beat the baseline[/]")
+        + f"; blended wording score {final.overall:.4f} vs {base.overall:.4f}"
     )
     console.print(f"stopped because: {report.task.stop_reason}")
     console.print(f"report: {report.markdown_path}  (JSON: {report.report_path})")
@@ -109,8 +113,9 @@ def _promote(api: ApiClient, console: Console) -> dict:
     return gate
 
 
-def _ask(settings: Settings, api: ApiClient, model: str, example, console: Console) -> None:
-    """One question through the OpenAI-compatible endpoint of `wlops serve`, with the passages it was answered from."""
+def _ask(settings: Settings, api: ApiClient, model: str, example, console: Console, dataset: Path) -> None:
+    """One question through the OpenAI-compatible endpoint of `wlops serve`, with the passages it was answered from, and
+    its verdict by the question's fact checks."""
     question = example.question if example else "Which port does the FerroLink web console listen on?"
     url = f"http://{settings.serve_host}:{settings.serve_port}/v1/chat/completions"
     headers = {"Authorization": f"Bearer {api.credentials.tokens(api.url)['access_token']}"}
@@ -119,7 +124,26 @@ def _ask(settings: Settings, api: ApiClient, model: str, example, console: Conso
     lines = [f"asked [cyan]{answer['model']}[/] through {url} (a held-out test question):", f"  Q: {question}",
              f"  A: {answer['choices'][0]['message']['content']}", *([f"  expected: {example.expected}"] if example else []),
              "  sources: " + "; ".join(f"{s['filename']} > {s['heading']} ({s['score']:.2f})" for s in answer["sources"])]
+    checks = _checks_of(dataset).get(normalize_text(question).casefold())
+    if checks:
+        verdict = judge(answer["choices"][0]["message"]["content"], parse_checks(checks))
+        failed = next((f"{c.type}: {r.detail}" for c, r in verdict.results if not r.passed), "")
+        lines.append("  verdict: " + ("[green]right[/]" if verdict.right else f"[red]wrong[/] ({failed})"))
     console.print("\n" + "\n".join(lines))
+
+
+def _checks_of(dataset: Path) -> dict[str, list[dict]]:
+    """The fact checks of each question of the dataset file (normalised question -> checks), for the rows that carry them."""
+    out = {}
+    for row in read_rows(dataset, "jsonl"):
+        try:
+            question, _ = record_to_pair(row.record or {})
+            checks = record_checks(row.record or {})
+        except ValueError:
+            continue
+        if checks:
+            out[normalize_text(question).casefold()] = checks
+    return out
 
 
 def _follow(api: ApiClient, stack: Stack, task_id: str, console: Console) -> dict:
@@ -151,21 +175,33 @@ def _knowledge_base(api: ApiClient, stack: Stack, console: Console) -> dict:
 
 
 def _iteration_table(report: StoredTaskReport) -> Table:
-    """Test-split scores per iteration: each metric in the serving mode, and the overall score in each mode."""
+    """Test-split figures per iteration: the share of right answers (by their fact checks) in each mode, the serving
+    mode's first, with its 95% interval; then the blended wording score and its metrics, secondary."""
     mode = report.final.mode
-    modes = list(report.baseline.modes) or [mode]
-    table = Table(title=f"Iterations: test-split scores against the base model ({mode.replace('_', ' ')} is the headline)")
-    for column in ("iter", "EM", "F1", "BLEU", "ROUGE-L", *(f"overall {m.replace('_', ' ')}" for m in modes), "Δ base", "grade", "feedback",
-                   "recall@k", "steps"):
+    modes = [mode] + [m for m in report.baseline.modes if m != mode]
+    table = Table(title=f"Iterations: test-split answers right, against the base model ({mode.replace('_', ' ')} is the headline)")
+    for column in (*(f"right {m.replace('_', ' ')}" for m in modes), "95% interval", "Δ base", "feedback right", "blended", "EM", "F1", "BLEU",
+                   "ROUGE-L", "grade", "recall@k", "steps"):
         table.add_column(column, justify="right")
+    table.add_column("iter", justify="right")
     base = report.baseline.scores
-    table.add_row("base", *(f"{getattr(base, m):.3f}" for m in METRIC_NAMES), *(f"{report.baseline.modes[m]['test'].overall:.4f}" for m in modes),
-                  "", "", f"{report.baseline.feedback_scores.overall:.4f}", "", "")
+
+    def row(label: str, by_mode: dict, test, feedback, grade: str = "", retrieval=None, steps: str = "") -> list[str]:
+        low, high = test.fact_accuracy_interval or (None, None)
+        delta = test.fact_accuracy - base.fact_accuracy if label != "base" and test.fact_accuracy is not None and base.fact_accuracy is not None else None
+        return [*(_share(by_mode[m]["test"]) if m in by_mode else "" for m in modes), f"[{low:.2f}, {high:.2f}]" if low is not None else "",
+                f"{delta:+.3f}" if delta is not None else "", _share(feedback), f"{test.overall:.4f}", *(f"{getattr(test, m):.3f}" for m in METRIC_NAMES),
+                grade, f"{retrieval.recall_at_k:.3f}" if retrieval and retrieval.recall_at_k is not None else "", steps, label]
+
+    table.add_row(*row("base", report.baseline.modes, base, report.baseline.feedback_scores))
     for it in report.iterations:
-        test, retrieval = it.scores["test"], it.retrieval.get("test")
-        table.add_row(
-            str(it.iteration), *(f"{getattr(test, m):.3f}" for m in METRIC_NAMES), *(f"{it.modes[m]['test'].overall:.4f}" for m in modes),
-            f"{test.overall - base.overall:+.4f}", it.headline.grade, f"{it.scores['feedback'].overall:.4f}",
-            f"{retrieval.recall_at_k:.3f}" if retrieval and retrieval.recall_at_k is not None else "", f"{it.training.steps}",
-        )
+        table.add_row(*row(str(it.iteration), it.modes, it.scores["test"], it.scores["feedback"], it.headline.grade, it.retrieval.get("test"),
+                           str(it.training.steps)))
     return table
+
+
+def _share(scores) -> str:
+    """`0.553 (26/47)`: the share of right answers and the counts (the blended score where there are no fact checks)."""
+    if scores.fact_accuracy is None:
+        return f"blended {scores.overall:.4f}"
+    return f"{scores.fact_accuracy:.3f} ({scores.right}/{scores.judged})"

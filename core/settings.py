@@ -108,7 +108,11 @@ class Settings(BaseSettings):
     rag_max_seq_length: int = Field(default=512, ge=64, le=8192, description="Default max_seq_length of a task with a knowledge base.")
     # The model registry's promotion gate.
     promotion_margin: float = Field(default=0.01, ge=0, le=1, description=(
-        "A candidate is promoted only if its pooled test score beats the alias's current version and the base model by this much."))
+        "A candidate is refused when its pooled blended wording score is worse than the current version's or the base model's by more "
+        "than this (test sets without fact checks: it must beat both by this much)."))
+    promotion_significance: float = Field(default=0.05, gt=0, lt=1, description=(
+        "A candidate is promoted only if it answers significantly more questions right than the current version and the base model: "
+        "exact McNemar test at this level; better but not significantly is INCONCLUSIVE (not enough evidence)."))
     gate_evaluate_seconds: int = Field(default=3600, ge=1, description="How long the gate's evaluation of the candidate may run.")
     promote_incremental: bool = Field(default=True, description=(
         "An incremental task's version goes before the gate for every alias that points at its parent's version."))

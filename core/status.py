@@ -123,15 +123,17 @@ def check_dataset_transition(current: DatasetStatus, target: DatasetStatus, *, s
 
 class GateStatus(StrEnum):
     EVALUATING = "EVALUATING"  # the candidate, the alias's current version and the base model answer the same test questions
-    PROMOTED = "PROMOTED"  # the candidate beat both by the margin (or was forced): the alias points at it
+    PROMOTED = "PROMOTED"  # the candidate answered significantly more questions right than both (or was forced): the alias points at it
     REFUSED = "REFUSED"  # it did not, or the alias moved meanwhile: nothing changed; the figures say why
+    INCONCLUSIVE = "INCONCLUSIVE"  # better, but not significantly, on too few questions: not enough evidence, nothing changed
     FAILED = "FAILED"  # the evaluation could not run (the error says why): nothing changed
 
 
 GATE_TRANSITIONS: dict[GateStatus, frozenset[GateStatus]] = {
-    GateStatus.EVALUATING: frozenset({GateStatus.PROMOTED, GateStatus.REFUSED, GateStatus.FAILED}),
+    GateStatus.EVALUATING: frozenset({GateStatus.PROMOTED, GateStatus.REFUSED, GateStatus.INCONCLUSIVE, GateStatus.FAILED}),
     GateStatus.PROMOTED: frozenset(),
     GateStatus.REFUSED: frozenset(),
+    GateStatus.INCONCLUSIVE: frozenset(),
     GateStatus.FAILED: frozenset(),
 }
 

@@ -89,7 +89,7 @@ def _incremental_lines(report: TaskReport) -> list[str]:
 
 
 def render_markdown(report: TaskReport, plot_name: str | None) -> str:
-    task, base, final = report.task, report.baseline, report.final
+    task, base = report.task, report.baseline
     lines = [
         f"# Fine-tuning report: {task.name}",
         "",

@@ -461,6 +461,7 @@ class PromotionGateInput:
     knowledge_base_id: str | None = None  # the candidate's: passages for a test set that has none, in rag mode
     retrieval_top_k: int = 3
     timeouts: ActivityTimeouts = field(default_factory=ActivityTimeouts)
+    significance: float = 0.05  # of the paired right/wrong comparisons (gates recorded before them decided by the margin alone)
 
 
 @dataclass
@@ -475,6 +476,7 @@ class GateEvaluateInput:
     margin: float
     knowledge_base_id: str | None = None
     retrieval_top_k: int = 3
+    significance: float = 0.05
 
 
 @dataclass
@@ -490,7 +492,7 @@ class ConcludeGateInput:
 
 @dataclass
 class ConcludeGateResult:
-    status: str  # PROMOTED | REFUSED
+    status: str  # PROMOTED | REFUSED | INCONCLUSIVE
     reason: str
 
 

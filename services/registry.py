@@ -341,11 +341,14 @@ def gate_input(session: Session, settings: Settings, gate: PromotionGate, candid
         knowledge_base_id=candidate.knowledge_base_id, retrieval_top_k=candidate.retrieval_top_k or 3,
         timeouts=ActivityTimeouts(evaluate_seconds=settings.gate_evaluate_seconds, heartbeat_seconds=settings.heartbeat_timeout_seconds,
                                   max_attempts=settings.activity_max_attempts),
+        significance=settings.promotion_significance,
     )
 
 
-def conclude_gate(session: Session, gate_id: str, figures: dict, promote: bool, reason: str) -> PromotionGate:
-    """Apply the gate's decision: move the alias if it promotes and the alias has not moved since the gate started."""
+def conclude_gate(session: Session, gate_id: str, figures: dict, outcome: GateStatus, reason: str) -> PromotionGate:
+    """Apply the gate's decision (PROMOTED, REFUSED or INCONCLUSIVE, `ml.promotion.decide`): move the alias if it promotes
+    and the alias has not moved since the gate started."""
+    promote = outcome == GateStatus.PROMOTED
     gate = session.get(PromotionGate, gate_id, with_for_update=True)
     if gate.status != GateStatus.EVALUATING.value:  # a retried attempt after the decision was applied
         return gate
@@ -360,7 +363,7 @@ def conclude_gate(session: Session, gate_id: str, figures: dict, promote: bool, 
     if promote:
         move_alias(session, model, gate.alias, candidate, kind="gate", reason=reason, actor=Actor(gate.requested_by, gate.requested_key_id),
                    gate_id=gate.id)
-    gate.status = (GateStatus.PROMOTED if promote else GateStatus.REFUSED).value
+    gate.status = (GateStatus.PROMOTED if promote else GateStatus.REFUSED if outcome == GateStatus.PROMOTED else outcome).value
     gate.figures, gate.reason, gate.finished_at = figures, reason, utcnow()
     session.commit()
     return gate

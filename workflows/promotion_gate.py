@@ -38,7 +38,7 @@ class PromotionGateWorkflow:
             evaluated: GateEvaluateResult = await self.lifecycle.run_phase(
                 GateStatus.EVALUATING, RegistryActivities.evaluate_for_promotion,
                 GateEvaluateInput(inp.gate_id, inp.org_id, inp.base_model, inp.candidate, inp.current, inp.test_sets, inp.mode, inp.margin,
-                                  inp.knowledge_base_id, inp.retrieval_top_k),
+                                  inp.knowledge_base_id, inp.retrieval_top_k, significance=inp.significance),
                 options)
         except ActivityError as err:
             message = failure_message(err)

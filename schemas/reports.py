@@ -282,3 +282,17 @@ class StoredTaskReport(TaskReport):
 
     report_path: str
     markdown_path: str
+
+
+class AnswerList(BaseModel):
+    """A page of one evaluation's answers (iteration 0: the base model), wrong ones first, with the split's scores."""
+
+    task_id: str
+    iteration: int
+    split: SplitName
+    mode: str
+    scores: Scores
+    items: list[ExampleScore]
+    total: int  # answers matching the filter
+    limit: int
+    offset: int

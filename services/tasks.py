@@ -21,11 +21,12 @@ from core.status import TERMINAL_STATUSES, TaskMode, TaskStatus, can_transition
 from db.models import KnowledgeBase, MLTask, Organization, TaskExecution, new_id
 from ml.base_model import UnknownModel, validate_model_name
 from schemas.api import ContinuousTaskCreate, StandardTaskCreate
-from schemas.reports import StoredTaskReport, TaskReport
+from schemas.reports import AnswerList, EvaluationReport, StoredTaskReport, TaskReport
 from schemas.workflow_io import ActivityTimeouts, FineTuningInput, Hyperparameters
 from services import task_events
 from services.datasets import ready_dataset
 from services.tenancy import get_owned, list_owned
+from storage.keys import evaluation_prefix
 from storage.object_store import ObjectNotFound, ObjectStore, get_bytes
 
 WORKFLOW_NAME = "FineTuningWorkflow"
@@ -84,6 +85,34 @@ def task_report(session: Session, store: ObjectStore, org_id: str, task_id: str)
         raise NotFound(f"the report of task {task_id} is missing from storage") from exc
     return StoredTaskReport(**TaskReport.model_validate_json(report).model_dump(), report_path=store.describe(task.report_key),
                             markdown_path=store.describe(task.report_key.replace(".json", ".md")))
+
+
+def evaluation_answers(session: Session, store: ObjectStore, org_id: str, task_id: str, iteration: int, split: str, mode: str | None,
+                       verdict: str | None, limit: int, offset: int) -> AnswerList:
+    """One evaluation's answers (iteration 0: the base model), each with its verdict by its fact checks, wrong ones first,
+    filtered by verdict (`right`, `wrong`, `unjudged`) and paged."""
+    task = get_task(session, org_id, task_id)
+    if iteration == 0:
+        key = evaluation_prefix(task.id) + "baseline.json"
+    else:
+        key = session.scalar(select(TaskExecution.evaluation_key).where(
+            TaskExecution.task_id == task.id, TaskExecution.iteration == iteration, TaskExecution.phase == TaskStatus.EVALUATING.value,
+            TaskExecution.evaluation_key.is_not(None)).order_by(TaskExecution.id.desc()).limit(1))
+        if key is None:
+            raise NotFound(f"task {task_id} has no evaluation of iteration {iteration} (status {task.status})")
+    try:
+        report = EvaluationReport.model_validate_json(get_bytes(store, key))
+    except ObjectNotFound as exc:
+        raise NotFound(f"task {task_id} has no evaluation of iteration {iteration} yet") from exc
+    mode = mode or report.headline.mode
+    if mode not in report.modes:
+        raise Invalid(f"mode: iteration {iteration} of task {task_id} was evaluated in {', '.join(sorted(report.modes))}, not {mode}", param="mode")
+    result = report.modes[mode][split]
+    wanted = {"right": True, "wrong": False, "unjudged": None}
+    rows = [r for r in result.examples if verdict is None or r.right is wanted[verdict]]
+    rows.sort(key=lambda r: (r.right is not False, r.right is None))  # wrong first, then right, then unjudged; stable
+    return AnswerList(task_id=task.id, iteration=iteration, split=split, mode=mode, scores=result.scores, items=rows[offset: offset + limit],
+                      total=len(rows), limit=limit, offset=offset)
 
 
 def workflow_input(task: MLTask, settings: Settings, targeting: bool = True) -> FineTuningInput:

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, AsyncIterator
+from typing import Annotated, Any, AsyncIterator, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
@@ -13,7 +13,7 @@ from api.security import TasksRead, TasksWrite
 from core.status import TERMINAL_STATUSES, TaskMode, TaskStatus
 from db.models import MLTask
 from schemas.api import ContinuousTaskCreate, ExecutionPublic, StandardTaskCreate, TaskAction, TaskList, TaskPublic, TrainingProgressPublic
-from schemas.reports import StoredTaskReport
+from schemas.reports import AnswerList, StoredTaskReport
 from services import task_events
 from services import tasks as service
 
@@ -64,6 +64,16 @@ def list_executions(caller: TasksRead, session: SessionDep, task_id: str) -> lis
 def get_report(caller: TasksRead, session: SessionDep, store: StoreDep, task_id: str) -> StoredTaskReport:
     """Every iteration against the base model on the locked test split, from each bad case to its score change."""
     return service.task_report(session, store, caller.org_id, task_id)
+
+
+@router.get("/{task_id}/iterations/{iteration}/answers", response_model=AnswerList)
+def list_answers(caller: TasksRead, session: SessionDep, store: StoreDep, task_id: str, iteration: Annotated[int, Path(ge=0, le=1000)],
+                 split: Literal["test", "feedback"] = "test", mode: Literal["closed_book", "rag"] | None = None,
+                 verdict: Literal["right", "wrong", "unjudged"] | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 100,
+                 offset: Offset = 0) -> AnswerList:
+    """Every answer of one evaluation (iteration 0: the base model) with its question, reference, sources and each fact
+    check's verdict, wrong ones first; `mode` defaults to the task's serving mode."""
+    return service.evaluation_answers(session, store, caller.org_id, task_id, iteration, split, mode, verdict, limit, offset)
 
 
 @router.post("/{task_id}/start", status_code=202, response_model=TaskAction)

@@ -58,6 +58,11 @@ async def test_continuous_run_on_sqlite_and_local_storage(temporal_env, settings
         executions = (await api.get(f"/api/v1/tasks/{task_id}/executions")).json()
         report = (await api.get(f"/api/v1/tasks/{task_id}/report")).json()
         listed = (await api.get("/api/v1/tasks", params={"status": "COMPLETED"})).json()
+        answers = await api.get(f"/api/v1/tasks/{task_id}/iterations/2/answers", params={"limit": 3})
+        wrong = await api.get(f"/api/v1/tasks/{task_id}/iterations/2/answers", params={"verdict": "wrong", "split": "feedback", "limit": 200})
+        base = await api.get(f"/api/v1/tasks/{task_id}/iterations/0/answers", params={"offset": 2, "limit": 2})
+        missing = await api.get(f"/api/v1/tasks/{task_id}/iterations/3/answers")
+        other_mode = await api.get(f"/api/v1/tasks/{task_id}/iterations/1/answers", params={"mode": "rag"})
 
         # the final adapter (iteration 2) was registered as version 1 of the model named after the task; iteration 1 joins as version 2
         final = (await api.get("/api/v1/models/e2e-continuous/versions/1")).json()
@@ -76,6 +81,19 @@ async def test_continuous_run_on_sqlite_and_local_storage(temporal_env, settings
     assert report["final"]["split"] == "test" and [it["iteration"] for it in report["iterations"]] == [1, 2]
     assert set(report["iterations"][0]["scores"]) == {"feedback", "test"}
     assert Path(report["markdown_path"]).read_text().startswith("# Fine-tuning report")
+    # every evaluation's answers can be read back, each judged by the fact checks derived from its reference, wrong first
+    page = answers.json()
+    assert answers.status_code == 200 and (page["iteration"], page["split"], page["mode"], page["limit"]) == (2, "test", "closed_book", 3)
+    assert page["total"] == page["scores"]["judged"] == report["iterations"][1]["scores"]["test"]["judged"] > 3 and len(page["items"]) == 3
+    assert page["scores"]["fact_accuracy"] == report["iterations"][1]["scores"]["test"]["fact_accuracy"]
+    verdicts = [item["right"] for item in page["items"]]
+    assert verdicts == sorted(verdicts) and all(item["checks"] and item["checks"][0]["check"]["derived"] for item in page["items"])
+    assert all(item["right"] == all(c["passed"] for c in item["checks"]) for item in page["items"])
+    assert wrong.json()["total"] == wrong.json()["scores"]["judged"] - wrong.json()["scores"]["right"]
+    assert all(item["right"] is False for item in wrong.json()["items"])
+    assert base.status_code == 200 and base.json()["offset"] == 2 and len(base.json()["items"]) == min(2, base.json()["total"] - 2)
+    assert missing.status_code == 404 and "no evaluation of iteration 3" in missing.json()["detail"]
+    assert other_mode.status_code == 422 and "evaluated in closed_book, not rag" in other_mode.json()["detail"]
     # lineage: iteration 2's training data was made for iteration 1's bad cases, and the evaluation follows them up
     followup = report["iterations"][1]["bad_case_followup"]
     assert followup and any(f["targeted_training_examples"] for f in followup)

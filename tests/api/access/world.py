@@ -140,6 +140,8 @@ def is_file(schema: dict) -> bool:
 
 def request_kwargs(op: Operation, spec: dict, ids: dict[str, str]) -> dict:
     """Path, and a minimal valid body, for calling `op` with `ids` in its path params and body fields."""
+    if op.path in ENDED_TASK_ROUTES:
+        ids = {**ids, "task_id": ids.get("ended_task_id", ids["task_id"])}
     missing = [p for p in op.path_params if p not in ids]
     assert not missing, f"{op}: no id to put in path params {missing}: add one to the world"
     kwargs: dict = {"url": op.path.format(**{p: ids[p] for p in op.path_params})}
@@ -161,13 +163,12 @@ def request_kwargs(op: Operation, spec: dict, ids: dict[str, str]) -> dict:
 
 
 # An event stream lasts until its task ends, and the ASGI transport returns a response only once it is complete: the
-# walk follows a task that has ended (tests/api/test_task_events.py follows a running one over real HTTP).
-STREAMS = {"/api/v1/tasks/{task_id}/events"}
+# walk follows a task that has ended (tests/api/test_task_events.py follows a running one over real HTTP). Answers exist
+# only for a task that has been evaluated: the ended one has.
+ENDED_TASK_ROUTES = {"/api/v1/tasks/{task_id}/events", "/api/v1/tasks/{task_id}/iterations/{iteration}/answers"}
 
 
 async def call(client: httpx.AsyncClient, op: Operation, spec: dict, ids: dict[str, str]) -> httpx.Response:
-    if op.path in STREAMS:
-        ids = {**ids, "task_id": ids.get("ended_task_id", ids["task_id"])}
     kwargs = request_kwargs(op, spec, ids)
     return await client.request(op.method, kwargs.pop("url"), **kwargs)
 
@@ -195,7 +196,7 @@ class World:
     @property
     def a_values(self) -> set[str]:
         """What org B must never see in a listing (a version number or an alias name is no secret)."""
-        return {v for k, v in self.ids.items() if k not in ("version", "alias")} | {self.owner_id, self.viewer_id, self.key_prefix}
+        return {v for k, v in self.ids.items() if k not in ("version", "alias", "iteration")} | {self.owner_id, self.viewer_id, self.key_prefix}
 
     def client_as(self, user_id: str, org_id: str) -> httpx.AsyncClient:
         """A client with a token issued now (after any logout that bumped the user's token version)."""
@@ -232,7 +233,7 @@ async def make_world(settings) -> World:
     ids = {"ended_task_id": ended_task(settings, dataset_id, alice["org_id"]),
            "dataset_id": dataset_id, "task_id": task.json()["task_id"], "key_id": key["key_id"], "org_id": alice["org_id"], "user_id": victor["user_id"],
            "kb_id": kb.json()["knowledge_base_id"], "document_id": stored_document(settings, kb.json()["knowledge_base_id"]),
-           **stored_model(settings, alice["org_id"], task.json()["task_id"])}
+           **stored_model(settings, alice["org_id"], task.json()["task_id"]), "iteration": "1"}
     return World(app, settings, app.state.test_spec, operations, owner, viewer, other,
                  anonymous_client(app, {"Authorization": f"Bearer {key['secret']}"}), ids,
                  {"org_id": bob["org_id"], "user_id": bob["user_id"]}, alice["user_id"], victor["user_id"], key["secret"], key["prefix"])
@@ -251,11 +252,24 @@ def stored_document(settings, kb_id: str) -> str:
 
 
 def ended_task(settings, dataset_id: str, org_id: str) -> str:
-    """A task that has ended (cancelled before it started), whose event stream ends at once."""
+    """A task that has ended (cancelled after its first evaluation), whose event stream ends at once and whose answers can be read."""
+    from db.models import TaskExecution
+    from ml.evaluator import EvaluationConfig, evaluate_predictions
+    from ml.examples import Example
+    from ml.optimizer import Splits
+    from storage.keys import evaluation_prefix
+    from storage.object_store import put_bytes
+
+    held_out = [Example("Is org A's secret public?", "No.", checks=[{"type": "polarity", "value": "no"}])]
     with get_sessionmaker(settings.resolved_database_url).begin() as session:
         task = MLTask(id=new_id(), name="ended", mode="STANDARD", status="CANCELLED", model_name="smollm2-135m-instruct", dataset_id=dataset_id,
                       org_id=org_id, hyperparameters={})
         session.add(task)
+        session.flush()
+        key = evaluation_prefix(task.id, 1) + "evaluation.json"
+        report = evaluate_predictions(Splits([], held_out, held_out), {"feedback": ["No."], "test": ["Yes."]}, [], EvaluationConfig(), iteration=1)
+        put_bytes(object_store_from_settings(settings), key, report.model_dump_json().encode())
+        session.add(TaskExecution(task_id=task.id, iteration=1, phase="EVALUATING", status="COMPLETED", evaluation_key=key))
     return task.id
 
 
@@ -322,7 +336,8 @@ def probes_of_org_a(world: World) -> dict[str, list[tuple[str, str, dict | None,
     ids, task, org, viewer = world.ids, f"/api/v1/tasks/{world.ids['task_id']}", f"/api/v1/orgs/{world.ids['org_id']}", world.viewer_id
     steal = {"task_name": "steal", "dataset_id": ids["dataset_id"]}
     return {
-        "tasks": [("GET", task, None, "not found"), ("GET", f"{task}/executions", None, "not found"), ("GET", f"{task}/report", None, "not found")]
+        "tasks": [("GET", task, None, "not found"), ("GET", f"{task}/executions", None, "not found"), ("GET", f"{task}/report", None, "not found"),
+                  ("GET", f"{task}/iterations/1/answers", None, "not found"), ("GET", f"{task}/iterations/0/answers", None, "not found")]
                  + [("POST", f"{task}/{action}", None, "not found") for action in ("start", "pause", "resume", "cancel")]
                  + [("POST", f"/api/v1/tasks/{mode}", steal, f"dataset {ids['dataset_id']} not found") for mode in ("standard", "continuous")],
         "datasets": [("GET", f"/api/v1/datasets/{ids['dataset_id']}", None, "not found"),

@@ -49,8 +49,10 @@ class BookkeepingActivities:
                 if execution.status != COMPLETED:  # the first time (a retried projection finds it done)
                     metrics.phase_finished(inp.phase, (utcnow() - as_utc(execution.started_at)).total_seconds())
                     if inp.phase == TaskStatus.EVALUATING and inp.score is not None:
+                        facts = {k: (inp.metrics or {}).get(k) for k in ("test_fact_accuracy", "baseline_fact_accuracy")}
                         task_events.record(session, task.id, task_events.SCORE, iteration=inp.iteration, score=inp.score,
-                                           baseline_score=inp.baseline_score if inp.baseline_score is not None else task.baseline_score)
+                                           baseline_score=inp.baseline_score if inp.baseline_score is not None else task.baseline_score,
+                                           **{k: v for k, v in facts.items() if v is not None})
                 execution.status, execution.completed_at = COMPLETED, utcnow()
                 for field in ("output_dataset_id", "adapter_key", "evaluation_key", "score", "metrics"):
                     if getattr(inp, field) is not None:

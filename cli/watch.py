@@ -90,8 +90,10 @@ class EventProgress:
             self.iteration = data.get("iteration") or self.iteration
             self.phase(data)
         elif event.event == "score":
-            baseline = data.get("baseline_score")
-            say(f"iteration {data['iteration']}: test score [bold]{data['score']:.4f}[/]" + (f" (base model {baseline:.4f})" if baseline is not None else ""))
+            baseline, right, base_right = data.get("baseline_score"), data.get("test_fact_accuracy"), data.get("baseline_fact_accuracy")
+            facts = (f"test answers right [bold]{right:.3f}[/]" + (f" (base model {base_right:.3f}); " if base_right is not None else "; ")
+                     if right is not None else "")
+            say(f"iteration {data['iteration']}: {facts}blended test score {data['score']:.4f}" + (f" (base model {baseline:.4f})" if baseline is not None else ""))
         elif event.event == "final":
             self.status = data["status"]
             score = data.get("latest_score")

@@ -226,7 +226,8 @@ class FineTuningWorkflow:
                                output_dataset_id=optimized.dataset_id,
                                metrics={"test": evaluated.test_score, "feedback": evaluated.feedback_score, "grade": evaluated.grade,
                                         "bad_cases": evaluated.bad_cases, "test_fact_accuracy": evaluated.test_accuracy,
-                                        "feedback_fact_accuracy": evaluated.feedback_accuracy})
+                                        "feedback_fact_accuracy": evaluated.feedback_accuracy,
+                                        "baseline_fact_accuracy": evaluated.baseline_test_accuracy})
 
         return evaluated, LoopState(n + 1, optimized.splits_key, evaluated.baseline_key, evaluated.baseline_test_score, list(self._history))
 

@@ -316,7 +316,9 @@ export async function taskPage({params: [id], signal, me}) {
       task.latest_score = data.score;
       if (data.baseline_score != null) task.baseline_score = data.baseline_score;
       renderDetails();
-      note(`Iteration ${data.iteration} scored ${score(data.score)} on the test split (base model ${score(data.baseline_score)})`);
+      const facts = data.test_fact_accuracy != null
+        ? `answered ${score(data.test_fact_accuracy)} of the test split right (base model ${score(data.baseline_fact_accuracy)}); blended score ` : "scored ";
+      note(`Iteration ${data.iteration} ${facts}${score(data.score)} on the test split (base model ${score(data.baseline_score)})`);
       loadExecutions();
       loadReport();
     } else if (event === "final") {
@@ -374,14 +376,23 @@ export async function reportPage({params: [id]}) {
     h("h1", {}, `Report: ${task.task_name}`),
     h("section", {"aria-labelledby": "summary-heading"}, h("h2", {id: "summary-heading"}, "Summary"),
       facts([
-        ["Final test score", `${score(final.score)} (grade ${final.grade}, ${final.mode.replace("_", " ")})`],
-        ["Base model's test score", score(report.baseline.scores.overall)],
+        ["Test answers right", final.fact_accuracy != null
+          ? `${share(report.iterations[report.iterations.length - 1].scores.test)} (grade ${final.grade}, ${final.mode.replace("_", " ")})` : null],
+        ["Base model's test answers right", report.baseline.scores.fact_accuracy != null ? share(report.baseline.scores) : null],
+        ["Final blended test score", `${score(final.score)} (base model ${score(report.baseline.scores.overall)})`],
         ["Beats the base model", final.beats_baseline ? "yes" : "no"],
         ["Iterations", report.iterations.length],
         ["Why it stopped", report.task.stop_reason],
         ["Continues task", report.task.parent_task_id],
         ["Run in Temporal", task.workflow_url ? h("a", {href: task.workflow_url, rel: "noopener", target: "_blank"}, "Open the run in the Temporal Web UI") : null],
       ])),
+    h("section", {"aria-labelledby": "wrong-heading"}, h("h2", {id: "wrong-heading"}, "Wrong answers of the final iteration"),
+      table("Test questions answered wrong, by their fact checks", [
+        ["Question", (e) => e.question, {text: true}],
+        ["Expected", (e) => e.expected, {text: true}],
+        ["Answer", (e) => answer(e.got), {text: true}],
+        ["Failed check", (e) => failedCheck(e), {text: true}],
+      ], report.wrong_answers || [], {empty: "No wrong answers (or no fact checks) on the test split."})),
     h("section", {"aria-labelledby": "iterations-heading"}, h("h2", {id: "iterations-heading"}, "Iterations against the base model"),
       iterationsTable(report)),
     h("section", {"aria-labelledby": "plots-heading", class: "plots"}, h("h2", {id: "plots-heading"}, "Plots"),
@@ -393,9 +404,24 @@ export async function reportPage({params: [id]}) {
       table("Test questions: the base model and the tuned model", [
         ["Question", (e) => e.question, {text: true}],
         ["Expected", (e) => e.expected, {text: true}],
-        ["Base model", (e) => answer(e.base_answer), {text: true}],
-        ["Tuned model", (e) => answer(e.tuned_answer), {text: true}],
+        ["Base model", (e) => `${verdict(e.base_right)}${e.base_answer ?? ""}`, {text: true}],
+        ["Tuned model", (e) => `${verdict(e.tuned_right)}${e.tuned_answer ?? ""}`, {text: true}],
       ], report.side_by_side, {empty: "No examples in the report."})));
+}
+
+function share(scores) {
+  if (scores?.fact_accuracy == null) return "";
+  const [low, high] = scores.fact_accuracy_interval || [];
+  return `${score(scores.fact_accuracy, 3)} (${scores.right}/${scores.judged}${low != null ? `, 95% ${score(low, 2)}–${score(high, 2)}` : ""})`;
+}
+
+function verdict(right) {
+  return right == null ? "" : right ? "✓ " : "✗ ";
+}
+
+function failedCheck(example) {
+  const failed = (example.checks || []).find((c) => !c.passed);
+  return failed ? `${failed.check.type}: ${failed.detail}` : "";
 }
 
 function otherModes(report) {
@@ -411,27 +437,35 @@ function iterationsTable(report) {
   const s = (key) => (row) => score(row.scores.test?.[key], 3);
   return table(`Test split (${report.final.mode.replace("_", " ")}) per iteration, against the base model`, [
     ["Iteration", (r) => r.iteration],
+    ["Answers right", (r) => h("strong", {}, share(r.scores.test))],
+    ["Change vs base", (r) => r.base ? "" : signed(r.comparison?.baseline?.test?.fact_accuracy_delta, 3)],
+    ["Feedback right", (r) => share(r.scores.feedback)],
+    ...modes.map((m) => [`Right, ${m.replace("_", " ")}`, (r) => share(r.modes?.[m]?.test)]),
     ["Exact match", s("exact_match")],
     ["Token F1", s("token_f1")],
     ["BLEU", s("bleu")],
     ["ROUGE-L", s("rouge_l")],
-    ["Overall", (r) => h("strong", {}, score(r.scores.test?.overall))],
-    ["Change vs base", (r) => r.base ? "" : signed(r.comparison?.baseline?.test?.delta)],
-    ["Feedback overall", (r) => score(r.scores.feedback?.overall)],
-    ...modes.map((m) => [`Overall, ${m.replace("_", " ")}`, (r) => score(r.modes?.[m]?.test?.overall)]),
+    ["Blended", (r) => score(r.scores.test?.overall)],
+    ["Blended change vs base", (r) => r.base ? "" : signed(r.comparison?.baseline?.test?.delta)],
+    ["Feedback blended", (r) => score(r.scores.feedback?.overall)],
+    ...modes.map((m) => [`Blended, ${m.replace("_", " ")}`, (r) => score(r.modes?.[m]?.test?.overall)]),
     ["Grade", (r) => r.headline?.grade ?? ""],
     ["Training", (r) => r.training ? `${r.training.steps} steps, ${Math.round(r.training.tokens_per_second)} tokens/s` : ""],
   ], rows);
 }
 
 function scorePlot(report) {
-  const base = report.baseline.scores.overall;
-  const baseFeedback = report.baseline.feedback_scores.overall;
-  const points = (split, first) => [[0, first], ...report.iterations.map((it) => [it.iteration, it.scores[split]?.overall])];
+  // the share of right answers where the questions have fact checks, the blended score for reports from before them
+  const key = report.baseline.scores.fact_accuracy != null ? "fact_accuracy" : "overall";
+  const what = key === "fact_accuracy" ? "share of test answers right" : "overall score";
+  const base = report.baseline.scores[key];
+  const baseFeedback = report.baseline.feedback_scores[key];
+  const points = (split, first) => [[0, first], ...report.iterations.map((it) => [it.iteration, it.scores[split]?.[key]])];
+  const last = report.iterations[report.iterations.length - 1]?.scores.test?.[key];
   return linePlot({
-    title: "Overall score per iteration (0 = base model)",
-    description: `Test score from ${score(base)} (base model) to ${score(report.final.score)} after ${report.iterations.length} iteration(s).`,
-    xLabel: "iteration", yLabel: "overall score", integerX: true, yMin: 0,
+    title: `${what[0].toUpperCase()}${what.slice(1)} per iteration (0 = base model)`,
+    description: `Test ${what} from ${score(base)} (base model) to ${score(last)} after ${report.iterations.length} iteration(s).`,
+    xLabel: "iteration", yLabel: what, integerX: true, yMin: 0,
     series: [{name: "test", points: points("test", base)}, {name: "feedback", points: points("feedback", baseFeedback)},
              {name: "base model (test)", dashed: true, points: [[0, base], [Math.max(1, report.iterations.length), base]]}],
   });
@@ -459,7 +493,8 @@ function followups(report) {
     ["Bad case", (f) => f.question, {text: true}],
     ["Split", (f) => f.split],
     ["Targeted examples", (f) => targeted(f)],
-    ["Before", (f) => score(f.before, 3)],
+    ["Right now", (f) => f.right_after == null ? "" : f.right_after ? "yes" : "no"],
+    ["Blended before", (f) => score(f.before, 3)],
     ["After", (f) => score(f.after, 3)],
     ["Change", (f) => h("span", {class: f.delta > 0 ? "up" : f.delta < 0 ? "down" : ""}, signed(f.delta, 3))],
   ], it.bad_case_followup));

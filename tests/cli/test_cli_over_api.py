@@ -257,7 +257,7 @@ async def test_a_task_is_created_started_and_watched_to_completion_with_real_wor
         code, out, err = await cli("tasks", "create", "--continuous", "--name", "cli loop", "--dataset", dataset_id, "--model", tiny_model_dir,
                                    *hp, "--max-iterations", "1", "--threshold", "0.99", "--watch")
         assert code == 0, err
-        assert "→ EVALUATING" in out and "iteration 1: test score" in out and "\nCOMPLETED, score" in out, out
+        assert "→ EVALUATING" in out and "iteration 1: test answers right" in out and "blended test score" in out and "\nCOMPLETED, score" in out, out
         loop_id = re.search(r"task_id\s+(\w+)", out).group(1)
         [loop] = await run("tasks", "show", loop_id)
         assert (loop["mode"], loop["max_iterations"], loop["performance_threshold"], loop["status"]) == ("CONTINUOUS", 1, 0.99, "COMPLETED")

@@ -22,7 +22,6 @@ from core.settings import Settings
 from core.status import TaskStatus
 from facts.judge import judge
 from ml.examples import normalize_text, read_rows, record_checks, record_to_pair
-from ml.metrics import METRIC_NAMES
 from schemas.checks import parse_checks
 from schemas.reports import StoredTaskReport
 
@@ -73,11 +72,11 @@ def run_demo(settings: Settings, iterations: int = 2, max_steps: int | None = No
     if report is None:
         console.print(f"[red]task ended {final['status']}[/]: {final.get('error')}")
         return 1
-    beats, final, base = report.final.beats_baseline, report.iterations[-1].scores["test"], report.baseline.scores
+    beats, tuned, base = report.final.beats_baseline, report.iterations[-1].scores["test"], report.baseline.scores
     console.print(
-        f"\nfinal test split, {report.final.mode.replace('_', ' ')}: {_share(final)} answers right ({report.final.grade}) vs base model "
+        f"\nfinal test split, {report.final.mode.replace('_', ' ')}: {_share(tuned)} answers right ({report.final.grade}) vs base model "
         f"{_share(base)} in the same mode: " + ("[green]beats the baseline[/]" if beats else "[red]does not beat the baseline[/]")
-        + f"; blended wording score {final.overall:.4f} vs {base.overall:.4f}"
+        + f"; blended wording score {tuned.overall:.4f} vs {base.overall:.4f}"
     )
     console.print(f"stopped because: {report.task.stop_reason}")
     console.print(f"report: {report.markdown_path}  (JSON: {report.report_path})")
@@ -176,22 +175,22 @@ def _knowledge_base(api: ApiClient, stack: Stack, console: Console) -> dict:
 
 def _iteration_table(report: StoredTaskReport) -> Table:
     """Test-split figures per iteration: the share of right answers (by their fact checks) in each mode, the serving
-    mode's first, with its 95% interval; then the blended wording score and its metrics, secondary."""
+    mode's first, with its 95% interval; then the blended wording score, secondary (its metrics are in the report)."""
     mode = report.final.mode
     modes = [mode] + [m for m in report.baseline.modes if m != mode]
     table = Table(title=f"Iterations: test-split answers right, against the base model ({mode.replace('_', ' ')} is the headline)")
-    for column in (*(f"right {m.replace('_', ' ')}" for m in modes), "95% interval", "Δ base", "feedback right", "blended", "EM", "F1", "BLEU",
-                   "ROUGE-L", "grade", "recall@k", "steps"):
-        table.add_column(column, justify="right")
     table.add_column("iter", justify="right")
+    for column in (*(f"right, {m.replace('_', ' ')}" for m in modes), "95% interval", "Δ base", "feedback right", "blended", "grade", "recall@k",
+                   "steps"):
+        table.add_column(column, justify="right")
     base = report.baseline.scores
 
     def row(label: str, by_mode: dict, test, feedback, grade: str = "", retrieval=None, steps: str = "") -> list[str]:
         low, high = test.fact_accuracy_interval or (None, None)
         delta = test.fact_accuracy - base.fact_accuracy if label != "base" and test.fact_accuracy is not None and base.fact_accuracy is not None else None
-        return [*(_share(by_mode[m]["test"]) if m in by_mode else "" for m in modes), f"[{low:.2f}, {high:.2f}]" if low is not None else "",
-                f"{delta:+.3f}" if delta is not None else "", _share(feedback), f"{test.overall:.4f}", *(f"{getattr(test, m):.3f}" for m in METRIC_NAMES),
-                grade, f"{retrieval.recall_at_k:.3f}" if retrieval and retrieval.recall_at_k is not None else "", steps, label]
+        return [label, *(_share(by_mode[m]["test"]) if m in by_mode else "" for m in modes), f"[{low:.2f}, {high:.2f}]" if low is not None else "",
+                f"{delta:+.3f}" if delta is not None else "", _share(feedback), f"{test.overall:.4f}", grade,
+                f"{retrieval.recall_at_k:.3f}" if retrieval and retrieval.recall_at_k is not None else "", steps]
 
     table.add_row(*row("base", report.baseline.modes, base, report.baseline.feedback_scores))
     for it in report.iterations:

@@ -256,11 +256,11 @@ def evaluate_predictions(
         report.bad_case_followup = follow_up_bad_cases(previous, results, lineage or {}, chunks or {})
     if baseline:
         base_by_id = {r.example_id: r for r in baseline.modes[mode][HEADLINE_SPLIT].examples}
-        report.side_by_side = [
-            SideBySide(split=HEADLINE_SPLIT, question=r.question, expected=r.expected, base_answer=getattr(base_by_id.get(r.example_id), "got", None),
-                       tuned_answer=r.got, base_right=getattr(base_by_id.get(r.example_id), "right", None), tuned_right=r.right)
-            for r in results[HEADLINE_SPLIT].examples[: config.side_by_side]
-        ]
+        report.side_by_side = []
+        for r in results[HEADLINE_SPLIT].examples[: config.side_by_side]:
+            base = base_by_id.get(r.example_id)
+            report.side_by_side.append(SideBySide(split=HEADLINE_SPLIT, question=r.question, expected=r.expected, base_answer=base.got if base else None,
+                                                  tuned_answer=r.got, base_right=base.right if base else None, tuned_right=r.right))
     return report
 
 

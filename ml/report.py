@@ -184,7 +184,7 @@ def _accuracy(scores) -> str:
 
 
 def _right(scores) -> str:
-    return f"{scores.right}/{scores.judged}" if getattr(scores, "judged", None) else ""
+    return f"{scores.right}/{scores.judged}" if scores.judged else ""
 
 
 def _pair(scores) -> str:

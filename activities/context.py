@@ -37,7 +37,7 @@ class ActivityContext:
         return IndexCache(self.store)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "ActivityContext":
+    def from_settings(cls, settings: Settings) -> ActivityContext:
         """Clients of the configured storage and database (brought up to date where the worker process starts)."""
         return cls(settings, object_store_from_settings(settings), get_sessionmaker(settings.resolved_database_url))
 
@@ -95,8 +95,10 @@ class Heartbeater:
         while not self._stop.wait(self.interval):
             activity.heartbeat(self.details)
 
-    def __enter__(self) -> "Heartbeater":
-        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,), daemon=True, name="heartbeater")
+    def __enter__(self) -> Heartbeater:
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(self._run,), daemon=True, name="heartbeater"
+        )
         self._thread.start()
         return self
 

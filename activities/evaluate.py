@@ -10,7 +10,14 @@ from temporalio import activity
 
 from activities.context import ActivityContext, Heartbeater
 from core.status import TaskStatus
-from ml.evaluator import EvaluationConfig, chunks_by_bad_case, evaluate_predictions, lineage_by_bad_case, per_example_loss, predict_splits
+from ml.evaluator import (
+    EvaluationConfig,
+    chunks_by_bad_case,
+    evaluate_predictions,
+    lineage_by_bad_case,
+    per_example_loss,
+    predict_splits,
+)
 from ml.examples import examples_from_jsonl
 from ml.metrics import GradeThresholds, ScoreWeights
 from ml.optimizer import Splits
@@ -23,7 +30,12 @@ from storage.object_store import get_bytes, get_dir
 
 def evaluation_config(settings) -> EvaluationConfig:
     return EvaluationConfig(
-        weights=ScoreWeights(settings.score_weight_exact_match, settings.score_weight_token_f1, settings.score_weight_bleu, settings.score_weight_rouge_l),
+        weights=ScoreWeights(
+            settings.score_weight_exact_match,
+            settings.score_weight_token_f1,
+            settings.score_weight_bleu,
+            settings.score_weight_rouge_l,
+        ),
         thresholds=GradeThresholds(settings.grade_excellent, settings.grade_good, settings.grade_acceptable),
         max_new_tokens=settings.max_new_tokens,
         batch_size=settings.generation_batch_size,
@@ -36,8 +48,12 @@ class EvaluateActivities:
 
     @activity.defn(name="evaluate_adapter")
     def evaluate_adapter(self, inp: EvaluateInput) -> EvaluateResult:
-        activity.logger.info("evaluating task %s (organization %s) iteration %s", inp.task_id, inp.org_id, inp.iteration)
-        with Heartbeater(progress=self.ctx.progress_recorder(inp.task_id, inp.iteration, TaskStatus.EVALUATING.value)) as heartbeat:
+        activity.logger.info(
+            "evaluating task %s (organization %s) iteration %s", inp.task_id, inp.org_id, inp.iteration
+        )
+        with Heartbeater(
+            progress=self.ctx.progress_recorder(inp.task_id, inp.iteration, TaskStatus.EVALUATING.value)
+        ) as heartbeat:
             return self._evaluate(inp, heartbeat)
 
     def _evaluate(self, inp: EvaluateInput, heartbeat: Heartbeater) -> EvaluateResult:
@@ -50,7 +66,11 @@ class EvaluateActivities:
         # with a knowledge base the task serves with retrieval: that is the headline; closed book is measured beside it
         passages = {example_id: c.context for example_id, c in contexts.examples.items()} if contexts else None
         mode = RAG if contexts else CLOSED_BOOK
-        known = dict(retrieval=contexts.retrieval, knowledge_base_version=contexts.knowledge_base_version) if contexts else {}
+        known = (
+            dict(retrieval=contexts.retrieval, knowledge_base_version=contexts.knowledge_base_version)
+            if contexts
+            else {}
+        )
 
         def progress(what: str, done: int, total: int) -> None:
             heartbeat.update(stage=f"{what} {done}/{total}", done=done, total=total)
@@ -58,14 +78,20 @@ class EvaluateActivities:
         def answers(model) -> tuple[dict[str, list[str]], dict[str, dict[str, list[str]]] | None]:
             """(answers in the serving mode, answers in the other mode)."""
             closed = predict_splits(model, tokenizer, splits, config, progress)
-            return (predict_splits(model, tokenizer, splits, config, progress, passages), {CLOSED_BOOK: closed}) if contexts else (closed, None)
+            return (
+                (predict_splits(model, tokenizer, splits, config, progress, passages), {CLOSED_BOOK: closed})
+                if contexts
+                else (closed, None)
+            )
 
         heartbeat.update(stage="loading model")
         model, tokenizer = load_model_and_tokenizer(inp.model_name, self.ctx.settings.model_cache_dir)
         baseline_key = inp.baseline_key or keys.evaluation_prefix(inp.task_id) + "baseline.json"
         if inp.baseline_key is None:  # the untuned model, once per task, in every mode the task is evaluated in
             served, other = answers(model)
-            baseline = evaluate_predictions(splits, served, [], config, iteration=0, mode=mode, other_modes=other, **known)
+            baseline = evaluate_predictions(
+                splits, served, [], config, iteration=0, mode=mode, other_modes=other, **known
+            )
             self.ctx.write_model(baseline_key, baseline)
         else:
             baseline = self.ctx.read_model(baseline_key, EvaluationReport)
@@ -78,16 +104,41 @@ class EvaluateActivities:
             heartbeat.update(stage="training-split loss")
             # the training split as it was trained on (with its passages, when there are any)
             as_trained = {e.id: e for e in train}
-            losses = per_example_loss(tuned, tokenizer, [as_trained.get(e.id, e) for e in splits.train], config.max_seq_length)
-        previous = self.ctx.read_model(inp.previous_evaluation_key, EvaluationReport) if inp.previous_evaluation_key else None
-        report = evaluate_predictions(splits, served, losses, config, inp.iteration, baseline=baseline, previous=previous,
-                                      lineage=lineage_by_bad_case(train), chunks=chunks_by_bad_case(train), mode=mode, other_modes=other,
-                                      previous_label="parent" if inp.previous_is_parent else "previous", **known)
+            losses = per_example_loss(
+                tuned, tokenizer, [as_trained.get(e.id, e) for e in splits.train], config.max_seq_length
+            )
+        previous = (
+            self.ctx.read_model(inp.previous_evaluation_key, EvaluationReport) if inp.previous_evaluation_key else None
+        )
+        report = evaluate_predictions(
+            splits,
+            served,
+            losses,
+            config,
+            inp.iteration,
+            baseline=baseline,
+            previous=previous,
+            lineage=lineage_by_bad_case(train),
+            chunks=chunks_by_bad_case(train),
+            mode=mode,
+            other_modes=other,
+            previous_label="parent" if inp.previous_is_parent else "previous",
+            **known,
+        )
         report.adapter_key = inp.adapter_key
         metrics.evaluation_scored({"test": report.score("test"), "feedback": report.score("feedback")}, mode)
-        evaluation_key = self.ctx.write_model(keys.evaluation_prefix(inp.task_id, inp.iteration) + "evaluation.json", report)
+        evaluation_key = self.ctx.write_model(
+            keys.evaluation_prefix(inp.task_id, inp.iteration) + "evaluation.json", report
+        )
         return EvaluateResult(
-            evaluation_key=evaluation_key, baseline_key=baseline_key, test_score=report.score("test"), feedback_score=report.score("feedback"),
-            baseline_test_score=baseline.score("test"), grade=report.headline.grade, bad_cases=len(report.bad_cases),
-            test_accuracy=report.accuracy("test"), feedback_accuracy=report.accuracy("feedback"), baseline_test_accuracy=baseline.accuracy("test"),
+            evaluation_key=evaluation_key,
+            baseline_key=baseline_key,
+            test_score=report.score("test"),
+            feedback_score=report.score("feedback"),
+            baseline_test_score=baseline.score("test"),
+            grade=report.headline.grade,
+            bad_cases=len(report.bad_cases),
+            test_accuracy=report.accuracy("test"),
+            feedback_accuracy=report.accuracy("feedback"),
+            baseline_test_accuracy=baseline.accuracy("test"),
         )

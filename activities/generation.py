@@ -30,7 +30,11 @@ class GenerationActivities:
                 try:
                     check_dataset_transition(current, target)
                 except ValueError as exc:
-                    raise ApplicationError(f"projection refuses {exc} for dataset {dataset.id}", type="IllegalTransition", non_retryable=True) from exc
+                    raise ApplicationError(
+                        f"projection refuses {exc} for dataset {dataset.id}",
+                        type="IllegalTransition",
+                        non_retryable=True,
+                    ) from exc
             dataset.status, dataset.error = target.value, inp.error
 
     @activity.defn(name="generate_dataset")
@@ -60,19 +64,36 @@ class GenerationActivities:
             raise
         heartbeat.update(stage=f"validating {len(pairs)} candidates")
         validated = validate(pairs, index, embed)
-        log = {"generator": inp.generator, "chunks": len(index.chunks), "candidates": validated.candidates, "accepted": len(validated.examples),
-               "yield": validated.yield_rate, "rejected": validated.rejected, "accepted_by_method": validated.accepted_by_method}
+        log = {
+            "generator": inp.generator,
+            "chunks": len(index.chunks),
+            "candidates": validated.candidates,
+            "accepted": len(validated.examples),
+            "yield": validated.yield_rate,
+            "rejected": validated.rejected,
+            "accepted_by_method": validated.accepted_by_method,
+        }
         if not validated.examples:
-            raise invalid_input(f"no generated example passed validation ({validated.candidates} candidates; rejected: {validated.rejected})")
+            raise invalid_input(
+                f"no generated example passed validation ({validated.candidates} candidates; rejected: {validated.rejected})"
+            )
         data = examples_to_jsonl(validated.examples)
         put_bytes(self.ctx.store, storage_key, data)
         with self.ctx.sessions.begin() as session:
             dataset = session.get(Dataset, inp.dataset_id)
             if dataset is not None:
-                dataset.size_bytes, dataset.sample_count, dataset.generation_log = len(data), len(validated.examples), log
+                dataset.size_bytes, dataset.sample_count, dataset.generation_log = (
+                    len(data),
+                    len(validated.examples),
+                    log,
+                )
                 dataset.source_knowledge_base_version = version
-        activity.logger.info("generated dataset %s from knowledge base %s v%s: %s", inp.dataset_id, inp.knowledge_base_id, version, log)
-        return GenerateDatasetResult(len(validated.examples), validated.candidates, validated.rejected, validated.accepted_by_method, version)
+        activity.logger.info(
+            "generated dataset %s from knowledge base %s v%s: %s", inp.dataset_id, inp.knowledge_base_id, version, log
+        )
+        return GenerateDatasetResult(
+            len(validated.examples), validated.candidates, validated.rejected, validated.accepted_by_method, version
+        )
 
     def _generator(self, inp: GenerateDatasetInput):
         if inp.generator == "teacher":

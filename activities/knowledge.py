@@ -42,8 +42,11 @@ class KnowledgeActivities:
                 try:
                     check_knowledge_base_transition(current, target)
                 except ValueError as exc:
-                    raise ApplicationError(f"projection refuses {exc} for knowledge base {kb.id}", type="IllegalTransition",
-                                           non_retryable=True) from exc
+                    raise ApplicationError(
+                        f"projection refuses {exc} for knowledge base {kb.id}",
+                        type="IllegalTransition",
+                        non_retryable=True,
+                    ) from exc
             kb.status = target.value
             kb.error = inp.error
 
@@ -59,18 +62,33 @@ class KnowledgeActivities:
         with self.ctx.sessions() as session:
             kb = session.get(KnowledgeBase, inp.knowledge_base_id)
             if kb is None:
-                raise ApplicationError(f"knowledge base {inp.knowledge_base_id} does not exist", type="MissingKnowledgeBase", non_retryable=True)
+                raise ApplicationError(
+                    f"knowledge base {inp.knowledge_base_id} does not exist",
+                    type="MissingKnowledgeBase",
+                    non_retryable=True,
+                )
             # documents that failed at their current version are not tried again until a new version is uploaded
-            rows = session.scalars(select(KnowledgeDocument).where(KnowledgeDocument.knowledge_base_id == kb.id, KnowledgeDocument.status != FAILED)
-                                   .order_by(KnowledgeDocument.created_at, KnowledgeDocument.id)).all()
+            rows = session.scalars(
+                select(KnowledgeDocument)
+                .where(KnowledgeDocument.knowledge_base_id == kb.id, KnowledgeDocument.status != FAILED)
+                .order_by(KnowledgeDocument.created_at, KnowledgeDocument.id)
+            ).all()
             documents = [SourceDocument(d.id, d.version, d.filename, d.media_type) for d in rows]
             sources = {d.id: d.storage_key for d in rows}
-            version, index_key, config = kb.version, kb.index_key, ChunkingConfig(kb.chunk_tokens, kb.chunk_overlap_tokens)
+            version, index_key, config = (
+                kb.version,
+                kb.index_key,
+                ChunkingConfig(kb.chunk_tokens, kb.chunk_overlap_tokens),
+            )
 
         with tempfile.TemporaryDirectory() as tmp:
             previous = self._load(index_key, Path(tmp) / "previous")
             indexed = {(c.document_id, c.document_version) for c in previous.chunks} if previous else set()
-            if previous is not None and indexed == {(d.document_id, d.version) for d in documents} and not any(r.status == PENDING for r in rows):
+            if (
+                previous is not None
+                and indexed == {(d.document_id, d.version) for d in documents}
+                and not any(r.status == PENDING for r in rows)
+            ):
                 self._commit(inp.knowledge_base_id, version, index_key, previous, [], changed=False)
                 return self._result(version, False, previous, 0, 0, {})
 
@@ -87,12 +105,20 @@ class KnowledgeActivities:
             self.ctx.store.delete_prefix(prefix)  # a retried attempt rewrites its own version from scratch
             put_dir(self.ctx.store, prefix, outcome.index.save(Path(tmp) / "new"))
         failed = [o for o in outcome.documents if o.status == FAILED]
-        metrics.knowledge_ingested(indexed=len(outcome.documents) - len(failed), failed=len(failed), chunks=outcome.embedded_chunks)
+        metrics.knowledge_ingested(
+            indexed=len(outcome.documents) - len(failed), failed=len(failed), chunks=outcome.embedded_chunks
+        )
         self._commit(inp.knowledge_base_id, version, prefix, outcome.index, outcome.documents, changed=True)
         for old in range(1, version - KEEP_VERSIONS + 1):
             self.ctx.store.delete_prefix(keys.knowledge_index_prefix(inp.org_id, inp.knowledge_base_id, old))
-        activity.logger.info("knowledge base %s version %s: %s chunks (%s embedded), %s documents failed", inp.knowledge_base_id, version,
-                             len(outcome.index.chunks), outcome.embedded_chunks, len(failed))
+        activity.logger.info(
+            "knowledge base %s version %s: %s chunks (%s embedded), %s documents failed",
+            inp.knowledge_base_id,
+            version,
+            len(outcome.index.chunks),
+            outcome.embedded_chunks,
+            len(failed),
+        )
         return self._result(version, True, outcome.index, outcome.embedded_chunks, len(failed), outcome.seconds)
 
     def _load(self, index_key: str | None, directory: Path) -> KnowledgeIndex | None:
@@ -103,18 +129,27 @@ class KnowledgeActivities:
         except ObjectNotFound:
             return None
 
-    def _commit(self, kb_id: str, version: int, index_key: str | None, index: KnowledgeIndex, outcomes, changed: bool) -> None:
+    def _commit(
+        self, kb_id: str, version: int, index_key: str | None, index: KnowledgeIndex, outcomes, changed: bool
+    ) -> None:
         """Make the version live and record each document's outcome, in one transaction. A document replaced or deleted
         while the build ran keeps its newer state (its change is queued for the next build)."""
         with self.ctx.sessions.begin() as session:
             kb = session.get(KnowledgeBase, kb_id, with_for_update=True)
             if kb is None:
                 return
-            by_id = {d.id: d for d in session.scalars(select(KnowledgeDocument).where(KnowledgeDocument.knowledge_base_id == kb_id))}
+            by_id = {
+                d.id: d
+                for d in session.scalars(select(KnowledgeDocument).where(KnowledgeDocument.knowledge_base_id == kb_id))
+            }
             for outcome in outcomes:
                 document = by_id.get(outcome.document_id)
                 if document is not None and document.version == outcome.version:
-                    document.status, document.chunk_count, document.error = outcome.status, outcome.chunk_count, outcome.error
+                    document.status, document.chunk_count, document.error = (
+                        outcome.status,
+                        outcome.chunk_count,
+                        outcome.error,
+                    )
                     document.updated_at = utcnow()
             kb.version, kb.index_key = version, index_key
             kb.document_count = len({c.document_id for c in index.chunks})
@@ -124,7 +159,16 @@ class KnowledgeActivities:
                 kb.updated_at = utcnow()
 
     @staticmethod
-    def _result(version: int, changed: bool, index: KnowledgeIndex, embedded: int, failed: int, seconds: dict) -> BuildKnowledgeIndexResult:
-        return BuildKnowledgeIndexResult(version=version, changed=changed, document_count=len({c.document_id for c in index.chunks}),
-                                         chunk_count=len(index.chunks), embedded_chunks=embedded, failed_documents=failed,
-                                         index_kind=index.index.kind, seconds=seconds)
+    def _result(
+        version: int, changed: bool, index: KnowledgeIndex, embedded: int, failed: int, seconds: dict
+    ) -> BuildKnowledgeIndexResult:
+        return BuildKnowledgeIndexResult(
+            version=version,
+            changed=changed,
+            document_count=len({c.document_id for c in index.chunks}),
+            chunk_count=len(index.chunks),
+            embedded_chunks=embedded,
+            failed_documents=failed,
+            index_kind=index.index.kind,
+            seconds=seconds,
+        )

@@ -12,7 +12,16 @@ from activities.context import ActivityContext, invalid_input
 from db.models import Dataset, KnowledgeBase
 from ml.examples import DatasetFormatError, Example, examples_to_jsonl
 from ml.grounded_targeting import grounded_examples, random_chunk_examples
-from ml.optimizer import OptimizationLog, SplitConfig, Splits, TargetingConfig, clean_dataset, find_leaks, split_examples, target_bad_cases
+from ml.optimizer import (
+    OptimizationLog,
+    SplitConfig,
+    Splits,
+    TargetingConfig,
+    clean_dataset,
+    find_leaks,
+    split_examples,
+    target_bad_cases,
+)
 from ml.retrieval_context import ContextConfig, held_out_contexts, retrieval_quality, training_contexts
 from schemas.reports import EvaluationReport, ExampleContext, RetrievedContexts
 from schemas.workflow_io import OptimizeInput, OptimizeResult
@@ -52,8 +61,14 @@ class OptimizeActivities:
         contexts_key = knowledge_base_version = None
         if inp.knowledge_base_id:
             train, contexts = self._with_passages(inp, splits, train, org_id)
-            contexts_key, knowledge_base_version = self.ctx.write_model(keys.contexts_key(dataset_id), contexts), contexts.knowledge_base_version
-            log.knowledge_base_version, log.retrieval = knowledge_base_version, {k: v.model_dump() for k, v in contexts.retrieval.items()}
+            contexts_key, knowledge_base_version = (
+                self.ctx.write_model(keys.contexts_key(dataset_id), contexts),
+                contexts.knowledge_base_version,
+            )
+            log.knowledge_base_version, log.retrieval = (
+                knowledge_base_version,
+                {k: v.model_dump() for k, v in contexts.retrieval.items()},
+            )
         train_key, splits_key = prefix + "train.jsonl", inp.splits_key or prefix + "splits.json"
         put_bytes(self.ctx.store, train_key, examples_to_jsonl(train))
         if inp.splits_key is None:
@@ -62,16 +77,28 @@ class OptimizeActivities:
         self.ctx.write_json(prefix + "optimization_log.json", log_dict)
         with self.ctx.sessions.begin() as session:
             row = session.get(Dataset, dataset_id) or Dataset(id=dataset_id)
-            row.name, row.storage_key, row.file_format = f"{inp.task_id} iteration {inp.iteration} training set", train_key, "jsonl"
+            row.name, row.storage_key, row.file_format = (
+                f"{inp.task_id} iteration {inp.iteration} training set",
+                train_key,
+                "jsonl",
+            )
             row.size_bytes = len(examples_to_jsonl(train))
             row.sample_count, row.org_id, row.is_optimized = len(train), org_id, True
             row.source_dataset_id, row.task_id, row.optimization_log = inp.dataset_id, inp.task_id, log_dict
             session.add(row)
         activity.logger.info("optimized dataset %s: %s rows in, %s out", dataset_id, log.rows_in, log.rows_out)
-        return OptimizeResult(dataset_id=dataset_id, train_key=train_key, splits_key=splits_key, log=_summary(log_dict), contexts_key=contexts_key,
-                              knowledge_base_version=knowledge_base_version)
+        return OptimizeResult(
+            dataset_id=dataset_id,
+            train_key=train_key,
+            splits_key=splits_key,
+            log=_summary(log_dict),
+            contexts_key=contexts_key,
+            knowledge_base_version=knowledge_base_version,
+        )
 
-    def _target(self, inp: OptimizeInput, splits: Splits, evaluation: EvaluationReport, log: OptimizationLog, org_id: str) -> list[Example]:
+    def _target(
+        self, inp: OptimizeInput, splits: Splits, evaluation: EvaluationReport, log: OptimizationLog, org_id: str
+    ) -> list[Example]:
         """The training set aimed at the last round's bad cases. Without a knowledge base: the training examples nearest to
         each failure up-weighted, plus validated rewrites. With one: training-split bad cases up-weighted, and for the
         feedback bad cases new examples generated from the chunks they retrieve (or, for the ablation's control, as many
@@ -79,21 +106,45 @@ class OptimizeActivities:
         from knowledge.embeddings import embed
 
         if not inp.knowledge_base_id:
-            targeted = target_bad_cases(splits.train, splits.held_out(), evaluation.bad_cases, evaluation.suggestions, embed)
-            log.upweighted, log.added, log.rewrites_rejected, log.targeted_bad_cases = targeted.upweighted, targeted.added, targeted.rejected, targeted.targeted_bad_cases
+            targeted = target_bad_cases(
+                splits.train, splits.held_out(), evaluation.bad_cases, evaluation.suggestions, embed
+            )
+            log.upweighted, log.added, log.rewrites_rejected, log.targeted_bad_cases = (
+                targeted.upweighted,
+                targeted.added,
+                targeted.rejected,
+                targeted.targeted_bad_cases,
+            )
             return targeted.train
         from ml.base_model import load_model_and_tokenizer
         from ml.generation import LocalGenerator
 
         train_cases = [c for c in evaluation.bad_cases if c.split == "train"]
-        targeted = target_bad_cases(splits.train, splits.held_out(), train_cases, evaluation.suggestions, embed, TargetingConfig(rewrites_per_example=0))
+        targeted = target_bad_cases(
+            splits.train,
+            splits.held_out(),
+            train_cases,
+            evaluation.suggestions,
+            embed,
+            TargetingConfig(rewrites_per_example=0),
+        )
         index, _ = self._knowledge_index(inp, org_id)
         model, tokenizer = load_model_and_tokenizer(inp.model_name, self.ctx.settings.model_cache_dir)
         generator = LocalGenerator(model, tokenizer, batch_size=self.ctx.settings.generation_batch_size)
-        grounded = grounded_examples(evaluation.bad_cases, evaluation.suggestions, index, embed, generator, splits.held_out(), targeted.train)
-        if inp.targeting_source == "random_chunks":  # the ablation's control: as many generated examples, from random chunks
-            grounded = random_chunk_examples(len(grounded.examples), index, embed, generator, splits.held_out(), targeted.train, seed=inp.iteration)
-        log.upweighted, log.added, log.targeted_bad_cases = targeted.upweighted, len(grounded.examples), grounded.targeted_bad_cases
+        grounded = grounded_examples(
+            evaluation.bad_cases, evaluation.suggestions, index, embed, generator, splits.held_out(), targeted.train
+        )
+        if (
+            inp.targeting_source == "random_chunks"
+        ):  # the ablation's control: as many generated examples, from random chunks
+            grounded = random_chunk_examples(
+                len(grounded.examples), index, embed, generator, splits.held_out(), targeted.train, seed=inp.iteration
+            )
+        log.upweighted, log.added, log.targeted_bad_cases = (
+            targeted.upweighted,
+            len(grounded.examples),
+            grounded.targeted_bad_cases,
+        )
         log.grounded = {**grounded.log(), "source": inp.targeting_source}
         return targeted.train + grounded.examples
 
@@ -108,7 +159,9 @@ class OptimizeActivities:
             index_key, version = kb.index_key, kb.version
         return self.ctx.knowledge_indexes.get(index_key), version
 
-    def _with_passages(self, inp: OptimizeInput, splits: Splits, train: list[Example], org_id: str) -> tuple[list[Example], RetrievedContexts]:
+    def _with_passages(
+        self, inp: OptimizeInput, splits: Splits, train: list[Example], org_id: str
+    ) -> tuple[list[Example], RetrievedContexts]:
         """Training examples with RAFT passages, and the passages retrieved for each held-out question, from the knowledge
         base's current index version (recorded, so the iteration says which version it used)."""
         from knowledge.embeddings import embed
@@ -118,10 +171,22 @@ class OptimizeActivities:
         passages, retrieval = {}, {}
         for name in ("feedback", "test"):
             examples, hits, supports = held_out_contexts(index, getattr(splits, name), embed, config)
-            passages.update({e.id: ExampleContext(context=e.context, chunk_ids=e.context_chunk_ids, supporting_chunk_id=e.supporting_chunk_id)
-                             for e in examples})
+            passages.update(
+                {
+                    e.id: ExampleContext(
+                        context=e.context, chunk_ids=e.context_chunk_ids, supporting_chunk_id=e.supporting_chunk_id
+                    )
+                    for e in examples
+                }
+            )
             retrieval[name] = retrieval_quality(name, hits, supports, config.top_k)
-        contexts = RetrievedContexts(knowledge_base_id=inp.knowledge_base_id, knowledge_base_version=version, top_k=config.top_k, examples=passages, retrieval=retrieval)
+        contexts = RetrievedContexts(
+            knowledge_base_id=inp.knowledge_base_id,
+            knowledge_base_version=version,
+            top_k=config.top_k,
+            examples=passages,
+            retrieval=retrieval,
+        )
         return training_contexts(index, train, embed, config), contexts
 
     def _clean_and_split(self, storage_key: str, file_format: str) -> tuple[Splits, OptimizationLog]:
@@ -133,11 +198,21 @@ class OptimizeActivities:
             except DatasetFormatError as exc:
                 raise invalid_input(str(exc)) from exc
         try:
-            splits = split_examples(cleaned.examples, SplitConfig(settings.split_feedback_fraction, settings.split_test_fraction, settings.split_min_examples))
+            splits = split_examples(
+                cleaned.examples,
+                SplitConfig(
+                    settings.split_feedback_fraction, settings.split_test_fraction, settings.split_min_examples
+                ),
+            )
         except ValueError as exc:
             raise invalid_input(str(exc)) from exc
-        log = OptimizationLog(rows_in=cleaned.rows_in, removed=cleaned.removed_counts, removed_rows=cleaned.removed, splits=_sizes(splits),
-                              derived_checks=cleaned.derived_checks)
+        log = OptimizationLog(
+            rows_in=cleaned.rows_in,
+            removed=cleaned.removed_counts,
+            removed_rows=cleaned.removed,
+            splits=_sizes(splits),
+            derived_checks=cleaned.derived_checks,
+        )
         return splits, log
 
 

@@ -22,7 +22,13 @@ from ml.optimizer import Splits
 from ml.promotion import BASE, CANDIDATE, CURRENT, SetScores, decide, figures
 from schemas.reports import RAG, RetrievedContexts
 from schemas.workflow_io import (
-    ConcludeGateInput, ConcludeGateResult, GateEvaluateInput, GateEvaluateResult, GateTestSet, RecordGateInput, RegisterFinalAdapterInput,
+    ConcludeGateInput,
+    ConcludeGateResult,
+    GateEvaluateInput,
+    GateEvaluateResult,
+    GateTestSet,
+    RecordGateInput,
+    RegisterFinalAdapterInput,
     RegisterFinalAdapterResult,
 )
 from services import registry
@@ -44,9 +50,14 @@ class RegistryActivities:
         result, gates = await asyncio.to_thread(self._register, inp)
         for gate_id, gate_input in gates:
             try:
-                await activity.client().start_workflow(GATE_WORKFLOW, gate_input, id=registry.gate_workflow_id(gate_id), task_queue=TASK_QUEUE_WORKFLOWS,
-                                                       id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                                                       id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+                await activity.client().start_workflow(
+                    GATE_WORKFLOW,
+                    gate_input,
+                    id=registry.gate_workflow_id(gate_id),
+                    task_queue=TASK_QUEUE_WORKFLOWS,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                )
             except WorkflowAlreadyStartedError:  # a retried attempt: that gate has already decided
                 pass
             result.gate_ids.append(gate_id)
@@ -57,8 +68,15 @@ class RegistryActivities:
             task = session.get(MLTask, inp.task_id)
             name = task.register_as or registry.default_model_name(task.name)
             try:
-                version, _ = registry.register_version(session, self.ctx.store, org_id=task.org_id, model_name=name, task_id=task.id,
-                                                       iteration=inp.iteration, created_by=task.created_by)
+                version, _ = registry.register_version(
+                    session,
+                    self.ctx.store,
+                    org_id=task.org_id,
+                    model_name=name,
+                    task_id=task.id,
+                    iteration=inp.iteration,
+                    created_by=task.created_by,
+                )
             except DomainError as exc:
                 activity.logger.warning("task %s: its adapter was not registered as %s: %s", task.id, name, exc.message)
                 return RegisterFinalAdapterResult(model_name=name, version=None, error=exc.message), []
@@ -71,12 +89,25 @@ class RegistryActivities:
                     existing = session.get(PromotionGate, gate_id)
                     if existing is not None:
                         if existing.status == GateStatus.EVALUATING:
-                            current = registry.get_version(session, model, existing.current_version) if existing.current_version else None
-                            gates.append((gate_id, registry.gate_input(session, self.ctx.settings, existing, version, current)))
+                            current = (
+                                registry.get_version(session, model, existing.current_version)
+                                if existing.current_version
+                                else None
+                            )
+                            gates.append(
+                                (gate_id, registry.gate_input(session, self.ctx.settings, existing, version, current))
+                            )
                         continue
                     try:
-                        gate, gate_input = registry.open_gate(session, self.ctx.settings, model, version.version, alias=alias,
-                                                              actor=registry.Actor(task.created_by), gate_id=gate_id)
+                        gate, gate_input = registry.open_gate(
+                            session,
+                            self.ctx.settings,
+                            model,
+                            version.version,
+                            alias=alias,
+                            actor=registry.Actor(task.created_by),
+                            gate_id=gate_id,
+                        )
                     except DomainError as exc:  # a gate already deciding that alias: leave it be
                         activity.logger.info("task %s: not asking the gate for %s: %s", task.id, alias, exc.message)
                         continue
@@ -91,7 +122,11 @@ class RegistryActivities:
         config = evaluation_config(self.ctx.settings)
         with Heartbeater() as heartbeat:
             questions = [(test_set, self._questions(inp, test_set)) for test_set in inp.test_sets]
-            adapters = {CANDIDATE: inp.candidate.adapter_key, **({CURRENT: inp.current.adapter_key} if inp.current else {}), BASE: None}
+            adapters = {
+                CANDIDATE: inp.candidate.adapter_key,
+                **({CURRENT: inp.current.adapter_key} if inp.current else {}),
+                BASE: None,
+            }
             scores: dict[str, dict[str, list[float]]] = {test_set.name: {} for test_set in inp.test_sets}
             verdicts: dict[str, dict[str, list[bool | None]]] = {test_set.name: {} for test_set in inp.test_sets}
             for label, adapter_key in adapters.items():
@@ -99,17 +134,34 @@ class RegistryActivities:
                 model, tokenizer = load_model_and_tokenizer(inp.base_model, self.ctx.settings.model_cache_dir)
                 with tempfile.TemporaryDirectory() as tmp:
                     if adapter_key is not None:
-                        model = with_adapter(model, get_dir(self.ctx.store, adapter_key, Path(tmp) / "adapter"), merge=True)
+                        model = with_adapter(
+                            model, get_dir(self.ctx.store, adapter_key, Path(tmp) / "adapter"), merge=True
+                        )
                     for test_set, (examples, passages) in questions:
-                        answers = generate_answers(model, tokenizer, [e.question for e in examples], config.batch_size, config.max_new_tokens,
-                                                   lambda what, done, total: heartbeat.update(stage=f"{label} on {test_set.name}: {done}/{total}"),
-                                                   passages)
+                        answers = generate_answers(
+                            model,
+                            tokenizer,
+                            [e.question for e in examples],
+                            config.batch_size,
+                            config.max_new_tokens,
+                            lambda what, done, total: heartbeat.update(
+                                stage=f"{label} on {test_set.name}: {done}/{total}"
+                            ),
+                            passages,
+                        )
                         result = score_split("test", examples, answers, config.weights)
                         scores[test_set.name][label] = [row.overall for row in result.examples]
                         verdicts[test_set.name][label] = [row.right for row in result.examples]
-        sets = [SetScores(test_set.name, test_set.splits_key, scores[test_set.name], verdicts[test_set.name],
-                          [{"example_id": e.id, "question": e.question, "expected": e.answer} for e in examples])
-                for test_set, (examples, _) in questions]
+        sets = [
+            SetScores(
+                test_set.name,
+                test_set.splits_key,
+                scores[test_set.name],
+                verdicts[test_set.name],
+                [{"example_id": e.id, "question": e.question, "expected": e.answer} for e in examples],
+            )
+            for test_set, (examples, _) in questions
+        ]
         return GateEvaluateResult(figures=figures(sets, inp.mode, inp.margin, inp.significance))
 
     def _questions(self, inp: GateEvaluateInput, test_set: GateTestSet):
@@ -129,7 +181,9 @@ class RegistryActivities:
         with self.ctx.sessions() as session:
             kb = session.get(KnowledgeBase, inp.knowledge_base_id) if inp.knowledge_base_id else None
             if kb is None or kb.org_id != inp.org_id or not kb.index_key:
-                raise invalid_input(f"{test_set.name} has no passages and the candidate's knowledge base {inp.knowledge_base_id} has no index")
+                raise invalid_input(
+                    f"{test_set.name} has no passages and the candidate's knowledge base {inp.knowledge_base_id} has no index"
+                )
             index_key = kb.index_key
         hits = retrieve(self.ctx.knowledge_indexes.get(index_key), examples, embed, inp.retrieval_top_k)
         return examples, [[hit.chunk.text for hit in found] for found in hits]
@@ -148,4 +202,3 @@ class RegistryActivities:
         if inp.error is not None:
             with self.ctx.sessions() as session:
                 registry.fail_gate(session, inp.gate_id, inp.error)
-

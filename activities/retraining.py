@@ -16,7 +16,14 @@ from core.settings import TASK_QUEUE_WORKFLOWS
 from core.status import TaskStatus
 from db.models import MLTask, new_id
 from schemas.workflow_io import (
-    FineTuningInput, KnowledgeChanged, LoopState, NotifyFollowersInput, RetrainInput, StartIncrementalInput, TaskStateInput, TaskStateResult,
+    FineTuningInput,
+    KnowledgeChanged,
+    LoopState,
+    NotifyFollowersInput,
+    RetrainInput,
+    StartIncrementalInput,
+    TaskStateInput,
+    TaskStateResult,
 )
 from services.registry import default_model_name
 from services.tasks import claim_running_slot, workflow_input
@@ -41,19 +48,39 @@ class RetrainingActivities:
         followers = await asyncio.to_thread(self._followers, inp.knowledge_base_id)
         client = activity.client()
         for task_id in followers:
-            await client.start_workflow(RETRAIN_WORKFLOW, RetrainInput(task_id, inp.org_id, inp.knowledge_base_id, self.ctx.settings.retrain_quiet_seconds,
-                                                                       self.ctx.settings.retrain_poll_seconds),
-                                        id=retrain_workflow_id(task_id), task_queue=TASK_QUEUE_WORKFLOWS, start_signal="knowledge_changed",
-                                        start_signal_args=[KnowledgeChanged(inp.version)], id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+            await client.start_workflow(
+                RETRAIN_WORKFLOW,
+                RetrainInput(
+                    task_id,
+                    inp.org_id,
+                    inp.knowledge_base_id,
+                    self.ctx.settings.retrain_quiet_seconds,
+                    self.ctx.settings.retrain_poll_seconds,
+                ),
+                id=retrain_workflow_id(task_id),
+                task_queue=TASK_QUEUE_WORKFLOWS,
+                start_signal="knowledge_changed",
+                start_signal_args=[KnowledgeChanged(inp.version)],
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            )
         return followers
 
     def _followers(self, knowledge_base_id: str) -> list[str]:
         with self.ctx.sessions() as session:
             children = select(MLTask.parent_task_id).where(MLTask.parent_task_id.is_not(None))
             ended_badly = [TaskStatus.FAILED.value, TaskStatus.CANCELLED.value]  # nothing to continue from
-            return list(session.scalars(select(MLTask.id).where(MLTask.knowledge_base_id == knowledge_base_id, MLTask.retrain_on_change,
-                                                                MLTask.id.not_in(children), MLTask.status.not_in(ended_badly))
-                                        .order_by(MLTask.created_at)))
+            return list(
+                session.scalars(
+                    select(MLTask.id)
+                    .where(
+                        MLTask.knowledge_base_id == knowledge_base_id,
+                        MLTask.retrain_on_change,
+                        MLTask.id.not_in(children),
+                        MLTask.status.not_in(ended_badly),
+                    )
+                    .order_by(MLTask.created_at)
+                )
+            )
 
     @activity.defn(name="task_state")
     async def task_state(self, inp: TaskStateInput) -> TaskStateResult:
@@ -73,8 +100,13 @@ class RetrainingActivities:
         one per parent: a retried attempt finds the child it created. Counts against the organization's running tasks; at
         the limit the attempt fails as RateLimited and is retried until a slot frees."""
         child, workflow_input_ = await asyncio.to_thread(self._create_child, inp)
-        await activity.client().start_workflow(FINE_TUNING_WORKFLOW, workflow_input_, id=child, task_queue=TASK_QUEUE_WORKFLOWS,
-                                               id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+        await activity.client().start_workflow(
+            FINE_TUNING_WORKFLOW,
+            workflow_input_,
+            id=child,
+            task_queue=TASK_QUEUE_WORKFLOWS,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
         return child
 
     def _create_child(self, inp: StartIncrementalInput) -> tuple[str, FineTuningInput]:
@@ -84,16 +116,36 @@ class RetrainingActivities:
                 raise invalid_input(f"task {inp.parent_task_id} no longer exists")
             child = session.scalar(select(MLTask).where(MLTask.parent_task_id == parent.id))
             if child is None:
-                child = MLTask(id=f"{parent.id[:20]}-inc-{new_id()[:8]}", name=f"{parent.name} (knowledge base v{inp.knowledge_base_version})",
-                               mode=parent.mode, status=TaskStatus.PENDING.value, model_name=parent.model_name, dataset_id=parent.dataset_id,
-                               org_id=parent.org_id, created_by=parent.created_by, current_iteration=0, max_iterations=parent.max_iterations,
-                               performance_threshold=parent.performance_threshold, hyperparameters=dict(parent.hyperparameters or {}),
-                               knowledge_base_id=parent.knowledge_base_id, retrieval_top_k=parent.retrieval_top_k, retrain_on_change=True,
-                               parent_task_id=parent.id, register_as=parent.register_as or default_model_name(parent.name))
+                child = MLTask(
+                    id=f"{parent.id[:20]}-inc-{new_id()[:8]}",
+                    name=f"{parent.name} (knowledge base v{inp.knowledge_base_version})",
+                    mode=parent.mode,
+                    status=TaskStatus.PENDING.value,
+                    model_name=parent.model_name,
+                    dataset_id=parent.dataset_id,
+                    org_id=parent.org_id,
+                    created_by=parent.created_by,
+                    current_iteration=0,
+                    max_iterations=parent.max_iterations,
+                    performance_threshold=parent.performance_threshold,
+                    hyperparameters=dict(parent.hyperparameters or {}),
+                    knowledge_base_id=parent.knowledge_base_id,
+                    retrieval_top_k=parent.retrieval_top_k,
+                    retrain_on_change=True,
+                    parent_task_id=parent.id,
+                    register_as=parent.register_as or default_model_name(parent.name),
+                )
                 session.add(child)
                 claim_running_slot(session, self.ctx.settings, child)  # commits, or rolls back and raises RateLimited
             # the lineage keeps its splits: the child gets its own copy, so it is scored on the very test split its parent was
-            splits_key = self.ctx.write_json(keys.first_splits_key(child.id), self.ctx.read_json(keys.first_splits_key(parent.id)))
+            splits_key = self.ctx.write_json(
+                keys.first_splits_key(child.id), self.ctx.read_json(keys.first_splits_key(parent.id))
+            )
             inp_ = workflow_input(child, self.ctx.settings)
-            return child.id, dataclasses.replace(inp_, parent_task_id=parent.id, init_adapter_key=parent.latest_adapter_key,
-                                                 parent_evaluation_key=parent.latest_evaluation_key, state=LoopState(splits_key=splits_key))
+            return child.id, dataclasses.replace(
+                inp_,
+                parent_task_id=parent.id,
+                init_adapter_key=parent.latest_adapter_key,
+                parent_evaluation_key=parent.latest_evaluation_key,
+                state=LoopState(splits_key=splits_key),
+            )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
@@ -56,12 +56,18 @@ class TrainActivities:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             resume_dir = self._resume_point(ckpt_prefix, tmp / "resume")
-            init_adapter = get_dir(store, inp.init_adapter_key, tmp / "init") if inp.init_adapter_key and resume_dir is None else None
+            init_adapter = (
+                get_dir(store, inp.init_adapter_key, tmp / "init")
+                if inp.init_adapter_key and resume_dir is None
+                else None
+            )
             last = {"checkpoint_key": ckpt_prefix if resume_dir else None}
 
             def on_checkpoint(directory: Path, step: int) -> None:
                 # checkpoint.json names the step: upload it last so a crash mid-upload never points at stale state
-                for path in sorted((p for p in directory.rglob("*") if p.is_file()), key=lambda p: p.name == "checkpoint.json"):
+                for path in sorted(
+                    (p for p in directory.rglob("*") if p.is_file()), key=lambda p: p.name == "checkpoint.json"
+                ):
                     put_file(store, ckpt_prefix + path.relative_to(directory).as_posix(), path)
                 last["checkpoint_key"] = ckpt_prefix
                 heartbeat.update(**{**heartbeat.details, "checkpoint_key": ckpt_prefix, "checkpoint_step": step})
@@ -74,15 +80,25 @@ class TrainActivities:
 
             try:
                 summary = train_lora(
-                    model, tokenizer, examples, hp, tmp / "adapter",
-                    init_adapter=init_adapter, resume_from=resume_dir, checkpoint_dir=tmp / "checkpoint",
-                    checkpoint_every=self.ctx.settings.checkpoint_every_steps, log_every=self.ctx.settings.train_log_every_steps,
-                    on_checkpoint=on_checkpoint, on_progress=on_progress,
+                    model,
+                    tokenizer,
+                    examples,
+                    hp,
+                    tmp / "adapter",
+                    init_adapter=init_adapter,
+                    resume_from=resume_dir,
+                    checkpoint_dir=tmp / "checkpoint",
+                    checkpoint_every=self.ctx.settings.checkpoint_every_steps,
+                    log_every=self.ctx.settings.train_log_every_steps,
+                    on_checkpoint=on_checkpoint,
+                    on_progress=on_progress,
                     should_stop=lambda: activity.is_cancelled() or activity.is_worker_shutdown(),
                 )
             except TrainingInterrupted as stop:
                 if activity.is_worker_shutdown():
-                    raise ApplicationError(f"worker shut down; checkpoint at step {stop.step}", type="WorkerShutdown") from stop
+                    raise ApplicationError(
+                        f"worker shut down; checkpoint at step {stop.step}", type="WorkerShutdown"
+                    ) from stop
                 details = activity.cancellation_details()
                 reason = "timed out" if details and details.timed_out else "paused or cancelled"
                 raise CancelledError(f"{reason} at step {stop.step}; checkpoint saved") from stop
@@ -95,9 +111,15 @@ class TrainActivities:
         metrics_key = self.ctx.write_json(prefix + "training_metrics.json", summary_record)
         store.delete_prefix(ckpt_prefix)
         return TrainResult(
-            adapter_key=adapter_key, steps=summary.steps, total_steps=summary.total_steps, resumed_from_step=summary.resumed_from_step,
-            final_loss=summary.loss_curve[-1][1] if summary.loss_curve else float("nan"), useful_tokens=summary.useful_tokens,
-            seconds=summary.seconds, tokens_per_second=summary.tokens_per_second, metrics_key=metrics_key,
+            adapter_key=adapter_key,
+            steps=summary.steps,
+            total_steps=summary.total_steps,
+            resumed_from_step=summary.resumed_from_step,
+            final_loss=summary.loss_curve[-1][1] if summary.loss_curve else float("nan"),
+            useful_tokens=summary.useful_tokens,
+            seconds=summary.seconds,
+            tokens_per_second=summary.tokens_per_second,
+            metrics_key=metrics_key,
         )
 
     def _resume_point(self, ckpt_prefix: str, directory: Path) -> Path | None:

@@ -52,7 +52,9 @@ ERROR_RESPONSES = {
 # The same errors on a route whose success is not JSON (an event stream): documented as JSON explicitly, or FastAPI
 # would list them under the route's own media type.
 JSON_ERROR_RESPONSES = {
-    status: {"description": response["description"],
-             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{response['model'].__name__}"}}}}
+    status: {
+        "description": response["description"],
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{response['model'].__name__}"}}},
+    }
     for status, response in ERROR_RESPONSES.items()
 }

@@ -22,7 +22,17 @@ from services.tasks import count_by_status
 from storage.object_store import object_store_from_settings
 from temporal_client import TemporalConnection
 
-ROUTERS = (auth.router, orgs.router, api_keys.router, audit.router, datasets.router, tasks.router, knowledge.router, models.router, qa.router)
+ROUTERS = (
+    auth.router,
+    orgs.router,
+    api_keys.router,
+    audit.router,
+    datasets.router,
+    tasks.router,
+    knowledge.router,
+    models.router,
+    qa.router,
+)
 DESCRIPTION = """Durable fine-tuning runs of small language models on Temporal.
 
 Log in with `POST /api/v1/auth/login` and send the access token (or an API key) as
@@ -53,9 +63,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/metrics", tags=["health"], response_class=Response, responses={200: {"content": {"text/plain": {}}, "description": (
-        "Prometheus metrics: requests by route and status, latency histograms, tasks by status. Unauthenticated, like /healthz: "
-        "keep the port on the internal network.")}})
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=Response,
+        responses={
+            200: {
+                "content": {"text/plain": {}},
+                "description": (
+                    "Prometheus metrics: requests by route and status, latency histograms, tasks by status. Unauthenticated, like /healthz: "
+                    "keep the port on the internal network."
+                ),
+            }
+        },
+    )
     def metrics() -> Response:
         with app.state.sessions() as session:
             set_task_counts(count_by_status(session))

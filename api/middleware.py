@@ -20,14 +20,29 @@ MUTATIONS = {"POST", "PUT", "PATCH", "DELETE"}
 READ_ONLY_ROUTES = {("POST", "/api/v1/knowledge-bases/{kb_id}/search")}
 MULTIPART_OVERHEAD = 64 * 1024  # form fields and boundaries around an upload's bytes
 # Routes whose body is an upload, each with the name of the setting that limits it.
-UPLOAD_ROUTES = {("POST", re.compile(r"/api/v1/datasets/?")): "max_upload_bytes",
-                 ("POST", re.compile(r"/api/v1/knowledge-bases/[^/]+/documents/?")): "max_document_bytes"}
-RESOURCE_PARAMS = (("entry_id", "qa_entry"), ("gate_id", "promotion_gate"), ("alias", "model_alias"), ("version", "model_version"), ("model_name", "model"),
-                   ("document_id", "document"), ("kb_id", "knowledge_base"), ("key_id", "api_key"), ("user_id", "member"),
-                   ("task_id", "task"), ("dataset_id", "dataset"), ("org_id", "organization"))
+UPLOAD_ROUTES = {
+    ("POST", re.compile(r"/api/v1/datasets/?")): "max_upload_bytes",
+    ("POST", re.compile(r"/api/v1/knowledge-bases/[^/]+/documents/?")): "max_document_bytes",
+}
+RESOURCE_PARAMS = (
+    ("entry_id", "qa_entry"),
+    ("gate_id", "promotion_gate"),
+    ("alias", "model_alias"),
+    ("version", "model_version"),
+    ("model_name", "model"),
+    ("document_id", "document"),
+    ("kb_id", "knowledge_base"),
+    ("key_id", "api_key"),
+    ("user_id", "member"),
+    ("task_id", "task"),
+    ("dataset_id", "dataset"),
+    ("org_id", "organization"),
+)
 # The console's pages and assets (served by api.main): only our own scripts, styles and API; no inline script, no framing.
-CONSOLE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-                  "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CONSOLE_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 
 class BodyLimit:
@@ -36,10 +51,15 @@ class BodyLimit:
     def __init__(self, app, settings):
         self.app = app
         self.request_bytes = settings.max_request_bytes
-        self.uploads = [(method, path, getattr(settings, limit) + MULTIPART_OVERHEAD) for (method, path), limit in UPLOAD_ROUTES.items()]
+        self.uploads = [
+            (method, path, getattr(settings, limit) + MULTIPART_OVERHEAD)
+            for (method, path), limit in UPLOAD_ROUTES.items()
+        ]
 
     def limit(self, method: str, path: str) -> int:
-        return next((limit for m, pattern, limit in self.uploads if m == method and pattern.fullmatch(path)), self.request_bytes)
+        return next(
+            (limit for m, pattern, limit in self.uploads if m == method and pattern.fullmatch(path)), self.request_bytes
+        )
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -70,7 +90,9 @@ class RejectNul:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"] or b"\x00" in scope["query_string"]):
+        if scope["type"] == "http" and (
+            "\x00" in scope["path"] or b"%00" in scope["query_string"] or b"\x00" in scope["query_string"]
+        ):
             return await _send_json(send, 422, "the path and query parameters must not contain NUL characters")
         return await self.app(scope, receive, send)
 
@@ -102,25 +124,40 @@ class AuditLog:
 
     def _record(self, scope, outcome) -> None:
         route = scope.get("route")
-        if route is None or (scope["method"], route.path) in READ_ONLY_ROUTES:  # no such route, or one that changes nothing
+        if (
+            route is None or (scope["method"], route.path) in READ_ONLY_ROUTES
+        ):  # no such route, or one that changes nothing
             return
         caller = scope.get("state", {}).get("caller")
         params = scope.get("path_params") or {}
         # the innermost id in the path names the resource; a creation names it in Location
-        resource_type, resource_id = next(((kind, str(params[name])[:200]) for name, kind in RESOURCE_PARAMS if name in params), (None, None))
+        resource_type, resource_id = next(
+            ((kind, str(params[name])[:200]) for name, kind in RESOURCE_PARAMS if name in params), (None, None)
+        )
         if outcome["location"] and 200 <= outcome["status"] < 300:
-            resource_type, resource_id = _kind_from_path(route.path), outcome["location"].decode().rsplit("/", 1)[-1][:200]
+            resource_type, resource_id = (
+                _kind_from_path(route.path),
+                outcome["location"].decode().rsplit("/", 1)[-1][:200],
+            )
         client = scope.get("client")
-        entry = AuditEntry(org_id=getattr(caller, "org_id", None), actor_user_id=getattr(caller, "user_id", None),
-                           actor_key_id=getattr(caller, "api_key_id", None), action=f"{scope['method']} {route.path}",
-                           resource_type=resource_type, resource_id=resource_id, status_code=outcome["status"],
-                           client_ip=client[0] if client else None)
+        entry = AuditEntry(
+            org_id=getattr(caller, "org_id", None),
+            actor_user_id=getattr(caller, "user_id", None),
+            actor_key_id=getattr(caller, "api_key_id", None),
+            action=f"{scope['method']} {route.path}",
+            resource_type=resource_type,
+            resource_id=resource_id,
+            status_code=outcome["status"],
+            client_ip=client[0] if client else None,
+        )
         try:
             with self.sessions() as session:
                 session.add(entry)
                 session.commit()
         except Exception:  # the audit must never turn a finished request into an error
-            log.exception("could not write the audit entry %s", json.dumps({"action": entry.action, "status": entry.status_code}))
+            log.exception(
+                "could not write the audit entry %s", json.dumps({"action": entry.action, "status": entry.status_code})
+            )
 
 
 class SecurityHeaders:
@@ -141,7 +178,9 @@ class SecurityHeaders:
                 headers["X-Content-Type-Options"] = "nosniff"
                 if console:
                     headers["Content-Security-Policy"] = CONSOLE_POLICY
-                    headers["Cache-Control"] = "no-cache"  # revalidated (ETag) on each load: a new version is never mixed with an old one
+                    headers["Cache-Control"] = (
+                        "no-cache"  # revalidated (ETag) on each load: a new version is never mixed with an old one
+                    )
                     headers["X-Frame-Options"] = "DENY"
                     headers["Referrer-Policy"] = "no-referrer"
             await send(message)
@@ -151,8 +190,16 @@ class SecurityHeaders:
 
 def _kind_from_path(path: str) -> str | None:
     """The kind of resource a creation route makes, from its path."""
-    for fragment, kind in (("/versions", "model_version"), ("/documents", "document"), ("/knowledge-bases", "knowledge_base"), ("/api-keys", "api_key"), ("/members", "member"),
-                           ("/tasks", "task"), ("/datasets", "dataset"), ("/orgs", "organization")):
+    for fragment, kind in (
+        ("/versions", "model_version"),
+        ("/documents", "document"),
+        ("/knowledge-bases", "knowledge_base"),
+        ("/api-keys", "api_key"),
+        ("/members", "member"),
+        ("/tasks", "task"),
+        ("/datasets", "dataset"),
+        ("/orgs", "organization"),
+    ):
         if fragment in path:
             return kind
     return None
@@ -160,5 +207,11 @@ def _kind_from_path(path: str) -> str | None:
 
 async def _send_json(send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -10,7 +10,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict, deque
-from typing import Annotated, Callable
+from collections.abc import Callable
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
@@ -21,16 +22,27 @@ from auth.callers import Caller, authenticate
 from core.access import Scope
 from core.errors import RateLimited, Unauthenticated
 
-PUBLIC_ROUTES = {("GET", "/healthz"), ("GET", "/metrics"), ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/refresh")}
+PUBLIC_ROUTES = {
+    ("GET", "/healthz"),
+    ("GET", "/metrics"),
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/refresh"),
+}
 
-bearer = HTTPBearer(auto_error=False, description="An access token from POST /api/v1/auth/login, or an API key (wlk_...).")
+bearer = HTTPBearer(
+    auto_error=False, description="An access token from POST /api/v1/auth/login, or an API key (wlk_...)."
+)
 
 
 def authorize(*required: Scope) -> Callable[..., Caller]:
     """A dependency: the authenticated caller, who must hold every scope in `required`."""
 
-    def dependency(request: Request, session: SessionDep, settings: SettingsDep,
-                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
+    def dependency(
+        request: Request,
+        session: SessionDep,
+        settings: SettingsDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Caller:
         if credentials is None or not credentials.credentials:
             raise Unauthenticated("authentication required: send `Authorization: Bearer <access token or API key>`")
         caller = authenticate(session, settings, credentials.credentials)
@@ -53,8 +65,13 @@ def route_scopes(route: APIRoute) -> tuple[Scope, ...] | None:
 
 
 def check_every_route_is_authorized(routes) -> None:
-    unguarded = [f"{method} {route.path}" for route in routes if isinstance(route, APIRoute) for method in route.methods
-                 if (method, route.path) not in PUBLIC_ROUTES and route_scopes(route) is None]
+    unguarded = [
+        f"{method} {route.path}"
+        for route in routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+        if (method, route.path) not in PUBLIC_ROUTES and route_scopes(route) is None
+    ]
     if unguarded:
         raise RuntimeError(f"routes without authorize(...): {', '.join(sorted(unguarded))}")
 
@@ -78,7 +95,9 @@ class LoginThrottle:
     def check(self, username: str, client: str) -> None:
         with self._lock:
             if len(self._recent((username, client))) >= self.per_minute:
-                raise RateLimited(f"too many failed logins for {username!r}: at most {self.per_minute} per minute; try again later")
+                raise RateLimited(
+                    f"too many failed logins for {username!r}: at most {self.per_minute} per minute; try again later"
+                )
 
     def failed(self, username: str, client: str) -> None:
         with self._lock:
@@ -97,12 +116,18 @@ TasksRead = Annotated[Caller, Depends(authorize(Scope.TASKS_READ))]
 TasksWrite = Annotated[Caller, Depends(authorize(Scope.TASKS_WRITE))]
 KnowledgeRead = Annotated[Caller, Depends(authorize(Scope.KNOWLEDGE_READ))]
 KnowledgeWrite = Annotated[Caller, Depends(authorize(Scope.KNOWLEDGE_WRITE))]
-KnowledgeToDataset = Annotated[Caller, Depends(authorize(Scope.KNOWLEDGE_READ, Scope.DATASETS_WRITE))]  # a dataset made from a knowledge base
+KnowledgeToDataset = Annotated[
+    Caller, Depends(authorize(Scope.KNOWLEDGE_READ, Scope.DATASETS_WRITE))
+]  # a dataset made from a knowledge base
 ModelsRead = Annotated[Caller, Depends(authorize(Scope.MODELS_READ))]
 ModelsWrite = Annotated[Caller, Depends(authorize(Scope.MODELS_WRITE))]
-ModelsRegister = Annotated[Caller, Depends(authorize(Scope.MODELS_WRITE, Scope.TASKS_READ))]  # a task's adapter as a version
+ModelsRegister = Annotated[
+    Caller, Depends(authorize(Scope.MODELS_WRITE, Scope.TASKS_READ))
+]  # a task's adapter as a version
 InferenceUse = Annotated[Caller, Depends(authorize(Scope.INFERENCE))]  # rate the serving process's answers
-QAToDataset = Annotated[Caller, Depends(authorize(Scope.MODELS_READ, Scope.DATASETS_WRITE))]  # answers with feedback become a dataset
+QAToDataset = Annotated[
+    Caller, Depends(authorize(Scope.MODELS_READ, Scope.DATASETS_WRITE))
+]  # answers with feedback become a dataset
 MembersRead = Annotated[Caller, Depends(authorize(Scope.MEMBERS_READ))]
 MembersWrite = Annotated[Caller, Depends(authorize(Scope.MEMBERS_WRITE))]
 KeysManage = Annotated[Caller, Depends(authorize(Scope.KEYS_MANAGE))]

@@ -36,7 +36,9 @@ class UserSetup:
 
 def check_username(username: str) -> str:
     if not USERNAME_PATTERN.match(username):
-        raise AccountError("username must be 2-64 characters: letters, digits, '_', '.', '-' (starting with a letter or digit)")
+        raise AccountError(
+            "username must be 2-64 characters: letters, digits, '_', '.', '-' (starting with a letter or digit)"
+        )
     return username
 
 
@@ -90,12 +92,18 @@ def add_member(session: Session, org: Organization, user: User, role: Role) -> M
 
 def owners_left(session: Session, org_id: str, without_user: str) -> int:
     return session.scalar(
-        select(func.count()).select_from(Membership).where(Membership.org_id == org_id, Membership.role == Role.OWNER.value, Membership.user_id != without_user)
+        select(func.count())
+        .select_from(Membership)
+        .where(Membership.org_id == org_id, Membership.role == Role.OWNER.value, Membership.user_id != without_user)
     )
 
 
 def set_role(session: Session, member: Membership, role: Role) -> Membership:
-    if member.role == Role.OWNER.value and role != Role.OWNER and owners_left(session, member.org_id, member.user_id) == 0:
+    if (
+        member.role == Role.OWNER.value
+        and role != Role.OWNER
+        and owners_left(session, member.org_id, member.user_id) == 0
+    ):
         raise AccountConflict("an organization needs at least one owner: make someone else owner first")
     member.role = role.value
     session.flush()
@@ -109,8 +117,11 @@ def remove_member(session: Session, member: Membership) -> None:
     if member.role == Role.OWNER.value and owners_left(session, member.org_id, member.user_id) == 0:
         raise AccountConflict("an organization needs at least one owner: make someone else owner first")
     session.get(User, member.user_id).token_version += 1
-    session.execute(update(ApiKey).where(ApiKey.org_id == member.org_id, ApiKey.created_by == member.user_id, ApiKey.revoked_at.is_(None))
-                    .values(revoked_at=utcnow()))
+    session.execute(
+        update(ApiKey)
+        .where(ApiKey.org_id == member.org_id, ApiKey.created_by == member.user_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
     session.delete(member)
     session.flush()
 
@@ -142,6 +153,9 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
 
 def memberships_of(session: Session, user_id: str) -> list[tuple[Membership, Organization]]:
     rows = session.execute(
-        select(Membership, Organization).join(Organization, Organization.id == Membership.org_id).where(Membership.user_id == user_id).order_by(Organization.name)
+        select(Membership, Organization)
+        .join(Organization, Organization.id == Membership.org_id)
+        .where(Membership.user_id == user_id)
+        .order_by(Organization.name)
     )
     return [(m, o) for m, o in rows]

@@ -32,12 +32,14 @@ class Caller:
     scopes: frozenset[Scope]
     api_key_id: str | None = None
 
-    def require(self, *required: Scope) -> "Caller":
+    def require(self, *required: Scope) -> Caller:
         """The caller itself if it holds every scope in `required`, else Forbidden naming what is missing."""
         missing = [scope.value for scope in required if scope not in self.scopes]
         if missing:
-            raise Forbidden(f"requires {', '.join(missing)}; you have role {self.role.value}"
-                            + (" through an API key with scopes " + ", ".join(sorted(self.scopes)) if self.api_key_id else ""))
+            raise Forbidden(
+                f"requires {', '.join(missing)}; you have role {self.role.value}"
+                + (" through an API key with scopes " + ", ".join(sorted(self.scopes)) if self.api_key_id else "")
+            )
         return self
 
 
@@ -77,4 +79,10 @@ def _from_api_key(session: Session, key: str) -> Caller:
     if row.last_used_at is None or now - as_utc(row.last_used_at) > LAST_USED_RESOLUTION:
         row.last_used_at = now
         session.commit()
-    return Caller(row.created_by, row.org_id, Role(member.role), key_scopes({Scope(s) for s in row.scopes}, Role(member.role)), api_key_id=row.id)
+    return Caller(
+        row.created_by,
+        row.org_id,
+        Role(member.role),
+        key_scopes({Scope(s) for s in row.scopes}, Role(member.role)),
+        api_key_id=row.id,
+    )

@@ -8,10 +8,11 @@ import os
 import platform
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
 PHASE_ACTIVITIES = ("optimize_dataset", "train_adapter", "evaluate_adapter", "build_report")
@@ -20,7 +21,12 @@ PHASE_ACTIVITIES = ("optimize_dataset", "train_adapter", "evaluate_adapter", "bu
 def machine() -> dict[str, Any]:
     import torch
 
-    info = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+    info = {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -30,7 +36,17 @@ def write_result(name: str, result: dict[str, Any], path: Path | None = None) ->
     """Write `result` with the date and the machine to `path` (default: bench/results/<name>.json) and print it."""
     path = path or RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"benchmark": name, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(), **result}, indent=2))
+    path.write_text(
+        json.dumps(
+            {
+                "benchmark": name,
+                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "machine": machine(),
+                **result,
+            },
+            indent=2,
+        )
+    )
     print(json.dumps(result, indent=2))
     print(f"wrote {path}")
     return path
@@ -50,9 +66,19 @@ def build_tiny_model(folder: Path) -> Path:
     from ml.base_model import SMOLLM2_GGUF, smollm2_dir
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir(), gguf_file=SMOLLM2_GGUF)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -60,6 +86,7 @@ def build_tiny_model(folder: Path) -> Path:
 
 
 # ---------------------------------------------------------------- histories → timings
+
 
 @dataclass
 class ActivityTiming:
@@ -112,7 +139,9 @@ class RunTiming:
     close: str | None  # completed | failed | canceled | terminated | timed_out | continued_as_new; None while running
     activities: list[ActivityTiming]
     workflow_tasks: list[WorkflowTaskTiming]  # those a worker started, in order
-    local_activities: int  # markers recorded by local activities (the database projection), which count as orchestration
+    local_activities: (
+        int  # markers recorded by local activities (the database projection), which count as orchestration
+    )
 
     @property
     def workflow_task_wait_seconds(self) -> float:
@@ -132,9 +161,13 @@ class RunTiming:
         return self.wall_seconds - sum(a.execution_seconds + a.queue_wait_seconds for a in self.activities)
 
 
-_CLOSE_EVENTS = {f"workflow_execution_{close}_event_attributes": close
-                 for close in ("completed", "failed", "canceled", "terminated", "timed_out", "continued_as_new")}
-_ACTIVITY_CLOSE_EVENTS = {f"activity_task_{outcome}_event_attributes": outcome for outcome in ("completed", "failed", "timed_out", "canceled")}
+_CLOSE_EVENTS = {
+    f"workflow_execution_{close}_event_attributes": close
+    for close in ("completed", "failed", "canceled", "terminated", "timed_out", "continued_as_new")
+}
+_ACTIVITY_CLOSE_EVENTS = {
+    f"activity_task_{outcome}_event_attributes": outcome for outcome in ("completed", "failed", "timed_out", "canceled")
+}
 
 
 def run_timing(events: Iterable) -> RunTiming:
@@ -155,7 +188,11 @@ def run_timing(events: Iterable) -> RunTiming:
             scheduled_tasks[event.event_id] = at
         elif kind == "workflow_task_started_event_attributes":
             workflow_tasks[event.event_id] = WorkflowTaskTiming(scheduled_tasks[attrs.scheduled_event_id], at)
-        elif kind in ("workflow_task_completed_event_attributes", "workflow_task_failed_event_attributes", "workflow_task_timed_out_event_attributes"):
+        elif kind in (
+            "workflow_task_completed_event_attributes",
+            "workflow_task_failed_event_attributes",
+            "workflow_task_timed_out_event_attributes",
+        ):
             if attrs.started_event_id in workflow_tasks:  # (one that timed out before a worker started it has none)
                 workflow_tasks[attrs.started_event_id].closed = at
         elif kind == "marker_recorded_event_attributes":
@@ -163,9 +200,15 @@ def run_timing(events: Iterable) -> RunTiming:
         elif kind == "activity_task_scheduled_event_attributes":
             activities[event.event_id] = ActivityTiming(attrs.activity_type.name, attrs.task_queue.name, at)
         elif kind == "activity_task_started_event_attributes":
-            activities[attrs.scheduled_event_id].started, activities[attrs.scheduled_event_id].attempt = at, attrs.attempt
+            activities[attrs.scheduled_event_id].started, activities[attrs.scheduled_event_id].attempt = (
+                at,
+                attrs.attempt,
+            )
         elif kind in _ACTIVITY_CLOSE_EVENTS:
-            activities[attrs.scheduled_event_id].closed, activities[attrs.scheduled_event_id].outcome = at, _ACTIVITY_CLOSE_EVENTS[kind]
+            activities[attrs.scheduled_event_id].closed, activities[attrs.scheduled_event_id].outcome = (
+                at,
+                _ACTIVITY_CLOSE_EVENTS[kind],
+            )
     if started is None:
         raise ValueError("a history without its WorkflowExecutionStarted event")
     return RunTiming(started, closed, close, list(activities.values()), list(workflow_tasks.values()), markers)
@@ -182,5 +225,9 @@ async def workflow_runs(client, workflow_id: str) -> list[RunTiming]:
 
 async def seconds_inside_phases(client, workflow_id: str) -> float:
     """Time between ActivityTaskStarted and its completion for the phase activities, over every run of the workflow."""
-    return sum(a.execution_seconds for run in await workflow_runs(client, workflow_id) for a in run.activities
-               if a.outcome == "completed" and a.name in PHASE_ACTIVITIES)
+    return sum(
+        a.execution_seconds
+        for run in await workflow_runs(client, workflow_id)
+        for a in run.activities
+        if a.outcome == "completed" and a.name in PHASE_ACTIVITIES
+    )

@@ -45,7 +45,7 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,9 @@ class RunFigures:
     retries: int
     start_delay_seconds: float | None  # start request sent → WorkflowExecutionStarted
     closed_at: datetime | None = None
-    workflow_tasks_ms: list[tuple[float, float]] = field(default_factory=list)  # each workflow task's (wait, processing), in order
+    workflow_tasks_ms: list[tuple[float, float]] = field(
+        default_factory=list
+    )  # each workflow task's (wait, processing), in order
     problems: list[str] = field(default_factory=list)
     activities: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -98,7 +100,7 @@ class RunFigures:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -115,7 +117,11 @@ def percentile(values: list[float], q: float) -> float | None:
 def spread(values: list[float], digits: int = 1) -> dict[str, float | None]:
     if not values:
         return {"median": None, "p95": None, "max": None}
-    return {"median": round(statistics.median(values), digits), "p95": round(percentile(values, 95), digits), "max": round(max(values), digits)}
+    return {
+        "median": round(statistics.median(values), digits),
+        "p95": round(percentile(values, 95), digits),
+        "max": round(max(values), digits),
+    }
 
 
 def run_figures(started: Started, runs: list[RunTiming], db_status: str | None) -> RunFigures:
@@ -138,17 +144,35 @@ def run_figures(started: Started, runs: list[RunTiming], db_status: str | None) 
     elif DB_STATUS_OF_CLOSE.get(last.close) != db_status:
         problems.append(f"database says {db_status}, Temporal {last.close}")
     return RunFigures(
-        task_id=started.task_id, db_status=db_status, close=last.close if last else None, wall_seconds=round(wall, 3),
-        execution_seconds=round(execution, 3), queue_wait_seconds=round(waiting, 3),
+        task_id=started.task_id,
+        db_status=db_status,
+        close=last.close if last else None,
+        wall_seconds=round(wall, 3),
+        execution_seconds=round(execution, 3),
+        queue_wait_seconds=round(waiting, 3),
         workflow_task_wait_seconds=round(sum(run.workflow_task_wait_seconds for run in runs), 3),
         workflow_task_seconds=round(sum(run.workflow_task_seconds for run in runs), 3),
         overhead_ms_per_phase=round(1000 * (wall - execution - waiting) / PHASES, 1) if closed else None,
         retries=sum(1 for a in activities if a.attempt > 1),
-        start_delay_seconds=round((runs[0].started - started.requested_at).total_seconds(), 3) if runs and started.requested_at else None,
-        closed_at=last.closed if closed else None, problems=problems,
-        workflow_tasks_ms=[(round(1000 * t.wait_seconds, 1), round(1000 * t.processing_seconds, 1)) for run in runs for t in run.workflow_tasks],
-        activities={a.name: {"execution_seconds": round(a.execution_seconds, 3), "queue_wait_seconds": round(a.queue_wait_seconds, 3),
-                             "attempt": a.attempt, "task_queue": a.task_queue} for a in activities},
+        start_delay_seconds=round((runs[0].started - started.requested_at).total_seconds(), 3)
+        if runs and started.requested_at
+        else None,
+        closed_at=last.closed if closed else None,
+        problems=problems,
+        workflow_tasks_ms=[
+            (round(1000 * t.wait_seconds, 1), round(1000 * t.processing_seconds, 1))
+            for run in runs
+            for t in run.workflow_tasks
+        ],
+        activities={
+            a.name: {
+                "execution_seconds": round(a.execution_seconds, 3),
+                "queue_wait_seconds": round(a.queue_wait_seconds, 3),
+                "attempt": a.attempt,
+                "task_queue": a.task_queue,
+            }
+            for a in activities
+        },
     )
 
 
@@ -158,9 +182,12 @@ def by_activity(figures: list[RunFigures]) -> dict[str, dict[str, Any]]:
     out = {}
     for name in names:
         rows = [f.activities[name] for f in figures if name in f.activities]
-        out[name] = {"task_queue": rows[0]["task_queue"], "execution_seconds": spread([r["execution_seconds"] for r in rows], 3),
-                     "queue_wait_seconds": spread([r["queue_wait_seconds"] for r in rows], 3),
-                     "execution_seconds_sum": round(sum(r["execution_seconds"] for r in rows), 2)}
+        out[name] = {
+            "task_queue": rows[0]["task_queue"],
+            "execution_seconds": spread([r["execution_seconds"] for r in rows], 3),
+            "queue_wait_seconds": spread([r["queue_wait_seconds"] for r in rows], 3),
+            "execution_seconds_sum": round(sum(r["execution_seconds"] for r in rows), 2),
+        }
     return out
 
 
@@ -168,11 +195,19 @@ def by_workflow_task(figures: list[RunFigures]) -> list[dict[str, Any]]:
     """Per workflow task, in the order of the run (the first is the run's start): median and max of its wait and processing
     over the runs, in ms. Where the overhead at load goes: spread over the run, or in the tasks that met the others."""
     count = min((len(f.workflow_tasks_ms) for f in figures), default=0)
-    return [{"workflow_task": i + 1, "wait_ms": spread([f.workflow_tasks_ms[i][0] for f in figures]),
-             "processing_ms": spread([f.workflow_tasks_ms[i][1] for f in figures])} for i in range(count)]
+    return [
+        {
+            "workflow_task": i + 1,
+            "wait_ms": spread([f.workflow_tasks_ms[i][0] for f in figures]),
+            "processing_ms": spread([f.workflow_tasks_ms[i][1] for f in figures]),
+        }
+        for i in range(count)
+    ]
 
 
-START_WORKFLOW_TASKS = 2  # a standard run's first two workflow tasks: its start (project it, schedule optimize), then schedule train
+START_WORKFLOW_TASKS = (
+    2  # a standard run's first two workflow tasks: its start (project it, schedule optimize), then schedule train
+)
 
 
 def start_and_rest(figure: RunFigures) -> tuple[float, float]:
@@ -194,7 +229,12 @@ def summarize(figures: list[RunFigures]) -> dict[str, Any]:
         "overhead_parts_ms_per_phase": {
             "workflow_task_wait": spread([1000 * f.workflow_task_wait_seconds / PHASES for f in closed]),
             "workflow_task_processing": spread([1000 * f.workflow_task_seconds / PHASES for f in closed]),
-            "between_events": spread([f.overhead_ms_per_phase - 1000 * (f.workflow_task_wait_seconds + f.workflow_task_seconds) / PHASES for f in closed]),
+            "between_events": spread(
+                [
+                    f.overhead_ms_per_phase - 1000 * (f.workflow_task_wait_seconds + f.workflow_task_seconds) / PHASES
+                    for f in closed
+                ]
+            ),
         },
         "start_ms": spread([start for start, _ in split]),
         "overhead_after_start_ms_per_phase": spread([rest for _, rest in split]),
@@ -206,10 +246,23 @@ def summarize(figures: list[RunFigures]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the API side
 
+
 async def create_and_start(api: httpx.AsyncClient, dataset_id: str, model_dir: Path, names: list[str]) -> list[Started]:
     """Create the tasks, then send every start request at once."""
-    created = await asyncio.gather(*(api.post("/api/v1/tasks/standard", json={
-        "task_name": name, "model_name": str(model_dir), "dataset_id": dataset_id, "hyperparameters": TINY_HYPERPARAMETERS}) for name in names))
+    created = await asyncio.gather(
+        *(
+            api.post(
+                "/api/v1/tasks/standard",
+                json={
+                    "task_name": name,
+                    "model_name": str(model_dir),
+                    "dataset_id": dataset_id,
+                    "hyperparameters": TINY_HYPERPARAMETERS,
+                },
+            )
+            for name in names
+        )
+    )
     for response in created:
         if response.status_code != 201:
             raise SystemExit(f"creating a task answered {response.status_code}: {response.text}")
@@ -258,13 +311,17 @@ async def figures_of(api: httpx.AsyncClient, client, tasks: list[Started]) -> li
         figure = run_figures(task, await workflow_runs(client, task.task_id), statuses.get(task.task_id))
         if figure.db_status == "COMPLETED":
             executions = (await api.get(f"/api/v1/tasks/{task.task_id}/executions")).json()
-            if [(e["phase"], e["status"]) for e in executions] != [(p, "COMPLETED") for p in ("OPTIMIZING", "TRAINING", "EVALUATING")]:
+            if [(e["phase"], e["status"]) for e in executions] != [
+                (p, "COMPLETED") for p in ("OPTIMIZING", "TRAINING", "EVALUATING")
+            ]:
                 figure.problems.append(f"executions: {[(e['phase'], e['status']) for e in executions]}")
         figures.append(figure)
     return figures
 
 
-async def run_batch(api, client, dataset_id: str, model_dir: Path, names: list[str], timeout: float) -> tuple[list[Started], list[RunFigures]]:
+async def run_batch(
+    api, client, dataset_id: str, model_dir: Path, names: list[str], timeout: float
+) -> tuple[list[Started], list[RunFigures]]:
     tasks = await create_and_start(api, dataset_id, model_dir, names)
     await wait_terminal(api, tasks, timeout)
     return tasks, await figures_of(api, client, tasks)
@@ -272,12 +329,27 @@ async def run_batch(api, client, dataset_id: str, model_dir: Path, names: list[s
 
 # ---------------------------------------------------------------- the measurement
 
-async def measure(settings: Settings, model_dir: Path, dataset: Path, n_tasks: int, single_runs: int, settle: float, timeout: float | None) -> dict:
+
+async def measure(
+    settings: Settings,
+    model_dir: Path,
+    dataset: Path,
+    n_tasks: int,
+    single_runs: int,
+    settle: float,
+    timeout: float | None,
+) -> dict:
     base = f"http://{settings.api_host}:{settings.api_port}"
     async with httpx.AsyncClient(base_url=base, timeout=120) as api:
-        login = await api.post("/api/v1/auth/login", json={"username": settings.dev_username, "password": settings.dev_password})
-        api.headers["Authorization"] = f"Bearer {login.raise_for_status().json()['access_token']}"  # it lives the whole bench (stack_settings)
-        uploaded = await api.post("/api/v1/datasets", files={"file": (dataset.name, dataset.read_bytes())}, data={"name": "concurrent runs"})
+        login = await api.post(
+            "/api/v1/auth/login", json={"username": settings.dev_username, "password": settings.dev_password}
+        )
+        api.headers["Authorization"] = (
+            f"Bearer {login.raise_for_status().json()['access_token']}"  # it lives the whole bench (stack_settings)
+        )
+        uploaded = await api.post(
+            "/api/v1/datasets", files={"file": (dataset.name, dataset.read_bytes())}, data={"name": "concurrent runs"}
+        )
         dataset_id = uploaded.raise_for_status().json()["dataset_id"]
         client = await connect(settings)
 
@@ -286,7 +358,10 @@ async def measure(settings: Settings, model_dir: Path, dataset: Path, n_tasks: i
             await asyncio.sleep(settle)
             _, figures = await run_batch(api, client, dataset_id, model_dir, [f"single {i + 1}"], 600)
             singles += figures
-            print(f"single run {i + 1}: {figures[0].db_status}, wall {figures[0].wall_seconds} s, overhead {figures[0].overhead_ms_per_phase} ms/phase", flush=True)
+            print(
+                f"single run {i + 1}: {figures[0].db_status}, wall {figures[0].wall_seconds} s, overhead {figures[0].overhead_ms_per_phase} ms/phase",
+                flush=True,
+            )
         reference = singles[1:] if len(singles) > 1 else singles  # the first pays the workers' warm-up
         reference_wall = statistics.median(f.wall_seconds for f in reference)
         timeout = timeout or 300 + 3 * n_tasks * reference_wall
@@ -294,7 +369,9 @@ async def measure(settings: Settings, model_dir: Path, dataset: Path, n_tasks: i
         await asyncio.sleep(settle)
         print(f"starting {n_tasks} tasks at once (timeout {timeout:.0f} s)", flush=True)
         clock = time.monotonic()
-        tasks, load = await run_batch(api, client, dataset_id, model_dir, [f"concurrent {i + 1}" for i in range(n_tasks)], timeout)
+        tasks, load = await run_batch(
+            api, client, dataset_id, model_dir, [f"concurrent {i + 1}" for i in range(n_tasks)], timeout
+        )
         print(f"load done in {time.monotonic() - clock:.0f} s", flush=True)
 
     first_request = min(t.requested_at for t in tasks)
@@ -312,23 +389,36 @@ async def measure(settings: Settings, model_dir: Path, dataset: Path, n_tasks: i
         for a in f.activities.values():
             per_queue[a["task_queue"]] += a["execution_seconds"]
     return {
-        "settings": {"tasks": n_tasks, "single_runs": single_runs, "warm_up_runs_excluded": len(singles) - len(reference), "settle_seconds": settle,
-                     "timeout_seconds": round(timeout), "hyperparameters": TINY_HYPERPARAMETERS, "model": "2-layer Llama, random weights, SmolLM2 tokenizer",
-                     "dataset": f"{dataset.name}: 48 generated question/answer rows (tests/e2e/support.write_dataset)",
-                     "stack": "cli.stack.Stack: temporal dev server (SQLite file), wlops api over HTTP, wlops serve (idle), one wlops worker process per pool",
-                     "concurrency": {"optimize": settings.optimize_concurrency, "train": settings.train_concurrency,
-                                     "evaluate": settings.evaluate_concurrency, "bookkeeping": settings.bookkeeping_concurrency},
-                     "max_running_tasks_per_org": settings.max_running_tasks_per_org,
-                     "access_token_minutes": settings.access_token_minutes, "database": "SQLite", "object_store": "local directory"},
+        "settings": {
+            "tasks": n_tasks,
+            "single_runs": single_runs,
+            "warm_up_runs_excluded": len(singles) - len(reference),
+            "settle_seconds": settle,
+            "timeout_seconds": round(timeout),
+            "hyperparameters": TINY_HYPERPARAMETERS,
+            "model": "2-layer Llama, random weights, SmolLM2 tokenizer",
+            "dataset": f"{dataset.name}: 48 generated question/answer rows (tests/e2e/support.write_dataset)",
+            "stack": "cli.stack.Stack: temporal dev server (SQLite file), wlops api over HTTP, wlops serve (idle), one wlops worker process per pool",
+            "concurrency": {
+                "optimize": settings.optimize_concurrency,
+                "train": settings.train_concurrency,
+                "evaluate": settings.evaluate_concurrency,
+                "bookkeeping": settings.bookkeeping_concurrency,
+            },
+            "max_running_tasks_per_org": settings.max_running_tasks_per_org,
+            "access_token_minutes": settings.access_token_minutes,
+            "database": "SQLite",
+            "object_store": "local directory",
+        },
         "definitions": {
             "wall": "per run: WorkflowExecutionStarted -> the workflow's close event",
             "execution": "per run: sum over its activities (phases and bookkeeping) of ActivityTaskStarted -> the activity's close event",
             "queue_wait": "per run: sum of ActivityTaskScheduled -> ActivityTaskStarted (waiting for a free worker slot)",
             "overhead_ms_per_phase": "per run: (wall - execution - queue_wait) / 3 phases; includes workflow tasks and the database projection",
             "overhead_parts_ms_per_phase": "the overhead split per phase: workflow_task_wait (WorkflowTaskScheduled -> Started, the workflow "
-                                           "worker's queue), workflow_task_processing (WorkflowTaskStarted -> Completed: workflow code and the "
-                                           "database projection's local activities it waits for) and between_events (the rest: the server's "
-                                           "and the SDK's round trips between one event and the next)",
+            "worker's queue), workflow_task_processing (WorkflowTaskStarted -> Completed: workflow code and the "
+            "database projection's local activities it waits for) and between_events (the rest: the server's "
+            "and the SDK's round trips between one event and the next)",
             "start": f"per run: its first {START_WORKFLOW_TASKS} workflow tasks, wait + processing (the start, then scheduling train)",
             "overhead_after_start_ms_per_phase": "per run: the overhead per phase less the start's share (start / 3)",
             "by_workflow_task": "per workflow task of a run, in order: median, p95 and max of its wait and processing over the runs",
@@ -339,8 +429,14 @@ async def measure(settings: Settings, model_dir: Path, dataset: Path, n_tasks: i
         "single": {**single_summary, "warm_up": singles[0].as_json() if len(singles) > 1 else None},
         "load": {
             **load_summary,
-            "completed": completed, "failed": failed, "lost": len(lost), "lost_details": lost,
-            "start_requests": {"status_codes": dict(Counter(str(t.start_status) for t in tasks)), "latency_ms": spread([t.start_ms for t in tasks])},
+            "completed": completed,
+            "failed": failed,
+            "lost": len(lost),
+            "lost_details": lost,
+            "start_requests": {
+                "status_codes": dict(Counter(str(t.start_status) for t in tasks)),
+                "latency_ms": spread([t.start_ms for t in tasks]),
+            },
             "makespan_seconds": round(makespan, 2) if makespan else None,
             "api_observed_makespan_seconds": round((max(seen) - first_request).total_seconds(), 2) if seen else None,
             "activity_execution_seconds_sum": round(activity_sum, 2),
@@ -350,16 +446,21 @@ async def measure(settings: Settings, model_dir: Path, dataset: Path, n_tasks: i
             "retries": sum(f.retries for f in load),
         },
         "target": {
-            "completed": f"{completed} of {n_tasks}", "lost": len(lost),
+            "completed": f"{completed} of {n_tasks}",
+            "lost": len(lost),
             "overhead_ratio_median": ratio,
-            "overhead_ratio_p95": _ratio(load_summary["overhead_ms_per_phase"]["p95"], single_summary["overhead_ms_per_phase"]["p95"]),
+            "overhead_ratio_p95": _ratio(
+                load_summary["overhead_ms_per_phase"]["p95"], single_summary["overhead_ms_per_phase"]["p95"]
+            ),
             "limit": TARGET_RATIO,
             "passes": completed == n_tasks and not lost and ratio is not None and ratio < TARGET_RATIO,
             "rule": f"{n_tasks} of {n_tasks} COMPLETED, none lost, and the median overhead per phase at load under {TARGET_RATIO}x the single runs' median",
             "split": {  # where the ratio comes from: the runs' start, where they meet, and the rest of their lives
                 "start_ratio_median": _ratio(load_summary["start_ms"]["median"], single_summary["start_ms"]["median"]),
-                "after_start_ratio_median": _ratio(load_summary["overhead_after_start_ms_per_phase"]["median"],
-                                                   single_summary["overhead_after_start_ms_per_phase"]["median"]),
+                "after_start_ratio_median": _ratio(
+                    load_summary["overhead_after_start_ms_per_phase"]["median"],
+                    single_summary["overhead_after_start_ms_per_phase"]["median"],
+                ),
             },
         },
         "runs": {"single": [f.as_json() for f in singles], "load": [f.as_json() for f in load]},
@@ -376,7 +477,12 @@ def temporal_in_memory(settings: Settings, wanted: bool):
     if not wanted:
         yield settings
         return
-    server = subprocess.Popen(temporal_dev_server(settings, None), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        temporal_dev_server(settings, None),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_for_port(settings.temporal_port, 60, server)
         os.environ["WLOPS_TEMPORAL_ADDRESS"] = f"127.0.0.1:{settings.temporal_port}"
@@ -392,8 +498,14 @@ def extra_control_workers(stack: Stack, count: int):
     processes = []
     for i in range(count):
         log = open(stack.log_dir / f"worker-control-{i + 2}.log", "ab")
-        processes.append(subprocess.Popen([sys.executable, "-m", "cli.main", "worker", "--pool", "control", "--metrics-port", "0"],
-                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "worker", "--pool", "control", "--metrics-port", "0"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
     try:
         yield
     finally:
@@ -407,21 +519,53 @@ def stack_settings(data_dir: Path, n_tasks: int) -> Settings:
     directory, room for every task to run, and an access token that outlives the bench."""
     for name in ("WLOPS_TEMPORAL_ADDRESS", "WLOPS_DATABASE_URL", "WLOPS_S3_ENDPOINT", "WLOPS_MODEL_CACHE"):
         os.environ.pop(name, None)
-    os.environ.update({"WLOPS_DATA_DIR": str(data_dir), "WLOPS_MAX_RUNNING_TASKS_PER_ORG": str(n_tasks + 1), "WLOPS_ACCESS_TOKEN_MINUTES": "1440",
-                       **{f"WLOPS_{port}": str(free_port()) for port in ("TEMPORAL_PORT", "TEMPORAL_UI_PORT", "API_PORT", "SERVE_PORT")}})
+    os.environ.update(
+        {
+            "WLOPS_DATA_DIR": str(data_dir),
+            "WLOPS_MAX_RUNNING_TASKS_PER_ORG": str(n_tasks + 1),
+            "WLOPS_ACCESS_TOKEN_MINUTES": "1440",
+            **{
+                f"WLOPS_{port}": str(free_port())
+                for port in ("TEMPORAL_PORT", "TEMPORAL_UI_PORT", "API_PORT", "SERVE_PORT")
+            },
+        }
+    )
     return Settings()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=50)
-    parser.add_argument("--single-runs", type=int, default=5, help="single runs before the load; the first is the warm-up")
-    parser.add_argument("--settle-seconds", type=float, default=2.0, help="pause before each single run and before the load")
-    parser.add_argument("--timeout", type=float, default=None, help="seconds the load may take (default 300 + 3 x tasks x a single run's wall)")
+    parser.add_argument(
+        "--single-runs", type=int, default=5, help="single runs before the load; the first is the warm-up"
+    )
+    parser.add_argument(
+        "--settle-seconds", type=float, default=2.0, help="pause before each single run and before the load"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds the load may take (default 300 + 3 x tasks x a single run's wall)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "concurrent_runs.json")
-    parser.add_argument("--temporal-in-memory", action="store_true", help="the Temporal dev server without its SQLite file (make dev keeps one)")
-    parser.add_argument("--control-workers", type=int, default=1, help="processes of the control pool (workflows and bookkeeping); the stack runs one")
-    parser.add_argument("--keep", type=Path, default=None, help="put the stack's files (logs, databases) here and keep them (default: a temporary directory)")
+    parser.add_argument(
+        "--temporal-in-memory",
+        action="store_true",
+        help="the Temporal dev server without its SQLite file (make dev keeps one)",
+    )
+    parser.add_argument(
+        "--control-workers",
+        type=int,
+        default=1,
+        help="processes of the control pool (workflows and bookkeeping); the stack runs one",
+    )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="put the stack's files (logs, databases) here and keep them (default: a temporary directory)",
+    )
     args = parser.parse_args()
     clock, load_before = time.monotonic(), os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="wlops-concurrent-") as tmp:
@@ -429,14 +573,24 @@ def main() -> None:
         model_dir = build_tiny_model(Path(tmp) / "tiny-model")
         dataset = write_dataset(Path(tmp) / "faq.jsonl")
         settings = stack_settings(data_dir, args.tasks)
-        with temporal_in_memory(settings, args.temporal_in_memory) as settings, Stack(settings) as stack, \
-                extra_control_workers(stack, args.control_workers - 1):
-            result = asyncio.run(measure(settings, model_dir, dataset, args.tasks, args.single_runs, args.settle_seconds, args.timeout))
+        with (
+            temporal_in_memory(settings, args.temporal_in_memory) as settings,
+            Stack(settings) as stack,
+            extra_control_workers(stack, args.control_workers - 1),
+        ):
+            result = asyncio.run(
+                measure(settings, model_dir, dataset, args.tasks, args.single_runs, args.settle_seconds, args.timeout)
+            )
         result["settings"]["control_worker_processes"] = args.control_workers
-        result["settings"]["temporal_persistence"] = "in memory" if args.temporal_in_memory else "SQLite file (as make dev)"
+        result["settings"]["temporal_persistence"] = (
+            "in memory" if args.temporal_in_memory else "SQLite file (as make dev)"
+        )
     result["settings"]["bench_seconds"] = round(time.monotonic() - clock)
-    result["machine_notes"] = {"load_average_before": [round(x, 2) for x in load_before], "load_average_after": [round(x, 2) for x in os.getloadavg()],
-                               "note": "a shared 2-core machine: other work may run beside the bench (see the load averages)"}
+    result["machine_notes"] = {
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "note": "a shared 2-core machine: other work may run beside the bench (see the load averages)",
+    }
     write_result("concurrent_runs", result, args.out)
 
 

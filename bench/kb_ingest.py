@@ -22,22 +22,146 @@ import numpy as np
 from bench.common import write_result
 from core.settings import configure_process_environment
 
-PRODUCTS = ["Arvo", "Brisk", "Cobalt", "Dune", "Ember", "Fjord", "Granite", "Harbor", "Iris", "Juniper", "Kestrel", "Lumen", "Mosaic",
-            "Nimbus", "Onyx", "Pylon", "Quartz", "Ridge", "Sable", "Tundra"]
-PARTS = ["scheduler", "gateway", "indexer", "vault", "relay", "console", "agent", "mirror", "ledger", "probe", "broker", "cache"]
-VERBS = ["restarts", "rotates", "compresses", "encrypts", "replicates", "verifies", "throttles", "archives", "rebalances", "snapshots"]
+PRODUCTS = [
+    "Arvo",
+    "Brisk",
+    "Cobalt",
+    "Dune",
+    "Ember",
+    "Fjord",
+    "Granite",
+    "Harbor",
+    "Iris",
+    "Juniper",
+    "Kestrel",
+    "Lumen",
+    "Mosaic",
+    "Nimbus",
+    "Onyx",
+    "Pylon",
+    "Quartz",
+    "Ridge",
+    "Sable",
+    "Tundra",
+]
+PARTS = [
+    "scheduler",
+    "gateway",
+    "indexer",
+    "vault",
+    "relay",
+    "console",
+    "agent",
+    "mirror",
+    "ledger",
+    "probe",
+    "broker",
+    "cache",
+]
+VERBS = [
+    "restarts",
+    "rotates",
+    "compresses",
+    "encrypts",
+    "replicates",
+    "verifies",
+    "throttles",
+    "archives",
+    "rebalances",
+    "snapshots",
+]
 UNITS = ["seconds", "minutes", "hours", "days", "weeks"]
-WORDS = ("alpha amber anchor arch atlas beacon birch blade bloom bolt breeze canyon cedar chord cinder cliff clover comet coral crest "
-         "delta drift ember fable falcon fern flint forge frost glade glyph grove harbor hazel helix hollow indigo ivory jade jasper "
-         "kelp lagoon lantern lark laurel lotus lunar maple marble meadow mesa mist nectar nova oasis opal orbit pebble pine plume "
-         "prism quill raven reef ripple river sage shale sierra slate sonnet spruce summit tide timber topaz trail vale velvet willow").split()
+WORDS = [
+    "alpha",
+    "amber",
+    "anchor",
+    "arch",
+    "atlas",
+    "beacon",
+    "birch",
+    "blade",
+    "bloom",
+    "bolt",
+    "breeze",
+    "canyon",
+    "cedar",
+    "chord",
+    "cinder",
+    "cliff",
+    "clover",
+    "comet",
+    "coral",
+    "crest",
+    "delta",
+    "drift",
+    "ember",
+    "fable",
+    "falcon",
+    "fern",
+    "flint",
+    "forge",
+    "frost",
+    "glade",
+    "glyph",
+    "grove",
+    "harbor",
+    "hazel",
+    "helix",
+    "hollow",
+    "indigo",
+    "ivory",
+    "jade",
+    "jasper",
+    "kelp",
+    "lagoon",
+    "lantern",
+    "lark",
+    "laurel",
+    "lotus",
+    "lunar",
+    "maple",
+    "marble",
+    "meadow",
+    "mesa",
+    "mist",
+    "nectar",
+    "nova",
+    "oasis",
+    "opal",
+    "orbit",
+    "pebble",
+    "pine",
+    "plume",
+    "prism",
+    "quill",
+    "raven",
+    "reef",
+    "ripple",
+    "river",
+    "sage",
+    "shale",
+    "sierra",
+    "slate",
+    "sonnet",
+    "spruce",
+    "summit",
+    "tide",
+    "timber",
+    "topaz",
+    "trail",
+    "vale",
+    "velvet",
+    "willow",
+]
 
 
 def sentence(rng: random.Random) -> str:
     product, part, verb = rng.choice(PRODUCTS), rng.choice(PARTS), rng.choice(VERBS)
     detail = " ".join(rng.choices(WORDS, k=rng.randint(3, 7)))
-    return (f"The {product} {part} {verb} the {detail} store every {rng.randint(2, 90)} {rng.choice(UNITS)} "
-            f"unless option {part}_{rng.randint(1, 999)} is set to {rng.randint(1, 5000)}.")
+    return (
+        f"The {product} {part} {verb} the {detail} store every {rng.randint(2, 90)} {rng.choice(UNITS)} "
+        f"unless option {part}_{rng.randint(1, 999)} is set to {rng.randint(1, 5000)}."
+    )
 
 
 def document(rng: random.Random, number: int) -> str:
@@ -75,14 +199,21 @@ def measure_throughput(megabytes: float) -> dict:
     texts = [embedding_text(c.heading_path, c.text) for c in chunks]
     started = time.perf_counter()
     for start in range(0, len(texts), 256):  # the same batches the build uses
-        embed(texts[start:start + 256])
+        embed(texts[start : start + 256])
     raw = time.perf_counter() - started
     tokens = [count_tokens(t) for t in texts[:2000]]
     return {
-        "documents": len(files), "megabytes": round(sum(map(len, files)) / 1e6, 2), "chunks": len(chunks),
-        "mean_chunk_tokens": round(float(np.mean(tokens)), 1), "end_to_end_seconds": round(end_to_end, 1), "raw_embedding_seconds": round(raw, 1),
-        "end_to_end_chunks_per_second": round(len(chunks) / end_to_end, 1), "raw_embedding_chunks_per_second": round(len(chunks) / raw, 1),
-        "ratio": round(raw / end_to_end, 3), "target_ratio": 0.7, "stage_seconds": outcome.seconds,
+        "documents": len(files),
+        "megabytes": round(sum(map(len, files)) / 1e6, 2),
+        "chunks": len(chunks),
+        "mean_chunk_tokens": round(float(np.mean(tokens)), 1),
+        "end_to_end_seconds": round(end_to_end, 1),
+        "raw_embedding_seconds": round(raw, 1),
+        "end_to_end_chunks_per_second": round(len(chunks) / end_to_end, 1),
+        "raw_embedding_chunks_per_second": round(len(chunks) / raw, 1),
+        "ratio": round(raw / end_to_end, 3),
+        "target_ratio": 0.7,
+        "stage_seconds": outcome.seconds,
     }
 
 
@@ -108,7 +239,7 @@ def measure_search(n_chunks: int, n_queries: int, sizes: list[int]) -> dict:
             seen.add(text)
             texts.append(text)
     started = time.perf_counter()
-    vectors = np.concatenate([embed(texts[i:i + 512]) for i in range(0, len(texts), 512)])
+    vectors = np.concatenate([embed(texts[i : i + 512]) for i in range(0, len(texts), 512)])
     embedding_seconds = time.perf_counter() - started
     corpus_vectors, queries = vectors[:n_chunks], vectors[n_chunks:]
     rows = []
@@ -120,12 +251,30 @@ def measure_search(n_chunks: int, n_queries: int, sizes: list[int]) -> dict:
         exact, flat_seconds = latencies(flat, queries, 10)
         approximate, hnsw_seconds = latencies(hnsw, queries, 10)
         recall = float(np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approximate, exact)]))
-        p = {name: {q: round(1000 * float(np.percentile(s, q)), 3) for q in (50, 99)} for name, s in (("flat", flat_seconds), ("hnsw", hnsw_seconds))}
-        rows.append({"chunks": size, "flat_ms": p["flat"], "hnsw_ms": p["hnsw"], "hnsw_recall_at_10": round(recall, 4),
-                     "p99_speedup": round(p["flat"][99] / p["hnsw"][99], 2), "hnsw_build_seconds": round(build_seconds, 2)})
+        p = {
+            name: {q: round(1000 * float(np.percentile(s, q)), 3) for q in (50, 99)}
+            for name, s in (("flat", flat_seconds), ("hnsw", hnsw_seconds))
+        }
+        rows.append(
+            {
+                "chunks": size,
+                "flat_ms": p["flat"],
+                "hnsw_ms": p["hnsw"],
+                "hnsw_recall_at_10": round(recall, 4),
+                "p99_speedup": round(p["flat"][99] / p["hnsw"][99], 2),
+                "hnsw_build_seconds": round(build_seconds, 2),
+            }
+        )
     largest = rows[-1]
-    return {"queries": n_queries, "k": 10, "hnsw_ef_search": HNSW_EF_SEARCH, "embedding_seconds": round(embedding_seconds, 1), "by_size": rows,
-            "at_largest": largest, "meets_target": largest["hnsw_recall_at_10"] >= 0.95 and largest["p99_speedup"] >= 5}
+    return {
+        "queries": n_queries,
+        "k": 10,
+        "hnsw_ef_search": HNSW_EF_SEARCH,
+        "embedding_seconds": round(embedding_seconds, 1),
+        "by_size": rows,
+        "at_largest": largest,
+        "meets_target": largest["hnsw_recall_at_10"] >= 0.95 and largest["p99_speedup"] >= 5,
+    }
 
 
 def main() -> None:

@@ -44,7 +44,9 @@ from tests.workflows.fakes import FakePhases, running_workers
 
 
 async def measure(iterations: int, repeats: int, settle_seconds: float) -> dict:
-    env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_binary(), dev_server_log_level="error")
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(), dev_server_log_level="error"
+    )
     runs = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -57,31 +59,63 @@ async def measure(iterations: int, repeats: int, settle_seconds: float) -> dict:
                     await asyncio.sleep(settle_seconds)
                     task = make_task(ctx, mode=mode, max_iterations=n)
                     started = time.perf_counter()
-                    await (await env.client.start_workflow("FineTuningWorkflow", workflow_input(task, ctx.settings), id=task.id,
-                                                           task_queue=TASK_QUEUE_WORKFLOWS, result_type=FineTuningResult)).result()
+                    await (
+                        await env.client.start_workflow(
+                            "FineTuningWorkflow",
+                            workflow_input(task, ctx.settings),
+                            id=task.id,
+                            task_queue=TASK_QUEUE_WORKFLOWS,
+                            result_type=FineTuningResult,
+                        )
+                    ).result()
                     wall = time.perf_counter() - started
                     inside = await seconds_inside_phases(env.client, task.id)
-                    runs.append({"mode": mode.value, "iterations": n, "phases": 3 * n, "wall_seconds": round(wall, 3),
-                                 "inside_activities_seconds": round(inside, 4), "overhead_ms_per_phase": round(1000 * (wall - inside) / (3 * n), 1)})
+                    runs.append(
+                        {
+                            "mode": mode.value,
+                            "iterations": n,
+                            "phases": 3 * n,
+                            "wall_seconds": round(wall, 3),
+                            "inside_activities_seconds": round(inside, 4),
+                            "overhead_ms_per_phase": round(1000 * (wall - inside) / (3 * n), 1),
+                        }
+                    )
     finally:
         await env.shutdown()
     per_phase = [r["overhead_ms_per_phase"] for r in runs[1:]]  # the first run pays worker warm-up
-    by_mode = {mode: statistics.median(r["overhead_ms_per_phase"] for r in runs[1:] if r["mode"] == mode) for mode in ("STANDARD", "CONTINUOUS")}
-    return {"runs": runs, "settle_seconds": settle_seconds, "median_overhead_ms_per_phase": statistics.median(per_phase),
-            "median_by_mode": by_mode, "max_overhead_ms_per_phase": max(per_phase),
-            "target_ms_per_phase": 100, "meets_target": max(by_mode.values()) < 100,
-            "note": "overhead includes the database projection (a local activity per transition); continuous runs continue-as-new every 10 iterations"}
+    by_mode = {
+        mode: statistics.median(r["overhead_ms_per_phase"] for r in runs[1:] if r["mode"] == mode)
+        for mode in ("STANDARD", "CONTINUOUS")
+    }
+    return {
+        "runs": runs,
+        "settle_seconds": settle_seconds,
+        "median_overhead_ms_per_phase": statistics.median(per_phase),
+        "median_by_mode": by_mode,
+        "max_overhead_ms_per_phase": max(per_phase),
+        "target_ms_per_phase": 100,
+        "meets_target": max(by_mode.values()) < 100,
+        "note": "overhead includes the database projection (a local activity per transition); continuous runs continue-as-new every 10 iterations",
+    }
 
 
-async def measure_concurrent(n: int, step_seconds: float, database_url: str | None, bookkeeping_concurrency: int) -> dict:
-    env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_binary(), dev_server_log_level="error")
+async def measure_concurrent(
+    n: int, step_seconds: float, database_url: str | None, bookkeeping_concurrency: int
+) -> dict:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(), dev_server_log_level="error"
+    )
     figures = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            settings = Settings(data_dir=Path(tmp), database_url=database_url, bookkeeping_concurrency=bookkeeping_concurrency)
+            settings = Settings(
+                data_dir=Path(tmp), database_url=database_url, bookkeeping_concurrency=bookkeeping_concurrency
+            )
             migrate(settings.resolved_database_url)
             ctx = ActivityContext.from_settings(settings)
-            async with running_workers(env.client, ctx, FakePhases(ctx, train_steps=10, step_seconds=step_seconds).activities()):
+            async with running_workers(
+                env.client, ctx, FakePhases(ctx, train_steps=10, step_seconds=step_seconds).activities()
+            ):
                 for label, count in (("warm_up", 1), ("single", 3), ("concurrent", n)):
                     tasks = [make_task(ctx) for _ in range(count)]
                     if label == "concurrent":
@@ -94,39 +128,72 @@ async def measure_concurrent(n: int, step_seconds: float, database_url: str | No
     finally:
         await env.shutdown()
     single, concurrent = figures["single"]["overhead_ms_per_phase"], figures["concurrent"]["overhead_ms_per_phase"]
-    return {"runs_at_once": n, "step_seconds": step_seconds, "database": "PostgreSQL" if database_url else "SQLite",
-            "bookkeeping_concurrency": bookkeeping_concurrency, "single": figures["single"], "concurrent": figures["concurrent"],
-            "overhead_ratio": round(concurrent / single, 2), "target_ratio": 2.0, "meets_target": concurrent / single < 2.0}
+    return {
+        "runs_at_once": n,
+        "step_seconds": step_seconds,
+        "database": "PostgreSQL" if database_url else "SQLite",
+        "bookkeeping_concurrency": bookkeeping_concurrency,
+        "single": figures["single"],
+        "concurrent": figures["concurrent"],
+        "overhead_ratio": round(concurrent / single, 2),
+        "target_ratio": 2.0,
+        "meets_target": concurrent / single < 2.0,
+    }
 
 
 async def _start(client, task, settings):
-    return await client.start_workflow("FineTuningWorkflow", workflow_input(task, settings), id=task.id, task_queue=TASK_QUEUE_WORKFLOWS,
-                                       result_type=FineTuningResult)
+    return await client.start_workflow(
+        "FineTuningWorkflow",
+        workflow_input(task, settings),
+        id=task.id,
+        task_queue=TASK_QUEUE_WORKFLOWS,
+        result_type=FineTuningResult,
+    )
 
 
 def _per_phase(runs) -> dict:
     """Medians over the runs, per phase (a standard run has 3), in milliseconds."""
+
     def median(values) -> float:
         return round(statistics.median(values), 1)
 
-    return {"workflow_task_wait_ms_per_phase": median(1000 * r.workflow_task_wait_seconds / 3 for r in runs),
-            "workflow_task_processing_ms_per_phase": median(1000 * r.workflow_task_seconds / 3 for r in runs),
-            "overhead_ms_per_phase": median(1000 * r.overhead_seconds / 3 for r in runs)}
+    return {
+        "workflow_task_wait_ms_per_phase": median(1000 * r.workflow_task_wait_seconds / 3 for r in runs),
+        "workflow_task_processing_ms_per_phase": median(1000 * r.workflow_task_seconds / 3 for r in runs),
+        "overhead_ms_per_phase": median(1000 * r.overhead_seconds / 3 for r in runs),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--settle-seconds", type=float, default=2.0, help="pause between runs (see the module docstring)")
-    parser.add_argument("--concurrent", type=int, default=0, help="N standard runs at once instead (see the module docstring)")
-    parser.add_argument("--step-seconds", type=float, default=0.05, help="with --concurrent: each stand-in training step sleeps this long")
-    parser.add_argument("--database-url", default=None, help="with --concurrent: the projection's database (default: SQLite)")
+    parser.add_argument(
+        "--settle-seconds", type=float, default=2.0, help="pause between runs (see the module docstring)"
+    )
+    parser.add_argument(
+        "--concurrent", type=int, default=0, help="N standard runs at once instead (see the module docstring)"
+    )
+    parser.add_argument(
+        "--step-seconds",
+        type=float,
+        default=0.05,
+        help="with --concurrent: each stand-in training step sleeps this long",
+    )
+    parser.add_argument(
+        "--database-url", default=None, help="with --concurrent: the projection's database (default: SQLite)"
+    )
     parser.add_argument("--bookkeeping-concurrency", type=int, default=Settings().bookkeeping_concurrency)
     args = parser.parse_args()
     if args.concurrent:
-        result = asyncio.run(measure_concurrent(args.concurrent, args.step_seconds, args.database_url, args.bookkeeping_concurrency))
-        write_result("orchestration_overhead_concurrent", result, RESULTS / f"orchestration_overhead_concurrent_{result['database'].lower()}.json")
+        result = asyncio.run(
+            measure_concurrent(args.concurrent, args.step_seconds, args.database_url, args.bookkeeping_concurrency)
+        )
+        write_result(
+            "orchestration_overhead_concurrent",
+            result,
+            RESULTS / f"orchestration_overhead_concurrent_{result['database'].lower()}.json",
+        )
     else:
         write_result("orchestration_overhead", asyncio.run(measure(args.iterations, args.repeats, args.settle_seconds)))
 

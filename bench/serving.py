@@ -32,9 +32,16 @@ import numpy as np
 from bench.common import write_result
 from core.settings import Settings, configure_process_environment
 
-QUESTIONS = ["Which port does the web console listen on?", "How long are hourly snapshots kept?", "Where is the audit log written?",
-             "What does the relay do when a peer is down?", "How do I rotate the API keys?", "Which command restarts the scheduler?",
-             "What is the default retention of backups?", "How many replicas does the vault keep?"]
+QUESTIONS = [
+    "Which port does the web console listen on?",
+    "How long are hourly snapshots kept?",
+    "Where is the audit log written?",
+    "What does the relay do when a peer is down?",
+    "How do I rotate the API keys?",
+    "Which command restarts the scheduler?",
+    "What is the default retention of backups?",
+    "How many replicas does the vault keep?",
+]
 
 
 def make_adapters(base_dir: str, folder: Path, count: int) -> list[Path]:
@@ -45,7 +52,9 @@ def make_adapters(base_dir: str, folder: Path, count: int) -> list[Path]:
     paths = []
     for i in range(count):
         torch.manual_seed(1000 + i)
-        config = LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], init_lora_weights="gaussian")
+        config = LoraConfig(
+            r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], init_lora_weights="gaussian"
+        )
         model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir), config)
         with torch.no_grad():  # trained adapters have non-zero B; gaussian init leaves B at zero
             for name, parameter in model.named_parameters():
@@ -60,7 +69,9 @@ def percentile(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 4) if values else 0.0
 
 
-async def run_clients(engine, prompts: list[list[int]], adapters: list, requests: int, max_tokens: int, switch=None) -> dict:
+async def run_clients(
+    engine, prompts: list[list[int]], adapters: list, requests: int, max_tokens: int, switch=None
+) -> dict:
     """`len(adapters)` clients, client i on adapters[i], each sending `requests` requests one after another."""
     from serving.engine import GenerationRequest, SamplingParams
 
@@ -72,7 +83,9 @@ async def run_clients(engine, prompts: list[list[int]], adapters: list, requests
         nonlocal tokens
         for r in range(requests):
             adapter = switch[1] if switch and i == switch[0] and r == requests - 1 else adapters[i]
-            request = GenerationRequest(prompts[(i + r) % len(prompts)], SamplingParams(max_tokens=max_tokens), adapter, loop)
+            request = GenerationRequest(
+                prompts[(i + r) % len(prompts)], SamplingParams(max_tokens=max_tokens), adapter, loop
+            )
             started = time.perf_counter()
             engine.submit(request)
             first = None
@@ -90,17 +103,29 @@ async def run_clients(engine, prompts: list[list[int]], adapters: list, requests
     started = time.perf_counter()
     await asyncio.gather(*(client(i) for i in range(len(adapters))))
     seconds = time.perf_counter() - started
-    result = {"clients": len(adapters), "requests": len(latencies), "generated_tokens": tokens, "seconds": round(seconds, 3),
-              "tokens_per_second": round(tokens / seconds, 2), "ttft_p50_s": percentile(ttft, 50), "ttft_p99_s": percentile(ttft, 99),
-              "latency_p50_s": percentile(latencies, 50)}
+    result = {
+        "clients": len(adapters),
+        "requests": len(latencies),
+        "generated_tokens": tokens,
+        "seconds": round(seconds, 3),
+        "tokens_per_second": round(tokens / seconds, 2),
+        "ttft_p50_s": percentile(ttft, 50),
+        "ttft_p99_s": percentile(ttft, 99),
+        "latency_p50_s": percentile(latencies, 50),
+    }
     if switched:
         others = [x for x in latencies if x != switched["latency"]]
-        result["switch"] = {"latency_s": round(switched["latency"], 3), "others_median_s": round(statistics.median(others), 3),
-                            "extra_s": round(switched["latency"] - statistics.median(others), 3)}
+        result["switch"] = {
+            "latency_s": round(switched["latency"], 3),
+            "others_median_s": round(statistics.median(others), 3),
+            "extra_s": round(switched["latency"] - statistics.median(others), 3),
+        }
     return result
 
 
-def naive(model_dir: str, tokenizer, prompts: list[list[int]], adapters: list[Path], requests: int, max_tokens: int) -> dict:
+def naive(
+    model_dir: str, tokenizer, prompts: list[list[int]], adapters: list[Path], requests: int, max_tokens: int
+) -> dict:
     """One request at a time, its adapter loaded for it (and unloaded after), with `generate`."""
     import torch
     from peft import PeftModel
@@ -114,14 +139,27 @@ def naive(model_dir: str, tokenizer, prompts: list[list[int]], adapters: list[Pa
         model = PeftModel.from_pretrained(base, str(adapters[r % len(adapters)])).eval()
         prompt = torch.tensor([prompts[r % len(prompts)]])
         with torch.inference_mode():
-            out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=max_tokens, min_new_tokens=max_tokens,
-                                 do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            out = model.generate(
+                prompt,
+                attention_mask=torch.ones_like(prompt),
+                max_new_tokens=max_tokens,
+                min_new_tokens=max_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
         tokens += out.shape[1] - prompt.shape[1]
         base = model.unload()
         ttft.append(time.perf_counter() - began)  # without streaming, the first token arrives with the last
     seconds = time.perf_counter() - started
-    return {"clients": 1, "requests": requests, "generated_tokens": tokens, "seconds": round(seconds, 3), "tokens_per_second": round(tokens / seconds, 2),
-            "ttft_p50_s": percentile(ttft, 50), "ttft_p99_s": percentile(ttft, 99)}
+    return {
+        "clients": 1,
+        "requests": requests,
+        "generated_tokens": tokens,
+        "seconds": round(seconds, 3),
+        "tokens_per_second": round(tokens / seconds, 2),
+        "ttft_p50_s": percentile(ttft, 50),
+        "ttft_p99_s": percentile(ttft, 99),
+    }
 
 
 async def main_async(args) -> dict:
@@ -143,28 +181,53 @@ async def main_async(args) -> dict:
         for clients in (1, 4, 16):
             mixed = [refs[i % 8] for i in range(clients)]
             runs[f"mixed_{clients}"] = await run_clients(engine, prompts, mixed, args.requests, args.max_tokens)
-            runs[f"single_{clients}"] = await run_clients(engine, prompts, [refs[0]] * clients, args.requests, args.max_tokens)
-            print(clients, runs[f"mixed_{clients}"]["tokens_per_second"], runs[f"single_{clients}"]["tokens_per_second"], flush=True)
-        runs["switch_4"] = await run_clients(engine, prompts, [refs[i] for i in range(4)], args.requests, args.max_tokens, switch=(0, refs[8]))
+            runs[f"single_{clients}"] = await run_clients(
+                engine, prompts, [refs[0]] * clients, args.requests, args.max_tokens
+            )
+            print(
+                clients,
+                runs[f"mixed_{clients}"]["tokens_per_second"],
+                runs[f"single_{clients}"]["tokens_per_second"],
+                flush=True,
+            )
+        runs["switch_4"] = await run_clients(
+            engine, prompts, [refs[i] for i in range(4)], args.requests, args.max_tokens, switch=(0, refs[8])
+        )
         # the same mixed batches with peft's own mixed-adapter path (rows grouped per adapter), for comparison
         engine.use_batched_lora(False)
         for clients in (4, 16):
-            runs[f"mixed_{clients}_peft_grouped"] = await run_clients(engine, prompts, [refs[i % 8] for i in range(clients)], args.requests,
-                                                                      args.max_tokens)
+            runs[f"mixed_{clients}_peft_grouped"] = await run_clients(
+                engine, prompts, [refs[i % 8] for i in range(clients)], args.requests, args.max_tokens
+            )
         stats = dict(engine.stats)
         engine.close()
         baseline = naive(model_dir, tokenizer, prompts, paths[:8], args.naive_requests, args.max_tokens)
     speedup = runs["mixed_16"]["tokens_per_second"] / baseline["tokens_per_second"]
-    mixed_vs_single = {c: round(runs[f"mixed_{c}"]["tokens_per_second"] / runs[f"single_{c}"]["tokens_per_second"], 3) for c in (1, 4, 16)}
+    mixed_vs_single = {
+        c: round(runs[f"mixed_{c}"]["tokens_per_second"] / runs[f"single_{c}"]["tokens_per_second"], 3)
+        for c in (1, 4, 16)
+    }
     switch = runs["switch_4"]["switch"]
     return {
-        "model": args.model, "adapters": 8, "max_tokens": args.max_tokens, "requests_per_client": args.requests,
-        "runs": runs, "naive_one_at_a_time": baseline, "engine_stats": stats,
+        "model": args.model,
+        "adapters": 8,
+        "max_tokens": args.max_tokens,
+        "requests_per_client": args.requests,
+        "runs": runs,
+        "naive_one_at_a_time": baseline,
+        "engine_stats": stats,
         "claims": {
             "16_clients_at_least_4x_naive": {"speedup": round(speedup, 2), "target": 4.0, "met": speedup >= 4.0},
-            "mixed_within_10pct_of_single": {"ratio_by_clients": mixed_vs_single, "target": 0.9,
-                                             "met": all(r >= 0.9 for r in mixed_vs_single.values())},
-            "alias_switch_costs_under_1s": {"extra_s": switch["extra_s"], "target_s": 1.0, "met": switch["extra_s"] < 1.0},
+            "mixed_within_10pct_of_single": {
+                "ratio_by_clients": mixed_vs_single,
+                "target": 0.9,
+                "met": all(r >= 0.9 for r in mixed_vs_single.values()),
+            },
+            "alias_switch_costs_under_1s": {
+                "extra_s": switch["extra_s"],
+                "target_s": 1.0,
+                "met": switch["extra_s"] < 1.0,
+            },
         },
     }
 

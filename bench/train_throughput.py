@@ -55,13 +55,17 @@ def reference_loop(model, tokenizer, examples: list[Example], hp: Hyperparameter
     useful = total = 0
     started = None
     for step in range(steps + 1):  # step 0 warms up and is not timed
-        batch = rows[(step * hp.batch_size) % len(rows):][: hp.batch_size]
+        batch = rows[(step * hp.batch_size) % len(rows) :][: hp.batch_size]
         width = max(len(ids) for ids, _ in batch)
         ids = torch.full((len(batch), width), tokenizer.pad_token_id)
         labels = torch.full((len(batch), width), -100)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for i, (row_ids, row_labels) in enumerate(batch):
-            ids[i, : len(row_ids)], labels[i, : len(row_labels)], mask[i, : len(row_ids)] = torch.tensor(row_ids), torch.tensor(row_labels), 1
+            ids[i, : len(row_ids)], labels[i, : len(row_labels)], mask[i, : len(row_ids)] = (
+                torch.tensor(row_ids),
+                torch.tensor(row_labels),
+                1,
+            )
         loss = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
         loss.backward()
         optimizer.step()
@@ -74,8 +78,13 @@ def reference_loop(model, tokenizer, examples: list[Example], hp: Hyperparameter
         total += mask.numel()
     _sync(device)
     seconds = time.perf_counter() - started
-    return {"useful_tokens": useful, "computed_tokens": total, "padding_fraction": round(1 - useful / total, 3), "seconds": round(seconds, 2),
-            "useful_tokens_per_second": round(useful / seconds, 1)}
+    return {
+        "useful_tokens": useful,
+        "computed_tokens": total,
+        "padding_fraction": round(1 - useful / total, 3),
+        "seconds": round(seconds, 2),
+        "useful_tokens_per_second": round(useful / seconds, 1),
+    }
 
 
 def wlops_loop(model, tokenizer, examples: list[Example], hp: Hyperparameters, steps: int, tmp: Path) -> dict:
@@ -85,11 +94,23 @@ def wlops_loop(model, tokenizer, examples: list[Example], hp: Hyperparameters, s
         _sync(next(model.parameters()).device)
         timings.append((time.perf_counter(), p.tokens))
 
-    train_lora(model, tokenizer, examples, Hyperparameters(**{**hp.__dict__, "max_steps": steps + 1, "epochs": 100}), tmp, checkpoint_every=10**6,
-               on_progress=on_progress)
+    train_lora(
+        model,
+        tokenizer,
+        examples,
+        Hyperparameters(**{**hp.__dict__, "max_steps": steps + 1, "epochs": 100}),
+        tmp,
+        checkpoint_every=10**6,
+        on_progress=on_progress,
+    )
     (t0, tokens0), (t1, tokens1) = timings[0], timings[-1]  # the first step warms up and is not timed
-    return {"useful_tokens": tokens1 - tokens0, "computed_tokens": tokens1 - tokens0, "padding_fraction": 0.0, "seconds": round(t1 - t0, 2),
-            "useful_tokens_per_second": round((tokens1 - tokens0) / (t1 - t0), 1)}
+    return {
+        "useful_tokens": tokens1 - tokens0,
+        "computed_tokens": tokens1 - tokens0,
+        "padding_fraction": 0.0,
+        "seconds": round(t1 - t0, 2),
+        "useful_tokens_per_second": round((tokens1 - tokens0) / (t1 - t0), 1),
+    }
 
 
 def _sync(device) -> None:
@@ -115,12 +136,21 @@ def main() -> None:
         ours = wlops_loop(model, tokenizer, examples, hp, args.steps, Path(tmp) / "adapter")
     ratio = ours["useful_tokens_per_second"] / reference["useful_tokens_per_second"]
     lengths = sorted(len(ids) for ids, _ in tokenize_examples(tokenizer, examples, hp.max_seq_length))
-    write_result(args.name or f"train_throughput_{args.device}", {
-        "example_tokens": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1]},
-        "model": "SmolLM2-135M architecture, random weights, LoRA r=16 q/k/v/o", "device": args.device, "batch_size": args.batch_size,
-        "steps_timed": args.steps, "reference_pad_to_longest": reference, "wlops_packed": ours, "ratio": round(ratio, 2),
-        "target_ratio": 1.5 if args.device == "cpu" else 3.0, "meets_target": ratio >= (1.5 if args.device == "cpu" else 3.0),
-    })
+    write_result(
+        args.name or f"train_throughput_{args.device}",
+        {
+            "example_tokens": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1]},
+            "model": "SmolLM2-135M architecture, random weights, LoRA r=16 q/k/v/o",
+            "device": args.device,
+            "batch_size": args.batch_size,
+            "steps_timed": args.steps,
+            "reference_pad_to_longest": reference,
+            "wlops_packed": ours,
+            "ratio": round(ratio, 2),
+            "target_ratio": 1.5 if args.device == "cpu" else 3.0,
+            "meets_target": ratio >= (1.5 if args.device == "cpu" else 3.0),
+        },
+    )
 
 
 if __name__ == "__main__":

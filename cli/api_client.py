@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 from pydantic import Field
@@ -23,7 +24,9 @@ class ClientSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="WLOPS_", extra="ignore")
 
-    api_url: str | None = Field(default=None, description="The API to talk to (else the one last logged in to, else the default).")
+    api_url: str | None = Field(
+        default=None, description="The API to talk to (else the one last logged in to, else the default)."
+    )
     config_dir: Path = Field(default=Path("~/.config/wlops"), description="Where credentials.json is kept.")
     api_key: str | None = Field(default=None, description="An API key (wlk_…), used instead of a stored login.")
 
@@ -43,7 +46,9 @@ def error_message(response: httpx.Response) -> str:
     except (ValueError, AttributeError):
         detail = None
     if isinstance(detail, list):  # validation errors: [{"loc": ["body", "field"], "msg": ...}, ...]
-        return "; ".join(f"{'.'.join(str(p) for p in e.get('loc', [])[1:]) or 'request'}: {e.get('msg')}" for e in detail)
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', [])[1:]) or 'request'}: {e.get('msg')}" for e in detail
+        )
     return str(detail) if detail else f"{response.status_code} {response.reason_phrase}"
 
 
@@ -96,7 +101,9 @@ class StoredLogin(httpx.Auth):
         response = yield request
         if response.status_code != 401:
             return
-        refreshed = yield httpx.Request("POST", f"{self.api_url}/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        refreshed = yield httpx.Request(
+            "POST", f"{self.api_url}/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+        )
         refreshed.read()  # only this body: reading every response would swallow an event stream
         if refreshed.status_code == 200:
             self.credentials.store(self.api_url, {**tokens, **refreshed.json()})
@@ -112,9 +119,15 @@ class ApiClient:
         self.credentials = Credentials(settings.config_dir)
         self.url = (api_url or settings.api_url or self.credentials.current or DEFAULT_API_URL).rstrip("/")
         self.stored_login = StoredLogin(self.credentials, self.url) if self.credentials.tokens(self.url) else None
-        headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}  # a key wins over a stored login
-        self.http = httpx.Client(base_url=self.url, headers=headers, auth=None if settings.api_key else self.stored_login,
-                                 timeout=httpx.Timeout(60, read=120))
+        headers = (
+            {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+        )  # a key wins over a stored login
+        self.http = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            auth=None if settings.api_key else self.stored_login,
+            timeout=httpx.Timeout(60, read=120),
+        )
 
     def __enter__(self) -> ApiClient:
         return self
@@ -143,9 +156,13 @@ class ApiClient:
             raise ApiError(f"could not reach the API at {self.url}: {exc}") from exc
 
     def login(self, username: str, password: str, org: str | None) -> dict:
-        tokens = self.call("POST", "/api/v1/auth/login", json={"username": username, "password": password, "org": org}, auth=None)
+        tokens = self.call(
+            "POST", "/api/v1/auth/login", json={"username": username, "password": password, "org": org}, auth=None
+        )
         self.credentials.store(self.url, {**tokens, "username": username}, current=True)
-        if "Authorization" not in self.http.headers:  # from now on this client calls as the user who logged in (an API key wins)
+        if (
+            "Authorization" not in self.http.headers
+        ):  # from now on this client calls as the user who logged in (an API key wins)
             self.stored_login = self.http.auth = StoredLogin(self.credentials, self.url)
         return tokens
 

@@ -6,9 +6,9 @@ the registered final adapter through the promotion gate and ask it one question 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 from rich.console import Console
@@ -28,46 +28,95 @@ from schemas.reports import StoredTaskReport
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 SAMPLE_DATASET = SAMPLE / "ferrolink_faq.jsonl"
 SAMPLE_KNOWLEDGE = SAMPLE / "knowledge"
-DEMO_HYPERPARAMETERS = {"learning_rate": 1e-3, "epochs": 2, "batch_size": 8, "max_steps": 20, "lora_r": 16, "lora_alpha": 32, "max_seq_length": 160, "seed": 7}
+DEMO_HYPERPARAMETERS = {
+    "learning_rate": 1e-3,
+    "epochs": 2,
+    "batch_size": 8,
+    "max_steps": 20,
+    "lora_r": 16,
+    "lora_alpha": 32,
+    "max_seq_length": 160,
+    "seed": 7,
+}
 # the sample's facts are one-line list items: small chunks make short, precise passages (and fast training)
-DEMO_KNOWLEDGE_BASE = {"name": "FerroLink documentation", "description": "the sample's fact sheet as five documents", "chunk_tokens": 48,
-                       "chunk_overlap_tokens": 0}
+DEMO_KNOWLEDGE_BASE = {
+    "name": "FerroLink documentation",
+    "description": "the sample's fact sheet as five documents",
+    "chunk_tokens": 48,
+    "chunk_overlap_tokens": 0,
+}
 DEMO_RAG = {"retrieval_top_k": 3, "max_seq_length": 384}
 DEMO_MODEL = "ferrolink-assistant"  # the registered model the task's final adapter joins
 
 
-def run_demo(settings: Settings, iterations: int = 2, max_steps: int | None = None, dataset: Path = SAMPLE_DATASET) -> int:
+def run_demo(
+    settings: Settings, iterations: int = 2, max_steps: int | None = None, dataset: Path = SAMPLE_DATASET
+) -> int:
     console = Console(width=max(Console().width, 130))
     started = time.monotonic()
     console.print(f"[bold]WLOps demo[/]: data in {settings.data_dir.resolve()}")
     with Stack(settings) as stack:
         # the demo's login is kept in its data directory, not in the user's own credentials
-        client_settings = ClientSettings(api_url=f"http://{settings.api_host}:{settings.api_port}", config_dir=settings.data_dir / "cli", api_key=None)
+        client_settings = ClientSettings(
+            api_url=f"http://{settings.api_host}:{settings.api_port}",
+            config_dir=settings.data_dir / "cli",
+            api_key=None,
+        )
         with ApiClient(settings=client_settings) as api, _stop_on_api_errors():
             api.login(settings.dev_username, settings.dev_password, settings.dev_org)
-            console.print(f"logged in as development owner [cyan]{settings.dev_username}[/] of organization {settings.dev_org!r}")
+            console.print(
+                f"logged in as development owner [cyan]{settings.dev_username}[/] of organization {settings.dev_org!r}"
+            )
             with open(dataset, "rb") as fh:
-                upload = api.call("POST", "/api/v1/datasets", files={"file": (dataset.name, fh, "application/jsonl")},
-                                  data={"name": "FerroLink support FAQ", "domain": "product-support"})
-            console.print(f"uploaded [cyan]{dataset.name}[/]: {upload['sample_count']} rows → dataset {upload['dataset_id']}")
+                upload = api.call(
+                    "POST",
+                    "/api/v1/datasets",
+                    files={"file": (dataset.name, fh, "application/jsonl")},
+                    data={"name": "FerroLink support FAQ", "domain": "product-support"},
+                )
+            console.print(
+                f"uploaded [cyan]{dataset.name}[/]: {upload['sample_count']} rows → dataset {upload['dataset_id']}"
+            )
             kb = _knowledge_base(api, stack, console)
-            hyperparameters = {**DEMO_HYPERPARAMETERS, "max_seq_length": DEMO_RAG["max_seq_length"], **({"max_steps": max_steps} if max_steps else {})}
-            task = api.call("POST", "/api/v1/tasks/continuous", json={
-                "task_name": "FerroLink support assistant", "model_name": "smollm2-135m-instruct", "dataset_id": upload["dataset_id"],
-                "hyperparameters": hyperparameters, "max_iterations": iterations, "performance_threshold": 0.95,
-                "knowledge_base_id": kb["knowledge_base_id"], "retrieval_top_k": DEMO_RAG["retrieval_top_k"], "register_as": DEMO_MODEL,
-            })
+            hyperparameters = {
+                **DEMO_HYPERPARAMETERS,
+                "max_seq_length": DEMO_RAG["max_seq_length"],
+                **({"max_steps": max_steps} if max_steps else {}),
+            }
+            task = api.call(
+                "POST",
+                "/api/v1/tasks/continuous",
+                json={
+                    "task_name": "FerroLink support assistant",
+                    "model_name": "smollm2-135m-instruct",
+                    "dataset_id": upload["dataset_id"],
+                    "hyperparameters": hyperparameters,
+                    "max_iterations": iterations,
+                    "performance_threshold": 0.95,
+                    "knowledge_base_id": kb["knowledge_base_id"],
+                    "retrieval_top_k": DEMO_RAG["retrieval_top_k"],
+                    "register_as": DEMO_MODEL,
+                },
+            )
             task_id = task["task_id"]
             api.call("POST", f"/api/v1/tasks/{task_id}/start")
-            console.print(f"started continuous task {task_id} ({iterations} iterations max)\n  Temporal Web UI: {task['workflow_url']}")
+            console.print(
+                f"started continuous task {task_id} ({iterations} iterations max)\n  Temporal Web UI: {task['workflow_url']}"
+            )
             final = _follow(api, stack, task_id, console)
             completed = final["status"] == TaskStatus.COMPLETED
-            report = StoredTaskReport.model_validate(api.call("GET", f"/api/v1/tasks/{task_id}/report")) if completed else None
+            report = (
+                StoredTaskReport.model_validate(api.call("GET", f"/api/v1/tasks/{task_id}/report"))
+                if completed
+                else None
+            )
             if report is not None:
                 console.print(_iteration_table(report))
                 gate = _promote(api, console)
                 reference = DEMO_MODEL if gate["status"] == "PROMOTED" else f"{DEMO_MODEL}@{gate['candidate_version']}"
-                _ask(settings, api, reference, report.side_by_side[0] if report.side_by_side else None, console, dataset)
+                _ask(
+                    settings, api, reference, report.side_by_side[0] if report.side_by_side else None, console, dataset
+                )
     elapsed = time.monotonic() - started
     if report is None:
         console.print(f"[red]task ended {final['status']}[/]: {final.get('error')}")
@@ -75,7 +124,8 @@ def run_demo(settings: Settings, iterations: int = 2, max_steps: int | None = No
     beats, tuned, base = report.final.beats_baseline, report.iterations[-1].scores["test"], report.baseline.scores
     console.print(
         f"\nfinal test split, {report.final.mode.replace('_', ' ')}: {_share(tuned)} answers right ({report.final.grade}) vs base model "
-        f"{_share(base)} in the same mode: " + ("[green]beats the baseline[/]" if beats else "[red]does not beat the baseline[/]")
+        f"{_share(base)} in the same mode: "
+        + ("[green]beats the baseline[/]" if beats else "[red]does not beat the baseline[/]")
         + f"; blended wording score {tuned.overall:.4f} vs {base.overall:.4f}"
     )
     console.print(f"stopped because: {report.task.stop_reason}")
@@ -97,7 +147,9 @@ def _stop_on_api_errors() -> Iterator[None]:
 def _ok(response: httpx.Response) -> dict:
     """The serving process's answer (its own, OpenAI-shaped errors end the demo with their text)."""
     if response.status_code >= 400:
-        raise SystemExit(f"API error {response.status_code} on {response.request.method} {response.request.url}: {response.text}")
+        raise SystemExit(
+            f"API error {response.status_code} on {response.request.method} {response.request.url}: {response.text}"
+        )
     return response.json()
 
 
@@ -105,7 +157,9 @@ def _promote(api: ApiClient, console: Console) -> dict:
     """The final adapter was registered when the task completed: ask the promotion gate to put it in production."""
     version = api.call("GET", f"/api/v1/models/{DEMO_MODEL}")["latest_version"]
     gate = api.call("POST", f"/api/v1/models/{DEMO_MODEL}/versions/{version}/promote", json={"alias": "production"})
-    console.print(f"registered [cyan]{DEMO_MODEL}@{version}[/]; the promotion gate evaluates it against the base model on its locked test split…")
+    console.print(
+        f"registered [cyan]{DEMO_MODEL}@{version}[/]; the promotion gate evaluates it against the base model on its locked test split…"
+    )
     gate = gate_decision(api, DEMO_MODEL, gate)
     colour = "green" if gate["status"] == "PROMOTED" else "red"
     console.print(f"gate: [{colour}]{gate['status']}[/] — {gate['reason']}")
@@ -118,11 +172,26 @@ def _ask(settings: Settings, api: ApiClient, model: str, example, console: Conso
     question = example.question if example else "Which port does the FerroLink web console listen on?"
     url = f"http://{settings.serve_host}:{settings.serve_port}/v1/chat/completions"
     headers = {"Authorization": f"Bearer {api.credentials.tokens(api.url)['access_token']}"}
-    answer = _ok(httpx.post(url, headers=headers, timeout=120, json={"model": model, "max_tokens": 48, "temperature": 0,
-                                                                      "messages": [{"role": "user", "content": question}]}))
-    lines = [f"asked [cyan]{answer['model']}[/] through {url} (a held-out test question):", f"  Q: {question}",
-             f"  A: {answer['choices'][0]['message']['content']}", *([f"  expected: {example.expected}"] if example else []),
-             "  sources: " + "; ".join(f"{s['filename']} > {s['heading']} ({s['score']:.2f})" for s in answer["sources"])]
+    answer = _ok(
+        httpx.post(
+            url,
+            headers=headers,
+            timeout=120,
+            json={
+                "model": model,
+                "max_tokens": 48,
+                "temperature": 0,
+                "messages": [{"role": "user", "content": question}],
+            },
+        )
+    )
+    lines = [
+        f"asked [cyan]{answer['model']}[/] through {url} (a held-out test question):",
+        f"  Q: {question}",
+        f"  A: {answer['choices'][0]['message']['content']}",
+        *([f"  expected: {example.expected}"] if example else []),
+        "  sources: " + "; ".join(f"{s['filename']} > {s['heading']} ({s['score']:.2f})" for s in answer["sources"]),
+    ]
     checks = _checks_of(dataset).get(normalize_text(question).casefold())
     if checks:
         verdict = judge(answer["choices"][0]["message"]["content"], parse_checks(checks))
@@ -159,7 +228,9 @@ def _knowledge_base(api: ApiClient, stack: Stack, console: Console) -> dict:
     kb = api.call("POST", "/api/v1/knowledge-bases", json=DEMO_KNOWLEDGE_BASE)
     for path in sorted(p for p in SAMPLE_KNOWLEDGE.iterdir() if p.is_file()):
         with open(path, "rb") as fh:
-            api.call("POST", f"/api/v1/knowledge-bases/{kb['knowledge_base_id']}/documents", files={"file": (path.name, fh)})
+            api.call(
+                "POST", f"/api/v1/knowledge-bases/{kb['knowledge_base_id']}/documents", files={"file": (path.name, fh)}
+            )
     while kb["status"] != "READY" or kb["version"] < 1:
         stack.check()
         if kb["status"] == "BUILD_FAILED":
@@ -168,8 +239,10 @@ def _knowledge_base(api: ApiClient, stack: Stack, console: Console) -> dict:
         kb = api.call("GET", f"/api/v1/knowledge-bases/{kb['knowledge_base_id']}")
     documents = api.call("GET", f"/api/v1/knowledge-bases/{kb['knowledge_base_id']}/documents")["items"]
     formats = ", ".join(d["filename"].rsplit(".", 1)[1] for d in documents)
-    console.print(f"knowledge base [cyan]{kb['name']}[/]: {kb['document_count']} documents ({formats}) → {kb['chunk_count']} chunks, "
-                  f"index version {kb['version']}")
+    console.print(
+        f"knowledge base [cyan]{kb['name']}[/]: {kb['document_count']} documents ({formats}) → {kb['chunk_count']} chunks, "
+        f"index version {kb['version']}"
+    )
     return kb
 
 
@@ -178,24 +251,55 @@ def _iteration_table(report: StoredTaskReport) -> Table:
     mode's first, with its 95% interval; then the blended wording score, secondary (its metrics are in the report)."""
     mode = report.final.mode
     modes = [mode] + [m for m in report.baseline.modes if m != mode]
-    table = Table(title=f"Iterations: test-split answers right, against the base model ({mode.replace('_', ' ')} is the headline)")
+    table = Table(
+        title=f"Iterations: test-split answers right, against the base model ({mode.replace('_', ' ')} is the headline)"
+    )
     table.add_column("iter", justify="right")
-    for column in (*(f"right, {m.replace('_', ' ')}" for m in modes), "95% interval", "Δ base", "feedback right", "blended", "grade", "recall@k",
-                   "steps"):
+    for column in (
+        *(f"right, {m.replace('_', ' ')}" for m in modes),
+        "95% interval",
+        "Δ base",
+        "feedback right",
+        "blended",
+        "grade",
+        "recall@k",
+        "steps",
+    ):
         table.add_column(column, justify="right")
     base = report.baseline.scores
 
     def row(label: str, by_mode: dict, test, feedback, grade: str = "", retrieval=None, steps: str = "") -> list[str]:
         low, high = test.fact_accuracy_interval or (None, None)
-        delta = test.fact_accuracy - base.fact_accuracy if label != "base" and test.fact_accuracy is not None and base.fact_accuracy is not None else None
-        return [label, *(_share(by_mode[m]["test"]) if m in by_mode else "" for m in modes), f"[{low:.2f}, {high:.2f}]" if low is not None else "",
-                f"{delta:+.3f}" if delta is not None else "", _share(feedback), f"{test.overall:.4f}", grade,
-                f"{retrieval.recall_at_k:.3f}" if retrieval and retrieval.recall_at_k is not None else "", steps]
+        delta = (
+            test.fact_accuracy - base.fact_accuracy
+            if label != "base" and test.fact_accuracy is not None and base.fact_accuracy is not None
+            else None
+        )
+        return [
+            label,
+            *(_share(by_mode[m]["test"]) if m in by_mode else "" for m in modes),
+            f"[{low:.2f}, {high:.2f}]" if low is not None else "",
+            f"{delta:+.3f}" if delta is not None else "",
+            _share(feedback),
+            f"{test.overall:.4f}",
+            grade,
+            f"{retrieval.recall_at_k:.3f}" if retrieval and retrieval.recall_at_k is not None else "",
+            steps,
+        ]
 
     table.add_row(*row("base", report.baseline.modes, base, report.baseline.feedback_scores))
     for it in report.iterations:
-        table.add_row(*row(str(it.iteration), it.modes, it.scores["test"], it.scores["feedback"], it.headline.grade, it.retrieval.get("test"),
-                           str(it.training.steps)))
+        table.add_row(
+            *row(
+                str(it.iteration),
+                it.modes,
+                it.scores["test"],
+                it.scores["feedback"],
+                it.headline.grade,
+                it.retrieval.get("test"),
+                str(it.training.steps),
+            )
+        )
     return table
 
 

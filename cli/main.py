@@ -32,7 +32,9 @@ def cmd_api(_: argparse.Namespace) -> None:
     settings = upgraded_settings()
     configure_process("api", settings)
     # log_config=None: uvicorn's own records go through the process's (JSON) handler too
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning", log_config=None)
+    uvicorn.run(
+        create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning", log_config=None
+    )
 
 
 def cmd_serve(_: argparse.Namespace) -> None:
@@ -42,7 +44,13 @@ def cmd_serve(_: argparse.Namespace) -> None:
 
     settings = upgraded_settings()
     configure_process("serve", settings)
-    uvicorn.run(create_serving_app(settings), host=settings.serve_host, port=settings.serve_port, log_level="warning", log_config=None)
+    uvicorn.run(
+        create_serving_app(settings),
+        host=settings.serve_host,
+        port=settings.serve_port,
+        log_level="warning",
+        log_config=None,
+    )
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
@@ -64,8 +72,13 @@ def cmd_worker(args: argparse.Namespace) -> None:
             pass
 
     port = settings.worker_metrics_port_for(args.pool)
-    logging.getLogger("workers").info("worker pool %r polling %s on %s%s", args.pool, ", ".join(POOL_TASK_QUEUES[args.pool]),
-                                      settings.resolved_temporal_address, f"; metrics at http://{settings.worker_metrics_host}:{port}/metrics" if port else "")
+    logging.getLogger("workers").info(
+        "worker pool %r polling %s on %s%s",
+        args.pool,
+        ", ".join(POOL_TASK_QUEUES[args.pool]),
+        settings.resolved_temporal_address,
+        f"; metrics at http://{settings.worker_metrics_host}:{port}/metrics" if port else "",
+    )
     asyncio.run(main())
 
 
@@ -77,11 +90,14 @@ def cmd_dev(_: argparse.Namespace) -> None:
     settings = get_settings()
     with Stack(settings) as stack:
         metrics = ", ".join(f"{pool} :{settings.worker_metrics_port_for(pool)}" for pool in WORKER_POOLS)
-        print(f"WLOps is running.\n  console and API: http://{settings.api_host}:{settings.api_port}/ (OpenAPI: /docs, metrics: /metrics)\n"
-              f"  serving:         http://{settings.serve_host}:{settings.serve_port}/v1 (OpenAI-compatible)\n"
-              f"  Temporal gRPC:   {settings.resolved_temporal_address}\n  Temporal Web UI: {settings.temporal_ui_url}\n"
-              f"  worker metrics:  {metrics}\n  logs:            {stack.log_dir} (JSON lines; shown below as text)\n"
-              f"{login_hint(settings)}\nPress Ctrl-C to stop.", flush=True)
+        print(
+            f"WLOps is running.\n  console and API: http://{settings.api_host}:{settings.api_port}/ (OpenAPI: /docs, metrics: /metrics)\n"
+            f"  serving:         http://{settings.serve_host}:{settings.serve_port}/v1 (OpenAI-compatible)\n"
+            f"  Temporal gRPC:   {settings.resolved_temporal_address}\n  Temporal Web UI: {settings.temporal_ui_url}\n"
+            f"  worker metrics:  {metrics}\n  logs:            {stack.log_dir} (JSON lines; shown below as text)\n"
+            f"{login_hint(settings)}\nPress Ctrl-C to stop.",
+            flush=True,
+        )
         try:
             while True:
                 stack.check()
@@ -114,26 +130,38 @@ def cmd_user_create(args: argparse.Namespace) -> None:
         setup = create_user(upgraded_settings(), args.username, password, args.org, Role(args.role))
     except AccountError as exc:
         sys.exit(f"wlops user create: {exc}")
-    print(f"{'created' if setup.created_user else 'updated'} user {setup.user.username!r} ({setup.user.id}) as {setup.role.value} of "
-          f"{'new ' if setup.created_org else ''}organization {setup.org.name!r} ({setup.org.id})")
+    print(
+        f"{'created' if setup.created_user else 'updated'} user {setup.user.username!r} ({setup.user.id}) as {setup.role.value} of "
+        f"{'new ' if setup.created_org else ''}organization {setup.org.name!r} ({setup.org.id})"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="wlops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("api", help="serve the HTTP API").set_defaults(func=cmd_api)
-    commands.add_parser("serve", help="serve the OpenAI-compatible chat completions of registered models").set_defaults(func=cmd_serve)
+    commands.add_parser("serve", help="serve the OpenAI-compatible chat completions of registered models").set_defaults(
+        func=cmd_serve
+    )
     worker = commands.add_parser("worker", help="run one worker pool")
     worker.add_argument("--pool", choices=sorted(POOL_TASK_QUEUES), required=True)
-    worker.add_argument("--metrics-port", type=int, help="serve Prometheus metrics here (default: the pool's own port, 9100-9104; 0: none)")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics here (default: the pool's own port, 9100-9104; 0: none)",
+    )
     worker.set_defaults(func=cmd_worker)
     commands.add_parser("dev", help="run the embedded stack until Ctrl-C").set_defaults(func=cmd_dev)
     demo = commands.add_parser("demo", help="run a continuous-learning task on the sample dataset, end to end")
     demo.add_argument("--iterations", type=int, default=2)
     demo.add_argument("--max-steps", type=int, default=None, help="cap training steps per iteration")
     demo.set_defaults(func=cmd_demo)
-    database = commands.add_parser("db", help="manage the metadata database").add_subparsers(dest="db_command", required=True)
-    database.add_parser("upgrade", help="apply every database migration (each process also does at start)").set_defaults(func=cmd_db_upgrade)
+    database = commands.add_parser("db", help="manage the metadata database").add_subparsers(
+        dest="db_command", required=True
+    )
+    database.add_parser(
+        "upgrade", help="apply every database migration (each process also does at start)"
+    ).set_defaults(func=cmd_db_upgrade)
     user = commands.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
     create = user.add_parser("create", help="create a user (and the organization if needed) with a role in it")
     create.add_argument("username")

@@ -11,8 +11,9 @@ import getpass
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 from rich.console import Console
@@ -27,7 +28,16 @@ Handler = Callable[[ApiClient, argparse.Namespace], "int | None"]
 # The columns of each kind of row in a listing.
 COLUMNS: dict[str, tuple[str, ...]] = {
     "datasets": ("dataset_id", "name", "status", "sample_count", "file_format", "domain"),
-    "tasks": ("task_id", "task_name", "mode", "status", "current_iteration", "max_iterations", "latest_score", "baseline_score"),
+    "tasks": (
+        "task_id",
+        "task_name",
+        "mode",
+        "status",
+        "current_iteration",
+        "max_iterations",
+        "latest_score",
+        "baseline_score",
+    ),
     "knowledge bases": ("knowledge_base_id", "name", "status", "version", "document_count", "chunk_count"),
     "documents": ("document_id", "filename", "version", "status", "chunk_count", "error"),
     "results": ("rank", "score", "filename", "heading_path", "text"),
@@ -86,7 +96,9 @@ def record(data: dict) -> Table:
 
 
 def listing(kind: str) -> View:
-    return lambda console, data: console.print(table(data["items"], COLUMNS[kind], f"{kind}: {data.get('total', len(data['items']))}"))
+    return lambda console, data: console.print(
+        table(data["items"], COLUMNS[kind], f"{kind}: {data.get('total', len(data['items']))}")
+    )
 
 
 def details(console: Console, data: dict) -> None:
@@ -95,10 +107,12 @@ def details(console: Console, data: dict) -> None:
 
 def details_with(key: str, columns: tuple[str, ...] | None = None) -> View:
     """A record, then its `key` (a list of rows, e.g. a dataset's preview) as a table."""
+
     def view(console: Console, data: dict) -> None:
         console.print(record({k: v for k, v in data.items() if k != key}))
         if rows := data.get(key):
             console.print(table(rows, columns or tuple(rows[0]), key))
+
     return view
 
 
@@ -113,14 +127,22 @@ def login(api: ApiClient, args: argparse.Namespace) -> None:
     username = args.username or input("username: ")
     password = args.password if args.password is not None else getpass.getpass(f"password for {username}: ")
     tokens = api.login(username, password, args.org)
-    output(args, tokens, lambda console, t: console.print(
-        f"logged in to {api.url} as [cyan]{username}[/] ({t['role']} of organization {t['org_id']}); credentials in {api.credentials.path}"))
+    output(
+        args,
+        tokens,
+        lambda console, t: console.print(
+            f"logged in to {api.url} as [cyan]{username}[/] ({t['role']} of organization {t['org_id']}); credentials in {api.credentials.path}"
+        ),
+    )
 
 
 def logout(api: ApiClient, args: argparse.Namespace) -> None:
     done = api.logout()
-    output(args, {"api_url": api.url, "logged_out": done},
-           lambda console, _: console.print(f"logged out of {api.url}" if done else f"not logged in to {api.url}"))
+    output(
+        args,
+        {"api_url": api.url, "logged_out": done},
+        lambda console, _: console.print(f"logged out of {api.url}" if done else f"not logged in to {api.url}"),
+    )
 
 
 # --- datasets ----------------------------------------------------------------------------------
@@ -146,7 +168,9 @@ def datasets_list(api: ApiClient, args: argparse.Namespace) -> None:
 def datasets_show(api: ApiClient, args: argparse.Namespace) -> None:
     dataset = api.call("GET", url("datasets", args.id))
     if args.preview:
-        dataset["preview"] = api.call("GET", url("datasets", args.id, "preview"), params={"limit": args.preview})["rows"]
+        dataset["preview"] = api.call("GET", url("datasets", args.id, "preview"), params={"limit": args.preview})[
+            "rows"
+        ]
     output(args, dataset, details_with("preview"))
 
 
@@ -164,8 +188,15 @@ def hyperparameter(value: str) -> tuple[str, Any]:
 
 
 def tasks_create(api: ApiClient, args: argparse.Namespace) -> int | None:
-    body = given(task_name=args.name, dataset_id=args.dataset, model_name=args.model, hyperparameters=dict(args.hp),
-                 max_iterations=args.max_iterations, performance_threshold=args.threshold, knowledge_base_id=args.knowledge_base)
+    body = given(
+        task_name=args.name,
+        dataset_id=args.dataset,
+        model_name=args.model,
+        hyperparameters=dict(args.hp),
+        max_iterations=args.max_iterations,
+        performance_threshold=args.threshold,
+        knowledge_base_id=args.knowledge_base,
+    )
     task = api.call("POST", url("tasks", "continuous" if args.continuous else "standard"), json=body)
     output(args, task, details)
     return start_task(api, args, task["task_id"]) if args.start or args.watch else None
@@ -208,8 +239,10 @@ def show_report(console: Console, report: dict) -> None:
         grid.add_row(f"iteration {it['iteration']}", *(cell(test[m]) for m in METRICS), cell(feedback.get("overall")))
     final = report["final"]
     console.print(grid)
-    console.print(f"final score {final['score']:.4f} ({final['grade']}, {final['mode'].replace('_', ' ')}): "
-                  + ("beats the base model" if final["beats_baseline"] else "does not beat the base model"))
+    console.print(
+        f"final score {final['score']:.4f} ({final['grade']}, {final['mode'].replace('_', ' ')}): "
+        + ("beats the base model" if final["beats_baseline"] else "does not beat the base model")
+    )
     console.print(f"stopped because: {report['task'].get('stop_reason')}\nreport: {report['markdown_path']}")
 
 
@@ -234,7 +267,12 @@ def watch_task(api: ApiClient, args: argparse.Namespace, task_id: str) -> int:
 
 
 def knowledge_create(api: ApiClient, args: argparse.Namespace) -> None:
-    body = given(name=args.name, description=args.description, chunk_tokens=args.chunk_tokens, chunk_overlap_tokens=args.chunk_overlap_tokens)
+    body = given(
+        name=args.name,
+        description=args.description,
+        chunk_tokens=args.chunk_tokens,
+        chunk_overlap_tokens=args.chunk_overlap_tokens,
+    )
     output(args, api.call("POST", url("knowledge-bases"), json=body), details)
 
 
@@ -251,13 +289,24 @@ def knowledge_show(api: ApiClient, args: argparse.Namespace) -> None:
 def knowledge_upload(api: ApiClient, args: argparse.Namespace) -> None:
     for path in args.files:
         with open(path, "rb") as fh:
-            output(args, api.call("POST", url("knowledge-bases", args.id, "documents"), files={"file": (path.name, fh)}),
-                   lambda console, doc: console.print(f"{doc['filename']}: document {doc['document_id']} version {doc['version']}, {doc['status']}"))
+            output(
+                args,
+                api.call("POST", url("knowledge-bases", args.id, "documents"), files={"file": (path.name, fh)}),
+                lambda console, doc: console.print(
+                    f"{doc['filename']}: document {doc['document_id']} version {doc['version']}, {doc['status']}"
+                ),
+            )
 
 
 def knowledge_search(api: ApiClient, args: argparse.Namespace) -> None:
     found = api.call("POST", url("knowledge-bases", args.id, "search"), json={"query": args.query, "top_k": args.top_k})
-    output(args, found, lambda console, data: console.print(table(data["results"], COLUMNS["results"], f"index version {data['version']}")))
+    output(
+        args,
+        found,
+        lambda console, data: console.print(
+            table(data["results"], COLUMNS["results"], f"index version {data['version']}")
+        ),
+    )
 
 
 # --- the model registry --------------------------------------------------------------------------
@@ -275,7 +324,11 @@ def models_versions(api: ApiClient, args: argparse.Namespace) -> None:
     if args.version:
         output(args, api.call("GET", url("models", args.name, "versions", args.version)), details)
     else:
-        output(args, api.call("GET", url("models", args.name, "versions"), params={"limit": args.limit}), listing("versions"))
+        output(
+            args,
+            api.call("GET", url("models", args.name, "versions"), params={"limit": args.limit}),
+            listing("versions"),
+        )
 
 
 def models_promote(api: ApiClient, args: argparse.Namespace) -> int | None:
@@ -296,8 +349,11 @@ def gate_decision(api: ApiClient, model: str, gate: dict) -> dict:
 
 
 def models_rollback(api: ApiClient, args: argparse.Namespace) -> None:
-    output(args, api.call("POST", url("models", args.name, "aliases", args.alias, "rollback"), json=given(reason=args.reason)),
-           lambda console, alias: console.print(f"{args.name}@{alias['alias']} → version {alias['version']}"))
+    output(
+        args,
+        api.call("POST", url("models", args.name, "aliases", args.alias, "rollback"), json=given(reason=args.reason)),
+        lambda console, alias: console.print(f"{args.name}@{alias['alias']} → version {alias['version']}"),
+    )
 
 
 def models_gates(api: ApiClient, args: argparse.Namespace) -> None:
@@ -329,7 +385,11 @@ def run(handler: Handler, args: argparse.Namespace) -> None:
 def add_resource_commands(commands: argparse._SubParsersAction) -> None:
     """Add `login`, `logout`, `datasets`, `tasks`, `knowledge` and `models` to the `wlops` parser."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--api", metavar="URL", help="the API (default: $WLOPS_API_URL, else the one last logged in to, else http://127.0.0.1:8000)")
+    common.add_argument(
+        "--api",
+        metavar="URL",
+        help="the API (default: $WLOPS_API_URL, else the one last logged in to, else http://127.0.0.1:8000)",
+    )
     common.add_argument("--json", action="store_true", help="print the API's JSON (one document per line)")
 
     def command(group: argparse._SubParsersAction, name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
@@ -338,7 +398,9 @@ def add_resource_commands(commands: argparse._SubParsersAction) -> None:
         return parser
 
     def group(name: str, help: str) -> argparse._SubParsersAction:
-        return commands.add_parser(name, help=help, description=help).add_subparsers(dest=f"{name}_command", required=True)
+        return commands.add_parser(name, help=help, description=help).add_subparsers(
+            dest=f"{name}_command", required=True
+        )
 
     def with_limit(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         parser.add_argument("--limit", type=int, default=50, help="at most this many (the API allows up to 200)")
@@ -368,21 +430,41 @@ def add_resource_commands(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--dataset", required=True, metavar="ID")
     parser.add_argument("--model", help="smollm2-135m-instruct (default) or a local model folder")
-    parser.add_argument("--hp", type=hyperparameter, action="append", default=[], metavar="KEY=VALUE", help="a hyperparameter (repeatable)")
+    parser.add_argument(
+        "--hp",
+        type=hyperparameter,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a hyperparameter (repeatable)",
+    )
     parser.add_argument("--max-iterations", type=int, metavar="K", help="continuous tasks")
-    parser.add_argument("--threshold", type=float, metavar="X", help="continuous tasks: stop once the feedback split's share of right answers reaches it")
-    parser.add_argument("--knowledge-base", metavar="ID", help="train and answer with passages from this knowledge base")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        metavar="X",
+        help="continuous tasks: stop once the feedback split's share of right answers reaches it",
+    )
+    parser.add_argument(
+        "--knowledge-base", metavar="ID", help="train and answer with passages from this knowledge base"
+    )
     parser.add_argument("--start", action="store_true", help="start it at once")
     parser.add_argument("--watch", action="store_true", help="start it and follow it until it ends")
     parser = command(tasks, "start", tasks_start, "start a task")
     parser.add_argument("id")
     parser.add_argument("--watch", action="store_true", help="follow it until it ends")
-    command(tasks, "watch", tasks_watch, "follow a task's progress until it ends (exit 0 when it completed)").add_argument("id")
+    command(
+        tasks, "watch", tasks_watch, "follow a task's progress until it ends (exit 0 when it completed)"
+    ).add_argument("id")
     command(tasks, "show", tasks_show, "show a task, with its live training progress").add_argument("id")
     for verb in ("pause", "resume", "cancel"):
         command(tasks, verb, task_action(verb), f"{verb} a running task").add_argument("id")
-    with_limit(command(tasks, "list", tasks_list, "list the organization's tasks")).add_argument("--status", help="only tasks in this status")
-    command(tasks, "report", tasks_report, "a finished task's report: every iteration against the base model").add_argument("id")
+    with_limit(command(tasks, "list", tasks_list, "list the organization's tasks")).add_argument(
+        "--status", help="only tasks in this status"
+    )
+    command(
+        tasks, "report", tasks_report, "a finished task's report: every iteration against the base model"
+    ).add_argument("id")
 
     knowledge = group("knowledge", "knowledge bases: documents, their index, search")
     parser = command(knowledge, "create", knowledge_create, "create an empty knowledge base")
@@ -392,7 +474,12 @@ def add_resource_commands(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--chunk-overlap-tokens", type=int)
     with_limit(command(knowledge, "list", knowledge_list, "list the organization's knowledge bases"))
     command(knowledge, "show", knowledge_show, "show a knowledge base and its documents").add_argument("id")
-    parser = command(knowledge, "upload", knowledge_upload, "upload documents (Markdown, text, HTML, PDF); each is indexed by the next build")
+    parser = command(
+        knowledge,
+        "upload",
+        knowledge_upload,
+        "upload documents (Markdown, text, HTML, PDF); each is indexed by the next build",
+    )
     parser.add_argument("id")
     parser.add_argument("files", nargs="+", type=existing_file, metavar="FILE")
     parser = command(knowledge, "search", knowledge_search, "the chunks most similar to a query")

@@ -43,8 +43,22 @@ def temporal_binary() -> str:
 def temporal_dev_server(settings: Settings, db_file: Path | None) -> list[str]:
     """The command of a Temporal dev server on the settings' ports, keeping its state in `db_file` (None: in memory)."""
     persistence = ["--db-filename", str(db_file), *TEMPORAL_SQLITE_PRAGMAS] if db_file else []
-    return [temporal_binary(), "server", "start-dev", *persistence, "--ip", "127.0.0.1", "--port", str(settings.temporal_port),
-            "--ui-port", str(settings.temporal_ui_port), "--namespace", settings.temporal_namespace, "--log-level", "warn"]
+    return [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        *persistence,
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(settings.temporal_port),
+        "--ui-port",
+        str(settings.temporal_ui_port),
+        "--namespace",
+        settings.temporal_namespace,
+        "--log-level",
+        "warn",
+    ]
 
 
 def stack_services(settings: Settings) -> list[ServiceSpec]:
@@ -53,11 +67,19 @@ def stack_services(settings: Settings) -> list[ServiceSpec]:
     services = []
     if not settings.temporal_address:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        services.append(ServiceSpec("temporal", temporal_dev_server(settings, settings.data_dir / "temporal.db"), port=settings.temporal_port))
+        services.append(
+            ServiceSpec(
+                "temporal",
+                temporal_dev_server(settings, settings.data_dir / "temporal.db"),
+                port=settings.temporal_port,
+            )
+        )
     services.append(ServiceSpec("api", wlops + ["api"], port=settings.api_port))
     services.append(ServiceSpec("serve", wlops + ["serve"], port=settings.serve_port))
     for pool in WORKER_POOLS:
-        services.append(ServiceSpec(f"worker-{pool}", wlops + ["worker", "--pool", pool], task_queues=POOL_TASK_QUEUES[pool]))
+        services.append(
+            ServiceSpec(f"worker-{pool}", wlops + ["worker", "--pool", pool], task_queues=POOL_TASK_QUEUES[pool])
+        )
     return services
 
 
@@ -83,7 +105,7 @@ class Stack:
         self.log_dir = settings.data_dir / "logs"
         self._log_offsets: dict[str, int] = {}
 
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         from cli.users import ensure_dev_owner
         from db.session import migrate
 
@@ -95,8 +117,9 @@ class Stack:
         try:
             for spec in stack_services(self.settings):
                 log = open(self.log_dir / f"{spec.name}.log", "ab")
-                self.processes[spec.name] = subprocess.Popen(spec.command, stdout=log, stderr=subprocess.STDOUT, env={**env, **spec.env},
-                                                             start_new_session=True)
+                self.processes[spec.name] = subprocess.Popen(
+                    spec.command, stdout=log, stderr=subprocess.STDOUT, env={**env, **spec.env}, start_new_session=True
+                )
                 if spec.port:
                     wait_for_port(spec.port, 60, self.processes[spec.name])
         except BaseException:
@@ -107,7 +130,9 @@ class Stack:
     def check(self) -> None:
         for name, process in self.processes.items():
             if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with code {process.returncode}; see {self.log_dir / (name + '.log')}")
+                raise RuntimeError(
+                    f"{name} exited with code {process.returncode}; see {self.log_dir / (name + '.log')}"
+                )
 
     def stop(self, timeout: float = 20) -> None:
         """Workers and the API first (they drain), the Temporal server last."""
@@ -133,12 +158,12 @@ class Stack:
             with open(path, "rb") as fh:
                 fh.seek(offset)
                 chunk = fh.read()
-            complete = chunk[:chunk.rfind(b"\n") + 1]  # a line still being written waits for the next call
+            complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits for the next call
             self._log_offsets[name] = offset + len(complete)
             lines += [(name, line) for line in complete.decode("utf-8", "replace").splitlines()]
         return lines
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         return self.start()
 
     def __exit__(self, *exc) -> None:

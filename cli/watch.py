@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import httpx
@@ -24,7 +24,9 @@ def task_events(api: ApiClient, task_id: str) -> Iterator[ServerSentEvent]:
     while True:
         try:
             headers = {"Last-Event-ID": last_id} if last_id else {}
-            with connect_sse(api.http, "GET", f"/api/v1/tasks/{quote(task_id, safe='')}/events", headers=headers) as source:
+            with connect_sse(
+                api.http, "GET", f"/api/v1/tasks/{quote(task_id, safe='')}/events", headers=headers
+            ) as source:
                 api.check(source.response)
                 for event in source.iter_sse():
                     failures, last_id = 0, event.id or last_id
@@ -52,15 +54,25 @@ class EventLines:
         return None
 
     def show(self, event: ServerSentEvent, data: dict) -> None:
-        print(json.dumps({"id": int(event.id) if event.id.isdigit() else None, "event": event.event, "data": data}), flush=True)
+        print(
+            json.dumps({"id": int(event.id) if event.id.isdigit() else None, "event": event.event, "data": data}),
+            flush=True,
+        )
 
 
 class EventProgress:
     """A progress bar of the running phase (training steps, or questions evaluated); status changes and scores printed as they come."""
 
     def __init__(self, console: Console):
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
-                                 TimeElapsedColumn(), console=console, transient=True)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
         self.bar = self.progress.add_task("", total=None, detail="")
         self.task_id, self.iteration, self.max_iterations, self.status = "", 0, None, ""
         self.started = False
@@ -79,7 +91,12 @@ class EventProgress:
         say = self.progress.console.print
         if event.event == "snapshot":
             task = data["task"]
-            self.task_id, self.iteration, self.max_iterations, self.status = task["task_id"], task["current_iteration"], task["max_iterations"], task["status"]
+            self.task_id, self.iteration, self.max_iterations, self.status = (
+                task["task_id"],
+                task["current_iteration"],
+                task["max_iterations"],
+                task["status"],
+            )
             say(f"task {task['task_id']} ({task['task_name']}): {task['status']}")
             self.phase(task.get("progress") or {})
         elif event.event == "status":
@@ -90,15 +107,29 @@ class EventProgress:
             self.iteration = data.get("iteration") or self.iteration
             self.phase(data)
         elif event.event == "score":
-            baseline, right, base_right = data.get("baseline_score"), data.get("test_fact_accuracy"), data.get("baseline_fact_accuracy")
-            facts = (f"test answers right [bold]{right:.3f}[/]" + (f" (base model {base_right:.3f}); " if base_right is not None else "; ")
-                     if right is not None else "")
-            say(f"iteration {data['iteration']}: {facts}blended test score {data['score']:.4f}" + (f" (base model {baseline:.4f})" if baseline is not None else ""))
+            baseline, right, base_right = (
+                data.get("baseline_score"),
+                data.get("test_fact_accuracy"),
+                data.get("baseline_fact_accuracy"),
+            )
+            facts = (
+                f"test answers right [bold]{right:.3f}[/]"
+                + (f" (base model {base_right:.3f}); " if base_right is not None else "; ")
+                if right is not None
+                else ""
+            )
+            say(
+                f"iteration {data['iteration']}: {facts}blended test score {data['score']:.4f}"
+                + (f" (base model {baseline:.4f})" if baseline is not None else "")
+            )
         elif event.event == "final":
             self.status = data["status"]
             score = data.get("latest_score")
-            say(f"[bold]{data['status']}[/]" + (f", score {score:.4f}" if score is not None else "")
-                + (f" — the report: wlops tasks report {self.task_id}" if data.get("report_available") else ""))
+            say(
+                f"[bold]{data['status']}[/]"
+                + (f", score {score:.4f}" if score is not None else "")
+                + (f" — the report: wlops tasks report {self.task_id}" if data.get("report_available") else "")
+            )
         of = f"/{self.max_iterations}" if self.max_iterations else ""
         self.progress.update(self.bar, description=f"iteration {self.iteration}{of} {self.status}")
 
@@ -107,6 +138,13 @@ class EventProgress:
         if progress.get("total_steps"):
             loss, speed = progress.get("loss"), progress.get("tokens_per_second")
             detail = (f"loss {loss:.3f}" if loss is not None else "") + (f"  {speed:.0f} tok/s" if speed else "")
-            self.progress.update(self.bar, total=progress["total_steps"], completed=progress.get("step") or 0, detail=detail)
+            self.progress.update(
+                self.bar, total=progress["total_steps"], completed=progress.get("step") or 0, detail=detail
+            )
         elif progress.get("total"):
-            self.progress.update(self.bar, total=progress["total"], completed=progress.get("done") or 0, detail=progress.get("stage") or "")
+            self.progress.update(
+                self.bar,
+                total=progress["total"],
+                completed=progress.get("done") or 0,
+                detail=progress.get("stage") or "",
+            )

@@ -31,18 +31,42 @@ class Scope(StrEnum):
     ORG_MANAGE = "org:manage"
 
 
-_VIEWER = frozenset({Scope.DATASETS_READ, Scope.TASKS_READ, Scope.KNOWLEDGE_READ, Scope.MODELS_READ, Scope.MEMBERS_READ})
-_MEMBER = _VIEWER | {Scope.DATASETS_WRITE, Scope.TASKS_WRITE, Scope.KNOWLEDGE_WRITE, Scope.MODELS_WRITE, Scope.INFERENCE}
+_VIEWER = frozenset(
+    {Scope.DATASETS_READ, Scope.TASKS_READ, Scope.KNOWLEDGE_READ, Scope.MODELS_READ, Scope.MEMBERS_READ}
+)
+_MEMBER = _VIEWER | {
+    Scope.DATASETS_WRITE,
+    Scope.TASKS_WRITE,
+    Scope.KNOWLEDGE_WRITE,
+    Scope.MODELS_WRITE,
+    Scope.INFERENCE,
+}
 _ADMIN = _MEMBER | {Scope.MEMBERS_WRITE, Scope.KEYS_MANAGE, Scope.AUDIT_READ, Scope.MODELS_FORCE}
 _OWNER = _ADMIN | {Scope.ORG_MANAGE}
 
 # Viewers read; members create and control datasets, tasks, knowledge bases and model versions (promotions pass the
 # gate); admins also manage members, keys, read the audit log and may force a promotion; owners also manage the organization.
-ROLE_SCOPES: dict[Role, frozenset[Scope]] = {Role.VIEWER: _VIEWER, Role.MEMBER: _MEMBER, Role.ADMIN: _ADMIN, Role.OWNER: _OWNER}
+ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
+    Role.VIEWER: _VIEWER,
+    Role.MEMBER: _MEMBER,
+    Role.ADMIN: _ADMIN,
+    Role.OWNER: _OWNER,
+}
 
 # What a program's API key may be granted (never member, key or organization management).
-API_KEY_SCOPES: frozenset[Scope] = frozenset({Scope.DATASETS_READ, Scope.DATASETS_WRITE, Scope.TASKS_READ, Scope.TASKS_WRITE,
-                                             Scope.KNOWLEDGE_READ, Scope.KNOWLEDGE_WRITE, Scope.MODELS_READ, Scope.MODELS_WRITE, Scope.INFERENCE})
+API_KEY_SCOPES: frozenset[Scope] = frozenset(
+    {
+        Scope.DATASETS_READ,
+        Scope.DATASETS_WRITE,
+        Scope.TASKS_READ,
+        Scope.TASKS_WRITE,
+        Scope.KNOWLEDGE_READ,
+        Scope.KNOWLEDGE_WRITE,
+        Scope.MODELS_READ,
+        Scope.MODELS_WRITE,
+        Scope.INFERENCE,
+    }
+)
 
 ROLE_RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
 

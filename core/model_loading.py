@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from core.errors import Unavailable
 
 T = TypeVar("T")
 
-_LOAD_LOCK = threading.RLock()  # re-entrant: a loader may load another model (a tokenizer, an adapter) inside its own load
+_LOAD_LOCK = (
+    threading.RLock()
+)  # re-entrant: a loader may load another model (a tokenizer, an adapter) inside its own load
 
 
 @contextmanager
@@ -55,15 +58,20 @@ class LoadState:
         if self.seconds is not None:
             out["load_seconds"] = round(self.seconds, 2)
         if self.error is not None:
-            out |= {"error": self.error, "failures": self.failures,
-                    "retry_in_seconds": round(max(0.0, (self.retry_at or 0) - now), 1)}
+            out |= {
+                "error": self.error,
+                "failures": self.failures,
+                "retry_in_seconds": round(max(0.0, (self.retry_at or 0) - now), 1),
+            }
         return out
 
 
 class SharedModels:
     """Read-only models of a process by key, each loaded once under `exclusive()`; failures retried with backoff."""
 
-    def __init__(self, first_backoff: float = 1.0, max_backoff: float = 60.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, first_backoff: float = 1.0, max_backoff: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ):
         self.first_backoff, self.max_backoff, self._clock = first_backoff, max_backoff, clock
         self._models: dict[str, Any] = {}
         self._states: dict[str, LoadState] = {}
@@ -78,20 +86,27 @@ class SharedModels:
             known = self._states.get(key)
             now = self._clock()
             if known is not None and known.state == "failed" and now < (known.retry_at or 0):
-                raise ModelLoadFailed(f"the model {key} could not be loaded ({known.error}); it is tried again in "
-                                      f"{known.retry_at - now:.0f} s", code="model_not_ready")
+                raise ModelLoadFailed(
+                    f"the model {key} could not be loaded ({known.error}); it is tried again in "
+                    f"{known.retry_at - now:.0f} s",
+                    code="model_not_ready",
+                )
             failures = known.failures if known is not None else 0
             self._states[key] = LoadState("loading", failures=failures)
             started = self._clock()
             try:
                 model = loader()
-            except Exception as exc:  # noqa: BLE001 - any failure of a load is reported to the caller and retried later
+            except Exception as exc:
                 failures += 1
                 backoff = min(self.max_backoff, self.first_backoff * 2 ** (failures - 1))
                 error = f"{type(exc).__name__}: {exc}"[:500]
-                self._states[key] = LoadState("failed", error=error, failures=failures, retry_at=self._clock() + backoff)
-                raise ModelLoadFailed(f"the model {key} could not be loaded ({error}); it is tried again in {backoff:.0f} s",
-                                      code="model_not_ready") from exc
+                self._states[key] = LoadState(
+                    "failed", error=error, failures=failures, retry_at=self._clock() + backoff
+                )
+                raise ModelLoadFailed(
+                    f"the model {key} could not be loaded ({error}); it is tried again in {backoff:.0f} s",
+                    code="model_not_ready",
+                ) from exc
             self._models[key] = model
             self._states[key] = LoadState("ready", seconds=self._clock() - started)
             return model

@@ -29,13 +29,21 @@ WORKER_POOLS = tuple(WORKER_POOL_QUEUES)
 # Each pool serves its Prometheus metrics on its own port (the Temporal SDK's and the WLOps metrics its activities record).
 WORKER_METRICS_PORTS = {"all": 9100, "control": 9101, "optimize": 9102, "train": 9103, "evaluate": 9104}
 # `all` runs every pool in one process (embedded use and tests).
-POOL_TASK_QUEUES: dict[str, tuple[str, ...]] = {**WORKER_POOL_QUEUES, "all": tuple(q for queues in WORKER_POOL_QUEUES.values() for q in queues)}
+POOL_TASK_QUEUES: dict[str, tuple[str, ...]] = {
+    **WORKER_POOL_QUEUES,
+    "all": tuple(q for queues in WORKER_POOL_QUEUES.values() for q in queues),
+}
 
 
 # What every WLOps process sets before it loads a model: models and tokenizers come from installed packages,
 # never the network, and the tokenizers' own thread pool must not fight the workers' threads (or fork).
 # Progress bars (tqdm's, and the Hugging Face libraries' own) stay out of the logs: the phases log and report their own progress.
-PROCESS_ENVIRONMENT = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}
+PROCESS_ENVIRONMENT = {
+    "HF_HUB_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TQDM_DISABLE": "1",
+}
 
 
 def configure_process_environment() -> None:
@@ -56,7 +64,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".wlops"), description="Root for the embedded stack's files.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite under data_dir if unset.")
 
-    temporal_address: str | None = Field(default=None, description="Existing Temporal cluster; embedded dev server if unset.")
+    temporal_address: str | None = Field(
+        default=None, description="Existing Temporal cluster; embedded dev server if unset."
+    )
     temporal_namespace: str = "default"
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
@@ -64,80 +74,149 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
-    s3_endpoint: str | None = Field(default=None, description="host:port of an S3-compatible server; local directory if unset.")
+    s3_endpoint: str | None = Field(
+        default=None, description="host:port of an S3-compatible server; local directory if unset."
+    )
     s3_access_key: str = "minioadmin"
     s3_secret_key: str = "minioadmin"
     s3_bucket: str = "wlops"
     s3_secure: bool = False
 
-    model_cache: Path | None = Field(default=None, description="Where de-quantized base models are cached; data_dir/model-cache if unset.")
+    model_cache: Path | None = Field(
+        default=None, description="Where de-quantized base models are cached; data_dir/model-cache if unset."
+    )
 
     # Access control. Outside development the server refuses to start with the default or a weak secret.
-    environment: Literal["development", "production"] = Field(default="development", description="`production` enforces a strong secret.")
-    secret_key: str = Field(default=DEFAULT_SECRET_KEY, description="Signs access and refresh tokens (HS256); at least 32 characters.")
+    environment: Literal["development", "production"] = Field(
+        default="development", description="`production` enforces a strong secret."
+    )
+    secret_key: str = Field(
+        default=DEFAULT_SECRET_KEY, description="Signs access and refresh tokens (HS256); at least 32 characters."
+    )
     access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(default=7, ge=1, le=90)
     dev_username: str = Field(default="dev", description="Development owner created by `make demo` / `make dev`.")
-    dev_password: str = Field(default="wlops-dev-password", description="Development owner's password (development default).")
+    dev_password: str = Field(
+        default="wlops-dev-password", description="Development owner's password (development default)."
+    )
     dev_org: str = Field(default="dev", description="Organization of the development owner.")
-    login_failures_per_minute: int = Field(default=10, ge=1, description="Failed logins per username and client before 429.")
+    login_failures_per_minute: int = Field(
+        default=10, ge=1, description="Failed logins per username and client before 429."
+    )
 
     # Quotas per organization and limits on what one request may send.
-    max_running_tasks_per_org: int = Field(default=2, ge=1, description="Tasks started and not yet finished, per organization.")
-    max_storage_bytes_per_org: int = Field(default=1024 * 1024 * 1024, ge=1, description="Total bytes of an organization's datasets.")
+    max_running_tasks_per_org: int = Field(
+        default=2, ge=1, description="Tasks started and not yet finished, per organization."
+    )
+    max_storage_bytes_per_org: int = Field(
+        default=1024 * 1024 * 1024, ge=1, description="Total bytes of an organization's datasets."
+    )
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     max_upload_rows: int = Field(default=200_000, ge=1)
     max_line_bytes: int = Field(default=256 * 1024, ge=1024, description="Longest line of a JSONL or CSV upload.")
-    max_request_bytes: int = Field(default=1024 * 1024, ge=1024, description="Largest body of any request other than an upload.")
-    max_document_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="Largest knowledge-base document (md, txt, html, pdf).")
+    max_request_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest body of any request other than an upload."
+    )
+    max_document_bytes: int = Field(
+        default=20 * 1024 * 1024, gt=0, description="Largest knowledge-base document (md, txt, html, pdf)."
+    )
 
     # Knowledge bases: chunk size in the embedding model's tokens, and how the ingestion workflow batches changes.
-    knowledge_chunk_tokens: int = Field(default=160, ge=16, le=224, description="Chunk size (MiniLM word pieces; the model reads 256).")
+    knowledge_chunk_tokens: int = Field(
+        default=160, ge=16, le=224, description="Chunk size (MiniLM word pieces; the model reads 256)."
+    )
     knowledge_chunk_overlap_tokens: int = Field(default=32, ge=0, le=64)
-    knowledge_settle_seconds: float = Field(default=2.0, ge=0, description="A build starts once uploads have paused this long.")
-    knowledge_idle_seconds: int = Field(default=600, ge=1, description="An ingestion workflow with nothing to do ends after this long.")
+    knowledge_settle_seconds: float = Field(
+        default=2.0, ge=0, description="A build starts once uploads have paused this long."
+    )
+    knowledge_idle_seconds: int = Field(
+        default=600, ge=1, description="An ingestion workflow with nothing to do ends after this long."
+    )
     # A bigger model as a teacher for generated datasets: any OpenAI-compatible chat-completions endpoint.
-    teacher_url: str | None = Field(default=None, description="Base URL of an OpenAI-compatible API, e.g. http://host:8001/v1.")
+    teacher_url: str | None = Field(
+        default=None, description="Base URL of an OpenAI-compatible API, e.g. http://host:8001/v1."
+    )
     teacher_model: str | None = Field(default=None, description="The model name to ask for.")
     teacher_api_key: str | None = Field(default=None, description="Sent as a bearer token, if set.")
     # Incremental re-training when a followed knowledge base changes.
-    retrain_quiet_seconds: float = Field(default=60, ge=0, description="Changes within this long start one incremental task, not several.")
-    retrain_poll_seconds: float = Field(default=30, gt=0, description="How often a pending retraining looks whether its task has ended.")
+    retrain_quiet_seconds: float = Field(
+        default=60, ge=0, description="Changes within this long start one incremental task, not several."
+    )
+    retrain_poll_seconds: float = Field(
+        default=30, gt=0, description="How often a pending retraining looks whether its task has ended."
+    )
     # Tasks with a knowledge base: how training prompts are built (RAFT) and how long they may be.
-    raft_oracle_fraction: float = Field(default=0.8, ge=0, le=1, description="Share of training prompts whose passages include the answer's chunk.")
-    rag_max_seq_length: int = Field(default=512, ge=64, le=8192, description="Default max_seq_length of a task with a knowledge base.")
+    raft_oracle_fraction: float = Field(
+        default=0.8, ge=0, le=1, description="Share of training prompts whose passages include the answer's chunk."
+    )
+    rag_max_seq_length: int = Field(
+        default=512, ge=64, le=8192, description="Default max_seq_length of a task with a knowledge base."
+    )
     # The model registry's promotion gate.
-    promotion_margin: float = Field(default=0.01, ge=0, le=1, description=(
-        "A candidate is refused when its pooled blended wording score is worse than the current version's or the base model's by more "
-        "than this (test sets without fact checks: it must beat both by this much)."))
-    promotion_significance: float = Field(default=0.05, gt=0, lt=1, description=(
-        "A candidate is promoted only if it answers significantly more questions right than the current version and the base model: "
-        "exact McNemar test at this level; better but not significantly is INCONCLUSIVE (not enough evidence)."))
-    gate_evaluate_seconds: int = Field(default=3600, ge=1, description="How long the gate's evaluation of the candidate may run.")
-    promote_incremental: bool = Field(default=True, description=(
-        "An incremental task's version goes before the gate for every alias that points at its parent's version."))
+    promotion_margin: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description=(
+            "A candidate is refused when its pooled blended wording score is worse than the current version's or the base model's by more "
+            "than this (test sets without fact checks: it must beat both by this much)."
+        ),
+    )
+    promotion_significance: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description=(
+            "A candidate is promoted only if it answers significantly more questions right than the current version and the base model: "
+            "exact McNemar test at this level; better but not significantly is INCONCLUSIVE (not enough evidence)."
+        ),
+    )
+    gate_evaluate_seconds: int = Field(
+        default=3600, ge=1, description="How long the gate's evaluation of the candidate may run."
+    )
+    promote_incremental: bool = Field(
+        default=True,
+        description=(
+            "An incremental task's version goes before the gate for every alias that points at its parent's version."
+        ),
+    )
     # The serving process (`wlops serve`): many adapters on one base model.
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(default=8001, ge=1, le=65535)
-    serve_max_adapters: int = Field(default=8, ge=1, description="Adapters kept loaded per base model (least recently used leave first).")
+    serve_max_adapters: int = Field(
+        default=8, ge=1, description="Adapters kept loaded per base model (least recently used leave first)."
+    )
     serve_max_batch: int = Field(default=16, ge=1, description="Requests decoded together, whatever adapters they use.")
-    serve_batch_window_ms: float = Field(default=10, ge=0, description="How long the first request of a batch waits for others.")
+    serve_batch_window_ms: float = Field(
+        default=10, ge=0, description="How long the first request of a batch waits for others."
+    )
     serve_max_tokens: int = Field(default=512, ge=1, description="The largest max_tokens a request may ask for.")
     serve_default_max_tokens: int = Field(default=128, ge=1)
-    serve_retrieval_top_k: int = Field(default=3, ge=1, le=20, description="Passages per question when the version does not say.")
-    serve_warm_models: list[str] = Field(default_factory=list, description=(
-        "Base models loaded as the process starts (a JSON list); /readyz answers 200 once each is ready."))
+    serve_retrieval_top_k: int = Field(
+        default=3, ge=1, le=20, description="Passages per question when the version does not say."
+    )
+    serve_warm_models: list[str] = Field(
+        default_factory=list,
+        description=("Base models loaded as the process starts (a JSON list); /readyz answers 200 once each is ready."),
+    )
 
     # Worker concurrency per pool: training holds a whole model, so one at a time by default.
     optimize_concurrency: int = Field(default=2, ge=1)
-    knowledge_concurrency: int = Field(default=1, ge=1, description="Knowledge-base builds at once per optimize worker (each embeds on every core).")
+    knowledge_concurrency: int = Field(
+        default=1, ge=1, description="Knowledge-base builds at once per optimize worker (each embeds on every core)."
+    )
     train_concurrency: int = Field(default=1, ge=1)
     evaluate_concurrency: int = Field(default=1, ge=1)
     bookkeeping_concurrency: int = Field(default=8, ge=1)
-    workflow_task_concurrency: int = Field(default=2, ge=2, description=(
-        "Workflow tasks a control worker processes at once. They share one Python interpreter, so more at once only shares "
-        "its time: when 50 runs start together, 2 finish the first ones first instead of all of them late (bench/concurrent_runs). "
-        "At least 2: with 1 the worker's only poll serves its sticky queue or the shared one, and a task on the other waits 10 s."))
+    workflow_task_concurrency: int = Field(
+        default=2,
+        ge=2,
+        description=(
+            "Workflow tasks a control worker processes at once. They share one Python interpreter, so more at once only shares "
+            "its time: when 50 runs start together, 2 finish the first ones first instead of all of them late (bench/concurrent_runs). "
+            "At least 2: with 1 the worker's only poll serves its sticky queue or the shared one, and a task on the other waits 10 s."
+        ),
+    )
 
     # Evaluation: weights of the overall score and grade thresholds on it.
     score_weight_exact_match: float = Field(default=0.1, ge=0)
@@ -153,27 +232,48 @@ class Settings(BaseSettings):
     split_test_fraction: float = Field(default=0.15, gt=0, lt=0.5)
     split_min_examples: int = Field(default=4, ge=1)
 
-    heartbeat_timeout_seconds: int = Field(default=60, ge=5, description="A worker silent this long is presumed dead; its activity is retried.")
+    heartbeat_timeout_seconds: int = Field(
+        default=60, ge=5, description="A worker silent this long is presumed dead; its activity is retried."
+    )
     activity_max_attempts: int = Field(default=3, ge=1)
     checkpoint_every_steps: int = Field(default=10, ge=1)
-    train_log_every_steps: int = Field(default=10, ge=1, description="The training loop logs step, loss and tokens/s this often.")
-    log_format: Literal["json", "text"] = Field(default="json", description="Worker, API and serving logs: JSON lines, or plain text.")
+    train_log_every_steps: int = Field(
+        default=10, ge=1, description="The training loop logs step, loss and tokens/s this often."
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="Worker, API and serving logs: JSON lines, or plain text."
+    )
     log_level: str = "INFO"
-    worker_metrics_host: str = Field(default="127.0.0.1", description="Where worker pools serve their Prometheus metrics (0.0.0.0 in containers).")
-    worker_metrics_port: int | None = Field(default=None, ge=0, le=65535,
-                                            description="This worker's metrics port; unset: its pool's default (9100-9104); 0: no metrics server.")
-    progress_event_seconds: float = Field(default=2.0, ge=0, description="A running phase writes its progress as a task event at most this often.")
-    event_poll_seconds: float = Field(default=0.5, gt=0, description="How often the API's event stream looks for a task's new events.")
+    worker_metrics_host: str = Field(
+        default="127.0.0.1", description="Where worker pools serve their Prometheus metrics (0.0.0.0 in containers)."
+    )
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="This worker's metrics port; unset: its pool's default (9100-9104); 0: no metrics server.",
+    )
+    progress_event_seconds: float = Field(
+        default=2.0, ge=0, description="A running phase writes its progress as a task event at most this often."
+    )
+    event_poll_seconds: float = Field(
+        default=0.5, gt=0, description="How often the API's event stream looks for a task's new events."
+    )
     max_new_tokens: int = Field(default=32, ge=1)
     generation_batch_size: int = Field(default=48, ge=1)
 
     @model_validator(mode="after")
-    def _check(self) -> "Settings":
+    def _check(self) -> Settings:
         if not (self.grade_excellent >= self.grade_good >= self.grade_acceptable):
             raise ValueError("grade thresholds must satisfy excellent >= good >= acceptable")
         if self.split_feedback_fraction + self.split_test_fraction > 0.8:
             raise ValueError("feedback + test fractions must leave at least 20% for training")
-        weights = (self.score_weight_exact_match, self.score_weight_token_f1, self.score_weight_bleu, self.score_weight_rouge_l)
+        weights = (
+            self.score_weight_exact_match,
+            self.score_weight_token_f1,
+            self.score_weight_bleu,
+            self.score_weight_rouge_l,
+        )
         if sum(weights) <= 0:
             raise ValueError("at least one score weight must be positive")
         return self
@@ -186,7 +286,11 @@ class Settings(BaseSettings):
         """Refuse to serve outside development with the default or a weak signing secret."""
         if self.environment == "development":
             return
-        if self.secret_key == DEFAULT_SECRET_KEY or len(self.secret_key) < MIN_SECRET_LENGTH or len(set(self.secret_key)) < 10:
+        if (
+            self.secret_key == DEFAULT_SECRET_KEY
+            or len(self.secret_key) < MIN_SECRET_LENGTH
+            or len(set(self.secret_key)) < 10
+        ):
             raise ValueError(
                 f"WLOPS_SECRET_KEY must be set to a random secret of at least {MIN_SECRET_LENGTH} characters when "
                 f"WLOPS_ENVIRONMENT={self.environment} (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"

@@ -59,7 +59,9 @@ def can_transition(current: TaskStatus, target: TaskStatus, *, suspended_from: T
     return True
 
 
-def check_transition(current: TaskStatus, target: TaskStatus, *, suspended_from: TaskStatus | None = None) -> TaskStatus:
+def check_transition(
+    current: TaskStatus, target: TaskStatus, *, suspended_from: TaskStatus | None = None
+) -> TaskStatus:
     """Return `target` if the move is allowed, else raise `IllegalTransition`."""
     if not can_transition(current, target, suspended_from=suspended_from):
         raise IllegalTransition(current, target)
@@ -88,8 +90,9 @@ KNOWLEDGE_BASE_TRANSITIONS: dict[KnowledgeBaseStatus, frozenset[KnowledgeBaseSta
 del K
 
 
-def check_knowledge_base_transition(current: KnowledgeBaseStatus, target: KnowledgeBaseStatus, *,
-                                    suspended_from: KnowledgeBaseStatus | None = None) -> KnowledgeBaseStatus:
+def check_knowledge_base_transition(
+    current: KnowledgeBaseStatus, target: KnowledgeBaseStatus, *, suspended_from: KnowledgeBaseStatus | None = None
+) -> KnowledgeBaseStatus:
     """Return `target` if a knowledge base may move there from `current`, else raise `IllegalTransition`."""
     if target not in KNOWLEDGE_BASE_TRANSITIONS[current]:
         raise IllegalTransition(current, target)
@@ -112,7 +115,9 @@ DATASET_TRANSITIONS: dict[DatasetStatus, frozenset[DatasetStatus]] = {
 }
 
 
-def check_dataset_transition(current: DatasetStatus, target: DatasetStatus, *, suspended_from: DatasetStatus | None = None) -> DatasetStatus:
+def check_dataset_transition(
+    current: DatasetStatus, target: DatasetStatus, *, suspended_from: DatasetStatus | None = None
+) -> DatasetStatus:
     if target not in DATASET_TRANSITIONS[current]:
         raise IllegalTransition(current, target)
     return target
@@ -122,15 +127,21 @@ def check_dataset_transition(current: DatasetStatus, target: DatasetStatus, *, s
 
 
 class GateStatus(StrEnum):
-    EVALUATING = "EVALUATING"  # the candidate, the alias's current version and the base model answer the same test questions
+    EVALUATING = (
+        "EVALUATING"  # the candidate, the alias's current version and the base model answer the same test questions
+    )
     PROMOTED = "PROMOTED"  # the candidate answered significantly more questions right than both (or was forced): the alias points at it
     REFUSED = "REFUSED"  # it did not, or the alias moved meanwhile: nothing changed; the figures say why
-    INCONCLUSIVE = "INCONCLUSIVE"  # better, but not significantly, on too few questions: not enough evidence, nothing changed
+    INCONCLUSIVE = (
+        "INCONCLUSIVE"  # better, but not significantly, on too few questions: not enough evidence, nothing changed
+    )
     FAILED = "FAILED"  # the evaluation could not run (the error says why): nothing changed
 
 
 GATE_TRANSITIONS: dict[GateStatus, frozenset[GateStatus]] = {
-    GateStatus.EVALUATING: frozenset({GateStatus.PROMOTED, GateStatus.REFUSED, GateStatus.INCONCLUSIVE, GateStatus.FAILED}),
+    GateStatus.EVALUATING: frozenset(
+        {GateStatus.PROMOTED, GateStatus.REFUSED, GateStatus.INCONCLUSIVE, GateStatus.FAILED}
+    ),
     GateStatus.PROMOTED: frozenset(),
     GateStatus.REFUSED: frozenset(),
     GateStatus.INCONCLUSIVE: frozenset(),
@@ -138,7 +149,9 @@ GATE_TRANSITIONS: dict[GateStatus, frozenset[GateStatus]] = {
 }
 
 
-def check_gate_transition(current: GateStatus, target: GateStatus, *, suspended_from: GateStatus | None = None) -> GateStatus:
+def check_gate_transition(
+    current: GateStatus, target: GateStatus, *, suspended_from: GateStatus | None = None
+) -> GateStatus:
     if target not in GATE_TRANSITIONS[current]:
         raise IllegalTransition(current, target)
     return target

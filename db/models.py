@@ -67,7 +67,9 @@ class ApiKey(Base):
     created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     name: Mapped[str] = mapped_column(String(100))
     prefix: Mapped[str] = mapped_column(String(32), unique=True)  # the public part of the secret, to find the row
-    secret_hash: Mapped[str] = mapped_column(String(128))  # sha256 of the whole secret; the secret itself is never stored
+    secret_hash: Mapped[str] = mapped_column(
+        String(128)
+    )  # sha256 of the whole secret; the secret itself is never stored
     scopes: Mapped[list] = mapped_column(JSON, default=list)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -82,7 +84,9 @@ class AuditEntry(Base):
     org_id: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
     actor_user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     actor_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    action: Mapped[str] = mapped_column(String(200))  # method and route template, e.g. "POST /api/v1/tasks/{task_id}/start"
+    action: Mapped[str] = mapped_column(
+        String(200)
+    )  # method and route template, e.g. "POST /api/v1/tasks/{task_id}/start"
     resource_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
     resource_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     status_code: Mapped[int] = mapped_column(Integer)
@@ -102,12 +106,16 @@ class Dataset(Base):
     domain: Mapped[str | None] = mapped_column(String(200), nullable=True)
     dataset_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
     org_id: Mapped[str] = mapped_column(String(64), index=True)
-    created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)  # user id; None for datasets a workflow wrote
+    created_by: Mapped[str | None] = mapped_column(
+        String(64), nullable=True
+    )  # user id; None for datasets a workflow wrote
     is_optimized: Mapped[bool] = mapped_column(Boolean, default=False)
     source_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), nullable=True)
     task_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     optimization_log: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="READY", server_default="READY")  # core.status.DatasetStatus
+    status: Mapped[str] = mapped_column(
+        String(16), default="READY", server_default="READY"
+    )  # core.status.DatasetStatus
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     # generated from a knowledge base: which one, at which index version, and what validation kept and rejected
     source_knowledge_base_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -140,12 +148,18 @@ class MLTask(Base):
     report_key: Mapped[str | None] = mapped_column(String(500), nullable=True)
     hyperparameters: Mapped[dict] = mapped_column(JSON, default=dict)
     # with a knowledge base: training passages come from it, evaluation runs closed book and with retrieval
-    knowledge_base_id: Mapped[str | None] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="SET NULL"), nullable=True, index=True)
+    knowledge_base_id: Mapped[str | None] = mapped_column(
+        ForeignKey("knowledge_bases.id", ondelete="SET NULL"), nullable=True, index=True
+    )
     retrieval_top_k: Mapped[int] = mapped_column(Integer, default=3)
     # follow the knowledge base: when its documents change after this task finished, an incremental task starts from it
     retrain_on_change: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    parent_task_id: Mapped[str | None] = mapped_column(ForeignKey("ml_tasks.id", ondelete="SET NULL"), nullable=True, index=True)
-    register_as: Mapped[str | None] = mapped_column(String(100), nullable=True)  # the registered model its final adapter joins
+    parent_task_id: Mapped[str | None] = mapped_column(
+        ForeignKey("ml_tasks.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    register_as: Mapped[str | None] = mapped_column(
+        String(100), nullable=True
+    )  # the registered model its final adapter joins
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
@@ -199,7 +213,9 @@ class KnowledgeBase(Base):
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
     total_bytes: Mapped[int] = mapped_column(Integer, default=0)  # of every document it holds
     version: Mapped[int] = mapped_column(Integer, default=0)  # increases with every content change of the index
-    index_key: Mapped[str | None] = mapped_column(String(500), nullable=True)  # the current version's folder in object storage
+    index_key: Mapped[str | None] = mapped_column(
+        String(500), nullable=True
+    )  # the current version's folder in object storage
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
@@ -263,10 +279,14 @@ class ModelVersion(Base):
     knowledge_base_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     retrieval_top_k: Mapped[int | None] = mapped_column(Integer, nullable=True)
     hyperparameters: Mapped[dict] = mapped_column(JSON, default=dict)
-    serving_mode: Mapped[str] = mapped_column(String(16))  # closed_book | rag: how it answers, and so how the gate measures it
+    serving_mode: Mapped[str] = mapped_column(
+        String(16)
+    )  # closed_book | rag: how it answers, and so how the gate measures it
     scores: Mapped[dict] = mapped_column(JSON, default=dict)  # mode -> split -> overall score, on its own task's splits
     splits_key: Mapped[str] = mapped_column(String(500))  # its task's locked splits (the gate reads the test split)
-    contexts_key: Mapped[str | None] = mapped_column(String(500), nullable=True)  # the passages retrieved for those held-out questions
+    contexts_key: Mapped[str | None] = mapped_column(
+        String(500), nullable=True
+    )  # the passages retrieved for those held-out questions
     evaluation_key: Mapped[str] = mapped_column(String(500))
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -314,7 +334,9 @@ class PromotionGate(Base):
     model_id: Mapped[str] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"), index=True)
     alias: Mapped[str] = mapped_column(String(64))
     candidate_version: Mapped[int] = mapped_column(Integer)
-    current_version: Mapped[int | None] = mapped_column(Integer, nullable=True)  # what the alias pointed at when the gate started
+    current_version: Mapped[int | None] = mapped_column(
+        Integer, nullable=True
+    )  # what the alias pointed at when the gate started
     status: Mapped[str] = mapped_column(String(16))  # core.status.GateStatus
     forced: Mapped[bool] = mapped_column(Boolean, default=False)
     margin: Mapped[float] = mapped_column(Float)
@@ -338,7 +360,9 @@ class QAEntry(Base):
     user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     api_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     conversation_id: Mapped[str] = mapped_column(String(64), index=True)
-    model: Mapped[str] = mapped_column(String(200), index=True)  # the exact version that answered: name@3, or a base model
+    model: Mapped[str] = mapped_column(
+        String(200), index=True
+    )  # the exact version that answered: name@3, or a base model
     model_version_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     messages: Mapped[list] = mapped_column(JSON)
     answer: Mapped[str] = mapped_column(Text)

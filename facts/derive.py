@@ -19,8 +19,32 @@ import re
 from facts.judge import normalize, numbers_in
 from schemas.checks import ContainsAll, FactCheck, Number, Polarity
 
-KNOWN_UNITS = ("gb", "mb", "tb", "kb", "gib", "mib", "tib", "%", "percent", "day", "days", "hour", "hours", "minute", "minutes",
-               "second", "seconds", "week", "weeks", "month", "months", "year", "years", "$")
+KNOWN_UNITS = (
+    "gb",
+    "mb",
+    "tb",
+    "kb",
+    "gib",
+    "mib",
+    "tib",
+    "%",
+    "percent",
+    "day",
+    "days",
+    "hour",
+    "hours",
+    "minute",
+    "minutes",
+    "second",
+    "seconds",
+    "week",
+    "weeks",
+    "month",
+    "months",
+    "year",
+    "years",
+    "$",
+)
 _CODE_PATTERNS = (
     r"\b[A-Z]{1,5}-\d{2,5}\b",  # error codes: FL-204
     r"(?<![\w/])(?:~|%\w+%)?(?:/[\w.%\-]+){2,}/?|(?<!\w)/[a-z][\w.\-]+(?=[\s,.;]|$)",  # paths: /etc/x/y, ~/Library/Logs, /metrics
@@ -33,9 +57,50 @@ _CODE_PATTERNS = (
 )
 _TIME = r"\b\d{1,2}:\d{2}\b"
 _CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]{2,}(?:\s[A-Z][a-z]+)*\b")
-_STOP = {"yes", "no", "the", "and", "for", "with", "from", "that", "this", "your", "which", "when", "then", "than", "into", "only",
-         "each", "every", "after", "before", "there", "their", "they", "them", "will", "would", "should", "could", "also", "does",
-         "about", "while", "where", "what", "have", "has", "are", "were", "been", "being", "can", "not"}
+_STOP = {
+    "yes",
+    "no",
+    "the",
+    "and",
+    "for",
+    "with",
+    "from",
+    "that",
+    "this",
+    "your",
+    "which",
+    "when",
+    "then",
+    "than",
+    "into",
+    "only",
+    "each",
+    "every",
+    "after",
+    "before",
+    "there",
+    "their",
+    "they",
+    "them",
+    "will",
+    "would",
+    "should",
+    "could",
+    "also",
+    "does",
+    "about",
+    "while",
+    "where",
+    "what",
+    "have",
+    "has",
+    "are",
+    "were",
+    "been",
+    "being",
+    "can",
+    "not",
+}
 
 
 def derive_checks(question: str, reference: str, common: frozenset[str] = frozenset()) -> list[FactCheck]:
@@ -55,13 +120,25 @@ def derive_checks(question: str, reference: str, common: frozenset[str] = frozen
         seen.add(value)
         checks.append(Number(value=value, unit=unit if unit in KNOWN_UNITS else None, derived=True))
     terms = times + _identifiers(re.sub(_TIME, " ", text)) + _names(text)
-    terms = [t for t in dict.fromkeys(terms) if normalize(t) not in asked and normalize(t) not in common and not _is_number(t)
-             and t.casefold() not in KNOWN_UNITS]
+    terms = [
+        t
+        for t in dict.fromkeys(terms)
+        if normalize(t) not in asked
+        and normalize(t) not in common
+        and not _is_number(t)
+        and t.casefold() not in KNOWN_UNITS
+    ]
     if terms:
         checks.append(ContainsAll(values=terms[:4], derived=True))
     if not checks:
-        words = sorted({w.casefold(): w for w in re.findall(r"[A-Za-z][\w-]{3,}", text)
-                        if w.casefold() not in _STOP and w.casefold() not in asked}.values(), key=lambda w: (-len(w), w))
+        words = sorted(
+            {
+                w.casefold(): w
+                for w in re.findall(r"[A-Za-z][\w-]{3,}", text)
+                if w.casefold() not in _STOP and w.casefold() not in asked
+            }.values(),
+            key=lambda w: (-len(w), w),
+        )
         if words:
             checks.append(ContainsAll(values=words[:2], derived=True))
     return checks

@@ -16,24 +16,55 @@ from numerizer import numerize
 
 from schemas.checks import ContainsAll, ContainsAny, FactCheck, NotContains, Number, Polarity, Regex
 
-_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2010": "-", "\u2011": "-", "\u2012": "-",
-                         "\u2013": "-", "\u2014": "-", "`": ""})
+_QUOTES = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u2010": "-",
+        "\u2011": "-",
+        "\u2012": "-",
+        "\u2013": "-",
+        "\u2014": "-",
+        "`": "",
+    }
+)
 # a number not glued to a letter, a code or a version ("FL-204", "v2" and "4.2.1" state no quantity), and the word after it
-_NUMBER = re.compile(r"(?<![A-Za-z0-9_.])(?<![A-Za-z]-)(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\d.,]*\d)\s*([%A-Za-z$\u20ac]+)?")
+_NUMBER = re.compile(
+    r"(?<![A-Za-z0-9_.])(?<![A-Za-z]-)(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\d.,]*\d)\s*([%A-Za-z$\u20ac]+)?"
+)
 _ARTICLE = "qxqarticle"  # glued to "a"/"an" while numerizer reads the text, so it stays a word
 _YES = ("yes", "yeah", "yep", "correct", "sure", "indeed", "absolutely", "right")
 _NO = ("no", "nope", "not", "never", "none", "incorrect")
-_NEGATION = re.compile(r"\b(not|no|never|cannot|can't|won't|doesn't|don't|isn't|aren't|wasn't|weren't|didn't|hasn't|haven't|"
-                       r"shouldn't|couldn't|wouldn't|nor|neither)\b|n't\b")
+_NEGATION = re.compile(
+    r"\b(not|no|never|cannot|can't|won't|doesn't|don't|isn't|aren't|wasn't|weren't|didn't|hasn't|haven't|"
+    r"shouldn't|couldn't|wouldn't|nor|neither)\b|n't\b"
+)
 # unit spellings that mean the same unit (compared after lower-casing)
 UNIT_ALIASES = {
-    "gb": ("gb", "gigabyte", "gigabytes", "gib"), "mb": ("mb", "megabyte", "megabytes", "mib"), "tb": ("tb", "terabyte", "terabytes", "tib"),
-    "mib": ("mib", "mb"), "gib": ("gib", "gb"), "kb": ("kb", "kilobyte", "kilobytes", "kib"),
-    "day": ("day", "days"), "days": ("day", "days"), "hour": ("hour", "hours", "h"), "hours": ("hour", "hours", "h"),
-    "minute": ("minute", "minutes", "min", "mins"), "minutes": ("minute", "minutes", "min", "mins"),
-    "second": ("second", "seconds", "s", "sec", "secs"), "seconds": ("second", "seconds", "s", "sec", "secs"),
-    "week": ("week", "weeks"), "weeks": ("week", "weeks"), "month": ("month", "months"), "months": ("month", "months"),
-    "year": ("year", "years"), "years": ("year", "years"), "%": ("%", "percent", "per"), "percent": ("%", "percent"),
+    "gb": ("gb", "gigabyte", "gigabytes", "gib"),
+    "mb": ("mb", "megabyte", "megabytes", "mib"),
+    "tb": ("tb", "terabyte", "terabytes", "tib"),
+    "mib": ("mib", "mb"),
+    "gib": ("gib", "gb"),
+    "kb": ("kb", "kilobyte", "kilobytes", "kib"),
+    "day": ("day", "days"),
+    "days": ("day", "days"),
+    "hour": ("hour", "hours", "h"),
+    "hours": ("hour", "hours", "h"),
+    "minute": ("minute", "minutes", "min", "mins"),
+    "minutes": ("minute", "minutes", "min", "mins"),
+    "second": ("second", "seconds", "s", "sec", "secs"),
+    "seconds": ("second", "seconds", "s", "sec", "secs"),
+    "week": ("week", "weeks"),
+    "weeks": ("week", "weeks"),
+    "month": ("month", "months"),
+    "months": ("month", "months"),
+    "year": ("year", "years"),
+    "years": ("year", "years"),
+    "%": ("%", "percent", "per"),
+    "percent": ("%", "percent"),
 }
 
 
@@ -90,7 +121,11 @@ class CheckResult:
 def _holds(answer: str, value: str) -> bool:
     """`value` appears in `answer` (normalised), not as part of a longer word or number when it starts or ends with one."""
     needle = normalize(value)
-    pattern = (r"(?<![\w])" if needle[:1].isalnum() else "") + re.escape(needle) + (r"(?![\w])" if needle[-1:].isalnum() else "")
+    pattern = (
+        (r"(?<![\w])" if needle[:1].isalnum() else "")
+        + re.escape(needle)
+        + (r"(?![\w])" if needle[-1:].isalnum() else "")
+    )
     return re.search(pattern, answer) is not None
 
 
@@ -106,8 +141,12 @@ def run_check(check: FactCheck, answer: str) -> CheckResult:
         hit = next((v for v in check.values if _holds(text, v)), None)
         return CheckResult(hit is None, f"says {hit!r}" if hit else "none of them said")
     if isinstance(check, Regex):
-        found = re.search(check.pattern, answer, flags=re.IGNORECASE) or re.search(check.pattern, text, flags=re.IGNORECASE)
-        return CheckResult(found is not None, f"matched {found.group(0)!r}" if found else f"no match for /{check.pattern}/")
+        found = re.search(check.pattern, answer, flags=re.IGNORECASE) or re.search(
+            check.pattern, text, flags=re.IGNORECASE
+        )
+        return CheckResult(
+            found is not None, f"matched {found.group(0)!r}" if found else f"no match for /{check.pattern}/"
+        )
     if isinstance(check, Number):
         stated = numbers_in(answer)
         for value, unit in stated:

@@ -9,9 +9,9 @@ the last whole lines or sentences of the chunk before it, up to `overlap_tokens`
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
 
 from knowledge.documents import ParsedDocument
 
@@ -36,12 +36,14 @@ class TextChunk:
     end: int
 
 
-def chunk_document(document: ParsedDocument, count_tokens: TokenCounter, config: ChunkingConfig = ChunkingConfig()) -> list[TextChunk]:
+def chunk_document(
+    document: ParsedDocument, count_tokens: TokenCounter, config: ChunkingConfig = ChunkingConfig()
+) -> list[TextChunk]:
     """The document's chunks in order, each inside one section and carrying that section's heading path."""
     chunker = _chunker(count_tokens, config.chunk_tokens)
     chunks: list[TextChunk] = []
     for section in document.sections:
-        body = document.text[section.start:section.end]
+        body = document.text[section.start : section.end]
         _, spans = chunker(body, offsets=True)
         previous_end = None
         for start, end in spans:
@@ -51,15 +53,22 @@ def chunk_document(document: ParsedDocument, count_tokens: TokenCounter, config:
             text = body[start:end].strip()
             if text:
                 lead = len(body[start:end]) - len(body[start:end].lstrip())
-                chunks.append(TextChunk(len(chunks), list(section.heading_path), text, section.start + start + lead,
-                                        section.start + start + lead + len(text)))
+                chunks.append(
+                    TextChunk(
+                        len(chunks),
+                        list(section.heading_path),
+                        text,
+                        section.start + start + lead,
+                        section.start + start + lead + len(text),
+                    )
+                )
     return chunks
 
 
 def _overlap_start(body: str, start: int, previous_end: int, count_tokens: TokenCounter, budget: int) -> int:
     """The earliest line or sentence boundary before `start` whose text up to the previous chunk's end fits the budget."""
     for match in BOUNDARY.finditer(body, max(0, start - 8 * budget), start):  # a word piece is rarely over 8 characters
-        if match.end() < start and count_tokens(body[match.end():previous_end]) <= budget:
+        if match.end() < start and count_tokens(body[match.end() : previous_end]) <= budget:
             return match.end()
     return start
 

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 
 MEDIA_TYPES = {
-    "md": "text/markdown", "markdown": "text/markdown",
+    "md": "text/markdown",
+    "markdown": "text/markdown",
     "txt": "text/plain",
-    "html": "text/html", "htm": "text/html",
+    "html": "text/html",
+    "htm": "text/html",
     "pdf": "application/pdf",
 }
 
@@ -63,7 +65,11 @@ def parse_document(data: bytes, media_type: str) -> ParsedDocument:
         text = _decode(data)
         if media_type == "text/html":
             text = _html_to_markdown(text)
-        document = _parse_markdown(text, media_type) if media_type in ("text/markdown", "text/html") else _single_section(text, media_type)
+        document = (
+            _parse_markdown(text, media_type)
+            if media_type in ("text/markdown", "text/html")
+            else _single_section(text, media_type)
+        )
     if not document.sections:  # nothing but whitespace, or only headings
         raise DocumentError("the document holds no text")
     return document
@@ -83,7 +89,9 @@ def _single_section(text: str, media_type: str) -> ParsedDocument:
 def _html_to_markdown(html: str) -> str:
     import trafilatura
 
-    extracted = trafilatura.extract(html, output_format="markdown", include_formatting=True, include_tables=True, favor_precision=True)
+    extracted = trafilatura.extract(
+        html, output_format="markdown", include_formatting=True, include_tables=True, favor_precision=True
+    )
     return MARKDOWN_ESCAPE.sub(r"\1", extracted or "")  # keep the structure, not the escapes: chunks are read as text
 
 

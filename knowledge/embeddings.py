@@ -37,14 +37,18 @@ def embed(texts: list[str]) -> np.ndarray:
     """L2-normalized 384-dim vectors, one row per text."""
     if not texts:
         return np.zeros((0, DIMENSIONS), dtype=np.float32)
-    return _model().encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    return _model().encode(
+        texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
 
 
 @lru_cache(maxsize=1)
 def _tokenizer():
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str(minilm_dir() / "tokenizer.json"))  # the fast tokenizer itself: counting is on the hot path
+    tokenizer = Tokenizer.from_file(
+        str(minilm_dir() / "tokenizer.json")
+    )  # the fast tokenizer itself: counting is on the hot path
     tokenizer.no_truncation()  # the file truncates and pads to 128 for encoding; a count must see every word piece
     tokenizer.no_padding()
     return tokenizer

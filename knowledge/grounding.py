@@ -17,10 +17,103 @@ from knowledge.index import KnowledgeIndex, SearchHit
 
 WORD = re.compile(r"[a-z0-9][a-z0-9._/%$:-]*[a-z0-9%]|[a-z0-9]")
 STOP_WORDS = frozenset(
-    "a an the and or but if then than of to in on at by for with from as is are was were be been being it its this that these those "
-    "there here you your yours we our they their he she his her i me my do does did done can could should would will shall may might "
-    "must not no yes so such also only just about into over under after before again all any each every more most other some same "
-    "what which who whom whose when where why how".split())
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "if",
+        "then",
+        "than",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "with",
+        "from",
+        "as",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "here",
+        "you",
+        "your",
+        "yours",
+        "we",
+        "our",
+        "they",
+        "their",
+        "he",
+        "she",
+        "his",
+        "her",
+        "i",
+        "me",
+        "my",
+        "do",
+        "does",
+        "did",
+        "done",
+        "can",
+        "could",
+        "should",
+        "would",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "not",
+        "no",
+        "yes",
+        "so",
+        "such",
+        "also",
+        "only",
+        "just",
+        "about",
+        "into",
+        "over",
+        "under",
+        "after",
+        "before",
+        "again",
+        "all",
+        "any",
+        "each",
+        "every",
+        "more",
+        "most",
+        "other",
+        "some",
+        "same",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "when",
+        "where",
+        "why",
+        "how",
+    ]
+)
 SUPPORT_THRESHOLD = 0.6  # share of an answer's content words a chunk must hold to support it
 CANDIDATES = 20  # chunks considered when looking for the one that supports an answer
 
@@ -41,8 +134,9 @@ class SupportingChunk:
     support: float
 
 
-def supporting_chunks(index: KnowledgeIndex, pairs: list[tuple[str, str]], query_vectors: np.ndarray,
-                      threshold: float = SUPPORT_THRESHOLD) -> list[SupportingChunk | None]:
+def supporting_chunks(
+    index: KnowledgeIndex, pairs: list[tuple[str, str]], query_vectors: np.ndarray, threshold: float = SUPPORT_THRESHOLD
+) -> list[SupportingChunk | None]:
     """For each (question, answer), the chunk that best supports the answer among the `CANDIDATES` most similar to
     the pair (`query_vectors`: the embedded "question answer"), or None when none holds enough of it."""
     found: list[SupportingChunk | None] = []

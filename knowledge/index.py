@@ -62,7 +62,7 @@ class VectorIndex:
         self.kind = kind
 
     @classmethod
-    def build(cls, vectors: np.ndarray, approximate_from: int = APPROXIMATE_FROM) -> "VectorIndex":
+    def build(cls, vectors: np.ndarray, approximate_from: int = APPROXIMATE_FROM) -> VectorIndex:
         import faiss
 
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, DIMENSIONS)
@@ -87,7 +87,7 @@ class VectorIndex:
         faiss.write_index(self.index, str(path))
 
     @classmethod
-    def load(cls, path: Path, kind: str) -> "VectorIndex":
+    def load(cls, path: Path, kind: str) -> VectorIndex:
         import faiss
 
         index = faiss.read_index(str(path))
@@ -105,7 +105,9 @@ class KnowledgeIndex:
     index: VectorIndex
 
     @classmethod
-    def build(cls, chunks: list[ChunkRecord], vectors: np.ndarray, approximate_from: int = APPROXIMATE_FROM) -> "KnowledgeIndex":
+    def build(
+        cls, chunks: list[ChunkRecord], vectors: np.ndarray, approximate_from: int = APPROXIMATE_FROM
+    ) -> KnowledgeIndex:
         if len(chunks) != len(vectors):
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, DIMENSIONS)
@@ -116,8 +118,14 @@ class KnowledgeIndex:
         if not self.chunks:
             return [[] for _ in range(len(np.atleast_2d(query_vectors)))]
         scores, rows = self.index.search(query_vectors, min(top_k, len(self.chunks)))
-        return [[SearchHit(self.chunks[row], round(float(score), 4), rank) for rank, (score, row) in enumerate(zip(s, r), start=1) if row >= 0]
-                for s, r in zip(scores, rows)]
+        return [
+            [
+                SearchHit(self.chunks[row], round(float(score), 4), rank)
+                for rank, (score, row) in enumerate(zip(s, r), start=1)
+                if row >= 0
+            ]
+            for s, r in zip(scores, rows)
+        ]
 
     @cached_property
     def chunk_counts(self) -> dict[str, int]:
@@ -142,11 +150,13 @@ class KnowledgeIndex:
                 fh.write(json.dumps(asdict(chunk), ensure_ascii=False) + "\n")
         np.save(directory / VECTORS_FILE, self.vectors)
         self.index.save(directory / INDEX_FILE)
-        (directory / MANIFEST_FILE).write_text(json.dumps({"chunks": len(self.chunks), "index": self.index.kind, "dimensions": DIMENSIONS}))
+        (directory / MANIFEST_FILE).write_text(
+            json.dumps({"chunks": len(self.chunks), "index": self.index.kind, "dimensions": DIMENSIONS})
+        )
         return directory
 
     @classmethod
-    def load(cls, directory: Path) -> "KnowledgeIndex":
+    def load(cls, directory: Path) -> KnowledgeIndex:
         manifest = json.loads((directory / MANIFEST_FILE).read_text())
         with open(directory / CHUNKS_FILE, encoding="utf-8") as fh:
             chunks = [ChunkRecord(**json.loads(line)) for line in fh if line.strip()]
@@ -154,5 +164,5 @@ class KnowledgeIndex:
         return cls(chunks, vectors, VectorIndex.load(directory / INDEX_FILE, manifest["index"]))
 
     @classmethod
-    def empty(cls) -> "KnowledgeIndex":
+    def empty(cls) -> KnowledgeIndex:
         return cls.build([], np.zeros((0, DIMENSIONS), dtype=np.float32))

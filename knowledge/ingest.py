@@ -8,8 +8,8 @@ with the same ids, and no chunk is ever indexed twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -83,10 +83,24 @@ def build_index(
                 continue
             finally:
                 clock["parse_and_chunk"] += time.perf_counter() - started
-            records = [ChunkRecord(chunk_id(document.document_id, document.version, p.ordinal), document.document_id, document.version,
-                                   document.filename, p.ordinal, p.heading_path, p.text, p.start, p.end) for p in pieces]
+            records = [
+                ChunkRecord(
+                    chunk_id(document.document_id, document.version, p.ordinal),
+                    document.document_id,
+                    document.version,
+                    document.filename,
+                    p.ordinal,
+                    p.heading_path,
+                    p.text,
+                    p.start,
+                    p.end,
+                )
+                for p in pieces
+            ]
             parts.append((records, None))
-            outcomes.append(DocumentOutcome(document.document_id, document.version, "INDEXED", len(records), embedded=True))
+            outcomes.append(
+                DocumentOutcome(document.document_id, document.version, "INDEXED", len(records), embedded=True)
+            )
         if progress:
             progress("parse", done, len(documents))
 
@@ -98,10 +112,12 @@ def build_index(
     for records, stored in parts:
         chunks.extend(records)
         if stored is None:
-            stored, offset = fresh[offset:offset + len(records)], offset + len(records)
+            stored, offset = fresh[offset : offset + len(records)], offset + len(records)
         vectors.append(stored)
     started = time.perf_counter()
-    index = KnowledgeIndex.build(chunks, np.concatenate(vectors) if vectors else np.zeros((0, DIMENSIONS), np.float32), approximate_from)
+    index = KnowledgeIndex.build(
+        chunks, np.concatenate(vectors) if vectors else np.zeros((0, DIMENSIONS), np.float32), approximate_from
+    )
     clock["index"] = time.perf_counter() - started
     return BuildOutcome(index, outcomes, len(pending), {k: round(v, 3) for k, v in clock.items()})
 
@@ -109,7 +125,7 @@ def build_index(
 def _embed_in_batches(texts: list[str], embed: Embedder, progress: Progress | None) -> np.ndarray:
     out = []
     for start in range(0, len(texts), EMBED_BATCH):
-        out.append(embed(texts[start:start + EMBED_BATCH]))
+        out.append(embed(texts[start : start + EMBED_BATCH]))
         if progress:
             progress("embed", min(start + EMBED_BATCH, len(texts)), len(texts))
     return np.concatenate(out) if out else np.zeros((0, DIMENSIONS), np.float32)

@@ -19,8 +19,10 @@ def user_turn(question: str, context: list[str] | None = None) -> str:
 
 def prompt_ids(tokenizer, question: str, context: list[str] | None = None) -> list[int]:
     """Token ids of the chat prompt up to (and including) the assistant header."""
-    messages = [{"role": "system", "content": RAG_SYSTEM_PROMPT if context else SYSTEM_PROMPT},
-                {"role": "user", "content": user_turn(question, context)}]
+    messages = [
+        {"role": "system", "content": RAG_SYSTEM_PROMPT if context else SYSTEM_PROMPT},
+        {"role": "user", "content": user_turn(question, context)},
+    ]
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     if isinstance(ids, dict) or hasattr(ids, "input_ids"):
         ids = ids["input_ids"]
@@ -32,7 +34,9 @@ def answer_ids(tokenizer, answer: str) -> list[int]:
     return tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
 
 
-def training_ids(tokenizer, question: str, answer: str, max_length: int, context: list[str] | None = None) -> tuple[list[int], list[int]] | None:
+def training_ids(
+    tokenizer, question: str, answer: str, max_length: int, context: list[str] | None = None
+) -> tuple[list[int], list[int]] | None:
     """(input ids, labels) with the loss on answer tokens only; None if the prompt leaves no room for the answer."""
     prompt, reply = prompt_ids(tokenizer, question, context), answer_ids(tokenizer, answer)
     if len(prompt) >= max_length - 1:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -17,8 +17,21 @@ from ml.optimizer import Splits
 from ml.topics import group_by_topic
 from schemas.checks import parse_checks
 from schemas.reports import (
-    CLOSED_BOOK, BadCase, BadCaseFollowup, CheckVerdict, EvaluationReport, ExampleScore, Headline, RetrievalQuality, Scores, SideBySide, SplitComparison,
-    SplitResult, Suggestion, SuggestionGroup, TrainLoss,
+    CLOSED_BOOK,
+    BadCase,
+    BadCaseFollowup,
+    CheckVerdict,
+    EvaluationReport,
+    ExampleScore,
+    Headline,
+    RetrievalQuality,
+    Scores,
+    SideBySide,
+    SplitComparison,
+    SplitResult,
+    Suggestion,
+    SuggestionGroup,
+    TrainLoss,
 )
 
 HEADLINE_SPLIT = "test"
@@ -54,20 +67,34 @@ def left_pad(prompts: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor,
 
 
 @torch.no_grad()
-def generate_answers(model, tokenizer, questions: list[str], batch_size: int = 48, max_new_tokens: int = 32, progress: Progress | None = None,
-                     contexts: list[list[str]] | None = None) -> list[str]:
+def generate_answers(
+    model,
+    tokenizer,
+    questions: list[str],
+    batch_size: int = 48,
+    max_new_tokens: int = 32,
+    progress: Progress | None = None,
+    contexts: list[list[str]] | None = None,
+) -> list[str]:
     """Greedy answers, batched with left padding; with `contexts`, each question is asked with its passages."""
     device = next(model.parameters()).device
     model.eval()
     answers: list[str] = []
     contexts = contexts or [[] for _ in questions]
     for start in range(0, len(questions), batch_size):
-        prompts = [prompt_ids(tokenizer, q, c) for q, c in zip(questions[start : start + batch_size], contexts[start : start + batch_size])]
+        prompts = [
+            prompt_ids(tokenizer, q, c)
+            for q, c in zip(questions[start : start + batch_size], contexts[start : start + batch_size])
+        ]
         input_ids, attention = left_pad(prompts, tokenizer.pad_token_id)
         width = input_ids.shape[1]
         output = model.generate(
-            input_ids=input_ids.to(device), attention_mask=attention.to(device), max_new_tokens=max_new_tokens,
-            do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
         )
         answers.extend(tokenizer.decode(seq[width:], skip_special_tokens=True).strip() for seq in output)
         if progress:
@@ -76,7 +103,9 @@ def generate_answers(model, tokenizer, questions: list[str], batch_size: int = 4
 
 
 @torch.no_grad()
-def per_example_loss(model, tokenizer, examples: list[Example], max_length: int = 256, batch_size: int = 16) -> list[float]:
+def per_example_loss(
+    model, tokenizer, examples: list[Example], max_length: int = 256, batch_size: int = 16
+) -> list[float]:
     """Mean answer-token loss of each example: batched forward passes, far cheaper than generating."""
     device = next(model.parameters()).device
     model.eval()
@@ -91,13 +120,21 @@ def per_example_loss(model, tokenizer, examples: list[Example], max_length: int 
         attention = torch.zeros((len(chunk), width), dtype=torch.long)
         for row, i in enumerate(chunk):
             seq, lab = pairs[i]
-            ids[row, : len(seq)], labels[row, : len(lab)], attention[row, : len(seq)] = torch.tensor(seq), torch.tensor(lab), 1
+            ids[row, : len(seq)], labels[row, : len(lab)], attention[row, : len(seq)] = (
+                torch.tensor(seq),
+                torch.tensor(lab),
+                1,
+            )
         # the vocabulary projection only where an answer token is predicted: the full (batch, length, vocabulary)
         # logits of prompts that carry passages would take gigabytes
-        hidden = model.get_decoder()(input_ids=ids.to(device), attention_mask=attention.to(device)).last_hidden_state[:, :-1]
+        hidden = model.get_decoder()(input_ids=ids.to(device), attention_mask=attention.to(device)).last_hidden_state[
+            :, :-1
+        ]
         shifted = labels[:, 1:].to(device)
         answer = shifted != -100
-        token_loss = torch.nn.functional.cross_entropy(model.get_output_embeddings()(hidden[answer]).float(), shifted[answer], reduction="none")
+        token_loss = torch.nn.functional.cross_entropy(
+            model.get_output_embeddings()(hidden[answer]).float(), shifted[answer], reduction="none"
+        )
         rows = answer.nonzero()[:, 0]
         sums = torch.zeros(len(chunk), device=device).index_add_(0, rows, token_loss)
         counts = answer.sum(dim=1).clamp(min=1)
@@ -111,7 +148,10 @@ def verdict_of(example: Example, answer: str) -> tuple[bool | None, list[CheckVe
     if not example.checks:
         return None, []
     verdict = judge(answer, parse_checks(example.checks))
-    return verdict.right, [CheckVerdict(check=check.model_dump(), passed=result.passed, detail=result.detail) for check, result in verdict.results]
+    return verdict.right, [
+        CheckVerdict(check=check.model_dump(), passed=result.passed, detail=result.detail)
+        for check, result in verdict.results
+    ]
 
 
 def fact_scores(rows: list[ExampleScore]) -> dict:
@@ -121,8 +161,12 @@ def fact_scores(rows: list[ExampleScore]) -> dict:
         return {}
     right = sum(1 for r in judged if r.right)
     low, high = wilson_interval(right, len(judged))
-    return {"fact_accuracy": round(right / len(judged), 4), "right": right, "judged": len(judged),
-            "fact_accuracy_interval": (round(low, 4), round(high, 4))}
+    return {
+        "fact_accuracy": round(right / len(judged), 4),
+        "right": right,
+        "judged": len(judged),
+        "fact_accuracy_interval": (round(low, 4), round(high, 4)),
+    }
 
 
 def score_split(name: str, examples: list[Example], predictions: list[str], weights: ScoreWeights) -> SplitResult:
@@ -131,23 +175,54 @@ def score_split(name: str, examples: list[Example], predictions: list[str], weig
     for example, got in zip(examples, predictions, strict=True):
         scores = {k: round(v, 4) for k, v in score_example(got, example.answer).items()}
         right, checks = verdict_of(example, got)
-        rows.append(ExampleScore(example_id=example.id, question=example.question, expected=example.answer, got=got,
-                                 scores=scores, overall=round(overall(scores, weights), 4), right=right, checks=checks,
-                                 sources=list(example.context_chunk_ids)))
+        rows.append(
+            ExampleScore(
+                example_id=example.id,
+                question=example.question,
+                expected=example.answer,
+                got=got,
+                scores=scores,
+                overall=round(overall(scores, weights), 4),
+                right=right,
+                checks=checks,
+                sources=list(example.context_chunk_ids),
+            )
+        )
     totals = Scores(**corpus_scores([r.scores for r in rows], weights), **fact_scores(rows))
     return SplitResult(split=name, size=len(examples), scores=totals, examples=rows)
 
 
-def predict_splits(model, tokenizer, splits: Splits, config: EvaluationConfig, progress: Progress | None = None,
-                   contexts: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+def predict_splits(
+    model,
+    tokenizer,
+    splits: Splits,
+    config: EvaluationConfig,
+    progress: Progress | None = None,
+    contexts: dict[str, list[str]] | None = None,
+) -> dict[str, list[str]]:
     """Answers to each held-out split; with `contexts` (example id -> passages retrieved for its question), in rag mode."""
-    return {name: generate_answers(model, tokenizer, [e.question for e in getattr(splits, name)], config.batch_size, config.max_new_tokens, progress,
-                                   [contexts.get(e.id, []) for e in getattr(splits, name)] if contexts is not None else None)
-            for name in EVALUATED_SPLITS}
+    return {
+        name: generate_answers(
+            model,
+            tokenizer,
+            [e.question for e in getattr(splits, name)],
+            config.batch_size,
+            config.max_new_tokens,
+            progress,
+            [contexts.get(e.id, []) for e in getattr(splits, name)] if contexts is not None else None,
+        )
+        for name in EVALUATED_SPLITS
+    }
 
 
-FAILED_CHECK_ERRORS = {"polarity": "wrong_polarity", "number": "wrong_number", "not_contains": "states_a_wrong_value",
-                       "contains_any": "missing_fact", "contains_all": "missing_fact", "regex": "missing_fact"}
+FAILED_CHECK_ERRORS = {
+    "polarity": "wrong_polarity",
+    "number": "wrong_number",
+    "not_contains": "states_a_wrong_value",
+    "contains_any": "missing_fact",
+    "contains_all": "missing_fact",
+    "regex": "missing_fact",
+}
 
 
 def error_type(got: str | None, expected: str, checks: list[CheckVerdict] | None = None) -> str:
@@ -168,15 +243,29 @@ def is_bad(row: ExampleScore, config: EvaluationConfig) -> bool:
     return not row.right if row.right is not None else row.overall < config.bad_case_threshold
 
 
-def find_bad_cases(feedback_rows: list[ExampleScore], train: list[Example], train_losses: list[float], config: EvaluationConfig) -> list[BadCase]:
+def find_bad_cases(
+    feedback_rows: list[ExampleScore], train: list[Example], train_losses: list[float], config: EvaluationConfig
+) -> list[BadCase]:
     """Feedback examples answered wrong (the blended score ranks them, worst first) and the training examples with the
     highest loss."""
     failing = sorted((r for r in feedback_rows if is_bad(r, config)), key=lambda r: r.overall)
-    cases = [BadCase(**r.model_dump(), split="feedback", error_type=error_type(r.got, r.expected, r.checks)) for r in failing[: config.max_bad_cases]]
+    cases = [
+        BadCase(**r.model_dump(), split="feedback", error_type=error_type(r.got, r.expected, r.checks))
+        for r in failing[: config.max_bad_cases]
+    ]
     ranked = sorted((pair for pair in zip(train, train_losses) if pair[1] == pair[1]), key=lambda p: -p[1])
     for example, loss in ranked[: config.max_train_loss_cases]:
-        cases.append(BadCase(example_id=example.id, question=example.question, expected=example.answer, got=None,
-                             loss=round(loss, 4), split="train", error_type="high_training_loss"))
+        cases.append(
+            BadCase(
+                example_id=example.id,
+                question=example.question,
+                expected=example.answer,
+                got=None,
+                loss=round(loss, 4),
+                split="train",
+                error_type="high_training_loss",
+            )
+        )
     return cases
 
 
@@ -198,12 +287,21 @@ def suggest_improvements(bad_cases: list[BadCase], iteration: int) -> list[Sugge
             action = ACTIONS[split]
             text = (
                 f"{len(members)} {'answer' if split == 'feedback' else 'training example'}{'s' if len(members) > 1 else ''} "
-                f"about topics like \"{label}\" {'are mostly ' + dominant.replace('_', ' ') if split == 'feedback' else 'still have a high loss'}; "
+                f'about topics like "{label}" {"are mostly " + dominant.replace("_", " ") if split == "feedback" else "still have a high loss"}; '
                 f"next round will {action}."
             )
-            suggestions.append(Suggestion(id=f"s{iteration}-{len(suggestions) + 1}", kind="targeted_training_data", split=split,
-                                          error_type=dominant, group=SuggestionGroup(label=label, size=len(members)),
-                                          evidence_bad_case_ids=[c.example_id for c in members], action=action, text=text))
+            suggestions.append(
+                Suggestion(
+                    id=f"s{iteration}-{len(suggestions) + 1}",
+                    kind="targeted_training_data",
+                    split=split,
+                    error_type=dominant,
+                    group=SuggestionGroup(label=label, size=len(members)),
+                    evidence_bad_case_ids=[c.example_id for c in members],
+                    action=action,
+                    text=text,
+                )
+            )
     return suggestions
 
 
@@ -230,8 +328,10 @@ def evaluate_predictions(
     evaluation reports (the untuned model's and the last iteration's); `lineage` maps a bad case id to the
     training example ids that targeted it.
     """
-    modes = {m: {name: score_split(name, getattr(splits, name), answers[name], config.weights) for name in EVALUATED_SPLITS}
-             for m, answers in {mode: predictions, **(other_modes or {})}.items()}
+    modes = {
+        m: {name: score_split(name, getattr(splits, name), answers[name], config.weights) for name in EVALUATED_SPLITS}
+        for m, answers in {mode: predictions, **(other_modes or {})}.items()
+    }
     results = modes[mode]
     test = results[HEADLINE_SPLIT].scores
     bad_cases = find_bad_cases(results["feedback"].examples, splits.train, train_losses, config)
@@ -239,8 +339,14 @@ def evaluate_predictions(
     graded = test.fact_accuracy if test.fact_accuracy is not None else test.overall
     report = EvaluationReport(
         iteration=iteration,
-        headline=Headline(split=HEADLINE_SPLIT, score=test.overall, grade=grade(graded, config.thresholds), mode=mode,
-                          fact_accuracy=test.fact_accuracy, fact_accuracy_interval=test.fact_accuracy_interval),
+        headline=Headline(
+            split=HEADLINE_SPLIT,
+            score=test.overall,
+            grade=grade(graded, config.thresholds),
+            mode=mode,
+            fact_accuracy=test.fact_accuracy,
+            fact_accuracy_interval=test.fact_accuracy_interval,
+        ),
         modes=modes,
         retrieval=retrieval or {},
         knowledge_base_version=knowledge_base_version,
@@ -259,20 +365,38 @@ def evaluate_predictions(
         report.side_by_side = []
         for r in results[HEADLINE_SPLIT].examples[: config.side_by_side]:
             base = base_by_id.get(r.example_id)
-            report.side_by_side.append(SideBySide(split=HEADLINE_SPLIT, question=r.question, expected=r.expected, base_answer=base.got if base else None,
-                                                  tuned_answer=r.got, base_right=base.right if base else None, tuned_right=r.right))
+            report.side_by_side.append(
+                SideBySide(
+                    split=HEADLINE_SPLIT,
+                    question=r.question,
+                    expected=r.expected,
+                    base_answer=base.got if base else None,
+                    tuned_answer=r.got,
+                    base_right=base.right if base else None,
+                    tuned_right=r.right,
+                )
+            )
     return report
 
 
 def compare(report: EvaluationReport, other: EvaluationReport, split: str, mode: str) -> SplitComparison:
     """This report against another (the base model's, the previous round's) on one split, in the same mode."""
     mine, theirs = report.accuracy(split, mode), other.accuracy(split, mode)
-    return SplitComparison(split=split, score=other.score(split, mode), delta=round(report.score(split, mode) - other.score(split, mode), 4),
-                           fact_accuracy=theirs, fact_accuracy_delta=round(mine - theirs, 4) if mine is not None and theirs is not None else None)
+    return SplitComparison(
+        split=split,
+        score=other.score(split, mode),
+        delta=round(report.score(split, mode) - other.score(split, mode), 4),
+        fact_accuracy=theirs,
+        fact_accuracy_delta=round(mine - theirs, 4) if mine is not None and theirs is not None else None,
+    )
 
 
-def follow_up_bad_cases(previous: EvaluationReport, results: dict[str, SplitResult], lineage: dict[str, list[str]],
-                        chunks: dict[str, list[str]] | None = None) -> list[BadCaseFollowup]:
+def follow_up_bad_cases(
+    previous: EvaluationReport,
+    results: dict[str, SplitResult],
+    lineage: dict[str, list[str]],
+    chunks: dict[str, list[str]] | None = None,
+) -> list[BadCaseFollowup]:
     """How each of the previous round's feedback bad cases scores now, which training examples were made for it, and
     (grounded targeting) from which chunks."""
     now = {r.example_id: r for r in results["feedback"].examples}
@@ -281,12 +405,19 @@ def follow_up_bad_cases(previous: EvaluationReport, results: dict[str, SplitResu
         if case.split != "feedback":
             continue
         after = now.get(case.example_id)
-        rows.append(BadCaseFollowup(
-            bad_case_id=case.example_id, split="feedback", question=case.question, before=case.overall,
-            after=after.overall if after else None, delta=round(after.overall - case.overall, 4) if after else None,
-            targeted_training_examples=lineage.get(case.example_id, []), chunk_ids=(chunks or {}).get(case.example_id, []),
-            right_after=after.right if after else None,
-        ))
+        rows.append(
+            BadCaseFollowup(
+                bad_case_id=case.example_id,
+                split="feedback",
+                question=case.question,
+                before=case.overall,
+                after=after.overall if after else None,
+                delta=round(after.overall - case.overall, 4) if after else None,
+                targeted_training_examples=lineage.get(case.example_id, []),
+                chunk_ids=(chunks or {}).get(case.example_id, []),
+                right_after=after.right if after else None,
+            )
+        )
     return rows
 
 
@@ -295,7 +426,11 @@ def chunks_by_bad_case(train: list[Example]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for example in train:
         for cause in example.lineage:
-            if cause.get("chunk_id") and cause.get("bad_case_id") and cause["chunk_id"] not in out.setdefault(cause["bad_case_id"], []):
+            if (
+                cause.get("chunk_id")
+                and cause.get("bad_case_id")
+                and cause["chunk_id"] not in out.setdefault(cause["bad_case_id"], [])
+            ):
                 out[cause["bad_case_id"]].append(cause["chunk_id"])
     return out
 

@@ -8,9 +8,10 @@ import io
 import json
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from schemas.checks import dump_checks, parse_checks
 
@@ -53,7 +54,7 @@ class Example:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Example":
+    def from_json(cls, data: dict[str, Any]) -> Example:
         return cls(**data)
 
 
@@ -84,7 +85,9 @@ def detect_format(filename: str) -> str:
     suffix = Path(filename).suffix.lower().lstrip(".")
     if suffix in SUPPORTED_FORMATS:
         return suffix
-    raise DatasetFormatError(f"unsupported file type {suffix or '(none)'!r}; expected one of {', '.join(SUPPORTED_FORMATS)}")
+    raise DatasetFormatError(
+        f"unsupported file type {suffix or '(none)'!r}; expected one of {', '.join(SUPPORTED_FORMATS)}"
+    )
 
 
 def read_rows(path: Path, file_format: str) -> Iterator[RawRow]:
@@ -99,7 +102,11 @@ def read_rows(path: Path, file_format: str) -> Iterator[RawRow]:
                 except json.JSONDecodeError as exc:
                     yield RawRow(number, None, f"invalid JSON ({exc.msg} at column {exc.colno})")
                     continue
-                yield RawRow(number, record if isinstance(record, dict) else None, None if isinstance(record, dict) else "not a JSON object")
+                yield RawRow(
+                    number,
+                    record if isinstance(record, dict) else None,
+                    None if isinstance(record, dict) else "not a JSON object",
+                )
     elif file_format == "json":
         with open(path, encoding="utf-8") as fh:
             try:
@@ -110,10 +117,14 @@ def read_rows(path: Path, file_format: str) -> Iterator[RawRow]:
         if isinstance(data, dict) and isinstance(data.get("data"), list):
             data = data["data"]
         if not isinstance(data, list):
-            yield RawRow(1, None, "a JSON dataset must be an array of objects (or {\"data\": [...]})")
+            yield RawRow(1, None, 'a JSON dataset must be an array of objects (or {"data": [...]})')
             return
         for index, record in enumerate(data, start=1):
-            yield RawRow(index, record if isinstance(record, dict) else None, None if isinstance(record, dict) else "not a JSON object")
+            yield RawRow(
+                index,
+                record if isinstance(record, dict) else None,
+                None if isinstance(record, dict) else "not a JSON object",
+            )
     elif file_format == "csv":
         with open(path, encoding="utf-8", newline="") as fh:
             reader = csv.DictReader(_lines(fh))

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 from rapidfuzz import fuzz, process
@@ -58,7 +59,11 @@ def statements(chunk_text: str) -> list[str]:
     for piece in STATEMENT_SPLIT.split(chunk_text):
         text = normalize_text(LIST_MARK.sub("", piece).replace("**", "").replace("`", ""))
         # a heading or title line (no lower-case letter) states nothing
-        if MIN_STATEMENT_WORDS <= len(text.split()) <= MAX_STATEMENT_WORDS and not text.endswith(":") and any(c.islower() for c in text):
+        if (
+            MIN_STATEMENT_WORDS <= len(text.split()) <= MAX_STATEMENT_WORDS
+            and not text.endswith(":")
+            and any(c.islower() for c in text)
+        ):
             out.append(text if text[-1] in ".!?" else text + ".")
     return out
 
@@ -68,7 +73,9 @@ def statements(chunk_text: str) -> list[str]:
 SPECIFIC = [
     re.compile(r"(?:/[\w.-]+)+/?"),  # a path
     re.compile(r"\b[A-Z]{2,}-\d+\b"),  # a code like FL-204
-    re.compile(r"\$?\b\d(?:[\d.,:]*\d)?(?:\s*(?:%|GB|MB|MiB|TB|KB|ms|seconds?|minutes?|hours?|days?|weeks?|months?|years?|users?|devices?)\b|%)?"),
+    re.compile(
+        r"\$?\b\d(?:[\d.,:]*\d)?(?:\s*(?:%|GB|MB|MiB|TB|KB|ms|seconds?|minutes?|hours?|days?|weeks?|months?|years?|users?|devices?)\b|%)?"
+    ),
     re.compile(r"\b[A-Z][\w.-]*(?:\s+[A-Z0-9][\w.-]*)+"),  # a multi-word name
 ]
 
@@ -79,7 +86,7 @@ def cloze_question(statement: str) -> str | None:
     for pattern in SPECIFIC:
         match = next((m for m in pattern.finditer(body) if m.start() > 0 and m.group().strip()), None)
         if match:
-            return f"Fill in the blank: {body[:match.start()]}____{body[match.end():]}."
+            return f"Fill in the blank: {body[: match.start()]}____{body[match.end() :]}."
     return None
 
 
@@ -88,7 +95,10 @@ def cloze_question(statement: str) -> str | None:
 QUESTION_SYSTEM = "Write one short question that the given fact answers. Reply with the question only."
 FEW_SHOT = [  # generic, from no knowledge base, so no fact of any sample leaks into the prompt
     ("The library opens at 9:00 on weekdays and at 10:00 on Saturdays.", "When does the library open on Saturdays?"),
-    ("Invoices are emailed to the billing contact on the first day of each month.", "Who receives the monthly invoices?"),
+    (
+        "Invoices are emailed to the billing contact on the first day of each month.",
+        "Who receives the monthly invoices?",
+    ),
     ("The pump must be serviced every 500 operating hours.", "How often must the pump be serviced?"),
 ]
 
@@ -111,7 +121,9 @@ class LocalGenerator:
                 pairs.append(GeneratedPair(question, statement, chunk, "local-model"))
             cloze = cloze_question(statement)
             if cloze:
-                pairs.append(GeneratedPair(cloze, statement, chunk, "cloze"))  # validation keeps the model's question first
+                pairs.append(
+                    GeneratedPair(cloze, statement, chunk, "cloze")
+                )  # validation keeps the model's question first
         return pairs
 
     def write_questions(self, facts: list[str]) -> list[str | None]:
@@ -121,16 +133,24 @@ class LocalGenerator:
         self.model.eval()
         out: list[str | None] = []
         for start in range(0, len(facts), self.batch_size):
-            prompts = [self._prompt(f) for f in facts[start:start + self.batch_size]]
+            prompts = [self._prompt(f) for f in facts[start : start + self.batch_size]]
             width = max(len(p) for p in prompts)
             ids = torch.full((len(prompts), width), self.tokenizer.pad_token_id, dtype=torch.long)
             attention = torch.zeros((len(prompts), width), dtype=torch.long)
             for row, prompt in enumerate(prompts):
-                ids[row, width - len(prompt):], attention[row, width - len(prompt):] = torch.tensor(prompt), 1
+                ids[row, width - len(prompt) :], attention[row, width - len(prompt) :] = torch.tensor(prompt), 1
             with torch.no_grad():
-                generated = self.model.generate(input_ids=ids.to(device), attention_mask=attention.to(device), max_new_tokens=self.max_new_tokens,
-                                                do_sample=False, pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
-            out.extend(clean_question(self.tokenizer.decode(seq[width:], skip_special_tokens=True)) for seq in generated)
+                generated = self.model.generate(
+                    input_ids=ids.to(device),
+                    attention_mask=attention.to(device),
+                    max_new_tokens=self.max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    eos_token_id=self.tokenizer.eos_token_id,
+                )
+            out.extend(
+                clean_question(self.tokenizer.decode(seq[width:], skip_special_tokens=True)) for seq in generated
+            )
         return out
 
     def _prompt(self, fact: str) -> list[int]:
@@ -174,8 +194,14 @@ class ValidatedPairs:
         return round(len(self.examples) / self.candidates, 4) if self.candidates else 0.0
 
 
-def validate(pairs: list[GeneratedPair], index: KnowledgeIndex, embed: Embedder, held_out: list[Example] | None = None,
-             existing: list[Example] | None = None, config: ValidationConfig = ValidationConfig()) -> ValidatedPairs:
+def validate(
+    pairs: list[GeneratedPair],
+    index: KnowledgeIndex,
+    embed: Embedder,
+    held_out: list[Example] | None = None,
+    existing: list[Example] | None = None,
+    config: ValidationConfig = ValidationConfig(),
+) -> ValidatedPairs:
     """The pairs that pass every check, as examples carrying their lineage (document, version, chunk); the rest counted
     by the first check they failed. Of several valid pairs for one statement, only the first (the model's) is kept."""
     rejected: Counter[str] = Counter()
@@ -192,9 +218,21 @@ def validate(pairs: list[GeneratedPair], index: KnowledgeIndex, embed: Embedder,
         if reason:
             rejected[reason] += 1
             continue
-        example = Example(question=pair.question, answer=pair.answer, origin="generated", lineage=[{
-            "action": "generated", "method": pair.method, "document_id": pair.chunk.document_id,
-            "document_version": pair.chunk.document_version, "chunk_id": pair.chunk.chunk_id, "filename": pair.chunk.filename}])
+        example = Example(
+            question=pair.question,
+            answer=pair.answer,
+            origin="generated",
+            lineage=[
+                {
+                    "action": "generated",
+                    "method": pair.method,
+                    "document_id": pair.chunk.document_id,
+                    "document_version": pair.chunk.document_version,
+                    "chunk_id": pair.chunk.chunk_id,
+                    "filename": pair.chunk.filename,
+                }
+            ],
+        )
         seen_keys.append(example_key(example.question, example.answer))
         answered.add((pair.chunk.chunk_id, pair.answer))
         kept.append(example)
@@ -218,7 +256,9 @@ def _fits_its_statement(pairs: list[GeneratedPair], question_vectors: np.ndarray
         own, vectors = cache[pair.chunk.chunk_id]
         others = [i for i, s in enumerate(own) if s != pair.answer]
         if pair.answer not in own or not others:
-            out.append(True)  # a teacher's answer in its own words, or a chunk of one statement: nothing to confuse it with
+            out.append(
+                True
+            )  # a teacher's answer in its own words, or a chunk of one statement: nothing to confuse it with
             continue
         similarity = vectors @ vector
         out.append(float(similarity[own.index(pair.answer)]) >= float(similarity[others].max()))
@@ -233,6 +273,8 @@ def _problem(pair: GeneratedPair, found, fits: bool, seen_keys: list[str], confi
     if not fits:
         return "asks_about_another_statement"
     key = example_key(pair.question, pair.answer)
-    if seen_keys and process.extractOne(key, seen_keys, scorer=fuzz.ratio, score_cutoff=config.near_duplicate_similarity):
+    if seen_keys and process.extractOne(
+        key, seen_keys, scorer=fuzz.ratio, score_cutoff=config.near_duplicate_similarity
+    ):
         return "near_duplicate"
     return None

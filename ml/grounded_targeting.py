@@ -35,13 +35,25 @@ class GroundedData:
     targeted_bad_cases: int
 
     def log(self) -> dict[str, Any]:
-        return {"grounded_chunks": self.chunks, "grounded_candidates": self.candidates, "grounded_added": len(self.examples),
-                "grounded_rejected": self.rejected, "grounded_bad_cases": self.targeted_bad_cases}
+        return {
+            "grounded_chunks": self.chunks,
+            "grounded_candidates": self.candidates,
+            "grounded_added": len(self.examples),
+            "grounded_rejected": self.rejected,
+            "grounded_bad_cases": self.targeted_bad_cases,
+        }
 
 
-def grounded_examples(bad_cases: list[BadCase], suggestions: list[Suggestion], index: KnowledgeIndex, embed: Embedder,
-                      generator: QuestionAnswerGenerator, held_out: list[Example], existing: list[Example],
-                      config: GroundedConfig = GroundedConfig()) -> GroundedData:
+def grounded_examples(
+    bad_cases: list[BadCase],
+    suggestions: list[Suggestion],
+    index: KnowledgeIndex,
+    embed: Embedder,
+    generator: QuestionAnswerGenerator,
+    held_out: list[Example],
+    existing: list[Example],
+    config: GroundedConfig = GroundedConfig(),
+) -> GroundedData:
     """Validated examples generated from the chunks the feedback bad cases retrieve, each with its causes."""
     cases = [c for c in bad_cases if c.split == "feedback"]
     if not cases or not index.chunks:
@@ -52,18 +64,35 @@ def grounded_examples(bad_cases: list[BadCase], suggestions: list[Suggestion], i
     for case, hits in zip(cases, index.search(embed([c.question for c in cases]), config.chunks_per_bad_case)):
         for hit in hits:
             chunks[hit.chunk.chunk_id] = hit.chunk
-            causes.setdefault(hit.chunk.chunk_id, []).append({"bad_case_id": case.example_id, "suggestion_id": suggestion_of.get(case.example_id),
-                                                               "split": "feedback", "reason": "retrieved_chunk", "similarity": hit.score})
+            causes.setdefault(hit.chunk.chunk_id, []).append(
+                {
+                    "bad_case_id": case.example_id,
+                    "suggestion_id": suggestion_of.get(case.example_id),
+                    "split": "feedback",
+                    "reason": "retrieved_chunk",
+                    "similarity": hit.score,
+                }
+            )
     result = _generate(list(chunks.values()), index, embed, generator, held_out, existing, config)
     for example in result.examples:
         source = example.lineage[0]
-        example.lineage = [{**cause, **source, "action": "generated_from_chunk"} for cause in causes[source["chunk_id"]]]
+        example.lineage = [
+            {**cause, **source, "action": "generated_from_chunk"} for cause in causes[source["chunk_id"]]
+        ]
     targeted = len({c["bad_case_id"] for e in result.examples for c in e.lineage})
     return GroundedData(result.examples, len(chunks), result.candidates, result.rejected, targeted)
 
 
-def random_chunk_examples(count: int, index: KnowledgeIndex, embed: Embedder, generator: QuestionAnswerGenerator, held_out: list[Example],
-                          existing: list[Example], seed: int, config: GroundedConfig = GroundedConfig()) -> GroundedData:
+def random_chunk_examples(
+    count: int,
+    index: KnowledgeIndex,
+    embed: Embedder,
+    generator: QuestionAnswerGenerator,
+    held_out: list[Example],
+    existing: list[Example],
+    seed: int,
+    config: GroundedConfig = GroundedConfig(),
+) -> GroundedData:
     """The control: `count` validated examples generated from chunks drawn at random (no bad case involved)."""
     if count <= 0 or not index.chunks:
         return GroundedData([], 0, 0, {}, 0)
@@ -72,7 +101,7 @@ def random_chunk_examples(count: int, index: KnowledgeIndex, embed: Embedder, ge
     examples, used, candidates, rejected = [], 0, 0, Counter()
     step = max(1, count // config.questions_per_chunk)
     while len(examples) < count and used < len(order):  # draw more chunks until enough examples pass validation
-        batch = order[used:used + step]
+        batch = order[used : used + step]
         used += len(batch)
         result = _generate(batch, index, embed, generator, held_out, existing + examples, config)
         examples += result.examples[: count - len(examples)]
@@ -83,7 +112,14 @@ def random_chunk_examples(count: int, index: KnowledgeIndex, embed: Embedder, ge
     return GroundedData(examples, used, candidates, dict(rejected), 0)
 
 
-def _generate(chunks: list[ChunkRecord], index: KnowledgeIndex, embed: Embedder, generator: QuestionAnswerGenerator, held_out: list[Example],
-              existing: list[Example], config: GroundedConfig):
+def _generate(
+    chunks: list[ChunkRecord],
+    index: KnowledgeIndex,
+    embed: Embedder,
+    generator: QuestionAnswerGenerator,
+    held_out: list[Example],
+    existing: list[Example],
+    config: GroundedConfig,
+):
     pairs = generator.generate(chunks, config.questions_per_chunk)
     return validate(pairs, index, embed, held_out=held_out, existing=existing, config=config.validation)

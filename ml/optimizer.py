@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from rapidfuzz import fuzz, process
@@ -78,7 +79,9 @@ def clean_dataset(path: Path, file_format: str, config: CleaningConfig | None = 
     kept, near = remove_near_duplicates(kept, config.near_duplicate_similarity)
     derived = with_derived_checks(kept)
     for example, original in near:
-        removed.setdefault("near_duplicate", []).append({"line": example.source_line, "detail": f"near line {original.source_line}"})
+        removed.setdefault("near_duplicate", []).append(
+            {"line": example.source_line, "detail": f"near line {original.source_line}"}
+        )
     return CleaningResult(examples=kept, rows_in=rows_in, removed=removed, derived_checks=derived)
 
 
@@ -91,7 +94,9 @@ def with_derived_checks(examples: list[Example]) -> int:
     return len(bare)
 
 
-def remove_near_duplicates(examples: list[Example], similarity: float) -> tuple[list[Example], list[tuple[Example, Example]]]:
+def remove_near_duplicates(
+    examples: list[Example], similarity: float
+) -> tuple[list[Example], list[tuple[Example, Example]]]:
     """Keep the first of every group of near-duplicate examples; return (kept, [(dropped, kept_twin)])."""
     if len(examples) < 2:
         return examples, []
@@ -132,7 +137,7 @@ class Splits:
         return {name: [e.to_json() for e in getattr(self, name)] for name in ("train", "feedback", "test")}
 
     @classmethod
-    def from_json(cls, data: dict[str, list[dict[str, Any]]]) -> "Splits":
+    def from_json(cls, data: dict[str, list[dict[str, Any]]]) -> Splits:
         return cls(**{name: [Example.from_json(e) for e in data[name]] for name in ("train", "feedback", "test")})
 
     def held_out(self) -> list[Example]:
@@ -183,7 +188,14 @@ def split_examples(examples: list[Example], config: SplitConfig | None = None) -
     targets = {"test": n_test, "feedback": n_feedback}
     for group in groups:
         # a group that would overshoot a held-out split's target by more than half goes to train instead
-        name = next((s for s in ("test", "feedback") if len(parts[s]) < targets[s] and len(parts[s]) + len(group) <= targets[s] * 1.5), "train")
+        name = next(
+            (
+                s
+                for s in ("test", "feedback")
+                if len(parts[s]) < targets[s] and len(parts[s]) + len(group) <= targets[s] * 1.5
+            ),
+            "train",
+        )
         parts[name].extend(group)
     short = [name for name in ("train", "feedback", "test") if len(parts[name]) < config.min_examples]
     if short:
@@ -195,7 +207,9 @@ def split_examples(examples: list[Example], config: SplitConfig | None = None) -
     return Splits(*([examples[i] for i in sorted(parts[name])] for name in ("train", "feedback", "test")))
 
 
-def find_leaks(training: Sequence[Example], held_out: Sequence[Example], similarity: float = NEAR_DUPLICATE_SIMILARITY) -> list[tuple[str, str, float]]:
+def find_leaks(
+    training: Sequence[Example], held_out: Sequence[Example], similarity: float = NEAR_DUPLICATE_SIMILARITY
+) -> list[tuple[str, str, float]]:
     """Every (training id, held-out id, similarity) pair where a training example copies or nearly copies a held-out one.
 
     Both the whole example and the question alone are compared, so a rewrite that keeps a held-out
@@ -205,7 +219,13 @@ def find_leaks(training: Sequence[Example], held_out: Sequence[Example], similar
         return []
     leaks = []
     for text in (lambda e: example_key(e.question, e.answer), lambda e: normalize_text(e.question).casefold()):
-        scores = process.cdist([text(e) for e in training], [text(e) for e in held_out], scorer=fuzz.ratio, score_cutoff=similarity, workers=-1)
+        scores = process.cdist(
+            [text(e) for e in training],
+            [text(e) for e in held_out],
+            scorer=fuzz.ratio,
+            score_cutoff=similarity,
+            workers=-1,
+        )
         for i, j in zip(*np.nonzero(scores)):
             leaks.append((training[i].id, held_out[j].id, float(scores[i, j])))
     return leaks
@@ -279,7 +299,11 @@ def target_bad_cases(
     train_vectors = embed([e.question for e in result])
     targets: dict[int, list[dict[str, Any]]] = {}
     for case in bad_cases:
-        cause = {"bad_case_id": case.example_id, "suggestion_id": suggestion_of.get(case.example_id), "split": case.split}
+        cause = {
+            "bad_case_id": case.example_id,
+            "suggestion_id": suggestion_of.get(case.example_id),
+            "split": case.split,
+        }
         if case.split == "train" and case.example_id in by_id:
             targets.setdefault(by_id[case.example_id], []).append({**cause, "reason": "high_training_loss"})
             continue
@@ -287,7 +311,9 @@ def target_bad_cases(
         similarities = train_vectors @ query
         for index in np.argsort(-similarities)[: config.neighbours_per_bad_case]:
             if similarities[index] >= config.min_similarity:
-                targets.setdefault(int(index), []).append({**cause, "reason": "nearest_to_failure", "similarity": round(float(similarities[index]), 3)})
+                targets.setdefault(int(index), []).append(
+                    {**cause, "reason": "nearest_to_failure", "similarity": round(float(similarities[index]), 3)}
+                )
 
     held_questions = [normalize_text(e.question).casefold() for e in held_out]
     existing = {example_key(e.question, e.answer) for e in result}
@@ -298,8 +324,12 @@ def target_bad_cases(
         example.weight += config.upweight
         example.lineage.extend({**c, "action": "upweight"} for c in causes)
         for template in REWRITE_TEMPLATES[: config.rewrites_per_example]:
-            rewrite = Example(question=template.format(q=example.question), answer=example.answer, origin="rewrite",
-                              lineage=[{**c, "action": "rewrite", "rewrite_of": example.id} for c in causes])
+            rewrite = Example(
+                question=template.format(q=example.question),
+                answer=example.answer,
+                origin="rewrite",
+                lineage=[{**c, "action": "rewrite", "rewrite_of": example.id} for c in causes],
+            )
             reason = _rewrite_problem(rewrite, example, held_questions, existing)
             if reason:
                 rejected[reason] += 1
@@ -310,7 +340,13 @@ def target_bad_cases(
         leaked = {t for t, _, _ in find_leaks(added, held_out)}
         rejected["near_held_out"] += len(leaked)
         added = [e for e in added if e.id not in leaked]
-    return TargetedData(result + added, len(targets), len(added), dict(rejected), len({c["bad_case_id"] for cs in targets.values() for c in cs}))
+    return TargetedData(
+        result + added,
+        len(targets),
+        len(added),
+        dict(rejected),
+        len({c["bad_case_id"] for cs in targets.values() for c in cs}),
+    )
 
 
 def _rewrite_problem(rewrite: Example, original: Example, held_questions: list[str], existing: set[str]) -> str | None:
@@ -320,7 +356,9 @@ def _rewrite_problem(rewrite: Example, original: Example, held_questions: list[s
     if example_key(rewrite.question, rewrite.answer) in existing:
         return "duplicate"
     question = normalize_text(rewrite.question).casefold()
-    if held_questions and process.extractOne(question, held_questions, scorer=fuzz.ratio, score_cutoff=NEAR_DUPLICATE_SIMILARITY):
+    if held_questions and process.extractOne(
+        question, held_questions, scorer=fuzz.ratio, score_cutoff=NEAR_DUPLICATE_SIMILARITY
+    ):
         return "near_held_out"
     return None
 

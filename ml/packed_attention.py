@@ -17,10 +17,21 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 PACKED_ATTENTION = "wlops_packed_sdpa"
 
 
-def packed_attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
-                             cu_seq_lens_q: torch.Tensor | None = None, **kwargs):
+def packed_attention_forward(
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    cu_seq_lens_q: torch.Tensor | None = None,
+    **kwargs,
+):
     if cu_seq_lens_q is None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     groups = getattr(module, "num_key_value_groups", 1)
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     lengths = torch.diff(cu_seq_lens_q).tolist()

@@ -58,7 +58,9 @@ def mean(values: list[float]) -> float:
     return round(float(np.mean(values)), 4) if values else 0.0
 
 
-def paired_interval(first: list[float], second: list[float], resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+def paired_interval(
+    first: list[float], second: list[float], resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
     """A 95% percentile bootstrap interval of mean(first - second) over the same questions."""
     differences = np.asarray(first, dtype=float) - np.asarray(second, dtype=float)
     if len(differences) < 2:
@@ -77,40 +79,69 @@ def figures(sets: list[SetScores], mode: str, margin: float, significance: float
     models = [m for m in (CANDIDATE, CURRENT, BASE) if all(m in s.by_model for s in sets)]
     pooled = {m: [score for s in sets for score in s.by_model[m]] for m in models}
     # the questions every model could be judged on
-    judged = [(s, i) for s in sets for i in range(len(s.by_model[CANDIDATE]))
-              if s.right and all(s.right.get(m) and s.right[m][i] is not None for m in models)]
+    judged = [
+        (s, i)
+        for s in sets
+        for i in range(len(s.by_model[CANDIDATE]))
+        if s.right and all(s.right.get(m) and s.right[m][i] is not None for m in models)
+    ]
     verdicts = {m: [bool(s.right[m][i]) for s, i in judged] for m in models}
     differences, comparisons = {}, {}
     for other in (CURRENT, BASE):
         if other not in pooled:
             continue
         low, high = paired_interval(pooled[CANDIDATE], pooled[other])
-        differences[f"candidate - {other}"] = {"mean": round(mean(pooled[CANDIDATE]) - mean(pooled[other]), 4), "interval_95": [low, high]}
+        differences[f"candidate - {other}"] = {
+            "mean": round(mean(pooled[CANDIDATE]) - mean(pooled[other]), 4),
+            "interval_95": [low, high],
+        }
         if judged:
             gained = sum(1 for c, o in zip(verdicts[CANDIDATE], verdicts[other]) if c and not o)
             lost = sum(1 for c, o in zip(verdicts[CANDIDATE], verdicts[other]) if o and not c)
             low, high = paired_interval([float(v) for v in verdicts[CANDIDATE]], [float(v) for v in verdicts[other]])
             comparisons[f"candidate - {other}"] = {
                 "fact_accuracy_difference": round((sum(verdicts[CANDIDATE]) - sum(verdicts[other])) / len(judged), 4),
-                "interval_95": [low, high], "gained": gained, "lost": lost, "p_value": round(mcnemar_exact(gained, lost), 6)}
+                "interval_95": [low, high],
+                "gained": gained,
+                "lost": lost,
+                "p_value": round(mcnemar_exact(gained, lost), 6),
+            }
     accuracy = {}
     for m in models:
         if judged:
             right = sum(verdicts[m])
             low, high = wilson_interval(right, len(judged))
-            accuracy[m] = {"fact_accuracy": round(right / len(judged), 4), "right": right, "interval_95": [round(low, 4), round(high, 4)]}
+            accuracy[m] = {
+                "fact_accuracy": round(right / len(judged), 4),
+                "right": right,
+                "interval_95": [round(low, 4), round(high, 4)],
+            }
     reference = CURRENT if CURRENT in models else BASE
-    lost_questions = [{**s.questions[i], "set": s.name} for (s, i), c, o in zip(judged, verdicts.get(CANDIDATE, []), verdicts.get(reference, []))
-                      if o and not c and i < len(s.questions)]
+    lost_questions = [
+        {**s.questions[i], "set": s.name}
+        for (s, i), c, o in zip(judged, verdicts.get(CANDIDATE, []), verdicts.get(reference, []))
+        if o and not c and i < len(s.questions)
+    ]
     return {
         "mode": mode,
         "margin": margin,
         "significance": significance,
-        "sets": [{"name": s.name, "splits_key": s.splits_key, "questions": len(next(iter(s.by_model.values()))),
-                  "scores": {m: mean(s.by_model[m]) for m in models},
-                  "fact_accuracy": {m: _share(s.right.get(m)) for m in models} if s.right else {}} for s in sets],
-        "pooled": {"questions": len(pooled[CANDIDATE]), "judged": len(judged), "scores": {m: mean(pooled[m]) for m in models},
-                   "fact_accuracy": accuracy},
+        "sets": [
+            {
+                "name": s.name,
+                "splits_key": s.splits_key,
+                "questions": len(next(iter(s.by_model.values()))),
+                "scores": {m: mean(s.by_model[m]) for m in models},
+                "fact_accuracy": {m: _share(s.right.get(m)) for m in models} if s.right else {},
+            }
+            for s in sets
+        ],
+        "pooled": {
+            "questions": len(pooled[CANDIDATE]),
+            "judged": len(judged),
+            "scores": {m: mean(pooled[m]) for m in models},
+            "fact_accuracy": accuracy,
+        },
         "differences": differences,  # blended score
         "comparisons": comparisons,  # right/wrong, paired
         "regressions": {"against": reference, "questions": lost_questions},
@@ -138,22 +169,34 @@ def decide(figures_: dict, margin: float, significance: float | None = None) -> 
         label, comparison = LABELS[other], figures_["comparisons"][f"candidate - {other}"]
         theirs, p = accuracy[other]["fact_accuracy"], comparison["p_value"]
         low, high = comparison["interval_95"]
-        versus = (f"{candidate:.3f} vs {label}'s {theirs:.3f} right ({comparison['gained']} gained, {comparison['lost']} lost, "
-                  f"McNemar p = {p:.3g}, difference 95% interval [{low:+.3f}, {high:+.3f}])")
+        versus = (
+            f"{candidate:.3f} vs {label}'s {theirs:.3f} right ({comparison['gained']} gained, {comparison['lost']} lost, "
+            f"McNemar p = {p:.3g}, difference 95% interval [{low:+.3f}, {high:+.3f}])"
+        )
         if scores[CANDIDATE] < scores[other] - margin:
-            refusals.append(f"its blended score {scores[CANDIDATE]:.4f} is worse than {label}'s {scores[other]:.4f} by more than the margin {margin}")
+            refusals.append(
+                f"its blended score {scores[CANDIDATE]:.4f} is worse than {label}'s {scores[other]:.4f} by more than the margin {margin}"
+            )
         elif comparison["gained"] <= comparison["lost"]:
             refusals.append(f"it answers no more questions right: {versus}")
         elif p >= significance:
             unproven.append(versus)
         else:
             beaten.append(versus)
-    against = f"; {lost} question{'s' if lost != 1 else ''} {LABELS[figures_['regressions']['against']]} answered right turned wrong" if lost else ""
+    against = (
+        f"; {lost} question{'s' if lost != 1 else ''} {LABELS[figures_['regressions']['against']]} answered right turned wrong"
+        if lost
+        else ""
+    )
     if refusals:
         return Decision(REFUSE, f"refused on {questions} judged questions: " + "; ".join(refusals) + against)
     if unproven:
-        return Decision(INCONCLUSIVE, f"not enough evidence on {questions} judged questions (significance {significance}): "
-                                      + "; ".join(unproven) + against)
+        return Decision(
+            INCONCLUSIVE,
+            f"not enough evidence on {questions} judged questions (significance {significance}): "
+            + "; ".join(unproven)
+            + against,
+        )
     return Decision(PROMOTE, f"promoted on {questions} judged questions: " + "; ".join(beaten) + against)
 
 
@@ -161,11 +204,19 @@ def _decide_by_blended_score(figures_: dict, margin: float) -> Decision:
     """Test sets without fact checks: the candidate's pooled blended score must beat each other model's by `margin`."""
     scores = figures_["pooled"]["scores"]
     candidate = scores[CANDIDATE]
-    shortfalls = [f"{candidate:.4f} does not beat {label}'s {scores[other]:.4f} by the margin {margin}"
-                  for other, label in LABELS.items() if other in scores and candidate - scores[other] < margin]
+    shortfalls = [
+        f"{candidate:.4f} does not beat {label}'s {scores[other]:.4f} by the margin {margin}"
+        for other, label in LABELS.items()
+        if other in scores and candidate - scores[other] < margin
+    ]
     questions = figures_["pooled"]["questions"]
     if shortfalls:
-        return Decision(REFUSE, f"refused on {questions} test questions (no fact checks: blended score): " + "; ".join(shortfalls))
+        return Decision(
+            REFUSE, f"refused on {questions} test questions (no fact checks: blended score): " + "; ".join(shortfalls)
+        )
     beaten = " and ".join(f"{label} ({scores[other]:.4f})" for other, label in LABELS.items() if other in scores)
-    return Decision(PROMOTE, f"promoted on {questions} test questions (no fact checks: blended score): {candidate:.4f} beats {beaten} "
-                             f"by at least {margin}")
+    return Decision(
+        PROMOTE,
+        f"promoted on {questions} test questions (no fact checks: blended score): {candidate:.4f} beats {beaten} "
+        f"by at least {margin}",
+    )

@@ -6,38 +6,63 @@ from pathlib import Path
 from typing import Any
 
 from ml.metrics import METRIC_NAMES
-from schemas.reports import BaselineSummary, EvaluationReport, FinalSummary, IterationReport, TaskInfo, TaskReport, TrainingSummary
+from schemas.reports import (
+    BaselineSummary,
+    EvaluationReport,
+    FinalSummary,
+    IterationReport,
+    TaskInfo,
+    TaskReport,
+    TrainingSummary,
+)
 
 
-def build_task_report(task: TaskInfo, baseline: EvaluationReport, evaluations: list[EvaluationReport], training: list[dict[str, Any]]) -> TaskReport:
+def build_task_report(
+    task: TaskInfo, baseline: EvaluationReport, evaluations: list[EvaluationReport], training: list[dict[str, Any]]
+) -> TaskReport:
     """One report from the per-iteration evaluation reports and training records (`training_metrics.json`)."""
     iterations = []
     for evaluation, train in zip(evaluations, training, strict=True):
-        iterations.append(IterationReport(
-            iteration=evaluation.iteration,
-            headline=evaluation.headline,
-            scores={split: evaluation.splits[split].scores for split in ("feedback", "test")},
-            modes=evaluation.mode_scores(),
-            retrieval=evaluation.retrieval,
-            knowledge_base_version=evaluation.knowledge_base_version,
-            comparison=evaluation.comparison,
-            bad_cases=len(evaluation.bad_cases),
-            suggestions=[s.text for s in evaluation.suggestions],
-            bad_case_followup=evaluation.bad_case_followup,
-            training=TrainingSummary(**{k: train[k] for k in TrainingSummary.model_fields if k in train}),
-            loss_curve=train["loss_curve"],
-            adapter_key=evaluation.adapter_key,
-        ))
+        iterations.append(
+            IterationReport(
+                iteration=evaluation.iteration,
+                headline=evaluation.headline,
+                scores={split: evaluation.splits[split].scores for split in ("feedback", "test")},
+                modes=evaluation.mode_scores(),
+                retrieval=evaluation.retrieval,
+                knowledge_base_version=evaluation.knowledge_base_version,
+                comparison=evaluation.comparison,
+                bad_cases=len(evaluation.bad_cases),
+                suggestions=[s.text for s in evaluation.suggestions],
+                bad_case_followup=evaluation.bad_case_followup,
+                training=TrainingSummary(**{k: train[k] for k in TrainingSummary.model_fields if k in train}),
+                loss_curve=train["loss_curve"],
+                adapter_key=evaluation.adapter_key,
+            )
+        )
     last = evaluations[-1]
     mode = last.headline.mode
     accuracy, base_accuracy = last.headline.fact_accuracy, baseline.accuracy("test", mode)
-    beats = accuracy > base_accuracy if accuracy is not None and base_accuracy is not None else last.headline.score > baseline.score("test", mode)
+    beats = (
+        accuracy > base_accuracy
+        if accuracy is not None and base_accuracy is not None
+        else last.headline.score > baseline.score("test", mode)
+    )
     return TaskReport(
         task=task,
-        baseline=BaselineSummary(scores=baseline.modes[mode]["test"].scores, feedback_scores=baseline.modes[mode]["feedback"].scores,
-                                 modes=baseline.mode_scores()),
-        final=FinalSummary(score=last.headline.score, grade=last.headline.grade, mode=mode, beats_baseline=beats, fact_accuracy=accuracy,
-                           fact_accuracy_interval=last.headline.fact_accuracy_interval),
+        baseline=BaselineSummary(
+            scores=baseline.modes[mode]["test"].scores,
+            feedback_scores=baseline.modes[mode]["feedback"].scores,
+            modes=baseline.mode_scores(),
+        ),
+        final=FinalSummary(
+            score=last.headline.score,
+            grade=last.headline.grade,
+            mode=mode,
+            beats_baseline=beats,
+            fact_accuracy=accuracy,
+            fact_accuracy_interval=last.headline.fact_accuracy_interval,
+        ),
         iterations=iterations,
         side_by_side=last.side_by_side,
         wrong_answers=[row for row in last.modes[mode]["test"].examples if row.right is False],
@@ -61,11 +86,20 @@ def plot_report(report: TaskReport, path: Path) -> Path:
     loss_ax.legend()
     numbers = [it.iteration for it in report.iterations]
     # the share of right answers where the examples have fact checks; the blended wording score for reports without them
-    by_facts = report.baseline.scores.fact_accuracy is not None and all(it.scores["test"].fact_accuracy is not None for it in report.iterations)
-    value, what = (("fact_accuracy", "Fact accuracy") if by_facts else ("overall", "Blended score"))
+    by_facts = report.baseline.scores.fact_accuracy is not None and all(
+        it.scores["test"].fact_accuracy is not None for it in report.iterations
+    )
+    value, what = ("fact_accuracy", "Fact accuracy") if by_facts else ("overall", "Blended score")
     for split in ("test", "feedback"):
-        score_ax.plot(numbers, [getattr(it.scores[split], value) for it in report.iterations], marker="o", label=f"tuned ({split} split)")
-    score_ax.axhline(getattr(report.baseline.scores, value), color="grey", linestyle="--", label="base model (test split)")
+        score_ax.plot(
+            numbers,
+            [getattr(it.scores[split], value) for it in report.iterations],
+            marker="o",
+            label=f"tuned ({split} split)",
+        )
+    score_ax.axhline(
+        getattr(report.baseline.scores, value), color="grey", linestyle="--", label="base model (test split)"
+    )
     score_ax.set(title=f"{what} per iteration", xlabel="iteration", ylabel=what.lower(), ylim=(0, 1), xticks=numbers)
     score_ax.legend()
     fig.tight_layout()
@@ -80,11 +114,15 @@ def _incremental_lines(report: TaskReport) -> list[str]:
     task = report.task
     if not task.parent_task_id:
         return []
-    lines = [f"- Incremental: continues task `{task.parent_task_id}` (its adapter and splits) after its knowledge base changed"]
+    lines = [
+        f"- Incremental: continues task `{task.parent_task_id}` (its adapter and splits) after its knowledge base changed"
+    ]
     parent = report.iterations[0].comparison.get("parent", {}).get("test") if report.iterations else None
     if parent is not None:
-        lines.append(f"- Against the parent's last adapter on the same test split: {parent.score:.4f} → {report.final.score:.4f} "
-                     f"(Δ {report.final.score - parent.score:+.4f})")
+        lines.append(
+            f"- Against the parent's last adapter on the same test split: {parent.score:.4f} → {report.final.score:.4f} "
+            f"(Δ {report.final.score - parent.score:+.4f})"
+        )
     return lines
 
 
@@ -102,29 +140,54 @@ def render_markdown(report: TaskReport, plot_name: str | None) -> str:
     if plot_name:
         lines += [f"![loss and scores]({plot_name})", ""]
     lines += _wrong_answers(report)
-    header = ("| iteration | split | fact accuracy [95%] | right | " + " | ".join(METRIC_NAMES)
-              + " | blended | grade | Δ vs base (accuracy, else blended) | train steps (resumed from) |")
+    header = (
+        "| iteration | split | fact accuracy [95%] | right | "
+        + " | ".join(METRIC_NAMES)
+        + " | blended | grade | Δ vs base (accuracy, else blended) | train steps (resumed from) |"
+    )
     lines += ["## Scores per iteration", "", header, "|" + "---|" * (len(METRIC_NAMES) + 8)]
-    lines.append(f"| base | test | {_accuracy(base.scores)} | {_right(base.scores)} | " + " | ".join(f"{getattr(base.scores, m):.3f}" for m in METRIC_NAMES)
-                 + f" | {base.scores.overall:.4f} | | | |")
+    lines.append(
+        f"| base | test | {_accuracy(base.scores)} | {_right(base.scores)} | "
+        + " | ".join(f"{getattr(base.scores, m):.3f}" for m in METRIC_NAMES)
+        + f" | {base.scores.overall:.4f} | | | |"
+    )
     for it in report.iterations:
         for split in ("test", "feedback"):
             scores = it.scores[split]
             comparison = it.comparison.get("baseline", {}).get(split)
-            delta = (comparison.fact_accuracy_delta if comparison.fact_accuracy_delta is not None else comparison.delta) if comparison else None
+            delta = (
+                (comparison.fact_accuracy_delta if comparison.fact_accuracy_delta is not None else comparison.delta)
+                if comparison
+                else None
+            )
             grade = it.headline.grade if split == "test" else ""
             training = f"{it.training.steps} ({it.training.resumed_from_step})" if split == "test" else ""
-            lines.append(f"| {it.iteration} | {split} | {_accuracy(scores)} | {_right(scores)} | " + " | ".join(f"{getattr(scores, m):.3f}" for m in METRIC_NAMES)
-                         + f" | {scores.overall:.4f} | {grade} | {f'{delta:+.4f}' if delta is not None else ''} | {training} |")
+            lines.append(
+                f"| {it.iteration} | {split} | {_accuracy(scores)} | {_right(scores)} | "
+                + " | ".join(f"{getattr(scores, m):.3f}" for m in METRIC_NAMES)
+                + f" | {scores.overall:.4f} | {grade} | {f'{delta:+.4f}' if delta is not None else ''} | {training} |"
+            )
     if len(base.modes) > 1:
-        lines += ["", "## Closed book and with retrieval (test split: fact accuracy, blended score)", "",
-                  "| | " + " | ".join(f"base ({m})" for m in base.modes) + " | " + " | ".join(f"tuned ({m})" for m in base.modes)
-                  + " | retrieval recall@k | MRR |", "|" + "---|" * (2 * len(base.modes) + 3)]
+        lines += [
+            "",
+            "## Closed book and with retrieval (test split: fact accuracy, blended score)",
+            "",
+            "| | "
+            + " | ".join(f"base ({m})" for m in base.modes)
+            + " | "
+            + " | ".join(f"tuned ({m})" for m in base.modes)
+            + " | retrieval recall@k | MRR |",
+            "|" + "---|" * (2 * len(base.modes) + 3),
+        ]
         for it in report.iterations:
             retrieval = it.retrieval.get("test")
-            lines.append(f"| iteration {it.iteration} | " + " | ".join(_pair(base.modes[m]["test"]) for m in base.modes) + " | "
-                         + " | ".join(_pair(it.modes[m]["test"]) if m in it.modes else "" for m in base.modes)
-                         + f" | {_number(retrieval.recall_at_k if retrieval else None)} | {_number(retrieval.mrr if retrieval else None)} |")
+            lines.append(
+                f"| iteration {it.iteration} | "
+                + " | ".join(_pair(base.modes[m]["test"]) for m in base.modes)
+                + " | "
+                + " | ".join(_pair(it.modes[m]["test"]) if m in it.modes else "" for m in base.modes)
+                + f" | {_number(retrieval.recall_at_k if retrieval else None)} | {_number(retrieval.mrr if retrieval else None)} |"
+            )
     lines += ["", "## From bad case to score change", ""]
     for it in report.iterations:
         followups = it.bad_case_followup
@@ -132,20 +195,33 @@ def render_markdown(report: TaskReport, plot_name: str | None) -> str:
             continue
         fixed = sum(1 for f in followups if f.right_after)
         improved = sum(1 for f in followups if f.delta is not None and f.delta > 0)
-        lines += [f"### Iteration {it.iteration}: {fixed} of {len(followups)} previous bad cases answered right now "
-                  f"({improved} with a better blended score)", "",
-                  "| bad case (feedback split) | right now | blended before | after | targeted training examples | chunks generated from |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"### Iteration {it.iteration}: {fixed} of {len(followups)} previous bad cases answered right now "
+            f"({improved} with a better blended score)",
+            "",
+            "| bad case (feedback split) | right now | blended before | after | targeted training examples | chunks generated from |",
+            "|---|---|---|---|---|---|",
+        ]
         for f in followups[:10]:
-            lines.append(f"| {_cell(f.question)} | {_yes_no(f.right_after)} | {f.before:.3f} | {f.after if f.after is None else format(f.after, '.3f')} "
-                         f"| {len(f.targeted_training_examples)} | {len(f.chunk_ids)} |")
+            lines.append(
+                f"| {_cell(f.question)} | {_yes_no(f.right_after)} | {f.before:.3f} | {f.after if f.after is None else format(f.after, '.3f')} "
+                f"| {len(f.targeted_training_examples)} | {len(f.chunk_ids)} |"
+            )
         lines.append("")
     lines += ["## Improvement suggestions of the last round", ""]
     lines += [f"- {text}" for text in report.iterations[-1].suggestions[:10]] or ["- none"]
-    lines += ["", "## Examples side by side (test split)", "", "| question | expected | base model | tuned |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "## Examples side by side (test split)",
+        "",
+        "| question | expected | base model | tuned |",
+        "|---|---|---|---|",
+    ]
     for row in report.side_by_side:
-        lines.append(f"| {_cell(row.question)} | {_cell(row.expected)} | {_verdict(row.base_right)}{_cell(row.base_answer or '')} "
-                     f"| {_verdict(row.tuned_right)}{_cell(row.tuned_answer)} |")
+        lines.append(
+            f"| {_cell(row.question)} | {_cell(row.expected)} | {_verdict(row.base_right)}{_cell(row.base_answer or '')} "
+            f"| {_verdict(row.tuned_right)}{_cell(row.tuned_answer)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -153,26 +229,36 @@ def _final_lines(report: TaskReport) -> list[str]:
     final, base = report.final, report.baseline
     beats = "beats" if final.beats_baseline else "does NOT beat"
     if final.fact_accuracy is None:
-        return [f"- Final test-split score **{final.score:.4f}** ({final.grade}, {final.mode.replace('_', ' ')}) vs base model "
-                f"{base.scores.overall:.4f}: {beats} the baseline"]
+        return [
+            f"- Final test-split score **{final.score:.4f}** ({final.grade}, {final.mode.replace('_', ' ')}) vs base model "
+            f"{base.scores.overall:.4f}: {beats} the baseline"
+        ]
     tuned = report.iterations[-1].scores["test"]
-    return [f"- Final test-split fact accuracy **{_accuracy(tuned)}**, {_right(tuned)} answers right ({final.grade}, "
-            f"{final.mode.replace('_', ' ')}) vs base model {_accuracy(base.scores)}, {_right(base.scores)}: {beats} the baseline",
-            f"- Blended wording score (secondary): {final.score:.4f} vs base model {base.scores.overall:.4f}"]
+    return [
+        f"- Final test-split fact accuracy **{_accuracy(tuned)}**, {_right(tuned)} answers right ({final.grade}, "
+        f"{final.mode.replace('_', ' ')}) vs base model {_accuracy(base.scores)}, {_right(base.scores)}: {beats} the baseline",
+        f"- Blended wording score (secondary): {final.score:.4f} vs base model {base.scores.overall:.4f}",
+    ]
 
 
 def _wrong_answers(report: TaskReport, limit: int = 15) -> list[str]:
     """The final iteration's wrong test answers, first in the report: what was asked, expected, answered, and which check failed."""
     if not report.wrong_answers:
         return []
-    lines = [f"## Wrong answers (test split, final iteration: {len(report.wrong_answers)})", "",
-             "| question | expected | answer | failed check |", "|---|---|---|---|"]
+    lines = [
+        f"## Wrong answers (test split, final iteration: {len(report.wrong_answers)})",
+        "",
+        "| question | expected | answer | failed check |",
+        "|---|---|---|---|",
+    ]
     for row in report.wrong_answers[:limit]:
         failed = next((c for c in row.checks if not c.passed), None)
         reason = f"{failed.check.get('type')}: {failed.detail}" if failed else ""
         lines.append(f"| {_cell(row.question)} | {_cell(row.expected)} | {_cell(row.got)} | {_cell(reason)} |")
     if len(report.wrong_answers) > limit:
-        lines.append(f"| … and {len(report.wrong_answers) - limit} more (the downloadable answers have them all) | | | |")
+        lines.append(
+            f"| … and {len(report.wrong_answers) - limit} more (the downloadable answers have them all) | | | |"
+        )
     return lines + [""]
 
 
@@ -188,7 +274,11 @@ def _right(scores) -> str:
 
 
 def _pair(scores) -> str:
-    return f"{scores.fact_accuracy:.3f} / {scores.overall:.4f}" if scores.fact_accuracy is not None else f"{scores.overall:.4f}"
+    return (
+        f"{scores.fact_accuracy:.3f} / {scores.overall:.4f}"
+        if scores.fact_accuracy is not None
+        else f"{scores.overall:.4f}"
+    )
 
 
 def _yes_no(value: bool | None) -> str:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -39,20 +39,36 @@ def retrieve(index: KnowledgeIndex, examples: list[Example], embed: Embedder, to
 
 
 def supports_of(index: KnowledgeIndex, examples: list[Example], embed: Embedder) -> list[SupportingChunk | None]:
-    return supporting_chunks(index, [(e.question, e.answer) for e in examples], embed([f"{e.question} {e.answer}" for e in examples])) if examples else []
+    return (
+        supporting_chunks(
+            index, [(e.question, e.answer) for e in examples], embed([f"{e.question} {e.answer}" for e in examples])
+        )
+        if examples
+        else []
+    )
 
 
-def held_out_contexts(index: KnowledgeIndex, examples: list[Example], embed: Embedder, config: ContextConfig
-                      ) -> tuple[list[Example], list[list[SearchHit]], list[SupportingChunk | None]]:
+def held_out_contexts(
+    index: KnowledgeIndex, examples: list[Example], embed: Embedder, config: ContextConfig
+) -> tuple[list[Example], list[list[SearchHit]], list[SupportingChunk | None]]:
     """Each held-out example with the passages retrieved for its question, the hits, and its supporting chunk."""
     hits = retrieve(index, examples, embed, config.top_k)
     supports = supports_of(index, examples, embed)
-    with_context = [dataclasses.replace(e, context=[h.chunk.text for h in found], context_chunk_ids=[h.chunk.chunk_id for h in found],
-                                        supporting_chunk_id=s.chunk_id if s else None) for e, found, s in zip(examples, hits, supports)]
+    with_context = [
+        dataclasses.replace(
+            e,
+            context=[h.chunk.text for h in found],
+            context_chunk_ids=[h.chunk.chunk_id for h in found],
+            supporting_chunk_id=s.chunk_id if s else None,
+        )
+        for e, found, s in zip(examples, hits, supports)
+    ]
     return with_context, hits, supports
 
 
-def training_contexts(index: KnowledgeIndex, examples: list[Example], embed: Embedder, config: ContextConfig) -> list[Example]:
+def training_contexts(
+    index: KnowledgeIndex, examples: list[Example], embed: Embedder, config: ContextConfig
+) -> list[Example]:
     """Each training example with k passages: its supporting chunk in `oracle_fraction` of them, hard distractors, shuffled."""
     if not examples:
         return []
@@ -68,17 +84,28 @@ def training_contexts(index: KnowledgeIndex, examples: list[Example], embed: Emb
         else:
             chosen = distractors[: config.top_k]
         rng.shuffle(chosen)
-        out.append(dataclasses.replace(example, context=[c.text for c in chosen], context_chunk_ids=[c.chunk_id for c in chosen],
-                                       supporting_chunk_id=oracle.chunk_id if oracle else None))
+        out.append(
+            dataclasses.replace(
+                example,
+                context=[c.text for c in chosen],
+                context_chunk_ids=[c.chunk_id for c in chosen],
+                supporting_chunk_id=oracle.chunk_id if oracle else None,
+            )
+        )
     return out
 
 
-def retrieval_quality(split: str, hits: list[list[SearchHit]], supports: list[SupportingChunk | None], k: int) -> RetrievalQuality:
+def retrieval_quality(
+    split: str, hits: list[list[SearchHit]], supports: list[SupportingChunk | None], k: int
+) -> RetrievalQuality:
     """recall@k and MRR over the examples whose supporting chunk is known."""
     ranks = [rank_of(found, s.chunk_id) for found, s in zip(hits, supports) if s is not None]
     known = len(ranks)
     return RetrievalQuality(
-        split=split, k=k, examples=len(hits), known=known,
+        split=split,
+        k=k,
+        examples=len(hits),
+        known=known,
         recall_at_k=round(sum(1 for r in ranks if r is not None and r <= k) / known, 4) if known else None,
         mrr=round(sum(1 / r for r in ranks if r is not None) / known, 4) if known else None,
     )

@@ -14,9 +14,9 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -71,20 +71,27 @@ class Checkpoint:
     useful_tokens: int = 0
 
     @staticmethod
-    def save(directory: Path, model, optimizer, scheduler, state: "Checkpoint") -> Path:
+    def save(directory: Path, model, optimizer, scheduler, state: Checkpoint) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(directory / "adapter")
         torch.save(
-            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()},
+            {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "python_rng": random.getstate(),
+            },
             directory / "trainer_state.pt",
         )
         (directory / "checkpoint.json").write_text(json.dumps(asdict(state)))
         return directory
 
     @staticmethod
-    def load_state(directory: Path) -> "Checkpoint":
+    def load_state(directory: Path) -> Checkpoint:
         data = json.loads((directory / "checkpoint.json").read_text())
-        return Checkpoint(step=data["step"], loss_curve=[tuple(p) for p in data["loss_curve"]], useful_tokens=data["useful_tokens"])
+        return Checkpoint(
+            step=data["step"], loss_curve=[tuple(p) for p in data["loss_curve"]], useful_tokens=data["useful_tokens"]
+        )
 
 
 def tokenize_examples(tokenizer, examples: list[Example], max_length: int) -> list[tuple[list[int], list[int]]]:
@@ -122,7 +129,7 @@ class PackedBatch:
     def tokens(self) -> int:
         return int(self.input_ids.numel())
 
-    def to(self, device) -> "PackedBatch":
+    def to(self, device) -> PackedBatch:
         return PackedBatch(**{name: getattr(self, name).to(device) for name in self.__dataclass_fields__})
 
 
@@ -162,11 +169,18 @@ def build_lora_model(base_model, hp: Hyperparameters, init_adapter: Path | None)
     base_model.set_attn_implementation(PACKED_ATTENTION)
     if init_adapter is not None:
         return with_adapter(base_model, init_adapter, is_trainable=True)
-    with exclusive():  # new LoRA layers draw their initial weights from torch's init functions, which a load elsewhere patches
+    with (
+        exclusive()
+    ):  # new LoRA layers draw their initial weights from torch's init functions, which a load elsewhere patches
         from peft import LoraConfig, get_peft_model
 
-        config = LoraConfig(r=hp.lora_r, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout, target_modules=LORA_TARGET_MODULES,
-                            task_type="CAUSAL_LM")
+        config = LoraConfig(
+            r=hp.lora_r,
+            lora_alpha=hp.lora_alpha,
+            lora_dropout=hp.lora_dropout,
+            target_modules=LORA_TARGET_MODULES,
+            task_type="CAUSAL_LM",
+        )
         return get_peft_model(base_model, config)
 
 
@@ -213,7 +227,9 @@ def train_lora(
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=hp.learning_rate, weight_decay=0.0)
-    scheduler = get_linear_schedule_with_warmup(optimizer, num_warmup_steps=max(1, total_steps // 20), num_training_steps=total_steps)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, num_warmup_steps=max(1, total_steps // 20), num_training_steps=total_steps
+    )
     if resume_from is not None:
         saved = torch.load(resume_from / "trainer_state.pt", weights_only=False)
         optimizer.load_state_dict(saved["optimizer"])
@@ -250,11 +266,23 @@ def train_lora(
         loss_value = loss.item()
         state.loss_curve.append((state.step, round(loss_value, 5)))
         elapsed = time.perf_counter() - started
-        progress = TrainingProgress(state.step, total_steps, loss_value, state.useful_tokens, tokens_this_run / max(elapsed, 1e-9))
+        progress = TrainingProgress(
+            state.step, total_steps, loss_value, state.useful_tokens, tokens_this_run / max(elapsed, 1e-9)
+        )
         if state.step % log_every == 0 or state.step == total_steps:
-            logger.info("step %d/%d loss %.4f %.1f tokens/s", state.step, total_steps, loss_value, progress.tokens_per_second,
-                        extra={"step": state.step, "total_steps": total_steps, "loss": round(loss_value, 5),
-                               "tokens_per_second": round(progress.tokens_per_second, 1)})
+            logger.info(
+                "step %d/%d loss %.4f %.1f tokens/s",
+                state.step,
+                total_steps,
+                loss_value,
+                progress.tokens_per_second,
+                extra={
+                    "step": state.step,
+                    "total_steps": total_steps,
+                    "loss": round(loss_value, 5),
+                    "tokens_per_second": round(progress.tokens_per_second, 1),
+                },
+            )
         if on_progress:
             on_progress(progress)
         if state.step % checkpoint_every == 0 and state.step < total_steps:
@@ -274,4 +302,3 @@ def train_lora(
         examples=len(examples),
         device=device.type,
     )
-

@@ -7,14 +7,24 @@ import contextvars
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("wlops_log_context", default={})
-NOISY_LOGGERS = ("httpx", "urllib3", "filelock", "sentence_transformers", "transformers", "huggingface_hub", "temporalio.bridge", "alembic")
+NOISY_LOGGERS = (
+    "httpx",
+    "urllib3",
+    "filelock",
+    "sentence_transformers",
+    "transformers",
+    "huggingface_hub",
+    "temporalio.bridge",
+    "alembic",
+)
 
 
 @contextmanager
@@ -55,8 +65,14 @@ def configure_logging(service: str, level: str = "INFO", json_lines: bool = True
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(ContextFilter(service))
     if json_lines:
-        handler.setFormatter(JsonFormatter("{levelname}{name}{message}", style="{", timestamp="time",
-                                           rename_fields={"levelname": "level", "name": "logger"}))
+        handler.setFormatter(
+            JsonFormatter(
+                "{levelname}{name}{message}",
+                style="{",
+                timestamp="time",
+                rename_fields={"levelname": "level", "name": "logger"},
+            )
+        )
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
@@ -82,4 +98,6 @@ def readable(line: str) -> str:
     where = " ".join(f"{k}={record.pop(k)}" for k in ("task_id", "iteration", "phase") if k in record)
     record.pop("org_id", None), record.pop("span_id", None), record.pop("trace_id", None)
     extras = " ".join(f"{k}={v}" for k, v in record.items() if k not in ("taskName", "color_message"))
-    return " ".join(part for part in (time, f"{level:<7}", f"[{where}]" if where else "", message, extras, f"({logger})") if part)
+    return " ".join(
+        part for part in (time, f"{level:<7}", f"[{where}]" if where else "", message, extras, f"({logger})") if part
+    )

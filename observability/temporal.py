@@ -16,8 +16,11 @@ from observability.logs import log_context
 
 def metrics_runtime(bind_address: str) -> Runtime:
     """A Temporal runtime exporting every metric of this process's clients and workers at http://<bind_address>/metrics."""
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address, counters_total_suffix=True,
-                                                                      durations_as_seconds=True)))
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(bind_address=bind_address, counters_total_suffix=True, durations_as_seconds=True)
+        )
+    )
 
 
 def tracing_interceptor() -> TracingInterceptor:
@@ -37,6 +40,10 @@ class _TaskContextInbound(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         arg = input.args[0] if input.args else None
         # the context is copied into a synchronous activity's thread, so its logs (and the libraries' it calls) carry it too
-        with log_context(task_id=getattr(arg, "task_id", None), iteration=getattr(arg, "iteration", None), org_id=getattr(arg, "org_id", None),
-                         phase=activity.info().activity_type):
+        with log_context(
+            task_id=getattr(arg, "task_id", None),
+            iteration=getattr(arg, "iteration", None),
+            org_id=getattr(arg, "org_id", None),
+            phase=activity.info().activity_type,
+        ):
             return await super().execute_activity(input)

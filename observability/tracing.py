@@ -14,7 +14,10 @@ import os
 from opentelemetry import trace
 from opentelemetry.environment_variables import OTEL_TRACES_EXPORTER
 from opentelemetry.sdk.environment_variables import (
-    OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_SDK_DISABLED, OTEL_SERVICE_NAME,
+    OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_SDK_DISABLED,
+    OTEL_SERVICE_NAME,
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -27,7 +30,11 @@ def chosen_exporter(environ=os.environ) -> str | None:
         return None
     name = environ.get(OTEL_TRACES_EXPORTER)
     if name is None:
-        return "otlp" if environ.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or environ.get(OTEL_EXPORTER_OTLP_ENDPOINT) else None
+        return (
+            "otlp"
+            if environ.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or environ.get(OTEL_EXPORTER_OTLP_ENDPOINT)
+            else None
+        )
     return None if name == "none" else name
 
 
@@ -37,7 +44,9 @@ def configure_tracing(service: str, processor: SpanProcessor | None = None) -> b
     exporter = chosen_exporter()
     if exporter is None and processor is None:
         return False
-    provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get(OTEL_SERVICE_NAME, f"wlops-{service}")}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": os.environ.get(OTEL_SERVICE_NAME, f"wlops-{service}")})
+    )
     if exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

@@ -28,7 +28,9 @@ ALIAS_NAME = r"^[a-z][a-z0-9_-]{0,63}$"
 class RequestModel(BaseModel):
     """Input: snake_case, camelCase accepted too; unknown fields are an error; no text may contain NUL."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=AliasGenerator(validation_alias=to_camel))
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, alias_generator=AliasGenerator(validation_alias=to_camel)
+    )
 
     @field_validator("*", mode="after")
     @classmethod
@@ -55,24 +57,47 @@ class StandardTaskCreate(RequestModel):
     model_name: str = Field(default="smollm2-135m-instruct", min_length=1, max_length=500)
     dataset_id: str = Field(min_length=1, max_length=64)
     hyperparameters: HyperparametersIn = Field(default_factory=HyperparametersIn)
-    knowledge_base_id: str | None = Field(default=None, min_length=1, max_length=64, description=(
-        "Train with passages from this knowledge base in the prompt (RAFT) and evaluate closed book and with retrieval; "
-        "the headline is then the retrieval-augmented score. It must have an index (at least one build)."))
+    knowledge_base_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description=(
+            "Train with passages from this knowledge base in the prompt (RAFT) and evaluate closed book and with retrieval; "
+            "the headline is then the retrieval-augmented score. It must have an index (at least one build)."
+        ),
+    )
     retrieval_top_k: int = Field(default=3, ge=1, le=10, description="Passages retrieved for each question.")
-    retrain_on_change: bool = Field(default=False, description=(
-        "Follow the knowledge base: when its documents change after this task has finished, an incremental task starts from "
-        "this task's final adapter, on its splits, with the new knowledge base version (several changes within a quiet period "
-        "start one). Needs knowledge_base_id."))
-    register_as: str | None = Field(default=None, min_length=1, max_length=100, pattern=MODEL_NAME, description=(
-        "The registered model whose next version this task's final adapter becomes (default: the task name, made URL-safe)."))
+    retrain_on_change: bool = Field(
+        default=False,
+        description=(
+            "Follow the knowledge base: when its documents change after this task has finished, an incremental task starts from "
+            "this task's final adapter, on its splits, with the new knowledge base version (several changes within a quiet period "
+            "start one). Needs knowledge_base_id."
+        ),
+    )
+    register_as: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        pattern=MODEL_NAME,
+        description=(
+            "The registered model whose next version this task's final adapter becomes (default: the task name, made URL-safe)."
+        ),
+    )
 
 
 class ContinuousTaskCreate(StandardTaskCreate):
     max_iterations: int = Field(default=3, ge=1, le=50)
-    performance_threshold: float | None = Field(default=None, gt=0, le=1, description=(
-        "Stop looping once the feedback split's share of right answers (by its fact checks) reaches this. The loop decides on "
-        "the feedback split only; the locked test split is only ever reported. Tasks started before this rule stopped on the "
-        "test split's blended score."))
+    performance_threshold: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description=(
+            "Stop looping once the feedback split's share of right answers (by its fact checks) reaches this. The loop decides on "
+            "the feedback split only; the locked test split is only ever reported. Tasks started before this rule stopped on the "
+            "test split's blended score."
+        ),
+    )
 
 
 class DatasetPublic(BaseModel):
@@ -93,7 +118,9 @@ class DatasetPublic(BaseModel):
     error: str | None = None
     source_knowledge_base_id: str | None = None
     source_knowledge_base_version: int | None = None
-    generation_log: dict[str, Any] | None = Field(default=None, description="Candidates, accepted, yield and rejections by reason.")
+    generation_log: dict[str, Any] | None = Field(
+        default=None, description="Candidates, accepted, yield and rejections by reason."
+    )
     created_at: UtcDateTime
 
 
@@ -135,7 +162,9 @@ class TaskPublic(BaseModel):
     retrieval_top_k: int = 3
     retrain_on_change: bool = False
     parent_task_id: str | None = Field(default=None, description="The task an incremental task was started from.")
-    register_as: str | None = Field(default=None, description="The registered model its final adapter joins (null: the task name).")
+    register_as: str | None = Field(
+        default=None, description="The registered model its final adapter joins (null: the task name)."
+    )
     error: str | None
     created_at: UtcDateTime
     updated_at: UtcDateTime
@@ -194,7 +223,8 @@ class ValidationErrorResponse(BaseModel):
     """422: one shape for both kinds of invalid input, `{"detail": ...}` like every other error."""
 
     detail: str | list[FieldError] = Field(
-        description="A message saying what is wrong (e.g. an unreadable dataset), or one entry per field that failed validation.")
+        description="A message saying what is wrong (e.g. an unreadable dataset), or one entry per field that failed validation."
+    )
 
 
 # --- identity, organizations, keys, audit -------------------------------------------------
@@ -203,7 +233,9 @@ class ValidationErrorResponse(BaseModel):
 class LoginRequest(RequestModel):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
-    org: str | None = Field(default=None, max_length=100, description="Organization name or id; needed only for members of several.")
+    org: str | None = Field(
+        default=None, max_length=100, description="Organization name or id; needed only for members of several."
+    )
 
 
 class RefreshRequest(RequestModel):
@@ -257,7 +289,9 @@ class OrganizationPublic(BaseModel):
 class MemberCreate(RequestModel):
     username: str = Field(min_length=2, max_length=64)
     role: Role = Role.MEMBER
-    password: str | None = Field(default=None, min_length=8, max_length=1024, description="Needed only when the user does not exist yet.")
+    password: str | None = Field(
+        default=None, min_length=8, max_length=1024, description="Needed only when the user does not exist yet."
+    )
 
 
 class MemberUpdate(RequestModel):
@@ -290,7 +324,9 @@ class ApiKeyPublic(BaseModel):
 
 
 class ApiKeyCreated(ApiKeyPublic):
-    secret: str = Field(description="The key itself, shown only in this response; send it as `Authorization: Bearer <secret>`.")
+    secret: str = Field(
+        description="The key itself, shown only in this response; send it as `Authorization: Bearer <secret>`."
+    )
 
 
 class AuditEntryPublic(BaseModel):
@@ -318,8 +354,15 @@ class AuditList(BaseModel):
 class KnowledgeBaseCreate(RequestModel):
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
-    chunk_tokens: int | None = Field(default=None, ge=16, le=224, description="Chunk size in MiniLM word pieces (default WLOPS_KNOWLEDGE_CHUNK_TOKENS).")
-    chunk_overlap_tokens: int | None = Field(default=None, ge=0, le=64, description="Overlap with the chunk before, in whole lines or sentences.")
+    chunk_tokens: int | None = Field(
+        default=None,
+        ge=16,
+        le=224,
+        description="Chunk size in MiniLM word pieces (default WLOPS_KNOWLEDGE_CHUNK_TOKENS).",
+    )
+    chunk_overlap_tokens: int | None = Field(
+        default=None, ge=0, le=64, description="Overlap with the chunk before, in whole lines or sentences."
+    )
 
 
 class KnowledgeBasePublic(BaseModel):
@@ -355,7 +398,9 @@ class DocumentPublic(BaseModel):
     media_type: str
     size_bytes: int
     sha256: str
-    version: int = Field(description="1 for the first upload under this file name, then one more for each new file under it.")
+    version: int = Field(
+        description="1 for the first upload under this file name, then one more for each new file under it."
+    )
     status: Literal["PENDING", "INDEXED", "FAILED"]
     chunk_count: int
     error: str | None = Field(description="Why the document could not be indexed (FAILED).")
@@ -373,7 +418,9 @@ class ChunkPublic(BaseModel):
 
 
 class DocumentDetail(DocumentPublic):
-    chunks: list[ChunkPublic] = Field(description="The first chunks of this version in the current index (empty until it is indexed).")
+    chunks: list[ChunkPublic] = Field(
+        description="The first chunks of this version in the current index (empty until it is indexed)."
+    )
 
 
 class DocumentList(BaseModel):
@@ -382,11 +429,19 @@ class DocumentList(BaseModel):
 
 class GenerateDatasetRequest(RequestModel):
     name: str = Field(min_length=1, max_length=200)
-    questions_per_chunk: int = Field(default=2, ge=1, le=5, description="Statements of each chunk a question is written for.")
-    generator: Literal["local", "teacher"] = Field(default="local", description=(
-        "local: the local base model writes questions (cloze questions back it up), offline; teacher: the OpenAI-compatible "
-        "endpoint of WLOPS_TEACHER_URL writes the pairs."))
-    model_name: str = Field(default="smollm2-135m-instruct", min_length=1, max_length=500, description="The local model (generator local).")
+    questions_per_chunk: int = Field(
+        default=2, ge=1, le=5, description="Statements of each chunk a question is written for."
+    )
+    generator: Literal["local", "teacher"] = Field(
+        default="local",
+        description=(
+            "local: the local base model writes questions (cloze questions back it up), offline; teacher: the OpenAI-compatible "
+            "endpoint of WLOPS_TEACHER_URL writes the pairs."
+        ),
+    )
+    model_name: str = Field(
+        default="smollm2-135m-instruct", min_length=1, max_length=500, description="The local model (generator local)."
+    )
 
 
 class SearchRequest(RequestModel):
@@ -415,13 +470,17 @@ class SearchResponse(BaseModel):
 
 class RegisterVersionRequest(RequestModel):
     task_id: str = Field(min_length=1, max_length=64)
-    iteration: int | None = Field(default=None, ge=1, le=10_000, description="A finished iteration of the task (default: its last one).")
+    iteration: int | None = Field(
+        default=None, ge=1, le=10_000, description="A finished iteration of the task (default: its last one)."
+    )
     description: str | None = Field(default=None, max_length=2000)
 
 
 class PromoteRequest(RequestModel):
     alias: str = Field(default="production", min_length=1, max_length=64, pattern=ALIAS_NAME)
-    force: bool = Field(default=False, description="Skip the gate (owners and admins: models:force); audited with its reason.")
+    force: bool = Field(
+        default=False, description="Skip the gate (owners and admins: models:force); audited with its reason."
+    )
     reason: str | None = Field(default=None, min_length=1, max_length=2000, description="Why; required when forcing.")
 
 
@@ -444,7 +503,9 @@ class ModelVersionPublic(BaseModel):
     retrieval_top_k: int | None
     hyperparameters: dict[str, Any]
     serving_mode: str = Field(description="closed_book or rag: how it answers, and how the gate measures it.")
-    scores: dict[str, dict[str, float]] = Field(description="mode -> split -> score, on its own task's splits (not comparable across tasks).")
+    scores: dict[str, dict[str, float]] = Field(
+        description="mode -> split -> score, on its own task's splits (not comparable across tasks)."
+    )
     splits_key: str
     aliases: list[str] = Field(default_factory=list)
     description: str | None
@@ -502,12 +563,16 @@ class GatePublic(BaseModel):
     model_name: str
     alias: str
     candidate_version: int
-    current_version: int | None = Field(description="What the alias pointed at when the gate started (null: nothing, so the base model).")
+    current_version: int | None = Field(
+        description="What the alias pointed at when the gate started (null: nothing, so the base model)."
+    )
     status: GateStatus
     forced: bool
     margin: float
     mode: str
-    figures: dict[str, Any] | None = Field(description="Scores side by side: per test set, pooled, and the differences with 95% intervals.")
+    figures: dict[str, Any] | None = Field(
+        description="Scores side by side: per test set, pooled, and the differences with 95% intervals."
+    )
     reason: str | None
     requested_by: str | None
     created_at: UtcDateTime
@@ -553,11 +618,15 @@ class QAHistoryList(BaseModel):
 
 class FeedbackRequest(RequestModel):
     rating: Literal["up", "down"]
-    corrected_answer: str | None = Field(default=None, min_length=1, max_length=10_000, description="What the answer should have been.")
+    corrected_answer: str | None = Field(
+        default=None, min_length=1, max_length=10_000, description="What the answer should have been."
+    )
 
 
 class QAFilter(RequestModel):
-    model: str | None = Field(default=None, min_length=1, max_length=200, description="name@3 for one version, name for all of a model's.")
+    model: str | None = Field(
+        default=None, min_length=1, max_length=200, description="name@3 for one version, name for all of a model's."
+    )
     conversation_id: str | None = Field(default=None, min_length=1, max_length=64)
     rating: Literal["up", "down"] | None = None
 
@@ -571,4 +640,8 @@ class QADatasetRequest(RequestModel):
 
 
 class OrgSwitchRequest(RequestModel):
-    org_id: str = Field(min_length=1, max_length=64, description="One of the caller's organizations (`organizations` of GET /api/v1/auth/me).")
+    org_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="One of the caller's organizations (`organizations` of GET /api/v1/auth/me).",
+    )

@@ -17,7 +17,7 @@ Text is compared case-insensitively after normalisation (Unicode NFKC, quotes an
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
@@ -27,7 +27,9 @@ NonEmpty = Annotated[str, Field(min_length=1, max_length=300)]
 class _Check(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    derived: bool = Field(default=False, description="Derived from the reference answer by a rule, not written or reviewed by a person.")
+    derived: bool = Field(
+        default=False, description="Derived from the reference answer by a rule, not written or reviewed by a person."
+    )
 
 
 class ContainsAny(_Check):
@@ -78,7 +80,7 @@ class Polarity(_Check):
     value: Literal["yes", "no"]
 
 
-FactCheck = Annotated[Union[ContainsAny, ContainsAll, NotContains, Regex, Number, Polarity], Field(discriminator="type")]
+FactCheck = Annotated[ContainsAny | ContainsAll | NotContains | Regex | Number | Polarity, Field(discriminator="type")]
 CHECK_TYPES = ("contains_any", "contains_all", "not_contains", "regex", "number", "polarity")
 CHECK_LIST = TypeAdapter(list[FactCheck])
 MAX_CHECKS_PER_ROW = 20
@@ -93,12 +95,16 @@ def parse_checks(raw: object) -> list[FactCheck]:
     try:
         return CHECK_LIST.validate_python(raw)
     except Exception as exc:  # pydantic's ValidationError: say which check and field, in one line
-        errors = getattr(exc, "errors", lambda: [])()
+        errors = getattr(exc, "errors", list)()
         if not errors:
             raise ValueError(f"'checks': {exc}") from exc
         first = errors[0]
         where = ".".join(str(p) for p in first["loc"])
-        known = f" (known types: {', '.join(CHECK_TYPES)})" if first["type"] in ("union_tag_invalid", "union_tag_not_found") else ""
+        known = (
+            f" (known types: {', '.join(CHECK_TYPES)})"
+            if first["type"] in ("union_tag_invalid", "union_tag_not_found")
+            else ""
+        )
         raise ValueError(f"'checks.{where}': {first['msg']}{known}") from exc
 
 

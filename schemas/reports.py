@@ -129,7 +129,9 @@ class BadCaseFollowup(BaseModel):
     delta: float | None
     targeted_training_examples: list[str]
     right_after: bool | None = None  # answered right in this round (it was a bad case: wrong, the round before)
-    chunk_ids: list[str] = Field(default_factory=list)  # grounded targeting: the chunks its new examples were generated from
+    chunk_ids: list[str] = Field(
+        default_factory=list
+    )  # grounded targeting: the chunks its new examples were generated from
 
 
 class SideBySide(BaseModel):
@@ -177,12 +179,16 @@ class EvaluationReport(BaseModel):
     iteration: int
     headline: Headline
     modes: dict[str, dict[str, SplitResult]]  # mode -> split (feedback, test) -> results
-    retrieval: dict[str, RetrievalQuality] = Field(default_factory=dict)  # split -> retrieval quality (with a knowledge base)
+    retrieval: dict[str, RetrievalQuality] = Field(
+        default_factory=dict
+    )  # split -> retrieval quality (with a knowledge base)
     knowledge_base_version: int | None = None
     train_loss: TrainLoss
     bad_cases: list[BadCase]
     suggestions: list[Suggestion]
-    comparison: dict[str, dict[str, SplitComparison]] = Field(default_factory=dict)  # "baseline" | "previous" -> split -> comparison
+    comparison: dict[str, dict[str, SplitComparison]] = Field(
+        default_factory=dict
+    )  # "baseline" | "previous" -> split -> comparison
     bad_case_followup: list[BadCaseFollowup] = Field(default_factory=list)
     side_by_side: list[SideBySide] = Field(default_factory=list)
     adapter_key: str | None = None
@@ -208,7 +214,9 @@ class EvaluationReport(BaseModel):
         return self.modes[mode or self.headline.mode][split].scores.fact_accuracy
 
     def mode_scores(self) -> dict[str, dict[str, Scores]]:
-        return {mode: {split: result.scores for split, result in results.items()} for mode, results in self.modes.items()}
+        return {
+            mode: {split: result.scores for split, result in results.items()} for mode, results in self.modes.items()
+        }
 
 
 # ---------------------------------------------------------------- the task report
@@ -247,7 +255,9 @@ class TrainingSummary(BaseModel):
     tokens_per_second: float
     useful_tokens: int
     device: str
-    continued_from: str | None = None  # the adapter this training started from (the previous iteration's, or a parent task's)
+    continued_from: str | None = (
+        None  # the adapter this training started from (the previous iteration's, or a parent task's)
+    )
 
 
 class IterationReport(BaseModel):
@@ -274,7 +284,9 @@ class TaskReport(BaseModel):
     final: FinalSummary
     iterations: list[IterationReport]
     side_by_side: list[SideBySide]
-    wrong_answers: list[ExampleScore] = Field(default_factory=list)  # the final iteration's wrong test answers, in the serving mode
+    wrong_answers: list[ExampleScore] = Field(
+        default_factory=list
+    )  # the final iteration's wrong test answers, in the serving mode
 
 
 class StoredTaskReport(TaskReport):

@@ -24,13 +24,22 @@ class Hyperparameters:
     max_steps: int | None = None
     seed: int = 42
 
-    def validated(self) -> "Hyperparameters":
+    def validated(self) -> Hyperparameters:
         """Itself, or ValueError naming every value training cannot use."""
-        problems = [f"{name} must be {rule}" for name, ok, rule in (
-            ("learning_rate", self.learning_rate > 0, "> 0"), ("epochs", self.epochs >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
-            ("lora_r", self.lora_r >= 1, ">= 1"), ("lora_alpha", self.lora_alpha > 0, "> 0"), ("lora_dropout", 0 <= self.lora_dropout < 1, "in [0, 1)"),
-            ("max_seq_length", self.max_seq_length >= 16, ">= 16"), ("max_steps", self.max_steps is None or self.max_steps >= 1, ">= 1 or null"),
-        ) if not ok]
+        problems = [
+            f"{name} must be {rule}"
+            for name, ok, rule in (
+                ("learning_rate", self.learning_rate > 0, "> 0"),
+                ("epochs", self.epochs >= 1, ">= 1"),
+                ("batch_size", self.batch_size >= 1, ">= 1"),
+                ("lora_r", self.lora_r >= 1, ">= 1"),
+                ("lora_alpha", self.lora_alpha > 0, "> 0"),
+                ("lora_dropout", 0 <= self.lora_dropout < 1, "in [0, 1)"),
+                ("max_seq_length", self.max_seq_length >= 16, ">= 16"),
+                ("max_steps", self.max_steps is None or self.max_steps >= 1, ">= 1 or null"),
+            )
+            if not ok
+        ]
         if problems:
             raise ValueError("bad hyperparameters: " + "; ".join(problems))
         return self
@@ -65,7 +74,9 @@ class IterationRecord:
     train_steps: int
     resumed_from_step: int
     knowledge_base_version: int | None = None  # the index version its passages came from
-    test_accuracy: float | None = None  # share of right answers by fact checks (None: no checks, or recorded before them)
+    test_accuracy: float | None = (
+        None  # share of right answers by fact checks (None: no checks, or recorded before them)
+    )
     feedback_accuracy: float | None = None
 
 
@@ -87,7 +98,9 @@ class FineTuningInput:
     mode: str  # STANDARD | CONTINUOUS
     model_name: str
     dataset_id: str
-    org_id: str = ""  # the task's organization (a default only so histories recorded before the rename from `owner` decode)
+    org_id: str = (
+        ""  # the task's organization (a default only so histories recorded before the rename from `owner` decode)
+    )
     hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
     max_iterations: int = 1
     performance_threshold: float | None = None
@@ -100,7 +113,9 @@ class FineTuningInput:
     knowledge_base_id: str | None = None  # passages for training prompts; evaluation closed book and with retrieval
     retrieval_top_k: int = 3
     oracle_fraction: float = 0.8  # share of training prompts whose passages include the chunk that holds the answer
-    targeting_source: str = "bad_cases"  # with a knowledge base: generate from bad cases' chunks, or (ablation) random ones
+    targeting_source: str = (
+        "bad_cases"  # with a knowledge base: generate from bad cases' chunks, or (ablation) random ones
+    )
     # an incremental task: it continues its parent's final adapter, on its parent's splits (state.splits_key), and its
     # first evaluation compares with the parent's last one
     parent_task_id: str | None = None
@@ -180,7 +195,9 @@ class EvaluateInput:
     previous_evaluation_key: str | None
     contexts_key: str | None = None  # with a knowledge base: evaluate with these passages too (rag mode)
     max_seq_length: int = 256  # for the training-split losses, as long as training's
-    previous_is_parent: bool = False  # the previous evaluation is the parent task's last (an incremental task's first iteration)
+    previous_is_parent: bool = (
+        False  # the previous evaluation is the parent task's last (an incremental task's first iteration)
+    )
 
 
 @dataclass
@@ -274,7 +291,9 @@ class IngestionInput:
     heartbeat_seconds: int = 60
     max_attempts: int = 3
     retry_initial_seconds: float = 1.0
-    pending: list[str] = field(default_factory=list)  # document ids changed and not yet built, carried across continue-as-new
+    pending: list[str] = field(
+        default_factory=list
+    )  # document ids changed and not yet built, carried across continue-as-new
 
 
 @dataclass
@@ -430,7 +449,9 @@ class RegisterFinalAdapterResult:
     model_name: str | None
     version: int | None
     error: str | None = None  # why it could not be registered (the task stays COMPLETED; the API can register it later)
-    gate_ids: list[str] = field(default_factory=list)  # gates asked to put an incremental task's version where its parent's is
+    gate_ids: list[str] = field(
+        default_factory=list
+    )  # gates asked to put an incremental task's version where its parent's is
 
 
 @dataclass
@@ -461,7 +482,9 @@ class PromotionGateInput:
     knowledge_base_id: str | None = None  # the candidate's: passages for a test set that has none, in rag mode
     retrieval_top_k: int = 3
     timeouts: ActivityTimeouts = field(default_factory=ActivityTimeouts)
-    significance: float = 0.05  # of the paired right/wrong comparisons (gates recorded before them decided by the margin alone)
+    significance: float = (
+        0.05  # of the paired right/wrong comparisons (gates recorded before them decided by the margin alone)
+    )
 
 
 @dataclass

@@ -23,8 +23,19 @@ from storage import keys
 from storage.object_store import ObjectStore, get_file
 
 
-def upload_dataset(session: Session, store: ObjectStore, settings: Settings, *, stream: BinaryIO, filename: str, name: str,
-                   domain: str | None, dataset_type: str | None, org_id: str, created_by: str | None) -> Dataset:
+def upload_dataset(
+    session: Session,
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    stream: BinaryIO,
+    filename: str,
+    name: str,
+    domain: str | None,
+    dataset_type: str | None,
+    org_id: str,
+    created_by: str | None,
+) -> Dataset:
     """Validate and store an upload; a rejected upload leaves nothing in storage or the database."""
     try:
         file_format = detect_format(filename or "")
@@ -44,8 +55,19 @@ def upload_dataset(session: Session, store: ObjectStore, settings: Settings, *, 
         key = keys.dataset_prefix(org_id, dataset_id) + f"data.{file_format}"
         with open(local, "rb") as fh:
             store.put_stream(key, fh, size)
-    dataset = Dataset(id=dataset_id, name=name, storage_key=key, file_format=file_format, size_bytes=size, sample_count=inspection.rows,
-                      domain=domain, dataset_type=dataset_type, org_id=org_id, created_by=created_by, is_optimized=False)
+    dataset = Dataset(
+        id=dataset_id,
+        name=name,
+        storage_key=key,
+        file_format=file_format,
+        size_bytes=size,
+        sample_count=inspection.rows,
+        domain=domain,
+        dataset_type=dataset_type,
+        org_id=org_id,
+        created_by=created_by,
+        is_optimized=False,
+    )
     try:
         session.add(dataset)
         session.commit()
@@ -60,22 +82,29 @@ def check_line_lengths(path: Path, max_line_bytes: int) -> None:
     with open(path, "rb") as fh:
         for number, line in enumerate(iter(lambda: fh.readline(max_line_bytes + 2), b""), start=1):
             if len(line.rstrip(b"\r\n")) > max_line_bytes:
-                raise DatasetFormatError("a line is too long", [(number, f"longer than the {max_line_bytes} byte limit")])
+                raise DatasetFormatError(
+                    "a line is too long", [(number, f"longer than the {max_line_bytes} byte limit")]
+                )
 
 
 def storage_bytes(session: Session, org_id: str) -> int:
     """Bytes the organization's uploads hold: its datasets and its knowledge bases' documents."""
     datasets = session.scalar(select(func.coalesce(func.sum(Dataset.size_bytes), 0)).where(Dataset.org_id == org_id))
-    documents = session.scalar(select(func.coalesce(func.sum(KnowledgeDocument.size_bytes), 0))
-                               .join(KnowledgeBase, KnowledgeBase.id == KnowledgeDocument.knowledge_base_id).where(KnowledgeBase.org_id == org_id))
+    documents = session.scalar(
+        select(func.coalesce(func.sum(KnowledgeDocument.size_bytes), 0))
+        .join(KnowledgeBase, KnowledgeBase.id == KnowledgeDocument.knowledge_base_id)
+        .where(KnowledgeBase.org_id == org_id)
+    )
     return datasets + documents
 
 
 def check_storage_quota(session: Session, settings: Settings, org_id: str, new_bytes: int) -> None:
     used = storage_bytes(session, org_id)
     if used + new_bytes > settings.max_storage_bytes_per_org:
-        raise QuotaExceeded(f"storage quota exceeded: the organization's uploads use {used} bytes, this upload adds {new_bytes}, "
-                            f"the limit is {settings.max_storage_bytes_per_org} bytes")
+        raise QuotaExceeded(
+            f"storage quota exceeded: the organization's uploads use {used} bytes, this upload adds {new_bytes}, "
+            f"the limit is {settings.max_storage_bytes_per_org} bytes"
+        )
 
 
 def get_dataset(session: Session, org_id: str, dataset_id: str) -> Dataset:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Iterator
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,7 +20,15 @@ from core.settings import Settings
 from db.models import ApiKey, AuditEntry, Membership, Organization, User
 from db.session import page
 from schemas.api import (
-    ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, Me, MemberCreate, MemberPublic, OrganizationMembership, OrganizationPublic, TokenPair,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyPublic,
+    Me,
+    MemberCreate,
+    MemberPublic,
+    OrganizationMembership,
+    OrganizationPublic,
+    TokenPair,
 )
 from services.datasets import storage_bytes
 from services.tasks import running_tasks
@@ -38,12 +46,29 @@ def _account_change(session: Session) -> Iterator[None]:
 
 
 def token_pair(settings: Settings, user: User, org_id: str, role: Role) -> TokenPair:
-    access, _ = issue_token(settings.secret_key, user.id, org_id, ACCESS, user.token_version, timedelta(minutes=settings.access_token_minutes))
-    refresh, _ = issue_token(settings.secret_key, user.id, org_id, REFRESH, user.token_version, timedelta(days=settings.refresh_token_days))
-    return TokenPair(access_token=access, refresh_token=refresh, expires_in=settings.access_token_minutes * 60, org_id=org_id, role=role)
+    access, _ = issue_token(
+        settings.secret_key,
+        user.id,
+        org_id,
+        ACCESS,
+        user.token_version,
+        timedelta(minutes=settings.access_token_minutes),
+    )
+    refresh, _ = issue_token(
+        settings.secret_key, user.id, org_id, REFRESH, user.token_version, timedelta(days=settings.refresh_token_days)
+    )
+    return TokenPair(
+        access_token=access,
+        refresh_token=refresh,
+        expires_in=settings.access_token_minutes * 60,
+        org_id=org_id,
+        role=role,
+    )
 
 
-def login(session: Session, settings: Settings, username: str, password: str, org: str | None) -> tuple[TokenPair, Caller]:
+def login(
+    session: Session, settings: Settings, username: str, password: str, org: str | None
+) -> tuple[TokenPair, Caller]:
     user = accounts.authenticate(session, username, password)
     if user is None:
         raise Unauthenticated("wrong username or password")
@@ -83,7 +108,9 @@ def switch_org(session: Session, settings: Settings, caller: Caller, org_id: str
     if member is None:
         raise NotFound(f"organization {org_id} not found")
     role = Role(member.role)
-    return token_pair(settings, session.get(User, caller.user_id), org_id, role), Caller(caller.user_id, org_id, role, ROLE_SCOPES[role])
+    return token_pair(settings, session.get(User, caller.user_id), org_id, role), Caller(
+        caller.user_id, org_id, role, ROLE_SCOPES[role]
+    )
 
 
 def logout(session: Session, caller: Caller) -> None:
@@ -99,9 +126,16 @@ def me(session: Session, caller: Caller) -> Me:
     user = session.get(User, caller.user_id)
     memberships = accounts.memberships_of(session, user.id)
     current = next(o for m, o in memberships if o.id == caller.org_id)
-    return Me(user_id=user.id, username=user.username, org_id=caller.org_id, org_name=current.name, role=caller.role,
-              scopes=sorted(caller.scopes), api_key_id=caller.api_key_id,
-              organizations=[OrganizationMembership(org_id=o.id, org_name=o.name, role=Role(m.role)) for m, o in memberships])
+    return Me(
+        user_id=user.id,
+        username=user.username,
+        org_id=caller.org_id,
+        org_name=current.name,
+        role=caller.role,
+        scopes=sorted(caller.scopes),
+        api_key_id=caller.api_key_id,
+        organizations=[OrganizationMembership(org_id=o.id, org_name=o.name, role=Role(m.role)) for m, o in memberships],
+    )
 
 
 # --- organizations and members ---------------------------------------------------------
@@ -116,9 +150,15 @@ def own_org(session: Session, caller: Caller, org_id: str) -> Organization:
 
 
 def org_public(session: Session, settings: Settings, org: Organization) -> OrganizationPublic:
-    return OrganizationPublic(org_id=org.id, name=org.name, created_at=org.created_at, running_tasks=running_tasks(session, org.id),
-                              max_running_tasks=settings.max_running_tasks_per_org, storage_bytes=storage_bytes(session, org.id),
-                              max_storage_bytes=settings.max_storage_bytes_per_org)
+    return OrganizationPublic(
+        org_id=org.id,
+        name=org.name,
+        created_at=org.created_at,
+        running_tasks=running_tasks(session, org.id),
+        max_running_tasks=settings.max_running_tasks_per_org,
+        storage_bytes=storage_bytes(session, org.id),
+        max_storage_bytes=settings.max_storage_bytes_per_org,
+    )
 
 
 def create_org(session: Session, caller: Caller, name: str) -> Organization:
@@ -143,7 +183,12 @@ def rename_org(session: Session, caller: Caller, org_id: str, name: str) -> Orga
 
 def list_members(session: Session, caller: Caller, org_id: str) -> list[MemberPublic]:
     own_org(session, caller, org_id)
-    rows = session.execute(select(Membership, User).join(User, User.id == Membership.user_id).where(Membership.org_id == org_id).order_by(User.username))
+    rows = session.execute(
+        select(Membership, User)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.org_id == org_id)
+        .order_by(User.username)
+    )
     return [member_public(m, u) for m, u in rows]
 
 
@@ -196,8 +241,17 @@ def remove_member(session: Session, caller: Caller, org_id: str, user_id: str) -
 
 
 def key_public(key: ApiKey, secret: str | None = None) -> ApiKeyPublic:
-    fields = dict(key_id=key.id, name=key.name, prefix=f"wlk_{key.prefix}", scopes=[Scope(s) for s in key.scopes], created_by=key.created_by,
-                  created_at=key.created_at, expires_at=key.expires_at, revoked_at=key.revoked_at, last_used_at=key.last_used_at)
+    fields = dict(
+        key_id=key.id,
+        name=key.name,
+        prefix=f"wlk_{key.prefix}",
+        scopes=[Scope(s) for s in key.scopes],
+        created_by=key.created_by,
+        created_at=key.created_at,
+        expires_at=key.expires_at,
+        revoked_at=key.revoked_at,
+        last_used_at=key.last_used_at,
+    )
     return ApiKeyCreated(**fields, secret=secret) if secret else ApiKeyPublic(**fields)
 
 
@@ -206,18 +260,29 @@ def create_api_key(session: Session, caller: Caller, body: ApiKeyCreate) -> ApiK
         raise Forbidden("API keys cannot create API keys")
     not_grantable = sorted(s.value for s in set(body.scopes) - API_KEY_SCOPES)
     if not_grantable:
-        raise Invalid(f"scopes: {', '.join(not_grantable)} cannot be given to an API key; allowed: {', '.join(sorted(API_KEY_SCOPES))}")
+        raise Invalid(
+            f"scopes: {', '.join(not_grantable)} cannot be given to an API key; allowed: {', '.join(sorted(API_KEY_SCOPES))}"
+        )
     secret, prefix, secret_hash = api_keys.new_api_key()
     expires_at = utcnow() + timedelta(days=body.expires_in_days) if body.expires_in_days else None
-    key = ApiKey(org_id=caller.org_id, created_by=caller.user_id, name=body.name, prefix=prefix, secret_hash=secret_hash,
-                 scopes=sorted({s.value for s in body.scopes}), expires_at=expires_at)
+    key = ApiKey(
+        org_id=caller.org_id,
+        created_by=caller.user_id,
+        name=body.name,
+        prefix=prefix,
+        secret_hash=secret_hash,
+        scopes=sorted({s.value for s in body.scopes}),
+        expires_at=expires_at,
+    )
     session.add(key)
     session.commit()
     return key_public(key, secret)
 
 
 def list_api_keys(session: Session, caller: Caller) -> list[ApiKeyPublic]:
-    keys = session.scalars(select(ApiKey).where(ApiKey.org_id == caller.org_id).order_by(ApiKey.created_at.desc(), ApiKey.id))
+    keys = session.scalars(
+        select(ApiKey).where(ApiKey.org_id == caller.org_id).order_by(ApiKey.created_at.desc(), ApiKey.id)
+    )
     return [key_public(k) for k in keys]
 
 
@@ -234,7 +299,9 @@ def revoke_api_key(session: Session, caller: Caller, key_id: str) -> ApiKeyPubli
 # --- audit -----------------------------------------------------------------------------
 
 
-def list_audit(session: Session, caller: Caller, limit: int, offset: int, action: str | None) -> tuple[list[AuditEntry], int]:
+def list_audit(
+    session: Session, caller: Caller, limit: int, offset: int, action: str | None
+) -> tuple[list[AuditEntry], int]:
     query = select(AuditEntry).where(AuditEntry.org_id == caller.org_id)
     if action:
         query = query.where(AuditEntry.action.contains(action))

@@ -51,15 +51,36 @@ def ingestion_workflow_id(knowledge_base_id: str) -> str:
 # ---------------------------------------------------------------- knowledge bases
 
 
-def create_knowledge_base(session: Session, settings: Settings, *, name: str, description: str | None, org_id: str, created_by: str | None,
-                          chunk_tokens: int | None = None, chunk_overlap_tokens: int | None = None) -> KnowledgeBase:
+def create_knowledge_base(
+    session: Session,
+    settings: Settings,
+    *,
+    name: str,
+    description: str | None,
+    org_id: str,
+    created_by: str | None,
+    chunk_tokens: int | None = None,
+    chunk_overlap_tokens: int | None = None,
+) -> KnowledgeBase:
     chunk_tokens = chunk_tokens or settings.knowledge_chunk_tokens
     overlap = settings.knowledge_chunk_overlap_tokens if chunk_overlap_tokens is None else chunk_overlap_tokens
     if overlap >= chunk_tokens:
         raise Invalid(f"chunk_overlap_tokens ({overlap}) must be less than chunk_tokens ({chunk_tokens})")
-    kb = KnowledgeBase(id=new_id(), org_id=org_id, name=name, description=description, created_by=created_by,
-                       status=KnowledgeBaseStatus.CREATED.value, embedding_model=EMBEDDING_MODEL, chunk_tokens=chunk_tokens,
-                       chunk_overlap_tokens=overlap, document_count=0, chunk_count=0, total_bytes=0, version=0)
+    kb = KnowledgeBase(
+        id=new_id(),
+        org_id=org_id,
+        name=name,
+        description=description,
+        created_by=created_by,
+        status=KnowledgeBaseStatus.CREATED.value,
+        embedding_model=EMBEDDING_MODEL,
+        chunk_tokens=chunk_tokens,
+        chunk_overlap_tokens=overlap,
+        document_count=0,
+        chunk_count=0,
+        total_bytes=0,
+        version=0,
+    )
     session.add(kb)
     session.commit()
     return kb
@@ -73,14 +94,23 @@ def list_knowledge_bases(session: Session, org_id: str, limit: int, offset: int)
     return list_owned(session, KnowledgeBase, org_id, limit, offset)
 
 
-async def delete_knowledge_base(session: Session, store: ObjectStore, temporal: Temporal, org_id: str, knowledge_base_id: str) -> None:
+async def delete_knowledge_base(
+    session: Session, store: ObjectStore, temporal: Temporal, org_id: str, knowledge_base_id: str
+) -> None:
     """Stop its ingestion (cancelled; terminated if it does not stop in time), then remove its objects and rows.
     Refused while a task that uses it runs (it reads the index at every iteration)."""
     kb = get_knowledge_base(session, org_id, knowledge_base_id)
-    using = session.scalars(select(MLTask.id).where(MLTask.knowledge_base_id == kb.id, MLTask.started_at.is_not(None),
-                                                    MLTask.status.not_in([s.value for s in TERMINAL_STATUSES]))).all()
+    using = session.scalars(
+        select(MLTask.id).where(
+            MLTask.knowledge_base_id == kb.id,
+            MLTask.started_at.is_not(None),
+            MLTask.status.not_in([s.value for s in TERMINAL_STATUSES]),
+        )
+    ).all()
     if using:
-        raise Conflict(f"knowledge base {kb.id} is used by running task {', '.join(using)}: cancel it or wait until it ends")
+        raise Conflict(
+            f"knowledge base {kb.id} is used by running task {', '.join(using)}: cancel it or wait until it ends"
+        )
     handle = (await temporal()).get_workflow_handle(ingestion_workflow_id(kb.id))
     try:
         await handle.cancel()
@@ -90,7 +120,7 @@ async def delete_knowledge_base(session: Session, store: ObjectStore, temporal: 
     else:
         try:
             await asyncio.wait_for(handle.result(), WORKFLOW_CLOSE_TIMEOUT.total_seconds())
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await handle.terminate("knowledge base deleted")
         except (WorkflowFailureError, RPCError):
             pass  # cancelled: the expected ending
@@ -103,8 +133,13 @@ async def delete_knowledge_base(session: Session, store: ObjectStore, temporal: 
 
 
 def list_documents(session: Session, kb: KnowledgeBase) -> list[KnowledgeDocument]:
-    return list(session.scalars(select(KnowledgeDocument).where(KnowledgeDocument.knowledge_base_id == kb.id)
-                                .order_by(KnowledgeDocument.created_at, KnowledgeDocument.id)))
+    return list(
+        session.scalars(
+            select(KnowledgeDocument)
+            .where(KnowledgeDocument.knowledge_base_id == kb.id)
+            .order_by(KnowledgeDocument.created_at, KnowledgeDocument.id)
+        )
+    )
 
 
 def get_document(session: Session, kb: KnowledgeBase, document_id: str) -> KnowledgeDocument:
@@ -125,8 +160,16 @@ class StoredUpload:
 REPLACED_FIELDS = ("version", "media_type", "size_bytes", "sha256", "storage_key", "status", "chunk_count", "error")
 
 
-def store_document(session: Session, store: ObjectStore, settings: Settings, kb: KnowledgeBase, *, stream: BinaryIO, filename: str,
-                   created_by: str | None) -> StoredUpload:
+def store_document(
+    session: Session,
+    store: ObjectStore,
+    settings: Settings,
+    kb: KnowledgeBase,
+    *,
+    stream: BinaryIO,
+    filename: str,
+    created_by: str | None,
+) -> StoredUpload:
     """Check and store an upload as a new document, or as the next version of the document of that name.
     A rejected upload leaves nothing in storage or the database."""
     try:
@@ -145,14 +188,24 @@ def store_document(session: Session, store: ObjectStore, settings: Settings, kb:
             check_content(head, media_type)
         except DocumentError as exc:
             raise Invalid(str(exc)) from exc
-        same = session.scalar(select(KnowledgeDocument).where(KnowledgeDocument.knowledge_base_id == kb.id, KnowledgeDocument.sha256 == sha256))
+        same = session.scalar(
+            select(KnowledgeDocument).where(
+                KnowledgeDocument.knowledge_base_id == kb.id, KnowledgeDocument.sha256 == sha256
+            )
+        )
         if same is not None:
             raise Conflict(f"document {same.id} ({same.filename!r}) already holds these exact bytes")
-        document = session.scalar(select(KnowledgeDocument).where(KnowledgeDocument.knowledge_base_id == kb.id, KnowledgeDocument.filename == name))
+        document = session.scalar(
+            select(KnowledgeDocument).where(
+                KnowledgeDocument.knowledge_base_id == kb.id, KnowledgeDocument.filename == name
+            )
+        )
         check_storage_quota(session, settings, kb.org_id, size - (document.size_bytes if document else 0))
         replaced = {f: getattr(document, f) for f in REPLACED_FIELDS} if document else None
         if document is None:
-            document = KnowledgeDocument(id=new_id(), knowledge_base_id=kb.id, filename=name, version=1, created_by=created_by)
+            document = KnowledgeDocument(
+                id=new_id(), knowledge_base_id=kb.id, filename=name, version=1, created_by=created_by
+            )
             session.add(document)
         else:
             document.version += 1
@@ -200,12 +253,25 @@ def delete_document(session: Session, store: ObjectStore, kb: KnowledgeBase, doc
 async def request_build(temporal: Temporal, settings: Settings, kb: KnowledgeBase, document_ids: list[str]) -> None:
     """Tell the knowledge base's ingestion workflow what changed, starting it if it is not running (signal-with-start)."""
     client = await temporal()
-    inp = IngestionInput(kb.id, kb.org_id, kb.status, settle_seconds=settings.knowledge_settle_seconds, idle_seconds=settings.knowledge_idle_seconds,
-                         heartbeat_seconds=settings.heartbeat_timeout_seconds, max_attempts=settings.activity_max_attempts)
+    inp = IngestionInput(
+        kb.id,
+        kb.org_id,
+        kb.status,
+        settle_seconds=settings.knowledge_settle_seconds,
+        idle_seconds=settings.knowledge_idle_seconds,
+        heartbeat_seconds=settings.heartbeat_timeout_seconds,
+        max_attempts=settings.activity_max_attempts,
+    )
     try:
-        await client.start_workflow(INGESTION_WORKFLOW, inp, id=ingestion_workflow_id(kb.id), task_queue=TASK_QUEUE_WORKFLOWS,
-                                    start_signal="documents_changed", start_signal_args=[DocumentsChanged(document_ids)],
-                                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+        await client.start_workflow(
+            INGESTION_WORKFLOW,
+            inp,
+            id=ingestion_workflow_id(kb.id),
+            task_queue=TASK_QUEUE_WORKFLOWS,
+            start_signal="documents_changed",
+            start_signal_args=[DocumentsChanged(document_ids)],
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
     except RPCError as exc:
         raise Unavailable(f"could not reach the knowledge base's ingestion workflow: {exc.message}") from exc
 
@@ -213,11 +279,23 @@ async def request_build(temporal: Temporal, settings: Settings, kb: KnowledgeBas
 # ---------------------------------------------------------------- datasets generated from a knowledge base
 
 
-async def generate_dataset(session: Session, temporal: Temporal, settings: Settings, kb: KnowledgeBase, *, name: str, questions_per_chunk: int,
-                           generator: str, model_name: str, created_by: str | None) -> Dataset:
+async def generate_dataset(
+    session: Session,
+    temporal: Temporal,
+    settings: Settings,
+    kb: KnowledgeBase,
+    *,
+    name: str,
+    questions_per_chunk: int,
+    generator: str,
+    model_name: str,
+    created_by: str | None,
+) -> Dataset:
     """A dataset row, GENERATING, and the workflow that writes, validates and stores its examples."""
     if not kb.index_key:
-        raise Conflict(f"knowledge base {kb.id} has no index yet (it is {kb.status}): upload documents and wait until it is READY")
+        raise Conflict(
+            f"knowledge base {kb.id} has no index yet (it is {kb.status}): upload documents and wait until it is READY"
+        )
     if generator == "teacher" and not (settings.teacher_url and settings.teacher_model):
         raise Invalid("generator: no teacher is configured (set WLOPS_TEACHER_URL and WLOPS_TEACHER_MODEL)")
     try:
@@ -226,16 +304,39 @@ async def generate_dataset(session: Session, temporal: Temporal, settings: Setti
         raise Invalid(f"model_name: {exc}") from exc
     client = await temporal()
     dataset_id = new_id()
-    dataset = Dataset(id=dataset_id, name=name, storage_key=keys.dataset_prefix(kb.org_id, dataset_id) + "data.jsonl", file_format="jsonl",
-                      size_bytes=0, sample_count=0, org_id=kb.org_id, created_by=created_by, is_optimized=False, dataset_type="generated",
-                      status=DatasetStatus.GENERATING.value, source_knowledge_base_id=kb.id, source_knowledge_base_version=kb.version)
+    dataset = Dataset(
+        id=dataset_id,
+        name=name,
+        storage_key=keys.dataset_prefix(kb.org_id, dataset_id) + "data.jsonl",
+        file_format="jsonl",
+        size_bytes=0,
+        sample_count=0,
+        org_id=kb.org_id,
+        created_by=created_by,
+        is_optimized=False,
+        dataset_type="generated",
+        status=DatasetStatus.GENERATING.value,
+        source_knowledge_base_id=kb.id,
+        source_knowledge_base_version=kb.version,
+    )
     session.add(dataset)
     session.commit()
     try:
-        await client.start_workflow(GENERATION_WORKFLOW, GenerationInput(dataset_id, kb.org_id, kb.id, model_name, questions_per_chunk=questions_per_chunk,
-                                                                         generator=generator, heartbeat_seconds=settings.heartbeat_timeout_seconds,
-                                                                         max_attempts=settings.activity_max_attempts),
-                                    id=f"gen-{dataset_id}", task_queue=TASK_QUEUE_WORKFLOWS)
+        await client.start_workflow(
+            GENERATION_WORKFLOW,
+            GenerationInput(
+                dataset_id,
+                kb.org_id,
+                kb.id,
+                model_name,
+                questions_per_chunk=questions_per_chunk,
+                generator=generator,
+                heartbeat_seconds=settings.heartbeat_timeout_seconds,
+                max_attempts=settings.activity_max_attempts,
+            ),
+            id=f"gen-{dataset_id}",
+            task_queue=TASK_QUEUE_WORKFLOWS,
+        )
     except RPCError as exc:
         session.delete(dataset)
         session.commit()
@@ -294,5 +395,9 @@ def search(session: Session, cache: IndexCache, kb: KnowledgeBase, query: str, t
 
 def document_chunks(cache: IndexCache, kb: KnowledgeBase, document: KnowledgeDocument, limit: int) -> list[ChunkRecord]:
     """The first `limit` chunks of the document's version in the live index (none before it is indexed)."""
-    rows = [c for c in current_index(cache, kb).chunks if c.document_id == document.id and c.document_version == document.version]
+    rows = [
+        c
+        for c in current_index(cache, kb).chunks
+        if c.document_id == document.id and c.document_version == document.version
+    ]
     return rows[:limit]

@@ -57,14 +57,23 @@ def record(session: Session, **fields) -> QAEntry:
     return entry
 
 
-def list_history(session: Session, org_id: str, where: HistoryFilter, limit: int, offset: int) -> tuple[list[QAEntry], int]:
+def list_history(
+    session: Session, org_id: str, where: HistoryFilter, limit: int, offset: int
+) -> tuple[list[QAEntry], int]:
     return list_owned(session, QAEntry, org_id, limit, offset, *where.clauses())
 
 
-def give_feedback(session: Session, org_id: str, entry_id: str, *, rating: str, corrected_answer: str | None, user_id: str | None) -> QAEntry:
+def give_feedback(
+    session: Session, org_id: str, entry_id: str, *, rating: str, corrected_answer: str | None, user_id: str | None
+) -> QAEntry:
     """Rate an answer (again: the last rating counts), optionally with the answer it should have given."""
     entry = get_owned(session, QAEntry, org_id, entry_id, "history entry")
-    entry.rating, entry.corrected_answer, entry.feedback_by, entry.feedback_at = rating, corrected_answer, user_id, utcnow()
+    entry.rating, entry.corrected_answer, entry.feedback_by, entry.feedback_at = (
+        rating,
+        corrected_answer,
+        user_id,
+        utcnow(),
+    )
     session.commit()
     return entry
 
@@ -82,23 +91,60 @@ def feedback_examples(entries: list[QAEntry]) -> list[dict]:
         answer = entry.corrected_answer or (entry.answer if entry.rating == UP else None)
         question = question_of(entry)
         if answer and answer.strip() and question.strip():
-            rows.append({"question": question, "answer": answer, "qa_history_id": entry.id, "model": entry.model,
-                         "source": "corrected" if entry.corrected_answer else "rated_up"})
+            rows.append(
+                {
+                    "question": question,
+                    "answer": answer,
+                    "qa_history_id": entry.id,
+                    "model": entry.model,
+                    "source": "corrected" if entry.corrected_answer else "rated_up",
+                }
+            )
     return rows
 
 
-def export_dataset(session: Session, store: ObjectStore, settings: Settings, *, org_id: str, name: str, where: HistoryFilter,
-                   created_by: str | None) -> Dataset:
+def export_dataset(
+    session: Session,
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    org_id: str,
+    name: str,
+    where: HistoryFilter,
+    created_by: str | None,
+) -> Dataset:
     """The rated and corrected answers matching `where`, as an ordinary dataset whose rows name their history entries."""
-    entries = list(session.scalars(select(QAEntry).where(QAEntry.org_id == org_id, QAEntry.rating.is_not(None), *where.clauses())
-                                   .order_by(QAEntry.created_at, QAEntry.id)))
+    entries = list(
+        session.scalars(
+            select(QAEntry)
+            .where(QAEntry.org_id == org_id, QAEntry.rating.is_not(None), *where.clauses())
+            .order_by(QAEntry.created_at, QAEntry.id)
+        )
+    )
     rows = feedback_examples(entries)
     if not rows:
-        raise Invalid("no history entry matches the filter with a corrected answer or an answer rated up: rate some answers first")
+        raise Invalid(
+            "no history entry matches the filter with a corrected answer or an answer rated up: rate some answers first"
+        )
     data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
-    dataset = upload_dataset(session, store, settings, stream=io.BytesIO(data), filename="qa-feedback.jsonl", name=name, domain=None,
-                             dataset_type="qa_feedback", org_id=org_id, created_by=created_by)
-    dataset.generation_log = {"source": "qa_history", "qa_history_ids": [row["qa_history_id"] for row in rows],
-                              "filter": {k: v for k, v in vars(where).items() if v}, "entries_matched": len(entries), "rows": len(rows)}
+    dataset = upload_dataset(
+        session,
+        store,
+        settings,
+        stream=io.BytesIO(data),
+        filename="qa-feedback.jsonl",
+        name=name,
+        domain=None,
+        dataset_type="qa_feedback",
+        org_id=org_id,
+        created_by=created_by,
+    )
+    dataset.generation_log = {
+        "source": "qa_history",
+        "qa_history_ids": [row["qa_history_id"] for row in rows],
+        "filter": {k: v for k, v in vars(where).items() if v},
+        "entries_matched": len(entries),
+        "rows": len(rows),
+    }
     session.commit()
     return dataset

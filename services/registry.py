@@ -28,7 +28,17 @@ from core.clock import utcnow
 from core.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from core.settings import TASK_QUEUE_WORKFLOWS, Settings
 from core.status import GateStatus
-from db.models import AliasMove, AuditEntry, MLTask, ModelAlias, ModelVersion, PromotionGate, RegisteredModel, TaskExecution, new_id
+from db.models import (
+    AliasMove,
+    AuditEntry,
+    MLTask,
+    ModelAlias,
+    ModelVersion,
+    PromotionGate,
+    RegisteredModel,
+    TaskExecution,
+    new_id,
+)
 from db.session import page
 from schemas.reports import EvaluationReport
 from schemas.workflow_io import ActivityTimeouts, GateAdapter, GateTestSet, PromotionGateInput
@@ -64,7 +74,9 @@ def default_model_name(task_name: str) -> str:
 
 
 def get_model(session: Session, org_id: str, name: str) -> RegisteredModel:
-    model = session.scalar(select(RegisteredModel).where(RegisteredModel.org_id == org_id, RegisteredModel.name == name))
+    model = session.scalar(
+        select(RegisteredModel).where(RegisteredModel.org_id == org_id, RegisteredModel.name == name)
+    )
     if model is None:
         raise NotFound(f"model {name} not found")
     return model
@@ -92,8 +104,12 @@ def latest_version(session: Session, model: RegisteredModel) -> int | None:
 
 
 def aliases_of(session: Session, model: RegisteredModel) -> dict[str, ModelVersion]:
-    rows = session.execute(select(ModelAlias.name, ModelVersion).join(ModelVersion, ModelAlias.version_id == ModelVersion.id)
-                           .where(ModelAlias.model_id == model.id).order_by(ModelAlias.name))
+    rows = session.execute(
+        select(ModelAlias.name, ModelVersion)
+        .join(ModelVersion, ModelAlias.version_id == ModelVersion.id)
+        .where(ModelAlias.model_id == model.id)
+        .order_by(ModelAlias.name)
+    )
     return {name: version for name, version in rows}
 
 
@@ -118,18 +134,29 @@ def adapter_digest(store: ObjectStore, adapter_key: str) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
     for name in names:
         data = get_bytes(store, name)
-        digest.update(name[len(adapter_key):].encode() + b"\0" + data)
+        digest.update(name[len(adapter_key) :].encode() + b"\0" + data)
         size += len(data)
     return digest.hexdigest(), size
 
 
-def register_version(session: Session, store: ObjectStore, *, org_id: str, model_name: str, task_id: str, iteration: int | None,
-                     created_by: str | None, description: str | None = None) -> tuple[ModelVersion, bool]:
+def register_version(
+    session: Session,
+    store: ObjectStore,
+    *,
+    org_id: str,
+    model_name: str,
+    task_id: str,
+    iteration: int | None,
+    created_by: str | None,
+    description: str | None = None,
+) -> tuple[ModelVersion, bool]:
     """A finished iteration of a task as the next version of `model_name` (made on first use, on the task's base model).
 
     Registering the same iteration again returns the version it already is (False: nothing new)."""
     if not MODEL_NAME.fullmatch(model_name):
-        raise Invalid(f"model name {model_name!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise Invalid(
+            f"model name {model_name!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
     task = session.get(MLTask, task_id)
     if task is None or task.org_id != org_id:
         raise NotFound(f"task {task_id} not found")
@@ -141,12 +168,21 @@ def register_version(session: Session, store: ObjectStore, *, org_id: str, model
         raise Conflict(f"task {task_id} has no finished iteration {iteration}; finished: {sorted(finished)}")
     execution = finished[iteration]
 
-    model = session.scalar(select(RegisteredModel).where(RegisteredModel.org_id == org_id, RegisteredModel.name == model_name).with_for_update())
+    model = session.scalar(
+        select(RegisteredModel)
+        .where(RegisteredModel.org_id == org_id, RegisteredModel.name == model_name)
+        .with_for_update()
+    )
     if model is not None and model.base_model != task.model_name:
-        raise Conflict(f"model {model_name} holds adapters of {model.base_model}; task {task_id} trained {task.model_name}")
+        raise Conflict(
+            f"model {model_name} holds adapters of {model.base_model}; task {task_id} trained {task.model_name}"
+        )
     if model is not None:
-        existing = session.scalar(select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.task_id == task_id,
-                                                             ModelVersion.iteration == iteration))
+        existing = session.scalar(
+            select(ModelVersion).where(
+                ModelVersion.model_id == model.id, ModelVersion.task_id == task_id, ModelVersion.iteration == iteration
+            )
+        )
         if existing is not None:
             return existing, False
     try:
@@ -154,23 +190,48 @@ def register_version(session: Session, store: ObjectStore, *, org_id: str, model
     except ObjectNotFound as exc:
         raise Conflict(f"the evaluation of task {task_id} iteration {iteration} is missing from storage") from exc
     except ValidationError as exc:
-        raise Conflict(f"the evaluation of task {task_id} iteration {iteration} is unreadable: {exc.error_count()} problems") from exc
+        raise Conflict(
+            f"the evaluation of task {task_id} iteration {iteration} is unreadable: {exc.error_count()} problems"
+        ) from exc
     sha256, size = adapter_digest(store, execution.adapter_key)
     dataset_id = keys.optimized_dataset_id(task_id, iteration)
-    contexts = keys.contexts_key(dataset_id) if task.knowledge_base_id and store.exists(keys.contexts_key(dataset_id)) else None
+    contexts = (
+        keys.contexts_key(dataset_id)
+        if task.knowledge_base_id and store.exists(keys.contexts_key(dataset_id))
+        else None
+    )
     if model is None:
-        model = RegisteredModel(id=new_id(), org_id=org_id, name=model_name, base_model=task.model_name, created_by=created_by)
+        model = RegisteredModel(
+            id=new_id(), org_id=org_id, name=model_name, base_model=task.model_name, created_by=created_by
+        )
         session.add(model)
         session.flush()
     version = ModelVersion(
-        id=new_id(), model_id=model.id, org_id=org_id, version=(latest_version(session, model) or 0) + 1, adapter_key=execution.adapter_key,
-        sha256=sha256, size_bytes=size, status=READY, task_id=task_id, iteration=iteration, dataset_id=dataset_id,
-        knowledge_base_id=task.knowledge_base_id, knowledge_base_version=evaluation.knowledge_base_version,
-        retrieval_top_k=task.retrieval_top_k if task.knowledge_base_id else None, hyperparameters=dict(task.hyperparameters or {}),
-        serving_mode=evaluation.headline.mode, scores={mode: {split: r.scores.overall for split, r in results.items()}
-                                                      for mode, results in evaluation.modes.items()},
-        splits_key=keys.first_splits_key(task_id), contexts_key=contexts, evaluation_key=execution.evaluation_key,
-        description=description, created_by=created_by,
+        id=new_id(),
+        model_id=model.id,
+        org_id=org_id,
+        version=(latest_version(session, model) or 0) + 1,
+        adapter_key=execution.adapter_key,
+        sha256=sha256,
+        size_bytes=size,
+        status=READY,
+        task_id=task_id,
+        iteration=iteration,
+        dataset_id=dataset_id,
+        knowledge_base_id=task.knowledge_base_id,
+        knowledge_base_version=evaluation.knowledge_base_version,
+        retrieval_top_k=task.retrieval_top_k if task.knowledge_base_id else None,
+        hyperparameters=dict(task.hyperparameters or {}),
+        serving_mode=evaluation.headline.mode,
+        scores={
+            mode: {split: r.scores.overall for split, r in results.items()}
+            for mode, results in evaluation.modes.items()
+        },
+        splits_key=keys.first_splits_key(task_id),
+        contexts_key=contexts,
+        evaluation_key=execution.evaluation_key,
+        description=description,
+        created_by=created_by,
     )
     session.add(version)
     model.updated_at = utcnow()
@@ -180,9 +241,17 @@ def register_version(session: Session, store: ObjectStore, *, org_id: str, model
 
 def finished_iterations(session: Session, task_id: str) -> dict[int, TaskExecution]:
     """The task's iterations whose evaluation finished, each with its evaluation phase (which names the adapter)."""
-    rows = session.scalars(select(TaskExecution).where(TaskExecution.task_id == task_id, TaskExecution.phase == "EVALUATING",
-                                                       TaskExecution.status == "COMPLETED", TaskExecution.adapter_key.is_not(None),
-                                                       TaskExecution.evaluation_key.is_not(None)).order_by(TaskExecution.id))
+    rows = session.scalars(
+        select(TaskExecution)
+        .where(
+            TaskExecution.task_id == task_id,
+            TaskExecution.phase == "EVALUATING",
+            TaskExecution.status == "COMPLETED",
+            TaskExecution.adapter_key.is_not(None),
+            TaskExecution.evaluation_key.is_not(None),
+        )
+        .order_by(TaskExecution.id)
+    )
     return {row.iteration: row for row in rows}
 
 
@@ -191,7 +260,9 @@ def delete_version(session: Session, model: RegisteredModel, version: int) -> No
     row = get_version(session, model, version)
     pointing = [alias for alias, target in aliases_of(session, model).items() if target.id == row.id]
     if pointing:
-        raise Conflict(f"version {version} of model {model.name} is behind alias {', '.join(pointing)}: move or roll back the alias first")
+        raise Conflict(
+            f"version {version} of model {model.name} is behind alias {', '.join(pointing)}: move or roll back the alias first"
+        )
     if running_gate(session, model, candidate=version):
         raise Conflict(f"version {version} of model {model.name} is before the promotion gate; wait for its decision")
     session.delete(row)
@@ -205,7 +276,7 @@ def write_adapter_tar(store: ObjectStore, version: ModelVersion, out: IO[bytes])
         raise NotFound(f"the adapter of version {version.version} is missing from storage")
     with tarfile.open(fileobj=out, mode="w|") as tar, tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            relative = name[len(version.adapter_key):]
+            relative = name[len(version.adapter_key) :]
             local = f"{tmp}/file"
             with open(local, "wb") as handle:
                 for chunk in store.get_stream(name):
@@ -221,21 +292,49 @@ def alias_history(session: Session, model: RegisteredModel, alias: str | None = 
     return list(session.scalars(query.order_by(AliasMove.id.desc())))
 
 
-def move_alias(session: Session, model: RegisteredModel, alias: str, target: ModelVersion, *, kind: str, reason: str, actor: Actor,
-               gate_id: str | None = None) -> AliasMove:
+def move_alias(
+    session: Session,
+    model: RegisteredModel,
+    alias: str,
+    target: ModelVersion,
+    *,
+    kind: str,
+    reason: str,
+    actor: Actor,
+    gate_id: str | None = None,
+) -> AliasMove:
     """Point `alias` at `target`, recording the move in its history and in the audit log (the caller commits)."""
-    row = session.scalar(select(ModelAlias).where(ModelAlias.model_id == model.id, ModelAlias.name == alias).with_for_update())
+    row = session.scalar(
+        select(ModelAlias).where(ModelAlias.model_id == model.id, ModelAlias.name == alias).with_for_update()
+    )
     previous = session.get(ModelVersion, row.version_id).version if row else None
     if row is None:
         session.add(ModelAlias(model_id=model.id, name=alias, version_id=target.id))
     else:
         row.version_id, row.updated_at = target.id, utcnow()
-    move = AliasMove(model_id=model.id, alias=alias, from_version=previous, to_version=target.version, kind=kind, reason=reason, gate_id=gate_id,
-                     actor_user_id=actor.user_id, actor_key_id=actor.api_key_id)
+    move = AliasMove(
+        model_id=model.id,
+        alias=alias,
+        from_version=previous,
+        to_version=target.version,
+        kind=kind,
+        reason=reason,
+        gate_id=gate_id,
+        actor_user_id=actor.user_id,
+        actor_key_id=actor.api_key_id,
+    )
     session.add(move)
-    session.add(AuditEntry(org_id=model.org_id, actor_user_id=actor.user_id, actor_key_id=actor.api_key_id,
-                           action=f"alias {alias} of model {model.name}: v{previous if previous is not None else '-'} -> v{target.version} ({kind})",
-                           resource_type="model", resource_id=model.name, status_code=200))
+    session.add(
+        AuditEntry(
+            org_id=model.org_id,
+            actor_user_id=actor.user_id,
+            actor_key_id=actor.api_key_id,
+            action=f"alias {alias} of model {model.name}: v{previous if previous is not None else '-'} -> v{target.version} ({kind})",
+            resource_type="model",
+            resource_id=model.name,
+            status_code=200,
+        )
+    )
     return move
 
 
@@ -247,12 +346,24 @@ def rollback(session: Session, model: RegisteredModel, alias: str, actor: Actor,
     last = next(iter(alias_history(session, model, alias)), None)
     if last is None or last.from_version is None:
         raise Conflict(f"alias {alias} of model {model.name} has no previous version to roll back to")
-    previous = session.scalar(select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.version == last.from_version))
+    previous = session.scalar(
+        select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.version == last.from_version)
+    )
     if previous is None:
-        raise Conflict(f"alias {alias} of model {model.name} was at version {last.from_version} before, which has been deleted")
+        raise Conflict(
+            f"alias {alias} of model {model.name} was at version {last.from_version} before, which has been deleted"
+        )
     if running_gate(session, model, alias=alias):
         raise Conflict(f"a promotion gate is deciding alias {alias} of model {model.name}; wait for its decision")
-    move = move_alias(session, model, alias, previous, kind="rollback", reason=reason or f"rolled back from version {current.version}", actor=actor)
+    move = move_alias(
+        session,
+        model,
+        alias,
+        previous,
+        kind="rollback",
+        reason=reason or f"rolled back from version {current.version}",
+        actor=actor,
+    )
     session.commit()
     return move
 
@@ -260,7 +371,9 @@ def rollback(session: Session, model: RegisteredModel, alias: str, actor: Actor,
 # ---------------------------------------------------------------- the promotion gate
 
 
-def running_gate(session: Session, model: RegisteredModel, *, alias: str | None = None, candidate: int | None = None) -> PromotionGate | None:
+def running_gate(
+    session: Session, model: RegisteredModel, *, alias: str | None = None, candidate: int | None = None
+) -> PromotionGate | None:
     filters = [PromotionGate.model_id == model.id, PromotionGate.status == GateStatus.EVALUATING.value]
     filters += [PromotionGate.alias == alias] if alias else []
     filters += [PromotionGate.candidate_version == candidate] if candidate is not None else []
@@ -279,8 +392,18 @@ def list_gates(session: Session, model: RegisteredModel, limit: int, offset: int
     return page(session, query, PromotionGate.created_at.desc(), PromotionGate.id, limit=limit, offset=offset)
 
 
-async def request_promotion(session: Session, temporal: Temporal, settings: Settings, model: RegisteredModel, version: int, *, alias: str,
-                            actor: Actor, force: bool = False, reason: str | None = None) -> PromotionGate:
+async def request_promotion(
+    session: Session,
+    temporal: Temporal,
+    settings: Settings,
+    model: RegisteredModel,
+    version: int,
+    *,
+    alias: str,
+    actor: Actor,
+    force: bool = False,
+    reason: str | None = None,
+) -> PromotionGate:
     """Ask the gate to point `alias` at `version` (it evaluates, then decides), or force the move at once (audited)."""
     gate, inp = open_gate(session, settings, model, version, alias=alias, actor=actor, force=force, reason=reason)
     if inp is None:  # forced: already moved
@@ -295,8 +418,18 @@ async def request_promotion(session: Session, temporal: Temporal, settings: Sett
     return gate
 
 
-def open_gate(session: Session, settings: Settings, model: RegisteredModel, version: int, *, alias: str, actor: Actor, force: bool = False,
-              reason: str | None = None, gate_id: str | None = None) -> tuple[PromotionGate, PromotionGateInput | None]:
+def open_gate(
+    session: Session,
+    settings: Settings,
+    model: RegisteredModel,
+    version: int,
+    *,
+    alias: str,
+    actor: Actor,
+    force: bool = False,
+    reason: str | None = None,
+    gate_id: str | None = None,
+) -> tuple[PromotionGate, PromotionGateInput | None]:
     """Record a promotion request: forced, the alias moves now (no workflow input); otherwise the gate is EVALUATING
     and its workflow's input is returned for the caller to start."""
     candidate = get_version(session, model, version)
@@ -304,10 +437,22 @@ def open_gate(session: Session, settings: Settings, model: RegisteredModel, vers
     if current is not None and current.id == candidate.id:
         raise Conflict(f"alias {alias} of model {model.name} already points at version {version}")
     if running_gate(session, model, alias=alias):
-        raise Conflict(f"a promotion gate is already deciding alias {alias} of model {model.name}; wait for its decision")
-    gate = PromotionGate(id=gate_id or new_id(), org_id=model.org_id, model_id=model.id, alias=alias, candidate_version=version,
-                         current_version=current.version if current else None, forced=force, margin=settings.promotion_margin,
-                         mode=candidate.serving_mode, requested_by=actor.user_id, requested_key_id=actor.api_key_id)
+        raise Conflict(
+            f"a promotion gate is already deciding alias {alias} of model {model.name}; wait for its decision"
+        )
+    gate = PromotionGate(
+        id=gate_id or new_id(),
+        org_id=model.org_id,
+        model_id=model.id,
+        alias=alias,
+        candidate_version=version,
+        current_version=current.version if current else None,
+        forced=force,
+        margin=settings.promotion_margin,
+        mode=candidate.serving_mode,
+        requested_by=actor.user_id,
+        requested_key_id=actor.api_key_id,
+    )
     if force:
         if Scope.MODELS_FORCE not in actor.scopes:
             raise Forbidden("forcing a promotion past the gate requires models:force (owners and admins)")
@@ -329,18 +474,30 @@ def aliases_following(session: Session, model: RegisteredModel, task_id: str) ->
     return [alias for alias, version in aliases_of(session, model).items() if version.task_id == task_id]
 
 
-def gate_input(session: Session, settings: Settings, gate: PromotionGate, candidate: ModelVersion, current: ModelVersion | None) -> PromotionGateInput:
+def gate_input(
+    session: Session, settings: Settings, gate: PromotionGate, candidate: ModelVersion, current: ModelVersion | None
+) -> PromotionGateInput:
     """What the gate's workflow asks: the candidate's test split, and the current version's when it is another one."""
     model = session.get(RegisteredModel, gate.model_id)
     test_sets = [GateTestSet(f"v{candidate.version}'s test split", candidate.splits_key, candidate.contexts_key)]
     if current is not None and current.splits_key != candidate.splits_key:
         test_sets.append(GateTestSet(f"v{current.version}'s test split", current.splits_key, current.contexts_key))
     return PromotionGateInput(
-        gate_id=gate.id, org_id=gate.org_id, base_model=model.base_model, candidate=GateAdapter(candidate.version, candidate.adapter_key),
-        current=GateAdapter(current.version, current.adapter_key) if current else None, test_sets=test_sets, mode=gate.mode, margin=gate.margin,
-        knowledge_base_id=candidate.knowledge_base_id, retrieval_top_k=candidate.retrieval_top_k or 3,
-        timeouts=ActivityTimeouts(evaluate_seconds=settings.gate_evaluate_seconds, heartbeat_seconds=settings.heartbeat_timeout_seconds,
-                                  max_attempts=settings.activity_max_attempts),
+        gate_id=gate.id,
+        org_id=gate.org_id,
+        base_model=model.base_model,
+        candidate=GateAdapter(candidate.version, candidate.adapter_key),
+        current=GateAdapter(current.version, current.adapter_key) if current else None,
+        test_sets=test_sets,
+        mode=gate.mode,
+        margin=gate.margin,
+        knowledge_base_id=candidate.knowledge_base_id,
+        retrieval_top_k=candidate.retrieval_top_k or 3,
+        timeouts=ActivityTimeouts(
+            evaluate_seconds=settings.gate_evaluate_seconds,
+            heartbeat_seconds=settings.heartbeat_timeout_seconds,
+            max_attempts=settings.activity_max_attempts,
+        ),
         significance=settings.promotion_significance,
     )
 
@@ -354,16 +511,33 @@ def conclude_gate(session: Session, gate_id: str, figures: dict, outcome: GateSt
         return gate
     model = session.get(RegisteredModel, gate.model_id)
     current = aliases_of(session, model).get(gate.alias)
-    candidate = session.scalar(select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.version == gate.candidate_version))
+    candidate = session.scalar(
+        select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.version == gate.candidate_version)
+    )
     if promote and (current.version if current else None) != gate.current_version:
-        promote, reason = False, (f"refused: alias {gate.alias} moved to version {current.version if current else None} while the gate "
-                                  f"compared with version {gate.current_version}; ask again")
+        promote, reason = (
+            False,
+            (
+                f"refused: alias {gate.alias} moved to version {current.version if current else None} while the gate "
+                f"compared with version {gate.current_version}; ask again"
+            ),
+        )
     if promote and candidate is None:
         promote, reason = False, f"refused: version {gate.candidate_version} was deleted while the gate ran"
     if promote:
-        move_alias(session, model, gate.alias, candidate, kind="gate", reason=reason, actor=Actor(gate.requested_by, gate.requested_key_id),
-                   gate_id=gate.id)
-    gate.status = (GateStatus.PROMOTED if promote else GateStatus.REFUSED if outcome == GateStatus.PROMOTED else outcome).value
+        move_alias(
+            session,
+            model,
+            gate.alias,
+            candidate,
+            kind="gate",
+            reason=reason,
+            actor=Actor(gate.requested_by, gate.requested_key_id),
+            gate_id=gate.id,
+        )
+    gate.status = (
+        GateStatus.PROMOTED if promote else GateStatus.REFUSED if outcome == GateStatus.PROMOTED else outcome
+    ).value
     gate.figures, gate.reason, gate.finished_at = figures, reason, utcnow()
     session.commit()
     return gate
@@ -374,4 +548,3 @@ def fail_gate(session: Session, gate_id: str, error: str) -> None:
     if gate is not None and gate.status == GateStatus.EVALUATING.value:
         gate.status, gate.reason, gate.finished_at = GateStatus.FAILED.value, error, utcnow()
     session.commit()
-

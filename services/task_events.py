@@ -38,8 +38,13 @@ def record_status_change(session: Session, task: MLTask, previous: str) -> None:
 
 
 def final_data(task: MLTask) -> dict[str, Any]:
-    return {"status": task.status, "error": task.error, "latest_score": task.latest_score, "baseline_score": task.baseline_score,
-            "report_available": task.report_key is not None}
+    return {
+        "status": task.status,
+        "error": task.error,
+        "latest_score": task.latest_score,
+        "baseline_score": task.baseline_score,
+        "report_available": task.report_key is not None,
+    }
 
 
 def latest_event_id(session: Session, task_id: str) -> int:
@@ -51,15 +56,24 @@ def latest_progress(session: Session, task: MLTask) -> dict[str, Any] | None:
     in a phase: what `GET /tasks/{id}` and the event stream's snapshot show."""
     if TaskStatus(task.status) not in ACTIVE_PHASES:
         return None
-    event = session.scalars(select(TaskEvent).where(TaskEvent.task_id == task.id, TaskEvent.kind == PROGRESS).order_by(TaskEvent.id.desc())).first()
+    event = session.scalars(
+        select(TaskEvent).where(TaskEvent.task_id == task.id, TaskEvent.kind == PROGRESS).order_by(TaskEvent.id.desc())
+    ).first()
     return event.data if event is not None and event.data.get("iteration") == task.current_iteration else None
 
 
-def poll(session: Session, org_id: str, task_id: str, after_id: int, limit: int = PAGE) -> tuple[MLTask, list[TaskEvent]]:
+def poll(
+    session: Session, org_id: str, task_id: str, after_id: int, limit: int = PAGE
+) -> tuple[MLTask, list[TaskEvent]]:
     """The task and its events after `after_id`. The task is read first: if it has ended, its last events (written
     with its last status, in one transaction) are among those read after it."""
     task = get_owned(session, MLTask, org_id, task_id, "task")
-    query = select(TaskEvent).where(TaskEvent.task_id == task_id, TaskEvent.id > after_id).order_by(TaskEvent.id).limit(limit)
+    query = (
+        select(TaskEvent)
+        .where(TaskEvent.task_id == task_id, TaskEvent.id > after_id)
+        .order_by(TaskEvent.id)
+        .limit(limit)
+    )
     return task, list(session.scalars(query))
 
 
@@ -69,7 +83,13 @@ class ProgressRecorder:
     the database."""
 
     def __init__(self, sessions: sessionmaker, task_id: str, iteration: int, phase: str, interval: float):
-        self.sessions, self.task_id, self.iteration, self.phase, self.interval = sessions, task_id, iteration, phase, interval
+        self.sessions, self.task_id, self.iteration, self.phase, self.interval = (
+            sessions,
+            task_id,
+            iteration,
+            phase,
+            interval,
+        )
         self._last, self._stage = float("-inf"), None
 
     def __call__(self, **progress: Any) -> None:

@@ -5,8 +5,8 @@ Every lookup is inside one organization (`org_id`): another tenant's task is sim
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Awaitable, Callable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -34,26 +34,41 @@ CONTROL_TIMEOUT = timedelta(seconds=15)  # how long a pause/resume/cancel waits 
 Temporal = Callable[[], Awaitable[Client]]  # connects on first use (temporal_client.TemporalConnection)
 
 
-def create_task(session: Session, body: StandardTaskCreate, mode: TaskMode, org_id: str, created_by: str | None) -> MLTask:
+def create_task(
+    session: Session, body: StandardTaskCreate, mode: TaskMode, org_id: str, created_by: str | None
+) -> MLTask:
     ready_dataset(session, org_id, body.dataset_id)
     if body.retrain_on_change and body.knowledge_base_id is None:
-        raise Invalid("retrain_on_change: a task follows a knowledge base's changes only if it has one (knowledge_base_id)")
+        raise Invalid(
+            "retrain_on_change: a task follows a knowledge base's changes only if it has one (knowledge_base_id)"
+        )
     if body.knowledge_base_id is not None:
         kb = get_owned(session, KnowledgeBase, org_id, body.knowledge_base_id, "knowledge base")
         if not kb.index_key:
-            raise Conflict(f"knowledge base {kb.id} has no index yet (it is {kb.status}): upload documents and wait until it is READY")
+            raise Conflict(
+                f"knowledge base {kb.id} has no index yet (it is {kb.status}): upload documents and wait until it is READY"
+            )
     try:
         validate_model_name(body.model_name)
     except UnknownModel as exc:
         raise Invalid(f"model_name: {exc}") from exc
     continuous = isinstance(body, ContinuousTaskCreate)
     task = MLTask(
-        id=new_id(), name=body.task_name, mode=mode.value, status=TaskStatus.PENDING.value, model_name=body.model_name,
-        dataset_id=body.dataset_id, org_id=org_id, created_by=created_by, current_iteration=0,
+        id=new_id(),
+        name=body.task_name,
+        mode=mode.value,
+        status=TaskStatus.PENDING.value,
+        model_name=body.model_name,
+        dataset_id=body.dataset_id,
+        org_id=org_id,
+        created_by=created_by,
+        current_iteration=0,
         max_iterations=body.max_iterations if continuous else 1,
         performance_threshold=body.performance_threshold if continuous else None,
         hyperparameters=body.hyperparameters.model_dump(exclude_none=True),
-        knowledge_base_id=body.knowledge_base_id, retrieval_top_k=body.retrieval_top_k, retrain_on_change=body.retrain_on_change,
+        knowledge_base_id=body.knowledge_base_id,
+        retrieval_top_k=body.retrieval_top_k,
+        retrain_on_change=body.retrain_on_change,
         register_as=body.register_as,
     )
     session.add(task)
@@ -65,13 +80,19 @@ def get_task(session: Session, org_id: str, task_id: str) -> MLTask:
     return get_owned(session, MLTask, org_id, task_id, "task")
 
 
-def list_tasks(session: Session, org_id: str, status: TaskStatus | None, limit: int, offset: int) -> tuple[list[MLTask], int]:
-    return list_owned(session, MLTask, org_id, limit, offset, *([MLTask.status == status.value] if status is not None else []))
+def list_tasks(
+    session: Session, org_id: str, status: TaskStatus | None, limit: int, offset: int
+) -> tuple[list[MLTask], int]:
+    return list_owned(
+        session, MLTask, org_id, limit, offset, *([MLTask.status == status.value] if status is not None else [])
+    )
 
 
 def list_executions(session: Session, org_id: str, task_id: str) -> list[TaskExecution]:
     get_task(session, org_id, task_id)
-    return list(session.scalars(select(TaskExecution).where(TaskExecution.task_id == task_id).order_by(TaskExecution.id)))
+    return list(
+        session.scalars(select(TaskExecution).where(TaskExecution.task_id == task_id).order_by(TaskExecution.id))
+    )
 
 
 def task_report(session: Session, store: ObjectStore, org_id: str, task_id: str) -> StoredTaskReport:
@@ -83,21 +104,42 @@ def task_report(session: Session, store: ObjectStore, org_id: str, task_id: str)
         report = get_bytes(store, task.report_key)
     except ObjectNotFound as exc:
         raise NotFound(f"the report of task {task_id} is missing from storage") from exc
-    return StoredTaskReport(**TaskReport.model_validate_json(report).model_dump(), report_path=store.describe(task.report_key),
-                            markdown_path=store.describe(task.report_key.replace(".json", ".md")))
+    return StoredTaskReport(
+        **TaskReport.model_validate_json(report).model_dump(),
+        report_path=store.describe(task.report_key),
+        markdown_path=store.describe(task.report_key.replace(".json", ".md")),
+    )
 
 
-def evaluation_answers(session: Session, store: ObjectStore, org_id: str, task_id: str, iteration: int, split: str, mode: str | None,
-                       verdict: str | None, limit: int, offset: int) -> AnswerList:
+def evaluation_answers(
+    session: Session,
+    store: ObjectStore,
+    org_id: str,
+    task_id: str,
+    iteration: int,
+    split: str,
+    mode: str | None,
+    verdict: str | None,
+    limit: int,
+    offset: int,
+) -> AnswerList:
     """One evaluation's answers (iteration 0: the base model), each with its verdict by its fact checks, wrong ones first,
     filtered by verdict (`right`, `wrong`, `unjudged`) and paged."""
     task = get_task(session, org_id, task_id)
     if iteration == 0:
         key = evaluation_prefix(task.id) + "baseline.json"
     else:
-        key = session.scalar(select(TaskExecution.evaluation_key).where(
-            TaskExecution.task_id == task.id, TaskExecution.iteration == iteration, TaskExecution.phase == TaskStatus.EVALUATING.value,
-            TaskExecution.evaluation_key.is_not(None)).order_by(TaskExecution.id.desc()).limit(1))
+        key = session.scalar(
+            select(TaskExecution.evaluation_key)
+            .where(
+                TaskExecution.task_id == task.id,
+                TaskExecution.iteration == iteration,
+                TaskExecution.phase == TaskStatus.EVALUATING.value,
+                TaskExecution.evaluation_key.is_not(None),
+            )
+            .order_by(TaskExecution.id.desc())
+            .limit(1)
+        )
         if key is None:
             raise NotFound(f"task {task_id} has no evaluation of iteration {iteration} (status {task.status})")
     try:
@@ -106,13 +148,25 @@ def evaluation_answers(session: Session, store: ObjectStore, org_id: str, task_i
         raise NotFound(f"task {task_id} has no evaluation of iteration {iteration} yet") from exc
     mode = mode or report.headline.mode
     if mode not in report.modes:
-        raise Invalid(f"mode: iteration {iteration} of task {task_id} was evaluated in {', '.join(sorted(report.modes))}, not {mode}", param="mode")
+        raise Invalid(
+            f"mode: iteration {iteration} of task {task_id} was evaluated in {', '.join(sorted(report.modes))}, not {mode}",
+            param="mode",
+        )
     result = report.modes[mode][split]
     wanted = {"right": True, "wrong": False, "unjudged": None}
     rows = [r for r in result.examples if verdict is None or r.right is wanted[verdict]]
     rows.sort(key=lambda r: (r.right is not False, r.right is None))  # wrong first, then right, then unjudged; stable
-    return AnswerList(task_id=task.id, iteration=iteration, split=split, mode=mode, scores=result.scores, items=rows[offset: offset + limit],
-                      total=len(rows), limit=limit, offset=offset)
+    return AnswerList(
+        task_id=task.id,
+        iteration=iteration,
+        split=split,
+        mode=mode,
+        scores=result.scores,
+        items=rows[offset : offset + limit],
+        total=len(rows),
+        limit=limit,
+        offset=offset,
+    )
 
 
 def workflow_input(task: MLTask, settings: Settings, targeting: bool = True) -> FineTuningInput:
@@ -120,11 +174,21 @@ def workflow_input(task: MLTask, settings: Settings, targeting: bool = True) -> 
     if task.knowledge_base_id:  # prompts carry passages: room for them unless the task says otherwise
         hyperparameters.setdefault("max_seq_length", settings.rag_max_seq_length)
     return FineTuningInput(
-        task_id=task.id, org_id=task.org_id, mode=task.mode, model_name=task.model_name, dataset_id=task.dataset_id,
-        hyperparameters=Hyperparameters(**hyperparameters), max_iterations=task.max_iterations,
-        performance_threshold=task.performance_threshold, targeting=targeting,
-        timeouts=ActivityTimeouts(heartbeat_seconds=settings.heartbeat_timeout_seconds, max_attempts=settings.activity_max_attempts),
-        knowledge_base_id=task.knowledge_base_id, retrieval_top_k=task.retrieval_top_k, oracle_fraction=settings.raft_oracle_fraction,
+        task_id=task.id,
+        org_id=task.org_id,
+        mode=task.mode,
+        model_name=task.model_name,
+        dataset_id=task.dataset_id,
+        hyperparameters=Hyperparameters(**hyperparameters),
+        max_iterations=task.max_iterations,
+        performance_threshold=task.performance_threshold,
+        targeting=targeting,
+        timeouts=ActivityTimeouts(
+            heartbeat_seconds=settings.heartbeat_timeout_seconds, max_attempts=settings.activity_max_attempts
+        ),
+        knowledge_base_id=task.knowledge_base_id,
+        retrieval_top_k=task.retrieval_top_k,
+        oracle_fraction=settings.raft_oracle_fraction,
     )
 
 
@@ -135,8 +199,15 @@ def count_by_status(session: Session) -> dict[str, int]:
 
 def running_tasks(session: Session, org_id: str) -> int:
     """Tasks started and not finished (suspended ones hold checkpoints and a place in the loop, so they count)."""
-    return session.scalar(select(func.count()).select_from(MLTask).where(
-        MLTask.org_id == org_id, MLTask.started_at.is_not(None), MLTask.status.not_in([s.value for s in TERMINAL_STATUSES])))
+    return session.scalar(
+        select(func.count())
+        .select_from(MLTask)
+        .where(
+            MLTask.org_id == org_id,
+            MLTask.started_at.is_not(None),
+            MLTask.status.not_in([s.value for s in TERMINAL_STATUSES]),
+        )
+    )
 
 
 def claim_running_slot(session: Session, settings: Settings, task: MLTask) -> bool:
@@ -148,8 +219,10 @@ def claim_running_slot(session: Session, settings: Settings, task: MLTask) -> bo
     running = running_tasks(session, task.org_id)
     if running >= settings.max_running_tasks_per_org:
         session.rollback()
-        raise RateLimited(f"the organization already runs {running} tasks, its limit is {settings.max_running_tasks_per_org}; "
-                          "wait for one to finish or cancel one")
+        raise RateLimited(
+            f"the organization already runs {running} tasks, its limit is {settings.max_running_tasks_per_org}; "
+            "wait for one to finish or cancel one"
+        )
     task.started_at = utcnow()
     session.commit()
     return True
@@ -164,8 +237,12 @@ async def start_task(session: Session, temporal: Temporal, settings: Settings, t
     claimed = claim_running_slot(session, settings, task)
     try:
         await client.start_workflow(
-            WORKFLOW_NAME, workflow_input(task, settings), id=task.id, task_queue=TASK_QUEUE_WORKFLOWS,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            WORKFLOW_NAME,
+            workflow_input(task, settings),
+            id=task.id,
+            task_queue=TASK_QUEUE_WORKFLOWS,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
     except RPCError as exc:
         if exc.status != RPCStatusCode.ALREADY_EXISTS:
@@ -181,7 +258,11 @@ def _require(task: MLTask, target: TaskStatus, action: str) -> None:
     the workflow's own update validator decides everything else."""
     current = TaskStatus(task.status)
     suspended_from = TaskStatus(task.suspended_from) if task.suspended_from else None
-    allowed = can_transition(current, target, suspended_from=suspended_from) if target != TaskStatus.OPTIMIZING else current == TaskStatus.SUSPENDED
+    allowed = (
+        can_transition(current, target, suspended_from=suspended_from)
+        if target != TaskStatus.OPTIMIZING
+        else current == TaskStatus.SUSPENDED
+    )
     if not allowed:
         raise Conflict(f"cannot {action} task {task.id}: it is {current}")
 

@@ -21,7 +21,9 @@ def get_owned(session: Session, model: type[Row], org_id: str, resource_id: str,
     return row
 
 
-def list_owned(session: Session, model: type[Row], org_id: str, limit: int, offset: int, *filters) -> tuple[list[Row], int]:
+def list_owned(
+    session: Session, model: type[Row], org_id: str, limit: int, offset: int, *filters
+) -> tuple[list[Row], int]:
     """One page of the organization's rows of `model` (newest first) that pass `filters`, and how many there are."""
     query = select(model).where(model.org_id == org_id, *filters)
     return page(session, query, model.created_at.desc(), model.id, limit=limit, offset=offset)

@@ -31,8 +31,12 @@ class BatchedLoRA:
         for layer in self.layers:
             base = layer.base_layer
             rank = max((layer.lora_A[n].weight.shape[0] for n in names if n in layer.lora_A), default=1)
-            a_stack = torch.zeros(len(names) + 1, rank, base.in_features, dtype=base.weight.dtype, device=base.weight.device)
-            b_stack = torch.zeros(len(names) + 1, base.out_features, rank, dtype=base.weight.dtype, device=base.weight.device)
+            a_stack = torch.zeros(
+                len(names) + 1, rank, base.in_features, dtype=base.weight.dtype, device=base.weight.device
+            )
+            b_stack = torch.zeros(
+                len(names) + 1, base.out_features, rank, dtype=base.weight.dtype, device=base.weight.device
+            )
             for slot, name in enumerate(names, start=1):
                 if name in layer.lora_A:
                     a, b = layer.lora_A[name].weight, layer.lora_B[name].weight * layer.scaling[name]

@@ -90,7 +90,9 @@ class _Row:
         self.generator = None
         if self.params.temperature > 0:
             self.generator = torch.Generator()
-            self.generator.manual_seed(self.params.seed if self.params.seed is not None else int(time.time_ns() % 2**63))
+            self.generator.manual_seed(
+                self.params.seed if self.params.seed is not None else int(time.time_ns() % 2**63)
+            )
         self.tokenizer = tokenizer
         self.holdback = max((len(s) for s in self.params.stop), default=1) - 1
 
@@ -120,7 +122,7 @@ class _Row:
 
     def _emit_until(self, text: str, end: int) -> None:
         if end > self.sent:
-            self.request.emit(Event("delta", text[self.sent:end]))
+            self.request.emit(Event("delta", text[self.sent : end]))
             self.sent = end
 
     def done(self) -> None:
@@ -130,7 +132,16 @@ class _Row:
 class AdapterEngine:
     """The engine thread of one base model (see the module's docstring)."""
 
-    def __init__(self, model, tokenizer, *, max_adapters: int = 8, max_batch: int = 16, batch_window: float = 0.01, batched_lora: bool = True):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        max_adapters: int = 8,
+        max_batch: int = 16,
+        batch_window: float = 0.01,
+        batched_lora: bool = True,
+    ):
         import torch
 
         self.torch = torch
@@ -140,7 +151,11 @@ class AdapterEngine:
         self.max_batch = max_batch
         self.batch_window = batch_window
         self.context_limit = int(getattr(model.config, "max_position_embeddings", 2048))
-        self.eos = {t for t in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)) if isinstance(t, int)}
+        self.eos = {
+            t
+            for t in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None))
+            if isinstance(t, int)
+        }
         self.loaded: OrderedDict[str, Path] = OrderedDict()  # adapter name -> folder, least recently used first
         self.stats = {"batches": 0, "rows": 0, "adapter_loads": 0, "evictions": 0}
         self.batched_lora = batched_lora
@@ -177,7 +192,10 @@ class AdapterEngine:
                 self._pending.append(more)
             batch = self._take_batch()
             try:
-                self._ensure_loaded({r.adapter for r in batch if r.adapter is not None}, busy={r.adapter.name for r in self._pending if r.adapter})
+                self._ensure_loaded(
+                    {r.adapter for r in batch if r.adapter is not None},
+                    busy={r.adapter.name for r in self._pending if r.adapter},
+                )
                 self._decode(batch)
             except Exception as exc:  # one bad batch must not stop the engine
                 log.exception("generation failed")
@@ -220,7 +238,9 @@ class AdapterEngine:
                 if isinstance(self.model, PeftModel):
                     self.model.load_adapter(str(adapter.path), adapter_name=adapter.name)
                 else:
-                    self.model = PeftModel.from_pretrained(self.model, str(adapter.path), adapter_name=adapter.name).eval()
+                    self.model = PeftModel.from_pretrained(
+                        self.model, str(adapter.path), adapter_name=adapter.name
+                    ).eval()
             self.loaded[adapter.name] = adapter.path
             self.stats["adapter_loads"] += 1
             changed = True
@@ -246,7 +266,9 @@ class AdapterEngine:
         rows = [_Row(r, self.tokenizer, torch) for r in batch]
         self.stats["batches"] += 1
         self.stats["rows"] += len(rows)
-        ids, attention = left_pad([r.prompt_ids for r in batch], self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
+        ids, attention = left_pad(
+            [r.prompt_ids for r in batch], self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        )
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         names = [r.adapter.name if r.adapter else BASE for r in batch]
         active = list(range(len(rows)))
@@ -285,8 +307,14 @@ class AdapterEngine:
             self._batched.select(names, device)
         elif isinstance(self.model, PeftModel):
             extra["adapter_names"] = names
-        out = self.model(input_ids=ids.to(device), attention_mask=attention.to(device), position_ids=positions.to(device), past_key_values=cache,
-                         use_cache=True, **extra)
+        out = self.model(
+            input_ids=ids.to(device),
+            attention_mask=attention.to(device),
+            position_ids=positions.to(device),
+            past_key_values=cache,
+            use_cache=True,
+            **extra,
+        )
         return out.logits[:, -1].float().cpu()
 
     def _sample(self, logits, rows: list[_Row]):

@@ -31,7 +31,11 @@ class ChatCompletionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(min_length=1, max_length=200, description="`name` (its production alias), `name@alias`, `name@3`, or a base model.")
+    model: str = Field(
+        min_length=1,
+        max_length=200,
+        description="`name` (its production alias), `name@alias`, `name@3`, or a base model.",
+    )
     messages: list[ChatMessage] = Field(min_length=1, max_length=200)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
@@ -44,8 +48,14 @@ class ChatCompletionRequest(BaseModel):
     n: Literal[1] = 1
     user: str | None = Field(default=None, max_length=200)
     # WLOps extensions
-    knowledge_base_id: str | None = Field(default=None, min_length=1, max_length=64, description=(
-        "Answer with passages retrieved from this knowledge base (default: the version's own, when it serves with retrieval)."))
+    knowledge_base_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description=(
+            "Answer with passages retrieved from this knowledge base (default: the version's own, when it serves with retrieval)."
+        ),
+    )
     conversation_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 
     @field_validator("stop")

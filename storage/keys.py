@@ -54,7 +54,9 @@ def knowledge_base_prefix(org_id: str, knowledge_base_id: str) -> str:
     return f"knowledge/{_safe(org_id)}/{_safe(knowledge_base_id)}/"
 
 
-def knowledge_document_key(org_id: str, knowledge_base_id: str, document_id: str, version: int, media_suffix: str) -> str:
+def knowledge_document_key(
+    org_id: str, knowledge_base_id: str, document_id: str, version: int, media_suffix: str
+) -> str:
     """Where one version of a document's bytes is kept (the suffix is the type's, never the uploaded name)."""
     return f"{knowledge_base_prefix(org_id, knowledge_base_id)}documents/{_safe(document_id)}/v{int(version)}/source.{_safe(media_suffix)}"
 

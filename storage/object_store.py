@@ -6,8 +6,9 @@ import io
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator, Protocol
+from typing import BinaryIO, Protocol
 
 from core.settings import Settings
 
@@ -68,7 +69,7 @@ def get_dir(store: ObjectStore, prefix: str, directory: Path) -> Path:
     if not keys:
         raise ObjectNotFound(prefix)
     for key in keys:
-        get_file(store, key, directory / key[len(prefix):])
+        get_file(store, key, directory / key[len(prefix) :])
     return directory
 
 
@@ -114,7 +115,11 @@ class LocalObjectStore:
             return [prefix]
         if not base.is_dir():
             return []
-        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file() and not p.name.startswith(".upload-"))
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".upload-")
+        )
 
     def delete_prefix(self, prefix: str) -> int:
         keys = self.list(prefix)
@@ -189,5 +194,7 @@ class S3ObjectStore:
 
 def object_store_from_settings(settings: Settings) -> ObjectStore:
     if settings.s3_endpoint:
-        return S3ObjectStore(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key, settings.s3_bucket, settings.s3_secure)
+        return S3ObjectStore(
+            settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key, settings.s3_bucket, settings.s3_secure
+        )
     return LocalObjectStore(settings.object_store_dir)

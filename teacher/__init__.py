@@ -15,9 +15,11 @@ from core.settings import Settings
 from knowledge.index import ChunkRecord
 from ml.generation import GeneratedPair
 
-SYSTEM = ("You write training data for a support assistant. From the passage, write {n} question-answer pairs that the passage "
-          "answers. Each answer is one sentence that states the fact as the passage gives it. Reply with one JSON object per line, "
-          'like {{"question": "...", "answer": "..."}}, and nothing else.')
+SYSTEM = (
+    "You write training data for a support assistant. From the passage, write {n} question-answer pairs that the passage "
+    "answers. Each answer is one sentence that states the fact as the passage gives it. Reply with one JSON object per line, "
+    'like {{"question": "...", "answer": "..."}}, and nothing else.'
+)
 JSON_OBJECT = re.compile(r"\{[^{}]*\}")
 
 
@@ -32,15 +34,24 @@ class TeacherError(RuntimeError):
 class TeacherGenerator:
     name = "teacher"
 
-    def __init__(self, url: str, model: str, api_key: str | None = None, timeout: float = 120, transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout: float = 120,
+        transport: httpx.BaseTransport | None = None,
+    ):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.model = model
         self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "TeacherGenerator":
+    def from_settings(cls, settings: Settings) -> TeacherGenerator:
         if not settings.teacher_url or not settings.teacher_model:
-            raise TeacherError("no teacher is configured: set WLOPS_TEACHER_URL and WLOPS_TEACHER_MODEL", retryable=False)
+            raise TeacherError(
+                "no teacher is configured: set WLOPS_TEACHER_URL and WLOPS_TEACHER_MODEL", retryable=False
+            )
         return cls(settings.teacher_url, settings.teacher_model, settings.teacher_api_key)
 
     def generate(self, chunks: list[ChunkRecord], per_chunk: int) -> list[GeneratedPair]:
@@ -53,18 +64,29 @@ class TeacherGenerator:
     def complete(self, system: str, user: str) -> str:
         """One chat completion, greedy; the text of its first choice."""
         try:
-            response = self.client.post("/chat/completions", json={
-                "model": self.model, "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
-                "temperature": 0, "max_tokens": 512, "n": 1})
+            response = self.client.post(
+                "/chat/completions",
+                json={
+                    "model": self.model,
+                    "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+                    "temperature": 0,
+                    "max_tokens": 512,
+                    "n": 1,
+                },
+            )
         except httpx.HTTPError as exc:  # connection refused, timeout: worth a retry
             raise TeacherError(f"the teacher at {self.client.base_url} did not answer: {exc}", retryable=True) from exc
         if response.status_code >= 400:
-            raise TeacherError(f"the teacher answered {response.status_code}: {response.text[:300]}", retryable=response.status_code >= 500
-                               or response.status_code == 429)
+            raise TeacherError(
+                f"the teacher answered {response.status_code}: {response.text[:300]}",
+                retryable=response.status_code >= 500 or response.status_code == 429,
+            )
         try:
             return response.json()["choices"][0]["message"]["content"] or ""
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise TeacherError(f"the teacher's reply is not a chat completion: {response.text[:300]}", retryable=False) from exc
+            raise TeacherError(
+                f"the teacher's reply is not a chat completion: {response.text[:300]}", retryable=False
+            ) from exc
 
 
 def parse_pairs(reply: str) -> list[tuple[str, str]]:

@@ -16,8 +16,12 @@ from observability.temporal import tracing_interceptor
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     """A client of the Temporal cluster the settings name (the embedded dev server by default). Its tracing interceptor
     also traces the workflows and activities of workers built on it; `runtime` exports their metrics (a worker pool's)."""
-    return await Client.connect(settings.resolved_temporal_address, namespace=settings.temporal_namespace, interceptors=[tracing_interceptor()],
-                                runtime=runtime)
+    return await Client.connect(
+        settings.resolved_temporal_address,
+        namespace=settings.temporal_namespace,
+        interceptors=[tracing_interceptor()],
+        runtime=runtime,
+    )
 
 
 class TemporalConnection:
@@ -35,5 +39,7 @@ class TemporalConnection:
                 try:
                     self._client = await connect(self.settings)
                 except Exception as exc:  # connection refused, DNS, TLS: all mean the same to a caller
-                    raise Unavailable(f"Temporal at {self.settings.resolved_temporal_address} is unreachable: {exc}") from exc
+                    raise Unavailable(
+                        f"Temporal at {self.settings.resolved_temporal_address} is unreachable: {exc}"
+                    ) from exc
             return self._client

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import uvicorn
 from fastapi import FastAPI, Header, Request
@@ -25,7 +25,9 @@ def chat_completions_app(model_dir: str, api_key: str) -> FastAPI:
     app.state.requests = []
 
     def error(status: int, message: str, kind: str) -> JSONResponse:
-        return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "param": None, "code": None}})
+        return JSONResponse(
+            status_code=status, content={"error": {"message": message, "type": kind, "param": None, "code": None}}
+        )
 
     @app.post("/v1/chat/completions")
     async def complete(request: Request, authorization: str | None = Header(default=None)):
@@ -35,14 +37,29 @@ def chat_completions_app(model_dir: str, api_key: str) -> FastAPI:
         app.state.requests.append(body)
         if not body.get("messages"):
             return error(400, "messages must not be empty", "invalid_request_error")
-        ids = tokenizer.apply_chat_template(body["messages"], add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+        ids = tokenizer.apply_chat_template(
+            body["messages"], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )["input_ids"]
         with torch.no_grad():
-            out = model.generate(ids, max_new_tokens=min(int(body.get("max_tokens") or 64), 96), do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-        text = tokenizer.decode(out[0][ids.shape[1]:], skip_special_tokens=True)
-        return {"id": f"chatcmpl-{len(app.state.requests)}", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": ids.shape[1], "completion_tokens": out.shape[1] - ids.shape[1], "total_tokens": out.shape[1]}}
+            out = model.generate(
+                ids,
+                max_new_tokens=min(int(body.get("max_tokens") or 64), 96),
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+            )
+        text = tokenizer.decode(out[0][ids.shape[1] :], skip_special_tokens=True)
+        return {
+            "id": f"chatcmpl-{len(app.state.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {
+                "prompt_tokens": ids.shape[1],
+                "completion_tokens": out.shape[1] - ids.shape[1],
+                "total_tokens": out.shape[1],
+            },
+        }
 
     return app
 

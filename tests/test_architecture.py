@@ -11,8 +11,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_the_import_contracts_hold():
     # in a process of its own: the checker prints through its own console, which a test's captured output would close under it
-    result = subprocess.run([str(Path(sys.executable).parent / "lint-imports"), "--no-cache", "pyproject.toml"], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports"), "--no-cache", "pyproject.toml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "7 kept, 0 broken" in result.stdout
 
@@ -26,4 +31,6 @@ def test_every_package_of_the_architecture_is_installed():
     installed = {pattern.rstrip("*") for pattern in config["tool"]["setuptools"]["packages"]["find"]["include"]}
     assert rooms == installed
     on_disk = {p.parent.name for p in REPO.glob("*/__init__.py")} - {"tests", "bench"}
-    assert on_disk == installed, "a top-level package is missing from [tool.importlinter] root_packages or the setuptools include"
+    assert on_disk == installed, (
+        "a top-level package is missing from [tool.importlinter] root_packages or the setuptools include"
+    )

@@ -81,8 +81,8 @@ def published_ports(service: dict) -> dict[int, int]:
 def program_args(command: list[str]) -> list[str]:
     """The arguments after the program in a stack command: `[python, -m, cli.main, *args]`."""
     for i in range(len(command) - 1):
-        if command[i:i + 2] == ["-m", "cli.main"]:
-            return command[i + 2:]
+        if command[i : i + 2] == ["-m", "cli.main"]:
+            return command[i + 2 :]
     raise AssertionError(f"not a `python -m cli.main` command: {command}")
 
 
@@ -100,6 +100,7 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 # (a) the same services, with the same commands -------------------------------------------------------
 
+
 def test_every_stack_service_has_a_compose_counterpart(compose, specs):
     services = compose["services"]
     assert set(specs) == {"temporal", "api", "serve", *(f"worker-{pool}" for pool in WORKER_POOLS)}
@@ -109,8 +110,12 @@ def test_every_stack_service_has_a_compose_counterpart(compose, specs):
             assert services[name]["image"].startswith("temporalio/auto-setup:")
             continue
         command = services[name]["command"]
-        assert isinstance(command, list) and command[0] == "wlops", f"{name}: command must be exec form starting with wlops"
-        assert command[1:] == program_args(spec.command), f"{name}: compose runs {command[1:]}, the stack {program_args(spec.command)}"
+        assert isinstance(command, list) and command[0] == "wlops", (
+            f"{name}: command must be exec form starting with wlops"
+        )
+        assert command[1:] == program_args(spec.command), (
+            f"{name}: compose runs {command[1:]}, the stack {program_args(spec.command)}"
+        )
 
 
 def test_compose_runs_no_wlops_service_the_stack_does_not(compose, specs):
@@ -119,6 +124,7 @@ def test_compose_runs_no_wlops_service_the_stack_does_not(compose, specs):
 
 
 # (b) the task queues each worker polls ----------------------------------------------------------------
+
 
 def test_worker_task_queue_labels_match_the_code(compose, specs):
     services = compose["services"]
@@ -133,7 +139,9 @@ def test_every_wlops_service_declares_its_task_queues(compose, specs):
     for name, service in wlops_services(compose).items():
         labels = service.get("labels", {})
         assert isinstance(labels, dict) and QUEUES_LABEL in labels, f"{name}: no {QUEUES_LABEL} label"
-    assert compose["services"]["api"]["labels"][QUEUES_LABEL] == compose["services"]["serve"]["labels"][QUEUES_LABEL] == ""
+    assert (
+        compose["services"]["api"]["labels"][QUEUES_LABEL] == compose["services"]["serve"]["labels"][QUEUES_LABEL] == ""
+    )
 
 
 def test_every_task_queue_is_polled_by_exactly_one_compose_service(compose):
@@ -142,6 +150,7 @@ def test_every_task_queue_is_polled_by_exactly_one_compose_service(compose):
 
 
 # (c) environment: only real settings --------------------------------------------------------------------
+
 
 def test_environment_names_are_settings_fields(compose):
     fields = set(Settings.model_fields)
@@ -152,7 +161,9 @@ def test_environment_names_are_settings_fields(compose):
             if var in NON_SETTINGS_ENV:
                 continue
             assert var.startswith("WLOPS_"), f"{name}: {var} is not a WLOPS_ setting"
-            assert var.removeprefix("WLOPS_").lower() in fields, f"{name}: {var} is not a field of core.settings.Settings"
+            assert var.removeprefix("WLOPS_").lower() in fields, (
+                f"{name}: {var} is not a field of core.settings.Settings"
+            )
 
 
 def test_shared_environment_is_merged_into_every_wlops_service(compose):
@@ -172,8 +183,9 @@ def test_environment_values_are_valid_settings(compose, monkeypatch):
         settings = Settings()  # raises on a value pydantic rejects
         for var in env:
             monkeypatch.delenv(var)
-        assert settings.temporal_address and settings.database_url and settings.s3_endpoint, \
+        assert settings.temporal_address and settings.database_url and settings.s3_endpoint, (
             f"{name}: would fall back to the embedded dev server, SQLite or a local object store"
+        )
 
 
 def test_environment_points_at_services_of_the_file(compose):
@@ -185,16 +197,23 @@ def test_environment_points_at_services_of_the_file(compose):
     assert s3_host in services
     db_host = re.match(r"^[\w+]+://[^@]*@([^:/]+)", shared["WLOPS_DATABASE_URL"]).group(1)
     assert db_host in services
-    assert interpolate(services[s3_host]["environment"]["MINIO_ROOT_USER"]) == interpolate(shared["WLOPS_S3_ACCESS_KEY"])
-    assert interpolate(services[s3_host]["environment"]["MINIO_ROOT_PASSWORD"]) == interpolate(shared["WLOPS_S3_SECRET_KEY"])
+    assert interpolate(services[s3_host]["environment"]["MINIO_ROOT_USER"]) == interpolate(
+        shared["WLOPS_S3_ACCESS_KEY"]
+    )
+    assert interpolate(services[s3_host]["environment"]["MINIO_ROOT_PASSWORD"]) == interpolate(
+        shared["WLOPS_S3_SECRET_KEY"]
+    )
 
 
 # (d) the GPU ------------------------------------------------------------------------------------------
 
+
 def test_train_worker_and_the_serving_process_reserve_a_gpu(compose):
     for name in ("worker-train", "serve"):
         devices = compose["services"][name]["deploy"]["resources"]["reservations"]["devices"]
-        assert any(d.get("driver") == "nvidia" and d.get("count") == 1 and "gpu" in d.get("capabilities", []) for d in devices), name
+        assert any(
+            d.get("driver") == "nvidia" and d.get("count") == 1 and "gpu" in d.get("capabilities", []) for d in devices
+        ), name
     service = compose["services"]["worker-train"]
     assert int(environment(service)["WLOPS_TRAIN_CONCURRENCY"]) == 1
     for name in ("worker-control", "worker-optimize", "worker-evaluate", "api"):
@@ -202,6 +221,7 @@ def test_train_worker_and_the_serving_process_reserve_a_gpu(compose):
 
 
 # (e) ports ---------------------------------------------------------------------------------------------
+
 
 def test_ports_match_the_local_defaults(compose):
     settings = Settings()
@@ -213,14 +233,19 @@ def test_ports_match_the_local_defaults(compose):
     assert environment(services["api"])["WLOPS_API_HOST"] == "0.0.0.0"
     assert f":{api_port}/healthz" in " ".join(services["api"]["healthcheck"]["test"])
     serve_port = int(environment(services["serve"])["WLOPS_SERVE_PORT"])
-    assert serve_port == settings.serve_port and published_ports(services["serve"]).get(settings.serve_port) == serve_port
+    assert (
+        serve_port == settings.serve_port and published_ports(services["serve"]).get(settings.serve_port) == serve_port
+    )
     assert environment(services["serve"])["WLOPS_SERVE_HOST"] == "0.0.0.0"
-    assert f":{serve_port}/readyz" in " ".join(services["serve"]["healthcheck"]["test"])  # healthy once its warmed models are ready
+    assert f":{serve_port}/readyz" in " ".join(
+        services["serve"]["healthcheck"]["test"]
+    )  # healthy once its warmed models are ready
     warmed = json.loads(environment(services["serve"])["WLOPS_SERVE_WARM_MODELS"])
     assert Settings(serve_warm_models=warmed).serve_warm_models == ["smollm2-135m-instruct"]
 
 
 # (f) one image ------------------------------------------------------------------------------------------
+
 
 def test_wlops_services_build_the_same_dockerfile(compose):
     builds = {name: service["build"] for name, service in wlops_services(compose).items()}
@@ -247,7 +272,9 @@ def test_dockerfile_installs_torch_before_the_project():
     project = first(lambda a: re.search(r"pip install (\S+ )*\.(\s|$)", a))
     assert torch < smollm2 < project
     copy_all = [i for i, (keyword, args) in enumerate(instructions) if keyword == "COPY" and args.split()[0] == "."]
-    assert copy_all and instructions.index(("RUN", runs[torch])) < copy_all[0] < instructions.index(("RUN", runs[project]))
+    assert copy_all and instructions.index(("RUN", runs[torch])) < copy_all[0] < instructions.index(
+        ("RUN", runs[project])
+    )
     assert ("ARG", "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu") in instructions
     assert instructions[0][0] == "FROM" and instructions[0][1].startswith("python:3.11-slim")
 
@@ -271,6 +298,7 @@ def test_dockerignore_keeps_local_state_out_of_the_image():
 
 # Wiring of the rest of the file ----------------------------------------------------------------------------
 
+
 def test_depends_on_uses_conditions_on_real_services(compose):
     services = compose["services"]
     for name, service in services.items():
@@ -281,7 +309,9 @@ def test_depends_on_uses_conditions_on_real_services(compose):
             condition = spec["condition"]
             assert condition in ("service_started", "service_healthy", "service_completed_successfully")
             if condition == "service_healthy":
-                assert "healthcheck" in services[other], f"{name} waits for {other} to be healthy, but it has no healthcheck"
+                assert "healthcheck" in services[other], (
+                    f"{name} waits for {other} to be healthy, but it has no healthcheck"
+                )
     assert services["temporal"]["depends_on"]["temporal-postgresql"]["condition"] == "service_healthy"
     for pool in WORKER_POOLS:
         assert set(services[f"worker-{pool}"]["depends_on"]) >= {"temporal", "postgresql", "minio"}
@@ -296,7 +326,9 @@ def test_named_volumes_are_declared(compose):
                 assert source in declared, f"{name}: volume {source!r} is not declared"
     for name, service in wlops_services(compose).items():
         data_dir = environment(service)["WLOPS_DATA_DIR"]
-        assert any(str(v).endswith(f":{data_dir}") for v in service.get("volumes", [])), f"{name}: {data_dir} is not on a volume"
+        assert any(str(v).endswith(f":{data_dir}") for v in service.get("volumes", [])), (
+            f"{name}: {data_dir} is not on a volume"
+        )
 
 
 def test_temporal_stack(compose):
@@ -305,7 +337,9 @@ def test_temporal_stack(compose):
     assert temporal["environment"]["DB"] == "postgres12"
     assert temporal["environment"]["POSTGRES_SEEDS"] == "temporal-postgresql"
     assert services["temporal-postgresql"]["image"].startswith("postgres:16")
-    assert services["temporal-ui"]["environment"]["TEMPORAL_ADDRESS"] == compose["x-wlops-env"]["WLOPS_TEMPORAL_ADDRESS"]
+    assert (
+        services["temporal-ui"]["environment"]["TEMPORAL_ADDRESS"] == compose["x-wlops-env"]["WLOPS_TEMPORAL_ADDRESS"]
+    )
     assert temporal["environment"].get("DEFAULT_NAMESPACE", "default") == Settings().temporal_namespace
 
 
@@ -340,17 +374,24 @@ def test_prometheus_scrapes_every_process_on_its_port(compose, specs):
     services, settings = compose["services"], Settings()
     config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
     targets = {t for job in config["scrape_configs"] for group in job["static_configs"] for t in group["targets"]}
-    expected = {f"api:{settings.api_port}", f"serve:{settings.serve_port}",
-                *(f"worker-{pool}:{settings.worker_metrics_port_for(pool)}" for pool in WORKER_POOLS)}
+    expected = {
+        f"api:{settings.api_port}",
+        f"serve:{settings.serve_port}",
+        *(f"worker-{pool}:{settings.worker_metrics_port_for(pool)}" for pool in WORKER_POOLS),
+    }
     assert targets == expected
-    assert {t.split(":")[0] for t in targets} <= set(services) and {t.split(":")[0] for t in targets} == set(specs) - {"temporal"}
+    assert {t.split(":")[0] for t in targets} <= set(services) and {t.split(":")[0] for t in targets} == set(specs) - {
+        "temporal"
+    }
     assert compose["x-wlops-env"]["WLOPS_WORKER_METRICS_HOST"] == "0.0.0.0"  # reachable from the prometheus container
     assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in services["prometheus"]["volumes"]
 
 
 def test_grafana_shows_every_wlops_metric_the_code_records_and_no_other(compose):
     grafana = compose["services"]["grafana"]
-    datasource = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"][0]
+    datasource = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text())[
+        "datasources"
+    ][0]
     assert datasource["url"] == "http://prometheus:9090" and "9090:9090" in compose["services"]["prometheus"]["ports"]
     provider = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/wlops.yml").read_text())["providers"][0]
     assert f"./deploy/grafana/dashboards:{provider['options']['path']}:ro" in grafana["volumes"]
@@ -358,4 +399,6 @@ def test_grafana_shows_every_wlops_metric_the_code_records_and_no_other(compose)
     expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
     shown = {METRIC_SUFFIXES.sub("", name) for expr in expressions for name in re.findall(r"\bwlops_\w+", expr)}
     assert shown == defined_metrics()
-    assert all(target["datasource"]["uid"] == datasource["uid"] for panel in dashboard["panels"] for target in panel["targets"])
+    assert all(
+        target["datasource"]["uid"] == datasource["uid"] for panel in dashboard["panels"] for target in panel["targets"]
+    )

@@ -32,7 +32,11 @@ def test_a_migrated_sqlite_database_matches_the_models(tmp_path):
     assert [d for d in diffs if not (d[0] in ("add_fk", "remove_fk") and fk_key(d[1]) in options_only)] == []
     with get_engine(url).connect() as connection:
         for table, columns, _ in options_only:
-            declared = next(fk for fk in Base.metadata.tables[table].foreign_key_constraints if tuple(c.name for c in fk.columns) == columns)
+            declared = next(
+                fk
+                for fk in Base.metadata.tables[table].foreign_key_constraints
+                if tuple(c.name for c in fk.columns) == columns
+            )
             actual = {row[3]: row[6] for row in connection.execute(text(f"PRAGMA foreign_key_list({table})"))}
             assert actual[columns[0]] == declared.ondelete, (table, columns)
 

@@ -14,7 +14,9 @@ from tests.conftest import free_port
 def test_the_dev_server_keeps_its_state_in_a_wal_mode_sqlite_file(tmp_path):
     settings = Settings(data_dir=tmp_path, temporal_address="", temporal_port=free_port(), temporal_ui_port=free_port())
     [temporal] = [spec for spec in stack_services(settings) if spec.name == "temporal"]
-    server = subprocess.Popen(temporal.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        temporal.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         wait_for_port(settings.temporal_port, 60, server)
         with sqlite3.connect(tmp_path / "temporal.db") as db:  # the journal mode is kept in the file itself

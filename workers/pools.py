@@ -21,7 +21,13 @@ from activities.registry import RegistryActivities
 from activities.retraining import RetrainingActivities
 from activities.train import TrainActivities
 from core.settings import (
-    POOL_TASK_QUEUES, TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE, TASK_QUEUE_KNOWLEDGE, TASK_QUEUE_OPTIMIZE, TASK_QUEUE_TRAIN, TASK_QUEUE_WORKFLOWS,
+    POOL_TASK_QUEUES,
+    TASK_QUEUE_BOOKKEEPING,
+    TASK_QUEUE_EVALUATE,
+    TASK_QUEUE_KNOWLEDGE,
+    TASK_QUEUE_OPTIMIZE,
+    TASK_QUEUE_TRAIN,
+    TASK_QUEUE_WORKFLOWS,
     Settings,
 )
 from observability.temporal import TaskContextInterceptor, metrics_runtime
@@ -34,21 +40,48 @@ from workflows.retraining import RetrainWorkflow
 
 logger = logging.getLogger(__name__)
 POOLS = tuple(POOL_TASK_QUEUES)
-INTERCEPTORS = [TaskContextInterceptor()]  # (the client's tracing interceptor comes first: each activity's span exists when its context is set)
-WORKFLOWS = [FineTuningWorkflow, KnowledgeIngestionWorkflow, DatasetGenerationWorkflow, RetrainWorkflow, PromotionGateWorkflow]
+INTERCEPTORS = [
+    TaskContextInterceptor()
+]  # (the client's tracing interceptor comes first: each activity's span exists when its context is set)
+WORKFLOWS = [
+    FineTuningWorkflow,
+    KnowledgeIngestionWorkflow,
+    DatasetGenerationWorkflow,
+    RetrainWorkflow,
+    PromotionGateWorkflow,
+]
 
 
 def activities_by_queue(ctx: ActivityContext, train: TrainActivities | None = None) -> dict[str, list]:
-    bookkeeping, knowledge, generation, registry = BookkeepingActivities(ctx), KnowledgeActivities(ctx), GenerationActivities(ctx), RegistryActivities(ctx)
+    bookkeeping, knowledge, generation, registry = (
+        BookkeepingActivities(ctx),
+        KnowledgeActivities(ctx),
+        GenerationActivities(ctx),
+        RegistryActivities(ctx),
+    )
     return {
         # the database projections run as local activities of the workflow worker
-        TASK_QUEUE_WORKFLOWS: [bookkeeping.record_progress, knowledge.record_knowledge_base, generation.record_dataset, registry.record_gate],
-        TASK_QUEUE_BOOKKEEPING: [bookkeeping.compensate_iteration, bookkeeping.build_report, *retraining_activities(ctx),
-                                 registry.register_final_adapter, registry.conclude_promotion],
+        TASK_QUEUE_WORKFLOWS: [
+            bookkeeping.record_progress,
+            knowledge.record_knowledge_base,
+            generation.record_dataset,
+            registry.record_gate,
+        ],
+        TASK_QUEUE_BOOKKEEPING: [
+            bookkeeping.compensate_iteration,
+            bookkeeping.build_report,
+            *retraining_activities(ctx),
+            registry.register_final_adapter,
+            registry.conclude_promotion,
+        ],
         TASK_QUEUE_OPTIMIZE: [OptimizeActivities(ctx).optimize_dataset],
         TASK_QUEUE_TRAIN: [(train or TrainActivities(ctx)).train_adapter],
         # each runs a model
-        TASK_QUEUE_EVALUATE: [EvaluateActivities(ctx).evaluate_adapter, generation.generate_dataset, registry.evaluate_for_promotion],
+        TASK_QUEUE_EVALUATE: [
+            EvaluateActivities(ctx).evaluate_adapter,
+            generation.generate_dataset,
+            registry.evaluate_for_promotion,
+        ],
         TASK_QUEUE_KNOWLEDGE: [knowledge.build_knowledge_index],
     }
 
@@ -68,7 +101,9 @@ def concurrency(settings: Settings, queue: str) -> int:
     }.get(queue, 1)
 
 
-def build_workers(client: Client, pool: str, ctx: ActivityContext, activities: dict[str, list] | None = None) -> list[Worker]:
+def build_workers(
+    client: Client, pool: str, ctx: ActivityContext, activities: dict[str, list] | None = None
+) -> list[Worker]:
     """One Worker per task queue of `pool`. `activities` replaces the real ones (tests of orchestration)."""
     if pool not in POOL_TASK_QUEUES:
         raise ValueError(f"unknown pool {pool!r}; choose one of {', '.join(POOLS)}")
@@ -80,17 +115,33 @@ def build_workers(client: Client, pool: str, ctx: ActivityContext, activities: d
     workers = []
     for queue in POOL_TASK_QUEUES[pool]:
         if queue == TASK_QUEUE_WORKFLOWS:
-            workers.append(Worker(client, task_queue=queue, workflows=WORKFLOWS, activities=activities[queue], interceptors=INTERCEPTORS,
-                                  max_concurrent_workflow_tasks=ctx.settings.workflow_task_concurrency,
-                                  activity_executor=ThreadPoolExecutor(max_workers=ctx.settings.bookkeeping_concurrency)))
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=queue,
+                    workflows=WORKFLOWS,
+                    activities=activities[queue],
+                    interceptors=INTERCEPTORS,
+                    max_concurrent_workflow_tasks=ctx.settings.workflow_task_concurrency,
+                    activity_executor=ThreadPoolExecutor(max_workers=ctx.settings.bookkeeping_concurrency),
+                )
+            )
             continue
         limit = concurrency(ctx.settings, queue)
-        workers.append(Worker(
-            client, task_queue=queue, activities=activities[queue], max_concurrent_activities=limit, interceptors=INTERCEPTORS,
-            activity_executor=ThreadPoolExecutor(max_workers=limit), graceful_shutdown_timeout=timedelta(seconds=30),
-            # heartbeats carry the checkpoint a retried attempt resumes from: send them every 2 s, not every 0.8 x timeout
-            max_heartbeat_throttle_interval=timedelta(seconds=2), default_heartbeat_throttle_interval=timedelta(seconds=2),
-        ))
+        workers.append(
+            Worker(
+                client,
+                task_queue=queue,
+                activities=activities[queue],
+                max_concurrent_activities=limit,
+                interceptors=INTERCEPTORS,
+                activity_executor=ThreadPoolExecutor(max_workers=limit),
+                graceful_shutdown_timeout=timedelta(seconds=30),
+                # heartbeats carry the checkpoint a retried attempt resumes from: send them every 2 s, not every 0.8 x timeout
+                max_heartbeat_throttle_interval=timedelta(seconds=2),
+                default_heartbeat_throttle_interval=timedelta(seconds=2),
+            )
+        )
     return workers
 
 

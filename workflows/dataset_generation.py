@@ -33,14 +33,28 @@ class DatasetGenerationWorkflow:
     @workflow.run
     async def run(self, inp: GenerationInput) -> GenerateDatasetResult:
         self._dataset_id = inp.dataset_id
-        options = PhaseOptions(TASK_QUEUE_EVALUATE, timedelta(seconds=inp.generate_seconds),
-                               RetryPolicy(initial_interval=timedelta(seconds=inp.retry_initial_seconds), maximum_attempts=inp.max_attempts),
-                               timedelta(seconds=inp.heartbeat_seconds))
+        options = PhaseOptions(
+            TASK_QUEUE_EVALUATE,
+            timedelta(seconds=inp.generate_seconds),
+            RetryPolicy(
+                initial_interval=timedelta(seconds=inp.retry_initial_seconds), maximum_attempts=inp.max_attempts
+            ),
+            timedelta(seconds=inp.heartbeat_seconds),
+        )
         try:
             result: GenerateDatasetResult = await self.lifecycle.run_phase(
-                DatasetStatus.GENERATING, GenerationActivities.generate_dataset,
-                GenerateDatasetInput(inp.dataset_id, inp.org_id, inp.knowledge_base_id, inp.model_name, inp.questions_per_chunk, inp.generator),
-                options)
+                DatasetStatus.GENERATING,
+                GenerationActivities.generate_dataset,
+                GenerateDatasetInput(
+                    inp.dataset_id,
+                    inp.org_id,
+                    inp.knowledge_base_id,
+                    inp.model_name,
+                    inp.questions_per_chunk,
+                    inp.generator,
+                ),
+                options,
+            )
         except ActivityError as err:
             message = failure_message(err)
             await self.lifecycle.record(DatasetStatus.FAILED, error=message)
@@ -50,6 +64,8 @@ class DatasetGenerationWorkflow:
 
     async def _project(self, status: DatasetStatus, error: str | None = None, **_: Any) -> None:
         await workflow.execute_local_activity_method(
-            GenerationActivities.record_dataset, RecordDatasetInput(self._dataset_id, status.value, error),
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=PROJECTION_RETRY,
+            GenerationActivities.record_dataset,
+            RecordDatasetInput(self._dataset_id, status.value, error),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=PROJECTION_RETRY,
         )

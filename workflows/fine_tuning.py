@@ -41,8 +41,21 @@ with workflow.unsafe.imports_passed_through():
     from core.settings import TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE, TASK_QUEUE_OPTIMIZE, TASK_QUEUE_TRAIN
     from core.status import TaskMode, TaskStatus, check_transition
     from schemas.workflow_io import (
-        CompensateInput, EvaluateInput, EvaluateResult, FineTuningInput, FineTuningResult, IterationRecord, LoopState, OptimizeInput, OptimizeResult,
-        RecordProgressInput, RegisterFinalAdapterInput, ReportInput, ReportResult, TrainInput, TrainResult,
+        CompensateInput,
+        EvaluateInput,
+        EvaluateResult,
+        FineTuningInput,
+        FineTuningResult,
+        IterationRecord,
+        LoopState,
+        OptimizeInput,
+        OptimizeResult,
+        RecordProgressInput,
+        RegisterFinalAdapterInput,
+        ReportInput,
+        ReportResult,
+        TrainInput,
+        TrainResult,
     )
     from workflows.lifecycle import Lifecycle, PhaseOptions, failure_message
 
@@ -113,8 +126,17 @@ class FineTuningWorkflow:
             "max_iterations": self._max_iterations,
             "pause_requested": lifecycle.pause_requested,
             "baseline_test_score": self._baseline_test_score,
-            "scores": [{"iteration": r.iteration, "test": r.test_score, "feedback": r.feedback_score, "grade": r.grade,
-                        "test_fact_accuracy": r.test_accuracy, "feedback_fact_accuracy": r.feedback_accuracy} for r in self._history],
+            "scores": [
+                {
+                    "iteration": r.iteration,
+                    "test": r.test_score,
+                    "feedback": r.feedback_score,
+                    "grade": r.grade,
+                    "test_fact_accuracy": r.test_accuracy,
+                    "feedback_fact_accuracy": r.feedback_accuracy,
+                }
+                for r in self._history
+            ],
             "error": self._error,
         }
 
@@ -167,14 +189,27 @@ class FineTuningWorkflow:
 
         report: ReportResult = await workflow.execute_activity_method(
             BookkeepingActivities.build_report,
-            ReportInput(task.task_id, task.mode, task.model_name, stop_reason, evaluated.baseline_key, self._history, org_id=task.org_id),
-            task_queue=TASK_QUEUE_BOOKKEEPING, start_to_close_timeout=timedelta(minutes=5), retry_policy=_phase_options(task, "", 0).retry,
+            ReportInput(
+                task.task_id,
+                task.mode,
+                task.model_name,
+                stop_reason,
+                evaluated.baseline_key,
+                self._history,
+                org_id=task.org_id,
+            ),
+            task_queue=TASK_QUEUE_BOOKKEEPING,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=_phase_options(task, "", 0).retry,
         )
         if workflow.patched("register-final-adapter"):
             # the final adapter becomes the next version of the task's registered model (a refusal is reported, not raised)
             await workflow.execute_activity_method(
-                RegistryActivities.register_final_adapter, RegisterFinalAdapterInput(task.task_id, self._history[-1].iteration, org_id=task.org_id),
-                task_queue=TASK_QUEUE_BOOKKEEPING, start_to_close_timeout=timedelta(minutes=5), retry_policy=_phase_options(task, "", 0).retry,
+                RegistryActivities.register_final_adapter,
+                RegisterFinalAdapterInput(task.task_id, self._history[-1].iteration, org_id=task.org_id),
+                task_queue=TASK_QUEUE_BOOKKEEPING,
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=_phase_options(task, "", 0).retry,
             )
         await self.lifecycle.record(TaskStatus.COMPLETED, report_key=report.report_key)
         return FineTuningResult(task.task_id, TaskStatus.COMPLETED.value, self._history, report.report_key, stop_reason)
@@ -188,48 +223,121 @@ class FineTuningWorkflow:
         previous_adapter = previous.adapter_key if previous else task.init_adapter_key
 
         optimized: OptimizeResult = await lifecycle.run_phase(
-            TaskStatus.OPTIMIZING, OptimizeActivities.optimize_dataset,
-            OptimizeInput(task.task_id, task.org_id, n, task.dataset_id, state.splits_key, previous_evaluation,
-                          task.targeting, task.knowledge_base_id, task.retrieval_top_k, task.oracle_fraction, task.model_name,
-                          task.targeting_source),
+            TaskStatus.OPTIMIZING,
+            OptimizeActivities.optimize_dataset,
+            OptimizeInput(
+                task.task_id,
+                task.org_id,
+                n,
+                task.dataset_id,
+                state.splits_key,
+                previous_evaluation,
+                task.targeting,
+                task.knowledge_base_id,
+                task.retrieval_top_k,
+                task.oracle_fraction,
+                task.model_name,
+                task.targeting_source,
+            ),
             _phase_options(task, TASK_QUEUE_OPTIMIZE, timeouts.optimize_seconds, heartbeat=False),
             input_dataset_id=previous.dataset_id if previous else task.dataset_id,
         )
-        await lifecycle.record(TaskStatus.OPTIMIZING, phase_event="finished", phase=TaskStatus.OPTIMIZING, output_dataset_id=optimized.dataset_id,
-                               metrics=optimized.log)
+        await lifecycle.record(
+            TaskStatus.OPTIMIZING,
+            phase_event="finished",
+            phase=TaskStatus.OPTIMIZING,
+            output_dataset_id=optimized.dataset_id,
+            metrics=optimized.log,
+        )
 
         trained: TrainResult = await lifecycle.run_phase(
-            TaskStatus.TRAINING, TrainActivities.train_adapter,
-            TrainInput(task.task_id, task.org_id, n, task.model_name, optimized.train_key, task.hyperparameters, previous_adapter),
+            TaskStatus.TRAINING,
+            TrainActivities.train_adapter,
+            TrainInput(
+                task.task_id,
+                task.org_id,
+                n,
+                task.model_name,
+                optimized.train_key,
+                task.hyperparameters,
+                previous_adapter,
+            ),
             _phase_options(task, TASK_QUEUE_TRAIN, timeouts.train_seconds),
             input_dataset_id=optimized.dataset_id,
         )
-        await lifecycle.record(TaskStatus.TRAINING, phase_event="finished", phase=TaskStatus.TRAINING, adapter_key=trained.adapter_key,
-                               metrics={"steps": trained.steps, "resumed_from_step": trained.resumed_from_step, "final_loss": trained.final_loss,
-                                        "tokens_per_second": trained.tokens_per_second, "seconds": trained.seconds})
+        await lifecycle.record(
+            TaskStatus.TRAINING,
+            phase_event="finished",
+            phase=TaskStatus.TRAINING,
+            adapter_key=trained.adapter_key,
+            metrics={
+                "steps": trained.steps,
+                "resumed_from_step": trained.resumed_from_step,
+                "final_loss": trained.final_loss,
+                "tokens_per_second": trained.tokens_per_second,
+                "seconds": trained.seconds,
+            },
+        )
 
         evaluated: EvaluateResult = await lifecycle.run_phase(
-            TaskStatus.EVALUATING, EvaluateActivities.evaluate_adapter,
-            EvaluateInput(task.task_id, task.org_id, n, task.model_name, trained.adapter_key, optimized.splits_key, optimized.train_key,
-                          state.baseline_key, previous_evaluation, optimized.contexts_key, max(256, task.hyperparameters.max_seq_length),
-                          previous_is_parent=previous is None and task.parent_evaluation_key is not None),
+            TaskStatus.EVALUATING,
+            EvaluateActivities.evaluate_adapter,
+            EvaluateInput(
+                task.task_id,
+                task.org_id,
+                n,
+                task.model_name,
+                trained.adapter_key,
+                optimized.splits_key,
+                optimized.train_key,
+                state.baseline_key,
+                previous_evaluation,
+                optimized.contexts_key,
+                max(256, task.hyperparameters.max_seq_length),
+                previous_is_parent=previous is None and task.parent_evaluation_key is not None,
+            ),
             _phase_options(task, TASK_QUEUE_EVALUATE, timeouts.evaluate_seconds),
             input_dataset_id=optimized.dataset_id,
         )
         self._baseline_test_score = evaluated.baseline_test_score
-        record = IterationRecord(n, optimized.dataset_id, trained.adapter_key, evaluated.evaluation_key, evaluated.test_score,
-                                 evaluated.feedback_score, evaluated.grade, trained.steps, trained.resumed_from_step, optimized.knowledge_base_version,
-                                 test_accuracy=evaluated.test_accuracy, feedback_accuracy=evaluated.feedback_accuracy)
+        record = IterationRecord(
+            n,
+            optimized.dataset_id,
+            trained.adapter_key,
+            evaluated.evaluation_key,
+            evaluated.test_score,
+            evaluated.feedback_score,
+            evaluated.grade,
+            trained.steps,
+            trained.resumed_from_step,
+            optimized.knowledge_base_version,
+            test_accuracy=evaluated.test_accuracy,
+            feedback_accuracy=evaluated.feedback_accuracy,
+        )
         self._history.append(record)
-        await lifecycle.record(TaskStatus.EVALUATING, phase_event="finished", phase=TaskStatus.EVALUATING, adapter_key=trained.adapter_key,
-                               evaluation_key=evaluated.evaluation_key, score=evaluated.test_score, baseline_score=evaluated.baseline_test_score,
-                               output_dataset_id=optimized.dataset_id,
-                               metrics={"test": evaluated.test_score, "feedback": evaluated.feedback_score, "grade": evaluated.grade,
-                                        "bad_cases": evaluated.bad_cases, "test_fact_accuracy": evaluated.test_accuracy,
-                                        "feedback_fact_accuracy": evaluated.feedback_accuracy,
-                                        "baseline_fact_accuracy": evaluated.baseline_test_accuracy})
+        await lifecycle.record(
+            TaskStatus.EVALUATING,
+            phase_event="finished",
+            phase=TaskStatus.EVALUATING,
+            adapter_key=trained.adapter_key,
+            evaluation_key=evaluated.evaluation_key,
+            score=evaluated.test_score,
+            baseline_score=evaluated.baseline_test_score,
+            output_dataset_id=optimized.dataset_id,
+            metrics={
+                "test": evaluated.test_score,
+                "feedback": evaluated.feedback_score,
+                "grade": evaluated.grade,
+                "bad_cases": evaluated.bad_cases,
+                "test_fact_accuracy": evaluated.test_accuracy,
+                "feedback_fact_accuracy": evaluated.feedback_accuracy,
+                "baseline_fact_accuracy": evaluated.baseline_test_accuracy,
+            },
+        )
 
-        return evaluated, LoopState(n + 1, optimized.splits_key, evaluated.baseline_key, evaluated.baseline_test_score, list(self._history))
+        return evaluated, LoopState(
+            n + 1, optimized.splits_key, evaluated.baseline_key, evaluated.baseline_test_score, list(self._history)
+        )
 
     def _stop_reason(self, task: FineTuningInput, iteration: int, evaluated: EvaluateResult) -> str | None:
         if task.mode != TaskMode.CONTINUOUS:
@@ -238,8 +346,11 @@ class FineTuningWorkflow:
             if workflow.patched("stop-on-feedback-accuracy"):
                 # the loop decides on the feedback split (the test split is only ever reported): its share of right answers,
                 # or its blended score where its examples have no fact checks
-                reached, what = ((evaluated.feedback_accuracy, "feedback fact accuracy") if evaluated.feedback_accuracy is not None
-                                 else (evaluated.feedback_score, "feedback score"))
+                reached, what = (
+                    (evaluated.feedback_accuracy, "feedback fact accuracy")
+                    if evaluated.feedback_accuracy is not None
+                    else (evaluated.feedback_score, "feedback score")
+                )
                 if reached >= task.performance_threshold:
                     return f"{what} {reached:.4f} reached the threshold {task.performance_threshold}"
             elif evaluated.test_score >= task.performance_threshold:
@@ -253,21 +364,36 @@ class FineTuningWorkflow:
     async def _project(self, status: TaskStatus, **fields: Any) -> None:
         # a local activity: a short, idempotent database write needs no task-queue round trip
         await workflow.execute_local_activity_method(
-            BookkeepingActivities.record_progress, RecordProgressInput(workflow.info().workflow_id, status.value, self._iteration, **fields,
-                                                                    org_id=self._org_id),
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=BOOKKEEPING_RETRY,
+            BookkeepingActivities.record_progress,
+            RecordProgressInput(
+                workflow.info().workflow_id, status.value, self._iteration, **fields, org_id=self._org_id
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=BOOKKEEPING_RETRY,
         )
 
     async def _compensate(self, task: FineTuningInput, final: TaskStatus, error: str | None) -> None:
         """Delete the unfinished iteration's artifacts, mark its executions, end the task's projection in `final`."""
         finished = any(r.iteration == self._iteration for r in self._history)
         await workflow.execute_activity_method(
-            BookkeepingActivities.compensate_iteration, CompensateInput(task.task_id, None if finished else self._iteration, final.value, error,
-                                                                           org_id=task.org_id),
-            task_queue=TASK_QUEUE_BOOKKEEPING, start_to_close_timeout=timedelta(minutes=2), retry_policy=BOOKKEEPING_RETRY,
+            BookkeepingActivities.compensate_iteration,
+            CompensateInput(
+                task.task_id, None if finished else self._iteration, final.value, error, org_id=task.org_id
+            ),
+            task_queue=TASK_QUEUE_BOOKKEEPING,
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=BOOKKEEPING_RETRY,
         )
 
 
 def _phase_options(task: FineTuningInput, queue: str, seconds: int, heartbeat: bool = True) -> PhaseOptions:
-    retry = RetryPolicy(initial_interval=timedelta(seconds=task.timeouts.retry_initial_seconds), maximum_attempts=task.timeouts.max_attempts)
-    return PhaseOptions(queue, timedelta(seconds=seconds), retry, timedelta(seconds=task.timeouts.heartbeat_seconds) if heartbeat else None)
+    retry = RetryPolicy(
+        initial_interval=timedelta(seconds=task.timeouts.retry_initial_seconds),
+        maximum_attempts=task.timeouts.max_attempts,
+    )
+    return PhaseOptions(
+        queue,
+        timedelta(seconds=seconds),
+        retry,
+        timedelta(seconds=task.timeouts.heartbeat_seconds) if heartbeat else None,
+    )

@@ -13,7 +13,6 @@ changes have paused for `settle_seconds`, so a burst of uploads makes one build.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from datetime import timedelta
 from typing import Any
@@ -28,7 +27,12 @@ with workflow.unsafe.imports_passed_through():
     from core.settings import TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_KNOWLEDGE
     from core.status import KnowledgeBaseStatus, check_knowledge_base_transition
     from schemas.workflow_io import (
-        BuildKnowledgeIndexInput, BuildKnowledgeIndexResult, DocumentsChanged, IngestionInput, IngestionResult, NotifyFollowersInput,
+        BuildKnowledgeIndexInput,
+        BuildKnowledgeIndexResult,
+        DocumentsChanged,
+        IngestionInput,
+        IngestionResult,
+        NotifyFollowersInput,
         RecordKnowledgeBaseInput,
     )
     from workflows.lifecycle import Lifecycle, PhaseOptions, failure_message
@@ -57,30 +61,44 @@ class KnowledgeIngestionWorkflow:
 
     @workflow.query
     def progress(self) -> dict[str, Any]:
-        return {"status": self.lifecycle.status.value, "pending_documents": list(self._pending), "builds": self._builds,
-                "version": self._version, "last_build": dataclasses.asdict(self._last) if self._last else None}
+        return {
+            "status": self.lifecycle.status.value,
+            "pending_documents": list(self._pending),
+            "builds": self._builds,
+            "version": self._version,
+            "last_build": dataclasses.asdict(self._last) if self._last else None,
+        }
 
     @workflow.run
     async def run(self, inp: IngestionInput) -> IngestionResult:
         self._knowledge_base_id = inp.knowledge_base_id
         self.lifecycle.status = K(inp.status)
         self._pending.extend(i for i in inp.pending if i not in self._pending)
-        options = PhaseOptions(TASK_QUEUE_KNOWLEDGE, timedelta(seconds=inp.build_seconds),
-                               RetryPolicy(initial_interval=timedelta(seconds=inp.retry_initial_seconds), maximum_attempts=inp.max_attempts),
-                               timedelta(seconds=inp.heartbeat_seconds))
+        options = PhaseOptions(
+            TASK_QUEUE_KNOWLEDGE,
+            timedelta(seconds=inp.build_seconds),
+            RetryPolicy(
+                initial_interval=timedelta(seconds=inp.retry_initial_seconds), maximum_attempts=inp.max_attempts
+            ),
+            timedelta(seconds=inp.heartbeat_seconds),
+        )
         while True:
             try:
                 await workflow.wait_condition(lambda: bool(self._pending), timeout=timedelta(seconds=inp.idle_seconds))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if not self._pending:  # a change that raced the timeout is still built
-                    return IngestionResult(inp.knowledge_base_id, self._builds, self._version, self.lifecycle.status.value)
+                    return IngestionResult(
+                        inp.knowledge_base_id, self._builds, self._version, self.lifecycle.status.value
+                    )
             if self.lifecycle.status != K.REBUILD_REQUIRED:
                 await self.lifecycle.record(K.REBUILD_REQUIRED)
             await self._settle(inp.settle_seconds)
             self._pending = []
             await self._build(inp, options)
             if self._builds >= inp.builds_per_run or workflow.info().is_continue_as_new_suggested():
-                workflow.continue_as_new(dataclasses.replace(inp, status=self.lifecycle.status.value, pending=list(self._pending)))
+                workflow.continue_as_new(
+                    dataclasses.replace(inp, status=self.lifecycle.status.value, pending=list(self._pending))
+                )
 
     async def _settle(self, seconds: float) -> None:
         """Wait until no change has arrived for `seconds`, so a burst of uploads makes one build."""
@@ -88,13 +106,17 @@ class KnowledgeIngestionWorkflow:
             seen = len(self._pending)
             try:
                 await workflow.wait_condition(lambda: len(self._pending) > seen, timeout=timedelta(seconds=seconds))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return
 
     async def _build(self, inp: IngestionInput, options: PhaseOptions) -> None:
         try:
             result: BuildKnowledgeIndexResult = await self.lifecycle.run_phase(
-                K.BUILDING, KnowledgeActivities.build_knowledge_index, BuildKnowledgeIndexInput(inp.knowledge_base_id, inp.org_id), options)
+                K.BUILDING,
+                KnowledgeActivities.build_knowledge_index,
+                BuildKnowledgeIndexInput(inp.knowledge_base_id, inp.org_id),
+                options,
+            )
         except ActivityError as err:
             await self.lifecycle.record(K.BUILD_FAILED, error=failure_message(err))
             return
@@ -108,13 +130,23 @@ class KnowledgeIngestionWorkflow:
         """Tasks that follow this knowledge base re-train (RetrainWorkflow). The index is built whatever happens here."""
         try:
             await workflow.execute_activity_method(
-                RetrainingActivities.notify_followers, NotifyFollowersInput(inp.knowledge_base_id, inp.org_id, version),
-                task_queue=TASK_QUEUE_BOOKKEEPING, start_to_close_timeout=timedelta(seconds=60), retry_policy=PROJECTION_RETRY)
+                RetrainingActivities.notify_followers,
+                NotifyFollowersInput(inp.knowledge_base_id, inp.org_id, version),
+                task_queue=TASK_QUEUE_BOOKKEEPING,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=PROJECTION_RETRY,
+            )
         except ActivityError as err:
-            workflow.logger.warning("could not notify the tasks following knowledge base %s: %s", inp.knowledge_base_id, failure_message(err))
+            workflow.logger.warning(
+                "could not notify the tasks following knowledge base %s: %s",
+                inp.knowledge_base_id,
+                failure_message(err),
+            )
 
     async def _project(self, status: KnowledgeBaseStatus, error: str | None = None, **_: Any) -> None:
         await workflow.execute_local_activity_method(
-            KnowledgeActivities.record_knowledge_base, RecordKnowledgeBaseInput(self._knowledge_base_id, status.value, error),
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=PROJECTION_RETRY,
+            KnowledgeActivities.record_knowledge_base,
+            RecordKnowledgeBaseInput(self._knowledge_base_id, status.value, error),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=PROJECTION_RETRY,
         )

@@ -16,9 +16,10 @@ Everything here runs inside workflow code: deterministic, no I/O but the activit
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Awaitable, Callable, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -50,7 +51,9 @@ class PhaseOptions:
 class Lifecycle(Generic[Status]):
     """A workflow subject's status, pause/resume state, phases and compensation stack."""
 
-    def __init__(self, status: Status, check: TransitionCheck[Status], record: Projection, suspended: Status | None = None):
+    def __init__(
+        self, status: Status, check: TransitionCheck[Status], record: Projection, suspended: Status | None = None
+    ):
         self.status = status
         self.suspended_from: Status | None = None
         self.pause_requested = False
@@ -74,16 +77,23 @@ class Lifecycle(Generic[Status]):
     def check_pause(self, subject: str) -> None:
         """Raise (rejecting the command) unless the running phase can be paused now."""
         if self._suspended is None or not self._allowed(self._suspended):
-            raise ApplicationError(f"cannot pause {subject}: it is {self.status}", type="IllegalTransition", non_retryable=True)
+            raise ApplicationError(
+                f"cannot pause {subject}: it is {self.status}", type="IllegalTransition", non_retryable=True
+            )
 
     def check_resume(self, subject: str) -> None:
         if self.status != self._suspended:
-            raise ApplicationError(f"cannot resume {subject}: it is {self.status}, not {self._suspended}", type="IllegalTransition",
-                                   non_retryable=True)
+            raise ApplicationError(
+                f"cannot resume {subject}: it is {self.status}, not {self._suspended}",
+                type="IllegalTransition",
+                non_retryable=True,
+            )
 
     def check_cancel(self, subject: str, cancelled: Status) -> None:
         if not self._allowed(cancelled):
-            raise ApplicationError(f"cannot cancel {subject}: it is {self.status}", type="IllegalTransition", non_retryable=True)
+            raise ApplicationError(
+                f"cannot cancel {subject}: it is {self.status}", type="IllegalTransition", non_retryable=True
+            )
 
     def request_pause(self) -> None:
         self.pause_requested, self.resume_requested = True, False
@@ -100,7 +110,9 @@ class Lifecycle(Generic[Status]):
 
     # ------------------------------------------------------------ phases
 
-    async def run_phase(self, status: Status, activity: Callable, arg: Any, options: PhaseOptions, **started: Any) -> Any:
+    async def run_phase(
+        self, status: Status, activity: Callable, arg: Any, options: PhaseOptions, **started: Any
+    ) -> Any:
         """Run one phase's activity in `status`; a pause cancels it (training checkpoints first), suspends, and re-runs it on resume."""
         await self.record(status, phase_event="started", phase=status, **started)
         while True:
@@ -108,8 +120,12 @@ class Lifecycle(Generic[Status]):
                 await self._suspend(status)
                 continue
             handle = workflow.start_activity(
-                activity, arg, task_queue=options.task_queue, start_to_close_timeout=options.start_to_close,
-                heartbeat_timeout=options.heartbeat, retry_policy=options.retry,
+                activity,
+                arg,
+                task_queue=options.task_queue,
+                start_to_close_timeout=options.start_to_close,
+                heartbeat_timeout=options.heartbeat,
+                retry_policy=options.retry,
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
             pause = asyncio.ensure_future(workflow.wait_condition(lambda: self.pause_requested))

@@ -15,7 +15,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.registry import RegistryActivities
     from core.settings import TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE
     from core.status import GateStatus, check_gate_transition
-    from schemas.workflow_io import ConcludeGateInput, ConcludeGateResult, GateEvaluateInput, GateEvaluateResult, PromotionGateInput, RecordGateInput
+    from schemas.workflow_io import (
+        ConcludeGateInput,
+        ConcludeGateResult,
+        GateEvaluateInput,
+        GateEvaluateResult,
+        PromotionGateInput,
+        RecordGateInput,
+    )
     from workflows.lifecycle import Lifecycle, PhaseOptions, failure_message
 
 BOOKKEEPING_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=10)
@@ -31,22 +38,44 @@ class PromotionGateWorkflow:
     async def run(self, inp: PromotionGateInput) -> ConcludeGateResult:
         self._gate_id = inp.gate_id
         timeouts = inp.timeouts
-        options = PhaseOptions(TASK_QUEUE_EVALUATE, timedelta(seconds=timeouts.evaluate_seconds),
-                               RetryPolicy(initial_interval=timedelta(seconds=timeouts.retry_initial_seconds), maximum_attempts=timeouts.max_attempts),
-                               timedelta(seconds=timeouts.heartbeat_seconds))
+        options = PhaseOptions(
+            TASK_QUEUE_EVALUATE,
+            timedelta(seconds=timeouts.evaluate_seconds),
+            RetryPolicy(
+                initial_interval=timedelta(seconds=timeouts.retry_initial_seconds),
+                maximum_attempts=timeouts.max_attempts,
+            ),
+            timedelta(seconds=timeouts.heartbeat_seconds),
+        )
         try:
             evaluated: GateEvaluateResult = await self.lifecycle.run_phase(
-                GateStatus.EVALUATING, RegistryActivities.evaluate_for_promotion,
-                GateEvaluateInput(inp.gate_id, inp.org_id, inp.base_model, inp.candidate, inp.current, inp.test_sets, inp.mode, inp.margin,
-                                  inp.knowledge_base_id, inp.retrieval_top_k, significance=inp.significance),
-                options)
+                GateStatus.EVALUATING,
+                RegistryActivities.evaluate_for_promotion,
+                GateEvaluateInput(
+                    inp.gate_id,
+                    inp.org_id,
+                    inp.base_model,
+                    inp.candidate,
+                    inp.current,
+                    inp.test_sets,
+                    inp.mode,
+                    inp.margin,
+                    inp.knowledge_base_id,
+                    inp.retrieval_top_k,
+                    significance=inp.significance,
+                ),
+                options,
+            )
         except ActivityError as err:
             message = failure_message(err)
             await self.lifecycle.record(GateStatus.FAILED, error=message)
             raise ApplicationError(message, type="PromotionGateFailed", non_retryable=True) from err
         decided: ConcludeGateResult = await workflow.execute_activity_method(
-            RegistryActivities.conclude_promotion, ConcludeGateInput(inp.gate_id, evaluated.figures), task_queue=TASK_QUEUE_BOOKKEEPING,
-            start_to_close_timeout=timedelta(minutes=2), retry_policy=BOOKKEEPING_RETRY,
+            RegistryActivities.conclude_promotion,
+            ConcludeGateInput(inp.gate_id, evaluated.figures),
+            task_queue=TASK_QUEUE_BOOKKEEPING,
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=BOOKKEEPING_RETRY,
         )
         self.lifecycle.status = GateStatus(decided.status)  # written by the decision itself, with the alias move
         return decided
@@ -57,6 +86,8 @@ class PromotionGateWorkflow:
 
     async def _project(self, status: GateStatus, error: str | None = None, **_: Any) -> None:
         await workflow.execute_local_activity_method(
-            RegistryActivities.record_gate, RecordGateInput(self._gate_id, status.value, error),
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=BOOKKEEPING_RETRY,
+            RegistryActivities.record_gate,
+            RecordGateInput(self._gate_id, status.value, error),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=BOOKKEEPING_RETRY,
         )

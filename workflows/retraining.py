@@ -8,7 +8,6 @@ state) until it ends, then starts one incremental task from it if it COMPLETED, 
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -18,11 +17,20 @@ with workflow.unsafe.imports_passed_through():
     from activities.retraining import RetrainingActivities
     from core.settings import TASK_QUEUE_BOOKKEEPING
     from core.status import TERMINAL_STATUSES, TaskStatus
-    from schemas.workflow_io import KnowledgeChanged, RetrainInput, RetrainResult, StartIncrementalInput, TaskStateInput, TaskStateResult
+    from schemas.workflow_io import (
+        KnowledgeChanged,
+        RetrainInput,
+        RetrainResult,
+        StartIncrementalInput,
+        TaskStateInput,
+        TaskStateResult,
+    )
 
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=10)
 # at the organization's running-task limit the start fails as RateLimited: it is retried until a slot frees
-START_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=5), maximum_attempts=0)
+START_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=5), maximum_attempts=0
+)
 
 
 @workflow.defn(name="RetrainWorkflow")
@@ -46,19 +54,33 @@ class RetrainWorkflow:
         await self._quiet(inp.quiet_seconds)
         while True:
             state: TaskStateResult = await workflow.execute_activity_method(
-                RetrainingActivities.task_state, TaskStateInput(inp.task_id), task_queue=TASK_QUEUE_BOOKKEEPING,
-                start_to_close_timeout=timedelta(seconds=30), retry_policy=RETRY)
+                RetrainingActivities.task_state,
+                TaskStateInput(inp.task_id),
+                task_queue=TASK_QUEUE_BOOKKEEPING,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RETRY,
+            )
             if state.child_task_id:
-                return RetrainResult(inp.task_id, state.child_task_id, self._version, "an incremental task was already started")
+                return RetrainResult(
+                    inp.task_id, state.child_task_id, self._version, "an incremental task was already started"
+                )
             if state.status in TERMINAL_STATUSES or state.status == "DELETED":
                 break
-            await workflow.sleep(timedelta(seconds=inp.poll_seconds))  # still running: never disturbed, picked up after it ends
+            await workflow.sleep(
+                timedelta(seconds=inp.poll_seconds)
+            )  # still running: never disturbed, picked up after it ends
         if state.status != TaskStatus.COMPLETED:
-            return RetrainResult(inp.task_id, None, self._version, f"the task ended {state.status}: nothing to continue from")
+            return RetrainResult(
+                inp.task_id, None, self._version, f"the task ended {state.status}: nothing to continue from"
+            )
         await self._quiet(inp.quiet_seconds)  # changes made while it ran settle too
         child = await workflow.execute_activity_method(
-            RetrainingActivities.start_incremental_task, StartIncrementalInput(inp.task_id, self._version), task_queue=TASK_QUEUE_BOOKKEEPING,
-            start_to_close_timeout=timedelta(seconds=60), retry_policy=START_RETRY)
+            RetrainingActivities.start_incremental_task,
+            StartIncrementalInput(inp.task_id, self._version),
+            task_queue=TASK_QUEUE_BOOKKEEPING,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=START_RETRY,
+        )
         return RetrainResult(inp.task_id, child, self._version, f"knowledge base changed ({self._changes} changes)")
 
     async def _quiet(self, seconds: float) -> None:
@@ -67,5 +89,5 @@ class RetrainWorkflow:
             seen = self._changes
             try:
                 await workflow.wait_condition(lambda: self._changes > seen, timeout=timedelta(seconds=seconds))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return

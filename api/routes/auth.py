@@ -23,7 +23,9 @@ async def login(request: Request, session: SessionDep, settings: SettingsDep, bo
     client = client_address(request)
     throttle.check(body.username, client)
     try:  # argon2 verification is deliberately slow: keep it off the event loop
-        tokens, caller = await run_in_threadpool(service.login, session, settings, body.username, body.password, body.org)
+        tokens, caller = await run_in_threadpool(
+            service.login, session, settings, body.username, body.password, body.org
+        )
     except Unauthenticated:
         throttle.failed(body.username, client)
         raise
@@ -39,7 +41,9 @@ def refresh(session: SessionDep, settings: SettingsDep, body: RefreshRequest) ->
 
 
 @router.post("/switch", response_model=TokenPair)
-def switch(request: Request, caller: AnyCaller, session: SessionDep, settings: SettingsDep, body: OrgSwitchRequest) -> TokenPair:
+def switch(
+    request: Request, caller: AnyCaller, session: SessionDep, settings: SettingsDep, body: OrgSwitchRequest
+) -> TokenPair:
     """A new token pair for another of your organizations (listed by GET /api/v1/auth/me), without the password again;
     the tokens you hold stay valid. API keys cannot switch (403)."""
     tokens, entered = service.switch_org(session, settings, caller, body.org_id)

@@ -11,8 +11,18 @@ from api.security import KnowledgeRead, KnowledgeToDataset, KnowledgeWrite
 from core.errors import Unavailable
 from db.models import KnowledgeBase, KnowledgeDocument
 from schemas.api import (
-    ChunkPublic, DatasetPublic, DocumentDetail, DocumentList, DocumentPublic, GenerateDatasetRequest, KnowledgeBaseCreate, KnowledgeBaseList,
-    KnowledgeBasePublic, SearchRequest, SearchResponse, SearchResult,
+    ChunkPublic,
+    DatasetPublic,
+    DocumentDetail,
+    DocumentList,
+    DocumentPublic,
+    GenerateDatasetRequest,
+    KnowledgeBaseCreate,
+    KnowledgeBaseList,
+    KnowledgeBasePublic,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
 )
 from services import knowledge as service
 
@@ -21,26 +31,41 @@ PREVIEW_CHUNKS = 20
 
 
 def kb_public(kb: KnowledgeBase) -> KnowledgeBasePublic:
-    return KnowledgeBasePublic(knowledge_base_id=kb.id, **{k: getattr(kb, k) for k in KnowledgeBasePublic.model_fields if k != "knowledge_base_id"})
+    return KnowledgeBasePublic(
+        knowledge_base_id=kb.id,
+        **{k: getattr(kb, k) for k in KnowledgeBasePublic.model_fields if k != "knowledge_base_id"},
+    )
 
 
 def document_public(document: KnowledgeDocument) -> DocumentPublic:
-    return DocumentPublic(document_id=document.id, **{k: getattr(document, k) for k in DocumentPublic.model_fields if k != "document_id"})
+    return DocumentPublic(
+        document_id=document.id, **{k: getattr(document, k) for k in DocumentPublic.model_fields if k != "document_id"}
+    )
 
 
 @router.post("", status_code=201, response_model=KnowledgeBasePublic)
-def create_knowledge_base(caller: KnowledgeWrite, session: SessionDep, settings: SettingsDep, body: KnowledgeBaseCreate,
-                          response: Response) -> KnowledgeBasePublic:
+def create_knowledge_base(
+    caller: KnowledgeWrite, session: SessionDep, settings: SettingsDep, body: KnowledgeBaseCreate, response: Response
+) -> KnowledgeBasePublic:
     """An empty knowledge base; upload documents to it, and its index is built from them."""
-    kb = service.create_knowledge_base(session, settings, name=body.name, description=body.description, org_id=caller.org_id,
-                                       created_by=caller.user_id, chunk_tokens=body.chunk_tokens, chunk_overlap_tokens=body.chunk_overlap_tokens)
+    kb = service.create_knowledge_base(
+        session,
+        settings,
+        name=body.name,
+        description=body.description,
+        org_id=caller.org_id,
+        created_by=caller.user_id,
+        chunk_tokens=body.chunk_tokens,
+        chunk_overlap_tokens=body.chunk_overlap_tokens,
+    )
     response.headers["Location"] = f"{router.prefix}/{kb.id}"
     return kb_public(kb)
 
 
 @router.get("", response_model=KnowledgeBaseList)
-def list_knowledge_bases(caller: KnowledgeRead, session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                         offset: Offset = 0) -> KnowledgeBaseList:
+def list_knowledge_bases(
+    caller: KnowledgeRead, session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Offset = 0
+) -> KnowledgeBaseList:
     rows, total = service.list_knowledge_bases(session, caller.org_id, limit, offset)
     return KnowledgeBaseList(items=[kb_public(kb) for kb in rows], total=total, limit=limit, offset=offset)
 
@@ -51,21 +76,38 @@ def get_knowledge_base(caller: KnowledgeRead, session: SessionDep, kb_id: str) -
 
 
 @router.delete("/{kb_id}", status_code=204)
-async def delete_knowledge_base(caller: KnowledgeWrite, session: SessionDep, store: StoreDep, temporal: TemporalDep, kb_id: str) -> None:
+async def delete_knowledge_base(
+    caller: KnowledgeWrite, session: SessionDep, store: StoreDep, temporal: TemporalDep, kb_id: str
+) -> None:
     """The knowledge base, its documents, its index versions and its ingestion workflow."""
     await service.delete_knowledge_base(session, store, temporal, caller.org_id, kb_id)
 
 
 @router.post("/{kb_id}/documents", status_code=202, response_model=DocumentPublic)
-async def upload_document(caller: KnowledgeWrite, session: SessionDep, store: StoreDep, settings: SettingsDep, temporal: TemporalDep,
-                          kb_id: str, response: Response,
-                          file: Annotated[UploadFile, File(description="Markdown (.md), plain text (.txt), HTML (.html) or PDF (.pdf)")]) -> DocumentPublic:
+async def upload_document(
+    caller: KnowledgeWrite,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    kb_id: str,
+    response: Response,
+    file: Annotated[UploadFile, File(description="Markdown (.md), plain text (.txt), HTML (.html) or PDF (.pdf)")],
+) -> DocumentPublic:
     """Store a document (a file under an existing name is that document's next version) and queue it for indexing:
     202 with the document PENDING; its status becomes INDEXED or FAILED (with the reason) when the build has run."""
     kb = service.get_knowledge_base(session, caller.org_id, kb_id)
     await temporal()  # reachable before anything is stored (503 otherwise)
-    upload = await run_in_threadpool(service.store_document, session, store, settings, kb, stream=file.file, filename=file.filename or "",
-                                     created_by=caller.user_id)
+    upload = await run_in_threadpool(
+        service.store_document,
+        session,
+        store,
+        settings,
+        kb,
+        stream=file.file,
+        filename=file.filename or "",
+        created_by=caller.user_id,
+    )
     try:
         await service.request_build(temporal, settings, kb, [upload.document.id])
     except Unavailable:
@@ -83,18 +125,29 @@ def list_documents(caller: KnowledgeRead, session: SessionDep, kb_id: str) -> Do
 
 
 @router.get("/{kb_id}/documents/{document_id}", response_model=DocumentDetail)
-def get_document(caller: KnowledgeRead, request: Request, session: SessionDep, kb_id: str, document_id: str) -> DocumentDetail:
+def get_document(
+    caller: KnowledgeRead, request: Request, session: SessionDep, kb_id: str, document_id: str
+) -> DocumentDetail:
     """The document with a preview of its chunks in the current index."""
     kb = service.get_knowledge_base(session, caller.org_id, kb_id)
     document = service.get_document(session, kb, document_id)
     chunks = service.document_chunks(request.app.state.knowledge_indexes, kb, document, PREVIEW_CHUNKS)
-    return DocumentDetail(**document_public(document).model_dump(), chunks=[ChunkPublic(**{k: getattr(c, k) for k in ChunkPublic.model_fields})
-                                                                           for c in chunks])
+    return DocumentDetail(
+        **document_public(document).model_dump(),
+        chunks=[ChunkPublic(**{k: getattr(c, k) for k in ChunkPublic.model_fields}) for c in chunks],
+    )
 
 
 @router.delete("/{kb_id}/documents/{document_id}", status_code=202, response_model=DocumentPublic)
-async def delete_document(caller: KnowledgeWrite, session: SessionDep, store: StoreDep, settings: SettingsDep, temporal: TemporalDep,
-                          kb_id: str, document_id: str) -> DocumentPublic:
+async def delete_document(
+    caller: KnowledgeWrite,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    kb_id: str,
+    document_id: str,
+) -> DocumentPublic:
     """Remove a document: it leaves search at once, and the index at the next build (queued now)."""
     kb = service.get_knowledge_base(session, caller.org_id, kb_id)
     await temporal()
@@ -104,23 +157,56 @@ async def delete_document(caller: KnowledgeWrite, session: SessionDep, store: St
 
 
 @router.post("/{kb_id}/datasets", status_code=202, response_model=DatasetPublic)
-async def generate_dataset(caller: KnowledgeToDataset, session: SessionDep, settings: SettingsDep, temporal: TemporalDep,
-                           kb_id: str, body: GenerateDatasetRequest, response: Response) -> DatasetPublic:
+async def generate_dataset(
+    caller: KnowledgeToDataset,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    kb_id: str,
+    body: GenerateDatasetRequest,
+    response: Response,
+) -> DatasetPublic:
     """A question/answer dataset written from the knowledge base's chunks and validated (answer supported by its chunk,
     the question retrieves its chunk, no near duplicates); 202 with the dataset GENERATING, READY or FAILED when done.
     Every example records its document, document version and chunk (see the dataset's preview)."""
     kb = service.get_knowledge_base(session, caller.org_id, kb_id)
-    dataset = await service.generate_dataset(session, temporal, settings, kb, name=body.name, questions_per_chunk=body.questions_per_chunk,
-                                             generator=body.generator, model_name=body.model_name, created_by=caller.user_id)
+    dataset = await service.generate_dataset(
+        session,
+        temporal,
+        settings,
+        kb,
+        name=body.name,
+        questions_per_chunk=body.questions_per_chunk,
+        generator=body.generator,
+        model_name=body.model_name,
+        created_by=caller.user_id,
+    )
     response.headers["Location"] = f"/api/v1/datasets/{dataset.id}"
     return dataset_public(dataset)
 
 
 @router.post("/{kb_id}/search", response_model=SearchResponse)
-async def search(caller: KnowledgeRead, request: Request, session: SessionDep, kb_id: str, body: SearchRequest) -> SearchResponse:
+async def search(
+    caller: KnowledgeRead, request: Request, session: SessionDep, kb_id: str, body: SearchRequest
+) -> SearchResponse:
     """The chunks most similar to the query (cosine similarity of MiniLM embeddings), best first."""
     kb = service.get_knowledge_base(session, caller.org_id, kb_id)
-    hits = await run_in_threadpool(service.search, session, request.app.state.knowledge_indexes, kb, body.query, body.top_k)
-    return SearchResponse(knowledge_base_id=kb.id, version=kb.version, results=[
-        SearchResult(rank=h.rank, score=h.score, text=h.chunk.text, chunk_id=h.chunk.chunk_id, document_id=h.chunk.document_id,
-                     filename=h.chunk.filename, heading_path=h.chunk.heading_path) for h in hits])
+    hits = await run_in_threadpool(
+        service.search, session, request.app.state.knowledge_indexes, kb, body.query, body.top_k
+    )
+    return SearchResponse(
+        knowledge_base_id=kb.id,
+        version=kb.version,
+        results=[
+            SearchResult(
+                rank=h.rank,
+                score=h.score,
+                text=h.chunk.text,
+                chunk_id=h.chunk.chunk_id,
+                document_id=h.chunk.document_id,
+                filename=h.chunk.filename,
+                heading_path=h.chunk.heading_path,
+            )
+            for h in hits
+        ],
+    )

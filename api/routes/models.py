@@ -14,8 +14,17 @@ from api.security import ModelsRead, ModelsRegister, ModelsWrite
 from auth.callers import Caller
 from db.models import AliasMove, ModelVersion, PromotionGate, RegisteredModel
 from schemas.api import (
-    AliasMovePublic, AliasPublic, GateList, GatePublic, ModelVersionList, ModelVersionPublic, PromoteRequest, RegisteredModelList,
-    RegisteredModelPublic, RegisterVersionRequest, RollbackRequest,
+    AliasMovePublic,
+    AliasPublic,
+    GateList,
+    GatePublic,
+    ModelVersionList,
+    ModelVersionPublic,
+    PromoteRequest,
+    RegisteredModelList,
+    RegisteredModelPublic,
+    RegisterVersionRequest,
+    RollbackRequest,
 )
 from services import registry as service
 
@@ -30,18 +39,28 @@ def actor(caller: Caller) -> service.Actor:
 
 def model_public(session, model: RegisteredModel) -> RegisteredModelPublic:
     aliases = {alias: version.version for alias, version in service.aliases_of(session, model).items()}
-    return RegisteredModelPublic(latest_version=service.latest_version(session, model), aliases=aliases,
-                                 **{k: getattr(model, k) for k in RegisteredModelPublic.model_fields if k not in ("latest_version", "aliases")})
+    return RegisteredModelPublic(
+        latest_version=service.latest_version(session, model),
+        aliases=aliases,
+        **{k: getattr(model, k) for k in RegisteredModelPublic.model_fields if k not in ("latest_version", "aliases")},
+    )
 
 
 def version_public(session, model: RegisteredModel, version: ModelVersion) -> ModelVersionPublic:
     aliases = [alias for alias, target in service.aliases_of(session, model).items() if target.id == version.id]
-    return ModelVersionPublic(model_name=model.name, aliases=aliases,
-                              **{k: getattr(version, k) for k in ModelVersionPublic.model_fields if k not in ("model_name", "aliases")})
+    return ModelVersionPublic(
+        model_name=model.name,
+        aliases=aliases,
+        **{k: getattr(version, k) for k in ModelVersionPublic.model_fields if k not in ("model_name", "aliases")},
+    )
 
 
 def gate_public(model: RegisteredModel, gate: PromotionGate) -> GatePublic:
-    return GatePublic(gate_id=gate.id, model_name=model.name, **{k: getattr(gate, k) for k in GatePublic.model_fields if k not in ("gate_id", "model_name")})
+    return GatePublic(
+        gate_id=gate.id,
+        model_name=model.name,
+        **{k: getattr(gate, k) for k in GatePublic.model_fields if k not in ("gate_id", "model_name")},
+    )
 
 
 def move_public(move: AliasMove) -> AliasMovePublic:
@@ -59,13 +78,31 @@ def get_model(caller: ModelsRead, session: SessionDep, model_name: str) -> Regis
     return model_public(session, service.get_model(session, caller.org_id, model_name))
 
 
-@router.post("/{model_name}/versions", status_code=201, response_model=ModelVersionPublic,
-             responses={200: {"model": ModelVersionPublic, "description": "That iteration already is a version of this model"}})
-def register_version(caller: ModelsRegister, session: SessionDep, store: StoreDep, model_name: str, body: RegisterVersionRequest,
-                     response: Response) -> ModelVersionPublic:
+@router.post(
+    "/{model_name}/versions",
+    status_code=201,
+    response_model=ModelVersionPublic,
+    responses={200: {"model": ModelVersionPublic, "description": "That iteration already is a version of this model"}},
+)
+def register_version(
+    caller: ModelsRegister,
+    session: SessionDep,
+    store: StoreDep,
+    model_name: str,
+    body: RegisterVersionRequest,
+    response: Response,
+) -> ModelVersionPublic:
     """A finished iteration of a task (default: its last) as the next version of this model; the model is made on first use."""
-    version, created = service.register_version(session, store, org_id=caller.org_id, model_name=model_name, task_id=body.task_id,
-                                                iteration=body.iteration, created_by=caller.user_id, description=body.description)
+    version, created = service.register_version(
+        session,
+        store,
+        org_id=caller.org_id,
+        model_name=model_name,
+        task_id=body.task_id,
+        iteration=body.iteration,
+        created_by=caller.user_id,
+        description=body.description,
+    )
     model = service.get_model(session, caller.org_id, model_name)
     response.status_code = 201 if created else 200
     response.headers["Location"] = f"{router.prefix}/{model_name}/versions/{version.version}"
@@ -73,10 +110,14 @@ def register_version(caller: ModelsRegister, session: SessionDep, store: StoreDe
 
 
 @router.get("/{model_name}/versions", response_model=ModelVersionList)
-def list_versions(caller: ModelsRead, session: SessionDep, model_name: str, limit: Limit = 50, offset: Offset = 0) -> ModelVersionList:
+def list_versions(
+    caller: ModelsRead, session: SessionDep, model_name: str, limit: Limit = 50, offset: Offset = 0
+) -> ModelVersionList:
     model = service.get_model(session, caller.org_id, model_name)
     rows, total = service.list_versions(session, model, limit, offset)
-    return ModelVersionList(items=[version_public(session, model, v) for v in rows], total=total, limit=limit, offset=offset)
+    return ModelVersionList(
+        items=[version_public(session, model, v) for v in rows], total=total, limit=limit, offset=offset
+    )
 
 
 @router.get("/{model_name}/versions/{version}", response_model=ModelVersionPublic)
@@ -91,9 +132,19 @@ def delete_version(caller: ModelsWrite, session: SessionDep, model_name: str, ve
     service.delete_version(session, service.get_model(session, caller.org_id, model_name), version)
 
 
-@router.get("/{model_name}/versions/{version}/adapter", response_class=FileResponse,
-            responses={200: {"content": {"application/x-tar": {}}, "description": "The adapter folder as a tar (load it with PeftModel.from_pretrained)"}})
-async def download_adapter(caller: ModelsRead, session: SessionDep, store: StoreDep, model_name: str, version: Version) -> FileResponse:
+@router.get(
+    "/{model_name}/versions/{version}/adapter",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "content": {"application/x-tar": {}},
+            "description": "The adapter folder as a tar (load it with PeftModel.from_pretrained)",
+        }
+    },
+)
+async def download_adapter(
+    caller: ModelsRead, session: SessionDep, store: StoreDep, model_name: str, version: Version
+) -> FileResponse:
     model = service.get_model(session, caller.org_id, model_name)
     row = service.get_version(session, model, version)
     handle = tempfile.NamedTemporaryFile(suffix=".tar", delete=False)
@@ -103,8 +154,12 @@ async def download_adapter(caller: ModelsRead, session: SessionDep, store: Store
     except BaseException:
         os.unlink(handle.name)
         raise
-    return FileResponse(handle.name, media_type="application/x-tar", filename=f"{model_name}-v{version}-adapter.tar",
-                        background=BackgroundTask(os.unlink, handle.name))
+    return FileResponse(
+        handle.name,
+        media_type="application/x-tar",
+        filename=f"{model_name}-v{version}-adapter.tar",
+        background=BackgroundTask(os.unlink, handle.name),
+    )
 
 
 @router.get("/{model_name}/aliases", response_model=list[AliasPublic])
@@ -112,9 +167,15 @@ def list_aliases(caller: ModelsRead, session: SessionDep, model_name: str) -> li
     """Each alias, the version it points at, and the history of its moves (who, when, from, to, why)."""
     model = service.get_model(session, caller.org_id, model_name)
     history = service.alias_history(session, model)
-    return [AliasPublic(alias=alias, version=version.version, updated_at=_moved_at(history, alias),
-                        history=[move_public(m) for m in history if m.alias == alias])
-            for alias, version in service.aliases_of(session, model).items()]
+    return [
+        AliasPublic(
+            alias=alias,
+            version=version.version,
+            updated_at=_moved_at(history, alias),
+            history=[move_public(m) for m in history if m.alias == alias],
+        )
+        for alias, version in service.aliases_of(session, model).items()
+    ]
 
 
 def _moved_at(history: list[AliasMove], alias: str):
@@ -122,28 +183,51 @@ def _moved_at(history: list[AliasMove], alias: str):
 
 
 @router.post("/{model_name}/versions/{version}/promote", status_code=202, response_model=GatePublic)
-async def promote_version(caller: ModelsWrite, session: SessionDep, settings: SettingsDep, temporal: TemporalDep, model_name: str, version: Version,
-                          body: PromoteRequest, response: Response) -> GatePublic:
+async def promote_version(
+    caller: ModelsWrite,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    model_name: str,
+    version: Version,
+    body: PromoteRequest,
+    response: Response,
+) -> GatePublic:
     """Ask the promotion gate to point `alias` at this version: 202 with the gate, whose outcome `GET .../gates/{gate_id}` shows.
     With `force` (owners and admins, with a reason) the alias moves at once, audited."""
     model = service.get_model(session, caller.org_id, model_name)
-    gate = await service.request_promotion(session, temporal, settings, model, version, alias=body.alias, actor=actor(caller), force=body.force,
-                                           reason=body.reason)
+    gate = await service.request_promotion(
+        session,
+        temporal,
+        settings,
+        model,
+        version,
+        alias=body.alias,
+        actor=actor(caller),
+        force=body.force,
+        reason=body.reason,
+    )
     response.headers["Location"] = f"{router.prefix}/{model_name}/gates/{gate.id}"
     return gate_public(model, gate)
 
 
 @router.post("/{model_name}/aliases/{alias}/rollback", response_model=AliasPublic)
-def rollback_alias(caller: ModelsWrite, session: SessionDep, model_name: str, alias: str, body: RollbackRequest | None = None) -> AliasPublic:
+def rollback_alias(
+    caller: ModelsWrite, session: SessionDep, model_name: str, alias: str, body: RollbackRequest | None = None
+) -> AliasPublic:
     """Move the alias back to the version it pointed at before its last move."""
     model = service.get_model(session, caller.org_id, model_name)
     move = service.rollback(session, model, alias, actor(caller), body.reason if body else None)
     history = service.alias_history(session, model, alias)
-    return AliasPublic(alias=alias, version=move.to_version, updated_at=move.at, history=[move_public(m) for m in history])
+    return AliasPublic(
+        alias=alias, version=move.to_version, updated_at=move.at, history=[move_public(m) for m in history]
+    )
 
 
 @router.get("/{model_name}/gates", response_model=GateList)
-def list_gates(caller: ModelsRead, session: SessionDep, model_name: str, limit: Limit = 50, offset: Offset = 0) -> GateList:
+def list_gates(
+    caller: ModelsRead, session: SessionDep, model_name: str, limit: Limit = 50, offset: Offset = 0
+) -> GateList:
     model = service.get_model(session, caller.org_id, model_name)
     rows, total = service.list_gates(session, model, limit, offset)
     return GateList(items=[gate_public(model, g) for g in rows], total=total, limit=limit, offset=offset)

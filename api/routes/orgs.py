@@ -4,14 +4,23 @@ from fastapi import APIRouter, Response
 
 from api.deps import SessionDep, SettingsDep
 from api.security import AnyCaller, MembersRead, MembersWrite, OrgManage
-from schemas.api import MemberCreate, MemberPublic, MemberUpdate, OrganizationCreate, OrganizationPublic, OrganizationUpdate
+from schemas.api import (
+    MemberCreate,
+    MemberPublic,
+    MemberUpdate,
+    OrganizationCreate,
+    OrganizationPublic,
+    OrganizationUpdate,
+)
 from services import identity as service
 
 router = APIRouter(prefix="/api/v1/orgs", tags=["organizations"])
 
 
 @router.post("", status_code=201, response_model=OrganizationPublic)
-def create_org(caller: AnyCaller, session: SessionDep, settings: SettingsDep, body: OrganizationCreate, response: Response) -> OrganizationPublic:
+def create_org(
+    caller: AnyCaller, session: SessionDep, settings: SettingsDep, body: OrganizationCreate, response: Response
+) -> OrganizationPublic:
     """A new organization owned by the caller; log in with `org` to act in it."""
     org = service.create_org(session, caller, body.name)
     response.headers["Location"] = f"{router.prefix}/{org.id}"
@@ -25,7 +34,9 @@ def get_org(caller: MembersRead, session: SessionDep, settings: SettingsDep, org
 
 
 @router.patch("/{org_id}", response_model=OrganizationPublic)
-def rename_org(caller: OrgManage, session: SessionDep, settings: SettingsDep, org_id: str, body: OrganizationUpdate) -> OrganizationPublic:
+def rename_org(
+    caller: OrgManage, session: SessionDep, settings: SettingsDep, org_id: str, body: OrganizationUpdate
+) -> OrganizationPublic:
     return service.org_public(session, settings, service.rename_org(session, caller, org_id, body.name))
 
 
@@ -35,7 +46,9 @@ def list_members(caller: MembersRead, session: SessionDep, org_id: str) -> list[
 
 
 @router.post("/{org_id}/members", status_code=201, response_model=MemberPublic)
-def add_member(caller: MembersWrite, session: SessionDep, org_id: str, body: MemberCreate, response: Response) -> MemberPublic:
+def add_member(
+    caller: MembersWrite, session: SessionDep, org_id: str, body: MemberCreate, response: Response
+) -> MemberPublic:
     """Add an existing user, or create the account when a password is given."""
     member = service.add_member(session, caller, org_id, body)
     response.headers["Location"] = f"{router.prefix}/{org_id}/members/{member.user_id}"
@@ -43,7 +56,9 @@ def add_member(caller: MembersWrite, session: SessionDep, org_id: str, body: Mem
 
 
 @router.patch("/{org_id}/members/{user_id}", response_model=MemberPublic)
-def change_role(caller: MembersWrite, session: SessionDep, org_id: str, user_id: str, body: MemberUpdate) -> MemberPublic:
+def change_role(
+    caller: MembersWrite, session: SessionDep, org_id: str, user_id: str, body: MemberUpdate
+) -> MemberPublic:
     return service.change_role(session, caller, org_id, user_id, body.role)
 
 

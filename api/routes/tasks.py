@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, AsyncIterator, Literal
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
@@ -12,7 +13,15 @@ from api.errors import JSON_ERROR_RESPONSES
 from api.security import TasksRead, TasksWrite
 from core.status import TERMINAL_STATUSES, TaskMode, TaskStatus
 from db.models import MLTask
-from schemas.api import ContinuousTaskCreate, ExecutionPublic, StandardTaskCreate, TaskAction, TaskList, TaskPublic, TrainingProgressPublic
+from schemas.api import (
+    ContinuousTaskCreate,
+    ExecutionPublic,
+    StandardTaskCreate,
+    TaskAction,
+    TaskList,
+    TaskPublic,
+    TrainingProgressPublic,
+)
 from schemas.reports import AnswerList, StoredTaskReport
 from services import task_events
 from services import tasks as service
@@ -22,19 +31,33 @@ router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 
 def to_public(task: MLTask, settings=None, progress: dict[str, Any] | None = None) -> TaskPublic:
     fields = {k: getattr(task, k) for k in TaskPublic.model_fields if hasattr(task, k) and k not in ("progress",)}
-    url = f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{task.id}" if settings else None
-    live = TrainingProgressPublic(**{k: progress.get(k) for k in TrainingProgressPublic.model_fields}) if progress else None
+    url = (
+        f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{task.id}" if settings else None
+    )
+    live = (
+        TrainingProgressPublic(**{k: progress.get(k) for k in TrainingProgressPublic.model_fields})
+        if progress
+        else None
+    )
     return TaskPublic(task_id=task.id, task_name=task.name, progress=live, workflow_url=url, **fields)
 
 
 @router.post("/standard", status_code=201, response_model=TaskPublic)
-def create_standard_task(caller: TasksWrite, session: SessionDep, settings: SettingsDep, body: StandardTaskCreate, response: Response) -> TaskPublic:
-    return _created(service.create_task(session, body, TaskMode.STANDARD, caller.org_id, caller.user_id), settings, response)
+def create_standard_task(
+    caller: TasksWrite, session: SessionDep, settings: SettingsDep, body: StandardTaskCreate, response: Response
+) -> TaskPublic:
+    return _created(
+        service.create_task(session, body, TaskMode.STANDARD, caller.org_id, caller.user_id), settings, response
+    )
 
 
 @router.post("/continuous", status_code=201, response_model=TaskPublic)
-def create_continuous_task(caller: TasksWrite, session: SessionDep, settings: SettingsDep, body: ContinuousTaskCreate, response: Response) -> TaskPublic:
-    return _created(service.create_task(session, body, TaskMode.CONTINUOUS, caller.org_id, caller.user_id), settings, response)
+def create_continuous_task(
+    caller: TasksWrite, session: SessionDep, settings: SettingsDep, body: ContinuousTaskCreate, response: Response
+) -> TaskPublic:
+    return _created(
+        service.create_task(session, body, TaskMode.CONTINUOUS, caller.org_id, caller.user_id), settings, response
+    )
 
 
 def _created(task: MLTask, settings, response: Response) -> TaskPublic:
@@ -43,8 +66,14 @@ def _created(task: MLTask, settings, response: Response) -> TaskPublic:
 
 
 @router.get("", response_model=TaskList)
-def list_tasks(caller: TasksRead, session: SessionDep, settings: SettingsDep, status: TaskStatus | None = None,
-               limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Offset = 0) -> TaskList:
+def list_tasks(
+    caller: TasksRead,
+    session: SessionDep,
+    settings: SettingsDep,
+    status: TaskStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Offset = 0,
+) -> TaskList:
     rows, total = service.list_tasks(session, caller.org_id, status, limit, offset)
     return TaskList(items=[to_public(t, settings) for t in rows], total=total, limit=limit, offset=offset)
 
@@ -57,7 +86,10 @@ def get_task(caller: TasksRead, session: SessionDep, settings: SettingsDep, task
 
 @router.get("/{task_id}/executions", response_model=list[ExecutionPublic])
 def list_executions(caller: TasksRead, session: SessionDep, task_id: str) -> list[ExecutionPublic]:
-    return [ExecutionPublic.model_validate(e, from_attributes=True) for e in service.list_executions(session, caller.org_id, task_id)]
+    return [
+        ExecutionPublic.model_validate(e, from_attributes=True)
+        for e in service.list_executions(session, caller.org_id, task_id)
+    ]
 
 
 @router.get("/{task_id}/report", response_model=StoredTaskReport)
@@ -67,17 +99,29 @@ def get_report(caller: TasksRead, session: SessionDep, store: StoreDep, task_id:
 
 
 @router.get("/{task_id}/iterations/{iteration}/answers", response_model=AnswerList)
-def list_answers(caller: TasksRead, session: SessionDep, store: StoreDep, task_id: str, iteration: Annotated[int, Path(ge=0, le=1000)],
-                 split: Literal["test", "feedback"] = "test", mode: Literal["closed_book", "rag"] | None = None,
-                 verdict: Literal["right", "wrong", "unjudged"] | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 100,
-                 offset: Offset = 0) -> AnswerList:
+def list_answers(
+    caller: TasksRead,
+    session: SessionDep,
+    store: StoreDep,
+    task_id: str,
+    iteration: Annotated[int, Path(ge=0, le=1000)],
+    split: Literal["test", "feedback"] = "test",
+    mode: Literal["closed_book", "rag"] | None = None,
+    verdict: Literal["right", "wrong", "unjudged"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 100,
+    offset: Offset = 0,
+) -> AnswerList:
     """Every answer of one evaluation (iteration 0: the base model) with its question, reference, sources and each fact
     check's verdict, wrong ones first; `mode` defaults to the task's serving mode."""
-    return service.evaluation_answers(session, store, caller.org_id, task_id, iteration, split, mode, verdict, limit, offset)
+    return service.evaluation_answers(
+        session, store, caller.org_id, task_id, iteration, split, mode, verdict, limit, offset
+    )
 
 
 @router.post("/{task_id}/start", status_code=202, response_model=TaskAction)
-async def start_task(caller: TasksWrite, session: SessionDep, settings: SettingsDep, temporal: TemporalDep, task_id: str) -> TaskAction:
+async def start_task(
+    caller: TasksWrite, session: SessionDep, settings: SettingsDep, temporal: TemporalDep, task_id: str
+) -> TaskAction:
     task = await service.start_task(session, temporal, settings, task_id, org_id=caller.org_id)
     return TaskAction(task_id=task_id, status=task.status, detail="workflow started (or already running)")
 
@@ -85,7 +129,9 @@ async def start_task(caller: TasksWrite, session: SessionDep, settings: Settings
 @router.post("/{task_id}/pause", status_code=202, response_model=TaskAction)
 async def pause_task(caller: TasksWrite, session: SessionDep, temporal: TemporalDep, task_id: str) -> TaskAction:
     task = await service.pause_task(session, temporal, task_id, org_id=caller.org_id)
-    return TaskAction(task_id=task_id, status=task.status, detail="pause requested: the running phase checkpoints and stops")
+    return TaskAction(
+        task_id=task_id, status=task.status, detail="pause requested: the running phase checkpoints and stops"
+    )
 
 
 @router.post("/{task_id}/resume", status_code=202, response_model=TaskAction)
@@ -97,7 +143,9 @@ async def resume_task(caller: TasksWrite, session: SessionDep, temporal: Tempora
 @router.post("/{task_id}/cancel", status_code=202, response_model=TaskAction)
 async def cancel_task(caller: TasksWrite, session: SessionDep, temporal: TemporalDep, task_id: str) -> TaskAction:
     task = await service.cancel_task(session, temporal, task_id, org_id=caller.org_id)
-    return TaskAction(task_id=task_id, status=task.status, detail="cancellation requested: the unfinished iteration is compensated")
+    return TaskAction(
+        task_id=task_id, status=task.status, detail="cancellation requested: the unfinished iteration is compensated"
+    )
 
 
 def task_to_follow(caller: TasksRead, session: SessionDep, task_id: str) -> tuple[str, str]:
@@ -108,12 +156,26 @@ def task_to_follow(caller: TasksRead, session: SessionDep, task_id: str) -> tupl
     return caller.org_id, task_id
 
 
-@router.get("/{task_id}/events", response_class=EventSourceResponse, responses={**JSON_ERROR_RESPONSES, 200: {"description": (
-    "Server-sent events: `snapshot` (first, without Last-Event-ID: the task as GET /tasks/{id} shows it), `status`, "
-    "`progress` (training step, loss, tokens/s; evaluation done/total), `score` (an iteration's test score) and `final` "
-    "(the terminal status; the stream ends). Each has an increasing `id`; reconnect with `Last-Event-ID` to resume.")}})
-async def follow_task(request: Request, settings: SettingsDep, followed: Annotated[tuple[str, str], Depends(task_to_follow)],
-                      last_event_id: Annotated[int | None, Header(ge=0, le=2**63 - 1)] = None) -> AsyncIterator[ServerSentEvent]:
+@router.get(
+    "/{task_id}/events",
+    response_class=EventSourceResponse,
+    responses={
+        **JSON_ERROR_RESPONSES,
+        200: {
+            "description": (
+                "Server-sent events: `snapshot` (first, without Last-Event-ID: the task as GET /tasks/{id} shows it), `status`, "
+                "`progress` (training step, loss, tokens/s; evaluation done/total), `score` (an iteration's test score) and `final` "
+                "(the terminal status; the stream ends). Each has an increasing `id`; reconnect with `Last-Event-ID` to resume."
+            )
+        },
+    },
+)
+async def follow_task(
+    request: Request,
+    settings: SettingsDep,
+    followed: Annotated[tuple[str, str], Depends(task_to_follow)],
+    last_event_id: Annotated[int | None, Header(ge=0, le=2**63 - 1)] = None,
+) -> AsyncIterator[ServerSentEvent]:
     """The task's live progress, from its current state (or after `Last-Event-ID`) to its end."""
     org_id, task_id = followed
     sessions = request.app.state.sessions
@@ -121,7 +183,9 @@ async def follow_task(request: Request, settings: SettingsDep, followed: Annotat
     def snapshot() -> tuple[int, TaskPublic]:
         with sessions() as session:
             task = service.get_task(session, org_id, task_id)
-            return task_events.latest_event_id(session, task_id), to_public(task, settings, task_events.latest_progress(session, task))
+            return task_events.latest_event_id(session, task_id), to_public(
+                task, settings, task_events.latest_progress(session, task)
+            )
 
     def read(after: int):
         with sessions() as session:
@@ -141,7 +205,9 @@ async def follow_task(request: Request, settings: SettingsDep, followed: Annotat
                 return
         if len(events) == task_events.PAGE:
             continue
-        if TaskStatus(status) in TERMINAL_STATUSES:  # it ended before it had events, or the follower has seen its end already
+        if (
+            TaskStatus(status) in TERMINAL_STATUSES
+        ):  # it ended before it had events, or the follower has seen its end already
             yield ServerSentEvent(event=task_events.FINAL, id=str(after), data=final)
             return
         if await request.is_disconnected():

@@ -18,13 +18,23 @@ FACTS = HERE / "FERROLINK_FACTS.md"
 OUT = HERE / "knowledge"
 
 DOCUMENTS = {  # file stem -> (title, sections of the fact sheet)
-    "ferrolink-product-and-setup": ("FerroLink product and setup guide", ["Product and company", "Network ports", "Configuration, files and service"]),
+    "ferrolink-product-and-setup": (
+        "FerroLink product and setup guide",
+        ["Product and company", "Network ports", "Configuration, files and service"],
+    ),
     "ferrolink-command-line": ("FerroLink command-line reference", ["Command-line interface"]),
     "ferrolink-backups-and-storage": ("FerroLink backups, retention and storage", ["Backups, retention and storage"]),
     "ferrolink-security-and-licensing": ("FerroLink security and licensing", ["Security", "Licensing and pricing"]),
-    "ferrolink-errors-api-and-support": ("FerroLink error codes, API and support", ["Error codes", "API", "Support and lifecycle"]),
+    "ferrolink-errors-api-and-support": (
+        "FerroLink error codes, API and support",
+        ["Error codes", "API", "Support and lifecycle"],
+    ),
 }
-FORMATS = {"ferrolink-backups-and-storage": "txt", "ferrolink-security-and-licensing": "html", "ferrolink-errors-api-and-support": "pdf"}
+FORMATS = {
+    "ferrolink-backups-and-storage": "txt",
+    "ferrolink-security-and-licensing": "html",
+    "ferrolink-errors-api-and-support": "pdf",
+}
 FACT_ID = re.compile(r"^- \*\*F\d+\*\* ")
 
 

@@ -90,7 +90,10 @@ async def test_login_me_refresh_and_logout(clients, offline_settings):
     assert response.status_code == 200, response.text
     first = response.json()
     assert first["token_type"] == "bearer" and first["role"] == "admin"
-    assert first["expires_in"] == offline_settings.access_token_minutes * 60 and first["access_token"] != first["refresh_token"]
+    assert (
+        first["expires_in"] == offline_settings.access_token_minutes * 60
+        and first["access_token"] != first["refresh_token"]
+    )
 
     alice = clients.token(first["access_token"])
     profile = await me(alice)
@@ -102,7 +105,11 @@ async def test_login_me_refresh_and_logout(clients, offline_settings):
     refreshed = await clients.anonymous().post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert refreshed.status_code == 200, refreshed.text
     second = refreshed.json()
-    assert second["org_id"] == first["org_id"] and second["role"] == "admin" and second["access_token"] != first["access_token"]
+    assert (
+        second["org_id"] == first["org_id"]
+        and second["role"] == "admin"
+        and second["access_token"] != first["access_token"]
+    )
     assert (await me(clients.token(second["access_token"])))["user_id"] == profile["user_id"]
     wrong_type = await clients.anonymous().post("/api/v1/auth/refresh", json={"refresh_token": first["access_token"]})
     assert wrong_type.status_code == 401
@@ -113,7 +120,9 @@ async def test_login_me_refresh_and_logout(clients, offline_settings):
         assert response.status_code == 401 and "revoked" in response.json()["detail"]
         assert response.headers["www-authenticate"] == "Bearer"
     for token in (first["refresh_token"], second["refresh_token"]):
-        assert (await clients.anonymous().post("/api/v1/auth/refresh", json={"refresh_token": token})).status_code == 401
+        assert (
+            await clients.anonymous().post("/api/v1/auth/refresh", json={"refresh_token": token})
+        ).status_code == 401
     assert (await login(clients, "alice")).status_code == 200  # logging in again works
     wrong = await login(clients, "alice", "not the password")
     assert wrong.status_code == 401 and wrong.json()["detail"] == "wrong username or password"
@@ -125,7 +134,9 @@ async def test_a_member_of_two_organizations_chooses_one_and_the_token_acts_only
     acme_id = (await me(clients.user("acme-owner", "acme"))).get("org_id")
 
     ambiguous = await login(clients, "alice")
-    assert ambiguous.status_code == 422 and "acme" in ambiguous.json()["detail"] and "globex" in ambiguous.json()["detail"]
+    assert (
+        ambiguous.status_code == 422 and "acme" in ambiguous.json()["detail"] and "globex" in ambiguous.json()["detail"]
+    )
     by_name = (await login(clients, "alice", org="globex")).json()
     by_id = (await login(clients, "alice", org=acme_id)).json()
     assert (by_name["org_id"], by_name["role"]) == (globex.id, "viewer")
@@ -134,7 +145,10 @@ async def test_a_member_of_two_organizations_chooses_one_and_the_token_acts_only
 
     in_globex, in_acme = clients.token(by_name["access_token"]), clients.token(by_id["access_token"])
     profile = await me(in_globex)
-    assert profile["org_name"] == "globex" and {o["org_name"]: o["role"] for o in profile["organizations"]} == {"acme": "member", "globex": "viewer"}
+    assert profile["org_name"] == "globex" and {o["org_name"]: o["role"] for o in profile["organizations"]} == {
+        "acme": "member",
+        "globex": "viewer",
+    }
     assert (await upload(in_globex)).status_code == 403  # a viewer there
     assert (await upload(in_acme)).status_code == 201  # a member here
     assert (await in_acme.get("/api/v1/datasets")).json()["total"] == 1
@@ -206,18 +220,24 @@ async def test_only_owners_touch_owners_and_the_last_owner_stays(clients):
     owner_id = (await me(owner))["user_id"]
     newbie_id = (await admin.post(members, json={"username": "newbie", "password": TEST_PASSWORD})).json()["user_id"]
 
-    assert (await admin.post(members, json={"username": "boss", "password": TEST_PASSWORD, "role": "owner"})).status_code == 403
+    assert (
+        await admin.post(members, json={"username": "boss", "password": TEST_PASSWORD, "role": "owner"})
+    ).status_code == 403
     assert (await admin.patch(f"{members}/{newbie_id}", json={"role": "owner"})).status_code == 403
     assert (await admin.patch(f"{members}/{owner_id}", json={"role": "member"})).status_code == 403
     assert (await admin.delete(f"{members}/{owner_id}")).status_code == 403
-    assert (await admin.patch(f"{members}/{newbie_id}", json={"role": "admin"})).status_code == 200  # below owner is fine
+    assert (
+        await admin.patch(f"{members}/{newbie_id}", json={"role": "admin"})
+    ).status_code == 200  # below owner is fine
 
     demote_self = await owner.patch(f"{members}/{owner_id}", json={"role": "admin"})
     assert demote_self.status_code == 409 and "at least one owner" in demote_self.json()["detail"]
     assert (await owner.delete(f"{members}/{owner_id}")).status_code == 409
 
     assert (await owner.patch(f"{members}/{newbie_id}", json={"role": "owner"})).json()["role"] == "owner"
-    assert (await owner.post(members, json={"username": "boss", "password": TEST_PASSWORD, "role": "owner"})).status_code == 201
+    assert (
+        await owner.post(members, json={"username": "boss", "password": TEST_PASSWORD, "role": "owner"})
+    ).status_code == 201
     assert (await owner.delete(f"{members}/{newbie_id}")).status_code == 204  # owners may remove an owner
     assert (await owner.patch(f"{members}/{owner_id}", json={"role": "admin"})).status_code == 200  # boss still owns it
     listed = {m["username"]: m["role"] for m in (await owner.get(members)).json()}
@@ -257,14 +277,18 @@ async def test_api_keys_are_shown_once_act_within_their_scopes_and_can_be_revoke
     assert key["scopes"] == ["datasets:read"] and key["expires_at"] is not None and key["last_used_at"] is None
     listed = (await admin.get("/api/v1/api-keys")).json()
     assert [k["key_id"] for k in listed] == [key["key_id"]]
-    assert "secret" not in listed[0] and key["secret"] not in json.dumps(listed) and listed[0]["prefix"] == key["prefix"]
+    assert (
+        "secret" not in listed[0] and key["secret"] not in json.dumps(listed) and listed[0]["prefix"] == key["prefix"]
+    )
 
     program = clients.token(key["secret"])
     assert (await program.get("/api/v1/datasets")).status_code == 200
     refused = await upload(program)
     assert refused.status_code == 403 and "datasets:write" in refused.json()["detail"]
     assert (await program.get("/api/v1/api-keys")).status_code == 403
-    assert (await program.post("/api/v1/api-keys", json={"name": "child", "scopes": ["datasets:read"]})).status_code == 403
+    assert (
+        await program.post("/api/v1/api-keys", json={"name": "child", "scopes": ["datasets:read"]})
+    ).status_code == 403
     profile = await me(program)
     assert profile["api_key_id"] == key["key_id"] and profile["scopes"] == ["datasets:read"]
     assert (await admin.get("/api/v1/api-keys")).json()[0]["last_used_at"] is not None
@@ -275,16 +299,24 @@ async def test_api_keys_are_shown_once_act_within_their_scopes_and_can_be_revoke
     assert response.status_code == 401 and "revoked" in response.json()["detail"]
     assert (await admin.delete("/api/v1/api-keys/nope")).status_code == 404
 
-    never = (await admin.post("/api/v1/api-keys", json={"name": "forever", "scopes": ["tasks:read"], "expires_in_days": None})).json()
+    never = (
+        await admin.post(
+            "/api/v1/api-keys", json={"name": "forever", "scopes": ["tasks:read"], "expires_in_days": None}
+        )
+    ).json()
     assert never["expires_at"] is None
     member = clients.user("mia", "acme", Role.MEMBER)
-    assert (await member.post("/api/v1/api-keys", json={"name": "mine", "scopes": ["datasets:read"]})).status_code == 403
+    assert (
+        await member.post("/api/v1/api-keys", json={"name": "mine", "scopes": ["datasets:read"]})
+    ).status_code == 403
 
 
 async def test_a_key_shrinks_with_its_creator_s_role(clients):
     owner = clients.user("olga", "acme", Role.OWNER)
     admin = clients.user("adam", "acme", Role.ADMIN)
-    key = (await admin.post("/api/v1/api-keys", json={"name": "uploader", "scopes": ["datasets:read", "datasets:write"]})).json()
+    key = (
+        await admin.post("/api/v1/api-keys", json={"name": "uploader", "scopes": ["datasets:read", "datasets:write"]})
+    ).json()
     program = clients.token(key["secret"])
     assert (await upload(program)).status_code == 201
 
@@ -326,30 +358,46 @@ async def test_the_audit_log_records_who_did_what_to_which_resource(clients, off
         return found[0]
 
     upload_entry = entry("POST /api/v1/datasets", actor_key_id=None)
-    assert (upload_entry["resource_type"], upload_entry["resource_id"], upload_entry["status_code"], upload_entry["actor_user_id"]) == \
-           ("dataset", dataset_id, 201, adam_id)
+    assert (
+        upload_entry["resource_type"],
+        upload_entry["resource_id"],
+        upload_entry["status_code"],
+        upload_entry["actor_user_id"],
+    ) == ("dataset", dataset_id, 201, adam_id)
     assert entry("POST /api/v1/tasks/standard")["resource_id"] == task.json()["task_id"]
     assert entry("POST /api/v1/api-keys")["resource_id"] == key["key_id"]
     key_upload = entry("POST /api/v1/datasets", actor_key_id=key["key_id"])
     assert key_upload["resource_id"] == by_key.json()["dataset_id"] and key_upload["actor_user_id"] == adam_id
     revocation = entry("DELETE /api/v1/api-keys/{key_id}")
-    assert (revocation["resource_type"], revocation["resource_id"], revocation["status_code"]) == ("api_key", key["key_id"], 200)
+    assert (revocation["resource_type"], revocation["resource_id"], revocation["status_code"]) == (
+        "api_key",
+        key["key_id"],
+        200,
+    )
     assert entry("POST /api/v1/auth/login")["status_code"] == 200  # the successful one, made in this organization
     newest_first = [e["id"] for e in entries]
     assert newest_first == sorted(newest_first, reverse=True)
 
     # the failed login is recorded, without an organization (no one was authenticated), so no tenant sees it
     with get_sessionmaker(offline_settings.resolved_database_url)() as session:
-        failed = session.scalars(select(AuditEntry).where(AuditEntry.action == "POST /api/v1/auth/login", AuditEntry.status_code == 401)).all()
+        failed = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "POST /api/v1/auth/login", AuditEntry.status_code == 401)
+        ).all()
     assert len(failed) == 1 and failed[0].org_id is None and failed[0].actor_user_id is None and failed[0].client_ip
 
     filtered = (await admin.get("/api/v1/audit", params={"action": "api-keys"})).json()
-    assert filtered["total"] == 2 and {e["action"] for e in filtered["items"]} == {"POST /api/v1/api-keys", "DELETE /api/v1/api-keys/{key_id}"}
+    assert filtered["total"] == 2 and {e["action"] for e in filtered["items"]} == {
+        "POST /api/v1/api-keys",
+        "DELETE /api/v1/api-keys/{key_id}",
+    }
     paged = (await admin.get("/api/v1/audit", params={"limit": 2, "offset": 1})).json()
     assert [e["id"] for e in paged["items"]] == newest_first[1:3] and paged["total"] == 6
 
     theirs = (await other.get("/api/v1/audit")).json()["items"]
-    assert [e["action"] for e in theirs] == ["POST /api/v1/datasets"] and theirs[0]["resource_id"] not in {dataset_id, by_key.json()["dataset_id"]}
+    assert [e["action"] for e in theirs] == ["POST /api/v1/datasets"] and theirs[0]["resource_id"] not in {
+        dataset_id,
+        by_key.json()["dataset_id"],
+    }
     member = clients.user("mia", "acme", Role.MEMBER)
     assert (await member.get("/api/v1/audit")).status_code == 403
 
@@ -370,7 +418,9 @@ def test_wlops_db_upgrade_brings_a_new_database_to_the_latest_migration(cli_sett
     from alembic.script import ScriptDirectory
 
     url = cli_settings.resolved_database_url
-    assert not Path(url.split("///", 1)[1]).exists()  # building settings (or an app) never creates or migrates a database
+    assert not Path(
+        url.split("///", 1)[1]
+    ).exists()  # building settings (or an app) never creates or migrates a database
     wlops(["db", "upgrade"])
     assert "is up to date" in capsys.readouterr().out
     config = Config()
@@ -411,7 +461,9 @@ def test_wlops_user_create_refuses_short_passwords_and_unknown_roles(cli_setting
 
 
 async def test_the_development_owner(offline_settings, clients):
-    dev = offline_settings.model_copy(update={"dev_username": "devon", "dev_password": "devon-password", "dev_org": "devhouse"})
+    dev = offline_settings.model_copy(
+        update={"dev_username": "devon", "dev_password": "devon-password", "dev_org": "devhouse"}
+    )
     setup = ensure_dev_owner(dev)
     assert setup is not None and setup.role == Role.OWNER and setup.created_user and setup.org.name == "devhouse"
     assert not ensure_dev_owner(dev).created_user  # idempotent
@@ -433,13 +485,19 @@ async def test_migrations_0002_and_0003_keep_existing_data_reachable(tmp_path, m
         config.attributes["connection"] = connection
         command.upgrade(config, "0001")
     with get_engine(url).begin() as connection:
-        connection.execute(text(
-            "INSERT INTO datasets (id, name, storage_path, file_format, size_bytes, sample_count, owner, is_optimized, created_at) "
-            "VALUES ('old-dataset', 'faq', 'datasets/legacy/old-dataset/data.jsonl', 'jsonl', 123, 5, 'legacy', 0, '2024-01-02 03:04:05')"))
-        connection.execute(text(
-            "INSERT INTO ml_tasks (id, name, mode, status, model_name, dataset_id, owner, current_iteration, max_iterations, hyperparameters, "
-            "created_at, updated_at) VALUES ('old-task', 'tune', 'STANDARD', 'PENDING', 'smollm2-135m-instruct', 'old-dataset', 'legacy', "
-            "0, 1, '{}', '2024-01-02 03:04:05', '2024-01-02 03:04:05')"))
+        connection.execute(
+            text(
+                "INSERT INTO datasets (id, name, storage_path, file_format, size_bytes, sample_count, owner, is_optimized, created_at) "
+                "VALUES ('old-dataset', 'faq', 'datasets/legacy/old-dataset/data.jsonl', 'jsonl', 123, 5, 'legacy', 0, '2024-01-02 03:04:05')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO ml_tasks (id, name, mode, status, model_name, dataset_id, owner, current_iteration, max_iterations, hyperparameters, "
+                "created_at, updated_at) VALUES ('old-task', 'tune', 'STANDARD', 'PENDING', 'smollm2-135m-instruct', 'old-dataset', 'legacy', "
+                "0, 1, '{}', '2024-01-02 03:04:05', '2024-01-02 03:04:05')"
+            )
+        )
 
     migrate(url)
     with get_sessionmaker(url)() as session:
@@ -449,13 +507,20 @@ async def test_migrations_0002_and_0003_keep_existing_data_reachable(tmp_path, m
         session.commit()
     migrate(url)  # idempotent
 
-    settings = Settings(data_dir=tmp_path / "wlops", database_url=url, model_cache=model_cache, temporal_address=f"127.0.0.1:{free_port()}")
+    settings = Settings(
+        data_dir=tmp_path / "wlops",
+        database_url=url,
+        model_cache=model_cache,
+        temporal_address=f"127.0.0.1:{free_port()}",
+    )
     async with anonymous_client(create_app(settings)) as anon:
         token = (await anon.post("/api/v1/auth/login", json={"username": "heir", "password": TEST_PASSWORD})).json()
         assert token["org_id"] == "legacy"
         anon.headers["Authorization"] = f"Bearer {token['access_token']}"
         datasets = (await anon.get("/api/v1/datasets")).json()
-        assert [d["dataset_id"] for d in datasets["items"]] == ["old-dataset"] and datasets["items"][0]["org_id"] == "legacy"
+        assert [d["dataset_id"] for d in datasets["items"]] == ["old-dataset"] and datasets["items"][0][
+            "org_id"
+        ] == "legacy"
         assert (await anon.get("/api/v1/datasets/old-dataset")).json()["created_by"] is None
         assert [t["task_id"] for t in (await anon.get("/api/v1/tasks")).json()["items"]] == ["old-task"]
         assert (await anon.get("/api/v1/orgs/legacy")).json()["storage_bytes"] == 123

@@ -18,7 +18,12 @@ from tests.workflows.fakes import running_workers
 
 @pytest.fixture
 def online(settings, temporal_env):
-    return settings.model_copy(update={"temporal_address": temporal_env.client.service_client.config.target_host, "knowledge_settle_seconds": 0.3})
+    return settings.model_copy(
+        update={
+            "temporal_address": temporal_env.client.service_client.config.target_host,
+            "knowledge_settle_seconds": 0.3,
+        }
+    )
 
 
 async def wait_ready(api, kb_id: str, version: int, timeout: float = 120) -> dict:
@@ -49,12 +54,20 @@ def stored(settings) -> tuple[int, int, int]:
 async def test_every_format_is_indexed_and_searchable_with_its_sources(online, temporal_env):
     ctx = ActivityContext.from_settings(online)
     async with running_workers(temporal_env.client, ctx), api_client(online) as api:
-        created = await api.post("/api/v1/knowledge-bases", json={"name": "FerroLink docs", "description": "the product's documentation"})
+        created = await api.post(
+            "/api/v1/knowledge-bases", json={"name": "FerroLink docs", "description": "the product's documentation"}
+        )
         assert created.status_code == 201 and created.json()["status"] == "CREATED" and created.json()["version"] == 0
         kb_id = created.json()["knowledge_base_id"]
         assert created.headers["location"].endswith(kb_id)
-        files = {"guide.md": MARKDOWN.encode(), "security.html": HTML.encode(), "errors.txt": b"FL-204 means a sync conflict between two devices.\n",
-                 "limits.pdf": make_pdf(["The maximum size of a single file is 256 GB.", "Each user can pair at most 10 devices."])}
+        files = {
+            "guide.md": MARKDOWN.encode(),
+            "security.html": HTML.encode(),
+            "errors.txt": b"FL-204 means a sync conflict between two devices.\n",
+            "limits.pdf": make_pdf(
+                ["The maximum size of a single file is 256 GB.", "Each user can pair at most 10 devices."]
+            ),
+        }
         for name, data in files.items():
             response = await upload(api, kb_id, name, data)
             assert response.status_code == 202, response.text
@@ -65,33 +78,48 @@ async def test_every_format_is_indexed_and_searchable_with_its_sources(online, t
         assert kb["document_count"] == 4 and kb["chunk_count"] == sum(d["chunk_count"] for d in documents) >= 6
         assert kb["total_bytes"] == sum(len(d) for d in files.values()) and kb["embedding_model"] == "all-MiniLM-L6-v2"
 
-        for query, filename, heading in (("Which TCP port serves the web console?", "guide.md", ["FerroLink guide", "Network ports"]),
-                                         ("When do console sessions expire?", "security.html", ["Security", "Sessions"]),
-                                         ("How many devices can a user pair?", "limits.pdf", ["page 2"]),
-                                         ("What is error FL-204?", "errors.txt", [])):
+        for query, filename, heading in (
+            ("Which TCP port serves the web console?", "guide.md", ["FerroLink guide", "Network ports"]),
+            ("When do console sessions expire?", "security.html", ["Security", "Sessions"]),
+            ("How many devices can a user pair?", "limits.pdf", ["page 2"]),
+            ("What is error FL-204?", "errors.txt", []),
+        ):
             response = await api.post(f"/api/v1/knowledge-bases/{kb_id}/search", json={"query": query, "top_k": 3})
             assert response.status_code == 200, response.text
             best = response.json()["results"][0]
-            assert (best["filename"], best["heading_path"], best["rank"]) == (filename, heading, 1), (query, response.json())
+            assert (best["filename"], best["heading_path"], best["rank"]) == (filename, heading, 1), (
+                query,
+                response.json(),
+            )
             assert best["document_id"] in {d["document_id"] for d in documents} and 0 < best["score"] <= 1
         assert response.json()["version"] == kb["version"]
 
         guide = next(d for d in documents if d["filename"] == "guide.md")
         detail = (await api.get(f"/api/v1/knowledge-bases/{kb_id}/documents/{guide['document_id']}")).json()
-        assert [c["heading_path"] for c in detail["chunks"]] == [["FerroLink guide"], ["FerroLink guide", "Network ports"],
-                                                                 ["FerroLink guide", "Backups", "Retention"]]
-        assert all(MARKDOWN[c["start"]:c["end"]] == c["text"] for c in detail["chunks"])
+        assert [c["heading_path"] for c in detail["chunks"]] == [
+            ["FerroLink guide"],
+            ["FerroLink guide", "Network ports"],
+            ["FerroLink guide", "Backups", "Retention"],
+        ]
+        assert all(MARKDOWN[c["start"] : c["end"]] == c["text"] for c in detail["chunks"])
 
         # a new file under the same name is the document's next version; only it is embedded again
         new_guide = MARKDOWN.replace("7410", "8443").encode()
         replaced = await upload(api, kb_id, "guide.md", new_guide)
-        assert replaced.status_code == 202 and replaced.json()["document_id"] == guide["document_id"] and replaced.json()["version"] == 2
+        assert (
+            replaced.status_code == 202
+            and replaced.json()["document_id"] == guide["document_id"]
+            and replaced.json()["version"] == 2
+        )
         kb = await wait_ready(api, kb_id, version=2)
-        best = (await api.post(f"/api/v1/knowledge-bases/{kb_id}/search", json={"query": "web console port", "top_k": 1})).json()["results"][0]
+        best = (
+            await api.post(f"/api/v1/knowledge-bases/{kb_id}/search", json={"query": "web console port", "top_k": 1})
+        ).json()["results"][0]
         assert "8443" in best["text"] and "7410" not in best["text"]
         assert kb["total_bytes"] == sum(len(d) for d in files.values()) - len(files["guide.md"]) + len(new_guide)
         assert ctx.store.list(f"knowledge/{kb['org_id']}/{kb_id}/documents/{guide['document_id']}/") == [
-            f"knowledge/{kb['org_id']}/{kb_id}/documents/{guide['document_id']}/v2/source.md"]  # the replaced version's bytes are gone
+            f"knowledge/{kb['org_id']}/{kb_id}/documents/{guide['document_id']}/v2/source.md"
+        ]  # the replaced version's bytes are gone
 
         # the same bytes again are a conflict, under any name
         duplicate = await upload(api, kb_id, "copy.md", new_guide)
@@ -99,7 +127,9 @@ async def test_every_format_is_indexed_and_searchable_with_its_sources(online, t
 
         deleted = await api.delete(f"/api/v1/knowledge-bases/{kb_id}/documents/{guide['document_id']}")
         assert deleted.status_code == 202
-        results = (await api.post(f"/api/v1/knowledge-bases/{kb_id}/search", json={"query": "web console port", "top_k": 10})).json()["results"]
+        results = (
+            await api.post(f"/api/v1/knowledge-bases/{kb_id}/search", json={"query": "web console port", "top_k": 10})
+        ).json()["results"]
         assert "guide.md" not in {r["filename"] for r in results}
         kb = await wait_ready(api, kb_id, version=3)
         assert kb["document_count"] == 3
@@ -110,13 +140,16 @@ async def test_every_format_is_indexed_and_searchable_with_its_sources(online, t
     assert stored(online) == (0, 0, 0)
 
 
-@pytest.mark.parametrize(("filename", "data", "status", "message"), [
-    ("notes.docx", b"PK\x03\x04 a word file", 422, "unsupported document type 'docx'"),
-    ("scan.pdf", b"GIF89a not a pdf", 422, "not a PDF"),
-    ("binary.md", b"\x00\x01\x02 binary", 422, "binary data"),
-    ("empty.txt", b"", 422, "the file is empty"),
-    ("big.txt", b"x" * 3000, 413, "2048 byte limit"),
-])
+@pytest.mark.parametrize(
+    ("filename", "data", "status", "message"),
+    [
+        ("notes.docx", b"PK\x03\x04 a word file", 422, "unsupported document type 'docx'"),
+        ("scan.pdf", b"GIF89a not a pdf", 422, "not a PDF"),
+        ("binary.md", b"\x00\x01\x02 binary", 422, "binary data"),
+        ("empty.txt", b"", 422, "the file is empty"),
+        ("big.txt", b"x" * 3000, 413, "2048 byte limit"),
+    ],
+)
 async def test_bad_uploads_are_refused_and_leave_nothing_behind(online, temporal_env, filename, data, status, message):
     online = online.model_copy(update={"max_document_bytes": 2048})
     async with api_client(online) as api:
@@ -158,13 +191,30 @@ async def test_a_knowledge_base_used_by_a_running_task_is_not_deleted(online, te
     ctx = ActivityContext.from_settings(online)
     async with running_workers(temporal_env.client, ctx), api_client(online) as api:
         kb_id = (await api.post("/api/v1/knowledge-bases", json={"name": "kb"})).json()["knowledge_base_id"]
-        assert (await upload(api, kb_id, "a.md", b"# A\n\nThe backup service listens on port 7400.\n")).status_code == 202
+        assert (
+            await upload(api, kb_id, "a.md", b"# A\n\nThe backup service listens on port 7400.\n")
+        ).status_code == 202
         await wait_ready(api, kb_id, version=1)
         dataset = await upload_dataset(api, write_dataset(tmp_path / "faq.jsonl"))
-        unfollowable = await api.post("/api/v1/tasks/standard", json={"task_name": "t", "dataset_id": dataset["dataset_id"], "retrain_on_change": True})
-        assert unfollowable.status_code == 422 and "only if it has one (knowledge_base_id)" in unfollowable.json()["detail"]
-        created = (await api.post("/api/v1/tasks/standard", json={"task_name": "t", "dataset_id": dataset["dataset_id"],
-                                                                  "knowledge_base_id": kb_id, "retrain_on_change": True})).json()
+        unfollowable = await api.post(
+            "/api/v1/tasks/standard",
+            json={"task_name": "t", "dataset_id": dataset["dataset_id"], "retrain_on_change": True},
+        )
+        assert (
+            unfollowable.status_code == 422
+            and "only if it has one (knowledge_base_id)" in unfollowable.json()["detail"]
+        )
+        created = (
+            await api.post(
+                "/api/v1/tasks/standard",
+                json={
+                    "task_name": "t",
+                    "dataset_id": dataset["dataset_id"],
+                    "knowledge_base_id": kb_id,
+                    "retrain_on_change": True,
+                },
+            )
+        ).json()
         assert (created["retrain_on_change"], created["parent_task_id"]) == (True, None)
         task_id = created["task_id"]
         with ctx.sessions.begin() as session:  # as a start would leave it, without running a model here
@@ -175,26 +225,39 @@ async def test_a_knowledge_base_used_by_a_running_task_is_not_deleted(online, te
         with ctx.sessions.begin() as session:
             session.get(MLTask, task_id).status = "COMPLETED"
         assert (await api.delete(f"/api/v1/knowledge-bases/{kb_id}")).status_code == 204
-        assert (await api.get(f"/api/v1/tasks/{task_id}")).json()["knowledge_base_id"] is None  # the reference is cleared
+        assert (await api.get(f"/api/v1/tasks/{task_id}")).json()[
+            "knowledge_base_id"
+        ] is None  # the reference is cleared
 
 
-async def test_a_dataset_generated_from_a_knowledge_base_records_its_lineage_and_trains_a_task(online, temporal_env, tiny_model_dir, tmp_path):
+async def test_a_dataset_generated_from_a_knowledge_base_records_its_lineage_and_trains_a_task(
+    online, temporal_env, tiny_model_dir, tmp_path
+):
     ctx = ActivityContext.from_settings(online)
     async with running_workers(temporal_env.client, ctx), api_client(online) as api:
         kb_id = (await api.post("/api/v1/knowledge-bases", json={"name": "kb"})).json()["knowledge_base_id"]
-        early = await api.post(f"/api/v1/knowledge-bases/{kb_id}/datasets", json={"name": "too early", "model_name": tiny_model_dir})
+        early = await api.post(
+            f"/api/v1/knowledge-bases/{kb_id}/datasets", json={"name": "too early", "model_name": tiny_model_dir}
+        )
         assert early.status_code == 409 and "has no index yet" in early.json()["detail"]
         for path in write_knowledge(tmp_path / "kb", n_topics=6):
             assert (await upload(api, kb_id, path.name, path.read_bytes())).status_code == 202
         kb = await wait_ready(api, kb_id, version=1)
-        no_teacher = await api.post(f"/api/v1/knowledge-bases/{kb_id}/datasets", json={"name": "t", "generator": "teacher"})
+        no_teacher = await api.post(
+            f"/api/v1/knowledge-bases/{kb_id}/datasets", json={"name": "t", "generator": "teacher"}
+        )
         assert no_teacher.status_code == 422 and "no teacher is configured" in no_teacher.json()["detail"]
 
-        started = await api.post(f"/api/v1/knowledge-bases/{kb_id}/datasets", json={"name": "generated", "model_name": tiny_model_dir,
-                                                                                    "questions_per_chunk": 4})
+        started = await api.post(
+            f"/api/v1/knowledge-bases/{kb_id}/datasets",
+            json={"name": "generated", "model_name": tiny_model_dir, "questions_per_chunk": 4},
+        )
         assert started.status_code == 202 and started.json()["status"] == "GENERATING", started.text
         dataset_id = started.json()["dataset_id"]
-        assert (await api.get(f"/api/v1/datasets/{dataset_id}/preview")).status_code in (200, 409)  # 409 while it is still generating
+        assert (await api.get(f"/api/v1/datasets/{dataset_id}/preview")).status_code in (
+            200,
+            409,
+        )  # 409 while it is still generating
         dataset = await wait_for_dataset(api, dataset_id)
         assert dataset["status"] == "READY", dataset
         assert (dataset["source_knowledge_base_id"], dataset["source_knowledge_base_version"]) == (kb_id, kb["version"])
@@ -202,14 +265,20 @@ async def test_a_dataset_generated_from_a_knowledge_base_records_its_lineage_and
         assert log["accepted"] == dataset["sample_count"] > 0 and log["candidates"] >= log["accepted"]
         assert sum(log["rejected"].values()) + log["accepted"] <= log["candidates"] and log["accepted_by_method"]
         rows = (await api.get(f"/api/v1/datasets/{dataset_id}/preview", params={"limit": 100})).json()["rows"]
-        documents = {d["document_id"]: d for d in (await api.get(f"/api/v1/knowledge-bases/{kb_id}/documents")).json()["items"]}
+        documents = {
+            d["document_id"]: d for d in (await api.get(f"/api/v1/knowledge-bases/{kb_id}/documents")).json()["items"]
+        }
         for row in rows:
             cause = row["lineage"][0]
             assert cause["action"] == "generated" and cause["document_id"] in documents and cause["chunk_id"]
-            assert cause["document_version"] == documents[cause["document_id"]]["version"] and row["origin"] == "generated"
+            assert (
+                cause["document_version"] == documents[cause["document_id"]]["version"] and row["origin"] == "generated"
+            )
         # an ordinary dataset: a task trains on it
-        task = await api.post("/api/v1/tasks/standard", json={"task_name": "on generated data", "model_name": tiny_model_dir,
-                                                             "dataset_id": dataset_id})
+        task = await api.post(
+            "/api/v1/tasks/standard",
+            json={"task_name": "on generated data", "model_name": tiny_model_dir, "dataset_id": dataset_id},
+        )
         assert task.status_code == 201, task.text
 
 

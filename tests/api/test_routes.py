@@ -43,10 +43,17 @@ async def test_health(api):
 
 
 async def test_upload_list_get_and_preview(api, tmp_path):
-    created = await post_file(api, "faq.jsonl", "".join(json.dumps(r) + "\n" for r in GOOD_ROWS).encode(), domain="docs")
+    created = await post_file(
+        api, "faq.jsonl", "".join(json.dumps(r) + "\n" for r in GOOD_ROWS).encode(), domain="docs"
+    )
     assert created.status_code == 201, created.text
     body = created.json()
-    assert body["sample_count"] == 5 and body["domain"] == "docs" and not body["is_optimized"] and body["file_format"] == "jsonl"
+    assert (
+        body["sample_count"] == 5
+        and body["domain"] == "docs"
+        and not body["is_optimized"]
+        and body["file_format"] == "jsonl"
+    )
     dataset_id = body["dataset_id"]
     assert (await api.get(f"/api/v1/datasets/{dataset_id}")).json()["name"] == "d"
     assert [d["dataset_id"] for d in (await api.get("/api/v1/datasets")).json()["items"]] == [dataset_id]
@@ -57,17 +64,22 @@ async def test_upload_list_get_and_preview(api, tmp_path):
 async def test_csv_and_json_uploads_are_accepted(api):
     csv = b"instruction,input,output\nSummarize,long text,short\nTranslate,hola,hello\n"
     assert (await post_file(api, "data.csv", csv)).json()["sample_count"] == 2
-    chat = json.dumps([{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}]).encode()
+    chat = json.dumps(
+        [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}]
+    ).encode()
     assert (await post_file(api, "chat.json", chat)).json()["sample_count"] == 1
 
 
-@pytest.mark.parametrize("name,content,message", [
-    ("bad.jsonl", b'{"question": "a", "answer": "b"}\n{"question": oops}\n', "line 2"),
-    ("bad.txt", b"hello", "unsupported file type"),
-    ("empty.jsonl", b"", "empty"),
-    ("fields.jsonl", b'{"q": "a", "a": "b"}\n', "no usable rows"),
-    ("latin1.csv", "question,answer\ncaf\xe9,oui\n".encode("latin-1"), "UTF-8"),
-])
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("bad.jsonl", b'{"question": "a", "answer": "b"}\n{"question": oops}\n', "line 2"),
+        ("bad.txt", b"hello", "unsupported file type"),
+        ("empty.jsonl", b"", "empty"),
+        ("fields.jsonl", b'{"q": "a", "a": "b"}\n', "no usable rows"),
+        ("latin1.csv", "question,answer\ncaf\xe9,oui\n".encode("latin-1"), "UTF-8"),
+    ],
+)
 async def test_rejected_uploads_say_why_and_leave_nothing_behind(api, offline_settings, name, content, message):
     response = await post_file(api, name, content)
     assert response.status_code == 422
@@ -88,8 +100,16 @@ async def test_upload_without_a_name_is_422(api):
     assert response.status_code == 422 and "name" in json.dumps(response.json())
 
 
-@pytest.mark.parametrize("path", ["/api/v1/datasets/nope", "/api/v1/datasets/nope/preview", "/api/v1/tasks/nope",
-                                  "/api/v1/tasks/nope/executions", "/api/v1/tasks/nope/report"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/datasets/nope",
+        "/api/v1/datasets/nope/preview",
+        "/api/v1/tasks/nope",
+        "/api/v1/tasks/nope/executions",
+        "/api/v1/tasks/nope/report",
+    ],
+)
 async def test_unknown_ids_are_404(api, path):
     response = await api.get(path)
     assert response.status_code == 404 and "not found" in response.json()["detail"]
@@ -104,33 +124,48 @@ async def test_preview_limit_is_validated(api, params):
 @pytest.fixture
 async def dataset_id(api, tmp_path):
     path = write_dataset(tmp_path / "faq.jsonl")
-    return (await api.post("/api/v1/datasets", files={"file": (path.name, path.read_bytes())}, data={"name": "faq"})).json()["dataset_id"]
+    return (
+        await api.post("/api/v1/datasets", files={"file": (path.name, path.read_bytes())}, data={"name": "faq"})
+    ).json()["dataset_id"]
 
 
 async def test_task_creation_accepts_camel_case_and_defaults(api, dataset_id):
-    response = await api.post("/api/v1/tasks/continuous", json={"taskName": "t", "datasetId": dataset_id, "maxIterations": 2,
-                                                                "performanceThreshold": 0.9, "hyperparameters": {"learningRate": 0.001}})
+    response = await api.post(
+        "/api/v1/tasks/continuous",
+        json={
+            "taskName": "t",
+            "datasetId": dataset_id,
+            "maxIterations": 2,
+            "performanceThreshold": 0.9,
+            "hyperparameters": {"learningRate": 0.001},
+        },
+    )
     assert response.status_code == 201, response.text
     task = response.json()
-    assert task["status"] == "PENDING" and task["mode"] == "CONTINUOUS" and task["model_name"] == "smollm2-135m-instruct"
+    assert (
+        task["status"] == "PENDING" and task["mode"] == "CONTINUOUS" and task["model_name"] == "smollm2-135m-instruct"
+    )
     assert task["max_iterations"] == 2 and task["hyperparameters"] == {"learning_rate": 0.001}
     assert (await api.get("/api/v1/tasks", params={"status": "PENDING"})).json()["total"] == 1
     assert (await api.get("/api/v1/tasks", params={"status": "COMPLETED"})).json()["total"] == 0
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"hyperparameters": {"learning_rate": -1}}, "learning_rate"),
-    ({"hyperparameters": {"lora_dropout": 1.0}}, "lora_dropout"),
-    ({"hyperparameters": {"max_seq_length": 8}}, "max_seq_length"),
-    ({"hyperparameters": {"epochs": 0}}, "epochs"),
-    ({"hyperparameters": {"warmup": 10}}, "warmup"),
-    ({"status": "COMPLETED"}, "status"),
-    ({"latest_score": 1.0}, "latest_score"),
-    ({"task_id": "mine"}, "task_id"),
-    ({"max_iterations": 0}, "max_iterations"),
-    ({"performance_threshold": 1.5}, "performance_threshold"),
-    ({"task_name": ""}, "task_name"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"hyperparameters": {"learning_rate": -1}}, "learning_rate"),
+        ({"hyperparameters": {"lora_dropout": 1.0}}, "lora_dropout"),
+        ({"hyperparameters": {"max_seq_length": 8}}, "max_seq_length"),
+        ({"hyperparameters": {"epochs": 0}}, "epochs"),
+        ({"hyperparameters": {"warmup": 10}}, "warmup"),
+        ({"status": "COMPLETED"}, "status"),
+        ({"latest_score": 1.0}, "latest_score"),
+        ({"task_id": "mine"}, "task_id"),
+        ({"max_iterations": 0}, "max_iterations"),
+        ({"performance_threshold": 1.5}, "performance_threshold"),
+        ({"task_name": ""}, "task_name"),
+    ],
+)
 async def test_invalid_task_bodies_are_422_naming_the_field(api, dataset_id, body, field):
     response = await api.post("/api/v1/tasks/continuous", json={"task_name": "t", "dataset_id": dataset_id, **body})
     assert response.status_code == 422
@@ -138,8 +173,14 @@ async def test_invalid_task_bodies_are_422_naming_the_field(api, dataset_id, bod
 
 
 async def test_unknown_model_and_dataset_are_rejected_with_a_message(api, dataset_id, offline_settings):
-    response = await api.post("/api/v1/tasks/standard", json={"task_name": "t", "dataset_id": dataset_id, "model_name": "gpt-17"})
-    assert response.status_code == 422 and "model_name" in response.json()["detail"] and "gpt-17" in response.json()["detail"]
+    response = await api.post(
+        "/api/v1/tasks/standard", json={"task_name": "t", "dataset_id": dataset_id, "model_name": "gpt-17"}
+    )
+    assert (
+        response.status_code == 422
+        and "model_name" in response.json()["detail"]
+        and "gpt-17" in response.json()["detail"]
+    )
     response = await api.post("/api/v1/tasks/standard", json={"task_name": "t", "dataset_id": "nope"})
     assert response.status_code == 404 and "dataset nope" in response.json()["detail"]
     with ActivityContext.from_settings(offline_settings).sessions() as session:
@@ -147,7 +188,9 @@ async def test_unknown_model_and_dataset_are_rejected_with_a_message(api, datase
 
 
 async def test_illegal_transitions_are_409(api, dataset_id):
-    task_id = (await api.post("/api/v1/tasks/standard", json={"task_name": "t", "dataset_id": dataset_id})).json()["task_id"]
+    task_id = (await api.post("/api/v1/tasks/standard", json={"task_name": "t", "dataset_id": dataset_id})).json()[
+        "task_id"
+    ]
     for action, message in (("resume", "not SUSPENDED"), ("pause", "it is PENDING")):
         response = await api.post(f"/api/v1/tasks/{task_id}/{action}")
         assert response.status_code == 409 and message in response.json()["detail"]
@@ -156,7 +199,9 @@ async def test_illegal_transitions_are_409(api, dataset_id):
 
 
 async def test_temporal_unreachable_is_503_not_500(api, dataset_id):
-    task_id = (await api.post("/api/v1/tasks/standard", json={"task_name": "t", "dataset_id": dataset_id})).json()["task_id"]
+    task_id = (await api.post("/api/v1/tasks/standard", json={"task_name": "t", "dataset_id": dataset_id})).json()[
+        "task_id"
+    ]
     response = await api.post(f"/api/v1/tasks/{task_id}/start")
     assert response.status_code == 503 and "unreachable" in response.json()["detail"]
 
@@ -165,8 +210,12 @@ async def test_cancelling_a_task_that_never_started(temporal_env, settings, tmp_
     online = settings.model_copy(update={"temporal_address": temporal_env.client.service_client.config.target_host})
     async with api_client(online) as api:
         path = write_dataset(tmp_path / "faq.jsonl")
-        dataset = (await api.post("/api/v1/datasets", files={"file": (path.name, path.read_bytes())}, data={"name": "faq"})).json()
-        task_id = (await api.post("/api/v1/tasks/standard", json={"task_name": "t", "dataset_id": dataset["dataset_id"]})).json()["task_id"]
+        dataset = (
+            await api.post("/api/v1/datasets", files={"file": (path.name, path.read_bytes())}, data={"name": "faq"})
+        ).json()
+        task_id = (
+            await api.post("/api/v1/tasks/standard", json={"task_name": "t", "dataset_id": dataset["dataset_id"]})
+        ).json()["task_id"]
         assert (await api.post(f"/api/v1/tasks/{task_id}/cancel")).status_code == 202
         assert (await api.get(f"/api/v1/tasks/{task_id}")).json()["status"] == "CANCELLED"
         again = await api.post(f"/api/v1/tasks/{task_id}/cancel")

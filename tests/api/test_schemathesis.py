@@ -26,7 +26,10 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
-    content_type_conformance, response_headers_conformance, response_schema_conformance, status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
 )
 
 from api.main import create_app
@@ -40,8 +43,12 @@ from tests.api.access.world import ended_task, stored_document, stored_model
 from tests.e2e.support import TEST_PASSWORD, write_dataset
 
 MAX_EXAMPLES = 25  # per operation and phase: about 20 s for the whole schema on 2 cores
-FUZZ_SETTINGS_KW = dict(deadline=None, derandomize=True, database=None,
-                        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
+FUZZ_SETTINGS_KW = dict(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
+)
 
 
 def no_server_error(ctx, response, case):
@@ -51,13 +58,21 @@ def no_server_error(ctx, response, case):
     return not_a_server_error(ctx, response, case)
 
 
-CHECKS = [no_server_error, status_code_conformance, content_type_conformance, response_headers_conformance, response_schema_conformance]
+CHECKS = [
+    no_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 
 # Loaded when the module is imported: schemathesis' lazy `schemathesis.pytest.from_fixture` loader fails under
 # pytest 9 (it reads the removed `Node._nodeid`), so the app gets its own temporary data dir, removed at exit.
 _DATA_DIR = Path(tempfile.mkdtemp(prefix="wlops-fuzz-"))
 atexit.register(shutil.rmtree, _DATA_DIR, ignore_errors=True)
-FUZZ_SETTINGS = Settings(data_dir=_DATA_DIR / "wlops", model_cache=_DATA_DIR / "model-cache", temporal_address="127.0.0.1:1")
+FUZZ_SETTINGS = Settings(
+    data_dir=_DATA_DIR / "wlops", model_cache=_DATA_DIR / "model-cache", temporal_address="127.0.0.1:1"
+)
 migrate(FUZZ_SETTINGS.resolved_database_url)
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(FUZZ_SETTINGS))
 schema.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True, database="none")
@@ -80,14 +95,34 @@ def world(tmp_path_factory) -> World:
     headers = {"Authorization": f"Bearer {tokens.access_token}"}
     dataset = write_dataset(tmp_path_factory.mktemp("fuzz-data") / "faq.jsonl")
     with TestClient(schema.app, headers=headers) as api:
-        dataset_id = _created(api.post("/api/v1/datasets", files={"file": (dataset.name, dataset.read_bytes())}, data={"name": "faq"}))["dataset_id"]
-        task_id = _created(api.post("/api/v1/tasks/standard", json={"task_name": "t", "dataset_id": dataset_id}))["task_id"]
-        viewer_id = _created(api.post(f"/api/v1/orgs/{setup.org.id}/members",
-                                      json={"username": "fuzz-viewer", "password": TEST_PASSWORD, "role": "viewer"}))["user_id"]
+        dataset_id = _created(
+            api.post("/api/v1/datasets", files={"file": (dataset.name, dataset.read_bytes())}, data={"name": "faq"})
+        )["dataset_id"]
+        task_id = _created(api.post("/api/v1/tasks/standard", json={"task_name": "t", "dataset_id": dataset_id}))[
+            "task_id"
+        ]
+        viewer_id = _created(
+            api.post(
+                f"/api/v1/orgs/{setup.org.id}/members",
+                json={"username": "fuzz-viewer", "password": TEST_PASSWORD, "role": "viewer"},
+            )
+        )["user_id"]
         key_id = _created(api.post("/api/v1/api-keys", json={"name": "k", "scopes": ["datasets:read"]}))["key_id"]
         kb_id = _created(api.post("/api/v1/knowledge-bases", json={"name": "kb"}))["knowledge_base_id"]
-    return World(headers, {"ended_task_id": ended_task(FUZZ_SETTINGS, dataset_id, setup.org.id), "org_id": setup.org.id, "dataset_id": dataset_id, "task_id": task_id, "user_id": viewer_id, "key_id": key_id,
-                           "kb_id": kb_id, "document_id": stored_document(FUZZ_SETTINGS, kb_id), **stored_model(FUZZ_SETTINGS, setup.org.id, task_id)})
+    return World(
+        headers,
+        {
+            "ended_task_id": ended_task(FUZZ_SETTINGS, dataset_id, setup.org.id),
+            "org_id": setup.org.id,
+            "dataset_id": dataset_id,
+            "task_id": task_id,
+            "user_id": viewer_id,
+            "key_id": key_id,
+            "kb_id": kb_id,
+            "document_id": stored_document(FUZZ_SETTINGS, kb_id),
+            **stored_model(FUZZ_SETTINGS, setup.org.id, task_id),
+        },
+    )
 
 
 def _created(response) -> dict:
@@ -100,9 +135,16 @@ def aim_at_real_resources(case, ids: dict[str, str]) -> None:
     a running one's lasts until it ends)."""
     for name in case.path_parameters or {}:
         if name in ids:
-            case.path_parameters[name] = ids["ended_task_id" if case.path.endswith("/events") and name == "task_id" else name]
+            case.path_parameters[name] = ids[
+                "ended_task_id" if case.path.endswith("/events") and name == "task_id" else name
+            ]
     if isinstance(case.body, dict):
-        for name, id_name in (("dataset_id", "dataset_id"), ("datasetId", "dataset_id"), ("task_id", "task_id"), ("taskId", "task_id")):
+        for name, id_name in (
+            ("dataset_id", "dataset_id"),
+            ("datasetId", "dataset_id"),
+            ("task_id", "task_id"),
+            ("taskId", "task_id"),
+        ):
             if name in case.body:
                 case.body[name] = ids[id_name]
 
@@ -140,13 +182,16 @@ def test_a_huge_offset_is_422_not_500(api, path):
     assert api.get(path, params={"offset": 2**31 - 1}).status_code == 200
 
 
-@pytest.mark.parametrize("method,path,body", [
-    ("post", "/api/v1/auth/login", {"username": "fuzz\x00er", "password": TEST_PASSWORD}),
-    ("post", "/api/v1/auth/refresh", {"refresh_token": "x\x00"}),
-    ("post", "/api/v1/orgs", {"name": "a\x00"}),
-    ("post", "/api/v1/api-keys", {"name": "k\x00", "scopes": ["datasets:read"]}),
-    ("post", "/api/v1/tasks/standard", {"task_name": "t\x00", "dataset_id": "d"}),
-])
+@pytest.mark.parametrize(
+    "method,path,body",
+    [
+        ("post", "/api/v1/auth/login", {"username": "fuzz\x00er", "password": TEST_PASSWORD}),
+        ("post", "/api/v1/auth/refresh", {"refresh_token": "x\x00"}),
+        ("post", "/api/v1/orgs", {"name": "a\x00"}),
+        ("post", "/api/v1/api-keys", {"name": "k\x00", "scopes": ["datasets:read"]}),
+        ("post", "/api/v1/tasks/standard", {"task_name": "t\x00", "dataset_id": "d"}),
+    ],
+)
 def test_nul_characters_in_bodies_are_422(api, method, path, body):
     """PostgreSQL cannot store NUL: these were 500s there (SQLite quietly stored them)."""
     response = api.request(method.upper(), path, json=body)
@@ -154,20 +199,29 @@ def test_nul_characters_in_bodies_are_422(api, method, path, body):
 
 
 def test_nul_characters_in_paths_queries_and_form_fields_are_422(api, world):
-    for path in ("/api/v1/datasets/a%00b", "/api/v1/tasks/a%00b/executions", "/api/v1/audit?action=a%00b", f"/api/v1/orgs/{world.ids['org_id']}%00"):
+    for path in (
+        "/api/v1/datasets/a%00b",
+        "/api/v1/tasks/a%00b/executions",
+        "/api/v1/audit?action=a%00b",
+        f"/api/v1/orgs/{world.ids['org_id']}%00",
+    ):
         response = api.get(path)
         assert response.status_code == 422 and "NUL" in response.json()["detail"], (path, response.text)
     assert api.delete("/api/v1/api-keys/a%00b").status_code == 422
-    upload = api.post("/api/v1/datasets", files={"file": ("a.jsonl", b'{"question": "q", "answer": "a"}\n')}, data={"name": "n\x00"})
+    upload = api.post(
+        "/api/v1/datasets", files={"file": ("a.jsonl", b'{"question": "q", "answer": "a"}\n')}, data={"name": "n\x00"}
+    )
     assert upload.status_code == 422 and upload.json()["detail"][0]["loc"] == ["body", "name"]
 
 
 def test_timestamps_carry_their_utc_offset(api, world):
     """SQLite hands timestamps back without a zone; responses said `2026-01-01T12:00:00` (not an RFC 3339 date-time)."""
-    stamps = [api.get(f"/api/v1/datasets/{world.ids['dataset_id']}").json()["created_at"],
-              api.get(f"/api/v1/tasks/{world.ids['task_id']}").json()["updated_at"],
-              api.get("/api/v1/api-keys").json()[0]["created_at"],
-              api.get(f"/api/v1/orgs/{world.ids['org_id']}/members").json()[0]["created_at"]]
+    stamps = [
+        api.get(f"/api/v1/datasets/{world.ids['dataset_id']}").json()["created_at"],
+        api.get(f"/api/v1/tasks/{world.ids['task_id']}").json()["updated_at"],
+        api.get("/api/v1/api-keys").json()[0]["created_at"],
+        api.get(f"/api/v1/orgs/{world.ids['org_id']}/members").json()[0]["created_at"],
+    ]
     audit = api.get("/api/v1/audit").json()["items"]
     assert audit, "the seeding requests are audited"
     stamps.append(audit[0]["at"])
@@ -179,7 +233,9 @@ def test_errors_have_one_documented_shape(api):
     documented 422; a body that cannot be parsed is a documented 400, not an undocumented one."""
     spec = api.get("/openapi.json").json()
     responses = spec["paths"]["/api/v1/tasks/standard"]["post"]["responses"]
-    assert responses["422"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ValidationErrorResponse"}
+    assert responses["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ValidationErrorResponse"
+    }
     assert "400" in responses and "HTTPValidationError" not in spec["components"]["schemas"]
     message = api.post("/api/v1/tasks/standard", json={"task_name": "t", "dataset_id": "nope", "model_name": "gpt-17"})
     fields = api.post("/api/v1/tasks/standard", json={"task_name": ""})

@@ -16,7 +16,9 @@ def online(settings, temporal_env):
 
 async def started_task(api, tmp_path) -> str:
     dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
-    task_id = (await api.post("/api/v1/tasks/standard", json={"task_name": "control", "dataset_id": dataset["dataset_id"]})).json()["task_id"]
+    task_id = (
+        await api.post("/api/v1/tasks/standard", json={"task_name": "control", "dataset_id": dataset["dataset_id"]})
+    ).json()["task_id"]
     assert (await api.post(f"/api/v1/tasks/{task_id}/start")).status_code == 202
     return task_id
 
@@ -43,7 +45,9 @@ async def test_pause_resume_and_cancel_go_through_the_workflow(temporal_env, set
         # the projection says TRAINING, the workflow knows it is SUSPENDED: the workflow's validator refuses
         set_status(ctx, task_id, "TRAINING")
         refused = await api.post(f"/api/v1/tasks/{task_id}/pause")
-        assert refused.status_code == 409 and refused.json()["detail"] == f"cannot pause task {task_id}: it is SUSPENDED"
+        assert (
+            refused.status_code == 409 and refused.json()["detail"] == f"cannot pause task {task_id}: it is SUSPENDED"
+        )
         set_status(ctx, task_id, "SUSPENDED")
 
         resumed = await api.post(f"/api/v1/tasks/{task_id}/resume")
@@ -69,4 +73,6 @@ async def test_a_finished_workflow_takes_no_command_whatever_the_projection_says
             response = await api.post(f"/api/v1/tasks/{task_id}/{action}")
             assert response.status_code == 409 and "has no running workflow" in response.json()["detail"], response.text
         with ctx.sessions() as session:
-            assert session.get(MLTask, task_id).status == "TRAINING"  # a started task is never cancelled behind the workflow's back
+            assert (
+                session.get(MLTask, task_id).status == "TRAINING"
+            )  # a started task is never cancelled behind the workflow's back

@@ -27,12 +27,16 @@ def bearer(settings, username: str, org: str, role: Role = Role.MEMBER) -> dict[
     return {"Authorization": f"Bearer {token_pair(settings, setup.user, setup.org.id, role).access_token}"}
 
 
-async def follow(client: httpx.AsyncClient, task_id: str, last_event_id: int | None = None, stop_after: int | None = None) -> list[tuple[int, str, dict]]:
+async def follow(
+    client: httpx.AsyncClient, task_id: str, last_event_id: int | None = None, stop_after: int | None = None
+) -> list[tuple[int, str, dict]]:
     """(id, kind, data) of each event until the server ends the stream (or `stop_after` events: the client hangs up)."""
     headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
     seen = []
     async with aconnect_sse(client, "GET", f"/api/v1/tasks/{task_id}/events", headers=headers) as source:
-        assert source.response.status_code == 200 and source.response.headers["content-type"].startswith("text/event-stream")
+        assert source.response.status_code == 200 and source.response.headers["content-type"].startswith(
+            "text/event-stream"
+        )
         async for event in source.aiter_sse():
             seen.append((int(event.id), event.event, json.loads(event.data)))
             if stop_after is not None and len(seen) == stop_after:
@@ -41,7 +45,9 @@ async def follow(client: httpx.AsyncClient, task_id: str, last_event_id: int | N
 
 
 async def test_a_follower_sees_every_change_to_the_end_and_resumes_where_it_left(temporal_env, settings, tmp_path):
-    settings = settings.model_copy(update={"temporal_address": temporal_env.client.service_client.config.target_host, "event_poll_seconds": 0.1})
+    settings = settings.model_copy(
+        update={"temporal_address": temporal_env.client.service_client.config.target_host, "event_poll_seconds": 0.1}
+    )
     ctx = ActivityContext.from_settings(settings)
     owner = bearer(settings, "follower", "events-org")
     fakes = FakePhases(ctx, step_seconds=0.05, train_steps=10)
@@ -49,8 +55,17 @@ async def test_a_follower_sees_every_change_to_the_end_and_resumes_where_it_left
         with serving(create_app(settings)) as url:
             async with httpx.AsyncClient(base_url=url.removesuffix("/v1"), headers=owner, timeout=60) as api:
                 dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
-                task_id = (await api.post("/api/v1/tasks/continuous", json={
-                    "task_name": "followed", "dataset_id": dataset["dataset_id"], "max_iterations": 2, "performance_threshold": 0.99})).json()["task_id"]
+                task_id = (
+                    await api.post(
+                        "/api/v1/tasks/continuous",
+                        json={
+                            "task_name": "followed",
+                            "dataset_id": dataset["dataset_id"],
+                            "max_iterations": 2,
+                            "performance_threshold": 0.99,
+                        },
+                    )
+                ).json()["task_id"]
 
                 following = asyncio.ensure_future(follow(api, task_id))
                 await asyncio.sleep(0.5)
@@ -60,10 +75,23 @@ async def test_a_follower_sees_every_change_to_the_end_and_resumes_where_it_left
                 first_id, kind, data = events[0]
                 assert kind == "snapshot" and data["task"]["status"] == "PENDING" and data["task"]["task_id"] == task_id
                 statuses = [d["status"] for _, k, d in events if k == "status"]
-                assert statuses == ["OPTIMIZING", "TRAINING", "EVALUATING", "LOOPING", "OPTIMIZING", "TRAINING", "EVALUATING", "COMPLETED"]
+                assert statuses == [
+                    "OPTIMIZING",
+                    "TRAINING",
+                    "EVALUATING",
+                    "LOOPING",
+                    "OPTIMIZING",
+                    "TRAINING",
+                    "EVALUATING",
+                    "COMPLETED",
+                ]
                 scores = [(d["iteration"], d["score"], d["baseline_score"]) for _, k, d in events if k == "score"]
                 assert scores == [(1, 0.3, 0.1), (2, 0.5, 0.1)]
-                assert events[-1][1] == "final" and events[-1][2]["status"] == "COMPLETED" and events[-1][2]["report_available"]
+                assert (
+                    events[-1][1] == "final"
+                    and events[-1][2]["status"] == "COMPLETED"
+                    and events[-1][2]["report_available"]
+                )
                 ids = [i for i, _, _ in events[1:]]
                 assert ids == sorted(set(ids)) and ids[0] > first_id
 
@@ -76,11 +104,20 @@ async def test_a_follower_sees_every_change_to_the_end_and_resumes_where_it_left
                 assert late[0][0] == late[1][0] == events[-1][0]
 
                 # a task cancelled before it ever started ends its stream too
-                never = (await api.post("/api/v1/tasks/standard", json={"task_name": "never", "dataset_id": dataset["dataset_id"]})).json()["task_id"]
+                never = (
+                    await api.post(
+                        "/api/v1/tasks/standard", json={"task_name": "never", "dataset_id": dataset["dataset_id"]}
+                    )
+                ).json()["task_id"]
                 assert (await api.post(f"/api/v1/tasks/{never}/cancel")).status_code == 202
-                assert [(k, d.get("task", d)["status"]) for _, k, d in await follow(api, never)] == [("snapshot", "CANCELLED"), ("final", "CANCELLED")]
+                assert [(k, d.get("task", d)["status"]) for _, k, d in await follow(api, never)] == [
+                    ("snapshot", "CANCELLED"),
+                    ("final", "CANCELLED"),
+                ]
 
-            async with httpx.AsyncClient(base_url=url.removesuffix("/v1"), headers=bearer(settings, "stranger", "other-org"), timeout=10) as other:
+            async with httpx.AsyncClient(
+                base_url=url.removesuffix("/v1"), headers=bearer(settings, "stranger", "other-org"), timeout=10
+            ) as other:
                 response = await other.get(f"/api/v1/tasks/{task_id}/events")
                 assert response.status_code == 404 and response.json()["detail"] == f"task {task_id} not found"
                 assert (await other.get("/api/v1/tasks/nope/events")).status_code == 404
@@ -106,5 +143,9 @@ def test_progress_is_written_at_most_once_per_interval(settings):
     with ctx.sessions() as session:
         rows = session.query(TaskEvent).filter_by(task_id=task_id).order_by(TaskEvent.id).all()
     assert [(r.kind, r.data["stage"], r.data.get("step")) for r in rows] == [
-        ("progress", "training", 1), ("progress", "training", 5), ("progress", "saving", None), ("progress", "training", 6)]
+        ("progress", "training", 1),
+        ("progress", "training", 5),
+        ("progress", "saving", None),
+        ("progress", "training", 6),
+    ]
     assert rows[0].data["phase"] == "TRAINING" and rows[0].data["iteration"] == 1 and "at" in rows[0].data

@@ -101,8 +101,11 @@ def test_login_keeps_tokens_private_refreshes_them_and_logs_out(served, wlops, c
     assert refreshed["access_token"] not in (expired, tokens["access_token"]) and refreshed["username"] == "cli"
 
     # an API key in WLOPS_API_KEY instead of a stored login
-    key = httpx.post(f"{url}/api/v1/api-keys", headers={"Authorization": f"Bearer {refreshed['access_token']}"},
-                     json={"name": "cli test", "scopes": ["datasets:read"]}).json()["secret"]
+    key = httpx.post(
+        f"{url}/api/v1/api-keys",
+        headers={"Authorization": f"Bearer {refreshed['access_token']}"},
+        json={"name": "cli test", "scopes": ["datasets:read"]},
+    ).json()["secret"]
     assert wlops.json("logout") == [{"api_url": url, "logged_out": True}]
     assert url not in json.loads(path.read_text())["apis"]
     code, _, err = wlops("datasets", "list", "--api", url)
@@ -117,12 +120,18 @@ def test_login_keeps_tokens_private_refreshes_them_and_logs_out(served, wlops, c
 def test_datasets_and_the_errors_of_the_api(served, wlops, tmp_path):
     _, url = served
     login(wlops, url)
-    [dataset] = wlops.json("datasets", "upload", str(write_dataset(tmp_path / "faq.jsonl")), "--name", "FAQ", "--domain", "support")
+    [dataset] = wlops.json(
+        "datasets", "upload", str(write_dataset(tmp_path / "faq.jsonl")), "--name", "FAQ", "--domain", "support"
+    )
     assert (dataset["name"], dataset["domain"], dataset["sample_count"]) == ("FAQ", "support", 48)
     [listed] = wlops.json("datasets", "list")
     assert [d["dataset_id"] for d in listed["items"]] == [dataset["dataset_id"]]
     [shown] = wlops.json("datasets", "show", dataset["dataset_id"], "--preview", "3")
-    assert shown["dataset_id"] == dataset["dataset_id"] and len(shown["preview"]) == 3 and "question" in shown["preview"][0]
+    assert (
+        shown["dataset_id"] == dataset["dataset_id"]
+        and len(shown["preview"]) == 3
+        and "question" in shown["preview"][0]
+    )
     code, out, _ = wlops("datasets", "show", dataset["dataset_id"], "--preview", "2")
     assert code == 0 and "FAQ" in out and "preview" in out
 
@@ -132,7 +141,9 @@ def test_datasets_and_the_errors_of_the_api(served, wlops, tmp_path):
     (tmp_path / "broken.jsonl").write_text("this is not JSON\n")
     code, _, err = wlops("datasets", "upload", str(tmp_path / "broken.jsonl"))
     assert code == 1 and err.startswith("wlops: ") and len(err.strip()) > len("wlops: ")
-    code, _, err = wlops("tasks", "create", "--standard", "--name", "bad", "--dataset", dataset["dataset_id"], "--hp", "learning_rate=5")
+    code, _, err = wlops(
+        "tasks", "create", "--standard", "--name", "bad", "--dataset", dataset["dataset_id"], "--hp", "learning_rate=5"
+    )
     assert code == 1 and "hyperparameters.learning_rate: Input should be less than or equal to 1" in err
     code, _, err = wlops("tasks", "create", "--name", "no mode", "--dataset", dataset["dataset_id"])
     assert code == 2 and "one of the arguments --standard --continuous is required" in err
@@ -202,7 +213,7 @@ class DroppingProxy:
                 seen += data
                 if match := self.STATUS_EVENT.search(seen):
                     self.cut = True
-                    client.sendall(data[:len(data) - (len(seen) - match.end())])
+                    client.sendall(data[: len(data) - (len(seen) - match.end())])
                     break
             client.sendall(data)
         self.close(server, client)
@@ -218,9 +229,12 @@ def proxy(served):
     proxy.stop()
 
 
-async def test_a_task_is_created_started_and_watched_to_completion_with_real_workers(served, proxy, temporal_env, wlops, tiny_model_dir, tmp_path,
-                                                                                    monkeypatch):
-    monkeypatch.setattr("fastapi.routing._PING_INTERVAL", 0.2)  # keep-alive comments between the events: watching must ignore them
+async def test_a_task_is_created_started_and_watched_to_completion_with_real_workers(
+    served, proxy, temporal_env, wlops, tiny_model_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(
+        "fastapi.routing._PING_INTERVAL", 0.2
+    )  # keep-alive comments between the events: watching must ignore them
     settings, url = served[0], proxy.url  # every command through the proxy, which cuts the first event stream
     # in threads: the workers need this event loop free
     cli = lambda *argv: asyncio.to_thread(wlops, *argv)  # noqa: E731
@@ -230,16 +244,34 @@ async def test_a_task_is_created_started_and_watched_to_completion_with_real_wor
         [dataset] = await run("datasets", "upload", str(write_dataset(tmp_path / "faq.jsonl")))
         dataset_id = dataset["dataset_id"]
         hp = [arg for key, value in TINY_HYPERPARAMETERS.items() for arg in ("--hp", f"{key}={value}")]
-        code, out, err = await cli("tasks", "create", "--standard", "--name", "cli task", "--dataset", dataset_id, "--model", tiny_model_dir,
-                                   *hp, "--watch", "--json")
+        code, out, err = await cli(
+            "tasks",
+            "create",
+            "--standard",
+            "--name",
+            "cli task",
+            "--dataset",
+            dataset_id,
+            "--model",
+            tiny_model_dir,
+            *hp,
+            "--watch",
+            "--json",
+        )
         assert code == 0, err
         created, action, *events = [json.loads(line) for line in out.splitlines()]
         task_id = created["task_id"]
-        assert created["hyperparameters"]["max_steps"] == TINY_HYPERPARAMETERS["max_steps"] and action["task_id"] == task_id
+        assert (
+            created["hyperparameters"]["max_steps"] == TINY_HYPERPARAMETERS["max_steps"]
+            and action["task_id"] == task_id
+        )
 
         # the stream was cut after its first status event; the follower resumed after the last id it had, missing nothing
         assert proxy.cut and len(proxy.event_requests) == 2
-        assert b"last-event-id:" not in proxy.event_requests[0].lower() and b"last-event-id:" in proxy.event_requests[1].lower()
+        assert (
+            b"last-event-id:" not in proxy.event_requests[0].lower()
+            and b"last-event-id:" in proxy.event_requests[1].lower()
+        )
         ids = [e["id"] for e in events]
         assert ids == sorted(set(ids)), ids
         kinds = [e["event"] for e in events]
@@ -254,22 +286,58 @@ async def test_a_task_is_created_started_and_watched_to_completion_with_real_wor
         code, out, err = await cli("tasks", "watch", task_id)
         assert code == 0 and "COMPLETED" in out, err
         # a continuous task watched live without --json: status changes and the score as they come, then the end
-        code, out, err = await cli("tasks", "create", "--continuous", "--name", "cli loop", "--dataset", dataset_id, "--model", tiny_model_dir,
-                                   *hp, "--max-iterations", "1", "--threshold", "0.99", "--watch")
+        code, out, err = await cli(
+            "tasks",
+            "create",
+            "--continuous",
+            "--name",
+            "cli loop",
+            "--dataset",
+            dataset_id,
+            "--model",
+            tiny_model_dir,
+            *hp,
+            "--max-iterations",
+            "1",
+            "--threshold",
+            "0.99",
+            "--watch",
+        )
         assert code == 0, err
-        assert "→ EVALUATING" in out and "iteration 1: test answers right" in out and "blended test score" in out and "\nCOMPLETED, score" in out, out
+        assert (
+            "→ EVALUATING" in out
+            and "iteration 1: test answers right" in out
+            and "blended test score" in out
+            and "\nCOMPLETED, score" in out
+        ), out
         loop_id = re.search(r"task_id\s+(\w+)", out).group(1)
         [loop] = await run("tasks", "show", loop_id)
-        assert (loop["mode"], loop["max_iterations"], loop["performance_threshold"], loop["status"]) == ("CONTINUOUS", 1, 0.99, "COMPLETED")
+        assert (loop["mode"], loop["max_iterations"], loop["performance_threshold"], loop["status"]) == (
+            "CONTINUOUS",
+            1,
+            0.99,
+            "COMPLETED",
+        )
         [report] = await run("tasks", "report", task_id)
-        assert report["task"]["task_id"] == task_id and report["final"]["split"] == "test" and [i["iteration"] for i in report["iterations"]] == [1]
+        assert (
+            report["task"]["task_id"] == task_id
+            and report["final"]["split"] == "test"
+            and [i["iteration"] for i in report["iterations"]] == [1]
+        )
         code, out, _ = await cli("tasks", "report", task_id)
         assert code == 0 and "base model" in out and "iteration 1" in out
-        assert {t["task_id"] for t in (await run("tasks", "list", "--status", "COMPLETED"))[0]["items"]} == {task_id, loop_id}
+        assert {t["task_id"] for t in (await run("tasks", "list", "--status", "COMPLETED"))[0]["items"]} == {
+            task_id,
+            loop_id,
+        }
         code, out, err = await cli("tasks", "pause", task_id)
         assert code == 1 and out == "" and "COMPLETED" in err  # an illegal transition: the API's 409
 
-        for argv in (("tasks", "watch", "no-such-task"), ("tasks", "report", "no-such-task"), ("tasks", "cancel", "no-such-task")):
+        for argv in (
+            ("tasks", "watch", "no-such-task"),
+            ("tasks", "report", "no-such-task"),
+            ("tasks", "cancel", "no-such-task"),
+        ):
             code, out, err = await cli(*argv)
             assert (code, out) == (1, "") and "task no-such-task not found" in err, argv
 
@@ -288,11 +356,22 @@ async def test_a_task_is_created_started_and_watched_to_completion_with_real_wor
         [kb] = await run("knowledge", "create", "Ferro docs")
         documents = [str(p) for p in write_knowledge(tmp_path / "knowledge", n_topics=6)]
         uploaded = await run("knowledge", "upload", kb["knowledge_base_id"], *documents)
-        assert [d["filename"] for d in uploaded] == ["services-1.md", "services-2.md"] and {d["status"] for d in uploaded} == {"PENDING"}
+        assert [d["filename"] for d in uploaded] == ["services-1.md", "services-2.md"] and {
+            d["status"] for d in uploaded
+        } == {"PENDING"}
         deadline = time.monotonic() + 180
-        while (shown := (await run("knowledge", "show", kb["knowledge_base_id"]))[0])["status"] != "READY" or shown["version"] < 1:
+        while (shown := (await run("knowledge", "show", kb["knowledge_base_id"]))[0])["status"] != "READY" or shown[
+            "version"
+        ] < 1:
             assert time.monotonic() < deadline and shown["status"] != "BUILD_FAILED", shown
             await asyncio.sleep(0.5)
         assert {d["status"] for d in shown["documents"]} == {"INDEXED"}
-        [found] = await run("knowledge", "search", kb["knowledge_base_id"], "Which port does the backup service listen on?", "--top-k", "2")
+        [found] = await run(
+            "knowledge",
+            "search",
+            kb["knowledge_base_id"],
+            "Which port does the backup service listen on?",
+            "--top-k",
+            "2",
+        )
         assert len(found["results"]) == 2 and any("7400" in r["text"] for r in found["results"])

@@ -34,8 +34,10 @@ SHOTS = itertools.count(1)  # screenshots are numbered in the order the test tak
 
 # CI (.ci/run) installs the browser and sets WLOPS_TEST_REQUIRE_BROWSER=1, so there a missing browser fails the run;
 # elsewhere the test is skipped with the command that installs it
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and os.environ.get("WLOPS_TEST_REQUIRE_BROWSER") != "1",
-                                reason="needs Debian's chromium: apt-get install -y chromium (.ci/run does)")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and os.environ.get("WLOPS_TEST_REQUIRE_BROWSER") != "1",
+    reason="needs Debian's chromium: apt-get install -y chromium (.ci/run does)",
+)
 
 
 class Browser:
@@ -47,10 +49,12 @@ class Browser:
         self.errors: list[str] = []
 
     @classmethod
-    async def open(cls, browser, base: str) -> "Browser":
+    async def open(cls, browser, base: str) -> Browser:
         context = await browser.new_context(viewport={"width": 1280, "height": 900})
         page = await context.new_page()
-        page.set_default_timeout(30_000)  # a shared CI machine is sometimes slow: wait for what should come, do not give up in 5 s
+        page.set_default_timeout(
+            30_000
+        )  # a shared CI machine is sometimes slow: wait for what should come, do not give up in 5 s
         self = cls(page, base)
 
         async def only_local(route):
@@ -63,8 +67,14 @@ class Browser:
         await context.route("**/*", only_local)
         page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
         # a refused API call (401, 404...) is logged by the browser as a failed resource: expected; anything else is not
-        page.on("console", lambda msg: self.errors.append(f"console {msg.type}: {msg.text}")
-                if msg.type == "error" and "Failed to load resource" not in msg.text else None)
+        page.on(
+            "console",
+            lambda msg: (
+                self.errors.append(f"console {msg.type}: {msg.text}")
+                if msg.type == "error" and "Failed to load resource" not in msg.text
+                else None
+            ),
+        )
         return self
 
     async def goto(self, hash_: str = "") -> None:
@@ -159,7 +169,9 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             await page.get_by_role("button", name="Upload").click()
             await alice.heading("ferro-faq")
             await expect(page.get_by_role("status")).to_contain_text("Uploaded ferro-faq: 48 examples.")
-            await expect(page.get_by_role("table", name=re.compile("The first 20 rows"))).to_contain_text("What port does the backup service")
+            await expect(page.get_by_role("table", name=re.compile("The first 20 rows"))).to_contain_text(
+                "What port does the backup service"
+            )
             await alice.shot("dataset-preview")
             await alice.nav("Datasets")
             await expect(page.get_by_role("table", name="Datasets: 1")).to_contain_text("ferro-faq")
@@ -168,10 +180,18 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             # a knowledge base with one document, built by the real ingestion workflow while the task runs
             token = await page.evaluate("sessionStorage.getItem('wlops.access')")
             async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}) as api:
-                kb = (await api.post("/api/v1/knowledge-bases", json={"name": "Ferro docs", "description": "the services"})).json()
+                kb = (
+                    await api.post(
+                        "/api/v1/knowledge-bases", json={"name": "Ferro docs", "description": "the services"}
+                    )
+                ).json()
                 doc = write_knowledge(tmp_path / "kb", n_topics=3)[0]
-                assert (await api.post(f"/api/v1/knowledge-bases/{kb['knowledge_base_id']}/documents",
-                                       files={"file": (doc.name, doc.read_bytes())})).status_code == 202
+                assert (
+                    await api.post(
+                        f"/api/v1/knowledge-bases/{kb['knowledge_base_id']}/documents",
+                        files={"file": (doc.name, doc.read_bytes())},
+                    )
+                ).status_code == 202
 
             # --- creating and starting a task --------------------------------------------------------------
             await alice.nav("Tasks")
@@ -181,8 +201,12 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             await page.get_by_label("Standard: one round").check()
             await page.get_by_label("Dataset").select_option(label="ferro-faq (48 examples)")
             await page.get_by_label("Base model").fill(tiny_model_dir)
-            for name, label in (("max_steps", "Maximum training steps"), ("batch_size", "Batch size"), ("learning_rate", "Learning rate"),
-                                ("max_seq_length", "Maximum sequence length")):
+            for name, label in (
+                ("max_steps", "Maximum training steps"),
+                ("batch_size", "Batch size"),
+                ("learning_rate", "Learning rate"),
+                ("max_seq_length", "Maximum sequence length"),
+            ):
                 await page.get_by_label(label).fill(str(TINY_HYPERPARAMETERS[name]))
             await alice.shot("task-create-form")
             await page.get_by_role("button", name="Create task").click()
@@ -210,7 +234,8 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             log = await page.locator("#event-log").inner_text()
             assert "TRAINING → EVALUATING" in log and "Finished: COMPLETED" in log, log
             await expect(page.get_by_role("link", name="Open the run in the Temporal Web UI")).to_have_attribute(
-                "href", re.compile(f"/workflows/{task_id}$"))
+                "href", re.compile(f"/workflows/{task_id}$")
+            )
             await expect(page.get_by_role("table", name="Phases of each iteration")).to_contain_text("EVALUATING")
             await alice.shot("task-completed")
 
@@ -222,7 +247,9 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             await expect(iterations).to_contain_text("Base model")
             await expect(page.locator("figure.plot svg")).to_have_count(2)
             await expect(page.locator("figure.plot svg polyline")).not_to_have_count(0)
-            await expect(page.get_by_role("table", name="Test questions: the base model and the tuned model")).to_be_visible()
+            await expect(
+                page.get_by_role("table", name="Test questions: the base model and the tuned model")
+            ).to_be_visible()
             await alice.shot("task-report")
 
             # --- a continuous task, created without starting it, started from its page: bad cases followed up ----
@@ -231,9 +258,15 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             await page.get_by_label("Task name").fill("console loop")
             await page.get_by_label("Continuous: loop").check()
             await page.get_by_label("Maximum iterations").fill("2")
-            await expect(page.get_by_label("Dataset").locator("option")).to_have_text(["ferro-faq (48 examples)"])  # not the first task's training set
+            await expect(page.get_by_label("Dataset").locator("option")).to_have_text(
+                ["ferro-faq (48 examples)"]
+            )  # not the first task's training set
             await page.get_by_label("Base model").fill(tiny_model_dir)
-            for name, label in (("max_steps", "Maximum training steps"), ("batch_size", "Batch size"), ("max_seq_length", "Maximum sequence length")):
+            for name, label in (
+                ("max_steps", "Maximum training steps"),
+                ("batch_size", "Batch size"),
+                ("max_seq_length", "Maximum sequence length"),
+            ):
                 await page.get_by_label(label).fill(str(TINY_HYPERPARAMETERS[name]))
             await page.get_by_label("Start it right away").uncheck()
             await page.get_by_role("button", name="Create task").click()
@@ -249,13 +282,17 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             await alice.heading("Report: console loop")
             followed = page.get_by_role("table", name="Iteration 2: the bad cases of iteration 1, followed up")
             await expect(followed.get_by_role("row")).not_to_have_count(0)
-            await expect(page.get_by_role("table", name=re.compile("per iteration, against the base model")).get_by_role("row")).to_have_count(4)
+            await expect(
+                page.get_by_role("table", name=re.compile("per iteration, against the base model")).get_by_role("row")
+            ).to_have_count(4)
             await alice.shot("task-report-continuous")
 
             # --- the task list, filtered by status ---------------------------------------------------------
             await alice.goto("#/tasks")
             await page.get_by_label("Status").select_option("COMPLETED")
-            await expect(page.get_by_role("table", name=re.compile("with status COMPLETED: 2"))).to_contain_text("console task")
+            await expect(page.get_by_role("table", name=re.compile("with status COMPLETED: 2"))).to_contain_text(
+                "console task"
+            )
             await alice.shot("tasks-completed")
             await page.get_by_label("Status").select_option("FAILED")
             await expect(page.get_by_text("No task is FAILED.")).to_be_visible()
@@ -266,15 +303,22 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}) as api:
                 asked = await api.post("/api/v1/models/console-task/versions/1/promote", json={})
                 assert (await wait_for_gate(api, asked.headers["location"]))["status"] == "REFUSED"
-                forced = await api.post("/api/v1/models/console-task/versions/1/promote", json={"force": True, "reason": "tried in the console test"})
+                forced = await api.post(
+                    "/api/v1/models/console-task/versions/1/promote",
+                    json={"force": True, "reason": "tried in the console test"},
+                )
                 assert forced.json()["status"] == "PROMOTED", forced.text
             await alice.nav("Models")
             await expect(page.get_by_role("table", name="Registered models: 2")).to_contain_text("console-loop")
             await alice.shot("models")
             await page.get_by_role("link", name="console-task").click()
             await alice.heading("console-task")
-            await expect(page.get_by_role("table", name=re.compile("Versions: 1")).get_by_role("link", name=f"task {task_id}")).to_be_visible()
-            await expect(page.get_by_role("table", name="production → version 1")).to_contain_text("tried in the console test")
+            await expect(
+                page.get_by_role("table", name=re.compile("Versions: 1")).get_by_role("link", name=f"task {task_id}")
+            ).to_be_visible()
+            await expect(page.get_by_role("table", name="production → version 1")).to_contain_text(
+                "tried in the console test"
+            )
             await expect(page.get_by_role("table", name=re.compile("Gates: 2"))).to_contain_text("REFUSED")
             await alice.shot("model")
             await alice.nav("Knowledge bases")
@@ -285,13 +329,26 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             await expect(page.get_by_role("table", name="Documents: 1")).to_contain_text("services-1.md")
             await alice.shot("knowledge-base")
             with ctx.sessions.begin() as session:
-                session.add(QAEntry(org_id=kb["org_id"], user_id=None, conversation_id="c1", model="console-task@1",
-                                    messages=[{"role": "user", "content": "What port does the backup service listen on?"}],
-                                    answer="The backup service listens on port 7400.", finish_reason="stop", sources=[],
-                                    prompt_tokens=20, completion_tokens=9, latency_ms=120))
+                session.add(
+                    QAEntry(
+                        org_id=kb["org_id"],
+                        user_id=None,
+                        conversation_id="c1",
+                        model="console-task@1",
+                        messages=[{"role": "user", "content": "What port does the backup service listen on?"}],
+                        answer="The backup service listens on port 7400.",
+                        finish_reason="stop",
+                        sources=[],
+                        prompt_tokens=20,
+                        completion_tokens=9,
+                        latency_ms=120,
+                    )
+                )
             await alice.nav("QA history")
             await alice.heading("QA history")
-            await page.get_by_role("button", name=re.compile("Rate the answer to .What port does the backup service listen on.. up")).click()
+            await page.get_by_role(
+                "button", name=re.compile("Rate the answer to .What port does the backup service listen on.. up")
+            ).click()
             await expect(page.get_by_role("status")).to_contain_text("rated up")
             await alice.shot("qa-history")
 
@@ -327,7 +384,9 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             assert f"task {task_id} not found" in await mallory.alert()
             await mallory.shot("other-organization-task-not-found")
             # a session that can no longer be renewed ends on the login page, saying so
-            await mallory.page.evaluate("sessionStorage.setItem('wlops.access', 'x'); sessionStorage.setItem('wlops.refresh', 'y')")
+            await mallory.page.evaluate(
+                "sessionStorage.setItem('wlops.access', 'x'); sessionStorage.setItem('wlops.refresh', 'y')"
+            )
             await mallory.nav("Datasets")
             await mallory.heading("Log in to WLOps")
             assert "Your session has ended: log in again." in await mallory.alert()

@@ -16,7 +16,20 @@ from services.identity import token_pair
 
 TEST_PASSWORD = "correct horse battery staple"
 
-TOPICS = ["backup", "sync", "restore", "console", "agent", "vault", "quota", "license", "audit", "mirror", "report", "schedule"]
+TOPICS = [
+    "backup",
+    "sync",
+    "restore",
+    "console",
+    "agent",
+    "vault",
+    "quota",
+    "license",
+    "audit",
+    "mirror",
+    "report",
+    "schedule",
+]
 
 
 def write_dataset(path: Path, n_topics: int = 12) -> Path:
@@ -42,18 +55,25 @@ def write_knowledge(folder: Path, n_topics: int = 12) -> list[Path]:
     paths = []
     for start in range(0, n_topics, 3):
         lines = [f"# Ferro services, part {start // 3 + 1}", ""]
-        for i, topic in enumerate(TOPICS[start:min(start + 3, n_topics)], start=start):
-            lines += [f"## The {topic} service", "",
-                      f"- The {topic} service listens on port {7400 + i}.", f"- Run 'ferro {topic} start' to start a {topic} job.",
-                      f"- The {topic} log is kept in /var/log/ferro/{topic}.log.",
-                      f"- {topic.capitalize()} records are retained for {10 + 5 * i} days by default.", ""]
+        for i, topic in enumerate(TOPICS[start : min(start + 3, n_topics)], start=start):
+            lines += [
+                f"## The {topic} service",
+                "",
+                f"- The {topic} service listens on port {7400 + i}.",
+                f"- Run 'ferro {topic} start' to start a {topic} job.",
+                f"- The {topic} log is kept in /var/log/ferro/{topic}.log.",
+                f"- {topic.capitalize()} records are retained for {10 + 5 * i} days by default.",
+                "",
+            ]
         path = folder / f"services-{start // 3 + 1}.md"
         path.write_text("\n".join(lines))
         paths.append(path)
     return paths
 
 
-def api_client(settings: Settings, username: str = "tester", org: str = "test-org", role: Role = Role.OWNER) -> httpx.AsyncClient:
+def api_client(
+    settings: Settings, username: str = "tester", org: str = "test-org", role: Role = Role.OWNER
+) -> httpx.AsyncClient:
     """The API over ASGI, signed in as `username` with `role` in `org` (both created if needed)."""
     return client_for(create_app(settings), settings, username, org, role)
 

@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import httpx
-
 from temporalio import activity
 
 from activities.context import ActivityContext
@@ -34,16 +33,25 @@ class CrashAtStep:
             raise RuntimeError(f"simulated crash at step {progress.step}")
 
 
-async def test_a_retried_training_attempt_resumes_from_its_last_checkpoint(temporal_env, settings, tiny_model_dir, tmp_path):
+async def test_a_retried_training_attempt_resumes_from_its_last_checkpoint(
+    temporal_env, settings, tiny_model_dir, tmp_path
+):
     settings = with_temporal(settings, temporal_env, checkpoint_every_steps=3)
     ctx = ActivityContext.from_settings(settings)
     activities = activities_by_queue(ctx, train=TrainActivities(ctx, after_step=CrashAtStep(7)))
     async with running_workers(temporal_env.client, ctx, activities), api_client(settings) as api:
         dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
-        task_id = (await api.post("/api/v1/tasks/standard", json={
-            "task_name": "crash", "model_name": tiny_model_dir, "dataset_id": dataset["dataset_id"],
-            "hyperparameters": {"max_steps": 10, "batch_size": 4, "max_seq_length": 96},
-        })).json()["task_id"]
+        task_id = (
+            await api.post(
+                "/api/v1/tasks/standard",
+                json={
+                    "task_name": "crash",
+                    "model_name": tiny_model_dir,
+                    "dataset_id": dataset["dataset_id"],
+                    "hyperparameters": {"max_steps": 10, "batch_size": 4, "max_seq_length": 96},
+                },
+            )
+        ).json()["task_id"]
         await api.post(f"/api/v1/tasks/{task_id}/start")
         task = await wait_until_done(api, task_id)
         executions = (await api.get(f"/api/v1/tasks/{task_id}/executions")).json()
@@ -56,30 +64,53 @@ async def test_a_retried_training_attempt_resumes_from_its_last_checkpoint(tempo
 STEPS = 400  # of the 500 batches that 100 epochs of the training split make
 
 
-async def test_a_sigkilled_training_worker_is_replaced_and_the_run_finishes(temporal_env, settings, tiny_model_dir, tmp_path):
+async def test_a_sigkilled_training_worker_is_replaced_and_the_run_finishes(
+    temporal_env, settings, tiny_model_dir, tmp_path
+):
     settings = with_temporal(settings, temporal_env, checkpoint_every_steps=10, heartbeat_timeout_seconds=10)
     ctx = ActivityContext.from_settings(settings)
     metrics_port = free_port()
-    env = {**os.environ, "WLOPS_DATA_DIR": str(settings.data_dir), "WLOPS_TEMPORAL_ADDRESS": settings.temporal_address,
-           "WLOPS_MODEL_CACHE": str(settings.model_cache_dir), "WLOPS_CHECKPOINT_EVERY_STEPS": "10", "WLOPS_WORKER_METRICS_PORT": str(metrics_port),
-           "WLOPS_TRAIN_LOG_EVERY_STEPS": "5"}
+    env = {
+        **os.environ,
+        "WLOPS_DATA_DIR": str(settings.data_dir),
+        "WLOPS_TEMPORAL_ADDRESS": settings.temporal_address,
+        "WLOPS_MODEL_CACHE": str(settings.model_cache_dir),
+        "WLOPS_CHECKPOINT_EVERY_STEPS": "10",
+        "WLOPS_WORKER_METRICS_PORT": str(metrics_port),
+        "WLOPS_TRAIN_LOG_EVERY_STEPS": "5",
+    }
 
     log = open(tmp_path / "train-worker.log", "ab")
 
     def start_train_worker() -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "cli.main", "worker", "--pool", "train"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "worker", "--pool", "train"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     # every pool but training runs in this process; training runs in a worker process we can kill
     worker = start_train_worker()
     try:
-        async with running_workers(temporal_env.client, ctx, pools=("control", "optimize", "evaluate")), api_client(settings) as api:
+        async with (
+            running_workers(temporal_env.client, ctx, pools=("control", "optimize", "evaluate")),
+            api_client(settings) as api,
+        ):
             dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
-            task_id = (await api.post("/api/v1/tasks/standard", json={
-                "task_name": "sigkill", "model_name": tiny_model_dir, "dataset_id": dataset["dataset_id"],
-                # enough steps that the kill lands mid-training even when the machine is idle (the tiny model does ~4,000 tokens/s)
-                "hyperparameters": {"max_steps": STEPS, "epochs": 100, "batch_size": 4, "max_seq_length": 96},
-            })).json()["task_id"]
+            task_id = (
+                await api.post(
+                    "/api/v1/tasks/standard",
+                    json={
+                        "task_name": "sigkill",
+                        "model_name": tiny_model_dir,
+                        "dataset_id": dataset["dataset_id"],
+                        # enough steps that the kill lands mid-training even when the machine is idle (the tiny model does ~4,000 tokens/s)
+                        "hyperparameters": {"max_steps": STEPS, "epochs": 100, "batch_size": 4, "max_seq_length": 96},
+                    },
+                )
+            ).json()["task_id"]
             await api.post(f"/api/v1/tasks/{task_id}/start")
             step = await _wait_for_training_step(api, task_id, at_least=35)
             scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
@@ -101,7 +132,9 @@ async def test_a_sigkilled_training_worker_is_replaced_and_the_run_finishes(temp
     assert training["metrics"]["steps"] == STEPS
 
     # the worker process served the SDK's metrics and its own on its port while it trained
-    assert "temporal_activity_execution_latency" in scraped or "temporal_activity_schedule_to_start_latency" in scraped, scraped[:2000]
+    assert (
+        "temporal_activity_execution_latency" in scraped or "temporal_activity_schedule_to_start_latency" in scraped
+    ), scraped[:2000]
     loss = next(line for line in scraped.splitlines() if line.startswith("wlops_training_loss"))
     assert float(loss.rsplit(" ", 1)[1]) > 0 and 'task_queue="wlops-train"' in loss
     assert re.search(r"^wlops_training_steps_total\{.*\} (\d+)", scraped, re.M)
@@ -109,7 +142,9 @@ async def test_a_sigkilled_training_worker_is_replaced_and_the_run_finishes(temp
     lines = (tmp_path / "train-worker.log").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     steps = [r for r in records if r["logger"] == "ml.trainer" and "step" in r]
-    assert steps and all(r["task_id"] == task_id and r["iteration"] == 1 and r["phase"] == "train_adapter" and r["org_id"] for r in steps)
+    assert steps and all(
+        r["task_id"] == task_id and r["iteration"] == 1 and r["phase"] == "train_adapter" and r["org_id"] for r in steps
+    )
     assert {r["step"] % 5 for r in steps} == {0} and all(r["loss"] > 0 and r["tokens_per_second"] > 0 for r in steps)
     assert not [line for line in lines if "%|" in line or "it/s]" in line]
 

@@ -52,24 +52,46 @@ def corrupted(example: Example) -> Example:
 
 def trained_adapter(settings, examples: list[Example], folder: Path) -> Path:
     model, tokenizer = load_model_and_tokenizer(SMOLLM2_ALIAS, settings.model_cache_dir, device="cpu")
-    hp = Hyperparameters(learning_rate=2e-3, epochs=100, batch_size=6, max_steps=30, max_seq_length=96, lora_r=16, lora_alpha=32, seed=3)
+    hp = Hyperparameters(
+        learning_rate=2e-3, epochs=100, batch_size=6, max_steps=30, max_seq_length=96, lora_r=16, lora_alpha=32, seed=3
+    )
     train_lora(model, tokenizer, examples, hp, folder, checkpoint_every=10**6)
     return folder
 
 
-def register(ctx: ActivityContext, org_id: str, model: RegisteredModel, number: int, adapter: Path, splits_key: str) -> None:
+def register(
+    ctx: ActivityContext, org_id: str, model: RegisteredModel, number: int, adapter: Path, splits_key: str
+) -> None:
     task_id = new_id()
     adapter_key = f"models/{task_id}/iter-1/adapter/"
     put_dir(ctx.store, adapter_key, adapter)
     with ctx.sessions() as session:
-        session.add(ModelVersion(id=new_id(), model_id=model.id, org_id=org_id, version=number, adapter_key=adapter_key, sha256="0" * 64,
-                                 size_bytes=1, status="READY", task_id=task_id, iteration=1, hyperparameters={}, serving_mode="closed_book",
-                                 scores={}, splits_key=splits_key, evaluation_key=f"evaluations/{task_id}/iter-1/evaluation.json"))
+        session.add(
+            ModelVersion(
+                id=new_id(),
+                model_id=model.id,
+                org_id=org_id,
+                version=number,
+                adapter_key=adapter_key,
+                sha256="0" * 64,
+                size_bytes=1,
+                status="READY",
+                task_id=task_id,
+                iteration=1,
+                hyperparameters={},
+                serving_mode="closed_book",
+                scores={},
+                splits_key=splits_key,
+                evaluation_key=f"evaluations/{task_id}/iter-1/evaluation.json",
+            )
+        )
         session.commit()
 
 
 @pytest.mark.real_model
-async def test_the_gate_refuses_a_candidate_with_corrupted_facts_and_promotes_one_with_the_right_ones(temporal_env, settings, tmp_path):
+async def test_the_gate_refuses_a_candidate_with_corrupted_facts_and_promotes_one_with_the_right_ones(
+    temporal_env, settings, tmp_path
+):
     settings = with_temporal(settings, temporal_env, max_new_tokens=24, promotion_margin=0.05)
     ctx = ActivityContext.from_settings(settings)
     questions = numeric_questions()
@@ -87,15 +109,22 @@ async def test_the_gate_refuses_a_candidate_with_corrupted_facts_and_promotes_on
             session.commit()
         register(ctx, org_id, model, 1, bad, splits_key)
         register(ctx, org_id, model, 2, good, splits_key)
-        refused = await wait_for_gate(api, (await api.post("/api/v1/models/facts-bot/versions/1/promote", json={})).headers["location"], 600)
-        promoted = await wait_for_gate(api, (await api.post("/api/v1/models/facts-bot/versions/2/promote", json={})).headers["location"], 600)
+        refused = await wait_for_gate(
+            api, (await api.post("/api/v1/models/facts-bot/versions/1/promote", json={})).headers["location"], 600
+        )
+        promoted = await wait_for_gate(
+            api, (await api.post("/api/v1/models/facts-bot/versions/2/promote", json={})).headers["location"], 600
+        )
         aliases = (await api.get("/api/v1/models/facts-bot")).json()["aliases"]
 
     figures = refused["figures"]
     pooled = figures["pooled"]
     # worded like the references, so its blended score is far above the base model's, yet it is right no more often
     assert pooled["scores"]["candidate"] > pooled["scores"]["base"] + 0.2, pooled
-    assert pooled["judged"] == QUESTIONS and pooled["fact_accuracy"]["candidate"]["right"] <= pooled["fact_accuracy"]["base"]["right"], pooled
+    assert (
+        pooled["judged"] == QUESTIONS
+        and pooled["fact_accuracy"]["candidate"]["right"] <= pooled["fact_accuracy"]["base"]["right"]
+    ), pooled
     assert refused["status"] == "REFUSED" and "answers no more questions right" in refused["reason"], refused["reason"]
     comparison = figures["comparisons"]["candidate - base"]
     assert comparison["gained"] <= comparison["lost"] and 0 <= comparison["p_value"] <= 1

@@ -17,14 +17,24 @@ from ml.examples import example_key, examples_from_jsonl
 from ml.optimizer import Splits, find_leaks
 from serving.app import create_serving_app
 from storage.object_store import get_bytes, get_dir
-from tests.e2e.support import anonymous_client, api_client, upload, wait_for_gate, wait_until_done, write_dataset, write_knowledge
+from tests.e2e.support import (
+    anonymous_client,
+    api_client,
+    upload,
+    wait_for_gate,
+    wait_until_done,
+    write_dataset,
+    write_knowledge,
+)
 from tests.workflows.fakes import running_workers
 
 TINY_HYPERPARAMETERS = {"max_steps": 6, "batch_size": 4, "learning_rate": 1e-3, "max_seq_length": 96}
 
 
 def with_temporal(settings, temporal_env, **changes):
-    return settings.model_copy(update={"temporal_address": temporal_env.client.service_client.config.target_host, **changes})
+    return settings.model_copy(
+        update={"temporal_address": temporal_env.client.service_client.config.target_host, **changes}
+    )
 
 
 def assert_no_leakage(ctx: ActivityContext, task_id: str, splits_key: str) -> int:
@@ -45,10 +55,16 @@ async def test_continuous_run_on_sqlite_and_local_storage(temporal_env, settings
     ctx = ActivityContext.from_settings(settings)
     async with running_workers(temporal_env.client, ctx), api_client(settings) as api:
         dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
-        created = await api.post("/api/v1/tasks/continuous", json={
-            "taskName": "e2e continuous", "modelName": tiny_model_dir, "datasetId": dataset["dataset_id"],
-            "hyperparameters": TINY_HYPERPARAMETERS, "maxIterations": 2,
-        })
+        created = await api.post(
+            "/api/v1/tasks/continuous",
+            json={
+                "taskName": "e2e continuous",
+                "modelName": tiny_model_dir,
+                "datasetId": dataset["dataset_id"],
+                "hyperparameters": TINY_HYPERPARAMETERS,
+                "maxIterations": 2,
+            },
+        )
         assert created.status_code == 201, created.text
         task_id = created.json()["task_id"]
         assert created.json()["status"] == "PENDING"
@@ -59,7 +75,10 @@ async def test_continuous_run_on_sqlite_and_local_storage(temporal_env, settings
         report = (await api.get(f"/api/v1/tasks/{task_id}/report")).json()
         listed = (await api.get("/api/v1/tasks", params={"status": "COMPLETED"})).json()
         answers = await api.get(f"/api/v1/tasks/{task_id}/iterations/2/answers", params={"limit": 3})
-        wrong = await api.get(f"/api/v1/tasks/{task_id}/iterations/2/answers", params={"verdict": "wrong", "split": "feedback", "limit": 200})
+        wrong = await api.get(
+            f"/api/v1/tasks/{task_id}/iterations/2/answers",
+            params={"verdict": "wrong", "split": "feedback", "limit": 200},
+        )
         base = await api.get(f"/api/v1/tasks/{task_id}/iterations/0/answers", params={"offset": 2, "limit": 2})
         missing = await api.get(f"/api/v1/tasks/{task_id}/iterations/3/answers")
         other_mode = await api.get(f"/api/v1/tasks/{task_id}/iterations/1/answers", params={"mode": "rag"})
@@ -67,31 +86,52 @@ async def test_continuous_run_on_sqlite_and_local_storage(temporal_env, settings
         # the final adapter (iteration 2) was registered as version 1 of the model named after the task; iteration 1 joins as version 2
         final = (await api.get("/api/v1/models/e2e-continuous/versions/1")).json()
         assert (final["task_id"], final["iteration"], final["adapter_key"]) == (task_id, 2, task["latest_adapter_key"])
-        assert (await api.post("/api/v1/models/e2e-continuous/versions", json={"task_id": task_id, "iteration": 1})).json()["version"] == 2
+        assert (
+            await api.post("/api/v1/models/e2e-continuous/versions", json={"task_id": task_id, "iteration": 1})
+        ).json()["version"] == 2
         # the gate asks the same test questions again, for real: it reproduces the task's own scores
-        first_gate = await wait_for_gate(api, (await api.post("/api/v1/models/e2e-continuous/versions/1/promote", json={})).headers["location"])
-        second_gate = await wait_for_gate(api, (await api.post("/api/v1/models/e2e-continuous/versions/2/promote", json={})).headers["location"])
+        first_gate = await wait_for_gate(
+            api, (await api.post("/api/v1/models/e2e-continuous/versions/1/promote", json={})).headers["location"]
+        )
+        second_gate = await wait_for_gate(
+            api, (await api.post("/api/v1/models/e2e-continuous/versions/2/promote", json={})).headers["location"]
+        )
         tar = await api.get("/api/v1/models/e2e-continuous/versions/1/adapter")
 
     assert task["current_iteration"] == 2 and task["latest_score"] is not None and task["baseline_score"] is not None
     assert task_id in [t["task_id"] for t in listed["items"]]
     assert [(e["iteration"], e["phase"], e["status"]) for e in executions] == [
-        (i, phase, "COMPLETED") for i in (1, 2) for phase in ("OPTIMIZING", "TRAINING", "EVALUATING")]
+        (i, phase, "COMPLETED") for i in (1, 2) for phase in ("OPTIMIZING", "TRAINING", "EVALUATING")
+    ]
     # every score says its split; the headline is the test split's
     assert report["final"]["split"] == "test" and [it["iteration"] for it in report["iterations"]] == [1, 2]
     assert set(report["iterations"][0]["scores"]) == {"feedback", "test"}
     assert Path(report["markdown_path"]).read_text().startswith("# Fine-tuning report")
     # every evaluation's answers can be read back, each judged by the fact checks derived from its reference, wrong first
     page = answers.json()
-    assert answers.status_code == 200 and (page["iteration"], page["split"], page["mode"], page["limit"]) == (2, "test", "closed_book", 3)
-    assert page["total"] == page["scores"]["judged"] == report["iterations"][1]["scores"]["test"]["judged"] > 3 and len(page["items"]) == 3
+    assert answers.status_code == 200 and (page["iteration"], page["split"], page["mode"], page["limit"]) == (
+        2,
+        "test",
+        "closed_book",
+        3,
+    )
+    assert (
+        page["total"] == page["scores"]["judged"] == report["iterations"][1]["scores"]["test"]["judged"] > 3
+        and len(page["items"]) == 3
+    )
     assert page["scores"]["fact_accuracy"] == report["iterations"][1]["scores"]["test"]["fact_accuracy"]
     verdicts = [item["right"] for item in page["items"]]
-    assert verdicts == sorted(verdicts) and all(item["checks"] and item["checks"][0]["check"]["derived"] for item in page["items"])
+    assert verdicts == sorted(verdicts) and all(
+        item["checks"] and item["checks"][0]["check"]["derived"] for item in page["items"]
+    )
     assert all(item["right"] == all(c["passed"] for c in item["checks"]) for item in page["items"])
     assert wrong.json()["total"] == wrong.json()["scores"]["judged"] - wrong.json()["scores"]["right"]
     assert all(item["right"] is False for item in wrong.json()["items"])
-    assert base.status_code == 200 and base.json()["offset"] == 2 and len(base.json()["items"]) == min(2, base.json()["total"] - 2)
+    assert (
+        base.status_code == 200
+        and base.json()["offset"] == 2
+        and len(base.json()["items"]) == min(2, base.json()["total"] - 2)
+    )
     assert missing.status_code == 404 and "no evaluation of iteration 3" in missing.json()["detail"]
     assert other_mode.status_code == 422 and "evaluated in closed_book, not rag" in other_mode.json()["detail"]
     # lineage: iteration 2's training data was made for iteration 1's bad cases, and the evaluation follows them up
@@ -107,9 +147,16 @@ async def test_continuous_run_on_sqlite_and_local_storage(temporal_env, settings
     assert assert_no_leakage(ctx, task_id, f"optimized/{task_id}-opt1/splits.json") == 2
     # the real phases wrote their progress as the task's events: training steps with loss and speed, evaluation counts
     with ctx.sessions() as session:
-        progress = [e.data for e in session.scalars(select(TaskEvent).where(TaskEvent.task_id == task_id, TaskEvent.kind == "progress"))]
+        progress = [
+            e.data
+            for e in session.scalars(
+                select(TaskEvent).where(TaskEvent.task_id == task_id, TaskEvent.kind == "progress")
+            )
+        ]
     training = [p for p in progress if p["phase"] == "TRAINING" and p.get("step")]
-    assert {p["iteration"] for p in training} == {1, 2} and all(p["loss"] > 0 and p["tokens_per_second"] > 0 for p in training)
+    assert {p["iteration"] for p in training} == {1, 2} and all(
+        p["loss"] > 0 and p["tokens_per_second"] > 0 for p in training
+    )
     assert any(p["phase"] == "EVALUATING" and p.get("total") and 0 < p["done"] <= p["total"] for p in progress)
 
     # the adapter is standard peft: it loads on the base model
@@ -123,29 +170,58 @@ async def test_continuous_run_on_sqlite_and_local_storage(temporal_env, settings
     assert tar.status_code == 200 and tar.headers["content-type"] == "application/x-tar"
     with tarfile.open(fileobj=io.BytesIO(tar.content)) as archive:
         archive.extractall(tmp_path / "from-registry", filter="data")
-    assert {p.name for p in (tmp_path / "from-registry").iterdir()} >= {"adapter_config.json", "adapter_model.safetensors"}
+    assert {p.name for p in (tmp_path / "from-registry").iterdir()} >= {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    }
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path / "from-registry")
 
     test_size = len(Splits.from_json(json.loads(get_bytes(ctx.store, f"optimized/{task_id}-opt1/splits.json"))).test)
     for gate in (first_gate, second_gate):
         assert gate["status"] in ("PROMOTED", "REFUSED") and gate["figures"]["mode"] == "closed_book", gate
-        assert gate["figures"]["pooled"]["questions"] == test_size and len(gate["figures"]["sets"]) == 1  # one task: one locked test split
-    baseline_test, iterations = report["baseline"]["scores"]["overall"], {it["iteration"]: it["scores"]["test"]["overall"] for it in report["iterations"]}
+        assert (
+            gate["figures"]["pooled"]["questions"] == test_size and len(gate["figures"]["sets"]) == 1
+        )  # one task: one locked test split
+    baseline_test, iterations = (
+        report["baseline"]["scores"]["overall"],
+        {it["iteration"]: it["scores"]["test"]["overall"] for it in report["iterations"]},
+    )
     assert first_gate["figures"]["pooled"]["scores"] == {"candidate": iterations[2], "base": baseline_test}
     if first_gate["status"] == "PROMOTED":  # then v2 (iteration 1) was measured against v1 in production
-        assert second_gate["figures"]["pooled"]["scores"] == {"candidate": iterations[1], "current": iterations[2], "base": baseline_test}
+        assert second_gate["figures"]["pooled"]["scores"] == {
+            "candidate": iterations[1],
+            "current": iterations[2],
+            "base": baseline_test,
+        }
 
 
 @pytest.mark.postgres
-async def test_standard_run_on_postgresql_and_s3(temporal_env, settings, tiny_model_dir, tmp_path, postgres_url, s3_endpoint):
-    settings = with_temporal(settings, temporal_env, database_url=postgres_url, s3_endpoint=s3_endpoint, s3_access_key="test",
-                             s3_secret_key="test", s3_bucket="wlops-e2e")
+async def test_standard_run_on_postgresql_and_s3(
+    temporal_env, settings, tiny_model_dir, tmp_path, postgres_url, s3_endpoint
+):
+    settings = with_temporal(
+        settings,
+        temporal_env,
+        database_url=postgres_url,
+        s3_endpoint=s3_endpoint,
+        s3_access_key="test",
+        s3_secret_key="test",
+        s3_bucket="wlops-e2e",
+    )
     ctx = ActivityContext.from_settings(settings)
     async with running_workers(temporal_env.client, ctx), api_client(settings) as api:
         dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
-        created = (await api.post("/api/v1/tasks/standard", json={
-            "task_name": "e2e standard", "model_name": tiny_model_dir, "dataset_id": dataset["dataset_id"], "hyperparameters": TINY_HYPERPARAMETERS,
-        })).json()
+        created = (
+            await api.post(
+                "/api/v1/tasks/standard",
+                json={
+                    "task_name": "e2e standard",
+                    "model_name": tiny_model_dir,
+                    "dataset_id": dataset["dataset_id"],
+                    "hyperparameters": TINY_HYPERPARAMETERS,
+                },
+            )
+        ).json()
         await api.post(f"/api/v1/tasks/{created['task_id']}/start")
         task = await wait_until_done(api, created["task_id"])
         report = (await api.get(f"/api/v1/tasks/{created['task_id']}/report")).json()
@@ -155,7 +231,9 @@ async def test_standard_run_on_postgresql_and_s3(temporal_env, settings, tiny_mo
     prefix = f"datasets/{dataset['org_id']}/{dataset['dataset_id']}/"
     assert len(dataset["org_id"]) == 32 and ctx.store.list(prefix) == [prefix + "data.jsonl"]
     assert ctx.store.list(f"models/{created['task_id']}/iter-1/adapter/")
-    assert ctx.store.list(f"models/{created['task_id']}/iter-1/checkpoint/") == []  # checkpoints are removed once the adapter is saved
+    assert (
+        ctx.store.list(f"models/{created['task_id']}/iter-1/checkpoint/") == []
+    )  # checkpoints are removed once the adapter is saved
     assert settings.resolved_database_url.startswith("postgresql+psycopg://")
     assert_no_leakage(ctx, created["task_id"], f"optimized/{created['task_id']}-opt1/splits.json")
 
@@ -166,10 +244,16 @@ async def test_standard_run_with_the_real_smollm2_weights(temporal_env, settings
     ctx = ActivityContext.from_settings(settings)
     async with running_workers(temporal_env.client, ctx), api_client(settings) as api:
         dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl", n_topics=8))
-        created = (await api.post("/api/v1/tasks/standard", json={
-            "task_name": "real weights", "dataset_id": dataset["dataset_id"],
-            "hyperparameters": {"max_steps": 2, "batch_size": 4, "max_seq_length": 96},
-        })).json()
+        created = (
+            await api.post(
+                "/api/v1/tasks/standard",
+                json={
+                    "task_name": "real weights",
+                    "dataset_id": dataset["dataset_id"],
+                    "hyperparameters": {"max_steps": 2, "batch_size": 4, "max_seq_length": 96},
+                },
+            )
+        ).json()
         assert created["model_name"] == "smollm2-135m-instruct"
         await api.post(f"/api/v1/tasks/{created['task_id']}/start")
         task = await wait_until_done(api, created["task_id"], timeout=600)
@@ -180,22 +264,43 @@ async def test_standard_run_with_the_real_smollm2_weights(temporal_env, settings
     assert report["iterations"][0]["training"]["steps"] == 2
 
 
-async def test_a_continuous_run_with_a_knowledge_base_trains_with_passages_and_reports_both_modes(temporal_env, settings, tiny_model_dir, tmp_path):
+async def test_a_continuous_run_with_a_knowledge_base_trains_with_passages_and_reports_both_modes(
+    temporal_env, settings, tiny_model_dir, tmp_path
+):
     settings = with_temporal(settings, temporal_env, knowledge_settle_seconds=0.3)
     ctx = ActivityContext.from_settings(settings)
     async with running_workers(temporal_env.client, ctx), api_client(settings) as api:
         dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
         kb_id = (await api.post("/api/v1/knowledge-bases", json={"name": "services"})).json()["knowledge_base_id"]
-        early = await api.post("/api/v1/tasks/standard", json={"task_name": "too early", "model_name": tiny_model_dir,
-                                                               "dataset_id": dataset["dataset_id"], "knowledge_base_id": kb_id})
+        early = await api.post(
+            "/api/v1/tasks/standard",
+            json={
+                "task_name": "too early",
+                "model_name": tiny_model_dir,
+                "dataset_id": dataset["dataset_id"],
+                "knowledge_base_id": kb_id,
+            },
+        )
         assert early.status_code == 409 and "has no index yet" in early.json()["detail"]
         for path in write_knowledge(tmp_path / "kb"):
-            assert (await api.post(f"/api/v1/knowledge-bases/{kb_id}/documents", files={"file": (path.name, path.read_bytes())})).status_code == 202
+            assert (
+                await api.post(
+                    f"/api/v1/knowledge-bases/{kb_id}/documents", files={"file": (path.name, path.read_bytes())}
+                )
+            ).status_code == 202
         await wait_for_knowledge_base(api, kb_id)
-        created = await api.post("/api/v1/tasks/continuous", json={
-            "task_name": "with passages", "model_name": tiny_model_dir, "dataset_id": dataset["dataset_id"], "knowledge_base_id": kb_id,
-            "retrieval_top_k": 2, "hyperparameters": {**TINY_HYPERPARAMETERS, "max_seq_length": 320}, "max_iterations": 2,
-        })
+        created = await api.post(
+            "/api/v1/tasks/continuous",
+            json={
+                "task_name": "with passages",
+                "model_name": tiny_model_dir,
+                "dataset_id": dataset["dataset_id"],
+                "knowledge_base_id": kb_id,
+                "retrieval_top_k": 2,
+                "hyperparameters": {**TINY_HYPERPARAMETERS, "max_seq_length": 320},
+                "max_iterations": 2,
+            },
+        )
         assert created.status_code == 201, created.text
         assert (created.json()["knowledge_base_id"], created.json()["retrieval_top_k"]) == (kb_id, 2)
         task_id = created.json()["task_id"]
@@ -205,13 +310,23 @@ async def test_a_continuous_run_with_a_knowledge_base_trains_with_passages_and_r
         report = (await api.get(f"/api/v1/tasks/{task_id}/report")).json()
         # the registered version serves with retrieval, and the gate measures it so: the same passages, the same scores
         version = (await api.get("/api/v1/models/with-passages/versions/1")).json()
-        gate = await wait_for_gate(api, (await api.post("/api/v1/models/with-passages/versions/1/promote", json={})).headers["location"])
+        gate = await wait_for_gate(
+            api, (await api.post("/api/v1/models/with-passages/versions/1/promote", json={})).headers["location"]
+        )
         # and it answers with retrieval: the response names the passages it was given
-        question = Splits.from_json(json.loads(get_bytes(ctx.store, f"optimized/{task_id}-opt1/splits.json"))).test[0].question
-        async with anonymous_client(create_serving_app(settings), {"Authorization": api.headers["authorization"]}) as served:
-            answered = await served.post("/v1/chat/completions", json={"model": "with-passages@1", "max_tokens": 8,
-                                                                        "messages": [{"role": "user", "content": question}]})
-            searched = (await api.post(f"/api/v1/knowledge-bases/{kb_id}/search", json={"query": question, "top_k": 2})).json()["results"]
+        question = (
+            Splits.from_json(json.loads(get_bytes(ctx.store, f"optimized/{task_id}-opt1/splits.json"))).test[0].question
+        )
+        async with anonymous_client(
+            create_serving_app(settings), {"Authorization": api.headers["authorization"]}
+        ) as served:
+            answered = await served.post(
+                "/v1/chat/completions",
+                json={"model": "with-passages@1", "max_tokens": 8, "messages": [{"role": "user", "content": question}]},
+            )
+            searched = (
+                await api.post(f"/api/v1/knowledge-bases/{kb_id}/search", json={"query": question, "top_k": 2})
+            ).json()["results"]
         in_use = await api.delete(f"/api/v1/knowledge-bases/{kb_id}")  # after the run
 
     # the headline is the retrieval-augmented test score; closed book is measured beside it, for the base model too
@@ -223,13 +338,26 @@ async def test_a_continuous_run_with_a_knowledge_base_trains_with_passages_and_r
         test = iteration["retrieval"]["test"]
         assert test["k"] == 2 and test["known"] > 0 and 0 < test["recall_at_k"] <= 1 and test["mrr"] > 0
     assert Path(report["markdown_path"]).read_text().count("## Closed book and with retrieval") == 1
-    assert (version["serving_mode"], version["knowledge_base_id"], version["knowledge_base_version"], version["retrieval_top_k"]) == ("rag", kb_id, 1, 2)
-    assert version["scores"]["rag"]["test"] == report["final"]["score"] and set(version["scores"]) == {"rag", "closed_book"}
+    assert (
+        version["serving_mode"],
+        version["knowledge_base_id"],
+        version["knowledge_base_version"],
+        version["retrieval_top_k"],
+    ) == ("rag", kb_id, 1, 2)
+    assert version["scores"]["rag"]["test"] == report["final"]["score"] and set(version["scores"]) == {
+        "rag",
+        "closed_book",
+    }
     assert gate["status"] in ("PROMOTED", "REFUSED") and gate["mode"] == "rag", gate
-    assert gate["figures"]["pooled"]["scores"] == {"candidate": report["final"]["score"], "base": report["baseline"]["modes"]["rag"]["test"]["overall"]}
+    assert gate["figures"]["pooled"]["scores"] == {
+        "candidate": report["final"]["score"],
+        "base": report["baseline"]["modes"]["rag"]["test"]["overall"],
+    }
     assert answered.status_code == 200, answered.text
     sources = answered.json()["sources"]
-    assert [s["chunk_id"] for s in sources] == [r["chunk_id"] for r in searched] and len(sources) == 2  # the version's top-k, as trained
+    assert [s["chunk_id"] for s in sources] == [r["chunk_id"] for r in searched] and len(
+        sources
+    ) == 2  # the version's top-k, as trained
     assert all(s["document_id"] and s["filename"] and s["score"] > 0 for s in sources)
 
     train = examples_from_jsonl(get_bytes(ctx.store, f"optimized/{task_id}-opt1/train.jsonl"))
@@ -243,10 +371,16 @@ async def test_a_continuous_run_with_a_knowledge_base_trains_with_passages_and_r
     second = examples_from_jsonl(get_bytes(ctx.store, f"optimized/{task_id}-opt2/train.jsonl"))
     generated = [e for e in second if e.origin == "generated"]
     assert generated, "grounded targeting generated examples"
-    bad_cases = {c["example_id"] for c in json.loads(get_bytes(ctx.store, f"evaluations/{task_id}/iter-1/evaluation.json"))["bad_cases"]
-                 if c["split"] == "feedback"}
+    bad_cases = {
+        c["example_id"]
+        for c in json.loads(get_bytes(ctx.store, f"evaluations/{task_id}/iter-1/evaluation.json"))["bad_cases"]
+        if c["split"] == "feedback"
+    }
     for example in generated:
-        assert example.lineage and all(c["action"] == "generated_from_chunk" and c["bad_case_id"] in bad_cases and c["chunk_id"] for c in example.lineage)
+        assert example.lineage and all(
+            c["action"] == "generated_from_chunk" and c["bad_case_id"] in bad_cases and c["chunk_id"]
+            for c in example.lineage
+        )
     followup = report["iterations"][1]["bad_case_followup"]
     assert any(f["chunk_ids"] and f["targeted_training_examples"] for f in followup)
     with ctx.sessions() as session:
@@ -271,8 +405,12 @@ async def wait_for_knowledge_base(api, kb_id: str, timeout: float = 120) -> dict
         await asyncio.sleep(0.2)
 
 
-async def test_a_task_that_follows_its_knowledge_base_is_continued_by_an_incremental_task(temporal_env, settings, tiny_model_dir, tmp_path):
-    settings = with_temporal(settings, temporal_env, knowledge_settle_seconds=0.3, retrain_quiet_seconds=1, retrain_poll_seconds=0.3)
+async def test_a_task_that_follows_its_knowledge_base_is_continued_by_an_incremental_task(
+    temporal_env, settings, tiny_model_dir, tmp_path
+):
+    settings = with_temporal(
+        settings, temporal_env, knowledge_settle_seconds=0.3, retrain_quiet_seconds=1, retrain_poll_seconds=0.3
+    )
     ctx = ActivityContext.from_settings(settings)
     async with running_workers(temporal_env.client, ctx), api_client(settings) as api:
         dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
@@ -281,17 +419,33 @@ async def test_a_task_that_follows_its_knowledge_base_is_continued_by_an_increme
         for path in documents:
             await api.post(f"/api/v1/knowledge-bases/{kb_id}/documents", files={"file": (path.name, path.read_bytes())})
         await wait_for_knowledge_base(api, kb_id)
-        parent = (await api.post("/api/v1/tasks/standard", json={
-            "task_name": "follows", "model_name": tiny_model_dir, "dataset_id": dataset["dataset_id"], "knowledge_base_id": kb_id,
-            "retrain_on_change": True, "hyperparameters": {**TINY_HYPERPARAMETERS, "max_seq_length": 320}})).json()
+        parent = (
+            await api.post(
+                "/api/v1/tasks/standard",
+                json={
+                    "task_name": "follows",
+                    "model_name": tiny_model_dir,
+                    "dataset_id": dataset["dataset_id"],
+                    "knowledge_base_id": kb_id,
+                    "retrain_on_change": True,
+                    "hyperparameters": {**TINY_HYPERPARAMETERS, "max_seq_length": 320},
+                },
+            )
+        ).json()
         await api.post(f"/api/v1/tasks/{parent['task_id']}/start")
         parent = await wait_until_done(api, parent["task_id"])
         assert parent["status"] == "COMPLETED", parent["error"]
-        forced = await api.post("/api/v1/models/follows/versions/1/promote", json={"alias": "production", "force": True, "reason": "first"})
+        forced = await api.post(
+            "/api/v1/models/follows/versions/1/promote", json={"alias": "production", "force": True, "reason": "first"}
+        )
         assert forced.json()["status"] == "PROMOTED"
 
-        changed = documents[0].read_text().replace("listens on port 7400", "listens on port 7499")  # a new version of a document
-        assert (await api.post(f"/api/v1/knowledge-bases/{kb_id}/documents", files={"file": (documents[0].name, changed)})).status_code == 202
+        changed = (
+            documents[0].read_text().replace("listens on port 7400", "listens on port 7499")
+        )  # a new version of a document
+        assert (
+            await api.post(f"/api/v1/knowledge-bases/{kb_id}/documents", files={"file": (documents[0].name, changed)})
+        ).status_code == 202
         child_id = await wait_for_child(api, parent["task_id"])
         child = await wait_until_done(api, child_id)
         assert child["status"] == "COMPLETED", child["error"]
@@ -301,24 +455,55 @@ async def test_a_task_that_follows_its_knowledge_base_is_continued_by_an_increme
         gates = (await api.get("/api/v1/models/follows/gates")).json()["items"]
         auto = await wait_for_gate(api, f"/api/v1/models/follows/gates/{gates[0]['gate_id']}")
 
-    assert (child["parent_task_id"], child["knowledge_base_id"], child["retrain_on_change"]) == (parent["task_id"], kb_id, True)
+    assert (child["parent_task_id"], child["knowledge_base_id"], child["retrain_on_change"]) == (
+        parent["task_id"],
+        kb_id,
+        True,
+    )
     # the incremental task's adapter is the next version of its parent's model, so the gate can weigh one against the other
-    assert [(v["version"], v["task_id"], v["knowledge_base_version"]) for v in lineage] == [(2, child_id, 2), (1, parent["task_id"], 1)]
-    assert (auto["candidate_version"], auto["current_version"], auto["alias"], auto["forced"]) == (2, 1, "production", False)
-    assert auto["status"] in ("PROMOTED", "REFUSED") and set(auto["figures"]["pooled"]["scores"]) == {"candidate", "current", "base"}
+    assert [(v["version"], v["task_id"], v["knowledge_base_version"]) for v in lineage] == [
+        (2, child_id, 2),
+        (1, parent["task_id"], 1),
+    ]
+    assert (auto["candidate_version"], auto["current_version"], auto["alias"], auto["forced"]) == (
+        2,
+        1,
+        "production",
+        False,
+    )
+    assert auto["status"] in ("PROMOTED", "REFUSED") and set(auto["figures"]["pooled"]["scores"]) == {
+        "candidate",
+        "current",
+        "base",
+    }
     assert report["task"]["parent_task_id"] == parent["task_id"]
     [first] = report["iterations"]
     assert first["knowledge_base_version"] == 2 and set(first["comparison"]) == {"baseline", "parent"}
     # the parent's locked test split, the parent's adapter to continue from
-    parent_splits = Splits.from_json(json.loads(get_bytes(ctx.store, f"optimized/{parent['task_id']}-opt1/splits.json")))
+    parent_splits = Splits.from_json(
+        json.loads(get_bytes(ctx.store, f"optimized/{parent['task_id']}-opt1/splits.json"))
+    )
     child_splits = Splits.from_json(json.loads(get_bytes(ctx.store, f"optimized/{child_id}-opt1/splits.json")))
     assert [e.id for e in child_splits.test] == [e.id for e in parent_splits.test] and child_splits.test
-    assert first["training"]["continued_from"] == parent["latest_adapter_key"] == f"models/{parent['task_id']}/iter-1/adapter/"
+    assert (
+        first["training"]["continued_from"]
+        == parent["latest_adapter_key"]
+        == f"models/{parent['task_id']}/iter-1/adapter/"
+    )
     assert first["comparison"]["parent"]["test"]["score"] == parent["latest_score"]
     assert Path(report["markdown_path"]).read_text().count(f"continues task `{parent['task_id']}`") == 1
     # and it targets the parent's last bad cases, with examples generated from the new version's chunks
-    parent_bad_cases = {c["example_id"] for c in json.loads(get_bytes(ctx.store, f"evaluations/{parent['task_id']}/iter-1/evaluation.json"))["bad_cases"]}
-    generated = [e for e in examples_from_jsonl(get_bytes(ctx.store, f"optimized/{child_id}-opt1/train.jsonl")) if e.origin == "generated"]
+    parent_bad_cases = {
+        c["example_id"]
+        for c in json.loads(get_bytes(ctx.store, f"evaluations/{parent['task_id']}/iter-1/evaluation.json"))[
+            "bad_cases"
+        ]
+    }
+    generated = [
+        e
+        for e in examples_from_jsonl(get_bytes(ctx.store, f"optimized/{child_id}-opt1/train.jsonl"))
+        if e.origin == "generated"
+    ]
     assert generated and all(c["bad_case_id"] in parent_bad_cases for e in generated for c in e.lineage)
 
 

@@ -27,7 +27,9 @@ def value(scraped: str, name: str, default: float | None = None, **labels: str) 
                 return float(line.rsplit(" ", 1)[1])
     if default is not None:
         return default
-    raise AssertionError(f"no {name} with {labels} in:\n" + "\n".join(line for line in scraped.splitlines() if name in line))
+    raise AssertionError(
+        f"no {name} with {labels} in:\n" + "\n".join(line for line in scraped.splitlines() if name in line)
+    )
 
 
 async def test_the_api_counts_requests_by_route_template_and_tasks_by_status(settings, tmp_path):
@@ -35,7 +37,13 @@ async def test_the_api_counts_requests_by_route_template_and_tasks_by_status(set
         dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
         await api.post("/api/v1/tasks/standard", json={"task_name": "counted", "dataset_id": dataset["dataset_id"]})
         # the counters belong to the process: count from what earlier tests left
-        before = value((await api.get("/metrics")).text, "wlops_http_requests_total", 0, route="/api/v1/tasks/{task_id}", status="404")
+        before = value(
+            (await api.get("/metrics")).text,
+            "wlops_http_requests_total",
+            0,
+            route="/api/v1/tasks/{task_id}",
+            status="404",
+        )
         for missing in ("a", "b", "c"):
             assert (await api.get(f"/api/v1/tasks/{missing}")).status_code == 404
         await api.get("/no/such/path")
@@ -43,8 +51,21 @@ async def test_the_api_counts_requests_by_route_template_and_tasks_by_status(set
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     scraped = response.text
     # one series per route template, never per id
-    assert value(scraped, "wlops_http_requests_total", service="api", method="GET", route="/api/v1/tasks/{task_id}", status="404") == before + 3
-    assert '/api/v1/tasks/a"' not in scraped and value(scraped, "wlops_http_requests_total", route="unmatched", status="404") >= 1
+    assert (
+        value(
+            scraped,
+            "wlops_http_requests_total",
+            service="api",
+            method="GET",
+            route="/api/v1/tasks/{task_id}",
+            status="404",
+        )
+        == before + 3
+    )
+    assert (
+        '/api/v1/tasks/a"' not in scraped
+        and value(scraped, "wlops_http_requests_total", route="unmatched", status="404") >= 1
+    )
     assert value(scraped, "wlops_http_request_duration_seconds_count", route="/api/v1/datasets", method="POST") >= 1
     assert value(scraped, "wlops_tasks", status="PENDING") >= 1 and value(scraped, "wlops_tasks", status="FAILED") == 0
 
@@ -56,13 +77,25 @@ async def test_a_worker_pool_serves_the_sdk_metrics_and_its_own(temporal_env, se
     client = await connect(settings, metrics_runtime(f"127.0.0.1:{port}"))
     async with running_workers(client, ctx), api_client(settings) as api:
         dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
-        task_id = (await api.post("/api/v1/tasks/standard", json={
-            "task_name": "measured", "model_name": tiny_model_dir, "dataset_id": dataset["dataset_id"], "hyperparameters": TINY_HYPERPARAMETERS,
-        })).json()["task_id"]
+        task_id = (
+            await api.post(
+                "/api/v1/tasks/standard",
+                json={
+                    "task_name": "measured",
+                    "model_name": tiny_model_dir,
+                    "dataset_id": dataset["dataset_id"],
+                    "hyperparameters": TINY_HYPERPARAMETERS,
+                },
+            )
+        ).json()["task_id"]
         assert (await api.post(f"/api/v1/tasks/{task_id}/start")).status_code == 202
         kb = (await api.post("/api/v1/knowledge-bases", json={"name": "measured"})).json()["knowledge_base_id"]
         for path in write_knowledge(tmp_path / "kb", n_topics=3):
-            assert (await api.post(f"/api/v1/knowledge-bases/{kb}/documents", files={"file": (path.name, path.read_bytes())})).status_code == 202
+            assert (
+                await api.post(
+                    f"/api/v1/knowledge-bases/{kb}/documents", files={"file": (path.name, path.read_bytes())}
+                )
+            ).status_code == 202
         assert (await wait_until_done(api, task_id))["status"] == "COMPLETED"
         for _ in range(600):
             if (await api.get(f"/api/v1/knowledge-bases/{kb}")).json()["status"] == "READY":

@@ -14,9 +14,23 @@ def add_version(ctx: ActivityContext, model: RegisteredModel, number: int, adapt
     adapter_key = f"models/{task_id}/iter-1/adapter/"
     put_dir(ctx.store, adapter_key, adapter_dir)
     with ctx.sessions() as session:
-        version = ModelVersion(id=new_id(), model_id=model.id, org_id=model.org_id, version=number, adapter_key=adapter_key, sha256="0" * 64,
-                               size_bytes=1, status="READY", task_id=task_id, iteration=1, hyperparameters={}, serving_mode="closed_book", scores={},
-                               splits_key=f"optimized/{task_id}-opt1/splits.json", evaluation_key=f"evaluations/{task_id}/iter-1/evaluation.json")
+        version = ModelVersion(
+            id=new_id(),
+            model_id=model.id,
+            org_id=model.org_id,
+            version=number,
+            adapter_key=adapter_key,
+            sha256="0" * 64,
+            size_bytes=1,
+            status="READY",
+            task_id=task_id,
+            iteration=1,
+            hyperparameters={},
+            serving_mode="closed_book",
+            scores={},
+            splits_key=f"optimized/{task_id}-opt1/splits.json",
+            evaluation_key=f"evaluations/{task_id}/iter-1/evaluation.json",
+        )
         session.add(version)
         session.commit()
         return version
@@ -25,6 +39,13 @@ def add_version(ctx: ActivityContext, model: RegisteredModel, number: int, adapt
 def point(ctx: ActivityContext, model: RegisteredModel, alias: str, number: int) -> None:
     with ctx.sessions() as session:
         model = session.get(RegisteredModel, model.id)
-        registry.move_alias(session, model, alias, registry.get_version(session, model, number), kind="forced", reason="test",
-                            actor=registry.Actor())
+        registry.move_alias(
+            session,
+            model,
+            alias,
+            registry.get_version(session, model, number),
+            kind="forced",
+            reason="test",
+            actor=registry.Actor(),
+        )
         session.commit()

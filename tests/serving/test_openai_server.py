@@ -19,8 +19,8 @@ from db.models import AliasMove, ModelVersion, QAEntry, RegisteredModel, new_id
 from services.identity import token_pair
 from serving.app import create_serving_app
 from tests.chat_server import serving
-from tests.serving.support import add_version, point
 from tests.e2e.support import TEST_PASSWORD
+from tests.serving.support import add_version, point
 
 
 @pytest.fixture
@@ -38,8 +38,14 @@ def world(settings, tiny_model_dir, adapter_dirs):
         add_version(ctx, model, number, adapter_dirs / f"v{number}")
     point(ctx, model, "production", 1)
     point(ctx, model, "staging", 2)
-    tokens = {who: token_pair(settings, setup.user, setup.org.id, role).access_token
-              for who, setup, role in (("owner", owner, Role.OWNER), ("viewer", viewer, Role.VIEWER), ("stranger", stranger, Role.OWNER))}
+    tokens = {
+        who: token_pair(settings, setup.user, setup.org.id, role).access_token
+        for who, setup, role in (
+            ("owner", owner, Role.OWNER),
+            ("viewer", viewer, Role.VIEWER),
+            ("stranger", stranger, Role.OWNER),
+        )
+    }
     app = create_serving_app(settings)
     with serving(app) as base_url:
         yield settings, ctx, model, base_url, tokens, app
@@ -60,39 +66,73 @@ ASK = [{"role": "user", "content": "Which port does the console use?"}]
 def test_models_plain_and_streamed_completions_and_their_history(world, tiny_model_dir):
     settings, ctx, model, base_url, tokens, app = world
     api = client(base_url, tokens["owner"])
-    assert {m.id for m in api.models.list().data} >= {"bot", "bot@production", "bot@staging", "smollm2-135m-instruct", tiny_model_dir}
+    assert {m.id for m in api.models.list().data} >= {
+        "bot",
+        "bot@production",
+        "bot@staging",
+        "smollm2-135m-instruct",
+        tiny_model_dir,
+    }
 
-    answer = api.chat.completions.create(model="bot", messages=ASK, max_tokens=12, temperature=0, extra_body={"conversation_id": "conv-1"})
+    answer = api.chat.completions.create(
+        model="bot", messages=ASK, max_tokens=12, temperature=0, extra_body={"conversation_id": "conv-1"}
+    )
     assert answer.model == "bot@1" and answer.choices[0].finish_reason in ("stop", "length")
-    assert answer.usage.completion_tokens <= 12 and answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
+    assert (
+        answer.usage.completion_tokens <= 12
+        and answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
+    )
     staged = api.chat.completions.create(model="bot@staging", messages=ASK, max_tokens=12, temperature=0)
     by_number = api.chat.completions.create(model="bot@2", messages=ASK, max_tokens=12, temperature=0)
     base = api.chat.completions.create(model=tiny_model_dir, messages=ASK, max_tokens=12, temperature=0)
-    assert staged.model == by_number.model == "bot@2" and staged.choices[0].message.content == by_number.choices[0].message.content
+    assert (
+        staged.model == by_number.model == "bot@2"
+        and staged.choices[0].message.content == by_number.choices[0].message.content
+    )
     assert base.model == tiny_model_dir
-    assert len({answer.choices[0].message.content, staged.choices[0].message.content, base.choices[0].message.content}) == 3  # each its own
+    assert (
+        len({answer.choices[0].message.content, staged.choices[0].message.content, base.choices[0].message.content})
+        == 3
+    )  # each its own
 
-    chunks = list(api.chat.completions.create(model="bot", messages=ASK, max_tokens=12, temperature=0, stream=True,
-                                              stream_options={"include_usage": True}))
+    chunks = list(
+        api.chat.completions.create(
+            model="bot", messages=ASK, max_tokens=12, temperature=0, stream=True, stream_options={"include_usage": True}
+        )
+    )
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert streamed == answer.choices[0].message.content and {c.model for c in chunks} == {"bot@1"}
     assert chunks[-1].usage.completion_tokens == answer.usage.completion_tokens
-    seeded = [api.chat.completions.create(model="bot", messages=ASK, max_tokens=10, temperature=1.0, top_p=0.9, seed=3).choices[0].message.content
-              for _ in range(2)]
+    seeded = [
+        api.chat.completions.create(model="bot", messages=ASK, max_tokens=10, temperature=1.0, top_p=0.9, seed=3)
+        .choices[0]
+        .message.content
+        for _ in range(2)
+    ]
     assert seeded[0] == seeded[1]
 
     with ctx.sessions() as session:
         entries = session.scalars(select(QAEntry).order_by(QAEntry.created_at)).all()
     assert len(entries) == 7 and entries[0].conversation_id == "conv-1" and entries[0].model == "bot@1"
-    assert entries[0].answer == answer.choices[0].message.content and entries[0].messages == ASK and entries[0].latency_ms >= 0
+    assert (
+        entries[0].answer == answer.choices[0].message.content
+        and entries[0].messages == ASK
+        and entries[0].latency_ms >= 0
+    )
     assert entries[4].answer == streamed  # the streamed one is recorded too
 
     # its Prometheus metrics count them by registered model (not by version), with their tokens and latencies
     scraped = httpx.get(base_url.removesuffix("/v1") + "/metrics").text
-    bot = [line for line in scraped.splitlines() if line.startswith("wlops_serving_completions_total{") and 'model="bot"' in line]
+    bot = [
+        line
+        for line in scraped.splitlines()
+        if line.startswith("wlops_serving_completions_total{") and 'model="bot"' in line
+    ]
     assert sum(float(line.rsplit(" ", 1)[1]) for line in bot) >= 6 and 'model="bot@1"' not in scraped
     assert 'wlops_serving_time_to_first_token_seconds_count{model="bot"}' in scraped
-    assert 'wlops_http_requests_total{method="POST",route="/v1/chat/completions",service="serve",status="200"}' in scraped
+    assert (
+        'wlops_http_requests_total{method="POST",route="/v1/chat/completions",service="serve",status="200"}' in scraped
+    )
 
 
 def test_bad_requests_get_openai_errors(world):
@@ -106,7 +146,11 @@ def test_bad_requests_get_openai_errors(world):
         (dict(model="bot", messages=ASK, max_tokens=65), openai.BadRequestError, "max_tokens: at most 64"),
         (dict(model="bot", messages=ASK, temperature=3), openai.BadRequestError, "temperature"),
         (dict(model="bot", messages=ASK, n=2), openai.BadRequestError, "n"),
-        (dict(model="bot", messages=[{"role": "user", "content": "word " * 600}], max_tokens=10), openai.BadRequestError, "maximum context length"),
+        (
+            dict(model="bot", messages=[{"role": "user", "content": "word " * 600}], max_tokens=10),
+            openai.BadRequestError,
+            "maximum context length",
+        ),
     ]
     for kwargs, error, message in cases:
         with pytest.raises(error) as caught:
@@ -138,20 +182,35 @@ def test_an_alias_move_takes_effect_without_a_restart_while_a_stream_finishes_on
     picked_up = time.perf_counter() - moved_at
     rest = list(stream)
     assert after.model == "bot@2" and picked_up < 5
-    assert first.model == "bot@1" and {c.model for c in rest} == {"bot@1"} and rest[-1].choices[0].finish_reason in ("stop", "length")
+    assert (
+        first.model == "bot@1"
+        and {c.model for c in rest} == {"bot@1"}
+        and rest[-1].choices[0].finish_reason in ("stop", "length")
+    )
     with ctx.sessions() as session:
-        assert [m.to_version for m in session.scalars(select(AliasMove).where(AliasMove.alias == "production").order_by(AliasMove.id))] == [1, 2]
+        assert [
+            m.to_version
+            for m in session.scalars(select(AliasMove).where(AliasMove.alias == "production").order_by(AliasMove.id))
+        ] == [1, 2]
 
 
 async def test_concurrent_requests_on_different_adapters_share_batches(world):
     settings, ctx, model, base_url, tokens, app = world
     api = openai.AsyncOpenAI(base_url=base_url, api_key=tokens["owner"], max_retries=0)
     models = ["bot@1", "bot@2", "bot@staging", "bot"] * 2
-    answers = await asyncio.gather(*(api.chat.completions.create(model=m, messages=ASK, max_tokens=8, temperature=0) for m in models))
+    answers = await asyncio.gather(
+        *(api.chat.completions.create(model=m, messages=ASK, max_tokens=8, temperature=0) for m in models)
+    )
     assert [a.model for a in answers] == ["bot@1", "bot@2", "bot@2", "bot@1"] * 2
-    assert answers[0].choices[0].message.content == answers[3].choices[0].message.content == answers[7].choices[0].message.content
+    assert (
+        answers[0].choices[0].message.content
+        == answers[3].choices[0].message.content
+        == answers[7].choices[0].message.content
+    )
     engine = app.state.engines.get(model.base_model)
-    assert engine.stats["rows"] == 8 and engine.stats["batches"] < 8  # requests on different adapters were decoded together
+    assert (
+        engine.stats["rows"] == 8 and engine.stats["batches"] < 8
+    )  # requests on different adapters were decoded together
     assert set(engine.loaded) == {v.id for v in versions(ctx, model)}
 
 
@@ -165,29 +224,43 @@ async def test_feedback_on_answers_becomes_a_dataset_with_lineage(world):
     chat = openai.AsyncOpenAI(base_url=base_url, api_key=tokens["owner"], max_retries=0)
     questions = ["Which port does the console use?", "Where are the logs kept?", "How long are backups kept?"]
     for question in questions:
-        await chat.chat.completions.create(model="bot", messages=[{"role": "user", "content": question}], max_tokens=6,
-                                           extra_body={"conversation_id": "support-1"})
+        await chat.chat.completions.create(
+            model="bot",
+            messages=[{"role": "user", "content": question}],
+            max_tokens=6,
+            extra_body={"conversation_id": "support-1"},
+        )
     async with client_for(create_app(settings), settings, "olga", "serve-org", Role.OWNER) as api:
         history = (await api.get("/api/v1/qa/history", params={"conversation_id": "support-1"})).json()
         assert history["total"] == 3 and {e["model"] for e in history["items"]} == {"bot@1"}
         by_question = {e["messages"][-1]["content"]: e for e in history["items"]}
         good, wrong, useless = (by_question[q]["entry_id"] for q in questions)
         assert (await api.post(f"/api/v1/qa/history/{good}/feedback", json={"rating": "up"})).status_code == 200
-        corrected = await api.post(f"/api/v1/qa/history/{wrong}/feedback", json={"rating": "down", "corrected_answer": "They are kept in /var/log."})
-        assert corrected.json()["rating"] == "down" and corrected.json()["corrected_answer"] == "They are kept in /var/log."
+        corrected = await api.post(
+            f"/api/v1/qa/history/{wrong}/feedback",
+            json={"rating": "down", "corrected_answer": "They are kept in /var/log."},
+        )
+        assert (
+            corrected.json()["rating"] == "down"
+            and corrected.json()["corrected_answer"] == "They are kept in /var/log."
+        )
         assert (await api.post(f"/api/v1/qa/history/{useless}/feedback", json={"rating": "down"})).status_code == 200
         assert (await api.post(f"/api/v1/qa/history/{good}/feedback", json={"rating": "sideways"})).status_code == 422
         assert (await api.get("/api/v1/qa/history", params={"rating": "down", "model": "bot"})).json()["total"] == 2
         assert (await api.get("/api/v1/qa/history", params={"rating": "none"})).json()["total"] == 0
 
-        created = await api.post("/api/v1/qa/datasets", json={"name": "support feedback", "filter": {"conversation_id": "support-1"}})
+        created = await api.post(
+            "/api/v1/qa/datasets", json={"name": "support feedback", "filter": {"conversation_id": "support-1"}}
+        )
         assert created.status_code == 201, created.text
         dataset = created.json()
         assert dataset["sample_count"] == 2 and dataset["dataset_type"] == "qa_feedback"
         assert sorted(dataset["generation_log"]["qa_history_ids"]) == sorted([good, wrong])
         rows = (await api.get(f"/api/v1/datasets/{dataset['dataset_id']}/preview")).json()["rows"]
         assert {(r["question"], r["qa_history_id"], r["source"]) for r in rows} == {
-            (questions[0], good, "rated_up"), (questions[1], wrong, "corrected")}
+            (questions[0], good, "rated_up"),
+            (questions[1], wrong, "corrected"),
+        }
         assert next(r for r in rows if r["qa_history_id"] == wrong)["answer"] == "They are kept in /var/log."
         empty = await api.post("/api/v1/qa/datasets", json={"name": "nothing", "filter": {"model": "bot@2"}})
         assert empty.status_code == 422 and "rate some answers first" in empty.json()["detail"]

@@ -26,8 +26,13 @@ from tests.e2e.support import TEST_PASSWORD
 
 _DATA_DIR = Path(tempfile.mkdtemp(prefix="wlops-serve-fuzz-"))
 atexit.register(shutil.rmtree, _DATA_DIR, ignore_errors=True)
-FUZZ_SETTINGS = Settings(data_dir=_DATA_DIR / "wlops", model_cache=_DATA_DIR / "model-cache", temporal_address="127.0.0.1:1",
-                         serve_max_tokens=8, serve_default_max_tokens=4)
+FUZZ_SETTINGS = Settings(
+    data_dir=_DATA_DIR / "wlops",
+    model_cache=_DATA_DIR / "model-cache",
+    temporal_address="127.0.0.1:1",
+    serve_max_tokens=8,
+    serve_default_max_tokens=4,
+)
 migrate(FUZZ_SETTINGS.resolved_database_url)
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_serving_app(FUZZ_SETTINGS))
 schema.config.generation.update(max_examples=15, deterministic=True, database="none")
@@ -46,7 +51,9 @@ def owner(tiny_model_dir, tmp_path_factory) -> dict[str, str]:
     setup = create_user(FUZZ_SETTINGS, "fuzzer", TEST_PASSWORD, "fuzz-org", Role.OWNER)
     ctx = ActivityContext.from_settings(FUZZ_SETTINGS)
     adapter = tmp_path_factory.mktemp("fuzz-adapter")
-    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(r=4, target_modules=["q_proj"])).save_pretrained(adapter)
+    get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(r=4, target_modules=["q_proj"])
+    ).save_pretrained(adapter)
     with ctx.sessions() as session:
         model = RegisteredModel(id=new_id(), org_id=setup.org.id, name="bot", base_model=tiny_model_dir)
         session.add(model)

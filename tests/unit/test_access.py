@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
@@ -28,28 +28,64 @@ def test_each_role_holds_strictly_more_than_the_one_below():
         assert ROLE_SCOPES[lower] < ROLE_SCOPES[higher], (lower, higher)
         assert ROLE_RANK[lower] < ROLE_RANK[higher]
     assert ROLE_SCOPES[Role.OWNER] == frozenset(Scope)
-    assert ROLE_SCOPES[Role.VIEWER] == {Scope.DATASETS_READ, Scope.TASKS_READ, Scope.KNOWLEDGE_READ, Scope.MODELS_READ, Scope.MEMBERS_READ}
-    assert ROLE_SCOPES[Role.MEMBER] - ROLE_SCOPES[Role.VIEWER] == {Scope.DATASETS_WRITE, Scope.TASKS_WRITE, Scope.KNOWLEDGE_WRITE, Scope.MODELS_WRITE,
-                                                                       Scope.INFERENCE}
+    assert ROLE_SCOPES[Role.VIEWER] == {
+        Scope.DATASETS_READ,
+        Scope.TASKS_READ,
+        Scope.KNOWLEDGE_READ,
+        Scope.MODELS_READ,
+        Scope.MEMBERS_READ,
+    }
+    assert ROLE_SCOPES[Role.MEMBER] - ROLE_SCOPES[Role.VIEWER] == {
+        Scope.DATASETS_WRITE,
+        Scope.TASKS_WRITE,
+        Scope.KNOWLEDGE_WRITE,
+        Scope.MODELS_WRITE,
+        Scope.INFERENCE,
+    }
     # forcing a promotion past the gate is for admins and owners
-    assert ROLE_SCOPES[Role.ADMIN] - ROLE_SCOPES[Role.MEMBER] == {Scope.MEMBERS_WRITE, Scope.KEYS_MANAGE, Scope.AUDIT_READ, Scope.MODELS_FORCE}
+    assert ROLE_SCOPES[Role.ADMIN] - ROLE_SCOPES[Role.MEMBER] == {
+        Scope.MEMBERS_WRITE,
+        Scope.KEYS_MANAGE,
+        Scope.AUDIT_READ,
+        Scope.MODELS_FORCE,
+    }
     assert ROLE_SCOPES[Role.OWNER] - ROLE_SCOPES[Role.ADMIN] == {Scope.ORG_MANAGE}
 
 
 def test_api_keys_can_only_get_dataset_task_knowledge_and_model_scopes():
-    assert API_KEY_SCOPES == {Scope.DATASETS_READ, Scope.DATASETS_WRITE, Scope.TASKS_READ, Scope.TASKS_WRITE, Scope.KNOWLEDGE_READ,
-                              Scope.KNOWLEDGE_WRITE, Scope.MODELS_READ, Scope.MODELS_WRITE, Scope.INFERENCE}  # never models:force
-    assert API_KEY_SCOPES <= ROLE_SCOPES[Role.MEMBER]
+    assert {
+        Scope.DATASETS_READ,
+        Scope.DATASETS_WRITE,
+        Scope.TASKS_READ,
+        Scope.TASKS_WRITE,
+        Scope.KNOWLEDGE_READ,
+        Scope.KNOWLEDGE_WRITE,
+        Scope.MODELS_READ,
+        Scope.MODELS_WRITE,
+        Scope.INFERENCE,
+    } == API_KEY_SCOPES  # never models:force
+    assert ROLE_SCOPES[Role.MEMBER] >= API_KEY_SCOPES
 
 
-@pytest.mark.parametrize("granted,creator,expected", [
-    ({Scope.DATASETS_READ, Scope.DATASETS_WRITE}, Role.OWNER, {Scope.DATASETS_READ, Scope.DATASETS_WRITE}),
-    ({Scope.DATASETS_READ, Scope.DATASETS_WRITE}, Role.MEMBER, {Scope.DATASETS_READ, Scope.DATASETS_WRITE}),
-    ({Scope.DATASETS_READ, Scope.DATASETS_WRITE, Scope.TASKS_WRITE}, Role.VIEWER, {Scope.DATASETS_READ}),  # creator demoted
-    ({Scope.KEYS_MANAGE, Scope.AUDIT_READ, Scope.ORG_MANAGE, Scope.TASKS_READ}, Role.OWNER, {Scope.TASKS_READ}),  # never management
-    (set(), Role.OWNER, set()),
-    (set(Scope), Role.ADMIN, set(API_KEY_SCOPES)),
-])
+@pytest.mark.parametrize(
+    "granted,creator,expected",
+    [
+        ({Scope.DATASETS_READ, Scope.DATASETS_WRITE}, Role.OWNER, {Scope.DATASETS_READ, Scope.DATASETS_WRITE}),
+        ({Scope.DATASETS_READ, Scope.DATASETS_WRITE}, Role.MEMBER, {Scope.DATASETS_READ, Scope.DATASETS_WRITE}),
+        (
+            {Scope.DATASETS_READ, Scope.DATASETS_WRITE, Scope.TASKS_WRITE},
+            Role.VIEWER,
+            {Scope.DATASETS_READ},
+        ),  # creator demoted
+        (
+            {Scope.KEYS_MANAGE, Scope.AUDIT_READ, Scope.ORG_MANAGE, Scope.TASKS_READ},
+            Role.OWNER,
+            {Scope.TASKS_READ},
+        ),  # never management
+        (set(), Role.OWNER, set()),
+        (set(Scope), Role.ADMIN, set(API_KEY_SCOPES)),
+    ],
+)
 def test_a_key_acts_with_granted_scopes_capped_by_key_scopes_and_its_creator(granted, creator, expected):
     assert key_scopes(granted, creator) == expected
 
@@ -67,7 +103,10 @@ def _may(actor: Role, current: Role | None, new: Role | None) -> bool:
     return True
 
 
-@pytest.mark.parametrize("actor,current,new", [(a, c, n) for a in LADDER for c in ROLES_OR_NONE for n in ROLES_OR_NONE if (c, n) != (None, None)])
+@pytest.mark.parametrize(
+    "actor,current,new",
+    [(a, c, n) for a in LADDER for c in ROLES_OR_NONE for n in ROLES_OR_NONE if (c, n) != (None, None)],
+)
 def test_can_assign_role_for_every_actor_current_and_new_role(actor, current, new):
     assert can_assign_role(actor, current, new) is _may(actor, current, new)
 
@@ -86,7 +125,7 @@ def test_can_assign_role_spot_checks():
 
 
 def test_a_token_round_trips_its_claims():
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     token, expires_at = issue_token(SECRET, "user-1", "org-1", ACCESS, 3, timedelta(minutes=15))
     claims = read_token(SECRET, token, ACCESS)
     assert (claims.user_id, claims.org_id, claims.token_type, claims.version) == ("user-1", "org-1", ACCESS, 3)
@@ -128,13 +167,25 @@ def test_a_token_signed_with_another_secret_or_tampered_with_is_refused():
 
 
 def _payload(**changes) -> dict:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     payload = {"sub": "u", "org": "o", "typ": ACCESS, "ver": 0, "iat": now, "exp": now + timedelta(minutes=1)}
     return {k: v for k, v in {**payload, **changes}.items() if v is not None}
 
 
-@pytest.mark.parametrize("changes", [{"sub": None}, {"org": None}, {"typ": None}, {"ver": None}, {"exp": None}, {"iat": None},
-                                     {"org": 7}, {"ver": "0"}, {"sub": 12}])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"sub": None},
+        {"org": None},
+        {"typ": None},
+        {"ver": None},
+        {"exp": None},
+        {"iat": None},
+        {"org": 7},
+        {"ver": "0"},
+        {"sub": 12},
+    ],
+)
 def test_a_token_missing_a_claim_or_with_a_claim_of_the_wrong_type_is_refused(changes):
     with pytest.raises(InvalidToken):
         read_token(SECRET, jwt.encode(_payload(**changes), SECRET, algorithm=ALGORITHM), ACCESS)
@@ -158,10 +209,20 @@ def test_api_keys_have_a_findable_prefix_and_only_a_hash_is_kept():
     assert other != key and other_prefix != prefix and not matches(other, stored) and not matches(key, other_stored)
 
 
-@pytest.mark.parametrize("text", [
-    "", "wlk_", "wlk_abc_def", "eyJhbGciOiJIUzI1NiJ9.e30.sig", "wlk_0123456789ab_" + "x" * 42, "wlk_0123456789ab_" + "x" * 44,
-    "wlk_0123456789a_" + "x" * 43, "WLK_0123456789ab_" + "x" * 43, " wlk_0123456789ab_" + "x" * 43,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "wlk_",
+        "wlk_abc_def",
+        "eyJhbGciOiJIUzI1NiJ9.e30.sig",
+        "wlk_0123456789ab_" + "x" * 42,
+        "wlk_0123456789ab_" + "x" * 44,
+        "wlk_0123456789a_" + "x" * 43,
+        "WLK_0123456789ab_" + "x" * 43,
+        " wlk_0123456789ab_" + "x" * 43,
+    ],
+)
 def test_anything_else_is_not_an_api_key(text):
     assert key_prefix(text) is None
 

@@ -8,9 +8,16 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.common.v1 import ActivityType
 from temporalio.api.history.v1 import (
-    ActivityTaskCompletedEventAttributes, ActivityTaskScheduledEventAttributes, ActivityTaskStartedEventAttributes, HistoryEvent,
-    MarkerRecordedEventAttributes, WorkflowExecutionCompletedEventAttributes, WorkflowExecutionStartedEventAttributes,
-    WorkflowTaskCompletedEventAttributes, WorkflowTaskScheduledEventAttributes, WorkflowTaskStartedEventAttributes,
+    ActivityTaskCompletedEventAttributes,
+    ActivityTaskScheduledEventAttributes,
+    ActivityTaskStartedEventAttributes,
+    HistoryEvent,
+    MarkerRecordedEventAttributes,
+    WorkflowExecutionCompletedEventAttributes,
+    WorkflowExecutionStartedEventAttributes,
+    WorkflowTaskCompletedEventAttributes,
+    WorkflowTaskScheduledEventAttributes,
+    WorkflowTaskStartedEventAttributes,
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
 
@@ -32,15 +39,46 @@ def history(closed: bool = True) -> list[HistoryEvent]:
         event(1, 0, workflow_execution_started_event_attributes=WorkflowExecutionStartedEventAttributes()),
         event(2, 0, workflow_task_scheduled_event_attributes=WorkflowTaskScheduledEventAttributes()),
         event(3, 0.01, workflow_task_started_event_attributes=WorkflowTaskStartedEventAttributes(scheduled_event_id=2)),
-        event(4, 0.03, workflow_task_completed_event_attributes=WorkflowTaskCompletedEventAttributes(scheduled_event_id=2, started_event_id=3)),
-        event(5, 0.03, marker_recorded_event_attributes=MarkerRecordedEventAttributes(marker_name="core_local_activity")),
-        event(6, 0.03, activity_task_scheduled_event_attributes=ActivityTaskScheduledEventAttributes(
-            activity_type=ActivityType(name="train_adapter"), task_queue=TaskQueue(name="wlops-train"))),
-        event(7, 2.03, activity_task_started_event_attributes=ActivityTaskStartedEventAttributes(scheduled_event_id=6, attempt=2)),
-        event(8, 5.03, activity_task_completed_event_attributes=ActivityTaskCompletedEventAttributes(scheduled_event_id=6, started_event_id=7)),
+        event(
+            4,
+            0.03,
+            workflow_task_completed_event_attributes=WorkflowTaskCompletedEventAttributes(
+                scheduled_event_id=2, started_event_id=3
+            ),
+        ),
+        event(
+            5, 0.03, marker_recorded_event_attributes=MarkerRecordedEventAttributes(marker_name="core_local_activity")
+        ),
+        event(
+            6,
+            0.03,
+            activity_task_scheduled_event_attributes=ActivityTaskScheduledEventAttributes(
+                activity_type=ActivityType(name="train_adapter"), task_queue=TaskQueue(name="wlops-train")
+            ),
+        ),
+        event(
+            7,
+            2.03,
+            activity_task_started_event_attributes=ActivityTaskStartedEventAttributes(scheduled_event_id=6, attempt=2),
+        ),
+        event(
+            8,
+            5.03,
+            activity_task_completed_event_attributes=ActivityTaskCompletedEventAttributes(
+                scheduled_event_id=6, started_event_id=7
+            ),
+        ),
         event(9, 5.03, workflow_task_scheduled_event_attributes=WorkflowTaskScheduledEventAttributes()),
-        event(10, 5.05, workflow_task_started_event_attributes=WorkflowTaskStartedEventAttributes(scheduled_event_id=9)),
-        event(11, 5.06, workflow_task_completed_event_attributes=WorkflowTaskCompletedEventAttributes(scheduled_event_id=9, started_event_id=10)),
+        event(
+            10, 5.05, workflow_task_started_event_attributes=WorkflowTaskStartedEventAttributes(scheduled_event_id=9)
+        ),
+        event(
+            11,
+            5.06,
+            workflow_task_completed_event_attributes=WorkflowTaskCompletedEventAttributes(
+                scheduled_event_id=9, started_event_id=10
+            ),
+        ),
         event(12, 5.06, workflow_execution_completed_event_attributes=WorkflowExecutionCompletedEventAttributes()),
     ]
     return events if closed else events[:6]
@@ -50,7 +88,12 @@ def test_history_timings():
     run = run_timing(history())
     assert run.close == "completed" and run.wall_seconds == pytest.approx(5.06)
     [train] = run.activities
-    assert (train.name, train.task_queue, train.attempt, train.outcome) == ("train_adapter", "wlops-train", 2, "completed")
+    assert (train.name, train.task_queue, train.attempt, train.outcome) == (
+        "train_adapter",
+        "wlops-train",
+        2,
+        "completed",
+    )
     assert train.queue_wait_seconds == pytest.approx(2.0) and train.execution_seconds == pytest.approx(3.0)
     assert run.workflow_task_wait_seconds == pytest.approx(0.03) and run.workflow_task_seconds == pytest.approx(0.03)
     assert run.local_activities == 1
@@ -63,22 +106,32 @@ def test_overhead_is_wall_minus_execution_and_queue_wait_per_phase():
 
 
 def test_what_counts_as_lost():
-    assert run_figures(Started("t1"), [run_timing(history())], "FAILED").problems == ["database says FAILED, Temporal completed"]
+    assert run_figures(Started("t1"), [run_timing(history())], "FAILED").problems == [
+        "database says FAILED, Temporal completed"
+    ]
     assert run_figures(Started("t1"), [run_timing(history())], None).problems[0] == "no database row"
     running = run_figures(Started("t1"), [run_timing(history(closed=False))], "TRAINING")
-    assert running.problems == ["not terminal: TRAINING", "workflow still running"] and running.overhead_ms_per_phase is None
+    assert (
+        running.problems == ["not terminal: TRAINING", "workflow still running"]
+        and running.overhead_ms_per_phase is None
+    )
     [scheduled] = run_timing(history(closed=False)).activities
     assert (scheduled.outcome, scheduled.queue_wait_seconds, scheduled.execution_seconds) == ("open", 0.0, 0.0)
 
 
 def test_percentile():
     assert percentile([], 95) is None and percentile([7.0], 95) == 7.0
-    assert percentile([4.0, 1.0, 3.0, 2.0], 50) == pytest.approx(2.5) and percentile([1.0, 2.0, 3.0, 4.0], 95) == pytest.approx(3.85)
+    assert percentile([4.0, 1.0, 3.0, 2.0], 50) == pytest.approx(2.5) and percentile(
+        [1.0, 2.0, 3.0, 4.0], 95
+    ) == pytest.approx(3.85)
 
 
 def test_each_workflow_task_and_the_start_of_a_run():
     run = run_timing(history())
-    assert [(t.wait_seconds, t.processing_seconds) for t in run.workflow_tasks] == [pytest.approx((0.01, 0.02)), pytest.approx((0.02, 0.01))]
+    assert [(t.wait_seconds, t.processing_seconds) for t in run.workflow_tasks] == [
+        pytest.approx((0.01, 0.02)),
+        pytest.approx((0.02, 0.01)),
+    ]
     figures = run_figures(Started("t1"), [run], "COMPLETED")
     assert figures.workflow_tasks_ms == [(10.0, 20.0), (20.0, 10.0)]
     start, rest = start_and_rest(figures)
@@ -86,6 +139,9 @@ def test_each_workflow_task_and_the_start_of_a_run():
     other = run_figures(Started("t2"), [run_timing(history())], "COMPLETED")
     other.workflow_tasks_ms = [(30.0, 40.0), (20.0, 10.0)]
     first, second = by_workflow_task([figures, other])
-    assert first == {"workflow_task": 1, "wait_ms": {"median": 20.0, "p95": 29.0, "max": 30.0},
-                     "processing_ms": {"median": 30.0, "p95": 39.0, "max": 40.0}}
+    assert first == {
+        "workflow_task": 1,
+        "wait_ms": {"median": 20.0, "p95": 29.0, "max": 30.0},
+        "processing_ms": {"median": 30.0, "p95": 39.0, "max": 40.0},
+    }
     assert second["wait_ms"]["median"] == 20.0

@@ -37,8 +37,10 @@ TEST = [
     Example("Do pairing codes expire?", "Yes, pairing codes expire after 10 minutes."),
     Example("Is there an education discount?", "Yes, schools receive a 40% discount."),
 ]
-LONG_WRONG = ("FerroLink is a peer to peer file synchronization tool that supports Linux macOS and Windows "
-              "and many other platforms such as FreeBSD and Android and iOS tablets too")  # 28 words: too long
+LONG_WRONG = (
+    "FerroLink is a peer to peer file synchronization tool that supports Linux macOS and Windows "
+    "and many other platforms such as FreeBSD and Android and iOS tablets too"
+)  # 28 words: too long
 
 GOOD_PREDICTIONS = {
     "feedback": [FEEDBACK[0].answer, "", LONG_WRONG],
@@ -72,7 +74,13 @@ def test_score_split_rows(config):
     assert first.scores == {"exact_match": 1.0, "token_f1": 1.0, "bleu": 1.0, "rouge_l": 1.0}
     assert first.overall == 1.0
     assert second.scores == {name: 0.0 for name in METRIC_NAMES} and second.overall == 0.0
-    assert result.scores.model_dump(exclude_none=True) == {"exact_match": 0.5, "token_f1": 0.5, "bleu": 0.5, "rouge_l": 0.5, "overall": 0.5}
+    assert result.scores.model_dump(exclude_none=True) == {
+        "exact_match": 0.5,
+        "token_f1": 0.5,
+        "bleu": 0.5,
+        "rouge_l": 0.5,
+        "overall": 0.5,
+    }
     assert (result.split, result.size) == ("test", 2)
 
 
@@ -81,14 +89,17 @@ def test_score_split_length_mismatch(config):
         score_split("test", TEST, ["only one"], config.weights)
 
 
-@pytest.mark.parametrize(("got", "expected_type"), [
-    ("", "empty_answer"),
-    ("   ", "empty_answer"),
-    (None, "empty_answer"),
-    ("w " * 12, "too_long"),  # 12 words > 2 * 3 + 5
-    ("w " * 11, "wrong_content"),  # exactly 2 * 3 + 5 words is not yet too long
-    ("wrong words", "wrong_content"),
-])
+@pytest.mark.parametrize(
+    ("got", "expected_type"),
+    [
+        ("", "empty_answer"),
+        ("   ", "empty_answer"),
+        (None, "empty_answer"),
+        ("w " * 12, "too_long"),  # 12 words > 2 * 3 + 5
+        ("w " * 11, "wrong_content"),  # exactly 2 * 3 + 5 words is not yet too long
+        ("wrong words", "wrong_content"),
+    ],
+)
 def test_error_type(got, expected_type):
     assert error_type(got, "a b c") == expected_type
 
@@ -101,8 +112,10 @@ def test_find_bad_cases(config):
     ]
     cases = find_bad_cases(rows, TRAIN, TRAIN_LOSSES, config)
     assert [(c.example_id, c.split, c.error_type) for c in cases] == [
-        ("b", "feedback", "empty_answer"), ("a", "feedback", "wrong_content"),
-        (TRAIN[2].id, "train", "high_training_loss"), (TRAIN[0].id, "train", "high_training_loss"),
+        ("b", "feedback", "empty_answer"),
+        ("a", "feedback", "wrong_content"),
+        (TRAIN[2].id, "train", "high_training_loss"),
+        (TRAIN[0].id, "train", "high_training_loss"),
     ]
     assert cases[2].loss == 2.0 and cases[2].got is None and cases[2].expected == TRAIN[2].answer
     assert cases[0].overall == 0.1 and cases[0].scores == {}
@@ -121,7 +134,12 @@ def test_find_bad_cases_caps(config):
 def test_evaluate_predictions_report(splits, config):
     report = evaluate_predictions(splits, GOOD_PREDICTIONS, TRAIN_LOSSES, config, iteration=1)
     assert report.iteration == 1
-    assert report.headline.model_dump(exclude_none=True) == {"split": "test", "score": 0.5, "grade": "ACCEPTABLE", "mode": "closed_book"}
+    assert report.headline.model_dump(exclude_none=True) == {
+        "split": "test",
+        "score": 0.5,
+        "grade": "ACCEPTABLE",
+        "mode": "closed_book",
+    }
     assert set(report.modes) == {"closed_book"} and report.splits is report.modes["closed_book"]
     assert report.splits["test"].size == 2 and report.splits["feedback"].size == 3
     assert report.splits["feedback"].split == "feedback"
@@ -156,20 +174,46 @@ def test_comparison_followup_and_side_by_side(splits, config):
     previous = evaluate_predictions(splits, EMPTY_PREDICTIONS, TRAIN_LOSSES, config, iteration=1)
     assert [c.example_id for c in previous.bad_cases if c.split == "feedback"] == [e.id for e in FEEDBACK]
 
-    rewrite = Example("Quick question: How do I reset my FerroLink password?", TRAIN[0].answer, origin="rewrite",
-                           lineage=[{"bad_case_id": FEEDBACK[2].id, "action": "rewrite"}])
-    upweighted = Example(TRAIN[0].question, TRAIN[0].answer, weight=2,
-                              lineage=[{"bad_case_id": FEEDBACK[2].id, "action": "upweight"},
-                                       {"bad_case_id": FEEDBACK[2].id, "action": "upweight"},
-                                       {"bad_case_id": FEEDBACK[0].id, "action": "upweight"}])
+    rewrite = Example(
+        "Quick question: How do I reset my FerroLink password?",
+        TRAIN[0].answer,
+        origin="rewrite",
+        lineage=[{"bad_case_id": FEEDBACK[2].id, "action": "rewrite"}],
+    )
+    upweighted = Example(
+        TRAIN[0].question,
+        TRAIN[0].answer,
+        weight=2,
+        lineage=[
+            {"bad_case_id": FEEDBACK[2].id, "action": "upweight"},
+            {"bad_case_id": FEEDBACK[2].id, "action": "upweight"},
+            {"bad_case_id": FEEDBACK[0].id, "action": "upweight"},
+        ],
+    )
     lineage = lineage_by_bad_case([upweighted, TRAIN[1], rewrite])
     assert lineage == {FEEDBACK[2].id: [upweighted.id, rewrite.id], FEEDBACK[0].id: [upweighted.id]}
 
-    report = evaluate_predictions(splits, GOOD_PREDICTIONS, TRAIN_LOSSES, config, iteration=2,
-                                  baseline=baseline, previous=previous, lineage=lineage)
+    report = evaluate_predictions(
+        splits,
+        GOOD_PREDICTIONS,
+        TRAIN_LOSSES,
+        config,
+        iteration=2,
+        baseline=baseline,
+        previous=previous,
+        lineage=lineage,
+    )
     feedback_now = report.score("feedback")
-    assert report.comparison["baseline"]["test"].model_dump(exclude_none=True) == {"split": "test", "score": 0.0, "delta": 0.5}
-    assert report.comparison["previous"]["test"].model_dump(exclude_none=True) == {"split": "test", "score": 0.0, "delta": 0.5}
+    assert report.comparison["baseline"]["test"].model_dump(exclude_none=True) == {
+        "split": "test",
+        "score": 0.0,
+        "delta": 0.5,
+    }
+    assert report.comparison["previous"]["test"].model_dump(exclude_none=True) == {
+        "split": "test",
+        "score": 0.0,
+        "delta": 0.5,
+    }
     assert report.comparison["baseline"]["feedback"].delta == pytest.approx(feedback_now)
     assert feedback_now > 0
 
@@ -183,18 +227,57 @@ def test_comparison_followup_and_side_by_side(splits, config):
     assert all(f.split == "feedback" for f in report.bad_case_followup)
 
     assert [row.model_dump(exclude_none=True) for row in report.side_by_side] == [
-        {"split": "test", "question": TEST[0].question, "expected": TEST[0].answer, "base_answer": "", "tuned_answer": TEST[0].answer},
-        {"split": "test", "question": TEST[1].question, "expected": TEST[1].answer, "base_answer": "", "tuned_answer": ""},
+        {
+            "split": "test",
+            "question": TEST[0].question,
+            "expected": TEST[0].answer,
+            "base_answer": "",
+            "tuned_answer": TEST[0].answer,
+        },
+        {
+            "split": "test",
+            "question": TEST[1].question,
+            "expected": TEST[1].answer,
+            "base_answer": "",
+            "tuned_answer": "",
+        },
     ]
 
 
 def test_follow_up_of_a_case_no_longer_evaluated(config):
-    previous = evaluate_predictions(Splits(train=[], feedback=[], test=[]), {"feedback": [], "test": []}, [], config, iteration=1)
-    previous.bad_cases = [BadCase(example_id="gone", question="q", expected="x", got="", overall=0.2, split="feedback", error_type="empty_answer"),
-                          BadCase(example_id="t", question="q", expected="x", got=None, loss=2.0, split="train", error_type="high_training_loss")]
+    previous = evaluate_predictions(
+        Splits(train=[], feedback=[], test=[]), {"feedback": [], "test": []}, [], config, iteration=1
+    )
+    previous.bad_cases = [
+        BadCase(
+            example_id="gone",
+            question="q",
+            expected="x",
+            got="",
+            overall=0.2,
+            split="feedback",
+            error_type="empty_answer",
+        ),
+        BadCase(
+            example_id="t",
+            question="q",
+            expected="x",
+            got=None,
+            loss=2.0,
+            split="train",
+            error_type="high_training_loss",
+        ),
+    ]
     results = {name: score_split(name, [], [], config.weights) for name in ("feedback", "test")}
     assert [f.model_dump(exclude_none=True) for f in follow_up_bad_cases(previous, results, {})] == [
-        {"bad_case_id": "gone", "split": "feedback", "question": "q", "before": 0.2, "targeted_training_examples": [], "chunk_ids": []},
+        {
+            "bad_case_id": "gone",
+            "split": "feedback",
+            "question": "q",
+            "before": 0.2,
+            "targeted_training_examples": [],
+            "chunk_ids": [],
+        },
     ]
 
 
@@ -216,7 +299,16 @@ def test_suggest_improvements_structure():
     assert [s.id for s in suggestions] == [f"s3-{i}" for i in range(1, len(suggestions) + 1)]
     assert [s.split for s in suggestions] == ["feedback", "feedback", "train"]  # feedback groups first
     for s in suggestions:
-        assert set(s.model_dump()) == {"id", "kind", "split", "error_type", "group", "evidence_bad_case_ids", "action", "text"}
+        assert set(s.model_dump()) == {
+            "id",
+            "kind",
+            "split",
+            "error_type",
+            "group",
+            "evidence_bad_case_ids",
+            "action",
+            "text",
+        }
         assert s.kind == "targeted_training_data"
         assert s.action == ACTIONS[s.split]
         assert s.group.size == len(s.evidence_bad_case_ids)
@@ -244,31 +336,58 @@ def test_suggest_improvements_of_nothing():
 
 
 def _training(steps: int, resumed: int, start_loss: float) -> dict:
-    return {"steps": steps, "total_steps": steps, "resumed_from_step": resumed, "seconds": 12.5, "tokens_per_second": 800.0,
-            "useful_tokens": 10000, "device": "cpu", "examples": 3,
-            "loss_curve": [[s, round(start_loss / s, 4)] for s in range(1, steps + 1)]}
+    return {
+        "steps": steps,
+        "total_steps": steps,
+        "resumed_from_step": resumed,
+        "seconds": 12.5,
+        "tokens_per_second": 800.0,
+        "useful_tokens": 10000,
+        "device": "cpu",
+        "examples": 3,
+        "loss_curve": [[s, round(start_loss / s, 4)] for s in range(1, steps + 1)],
+    }
 
 
 @pytest.fixture
 def task_report(splits, config):
     baseline = evaluate_predictions(splits, EMPTY_PREDICTIONS, TRAIN_LOSSES, config, iteration=0)
-    first = evaluate_predictions(splits, {"feedback": ["", "", LONG_WRONG], "test": ["", ""]}, TRAIN_LOSSES, config, 1, baseline=baseline)
+    first = evaluate_predictions(
+        splits, {"feedback": ["", "", LONG_WRONG], "test": ["", ""]}, TRAIN_LOSSES, config, 1, baseline=baseline
+    )
     lineage = {FEEDBACK[0].id: [TRAIN[0].id]}
-    second = evaluate_predictions(splits, GOOD_PREDICTIONS, TRAIN_LOSSES, config, 2, baseline=baseline, previous=first, lineage=lineage)
+    second = evaluate_predictions(
+        splits, GOOD_PREDICTIONS, TRAIN_LOSSES, config, 2, baseline=baseline, previous=first, lineage=lineage
+    )
     second.adapter_key = "models/t1/iter-2/adapter/"
-    task = TaskInfo(task_id="t1", name="FerroLink | FAQ", mode="CONTINUOUS", model_name="tiny-model", stop_reason="max iterations")
+    task = TaskInfo(
+        task_id="t1", name="FerroLink | FAQ", mode="CONTINUOUS", model_name="tiny-model", stop_reason="max iterations"
+    )
     return build_task_report(task, baseline, [first, second], [_training(5, 0, 2.0), _training(4, 2, 1.0)])
 
 
 def test_build_task_report(task_report):
     assert task_report.task.task_id == "t1"
     assert task_report.baseline.split == "test" and task_report.baseline.scores.overall == 0.0
-    assert task_report.final.model_dump(exclude_none=True) == {"split": "test", "score": 0.5, "grade": "ACCEPTABLE", "beats_baseline": True, "mode": "closed_book"}
+    assert task_report.final.model_dump(exclude_none=True) == {
+        "split": "test",
+        "score": 0.5,
+        "grade": "ACCEPTABLE",
+        "beats_baseline": True,
+        "mode": "closed_book",
+    }
     first, second = task_report.iterations
     assert [first.iteration, second.iteration] == [1, 2]
     assert first.scores["test"].overall == 0.0 and second.scores["test"].overall == 0.5
-    assert second.training.model_dump() == {"steps": 4, "resumed_from_step": 2, "seconds": 12.5, "tokens_per_second": 800.0,
-                                            "useful_tokens": 10000, "device": "cpu", "continued_from": None}
+    assert second.training.model_dump() == {
+        "steps": 4,
+        "resumed_from_step": 2,
+        "seconds": 12.5,
+        "tokens_per_second": 800.0,
+        "useful_tokens": 10000,
+        "device": "cpu",
+        "continued_from": None,
+    }
     assert second.adapter_key == "models/t1/iter-2/adapter/" and first.adapter_key is None
     assert len(second.loss_curve) == 4
     assert first.bad_case_followup == [] and len(second.bad_case_followup) == 3
@@ -293,13 +412,21 @@ def test_build_task_report_needs_one_training_record_per_iteration(task_report, 
 
 def test_an_incremental_task_compares_its_first_iteration_with_its_parent(splits, config, task_report):
     parent_last = evaluate_predictions(splits, EMPTY_PREDICTIONS, TRAIN_LOSSES, config, iteration=1)
-    first = evaluate_predictions(splits, GOOD_PREDICTIONS, TRAIN_LOSSES, config, 1, previous=parent_last, previous_label="parent")
+    first = evaluate_predictions(
+        splits, GOOD_PREDICTIONS, TRAIN_LOSSES, config, 1, previous=parent_last, previous_label="parent"
+    )
     assert set(first.comparison) == {"parent"} and first.comparison["parent"]["test"].delta == 0.5
-    assert {f.bad_case_id for f in first.bad_case_followup} == {e.id for e in FEEDBACK}  # the parent's bad cases are followed up
+    assert {f.bad_case_id for f in first.bad_case_followup} == {
+        e.id for e in FEEDBACK
+    }  # the parent's bad cases are followed up
     incremental = task_report.model_copy(update={"task": task_report.task.model_copy(update={"parent_task_id": "p1"})})
     assert "- Incremental: continues task `p1`" in render_markdown(incremental, None)
-    report = build_task_report(TaskInfo(task_id="c1", parent_task_id="p1"), parent_last, [first], [_training(5, 0, 1.0)])
-    assert "- Against the parent's last adapter on the same test split: 0.0000 → 0.5000 (Δ +0.5000)" in render_markdown(report, None)
+    report = build_task_report(
+        TaskInfo(task_id="c1", parent_task_id="p1"), parent_last, [first], [_training(5, 0, 1.0)]
+    )
+    assert "- Against the parent's last adapter on the same test split: 0.0000 → 0.5000 (Δ +0.5000)" in render_markdown(
+        report, None
+    )
     assert "Incremental" not in render_markdown(task_report, None)
 
 
@@ -311,7 +438,11 @@ def test_render_markdown(task_report):
     assert "**0.5000** (ACCEPTABLE, closed book) vs base model 0.0000: beats the baseline" in text
     assert "## Closed book and with retrieval" not in text  # one mode only
     assert "![loss and scores](report.png)" in text
-    table = [line for line in text.splitlines() if line.startswith("| ") and " | test | " in line or line.startswith("| base |")]
+    table = [
+        line
+        for line in text.splitlines()
+        if line.startswith("| ") and " | test | " in line or line.startswith("| base |")
+    ]
     assert len(table) == 3  # base + one test row per iteration
     header = next(line for line in text.splitlines() if line.startswith("| iteration |"))
     assert header.count("|") == 13  # 12 columns
@@ -347,52 +478,85 @@ def test_plot_report_writes_png(task_report, tmp_path):
 
 # ---------------------------------------------------------------- verdicts by fact checks
 
+
 def test_with_fact_checks_the_wrong_answers_are_the_bad_cases_and_the_headline_is_the_share_right(config):
     no = [{"type": "polarity", "value": "no"}]
     port = [{"type": "number", "value": 7412}]
-    feedback = [Example("Will config reload pick up a new port?", "No, port changes need a restart.", checks=no),
-                Example("Which port serves metrics?", "Metrics are served on port 7412.", checks=port),
-                Example("Is the server on Windows?", "No, Linux only.", checks=no)]
-    test = [Example("Does reload change the port?", "No, a restart is needed.", checks=no),
-            Example("Where are metrics?", "On port 7412.", checks=port)]
+    feedback = [
+        Example("Will config reload pick up a new port?", "No, port changes need a restart.", checks=no),
+        Example("Which port serves metrics?", "Metrics are served on port 7412.", checks=port),
+        Example("Is the server on Windows?", "No, Linux only.", checks=no),
+    ]
+    test = [
+        Example("Does reload change the port?", "No, a restart is needed.", checks=no),
+        Example("Where are metrics?", "On port 7412.", checks=port),
+    ]
     splits = Splits(train=list(TRAIN), feedback=feedback, test=test)
     # worded like the references and wrong; a short right answer; the opposite answer
-    before = {"feedback": ["Yes, port changes need a restart.", "Metrics are served on port 7411.", "No."],
-              "test": ["Yes, a restart is needed.", "On port 7411."]}
+    before = {
+        "feedback": ["Yes, port changes need a restart.", "Metrics are served on port 7411.", "No."],
+        "test": ["Yes, a restart is needed.", "On port 7411."],
+    }
     first = evaluate_predictions(splits, before, TRAIN_LOSSES, config, iteration=1)
     feedback_rows = first.splits["feedback"].examples
     assert [r.right for r in feedback_rows] == [False, False, True]
     assert feedback_rows[0].overall > 0.6  # the blended score calls the first wrong answer good
-    assert [c.example_id for c in first.bad_cases if c.split == "feedback"] == [feedback[1].id, feedback[0].id]  # wrong ones, worst wording first
+    assert [c.example_id for c in first.bad_cases if c.split == "feedback"] == [
+        feedback[1].id,
+        feedback[0].id,
+    ]  # wrong ones, worst wording first
     assert [c.error_type for c in first.bad_cases if c.split == "feedback"] == ["wrong_number", "wrong_polarity"]
-    assert first.bad_cases[1].checks[0].model_dump() == {"check": {"derived": False, "type": "polarity", "value": "no"}, "passed": False,
-                                                         "detail": "answers yes, expected no"}
+    assert first.bad_cases[1].checks[0].model_dump() == {
+        "check": {"derived": False, "type": "polarity", "value": "no"},
+        "passed": False,
+        "detail": "answers yes, expected no",
+    }
     test_scores = first.splits["test"].scores
     assert (test_scores.fact_accuracy, test_scores.right, test_scores.judged) == (0.0, 0, 2)
-    assert first.headline.fact_accuracy == 0.0 and first.headline.fact_accuracy_interval == (0.0, 0.6576) and first.headline.grade == "POOR"
+    assert (
+        first.headline.fact_accuracy == 0.0
+        and first.headline.fact_accuracy_interval == (0.0, 0.6576)
+        and first.headline.grade == "POOR"
+    )
 
     after = {"feedback": ["No.", "It is port 7412.", "No."], "test": ["No, you must restart.", "Port 7412."]}
     second = evaluate_predictions(splits, after, TRAIN_LOSSES, config, iteration=2, baseline=first, previous=first)
     assert second.headline.fact_accuracy == 1.0 and second.headline.grade == "EXCELLENT"
     assert second.comparison["baseline"]["test"].fact_accuracy_delta == 1.0
-    assert {f.bad_case_id: f.right_after for f in second.bad_case_followup} == {feedback[0].id: True, feedback[1].id: True}
+    assert {f.bad_case_id: f.right_after for f in second.bad_case_followup} == {
+        feedback[0].id: True,
+        feedback[1].id: True,
+    }
     assert [(r.base_right, r.tuned_right) for r in second.side_by_side] == [(False, True), (False, True)]
     assert EvaluationReport.model_validate_json(second.model_dump_json()) == second
 
 
 def test_the_task_report_leads_with_the_share_right_and_lists_the_wrong_answers_first(config):
     no = [{"type": "polarity", "value": "no"}]
-    test = [Example("Does reload change the port?", "No, a restart is needed.", checks=no),
-            Example("Is the server on Windows?", "No, Linux only.", checks=no)]
+    test = [
+        Example("Does reload change the port?", "No, a restart is needed.", checks=no),
+        Example("Is the server on Windows?", "No, Linux only.", checks=no),
+    ]
     splits = Splits(train=list(TRAIN), feedback=list(test), test=test)
-    baseline = evaluate_predictions(splits, {"feedback": ["Yes.", "Yes."], "test": ["Yes.", "Yes."]}, [], config, iteration=0)
-    tuned = evaluate_predictions(splits, {"feedback": ["No.", "Yes."], "test": ["No, restart it.", "Yes, Windows 11."]}, TRAIN_LOSSES, config,
-                                 iteration=1, baseline=baseline)
+    baseline = evaluate_predictions(
+        splits, {"feedback": ["Yes.", "Yes."], "test": ["Yes.", "Yes."]}, [], config, iteration=0
+    )
+    tuned = evaluate_predictions(
+        splits,
+        {"feedback": ["No.", "Yes."], "test": ["No, restart it.", "Yes, Windows 11."]},
+        TRAIN_LOSSES,
+        config,
+        iteration=1,
+        baseline=baseline,
+    )
     report = build_task_report(TaskInfo(task_id="t"), baseline, [tuned], [_training(3, 0, 1.0)])
     assert (report.final.fact_accuracy, report.final.beats_baseline) == (0.5, True)
     assert [row.question for row in report.wrong_answers] == [test[1].question]
     text = render_markdown(report, None)
-    assert "- Final test-split fact accuracy **0.500 [0.09, 0.91]**, 1/2 answers right (ACCEPTABLE, closed book) vs base model 0.000 [0.00, 0.66], 0/2" in text
+    assert (
+        "- Final test-split fact accuracy **0.500 [0.09, 0.91]**, 1/2 answers right (ACCEPTABLE, closed book) vs base model 0.000 [0.00, 0.66], 0/2"
+        in text
+    )
     assert text.index("## Wrong answers (test split, final iteration: 1)") < text.index("## Scores per iteration")
     assert f"| {test[1].question} | {test[1].answer} | Yes, Windows 11. | polarity: answers yes, expected no |" in text
     assert "| 1 | test | 0.500 [0.09, 0.91] | 1/2 |" in text

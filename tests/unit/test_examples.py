@@ -103,37 +103,48 @@ def test_unsupported_format_in_read_rows(write_file):
 # ---------------------------------------------------------------- record_to_pair
 
 
-@pytest.mark.parametrize(("record", "expected"), [
-    ({"question": "Q", "answer": "A"}, ("Q", "A")),
-    ({"instruction": "Summarize", "input": "Long text", "output": "Short"}, ("Summarize\n\nLong text", "Short")),
-    ({"instruction": "Summarize", "output": "Short"}, ("Summarize", "Short")),
-    ({"instruction": "Summarize", "input": "   ", "output": "Short"}, ("Summarize", "Short")),
-    ({"instruction": "Summarize", "input": None, "output": "Short"}, ("Summarize", "Short")),
-    ({"prompt": "P", "response": "R"}, ("P", "R")),
-    ({"prompt": "P", "completion": "C"}, ("P", "C")),
-    ({"question": 42, "answer": 4.5}, ("42", "4.5")),
-    ({"question": "Q", "answer": None}, ("Q", "")),
-    ({"messages": [
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "first"},
-        {"role": "assistant", "content": "one"},
-        {"role": "user", "content": "second"},
-        {"role": "assistant", "content": "two"},
-    ]}, ("second", "two")),
-])
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        ({"question": "Q", "answer": "A"}, ("Q", "A")),
+        ({"instruction": "Summarize", "input": "Long text", "output": "Short"}, ("Summarize\n\nLong text", "Short")),
+        ({"instruction": "Summarize", "output": "Short"}, ("Summarize", "Short")),
+        ({"instruction": "Summarize", "input": "   ", "output": "Short"}, ("Summarize", "Short")),
+        ({"instruction": "Summarize", "input": None, "output": "Short"}, ("Summarize", "Short")),
+        ({"prompt": "P", "response": "R"}, ("P", "R")),
+        ({"prompt": "P", "completion": "C"}, ("P", "C")),
+        ({"question": 42, "answer": 4.5}, ("42", "4.5")),
+        ({"question": "Q", "answer": None}, ("Q", "")),
+        (
+            {
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "first"},
+                    {"role": "assistant", "content": "one"},
+                    {"role": "user", "content": "second"},
+                    {"role": "assistant", "content": "two"},
+                ]
+            },
+            ("second", "two"),
+        ),
+    ],
+)
 def test_record_to_pair(record, expected):
     assert record_to_pair(record) == expected
 
 
-@pytest.mark.parametrize(("record", "message"), [
-    ({"q": "Q", "a": "A"}, "no known fields"),
-    ({"question": "Q"}, "no known fields"),
-    ({"messages": "hi"}, "list of"),
-    ({"messages": [{"role": "user", "content": "hi"}]}, "at least one user and one assistant"),
-    ({"messages": [{"role": "assistant", "content": "hi"}]}, "at least one user and one assistant"),
-    ({"question": ["a"], "answer": "A"}, "must be text"),
-    ({"question": "Q", "answer": {"x": 1}}, "must be text"),
-])
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"q": "Q", "a": "A"}, "no known fields"),
+        ({"question": "Q"}, "no known fields"),
+        ({"messages": "hi"}, "list of"),
+        ({"messages": [{"role": "user", "content": "hi"}]}, "at least one user and one assistant"),
+        ({"messages": [{"role": "assistant", "content": "hi"}]}, "at least one user and one assistant"),
+        ({"question": ["a"], "answer": "A"}, "must be text"),
+        ({"question": "Q", "answer": {"x": 1}}, "must be text"),
+    ],
+)
 def test_record_to_pair_rejects(record, message):
     with pytest.raises(ValueError, match=message):
         record_to_pair(record)
@@ -143,7 +154,10 @@ def test_record_to_pair_rejects(record, message):
 
 
 def test_invalid_jsonl_lines_are_reported_with_line_numbers(write_file):
-    path = write_file("d.jsonl", '{"question": "Q1", "answer": "A1"}\n{"question": "Q2", "answer": \n{"question": "Q3", "answer": "A3"}\n[1, 2]\n')
+    path = write_file(
+        "d.jsonl",
+        '{"question": "Q1", "answer": "A1"}\n{"question": "Q2", "answer": \n{"question": "Q3", "answer": "A3"}\n[1, 2]\n',
+    )
     rows = list(read_rows(path, "jsonl"))
     assert [(r.line, r.error is None) for r in rows] == [(1, True), (2, False), (3, True), (4, False)]
     assert rows[1].error.startswith("invalid JSON") and "column" in rows[1].error
@@ -158,7 +172,9 @@ def test_inspect_file_counts_rows(write_file):
 
 
 def test_inspect_file_raises_with_line_numbers(write_file):
-    path = write_file("d.jsonl", '{"question": "Q1", "answer": "A1"}\nnot json\n{"question": "Q3", "answer": "A3"}\n{broken\n')
+    path = write_file(
+        "d.jsonl", '{"question": "Q1", "answer": "A1"}\nnot json\n{"question": "Q3", "answer": "A3"}\n{broken\n'
+    )
     with pytest.raises(DatasetFormatError) as info:
         inspect_file(path, "jsonl")
     assert [line for line, _ in info.value.errors] == [2, 4]
@@ -180,13 +196,16 @@ def test_inspect_file_csv_error_line(write_file):
     assert info.value.errors == [(3, "more cells than header columns")]
 
 
-@pytest.mark.parametrize(("name", "content", "file_format"), [
-    ("d.jsonl", '{"q": "Q", "a": "A"}\n{"foo": 1}\n', "jsonl"),
-    ("d.jsonl", "\n\n", "jsonl"),
-    ("d.json", "[]", "json"),
-    ("d.csv", "title,body\nx,y\n", "csv"),
-    ("d.csv", "question,answer\n", "csv"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "file_format"),
+    [
+        ("d.jsonl", '{"q": "Q", "a": "A"}\n{"foo": 1}\n', "jsonl"),
+        ("d.jsonl", "\n\n", "jsonl"),
+        ("d.json", "[]", "json"),
+        ("d.csv", "title,body\nx,y\n", "csv"),
+        ("d.csv", "question,answer\n", "csv"),
+    ],
+)
 def test_inspect_file_no_usable_rows(write_file, name, content, file_format):
     with pytest.raises(DatasetFormatError, match="no usable rows"):
         inspect_file(write_file(name, content), file_format)
@@ -215,9 +234,15 @@ def test_utf8_content_is_read_intact(write_file):
 # ---------------------------------------------------------------- formats, normalization, ids
 
 
-@pytest.mark.parametrize(("filename", "expected"), [
-    ("data.jsonl", "jsonl"), ("DATA.JSON", "json"), ("my.dataset.csv", "csv"), ("/tmp/x/y.JsonL", "jsonl"),
-])
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [
+        ("data.jsonl", "jsonl"),
+        ("DATA.JSON", "json"),
+        ("my.dataset.csv", "csv"),
+        ("/tmp/x/y.JsonL", "jsonl"),
+    ],
+)
 def test_detect_format(filename, expected):
     assert detect_format(filename) == expected
 
@@ -228,16 +253,19 @@ def test_detect_format_rejects(filename):
         detect_format(filename)
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("  hello\tworld  ", "hello world"),
-    ("a\u00a0b", "a b"),  # no-break space
-    ("line one\n\n  line two", "line one line two"),
-    ("\uff26\uff45\uff52\uff52\uff4f", "Ferro"),  # full-width letters (NFKC)
-    ("\ufb01ne", "fine"),  # ligature (NFKC)
-    ("x\u2003\u2009y", "x y"),  # em space + thin space
-    ("", ""),
-    (" \t\n", ""),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("  hello\tworld  ", "hello world"),
+        ("a\u00a0b", "a b"),  # no-break space
+        ("line one\n\n  line two", "line one line two"),
+        ("\uff26\uff45\uff52\uff52\uff4f", "Ferro"),  # full-width letters (NFKC)
+        ("\ufb01ne", "fine"),  # ligature (NFKC)
+        ("x\u2003\u2009y", "x y"),  # em space + thin space
+        ("", ""),
+        (" \t\n", ""),
+    ],
+)
 def test_normalize_text(raw, expected):
     assert normalize_text(raw) == expected
 
@@ -267,32 +295,53 @@ def test_example_gets_its_id_and_round_trips():
 
 # ---------------------------------------------------------------- fact checks in rows
 
+
 def test_rows_of_every_format_carry_their_checks_and_bad_ones_are_refused_naming_the_row_and_field(write_file):
     from ml.optimizer import clean_dataset
 
     polar = [{"type": "polarity", "value": "no"}]
-    rows = [{"question": "Does it run on Windows?", "answer": "No, Linux only.", "checks": polar},
-            {"instruction": "Which port serves metrics?", "output": "Port 7412.", "checks": [{"type": "number", "value": 7412}]},
-            {"messages": [{"role": "user", "content": "Who makes it?"}, {"role": "assistant", "content": "Ferro Systems in Tallinn."}],
-             "checks": [{"type": "contains_any", "values": ["Ferro Systems"]}]},
-            {"question": "How much RAM?", "answer": "At least 4 GB."}]
+    rows = [
+        {"question": "Does it run on Windows?", "answer": "No, Linux only.", "checks": polar},
+        {
+            "instruction": "Which port serves metrics?",
+            "output": "Port 7412.",
+            "checks": [{"type": "number", "value": 7412}],
+        },
+        {
+            "messages": [
+                {"role": "user", "content": "Who makes it?"},
+                {"role": "assistant", "content": "Ferro Systems in Tallinn."},
+            ],
+            "checks": [{"type": "contains_any", "values": ["Ferro Systems"]}],
+        },
+        {"question": "How much RAM?", "answer": "At least 4 GB."},
+    ]
     path = write_file("d.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     assert inspect_file(path, "jsonl").rows == 4
     cleaned = clean_dataset(path, "jsonl")
     assert [e.checks for e in cleaned.examples[:3]] == [
         [{"derived": False, "type": "polarity", "value": "no"}],
         [{"derived": False, "type": "number", "value": 7412.0, "unit": None, "tolerance": 0.0}],
-        [{"derived": False, "type": "contains_any", "values": ["Ferro Systems"]}]]
+        [{"derived": False, "type": "contains_any", "values": ["Ferro Systems"]}],
+    ]
     # a row without checks gets them derived from its answer, marked as such
-    assert cleaned.examples[3].checks == [{"derived": True, "type": "number", "value": 4.0, "unit": "gb", "tolerance": 0.0}]
+    assert cleaned.examples[3].checks == [
+        {"derived": True, "type": "number", "value": 4.0, "unit": "gb", "tolerance": 0.0}
+    ]
     assert cleaned.derived_checks == 1
 
-    csv_path = write_file("d.csv", 'question,answer,checks\nQ1?,Yes,"[{""type"": ""polarity"", ""value"": ""yes""}]"\nQ2?,Port 7410.,\n')
+    csv_path = write_file(
+        "d.csv", 'question,answer,checks\nQ1?,Yes,"[{""type"": ""polarity"", ""value"": ""yes""}]"\nQ2?,Port 7410.,\n'
+    )
     assert [e.checks[0]["type"] for e in clean_dataset(csv_path, "csv").examples] == ["polarity", "number"]
 
-    bad = rows[:1] + [{"question": "Q?", "answer": "A", "checks": [{"type": "polarity", "value": "maybe"}]},
-                      {"question": "Q2?", "answer": "A", "checks": "yes"}]
+    bad = rows[:1] + [
+        {"question": "Q?", "answer": "A", "checks": [{"type": "polarity", "value": "maybe"}]},
+        {"question": "Q2?", "answer": "A", "checks": "yes"},
+    ]
     with pytest.raises(DatasetFormatError) as info:
         inspect_file(write_file("bad.jsonl", "".join(json.dumps(r) + "\n" for r in bad)), "jsonl")
     assert [line for line, _ in info.value.errors] == [2, 3]
-    assert "line 2: 'checks.0.polarity.value'" in str(info.value) and "line 3: 'checks' must be a list" in str(info.value)
+    assert "line 2: 'checks.0.polarity.value'" in str(info.value) and "line 3: 'checks' must be a list" in str(
+        info.value
+    )

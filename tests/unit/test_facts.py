@@ -17,13 +17,30 @@ def checks(*raw: dict):
 
 # ---------------------------------------------------------------- the wrong answers are wrong, their right ones right
 
-@pytest.mark.parametrize("question, reference, wrong, right", [
-    ("Will ferro config reload pick up a new port number?", "No, port changes require a service restart.",
-     "Yes, ferro config reload will pick up a new port number.", "No. You need to restart the service for a new port."),
-    ("I got FL-204; did I lose changes?", "No, both versions are kept.", "Yes, you lost changes.", "No; both copies are kept."),
-    ("Does the FerroLink server run on Windows?", "No, the server runs only on Linux.", "Yes, it runs on Windows 10 or 11.",
-     "It does not: Linux only."),
-])
+
+@pytest.mark.parametrize(
+    "question, reference, wrong, right",
+    [
+        (
+            "Will ferro config reload pick up a new port number?",
+            "No, port changes require a service restart.",
+            "Yes, ferro config reload will pick up a new port number.",
+            "No. You need to restart the service for a new port.",
+        ),
+        (
+            "I got FL-204; did I lose changes?",
+            "No, both versions are kept.",
+            "Yes, you lost changes.",
+            "No; both copies are kept.",
+        ),
+        (
+            "Does the FerroLink server run on Windows?",
+            "No, the server runs only on Linux.",
+            "Yes, it runs on Windows 10 or 11.",
+            "It does not: Linux only.",
+        ),
+    ],
+)
 def test_a_yes_no_answer_is_judged_by_its_polarity_not_its_words(question, reference, wrong, right):
     derived = derive_checks(question, reference)
     assert [(c.type, c.value, c.derived) for c in derived] == [("polarity", "no", True)]
@@ -31,14 +48,21 @@ def test_a_yes_no_answer_is_judged_by_its_polarity_not_its_words(question, refer
 
 
 def test_values_the_passage_contradicts_fail_even_in_the_references_words():
-    cipher = checks({"type": "contains_any", "values": ["XChaCha20-Poly1305", "XChaCha20"]}, {"type": "not_contains", "values": ["AES"]})
+    cipher = checks(
+        {"type": "contains_any", "values": ["XChaCha20-Poly1305", "XChaCha20"]},
+        {"type": "not_contains", "values": ["AES"]},
+    )
     assert not judge("Yes, FerroLink uses AES-256-CBC for encryption at rest.", cipher).right
     assert judge("It uses XChaCha20-Poly1305, not a block cipher.", cipher).right
     ports = checks({"type": "contains_all", "values": ["7412", ["7410", "web console port"]]})
     assert not judge("Yes, both are on port 7411.", ports).right
     assert judge("No: metrics are on 7412 and the console on 7410.", ports).right
-    meaning = checks({"type": "contains_any", "values": ["sync conflict", "conflict"]}, {"type": "not_contains", "values": ["licen"]})
-    assert not judge("FL-204 means your licence has expired.", meaning).right and judge("A sync conflict.", meaning).right
+    meaning = checks(
+        {"type": "contains_any", "values": ["sync conflict", "conflict"]}, {"type": "not_contains", "values": ["licen"]}
+    )
+    assert (
+        not judge("FL-204 means your licence has expired.", meaning).right and judge("A sync conflict.", meaning).right
+    )
 
 
 def test_numbers_are_read_in_digits_or_words_with_their_units():
@@ -57,8 +81,17 @@ def test_numbers_are_read_in_digits_or_words_with_their_units():
 
 
 def test_stance_reads_the_leading_word_then_a_negation_in_the_first_clause():
-    assert [stance(a) for a in ("Yes, it will.", "No.", "It does not.", "FerroLink runs on Windows 10.", "Ports need a restart, but not others.", "")] \
-        == ["yes", "no", "no", "yes", "yes", None]
+    assert [
+        stance(a)
+        for a in (
+            "Yes, it will.",
+            "No.",
+            "It does not.",
+            "FerroLink runs on Windows 10.",
+            "Ports need a restart, but not others.",
+            "",
+        )
+    ] == ["yes", "no", "no", "yes", "yes", None]
 
 
 def test_contains_matches_whole_words_case_insensitively_after_normalisation():
@@ -77,17 +110,21 @@ def test_an_empty_answer_or_a_row_without_checks_is_never_right():
 
 # ---------------------------------------------------------------- parsing checks
 
-@pytest.mark.parametrize("raw, message", [
-    ("polarity", "'checks' must be a list"),
-    ([{"type": "sounds_right"}], "'checks.0': Input tag 'sounds_right'"),
-    ([{"type": "polarity", "value": "maybe"}], "'checks.0.polarity.value'"),
-    ([{"type": "number", "value": "twelve"}], "'checks.0.number.value'"),
-    ([{"type": "regex", "pattern": "("}], "not a valid regular expression"),
-    ([{"type": "contains_any", "values": []}], "'checks.0.contains_any.values'"),
-    ([{"type": "contains_all", "values": ["a", []]}], "alternatives"),
-    ([{"type": "number", "value": 1, "tolerance": -1}], "tolerance"),
-    ([{"type": "polarity", "value": "yes", "extra": 1}], "extra"),
-])
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ("polarity", "'checks' must be a list"),
+        ([{"type": "sounds_right"}], "'checks.0': Input tag 'sounds_right'"),
+        ([{"type": "polarity", "value": "maybe"}], "'checks.0.polarity.value'"),
+        ([{"type": "number", "value": "twelve"}], "'checks.0.number.value'"),
+        ([{"type": "regex", "pattern": "("}], "not a valid regular expression"),
+        ([{"type": "contains_any", "values": []}], "'checks.0.contains_any.values'"),
+        ([{"type": "contains_all", "values": ["a", []]}], "alternatives"),
+        ([{"type": "number", "value": 1, "tolerance": -1}], "tolerance"),
+        ([{"type": "polarity", "value": "yes", "extra": 1}], "extra"),
+    ],
+)
 def test_bad_checks_are_refused_naming_the_check_and_the_field(raw, message):
     with pytest.raises(ValueError) as caught:
         parse_checks(raw)
@@ -96,22 +133,35 @@ def test_bad_checks_are_refused_naming_the_check_and_the_field(raw, message):
 
 # ---------------------------------------------------------------- deriving checks
 
+
 def test_derived_checks_take_numbers_units_codes_and_names_the_question_lacks():
     def shapes(question, reference, common=frozenset()):
-        return [(c.type, getattr(c, "values", None) or getattr(c, "value", None), getattr(c, "unit", None))
-                for c in derive_checks(question, reference, common)]
+        return [
+            (c.type, getattr(c, "values", None) or getattr(c, "value", None), getattr(c, "unit", None))
+            for c in derive_checks(question, reference, common)
+        ]
 
-    assert shapes("How much RAM does a server need?", "A server needs at least 4 GB of RAM, and 8 GB is recommended.") == [
-        ("number", 4.0, "gb"), ("number", 8.0, "gb")]
-    assert shapes("For 10 users, what does Pro cost per month?", "At $8 per user per month, 10 Pro users cost $80 per month.") == [
-        ("number", 8.0, "$"), ("number", 80.0, "$")]
-    assert shapes("When do backups run?", "Scheduled backups run daily at 02:00 server local time.") == [("contains_all", ["02:00"], None)]
-    assert shapes("Which command syncs once?", "Use ferro sync --once, which performs one sync pass.") == [("contains_all", ["--once"], None)]
-    assert shapes("Where do I send the bundle?", "Run ferro doctor and send support the file /tmp/ferro-doctor.tar.gz.") == [
-        ("contains_all", ["/tmp/ferro-doctor.tar.gz"], None)]
-    assert shapes("What encrypts data at rest?", "FerroLink encrypts it with XChaCha20-Poly1305.", frozenset({"ferrolink"})) == [
-        ("contains_all", ["XChaCha20-Poly1305"], None)]
-    assert shapes("Where is the company based?", "It is headquartered in Tallinn, Estonia.") == [("contains_all", ["Tallinn", "Estonia"], None)]
+    assert shapes(
+        "How much RAM does a server need?", "A server needs at least 4 GB of RAM, and 8 GB is recommended."
+    ) == [("number", 4.0, "gb"), ("number", 8.0, "gb")]
+    assert shapes(
+        "For 10 users, what does Pro cost per month?", "At $8 per user per month, 10 Pro users cost $80 per month."
+    ) == [("number", 8.0, "$"), ("number", 80.0, "$")]
+    assert shapes("When do backups run?", "Scheduled backups run daily at 02:00 server local time.") == [
+        ("contains_all", ["02:00"], None)
+    ]
+    assert shapes("Which command syncs once?", "Use ferro sync --once, which performs one sync pass.") == [
+        ("contains_all", ["--once"], None)
+    ]
+    assert shapes(
+        "Where do I send the bundle?", "Run ferro doctor and send support the file /tmp/ferro-doctor.tar.gz."
+    ) == [("contains_all", ["/tmp/ferro-doctor.tar.gz"], None)]
+    assert shapes(
+        "What encrypts data at rest?", "FerroLink encrypts it with XChaCha20-Poly1305.", frozenset({"ferrolink"})
+    ) == [("contains_all", ["XChaCha20-Poly1305"], None)]
+    assert shapes("Where is the company based?", "It is headquartered in Tallinn, Estonia.") == [
+        ("contains_all", ["Tallinn", "Estonia"], None)
+    ]
     assert all(c.derived for c in derive_checks("q?", "It is 5 GB."))
     assert common_terms(["FerroLink does a.", "FerroLink does b.", "Tallinn."], share=0.5) == frozenset({"ferrolink"})
 
@@ -140,6 +190,7 @@ def sample_pairs():
 
 
 # ---------------------------------------------------------------- statistics
+
 
 def test_wilson_interval_matches_the_textbook_values():
     low, high = wilson_interval(47, 47)

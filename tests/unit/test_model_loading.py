@@ -40,11 +40,17 @@ THREADS_LOADING_BOTH_KINDS = textwrap.dedent("""
 """)
 
 
-def test_a_fresh_process_loads_language_models_embeddings_and_adapters_in_12_threads_at_once(tiny_model_dir, adapter_dir, tmp_path):
+def test_a_fresh_process_loads_language_models_embeddings_and_adapters_in_12_threads_at_once(
+    tiny_model_dir, adapter_dir, tmp_path
+):
     """What an evaluate or optimize worker does when activities run side by side: every load succeeds, and every model
     comes out whole (its output layer tied to its embeddings, as the checkpoint says, not left on the meta device)."""
-    result = subprocess.run([sys.executable, "-c", THREADS_LOADING_BOTH_KINDS, tiny_model_dir, str(tmp_path / "cache"), str(adapter_dir)],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", THREADS_LOADING_BOTH_KINDS, tiny_model_dir, str(tmp_path / "cache"), str(adapter_dir)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "failures 0 []" in result.stdout, result.stdout
     assert "tied 12 12" in result.stdout, result.stdout
@@ -103,8 +109,12 @@ def test_a_failed_load_is_refused_with_its_error_during_its_backoff_then_tried_a
         shared.get("m", flaky)
     with pytest.raises(ModelLoadFailed, match="disk not mounted"):  # within the backoff: refused at once, not tried
         shared.get("m", flaky)
-    assert len(attempts) == 1 and shared.states()["m"] == {"state": "failed", "error": "RuntimeError: disk not mounted", "failures": 1,
-                                                            "retry_in_seconds": 1.0}
+    assert len(attempts) == 1 and shared.states()["m"] == {
+        "state": "failed",
+        "error": "RuntimeError: disk not mounted",
+        "failures": 1,
+        "retry_in_seconds": 1.0,
+    }
     backoffs = []
     for _ in range(2):
         clock.now += shared.retry_in("m")

@@ -25,7 +25,6 @@ from ml.optimizer import (
 from schemas.reports import BadCase, Suggestion, SuggestionGroup
 
 
-
 @pytest.fixture(scope="module")
 def cleaned_sample(sample_dataset):
     return clean_dataset(sample_dataset, "jsonl")
@@ -37,7 +36,11 @@ def cleaned_sample(sample_dataset):
 def test_clean_sample_counts(cleaned_sample):
     assert cleaned_sample.rows_in == 332
     assert cleaned_sample.removed_counts == {
-        "empty": 4, "malformed": 1, "too_long": 2, "exact_duplicate": 8, "near_duplicate": 3,
+        "empty": 4,
+        "malformed": 1,
+        "too_long": 2,
+        "exact_duplicate": 8,
+        "near_duplicate": 3,
     }
     assert len(cleaned_sample.examples) == 314
     assert cleaned_sample.rows_in - sum(cleaned_sample.removed_counts.values()) == len(cleaned_sample.examples)
@@ -66,16 +69,16 @@ def test_clean_sample_output_is_normalized_and_unique(cleaned_sample):
 
 def test_clean_dataset_reasons_and_lines(write_file):
     rows = [
-        {"question": "What is FerroLink?", "answer": "A file sync tool."},          # 1 kept
-        {"question": "  what is   FERROLINK? ", "answer": "a file sync tool."},     # 2 exact duplicate after normalization
-        {"question": "What is FerroLink ?", "answer": "A file sync tool!"},        # 3 near duplicate of 1
-        {"question": "Empty?", "answer": "   "},                                    # 4 empty answer
-        {"question": "", "answer": "No question"},                                  # 5 empty question
-        {"q": "Wrong", "a": "fields"},                                              # 6 malformed
-        {"question": "Long?", "answer": "x" * 30},                                  # 7 too long (limit 20)
-        {"question": "Which port?", "answer": "7400"},                              # 8 kept
+        {"question": "What is FerroLink?", "answer": "A file sync tool."},  # 1 kept
+        {"question": "  what is   FERROLINK? ", "answer": "a file sync tool."},  # 2 exact duplicate after normalization
+        {"question": "What is FerroLink ?", "answer": "A file sync tool!"},  # 3 near duplicate of 1
+        {"question": "Empty?", "answer": "   "},  # 4 empty answer
+        {"question": "", "answer": "No question"},  # 5 empty question
+        {"q": "Wrong", "a": "fields"},  # 6 malformed
+        {"question": "Long?", "answer": "x" * 30},  # 7 too long (limit 20)
+        {"question": "Which port?", "answer": "7400"},  # 8 kept
     ]
-    text = "".join(json.dumps(r) + "\n" for r in rows) + "{not json\n"              # 9 malformed
+    text = "".join(json.dumps(r) + "\n" for r in rows) + "{not json\n"  # 9 malformed
     result = clean_dataset(write_file("d.jsonl", text), "jsonl", CleaningConfig(max_answer_chars=20))
     assert result.rows_in == 9
     assert [(e.source_line, e.question) for e in result.examples] == [(1, "What is FerroLink?"), (8, "Which port?")]
@@ -165,8 +168,10 @@ def test_near_identical_questions_never_straddle_splits(cleaned_sample):
 
 
 def test_find_leaks_exact_and_near_copies():
-    held = [Example("How do I reset my password?", "Open Settings and choose Reset password."),
-            Example("Which port does the agent use?", "The agent listens on port 7400.")]
+    held = [
+        Example("How do I reset my password?", "Open Settings and choose Reset password."),
+        Example("Which port does the agent use?", "The agent listens on port 7400."),
+    ]
     exact = Example("how do I reset my password?", "open settings and choose reset password.")
     near = Example("Which port does the agent use ?", "The agent listens on port 7400!")
     clean = Example("Is there an education discount?", "Yes, 40% for schools.")
@@ -179,13 +184,19 @@ def test_find_leaks_exact_and_near_copies():
 
 def test_find_leaks_question_only_copy():
     held = [Example("How many devices can a Pro user link?", "Up to 10 devices.")]
-    same_question = Example("How many devices can a Pro user link?", "Pro users may link an unlimited number of laptops, phones and servers.")
+    same_question = Example(
+        "How many devices can a Pro user link?",
+        "Pro users may link an unlimited number of laptops, phones and servers.",
+    )
     leaks = find_leaks([same_question], held)
     assert leaks == [(same_question.id, held[0].id, 100.0)]
 
 
 def test_find_leaks_clean_and_empty():
-    train = [Example("What is the default log level?", "info"), Example("Do pairing codes expire?", "After 10 minutes.")]
+    train = [
+        Example("What is the default log level?", "info"),
+        Example("Do pairing codes expire?", "After 10 minutes."),
+    ]
     held = [Example("How much RAM does a server need?", "4 GB minimum.")]
     assert find_leaks(train, held) == []
     assert find_leaks([], held) == []
@@ -219,18 +230,40 @@ def _splits() -> tuple[list[Example], list[Example]]:
 
 
 def _feedback_case(example: Example) -> BadCase:
-    return BadCase(example_id=example.id, question=example.question, expected=example.answer, got="no idea", overall=0.1, split="feedback",
-                   error_type="wrong_content")
+    return BadCase(
+        example_id=example.id,
+        question=example.question,
+        expected=example.answer,
+        got="no idea",
+        overall=0.1,
+        split="feedback",
+        error_type="wrong_content",
+    )
 
 
 def _train_case(example: Example) -> BadCase:
-    return BadCase(example_id=example.id, question=example.question, expected=example.answer, got=None, loss=3.2, split="train",
-                   error_type="high_training_loss")
+    return BadCase(
+        example_id=example.id,
+        question=example.question,
+        expected=example.answer,
+        got=None,
+        loss=3.2,
+        split="train",
+        error_type="high_training_loss",
+    )
 
 
 def _suggestion(suggestion_id: str, evidence: list[str]) -> Suggestion:
-    return Suggestion(id=suggestion_id, kind="targeted_training_data", split="feedback", error_type="wrong_content",
-                      group=SuggestionGroup(label="a topic", size=len(evidence)), evidence_bad_case_ids=evidence, action="target", text="")
+    return Suggestion(
+        id=suggestion_id,
+        kind="targeted_training_data",
+        split="feedback",
+        error_type="wrong_content",
+        group=SuggestionGroup(label="a topic", size=len(evidence)),
+        evidence_bad_case_ids=evidence,
+        action="target",
+        text="",
+    )
 
 
 def test_target_bad_cases_upweights_nearest_and_adds_rewrite(embedder):
@@ -245,7 +278,12 @@ def test_target_bad_cases_upweights_nearest_and_adds_rewrite(embedder):
     assert nearest.weight == 2
     assert [c["action"] for c in nearest.lineage] == ["upweight"]
     cause = nearest.lineage[0]
-    assert (cause["bad_case_id"], cause["suggestion_id"], cause["split"], cause["reason"]) == (held[0].id, "s1-1", "feedback", "nearest_to_failure")
+    assert (cause["bad_case_id"], cause["suggestion_id"], cause["split"], cause["reason"]) == (
+        held[0].id,
+        "s1-1",
+        "feedback",
+        "nearest_to_failure",
+    )
     assert 0.3 <= cause["similarity"] <= 1.0
     assert all(e.weight == 1 and not e.lineage for e in result.train if e is not nearest and e.origin == "source")
 
@@ -291,7 +329,13 @@ def test_target_bad_cases_lineage_and_no_leaks_with_defaults(embedder):
     assert held[1].id in causes_of[TRAIN[1][0]]
     # the train-split bad case targets itself directly, not through embeddings
     pro = next(e for e in result.train if e.id == train[2].id)
-    assert {"bad_case_id": train[2].id, "suggestion_id": "s2-2", "split": "train", "reason": "high_training_loss", "action": "upweight"} in pro.lineage
+    assert {
+        "bad_case_id": train[2].id,
+        "suggestion_id": "s2-2",
+        "split": "train",
+        "reason": "high_training_loss",
+        "action": "upweight",
+    } in pro.lineage
     assert find_leaks(result.train, held) == []
     # feedback questions themselves never enter training
     assert not {e.question for e in result.train} & {e.question for e in held}
@@ -312,8 +356,10 @@ def test_rewrite_near_a_held_out_question_is_rejected(embedder):
 
 
 def test_rewrite_whose_whole_example_leaks_is_rejected(embedder):
-    answer = ("FerroLink keeps hourly snapshots for 48 hours, daily snapshots for 30 days, weekly snapshots for "
-              "12 weeks and monthly snapshots for 12 months, all configurable per library.")
+    answer = (
+        "FerroLink keeps hourly snapshots for 48 hours, daily snapshots for 30 days, weekly snapshots for "
+        "12 weeks and monthly snapshots for 12 months, all configurable per library."
+    )
     train = [Example("Snapshot retention?", answer), Example("Which port does the agent use?", "Port 7400.")]
     held = [Example("What is the snapshot retention?", answer)]  # question differs, the whole example does not
     result = target_bad_cases(train, held, [_train_case(train[0])], [], embedder)
@@ -341,7 +387,9 @@ def test_target_bad_cases_without_cases(embedder):
 
 def test_min_similarity_filters_unrelated_neighbours(embedder):
     train, held = _splits()
-    result = target_bad_cases(train, held, [_feedback_case(held[0])], [], embedder, TargetingConfig(min_similarity=0.99))
+    result = target_bad_cases(
+        train, held, [_feedback_case(held[0])], [], embedder, TargetingConfig(min_similarity=0.99)
+    )
     assert (result.upweighted, result.added, result.targeted_bad_cases) == (0, 0, 0)
 
 

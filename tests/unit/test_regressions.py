@@ -11,7 +11,10 @@ from storage import keys
 from storage.object_store import LocalObjectStore, ObjectNotFound, get_file, put_bytes
 
 
-@pytest.mark.parametrize("suffix,content", [("csv", "question,answer\ncaf\xe9?,yes\n"), ("json", '[{"question": "caf\xe9?", "answer": "yes"}]')])
+@pytest.mark.parametrize(
+    "suffix,content",
+    [("csv", "question,answer\ncaf\xe9?,yes\n"), ("json", '[{"question": "caf\xe9?", "answer": "yes"}]')],
+)
 def test_non_utf8_csv_and_json_are_format_errors(tmp_path, suffix, content):
     path = tmp_path / f"data.{suffix}"
     path.write_bytes(content.encode("latin-1"))
@@ -20,8 +23,13 @@ def test_non_utf8_csv_and_json_are_format_errors(tmp_path, suffix, content):
 
 
 def test_a_split_that_would_leave_a_part_too_small_is_refused():
-    examples = [Example(question=f"Classify the sentiment of this product review as positive or negative: review {i}", answer="positive")
-                for i in range(14)]
+    examples = [
+        Example(
+            question=f"Classify the sentiment of this product review as positive or negative: review {i}",
+            answer="positive",
+        )
+        for i in range(14)
+    ]
     with pytest.raises(ValueError, match="fewer than 4 examples"):
         split_examples(examples)
 

@@ -35,9 +35,15 @@ def alone(tiny_model_dir, adapter: AdapterRef | None, prompt: list[int], max_tok
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     if adapter:
         model = PeftModel.from_pretrained(model, str(adapter.path)).eval()
-    out = model.generate(torch.tensor([prompt]), attention_mask=torch.ones((1, len(prompt)), dtype=torch.long), max_new_tokens=max_tokens,
-                         do_sample=False, eos_token_id=None, pad_token_id=0)
-    return out[0, len(prompt):].tolist()
+    out = model.generate(
+        torch.tensor([prompt]),
+        attention_mask=torch.ones((1, len(prompt)), dtype=torch.long),
+        max_new_tokens=max_tokens,
+        do_sample=False,
+        eos_token_id=None,
+        pad_token_id=0,
+    )
+    return out[0, len(prompt) :].tolist()
 
 
 async def collect(request: GenerationRequest) -> tuple[str, str, int]:
@@ -54,7 +60,10 @@ async def collect(request: GenerationRequest) -> tuple[str, str, int]:
 
 async def run(engine, prompts, adapters, params) -> list[tuple[str, str, int]]:
     loop = asyncio.get_running_loop()
-    requests = [GenerationRequest(p, params[i] if isinstance(params, list) else params, a, loop) for i, (p, a) in enumerate(zip(prompts, adapters))]
+    requests = [
+        GenerationRequest(p, params[i] if isinstance(params, list) else params, a, loop)
+        for i, (p, a) in enumerate(zip(prompts, adapters))
+    ]
     for request in requests:
         engine.submit(request)
     return await asyncio.gather(*(collect(r) for r in requests))
@@ -65,15 +74,24 @@ async def test_a_mixed_batch_answers_what_each_adapter_answers_alone(tiny_model_
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    engine = AdapterEngine(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tokenizer, max_adapters=2, batch_window=0.2,
-                           batched_lora=batched_lora)
+    engine = AdapterEngine(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        tokenizer,
+        max_adapters=2,
+        batch_window=0.2,
+        batched_lora=batched_lora,
+    )
     engine.eos = set()  # random weights: decode the full length, so every row is compared token for token
     prompts = [tokenizer(f"question number {i} is about topic {i * 7}")["input_ids"] for i in range(4)]
     chosen = [adapters[0], None, adapters[1], adapters[0]]
     lengths = [6, 3, 6, 4]  # rows leave the batch at different steps
     results = await run(engine, prompts, chosen, [SamplingParams(max_tokens=n) for n in lengths])
-    assert engine.stats["batches"] == 1 and engine.stats["rows"] == 4  # one batch, three different adapters (base included)
-    assert alone(tiny_model_dir, adapters[0], prompts[0], 6) != alone(tiny_model_dir, None, prompts[0], 6)  # the adapters matter
+    assert (
+        engine.stats["batches"] == 1 and engine.stats["rows"] == 4
+    )  # one batch, three different adapters (base included)
+    assert alone(tiny_model_dir, adapters[0], prompts[0], 6) != alone(
+        tiny_model_dir, None, prompts[0], 6
+    )  # the adapters matter
     for (text, finish, count), prompt, adapter, n in zip(results, prompts, chosen, lengths):
         expected = alone(tiny_model_dir, adapter, prompt, n)
         assert (finish, count) == ("length", n)
@@ -92,7 +110,12 @@ async def test_sampling_follows_each_rows_seed_and_stop_strings_end_a_row(tiny_m
     engine.eos = set()
     prompt = tokenizer("tell me something")["input_ids"]
     sampled = SamplingParams(max_tokens=8, temperature=1.0, top_p=0.9, seed=7)
-    first = await run(engine, [prompt, prompt], [adapters[0], adapters[0]], [sampled, SamplingParams(max_tokens=8, temperature=1.0, seed=8)])
+    first = await run(
+        engine,
+        [prompt, prompt],
+        [adapters[0], adapters[0]],
+        [sampled, SamplingParams(max_tokens=8, temperature=1.0, seed=8)],
+    )
     again = await run(engine, [prompt], [adapters[0]], sampled)
     assert again[0] == first[0]  # the same seed gives the same answer, whatever else shared its batch
     greedy = (await run(engine, [prompt], [None], SamplingParams(max_tokens=8)))[0][0]

@@ -9,8 +9,15 @@ import pytest
 from pydantic import ValidationError
 
 from core.settings import (
-    DEFAULT_SECRET_KEY, POOL_TASK_QUEUES, TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE, TASK_QUEUE_KNOWLEDGE, TASK_QUEUE_OPTIMIZE, TASK_QUEUE_TRAIN,
-    TASK_QUEUE_WORKFLOWS, Settings,
+    DEFAULT_SECRET_KEY,
+    POOL_TASK_QUEUES,
+    TASK_QUEUE_BOOKKEEPING,
+    TASK_QUEUE_EVALUATE,
+    TASK_QUEUE_KNOWLEDGE,
+    TASK_QUEUE_OPTIMIZE,
+    TASK_QUEUE_TRAIN,
+    TASK_QUEUE_WORKFLOWS,
+    Settings,
 )
 
 
@@ -37,8 +44,18 @@ def test_defaults():
     assert (s.environment, s.access_token_minutes, s.refresh_token_days) == ("development", 15, 7)
     assert (s.dev_username, s.dev_org) == ("dev", "dev")
     assert (s.max_running_tasks_per_org, s.max_storage_bytes_per_org) == (2, 1024**3)
-    assert (s.optimize_concurrency, s.train_concurrency, s.evaluate_concurrency, s.bookkeeping_concurrency) == (2, 1, 1, 8)
-    assert (s.score_weight_exact_match, s.score_weight_token_f1, s.score_weight_bleu, s.score_weight_rouge_l) == (0.1, 0.4, 0.2, 0.3)
+    assert (s.optimize_concurrency, s.train_concurrency, s.evaluate_concurrency, s.bookkeeping_concurrency) == (
+        2,
+        1,
+        1,
+        8,
+    )
+    assert (s.score_weight_exact_match, s.score_weight_token_f1, s.score_weight_bleu, s.score_weight_rouge_l) == (
+        0.1,
+        0.4,
+        0.2,
+        0.3,
+    )
     assert (s.grade_excellent, s.grade_good, s.grade_acceptable) == (0.8, 0.6, 0.4)
     assert (s.split_feedback_fraction, s.split_test_fraction, s.split_min_examples) == (0.15, 0.15, 4)
     assert s.heartbeat_timeout_seconds == 60
@@ -108,11 +125,14 @@ def test_directories_under_data_dir(tmp_path):
     assert s.model_cache_dir == tmp_path / "model-cache"
 
 
-@pytest.mark.parametrize("grades", [
-    {"grade_excellent": 0.5, "grade_good": 0.6},
-    {"grade_good": 0.3, "grade_acceptable": 0.4},
-    {"grade_excellent": 0.3, "grade_good": 0.35, "grade_acceptable": 0.2},
-])
+@pytest.mark.parametrize(
+    "grades",
+    [
+        {"grade_excellent": 0.5, "grade_good": 0.6},
+        {"grade_good": 0.3, "grade_acceptable": 0.4},
+        {"grade_excellent": 0.3, "grade_good": 0.35, "grade_acceptable": 0.2},
+    ],
+)
 def test_grade_thresholds_must_be_ordered(grades):
     with pytest.raises(ValidationError, match="excellent >= good >= acceptable"):
         Settings(**grades)
@@ -150,7 +170,9 @@ def test_development_mode_accepts_the_default_secret():
     Settings().check_secret()
 
 
-@pytest.mark.parametrize("secret", [DEFAULT_SECRET_KEY, "short-secret", "a" * 64, "abababababababababababababababababab"])
+@pytest.mark.parametrize(
+    "secret", [DEFAULT_SECRET_KEY, "short-secret", "a" * 64, "abababababababababababababababababab"]
+)
 def test_production_refuses_a_default_or_weak_secret(secret):
     with pytest.raises(ValueError, match="WLOPS_SECRET_KEY"):
         Settings(environment="production", secret_key=secret).check_secret()
@@ -165,7 +187,9 @@ def test_an_unknown_environment_is_rejected():
         Settings(environment="staging")
 
 
-@pytest.mark.parametrize("field", ["max_upload_bytes", "train_concurrency", "activity_max_attempts", "split_min_examples"])
+@pytest.mark.parametrize(
+    "field", ["max_upload_bytes", "train_concurrency", "activity_max_attempts", "split_min_examples"]
+)
 def test_positive_integer_fields_reject_zero(field):
     with pytest.raises(ValidationError):
         Settings(**{field: 0})

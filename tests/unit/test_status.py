@@ -6,11 +6,26 @@ import itertools
 
 import pytest
 
-from core.status import ACTIVE_PHASES, TERMINAL_STATUSES, TRANSITIONS, IllegalTransition, TaskStatus, can_transition, check_transition
+from core.status import (
+    ACTIVE_PHASES,
+    TERMINAL_STATUSES,
+    TRANSITIONS,
+    IllegalTransition,
+    TaskStatus,
+    can_transition,
+    check_transition,
+)
 
 P, O, T, E, L, C, F, X, S = (
-    TaskStatus.PENDING, TaskStatus.OPTIMIZING, TaskStatus.TRAINING, TaskStatus.EVALUATING, TaskStatus.LOOPING,
-    TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.SUSPENDED,
+    TaskStatus.PENDING,
+    TaskStatus.OPTIMIZING,
+    TaskStatus.TRAINING,
+    TaskStatus.EVALUATING,
+    TaskStatus.LOOPING,
+    TaskStatus.COMPLETED,
+    TaskStatus.FAILED,
+    TaskStatus.CANCELLED,
+    TaskStatus.SUSPENDED,
 )
 ALL = (P, O, T, E, L, C, F, X, S)
 
@@ -75,10 +90,23 @@ def test_check_transition_returns_target_when_allowed():
     assert check_transition(S, E, suspended_from=E) is E
 
 
-@pytest.mark.parametrize(("current", "target", "suspended_from"), [
-    (P, T, None), (P, C, None), (O, E, None), (T, O, None), (E, O, None), (L, T, None),
-    (C, O, None), (F, O, None), (X, P, None), (S, O, None), (S, O, T), (P, P, None),
-])
+@pytest.mark.parametrize(
+    ("current", "target", "suspended_from"),
+    [
+        (P, T, None),
+        (P, C, None),
+        (O, E, None),
+        (T, O, None),
+        (E, O, None),
+        (L, T, None),
+        (C, O, None),
+        (F, O, None),
+        (X, P, None),
+        (S, O, None),
+        (S, O, T),
+        (P, P, None),
+    ],
+)
 def test_check_transition_raises_illegal_transition(current, target, suspended_from):
     with pytest.raises(IllegalTransition) as info:
         check_transition(current, target, suspended_from=suspended_from)
@@ -89,13 +117,13 @@ def test_check_transition_raises_illegal_transition(current, target, suspended_f
 
 
 def test_terminal_statuses():
-    assert TERMINAL_STATUSES == frozenset({C, F, X})
+    assert frozenset({C, F, X}) == TERMINAL_STATUSES
     for status in TERMINAL_STATUSES:
         assert not any(can_transition(status, target, suspended_from=O) for target in ALL)
 
 
 def test_active_phases():
-    assert ACTIVE_PHASES == frozenset({O, T, E})
+    assert frozenset({O, T, E}) == ACTIVE_PHASES
 
 
 def test_status_values_are_their_names():

@@ -83,9 +83,18 @@ def test_local_missing_key(local):
 
 
 def test_local_list_and_delete_prefix(local):
-    for key in ("models/t1/iter-1/a.bin", "models/t1/iter-1/sub/b.bin", "models/t1/iter-2/a.bin", "models/t2/iter-1/a.bin"):
+    for key in (
+        "models/t1/iter-1/a.bin",
+        "models/t1/iter-1/sub/b.bin",
+        "models/t1/iter-2/a.bin",
+        "models/t2/iter-1/a.bin",
+    ):
         put_bytes(local, key, key.encode())
-    assert local.list("models/t1/") == ["models/t1/iter-1/a.bin", "models/t1/iter-1/sub/b.bin", "models/t1/iter-2/a.bin"]
+    assert local.list("models/t1/") == [
+        "models/t1/iter-1/a.bin",
+        "models/t1/iter-1/sub/b.bin",
+        "models/t1/iter-2/a.bin",
+    ]
     assert local.list("models/t1/iter-1/sub/b.bin") == ["models/t1/iter-1/sub/b.bin"]
     assert local.list("models/t9/") == []
     assert len(local.list("")) == 4
@@ -252,8 +261,15 @@ def test_s3_put_dir_get_dir_round_trip(s3, tmp_path):
 def test_object_store_from_settings_s3(moto_endpoint, tmp_path):
     from core.settings import Settings
 
-    store = object_store_from_settings(Settings(data_dir=tmp_path, s3_endpoint=moto_endpoint, s3_access_key="test",
-                                                s3_secret_key="test", s3_bucket="wlops-settings"))
+    store = object_store_from_settings(
+        Settings(
+            data_dir=tmp_path,
+            s3_endpoint=moto_endpoint,
+            s3_access_key="test",
+            s3_secret_key="test",
+            s3_bucket="wlops-settings",
+        )
+    )
     assert isinstance(store, S3ObjectStore)
     assert store.client.bucket_exists("wlops-settings")
 

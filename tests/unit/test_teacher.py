@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import pytest
-from teacher import TeacherError, TeacherGenerator, parse_pairs
 
 from knowledge.index import ChunkRecord
+from teacher import TeacherError, TeacherGenerator, parse_pairs
 from tests.chat_server import chat_completions_app, serving
 from tests.conftest import free_port
 
-CHUNK = ChunkRecord("c1", "d1", 1, "ports.md", 0, ["Network ports"], "- The web console is served over HTTPS on TCP port 7410.", 0, 56)
+CHUNK = ChunkRecord(
+    "c1", "d1", 1, "ports.md", 0, ["Network ports"], "- The web console is served over HTTPS on TCP port 7410.", 0, 56
+)
 
 
 def test_pairs_are_read_from_json_lines_and_anything_else_is_skipped():
-    reply = ('Here you go:\n{"question": "Which port serves the console?", "answer": "Port 7410."}\n'
-             '{"question": "broken", "answer": }\n{"question": "", "answer": "no question"}\n{"answer": "no question key"}\n'
-             '{"question": "What protocol?", "answer": "HTTPS."}')
+    reply = (
+        'Here you go:\n{"question": "Which port serves the console?", "answer": "Port 7410."}\n'
+        '{"question": "broken", "answer": }\n{"question": "", "answer": "no question"}\n{"answer": "no question key"}\n'
+        '{"question": "What protocol?", "answer": "HTTPS."}'
+    )
     assert parse_pairs(reply) == [("Which port serves the console?", "Port 7410."), ("What protocol?", "HTTPS.")]
     assert parse_pairs("no json at all") == []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -13,8 +14,13 @@ from ml.packed_attention import PACKED_ATTENTION
 from ml.trainer import Checkpoint, TrainingInterrupted, pack, packed_loss, tokenize_examples, train_lora
 from schemas.workflow_io import Hyperparameters
 
-EXAMPLES = [Example(question=f"What port does service {i} use?", answer=f"Service {i} listens on port {7400 + i}.") for i in range(12)]
-HP = Hyperparameters(max_steps=6, batch_size=4, epochs=3, lora_dropout=0.0, learning_rate=1e-3, max_seq_length=64, seed=3)
+EXAMPLES = [
+    Example(question=f"What port does service {i} use?", answer=f"Service {i} listens on port {7400 + i}.")
+    for i in range(12)
+]
+HP = Hyperparameters(
+    max_steps=6, batch_size=4, epochs=3, lora_dropout=0.0, learning_rate=1e-3, max_seq_length=64, seed=3
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +52,9 @@ def test_packed_batch_loss_equals_the_unpacked_token_average(tiny_model_dir, tok
         total = count = 0
         for ids, labels in rows:  # transformers' own shifted loss, one example at a time, default attention
             n = sum(1 for x in labels[1:] if x != -100)
-            total += float(model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]), use_cache=False).loss) * n
+            total += (
+                float(model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]), use_cache=False).loss) * n
+            )
             count += n
         model.set_attn_implementation(PACKED_ATTENTION)
         packed = float(packed_loss(model, batch))
@@ -65,8 +73,12 @@ def test_packed_attention_without_segments_is_plain_sdpa(tiny_model_dir, tokeniz
     assert torch.allclose(reference, packed, atol=1e-5)
 
 
-def test_an_interrupted_run_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_does(tiny_model_dir, tokenizer, tmp_path):
-    straight = train_lora(fresh_model(tiny_model_dir), tokenizer, EXAMPLES, HP, tmp_path / "straight", checkpoint_every=100)
+def test_an_interrupted_run_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_does(
+    tiny_model_dir, tokenizer, tmp_path
+):
+    straight = train_lora(
+        fresh_model(tiny_model_dir), tokenizer, EXAMPLES, HP, tmp_path / "straight", checkpoint_every=100
+    )
 
     stop_at = {"step": 0}
 
@@ -77,22 +89,46 @@ def test_an_interrupted_run_resumed_from_its_checkpoint_ends_where_an_uninterrup
         stop_at["step"] = progress.step
 
     with pytest.raises(TrainingInterrupted) as stopped:
-        train_lora(fresh_model(tiny_model_dir), tokenizer, EXAMPLES, HP, tmp_path / "first", checkpoint_dir=tmp_path / "ckpt",
-                   checkpoint_every=100, on_progress=count, should_stop=stop_after_three)
+        train_lora(
+            fresh_model(tiny_model_dir),
+            tokenizer,
+            EXAMPLES,
+            HP,
+            tmp_path / "first",
+            checkpoint_dir=tmp_path / "ckpt",
+            checkpoint_every=100,
+            on_progress=count,
+            should_stop=stop_after_three,
+        )
     assert stopped.value.step == 3 and Checkpoint.load_state(tmp_path / "ckpt").step == 3
-    resumed = train_lora(fresh_model(tiny_model_dir), tokenizer, EXAMPLES, HP, tmp_path / "resumed", resume_from=tmp_path / "ckpt", checkpoint_every=100)
+    resumed = train_lora(
+        fresh_model(tiny_model_dir),
+        tokenizer,
+        EXAMPLES,
+        HP,
+        tmp_path / "resumed",
+        resume_from=tmp_path / "ckpt",
+        checkpoint_every=100,
+    )
 
     assert resumed.resumed_from_step == 3 and resumed.steps == straight.steps == 6
-    assert [loss for _, loss in resumed.loss_curve] == pytest.approx([loss for _, loss in straight.loss_curve], rel=1e-4)
+    assert [loss for _, loss in resumed.loss_curve] == pytest.approx(
+        [loss for _, loss in straight.loss_curve], rel=1e-4
+    )
     from safetensors.torch import load_file
 
-    a, b = load_file(tmp_path / "straight" / "adapter_model.safetensors"), load_file(tmp_path / "resumed" / "adapter_model.safetensors")
+    a, b = (
+        load_file(tmp_path / "straight" / "adapter_model.safetensors"),
+        load_file(tmp_path / "resumed" / "adapter_model.safetensors"),
+    )
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 
 def test_training_reduces_the_loss_on_what_it_trains(tiny_model_dir, tokenizer, tmp_path):
     hp = Hyperparameters(max_steps=30, batch_size=4, epochs=20, learning_rate=1e-2, max_seq_length=64, lora_dropout=0.0)
-    summary = train_lora(fresh_model(tiny_model_dir), tokenizer, EXAMPLES, hp, tmp_path / "adapter", checkpoint_every=100)
+    summary = train_lora(
+        fresh_model(tiny_model_dir), tokenizer, EXAMPLES, hp, tmp_path / "adapter", checkpoint_every=100
+    )
     losses = [loss for _, loss in summary.loss_curve]
     # a random-weight model moves slowly under LoRA, but it must move down
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.3, losses
@@ -105,7 +141,11 @@ def test_per_example_loss_equals_transformers_own_loss_with_and_without_passages
     from ml.evaluator import per_example_loss
 
     model = fresh_model(tiny_model_dir).eval()
-    passages = [["Service 3 listens on port 7403.", "Service 9 listens on port 7409."], [], ["Ports are in the 74xx range."]]
+    passages = [
+        ["Service 3 listens on port 7403.", "Service 9 listens on port 7409."],
+        [],
+        ["Ports are in the 74xx range."],
+    ]
     examples = [Example(e.question, e.answer, context=passages[i % 3]) for i, e in enumerate(EXAMPLES[:7])]
     got = per_example_loss(model, tokenizer, examples, max_length=128, batch_size=3)
     for example, loss in zip(examples, got):
@@ -114,12 +154,17 @@ def test_per_example_loss_equals_transformers_own_loss_with_and_without_passages
             expected = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss.item()
         assert loss == pytest.approx(expected, rel=1e-4, abs=1e-5)
     too_long = Example("q?" * 200, "a")
-    assert per_example_loss(model, tokenizer, [too_long], max_length=64)[0] != per_example_loss(model, tokenizer, [too_long], max_length=64)[0]  # NaN
+    assert (
+        per_example_loss(model, tokenizer, [too_long], max_length=64)[0]
+        != per_example_loss(model, tokenizer, [too_long], max_length=64)[0]
+    )  # NaN
 
 
 def test_the_loop_logs_step_loss_and_speed_every_few_steps_and_at_the_end(tiny_model_dir, tokenizer, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="ml.trainer")
-    train_lora(fresh_model(tiny_model_dir), tokenizer, EXAMPLES, HP, tmp_path / "logged", checkpoint_every=100, log_every=4)
+    train_lora(
+        fresh_model(tiny_model_dir), tokenizer, EXAMPLES, HP, tmp_path / "logged", checkpoint_every=100, log_every=4
+    )
     steps = [r for r in caplog.records if r.name == "ml.trainer" and hasattr(r, "step")]
     assert [r.step for r in steps] == [4, 6]  # every 4th step, and the last of 6
     assert all(r.total_steps == 6 and r.loss > 0 and r.tokens_per_second > 0 for r in steps)

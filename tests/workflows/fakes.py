@@ -19,7 +19,15 @@ from db.models import Dataset, MLTask
 from ml.promotion import BASE, CANDIDATE, CURRENT, SetScores, figures
 from schemas.reports import CLOSED_BOOK, EvaluationReport, Headline, Scores, SplitResult, TrainLoss
 from schemas.workflow_io import (
-    EvaluateInput, EvaluateResult, GateEvaluateInput, GateEvaluateResult, OptimizeInput, OptimizeResult, ReportInput, ReportResult, TrainInput,
+    EvaluateInput,
+    EvaluateResult,
+    GateEvaluateInput,
+    GateEvaluateResult,
+    OptimizeInput,
+    OptimizeResult,
+    ReportInput,
+    ReportResult,
+    TrainInput,
     TrainResult,
 )
 from storage import keys
@@ -32,7 +40,9 @@ from workers.pools import activities_by_queue, build_workers
 class FakePhases:
     ctx: ActivityContext
     test_scores: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7, 0.8, 0.9])
-    feedback_accuracies: list[float] | None = None  # each iteration's feedback share of right answers (None: no fact checks)
+    feedback_accuracies: list[float] | None = (
+        None  # each iteration's feedback share of right answers (None: no fact checks)
+    )
     train_steps: int = 5
     train_steps_by_iteration: dict[int, int] = field(default_factory=dict)  # overrides train_steps for these iterations
     step_seconds: float = 0.0
@@ -49,9 +59,23 @@ class FakePhases:
         train_key = keys.optimized_prefix(dataset_id) + "train.jsonl"
         put_bytes(self.ctx.store, train_key, b"{}\n")
         with self.ctx.sessions.begin() as session:
-            session.merge(Dataset(id=dataset_id, name="fake", storage_key=train_key, file_format="jsonl", size_bytes=3, sample_count=1,
-                                  org_id=inp.org_id, is_optimized=True, source_dataset_id=inp.dataset_id, task_id=inp.task_id))
-        return OptimizeResult(dataset_id, train_key, inp.splits_key or keys.optimized_prefix(dataset_id) + "splits.json", {"rows_out": 1})
+            session.merge(
+                Dataset(
+                    id=dataset_id,
+                    name="fake",
+                    storage_key=train_key,
+                    file_format="jsonl",
+                    size_bytes=3,
+                    sample_count=1,
+                    org_id=inp.org_id,
+                    is_optimized=True,
+                    source_dataset_id=inp.dataset_id,
+                    task_id=inp.task_id,
+                )
+            )
+        return OptimizeResult(
+            dataset_id, train_key, inp.splits_key or keys.optimized_prefix(dataset_id) + "splits.json", {"rows_out": 1}
+        )
 
     @activity.defn(name="train_adapter")
     async def train_adapter(self, inp: TrainInput) -> TrainResult:
@@ -69,7 +93,9 @@ class FakePhases:
                 step += 1
                 activity.heartbeat({"step": step, "total_steps": total, "loss": 1.0 / step})
         except asyncio.CancelledError:
-            put_bytes(self.ctx.store, checkpoint, str(step).encode())  # what the real trainer does: checkpoint, then stop
+            put_bytes(
+                self.ctx.store, checkpoint, str(step).encode()
+            )  # what the real trainer does: checkpoint, then stop
             raise
         adapter_key = keys.model_prefix(inp.task_id, inp.iteration) + "adapter/"
         put_bytes(self.ctx.store, adapter_key + "adapter_model.safetensors", b"weights")
@@ -82,8 +108,16 @@ class FakePhases:
         key = keys.evaluation_prefix(inp.task_id, inp.iteration) + "evaluation.json"
         self.ctx.write_model(key, fake_evaluation(inp.iteration, score))
         accuracy = self.feedback_accuracies[inp.iteration - 1] if self.feedback_accuracies else None
-        return EvaluateResult(key, inp.baseline_key or keys.evaluation_prefix(inp.task_id) + "baseline.json", score, score, 0.1, "POOR", 2,
-                              feedback_accuracy=accuracy)
+        return EvaluateResult(
+            key,
+            inp.baseline_key or keys.evaluation_prefix(inp.task_id) + "baseline.json",
+            score,
+            score,
+            0.1,
+            "POOR",
+            2,
+            feedback_accuracy=accuracy,
+        )
 
     @activity.defn(name="build_report")
     async def build_report(self, inp: ReportInput) -> ReportResult:
@@ -94,19 +128,35 @@ class FakePhases:
 
     def activities(self) -> dict[str, list]:
         """The real activities of every queue, with the four phases replaced by these fakes (matched by activity name)."""
-        fakes = {activity._Definition.must_from_callable(f).name: f
-                 for f in (self.optimize_dataset, self.train_adapter, self.evaluate_adapter, self.build_report)}
-        return {queue: [fakes.get(activity._Definition.must_from_callable(f).name, f) for f in functions]
-                for queue, functions in activities_by_queue(self.ctx).items()}
+        fakes = {
+            activity._Definition.must_from_callable(f).name: f
+            for f in (self.optimize_dataset, self.train_adapter, self.evaluate_adapter, self.build_report)
+        }
+        return {
+            queue: [fakes.get(activity._Definition.must_from_callable(f).name, f) for f in functions]
+            for queue, functions in activities_by_queue(self.ctx).items()
+        }
 
 
 def fake_evaluation(iteration: int, score: float) -> EvaluationReport:
     """A valid evaluation report with `score` on both held-out splits (no examples behind it)."""
-    def split(name: str) -> SplitResult:
-        return SplitResult(split=name, size=0, scores=Scores(exact_match=0, token_f1=score, bleu=0, rouge_l=0, overall=score), examples=[])
 
-    return EvaluationReport(iteration=iteration, headline=Headline(score=score, grade="POOR"), modes={CLOSED_BOOK: {"feedback": split("feedback"),
-                            "test": split("test")}}, train_loss=TrainLoss(mean=None), bad_cases=[], suggestions=[])
+    def split(name: str) -> SplitResult:
+        return SplitResult(
+            split=name,
+            size=0,
+            scores=Scores(exact_match=0, token_f1=score, bleu=0, rouge_l=0, overall=score),
+            examples=[],
+        )
+
+    return EvaluationReport(
+        iteration=iteration,
+        headline=Headline(score=score, grade="POOR"),
+        modes={CLOSED_BOOK: {"feedback": split("feedback"), "test": split("test")}},
+        train_loss=TrainLoss(mean=None),
+        bad_cases=[],
+        suggestions=[],
+    )
 
 
 @dataclass
@@ -123,17 +173,35 @@ class FakeGateEvaluation:
         self.calls.append(inp)
         if self.error:
             raise ApplicationError(self.error, type="InvalidInput", non_retryable=True)
-        adapters = {CANDIDATE: inp.candidate.adapter_key, **({CURRENT: inp.current.adapter_key} if inp.current else {}), BASE: None}
-        sets = [SetScores(s.name, s.splits_key, {label: [self.scores[key]] * self.questions for label, key in adapters.items()}) for s in inp.test_sets]
+        adapters = {
+            CANDIDATE: inp.candidate.adapter_key,
+            **({CURRENT: inp.current.adapter_key} if inp.current else {}),
+            BASE: None,
+        }
+        sets = [
+            SetScores(
+                s.name, s.splits_key, {label: [self.scores[key]] * self.questions for label, key in adapters.items()}
+            )
+            for s in inp.test_sets
+        ]
         return GateEvaluateResult(figures(sets, inp.mode, inp.margin))
 
     def replace_in(self, activities: dict[str, list]) -> dict[str, list]:
-        return {queue: [self.evaluate_for_promotion if activity._Definition.must_from_callable(f).name == "evaluate_for_promotion" else f
-                        for f in functions] for queue, functions in activities.items()}
+        return {
+            queue: [
+                self.evaluate_for_promotion
+                if activity._Definition.must_from_callable(f).name == "evaluate_for_promotion"
+                else f
+                for f in functions
+            ]
+            for queue, functions in activities.items()
+        }
 
 
 @asynccontextmanager
-async def running_workers(client, ctx: ActivityContext, activities: dict[str, list] | None = None, pools: tuple[str, ...] = ("all",)):
+async def running_workers(
+    client, ctx: ActivityContext, activities: dict[str, list] | None = None, pools: tuple[str, ...] = ("all",)
+):
     """The pools' workers, each on its own task queue, for the duration of the block."""
     async with AsyncExitStack() as stack:
         for pool in pools:
@@ -142,7 +210,9 @@ async def running_workers(client, ctx: ActivityContext, activities: dict[str, li
         yield
 
 
-async def wait_for_status(ctx: ActivityContext, task_id: str, *statuses: str, iteration: int | None = None, timeout: float = 30) -> MLTask:
+async def wait_for_status(
+    ctx: ActivityContext, task_id: str, *statuses: str, iteration: int | None = None, timeout: float = 30
+) -> MLTask:
     """Poll the database projection until the task reaches one of `statuses` (in `iteration`, when given)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -152,5 +222,7 @@ async def wait_for_status(ctx: ActivityContext, task_id: str, *statuses: str, it
             if task.status in statuses and iteration in (None, task.current_iteration):
                 return task
         if loop.time() > deadline:
-            raise TimeoutError(f"task {task_id} stayed {task.status} in iteration {task.current_iteration}, wanted {statuses} in {iteration}")
+            raise TimeoutError(
+                f"task {task_id} stayed {task.status} in iteration {task.current_iteration}, wanted {statuses} in {iteration}"
+            )
         await asyncio.sleep(0.05)

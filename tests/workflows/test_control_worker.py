@@ -16,7 +16,10 @@ from tests.workflows.test_fine_tuning_workflow import start
 
 def most_at_once(intervals: list[tuple]) -> int:
     """The largest number of intervals open at the same moment (one that ends as another starts does not overlap it)."""
-    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals], key=lambda edge: (edge[0], edge[1]))
+    edges = sorted(
+        [(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals],
+        key=lambda edge: (edge[0], edge[1]),
+    )
     most = current = 0
     for _, step in edges:
         current += step
@@ -34,6 +37,11 @@ async def test_runs_started_together_take_turns_on_the_control_worker(temporal_e
         tasks = [make_task(ctx) for _ in range(6)]
         handles = await asyncio.gather(*(start(temporal_env.client, task, ctx.settings) for task in tasks))
         await asyncio.gather(*(handle.result() for handle in handles))
-    intervals = [(t.started, t.closed) for task in tasks for run in await workflow_runs(temporal_env.client, task.id) for t in run.workflow_tasks]
+    intervals = [
+        (t.started, t.closed)
+        for task in tasks
+        for run in await workflow_runs(temporal_env.client, task.id)
+        for t in run.workflow_tasks
+    ]
     assert len(intervals) >= 6 * 5
     assert most_at_once(intervals) == 2

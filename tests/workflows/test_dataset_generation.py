@@ -24,8 +24,16 @@ def ctx(settings) -> ActivityContext:
 
 def generating_dataset(ctx: ActivityContext, kb) -> Dataset:
     with ctx.sessions.begin() as session:
-        dataset = Dataset(name="generated", storage_key=f"datasets/org/g-{kb.id}/data.jsonl", file_format="jsonl", size_bytes=0, sample_count=0,
-                          org_id="org", status="GENERATING", source_knowledge_base_id=kb.id)
+        dataset = Dataset(
+            name="generated",
+            storage_key=f"datasets/org/g-{kb.id}/data.jsonl",
+            file_format="jsonl",
+            size_bytes=0,
+            sample_count=0,
+            org_id="org",
+            status="GENERATING",
+            source_knowledge_base_id=kb.id,
+        )
         session.add(dataset)
     return dataset
 
@@ -38,8 +46,12 @@ async def test_a_generated_dataset_becomes_ready_with_its_log(temporal_env, ctx,
         kb = await wait_for_kb(ctx, kb.id, "READY", version=1)
         dataset = generating_dataset(ctx, kb)
         handle = await temporal_env.client.start_workflow(
-            "DatasetGenerationWorkflow", GenerationInput(dataset.id, "org", kb.id, tiny_model_dir, questions_per_chunk=4), id=f"gen-{dataset.id}",
-            task_queue=TASK_QUEUE_WORKFLOWS, result_type=GenerateDatasetResult)
+            "DatasetGenerationWorkflow",
+            GenerationInput(dataset.id, "org", kb.id, tiny_model_dir, questions_per_chunk=4),
+            id=f"gen-{dataset.id}",
+            task_queue=TASK_QUEUE_WORKFLOWS,
+            result_type=GenerateDatasetResult,
+        )
         result = await handle.result()
         await record_history(handle, "dataset-generation")
         await temporal_env.client.get_workflow_handle(service.ingestion_workflow_id(kb.id)).cancel()
@@ -55,8 +67,11 @@ async def test_a_generation_that_cannot_run_fails_with_its_reason(temporal_env, 
     dataset = generating_dataset(ctx, kb)
     async with running_workers(temporal_env.client, ctx):
         handle = await temporal_env.client.start_workflow(
-            "DatasetGenerationWorkflow", GenerationInput(dataset.id, "org", kb.id, tiny_model_dir, retry_initial_seconds=0.1), id=f"gen-{dataset.id}",
-            task_queue=TASK_QUEUE_WORKFLOWS)
+            "DatasetGenerationWorkflow",
+            GenerationInput(dataset.id, "org", kb.id, tiny_model_dir, retry_initial_seconds=0.1),
+            id=f"gen-{dataset.id}",
+            task_queue=TASK_QUEUE_WORKFLOWS,
+        )
         with pytest.raises(WorkflowFailureError):
             await handle.result()
     with ctx.sessions() as session:

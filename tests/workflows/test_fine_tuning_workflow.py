@@ -43,8 +43,13 @@ def fast_input(task, settings, **fields):
 
 
 async def start(client, task, settings, **fields):
-    return await client.start_workflow("FineTuningWorkflow", fast_input(task, settings, **fields), id=task.id, task_queue=TASK_QUEUE_WORKFLOWS,
-                                       result_type=FineTuningResult)
+    return await client.start_workflow(
+        "FineTuningWorkflow",
+        fast_input(task, settings, **fields),
+        id=task.id,
+        task_queue=TASK_QUEUE_WORKFLOWS,
+        result_type=FineTuningResult,
+    )
 
 
 def logging_transitions(fakes: FakePhases) -> tuple[dict[str, list], list[tuple[int, str]]]:
@@ -64,7 +69,9 @@ def logging_transitions(fakes: FakePhases) -> tuple[dict[str, list], list[tuple[
 
 
 def looped_transitions(iterations: int) -> list[tuple[int, str]]:
-    phases = [(n, status) for n in range(1, iterations + 1) for status in ("OPTIMIZING", "TRAINING", "EVALUATING", "LOOPING")]
+    phases = [
+        (n, status) for n in range(1, iterations + 1) for status in ("OPTIMIZING", "TRAINING", "EVALUATING", "LOOPING")
+    ]
     return phases[:-1] + [(iterations, "COMPLETED")]
 
 
@@ -80,8 +87,12 @@ def continued_as_new(history) -> bool:
 
 
 def scheduled(history, activity_type: str) -> int:
-    return sum(1 for e in history.events if e.HasField("activity_task_scheduled_event_attributes")
-               and e.activity_task_scheduled_event_attributes.activity_type.name == activity_type)
+    return sum(
+        1
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == activity_type
+    )
 
 
 def executions(ctx, task_id) -> list[tuple[int, str, str]]:
@@ -107,7 +118,11 @@ async def record_history(handle, name: str) -> None:
         history = await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
         runs.append(json.loads(history.to_json()))
         last = history.events[-1]
-        run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id if last.HasField("workflow_execution_continued_as_new_event_attributes") else None
+        run_id = (
+            last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+            if last.HasField("workflow_execution_continued_as_new_event_attributes")
+            else None
+        )
     HISTORIES.mkdir(exist_ok=True)
     paths = [HISTORIES / f"{name}-run{index + 1}.json" for index in range(len(runs))]
     kept = [p.name for p in paths if p.exists()]
@@ -130,9 +145,18 @@ async def test_standard_run_completes_and_projects_every_transition(temporal_env
     row = task_row(ctx, task.id)
     assert row.status == "COMPLETED" and row.latest_score == 0.3 and row.report_key.endswith("report.json")
     assert row.current_dataset_id == f"{task.id}-opt1" and row.latest_adapter_key.endswith("iter-1/adapter/")
-    assert executions(ctx, task.id) == [(1, "OPTIMIZING", "COMPLETED"), (1, "TRAINING", "COMPLETED"), (1, "EVALUATING", "COMPLETED")]
+    assert executions(ctx, task.id) == [
+        (1, "OPTIMIZING", "COMPLETED"),
+        (1, "TRAINING", "COMPLETED"),
+        (1, "EVALUATING", "COMPLETED"),
+    ]
     # every phase activity carries the task's organization
-    assert fakes.calls["optimize"][0].org_id == fakes.calls["train"][0][0].org_id == fakes.calls["evaluate"][0].org_id == task.org_id
+    assert (
+        fakes.calls["optimize"][0].org_id
+        == fakes.calls["train"][0][0].org_id
+        == fakes.calls["evaluate"][0].org_id
+        == task.org_id
+    )
 
 
 async def test_continuous_run_stops_at_max_iterations_in_one_run(temporal_env, ctx, settings):
@@ -161,7 +185,9 @@ async def test_continuous_run_stops_at_max_iterations_in_one_run(temporal_env, c
     assert len(executions(ctx, task.id)) == 9
 
 
-async def test_continuous_run_continues_as_new_every_iterations_per_run_until_max_iterations(temporal_env, ctx, settings):
+async def test_continuous_run_continues_as_new_every_iterations_per_run_until_max_iterations(
+    temporal_env, ctx, settings
+):
     task = make_task(ctx, mode=TaskMode.CONTINUOUS, max_iterations=3)
     fakes = FakePhases(ctx)
     activities, transitions = logging_transitions(fakes)
@@ -191,8 +217,11 @@ async def test_continuous_run_continues_as_new_every_iterations_per_run_until_ma
 
 async def test_continuous_run_continues_as_new_when_the_server_suggests_it(ctx, settings):
     # a server that suggests continue-as-new after a few events: every iteration boundary hands over despite the default bound
-    env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_binary(), dev_server_log_level="error",
-                                                dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=10"])
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        dev_server_log_level="error",
+        dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=10"],
+    )
     try:
         task = make_task(ctx, mode=TaskMode.CONTINUOUS, max_iterations=3)
         fakes = FakePhases(ctx)
@@ -291,10 +320,16 @@ async def test_pause_and_resume_updates_are_decided_by_the_workflow(temporal_env
             await handle.execute_update("request_cancel", result_type=str)
     await record_history(handle, "pause-updates")
     assert result.status == "COMPLETED" and 0 < result.iterations[0].resumed_from_step < 200
-    assert executions(ctx, task.id) == [(1, "OPTIMIZING", "COMPLETED"), (1, "TRAINING", "COMPLETED"), (1, "EVALUATING", "COMPLETED")]
+    assert executions(ctx, task.id) == [
+        (1, "OPTIMIZING", "COMPLETED"),
+        (1, "TRAINING", "COMPLETED"),
+        (1, "EVALUATING", "COMPLETED"),
+    ]
 
 
-async def test_a_cancel_update_is_accepted_then_temporal_cancels_and_the_workflow_compensates(temporal_env, ctx, settings):
+async def test_a_cancel_update_is_accepted_then_temporal_cancels_and_the_workflow_compensates(
+    temporal_env, ctx, settings
+):
     task = make_task(ctx, mode=TaskMode.CONTINUOUS, max_iterations=2)
     fakes = FakePhases(ctx, train_steps=500, step_seconds=0.02, train_steps_by_iteration={1: 5})
     async with running_workers(temporal_env.client, ctx, fakes.activities()):
@@ -327,7 +362,11 @@ async def test_pause_and_resume_inside_a_later_iteration_of_the_loop(temporal_en
     assert [r.iteration for r in result.iterations] == [1, 2]
     assert result.iterations[0].resumed_from_step == 0 and 0 < result.iterations[1].resumed_from_step < 200
     assert len(await runs_of(temporal_env.client, task.id)) == 1
-    assert executions(ctx, task.id)[3:] == [(2, "OPTIMIZING", "COMPLETED"), (2, "TRAINING", "COMPLETED"), (2, "EVALUATING", "COMPLETED")]
+    assert executions(ctx, task.id)[3:] == [
+        (2, "OPTIMIZING", "COMPLETED"),
+        (2, "TRAINING", "COMPLETED"),
+        (2, "EVALUATING", "COMPLETED"),
+    ]
 
 
 async def test_cancel_compensates_the_unfinished_iteration_and_keeps_finished_ones(temporal_env, ctx, settings):
@@ -363,6 +402,7 @@ async def test_starting_twice_is_idempotent(temporal_env, ctx, settings):
     fakes = FakePhases(ctx, train_steps=50, step_seconds=0.02)
     async with running_workers(temporal_env.client, ctx, fakes.activities()):
         with ctx.sessions() as session:
+
             async def connection():
                 return temporal_env.client
 

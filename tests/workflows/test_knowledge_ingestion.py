@@ -52,19 +52,27 @@ class GatedKnowledge(KnowledgeActivities):
 
 def activities_with(ctx: ActivityContext, knowledge: KnowledgeActivities) -> dict[str, list]:
     activities = activities_by_queue(ctx)
-    activities[TASK_QUEUE_WORKFLOWS] = [activities[TASK_QUEUE_WORKFLOWS][0], knowledge.record_knowledge_base, *activities[TASK_QUEUE_WORKFLOWS][2:]]
+    activities[TASK_QUEUE_WORKFLOWS] = [
+        activities[TASK_QUEUE_WORKFLOWS][0],
+        knowledge.record_knowledge_base,
+        *activities[TASK_QUEUE_WORKFLOWS][2:],
+    ]
     activities[TASK_QUEUE_KNOWLEDGE] = [knowledge.build_knowledge_index]
     return activities
 
 
 def new_kb(ctx: ActivityContext) -> KnowledgeBase:
     with ctx.sessions() as session:
-        return service.create_knowledge_base(session, ctx.settings, name="guide", description=None, org_id="org", created_by=None)
+        return service.create_knowledge_base(
+            session, ctx.settings, name="guide", description=None, org_id="org", created_by=None
+        )
 
 
 async def upload(ctx: ActivityContext, client, kb: KnowledgeBase, filename: str, data: bytes) -> str:
     with ctx.sessions() as session:
-        stored = service.store_document(session, ctx.store, ctx.settings, kb, stream=io.BytesIO(data), filename=filename, created_by=None)
+        stored = service.store_document(
+            session, ctx.store, ctx.settings, kb, stream=io.BytesIO(data), filename=filename, created_by=None
+        )
 
     async def temporal():
         return client
@@ -74,7 +82,9 @@ async def upload(ctx: ActivityContext, client, kb: KnowledgeBase, filename: str,
     return stored.document.id
 
 
-async def wait_for_kb(ctx: ActivityContext, kb_id: str, status: str, version: int | None = None, timeout: float = 120) -> KnowledgeBase:
+async def wait_for_kb(
+    ctx: ActivityContext, kb_id: str, status: str, version: int | None = None, timeout: float = 120
+) -> KnowledgeBase:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -83,13 +93,18 @@ async def wait_for_kb(ctx: ActivityContext, kb_id: str, status: str, version: in
             if kb.status == status and (version is None or kb.version >= version):
                 return kb
         if loop.time() > deadline:
-            raise TimeoutError(f"knowledge base {kb_id} stayed {kb.status} at version {kb.version}, wanted {status} {version}")
+            raise TimeoutError(
+                f"knowledge base {kb_id} stayed {kb.status} at version {kb.version}, wanted {status} {version}"
+            )
         await asyncio.sleep(0.1)
 
 
 def documents(ctx: ActivityContext, kb_id: str) -> dict[str, KnowledgeDocument]:
     with ctx.sessions() as session:
-        return {d.filename: d for d in session.scalars(select(KnowledgeDocument).where(KnowledgeDocument.knowledge_base_id == kb_id))}
+        return {
+            d.filename: d
+            for d in session.scalars(select(KnowledgeDocument).where(KnowledgeDocument.knowledge_base_id == kb_id))
+        }
 
 
 def note(i: int) -> bytes:
@@ -111,7 +126,9 @@ async def test_uploads_during_a_build_are_queued_and_each_indexed_exactly_once(t
         ready = await wait_for_kb(ctx, kb.id, "READY", version=2)
         await handle.cancel()
     assert [b.version for b in knowledge.builds] == [1, 2]  # the first build, then one build for the ten queued uploads
-    assert knowledge.builds[0].embedded_chunks == 1 and knowledge.builds[1].embedded_chunks == 10  # nothing embedded twice
+    assert (
+        knowledge.builds[0].embedded_chunks == 1 and knowledge.builds[1].embedded_chunks == 10
+    )  # nothing embedded twice
     assert (ready.version, ready.document_count, ready.chunk_count) == (2, 11, 11)
     assert all(d.status == "INDEXED" and d.chunk_count == 1 for d in documents(ctx, kb.id).values())
     index = service.current_index(IndexCache(ctx.store), ready)
@@ -124,8 +141,12 @@ async def test_a_corrupt_pdf_fails_alone_and_a_deleted_document_leaves_search_th
     kb = new_kb(ctx)
     cache = IndexCache(ctx.store)
     async with running_workers(temporal_env.client, ctx, activities_with(ctx, knowledge)):
-        await upload(ctx, temporal_env.client, kb, "ports.md", b"# Ports\n\nThe web console listens on TCP port 7410.\n")
-        await upload(ctx, temporal_env.client, kb, "backups.md", b"# Backups\n\nScheduled backups run daily at 02:00.\n")
+        await upload(
+            ctx, temporal_env.client, kb, "ports.md", b"# Ports\n\nThe web console listens on TCP port 7410.\n"
+        )
+        await upload(
+            ctx, temporal_env.client, kb, "backups.md", b"# Backups\n\nScheduled backups run daily at 02:00.\n"
+        )
         await upload(ctx, temporal_env.client, kb, "scan.pdf", b"%PDF-1.4\nthis is not a PDF body at all")
         ready = await wait_for_kb(ctx, kb.id, "READY", version=1)
         docs = documents(ctx, kb.id)
@@ -138,7 +159,9 @@ async def test_a_corrupt_pdf_fails_alone_and_a_deleted_document_leaves_search_th
 
             service.delete_document(session, ctx.store, ready, docs["ports.md"].id)
             # gone from search at once, before any rebuild
-            assert {h.chunk.filename for h in service.search(session, cache, ready, "Which port does the console use?", 5)} == {"backups.md"}
+            assert {
+                h.chunk.filename for h in service.search(session, cache, ready, "Which port does the console use?", 5)
+            } == {"backups.md"}
 
         async def temporal():
             return temporal_env.client
@@ -164,7 +187,9 @@ async def test_an_idle_ingestion_ends_and_the_next_change_starts_it_again(tempor
         assert (first.builds, first.version, first.status) == (1, 1, "READY")
         await record_history(handle, "knowledge-ingestion")
         await upload(ctx, temporal_env.client, kb, "b.md", b"# B\n\nBeta is the second letter.\n")
-        second = await temporal_env.client.get_workflow_handle(ingestion_workflow_id(kb.id), result_type=IngestionResult).result()
+        second = await temporal_env.client.get_workflow_handle(
+            ingestion_workflow_id(kb.id), result_type=IngestionResult
+        ).result()
     assert (second.builds, second.version, second.status) == (1, 2, "READY")
     with ctx.sessions() as session:
         assert session.get(KnowledgeBase, kb.id).chunk_count == 2

@@ -36,7 +36,9 @@ async def gate_of(client, ctx, settings, version: int, record: str, name: str = 
 
     with ctx.sessions() as session:
         model = registry.get_model(session, "local", name)
-        gate = await registry.request_promotion(session, temporal, settings, model, version, alias="production", actor=Actor("user-1"))
+        gate = await registry.request_promotion(
+            session, temporal, settings, model, version, alias="production", actor=Actor("user-1")
+        )
     handle = client.get_workflow_handle(registry.gate_workflow_id(gate.id))
     try:
         await handle.result()
@@ -58,13 +60,19 @@ async def test_a_finished_task_registers_and_the_gate_promotes_or_refuses(tempor
             assert (version.task_id, version.iteration, version.status) == (first, 1, "READY")
         gate.scores[version.adapter_key] = 0.25  # better than the base model, but not by the margin
         refused = await gate_of(temporal_env.client, ctx, settings, 1, "promotion-gate-refused")
-        assert refused.status == "REFUSED" and "does not beat the base model's 0.2000 by the margin 0.1" in refused.reason
-        assert refused.figures["pooled"]["scores"] == {"candidate": 0.25, "base": 0.2} and refused.finished_at is not None
+        assert (
+            refused.status == "REFUSED" and "does not beat the base model's 0.2000 by the margin 0.1" in refused.reason
+        )
+        assert (
+            refused.figures["pooled"]["scores"] == {"candidate": 0.25, "base": 0.2} and refused.finished_at is not None
+        )
         gate.scores[version.adapter_key] = 0.5
         promoted = await gate_of(temporal_env.client, ctx, settings, 1, "promotion-gate-promoted")
         assert promoted.status == "PROMOTED"
         with ctx.sessions() as session:
-            assert registry.aliases_of(session, registry.get_model(session, "local", "gated"))["production"].version == 1
+            assert (
+                registry.aliases_of(session, registry.get_model(session, "local", "gated"))["production"].version == 1
+            )
 
         # an evaluation that cannot run fails the gate; the alias stays where it was
         second = await registered_task(temporal_env.client, ctx, settings, "gated")
@@ -73,4 +81,7 @@ async def test_a_finished_task_registers_and_the_gate_promotes_or_refuses(tempor
     assert failed.status == "FAILED" and "the test split is gone" in failed.reason and failed.figures is None
     with ctx.sessions() as session:
         model = registry.get_model(session, "local", "gated")
-        assert registry.aliases_of(session, model)["production"].version == 1 and registry.get_version(session, model, 2).task_id == second
+        assert (
+            registry.aliases_of(session, model)["production"].version == 1
+            and registry.get_version(session, model, 2).task_id == second
+        )

@@ -38,19 +38,27 @@ HISTORY_DIR = Path(__file__).parent / "histories"
 HISTORIES = sorted(HISTORY_DIR.glob("*.json"))
 KEPT = {
     # recorded before the shared lifecycle, the updates and the renames (2026-11): they must replay forever
-    "standard-run1.json", "continuous-run1.json", "continuous-boundary-run1.json", "continuous-boundary-run2.json",
+    "standard-run1.json",
+    "continuous-run1.json",
+    "continuous-boundary-run1.json",
+    "continuous-boundary-run2.json",
     # the control updates
-    "pause-updates-run1.json", "cancel-update-run1.json",
+    "pause-updates-run1.json",
+    "cancel-update-run1.json",
     # knowledge-base ingestion: one upload, one build, then idle until the run ends
     "knowledge-ingestion-run1.json",
     # a dataset generated from a knowledge base
     "dataset-generation-run1.json",
     # incremental re-training: three builds that each notify the followers, then cancelled; the retraining of a task
     # signalled twice, one incremental task started
-    "knowledge-ingestion-notify-run1.json", "retrain-run1.json",
+    "knowledge-ingestion-notify-run1.json",
+    "retrain-run1.json",
     # the model registry: a standard task that registers its final adapter (behind the `register-final-adapter` patch);
     # the promotion gate refusing, promoting, and failing when its evaluation cannot run
-    "standard-registered-run1.json", "promotion-gate-refused-run1.json", "promotion-gate-promoted-run1.json", "promotion-gate-failed-run1.json",
+    "standard-registered-run1.json",
+    "promotion-gate-refused-run1.json",
+    "promotion-gate-promoted-run1.json",
+    "promotion-gate-failed-run1.json",
     # the loop's threshold read on the feedback split's fact accuracy (behind the `stop-on-feedback-accuracy` patch)
     "continuous-feedback-threshold-run1.json",
 }
@@ -61,7 +69,11 @@ def events(name: str) -> list[dict]:
 
 
 def scheduled_in(run: list[dict], activity_type: str) -> int:
-    return sum(1 for e in run if e.get("activityTaskScheduledEventAttributes", {}).get("activityType", {}).get("name") == activity_type)
+    return sum(
+        1
+        for e in run
+        if e.get("activityTaskScheduledEventAttributes", {}).get("activityType", {}).get("name") == activity_type
+    )
 
 
 def iterations_in(run: list[dict]) -> int:
@@ -77,7 +89,12 @@ def updates_in(run: list[dict]) -> list[tuple[str, str]]:
     out = []
     for event in run:
         if "workflowExecutionUpdateAcceptedEventAttributes" in event:
-            out.append((event["workflowExecutionUpdateAcceptedEventAttributes"]["acceptedRequest"]["input"]["name"], "accepted"))
+            out.append(
+                (
+                    event["workflowExecutionUpdateAcceptedEventAttributes"]["acceptedRequest"]["input"]["name"],
+                    "accepted",
+                )
+            )
     return out
 
 
@@ -90,15 +107,24 @@ def test_histories_cover_standard_continuous_and_control_runs():
     # several iterations inside one run, then the report: the loop itself is replayed
     assert iterations_in(events("continuous-run1.json")) == 3 and not continued_as_new(events("continuous-run1.json"))
     # and a continue-as-new boundary: the run that hands over and the run that picks up
-    assert iterations_in(events("continuous-boundary-run1.json")) == 2 and continued_as_new(events("continuous-boundary-run1.json"))
-    assert iterations_in(events("continuous-boundary-run2.json")) == 1 and not continued_as_new(events("continuous-boundary-run2.json"))
-    assert updates_in(events("pause-updates-run1.json")) == [("request_pause", "accepted"), ("request_resume", "accepted")]
+    assert iterations_in(events("continuous-boundary-run1.json")) == 2 and continued_as_new(
+        events("continuous-boundary-run1.json")
+    )
+    assert iterations_in(events("continuous-boundary-run2.json")) == 1 and not continued_as_new(
+        events("continuous-boundary-run2.json")
+    )
+    assert updates_in(events("pause-updates-run1.json")) == [
+        ("request_pause", "accepted"),
+        ("request_resume", "accepted"),
+    ]
     assert updates_in(events("cancel-update-run1.json")) == [("request_cancel", "accepted")]
     assert "workflowExecutionCanceledEventAttributes" in events("cancel-update-run1.json")[-1]
     # every build notifies the knowledge base's followers; a retraining gathers two changes and starts one task
     assert scheduled_in(events("knowledge-ingestion-notify-run1.json"), "notify_followers") == 3
     retrain = events("retrain-run1.json")
-    assert sum(1 for e in retrain if "workflowExecutionSignaledEventAttributes" in e) == 2  # both changes (signal-with-start records its signal too)
+    assert (
+        sum(1 for e in retrain if "workflowExecutionSignaledEventAttributes" in e) == 2
+    )  # both changes (signal-with-start records its signal too)
     assert scheduled_in(retrain, "start_incremental_task") == 1
     # a finished task registers its final adapter once; the gate evaluates, then decides, unless the evaluation failed
     assert scheduled_in(events("standard-registered-run1.json"), "register_final_adapter") == 1

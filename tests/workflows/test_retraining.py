@@ -25,8 +25,11 @@ from tests.workflows.test_knowledge_ingestion import new_kb, note, upload, wait_
 
 @pytest.fixture
 def ctx(settings) -> ActivityContext:
-    return ActivityContext.from_settings(settings.model_copy(update={
-        "knowledge_settle_seconds": 0.3, "retrain_quiet_seconds": 12, "retrain_poll_seconds": 0.3}))
+    return ActivityContext.from_settings(
+        settings.model_copy(
+            update={"knowledge_settle_seconds": 0.3, "retrain_quiet_seconds": 12, "retrain_poll_seconds": 0.3}
+        )
+    )
 
 
 def following_task(ctx: ActivityContext, kb_id: str, retrain_on_change: bool = True, **fields) -> MLTask:
@@ -53,10 +56,18 @@ async def followers_told(client, kb_id: str, builds: int, timeout: float = 30) -
     deadline = loop.time() + timeout
     while True:
         history = await client.get_workflow_handle(ingestion_workflow_id(kb_id)).fetch_history()
-        scheduled = {e.event_id for e in history.events if e.HasField("activity_task_scheduled_event_attributes")
-                     and e.activity_task_scheduled_event_attributes.activity_type.name == "notify_followers"}
-        done = [e for e in history.events if e.HasField("activity_task_completed_event_attributes")
-                and e.activity_task_completed_event_attributes.scheduled_event_id in scheduled]
+        scheduled = {
+            e.event_id
+            for e in history.events
+            if e.HasField("activity_task_scheduled_event_attributes")
+            and e.activity_task_scheduled_event_attributes.activity_type.name == "notify_followers"
+        }
+        done = [
+            e
+            for e in history.events
+            if e.HasField("activity_task_completed_event_attributes")
+            and e.activity_task_completed_event_attributes.scheduled_event_id in scheduled
+        ]
         if len(done) >= builds:
             return
         if loop.time() > deadline:
@@ -91,10 +102,15 @@ async def test_several_changes_start_one_incremental_task_that_continues_the_par
         await finish(client, ctx, bystander)
         assert parent.status == "COMPLETED" and parent.latest_adapter_key
 
-        for i, version in ((1, 2), (2, 3)):  # two builds, each a change, well within the quiet period (a build takes 1-3 s)
+        for i, version in (
+            (1, 2),
+            (2, 3),
+        ):  # two builds, each a change, well within the quiet period (a build takes 1-3 s)
             await upload(ctx, client, kb, f"note-{i}.md", note(i))
             await wait_for_kb(ctx, kb.id, "READY", version=version)
-        retrain = await started_workflow(client, retrain_workflow_id(parent.id))  # the build notifies its followers just after READY
+        retrain = await started_workflow(
+            client, retrain_workflow_id(parent.id)
+        )  # the build notifies its followers just after READY
         result = await retrain.result()
         assert (result.knowledge_base_version, result.reason) == (3, "knowledge base changed (2 changes)")
 
@@ -112,7 +128,12 @@ async def test_several_changes_start_one_incremental_task_that_continues_the_par
         await record_history(ingestion, "knowledge-ingestion-notify")
 
     child = task_row(ctx, child.id)
-    assert (child.status, child.parent_task_id, child.knowledge_base_id, child.retrain_on_change) == ("COMPLETED", parent.id, kb.id, True)
+    assert (child.status, child.parent_task_id, child.knowledge_base_id, child.retrain_on_change) == (
+        "COMPLETED",
+        parent.id,
+        kb.id,
+        True,
+    )
     assert child.started_at is not None  # it took a running slot like any started task
     optimize = next(i for i in fakes.calls["optimize"] if i.task_id == child.id)
     train = next(i for i, _ in fakes.calls["train"] if i.task_id == child.id)
@@ -168,7 +189,10 @@ async def test_a_task_cancelled_while_waiting_starts_nothing_and_a_failed_task_i
         retrain = await started_workflow(client, retrain_workflow_id(running.id))
         await handle.cancel()
         result = await retrain.result()
-        assert (result.incremental_task_id, result.reason) == (None, "the task ended CANCELLED: nothing to continue from")
+        assert (result.incremental_task_id, result.reason) == (
+            None,
+            "the task ended CANCELLED: nothing to continue from",
+        )
 
         failed = following_task(ctx, kb.id)
         with ctx.sessions.begin() as session:  # as a failed run leaves it

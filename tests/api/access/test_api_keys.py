@@ -23,19 +23,25 @@ async def test_org_b_cannot_reach_org_a_api_keys(world):
 
 async def test_revoked_expired_and_wrong_secret_api_keys_are_401_and_use_is_recorded(world):
     keys = (await world.owner.get("/api/v1/api-keys")).json()
-    assert keys[0]["last_used_at"] is None and world.key_prefix.startswith("wlk_") and world.key_secret.startswith(world.key_prefix + "_")
+    assert (
+        keys[0]["last_used_at"] is None
+        and world.key_prefix.startswith("wlk_")
+        and world.key_secret.startswith(world.key_prefix + "_")
+    )
     assert (await world.reader.get("/api/v1/datasets")).status_code == 200
     listed = await world.owner.get("/api/v1/api-keys")
     assert listed.json()[0]["last_used_at"] is not None
     assert world.key_secret not in listed.text and "secret" not in listed.json()[0]  # shown once, at creation
 
     # right prefix, wrong secret of the right shape
-    secret = world.key_secret[len(world.key_prefix) + 1:]
+    secret = world.key_secret[len(world.key_prefix) + 1 :]
     wrong = world.key_prefix + "_" + ("A" if secret[0] != "A" else "B") + secret[1:]
     await assert_401(world.app, wrong, path="/api/v1/datasets", message="invalid")
     await assert_401(world.app, world.key_secret + "x", path="/api/v1/datasets")
 
-    other = (await world.owner.post("/api/v1/api-keys", json={"name": "soon-expired", "scopes": ["datasets:read"]})).json()
+    other = (
+        await world.owner.post("/api/v1/api-keys", json={"name": "soon-expired", "scopes": ["datasets:read"]})
+    ).json()
     with db(world.settings) as session:
         session.get(ApiKey, other["key_id"]).expires_at = utcnow() - timedelta(seconds=1)
         session.commit()
@@ -53,8 +59,14 @@ async def test_api_keys_refuse_fields_and_scopes_clients_may_not_set(world):
         response = await owner.post("/api/v1/api-keys", json={"name": "k", "scopes": ["datasets:read", scope.value]})
         assert response.status_code == 422 and scope.value in json.dumps(response.json()), f"{scope}: {response.text}"
     assert (await owner.post("/api/v1/api-keys", json={"name": "k", "scopes": ["admin:everything"]})).status_code == 422
-    for name, value in {"created_by": world.b_ids["user_id"], "org_id": world.b_ids["org_id"], "prefix": "0123456789ab",
-                        "secret": "wlk_x", "last_used_at": "2020-01-01T00:00:00Z", "revoked_at": None}.items():
+    for name, value in {
+        "created_by": world.b_ids["user_id"],
+        "org_id": world.b_ids["org_id"],
+        "prefix": "0123456789ab",
+        "secret": "wlk_x",
+        "last_used_at": "2020-01-01T00:00:00Z",
+        "revoked_at": None,
+    }.items():
         response = await owner.post("/api/v1/api-keys", json={"name": "k", "scopes": ["datasets:read"], name: value})
         assert names_field(response, name), f"api key {name}: {response.text}"
     with db(world.settings) as session:

@@ -18,6 +18,7 @@ from tests.e2e.support import anonymous_client, client_for
 def forge(header: dict, payload: dict, signature: bytes = b"") -> str:
     def b64(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
     return ".".join([b64(json.dumps(header).encode()), b64(json.dumps(payload).encode()), b64(signature)])
 
 
@@ -31,7 +32,7 @@ async def test_expired_tampered_forged_and_wrong_type_tokens_are_401(world):
 
     head, payload, signature = good.split(".")
     i = len(payload) // 2
-    tampered = ".".join([head, payload[:i] + ("A" if payload[i] != "A" else "B") + payload[i + 1:], signature])
+    tampered = ".".join([head, payload[:i] + ("A" if payload[i] != "A" else "B") + payload[i + 1 :], signature])
     await assert_401(world.app, tampered)
     claims = jwt.decode(good, s.secret_key, algorithms=["HS256"])
     await assert_401(world.app, jwt.encode(claims, "another-secret-of-at-least-32-characters!", algorithm="HS256"))
@@ -40,8 +41,14 @@ async def test_expired_tampered_forged_and_wrong_type_tokens_are_401(world):
     await assert_401(world.app, forge({"alg": "HS256", "typ": "JWT"}, claims))  # no signature
     # signed with the real secret, but for a user or an organization that does not fit
     await assert_401(world.app, issue_token(s.secret_key, "no-such-user", org, ACCESS, 0, timedelta(minutes=5))[0])
-    await assert_401(world.app, issue_token(s.secret_key, user, world.b_ids["org_id"], ACCESS, 0, timedelta(minutes=5))[0], message="member")
-    await assert_401(world.app, issue_token(s.secret_key, user, org, ACCESS, 7, timedelta(minutes=5))[0], message="revoked")
+    await assert_401(
+        world.app,
+        issue_token(s.secret_key, user, world.b_ids["org_id"], ACCESS, 0, timedelta(minutes=5))[0],
+        message="member",
+    )
+    await assert_401(
+        world.app, issue_token(s.secret_key, user, org, ACCESS, 7, timedelta(minutes=5))[0], message="revoked"
+    )
 
     refresh, _ = issue_token(s.secret_key, user, org, REFRESH, 0, timedelta(days=1))
     await assert_401(world.app, refresh, message="expected an access token")
@@ -62,7 +69,9 @@ async def test_logout_revokes_the_access_and_refresh_tokens(world):
     await assert_401(world.app, pair["access_token"], message="revoked")
     await assert_401(world.app, pair["access_token"], path="/api/v1/datasets")
     await assert_refresh_401(world.app, pair["refresh_token"])
-    await assert_401(world.app, world.viewer.headers["authorization"].split()[1])  # every earlier token, not just this pair
+    await assert_401(
+        world.app, world.viewer.headers["authorization"].split()[1]
+    )  # every earlier token, not just this pair
     again = (await login(world.app, "victor")).json()
     await assert_401(world.app, pair["access_token"])
     async with anonymous_client(world.app, {"Authorization": f"Bearer {again['access_token']}"}) as client:

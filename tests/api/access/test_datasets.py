@@ -10,7 +10,15 @@ from sqlalchemy import func, select
 from api.main import create_app
 from core.access import Role
 from db.models import Dataset
-from tests.api.access.world import GOOD_ROWS, assert_org_a_untouched, assert_org_b_finds_nothing_of, db, jsonl, raw_request, token_header
+from tests.api.access.world import (
+    GOOD_ROWS,
+    assert_org_a_untouched,
+    assert_org_b_finds_nothing_of,
+    db,
+    jsonl,
+    raw_request,
+    token_header,
+)
 from tests.e2e.support import client_for
 
 
@@ -24,16 +32,31 @@ async def test_org_b_cannot_reach_org_a_datasets(world):
 
 async def test_dataset_creation_ignores_server_owned_fields(world):
     ids = world.ids
-    form = {"name": "mine", "owner": world.b_ids["org_id"], "org_id": world.b_ids["org_id"], "created_by": world.b_ids["user_id"],
-            "dataset_id": "chosen-id", "task_id": ids["task_id"], "is_optimized": "true", "source_dataset_id": ids["dataset_id"],
-            "size_bytes": "1", "sample_count": "999"}
+    form = {
+        "name": "mine",
+        "owner": world.b_ids["org_id"],
+        "org_id": world.b_ids["org_id"],
+        "created_by": world.b_ids["user_id"],
+        "dataset_id": "chosen-id",
+        "task_id": ids["task_id"],
+        "is_optimized": "true",
+        "source_dataset_id": ids["dataset_id"],
+        "size_bytes": "1",
+        "sample_count": "999",
+    }
     response = await world.owner.post("/api/v1/datasets", files={"file": ("m.jsonl", jsonl(GOOD_ROWS))}, data=form)
     assert response.status_code == 201, response.text
     body = response.json()
     with db(world.settings) as session:
         stored = session.get(Dataset, body["dataset_id"])
-        assert (stored.org_id, stored.created_by, stored.task_id, stored.is_optimized, stored.source_dataset_id, stored.sample_count) == \
-               (ids["org_id"], world.owner_id, None, False, None, 5)
+        assert (
+            stored.org_id,
+            stored.created_by,
+            stored.task_id,
+            stored.is_optimized,
+            stored.source_dataset_id,
+            stored.sample_count,
+        ) == (ids["org_id"], world.owner_id, None, False, None, 5)
         assert stored.id != "chosen-id" and session.get(Dataset, "chosen-id") is None
         assert stored.storage_key.startswith(f"datasets/{ids['org_id']}/")
     assert (await world.other.get("/api/v1/datasets")).json()["total"] == 0
@@ -42,18 +65,28 @@ async def test_dataset_creation_ignores_server_owned_fields(world):
 def nothing_stored(settings, datasets: int = 0) -> bool:
     with db(settings) as session:
         rows = session.scalar(select(func.count()).select_from(Dataset))
-    files = [p for p in settings.object_store_dir.rglob("*") if p.is_file()] if settings.object_store_dir.exists() else []
+    files = (
+        [p for p in settings.object_store_dir.rglob("*") if p.is_file()] if settings.object_store_dir.exists() else []
+    )
     return rows == datasets and len(files) == datasets
 
 
 def multipart(boundary: str, filename: str, content: bytes) -> bytes:
-    return (f"--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nbig\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
-            f"Content-Type: application/octet-stream\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    return (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\nbig\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
 
 
 async def test_uploads_over_size_rows_or_line_limits_are_refused_and_leave_nothing(offline_settings):
-    settings = offline_settings.model_copy(update={"max_upload_bytes": 2000, "max_upload_rows": 3, "max_line_bytes": 1024})
+    settings = offline_settings.model_copy(
+        update={"max_upload_bytes": 2000, "max_upload_rows": 3, "max_line_bytes": 1024}
+    )
     app = create_app(settings)
     owner = client_for(app, settings, "alice", "org-a", Role.OWNER)
 
@@ -62,7 +95,9 @@ async def test_uploads_over_size_rows_or_line_limits_are_refused_and_leave_nothi
 
     many = jsonl(GOOD_ROWS * 60)
     assert 2000 < len(many) < 64 * 1024
-    response = await upload("big.jsonl", many)  # over max_upload_bytes, within the multipart allowance: the service counts
+    response = await upload(
+        "big.jsonl", many
+    )  # over max_upload_bytes, within the multipart allowance: the service counts
     assert response.status_code == 413 and "2000 byte limit" in response.json()["detail"]
     assert nothing_stored(settings)
     huge = jsonl(GOOD_ROWS * 2000)
@@ -72,8 +107,11 @@ async def test_uploads_over_size_rows_or_line_limits_are_refused_and_leave_nothi
     assert nothing_stored(settings)
     body = multipart("b0undary", "huge.jsonl", huge)
     headers = {**token_header(owner), "content-type": "multipart/form-data; boundary=b0undary"}
-    pieces = [body[i:i + 16384] for i in range(0, len(body), 16384)]
-    for label, extra in {"lying Content-Length": {"content-length": "300"}, "chunked": {"transfer-encoding": "chunked"}}.items():
+    pieces = [body[i : i + 16384] for i in range(0, len(body), 16384)]
+    for label, extra in {
+        "lying Content-Length": {"content-length": "300"},
+        "chunked": {"transfer-encoding": "chunked"},
+    }.items():
         status, detail = await raw_request(app, "POST", "/api/v1/datasets", {**headers, **extra}, pieces)
         assert status == 413 and "byte limit" in detail["detail"], f"{label}: {status} {detail}"
         assert nothing_stored(settings)
@@ -83,7 +121,11 @@ async def test_uploads_over_size_rows_or_line_limits_are_refused_and_leave_nothi
     assert nothing_stored(settings)
     long_line = jsonl(GOOD_ROWS[:2]) + json.dumps({"question": "q", "answer": "a" * 1100}).encode() + b"\n"
     response = await upload("long.jsonl", long_line)
-    assert response.status_code == 422 and "line 3" in response.json()["detail"] and "1024 byte limit" in response.json()["detail"]
+    assert (
+        response.status_code == 422
+        and "line 3" in response.json()["detail"]
+        and "1024 byte limit" in response.json()["detail"]
+    )
     assert nothing_stored(settings)
     response = await upload("long.csv", b"question,answer\nq," + b"a" * 1100 + b"\n")
     assert response.status_code == 422 and "line 2" in response.json()["detail"]

@@ -8,7 +8,14 @@ from temporalio.service import RPCError
 from api.main import create_app
 from core.access import Role
 from db.models import MLTask
-from tests.api.access.world import GOOD_ROWS, assert_org_a_untouched, assert_org_b_finds_nothing_of, db, jsonl, names_field
+from tests.api.access.world import (
+    GOOD_ROWS,
+    assert_org_a_untouched,
+    assert_org_b_finds_nothing_of,
+    db,
+    jsonl,
+    names_field,
+)
 from tests.e2e.support import client_for
 
 
@@ -23,9 +30,19 @@ async def test_org_b_cannot_reach_org_a_tasks(world):
 async def test_task_creation_refuses_server_owned_fields(world):
     ids = world.ids
     base = {"task_name": "t", "dataset_id": ids["dataset_id"]}
-    server_owned = {"owner": world.b_ids["org_id"], "org_id": world.b_ids["org_id"], "status": "COMPLETED", "latest_score": 1.0,
-                    "task_id": "chosen-id", "created_by": world.b_ids["user_id"], "started_at": "2020-01-01T00:00:00Z",
-                    "report_path": "/etc/passwd", "report_key": "x", "latest_adapter_key": "x", "current_iteration": 3}
+    server_owned = {
+        "owner": world.b_ids["org_id"],
+        "org_id": world.b_ids["org_id"],
+        "status": "COMPLETED",
+        "latest_score": 1.0,
+        "task_id": "chosen-id",
+        "created_by": world.b_ids["user_id"],
+        "started_at": "2020-01-01T00:00:00Z",
+        "report_path": "/etc/passwd",
+        "report_key": "x",
+        "latest_adapter_key": "x",
+        "current_iteration": 3,
+    }
     for mode in ("standard", "continuous"):
         for name, value in server_owned.items():
             response = await world.owner.post(f"/api/v1/tasks/{mode}", json={**base, name: value})
@@ -35,13 +52,23 @@ async def test_task_creation_refuses_server_owned_fields(world):
 
 
 async def test_the_running_task_quota_is_429_and_restarting_is_not_blocked(temporal_env, settings):
-    online = settings.model_copy(update={"temporal_address": temporal_env.client.service_client.config.target_host,
-                                         "max_running_tasks_per_org": 1})
+    online = settings.model_copy(
+        update={
+            "temporal_address": temporal_env.client.service_client.config.target_host,
+            "max_running_tasks_per_org": 1,
+        }
+    )
     app = create_app(online)
     owner = client_for(app, online, "alice", "org-a", Role.OWNER)
-    dataset = (await owner.post("/api/v1/datasets", files={"file": ("q.jsonl", jsonl(GOOD_ROWS))}, data={"name": "q"})).json()
-    first, second = [(await owner.post("/api/v1/tasks/standard", json={"task_name": n, "dataset_id": dataset["dataset_id"]})).json()["task_id"]
-                     for n in ("first", "second")]
+    dataset = (
+        await owner.post("/api/v1/datasets", files={"file": ("q.jsonl", jsonl(GOOD_ROWS))}, data={"name": "q"})
+    ).json()
+    first, second = [
+        (await owner.post("/api/v1/tasks/standard", json={"task_name": n, "dataset_id": dataset["dataset_id"]})).json()[
+            "task_id"
+        ]
+        for n in ("first", "second")
+    ]
     try:
         response = await owner.post(f"/api/v1/tasks/{first}/start")
         assert response.status_code == 202, response.text

@@ -82,9 +82,16 @@ async def schema_operations(app) -> list[Operation]:
                 content_type, content = next(iter(op["requestBody"]["content"].items()))
                 body = (content_type, resolve(content["schema"], spec))
             route = routes[(method, path)]
-            operations.append(Operation(method, path, tuple(p["name"] for p in params if p["in"] == "path"),
-                                        {p["name"]: resolve(p["schema"], spec) for p in params if p["in"] == "query"}, body,
-                                        route_scopes(route)))
+            operations.append(
+                Operation(
+                    method,
+                    path,
+                    tuple(p["name"] for p in params if p["in"] == "path"),
+                    {p["name"]: resolve(p["schema"], spec) for p in params if p["in"] == "query"},
+                    body,
+                    route_scopes(route),
+                )
+            )
     app.state.test_spec = spec
     return operations
 
@@ -122,7 +129,11 @@ def sample(schema: dict, spec: dict, ids: dict[str, str], name: str = ""):
         return schema["enum"][0]
     kind = schema.get("type")
     if kind == "object":
-        return {prop: sample(sub, spec, ids, prop) for prop, sub in schema.get("properties", {}).items() if prop in schema.get("required", [])}
+        return {
+            prop: sample(sub, spec, ids, prop)
+            for prop, sub in schema.get("properties", {}).items()
+            if prop in schema.get("required", [])
+        }
     if kind == "array":
         return [sample(schema["items"], spec, ids)] * max(1, schema.get("minItems", 1))
     if kind in ("integer", "number"):
@@ -196,13 +207,21 @@ class World:
     @property
     def a_values(self) -> set[str]:
         """What org B must never see in a listing (a version number or an alias name is no secret)."""
-        return {v for k, v in self.ids.items() if k not in ("version", "alias", "iteration")} | {self.owner_id, self.viewer_id, self.key_prefix}
+        return {v for k, v in self.ids.items() if k not in ("version", "alias", "iteration")} | {
+            self.owner_id,
+            self.viewer_id,
+            self.key_prefix,
+        }
 
     def client_as(self, user_id: str, org_id: str) -> httpx.AsyncClient:
         """A client with a token issued now (after any logout that bumped the user's token version)."""
         with db(self.settings) as session:
             user = session.get(User, user_id)
-            role = Role(session.scalar(select(Membership.role).where(Membership.org_id == org_id, Membership.user_id == user_id)))
+            role = Role(
+                session.scalar(
+                    select(Membership.role).where(Membership.org_id == org_id, Membership.user_id == user_id)
+                )
+            )
             token = token_pair(self.settings, user, org_id, role).access_token
         return anonymous_client(self.app, {"Authorization": f"Bearer {token}"})
 
@@ -219,7 +238,9 @@ async def make_world(settings) -> World:
     viewer = client_for(app, settings, "victor", "org-a", Role.VIEWER)
     other = client_for(app, settings, "bob", "org-b", Role.OWNER)
     alice, victor, bob = await me(owner), await me(viewer), await me(other)
-    dataset = await owner.post("/api/v1/datasets", files={"file": ("a.jsonl", jsonl(GOOD_ROWS))}, data={"name": "a-data"})
+    dataset = await owner.post(
+        "/api/v1/datasets", files={"file": ("a.jsonl", jsonl(GOOD_ROWS))}, data={"name": "a-data"}
+    )
     assert dataset.status_code == 201, dataset.text
     dataset_id = dataset.json()["dataset_id"]
     task = await owner.post("/api/v1/tasks/standard", json={"task_name": "a-task", "dataset_id": dataset_id})
@@ -230,13 +251,34 @@ async def make_world(settings) -> World:
     kb = await owner.post("/api/v1/knowledge-bases", json={"name": "a-kb"})
     assert kb.status_code == 201, kb.text
     operations = await schema_operations(app)
-    ids = {"ended_task_id": ended_task(settings, dataset_id, alice["org_id"]),
-           "dataset_id": dataset_id, "task_id": task.json()["task_id"], "key_id": key["key_id"], "org_id": alice["org_id"], "user_id": victor["user_id"],
-           "kb_id": kb.json()["knowledge_base_id"], "document_id": stored_document(settings, kb.json()["knowledge_base_id"]),
-           **stored_model(settings, alice["org_id"], task.json()["task_id"]), "iteration": "1"}
-    return World(app, settings, app.state.test_spec, operations, owner, viewer, other,
-                 anonymous_client(app, {"Authorization": f"Bearer {key['secret']}"}), ids,
-                 {"org_id": bob["org_id"], "user_id": bob["user_id"]}, alice["user_id"], victor["user_id"], key["secret"], key["prefix"])
+    ids = {
+        "ended_task_id": ended_task(settings, dataset_id, alice["org_id"]),
+        "dataset_id": dataset_id,
+        "task_id": task.json()["task_id"],
+        "key_id": key["key_id"],
+        "org_id": alice["org_id"],
+        "user_id": victor["user_id"],
+        "kb_id": kb.json()["knowledge_base_id"],
+        "document_id": stored_document(settings, kb.json()["knowledge_base_id"]),
+        **stored_model(settings, alice["org_id"], task.json()["task_id"]),
+        "iteration": "1",
+    }
+    return World(
+        app,
+        settings,
+        app.state.test_spec,
+        operations,
+        owner,
+        viewer,
+        other,
+        anonymous_client(app, {"Authorization": f"Bearer {key['secret']}"}),
+        ids,
+        {"org_id": bob["org_id"], "user_id": bob["user_id"]},
+        alice["user_id"],
+        victor["user_id"],
+        key["secret"],
+        key["prefix"],
+    )
 
 
 def stored_document(settings, kb_id: str) -> str:
@@ -246,8 +288,15 @@ def stored_document(settings, kb_id: str) -> str:
 
     with db(settings) as session:
         kb = session.get(KnowledgeBase, kb_id)
-        upload = knowledge.store_document(session, object_store_from_settings(settings), settings, kb, stream=io.BytesIO(b"# A\n\nOrg A's secret.\n"),
-                                          filename="a.md", created_by=None)
+        upload = knowledge.store_document(
+            session,
+            object_store_from_settings(settings),
+            settings,
+            kb,
+            stream=io.BytesIO(b"# A\n\nOrg A's secret.\n"),
+            filename="a.md",
+            created_by=None,
+        )
         return upload.document.id
 
 
@@ -262,14 +311,26 @@ def ended_task(settings, dataset_id: str, org_id: str) -> str:
 
     held_out = [Example("Is org A's secret public?", "No.", checks=[{"type": "polarity", "value": "no"}])]
     with get_sessionmaker(settings.resolved_database_url).begin() as session:
-        task = MLTask(id=new_id(), name="ended", mode="STANDARD", status="CANCELLED", model_name="smollm2-135m-instruct", dataset_id=dataset_id,
-                      org_id=org_id, hyperparameters={})
+        task = MLTask(
+            id=new_id(),
+            name="ended",
+            mode="STANDARD",
+            status="CANCELLED",
+            model_name="smollm2-135m-instruct",
+            dataset_id=dataset_id,
+            org_id=org_id,
+            hyperparameters={},
+        )
         session.add(task)
         session.flush()
         key = evaluation_prefix(task.id, 1) + "evaluation.json"
-        report = evaluate_predictions(Splits([], held_out, held_out), {"feedback": ["No."], "test": ["Yes."]}, [], EvaluationConfig(), iteration=1)
+        report = evaluate_predictions(
+            Splits([], held_out, held_out), {"feedback": ["No."], "test": ["Yes."]}, [], EvaluationConfig(), iteration=1
+        )
         put_bytes(object_store_from_settings(settings), key, report.model_dump_json().encode())
-        session.add(TaskExecution(task_id=task.id, iteration=1, phase="EVALUATING", status="COMPLETED", evaluation_key=key))
+        session.add(
+            TaskExecution(task_id=task.id, iteration=1, phase="EVALUATING", status="COMPLETED", evaluation_key=key)
+        )
     return task.id
 
 
@@ -284,19 +345,56 @@ def stored_model(settings, org_id: str, task_id: str, name: str = "a-model") -> 
     put_bytes(store, adapter_key + "adapter_config.json", b"{}")
     with db(settings) as session:
         model = RegisteredModel(id=new_id(), org_id=org_id, name=name, base_model="smollm2-135m-instruct")
-        version = ModelVersion(id=new_id(), model_id=model.id, org_id=org_id, version=1, adapter_key=adapter_key, sha256="0" * 64, size_bytes=2,
-                               status="READY", task_id=task_id, iteration=1, hyperparameters={}, serving_mode="closed_book", scores={},
-                               splits_key=f"optimized/{task_id}-opt1/splits.json", evaluation_key=f"evaluations/{task_id}/iter-1/evaluation.json")
-        gate = PromotionGate(id=new_id(), org_id=org_id, model_id=model.id, alias="staging", candidate_version=1, status="REFUSED", margin=0.01,
-                             mode="closed_book", reason="refused")
+        version = ModelVersion(
+            id=new_id(),
+            model_id=model.id,
+            org_id=org_id,
+            version=1,
+            adapter_key=adapter_key,
+            sha256="0" * 64,
+            size_bytes=2,
+            status="READY",
+            task_id=task_id,
+            iteration=1,
+            hyperparameters={},
+            serving_mode="closed_book",
+            scores={},
+            splits_key=f"optimized/{task_id}-opt1/splits.json",
+            evaluation_key=f"evaluations/{task_id}/iter-1/evaluation.json",
+        )
+        gate = PromotionGate(
+            id=new_id(),
+            org_id=org_id,
+            model_id=model.id,
+            alias="staging",
+            candidate_version=1,
+            status="REFUSED",
+            margin=0.01,
+            mode="closed_book",
+            reason="refused",
+        )
         for row in (model, version, gate):  # parents first: the rows have no relationships to order them by
             session.add(row)
             session.flush()
-        session.add_all([ModelAlias(model_id=model.id, name="production", version_id=version.id),
-                         AliasMove(model_id=model.id, alias="production", to_version=1, kind="forced", reason="set up")])
-        entry = QAEntry(org_id=org_id, conversation_id="c-1", model=f"{name}@1", model_version_id=version.id,
-                        messages=[{"role": "user", "content": "What is org A's secret?"}], answer="It is secret.", finish_reason="stop",
-                        sources=[], prompt_tokens=5, completion_tokens=3, latency_ms=10)
+        session.add_all(
+            [
+                ModelAlias(model_id=model.id, name="production", version_id=version.id),
+                AliasMove(model_id=model.id, alias="production", to_version=1, kind="forced", reason="set up"),
+            ]
+        )
+        entry = QAEntry(
+            org_id=org_id,
+            conversation_id="c-1",
+            model=f"{name}@1",
+            model_version_id=version.id,
+            messages=[{"role": "user", "content": "What is org A's secret?"}],
+            answer="It is secret.",
+            finish_reason="stop",
+            sources=[],
+            prompt_tokens=5,
+            completion_tokens=3,
+            latency_ms=10,
+        )
         session.add(entry)
         session.commit()
         return {"model_name": name, "version": "1", "alias": "production", "gate_id": gate.id, "entry_id": entry.id}
@@ -310,7 +408,9 @@ async def assert_org_a_untouched(world: World) -> None:
     assert (await owner.get(f"/api/v1/orgs/{world.ids['org_id']}")).json()["name"] == "org-a"
     assert (await owner.get(f"/api/v1/knowledge-bases/{world.ids['kb_id']}")).json()["name"] == "a-kb"
     assert (await owner.get(f"/api/v1/models/{world.ids['model_name']}")).json()["aliases"] == {"production": 1}
-    assert [v["version"] for v in (await owner.get(f"/api/v1/models/{world.ids['model_name']}/versions")).json()["items"]] == [1]
+    assert [
+        v["version"] for v in (await owner.get(f"/api/v1/models/{world.ids['model_name']}/versions")).json()["items"]
+    ] == [1]
     history = (await owner.get("/api/v1/qa/history")).json()["items"]
     assert [(e["entry_id"], e["rating"]) for e in history] == [(world.ids["entry_id"], None)]
     documents = (await owner.get(f"/api/v1/knowledge-bases/{world.ids['kb_id']}/documents")).json()["items"]
@@ -333,28 +433,74 @@ async def assert_org_a_untouched(world: World) -> None:
 
 def probes_of_org_a(world: World) -> dict[str, list[tuple[str, str, dict | None, str]]]:
     """What org B tries on org A's resources, by resource: (method, path, JSON body, what the 404 must say)."""
-    ids, task, org, viewer = world.ids, f"/api/v1/tasks/{world.ids['task_id']}", f"/api/v1/orgs/{world.ids['org_id']}", world.viewer_id
+    ids, task, org, viewer = (
+        world.ids,
+        f"/api/v1/tasks/{world.ids['task_id']}",
+        f"/api/v1/orgs/{world.ids['org_id']}",
+        world.viewer_id,
+    )
     steal = {"task_name": "steal", "dataset_id": ids["dataset_id"]}
     return {
-        "tasks": [("GET", task, None, "not found"), ("GET", f"{task}/executions", None, "not found"), ("GET", f"{task}/report", None, "not found"),
-                  ("GET", f"{task}/iterations/1/answers", None, "not found"), ("GET", f"{task}/iterations/0/answers", None, "not found")]
-                 + [("POST", f"{task}/{action}", None, "not found") for action in ("start", "pause", "resume", "cancel")]
-                 + [("POST", f"/api/v1/tasks/{mode}", steal, f"dataset {ids['dataset_id']} not found") for mode in ("standard", "continuous")],
-        "datasets": [("GET", f"/api/v1/datasets/{ids['dataset_id']}", None, "not found"),
-                     ("GET", f"/api/v1/datasets/{ids['dataset_id']}/preview", None, "not found")],
+        "tasks": [
+            ("GET", task, None, "not found"),
+            ("GET", f"{task}/executions", None, "not found"),
+            ("GET", f"{task}/report", None, "not found"),
+            ("GET", f"{task}/iterations/1/answers", None, "not found"),
+            ("GET", f"{task}/iterations/0/answers", None, "not found"),
+        ]
+        + [("POST", f"{task}/{action}", None, "not found") for action in ("start", "pause", "resume", "cancel")]
+        + [
+            ("POST", f"/api/v1/tasks/{mode}", steal, f"dataset {ids['dataset_id']} not found")
+            for mode in ("standard", "continuous")
+        ],
+        "datasets": [
+            ("GET", f"/api/v1/datasets/{ids['dataset_id']}", None, "not found"),
+            ("GET", f"/api/v1/datasets/{ids['dataset_id']}/preview", None, "not found"),
+        ],
         "api_keys": [("DELETE", f"/api/v1/api-keys/{ids['key_id']}", None, "not found")],
-        "knowledge": [(method, f"/api/v1/knowledge-bases/{ids['kb_id']}{path}", body, "not found") for method, path, body in (
-            ("GET", "", None), ("DELETE", "", None), ("GET", "/documents", None), ("GET", f"/documents/{ids['document_id']}", None),
-            ("DELETE", f"/documents/{ids['document_id']}", None), ("POST", "/search", {"query": "secret"}))],
-        "models": [(method, f"/api/v1/models/{ids['model_name']}{path}", body, "not found") for method, path, body in (
-            ("GET", "", None), ("GET", "/versions", None), ("GET", "/versions/1", None), ("GET", "/versions/1/adapter", None),
-            ("DELETE", "/versions/1", None), ("GET", "/aliases", None), ("POST", "/versions/1/promote", {"alias": "production", "force": True, "reason": "x"}),
-            ("POST", "/aliases/production/rollback", None), ("GET", "/gates", None), ("GET", f"/gates/{ids['gate_id']}", None),
-            ("POST", "/versions", {"task_id": ids["task_id"]}))],
-        "qa": [("POST", f"/api/v1/qa/history/{ids['entry_id']}/feedback", {"rating": "down", "corrected_answer": "pwned"}, "not found")],
-        "orgs": [("GET", org, None, "not found"), ("GET", f"{org}/members", None, "not found"), ("DELETE", f"{org}/members/{viewer}", None, "not found"),
-                 ("PATCH", f"{org}/members/{viewer}", {"role": "owner"}, "not found"),
-                 ("POST", f"{org}/members", {"username": "bob", "role": "owner"}, "not found"), ("PATCH", org, {"name": "pwned"}, "not found")],
+        "knowledge": [
+            (method, f"/api/v1/knowledge-bases/{ids['kb_id']}{path}", body, "not found")
+            for method, path, body in (
+                ("GET", "", None),
+                ("DELETE", "", None),
+                ("GET", "/documents", None),
+                ("GET", f"/documents/{ids['document_id']}", None),
+                ("DELETE", f"/documents/{ids['document_id']}", None),
+                ("POST", "/search", {"query": "secret"}),
+            )
+        ],
+        "models": [
+            (method, f"/api/v1/models/{ids['model_name']}{path}", body, "not found")
+            for method, path, body in (
+                ("GET", "", None),
+                ("GET", "/versions", None),
+                ("GET", "/versions/1", None),
+                ("GET", "/versions/1/adapter", None),
+                ("DELETE", "/versions/1", None),
+                ("GET", "/aliases", None),
+                ("POST", "/versions/1/promote", {"alias": "production", "force": True, "reason": "x"}),
+                ("POST", "/aliases/production/rollback", None),
+                ("GET", "/gates", None),
+                ("GET", f"/gates/{ids['gate_id']}", None),
+                ("POST", "/versions", {"task_id": ids["task_id"]}),
+            )
+        ],
+        "qa": [
+            (
+                "POST",
+                f"/api/v1/qa/history/{ids['entry_id']}/feedback",
+                {"rating": "down", "corrected_answer": "pwned"},
+                "not found",
+            )
+        ],
+        "orgs": [
+            ("GET", org, None, "not found"),
+            ("GET", f"{org}/members", None, "not found"),
+            ("DELETE", f"{org}/members/{viewer}", None, "not found"),
+            ("PATCH", f"{org}/members/{viewer}", {"role": "owner"}, "not found"),
+            ("POST", f"{org}/members", {"username": "bob", "role": "owner"}, "not found"),
+            ("PATCH", org, {"name": "pwned"}, "not found"),
+        ],
     }
 
 
@@ -392,7 +538,9 @@ def names_field(response: httpx.Response, name: str) -> bool:
 
 async def raw_request(app, method: str, path: str, headers: dict[str, str], chunks: list[bytes]) -> tuple[int, dict]:
     """Drive the ASGI app directly, so the Content-Length header can lie and the body can arrive in chunks."""
-    messages = [{"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1} for i, chunk in enumerate(chunks)]
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1} for i, chunk in enumerate(chunks)
+    ]
     sent = []
 
     async def receive():
@@ -401,9 +549,20 @@ async def raw_request(app, method: str, path: str, headers: dict[str, str], chun
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http", "path": path,
-             "raw_path": path.encode(), "query_string": b"", "root_path": "", "client": ("127.0.0.1", 50000), "server": ("wlops", 80),
-             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "client": ("127.0.0.1", 50000),
+        "server": ("wlops", 80),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+    }
     await app(scope, receive, send)
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")

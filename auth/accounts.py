@@ -91,10 +91,13 @@ def add_member(session: Session, org: Organization, user: User, role: Role) -> M
 
 
 def owners_left(session: Session, org_id: str, without_user: str) -> int:
-    return session.scalar(
-        select(func.count())
-        .select_from(Membership)
-        .where(Membership.org_id == org_id, Membership.role == Role.OWNER.value, Membership.user_id != without_user)
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Membership)
+            .where(Membership.org_id == org_id, Membership.role == Role.OWNER.value, Membership.user_id != without_user)
+        )
+        or 0
     )
 
 
@@ -116,7 +119,7 @@ def remove_member(session: Session, member: Membership) -> None:
     added again)."""
     if member.role == Role.OWNER.value and owners_left(session, member.org_id, member.user_id) == 0:
         raise AccountConflict("an organization needs at least one owner: make someone else owner first")
-    session.get(User, member.user_id).token_version += 1
+    session.get_one(User, member.user_id).token_version += 1
     session.execute(
         update(ApiKey)
         .where(ApiKey.org_id == member.org_id, ApiKey.created_by == member.user_id, ApiKey.revoked_at.is_(None))
@@ -148,7 +151,7 @@ def ensure_user(session: Session, username: str, password: str, org_name: str, r
 def authenticate(session: Session, username: str, password: str) -> User | None:
     user = find_user(session, username)
     ok = verify_password(user.password_hash if user else None, password)
-    return user if ok and user.is_active else None
+    return user if ok and user is not None and user.is_active else None
 
 
 def memberships_of(session: Session, user_id: str) -> list[tuple[Membership, Organization]]:

@@ -45,7 +45,8 @@ _ADMIN = _MEMBER | {Scope.MEMBERS_WRITE, Scope.KEYS_MANAGE, Scope.AUDIT_READ, Sc
 _OWNER = _ADMIN | {Scope.ORG_MANAGE}
 
 # Viewers read; members create and control datasets, tasks, knowledge bases and model versions (promotions pass the
-# gate); admins also manage members, keys, read the audit log and may force a promotion; owners also manage the organization.
+# gate); admins also manage members, keys, read the audit log and may force a promotion; owners also manage the
+# organization.
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.VIEWER: _VIEWER,
     Role.MEMBER: _MEMBER,

@@ -77,7 +77,9 @@ class SharedModels:
         self._states: dict[str, LoadState] = {}
 
     def get(self, key: str, loader: Callable[[], T]) -> T:
-        """The model under `key`, loading it with `loader` if no one has; raises `ModelLoadFailed` during a failure's backoff."""
+        """The model under `key`, loading it with `loader` if no one has; raises `ModelLoadFailed` during a failure's
+        backoff.
+        """
         if key in self._models:  # the fast path: a dict read needs no lock
             return self._models[key]
         with _LOAD_LOCK:
@@ -88,7 +90,7 @@ class SharedModels:
             if known is not None and known.state == "failed" and now < (known.retry_at or 0):
                 raise ModelLoadFailed(
                     f"the model {key} could not be loaded ({known.error}); it is tried again in "
-                    f"{known.retry_at - now:.0f} s",
+                    f"{(known.retry_at or 0) - now:.0f} s",
                     code="model_not_ready",
                 )
             failures = known.failures if known is not None else 0

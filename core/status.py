@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import Enum, StrEnum
 
 
 class TaskStatus(StrEnum):
@@ -44,7 +44,7 @@ ACTIVE_PHASES = frozenset({TaskStatus.OPTIMIZING, TaskStatus.TRAINING, TaskStatu
 class IllegalTransition(ValueError):
     """A status change the transition table does not allow."""
 
-    def __init__(self, current: TaskStatus, target: TaskStatus):
+    def __init__(self, current: Enum, target: Enum):
         super().__init__(f"cannot go from {current} to {target}")
         self.current = current
         self.target = target
@@ -130,7 +130,8 @@ class GateStatus(StrEnum):
     EVALUATING = (
         "EVALUATING"  # the candidate, the alias's current version and the base model answer the same test questions
     )
-    PROMOTED = "PROMOTED"  # the candidate answered significantly more questions right than both (or was forced): the alias points at it
+    # the candidate answered significantly more questions right than both (or was forced): the alias points at it
+    PROMOTED = "PROMOTED"
     REFUSED = "REFUSED"  # it did not, or the alias moved meanwhile: nothing changed; the figures say why
     INCONCLUSIVE = (
         "INCONCLUSIVE"  # better, but not significantly, on too few questions: not enough evidence, nothing changed

@@ -53,4 +53,4 @@ def migrate(url: str) -> None:
 def page(session: Session, query: Select, *order_by, limit: int, offset: int) -> tuple[list, int]:
     """One page of `query`'s rows in `order_by` order, and how many rows the whole query has."""
     total = session.scalar(select(func.count()).select_from(query.subquery()))
-    return list(session.scalars(query.order_by(*order_by).limit(limit).offset(offset))), total
+    return list(session.scalars(query.order_by(*order_by).limit(limit).offset(offset))), total or 0

@@ -47,7 +47,8 @@ KNOWN_UNITS = (
 )
 _CODE_PATTERNS = (
     r"\b[A-Z]{1,5}-\d{2,5}\b",  # error codes: FL-204
-    r"(?<![\w/])(?:~|%\w+%)?(?:/[\w.%\-]+){2,}/?|(?<!\w)/[a-z][\w.\-]+(?=[\s,.;]|$)",  # paths: /etc/x/y, ~/Library/Logs, /metrics
+    # paths: /etc/x/y, ~/Library/Logs, /metrics
+    r"(?<![\w/])(?:~|%\w+%)?(?:/[\w.%\-]+){2,}/?|(?<!\w)/[a-z][\w.\-]+(?=[\s,.;]|$)",
     r"(?<!\w)--[a-z][\w-]*",  # flags: --once
     r"\b\d+\.\d+(?:\.\d+)+\b",  # versions: 4.2.1
     r"\b[\w-]+\.(?:toml|yaml|yml|json|log|service|gz|conf|ini|txt|md|pdf|html)\b",  # file names
@@ -145,7 +146,7 @@ def derive_checks(question: str, reference: str, common: frozenset[str] = frozen
 
 
 def _identifiers(text: str) -> list[str]:
-    found = []
+    found: list[str] = []
     for pattern in _CODE_PATTERNS:
         for match in re.finditer(pattern, text):
             value = next((g for g in match.groups() if g), None) if match.groups() else match.group(0)

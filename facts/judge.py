@@ -1,4 +1,5 @@
-"""Judging an answer by its row's fact checks: each check passes or fails with a reason; the answer is right when all pass.
+"""Judging an answer by its row's fact checks: each check passes or fails with a reason; the answer is right when all
+pass.
 
 Matching is case-insensitive on normalised text. Numbers are read as digits ("7,412", "4.2", "$499") or words
 ("twelve", "twenty-one": `numerizer`), so "14 files" and "fourteen files" state the same number. A yes/no answer's
@@ -30,7 +31,8 @@ _QUOTES = str.maketrans(
         "`": "",
     }
 )
-# a number not glued to a letter, a code or a version ("FL-204", "v2" and "4.2.1" state no quantity), and the word after it
+# a number not glued to a letter, a code or a version ("FL-204", "v2" and "4.2.1" state no quantity), and the word after
+# it
 _NUMBER = re.compile(
     r"(?<![A-Za-z0-9_.])(?<![A-Za-z]-)(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\d.,]*\d)\s*([%A-Za-z$\u20ac]+)?"
 )
@@ -119,7 +121,9 @@ class CheckResult:
 
 
 def _holds(answer: str, value: str) -> bool:
-    """`value` appears in `answer` (normalised), not as part of a longer word or number when it starts or ends with one."""
+    """`value` appears in `answer` (normalised), not as part of a longer word or number when it starts or ends with
+    one.
+    """
     needle = normalize(value)
     pattern = (
         (r"(?<![\w])" if needle[:1].isalnum() else "")
@@ -156,8 +160,8 @@ def run_check(check: FactCheck, answer: str) -> CheckResult:
         said = ", ".join(f"{_number(v)}{' ' + u if u else ''}" for v, u in stated) or "no number"
         return CheckResult(False, f"expected {wanted}, found {said}")
     if isinstance(check, Polarity):
-        said = stance(answer)
-        return CheckResult(said == check.value, f"answers {said or 'nothing'}, expected {check.value}")
+        position = stance(answer)
+        return CheckResult(position == check.value, f"answers {position or 'nothing'}, expected {check.value}")
     raise TypeError(f"unknown check {check!r}")
 
 

@@ -66,7 +66,9 @@ def chunk_document(
 
 
 def _overlap_start(body: str, start: int, previous_end: int, count_tokens: TokenCounter, budget: int) -> int:
-    """The earliest line or sentence boundary before `start` whose text up to the previous chunk's end fits the budget."""
+    """The earliest line or sentence boundary before `start` whose text up to the previous chunk's end fits the
+    budget.
+    """
     for match in BOUNDARY.finditer(body, max(0, start - 8 * budget), start):  # a word piece is rarely over 8 characters
         if match.end() < start and count_tokens(body[match.end() : previous_end]) <= budget:
             return match.end()
@@ -81,5 +83,7 @@ def _chunker(count_tokens: TokenCounter, chunk_tokens: int):
 
 
 def embedding_text(heading_path: list[str], text: str) -> str:
-    """What is embedded for a chunk: its heading path first, so a chunk of a list under "Network ports" is found by "port"."""
+    """What is embedded for a chunk: its heading path first, so a chunk of a list under "Network ports" is found by
+    "port".
+    """
     return " > ".join(heading_path) + "\n" + text if heading_path else text

@@ -106,16 +106,18 @@ def _parse_markdown(text: str, media_type: str) -> ParsedDocument:
 
     line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
     tokens = MarkdownIt("commonmark").parse(text)
-    headings = []  # (level, title, first line, line after the heading)
+    headings: list[tuple[int, str, int, int]] = []  # (level, title, first line, line after the heading)
     for i, token in enumerate(tokens):
-        if token.type == "heading_open" and token.map and (level := HEADING.match(token.tag)):
-            headings.append((int(level.group(1)), tokens[i + 1].content.strip(), token.map[0], token.map[1]))
+        if token.type == "heading_open" and token.map and (heading := HEADING.match(token.tag)):
+            headings.append((int(heading.group(1)), tokens[i + 1].content.strip(), token.map[0], token.map[1]))
 
     def offset(line: int) -> int:
         return line_starts[line] if line < len(line_starts) else len(text)
 
-    boundaries = []  # (heading path, body start, end) of each section, in order
-    path, stack, start = [], [], 0
+    boundaries: list[tuple[list[str], int, int]] = []  # (heading path, body start, end) of each section, in order
+    path: list[str] = []
+    stack: list[tuple[int, str]] = []
+    start = 0
     for level, title, first, after in headings:
         boundaries.append((path, start, offset(first)))  # the section before ends where this heading starts
         stack = [entry for entry in stack if entry[0] < level] + [(level, title)]

@@ -1,4 +1,5 @@
-"""Which chunk holds an answer: the supporting chunk of a question/answer pair, and whether a text is supported by a chunk.
+"""Which chunk holds an answer: the supporting chunk of a question/answer pair, and whether a text is supported by a
+chunk.
 
 An answer is supported by a chunk when the chunk holds most of the answer's content words (numbers, names and
 terms; not stop words). The supporting chunk of a pair is the best supported of the chunks most similar to the
@@ -140,7 +141,7 @@ def supporting_chunks(
     """For each (question, answer), the chunk that best supports the answer among the `CANDIDATES` most similar to
     the pair (`query_vectors`: the embedded "question answer"), or None when none holds enough of it."""
     found: list[SupportingChunk | None] = []
-    for (_, answer), hits in zip(pairs, index.search(query_vectors, CANDIDATES)):
+    for (_, answer), hits in zip(pairs, index.search(query_vectors, CANDIDATES), strict=True):
         best = max(hits, key=lambda h: (support(answer, h.chunk.text), -h.rank), default=None)
         score = support(answer, best.chunk.text) if best else 0.0
         found.append(SupportingChunk(best.chunk.chunk_id, round(score, 3)) if best and score >= threshold else None)

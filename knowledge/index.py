@@ -67,9 +67,10 @@ class VectorIndex:
 
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, DIMENSIONS)
         if len(vectors) >= approximate_from:
-            index = faiss.IndexHNSWFlat(DIMENSIONS, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-            index.hnsw.efSearch = HNSW_EF_SEARCH
+            graph = faiss.IndexHNSWFlat(DIMENSIONS, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
+            graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+            graph.hnsw.efSearch = HNSW_EF_SEARCH
+            index: faiss.Index = graph
             kind = "hnsw"
         else:
             index, kind = faiss.IndexFlatIP(DIMENSIONS), "flat"
@@ -92,7 +93,10 @@ class VectorIndex:
 
         index = faiss.read_index(str(path))
         if kind == "hnsw":
-            faiss.downcast_index(index).hnsw.efSearch = HNSW_EF_SEARCH
+            graph = faiss.downcast_index(index)
+            if not isinstance(graph, faiss.IndexHNSWFlat):
+                raise ValueError(f"{path} holds a {type(graph).__name__}, not the HNSW index its manifest names")
+            graph.hnsw.efSearch = HNSW_EF_SEARCH
         return cls(index, kind)
 
 
@@ -121,10 +125,10 @@ class KnowledgeIndex:
         return [
             [
                 SearchHit(self.chunks[row], round(float(score), 4), rank)
-                for rank, (score, row) in enumerate(zip(s, r), start=1)
+                for rank, (score, row) in enumerate(zip(s, r, strict=True), start=1)
                 if row >= 0
             ]
-            for s, r in zip(scores, rows)
+            for s, r in zip(scores, rows, strict=True)
         ]
 
     @cached_property
@@ -143,7 +147,9 @@ class KnowledgeIndex:
         return rows
 
     def save(self, directory: Path) -> Path:
-        """Write the chunk table, the vectors, the index and a manifest (written last: a folder without one is incomplete)."""
+        """Write the chunk table, the vectors, the index and a manifest (written last: a folder without one is
+        incomplete).
+        """
         directory.mkdir(parents=True, exist_ok=True)
         with open(directory / CHUNKS_FILE, "w", encoding="utf-8") as fh:
             for chunk in self.chunks:

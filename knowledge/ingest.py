@@ -60,7 +60,9 @@ def build_index(
     progress: Progress | None = None,
     approximate_from: int = APPROXIMATE_FROM,
 ) -> BuildOutcome:
-    """The index of exactly `documents`; an unreadable or empty document is FAILED with the reason, the rest are indexed."""
+    """The index of exactly `documents`; an unreadable or empty document is FAILED with the reason, the rest are
+    indexed.
+    """
     import time
 
     clock = {"parse_and_chunk": 0.0, "embed": 0.0, "index": 0.0}
@@ -69,7 +71,7 @@ def build_index(
     outcomes: list[DocumentOutcome] = []
     for done, document in enumerate(documents, start=1):
         key = (document.document_id, document.version)
-        if key in reusable:
+        if previous is not None and key in reusable:
             rows = reusable[key]
             parts.append(([previous.chunks[r] for r in rows], previous.vectors[rows]))
             outcomes.append(DocumentOutcome(document.document_id, document.version, "INDEXED", len(rows)))

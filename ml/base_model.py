@@ -41,7 +41,8 @@ def validate_model_name(model_name: str) -> str:
     if path.is_absolute() and (path / "config.json").is_file():
         return model_name
     raise UnknownModel(
-        f"unknown model {model_name!r}: use {', '.join(KNOWN_MODELS)} or the absolute path of a local Hugging Face model folder"
+        f"unknown model {model_name!r}: use {', '.join(KNOWN_MODELS)} or the absolute path of a local Hugging Face "
+        f"model folder"
     )
 
 
@@ -67,7 +68,8 @@ def _dequantize_smollm2(target: Path) -> None:
         source = smollm2_dir()
         tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
         model = AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
-        model.hf_quantizer = None
+        # transformers types this attribute as a quantizer; a dequantized model has none
+        model.hf_quantizer = None  # type: ignore[assignment]
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         partial = target.with_name(target.name + ".partial")
@@ -77,7 +79,9 @@ def _dequantize_smollm2(target: Path) -> None:
 
 
 def load_model_and_tokenizer(model_name: str, cache_dir: Path, device: str | None = None):
-    """A fresh (model, tokenizer) of the caller's own, in float32 on `device` (CUDA if available, else CPU), loaded under the
+    """A fresh (model, tokenizer) of the caller's own, in float32 on `device` (CUDA if available, else CPU), loaded
+    under
+    the
     process's one model-loading lock (`core.model_loading`), imports included: transformers' lazy first import is not
     safe in two threads at once either."""
     folder = materialize(model_name, cache_dir)
@@ -89,12 +93,16 @@ def load_model_and_tokenizer(model_name: str, cache_dir: Path, device: str | Non
         tokenizer = AutoTokenizer.from_pretrained(folder)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        # transformers wraps `PreTrainedModel.to` with functools.wraps, which mypy reads as an unbound function
+        model = model.to(device)  # type: ignore[arg-type]
     return model, tokenizer
 
 
 def with_adapter(model, adapter_dir: Path, *, merge: bool = False, **kwargs):
-    """`model` with the LoRA adapter in `adapter_dir` (merged into its weights with `merge`), under the model-loading lock."""
+    """`model` with the LoRA adapter in `adapter_dir` (merged into its weights with `merge`), under the model-loading
+    lock.
+    """
     with exclusive():
         from peft import PeftModel
 

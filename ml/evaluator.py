@@ -84,7 +84,7 @@ def generate_answers(
     for start in range(0, len(questions), batch_size):
         prompts = [
             prompt_ids(tokenizer, q, c)
-            for q, c in zip(questions[start : start + batch_size], contexts[start : start + batch_size])
+            for q, c in zip(questions[start : start + batch_size], contexts[start : start + batch_size], strict=True)
         ]
         input_ids, attention = left_pad(prompts, tokenizer.pad_token_id)
         width = input_ids.shape[1]
@@ -111,15 +111,16 @@ def per_example_loss(
     model.eval()
     pairs = [training_ids(tokenizer, e.question, e.answer, max_length, e.context or None) for e in examples]
     losses = [float("nan")] * len(examples)
-    valid = [i for i, p in enumerate(pairs) if p is not None]
-    for start in range(0, len(valid), batch_size):
-        chunk = valid[start : start + batch_size]
-        width = max(len(pairs[i][0]) for i in chunk)
+    valid = {i: p for i, p in enumerate(pairs) if p is not None}
+    order = list(valid)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        width = max(len(valid[i][0]) for i in chunk)
         ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
         labels = torch.full((len(chunk), width), -100, dtype=torch.long)
         attention = torch.zeros((len(chunk), width), dtype=torch.long)
         for row, i in enumerate(chunk):
-            seq, lab = pairs[i]
+            seq, lab = valid[i]
             ids[row, : len(seq)], labels[row, : len(lab)], attention[row, : len(seq)] = (
                 torch.tensor(seq),
                 torch.tensor(lab),
@@ -200,7 +201,9 @@ def predict_splits(
     progress: Progress | None = None,
     contexts: dict[str, list[str]] | None = None,
 ) -> dict[str, list[str]]:
-    """Answers to each held-out split; with `contexts` (example id -> passages retrieved for its question), in rag mode."""
+    """Answers to each held-out split; with `contexts` (example id -> passages retrieved for its question), in rag
+    mode.
+    """
     return {
         name: generate_answers(
             model,
@@ -232,7 +235,7 @@ def error_type(got: str | None, expected: str, checks: list[CheckVerdict] | None
         return "empty_answer"
     failed = next((c for c in checks or [] if not c.passed), None)
     if failed is not None:
-        return FAILED_CHECK_ERRORS.get(failed.check.get("type"), "wrong_content")
+        return FAILED_CHECK_ERRORS.get(str(failed.check.get("type")), "wrong_content")
     if len(got.split()) > 2 * len(expected.split()) + 5:
         return "too_long"
     return "wrong_content"
@@ -253,7 +256,9 @@ def find_bad_cases(
         BadCase(**r.model_dump(), split="feedback", error_type=error_type(r.got, r.expected, r.checks))
         for r in failing[: config.max_bad_cases]
     ]
-    ranked = sorted((pair for pair in zip(train, train_losses) if pair[1] == pair[1]), key=lambda p: -p[1])
+    # without the training split's losses (none computed) no training example is a bad case
+    losses = zip(train, train_losses, strict=False)
+    ranked = sorted((pair for pair in losses if pair[1] == pair[1]), key=lambda p: -p[1])
     for example, loss in ranked[: config.max_train_loss_cases]:
         cases.append(
             BadCase(
@@ -286,8 +291,10 @@ def suggest_improvements(bad_cases: list[BadCase], iteration: int) -> list[Sugge
             label = members[0].question
             action = ACTIONS[split]
             text = (
-                f"{len(members)} {'answer' if split == 'feedback' else 'training example'}{'s' if len(members) > 1 else ''} "
-                f'about topics like "{label}" {"are mostly " + dominant.replace("_", " ") if split == "feedback" else "still have a high loss"}; '
+                f"{len(members)} "
+                f"{'answer' if split == 'feedback' else 'training example'}{'s' if len(members) > 1 else ''} "
+                f'about topics like "{label}" '
+                f"{'are mostly ' + dominant.replace('_', ' ') if split == 'feedback' else 'still have a high loss'}; "
                 f"next round will {action}."
             )
             suggestions.append(
@@ -412,7 +419,7 @@ def follow_up_bad_cases(
                 question=case.question,
                 before=case.overall,
                 after=after.overall if after else None,
-                delta=round(after.overall - case.overall, 4) if after else None,
+                delta=round(after.overall - case.overall, 4) if after and case.overall is not None else None,
                 targeted_training_examples=lineage.get(case.example_id, []),
                 chunk_ids=(chunks or {}).get(case.example_id, []),
                 right_after=after.right if after else None,

@@ -43,7 +43,8 @@ class Example:
     context: list[str] = field(default_factory=list)
     context_chunk_ids: list[str] = field(default_factory=list)
     supporting_chunk_id: str | None = None
-    # fact checks that judge an answer right or wrong (schemas.checks, as JSON): the row's own, or derived from its answer
+    # fact checks that judge an answer right or wrong (schemas.checks, as JSON): the row's own, or derived from its
+    # answer
     checks: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -170,7 +171,8 @@ def record_to_pair(record: dict[str, Any]) -> tuple[str, str]:
 
 
 def record_checks(record: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """The record's validated fact checks as JSON (None when it has none); ValueError naming the check and field at fault.
+    """The record's validated fact checks as JSON (None when it has none); ValueError naming the check and field at
+    fault.
     In a CSV file the `checks` column holds them as JSON text."""
     raw = record.get("checks")
     if raw is None or raw == "":

@@ -116,7 +116,7 @@ class LocalGenerator:
         picked = [(chunk, s) for chunk in chunks for s in statements(chunk.text)[:per_chunk]]
         questions = self.write_questions([s for _, s in picked])
         pairs = []
-        for (chunk, statement), question in zip(picked, questions):
+        for (chunk, statement), question in zip(picked, questions, strict=True):
             if question:
                 pairs.append(GeneratedPair(question, statement, chunk, "local-model"))
             cloze = cloze_question(statement)
@@ -211,7 +211,7 @@ def validate(
     seen_keys = [example_key(e.question, e.answer) for e in existing or []]
     answered: set[tuple[str, str]] = set()
     kept: list[Example] = []
-    for pair, found, fit in zip(pairs, hits, fits):
+    for pair, found, fit in zip(pairs, hits, fits, strict=True):
         if (pair.chunk.chunk_id, pair.answer) in answered:
             continue  # the statement already has a valid question (the backup is not needed)
         reason = _problem(pair, found, fit, seen_keys, config)
@@ -249,7 +249,7 @@ def _fits_its_statement(pairs: list[GeneratedPair], question_vectors: np.ndarray
     model wrote about the wrong fact of a list still retrieves the list, so the round trip alone would pass it)."""
     out = []
     cache: dict[str, tuple[list[str], np.ndarray]] = {}
-    for pair, vector in zip(pairs, question_vectors):
+    for pair, vector in zip(pairs, question_vectors, strict=True):
         if pair.chunk.chunk_id not in cache:
             own = statements(pair.chunk.text)
             cache[pair.chunk.chunk_id] = (own, embed(own) if own else np.zeros((0, len(vector)), np.float32))

@@ -61,7 +61,9 @@ def grounded_examples(
     suggestion_of = {case_id: s.id for s in suggestions for case_id in s.evidence_bad_case_ids}
     causes: dict[str, list[dict[str, Any]]] = {}  # chunk id -> the bad cases that retrieved it
     chunks: dict[str, ChunkRecord] = {}
-    for case, hits in zip(cases, index.search(embed([c.question for c in cases]), config.chunks_per_bad_case)):
+    for case, hits in zip(
+        cases, index.search(embed([c.question for c in cases]), config.chunks_per_bad_case), strict=True
+    ):
         for hit in hits:
             chunks[hit.chunk.chunk_id] = hit.chunk
             causes.setdefault(hit.chunk.chunk_id, []).append(
@@ -98,7 +100,9 @@ def random_chunk_examples(
         return GroundedData([], 0, 0, {}, 0)
     order = list(index.chunks)
     random.Random(seed).shuffle(order)
-    examples, used, candidates, rejected = [], 0, 0, Counter()
+    examples: list[Example] = []
+    rejected: Counter[str] = Counter()
+    used = candidates = 0
     step = max(1, count // config.questions_per_chunk)
     while len(examples) < count and used < len(order):  # draw more chunks until enough examples pass validation
         batch = order[used : used + step]

@@ -161,7 +161,7 @@ def question_groups(examples: list[Example], similarity: float = NEAR_DUPLICATE_
     if len(examples) > 1:
         questions = [normalize_text(e.question).casefold() for e in examples]
         scores = process.cdist(questions, questions, scorer=fuzz.ratio, score_cutoff=similarity, workers=-1)
-        for i, j in zip(*np.nonzero(scores)):
+        for i, j in zip(*np.nonzero(scores), strict=True):
             parent[root(int(i))] = root(int(j))
     groups: dict[int, list[int]] = {}
     for i in range(len(examples)):
@@ -170,7 +170,8 @@ def question_groups(examples: list[Example], similarity: float = NEAR_DUPLICATE_
 
 
 def split_examples(examples: list[Example], config: SplitConfig | None = None) -> Splits:
-    """Stable three-way split by hash of the normalized examples; small datasets still get `min_examples` per held-out split.
+    """Stable three-way split by hash of the normalized examples; small datasets still get `min_examples` per held-out
+    split.
 
     Examples whose questions are near-identical move together, so no held-out question has a twin in training.
     """
@@ -200,7 +201,8 @@ def split_examples(examples: list[Example], config: SplitConfig | None = None) -
     short = [name for name in ("train", "feedback", "test") if len(parts[name]) < config.min_examples]
     if short:
         raise ValueError(
-            f"cannot split {n} examples: the {', '.join(short)} split would have fewer than {config.min_examples} examples "
+            f"cannot split {n} examples: the {', '.join(short)} split would have fewer than {config.min_examples} "
+            f"examples "
             f"(too many near-identical questions: {len(groups)} distinct question groups)"
         )
     # keep the file's order inside each split
@@ -210,7 +212,8 @@ def split_examples(examples: list[Example], config: SplitConfig | None = None) -
 def find_leaks(
     training: Sequence[Example], held_out: Sequence[Example], similarity: float = NEAR_DUPLICATE_SIMILARITY
 ) -> list[tuple[str, str, float]]:
-    """Every (training id, held-out id, similarity) pair where a training example copies or nearly copies a held-out one.
+    """Every (training id, held-out id, similarity) pair where a training example copies or nearly copies a held-out
+    one.
 
     Both the whole example and the question alone are compared, so a rewrite that keeps a held-out
     question under a new answer is caught too.
@@ -226,7 +229,7 @@ def find_leaks(
             score_cutoff=similarity,
             workers=-1,
         )
-        for i, j in zip(*np.nonzero(scores)):
+        for i, j in zip(*np.nonzero(scores), strict=True):
             leaks.append((training[i].id, held_out[j].id, float(scores[i, j])))
     return leaks
 

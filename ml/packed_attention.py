@@ -39,7 +39,9 @@ def packed_attention_forward(
     # would fill a zero tensor the size of the whole row
     outputs = [
         torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True)
-        for q, k, v in zip(query.split(lengths, dim=2), key.split(lengths, dim=2), value.split(lengths, dim=2))
+        for q, k, v in zip(
+            query.split(lengths, dim=2), key.split(lengths, dim=2), value.split(lengths, dim=2), strict=True
+        )
     ]
     # transformers expects (batch, sequence, heads, head_dim)
     return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None

@@ -15,7 +15,8 @@ The rule, on the questions that have fact checks:
   answers no more questions right than either;
 - INCONCLUSIVE (not enough evidence) otherwise: better, but not significantly, on too few questions to tell.
 Every question the current version (or, without one, the base model) answered right and the candidate wrong is listed.
-Without any fact checks (test sets from before them), the old rule applies: the blended score must beat each by `margin`.
+Without any fact checks (test sets from before them), the old rule applies: the blended score must beat each
+by `margin`.
 """
 
 from __future__ import annotations
@@ -96,8 +97,8 @@ def figures(sets: list[SetScores], mode: str, margin: float, significance: float
             "interval_95": [low, high],
         }
         if judged:
-            gained = sum(1 for c, o in zip(verdicts[CANDIDATE], verdicts[other]) if c and not o)
-            lost = sum(1 for c, o in zip(verdicts[CANDIDATE], verdicts[other]) if o and not c)
+            gained = sum(1 for c, o in zip(verdicts[CANDIDATE], verdicts[other], strict=True) if c and not o)
+            lost = sum(1 for c, o in zip(verdicts[CANDIDATE], verdicts[other], strict=True) if o and not c)
             low, high = paired_interval([float(v) for v in verdicts[CANDIDATE]], [float(v) for v in verdicts[other]])
             comparisons[f"candidate - {other}"] = {
                 "fact_accuracy_difference": round((sum(verdicts[CANDIDATE]) - sum(verdicts[other])) / len(judged), 4),
@@ -119,7 +120,7 @@ def figures(sets: list[SetScores], mode: str, margin: float, significance: float
     reference = CURRENT if CURRENT in models else BASE
     lost_questions = [
         {**s.questions[i], "set": s.name}
-        for (s, i), c, o in zip(judged, verdicts.get(CANDIDATE, []), verdicts.get(reference, []))
+        for (s, i), c, o in zip(judged, verdicts.get(CANDIDATE, []), verdicts.get(reference, []), strict=False)
         if o and not c and i < len(s.questions)
     ]
     return {
@@ -170,12 +171,14 @@ def decide(figures_: dict, margin: float, significance: float | None = None) -> 
         theirs, p = accuracy[other]["fact_accuracy"], comparison["p_value"]
         low, high = comparison["interval_95"]
         versus = (
-            f"{candidate:.3f} vs {label}'s {theirs:.3f} right ({comparison['gained']} gained, {comparison['lost']} lost, "
+            f"{candidate:.3f} vs {label}'s {theirs:.3f} right ({comparison['gained']} gained, {comparison['lost']} "
+            f"lost, "
             f"McNemar p = {p:.3g}, difference 95% interval [{low:+.3f}, {high:+.3f}])"
         )
         if scores[CANDIDATE] < scores[other] - margin:
             refusals.append(
-                f"its blended score {scores[CANDIDATE]:.4f} is worse than {label}'s {scores[other]:.4f} by more than the margin {margin}"
+                f"its blended score {scores[CANDIDATE]:.4f} is worse than {label}'s {scores[other]:.4f} by more than "
+                f"the margin {margin}"
             )
         elif comparison["gained"] <= comparison["lost"]:
             refusals.append(f"it answers no more questions right: {versus}")
@@ -184,7 +187,8 @@ def decide(figures_: dict, margin: float, significance: float | None = None) -> 
         else:
             beaten.append(versus)
     against = (
-        f"; {lost} question{'s' if lost != 1 else ''} {LABELS[figures_['regressions']['against']]} answered right turned wrong"
+        f"; {lost} question{'s' if lost != 1 else ''} {LABELS[figures_['regressions']['against']]} answered right "
+        f"turned wrong"
         if lost
         else ""
     )

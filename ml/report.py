@@ -1,4 +1,5 @@
-"""The task report: every iteration's scores against the baseline, loss curves, bad-case lineage, examples side by side."""
+"""The task report: every iteration's scores against the baseline, loss curves, bad-case lineage, and examples side
+by side."""
 
 from __future__ import annotations
 
@@ -115,12 +116,14 @@ def _incremental_lines(report: TaskReport) -> list[str]:
     if not task.parent_task_id:
         return []
     lines = [
-        f"- Incremental: continues task `{task.parent_task_id}` (its adapter and splits) after its knowledge base changed"
+        f"- Incremental: continues task `{task.parent_task_id}` (its adapter and splits) after its knowledge base "
+        f"changed"
     ]
     parent = report.iterations[0].comparison.get("parent", {}).get("test") if report.iterations else None
     if parent is not None:
         lines.append(
-            f"- Against the parent's last adapter on the same test split: {parent.score:.4f} → {report.final.score:.4f} "
+            f"- Against the parent's last adapter on the same test split: {parent.score:.4f} → "
+            f"{report.final.score:.4f} "
             f"(Δ {report.final.score - parent.score:+.4f})"
         )
     return lines
@@ -186,7 +189,8 @@ def render_markdown(report: TaskReport, plot_name: str | None) -> str:
                 + " | ".join(_pair(base.modes[m]["test"]) for m in base.modes)
                 + " | "
                 + " | ".join(_pair(it.modes[m]["test"]) if m in it.modes else "" for m in base.modes)
-                + f" | {_number(retrieval.recall_at_k if retrieval else None)} | {_number(retrieval.mrr if retrieval else None)} |"
+                + f" | {_number(retrieval.recall_at_k if retrieval else None)} | "
+                f"{_number(retrieval.mrr if retrieval else None)} |"
             )
     lines += ["", "## From bad case to score change", ""]
     for it in report.iterations:
@@ -199,12 +203,14 @@ def render_markdown(report: TaskReport, plot_name: str | None) -> str:
             f"### Iteration {it.iteration}: {fixed} of {len(followups)} previous bad cases answered right now "
             f"({improved} with a better blended score)",
             "",
-            "| bad case (feedback split) | right now | blended before | after | targeted training examples | chunks generated from |",
+            "| bad case (feedback split) | right now | blended before | after | targeted training examples | chunks "
+            "generated from |",
             "|---|---|---|---|---|---|",
         ]
         for f in followups[:10]:
             lines.append(
-                f"| {_cell(f.question)} | {_yes_no(f.right_after)} | {f.before:.3f} | {f.after if f.after is None else format(f.after, '.3f')} "
+                f"| {_cell(f.question)} | {_yes_no(f.right_after)} | {f.before:.3f} | "
+                f"{f.after if f.after is None else format(f.after, '.3f')} "
                 f"| {len(f.targeted_training_examples)} | {len(f.chunk_ids)} |"
             )
         lines.append("")
@@ -219,7 +225,8 @@ def render_markdown(report: TaskReport, plot_name: str | None) -> str:
     ]
     for row in report.side_by_side:
         lines.append(
-            f"| {_cell(row.question)} | {_cell(row.expected)} | {_verdict(row.base_right)}{_cell(row.base_answer or '')} "
+            f"| {_cell(row.question)} | {_cell(row.expected)} | "
+            f"{_verdict(row.base_right)}{_cell(row.base_answer or '')} "
             f"| {_verdict(row.tuned_right)}{_cell(row.tuned_answer)} |"
         )
     return "\n".join(lines) + "\n"
@@ -230,19 +237,24 @@ def _final_lines(report: TaskReport) -> list[str]:
     beats = "beats" if final.beats_baseline else "does NOT beat"
     if final.fact_accuracy is None:
         return [
-            f"- Final test-split score **{final.score:.4f}** ({final.grade}, {final.mode.replace('_', ' ')}) vs base model "
+            f"- Final test-split score **{final.score:.4f}** ({final.grade}, {final.mode.replace('_', ' ')}) vs base "
+            f"model "
             f"{base.scores.overall:.4f}: {beats} the baseline"
         ]
     tuned = report.iterations[-1].scores["test"]
     return [
         f"- Final test-split fact accuracy **{_accuracy(tuned)}**, {_right(tuned)} answers right ({final.grade}, "
-        f"{final.mode.replace('_', ' ')}) vs base model {_accuracy(base.scores)}, {_right(base.scores)}: {beats} the baseline",
+        f"{final.mode.replace('_', ' ')}) vs base model {_accuracy(base.scores)}, {_right(base.scores)}: {beats} the "
+        f"baseline",
         f"- Blended wording score (secondary): {final.score:.4f} vs base model {base.scores.overall:.4f}",
     ]
 
 
 def _wrong_answers(report: TaskReport, limit: int = 15) -> list[str]:
-    """The final iteration's wrong test answers, first in the report: what was asked, expected, answered, and which check failed."""
+    """The final iteration's wrong test answers, first in the report: what was asked, expected, answered, and which
+    check
+    failed.
+    """
     if not report.wrong_answers:
         return []
     lines = [

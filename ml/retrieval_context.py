@@ -61,7 +61,7 @@ def held_out_contexts(
             context_chunk_ids=[h.chunk.chunk_id for h in found],
             supporting_chunk_id=s.chunk_id if s else None,
         )
-        for e, found, s in zip(examples, hits, supports)
+        for e, found, s in zip(examples, hits, supports, strict=True)
     ]
     return with_context, hits, supports
 
@@ -69,13 +69,15 @@ def held_out_contexts(
 def training_contexts(
     index: KnowledgeIndex, examples: list[Example], embed: Embedder, config: ContextConfig
 ) -> list[Example]:
-    """Each training example with k passages: its supporting chunk in `oracle_fraction` of them, hard distractors, shuffled."""
+    """Each training example with k passages: its supporting chunk in `oracle_fraction` of them, hard distractors,
+    shuffled.
+    """
     if not examples:
         return []
     by_id: dict[str, ChunkRecord] = {c.chunk_id: c for c in index.chunks}
     hits = retrieve(index, examples, embed, config.top_k + 1)
     out = []
-    for example, found, support in zip(examples, hits, supports_of(index, examples, embed)):
+    for example, found, support in zip(examples, hits, supports_of(index, examples, embed), strict=True):
         rng = random.Random(f"{config.seed}:{example.id}")
         oracle = by_id.get(support.chunk_id) if support else None
         distractors = [h.chunk for h in found if oracle is None or h.chunk.chunk_id != oracle.chunk_id]
@@ -99,7 +101,7 @@ def retrieval_quality(
     split: str, hits: list[list[SearchHit]], supports: list[SupportingChunk | None], k: int
 ) -> RetrievalQuality:
     """recall@k and MRR over the examples whose supporting chunk is known."""
-    ranks = [rank_of(found, s.chunk_id) for found, s in zip(hits, supports) if s is not None]
+    ranks = [rank_of(found, s.chunk_id) for found, s in zip(hits, supports, strict=True) if s is not None]
     known = len(ranks)
     return RetrievalQuality(
         split=split,

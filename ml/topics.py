@@ -6,7 +6,9 @@ from knowledge.embeddings import embed
 
 
 def group_by_topic(texts: list[str], threshold: float = 0.55) -> list[list[int]]:
-    """Indices of `texts` grouped into topics (sentence-transformers community detection); every text is in one group."""
+    """Indices of `texts` grouped into topics (sentence-transformers community detection); every text is in one
+    group.
+    """
     if not texts:
         return []
     from sentence_transformers.util import community_detection

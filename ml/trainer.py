@@ -107,7 +107,7 @@ def tokenize_examples(tokenizer, examples: list[Example], max_length: int) -> li
 def batch_order(n_rows: int, batch_size: int, epochs: int, seed: int) -> list[list[int]]:
     """The indices of every step's examples, shuffled per epoch from the seed (so a resume replays the same order)."""
     generator = random.Random(seed)
-    batches = []
+    batches: list[list[int]] = []
     for _ in range(epochs):
         order = list(range(n_rows))
         generator.shuffle(order)
@@ -135,21 +135,24 @@ class PackedBatch:
 
 def pack(rows: list[tuple[list[int], list[int]]]) -> PackedBatch:
     """Concatenate examples into one row; position ids restart at 0 for each example."""
-    ids, next_labels, positions, starts = [], [], [], [0]
+    ids: list[int] = []
+    next_labels: list[int] = []
+    positions: list[int] = []
+    starts = [0]
     for row_ids, row_labels in rows:
         ids.extend(row_ids)
         # position i predicts token i + 1 of the same example; an example's last position predicts nothing
         next_labels.extend(row_labels[1:] + [-100])
         positions.extend(range(len(row_ids)))
         starts.append(len(ids))
-    next_labels = torch.tensor(next_labels)
-    loss_positions = (next_labels != -100).nonzero().squeeze(1)
+    labels = torch.tensor(next_labels)
+    loss_positions = (labels != -100).nonzero().squeeze(1)
     return PackedBatch(
         input_ids=torch.tensor([ids]),
         position_ids=torch.tensor([positions]),
         cu_seq_lens=torch.tensor(starts),
         loss_positions=loss_positions,
-        targets=next_labels[loss_positions],
+        targets=labels[loss_positions],
     )
 
 
@@ -169,14 +172,14 @@ def build_lora_model(base_model, hp: Hyperparameters, init_adapter: Path | None)
     base_model.set_attn_implementation(PACKED_ATTENTION)
     if init_adapter is not None:
         return with_adapter(base_model, init_adapter, is_trainable=True)
-    with (
-        exclusive()
-    ):  # new LoRA layers draw their initial weights from torch's init functions, which a load elsewhere patches
+    # new LoRA layers draw their initial weights from torch's init functions, which a load elsewhere patches
+    with exclusive():
         from peft import LoraConfig, get_peft_model
 
         config = LoraConfig(
             r=hp.lora_r,
-            lora_alpha=hp.lora_alpha,
+            # peft annotates lora_alpha as int, but it scales by lora_alpha / r and takes any positive number
+            lora_alpha=hp.lora_alpha,  # type: ignore[arg-type]
             lora_dropout=hp.lora_dropout,
             target_modules=LORA_TARGET_MODULES,
             task_type="CAUSAL_LM",

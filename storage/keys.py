@@ -22,17 +22,24 @@ def optimized_prefix(dataset_id: str) -> str:
 
 
 def optimized_dataset_id(task_id: str, iteration: int) -> str:
-    """The id of a task iteration's training set: deterministic, so a retried attempt overwrites its own row instead of adding one."""
+    """The id of a task iteration's training set: deterministic, so a retried attempt overwrites its own row instead of
+    adding one.
+    """
     return f"{_safe(task_id)}-opt{int(iteration)}"
 
 
 def first_splits_key(task_id: str) -> str:
-    """Where a task's first optimization writes its locked splits (and where an incremental task's copy of its parent's is put)."""
+    """Where a task's first optimization writes its locked splits (and where an incremental task's copy of its parent's
+    is
+    put).
+    """
     return optimized_prefix(optimized_dataset_id(task_id, 1)) + "splits.json"
 
 
 def contexts_key(dataset_id: str) -> str:
-    """The passages retrieved for the held-out questions of the iteration that wrote this training set (with a knowledge base)."""
+    """The passages retrieved for the held-out questions of the iteration that wrote this training set (with a knowledge
+    base).
+    """
     return optimized_prefix(dataset_id) + "contexts.json"
 
 
@@ -58,7 +65,8 @@ def knowledge_document_key(
     org_id: str, knowledge_base_id: str, document_id: str, version: int, media_suffix: str
 ) -> str:
     """Where one version of a document's bytes is kept (the suffix is the type's, never the uploaded name)."""
-    return f"{knowledge_base_prefix(org_id, knowledge_base_id)}documents/{_safe(document_id)}/v{int(version)}/source.{_safe(media_suffix)}"
+    document = f"documents/{_safe(document_id)}/v{int(version)}"
+    return f"{knowledge_base_prefix(org_id, knowledge_base_id)}{document}/source.{_safe(media_suffix)}"
 
 
 def knowledge_index_prefix(org_id: str, knowledge_base_id: str, version: int) -> str:

@@ -16,8 +16,10 @@ from knowledge.index import ChunkRecord
 from ml.generation import GeneratedPair
 
 SYSTEM = (
-    "You write training data for a support assistant. From the passage, write {n} question-answer pairs that the passage "
-    "answers. Each answer is one sentence that states the fact as the passage gives it. Reply with one JSON object per line, "
+    "You write training data for a support assistant. From the passage, write {n} question-answer pairs that the "
+    "passage "
+    "answers. Each answer is one sentence that states the fact as the passage gives it. Reply with one JSON object "
+    "per line, "
     'like {{"question": "...", "answer": "..."}}, and nothing else.'
 )
 JSON_OBJECT = re.compile(r"\{[^{}]*\}")
@@ -55,7 +57,7 @@ class TeacherGenerator:
         return cls(settings.teacher_url, settings.teacher_model, settings.teacher_api_key)
 
     def generate(self, chunks: list[ChunkRecord], per_chunk: int) -> list[GeneratedPair]:
-        pairs = []
+        pairs: list[GeneratedPair] = []
         for chunk in chunks:
             reply = self.complete(SYSTEM.format(n=per_chunk), " > ".join(chunk.heading_path + [""]) + chunk.text)
             pairs.extend(GeneratedPair(q, a, chunk, "teacher") for q, a in parse_pairs(reply)[:per_chunk])

@@ -17,6 +17,24 @@ HERE = Path(__file__).resolve().parent
 FACTS = HERE / "FERROLINK_FACTS.md"
 OUT = HERE / "knowledge"
 
+# the site's boilerplate around the article, which ingestion must drop
+NAV = (
+    '<header><nav><a href="/">Ferro Systems</a> | <a href="/products">Products</a> '
+    '| <a href="/pricing">Pricing</a> | <a href="/blog">Blog</a> |'
+)
+COOKIE_BANNER = (
+    '<div class="cookie-banner">We use cookies to improve your experience. <a href="/privacy">Privacy '
+    "policy</a> <button>Accept all</button></div>"
+)
+RELATED = (
+    '<aside><h3>Related articles</h3><ul><li><a href="/blog/roadmap">Our 2027 roadmap</a></li><li><a '
+    'href="/blog/team">Meet the team</a></li></ul></aside>'
+)
+FOOTER = (
+    '<footer>&copy; 2026 Ferro Systems OU, Tallinn. All rights reserved. <a href="/terms">Terms</a> '
+    '<a href="/privacy">Privacy</a></footer>'
+)
+
 DOCUMENTS = {  # file stem -> (title, sections of the fact sheet)
     "ferrolink-product-and-setup": (
         "FerroLink product and setup guide",
@@ -40,7 +58,8 @@ FACT_ID = re.compile(r"^- \*\*F\d+\*\* ")
 
 def sections() -> dict[str, list[str]]:
     """Section title -> its facts, without the fact ids."""
-    out, current = {}, None
+    out: dict[str, list[str]] = {}
+    current: list[str] | None = None
     for line in FACTS.read_text().splitlines():
         if line.startswith("## "):
             current = out.setdefault(line[3:].strip(), [])
@@ -70,13 +89,13 @@ def html(title: str, source: str) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title} | Ferro Systems</title></head>
 <body>
-<header><nav><a href="/">Ferro Systems</a> | <a href="/products">Products</a> | <a href="/pricing">Pricing</a> | <a href="/blog">Blog</a> |
+{NAV}
 <a href="/careers">Careers</a> | <a href="/login">Sign in</a></nav></header>
-<div class="cookie-banner">We use cookies to improve your experience. <a href="/privacy">Privacy policy</a> <button>Accept all</button></div>
+{COOKIE_BANNER}
 <main><article>
 {body}</article></main>
-<aside><h3>Related articles</h3><ul><li><a href="/blog/roadmap">Our 2027 roadmap</a></li><li><a href="/blog/team">Meet the team</a></li></ul></aside>
-<footer>&copy; 2026 Ferro Systems OU, Tallinn. All rights reserved. <a href="/terms">Terms</a> <a href="/privacy">Privacy</a></footer>
+{RELATED}
+{FOOTER}
 </body></html>
 """
 

@@ -16,6 +16,9 @@ def run(conn) -> None:
 if connection is not None:
     run(connection)
 else:
-    with create_engine(config.get_main_option("sqlalchemy.url")).connect() as conn:
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise SystemExit("no database: pass a connection in config.attributes or set sqlalchemy.url")
+    with create_engine(url).connect() as conn:
         run(conn)
         conn.commit()

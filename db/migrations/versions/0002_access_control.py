@@ -107,7 +107,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("started_at", sa.DateTime(timezone=True), nullable=True))
     op.execute(
         "INSERT INTO organizations (id, name, created_at) "
-        "SELECT owner, owner, CURRENT_TIMESTAMP FROM (SELECT owner FROM datasets UNION SELECT owner FROM ml_tasks) AS owners"
+        "SELECT owner, owner, CURRENT_TIMESTAMP FROM (SELECT owner FROM datasets UNION SELECT owner FROM ml_tasks) "
+        "AS owners"
     )
 
 

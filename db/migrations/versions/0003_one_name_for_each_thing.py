@@ -1,6 +1,7 @@
 """one name for each thing: the organization is `org_id`, stored objects are `*_key`
 
-datasets.owner, ml_tasks.owner -> org_id; datasets.storage_path -> storage_key; ml_tasks.latest_model_path -> latest_adapter_key,
+datasets.owner, ml_tasks.owner -> org_id; datasets.storage_path -> storage_key;
+ml_tasks.latest_model_path -> latest_adapter_key,
 latest_evaluation_path -> latest_evaluation_key, report_path -> report_key; task_executions.model_path ->
 adapter_key, evaluation_path -> evaluation_key. Values are unchanged (they were always organization ids
 and object-store keys); the owner indexes are renamed with their columns.

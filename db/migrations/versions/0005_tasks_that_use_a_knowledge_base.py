@@ -19,7 +19,8 @@ depends_on = None
 def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":  # SQLite adds a reference only inline, with the column
         op.execute(
-            "ALTER TABLE ml_tasks ADD COLUMN knowledge_base_id VARCHAR(64) REFERENCES knowledge_bases (id) ON DELETE SET NULL"
+            "ALTER TABLE ml_tasks ADD COLUMN knowledge_base_id VARCHAR(64) REFERENCES knowledge_bases (id) ON DELETE "
+            "SET NULL"
         )
     else:
         op.add_column("ml_tasks", sa.Column("knowledge_base_id", sa.String(length=64), nullable=True))

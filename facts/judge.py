@@ -32,9 +32,9 @@ _QUOTES = str.maketrans(
     }
 )
 # a number not glued to a letter, a code or a version ("FL-204", "v2" and "4.2.1" state no quantity), and the word after
-# it
+# it, also when hyphenated ("a 15-day grace period" states 15 days)
 _NUMBER = re.compile(
-    r"(?<![A-Za-z0-9_.])(?<![A-Za-z]-)(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\d.,]*\d)\s*([%A-Za-z$\u20ac]+)?"
+    r"(?<![A-Za-z0-9_.])(?<![A-Za-z]-)(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\d.,]*\d)(?:-|\s*)([%A-Za-z$\u20ac]+)?"
 )
 _ARTICLE = "qxqarticle"  # glued to "a"/"an" while numerizer reads the text, so it stays a word
 _YES = ("yes", "yeah", "yep", "correct", "sure", "indeed", "absolutely", "right")

@@ -73,6 +73,10 @@ def test_numbers_are_read_in_digits_or_words_with_their_units():
     assert run_check(Number(value=7412), "Metrics are served on port 7,412.").passed
     assert run_check(Number(value=499, unit="$"), "The F2 costs $499.").passed
     assert run_check(Number(value=0.5, tolerance=0.1), "About 0.55 of them.").passed
+    # a hyphenated quantity keeps its unit; a range or a date is not one
+    assert run_check(Number(value=15, unit="days"), "After a 15-day grace period it is read-only.").passed
+    assert not run_check(Number(value=15, unit="days"), "A 15-hour grace period.").passed
+    assert numbers_in("ports 7410-7412") == ((7410.0, ""), (7412.0, ""))
     failed = run_check(Number(value=7412), "Port 7411.")
     assert not failed.passed and failed.detail == "expected 7412, found 7411"
     # an identifier or a version states no quantity; "a" is an article, not the number one

@@ -1,34 +1,23 @@
 """The HTTP client of the resource commands: which API, the stored login for it, and the API's errors as `ApiError`.
 
-Talks to WLOps only over HTTP, so it works against any deployment; it never imports the server's packages.
+Talks to WLOps only over HTTP, so it works against any deployment; of the server's code it reads only `core.settings`
+(`WLOPS_API_URL`, `WLOPS_CONFIG_DIR`, `WLOPS_API_KEY`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.settings import Settings
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
-
-
-class ClientSettings(BaseSettings):
-    """The client's side of the configuration, from `WLOPS_` environment variables (the server's `Settings` is separate)."""
-
-    model_config = SettingsConfigDict(env_prefix="WLOPS_", extra="ignore")
-
-    api_url: str | None = Field(
-        default=None, description="The API to talk to (else the one last logged in to, else the default)."
-    )
-    config_dir: Path = Field(default=Path("~/.config/wlops"), description="Where credentials.json is kept.")
-    api_key: str | None = Field(default=None, description="An API key (wlk_…), used instead of a stored login.")
 
 
 class ApiError(Exception):
@@ -53,7 +42,10 @@ def error_message(response: httpx.Response) -> str:
 
 
 class Credentials:
-    """`credentials.json`: the tokens of each API logged in to (keyed by its URL) and the current API; readable only by its owner."""
+    """`credentials.json`: the tokens of each API logged in to (keyed by its URL) and the current API.
+
+    Readable only by its owner.
+    """
 
     def __init__(self, config_dir: Path):
         self.path = config_dir.expanduser() / "credentials.json"
@@ -95,8 +87,11 @@ class StoredLogin(httpx.Auth):
     def __init__(self, credentials: Credentials, api_url: str):
         self.credentials, self.api_url = credentials, api_url
 
-    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         tokens = self.credentials.tokens(self.api_url)
+        if tokens is None:  # logged out since: the request goes as it is
+            yield request
+            return
         request.headers["Authorization"] = f"Bearer {tokens['access_token']}"
         response = yield request
         if response.status_code != 401:
@@ -114,8 +109,8 @@ class StoredLogin(httpx.Auth):
 class ApiClient:
     """One API: its base URL and credentials; `call` returns the decoded JSON or raises `ApiError`."""
 
-    def __init__(self, api_url: str | None = None, settings: ClientSettings | None = None):
-        settings = settings or ClientSettings()
+    def __init__(self, api_url: str | None = None, settings: Settings | None = None):
+        settings = settings or Settings()  # read now, not the cached process settings: the environment decides
         self.credentials = Credentials(settings.config_dir)
         self.url = (api_url or settings.api_url or self.credentials.current or DEFAULT_API_URL).rstrip("/")
         self.stored_login = StoredLogin(self.credentials, self.url) if self.credentials.tokens(self.url) else None

@@ -14,7 +14,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from cli.api_client import ApiClient, ApiError, ClientSettings
+from cli.api_client import ApiClient, ApiError
 from cli.resources import gate_decision
 from cli.stack import Stack
 from cli.watch import EventProgress, task_events
@@ -57,10 +57,12 @@ def run_demo(
     console.print(f"[bold]WLOps demo[/]: data in {settings.data_dir.resolve()}")
     with Stack(settings) as stack:
         # the demo's login is kept in its data directory, not in the user's own credentials
-        client_settings = ClientSettings(
-            api_url=f"http://{settings.api_host}:{settings.api_port}",
-            config_dir=settings.data_dir / "cli",
-            api_key=None,
+        client_settings = settings.model_copy(
+            update={
+                "api_url": f"http://{settings.api_host}:{settings.api_port}",
+                "config_dir": settings.data_dir / "cli",
+                "api_key": None,
+            }
         )
         with ApiClient(settings=client_settings) as api, _stop_on_api_errors():
             api.login(settings.dev_username, settings.dev_password, settings.dev_org)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -66,10 +67,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
 
     port = settings.worker_metrics_port_for(args.pool)
     logging.getLogger("workers").info(
@@ -91,7 +90,8 @@ def cmd_dev(_: argparse.Namespace) -> None:
     with Stack(settings) as stack:
         metrics = ", ".join(f"{pool} :{settings.worker_metrics_port_for(pool)}" for pool in WORKER_POOLS)
         print(
-            f"WLOps is running.\n  console and API: http://{settings.api_host}:{settings.api_port}/ (OpenAPI: /docs, metrics: /metrics)\n"
+            "WLOps is running.\n"
+            f"  console and API: http://{settings.api_host}:{settings.api_port}/ (OpenAPI: /docs, metrics: /metrics)\n"
             f"  serving:         http://{settings.serve_host}:{settings.serve_port}/v1 (OpenAI-compatible)\n"
             f"  Temporal gRPC:   {settings.resolved_temporal_address}\n  Temporal Web UI: {settings.temporal_ui_url}\n"
             f"  worker metrics:  {metrics}\n  logs:            {stack.log_dir} (JSON lines; shown below as text)\n"
@@ -131,9 +131,23 @@ def cmd_user_create(args: argparse.Namespace) -> None:
     except AccountError as exc:
         sys.exit(f"wlops user create: {exc}")
     print(
-        f"{'created' if setup.created_user else 'updated'} user {setup.user.username!r} ({setup.user.id}) as {setup.role.value} of "
+        f"{'created' if setup.created_user else 'updated'} user {setup.user.username!r} ({setup.user.id}) "
+        f"as {setup.role.value} of "
         f"{'new ' if setup.created_org else ''}organization {setup.org.name!r} ({setup.org.id})"
     )
+
+
+def cmd_settings_doc(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from core.settings import settings_markdown
+
+    text = settings_markdown()
+    if args.write is None:
+        sys.stdout.write(text)
+    else:
+        Path(args.write).write_text(text)
+        print(f"wrote {args.write}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -169,6 +183,11 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument("--org", required=True, help="organization name (created if it does not exist)")
     create.add_argument("--role", choices=[r.value for r in Role], default="member")
     create.set_defaults(func=cmd_user_create)
+    settings_doc = commands.add_parser(
+        "settings-doc", help="print the settings reference (docs/settings.md), generated from core/settings.py"
+    )
+    settings_doc.add_argument("--write", metavar="PATH", help="write it to PATH instead (e.g. docs/settings.md)")
+    settings_doc.set_defaults(func=cmd_settings_doc)
     add_resource_commands(commands)
     args = parser.parse_args(argv)
     configure_process_environment()

@@ -103,7 +103,8 @@ def run_demo(
             task_id = task["task_id"]
             api.call("POST", f"/api/v1/tasks/{task_id}/start")
             console.print(
-                f"started continuous task {task_id} ({iterations} iterations max)\n  Temporal Web UI: {task['workflow_url']}"
+                f"started continuous task {task_id} ({iterations} iterations max)\n  Temporal Web UI: "
+                f"{task['workflow_url']}"
             )
             final = _follow(api, stack, task_id, console)
             completed = final["status"] == TaskStatus.COMPLETED
@@ -125,7 +126,8 @@ def run_demo(
         return 1
     beats, tuned, base = report.final.beats_baseline, report.iterations[-1].scores["test"], report.baseline.scores
     console.print(
-        f"\nfinal test split, {report.final.mode.replace('_', ' ')}: {_share(tuned)} answers right ({report.final.grade}) vs base model "
+        f"\nfinal test split, {report.final.mode.replace('_', ' ')}: {_share(tuned)} answers right "
+        f"({report.final.grade}) vs base model "
         f"{_share(base)} in the same mode: "
         + ("[green]beats the baseline[/]" if beats else "[red]does not beat the baseline[/]")
         + f"; blended wording score {tuned.overall:.4f} vs {base.overall:.4f}"
@@ -160,7 +162,8 @@ def _promote(api: ApiClient, console: Console) -> dict:
     version = api.call("GET", f"/api/v1/models/{DEMO_MODEL}")["latest_version"]
     gate = api.call("POST", f"/api/v1/models/{DEMO_MODEL}/versions/{version}/promote", json={"alias": "production"})
     console.print(
-        f"registered [cyan]{DEMO_MODEL}@{version}[/]; the promotion gate evaluates it against the base model on its locked test split…"
+        f"registered [cyan]{DEMO_MODEL}@{version}[/]; the promotion gate evaluates it against the base model on its "
+        f"locked test split…"
     )
     gate = gate_decision(api, DEMO_MODEL, gate)
     colour = "green" if gate["status"] == "PROMOTED" else "red"
@@ -173,7 +176,10 @@ def _ask(settings: Settings, api: ApiClient, model: str, example, console: Conso
     its verdict by the question's fact checks."""
     question = example.question if example else "Which port does the FerroLink web console listen on?"
     url = f"http://{settings.serve_host}:{settings.serve_port}/v1/chat/completions"
-    headers = {"Authorization": f"Bearer {api.credentials.tokens(api.url)['access_token']}"}
+    tokens = api.credentials.tokens(api.url)
+    if tokens is None:
+        raise SystemExit(f"no stored login for {api.url}: the demo logs in before it asks")
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
     answer = _ok(
         httpx.post(
             url,
@@ -203,7 +209,9 @@ def _ask(settings: Settings, api: ApiClient, model: str, example, console: Conso
 
 
 def _checks_of(dataset: Path) -> dict[str, list[dict]]:
-    """The fact checks of each question of the dataset file (normalised question -> checks), for the rows that carry them."""
+    """The fact checks of each question of the dataset file (normalised question -> checks), for the rows that carry
+    them.
+    """
     out = {}
     for row in read_rows(dataset, "jsonl"):
         try:
@@ -242,7 +250,8 @@ def _knowledge_base(api: ApiClient, stack: Stack, console: Console) -> dict:
     documents = api.call("GET", f"/api/v1/knowledge-bases/{kb['knowledge_base_id']}/documents")["items"]
     formats = ", ".join(d["filename"].rsplit(".", 1)[1] for d in documents)
     console.print(
-        f"knowledge base [cyan]{kb['name']}[/]: {kb['document_count']} documents ({formats}) → {kb['chunk_count']} chunks, "
+        f"knowledge base [cyan]{kb['name']}[/]: {kb['document_count']} documents ({formats}) → {kb['chunk_count']} "
+        f"chunks, "
         f"index version {kb['version']}"
     )
     return kb

@@ -18,9 +18,11 @@ from pathlib import Path
 
 from core.settings import POOL_TASK_QUEUES, WORKER_POOLS, Settings
 
-# The dev server's SQLite file in write-ahead-log mode, synced at checkpoints rather than at every commit: what survives a
+# The dev server's SQLite file in write-ahead-log mode, synced at checkpoints rather than at every commit: what
+# survives a
 # crash of any process is unchanged (only a power cut can lose the last commits); at 50 runs at once, its default (a
-# rollback journal, synced on every commit) made workflow tasks wait ~0.9 s per phase for the server (bench/concurrent_runs).
+# rollback journal, synced on every commit) made workflow tasks wait ~0.9 s per phase for the server
+# (bench/concurrent_runs).
 TEMPORAL_SQLITE_PRAGMAS = ("--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal")
 
 
@@ -110,16 +112,21 @@ class Stack:
         from db.session import migrate
 
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        # migrate once before the API and workers start (each would, one after another), and create the development owner
+        # migrate once before the API and workers start (each would, one after another), and create the
+        # development owner
         migrate(self.settings.resolved_database_url)
         self.dev_owner = ensure_dev_owner(self.settings)
         env = {**os.environ, "WLOPS_DATA_DIR": str(self.settings.data_dir.resolve())}
         try:
             for spec in stack_services(self.settings):
-                log = open(self.log_dir / f"{spec.name}.log", "ab")
-                self.processes[spec.name] = subprocess.Popen(
-                    spec.command, stdout=log, stderr=subprocess.STDOUT, env={**env, **spec.env}, start_new_session=True
-                )
+                with open(self.log_dir / f"{spec.name}.log", "ab") as log:  # the child keeps its own descriptor
+                    self.processes[spec.name] = subprocess.Popen(
+                        spec.command,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env={**env, **spec.env},
+                        start_new_session=True,
+                    )
                 if spec.port:
                     wait_for_port(spec.port, 60, self.processes[spec.name])
         except BaseException:

@@ -1,4 +1,5 @@
-"""`wlops login | logout | datasets | tasks | knowledge | models`: the resources, over the HTTP API only (`cli/api_client.py`).
+"""`wlops login | logout | datasets | tasks | knowledge | models`: the resources, over the HTTP API only
+(`cli/api_client.py`).
 
 Every command takes `--api URL` and `--json` (the API's JSON, one document per line, for scripts); without `--json` it
 prints a table or a summary. Errors go to stderr with the API's message, exit status 1.
@@ -131,7 +132,8 @@ def login(api: ApiClient, args: argparse.Namespace) -> None:
         args,
         tokens,
         lambda console, t: console.print(
-            f"logged in to {api.url} as [cyan]{username}[/] ({t['role']} of organization {t['org_id']}); credentials in {api.credentials.path}"
+            f"logged in to {api.url} as [cyan]{username}[/] ({t['role']} of organization {t['org_id']}); credentials "
+            f"in {api.credentials.path}"
         ),
     )
 

@@ -26,7 +26,8 @@ def ensure_dev_owner(settings: Settings) -> UserSetup | None:
 def login_hint(settings: Settings) -> str:
     base = f"http://{settings.api_host}:{settings.api_port}"
     return (
-        f"log in as {settings.dev_username!r} (password {settings.dev_password!r}, organization {settings.dev_org!r}):\n"
+        f"log in as {settings.dev_username!r} (password {settings.dev_password!r}, "
+        f"organization {settings.dev_org!r}):\n"
         f"    curl -s -X POST {base}/api/v1/auth/login -H 'content-type: application/json' "
         f'-d \'{{"username": "{settings.dev_username}", "password": "{settings.dev_password}"}}\'\n'
         f"  then send `Authorization: Bearer <access_token>` (or use Authorize at {base}/docs)"

@@ -114,9 +114,8 @@ class ApiClient:
         self.credentials = Credentials(settings.config_dir)
         self.url = (api_url or settings.api_url or self.credentials.current or DEFAULT_API_URL).rstrip("/")
         self.stored_login = StoredLogin(self.credentials, self.url) if self.credentials.tokens(self.url) else None
-        headers = (
-            {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
-        )  # a key wins over a stored login
+        # a key wins over a stored login
+        headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
         self.http = httpx.Client(
             base_url=self.url,
             headers=headers,
@@ -155,9 +154,8 @@ class ApiClient:
             "POST", "/api/v1/auth/login", json={"username": username, "password": password, "org": org}, auth=None
         )
         self.credentials.store(self.url, {**tokens, "username": username}, current=True)
-        if (
-            "Authorization" not in self.http.headers
-        ):  # from now on this client calls as the user who logged in (an API key wins)
+        # from now on this client calls as the user who logged in (an API key wins)
+        if "Authorization" not in self.http.headers:
             self.stored_login = self.http.auth = StoredLogin(self.credentials, self.url)
         return tokens
 

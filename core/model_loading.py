@@ -27,9 +27,8 @@ from core.errors import Unavailable
 
 T = TypeVar("T")
 
-_LOAD_LOCK = (
-    threading.RLock()
-)  # re-entrant: a loader may load another model (a tokenizer, an adapter) inside its own load
+# re-entrant: a loader may load another model (a tokenizer, an adapter) inside its own load
+_LOAD_LOCK = threading.RLock()
 
 
 @contextmanager

@@ -46,9 +46,8 @@ def embed(texts: list[str]) -> np.ndarray:
 def _tokenizer():
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(
-        str(minilm_dir() / "tokenizer.json")
-    )  # the fast tokenizer itself: counting is on the hot path
+    # the fast tokenizer itself: counting is on the hot path
+    tokenizer = Tokenizer.from_file(str(minilm_dir() / "tokenizer.json"))
     tokenizer.no_truncation()  # the file truncates and pads to 128 for encoding; a count must see every word piece
     tokenizer.no_padding()
     return tokenizer

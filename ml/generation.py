@@ -121,9 +121,8 @@ class LocalGenerator:
                 pairs.append(GeneratedPair(question, statement, chunk, "local-model"))
             cloze = cloze_question(statement)
             if cloze:
-                pairs.append(
-                    GeneratedPair(cloze, statement, chunk, "cloze")
-                )  # validation keeps the model's question first
+                # validation keeps the model's question first
+                pairs.append(GeneratedPair(cloze, statement, chunk, "cloze"))
         return pairs
 
     def write_questions(self, facts: list[str]) -> list[str | None]:
@@ -256,9 +255,8 @@ def _fits_its_statement(pairs: list[GeneratedPair], question_vectors: np.ndarray
         own, vectors = cache[pair.chunk.chunk_id]
         others = [i for i, s in enumerate(own) if s != pair.answer]
         if pair.answer not in own or not others:
-            out.append(
-                True
-            )  # a teacher's answer in its own words, or a chunk of one statement: nothing to confuse it with
+            # a teacher's answer in its own words, or a chunk of one statement: nothing to confuse it with
+            out.append(True)
             continue
         similarity = vectors @ vector
         out.append(float(similarity[own.index(pair.answer)]) >= float(similarity[others].max()))

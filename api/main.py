@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from sqlalchemy.orm import Session, sessionmaker
 
 import console
 from api.errors import ERROR_RESPONSES, domain_error_response
@@ -16,7 +16,8 @@ from api.security import LoginThrottle, check_every_route_is_authorized
 from core.errors import DomainError
 from core.settings import Settings, get_settings
 from db.session import get_sessionmaker
-from observability.metrics import HttpMetrics, exposition, set_task_counts
+from observability.http import instrument_app
+from observability.metrics import set_task_counts
 from services.knowledge import IndexCache
 from services.tasks import count_by_status
 from storage.object_store import object_store_from_settings
@@ -57,36 +58,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse(status_code=422, content={"detail": errors})
 
-    app.add_exception_handler(DomainError, domain_error_response)
+    app.exception_handler(DomainError)(domain_error_response)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get(
-        "/metrics",
-        tags=["health"],
-        response_class=Response,
-        responses={
-            200: {
-                "content": {"text/plain": {}},
-                "description": (
-                    "Prometheus metrics: requests by route and status, latency histograms, tasks by status. Unauthenticated, like /healthz: "
-                    "keep the port on the internal network."
-                ),
-            }
-        },
-    )
-    def metrics() -> Response:
-        with app.state.sessions() as session:
-            set_task_counts(count_by_status(session))
-        body, content_type = exposition()
-        return Response(body, media_type=content_type)
-
     check_every_route_is_authorized([route for router in ROUTERS for route in router.routes] + list(app.routes))
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
-    # The web console: public static files, outside the OpenAPI schema; its pages call the API with the user's own tokens.
+    # The web console: public static files, outside the OpenAPI schema; its pages call the API with the user's own
+    # tokens.
     app.add_route("/", console_page, include_in_schema=False)
     app.mount("/console", StaticFiles(directory=console.STATIC), name="console")
     # added innermost first: the body limit and the NUL check answer before the audit log or any route sees the request
@@ -94,10 +76,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RejectNul)
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(SecurityHeaders)  # every answer carries them, refusals included
-    app.add_middleware(HttpMetrics, service="api")  # outermost: counts every answer, refusals included
-    # spans for each request (they become the parents of the workflows a request starts); recorded only if tracing is on
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,metrics")
+    # /metrics (with the tasks by status), the request metrics outermost (every answer counted, refusals included),
+    # and a span per request (the parent of the workflows a request starts)
+    instrument_app(app, "api", refresh=lambda: refresh_task_counts(app.state.sessions))
     return app
+
+
+def refresh_task_counts(sessions: sessionmaker[Session]) -> None:
+    """The tasks-by-status gauge, read from the database at each scrape."""
+    with sessions() as session:
+        set_task_counts(count_by_status(session))
 
 
 async def console_page(_: Request) -> FileResponse:

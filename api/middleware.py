@@ -38,7 +38,8 @@ RESOURCE_PARAMS = (
     ("dataset_id", "dataset"),
     ("org_id", "organization"),
 )
-# The console's pages and assets (served by api.main): only our own scripts, styles and API; no inline script, no framing.
+# The console's pages and assets (served by api.main): only our own scripts, styles and API; no inline script, no
+# framing.
 CONSOLE_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"

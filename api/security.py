@@ -58,8 +58,9 @@ def route_scopes(route: APIRoute) -> tuple[Scope, ...] | None:
     stack = list(route.dependant.dependencies)
     while stack:
         dependant = stack.pop()
-        if hasattr(dependant.call, "wlops_required_scopes"):
-            return dependant.call.wlops_required_scopes
+        scopes: tuple[Scope, ...] | None = getattr(dependant.call, "wlops_required_scopes", None)
+        if scopes is not None:
+            return scopes
         stack.extend(dependant.dependencies)
     return None
 
@@ -69,7 +70,7 @@ def check_every_route_is_authorized(routes) -> None:
         f"{method} {route.path}"
         for route in routes
         if isinstance(route, APIRoute)
-        for method in route.methods
+        for method in route.methods or ()
         if (method, route.path) not in PUBLIC_ROUTES and route_scopes(route) is None
     ]
     if unguarded:

@@ -1,7 +1,8 @@
 """The errors a domain operation raises for a caller's mistake or a missing dependency, defined once.
 
-Services, the access rules and (later) the serving process raise these; each front end maps them to
-its own protocol in one place (the HTTP API: `api.errors.STATUS_CODES`). None of them knows HTTP.
+Services, the access rules and the serving process raise these. Both HTTP front ends answer each kind with the status
+`http_status` gives (the one table, `HTTP_STATUS`), each in its own body shape: the API's `{"detail": ...}`
+(`api.errors`), the serving process's OpenAI error (`serving.errors`).
 """
 
 from __future__ import annotations
@@ -51,3 +52,21 @@ class RateLimited(DomainError):
 
 class Unavailable(DomainError):
     """A service this operation needs (Temporal) is unreachable."""
+
+
+# The most specific class wins: QuotaExceeded is a Conflict (409) too.
+HTTP_STATUS: dict[type[DomainError], int] = {
+    Invalid: 422,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    TooLarge: 413,
+    RateLimited: 429,
+    Unavailable: 503,
+}
+
+
+def http_status(error: DomainError) -> int:
+    """The HTTP status code that answers `error` (500 for a kind the table does not name)."""
+    return next((code for kind in type(error).__mro__ if (code := HTTP_STATUS.get(kind)) is not None), 500)

@@ -67,9 +67,8 @@ class ApiKey(Base):
     created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     name: Mapped[str] = mapped_column(String(100))
     prefix: Mapped[str] = mapped_column(String(32), unique=True)  # the public part of the secret, to find the row
-    secret_hash: Mapped[str] = mapped_column(
-        String(128)
-    )  # sha256 of the whole secret; the secret itself is never stored
+    # sha256 of the whole secret; the secret itself is never stored
+    secret_hash: Mapped[str] = mapped_column(String(128))
     scopes: Mapped[list] = mapped_column(JSON, default=list)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -84,9 +83,8 @@ class AuditEntry(Base):
     org_id: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
     actor_user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     actor_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    action: Mapped[str] = mapped_column(
-        String(200)
-    )  # method and route template, e.g. "POST /api/v1/tasks/{task_id}/start"
+    # method and route template, e.g. "POST /api/v1/tasks/{task_id}/start"
+    action: Mapped[str] = mapped_column(String(200))
     resource_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
     resource_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     status_code: Mapped[int] = mapped_column(Integer)
@@ -106,16 +104,14 @@ class Dataset(Base):
     domain: Mapped[str | None] = mapped_column(String(200), nullable=True)
     dataset_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
     org_id: Mapped[str] = mapped_column(String(64), index=True)
-    created_by: Mapped[str | None] = mapped_column(
-        String(64), nullable=True
-    )  # user id; None for datasets a workflow wrote
+    # user id; None for datasets a workflow wrote
+    created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     is_optimized: Mapped[bool] = mapped_column(Boolean, default=False)
     source_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), nullable=True)
     task_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     optimization_log: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    status: Mapped[str] = mapped_column(
-        String(16), default="READY", server_default="READY"
-    )  # core.status.DatasetStatus
+    # core.status.DatasetStatus
+    status: Mapped[str] = mapped_column(String(16), default="READY", server_default="READY")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     # generated from a knowledge base: which one, at which index version, and what validation kept and rejected
     source_knowledge_base_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -157,9 +153,8 @@ class MLTask(Base):
     parent_task_id: Mapped[str | None] = mapped_column(
         ForeignKey("ml_tasks.id", ondelete="SET NULL"), nullable=True, index=True
     )
-    register_as: Mapped[str | None] = mapped_column(
-        String(100), nullable=True
-    )  # the registered model its final adapter joins
+    # the registered model its final adapter joins
+    register_as: Mapped[str | None] = mapped_column(String(100), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
@@ -213,9 +208,8 @@ class KnowledgeBase(Base):
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
     total_bytes: Mapped[int] = mapped_column(Integer, default=0)  # of every document it holds
     version: Mapped[int] = mapped_column(Integer, default=0)  # increases with every content change of the index
-    index_key: Mapped[str | None] = mapped_column(
-        String(500), nullable=True
-    )  # the current version's folder in object storage
+    # the current version's folder in object storage
+    index_key: Mapped[str | None] = mapped_column(String(500), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
@@ -279,14 +273,12 @@ class ModelVersion(Base):
     knowledge_base_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     retrieval_top_k: Mapped[int | None] = mapped_column(Integer, nullable=True)
     hyperparameters: Mapped[dict] = mapped_column(JSON, default=dict)
-    serving_mode: Mapped[str] = mapped_column(
-        String(16)
-    )  # closed_book | rag: how it answers, and so how the gate measures it
+    # closed_book | rag: how it answers, and so how the gate measures it
+    serving_mode: Mapped[str] = mapped_column(String(16))
     scores: Mapped[dict] = mapped_column(JSON, default=dict)  # mode -> split -> overall score, on its own task's splits
     splits_key: Mapped[str] = mapped_column(String(500))  # its task's locked splits (the gate reads the test split)
-    contexts_key: Mapped[str | None] = mapped_column(
-        String(500), nullable=True
-    )  # the passages retrieved for those held-out questions
+    # the passages retrieved for those held-out questions
+    contexts_key: Mapped[str | None] = mapped_column(String(500), nullable=True)
     evaluation_key: Mapped[str] = mapped_column(String(500))
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -307,7 +299,9 @@ class ModelAlias(Base):
 
 
 class AliasMove(Base):
-    """One move of an alias: who, when, from which version to which, and why (a gate, a forced promotion, a rollback)."""
+    """One move of an alias: who, when, from which version to which, and why (a gate, a forced promotion, a
+    rollback).
+    """
 
     __tablename__ = "alias_moves"
 
@@ -334,9 +328,8 @@ class PromotionGate(Base):
     model_id: Mapped[str] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"), index=True)
     alias: Mapped[str] = mapped_column(String(64))
     candidate_version: Mapped[int] = mapped_column(Integer)
-    current_version: Mapped[int | None] = mapped_column(
-        Integer, nullable=True
-    )  # what the alias pointed at when the gate started
+    # what the alias pointed at when the gate started
+    current_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     status: Mapped[str] = mapped_column(String(16))  # core.status.GateStatus
     forced: Mapped[bool] = mapped_column(Boolean, default=False)
     margin: Mapped[float] = mapped_column(Float)
@@ -360,13 +353,16 @@ class QAEntry(Base):
     user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     api_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     conversation_id: Mapped[str] = mapped_column(String(64), index=True)
-    model: Mapped[str] = mapped_column(
-        String(200), index=True
-    )  # the exact version that answered: name@3, or a base model
+    # the exact version that answered: name@3, or a base model
+    model: Mapped[str] = mapped_column(String(200), index=True)
     model_version_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     messages: Mapped[list] = mapped_column(JSON)
     answer: Mapped[str] = mapped_column(Text)
-    finish_reason: Mapped[str] = mapped_column(String(16))
+    # completed (it answered), failed (the engine failed, or the request was refused once the model was known) or
+    # cancelled (the client left mid-answer); `answer` is what was generated until then
+    status: Mapped[str] = mapped_column(String(16), default="completed", server_default="completed", index=True)
+    finish_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)  # stop | length; None unless completed
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)  # why it failed
     knowledge_base_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     sources: Mapped[list] = mapped_column(JSON, default=list)
     prompt_tokens: Mapped[int] = mapped_column(Integer)

@@ -7,7 +7,8 @@ from core.settings import Settings
 
 
 def configure_process(service: str, settings: Settings) -> None:
-    """What each long-running process (`wlops api | serve | worker`) sets up at start: its logs and, if asked for, traces."""
+    """What each long-running process (`wlops api | serve | worker`) sets up at start: its logs and, if asked for,
+    traces."""
     from observability.logs import configure_logging
     from observability.tracing import configure_tracing
 

@@ -1,5 +1,5 @@
-"""Logs as JSON lines, each carrying the task, iteration, organization and phase it is about and the trace it belongs to;
-`readable` turns such a line back into one line for a person (`make dev`)."""
+"""Logs as JSON lines, each carrying the task, iteration, organization and phase it is about and the trace it belongs
+to; `readable` turns such a line back into one line for a person (`make dev`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from typing import Any
 from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("wlops_log_context", default={})
+# never mutated: each block sets a new dict (no shared mutable default: `.get({})` where it is read)
+_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("wlops_log_context")
 NOISY_LOGGERS = (
     "httpx",
     "urllib3",
@@ -29,13 +30,13 @@ NOISY_LOGGERS = (
 
 @contextmanager
 def log_context(**fields: Any) -> Iterator[None]:
-    """Every log record in the block (in this thread, and in threads started with a copy of its context) carries `fields`;
-    so does the current trace span, as `wlops.<field>` attributes."""
+    """Every log record in the block (in this thread, and in threads started with a copy of its context) carries
+    `fields`; so does the current trace span, as `wlops.<field>` attributes."""
     fields = {k: v for k, v in fields.items() if v is not None}
     span = trace.get_current_span()
     for name, value in fields.items():
         span.set_attribute(f"wlops.{name}", value)
-    token = _context.set({**_context.get(), **fields})
+    token = _context.set({**_context.get({}), **fields})
     try:
         yield
     finally:
@@ -50,7 +51,7 @@ class ContextFilter(logging.Filter):
         self.service = service
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for name, value in _context.get().items():
+        for name, value in _context.get({}).items():
             if not hasattr(record, name):
                 setattr(record, name, value)
         span = trace.get_current_span().get_span_context()

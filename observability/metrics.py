@@ -47,7 +47,8 @@ SERVING_FIRST_TOKEN = Histogram(
 
 
 class HttpMetrics:
-    """ASGI middleware: each request counted by its route's template (never its raw path: ids would make a series each)."""
+    """ASGI middleware: each request counted by its route's template (never its raw path: ids would make a series
+    each)."""
 
     def __init__(self, app, service: str):
         self.app, self.service = app, service

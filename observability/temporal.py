@@ -39,7 +39,8 @@ class TaskContextInterceptor(Interceptor):
 class _TaskContextInbound(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         arg = input.args[0] if input.args else None
-        # the context is copied into a synchronous activity's thread, so its logs (and the libraries' it calls) carry it too
+        # the context is copied into a synchronous activity's thread, so its logs (and the libraries' it calls) carry
+        # it too
         with log_context(
             task_id=getattr(arg, "task_id", None),
             iteration=getattr(arg, "iteration", None),

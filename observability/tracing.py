@@ -1,7 +1,7 @@
 """OpenTelemetry tracing, configured by the standard `OTEL_` environment variables and off by default.
 
-`OTEL_TRACES_EXPORTER=otlp` (or just `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) sends spans over
-OTLP/HTTP, `console` prints them; `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` name the process;
+`OTEL_TRACES_EXPORTER=otlp` (or just `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) sends spans
+over OTLP/HTTP, `console` prints them; `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` name the process;
 `OTEL_SDK_DISABLED=true` turns everything off. Database calls (the sqlite3 and psycopg drivers under SQLAlchemy: the
 SQLAlchemy instrumentation does not support SQLAlchemy 2.1 yet) and object-storage requests (urllib3, under the MinIO
 client) get spans of their own.
@@ -63,7 +63,8 @@ def configure_tracing(service: str, processor: SpanProcessor | None = None) -> b
 
 
 def client_instrumentors() -> list:
-    """The instrumentations of the database drivers and of urllib3 (imported here: only a process that traces loads them)."""
+    """The instrumentations of the database drivers and of urllib3 (imported here: only a process that traces loads
+    them)."""
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
     from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor

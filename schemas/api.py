@@ -20,7 +20,8 @@ UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]
 # Text without NUL characters (PostgreSQL cannot store them), for form fields; JSON bodies are checked by
 # `RequestModel`, paths and query strings by `api.middleware.RejectNul`.
 NO_NUL = r"^[^\x00]*$"
-# A registered model's name (it appears in URLs and in `model` of chat requests: `name`, `name@alias`, `name@3`) and an alias.
+# A registered model's name (it appears in URLs and in `model` of chat requests: `name`, `name@alias`, `name@3`) and an
+# alias.
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 ALIAS_NAME = r"^[a-z][a-z0-9_-]{0,63}$"
 
@@ -62,17 +63,17 @@ class StandardTaskCreate(RequestModel):
         min_length=1,
         max_length=64,
         description=(
-            "Train with passages from this knowledge base in the prompt (RAFT) and evaluate closed book and with retrieval; "
-            "the headline is then the retrieval-augmented score. It must have an index (at least one build)."
+            "Train with passages from this knowledge base in the prompt (RAFT) and evaluate closed book and with "
+            "retrieval; the headline is then the retrieval-augmented score. It must have an index (at least one build)."
         ),
     )
     retrieval_top_k: int = Field(default=3, ge=1, le=10, description="Passages retrieved for each question.")
     retrain_on_change: bool = Field(
         default=False,
         description=(
-            "Follow the knowledge base: when its documents change after this task has finished, an incremental task starts from "
-            "this task's final adapter, on its splits, with the new knowledge base version (several changes within a quiet period "
-            "start one). Needs knowledge_base_id."
+            "Follow the knowledge base: when its documents change after this task has finished, an incremental task "
+            "starts from this task's final adapter, on its splits, with the new knowledge base version (several "
+            "changes within a quiet period start one). Needs knowledge_base_id."
         ),
     )
     register_as: str | None = Field(
@@ -81,7 +82,8 @@ class StandardTaskCreate(RequestModel):
         max_length=100,
         pattern=MODEL_NAME,
         description=(
-            "The registered model whose next version this task's final adapter becomes (default: the task name, made URL-safe)."
+            "The registered model whose next version this task's final adapter becomes (default: the task name, made "
+            "URL-safe)."
         ),
     )
 
@@ -93,9 +95,9 @@ class ContinuousTaskCreate(StandardTaskCreate):
         gt=0,
         le=1,
         description=(
-            "Stop looping once the feedback split's share of right answers (by its fact checks) reaches this. The loop decides on "
-            "the feedback split only; the locked test split is only ever reported. Tasks started before this rule stopped on the "
-            "test split's blended score."
+            "Stop looping once the feedback split's share of right answers (by its fact checks) reaches this. The loop "
+            "decides on the feedback split only; the locked test split is only ever reported. Tasks started before "
+            "this rule stopped on the test split's blended score."
         ),
     )
 
@@ -223,7 +225,10 @@ class ValidationErrorResponse(BaseModel):
     """422: one shape for both kinds of invalid input, `{"detail": ...}` like every other error."""
 
     detail: str | list[FieldError] = Field(
-        description="A message saying what is wrong (e.g. an unreadable dataset), or one entry per field that failed validation."
+        description=(
+            "A message saying what is wrong (e.g. an unreadable dataset), or one entry per field that failed "
+            "validation."
+        )
     )
 
 
@@ -435,8 +440,8 @@ class GenerateDatasetRequest(RequestModel):
     generator: Literal["local", "teacher"] = Field(
         default="local",
         description=(
-            "local: the local base model writes questions (cloze questions back it up), offline; teacher: the OpenAI-compatible "
-            "endpoint of WLOPS_TEACHER_URL writes the pairs."
+            "local: the local base model writes questions (cloze questions back it up), offline; teacher: the "
+            "OpenAI-compatible endpoint of WLOPS_TEACHER_URL writes the pairs."
         ),
     )
     model_name: str = Field(
@@ -594,8 +599,13 @@ class QAEntryPublic(BaseModel):
     conversation_id: str
     model: str = Field(description="The exact version that answered (name@3), or a base model.")
     messages: list[dict[str, Any]]
-    answer: str
-    finish_reason: str
+    status: Literal["completed", "failed", "cancelled"] = Field(
+        description="completed; failed (the engine failed, or the request was refused once the model was known); "
+        "cancelled (the client left mid-answer)."
+    )
+    answer: str = Field(description="The answer, or what was generated before it failed or was cancelled.")
+    finish_reason: str | None = Field(description="stop or length, for a completed answer.")
+    error: str | None = Field(description="Why it failed.")
     knowledge_base_id: str | None
     sources: list[dict[str, Any]]
     prompt_tokens: int

@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,11 +27,20 @@ from storage.object_store import ObjectStore
 UP, DOWN = "up", "down"
 
 
+class CompletionStatus(StrEnum):
+    """How a completion ended: every one is recorded, whatever its end."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"  # the engine failed, or the request was refused once its model was known
+    CANCELLED = "cancelled"  # the client left before the answer was finished
+
+
 @dataclass(frozen=True)
 class HistoryFilter:
     model: str | None = None  # the exact version (name@3) or a registered model's name (every version of it)
     conversation_id: str | None = None
     rating: str | None = None  # up | down | none (not rated yet)
+    status: str | None = None  # completed | failed | cancelled
 
     def clauses(self) -> list:
         clauses = []
@@ -43,6 +54,8 @@ class HistoryFilter:
             clauses.append(QAEntry.rating.is_(None))
         elif self.rating:
             clauses.append(QAEntry.rating == self.rating)
+        if self.status:
+            clauses.append(QAEntry.status == self.status)
         return clauses
 
 
@@ -50,7 +63,8 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def record(session: Session, **fields) -> QAEntry:
+def record(session: Session, **fields: Any) -> QAEntry:
+    """One completion into the history, whatever its status."""
     entry = QAEntry(**fields)
     session.add(entry)
     session.commit()
@@ -113,7 +127,8 @@ def export_dataset(
     where: HistoryFilter,
     created_by: str | None,
 ) -> Dataset:
-    """The rated and corrected answers matching `where`, as an ordinary dataset whose rows name their history entries."""
+    """The rated and corrected answers matching `where`, as an ordinary dataset whose rows name their history
+    entries."""
     entries = list(
         session.scalars(
             select(QAEntry)

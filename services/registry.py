@@ -40,6 +40,7 @@ from db.models import (
     new_id,
 )
 from db.session import page
+from ml.base_model import KNOWN_MODELS
 from schemas.reports import EvaluationReport
 from schemas.workflow_io import ActivityTimeouts, GateAdapter, GateTestSet, PromotionGateInput
 from services.tasks import Temporal
@@ -126,6 +127,36 @@ def resolve(session: Session, org_id: str, reference: str) -> tuple[RegisteredMo
     return model, version
 
 
+@dataclass(frozen=True)
+class Served:
+    """What a `model` reference of a completion names: the exact version (or a base model), and its base model."""
+
+    label: str  # name@3, or the base model
+    base_model: str
+    version: ModelVersion | None = None  # None: the base model itself
+
+
+def base_models(session: Session, org_id: str) -> list[str]:
+    """The base models an organization can be served: the shipped ones and those its registered models are built on."""
+    built_on = session.scalars(select(RegisteredModel.base_model).where(RegisteredModel.org_id == org_id))
+    return sorted(set(KNOWN_MODELS) | set(built_on))
+
+
+def resolve_served(session: Session, org_id: str, reference: str) -> Served:
+    """`name`, `name@alias`, `name@3` (as `resolve`) or a base model: what a completion asking for `reference` runs on.
+    A registered model's name wins over a base model's."""
+    name = reference.partition("@")[0]
+    registered = session.scalar(
+        select(RegisteredModel.id).where(RegisteredModel.org_id == org_id, RegisteredModel.name == name)
+    )
+    if registered is not None or "@" in reference:
+        model, version = resolve(session, org_id, reference)
+        return Served(f"{model.name}@{version.version}", model.base_model, version)
+    if reference in base_models(session, org_id):
+        return Served(reference, reference)
+    raise NotFound(f"The model `{reference}` does not exist or you do not have access to it.")
+
+
 def adapter_digest(store: ObjectStore, adapter_key: str) -> tuple[str, int]:
     """sha256 over the adapter's files (name and bytes, in name order) and their total size."""
     names = sorted(store.list(adapter_key))
@@ -167,6 +198,9 @@ def register_version(
     if iteration not in finished:
         raise Conflict(f"task {task_id} has no finished iteration {iteration}; finished: {sorted(finished)}")
     execution = finished[iteration]
+    adapter_key, evaluation_key = execution.adapter_key, execution.evaluation_key
+    if adapter_key is None or evaluation_key is None:  # finished_iterations selects phases that have both
+        raise Conflict(f"task {task_id} iteration {iteration} names no adapter or no evaluation")
 
     model = session.scalar(
         select(RegisteredModel)
@@ -186,14 +220,14 @@ def register_version(
         if existing is not None:
             return existing, False
     try:
-        evaluation = EvaluationReport.model_validate_json(get_bytes(store, execution.evaluation_key))
+        evaluation = EvaluationReport.model_validate_json(get_bytes(store, evaluation_key))
     except ObjectNotFound as exc:
         raise Conflict(f"the evaluation of task {task_id} iteration {iteration} is missing from storage") from exc
     except ValidationError as exc:
         raise Conflict(
             f"the evaluation of task {task_id} iteration {iteration} is unreadable: {exc.error_count()} problems"
         ) from exc
-    sha256, size = adapter_digest(store, execution.adapter_key)
+    sha256, size = adapter_digest(store, adapter_key)
     dataset_id = keys.optimized_dataset_id(task_id, iteration)
     contexts = (
         keys.contexts_key(dataset_id)
@@ -211,7 +245,7 @@ def register_version(
         model_id=model.id,
         org_id=org_id,
         version=(latest_version(session, model) or 0) + 1,
-        adapter_key=execution.adapter_key,
+        adapter_key=adapter_key,
         sha256=sha256,
         size_bytes=size,
         status=READY,
@@ -229,7 +263,7 @@ def register_version(
         },
         splits_key=keys.first_splits_key(task_id),
         contexts_key=contexts,
-        evaluation_key=execution.evaluation_key,
+        evaluation_key=evaluation_key,
         description=description,
         created_by=created_by,
     )
@@ -261,7 +295,8 @@ def delete_version(session: Session, model: RegisteredModel, version: int) -> No
     pointing = [alias for alias, target in aliases_of(session, model).items() if target.id == row.id]
     if pointing:
         raise Conflict(
-            f"version {version} of model {model.name} is behind alias {', '.join(pointing)}: move or roll back the alias first"
+            f"version {version} of model {model.name} is behind alias {', '.join(pointing)}: "
+            "move or roll back the alias first"
         )
     if running_gate(session, model, candidate=version):
         raise Conflict(f"version {version} of model {model.name} is before the promotion gate; wait for its decision")
@@ -307,7 +342,7 @@ def move_alias(
     row = session.scalar(
         select(ModelAlias).where(ModelAlias.model_id == model.id, ModelAlias.name == alias).with_for_update()
     )
-    previous = session.get(ModelVersion, row.version_id).version if row else None
+    previous = session.get_one(ModelVersion, row.version_id).version if row else None
     if row is None:
         session.add(ModelAlias(model_id=model.id, name=alias, version_id=target.id))
     else:
@@ -329,7 +364,8 @@ def move_alias(
             org_id=model.org_id,
             actor_user_id=actor.user_id,
             actor_key_id=actor.api_key_id,
-            action=f"alias {alias} of model {model.name}: v{previous if previous is not None else '-'} -> v{target.version} ({kind})",
+            action=f"alias {alias} of model {model.name}: "
+            f"v{previous if previous is not None else '-'} -> v{target.version} ({kind})",
             resource_type="model",
             resource_id=model.name,
             status_code=200,
@@ -470,7 +506,8 @@ def open_gate(
 
 
 def aliases_following(session: Session, model: RegisteredModel, task_id: str) -> list[str]:
-    """The aliases that point at a version trained by `task_id`: a re-trained successor of that task asks the gate for them."""
+    """The aliases that point at a version trained by `task_id`: a re-trained successor of that task asks the gate for
+    them."""
     return [alias for alias, version in aliases_of(session, model).items() if version.task_id == task_id]
 
 
@@ -478,7 +515,7 @@ def gate_input(
     session: Session, settings: Settings, gate: PromotionGate, candidate: ModelVersion, current: ModelVersion | None
 ) -> PromotionGateInput:
     """What the gate's workflow asks: the candidate's test split, and the current version's when it is another one."""
-    model = session.get(RegisteredModel, gate.model_id)
+    model = session.get_one(RegisteredModel, gate.model_id)
     test_sets = [GateTestSet(f"v{candidate.version}'s test split", candidate.splits_key, candidate.contexts_key)]
     if current is not None and current.splits_key != candidate.splits_key:
         test_sets.append(GateTestSet(f"v{current.version}'s test split", current.splits_key, current.contexts_key))
@@ -503,13 +540,13 @@ def gate_input(
 
 
 def conclude_gate(session: Session, gate_id: str, figures: dict, outcome: GateStatus, reason: str) -> PromotionGate:
-    """Apply the gate's decision (PROMOTED, REFUSED or INCONCLUSIVE, `ml.promotion.decide`): move the alias if it promotes
-    and the alias has not moved since the gate started."""
+    """Apply the gate's decision (PROMOTED, REFUSED or INCONCLUSIVE, `ml.promotion.decide`): move the alias if it
+    promotes and the alias has not moved since the gate started."""
     promote = outcome == GateStatus.PROMOTED
-    gate = session.get(PromotionGate, gate_id, with_for_update=True)
+    gate = session.get_one(PromotionGate, gate_id, with_for_update=True)
     if gate.status != GateStatus.EVALUATING.value:  # a retried attempt after the decision was applied
         return gate
-    model = session.get(RegisteredModel, gate.model_id)
+    model = session.get_one(RegisteredModel, gate.model_id)
     current = aliases_of(session, model).get(gate.alias)
     candidate = session.scalar(
         select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.version == gate.candidate_version)
@@ -524,7 +561,7 @@ def conclude_gate(session: Session, gate_id: str, figures: dict, outcome: GateSt
         )
     if promote and candidate is None:
         promote, reason = False, f"refused: version {gate.candidate_version} was deleted while the gate ran"
-    if promote:
+    if promote and candidate is not None:
         move_alias(
             session,
             model,

@@ -10,6 +10,7 @@ are zero-padded to the largest, and B carries the adapter's scaling), gathers ea
 from __future__ import annotations
 
 import types
+from typing import Any
 
 import torch
 
@@ -17,10 +18,11 @@ import torch
 class BatchedLoRA:
     """Installs the batched forward on every LoRA layer of a peft model; `rows` says which slot each row uses."""
 
-    def __init__(self, model):
+    def __init__(self, model: Any) -> None:
         from peft.tuners.lora import LoraLayer
 
-        self.layers = [m for m in model.modules() if isinstance(m, LoraLayer) and hasattr(m, "base_layer")]
+        # Any: each layer gets attributes of ours (its stacks, its forward), which LoraLayer does not declare
+        self.layers: list[Any] = [m for m in model.modules() if isinstance(m, LoraLayer) and hasattr(m, "base_layer")]
         self.slots: dict[str, int] = {}
         self.rows: torch.Tensor | None = None
         for layer in self.layers:
@@ -52,7 +54,7 @@ class BatchedLoRA:
             for name in ("wlops_a", "wlops_b"):
                 layer.__dict__.pop(name, None)
 
-    def select(self, names: list[str], device) -> None:
+    def select(self, names: list[str], device: torch.device | str) -> None:
         """The slot of each row of the next forward passes (`__base__` or an unknown name: the base model)."""
         self.rows = torch.tensor([self.slots.get(n, 0) for n in names], device=device)
 

@@ -73,9 +73,14 @@ class GenerationRequest:
     adapter: AdapterRef | None  # None: the base model
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    cancelled: bool = False  # no one listens any more: its row leaves the batch at its next token
 
     def emit(self, event: Event) -> None:
         self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+
+    def cancel(self) -> None:
+        """Stop generating for this request (its client left); called from the event loop's thread."""
+        self.cancelled = True
 
 
 class _Row:
@@ -97,6 +102,9 @@ class _Row:
         self.holdback = max((len(s) for s in self.params.stop), default=1) - 1
 
     def add(self, token: int, eos: set[int]) -> None:
+        if self.request.cancelled:
+            self.finish = "cancelled"
+            return
         if token in eos:
             self.finish = "stop"
             self._flush()
@@ -204,7 +212,9 @@ class AdapterEngine:
 
     def _take_batch(self) -> list[GenerationRequest]:
         """The oldest requests, up to `max_batch`, using at most `max_adapters` distinct adapters."""
-        batch, adapters, rest = [], set(), []
+        batch: list[GenerationRequest] = []
+        rest: list[GenerationRequest] = []
+        adapters: set[str] = set()
         for request in self._pending:
             name = request.adapter.name if request.adapter else None
             fits = name is None or name in adapters or len(adapters) < self.max_adapters
@@ -283,7 +293,7 @@ class AdapterEngine:
                 for slot, i in enumerate(active):
                     rows[i].add(int(tokens[slot]), self.eos)
                 still = [slot for slot, i in enumerate(active) if rows[i].finish is None]
-                for slot, i in enumerate(active):
+                for i in active:
                     if rows[i].finish is not None:
                         rows[i].done()
                 if not still:

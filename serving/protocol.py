@@ -53,7 +53,8 @@ class ChatCompletionRequest(BaseModel):
         min_length=1,
         max_length=64,
         description=(
-            "Answer with passages retrieved from this knowledge base (default: the version's own, when it serves with retrieval)."
+            "Answer with passages retrieved from this knowledge base (default: the version's own, when it serves "
+            "with retrieval)."
         ),
     )
     conversation_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
@@ -140,7 +141,8 @@ class ModelState(BaseModel):
 
 
 class Health(BaseModel):
-    """The process, and each model it was asked to load (base models by name, the embedding model as `embeddings:<name>`)."""
+    """The process, and each model it was asked to load (base models by name, the embedding model as
+    `embeddings:<name>`)."""
 
     status: Literal["ok", "degraded", "ready", "not_ready"]
     models: dict[str, ModelState]

@@ -92,7 +92,8 @@ def register_version(
     body: RegisterVersionRequest,
     response: Response,
 ) -> ModelVersionPublic:
-    """A finished iteration of a task (default: its last) as the next version of this model; the model is made on first use."""
+    """A finished iteration of a task (default: its last) as the next version of this model; the model is made on
+    first use."""
     version, created = service.register_version(
         session,
         store,
@@ -147,13 +148,12 @@ async def download_adapter(
 ) -> FileResponse:
     model = service.get_model(session, caller.org_id, model_name)
     row = service.get_version(session, model, version)
-    handle = tempfile.NamedTemporaryFile(suffix=".tar", delete=False)
-    try:
-        with handle:
+    with tempfile.NamedTemporaryFile(suffix=".tar", delete=False) as handle:  # kept until the response is sent
+        try:
             await run_in_threadpool(service.write_adapter_tar, store, row, handle)
-    except BaseException:
-        os.unlink(handle.name)
-        raise
+        except BaseException:
+            os.unlink(handle.name)
+            raise
     return FileResponse(
         handle.name,
         media_type="application/x-tar",
@@ -193,8 +193,9 @@ async def promote_version(
     body: PromoteRequest,
     response: Response,
 ) -> GatePublic:
-    """Ask the promotion gate to point `alias` at this version: 202 with the gate, whose outcome `GET .../gates/{gate_id}` shows.
-    With `force` (owners and admins, with a reason) the alias moves at once, audited."""
+    """Ask the promotion gate to point `alias` at this version: 202 with the gate, whose outcome
+    `GET .../gates/{gate_id}` shows. With `force` (owners and admins, with a reason) the alias moves at once,
+    audited."""
     model = service.get_model(session, caller.org_id, model_name)
     gate = await service.request_promotion(
         session,
@@ -235,6 +236,7 @@ def list_gates(
 
 @router.get("/{model_name}/gates/{gate_id}", response_model=GatePublic)
 def get_gate(caller: ModelsRead, session: SessionDep, model_name: str, gate_id: str) -> GatePublic:
-    """The gate's outcome: EVALUATING, then PROMOTED or REFUSED with the figures side by side and the reason (or FAILED)."""
+    """The gate's outcome: EVALUATING, then PROMOTED or REFUSED with the figures side by side and the reason (or
+    FAILED)."""
     model = service.get_model(session, caller.org_id, model_name)
     return gate_public(model, service.get_gate(session, model, gate_id))

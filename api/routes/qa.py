@@ -28,12 +28,13 @@ def list_history(
     model: Annotated[str | None, Query(max_length=200)] = None,
     conversation_id: Annotated[str | None, Query(max_length=64)] = None,
     rating: Literal["up", "down", "none"] | None = None,
+    status: Literal["completed", "failed", "cancelled"] | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Offset = 0,
 ) -> QAHistoryList:
-    """Every completion the serving process answered, newest first: by model (`name@3`, or `name` for all its versions),
-    conversation, and rating (`none`: not rated yet)."""
-    where = service.HistoryFilter(model=model, conversation_id=conversation_id, rating=rating)
+    """Every completion the serving process was asked for, newest first, with how it ended (`status`): by model
+    (`name@3`, or `name` for all its versions), conversation, rating (`none`: not rated yet) and status."""
+    where = service.HistoryFilter(model=model, conversation_id=conversation_id, rating=rating, status=status)
     rows, total = service.list_history(session, caller.org_id, where, limit, offset)
     return QAHistoryList(items=[entry_public(e) for e in rows], total=total, limit=limit, offset=offset)
 
@@ -62,8 +63,8 @@ async def export_dataset(
     body: QADatasetRequest,
     response: Response,
 ) -> DatasetPublic:
-    """Corrected answers, and answers rated up, as a dataset whose rows name their history entries: training data for the
-    next continuous task (an answer rated down without a correction is left out)."""
+    """Corrected answers, and answers rated up, as a dataset whose rows name their history entries: training data for
+    the next continuous task (an answer rated down without a correction is left out)."""
     where = service.HistoryFilter(**body.filter.model_dump())
     dataset = await run_in_threadpool(
         service.export_dataset,

@@ -1,10 +1,9 @@
-"""Prometheus metrics, scraped for real: the API's `/metrics` (requests by route template and status, latencies, tasks by
-status) and a worker pool's own port, where the Temporal SDK's metrics and the WLOps metrics its activities recorded
-during a real run (tiny model) and a real knowledge-base build are served together."""
+"""Prometheus metrics, scraped for real: the API's `/metrics` (requests by route template and status, latencies,
+tasks by status) and a worker pool's own port, where the Temporal SDK's metrics and the WLOps metrics its activities
+recorded during a real run (tiny model) and a real knowledge-base build are served together."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import httpx
@@ -12,16 +11,17 @@ import httpx
 from activities.context import ActivityContext
 from observability.temporal import metrics_runtime
 from temporal_client import connect
-from tests.conftest import free_port
-from tests.e2e.support import api_client, upload, wait_until_done, write_dataset, write_knowledge
-from tests.e2e.test_pipeline import TINY_HYPERPARAMETERS, with_temporal
-from tests.workflows.fakes import running_workers
+from testkit.api import api_client, upload, wait_for_knowledge_base, wait_until_done, with_temporal
+from testkit.documents import write_dataset, write_knowledge
+from testkit.model import TINY_HYPERPARAMETERS
+from testkit.phases import running_workers
+from testkit.servers import free_port
 
 
 def value(scraped: str, name: str, default: float | None = None, **labels: str) -> float:
     """The sample of `name` whose labels include `labels` (the first one), as a number (`default` if there is none)."""
     for line in scraped.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
+        if line.startswith((name + "{", name + " ")):
             found = dict(re.findall(r'(\w+)="([^"]*)"', line.rsplit(" ", 1)[0]))
             if all(found.get(k) == v for k, v in labels.items()):
                 return float(line.rsplit(" ", 1)[1])
@@ -97,10 +97,7 @@ async def test_a_worker_pool_serves_the_sdk_metrics_and_its_own(temporal_env, se
                 )
             ).status_code == 202
         assert (await wait_until_done(api, task_id))["status"] == "COMPLETED"
-        for _ in range(600):
-            if (await api.get(f"/api/v1/knowledge-bases/{kb}")).json()["status"] == "READY":
-                break
-            await asyncio.sleep(0.2)
+        await wait_for_knowledge_base(api, kb)
     async with httpx.AsyncClient() as http:
         scraped = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
 

@@ -14,8 +14,9 @@ from activities.context import ActivityContext
 from observability.logs import ContextFilter
 from observability.tracing import chosen_exporter, client_instrumentors, configure_tracing, instrument_clients
 from temporal_client import connect
-from tests.e2e.support import api_client, upload, wait_until_done, write_dataset
-from tests.workflows.fakes import FakePhases, running_workers
+from testkit.api import api_client, upload, wait_until_done, with_temporal
+from testkit.documents import write_dataset
+from testkit.phases import FakePhases, running_workers
 
 
 class WhileRecording(SimpleSpanProcessor):
@@ -38,7 +39,8 @@ def recorder() -> tuple[InMemorySpanExporter, WhileRecording]:
 
 @pytest.fixture
 def spans(recorder):
-    """Every span this process finishes during the test, with the database and storage clients instrumented meanwhile."""
+    """Every span this process finishes during the test, with the database and storage clients instrumented
+    meanwhile."""
     exporter, processor = recorder
     instrument_clients()
     exporter.clear()
@@ -63,7 +65,7 @@ def test_tracing_is_off_unless_the_standard_variables_ask_for_it():
 async def test_the_activity_spans_of_a_run_descend_from_the_request_that_started_it(
     spans, temporal_env, settings, tmp_path, caplog
 ):
-    settings = settings.model_copy(update={"temporal_address": temporal_env.client.service_client.config.target_host})
+    settings = with_temporal(settings, temporal_env)
     ctx = ActivityContext.from_settings(settings)
     caplog.handler.addFilter(ContextFilter("test"))
     caplog.set_level(logging.INFO)

@@ -98,11 +98,12 @@ def question_of(entry: QAEntry) -> str:
 
 
 def feedback_examples(entries: list[QAEntry]) -> list[dict]:
-    """Training rows from feedback: a corrected answer (whatever the rating), or an answer rated up; an answer rated
-    down without a correction teaches nothing and is left out."""
+    """Training rows from feedback: a corrected answer (whatever the rating), or a completed answer rated up; an answer
+    rated down without a correction teaches nothing, and one cut short (failed, cancelled) is not an answer to learn."""
     rows = []
     for entry in entries:
-        answer = entry.corrected_answer or (entry.answer if entry.rating == UP else None)
+        whole = entry.status == CompletionStatus.COMPLETED
+        answer = entry.corrected_answer or (entry.answer if entry.rating == UP and whole else None)
         question = question_of(entry)
         if answer and answer.strip() and question.strip():
             rows.append(

@@ -19,6 +19,7 @@ from cli.users import create_user
 from core.access import Role
 from db.models import QAEntry, RegisteredModel, new_id
 from services.identity import token_pair
+from services.qa import feedback_examples
 from serving.app import create_serving_app
 from serving.engine import AdapterEngine, GenerationRequest, SamplingParams
 from testkit.api import TEST_PASSWORD, client_for
@@ -157,3 +158,26 @@ async def test_the_engine_stops_generating_for_a_cancelled_request(tiny_model_di
     assert events["left"].kind == "done" and events["left"].finish_reason == "cancelled"
     assert events["left"].completion_tokens == 0
     assert events["kept"].finish_reason in ("stop", "length") and engine.stats["batches"] == 1
+
+
+def test_only_a_completed_answer_rated_up_becomes_training_data():
+    def rated(status: str, answer: str, corrected: str | None = None) -> QAEntry:
+        return QAEntry(
+            id=new_id(),
+            model="bot@1",
+            messages=[{"role": "user", "content": "Which port does the web console use?"}],
+            answer=answer,
+            status=status,
+            rating="up",
+            corrected_answer=corrected,
+        )
+
+    rows = feedback_examples(
+        [
+            rated("completed", "Port 7410."),
+            rated("cancelled", "Port 74"),  # cut short: not an answer
+            rated("failed", ""),
+            rated("cancelled", "Port 74", corrected="Port 7410."),  # a user's correction stands on its own
+        ]
+    )
+    assert [(r["answer"], r["source"]) for r in rows] == [("Port 7410.", "rated_up"), ("Port 7410.", "corrected")]

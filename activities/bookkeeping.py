@@ -68,7 +68,7 @@ class BookkeepingActivities:
                 )
             elif inp.phase_event == "finished" and execution is not None:
                 if execution.status != COMPLETED:  # the first time (a retried projection finds it done)
-                    metrics.phase_finished(inp.phase, (utcnow() - as_utc(execution.started_at)).total_seconds())
+                    metrics.phase_finished(execution.phase, (utcnow() - as_utc(execution.started_at)).total_seconds())
                     if inp.phase == TaskStatus.EVALUATING and inp.score is not None:
                         facts = {
                             k: (inp.metrics or {}).get(k) for k in ("test_fact_accuracy", "baseline_fact_accuracy")

@@ -1,4 +1,5 @@
-"""evaluate_adapter: answer the feedback and test splits with the tuned model (and once with the base model), score, mine bad cases."""
+"""evaluate_adapter: answer the feedback and test splits with the tuned model (and once with the base model), score,
+mine bad cases."""
 
 from __future__ import annotations
 
@@ -66,11 +67,8 @@ class EvaluateActivities:
         # with a knowledge base the task serves with retrieval: that is the headline; closed book is measured beside it
         passages = {example_id: c.context for example_id, c in contexts.examples.items()} if contexts else None
         mode = RAG if contexts else CLOSED_BOOK
-        known = (
-            dict(retrieval=contexts.retrieval, knowledge_base_version=contexts.knowledge_base_version)
-            if contexts
-            else {}
-        )
+        retrieval = contexts.retrieval if contexts else None
+        knowledge_base_version = contexts.knowledge_base_version if contexts else None
 
         def progress(what: str, done: int, total: int) -> None:
             heartbeat.update(stage=f"{what} {done}/{total}", done=done, total=total)
@@ -90,7 +88,15 @@ class EvaluateActivities:
         if inp.baseline_key is None:  # the untuned model, once per task, in every mode the task is evaluated in
             served, other = answers(model)
             baseline = evaluate_predictions(
-                splits, served, [], config, iteration=0, mode=mode, other_modes=other, **known
+                splits,
+                served,
+                [],
+                config,
+                iteration=0,
+                mode=mode,
+                other_modes=other,
+                retrieval=retrieval,
+                knowledge_base_version=knowledge_base_version,
             )
             self.ctx.write_model(baseline_key, baseline)
         else:
@@ -123,7 +129,8 @@ class EvaluateActivities:
             mode=mode,
             other_modes=other,
             previous_label="parent" if inp.previous_is_parent else "previous",
-            **known,
+            retrieval=retrieval,
+            knowledge_base_version=knowledge_base_version,
         )
         report.adapter_key = inp.adapter_key
         metrics.evaluation_scored({"test": report.score("test"), "feedback": report.score("feedback")}, mode)

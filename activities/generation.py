@@ -75,7 +75,8 @@ class GenerationActivities:
         }
         if not validated.examples:
             raise invalid_input(
-                f"no generated example passed validation ({validated.candidates} candidates; rejected: {validated.rejected})"
+                f"no generated example passed validation ({validated.candidates} candidates; "
+                f"rejected: {validated.rejected})"
             )
         data = examples_to_jsonl(validated.examples)
         put_bytes(self.ctx.store, storage_key, data)
@@ -92,7 +93,11 @@ class GenerationActivities:
             "generated dataset %s from knowledge base %s v%s: %s", inp.dataset_id, inp.knowledge_base_id, version, log
         )
         return GenerateDatasetResult(
-            len(validated.examples), validated.candidates, validated.rejected, validated.accepted_by_method, version
+            examples=len(validated.examples),
+            candidates=validated.candidates,
+            rejected=validated.rejected,
+            accepted_by_method=validated.accepted_by_method,
+            knowledge_base_version=version,
         )
 
     def _generator(self, inp: GenerateDatasetInput):

@@ -99,10 +99,10 @@ class OptimizeActivities:
     def _target(
         self, inp: OptimizeInput, splits: Splits, evaluation: EvaluationReport, log: OptimizationLog, org_id: str
     ) -> list[Example]:
-        """The training set aimed at the last round's bad cases. Without a knowledge base: the training examples nearest to
-        each failure up-weighted, plus validated rewrites. With one: training-split bad cases up-weighted, and for the
-        feedback bad cases new examples generated from the chunks they retrieve (or, for the ablation's control, as many
-        from random chunks)."""
+        """The training set aimed at the last round's bad cases. Without a knowledge base: the training examples
+        nearest to each failure up-weighted, plus validated rewrites. With one: training-split bad cases up-weighted,
+        and for the feedback bad cases new examples generated from the chunks they retrieve (or, for the ablation's
+        control, as many from random chunks)."""
         from knowledge.embeddings import embed
 
         if not inp.knowledge_base_id:
@@ -162,8 +162,8 @@ class OptimizeActivities:
     def _with_passages(
         self, inp: OptimizeInput, splits: Splits, train: list[Example], org_id: str
     ) -> tuple[list[Example], RetrievedContexts]:
-        """Training examples with RAFT passages, and the passages retrieved for each held-out question, from the knowledge
-        base's current index version (recorded, so the iteration says which version it used)."""
+        """Training examples with RAFT passages, and the passages retrieved for each held-out question, from the
+        knowledge base's current index version (recorded, so the iteration says which version it used)."""
         from knowledge.embeddings import embed
 
         index, version = self._knowledge_index(inp, org_id)

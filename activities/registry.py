@@ -4,6 +4,7 @@ candidate, the alias's current version and the base model on the same test quest
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from core.errors import DomainError
 from core.settings import TASK_QUEUE_WORKFLOWS
 from core.status import GateStatus
 from db.models import KnowledgeBase, MLTask, PromotionGate
-from ml.evaluator import generate_answers, score_split
+from ml.evaluator import Progress, generate_answers, score_split
 from ml.optimizer import Splits
 from ml.promotion import BASE, CANDIDATE, CURRENT, SetScores, decide, figures
 from schemas.reports import RAG, RetrievedContexts
@@ -32,8 +33,13 @@ from schemas.workflow_io import (
     RegisterFinalAdapterResult,
 )
 from services import registry
-from services.registry import GATE_WORKFLOW
 from storage.object_store import get_dir
+from temporal_client.workflows import PromotionGateWorkflow
+
+
+def _answering(heartbeat: Heartbeater, stage: str) -> Progress:
+    """Heartbeat how many of the stage's questions are answered."""
+    return lambda what, done, total: heartbeat.update(stage=f"{stage}: {done}/{total}")
 
 
 class RegistryActivities:
@@ -42,24 +48,23 @@ class RegistryActivities:
 
     @activity.defn(name="register_final_adapter")
     async def register_final_adapter(self, inp: RegisterFinalAdapterInput) -> RegisterFinalAdapterResult:
-        """The task's last iteration as the next version of its registered model (idempotent: a retry finds it registered).
-        A refusal (the name holds another base model's adapters) is reported, not raised: the task itself succeeded.
+        """The task's last iteration as the next version of its registered model (idempotent: a retry finds it
+        registered). A refusal (the name holds another base model's adapters) is reported, not raised: the task itself
+        succeeded.
 
         An incremental task's version is put before the gate for every alias that points at its parent's version: when
         the re-trained model is better, it replaces the parent's in production without anyone asking."""
         result, gates = await asyncio.to_thread(self._register, inp)
         for gate_id, gate_input in gates:
-            try:
+            with contextlib.suppress(WorkflowAlreadyStartedError):  # a retried attempt: that gate has already decided
                 await activity.client().start_workflow(
-                    GATE_WORKFLOW,
+                    PromotionGateWorkflow.run,
                     gate_input,
                     id=registry.gate_workflow_id(gate_id),
                     task_queue=TASK_QUEUE_WORKFLOWS,
                     id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 )
-            except WorkflowAlreadyStartedError:  # a retried attempt: that gate has already decided
-                pass
             result.gate_ids.append(gate_id)
         return result
 
@@ -111,12 +116,14 @@ class RegistryActivities:
                     except DomainError as exc:  # a gate already deciding that alias: leave it be
                         activity.logger.info("task %s: not asking the gate for %s: %s", task.id, alias, exc.message)
                         continue
-                    gates.append((gate.id, gate_input))
+                    if gate_input is not None:  # None only for a forced promotion, and this one is not
+                        gates.append((gate.id, gate_input))
             return RegisterFinalAdapterResult(model_name=name, version=version.version), gates
 
     @activity.defn(name="evaluate_for_promotion")
     def evaluate_for_promotion(self, inp: GateEvaluateInput) -> GateEvaluateResult:
-        """Every model answers every test set's questions in the candidate's serving mode; per-question scores, then figures."""
+        """Every model answers every test set's questions in the candidate's serving mode; per-question scores, then
+        figures."""
         from ml.base_model import load_model_and_tokenizer, with_adapter
 
         config = evaluation_config(self.ctx.settings)
@@ -144,9 +151,7 @@ class RegistryActivities:
                             [e.question for e in examples],
                             config.batch_size,
                             config.max_new_tokens,
-                            lambda what, done, total: heartbeat.update(
-                                stage=f"{label} on {test_set.name}: {done}/{total}"
-                            ),
+                            _answering(heartbeat, f"{label} on {test_set.name}"),
                             passages,
                         )
                         result = score_split("test", examples, answers, config.weights)
@@ -182,7 +187,8 @@ class RegistryActivities:
             kb = session.get(KnowledgeBase, inp.knowledge_base_id) if inp.knowledge_base_id else None
             if kb is None or kb.org_id != inp.org_id or not kb.index_key:
                 raise invalid_input(
-                    f"{test_set.name} has no passages and the candidate's knowledge base {inp.knowledge_base_id} has no index"
+                    f"{test_set.name} has no passages and the candidate's knowledge base {inp.knowledge_base_id} "
+                    "has no index"
                 )
             index_key = kb.index_key
         hits = retrieve(self.ctx.knowledge_indexes.get(index_key), examples, embed, inp.retrieval_top_k)
@@ -190,7 +196,8 @@ class RegistryActivities:
 
     @activity.defn(name="conclude_promotion")
     def conclude_promotion(self, inp: ConcludeGateInput) -> ConcludeGateResult:
-        """Decide (ml.promotion.decide), and move the alias if the candidate wins and the alias has not moved meanwhile."""
+        """Decide (ml.promotion.decide), and move the alias if the candidate wins and the alias has not moved
+        meanwhile."""
         decision = decide(inp.figures, inp.figures["margin"])
         with self.ctx.sessions() as session:
             gate = registry.conclude_gate(session, inp.gate_id, inp.figures, decision.outcome, decision.reason)

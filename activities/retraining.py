@@ -28,13 +28,7 @@ from schemas.workflow_io import (
 from services.registry import default_model_name
 from services.tasks import claim_running_slot, workflow_input
 from storage import keys
-
-RETRAIN_WORKFLOW = "RetrainWorkflow"
-FINE_TUNING_WORKFLOW = "FineTuningWorkflow"
-
-
-def retrain_workflow_id(task_id: str) -> str:
-    return f"retrain-{task_id}"
+from temporal_client.workflows import FineTuningWorkflow, RetrainWorkflow, retrain_workflow_id, signal_name
 
 
 class RetrainingActivities:
@@ -49,18 +43,18 @@ class RetrainingActivities:
         client = activity.client()
         for task_id in followers:
             await client.start_workflow(
-                RETRAIN_WORKFLOW,
+                RetrainWorkflow.run,
                 RetrainInput(
-                    task_id,
-                    inp.org_id,
-                    inp.knowledge_base_id,
-                    self.ctx.settings.retrain_quiet_seconds,
-                    self.ctx.settings.retrain_poll_seconds,
+                    task_id=task_id,
+                    org_id=inp.org_id,
+                    knowledge_base_id=inp.knowledge_base_id,
+                    quiet_seconds=self.ctx.settings.retrain_quiet_seconds,
+                    poll_seconds=self.ctx.settings.retrain_poll_seconds,
                 ),
                 id=retrain_workflow_id(task_id),
                 task_queue=TASK_QUEUE_WORKFLOWS,
-                start_signal="knowledge_changed",
-                start_signal_args=[KnowledgeChanged(inp.version)],
+                start_signal=signal_name(RetrainWorkflow.knowledge_changed),
+                start_signal_args=[KnowledgeChanged(version=inp.version)],
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             )
         return followers
@@ -90,18 +84,18 @@ class RetrainingActivities:
         with self.ctx.sessions() as session:
             task = session.get(MLTask, task_id)
             if task is None:
-                return TaskStateResult("DELETED", None)
+                return TaskStateResult(status="DELETED", child_task_id=None)
             child = session.scalar(select(MLTask.id).where(MLTask.parent_task_id == task_id))
-            return TaskStateResult(task.status, child)
+            return TaskStateResult(status=task.status, child_task_id=child)
 
     @activity.defn(name="start_incremental_task")
     async def start_incremental_task(self, inp: StartIncrementalInput) -> str:
-        """A task that continues the finished parent: its final adapter, its splits, the knowledge base as it is now. At most
-        one per parent: a retried attempt finds the child it created. Counts against the organization's running tasks; at
-        the limit the attempt fails as RateLimited and is retried until a slot frees."""
+        """A task that continues the finished parent: its final adapter, its splits, the knowledge base as it is now.
+        At most one per parent: a retried attempt finds the child it created. Counts against the organization's running
+        tasks; at the limit the attempt fails as RateLimited and is retried until a slot frees."""
         child, workflow_input_ = await asyncio.to_thread(self._create_child, inp)
         await activity.client().start_workflow(
-            FINE_TUNING_WORKFLOW,
+            FineTuningWorkflow.run,
             workflow_input_,
             id=child,
             task_queue=TASK_QUEUE_WORKFLOWS,
@@ -137,7 +131,8 @@ class RetrainingActivities:
                 )
                 session.add(child)
                 claim_running_slot(session, self.ctx.settings, child)  # commits, or rolls back and raises RateLimited
-            # the lineage keeps its splits: the child gets its own copy, so it is scored on the very test split its parent was
+            # the lineage keeps its splits: the child gets its own copy, so it is scored on the very test split its
+            # parent was
             splits_key = self.ctx.write_json(
                 keys.first_splits_key(child.id), self.ctx.read_json(keys.first_splits_key(parent.id))
             )

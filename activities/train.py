@@ -53,8 +53,8 @@ class TrainActivities:
         heartbeat.update(stage="loading model")
         model, tokenizer = load_model_and_tokenizer(inp.model_name, self.ctx.settings.model_cache_dir)
 
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp = Path(tmp)
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
             resume_dir = self._resume_point(ckpt_prefix, tmp / "resume")
             init_adapter = (
                 get_dir(store, inp.init_adapter_key, tmp / "init")
@@ -123,7 +123,8 @@ class TrainActivities:
         )
 
     def _resume_point(self, ckpt_prefix: str, directory: Path) -> Path | None:
-        """The checkpoint to resume from: the one named in the last attempt's heartbeat, else one a pause left in storage."""
+        """The checkpoint to resume from: the one named in the last attempt's heartbeat, else one a pause left in
+        storage."""
         details = activity.info().heartbeat_details
         key = details[0].get("checkpoint_key") if details and isinstance(details[0], dict) else None
         for candidate in filter(None, (key, ckpt_prefix)):

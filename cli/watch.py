@@ -1,5 +1,6 @@
 """Follow a task's server-sent event stream (`GET /api/v1/tasks/{id}/events`): resumed with `Last-Event-ID` after a
-dropped connection, shown as a progress bar of the running phase or as JSON lines. Used by `wlops tasks watch` and `make demo`."""
+dropped connection, shown as a progress bar of the running phase or as JSON lines. Used by `wlops tasks watch` and
+`make demo`."""
 
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ RECONNECT_ATTEMPTS = 10  # consecutive failed connections before following gives
 
 
 def task_events(api: ApiClient, task_id: str) -> Iterator[ServerSentEvent]:
-    """The task's server-sent events; a dropped connection is resumed with `Last-Event-ID`, so no event is missed or repeated."""
+    """The task's server-sent events; a dropped connection is resumed with `Last-Event-ID`, so no event is missed or
+    repeated."""
     last_id, failures = None, 0
     while True:
         try:
-            headers = {"Last-Event-ID": last_id} if last_id else {}
+            headers: dict[str, str] = {"Last-Event-ID": last_id} if last_id else {}
             with connect_sse(
                 api.http, "GET", f"/api/v1/tasks/{quote(task_id, safe='')}/events", headers=headers
             ) as source:
@@ -61,7 +63,8 @@ class EventLines:
 
 
 class EventProgress:
-    """A progress bar of the running phase (training steps, or questions evaluated); status changes and scores printed as they come."""
+    """A progress bar of the running phase (training steps, or questions evaluated); status changes and scores printed
+    as they come."""
 
     def __init__(self, console: Console):
         self.progress = Progress(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=300)]
 
@@ -94,11 +94,8 @@ def parse_checks(raw: object) -> list[FactCheck]:
         raise ValueError(f"'checks' holds {len(raw)} checks; at most {MAX_CHECKS_PER_ROW}")
     try:
         return CHECK_LIST.validate_python(raw)
-    except Exception as exc:  # pydantic's ValidationError: say which check and field, in one line
-        errors = getattr(exc, "errors", list)()
-        if not errors:
-            raise ValueError(f"'checks': {exc}") from exc
-        first = errors[0]
+    except ValidationError as exc:  # say which check and field, in one line
+        first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         known = (
             f" (known types: {', '.join(CHECK_TYPES)})"

@@ -38,7 +38,8 @@ class CheckVerdict(BaseModel):
 
 
 class ExampleScore(BaseModel):
-    """One held-out example: what was expected, what the model said, its verdict by the fact checks, and its wording scores."""
+    """One held-out example: what was expected, what the model said, its verdict by the fact checks, and its wording
+    scores."""
 
     example_id: str
     question: str
@@ -59,7 +60,8 @@ class SplitResult(BaseModel):
 
 
 class Headline(BaseModel):
-    """The locked test split's figures in the serving mode: the share of right answers first, the blended score beside it."""
+    """The locked test split's figures in the serving mode: the share of right answers first, the blended score beside
+    it."""
 
     split: SplitName = "test"
     score: float  # the blended wording score (secondary)
@@ -83,7 +85,9 @@ class BadCase(BaseModel):
     expected: str
     got: str | None  # None for training examples (they are scored by loss, not answered)
     split: SplitName
-    error_type: str  # empty_answer | wrong_polarity | wrong_number | states_a_wrong_value | missing_fact | too_long | wrong_content | high_training_loss
+    # empty_answer | wrong_polarity | wrong_number | states_a_wrong_value | missing_fact | too_long | wrong_content |
+    # high_training_loss
+    error_type: str
     scores: dict[str, float] | None = None
     overall: float | None = None
     loss: float | None = None

@@ -82,7 +82,8 @@ class IterationRecord:
 
 @dataclass
 class LoopState:
-    """Carried from one iteration to the next, and across continue-as-new: everything the next iteration needs from the earlier ones."""
+    """Carried from one iteration to the next, and across continue-as-new: everything the next iteration needs from the
+    earlier ones."""
 
     iteration: int = 1
     splits_key: str | None = None
@@ -121,6 +122,33 @@ class FineTuningInput:
     parent_task_id: str | None = None
     init_adapter_key: str | None = None
     parent_evaluation_key: str | None = None
+
+
+@dataclass
+class IterationScores:
+    """A finished iteration's scores, as the `progress` query shows them."""
+
+    iteration: int
+    test: float
+    feedback: float
+    grade: str
+    test_fact_accuracy: float | None = None  # share of right answers by fact checks (None: no checks)
+    feedback_fact_accuracy: float | None = None
+
+
+@dataclass
+class TaskProgress:
+    """The answer of FineTuningWorkflow's `progress` query: where the task is, from the workflow's own state."""
+
+    status: str
+    phase: str | None  # the running phase; None while SUSPENDED
+    suspended_from: str | None
+    iteration: int
+    max_iterations: int
+    pause_requested: bool
+    baseline_test_score: float | None = None
+    scores: list[IterationScores] = field(default_factory=list)
+    error: str | None = None
 
 
 @dataclass
@@ -323,6 +351,17 @@ class BuildKnowledgeIndexResult:
 
 
 @dataclass
+class IngestionProgress:
+    """The answer of KnowledgeIngestionWorkflow's `progress` query."""
+
+    status: str
+    pending_documents: list[str]
+    builds: int
+    version: int
+    last_build: BuildKnowledgeIndexResult | None = None
+
+
+@dataclass
 class RecordKnowledgeBaseInput:
     """One move of a knowledge base's status in the database projection."""
 
@@ -398,6 +437,14 @@ class RetrainInput:
     quiet_seconds: float = 60.0
     poll_seconds: float = 30.0
     version: int = 0  # the newest version signalled
+
+
+@dataclass
+class RetrainPending:
+    """The answer of RetrainWorkflow's `pending` query: the newest version signalled, and how many changes so far."""
+
+    version: int
+    changes: int
 
 
 @dataclass

@@ -89,12 +89,14 @@ def check_line_lengths(path: Path, max_line_bytes: int) -> None:
 
 def storage_bytes(session: Session, org_id: str) -> int:
     """Bytes the organization's uploads hold: its datasets and its knowledge bases' documents."""
-    datasets = session.scalar(select(func.coalesce(func.sum(Dataset.size_bytes), 0)).where(Dataset.org_id == org_id))
-    documents = session.scalar(
+    datasets = session.execute(
+        select(func.coalesce(func.sum(Dataset.size_bytes), 0)).where(Dataset.org_id == org_id)
+    ).scalar_one()
+    documents = session.execute(
         select(func.coalesce(func.sum(KnowledgeDocument.size_bytes), 0))
         .join(KnowledgeBase, KnowledgeBase.id == KnowledgeDocument.knowledge_base_id)
         .where(KnowledgeBase.org_id == org_id)
-    )
+    ).scalar_one()
     return datasets + documents
 
 

@@ -108,7 +108,7 @@ def switch_org(session: Session, settings: Settings, caller: Caller, org_id: str
     if member is None:
         raise NotFound(f"organization {org_id} not found")
     role = Role(member.role)
-    return token_pair(settings, session.get(User, caller.user_id), org_id, role), Caller(
+    return token_pair(settings, session.get_one(User, caller.user_id), org_id, role), Caller(
         caller.user_id, org_id, role, ROLE_SCOPES[role]
     )
 
@@ -117,13 +117,13 @@ def logout(session: Session, caller: Caller) -> None:
     """Revoke every access and refresh token of the caller (their API keys stay valid until revoked)."""
     if caller.api_key_id is not None:  # a key acts for its creator: it must not end the creator's sessions
         raise Forbidden("API keys cannot log out: revoke the key with DELETE /api/v1/api-keys/{key_id}")
-    user = session.get(User, caller.user_id)
+    user = session.get_one(User, caller.user_id)
     user.token_version += 1
     session.commit()
 
 
 def me(session: Session, caller: Caller) -> Me:
-    user = session.get(User, caller.user_id)
+    user = session.get_one(User, caller.user_id)
     memberships = accounts.memberships_of(session, user.id)
     current = next(o for m, o in memberships if o.id == caller.org_id)
     return Me(
@@ -167,7 +167,7 @@ def create_org(session: Session, caller: Caller, name: str) -> Organization:
         raise Forbidden("API keys cannot create organizations")
     with _account_change(session):
         org = accounts.create_org(session, name)
-        accounts.add_member(session, org, session.get(User, caller.user_id), Role.OWNER)
+        accounts.add_member(session, org, session.get_one(User, caller.user_id), Role.OWNER)
     return org
 
 
@@ -217,7 +217,7 @@ def _member(session: Session, caller: Caller, org_id: str, user_id: str) -> tupl
     member = accounts.membership(session, org_id, user_id)
     if member is None:
         raise NotFound(f"member {user_id} not found")
-    return member, session.get(User, user_id)
+    return member, session.get_one(User, user_id)
 
 
 def change_role(session: Session, caller: Caller, org_id: str, user_id: str, role: Role) -> MemberPublic:
@@ -240,8 +240,8 @@ def remove_member(session: Session, caller: Caller, org_id: str, user_id: str) -
 # --- API keys --------------------------------------------------------------------------
 
 
-def key_public(key: ApiKey, secret: str | None = None) -> ApiKeyPublic:
-    fields = dict(
+def key_public(key: ApiKey) -> ApiKeyPublic:
+    return ApiKeyPublic(
         key_id=key.id,
         name=key.name,
         prefix=f"wlk_{key.prefix}",
@@ -252,7 +252,6 @@ def key_public(key: ApiKey, secret: str | None = None) -> ApiKeyPublic:
         revoked_at=key.revoked_at,
         last_used_at=key.last_used_at,
     )
-    return ApiKeyCreated(**fields, secret=secret) if secret else ApiKeyPublic(**fields)
 
 
 def create_api_key(session: Session, caller: Caller, body: ApiKeyCreate) -> ApiKeyCreated:
@@ -261,7 +260,8 @@ def create_api_key(session: Session, caller: Caller, body: ApiKeyCreate) -> ApiK
     not_grantable = sorted(s.value for s in set(body.scopes) - API_KEY_SCOPES)
     if not_grantable:
         raise Invalid(
-            f"scopes: {', '.join(not_grantable)} cannot be given to an API key; allowed: {', '.join(sorted(API_KEY_SCOPES))}"
+            f"scopes: {', '.join(not_grantable)} cannot be given to an API key; "
+            f"allowed: {', '.join(sorted(API_KEY_SCOPES))}"
         )
     secret, prefix, secret_hash = api_keys.new_api_key()
     expires_at = utcnow() + timedelta(days=body.expires_in_days) if body.expires_in_days else None
@@ -276,7 +276,7 @@ def create_api_key(session: Session, caller: Caller, body: ApiKeyCreate) -> ApiK
     )
     session.add(key)
     session.commit()
-    return key_public(key, secret)
+    return ApiKeyCreated(**key_public(key).model_dump(), secret=secret)
 
 
 def list_api_keys(session: Session, caller: Caller) -> list[ApiKeyPublic]:

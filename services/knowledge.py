@@ -36,16 +36,17 @@ from services.tenancy import get_owned, list_owned
 from services.uploads import spool_upload
 from storage import keys
 from storage.object_store import ObjectNotFound, ObjectStore, get_dir
+from temporal_client.workflows import (
+    DatasetGenerationWorkflow,
+    KnowledgeIngestionWorkflow,
+    generation_workflow_id,
+    ingestion_workflow_id,
+    signal_name,
+)
 
-INGESTION_WORKFLOW = "KnowledgeIngestionWorkflow"
-GENERATION_WORKFLOW = "DatasetGenerationWorkflow"
 WORKFLOW_CLOSE_TIMEOUT = timedelta(seconds=30)  # how long deleting a knowledge base waits for its ingestion to stop
 PENDING = "PENDING"
 SUFFIXES = {media_type: suffix for suffix, media_type in MEDIA_TYPES.items() if suffix in ("md", "txt", "html", "pdf")}
-
-
-def ingestion_workflow_id(knowledge_base_id: str) -> str:
-    return f"kb-{knowledge_base_id}"
 
 
 # ---------------------------------------------------------------- knowledge bases
@@ -111,7 +112,7 @@ async def delete_knowledge_base(
         raise Conflict(
             f"knowledge base {kb.id} is used by running task {', '.join(using)}: cancel it or wait until it ends"
         )
-    handle = (await temporal()).get_workflow_handle(ingestion_workflow_id(kb.id))
+    handle = (await temporal()).get_workflow_handle_for(KnowledgeIngestionWorkflow.run, ingestion_workflow_id(kb.id))
     try:
         await handle.cancel()
     except RPCError as exc:
@@ -224,7 +225,8 @@ def store_document(
 
 
 def keep_upload(store: ObjectStore, upload: StoredUpload) -> None:
-    """The build is requested: the replaced version's bytes can go (the index keeps its chunks until the build replaces them)."""
+    """The build is requested: the replaced version's bytes can go (the index keeps its chunks until the build replaces
+    them)."""
     if upload.replaced:
         store.delete_prefix(upload.replaced["storage_key"])
 
@@ -251,12 +253,13 @@ def delete_document(session: Session, store: ObjectStore, kb: KnowledgeBase, doc
 
 
 async def request_build(temporal: Temporal, settings: Settings, kb: KnowledgeBase, document_ids: list[str]) -> None:
-    """Tell the knowledge base's ingestion workflow what changed, starting it if it is not running (signal-with-start)."""
+    """Tell the knowledge base's ingestion workflow what changed, starting it if it is not running
+    (signal-with-start)."""
     client = await temporal()
     inp = IngestionInput(
-        kb.id,
-        kb.org_id,
-        kb.status,
+        knowledge_base_id=kb.id,
+        org_id=kb.org_id,
+        status=kb.status,
         settle_seconds=settings.knowledge_settle_seconds,
         idle_seconds=settings.knowledge_idle_seconds,
         heartbeat_seconds=settings.heartbeat_timeout_seconds,
@@ -264,12 +267,12 @@ async def request_build(temporal: Temporal, settings: Settings, kb: KnowledgeBas
     )
     try:
         await client.start_workflow(
-            INGESTION_WORKFLOW,
+            KnowledgeIngestionWorkflow.run,
             inp,
             id=ingestion_workflow_id(kb.id),
             task_queue=TASK_QUEUE_WORKFLOWS,
-            start_signal="documents_changed",
-            start_signal_args=[DocumentsChanged(document_ids)],
+            start_signal=signal_name(KnowledgeIngestionWorkflow.documents_changed),
+            start_signal_args=[DocumentsChanged(document_ids=document_ids)],
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
     except RPCError as exc:
@@ -323,18 +326,18 @@ async def generate_dataset(
     session.commit()
     try:
         await client.start_workflow(
-            GENERATION_WORKFLOW,
+            DatasetGenerationWorkflow.run,
             GenerationInput(
-                dataset_id,
-                kb.org_id,
-                kb.id,
-                model_name,
+                dataset_id=dataset_id,
+                org_id=kb.org_id,
+                knowledge_base_id=kb.id,
+                model_name=model_name,
                 questions_per_chunk=questions_per_chunk,
                 generator=generator,
                 heartbeat_seconds=settings.heartbeat_timeout_seconds,
                 max_attempts=settings.activity_max_attempts,
             ),
-            id=f"gen-{dataset_id}",
+            id=generation_workflow_id(dataset_id),
             task_queue=TASK_QUEUE_WORKFLOWS,
         )
     except RPCError as exc:

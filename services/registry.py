@@ -46,8 +46,8 @@ from schemas.workflow_io import ActivityTimeouts, GateAdapter, GateTestSet, Prom
 from services.tasks import Temporal
 from storage import keys
 from storage.object_store import ObjectNotFound, ObjectStore, get_bytes
+from temporal_client.workflows import PromotionGateWorkflow
 
-GATE_WORKFLOW = "PromotionGateWorkflow"
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 READY = "READY"
 
@@ -446,7 +446,9 @@ async def request_promotion(
         return gate
     try:
         client = await temporal()
-        await client.start_workflow(GATE_WORKFLOW, inp, id=gate_workflow_id(gate.id), task_queue=TASK_QUEUE_WORKFLOWS)
+        await client.start_workflow(
+            PromotionGateWorkflow.run, inp, id=gate_workflow_id(gate.id), task_queue=TASK_QUEUE_WORKFLOWS
+        )
     except (RPCError, Unavailable) as exc:
         session.delete(gate)  # nothing started: leave no gate behind
         session.commit()
@@ -516,15 +518,27 @@ def gate_input(
 ) -> PromotionGateInput:
     """What the gate's workflow asks: the candidate's test split, and the current version's when it is another one."""
     model = session.get_one(RegisteredModel, gate.model_id)
-    test_sets = [GateTestSet(f"v{candidate.version}'s test split", candidate.splits_key, candidate.contexts_key)]
+    test_sets = [
+        GateTestSet(
+            name=f"v{candidate.version}'s test split",
+            splits_key=candidate.splits_key,
+            contexts_key=candidate.contexts_key,
+        )
+    ]
     if current is not None and current.splits_key != candidate.splits_key:
-        test_sets.append(GateTestSet(f"v{current.version}'s test split", current.splits_key, current.contexts_key))
+        test_sets.append(
+            GateTestSet(
+                name=f"v{current.version}'s test split",
+                splits_key=current.splits_key,
+                contexts_key=current.contexts_key,
+            )
+        )
     return PromotionGateInput(
         gate_id=gate.id,
         org_id=gate.org_id,
         base_model=model.base_model,
-        candidate=GateAdapter(candidate.version, candidate.adapter_key),
-        current=GateAdapter(current.version, current.adapter_key) if current else None,
+        candidate=GateAdapter(version=candidate.version, adapter_key=candidate.adapter_key),
+        current=GateAdapter(version=current.version, adapter_key=current.adapter_key) if current else None,
         test_sets=test_sets,
         mode=gate.mode,
         margin=gate.margin,

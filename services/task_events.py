@@ -52,8 +52,8 @@ def latest_event_id(session: Session, task_id: str) -> int:
 
 
 def latest_progress(session: Session, task: MLTask) -> dict[str, Any] | None:
-    """The running phase's last progress (training step, loss and tokens/s; evaluation stage), or None when the task is not
-    in a phase: what `GET /tasks/{id}` and the event stream's snapshot show."""
+    """The running phase's last progress (training step, loss and tokens/s; evaluation stage), or None when the task is
+    not in a phase: what `GET /tasks/{id}` and the event stream's snapshot show."""
     if TaskStatus(task.status) not in ACTIVE_PHASES:
         return None
     event = session.scalars(

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.workflow import UpdateMethodMultiParam
 
 from core.clock import utcnow
 from core.errors import Conflict, Invalid, NotFound, RateLimited, Unavailable
@@ -22,14 +23,14 @@ from db.models import KnowledgeBase, MLTask, Organization, TaskExecution, new_id
 from ml.base_model import UnknownModel, validate_model_name
 from schemas.api import ContinuousTaskCreate, StandardTaskCreate
 from schemas.reports import AnswerList, EvaluationReport, StoredTaskReport, TaskReport
-from schemas.workflow_io import ActivityTimeouts, FineTuningInput, Hyperparameters
+from schemas.workflow_io import ActivityTimeouts, FineTuningInput, FineTuningResult, Hyperparameters
 from services import task_events
 from services.datasets import ready_dataset
 from services.tenancy import get_owned, list_owned
 from storage.keys import evaluation_prefix
 from storage.object_store import ObjectNotFound, ObjectStore, get_bytes
+from temporal_client.workflows import FineTuningWorkflow
 
-WORKFLOW_NAME = "FineTuningWorkflow"
 CONTROL_TIMEOUT = timedelta(seconds=15)  # how long a pause/resume/cancel waits for a workflow worker to decide
 Temporal = Callable[[], Awaitable[Client]]  # connects on first use (temporal_client.TemporalConnection)
 
@@ -46,13 +47,14 @@ def create_task(
         kb = get_owned(session, KnowledgeBase, org_id, body.knowledge_base_id, "knowledge base")
         if not kb.index_key:
             raise Conflict(
-                f"knowledge base {kb.id} has no index yet (it is {kb.status}): upload documents and wait until it is READY"
+                f"knowledge base {kb.id} has no index yet (it is {kb.status}): "
+                "upload documents and wait until it is READY"
             )
     try:
         validate_model_name(body.model_name)
     except UnknownModel as exc:
         raise Invalid(f"model_name: {exc}") from exc
-    continuous = isinstance(body, ContinuousTaskCreate)
+    continuous = body if isinstance(body, ContinuousTaskCreate) else None
     task = MLTask(
         id=new_id(),
         name=body.task_name,
@@ -63,8 +65,8 @@ def create_task(
         org_id=org_id,
         created_by=created_by,
         current_iteration=0,
-        max_iterations=body.max_iterations if continuous else 1,
-        performance_threshold=body.performance_threshold if continuous else None,
+        max_iterations=continuous.max_iterations if continuous else 1,
+        performance_threshold=continuous.performance_threshold if continuous else None,
         hyperparameters=body.hyperparameters.model_dump(exclude_none=True),
         knowledge_base_id=body.knowledge_base_id,
         retrieval_top_k=body.retrieval_top_k,
@@ -123,8 +125,8 @@ def evaluation_answers(
     limit: int,
     offset: int,
 ) -> AnswerList:
-    """One evaluation's answers (iteration 0: the base model), each with its verdict by its fact checks, wrong ones first,
-    filtered by verdict (`right`, `wrong`, `unjudged`) and paged."""
+    """One evaluation's answers (iteration 0: the base model), each with its verdict by its fact checks, wrong ones
+    first, filtered by verdict (`right`, `wrong`, `unjudged`) and paged."""
     task = get_task(session, org_id, task_id)
     if iteration == 0:
         key = evaluation_prefix(task.id) + "baseline.json"
@@ -149,7 +151,8 @@ def evaluation_answers(
     mode = mode or report.headline.mode
     if mode not in report.modes:
         raise Invalid(
-            f"mode: iteration {iteration} of task {task_id} was evaluated in {', '.join(sorted(report.modes))}, not {mode}",
+            f"mode: iteration {iteration} of task {task_id} was evaluated in {', '.join(sorted(report.modes))}, "
+            f"not {mode}",
             param="mode",
         )
     result = report.modes[mode][split]
@@ -199,7 +202,7 @@ def count_by_status(session: Session) -> dict[str, int]:
 
 def running_tasks(session: Session, org_id: str) -> int:
     """Tasks started and not finished (suspended ones hold checkpoints and a place in the loop, so they count)."""
-    return session.scalar(
+    return session.execute(
         select(func.count())
         .select_from(MLTask)
         .where(
@@ -207,7 +210,7 @@ def running_tasks(session: Session, org_id: str) -> int:
             MLTask.started_at.is_not(None),
             MLTask.status.not_in([s.value for s in TERMINAL_STATUSES]),
         )
-    )
+    ).scalar_one()
 
 
 def claim_running_slot(session: Session, settings: Settings, task: MLTask) -> bool:
@@ -237,7 +240,7 @@ async def start_task(session: Session, temporal: Temporal, settings: Settings, t
     claimed = claim_running_slot(session, settings, task)
     try:
         await client.start_workflow(
-            WORKFLOW_NAME,
+            FineTuningWorkflow.run,
             workflow_input(task, settings),
             id=task.id,
             task_queue=TASK_QUEUE_WORKFLOWS,
@@ -274,7 +277,7 @@ class NoRunningWorkflow(Conflict):
 async def pause_task(session: Session, temporal: Temporal, task_id: str, *, org_id: str) -> MLTask:
     task = get_task(session, org_id, task_id)
     _require(task, TaskStatus.SUSPENDED, "pause")
-    await _command((await temporal()).get_workflow_handle(task_id), "request_pause")
+    await _command(await _handle(temporal, task_id), FineTuningWorkflow.request_pause)
     return task
 
 
@@ -282,7 +285,7 @@ async def resume_task(session: Session, temporal: Temporal, task_id: str, *, org
     task = get_task(session, org_id, task_id)
     if TaskStatus(task.status) != TaskStatus.SUSPENDED:
         raise Conflict(f"cannot resume task {task_id}: it is {task.status}, not SUSPENDED")
-    await _command((await temporal()).get_workflow_handle(task_id), "request_resume")
+    await _command(await _handle(temporal, task_id), FineTuningWorkflow.request_resume)
     return task
 
 
@@ -291,9 +294,9 @@ async def cancel_task(session: Session, temporal: Temporal, task_id: str, *, org
     never started is cancelled in the database directly."""
     task = get_task(session, org_id, task_id)
     _require(task, TaskStatus.CANCELLED, "cancel")
-    handle = (await temporal()).get_workflow_handle(task_id)
+    handle = await _handle(temporal, task_id)
     try:
-        await _command(handle, "request_cancel")
+        await _command(handle, FineTuningWorkflow.request_cancel)
     except NoRunningWorkflow:
         if task.started_at is not None:  # it ran and has just finished: nothing left to cancel
             raise
@@ -308,10 +311,18 @@ async def cancel_task(session: Session, temporal: Temporal, task_id: str, *, org
     return task
 
 
-async def _command(handle: WorkflowHandle, update: str) -> str:
+TaskHandle = WorkflowHandle[FineTuningWorkflow, FineTuningResult]
+
+
+async def _handle(temporal: Temporal, task_id: str) -> TaskHandle:
+    """The task's workflow (its id is the task's id; the handle follows it across continue-as-new)."""
+    return (await temporal()).get_workflow_handle_for(FineTuningWorkflow.run, task_id)
+
+
+async def _command(handle: TaskHandle, update: UpdateMethodMultiParam[[FineTuningWorkflow], str]) -> str:
     """Send a control update; the workflow's validator accepts it or says why not (409)."""
     try:
-        return await handle.execute_update(update, result_type=str, rpc_timeout=CONTROL_TIMEOUT)
+        return await handle.execute_update(update, rpc_timeout=CONTROL_TIMEOUT)
     except WorkflowUpdateFailedError as exc:
         raise Conflict(getattr(exc.cause, "message", None) or str(exc)) from exc
     except RPCError as exc:

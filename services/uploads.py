@@ -20,7 +20,8 @@ class Spooled:
 
 
 def spool_upload(stream: BinaryIO, path: Path, limit: int, what: str) -> Spooled:
-    """Copy `stream` to `path`; TooLarge (413) past `limit` bytes, Invalid (422) if empty. `what` names it in the message."""
+    """Copy `stream` to `path`; TooLarge (413) past `limit` bytes, Invalid (422) if empty. `what` names it in the
+    message."""
     digest, size = hashlib.sha256(), 0
     with open(path, "wb") as out:
         while chunk := stream.read(CHUNK):

@@ -14,8 +14,9 @@ from observability.temporal import tracing_interceptor
 
 
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
-    """A client of the Temporal cluster the settings name (the embedded dev server by default). Its tracing interceptor
-    also traces the workflows and activities of workers built on it; `runtime` exports their metrics (a worker pool's)."""
+    """A client of the Temporal cluster the settings name (the embedded dev server by default). Its tracing
+    interceptor also traces the workflows and activities of workers built on it; `runtime` exports their metrics (a
+    worker pool's)."""
     return await Client.connect(
         settings.resolved_temporal_address,
         namespace=settings.temporal_namespace,

@@ -137,7 +137,8 @@ def build_workers(
                 interceptors=INTERCEPTORS,
                 activity_executor=ThreadPoolExecutor(max_workers=limit),
                 graceful_shutdown_timeout=timedelta(seconds=30),
-                # heartbeats carry the checkpoint a retried attempt resumes from: send them every 2 s, not every 0.8 x timeout
+                # heartbeats carry the checkpoint a retried attempt resumes from: send them every 2 s, not every
+                # 0.8 x timeout
                 max_heartbeat_throttle_interval=timedelta(seconds=2),
                 default_heartbeat_throttle_interval=timedelta(seconds=2),
             )
@@ -153,7 +154,8 @@ async def run_pool(pool: str, settings: Settings) -> None:
 
 
 def pool_runtime(pool: str, settings: Settings) -> Runtime | None:
-    """A runtime serving the pool's metrics on its port; none (and a warning) if the port is taken: metrics must not stop work."""
+    """A runtime serving the pool's metrics on its port; none (and a warning) if the port is taken: metrics must not
+    stop work."""
     port = settings.worker_metrics_port_for(pool)
     if not port:
         return None

@@ -20,10 +20,6 @@ with workflow.unsafe.imports_passed_through():
 PROJECTION_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=10)
 
 
-def generation_workflow_id(dataset_id: str) -> str:
-    return f"gen-{dataset_id}"
-
-
 @workflow.defn(name="DatasetGenerationWorkflow")
 class DatasetGenerationWorkflow:
     def __init__(self) -> None:
@@ -34,24 +30,24 @@ class DatasetGenerationWorkflow:
     async def run(self, inp: GenerationInput) -> GenerateDatasetResult:
         self._dataset_id = inp.dataset_id
         options = PhaseOptions(
-            TASK_QUEUE_EVALUATE,
-            timedelta(seconds=inp.generate_seconds),
-            RetryPolicy(
+            task_queue=TASK_QUEUE_EVALUATE,
+            start_to_close=timedelta(seconds=inp.generate_seconds),
+            retry=RetryPolicy(
                 initial_interval=timedelta(seconds=inp.retry_initial_seconds), maximum_attempts=inp.max_attempts
             ),
-            timedelta(seconds=inp.heartbeat_seconds),
+            heartbeat=timedelta(seconds=inp.heartbeat_seconds),
         )
         try:
             result: GenerateDatasetResult = await self.lifecycle.run_phase(
                 DatasetStatus.GENERATING,
                 GenerationActivities.generate_dataset,
                 GenerateDatasetInput(
-                    inp.dataset_id,
-                    inp.org_id,
-                    inp.knowledge_base_id,
-                    inp.model_name,
-                    inp.questions_per_chunk,
-                    inp.generator,
+                    dataset_id=inp.dataset_id,
+                    org_id=inp.org_id,
+                    knowledge_base_id=inp.knowledge_base_id,
+                    model_name=inp.model_name,
+                    questions_per_chunk=inp.questions_per_chunk,
+                    generator=inp.generator,
                 ),
                 options,
             )
@@ -65,7 +61,7 @@ class DatasetGenerationWorkflow:
     async def _project(self, status: DatasetStatus, error: str | None = None, **_: Any) -> None:
         await workflow.execute_local_activity_method(
             GenerationActivities.record_dataset,
-            RecordDatasetInput(self._dataset_id, status.value, error),
+            RecordDatasetInput(dataset_id=self._dataset_id, status=status.value, error=error),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=PROJECTION_RETRY,
         )

@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         FineTuningInput,
         FineTuningResult,
         IterationRecord,
+        IterationScores,
         LoopState,
         OptimizeInput,
         OptimizeResult,
@@ -54,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         RegisterFinalAdapterInput,
         ReportInput,
         ReportResult,
+        TaskProgress,
         TrainInput,
         TrainResult,
     )
@@ -78,7 +80,8 @@ class FineTuningWorkflow:
     @workflow.signal
     def pause(self) -> None:
         """Suspend at the next safe point: the running activity checkpoints (training) and stops. Fire and forget
-        (e.g. from the Temporal Web UI); the API sends the `request_pause` update, which says whether it was accepted."""
+        (e.g. from the Temporal Web UI); the API sends the `request_pause` update, which says whether it was
+        accepted."""
         self.lifecycle.request_pause()
 
     @workflow.signal
@@ -108,7 +111,8 @@ class FineTuningWorkflow:
 
     @workflow.update(name="request_cancel")
     def request_cancel(self) -> str:
-        """Accept a cancellation, which the caller then sends as Temporal's own (the Web UI's cancel button sends it alone)."""
+        """Accept a cancellation, which the caller then sends as Temporal's own (the Web UI's cancel button sends it
+        alone)."""
         return self.lifecycle.status.value
 
     @request_cancel.validator
@@ -116,29 +120,29 @@ class FineTuningWorkflow:
         self.lifecycle.check_cancel(self._subject(), TaskStatus.CANCELLED)
 
     @workflow.query
-    def progress(self) -> dict[str, Any]:
+    def progress(self) -> TaskProgress:
         lifecycle = self.lifecycle
-        return {
-            "status": lifecycle.status.value,
-            "phase": lifecycle.status.value if lifecycle.status != TaskStatus.SUSPENDED else None,
-            "suspended_from": lifecycle.suspended_from.value if lifecycle.suspended_from else None,
-            "iteration": self._iteration,
-            "max_iterations": self._max_iterations,
-            "pause_requested": lifecycle.pause_requested,
-            "baseline_test_score": self._baseline_test_score,
-            "scores": [
-                {
-                    "iteration": r.iteration,
-                    "test": r.test_score,
-                    "feedback": r.feedback_score,
-                    "grade": r.grade,
-                    "test_fact_accuracy": r.test_accuracy,
-                    "feedback_fact_accuracy": r.feedback_accuracy,
-                }
+        return TaskProgress(
+            status=lifecycle.status.value,
+            phase=lifecycle.status.value if lifecycle.status != TaskStatus.SUSPENDED else None,
+            suspended_from=lifecycle.suspended_from.value if lifecycle.suspended_from else None,
+            iteration=self._iteration,
+            max_iterations=self._max_iterations,
+            pause_requested=lifecycle.pause_requested,
+            baseline_test_score=self._baseline_test_score,
+            scores=[
+                IterationScores(
+                    iteration=r.iteration,
+                    test=r.test_score,
+                    feedback=r.feedback_score,
+                    grade=r.grade,
+                    test_fact_accuracy=r.test_accuracy,
+                    feedback_fact_accuracy=r.feedback_accuracy,
+                )
                 for r in self._history
             ],
-            "error": self._error,
-        }
+            error=self._error,
+        )
 
     def _subject(self) -> str:
         return f"task {workflow.info().workflow_id}"
@@ -156,7 +160,8 @@ class FineTuningWorkflow:
         self.lifecycle.pause_requested = state.pause_requested
         if state.iteration > 1:
             self.lifecycle.status = TaskStatus.LOOPING  # the previous run ended in LOOPING and continued as new
-        # one undo, whatever fails or is cancelled: remove the unfinished iteration's artifacts and close the task's projection
+        # one undo, whatever fails or is cancelled: remove the unfinished iteration's artifacts and close the task's
+        # projection
         self.lifecycle.push_undo("task", lambda final, error: self._compensate(task, final, error))
         try:
             return await self._run_loop(task)
@@ -170,7 +175,8 @@ class FineTuningWorkflow:
             raise ApplicationError(message, type="FineTuningFailed", non_retryable=True) from err
 
     async def _run_loop(self, task: FineTuningInput) -> FineTuningResult:
-        """Run iterations until a stop reason; continue-as-new between two iterations when this run's history is long enough."""
+        """Run iterations until a stop reason; continue-as-new between two iterations when this run's history is long
+        enough."""
         state = task.state
         iterations_per_run = max(1, task.iterations_per_run)
         completed_in_run = 0
@@ -190,12 +196,12 @@ class FineTuningWorkflow:
         report: ReportResult = await workflow.execute_activity_method(
             BookkeepingActivities.build_report,
             ReportInput(
-                task.task_id,
-                task.mode,
-                task.model_name,
-                stop_reason,
-                evaluated.baseline_key,
-                self._history,
+                task_id=task.task_id,
+                mode=task.mode,
+                model_name=task.model_name,
+                stop_reason=stop_reason,
+                baseline_key=evaluated.baseline_key,
+                iterations=self._history,
                 org_id=task.org_id,
             ),
             task_queue=TASK_QUEUE_BOOKKEEPING,
@@ -203,19 +209,29 @@ class FineTuningWorkflow:
             retry_policy=_phase_options(task, "", 0).retry,
         )
         if workflow.patched("register-final-adapter"):
-            # the final adapter becomes the next version of the task's registered model (a refusal is reported, not raised)
+            # the final adapter becomes the next version of the task's registered model (a refusal is reported, not
+            # raised)
             await workflow.execute_activity_method(
                 RegistryActivities.register_final_adapter,
-                RegisterFinalAdapterInput(task.task_id, self._history[-1].iteration, org_id=task.org_id),
+                RegisterFinalAdapterInput(
+                    task_id=task.task_id, iteration=self._history[-1].iteration, org_id=task.org_id
+                ),
                 task_queue=TASK_QUEUE_BOOKKEEPING,
                 start_to_close_timeout=timedelta(minutes=5),
                 retry_policy=_phase_options(task, "", 0).retry,
             )
         await self.lifecycle.record(TaskStatus.COMPLETED, report_key=report.report_key)
-        return FineTuningResult(task.task_id, TaskStatus.COMPLETED.value, self._history, report.report_key, stop_reason)
+        return FineTuningResult(
+            task_id=task.task_id,
+            status=TaskStatus.COMPLETED.value,
+            iterations=self._history,
+            report_key=report.report_key,
+            stop_reason=stop_reason,
+        )
 
     async def _run_iteration(self, task: FineTuningInput, state: LoopState) -> tuple[EvaluateResult, LoopState]:
-        """One iteration: optimize -> train -> evaluate; returns the evaluation and the state the next iteration starts from."""
+        """One iteration: optimize -> train -> evaluate; returns the evaluation and the state the next iteration starts
+        from."""
         timeouts, n, lifecycle = task.timeouts, state.iteration, self.lifecycle
         previous = state.history[-1] if state.history else None
         # an incremental task's first iteration continues from its parent: its adapter, and its last evaluation
@@ -226,18 +242,18 @@ class FineTuningWorkflow:
             TaskStatus.OPTIMIZING,
             OptimizeActivities.optimize_dataset,
             OptimizeInput(
-                task.task_id,
-                task.org_id,
-                n,
-                task.dataset_id,
-                state.splits_key,
-                previous_evaluation,
-                task.targeting,
-                task.knowledge_base_id,
-                task.retrieval_top_k,
-                task.oracle_fraction,
-                task.model_name,
-                task.targeting_source,
+                task_id=task.task_id,
+                org_id=task.org_id,
+                iteration=n,
+                dataset_id=task.dataset_id,
+                splits_key=state.splits_key,
+                previous_evaluation_key=previous_evaluation,
+                targeting=task.targeting,
+                knowledge_base_id=task.knowledge_base_id,
+                retrieval_top_k=task.retrieval_top_k,
+                oracle_fraction=task.oracle_fraction,
+                model_name=task.model_name,
+                targeting_source=task.targeting_source,
             ),
             _phase_options(task, TASK_QUEUE_OPTIMIZE, timeouts.optimize_seconds, heartbeat=False),
             input_dataset_id=previous.dataset_id if previous else task.dataset_id,
@@ -254,13 +270,13 @@ class FineTuningWorkflow:
             TaskStatus.TRAINING,
             TrainActivities.train_adapter,
             TrainInput(
-                task.task_id,
-                task.org_id,
-                n,
-                task.model_name,
-                optimized.train_key,
-                task.hyperparameters,
-                previous_adapter,
+                task_id=task.task_id,
+                org_id=task.org_id,
+                iteration=n,
+                model_name=task.model_name,
+                train_key=optimized.train_key,
+                hyperparameters=task.hyperparameters,
+                init_adapter_key=previous_adapter,
             ),
             _phase_options(task, TASK_QUEUE_TRAIN, timeouts.train_seconds),
             input_dataset_id=optimized.dataset_id,
@@ -283,17 +299,17 @@ class FineTuningWorkflow:
             TaskStatus.EVALUATING,
             EvaluateActivities.evaluate_adapter,
             EvaluateInput(
-                task.task_id,
-                task.org_id,
-                n,
-                task.model_name,
-                trained.adapter_key,
-                optimized.splits_key,
-                optimized.train_key,
-                state.baseline_key,
-                previous_evaluation,
-                optimized.contexts_key,
-                max(256, task.hyperparameters.max_seq_length),
+                task_id=task.task_id,
+                org_id=task.org_id,
+                iteration=n,
+                model_name=task.model_name,
+                adapter_key=trained.adapter_key,
+                splits_key=optimized.splits_key,
+                train_key=optimized.train_key,
+                baseline_key=state.baseline_key,
+                previous_evaluation_key=previous_evaluation,
+                contexts_key=optimized.contexts_key,
+                max_seq_length=max(256, task.hyperparameters.max_seq_length),
                 previous_is_parent=previous is None and task.parent_evaluation_key is not None,
             ),
             _phase_options(task, TASK_QUEUE_EVALUATE, timeouts.evaluate_seconds),
@@ -301,16 +317,16 @@ class FineTuningWorkflow:
         )
         self._baseline_test_score = evaluated.baseline_test_score
         record = IterationRecord(
-            n,
-            optimized.dataset_id,
-            trained.adapter_key,
-            evaluated.evaluation_key,
-            evaluated.test_score,
-            evaluated.feedback_score,
-            evaluated.grade,
-            trained.steps,
-            trained.resumed_from_step,
-            optimized.knowledge_base_version,
+            iteration=n,
+            dataset_id=optimized.dataset_id,
+            adapter_key=trained.adapter_key,
+            evaluation_key=evaluated.evaluation_key,
+            test_score=evaluated.test_score,
+            feedback_score=evaluated.feedback_score,
+            grade=evaluated.grade,
+            train_steps=trained.steps,
+            resumed_from_step=trained.resumed_from_step,
+            knowledge_base_version=optimized.knowledge_base_version,
             test_accuracy=evaluated.test_accuracy,
             feedback_accuracy=evaluated.feedback_accuracy,
         )
@@ -336,7 +352,11 @@ class FineTuningWorkflow:
         )
 
         return evaluated, LoopState(
-            n + 1, optimized.splits_key, evaluated.baseline_key, evaluated.baseline_test_score, list(self._history)
+            iteration=n + 1,
+            splits_key=optimized.splits_key,
+            baseline_key=evaluated.baseline_key,
+            baseline_test_score=evaluated.baseline_test_score,
+            history=list(self._history),
         )
 
     def _stop_reason(self, task: FineTuningInput, iteration: int, evaluated: EvaluateResult) -> str | None:
@@ -344,8 +364,8 @@ class FineTuningWorkflow:
             return "standard task"
         if task.performance_threshold is not None:
             if workflow.patched("stop-on-feedback-accuracy"):
-                # the loop decides on the feedback split (the test split is only ever reported): its share of right answers,
-                # or its blended score where its examples have no fact checks
+                # the loop decides on the feedback split (the test split is only ever reported): its share of right
+                # answers, or its blended score where its examples have no fact checks
                 reached, what = (
                     (evaluated.feedback_accuracy, "feedback fact accuracy")
                     if evaluated.feedback_accuracy is not None
@@ -366,7 +386,11 @@ class FineTuningWorkflow:
         await workflow.execute_local_activity_method(
             BookkeepingActivities.record_progress,
             RecordProgressInput(
-                workflow.info().workflow_id, status.value, self._iteration, **fields, org_id=self._org_id
+                task_id=workflow.info().workflow_id,
+                status=status.value,
+                iteration=self._iteration,
+                org_id=self._org_id,
+                **fields,
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=BOOKKEEPING_RETRY,
@@ -378,7 +402,11 @@ class FineTuningWorkflow:
         await workflow.execute_activity_method(
             BookkeepingActivities.compensate_iteration,
             CompensateInput(
-                task.task_id, None if finished else self._iteration, final.value, error, org_id=task.org_id
+                task_id=task.task_id,
+                iteration=None if finished else self._iteration,
+                final_status=final.value,
+                error=error,
+                org_id=task.org_id,
             ),
             task_queue=TASK_QUEUE_BOOKKEEPING,
             start_to_close_timeout=timedelta(minutes=2),
@@ -392,8 +420,8 @@ def _phase_options(task: FineTuningInput, queue: str, seconds: int, heartbeat: b
         maximum_attempts=task.timeouts.max_attempts,
     )
     return PhaseOptions(
-        queue,
-        timedelta(seconds=seconds),
-        retry,
-        timedelta(seconds=task.timeouts.heartbeat_seconds) if heartbeat else None,
+        task_queue=queue,
+        start_to_close=timedelta(seconds=seconds),
+        retry=retry,
+        heartbeat=timedelta(seconds=task.timeouts.heartbeat_seconds) if heartbeat else None,
     )

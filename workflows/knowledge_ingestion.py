@@ -31,18 +31,15 @@ with workflow.unsafe.imports_passed_through():
         BuildKnowledgeIndexResult,
         DocumentsChanged,
         IngestionInput,
+        IngestionProgress,
         IngestionResult,
         NotifyFollowersInput,
         RecordKnowledgeBaseInput,
     )
-    from workflows.lifecycle import Lifecycle, PhaseOptions, failure_message
+    from workflows.lifecycle import Lifecycle, PhaseOptions, failure_message, wait_until_quiet
 
 K = KnowledgeBaseStatus
 PROJECTION_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=10)
-
-
-def ingestion_workflow_id(knowledge_base_id: str) -> str:
-    return f"kb-{knowledge_base_id}"
 
 
 @workflow.defn(name="KnowledgeIngestionWorkflow")
@@ -60,14 +57,14 @@ class KnowledgeIngestionWorkflow:
         self._pending.extend(i for i in change.document_ids if i not in self._pending)
 
     @workflow.query
-    def progress(self) -> dict[str, Any]:
-        return {
-            "status": self.lifecycle.status.value,
-            "pending_documents": list(self._pending),
-            "builds": self._builds,
-            "version": self._version,
-            "last_build": dataclasses.asdict(self._last) if self._last else None,
-        }
+    def progress(self) -> IngestionProgress:
+        return IngestionProgress(
+            status=self.lifecycle.status.value,
+            pending_documents=list(self._pending),
+            builds=self._builds,
+            version=self._version,
+            last_build=self._last,
+        )
 
     @workflow.run
     async def run(self, inp: IngestionInput) -> IngestionResult:
@@ -75,12 +72,12 @@ class KnowledgeIngestionWorkflow:
         self.lifecycle.status = K(inp.status)
         self._pending.extend(i for i in inp.pending if i not in self._pending)
         options = PhaseOptions(
-            TASK_QUEUE_KNOWLEDGE,
-            timedelta(seconds=inp.build_seconds),
-            RetryPolicy(
+            task_queue=TASK_QUEUE_KNOWLEDGE,
+            start_to_close=timedelta(seconds=inp.build_seconds),
+            retry=RetryPolicy(
                 initial_interval=timedelta(seconds=inp.retry_initial_seconds), maximum_attempts=inp.max_attempts
             ),
-            timedelta(seconds=inp.heartbeat_seconds),
+            heartbeat=timedelta(seconds=inp.heartbeat_seconds),
         )
         while True:
             try:
@@ -88,11 +85,14 @@ class KnowledgeIngestionWorkflow:
             except TimeoutError:
                 if not self._pending:  # a change that raced the timeout is still built
                     return IngestionResult(
-                        inp.knowledge_base_id, self._builds, self._version, self.lifecycle.status.value
+                        knowledge_base_id=inp.knowledge_base_id,
+                        builds=self._builds,
+                        version=self._version,
+                        status=self.lifecycle.status.value,
                     )
             if self.lifecycle.status != K.REBUILD_REQUIRED:
                 await self.lifecycle.record(K.REBUILD_REQUIRED)
-            await self._settle(inp.settle_seconds)
+            await wait_until_quiet(lambda: len(self._pending), inp.settle_seconds)  # a burst of uploads makes one build
             self._pending = []
             await self._build(inp, options)
             if self._builds >= inp.builds_per_run or workflow.info().is_continue_as_new_suggested():
@@ -100,21 +100,12 @@ class KnowledgeIngestionWorkflow:
                     dataclasses.replace(inp, status=self.lifecycle.status.value, pending=list(self._pending))
                 )
 
-    async def _settle(self, seconds: float) -> None:
-        """Wait until no change has arrived for `seconds`, so a burst of uploads makes one build."""
-        while seconds > 0:
-            seen = len(self._pending)
-            try:
-                await workflow.wait_condition(lambda: len(self._pending) > seen, timeout=timedelta(seconds=seconds))
-            except TimeoutError:
-                return
-
     async def _build(self, inp: IngestionInput, options: PhaseOptions) -> None:
         try:
             result: BuildKnowledgeIndexResult = await self.lifecycle.run_phase(
                 K.BUILDING,
                 KnowledgeActivities.build_knowledge_index,
-                BuildKnowledgeIndexInput(inp.knowledge_base_id, inp.org_id),
+                BuildKnowledgeIndexInput(knowledge_base_id=inp.knowledge_base_id, org_id=inp.org_id),
                 options,
             )
         except ActivityError as err:
@@ -127,11 +118,12 @@ class KnowledgeIngestionWorkflow:
             await self._notify_followers(inp, result.version)
 
     async def _notify_followers(self, inp: IngestionInput, version: int) -> None:
-        """Tasks that follow this knowledge base re-train (RetrainWorkflow). The index is built whatever happens here."""
+        """Tasks that follow this knowledge base re-train (RetrainWorkflow). The index is built whatever happens
+        here."""
         try:
             await workflow.execute_activity_method(
                 RetrainingActivities.notify_followers,
-                NotifyFollowersInput(inp.knowledge_base_id, inp.org_id, version),
+                NotifyFollowersInput(knowledge_base_id=inp.knowledge_base_id, org_id=inp.org_id, version=version),
                 task_queue=TASK_QUEUE_BOOKKEEPING,
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=PROJECTION_RETRY,
@@ -146,7 +138,7 @@ class KnowledgeIngestionWorkflow:
     async def _project(self, status: KnowledgeBaseStatus, error: str | None = None, **_: Any) -> None:
         await workflow.execute_local_activity_method(
             KnowledgeActivities.record_knowledge_base,
-            RecordKnowledgeBaseInput(self._knowledge_base_id, status.value, error),
+            RecordKnowledgeBaseInput(knowledge_base_id=self._knowledge_base_id, status=status.value, error=error),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=PROJECTION_RETRY,
         )

@@ -8,7 +8,8 @@
   the commands are validated here (`check_pause`, `check_resume`) so a workflow's update validators
   answer from the workflow's own state;
 - the compensation stack: what a step leaves behind registers its undo; on failure or cancellation the
-  undos run in reverse order and the subject ends in its final status.
+  undos run in reverse order and the subject ends in its final status;
+- debouncing (`wait_until_quiet`): a burst of changes is acted on once.
 
 Everything here runs inside workflow code: deterministic, no I/O but the activities it starts.
 """
@@ -16,6 +17,7 @@ Everything here runs inside workflow code: deterministic, no I/O but the activit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,15 +25,16 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 Status = TypeVar("Status")
+Checked = TypeVar("Checked", contravariant=True)
 
 
-class TransitionCheck(Protocol[Status]):
+class TransitionCheck(Protocol[Checked]):
     """Raises if `current -> target` is not allowed (a status table's `check_transition`)."""
 
-    def __call__(self, current: Status, target: Status, *, suspended_from: Status | None = None) -> Any: ...
+    def __call__(self, current: Checked, target: Checked, *, suspended_from: Checked | None = None) -> Any: ...
 
 
 Projection = Callable[..., Awaitable[None]]  # (status, suspended_from, **fields) -> writes the database projection
@@ -113,7 +116,8 @@ class Lifecycle(Generic[Status]):
     async def run_phase(
         self, status: Status, activity: Callable, arg: Any, options: PhaseOptions, **started: Any
     ) -> Any:
-        """Run one phase's activity in `status`; a pause cancels it (training checkpoints first), suspends, and re-runs it on resume."""
+        """Run one phase's activity in `status`; a pause cancels it (training checkpoints first), suspends, and re-runs
+        it on resume."""
         await self.record(status, phase_event="started", phase=status, **started)
         while True:
             if self.pause_requested:
@@ -135,10 +139,8 @@ class Lifecycle(Generic[Status]):
                 # cancelled: let the activity finish its own cancellation before compensation runs
                 pause.cancel()
                 handle.cancel()
-                try:
+                with contextlib.suppress(BaseException):
                     await handle
-                except BaseException:
-                    pass
                 raise
             if handle.done():
                 pause.cancel()
@@ -152,6 +154,8 @@ class Lifecycle(Generic[Status]):
             await self._suspend(status)
 
     async def _suspend(self, phase: Status) -> None:
+        if self._suspended is None:  # check_pause refuses a pause of a subject that has no suspended status
+            raise ApplicationError("this workflow cannot be paused", type="IllegalTransition", non_retryable=True)
         await self.record(self._suspended, suspended_from=phase)
         self.suspended_from = phase
         await workflow.wait_condition(lambda: self.resume_requested)
@@ -179,9 +183,24 @@ class Lifecycle(Generic[Status]):
         self.status = final
 
 
+async def wait_until_quiet(changes: Callable[[], int], seconds: float) -> None:
+    """Return once `changes()` (a count of changes) has not grown for `seconds`: a burst of changes is taken as one."""
+    while seconds > 0 and await _grows_within(changes, seconds):
+        pass
+
+
+async def _grows_within(changes: Callable[[], int], seconds: float) -> bool:
+    seen = changes()
+    try:
+        await workflow.wait_condition(lambda: changes() > seen, timeout=timedelta(seconds=seconds))
+    except TimeoutError:
+        return False
+    return True
+
+
 def failure_message(err: ActivityError) -> str:
     """The innermost cause of an activity failure, named after the activity."""
     cause = err.cause
-    while cause is not None and isinstance(cause, ActivityError):
+    while isinstance(cause, ActivityError):
         cause = cause.cause
-    return f"{err.activity_type} failed: {cause.message if cause is not None else err.message}"
+    return f"{err.activity_type} failed: {cause.message if isinstance(cause, FailureError) else err.message}"

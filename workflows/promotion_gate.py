@@ -39,29 +39,29 @@ class PromotionGateWorkflow:
         self._gate_id = inp.gate_id
         timeouts = inp.timeouts
         options = PhaseOptions(
-            TASK_QUEUE_EVALUATE,
-            timedelta(seconds=timeouts.evaluate_seconds),
-            RetryPolicy(
+            task_queue=TASK_QUEUE_EVALUATE,
+            start_to_close=timedelta(seconds=timeouts.evaluate_seconds),
+            retry=RetryPolicy(
                 initial_interval=timedelta(seconds=timeouts.retry_initial_seconds),
                 maximum_attempts=timeouts.max_attempts,
             ),
-            timedelta(seconds=timeouts.heartbeat_seconds),
+            heartbeat=timedelta(seconds=timeouts.heartbeat_seconds),
         )
         try:
             evaluated: GateEvaluateResult = await self.lifecycle.run_phase(
                 GateStatus.EVALUATING,
                 RegistryActivities.evaluate_for_promotion,
                 GateEvaluateInput(
-                    inp.gate_id,
-                    inp.org_id,
-                    inp.base_model,
-                    inp.candidate,
-                    inp.current,
-                    inp.test_sets,
-                    inp.mode,
-                    inp.margin,
-                    inp.knowledge_base_id,
-                    inp.retrieval_top_k,
+                    gate_id=inp.gate_id,
+                    org_id=inp.org_id,
+                    base_model=inp.base_model,
+                    candidate=inp.candidate,
+                    current=inp.current,
+                    test_sets=inp.test_sets,
+                    mode=inp.mode,
+                    margin=inp.margin,
+                    knowledge_base_id=inp.knowledge_base_id,
+                    retrieval_top_k=inp.retrieval_top_k,
                     significance=inp.significance,
                 ),
                 options,
@@ -72,7 +72,7 @@ class PromotionGateWorkflow:
             raise ApplicationError(message, type="PromotionGateFailed", non_retryable=True) from err
         decided: ConcludeGateResult = await workflow.execute_activity_method(
             RegistryActivities.conclude_promotion,
-            ConcludeGateInput(inp.gate_id, evaluated.figures),
+            ConcludeGateInput(gate_id=inp.gate_id, figures=evaluated.figures),
             task_queue=TASK_QUEUE_BOOKKEEPING,
             start_to_close_timeout=timedelta(minutes=2),
             retry_policy=BOOKKEEPING_RETRY,
@@ -87,7 +87,7 @@ class PromotionGateWorkflow:
     async def _project(self, status: GateStatus, error: str | None = None, **_: Any) -> None:
         await workflow.execute_local_activity_method(
             RegistryActivities.record_gate,
-            RecordGateInput(self._gate_id, status.value, error),
+            RecordGateInput(gate_id=self._gate_id, status=status.value, error=error),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=BOOKKEEPING_RETRY,
         )

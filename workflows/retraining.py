@@ -20,11 +20,13 @@ with workflow.unsafe.imports_passed_through():
     from schemas.workflow_io import (
         KnowledgeChanged,
         RetrainInput,
+        RetrainPending,
         RetrainResult,
         StartIncrementalInput,
         TaskStateInput,
         TaskStateResult,
     )
+    from workflows.lifecycle import wait_until_quiet
 
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=10)
 # at the organization's running-task limit the start fails as RateLimited: it is retried until a slot frees
@@ -45,24 +47,27 @@ class RetrainWorkflow:
         self._changes += 1
 
     @workflow.query
-    def pending(self) -> dict:
-        return {"version": self._version, "changes": self._changes}
+    def pending(self) -> RetrainPending:
+        return RetrainPending(version=self._version, changes=self._changes)
 
     @workflow.run
     async def run(self, inp: RetrainInput) -> RetrainResult:
         self._version = max(self._version, inp.version)
-        await self._quiet(inp.quiet_seconds)
+        await wait_until_quiet(lambda: self._changes, inp.quiet_seconds)
         while True:
             state: TaskStateResult = await workflow.execute_activity_method(
                 RetrainingActivities.task_state,
-                TaskStateInput(inp.task_id),
+                TaskStateInput(task_id=inp.task_id),
                 task_queue=TASK_QUEUE_BOOKKEEPING,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RETRY,
             )
             if state.child_task_id:
                 return RetrainResult(
-                    inp.task_id, state.child_task_id, self._version, "an incremental task was already started"
+                    task_id=inp.task_id,
+                    incremental_task_id=state.child_task_id,
+                    knowledge_base_version=self._version,
+                    reason="an incremental task was already started",
                 )
             if state.status in TERMINAL_STATUSES or state.status == "DELETED":
                 break
@@ -71,23 +76,22 @@ class RetrainWorkflow:
             )  # still running: never disturbed, picked up after it ends
         if state.status != TaskStatus.COMPLETED:
             return RetrainResult(
-                inp.task_id, None, self._version, f"the task ended {state.status}: nothing to continue from"
+                task_id=inp.task_id,
+                incremental_task_id=None,
+                knowledge_base_version=self._version,
+                reason=f"the task ended {state.status}: nothing to continue from",
             )
-        await self._quiet(inp.quiet_seconds)  # changes made while it ran settle too
+        await wait_until_quiet(lambda: self._changes, inp.quiet_seconds)  # changes made while it ran settle too
         child = await workflow.execute_activity_method(
             RetrainingActivities.start_incremental_task,
-            StartIncrementalInput(inp.task_id, self._version),
+            StartIncrementalInput(parent_task_id=inp.task_id, knowledge_base_version=self._version),
             task_queue=TASK_QUEUE_BOOKKEEPING,
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=START_RETRY,
         )
-        return RetrainResult(inp.task_id, child, self._version, f"knowledge base changed ({self._changes} changes)")
-
-    async def _quiet(self, seconds: float) -> None:
-        """Return once no change has arrived for `seconds`."""
-        while seconds > 0:
-            seen = self._changes
-            try:
-                await workflow.wait_condition(lambda: self._changes > seen, timeout=timedelta(seconds=seconds))
-            except TimeoutError:
-                return
+        return RetrainResult(
+            task_id=inp.task_id,
+            incremental_task_id=child,
+            knowledge_base_version=self._version,
+            reason=f"knowledge base changed ({self._changes} changes)",
+        )

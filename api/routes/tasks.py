@@ -12,7 +12,7 @@ from api.deps import Offset, SessionDep, SettingsDep, StoreDep, TemporalDep
 from api.errors import JSON_ERROR_RESPONSES
 from api.security import TasksRead, TasksWrite
 from core.status import TERMINAL_STATUSES, TaskMode, TaskStatus
-from db.models import MLTask
+from db.models import MLTask, TaskEvent
 from schemas.api import (
     ContinuousTaskCreate,
     ExecutionPublic,
@@ -163,9 +163,10 @@ def task_to_follow(caller: TasksRead, session: SessionDep, task_id: str) -> tupl
         **JSON_ERROR_RESPONSES,
         200: {
             "description": (
-                "Server-sent events: `snapshot` (first, without Last-Event-ID: the task as GET /tasks/{id} shows it), `status`, "
-                "`progress` (training step, loss, tokens/s; evaluation done/total), `score` (an iteration's test score) and `final` "
-                "(the terminal status; the stream ends). Each has an increasing `id`; reconnect with `Last-Event-ID` to resume."
+                "Server-sent events: `snapshot` (first, without Last-Event-ID: the task as GET /tasks/{id} shows it), "
+                "`status`, `progress` (training step, loss, tokens/s; evaluation done/total), `score` (an iteration's "
+                "test score) and `final` (the terminal status; the stream ends). Each has an increasing `id`; "
+                "reconnect with `Last-Event-ID` to resume."
             )
         },
     },
@@ -187,15 +188,16 @@ async def follow_task(
                 task, settings, task_events.latest_progress(session, task)
             )
 
-    def read(after: int):
+    def read(after: int) -> tuple[str, dict[str, Any], list[TaskEvent]]:
         with sessions() as session:
             task, events = task_events.poll(session, org_id, task_id, after)
             return task.status, task_events.final_data(task), events
 
-    after = last_event_id
-    if after is None:  # a new follower: the state now, then only what comes after it
+    if last_event_id is None:  # a new follower: the state now, then only what comes after it
         after, task = await run_in_threadpool(snapshot)
         yield ServerSentEvent(event="snapshot", id=str(after), data={"task": task.model_dump(mode="json")})
+    else:
+        after = last_event_id
     while True:
         status, final, events = await run_in_threadpool(read, after)
         for event in events:

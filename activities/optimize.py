@@ -9,7 +9,7 @@ from pathlib import Path
 from temporalio import activity
 
 from activities.context import ActivityContext, invalid_input
-from db.models import Dataset, KnowledgeBase
+from db.models import Dataset, KnowledgeBase, MLTask
 from ml.examples import DatasetFormatError, Example, examples_to_jsonl
 from ml.grounded_targeting import grounded_examples, random_chunk_examples
 from ml.optimizer import (
@@ -149,7 +149,8 @@ class OptimizeActivities:
         return targeted.train + grounded.examples
 
     def _knowledge_index(self, inp: OptimizeInput, org_id: str):
-        """The knowledge base's current index version, and its version number."""
+        """The knowledge base's current index version, and its version number, recorded on the task as the newest it
+        grounds on (a change notice for no newer a version has nothing new for it)."""
         with self.ctx.sessions() as session:
             kb = session.get(KnowledgeBase, inp.knowledge_base_id)
             if kb is None or kb.org_id != org_id:
@@ -157,6 +158,10 @@ class OptimizeActivities:
             if not kb.index_key:
                 raise invalid_input(f"knowledge base {kb.id} has no index")
             index_key, version = kb.index_key, kb.version
+            task = session.get(MLTask, inp.task_id)
+            if task is not None and (task.knowledge_base_version or 0) < version:
+                task.knowledge_base_version = version
+                session.commit()
         return self.ctx.knowledge_indexes.get(index_key), version
 
     def _with_passages(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from temporalio import activity
 from temporalio.common import WorkflowIDConflictPolicy
 
@@ -39,7 +39,7 @@ class RetrainingActivities:
     async def notify_followers(self, inp: NotifyFollowersInput) -> list[str]:
         """Signal (with start) the retraining workflow of every task that follows the knowledge base, has no incremental
         task yet (the newest of each lineage) and has not failed or been cancelled; returns their ids."""
-        followers = await asyncio.to_thread(self._followers, inp.knowledge_base_id)
+        followers = await asyncio.to_thread(self._followers, inp.knowledge_base_id, inp.version)
         client = activity.client()
         for task_id in followers:
             await client.start_workflow(
@@ -59,7 +59,7 @@ class RetrainingActivities:
             )
         return followers
 
-    def _followers(self, knowledge_base_id: str) -> list[str]:
+    def _followers(self, knowledge_base_id: str, version: int) -> list[str]:
         with self.ctx.sessions() as session:
             children = select(MLTask.parent_task_id).where(MLTask.parent_task_id.is_not(None))
             ended_badly = [TaskStatus.FAILED.value, TaskStatus.CANCELLED.value]  # nothing to continue from
@@ -71,6 +71,8 @@ class RetrainingActivities:
                         MLTask.retrain_on_change,
                         MLTask.id.not_in(children),
                         MLTask.status.not_in(ended_badly),
+                        # a task that already grounded on this version (or a newer one) has nothing new to learn
+                        or_(MLTask.knowledge_base_version.is_(None), MLTask.knowledge_base_version < version),
                     )
                     .order_by(MLTask.created_at)
                 )
@@ -86,7 +88,9 @@ class RetrainingActivities:
             if task is None:
                 return TaskStateResult(status="DELETED", child_task_id=None)
             child = session.scalar(select(MLTask.id).where(MLTask.parent_task_id == task_id))
-            return TaskStateResult(status=task.status, child_task_id=child)
+            return TaskStateResult(
+                status=task.status, child_task_id=child, knowledge_base_version=task.knowledge_base_version
+            )
 
     @activity.defn(name="start_incremental_task")
     async def start_incremental_task(self, inp: StartIncrementalInput) -> str:
@@ -128,6 +132,8 @@ class RetrainingActivities:
                     retrain_on_change=True,
                     parent_task_id=parent.id,
                     register_as=parent.register_as or default_model_name(parent.name),
+                    # what it will ground on (its optimization records a newer version if one comes first)
+                    knowledge_base_version=inp.knowledge_base_version,
                 )
                 session.add(child)
                 claim_running_slot(session, self.ctx.settings, child)  # commits, or rolls back and raises RateLimited

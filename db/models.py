@@ -153,6 +153,9 @@ class MLTask(Base):
     parent_task_id: Mapped[str | None] = mapped_column(
         ForeignKey("ml_tasks.id", ondelete="SET NULL"), nullable=True, index=True
     )
+    # the newest knowledge-base version the task has grounded on (its data optimization read that index): a change
+    # notice for a version no newer than this has nothing new for it
+    knowledge_base_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # the registered model its final adapter joins
     register_as: Mapped[str | None] = mapped_column(String(100), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)

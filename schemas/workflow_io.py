@@ -471,6 +471,7 @@ class TaskStateInput:
 class TaskStateResult:
     status: str
     child_task_id: str | None  # an incremental task already started from it
+    knowledge_base_version: int | None = None  # the newest knowledge-base version it grounded on
 
 
 @dataclass

@@ -43,6 +43,7 @@ def create_task(
         raise Invalid(
             "retrain_on_change: a task follows a knowledge base's changes only if it has one (knowledge_base_id)"
         )
+    kb = None
     if body.knowledge_base_id is not None:
         kb = get_owned(session, KnowledgeBase, org_id, body.knowledge_base_id, "knowledge base")
         if not kb.index_key:
@@ -69,6 +70,8 @@ def create_task(
         performance_threshold=continuous.performance_threshold if continuous else None,
         hyperparameters=body.hyperparameters.model_dump(exclude_none=True),
         knowledge_base_id=body.knowledge_base_id,
+        # it grounds on this version or a newer one: a change notice for this version is not news to it
+        knowledge_base_version=kb.version if kb is not None else None,
         retrieval_top_k=body.retrieval_top_k,
         retrain_on_change=body.retrain_on_change,
         register_as=body.register_as,

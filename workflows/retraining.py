@@ -82,6 +82,17 @@ class RetrainWorkflow:
                 reason=f"the task ended {state.status}: nothing to continue from",
             )
         await wait_until_quiet(lambda: self._changes, inp.quiet_seconds)  # changes made while it ran settle too
+        if (
+            workflow.patched("retrain-only-for-a-newer-knowledge-base")
+            and state.knowledge_base_version is not None
+            and state.knowledge_base_version >= self._version
+        ):
+            return RetrainResult(
+                task_id=inp.task_id,
+                incremental_task_id=None,
+                knowledge_base_version=self._version,
+                reason=f"the task already grounded on version {state.knowledge_base_version}: nothing new to learn",
+            )
         child = await workflow.execute_activity_method(
             RetrainingActivities.start_incremental_task,
             StartIncrementalInput(parent_task_id=inp.task_id, knowledge_base_version=self._version),

@@ -134,9 +134,8 @@ class OptimizeActivities:
         grounded = grounded_examples(
             evaluation.bad_cases, evaluation.suggestions, index, embed, generator, splits.held_out(), targeted.train
         )
-        if (
-            inp.targeting_source == "random_chunks"
-        ):  # the ablation's control: as many generated examples, from random chunks
+        # the ablation's control: as many generated examples, from random chunks
+        if inp.targeting_source == "random_chunks":
             grounded = random_chunk_examples(
                 len(grounded.examples), index, embed, generator, splits.held_out(), targeted.train, seed=inp.iteration
             )

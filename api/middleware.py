@@ -125,9 +125,8 @@ class AuditLog:
 
     def _record(self, scope, outcome) -> None:
         route = scope.get("route")
-        if (
-            route is None or (scope["method"], route.path) in READ_ONLY_ROUTES
-        ):  # no such route, or one that changes nothing
+        # no such route, or one that changes nothing
+        if route is None or (scope["method"], route.path) in READ_ONLY_ROUTES:
             return
         caller = scope.get("state", {}).get("caller")
         params = scope.get("path_params") or {}

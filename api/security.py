@@ -117,18 +117,15 @@ TasksRead = Annotated[Caller, Depends(authorize(Scope.TASKS_READ))]
 TasksWrite = Annotated[Caller, Depends(authorize(Scope.TASKS_WRITE))]
 KnowledgeRead = Annotated[Caller, Depends(authorize(Scope.KNOWLEDGE_READ))]
 KnowledgeWrite = Annotated[Caller, Depends(authorize(Scope.KNOWLEDGE_WRITE))]
-KnowledgeToDataset = Annotated[
-    Caller, Depends(authorize(Scope.KNOWLEDGE_READ, Scope.DATASETS_WRITE))
-]  # a dataset made from a knowledge base
+# a dataset made from a knowledge base
+KnowledgeToDataset = Annotated[Caller, Depends(authorize(Scope.KNOWLEDGE_READ, Scope.DATASETS_WRITE))]
 ModelsRead = Annotated[Caller, Depends(authorize(Scope.MODELS_READ))]
 ModelsWrite = Annotated[Caller, Depends(authorize(Scope.MODELS_WRITE))]
-ModelsRegister = Annotated[
-    Caller, Depends(authorize(Scope.MODELS_WRITE, Scope.TASKS_READ))
-]  # a task's adapter as a version
+# a task's adapter as a version
+ModelsRegister = Annotated[Caller, Depends(authorize(Scope.MODELS_WRITE, Scope.TASKS_READ))]
 InferenceUse = Annotated[Caller, Depends(authorize(Scope.INFERENCE))]  # rate the serving process's answers
-QAToDataset = Annotated[
-    Caller, Depends(authorize(Scope.MODELS_READ, Scope.DATASETS_WRITE))
-]  # answers with feedback become a dataset
+# answers with feedback become a dataset
+QAToDataset = Annotated[Caller, Depends(authorize(Scope.MODELS_READ, Scope.DATASETS_WRITE))]
 MembersRead = Annotated[Caller, Depends(authorize(Scope.MEMBERS_READ))]
 MembersWrite = Annotated[Caller, Depends(authorize(Scope.MEMBERS_WRITE))]
 KeysManage = Annotated[Caller, Depends(authorize(Scope.KEYS_MANAGE))]

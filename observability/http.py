@@ -39,9 +39,8 @@ def instrument_app(app: FastAPI, service: str, refresh: Callable[[], None] | Non
     labelled `service`, and OpenTelemetry spans (recorded only where tracing is configured, `observability.tracing`).
     Call it after the app's other middleware: the metrics middleware is then the outermost and counts every answer,
     refusals included."""
-    from opentelemetry.instrumentation.fastapi import (
-        FastAPIInstrumentor,
-    )  # loads FastAPI: only an HTTP process calls this
+    # loads FastAPI: only an HTTP process calls this
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     # Starlette serves an ASGI app given as a route's endpoint as it is; its annotation names request functions only
     endpoint = cast(Any, MetricsEndpoint(refresh))

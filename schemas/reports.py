@@ -133,9 +133,8 @@ class BadCaseFollowup(BaseModel):
     delta: float | None
     targeted_training_examples: list[str]
     right_after: bool | None = None  # answered right in this round (it was a bad case: wrong, the round before)
-    chunk_ids: list[str] = Field(
-        default_factory=list
-    )  # grounded targeting: the chunks its new examples were generated from
+    # grounded targeting: the chunks its new examples were generated from
+    chunk_ids: list[str] = Field(default_factory=list)
 
 
 class SideBySide(BaseModel):
@@ -183,16 +182,14 @@ class EvaluationReport(BaseModel):
     iteration: int
     headline: Headline
     modes: dict[str, dict[str, SplitResult]]  # mode -> split (feedback, test) -> results
-    retrieval: dict[str, RetrievalQuality] = Field(
-        default_factory=dict
-    )  # split -> retrieval quality (with a knowledge base)
+    # split -> retrieval quality (with a knowledge base)
+    retrieval: dict[str, RetrievalQuality] = Field(default_factory=dict)
     knowledge_base_version: int | None = None
     train_loss: TrainLoss
     bad_cases: list[BadCase]
     suggestions: list[Suggestion]
-    comparison: dict[str, dict[str, SplitComparison]] = Field(
-        default_factory=dict
-    )  # "baseline" | "previous" -> split -> comparison
+    # "baseline" | "previous" -> split -> comparison
+    comparison: dict[str, dict[str, SplitComparison]] = Field(default_factory=dict)
     bad_case_followup: list[BadCaseFollowup] = Field(default_factory=list)
     side_by_side: list[SideBySide] = Field(default_factory=list)
     adapter_key: str | None = None
@@ -288,9 +285,8 @@ class TaskReport(BaseModel):
     final: FinalSummary
     iterations: list[IterationReport]
     side_by_side: list[SideBySide]
-    wrong_answers: list[ExampleScore] = Field(
-        default_factory=list
-    )  # the final iteration's wrong test answers, in the serving mode
+    # the final iteration's wrong test answers, in the serving mode
+    wrong_answers: list[ExampleScore] = Field(default_factory=list)
 
 
 class StoredTaskReport(TaskReport):

@@ -319,9 +319,8 @@ class IngestionInput:
     heartbeat_seconds: int = 60
     max_attempts: int = 3
     retry_initial_seconds: float = 1.0
-    pending: list[str] = field(
-        default_factory=list
-    )  # document ids changed and not yet built, carried across continue-as-new
+    # document ids changed and not yet built, carried across continue-as-new
+    pending: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -497,9 +496,8 @@ class RegisterFinalAdapterResult:
     model_name: str | None
     version: int | None
     error: str | None = None  # why it could not be registered (the task stays COMPLETED; the API can register it later)
-    gate_ids: list[str] = field(
-        default_factory=list
-    )  # gates asked to put an incremental task's version where its parent's is
+    # gates asked to put an incremental task's version where its parent's is
+    gate_ids: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -40,9 +40,8 @@ from workflows.retraining import RetrainWorkflow
 
 logger = logging.getLogger(__name__)
 POOLS = tuple(POOL_TASK_QUEUES)
-INTERCEPTORS = [
-    TaskContextInterceptor()
-]  # (the client's tracing interceptor comes first: each activity's span exists when its context is set)
+# (the client's tracing interceptor comes first: each activity's span exists when its context is set)
+INTERCEPTORS = [TaskContextInterceptor()]
 WORKFLOWS = [
     FineTuningWorkflow,
     KnowledgeIngestionWorkflow,

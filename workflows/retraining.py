@@ -71,9 +71,8 @@ class RetrainWorkflow:
                 )
             if state.status in TERMINAL_STATUSES or state.status == "DELETED":
                 break
-            await workflow.sleep(
-                timedelta(seconds=inp.poll_seconds)
-            )  # still running: never disturbed, picked up after it ends
+            # still running: never disturbed, picked up after it ends
+            await workflow.sleep(timedelta(seconds=inp.poll_seconds))
         if state.status != TaskStatus.COMPLETED:
             return RetrainResult(
                 task_id=inp.task_id,

@@ -207,9 +207,8 @@ async def follow_task(
                 return
         if len(events) == task_events.PAGE:
             continue
-        if (
-            TaskStatus(status) in TERMINAL_STATUSES
-        ):  # it ended before it had events, or the follower has seen its end already
+        # it ended before it had events, or the follower has seen its end already
+        if TaskStatus(status) in TERMINAL_STATUSES:
             yield ServerSentEvent(event=task_events.FINAL, id=str(after), data=final)
             return
         if await request.is_disconnected():

@@ -3,13 +3,13 @@ HTTP API, with the real activities on a tiny random-weight model, against single
 
     python -m bench.concurrent_runs [--tasks 50] [--single-runs 5] [--out bench/results/concurrent_runs.json]
 
-The stack is the product's embedded one, as processes (`cli.stack.Stack`, what `make dev` runs): a Temporal dev server on
-a SQLite file, `wlops api` (reached over HTTP), `wlops serve` (idle here) and one `wlops worker --pool …` process per pool
-(control, optimize, train, evaluate) at the default concurrency (optimize 2, train 1, evaluate 1, bookkeeping 8), with
-SQLite metadata and local object storage in a temporary data directory, on free ports. Only the running-task quota is
-raised (WLOPS_MAX_RUNNING_TASKS_PER_ORG = N + 1; at the default, 2, the third start answers 429), and the access token
-lives a day, so the bench never refreshes it. The model is the tests' tiny one (2 layers, random weights, SmolLM2's real
-tokenizer), the dataset the end-to-end tests' 48 generated questions.
+The stack is the product's embedded one, as processes (`cli.stack.Stack`, what `make dev` runs): a Temporal dev server
+on a SQLite file, `wlops api` (reached over HTTP), `wlops serve` (idle here) and one `wlops worker --pool …` process per
+pool (control, optimize, train, evaluate) at the default concurrency (optimize 2, train 1, evaluate 1, bookkeeping 8),
+with SQLite metadata and local object storage in a temporary data directory, on free ports. Only the running-task quota
+is raised (WLOPS_MAX_RUNNING_TASKS_PER_ORG = N + 1; at the default, 2, the third start answers 429), and the access
+token lives a day, so the bench never refreshes it. The model is the tests' tiny one (2 layers, random weights,
+SmolLM2's real tokenizer), the dataset the end-to-end tests' 48 generated questions.
 
 The single runs come first, one after another, each `--settle-seconds` after the previous one ended; the first pays the
 workers' warm-up and is reported apart from the reference figure. Then the N tasks are created and started (the start
@@ -19,12 +19,13 @@ Definitions, per run, from its Temporal history (a standard run has 3 phases: op
 - wall: WorkflowExecutionStarted → the workflow's close event;
 - execution: Σ over its activities of ActivityTaskStarted → the activity's close event (the last attempt running on a
   worker); every activity counts: the three phases and the build_report and register_final_adapter bookkeeping;
-- queue wait: Σ ActivityTaskScheduled → ActivityTaskStarted, waiting in a task queue for a free worker slot (where a pool's
-  concurrency limit shows at load; after a retry it also holds the failed attempts and the back-off);
-- orchestration overhead per phase: (wall − execution − queue wait) / 3, shown in three parts: workflow tasks waiting for
-  the control worker (WorkflowTaskScheduled → Started), workflow tasks being processed (Started → Completed: the workflow
-  code and the database projection's local activities, which count as orchestration as in bench/orchestration_overhead),
-  and the rest, between one event and the next (the server's and the SDK's round trips).
+- queue wait: Σ ActivityTaskScheduled → ActivityTaskStarted, waiting in a task queue for a free worker slot (where a
+  pool's concurrency limit shows at load; after a retry it also holds the failed attempts and the back-off);
+- orchestration overhead per phase: (wall − execution − queue wait) / 3, shown in three parts: workflow tasks waiting
+  for the control worker (WorkflowTaskScheduled → Started), workflow tasks being processed (Started → Completed: the
+  workflow code and the database projection's local activities, which count as orchestration as in
+  bench/orchestration_overhead), and the rest, between one event and the next (the server's and the SDK's round trips).
+
 At load: makespan is the first start request → the last workflow close (from the histories); the API's view of it (the
 first poll that saw every task terminal) is shown beside it. Lost: a created task without a database row, one not
 terminal at the timeout, or one whose projection disagrees with Temporal (status, or a COMPLETED task without its three
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import statistics
@@ -42,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,11 +53,15 @@ from typing import Any
 
 import httpx
 
-from bench.common import RESULTS, RunTiming, build_tiny_model, free_port, workflow_runs, write_result
+from bench.common import RESULTS, write_result
 from cli.stack import Stack, temporal_dev_server, wait_for_port
 from core.settings import Settings, configure_process_environment
 from temporal_client import connect
-from tests.e2e.support import write_dataset
+from testkit.documents import write_dataset
+from testkit.histories import RunTiming, workflow_runs
+from testkit.model import build_tiny_model
+from testkit.polling import poll_until
+from testkit.servers import free_port
 
 TINY_HYPERPARAMETERS = {"max_steps": 4, "batch_size": 4, "learning_rate": 1e-3, "max_seq_length": 96}
 PHASES = 3  # a standard run: optimize, train, evaluate
@@ -115,11 +121,12 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def spread(values: list[float], digits: int = 1) -> dict[str, float | None]:
-    if not values:
+    p95 = percentile(values, 95)
+    if p95 is None:  # no values
         return {"median": None, "p95": None, "max": None}
     return {
         "median": round(statistics.median(values), digits),
-        "p95": round(percentile(values, 95), digits),
+        "p95": round(p95, digits),
         "max": round(max(values), digits),
     }
 
@@ -128,8 +135,9 @@ def run_figures(started: Started, runs: list[RunTiming], db_status: str | None) 
     """One task's figures from its workflow runs (see the module docstring for the definitions)."""
     activities = [a for run in runs for a in run.activities]
     last = runs[-1] if runs else None
-    closed = last is not None and last.closed is not None and last.close != "continued_as_new"
-    wall = (last.closed - runs[0].started).total_seconds() if closed else 0.0
+    closed_at = last.closed if last is not None and last.close != "continued_as_new" else None
+    closed = closed_at is not None
+    wall = (closed_at - runs[0].started).total_seconds() if closed_at is not None else 0.0
     execution = sum(a.execution_seconds for a in activities)
     waiting = sum(a.queue_wait_seconds for a in activities)
     problems = []
@@ -137,11 +145,11 @@ def run_figures(started: Started, runs: list[RunTiming], db_status: str | None) 
         problems.append("no database row")
     elif db_status not in TERMINAL:
         problems.append(f"not terminal: {db_status}")
-    if not runs:
+    if last is None:
         problems.append("no workflow")
     elif not closed:
         problems.append("workflow still running")
-    elif DB_STATUS_OF_CLOSE.get(last.close) != db_status:
+    elif DB_STATUS_OF_CLOSE.get(last.close or "") != db_status:
         problems.append(f"database says {db_status}, Temporal {last.close}")
     return RunFigures(
         task_id=started.task_id,
@@ -157,7 +165,7 @@ def run_figures(started: Started, runs: list[RunTiming], db_status: str | None) 
         start_delay_seconds=round((runs[0].started - started.requested_at).total_seconds(), 3)
         if runs and started.requested_at
         else None,
-        closed_at=last.closed if closed else None,
+        closed_at=closed_at,
         problems=problems,
         workflow_tasks_ms=[
             (round(1000 * t.wait_seconds, 1), round(1000 * t.processing_seconds, 1))
@@ -192,8 +200,9 @@ def by_activity(figures: list[RunFigures]) -> dict[str, dict[str, Any]]:
 
 
 def by_workflow_task(figures: list[RunFigures]) -> list[dict[str, Any]]:
-    """Per workflow task, in the order of the run (the first is the run's start): median and max of its wait and processing
-    over the runs, in ms. Where the overhead at load goes: spread over the run, or in the tasks that met the others."""
+    """Per workflow task, in the order of the run (the first is the run's start): median and max of its wait and
+    processing over the runs, in ms. Where the overhead at load goes: spread over the run, or in the tasks that met
+    the others."""
     count = min((len(f.workflow_tasks_ms) for f in figures), default=0)
     return [
         {
@@ -211,8 +220,9 @@ START_WORKFLOW_TASKS = (
 
 
 def start_and_rest(figure: RunFigures) -> tuple[float, float]:
-    """The overhead split in two (ms): the run's first START_WORKFLOW_TASKS workflow tasks (wait + processing), where runs
-    started together meet, and the rest of the overhead per phase."""
+    """The overhead split in two (ms): the run's first START_WORKFLOW_TASKS workflow tasks (wait + processing), where
+    runs started together meet, and the rest of the overhead per phase."""
+    assert figure.overhead_ms_per_phase is not None, "only a closed run has an overhead"
     start = sum(wait + processing for wait, processing in figure.workflow_tasks_ms[:START_WORKFLOW_TASKS])
     return start, figure.overhead_ms_per_phase - start / PHASES
 
@@ -222,7 +232,9 @@ def summarize(figures: list[RunFigures]) -> dict[str, Any]:
     split = [start_and_rest(f) for f in closed]
     return {
         "runs": len(figures),
-        "overhead_ms_per_phase": spread([f.overhead_ms_per_phase for f in closed]),
+        "overhead_ms_per_phase": spread(
+            [overhead for f in closed if (overhead := f.overhead_ms_per_phase) is not None]
+        ),
         "wall_seconds": spread([f.wall_seconds for f in closed], 2),
         "execution_seconds": spread([f.execution_seconds for f in closed], 2),
         "queue_wait_seconds": spread([f.queue_wait_seconds for f in closed], 2),
@@ -231,8 +243,9 @@ def summarize(figures: list[RunFigures]) -> dict[str, Any]:
             "workflow_task_processing": spread([1000 * f.workflow_task_seconds / PHASES for f in closed]),
             "between_events": spread(
                 [
-                    f.overhead_ms_per_phase - 1000 * (f.workflow_task_wait_seconds + f.workflow_task_seconds) / PHASES
+                    overhead - 1000 * (f.workflow_task_wait_seconds + f.workflow_task_seconds) / PHASES
                     for f in closed
+                    if (overhead := f.overhead_ms_per_phase) is not None
                 ]
             ),
         },
@@ -289,19 +302,23 @@ async def db_statuses(api: httpx.AsyncClient) -> dict[str, str]:
 
 
 async def wait_terminal(api: httpx.AsyncClient, tasks: list[Started], timeout: float, poll: float = 1.0) -> None:
-    deadline, last_print = time.monotonic() + timeout, 0.0
-    while True:
+    """Until every task has ended in the database (each one's end noted when first seen), or `timeout` seconds."""
+    last_print = 0.0
+
+    async def all_ended() -> bool:
+        nonlocal last_print
         statuses = await db_statuses(api)
         now = utcnow()
         for task in tasks:
             if task.seen_terminal_at is None and statuses.get(task.task_id) in TERMINAL:
                 task.seen_terminal_at = now
-        if all(task.seen_terminal_at for task in tasks) or time.monotonic() > deadline:
-            return
         if time.monotonic() - last_print > 15:
             last_print = time.monotonic()
             print(f"  {dict(Counter(statuses.get(t.task_id, 'missing') for t in tasks))}", flush=True)
-        await asyncio.sleep(poll)
+        return all(task.seen_terminal_at for task in tasks)
+
+    with contextlib.suppress(TimeoutError):  # the runs that never end are reported as such by their figures
+        await poll_until(all_ended, timeout=timeout, interval=poll, what="every run ended")
 
 
 async def figures_of(api: httpx.AsyncClient, client, tasks: list[Started]) -> list[RunFigures]:
@@ -359,7 +376,8 @@ async def measure(
             _, figures = await run_batch(api, client, dataset_id, model_dir, [f"single {i + 1}"], 600)
             singles += figures
             print(
-                f"single run {i + 1}: {figures[0].db_status}, wall {figures[0].wall_seconds} s, overhead {figures[0].overhead_ms_per_phase} ms/phase",
+                f"single run {i + 1}: {figures[0].db_status}, wall {figures[0].wall_seconds} s, "
+                f"overhead {figures[0].overhead_ms_per_phase} ms/phase",
                 flush=True,
             )
         reference = singles[1:] if len(singles) > 1 else singles  # the first pays the workers' warm-up
@@ -374,17 +392,17 @@ async def measure(
         )
         print(f"load done in {time.monotonic() - clock:.0f} s", flush=True)
 
-    first_request = min(t.requested_at for t in tasks)
+    first_request = min(t.requested_at for t in tasks if t.requested_at is not None)  # every start was requested
     closes = [f.closed_at for f in load if f.closed_at is not None]
     makespan = (max(closes) - first_request).total_seconds() if closes else None
-    seen = [t.seen_terminal_at for t in tasks if t.seen_terminal_at]
+    seen = [t.seen_terminal_at for t in tasks if t.seen_terminal_at is not None]
     completed = sum(1 for f in load if f.db_status == "COMPLETED" and not f.problems)
     failed = sum(1 for f in load if f.db_status == "FAILED" and not f.problems)
     lost = [{"task_id": f.task_id, "problems": f.problems} for f in load if f.problems]
     activity_sum = sum(f.execution_seconds for f in load)
     single_summary, load_summary = summarize(reference), summarize(load)
     ratio = _ratio(load_summary["overhead_ms_per_phase"]["median"], single_summary["overhead_ms_per_phase"]["median"])
-    per_queue = Counter()
+    per_queue: defaultdict[str, float] = defaultdict(float)
     for f in load:
         for a in f.activities.values():
             per_queue[a["task_queue"]] += a["execution_seconds"]
@@ -397,8 +415,9 @@ async def measure(
             "timeout_seconds": round(timeout),
             "hyperparameters": TINY_HYPERPARAMETERS,
             "model": "2-layer Llama, random weights, SmolLM2 tokenizer",
-            "dataset": f"{dataset.name}: 48 generated question/answer rows (tests/e2e/support.write_dataset)",
-            "stack": "cli.stack.Stack: temporal dev server (SQLite file), wlops api over HTTP, wlops serve (idle), one wlops worker process per pool",
+            "dataset": f"{dataset.name}: 48 generated question/answer rows (testkit.documents.write_dataset)",
+            "stack": "cli.stack.Stack: temporal dev server (SQLite file), wlops api over HTTP, wlops serve (idle), "
+            "one wlops worker process per pool",
             "concurrency": {
                 "optimize": settings.optimize_concurrency,
                 "train": settings.train_concurrency,
@@ -412,16 +431,22 @@ async def measure(
         },
         "definitions": {
             "wall": "per run: WorkflowExecutionStarted -> the workflow's close event",
-            "execution": "per run: sum over its activities (phases and bookkeeping) of ActivityTaskStarted -> the activity's close event",
-            "queue_wait": "per run: sum of ActivityTaskScheduled -> ActivityTaskStarted (waiting for a free worker slot)",
-            "overhead_ms_per_phase": "per run: (wall - execution - queue_wait) / 3 phases; includes workflow tasks and the database projection",
-            "overhead_parts_ms_per_phase": "the overhead split per phase: workflow_task_wait (WorkflowTaskScheduled -> Started, the workflow "
-            "worker's queue), workflow_task_processing (WorkflowTaskStarted -> Completed: workflow code and the "
-            "database projection's local activities it waits for) and between_events (the rest: the server's "
-            "and the SDK's round trips between one event and the next)",
-            "start": f"per run: its first {START_WORKFLOW_TASKS} workflow tasks, wait + processing (the start, then scheduling train)",
+            "execution": "per run: sum over its activities (phases and bookkeeping) of ActivityTaskStarted -> the "
+            "activity's close event",
+            "queue_wait": "per run: sum of ActivityTaskScheduled -> ActivityTaskStarted "
+            "(waiting for a free worker slot)",
+            "overhead_ms_per_phase": "per run: (wall - execution - queue_wait) / 3 phases; includes workflow tasks "
+            "and the database projection",
+            "overhead_parts_ms_per_phase": "the overhead split per phase: workflow_task_wait "
+            "(WorkflowTaskScheduled -> Started, the workflow worker's queue), workflow_task_processing "
+            "(WorkflowTaskStarted -> Completed: workflow code and the database projection's local activities it "
+            "waits for) and between_events (the rest: the server's and the SDK's round trips between one event and "
+            "the next)",
+            "start": f"per run: its first {START_WORKFLOW_TASKS} workflow tasks, wait + processing "
+            "(the start, then scheduling train)",
             "overhead_after_start_ms_per_phase": "per run: the overhead per phase less the start's share (start / 3)",
-            "by_workflow_task": "per workflow task of a run, in order: median, p95 and max of its wait and processing over the runs",
+            "by_workflow_task": "per workflow task of a run, in order: median, p95 and max of its wait and "
+            "processing over the runs",
             "start_delay": "the start request sent -> WorkflowExecutionStarted (through the API)",
             "makespan": "the first start request -> the last workflow close",
             "lost": "no database row, not terminal at the timeout, or a projection that disagrees with Temporal",
@@ -435,7 +460,7 @@ async def measure(
             "lost_details": lost,
             "start_requests": {
                 "status_codes": dict(Counter(str(t.start_status) for t in tasks)),
-                "latency_ms": spread([t.start_ms for t in tasks]),
+                "latency_ms": spread([t.start_ms for t in tasks if t.start_ms is not None]),
             },
             "makespan_seconds": round(makespan, 2) if makespan else None,
             "api_observed_makespan_seconds": round((max(seen) - first_request).total_seconds(), 2) if seen else None,
@@ -454,7 +479,8 @@ async def measure(
             ),
             "limit": TARGET_RATIO,
             "passes": completed == n_tasks and not lost and ratio is not None and ratio < TARGET_RATIO,
-            "rule": f"{n_tasks} of {n_tasks} COMPLETED, none lost, and the median overhead per phase at load under {TARGET_RATIO}x the single runs' median",
+            "rule": f"{n_tasks} of {n_tasks} COMPLETED, none lost, and the median overhead per phase at load under "
+            f"{TARGET_RATIO}x the single runs' median",
             "split": {  # where the ratio comes from: the runs' start, where they meet, and the rest of their lives
                 "start_ratio_median": _ratio(load_summary["start_ms"]["median"], single_summary["start_ms"]["median"]),
                 "after_start_ratio_median": _ratio(
@@ -473,7 +499,8 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 @contextmanager
 def temporal_in_memory(settings: Settings, wanted: bool):
-    """With `wanted`, a Temporal dev server that keeps its state in memory, which the stack then uses instead of its own."""
+    """With `wanted`, a Temporal dev server that keeps its state in memory, which the stack then uses instead of its
+    own."""
     if not wanted:
         yield settings
         return
@@ -494,24 +521,26 @@ def temporal_in_memory(settings: Settings, wanted: bool):
 
 @contextmanager
 def extra_control_workers(stack: Stack, count: int):
-    """`count` more processes of the control pool beside the stack's own (Temporal spreads workflow tasks across them)."""
+    """`count` more processes of the control pool beside the stack's own (Temporal spreads workflow tasks across
+    them)."""
     processes = []
-    for i in range(count):
-        log = open(stack.log_dir / f"worker-control-{i + 2}.log", "ab")
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "cli.main", "worker", "--pool", "control", "--metrics-port", "0"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+    with contextlib.ExitStack() as logs:
+        for i in range(count):
+            log = logs.enter_context(open(stack.log_dir / f"worker-control-{i + 2}.log", "ab"))
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "cli.main", "worker", "--pool", "control", "--metrics-port", "0"],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             )
-        )
-    try:
-        yield
-    finally:
-        for process in processes:
-            process.send_signal(signal.SIGINT)
-            process.wait(30)
+        try:
+            yield
+        finally:
+            for process in processes:
+                process.send_signal(signal.SIGINT)
+                process.wait(30)
 
 
 def stack_settings(data_dir: Path, n_tasks: int) -> Settings:

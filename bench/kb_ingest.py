@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from typing import Any
 
 import numpy as np
 
@@ -175,7 +176,8 @@ def document(rng: random.Random, number: int) -> str:
 
 
 def corpus(megabytes: float, seed: int = 11) -> list[bytes]:
-    rng, documents, size = random.Random(seed), [], 0
+    rng, size = random.Random(seed), 0
+    documents: list[bytes] = []
     while size < megabytes * 1_000_000:
         text = document(rng, len(documents)).encode()
         documents.append(text)
@@ -232,7 +234,8 @@ def measure_search(n_chunks: int, n_queries: int, sizes: list[int]) -> dict:
     from knowledge.index import HNSW_EF_SEARCH, VectorIndex
 
     rng = random.Random(23)
-    texts, seen = [], set()
+    texts: list[str] = []
+    seen: set[str] = set()
     while len(texts) < n_chunks + n_queries:
         text = sentence(rng)
         if text not in seen:
@@ -242,7 +245,7 @@ def measure_search(n_chunks: int, n_queries: int, sizes: list[int]) -> dict:
     vectors = np.concatenate([embed(texts[i : i + 512]) for i in range(0, len(texts), 512)])
     embedding_seconds = time.perf_counter() - started
     corpus_vectors, queries = vectors[:n_chunks], vectors[n_chunks:]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for size in sizes:
         flat = VectorIndex.build(corpus_vectors[:size], approximate_from=size + 1)
         started = time.perf_counter()
@@ -250,7 +253,7 @@ def measure_search(n_chunks: int, n_queries: int, sizes: list[int]) -> dict:
         build_seconds = time.perf_counter() - started
         exact, flat_seconds = latencies(flat, queries, 10)
         approximate, hnsw_seconds = latencies(hnsw, queries, 10)
-        recall = float(np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approximate, exact)]))
+        recall = float(np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approximate, exact, strict=True)]))
         p = {
             name: {q: round(1000 * float(np.percentile(s, q)), 3) for q in (50, 99)}
             for name, s in (("flat", flat_seconds), ("hnsw", hnsw_seconds))

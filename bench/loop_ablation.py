@@ -1,5 +1,5 @@
-"""The loop's worth, on the shipped sample dataset with its fact sheet as the knowledge base, at equal training steps per
-iteration:
+"""The loop's worth, on the shipped sample dataset with its fact sheet as the knowledge base, at equal training steps
+per iteration:
 
 1. `targeting_closed_book`: today's targeting with no knowledge base (nearest training examples up-weighted, rewrites);
 2. `grounded`: with the knowledge base, each feedback bad case's retrieved chunks generate new validated examples;
@@ -31,15 +31,16 @@ from cli.demo import DEMO_HYPERPARAMETERS, DEMO_KNOWLEDGE_BASE, DEMO_RAG, SAMPLE
 from cli.stack import temporal_binary
 from core.settings import TASK_QUEUE_WORKFLOWS, Settings, configure_process_environment
 from core.status import TaskMode
-from db.models import Dataset, KnowledgeBase
+from db.models import Dataset
 from db.session import migrate
-from schemas.api import ContinuousTaskCreate
+from schemas.api import ContinuousTaskCreate, KnowledgeBaseCreate
 from schemas.reports import CLOSED_BOOK, RAG, EvaluationReport
-from schemas.workflow_io import FineTuningResult
 from services import knowledge
 from services.datasets import upload_dataset
 from services.tasks import create_task, workflow_input
-from tests.workflows.fakes import running_workers
+from temporal_client.workflows import FineTuningWorkflow
+from testkit.knowledge import wait_for_kb
+from testkit.phases import running_workers
 
 VARIANTS = {  # name -> (uses the knowledge base, targeting, targeting source)
     "targeting_closed_book": (False, True, "bad_cases"),
@@ -74,9 +75,7 @@ async def run_variant(
     inp.targeting_source = source
     started = time.perf_counter()
     result = await (
-        await env.client.start_workflow(
-            "FineTuningWorkflow", inp, id=task.id, task_queue=TASK_QUEUE_WORKFLOWS, result_type=FineTuningResult
-        )
+        await env.client.start_workflow(FineTuningWorkflow.run, inp, id=task.id, task_queue=TASK_QUEUE_WORKFLOWS)
     ).result()
     rows = []
     for record in result.iterations:
@@ -126,8 +125,16 @@ async def sample_knowledge_base(env, ctx: ActivityContext) -> str:
         return env.client
 
     with ctx.sessions() as session:
+        body = KnowledgeBaseCreate.model_validate(DEMO_KNOWLEDGE_BASE)  # what the demo posts to the API
         kb = knowledge.create_knowledge_base(
-            session, ctx.settings, org_id="bench", created_by=None, **{k: v for k, v in DEMO_KNOWLEDGE_BASE.items()}
+            session,
+            ctx.settings,
+            name=body.name,
+            description=body.description,
+            org_id="bench",
+            created_by=None,
+            chunk_tokens=body.chunk_tokens,
+            chunk_overlap_tokens=body.chunk_overlap_tokens,
         )
         for path in sorted(p for p in SAMPLE_KNOWLEDGE.iterdir() if p.is_file()):
             upload = knowledge.store_document(
@@ -141,12 +148,8 @@ async def sample_knowledge_base(env, ctx: ActivityContext) -> str:
             )
             await knowledge.request_build(temporal, ctx.settings, kb, [upload.document.id])
             knowledge.keep_upload(ctx.store, upload)
-    while True:
-        with ctx.sessions() as session:
-            row = session.get(KnowledgeBase, kb.id)
-            if row.status == "READY" and row.version >= 1:
-                return kb.id
-        await asyncio.sleep(0.5)
+    await wait_for_kb(ctx, kb.id, "READY", version=1, timeout=3600)
+    return kb.id
 
 
 async def measure(iterations: int, max_steps: int, names: list[str]) -> dict:
@@ -189,7 +192,7 @@ def summarize(variants: dict[str, dict], iterations: int, max_steps: int) -> dic
         grounded, control = variants["grounded"], variants["random_chunks"]
         comparisons["grounded_minus_random_chunks_test_rag"] = [
             {"iteration": a["iteration"], **paired_difference(a["test_by_example"][RAG], b["test_by_example"][RAG])}
-            for a, b in zip(grounded["iterations"], control["iterations"])
+            for a, b in zip(grounded["iterations"], control["iterations"], strict=True)
         ]
         last = comparisons["grounded_minus_random_chunks_test_rag"][-1]
         claims["grounded_beats_untargeted_generation"] = {
@@ -226,7 +229,9 @@ def summarize(variants: dict[str, dict], iterations: int, max_steps: int) -> dic
                 **paired_difference(a["test_by_example"][CLOSED_BOOK], b["test_by_example"][CLOSED_BOOK]),
             }
             for a, b in zip(
-                variants["targeting_closed_book"]["iterations"], variants["plain_closed_book"]["iterations"]
+                variants["targeting_closed_book"]["iterations"],
+                variants["plain_closed_book"]["iterations"],
+                strict=True,
             )
         ]
     for variant in variants.values():

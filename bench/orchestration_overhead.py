@@ -28,26 +28,31 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.context import ActivityContext
-from bench.common import RESULTS, seconds_inside_phases, workflow_runs, write_result
+from bench.common import RESULTS, write_result
 from cli.stack import temporal_binary
 from core.settings import TASK_QUEUE_WORKFLOWS, Settings, configure_process_environment
 from core.status import TaskMode
+from db.models import MLTask
 from db.session import migrate
 from schemas.workflow_io import FineTuningResult
 from services.tasks import workflow_input
-from tests.factories import make_task
-from tests.workflows.fakes import FakePhases, running_workers
+from temporal_client.workflows import FineTuningWorkflow
+from testkit.factories import make_task
+from testkit.histories import seconds_inside_phases, workflow_runs
+from testkit.phases import FakePhases, running_workers
 
 
 async def measure(iterations: int, repeats: int, settle_seconds: float) -> dict:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(), dev_server_log_level="error"
     )
-    runs = []
+    runs: list[dict[str, Any]] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings(data_dir=Path(tmp))
@@ -59,15 +64,7 @@ async def measure(iterations: int, repeats: int, settle_seconds: float) -> dict:
                     await asyncio.sleep(settle_seconds)
                     task = make_task(ctx, mode=mode, max_iterations=n)
                     started = time.perf_counter()
-                    await (
-                        await env.client.start_workflow(
-                            "FineTuningWorkflow",
-                            workflow_input(task, ctx.settings),
-                            id=task.id,
-                            task_queue=TASK_QUEUE_WORKFLOWS,
-                            result_type=FineTuningResult,
-                        )
-                    ).result()
+                    await (await _start(env.client, task, ctx.settings)).result()
                     wall = time.perf_counter() - started
                     inside = await seconds_inside_phases(env.client, task.id)
                     runs.append(
@@ -95,7 +92,8 @@ async def measure(iterations: int, repeats: int, settle_seconds: float) -> dict:
         "max_overhead_ms_per_phase": max(per_phase),
         "target_ms_per_phase": 100,
         "meets_target": max(by_mode.values()) < 100,
-        "note": "overhead includes the database projection (a local activity per transition); continuous runs continue-as-new every 10 iterations",
+        "note": "overhead includes the database projection (a local activity per transition); continuous runs "
+        "continue-as-new every 10 iterations",
     }
 
 
@@ -141,13 +139,12 @@ async def measure_concurrent(
     }
 
 
-async def _start(client, task, settings):
+async def _start(
+    client: Client, task: MLTask, settings: Settings
+) -> WorkflowHandle[FineTuningWorkflow, FineTuningResult]:
+    """Start the task's workflow with the input the service would give it (its real timeouts)."""
     return await client.start_workflow(
-        "FineTuningWorkflow",
-        workflow_input(task, settings),
-        id=task.id,
-        task_queue=TASK_QUEUE_WORKFLOWS,
-        result_type=FineTuningResult,
+        FineTuningWorkflow.run, workflow_input(task, settings), id=task.id, task_queue=TASK_QUEUE_WORKFLOWS
     )
 
 

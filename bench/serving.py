@@ -1,4 +1,5 @@
-"""Serving many adapters on one base: the engine behind `wlops serve` against a naive server, on the real SmolLM2 weights.
+"""Serving many adapters on one base: the engine behind `wlops serve` against a naive server, on the real SmolLM2
+weights.
 
 - 8 LoRA adapters (r=16 on q/k/v/o, random non-zero weights: the same shapes and cost as trained ones) are loaded.
 - Clients: 1, 4 and 16 concurrent, each on a different adapter (mixed) and, at the same concurrency, all on one
@@ -26,6 +27,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +62,7 @@ def make_adapters(base_dir: str, folder: Path, count: int) -> list[Path]:
             for name, parameter in model.named_parameters():
                 if "lora_B" in name:
                     parameter.normal_(0, 0.02)
-        model.save_pretrained(folder / f"adapter-{i}")
+        model.save_pretrained(str(folder / f"adapter-{i}"))
         paths.append(folder / f"adapter-{i}")
     return paths
 
@@ -103,7 +105,7 @@ async def run_clients(
     started = time.perf_counter()
     await asyncio.gather(*(client(i) for i in range(len(adapters))))
     seconds = time.perf_counter() - started
-    result = {
+    result: dict[str, Any] = {
         "clients": len(adapters),
         "requests": len(latencies),
         "generated_tokens": tokens,

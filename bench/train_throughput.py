@@ -53,7 +53,7 @@ def reference_loop(model, tokenizer, examples: list[Example], hp: Hyperparameter
     rng = random.Random(hp.seed)
     rng.shuffle(rows)
     useful = total = 0
-    started = None
+    started = time.perf_counter()  # set again after step 0, the warm-up
     for step in range(steps + 1):  # step 0 warms up and is not timed
         batch = rows[(step * hp.batch_size) % len(rows) :][: hp.batch_size]
         width = max(len(ids) for ids, _ in batch)

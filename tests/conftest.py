@@ -14,9 +14,10 @@ import pytest  # noqa: E402
 import pytest_asyncio  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
-from bench.common import build_tiny_model, free_port  # noqa: E402
 from cli.stack import temporal_binary  # noqa: E402
 from db.session import migrate  # noqa: E402
+from testkit.model import build_tiny_model  # noqa: E402
+from testkit.servers import free_port  # noqa: E402
 
 POSTGRES_ADMIN_URL = os.environ.get("WLOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -45,7 +46,8 @@ def tiny_model_dir(tmp_path_factory) -> str:
 
 @pytest.fixture
 def settings(tmp_path, model_cache) -> Settings:
-    """Embedded defaults in a fresh data dir, its database migrated as a process start would: SQLite and the local object store."""
+    """Embedded defaults in a fresh data dir, its database migrated as a process start would: SQLite and the local
+    object store."""
     settings = Settings(
         data_dir=tmp_path / "wlops",
         model_cache=model_cache,

@@ -361,7 +361,8 @@ METRIC_SUFFIXES = re.compile(r"_(total|bucket|count|sum)$")
 
 
 def defined_metrics() -> set[str]:
-    """The wlops_ metrics the code records: prometheus_client's (API, serving) and those created on the Temporal meter (workers)."""
+    """The wlops_ metrics the code records: prometheus_client's (API, serving) and those created on the Temporal
+    meter (workers)."""
     from prometheus_client.metrics import MetricWrapperBase
 
     import observability.metrics as metrics

@@ -1,4 +1,5 @@
-"""The embedded stack's Temporal dev server, started as `make dev` starts it: its SQLite file is in write-ahead-log mode."""
+"""The embedded stack's Temporal dev server, started as `make dev` starts it: its SQLite file is in write-ahead-log
+mode."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import subprocess
 
 from cli.stack import stack_services, wait_for_port
 from core.settings import Settings
-from tests.conftest import free_port
+from testkit.servers import free_port
 
 
 def test_the_dev_server_keeps_its_state_in_a_wal_mode_sqlite_file(tmp_path):

@@ -1,5 +1,5 @@
-"""Identity through the HTTP API, as a user meets it: logging in, organizations, members, API keys,
-the audit log; plus `wlops user create`, `wlops db upgrade`, the development owner and migrations 0002-0003 on existing data."""
+"""Identity through the HTTP API, as a user meets it: logging in, organizations, members, API keys, the audit log;
+plus `wlops user create`, `wlops db upgrade`, the development owner and migrations 0002-0003 on existing data."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from core.access import ROLE_SCOPES, Role
 from core.settings import Settings, get_settings
 from db.models import AuditEntry, Organization
 from db.session import MIGRATIONS_DIR, get_engine, get_sessionmaker, migrate
-from tests.conftest import free_port
-from tests.e2e.support import TEST_PASSWORD, anonymous_client, client_for
+from testkit.api import TEST_PASSWORD, anonymous_client, client_for
+from testkit.servers import free_port
 
 GOOD_ROWS = [{"question": f"What is setting {i}?", "answer": f"Setting {i} controls feature {i}."} for i in range(5)]
 DATASET = "".join(json.dumps(r) + "\n" for r in GOOD_ROWS).encode()
@@ -487,15 +487,17 @@ async def test_migrations_0002_and_0003_keep_existing_data_reachable(tmp_path, m
     with get_engine(url).begin() as connection:
         connection.execute(
             text(
-                "INSERT INTO datasets (id, name, storage_path, file_format, size_bytes, sample_count, owner, is_optimized, created_at) "
-                "VALUES ('old-dataset', 'faq', 'datasets/legacy/old-dataset/data.jsonl', 'jsonl', 123, 5, 'legacy', 0, '2024-01-02 03:04:05')"
+                "INSERT INTO datasets (id, name, storage_path, file_format, size_bytes, sample_count, owner, "
+                "is_optimized, created_at) VALUES ('old-dataset', 'faq', 'datasets/legacy/old-dataset/data.jsonl', "
+                "'jsonl', 123, 5, 'legacy', 0, '2024-01-02 03:04:05')"
             )
         )
         connection.execute(
             text(
-                "INSERT INTO ml_tasks (id, name, mode, status, model_name, dataset_id, owner, current_iteration, max_iterations, hyperparameters, "
-                "created_at, updated_at) VALUES ('old-task', 'tune', 'STANDARD', 'PENDING', 'smollm2-135m-instruct', 'old-dataset', 'legacy', "
-                "0, 1, '{}', '2024-01-02 03:04:05', '2024-01-02 03:04:05')"
+                "INSERT INTO ml_tasks (id, name, mode, status, model_name, dataset_id, owner, current_iteration, "
+                "max_iterations, hyperparameters, created_at, updated_at) VALUES ('old-task', 'tune', 'STANDARD', "
+                "'PENDING', 'smollm2-135m-instruct', 'old-dataset', 'legacy', 0, 1, '{}', '2024-01-02 03:04:05', "
+                "'2024-01-02 03:04:05')"
             )
         )
 

@@ -3,39 +3,23 @@ previews, versions under one file name, and every bad upload refused with nothin
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from sqlalchemy import func, select
 
 from activities.context import ActivityContext
 from core.clock import utcnow
 from db.models import KnowledgeBase, KnowledgeDocument, MLTask
-from tests.e2e.support import api_client, write_knowledge
-from tests.unit.test_knowledge import HTML, MARKDOWN, make_pdf
-from tests.workflows.fakes import running_workers
+from testkit.api import api_client, wait_for_knowledge_base, with_temporal
+from testkit.api import upload as upload_dataset
+from testkit.documents import HTML, MARKDOWN, make_pdf, write_dataset, write_knowledge
+from testkit.phases import running_workers
+from testkit.polling import poll_until
+from testkit.servers import free_port
 
 
 @pytest.fixture
 def online(settings, temporal_env):
-    return settings.model_copy(
-        update={
-            "temporal_address": temporal_env.client.service_client.config.target_host,
-            "knowledge_settle_seconds": 0.3,
-        }
-    )
-
-
-async def wait_ready(api, kb_id: str, version: int, timeout: float = 120) -> dict:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        kb = (await api.get(f"/api/v1/knowledge-bases/{kb_id}")).json()
-        if kb["status"] == "READY" and kb["version"] >= version:
-            return kb
-        if loop.time() > deadline:
-            raise TimeoutError(f"knowledge base stayed {kb['status']} at version {kb['version']}")
-        await asyncio.sleep(0.2)
+    return with_temporal(settings, temporal_env, knowledge_settle_seconds=0.3)
 
 
 async def upload(api, kb_id: str, filename: str, data: bytes):
@@ -72,7 +56,7 @@ async def test_every_format_is_indexed_and_searchable_with_its_sources(online, t
             response = await upload(api, kb_id, name, data)
             assert response.status_code == 202, response.text
             assert response.json()["status"] == "PENDING" and response.json()["version"] == 1
-        kb = await wait_ready(api, kb_id, version=1)
+        kb = await wait_for_knowledge_base(api, kb_id, version=1)
         documents = (await api.get(f"/api/v1/knowledge-bases/{kb_id}/documents")).json()["items"]
         assert {d["filename"]: d["status"] for d in documents} == dict.fromkeys(files, "INDEXED")
         assert kb["document_count"] == 4 and kb["chunk_count"] == sum(d["chunk_count"] for d in documents) >= 6
@@ -111,7 +95,7 @@ async def test_every_format_is_indexed_and_searchable_with_its_sources(online, t
             and replaced.json()["document_id"] == guide["document_id"]
             and replaced.json()["version"] == 2
         )
-        kb = await wait_ready(api, kb_id, version=2)
+        kb = await wait_for_knowledge_base(api, kb_id, version=2)
         best = (
             await api.post(f"/api/v1/knowledge-bases/{kb_id}/search", json={"query": "web console port", "top_k": 1})
         ).json()["results"][0]
@@ -131,7 +115,7 @@ async def test_every_format_is_indexed_and_searchable_with_its_sources(online, t
             await api.post(f"/api/v1/knowledge-bases/{kb_id}/search", json={"query": "web console port", "top_k": 10})
         ).json()["results"]
         assert "guide.md" not in {r["filename"] for r in results}
-        kb = await wait_ready(api, kb_id, version=3)
+        kb = await wait_for_knowledge_base(api, kb_id, version=3)
         assert kb["document_count"] == 3
         assert (await api.get(f"/api/v1/knowledge-bases/{kb_id}/documents/{guide['document_id']}")).status_code == 404
 
@@ -160,8 +144,6 @@ async def test_bad_uploads_are_refused_and_leave_nothing_behind(online, temporal
 
 
 async def test_an_upload_is_refused_whole_when_temporal_is_unreachable(settings, tmp_path):
-    from tests.conftest import free_port
-
     offline = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
     async with api_client(offline) as api:
         kb_id = (await api.post("/api/v1/knowledge-bases", json={"name": "kb"})).json()["knowledge_base_id"]
@@ -177,7 +159,7 @@ async def test_documents_count_towards_the_storage_quota(online, temporal_env):
         assert (await upload(api, kb_id, "a.md", b"# A\n\n" + b"a" * 60 + b"\n")).status_code == 202
         refused = await upload(api, kb_id, "b.md", b"# B\n\n" + b"b" * 60 + b"\n")
         assert refused.status_code == 409 and "storage quota exceeded" in refused.json()["detail"]
-        await wait_ready(api, kb_id, version=1)
+        await wait_for_knowledge_base(api, kb_id, version=1)
         org = (await api.get("/api/v1/auth/me")).json()["org_id"]
         assert (await api.get(f"/api/v1/orgs/{org}")).json()["storage_bytes"] == 66
         assert (await api.delete(f"/api/v1/knowledge-bases/{kb_id}")).status_code == 204
@@ -185,16 +167,13 @@ async def test_documents_count_towards_the_storage_quota(online, temporal_env):
 
 
 async def test_a_knowledge_base_used_by_a_running_task_is_not_deleted(online, temporal_env, tmp_path):
-    from tests.e2e.support import upload as upload_dataset
-    from tests.e2e.support import write_dataset
-
     ctx = ActivityContext.from_settings(online)
     async with running_workers(temporal_env.client, ctx), api_client(online) as api:
         kb_id = (await api.post("/api/v1/knowledge-bases", json={"name": "kb"})).json()["knowledge_base_id"]
         assert (
             await upload(api, kb_id, "a.md", b"# A\n\nThe backup service listens on port 7400.\n")
         ).status_code == 202
-        await wait_ready(api, kb_id, version=1)
+        await wait_for_knowledge_base(api, kb_id, version=1)
         dataset = await upload_dataset(api, write_dataset(tmp_path / "faq.jsonl"))
         unfollowable = await api.post(
             "/api/v1/tasks/standard",
@@ -242,7 +221,7 @@ async def test_a_dataset_generated_from_a_knowledge_base_records_its_lineage_and
         assert early.status_code == 409 and "has no index yet" in early.json()["detail"]
         for path in write_knowledge(tmp_path / "kb", n_topics=6):
             assert (await upload(api, kb_id, path.name, path.read_bytes())).status_code == 202
-        kb = await wait_ready(api, kb_id, version=1)
+        kb = await wait_for_knowledge_base(api, kb_id, version=1)
         no_teacher = await api.post(
             f"/api/v1/knowledge-bases/{kb_id}/datasets", json={"name": "t", "generator": "teacher"}
         )
@@ -283,12 +262,11 @@ async def test_a_dataset_generated_from_a_knowledge_base_records_its_lineage_and
 
 
 async def wait_for_dataset(api, dataset_id: str, timeout: float = 180) -> dict:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        dataset = (await api.get(f"/api/v1/datasets/{dataset_id}")).json()
-        if dataset["status"] != "GENERATING":
-            return dataset
-        if loop.time() > deadline:
-            raise TimeoutError(f"dataset {dataset_id} still GENERATING")
-        await asyncio.sleep(0.3)
+    """Poll a generated dataset until it is no longer GENERATING."""
+
+    async def dataset() -> dict:
+        return (await api.get(f"/api/v1/datasets/{dataset_id}")).json()
+
+    return await poll_until(
+        dataset, lambda d: d["status"] != "GENERATING", timeout=timeout, interval=0.3, what=f"dataset {dataset_id}"
+    )

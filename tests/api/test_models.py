@@ -10,14 +10,13 @@ from sqlalchemy import select
 from activities.context import ActivityContext
 from core.access import Role
 from db.models import AuditEntry
-from tests.e2e.support import api_client, client_for, upload, wait_for_gate, wait_until_done, write_dataset
-from tests.workflows.fakes import FakeGateEvaluation, FakePhases, running_workers
+from testkit.api import api_client, client_for, upload, wait_for_gate, wait_until_done, with_temporal
+from testkit.documents import write_dataset
+from testkit.phases import FakeGateEvaluation, FakePhases, running_workers
 
 
 def online(settings, temporal_env):
-    return settings.model_copy(
-        update={"temporal_address": temporal_env.client.service_client.config.target_host, "promotion_margin": 0.05}
-    )
+    return with_temporal(settings, temporal_env, promotion_margin=0.05)
 
 
 async def finished_task(api, dataset_id: str, name: str, **fields) -> dict:

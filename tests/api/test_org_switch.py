@@ -11,8 +11,8 @@ from cli.users import create_user
 from core.access import Role
 from db.models import AuditEntry
 from db.session import get_sessionmaker
-from tests.conftest import free_port
-from tests.e2e.support import TEST_PASSWORD, anonymous_client
+from testkit.api import TEST_PASSWORD, anonymous_client
+from testkit.servers import free_port
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ from sqlalchemy import func, select
 
 from activities.context import ActivityContext
 from db.models import Dataset, MLTask
-from tests.conftest import free_port
-from tests.e2e.support import api_client, write_dataset
+from testkit.api import api_client, with_temporal
+from testkit.documents import write_dataset
+from testkit.servers import free_port
 
 GOOD_ROWS = [{"question": f"What is setting {i}?", "answer": f"Setting {i} controls feature {i}."} for i in range(5)]
 
@@ -207,7 +208,7 @@ async def test_temporal_unreachable_is_503_not_500(api, dataset_id):
 
 
 async def test_cancelling_a_task_that_never_started(temporal_env, settings, tmp_path):
-    online = settings.model_copy(update={"temporal_address": temporal_env.client.service_client.config.target_host})
+    online = with_temporal(settings, temporal_env)
     async with api_client(online) as api:
         path = write_dataset(tmp_path / "faq.jsonl")
         dataset = (

@@ -21,16 +21,8 @@ from pathlib import Path
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from api.main import create_app
 from api.security import PUBLIC_ROUTES
@@ -39,33 +31,12 @@ from core.access import Role
 from core.settings import Settings
 from db.session import migrate
 from services.identity import token_pair
-from tests.api.access.world import ended_task, stored_document, stored_model
-from tests.e2e.support import TEST_PASSWORD, write_dataset
+from testkit.api import TEST_PASSWORD
+from testkit.documents import write_dataset
+from testkit.fuzzing import CHECKS, FUZZ_SETTINGS_KW
+from testkit.world import ended_task, stored_document, stored_model
 
 MAX_EXAMPLES = 25  # per operation and phase: about 20 s for the whole schema on 2 cores
-FUZZ_SETTINGS_KW = dict(
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
-)
-
-
-def no_server_error(ctx, response, case):
-    """No 5xx, except the documented 503 of a route that needs Temporal, which is unreachable on purpose here."""
-    if response.status_code == 503 and "Temporal" in str(response.json().get("detail")):
-        return True
-    return not_a_server_error(ctx, response, case)
-
-
-CHECKS = [
-    no_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-]
-
 # Loaded when the module is imported: schemathesis' lazy `schemathesis.pytest.from_fixture` loader fails under
 # pytest 9 (it reads the removed `Node._nodeid`), so the app gets its own temporary data dir, removed at exit.
 _DATA_DIR = Path(tempfile.mkdtemp(prefix="wlops-fuzz-"))
@@ -74,10 +45,10 @@ FUZZ_SETTINGS = Settings(
     data_dir=_DATA_DIR / "wlops", model_cache=_DATA_DIR / "model-cache", temporal_address="127.0.0.1:1"
 )
 migrate(FUZZ_SETTINGS.resolved_database_url)
-schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(FUZZ_SETTINGS))
-schema.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True, database="none")
+openapi = schemathesis.openapi.from_asgi("/openapi.json", create_app(FUZZ_SETTINGS))
+openapi.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True, database="none")
 # logout would revoke the token every other case sends (it is covered by tests/api/test_identity.py)
-schema = schema.exclude(method="POST", path="/api/v1/auth/logout")
+schema = openapi.exclude(method="POST", path="/api/v1/auth/logout")
 
 
 @dataclass(frozen=True)
@@ -131,8 +102,8 @@ def _created(response) -> dict:
 
 
 def aim_at_real_resources(case, ids: dict[str, str]) -> None:
-    """Put the real ids into the path, and the real dataset into a task body (an event stream follows a task that has ended:
-    a running one's lasts until it ends)."""
+    """Put the real ids into the path, and the real dataset into a task body (an event stream follows a task that has
+    ended: a running one's lasts until it ends)."""
     for name in case.path_parameters or {}:
         if name in ids:
             case.path_parameters[name] = ids[
@@ -161,7 +132,8 @@ def test_every_operation_answers_as_documented(case, real_ids, world):
 @schema.parametrize()
 @hypothesis_settings(max_examples=5, **FUZZ_SETTINGS_KW)
 def test_without_valid_credentials_only_public_routes_succeed(case, world):
-    """No token (or whatever bearer value schemathesis makes up): documented errors, and no 2xx outside the public routes."""
+    """No token (or whatever bearer value schemathesis makes up): documented errors, and no 2xx outside the public
+    routes."""
     response = case.call_and_validate(checks=CHECKS)
     assert response.status_code >= 400 or (case.method.upper(), case.path) in PUBLIC_ROUTES, response.text
 
@@ -229,8 +201,8 @@ def test_timestamps_carry_their_utc_offset(api, world):
 
 
 def test_errors_have_one_documented_shape(api):
-    """Every error is `{"detail": ...}`: a message (ours), or a list of field errors (request validation), both under the
-    documented 422; a body that cannot be parsed is a documented 400, not an undocumented one."""
+    """Every error is `{"detail": ...}`: a message (ours), or a list of field errors (request validation), both under
+    the documented 422; a body that cannot be parsed is a documented 400, not an undocumented one."""
     spec = api.get("/openapi.json").json()
     responses = spec["paths"]["/api/v1/tasks/standard"]["post"]["responses"]
     assert responses["422"]["content"]["application/json"]["schema"] == {

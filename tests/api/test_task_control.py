@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from activities.context import ActivityContext
 from db.models import MLTask
-from tests.e2e.support import api_client, upload, wait_until_done, write_dataset
-from tests.workflows.fakes import FakePhases, running_workers, wait_for_status
-
-
-def online(settings, temporal_env):
-    return settings.model_copy(update={"temporal_address": temporal_env.client.service_client.config.target_host})
+from temporal_client.workflows import FineTuningWorkflow
+from testkit.api import api_client, upload, wait_until_done, with_temporal
+from testkit.documents import write_dataset
+from testkit.phases import FakePhases, running_workers, wait_for_status
 
 
 async def started_task(api, tmp_path) -> str:
@@ -30,7 +26,7 @@ def set_status(ctx: ActivityContext, task_id: str, status: str) -> None:
 
 
 async def test_pause_resume_and_cancel_go_through_the_workflow(temporal_env, settings, tmp_path):
-    settings = online(settings, temporal_env)
+    settings = with_temporal(settings, temporal_env)
     ctx = ActivityContext.from_settings(settings)
     fakes = FakePhases(ctx, train_steps=400, step_seconds=0.02)
     async with running_workers(temporal_env.client, ctx, fakes.activities()), api_client(settings) as api:
@@ -62,12 +58,13 @@ async def test_pause_resume_and_cancel_go_through_the_workflow(temporal_env, set
 
 
 async def test_a_finished_workflow_takes_no_command_whatever_the_projection_says(temporal_env, settings, tmp_path):
-    settings = online(settings, temporal_env)
+    settings = with_temporal(settings, temporal_env)
     ctx = ActivityContext.from_settings(settings)
     async with running_workers(temporal_env.client, ctx, FakePhases(ctx).activities()), api_client(settings) as api:
         task_id = await started_task(api, tmp_path)
         assert (await wait_until_done(api, task_id, timeout=60))["status"] == "COMPLETED"
-        await asyncio.sleep(0.2)  # the workflow closes right after its last projection
+        # the workflow closes right after its last projection
+        await temporal_env.client.get_workflow_handle_for(FineTuningWorkflow.run, task_id).result()
         set_status(ctx, task_id, "TRAINING")
         for action in ("pause", "cancel"):
             response = await api.post(f"/api/v1/tasks/{task_id}/{action}")

@@ -17,9 +17,11 @@ from core.access import Role
 from db.models import TaskEvent
 from services import task_events
 from services.identity import token_pair
-from tests.chat_server import serving
-from tests.e2e.support import TEST_PASSWORD, upload, write_dataset
-from tests.workflows.fakes import FakePhases, running_workers
+from testkit.api import TEST_PASSWORD, upload, with_temporal
+from testkit.documents import write_dataset
+from testkit.factories import make_task
+from testkit.phases import FakePhases, running_workers
+from testkit.servers import serving
 
 
 def bearer(settings, username: str, org: str, role: Role = Role.MEMBER) -> dict[str, str]:
@@ -28,9 +30,14 @@ def bearer(settings, username: str, org: str, role: Role = Role.MEMBER) -> dict[
 
 
 async def follow(
-    client: httpx.AsyncClient, task_id: str, last_event_id: int | None = None, stop_after: int | None = None
+    client: httpx.AsyncClient,
+    task_id: str,
+    last_event_id: int | None = None,
+    stop_after: int | None = None,
+    connected: asyncio.Event | None = None,
 ) -> list[tuple[int, str, dict]]:
-    """(id, kind, data) of each event until the server ends the stream (or `stop_after` events: the client hangs up)."""
+    """(id, kind, data) of each event until the server ends the stream (or `stop_after` events: the client hangs up);
+    `connected` is set once the first event has arrived."""
     headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
     seen = []
     async with aconnect_sse(client, "GET", f"/api/v1/tasks/{task_id}/events", headers=headers) as source:
@@ -39,15 +46,15 @@ async def follow(
         )
         async for event in source.aiter_sse():
             seen.append((int(event.id), event.event, json.loads(event.data)))
+            if connected is not None:
+                connected.set()
             if stop_after is not None and len(seen) == stop_after:
                 break
     return seen
 
 
 async def test_a_follower_sees_every_change_to_the_end_and_resumes_where_it_left(temporal_env, settings, tmp_path):
-    settings = settings.model_copy(
-        update={"temporal_address": temporal_env.client.service_client.config.target_host, "event_poll_seconds": 0.1}
-    )
+    settings = with_temporal(settings, temporal_env, event_poll_seconds=0.1)
     ctx = ActivityContext.from_settings(settings)
     owner = bearer(settings, "follower", "events-org")
     fakes = FakePhases(ctx, step_seconds=0.05, train_steps=10)
@@ -67,8 +74,9 @@ async def test_a_follower_sees_every_change_to_the_end_and_resumes_where_it_left
                     )
                 ).json()["task_id"]
 
-                following = asyncio.ensure_future(follow(api, task_id))
-                await asyncio.sleep(0.5)
+                connected = asyncio.Event()
+                following = asyncio.ensure_future(follow(api, task_id, connected=connected))
+                await asyncio.wait_for(connected.wait(), 30)  # the follower has the snapshot: it will see every change
                 assert (await api.post(f"/api/v1/tasks/{task_id}/start")).status_code == 202
                 events = await asyncio.wait_for(following, 60)
 
@@ -129,8 +137,6 @@ async def test_a_follower_sees_every_change_to_the_end_and_resumes_where_it_left
 
 
 def test_progress_is_written_at_most_once_per_interval(settings):
-    from tests.factories import make_task  # a task row to hang events on
-
     ctx = ActivityContext.from_settings(settings)
     task_id = make_task(ctx).id
     record = ctx.progress_recorder(task_id, 1, "TRAINING")

@@ -6,12 +6,12 @@ base; errors print the API's message and exit 1, and `--json` prints JSON only."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
 import stat
 import threading
-import time
 from datetime import timedelta
 
 import httpx
@@ -23,11 +23,12 @@ from auth.tokens import ACCESS, issue_token
 from cli.main import main
 from cli.users import create_user
 from core.access import Role
-from tests.chat_server import serving
-from tests.conftest import free_port
-from tests.e2e.support import TEST_PASSWORD, write_dataset, write_knowledge
-from tests.e2e.test_pipeline import TINY_HYPERPARAMETERS, with_temporal
-from tests.workflows.fakes import running_workers
+from testkit.api import TEST_PASSWORD, with_temporal
+from testkit.documents import write_dataset, write_knowledge
+from testkit.model import TINY_HYPERPARAMETERS
+from testkit.phases import running_workers
+from testkit.polling import poll_until
+from testkit.servers import free_port, serving
 
 
 @pytest.fixture
@@ -192,10 +193,8 @@ class DroppingProxy:
     @staticmethod
     def close(*socks: socket.socket) -> None:
         for sock in socks:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             sock.close()
 
     def forward_requests(self, client: socket.socket, server: socket.socket, streaming: threading.Event) -> None:
@@ -266,7 +265,8 @@ async def test_a_task_is_created_started_and_watched_to_completion_with_real_wor
             and action["task_id"] == task_id
         )
 
-        # the stream was cut after its first status event; the follower resumed after the last id it had, missing nothing
+        # the stream was cut after its first status event; the follower resumed after the last id it had, missing
+        # nothing
         assert proxy.cut and len(proxy.event_requests) == 2
         assert (
             b"last-event-id:" not in proxy.event_requests[0].lower()
@@ -359,12 +359,19 @@ async def test_a_task_is_created_started_and_watched_to_completion_with_real_wor
         assert [d["filename"] for d in uploaded] == ["services-1.md", "services-2.md"] and {
             d["status"] for d in uploaded
         } == {"PENDING"}
-        deadline = time.monotonic() + 180
-        while (shown := (await run("knowledge", "show", kb["knowledge_base_id"]))[0])["status"] != "READY" or shown[
-            "version"
-        ] < 1:
-            assert time.monotonic() < deadline and shown["status"] != "BUILD_FAILED", shown
-            await asyncio.sleep(0.5)
+
+        async def shown_kb() -> dict:
+            shown = (await run("knowledge", "show", kb["knowledge_base_id"]))[0]
+            assert shown["status"] != "BUILD_FAILED", shown
+            return shown
+
+        shown = await poll_until(
+            shown_kb,
+            lambda shown: shown["status"] == "READY" and shown["version"] >= 1,
+            timeout=180,
+            interval=0.5,
+            what="the knowledge base built",
+        )
         assert {d["status"] for d in shown["documents"]} == {"INDEXED"}
         [found] = await run(
             "knowledge",

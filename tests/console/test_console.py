@@ -22,10 +22,11 @@ from api.main import create_app
 from cli.users import create_user
 from core.access import Role
 from db.models import QAEntry
-from tests.chat_server import serving
-from tests.e2e.support import TEST_PASSWORD, wait_for_gate, write_dataset, write_knowledge
-from tests.e2e.test_pipeline import TINY_HYPERPARAMETERS
-from tests.workflows.fakes import running_workers
+from testkit.api import TEST_PASSWORD, wait_for_gate, with_temporal
+from testkit.documents import write_dataset, write_knowledge
+from testkit.model import TINY_HYPERPARAMETERS
+from testkit.phases import running_workers
+from testkit.servers import serving
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -117,7 +118,7 @@ def artifacts():
 @pytest.fixture
 def world(settings, temporal_env):
     """Alice owns acme and views globex; mallory owns initech."""
-    settings = settings.model_copy(update={"temporal_address": temporal_env.client.service_client.config.target_host})
+    settings = with_temporal(settings, temporal_env)
     create_user(settings, "alice", TEST_PASSWORD, "acme", Role.OWNER)
     create_user(settings, "alice", TEST_PASSWORD, "globex", Role.VIEWER)
     create_user(settings, "mallory", TEST_PASSWORD, "initech", Role.OWNER)
@@ -219,7 +220,8 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             await page.evaluate("""() => {  // every text the progress line shows, however briefly
                 const line = document.getElementById("progress-text");
                 window.progressSeen = [line.textContent];
-                new MutationObserver(() => window.progressSeen.push(line.textContent)).observe(line, {childList: true, characterData: true, subtree: true});
+                new MutationObserver(() => window.progressSeen.push(line.textContent))
+                    .observe(line, {childList: true, characterData: true, subtree: true});
             }""")
             status = page.locator("#task-status")
             await expect(status).to_have_text(re.compile("OPTIMIZING|TRAINING|EVALUATING|COMPLETED"), timeout=60_000)

@@ -1,8 +1,8 @@
-"""Training survives crashes: a retried attempt resumes from the checkpoint in its heartbeat; so does a SIGKILLed worker."""
+"""Training survives crashes: a retried attempt resumes from the checkpoint in its heartbeat; so does a SIGKILLed
+worker."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -15,10 +15,11 @@ from temporalio import activity
 
 from activities.context import ActivityContext
 from activities.train import TrainActivities
-from tests.conftest import free_port
-from tests.e2e.support import api_client, upload, wait_until_done, write_dataset
-from tests.e2e.test_pipeline import with_temporal
-from tests.workflows.fakes import running_workers
+from testkit.api import api_client, upload, wait_until_done, with_temporal
+from testkit.documents import write_dataset
+from testkit.phases import running_workers
+from testkit.polling import poll_until
+from testkit.servers import free_port
 from workers.pools import activities_by_queue
 
 
@@ -80,49 +81,55 @@ async def test_a_sigkilled_training_worker_is_replaced_and_the_run_finishes(
         "WLOPS_TRAIN_LOG_EVERY_STEPS": "5",
     }
 
-    log = open(tmp_path / "train-worker.log", "ab")
+    with open(tmp_path / "train-worker.log", "ab") as log:
 
-    def start_train_worker() -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "worker", "--pool", "train"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        def start_train_worker() -> subprocess.Popen:
+            return subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "worker", "--pool", "train"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
-    # every pool but training runs in this process; training runs in a worker process we can kill
-    worker = start_train_worker()
-    try:
-        async with (
-            running_workers(temporal_env.client, ctx, pools=("control", "optimize", "evaluate")),
-            api_client(settings) as api,
-        ):
-            dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
-            task_id = (
-                await api.post(
-                    "/api/v1/tasks/standard",
-                    json={
-                        "task_name": "sigkill",
-                        "model_name": tiny_model_dir,
-                        "dataset_id": dataset["dataset_id"],
-                        # enough steps that the kill lands mid-training even when the machine is idle (the tiny model does ~4,000 tokens/s)
-                        "hyperparameters": {"max_steps": STEPS, "epochs": 100, "batch_size": 4, "max_seq_length": 96},
-                    },
-                )
-            ).json()["task_id"]
-            await api.post(f"/api/v1/tasks/{task_id}/start")
-            step = await _wait_for_training_step(api, task_id, at_least=35)
-            scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
-            worker = start_train_worker()
-            task = await wait_until_done(api, task_id, timeout=300)
-            executions = (await api.get(f"/api/v1/tasks/{task_id}/executions")).json()
-    finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            worker.wait(30)
+        # every pool but training runs in this process; training runs in a worker process we can kill
+        worker = start_train_worker()
+        try:
+            async with (
+                running_workers(temporal_env.client, ctx, pools=("control", "optimize", "evaluate")),
+                api_client(settings) as api,
+            ):
+                dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
+                task_id = (
+                    await api.post(
+                        "/api/v1/tasks/standard",
+                        json={
+                            "task_name": "sigkill",
+                            "model_name": tiny_model_dir,
+                            "dataset_id": dataset["dataset_id"],
+                            # enough steps that the kill lands mid-training even when the machine is idle (the tiny
+                            # model does ~4,000 tokens/s)
+                            "hyperparameters": {
+                                "max_steps": STEPS,
+                                "epochs": 100,
+                                "batch_size": 4,
+                                "max_seq_length": 96,
+                            },
+                        },
+                    )
+                ).json()["task_id"]
+                await api.post(f"/api/v1/tasks/{task_id}/start")
+                step = await _wait_for_training_step(api, task_id, at_least=35)
+                scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
+                worker = start_train_worker()
+                task = await wait_until_done(api, task_id, timeout=300)
+                executions = (await api.get(f"/api/v1/tasks/{task_id}/executions")).json()
+        finally:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+                worker.wait(30)
     assert task["status"] == "COMPLETED", task["error"]
     training = next(e for e in executions if e["phase"] == "TRAINING")
     # at least the last checkpoint before the step we saw; training may have passed another checkpoint
@@ -150,12 +157,10 @@ async def test_a_sigkilled_training_worker_is_replaced_and_the_run_finishes(
 
 
 async def _wait_for_training_step(api, task_id: str, at_least: int, timeout: float = 120) -> int:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        body = (await api.get(f"/api/v1/tasks/{task_id}")).json()
-        progress = body.get("progress") or {}
-        if (progress.get("step") or 0) >= at_least:
-            return progress["step"]
-        await asyncio.sleep(0.1)
-    raise TimeoutError(f"training of {task_id} never reached step {at_least}")
+    async def step() -> int:
+        progress = (await api.get(f"/api/v1/tasks/{task_id}")).json().get("progress") or {}
+        return progress.get("step") or 0
+
+    return await poll_until(
+        step, lambda reached: reached >= at_least, timeout=timeout, what=f"training of {task_id} at step {at_least}"
+    )

@@ -18,9 +18,8 @@ from ml.optimizer import Splits
 from ml.trainer import train_lora
 from schemas.workflow_io import Hyperparameters
 from storage.object_store import put_dir
-from tests.e2e.support import api_client, wait_for_gate
-from tests.e2e.test_pipeline import with_temporal
-from tests.workflows.fakes import running_workers
+from testkit.api import api_client, wait_for_gate, with_temporal
+from testkit.phases import running_workers
 
 SAMPLE = Path(__file__).parents[2] / "data" / "sample" / "ferrolink_faq.jsonl"
 QUESTIONS = 12

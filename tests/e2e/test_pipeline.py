@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import tarfile
@@ -17,24 +16,19 @@ from ml.examples import example_key, examples_from_jsonl
 from ml.optimizer import Splits, find_leaks
 from serving.app import create_serving_app
 from storage.object_store import get_bytes, get_dir
-from tests.e2e.support import (
+from testkit.api import (
     anonymous_client,
     api_client,
     upload,
     wait_for_gate,
+    wait_for_knowledge_base,
     wait_until_done,
-    write_dataset,
-    write_knowledge,
+    with_temporal,
 )
-from tests.workflows.fakes import running_workers
-
-TINY_HYPERPARAMETERS = {"max_steps": 6, "batch_size": 4, "learning_rate": 1e-3, "max_seq_length": 96}
-
-
-def with_temporal(settings, temporal_env, **changes):
-    return settings.model_copy(
-        update={"temporal_address": temporal_env.client.service_client.config.target_host, **changes}
-    )
+from testkit.documents import write_dataset, write_knowledge
+from testkit.model import TINY_HYPERPARAMETERS
+from testkit.phases import running_workers
+from testkit.polling import poll_until
 
 
 def assert_no_leakage(ctx: ActivityContext, task_id: str, splits_key: str) -> int:
@@ -83,7 +77,8 @@ async def test_continuous_run_on_sqlite_and_local_storage(temporal_env, settings
         missing = await api.get(f"/api/v1/tasks/{task_id}/iterations/3/answers")
         other_mode = await api.get(f"/api/v1/tasks/{task_id}/iterations/1/answers", params={"mode": "rag"})
 
-        # the final adapter (iteration 2) was registered as version 1 of the model named after the task; iteration 1 joins as version 2
+        # the final adapter (iteration 2) was registered as version 1 of the model named after the task; iteration 1
+        # joins as version 2
         final = (await api.get("/api/v1/models/e2e-continuous/versions/1")).json()
         assert (final["task_id"], final["iteration"], final["adapter_key"]) == (task_id, 2, task["latest_adapter_key"])
         assert (
@@ -107,7 +102,8 @@ async def test_continuous_run_on_sqlite_and_local_storage(temporal_env, settings
     assert report["final"]["split"] == "test" and [it["iteration"] for it in report["iterations"]] == [1, 2]
     assert set(report["iterations"][0]["scores"]) == {"feedback", "test"}
     assert Path(report["markdown_path"]).read_text().startswith("# Fine-tuning report")
-    # every evaluation's answers can be read back, each judged by the fact checks derived from its reference, wrong first
+    # every evaluation's answers can be read back, each judged by the fact checks derived from its reference, wrong
+    # first
     page = answers.json()
     assert answers.status_code == 200 and (page["iteration"], page["split"], page["mode"], page["limit"]) == (
         2,
@@ -393,18 +389,6 @@ async def test_a_continuous_run_with_a_knowledge_base_trains_with_passages_and_r
     assert in_use.status_code == 204  # the task has finished: its knowledge base may go
 
 
-async def wait_for_knowledge_base(api, kb_id: str, timeout: float = 120) -> dict:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        kb = (await api.get(f"/api/v1/knowledge-bases/{kb_id}")).json()
-        if kb["status"] == "READY":
-            return kb
-        if loop.time() > deadline:
-            raise TimeoutError(f"knowledge base stayed {kb['status']}")
-        await asyncio.sleep(0.2)
-
-
 async def test_a_task_that_follows_its_knowledge_base_is_continued_by_an_incremental_task(
     temporal_env, settings, tiny_model_dir, tmp_path
 ):
@@ -460,7 +444,8 @@ async def test_a_task_that_follows_its_knowledge_base_is_continued_by_an_increme
         kb_id,
         True,
     )
-    # the incremental task's adapter is the next version of its parent's model, so the gate can weigh one against the other
+    # the incremental task's adapter is the next version of its parent's model, so the gate can weigh one against the
+    # other
     assert [(v["version"], v["task_id"], v["knowledge_base_version"]) for v in lineage] == [
         (2, child_id, 2),
         (1, parent["task_id"], 1),
@@ -508,12 +493,10 @@ async def test_a_task_that_follows_its_knowledge_base_is_continued_by_an_increme
 
 
 async def wait_for_child(api, task_id: str, timeout: float = 120) -> str:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        children = [t for t in (await api.get("/api/v1/tasks")).json()["items"] if t["parent_task_id"] == task_id]
-        if children:
-            return children[0]["task_id"]
-        if loop.time() > deadline:
-            raise TimeoutError(f"no incremental task of {task_id} started")
-        await asyncio.sleep(0.3)
+    """The id of the first incremental task that continues `task_id`, once one has been created."""
+
+    async def children() -> list[dict]:
+        return [t for t in (await api.get("/api/v1/tasks")).json()["items"] if t["parent_task_id"] == task_id]
+
+    found = await poll_until(children, timeout=timeout, interval=0.3, what=f"an incremental task of {task_id}")
+    return found[0]["task_id"]

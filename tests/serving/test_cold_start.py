@@ -26,9 +26,10 @@ from db.models import RegisteredModel, new_id
 from schemas.workflow_io import BuildKnowledgeIndexInput
 from services import knowledge as knowledge_service
 from services.identity import token_pair
-from tests.conftest import free_port
-from tests.e2e.support import TEST_PASSWORD
-from tests.serving.support import add_version, point
+from testkit.api import TEST_PASSWORD
+from testkit.polling import poll_until
+from testkit.registry import add_version, point
+from testkit.servers import free_port
 
 CLIENTS = 16
 QUESTIONS = [f"Which port does service {i} of FerroLink use?" for i in range(CLIENTS)]
@@ -95,18 +96,18 @@ def start_serving(settings, port: int, log, **environment: str) -> subprocess.Po
 
 
 async def wait_until_up(base: str, process: subprocess.Popen, timeout: float = 120) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    """Poll /healthz until it answers 200; a process that exits fails at once."""
+
     async with httpx.AsyncClient() as client:
-        while loop.time() < deadline:
+
+        async def healthy() -> bool:
             assert process.poll() is None, "the serving process exited"
             try:
-                if (await client.get(f"{base}/healthz")).status_code == 200:
-                    return
+                return (await client.get(f"{base}/healthz")).status_code == 200
             except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
-    raise TimeoutError("the serving process did not come up")
+                return False
+
+        await poll_until(healthy, timeout=timeout, interval=0.2, what="the serving process up")
 
 
 @pytest.mark.parametrize("retrieval", [True, False], ids=["with-retrieval", "closed-book"])
@@ -114,49 +115,51 @@ async def test_a_fresh_process_hit_by_16_clients_at_once_answers_every_one(store
     settings, token, base_model = stored_world
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    log = open(tmp_path / "serve.log", "wb")
-    process = start_serving(settings, port, log)
-    try:
-        await wait_until_up(base, process)
-        health = httpx.get(f"{base}/healthz").json()
-        assert health == {"status": "ok", "models": {}}  # nothing loaded yet: the clients below find the process cold
-        api = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=token, max_retries=0, timeout=300)
-        # with retrieval: the version that serves from its knowledge base; closed book: the base model alone
-        model = "bot" if retrieval else base_model
-        requests = [
-            api.chat.completions.create(
-                model=model, max_tokens=6, temperature=0, messages=[{"role": "user", "content": q}]
+    with open(tmp_path / "serve.log", "wb") as log:
+        process = start_serving(settings, port, log)
+        try:
+            await wait_until_up(base, process)
+            health = httpx.get(f"{base}/healthz").json()
+            assert health == {
+                "status": "ok",
+                "models": {},
+            }  # nothing loaded yet: the clients below find the process cold
+            api = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=token, max_retries=0, timeout=300)
+            # with retrieval: the version that serves from its knowledge base; closed book: the base model alone
+            model = "bot" if retrieval else base_model
+            requests = [
+                api.chat.completions.create(
+                    model=model, max_tokens=6, temperature=0, messages=[{"role": "user", "content": q}]
+                )
+                for q in QUESTIONS
+            ]
+            answers = await asyncio.gather(*requests, return_exceptions=True)
+            failures = [a for a in answers if isinstance(a, Exception)]
+            assert not failures, f"{len(failures)} of {CLIENTS} failed, e.g. {failures[0]!r}"
+            if retrieval:
+                assert all(a.model == "bot@1" and len(a.model_extra["sources"]) == 2 for a in answers)
+            # and the process stays healthy: a later request answers too, and every model it loaded is ready
+            again = await api.chat.completions.create(
+                model=model, max_tokens=4, messages=[{"role": "user", "content": QUESTIONS[0]}]
             )
-            for q in QUESTIONS
-        ]
-        answers = await asyncio.gather(*requests, return_exceptions=True)
-        failures = [a for a in answers if isinstance(a, Exception)]
-        assert not failures, f"{len(failures)} of {CLIENTS} failed, e.g. {failures[0]!r}"
-        if retrieval:
-            assert all(a.model == "bot@1" and len(a.model_extra["sources"]) == 2 for a in answers)
-        # and the process stays healthy: a later request answers too, and every model it loaded is ready
-        again = await api.chat.completions.create(
-            model=model, max_tokens=4, messages=[{"role": "user", "content": QUESTIONS[0]}]
-        )
-        assert again.choices[0].finish_reason in ("stop", "length")
-        health = httpx.get(f"{base}/healthz").json()
-        assert health["status"] == "ok" and {s["state"] for s in health["models"].values()} == {"ready"}, health
-        assert (
-            base_model in health["models"]
-            and any(name.startswith("embeddings:") for name in health["models"]) == retrieval
-        )
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
-        log.close()
+            assert again.choices[0].finish_reason in ("stop", "length")
+            health = httpx.get(f"{base}/healthz").json()
+            assert health["status"] == "ok" and {s["state"] for s in health["models"].values()} == {"ready"}, health
+            assert (
+                base_model in health["models"]
+                and any(name.startswith("embeddings:") for name in health["models"]) == retrieval
+            )
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(30)
     assert "Cannot copy out of meta tensor" not in (tmp_path / "serve.log").read_text(errors="replace")
 
 
 async def test_readiness_warms_the_named_base_models_and_reports_one_that_cannot_load(
     settings, tiny_model_dir, tmp_path
 ):
-    """`WLOPS_SERVE_WARM_MODELS` loads base models as the process starts: /readyz answers 503 until each is ready. A model
-    that cannot load keeps it 503 and /healthz degraded, both naming the error and when it is tried again."""
+    """`WLOPS_SERVE_WARM_MODELS` loads base models as the process starts: /readyz answers 503 until each is ready. A
+    model that cannot load keeps it 503 and /healthz degraded, both naming the error and when it is tried again."""
     broken = tmp_path / "broken-model"
     broken.mkdir()
     (broken / "config.json").write_text("{}")
@@ -167,10 +170,16 @@ async def test_readiness_warms_the_named_base_models_and_reports_one_that_cannot
             process = start_serving(settings, port, log, WLOPS_SERVE_WARM_MODELS=json.dumps(warm))
             try:
                 await wait_until_up(base, process)
-                readiness = await poll_until(
-                    lambda: httpx.get(f"{base}/readyz"),
-                    lambda r: r.status_code == 200 or r.json()["models"].get(warm[-1], {}).get("state") == "failed",
-                )
+                async with httpx.AsyncClient() as client:
+                    readiness = await poll_until(
+                        lambda: client.get(f"{base}/readyz"),
+                        lambda r, last=warm[-1]: (
+                            r.status_code == 200 or r.json()["models"].get(last, {}).get("state") == "failed"
+                        ),
+                        timeout=120,
+                        interval=0.2,
+                        what="the warm models loaded or failed",
+                    )
                 health = httpx.get(f"{base}/healthz").json()
             finally:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -188,13 +197,3 @@ async def test_readiness_warms_the_named_base_models_and_reports_one_that_cannot
                     "failed",
                     "loading",
                 )
-
-
-async def poll_until(ask, done, timeout: float = 120):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        answer = await asyncio.to_thread(ask)
-        if done(answer) or loop.time() > deadline:
-            return answer
-        await asyncio.sleep(0.2)

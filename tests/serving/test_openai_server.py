@@ -1,6 +1,6 @@
-"""`wlops serve` through the official `openai` client over real HTTP, on a tiny model with real adapters: the model list,
-plain and streamed completions that name the exact version, the history they leave, every bad input in OpenAI's error
-shape, and an alias move picked up without a restart while a stream in flight finishes on its own version."""
+"""`wlops serve` through the official `openai` client over real HTTP, on a tiny model with real adapters: the model
+list, plain and streamed completions that name the exact version, the history they leave, every bad input in OpenAI's
+error shape, and an alias move picked up without a restart while a stream in flight finishes on its own version."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from core.access import Role
 from db.models import AliasMove, ModelVersion, QAEntry, RegisteredModel, new_id
 from services.identity import token_pair
 from serving.app import create_serving_app
-from tests.chat_server import serving
-from tests.e2e.support import TEST_PASSWORD
-from tests.serving.support import add_version, point
+from testkit.api import TEST_PASSWORD
+from testkit.registry import add_version, point
+from testkit.servers import serving
 
 
 @pytest.fixture
@@ -218,7 +218,7 @@ async def test_feedback_on_answers_becomes_a_dataset_with_lineage(world):
     """The production feedback loop: answers are rated (and corrected) through the API, and what users marked becomes
     training data that names the history entries it came from."""
     from api.main import create_app
-    from tests.e2e.support import client_for
+    from testkit.api import client_for
 
     settings, ctx, model, base_url, tokens, app = world
     chat = openai.AsyncOpenAI(base_url=base_url, api_key=tokens["owner"], max_retries=0)

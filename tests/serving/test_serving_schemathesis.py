@@ -21,8 +21,8 @@ from core.settings import Settings
 from db.session import migrate
 from services.identity import token_pair
 from serving.app import create_serving_app
-from tests.api.test_schemathesis import CHECKS, FUZZ_SETTINGS_KW
-from tests.e2e.support import TEST_PASSWORD
+from testkit.api import TEST_PASSWORD
+from testkit.fuzzing import CHECKS, FUZZ_SETTINGS_KW
 
 _DATA_DIR = Path(tempfile.mkdtemp(prefix="wlops-serve-fuzz-"))
 atexit.register(shutil.rmtree, _DATA_DIR, ignore_errors=True)
@@ -46,7 +46,7 @@ def owner(tiny_model_dir, tmp_path_factory) -> dict[str, str]:
 
     from activities.context import ActivityContext
     from db.models import RegisteredModel, new_id
-    from tests.serving.support import add_version, point
+    from testkit.registry import add_version, point
 
     setup = create_user(FUZZ_SETTINGS, "fuzzer", TEST_PASSWORD, "fuzz-org", Role.OWNER)
     ctx = ActivityContext.from_settings(FUZZ_SETTINGS)

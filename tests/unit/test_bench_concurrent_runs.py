@@ -1,4 +1,5 @@
-"""bench/concurrent_runs' arithmetic: a history's events → execution, queue wait and overhead per phase, and what counts as lost."""
+"""bench/concurrent_runs' arithmetic: a history's events → execution, queue wait and overhead per phase, and what
+counts as lost."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from temporalio.api.history.v1 import (
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
 
-from bench.common import run_timing
 from bench.concurrent_runs import Started, by_workflow_task, percentile, run_figures, start_and_rest
+from testkit.histories import run_timing
 
 T0 = datetime(2026, 11, 28, 12, 0, 0)
 
@@ -34,7 +35,8 @@ def event(event_id: int, seconds: float, **attributes) -> HistoryEvent:
 
 
 def history(closed: bool = True) -> list[HistoryEvent]:
-    """Start, one workflow task with a projection write, train_adapter waiting 2 s for the worker and running 3 s (attempt 2), done."""
+    """Start, one workflow task with a projection write, train_adapter waiting 2 s for the worker and running 3 s
+    (attempt 2), done."""
     events = [
         event(1, 0, workflow_execution_started_event_attributes=WorkflowExecutionStartedEventAttributes()),
         event(2, 0, workflow_task_scheduled_event_attributes=WorkflowTaskScheduledEventAttributes()),

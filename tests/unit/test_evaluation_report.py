@@ -554,8 +554,8 @@ def test_the_task_report_leads_with_the_share_right_and_lists_the_wrong_answers_
     assert [row.question for row in report.wrong_answers] == [test[1].question]
     text = render_markdown(report, None)
     assert (
-        "- Final test-split fact accuracy **0.500 [0.09, 0.91]**, 1/2 answers right (ACCEPTABLE, closed book) vs base model 0.000 [0.00, 0.66], 0/2"
-        in text
+        "- Final test-split fact accuracy **0.500 [0.09, 0.91]**, 1/2 answers right (ACCEPTABLE, closed book) "
+        "vs base model 0.000 [0.00, 0.66], 0/2" in text
     )
     assert text.index("## Wrong answers (test split, final iteration: 1)") < text.index("## Scores per iteration")
     assert f"| {test[1].question} | {test[1].answer} | Yes, Windows 11. | polarity: answers yes, expected no |" in text

@@ -156,7 +156,8 @@ def test_record_to_pair_rejects(record, message):
 def test_invalid_jsonl_lines_are_reported_with_line_numbers(write_file):
     path = write_file(
         "d.jsonl",
-        '{"question": "Q1", "answer": "A1"}\n{"question": "Q2", "answer": \n{"question": "Q3", "answer": "A3"}\n[1, 2]\n',
+        '{"question": "Q1", "answer": "A1"}\n{"question": "Q2", "answer": \n'
+        '{"question": "Q3", "answer": "A3"}\n[1, 2]\n',
     )
     rows = list(read_rows(path, "jsonl"))
     assert [(r.line, r.error is None) for r in rows] == [(1, True), (2, False), (3, True), (4, False)]

@@ -15,7 +15,7 @@ def checks(*raw: dict):
     return parse_checks(list(raw))
 
 
-# ---------------------------------------------------------------- the wrong answers are wrong, their right ones right
+# ---------------------------------------------------------- the wrong answers are wrong, their right ones right
 
 
 @pytest.mark.parametrize(

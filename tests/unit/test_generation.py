@@ -25,7 +25,8 @@ CHUNKS = {
     ),
     "pairing": (
         "Pairing",
-        "- `ferro pair` on the server generates a 6-digit pairing code.\n- Pairing codes expire 10 minutes after they are generated.",
+        "- `ferro pair` on the server generates a 6-digit pairing code.\n"
+        "- Pairing codes expire 10 minutes after they are generated.",
     ),
     "trash": ("Storage", "Deleted files go to the trash and are kept for 21 days before permanent removal."),
     "logs": ("Logs", "Server logs are written to /var/log/ferrolink/ferro.log and rotated daily."),

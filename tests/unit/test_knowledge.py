@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -13,47 +14,9 @@ from knowledge.documents import DocumentError, ParsedDocument, Section, check_co
 from knowledge.embeddings import count_tokens
 from knowledge.index import ChunkRecord, KnowledgeIndex, VectorIndex, chunk_id
 from knowledge.ingest import SourceDocument, build_index
+from testkit.documents import HTML, MARKDOWN, make_pdf
 
 REPO = Path(__file__).resolve().parents[2]
-MARKDOWN = """# FerroLink guide
-
-FerroLink syncs files between your devices.
-
-## Network ports
-
-- The web console is served over HTTPS on TCP port 7410.
-- File synchronization uses TCP port 7411.
-
-## Backups
-
-### Retention
-
-Hourly snapshots are kept for 48 hours. Daily snapshots are kept for 30 days.
-"""
-
-HTML = """<!doctype html><html><head><title>Security</title></head><body>
-<nav><a href="/">Home</a> | <a href="/docs">Docs</a> | <a href="/pricing">Pricing</a></nav>
-<div class="cookie-banner">We use cookies to improve your experience. <a href="/privacy">Privacy policy</a></div>
-<main><article>
-<h1>Security</h1>
-<p>Data at rest is encrypted with XChaCha20-Poly1305, and every connection uses TLS 1.3.</p>
-<h2>Sessions</h2>
-<p>Web console sessions expire after 30 minutes of inactivity. The console supports TOTP two-factor authentication.</p>
-</article></main>
-<footer>Copyright 2026 Ferro Systems. All rights reserved. Privacy policy. Cookie settings.</footer>
-</body></html>"""
-
-
-def make_pdf(pages: list[str]) -> bytes:
-    """A real PDF written by fpdf2, one page per string."""
-    from fpdf import FPDF
-
-    pdf = FPDF()
-    pdf.set_font("helvetica", size=11)
-    for text in pages:
-        pdf.add_page()
-        pdf.multi_cell(0, 6, text, new_x="LMARGIN", new_y="NEXT")
-    return bytes(pdf.output())
 
 
 def section_texts(document: ParsedDocument) -> list[tuple[list[str], str]]:
@@ -97,7 +60,8 @@ def test_html_keeps_the_content_and_headings_and_drops_navigation_and_boilerplat
 
 
 def test_the_sample_knowledge_base_loses_no_fact_and_keeps_no_boilerplate():
-    """Each shipped document, in its format, holds exactly the facts of its Markdown source (data/sample/make_knowledge.py)."""
+    """Each shipped document, in its format, holds exactly the facts of its Markdown source
+    (data/sample/make_knowledge.py)."""
     folder = REPO / "data" / "sample" / "knowledge"
     texts = {
         path.name: " ".join(parse_document(path.read_bytes(), media_type_of(path.name)).text.split())
@@ -202,15 +166,13 @@ def test_chunks_stay_within_their_size_and_never_start_or_end_inside_a_sentence_
 def test_consecutive_chunks_overlap_by_whole_sentences_within_the_budget():
     document = long_section_document()
     chunks = chunk_document(document, count_tokens, ChunkingConfig(chunk_tokens=60, overlap_tokens=20))
-    overlaps = [
-        previous.end - current.start for previous, current in zip(chunks, chunks[1:]) if current.start < previous.end
-    ]
+    overlaps = [previous.end - current.start for previous, current in pairwise(chunks) if current.start < previous.end]
     assert overlaps, "some chunks should overlap"
-    for previous, current in zip(chunks, chunks[1:]):
+    for previous, current in pairwise(chunks):
         shared = document.text[current.start : previous.end]
         assert count_tokens(shared) <= 20
     without = chunk_document(document, count_tokens, ChunkingConfig(chunk_tokens=60, overlap_tokens=0))
-    assert all(b.start >= a.end for a, b in zip(without, without[1:]))
+    assert all(b.start >= a.end for a, b in pairwise(without))
 
 
 def test_a_sentence_longer_than_a_chunk_is_split_because_it_must_be():
@@ -288,7 +250,9 @@ class RecordingEmbedder:
 def documents_store() -> dict[str, bytes]:
     return {
         "ports.md": b"# Ports\n\nThe web console listens on TCP port 7410. Sync uses TCP port 7411.\n",
-        "backups.md": b"# Backups\n\nScheduled backups run daily at 02:00 server time. Hourly snapshots are kept for 48 hours.\n",
+        "backups.md": (
+            b"# Backups\n\nScheduled backups run daily at 02:00 server time. Hourly snapshots are kept for 48 hours.\n"
+        ),
         "errors.txt": b"FL-204 is a sync conflict. FL-301 means authentication failed.\n",
     }
 

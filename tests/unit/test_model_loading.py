@@ -1,5 +1,6 @@
-"""Loading models in a process: loads in many threads at once (language models, embeddings, adapters) in a fresh process,
-as a worker pool's activities do; a shared model loaded once; a failed load refused during its backoff, then tried again."""
+"""Loading models in a process: loads in many threads at once (language models, embeddings, adapters) in a fresh
+process, as a worker pool's activities do; a shared model loaded once; a failed load refused during its backoff, then
+tried again."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ THREADS_LOADING_BOTH_KINDS = textwrap.dedent("""
             model, _ = load_model_and_tokenizer(sys.argv[1], Path(sys.argv[2]), device="cpu")
             if i % 3 == 0:
                 model = with_adapter(model, Path(sys.argv[3]), merge=True)
-            tied.append(model.lm_head.weight.device.type != "meta" and model.lm_head.weight is model.model.embed_tokens.weight)
+            head = model.lm_head.weight
+            tied.append(head.device.type != "meta" and head is model.model.embed_tokens.weight)
         except Exception as exc:
             failures.append(repr(exc)[:300])
 

@@ -159,7 +159,7 @@ def test_near_identical_questions_never_straddle_splits(cleaned_sample):
     examples = base + twins
     splits = split_examples(examples)
     where = {e.id: name for name in ("train", "feedback", "test") for e in getattr(splits, name)}
-    for original, twin in zip(base[::10], twins):
+    for original, twin in zip(base[::10], twins, strict=True):
         assert where[original.id] == where[twin.id], original.question
     assert find_leaks(splits.train, splits.held_out()) == []
 

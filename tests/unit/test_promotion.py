@@ -21,7 +21,11 @@ def judged(
     blended: dict | None = None,
     margin: float = 0.05,
 ) -> dict:
-    right = {"candidate": candidate, "base": base, **({"current": current} if current is not None else {})}
+    right: dict[str, list[bool | None]] = {
+        "candidate": list(candidate),
+        "base": list(base),
+        **({"current": list(current)} if current is not None else {}),
+    }
     scores = blended or {m: [0.5] * len(v) for m, v in right.items()}
     questions = [
         {"example_id": f"q{i}", "question": f"question {i}?", "expected": "No."} for i in range(len(candidate))

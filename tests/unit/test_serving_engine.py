@@ -62,7 +62,7 @@ async def run(engine, prompts, adapters, params) -> list[tuple[str, str, int]]:
     loop = asyncio.get_running_loop()
     requests = [
         GenerationRequest(p, params[i] if isinstance(params, list) else params, a, loop)
-        for i, (p, a) in enumerate(zip(prompts, adapters))
+        for i, (p, a) in enumerate(zip(prompts, adapters, strict=True))
     ]
     for request in requests:
         engine.submit(request)
@@ -92,7 +92,7 @@ async def test_a_mixed_batch_answers_what_each_adapter_answers_alone(tiny_model_
     assert alone(tiny_model_dir, adapters[0], prompts[0], 6) != alone(
         tiny_model_dir, None, prompts[0], 6
     )  # the adapters matter
-    for (text, finish, count), prompt, adapter, n in zip(results, prompts, chosen, lengths):
+    for (text, finish, count), prompt, adapter, n in zip(results, prompts, chosen, lengths, strict=True):
         expected = alone(tiny_model_dir, adapter, prompt, n)
         assert (finish, count) == ("length", n)
         assert text == tokenizer.decode(expected, skip_special_tokens=True), adapter

@@ -16,7 +16,8 @@ from core.status import (
     check_transition,
 )
 
-P, O, T, E, L, C, F, X, S = (
+# the statuses' initials, so the table below reads as one (O is OPTIMIZING, not zero)
+P, O, T, E, L, C, F, X, S = (  # noqa: E741
     TaskStatus.PENDING,
     TaskStatus.OPTIMIZING,
     TaskStatus.TRAINING,

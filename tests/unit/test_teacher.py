@@ -1,13 +1,18 @@
-"""The teacher client against a real HTTP server that speaks the chat-completions protocol and runs a real model."""
+"""The teacher client against real HTTP servers that speak the chat-completions protocol: one runs a real model, one
+answers from a script with pairs the whole generation path (parsing, the per-chunk cap, validation) accepts."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from knowledge.index import ChunkRecord
+from knowledge.chunking import embedding_text
+from knowledge.index import ChunkRecord, KnowledgeIndex
+from ml.generation import validate
 from teacher import TeacherError, TeacherGenerator, parse_pairs
-from tests.chat_server import chat_completions_app, serving
-from tests.conftest import free_port
+from testkit.chat_server import chat_completions_app, scripted_chat_app
+from testkit.servers import free_port, serving
 
 CHUNK = ChunkRecord(
     "c1", "d1", 1, "ports.md", 0, ["Network ports"], "- The web console is served over HTTPS on TCP port 7410.", 0, 56
@@ -39,10 +44,34 @@ def test_the_client_speaks_the_protocol_to_a_real_server(endpoint):
     request = app.state.requests[-1]
     assert request["model"] == "tiny-teacher" and request["temperature"] == 0 and request["n"] == 1
     assert [m["role"] for m in request["messages"]] == ["system", "user"]
-    # a model that writes no JSON pairs yields no candidates (validation would then report the dataset empty)
-    pairs = teacher.generate([CHUNK], per_chunk=2)
-    assert all(p.method == "teacher" and p.chunk is CHUNK for p in pairs) and len(pairs) <= 2
-    assert "Network ports" in app.state.requests[-1]["messages"][1]["content"]
+
+
+def scripted_teacher(messages: list[dict[str, Any]]) -> str:
+    """What a good teacher writes for the passage about the console's port: chatter, three pairs, a broken object."""
+    assert "port 7410" in messages[-1]["content"], messages
+    return (
+        "Sure, here are the pairs:\n"
+        '{"question": "Which TCP port serves the web console?", '
+        '"answer": "The web console is served over HTTPS on TCP port 7410."}\n'
+        '{"question": "broken", "answer": }\n'
+        '{"question": "Over which protocol is the web console served?", '
+        '"answer": "The web console is served over HTTPS on TCP port 7410."}\n'
+        '{"question": "A third one the cap leaves out?", "answer": "Yes."}'
+    )
+
+
+def test_a_teachers_pairs_are_parsed_capped_and_pass_validation(embedder):
+    with serving(scripted_chat_app("teacher-key", scripted_teacher)) as url:
+        pairs = TeacherGenerator(url, "scripted-teacher", api_key="teacher-key").generate([CHUNK], per_chunk=2)
+    assert [(p.question, p.method, p.chunk) for p in pairs] == [
+        ("Which TCP port serves the web console?", "teacher", CHUNK),
+        ("Over which protocol is the web console served?", "teacher", CHUNK),
+    ]
+    index = KnowledgeIndex.build([CHUNK], embedder([embedding_text(CHUNK.heading_path, CHUNK.text)]))
+    result = validate(pairs, index, embedder)
+    assert [e.question for e in result.examples] == ["Which TCP port serves the web console?"]
+    assert result.accepted_by_method == {"teacher": 1} and result.candidates == 2
+    assert result.examples[0].lineage[0]["chunk_id"] == CHUNK.chunk_id
 
 
 def test_refusals_and_outages_say_whether_a_retry_can_help(endpoint):

@@ -148,7 +148,7 @@ def test_per_example_loss_equals_transformers_own_loss_with_and_without_passages
     ]
     examples = [Example(e.question, e.answer, context=passages[i % 3]) for i, e in enumerate(EXAMPLES[:7])]
     got = per_example_loss(model, tokenizer, examples, max_length=128, batch_size=3)
-    for example, loss in zip(examples, got):
+    for example, loss in zip(examples, got, strict=True):
         ids, labels = training_ids(tokenizer, example.question, example.answer, 128, example.context or None)
         with torch.no_grad():
             expected = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss.item()

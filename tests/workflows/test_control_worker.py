@@ -1,17 +1,18 @@
-"""The control worker processes at most WLOPS_WORKFLOW_TASK_CONCURRENCY workflow tasks at once (real Temporal server): runs
-started together take turns instead of sharing the interpreter until all of them are late (bench/concurrent_runs). The
-setting's minimum is 2: with one slot the worker's one poll serves either its sticky queue or the shared one, and a run's
-next workflow task can sit on the other for the sticky queue's 10 s timeout (4 fake runs took 47 s instead of 2)."""
+"""The control worker processes at most WLOPS_WORKFLOW_TASK_CONCURRENCY workflow tasks at once (real Temporal
+server): runs started together take turns instead of sharing the interpreter until all of them are late
+(bench/concurrent_runs). The setting's minimum is 2: with one slot the worker's one poll serves either its sticky
+queue or the shared one, and a run's next workflow task can sit on the other for the sticky queue's 10 s timeout (4
+fake runs took 47 s instead of 2)."""
 
 from __future__ import annotations
 
 import asyncio
 
 from activities.context import ActivityContext
-from bench.common import workflow_runs
-from tests.factories import make_task
-from tests.workflows.fakes import FakePhases, running_workers
-from tests.workflows.test_fine_tuning_workflow import start
+from testkit.factories import make_task
+from testkit.histories import workflow_runs
+from testkit.phases import FakePhases, running_workers
+from testkit.workflows import start
 
 
 def most_at_once(intervals: list[tuple]) -> int:

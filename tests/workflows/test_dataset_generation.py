@@ -9,12 +9,13 @@ from activities.context import ActivityContext
 from activities.knowledge import KnowledgeActivities
 from core.settings import TASK_QUEUE_WORKFLOWS
 from db.models import Dataset
-from schemas.workflow_io import GenerateDatasetResult, GenerationInput
+from schemas.workflow_io import GenerationInput
 from services import knowledge as service
-from tests.e2e.support import write_knowledge
-from tests.workflows.fakes import running_workers
-from tests.workflows.test_fine_tuning_workflow import record_history
-from tests.workflows.test_knowledge_ingestion import activities_with, new_kb, upload, wait_for_kb
+from temporal_client.workflows import DatasetGenerationWorkflow, KnowledgeIngestionWorkflow
+from testkit.documents import write_knowledge
+from testkit.histories import record_history
+from testkit.knowledge import activities_with, new_kb, upload_document, wait_for_kb
+from testkit.phases import running_workers
 
 
 @pytest.fixture
@@ -42,19 +43,20 @@ async def test_a_generated_dataset_becomes_ready_with_its_log(temporal_env, ctx,
     kb = new_kb(ctx)
     async with running_workers(temporal_env.client, ctx, activities_with(ctx, KnowledgeActivities(ctx))):
         for path in write_knowledge(tmp_path / "kb", n_topics=3):
-            await upload(ctx, temporal_env.client, kb, path.name, path.read_bytes())
+            await upload_document(ctx, temporal_env.client, kb, path.name, path.read_bytes())
         kb = await wait_for_kb(ctx, kb.id, "READY", version=1)
         dataset = generating_dataset(ctx, kb)
         handle = await temporal_env.client.start_workflow(
-            "DatasetGenerationWorkflow",
+            DatasetGenerationWorkflow.run,
             GenerationInput(dataset.id, "org", kb.id, tiny_model_dir, questions_per_chunk=4),
             id=f"gen-{dataset.id}",
             task_queue=TASK_QUEUE_WORKFLOWS,
-            result_type=GenerateDatasetResult,
         )
         result = await handle.result()
         await record_history(handle, "dataset-generation")
-        await temporal_env.client.get_workflow_handle(service.ingestion_workflow_id(kb.id)).cancel()
+        await temporal_env.client.get_workflow_handle_for(
+            KnowledgeIngestionWorkflow.run, service.ingestion_workflow_id(kb.id)
+        ).cancel()
     with ctx.sessions() as session:
         row = session.get(Dataset, dataset.id)
     assert row.status == "READY" and row.sample_count == result.examples > 0 and row.source_knowledge_base_version == 1
@@ -67,7 +69,7 @@ async def test_a_generation_that_cannot_run_fails_with_its_reason(temporal_env, 
     dataset = generating_dataset(ctx, kb)
     async with running_workers(temporal_env.client, ctx):
         handle = await temporal_env.client.start_workflow(
-            "DatasetGenerationWorkflow",
+            DatasetGenerationWorkflow.run,
             GenerationInput(dataset.id, "org", kb.id, tiny_model_dir, retry_initial_seconds=0.1),
             id=f"gen-{dataset.id}",
             task_queue=TASK_QUEUE_WORKFLOWS,

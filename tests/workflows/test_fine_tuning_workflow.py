@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select
 from temporalio import activity
@@ -17,39 +13,19 @@ from activities.context import ActivityContext
 from cli.stack import temporal_binary
 from core.settings import TASK_QUEUE_WORKFLOWS
 from core.status import TaskMode
-from db.models import Dataset, MLTask, TaskExecution
-from schemas.workflow_io import FineTuningResult, RecordProgressInput
-from services.tasks import workflow_input
+from db.models import Dataset, TaskExecution
+from schemas.workflow_io import RecordProgressInput
 from storage import keys
-from tests.factories import make_task
-from tests.workflows.fakes import FakePhases, running_workers, wait_for_status
-
-HISTORIES = Path(__file__).parent / "histories"
-RECORD = os.environ.get("WLOPS_RECORD_HISTORIES") == "1"
+from temporal_client.workflows import FineTuningWorkflow
+from testkit.factories import make_task, task_row
+from testkit.histories import record_history
+from testkit.phases import FakePhases, running_workers, wait_for_status
+from testkit.workflows import fast_input, start
 
 
 @pytest.fixture
 def ctx(settings) -> ActivityContext:
     return ActivityContext.from_settings(settings)
-
-
-def fast_input(task, settings, **fields):
-    inp = workflow_input(task, settings)
-    inp.timeouts.retry_initial_seconds = 0.1
-    inp.timeouts.heartbeat_seconds = 5
-    for name, value in fields.items():
-        setattr(inp, name, value)
-    return inp
-
-
-async def start(client, task, settings, **fields):
-    return await client.start_workflow(
-        "FineTuningWorkflow",
-        fast_input(task, settings, **fields),
-        id=task.id,
-        task_queue=TASK_QUEUE_WORKFLOWS,
-        result_type=FineTuningResult,
-    )
 
 
 def logging_transitions(fakes: FakePhases) -> tuple[dict[str, list], list[tuple[int, str]]]:
@@ -101,47 +77,17 @@ def executions(ctx, task_id) -> list[tuple[int, str, str]]:
         return [(e.iteration, e.phase, e.status) for e in rows]
 
 
-def task_row(ctx, task_id) -> MLTask:
-    with ctx.sessions() as session:
-        return session.get(MLTask, task_id)
-
-
-async def record_history(handle, name: str) -> None:
-    """With WLOPS_RECORD_HISTORIES=1, save every run of the workflow for the replay test (as new files, never over old ones)."""
-    if not RECORD:
-        return
-    runs, run_id = [], handle.result_run_id
-    client = handle._client
-    # walk the continue-as-new chain from the first run
-    run_id = handle.first_execution_run_id or run_id or (await handle.describe()).run_id
-    while run_id:
-        history = await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
-        runs.append(json.loads(history.to_json()))
-        last = history.events[-1]
-        run_id = (
-            last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
-            if last.HasField("workflow_execution_continued_as_new_event_attributes")
-            else None
-        )
-    HISTORIES.mkdir(exist_ok=True)
-    paths = [HISTORIES / f"{name}-run{index + 1}.json" for index in range(len(runs))]
-    kept = [p.name for p in paths if p.exists()]
-    assert not kept, f"{kept} are kept histories: never overwrite one; record the new shape under a new name"
-    for path, run in zip(paths, runs):
-        path.write_text(json.dumps(run))
-
-
 async def test_standard_run_completes_and_projects_every_transition(temporal_env, ctx, settings):
     task = make_task(ctx)
     fakes = FakePhases(ctx)
     async with running_workers(temporal_env.client, ctx, fakes.activities()):
         handle = await start(temporal_env.client, task, settings)
         result = await handle.result()
-        progress = await handle.query("progress")
+        progress = await handle.query(FineTuningWorkflow.progress)
     await record_history(handle, "standard")
     assert result.status == "COMPLETED" and result.stop_reason == "standard task"
     assert [r.iteration for r in result.iterations] == [1]
-    assert progress["status"] == "COMPLETED" and progress["scores"][0]["test"] == 0.3
+    assert progress.status == "COMPLETED" and progress.scores[0].test == 0.3
     row = task_row(ctx, task.id)
     assert row.status == "COMPLETED" and row.latest_score == 0.3 and row.report_key.endswith("report.json")
     assert row.current_dataset_id == f"{task.id}-opt1" and row.latest_adapter_key.endswith("iter-1/adapter/")
@@ -194,11 +140,11 @@ async def test_continuous_run_continues_as_new_every_iterations_per_run_until_ma
     async with running_workers(temporal_env.client, ctx, activities):
         handle = await start(temporal_env.client, task, settings, iterations_per_run=2)
         result = await handle.result()
-        progress = await handle.query("progress")
+        progress = await handle.query(FineTuningWorkflow.progress)
     await record_history(handle, "continuous-boundary")
     assert result.status == "COMPLETED" and result.stop_reason == "reached max_iterations=3"
     assert [r.iteration for r in result.iterations] == [1, 2, 3]
-    assert [s["iteration"] for s in progress["scores"]] == [1, 2, 3]
+    assert [s.iteration for s in progress.scores] == [1, 2, 3]
     # two iterations in the first run, which continued as new; the third in the second run
     runs = await runs_of(temporal_env.client, task.id)
     assert len(runs) == 2
@@ -216,7 +162,8 @@ async def test_continuous_run_continues_as_new_every_iterations_per_run_until_ma
 
 
 async def test_continuous_run_continues_as_new_when_the_server_suggests_it(ctx, settings):
-    # a server that suggests continue-as-new after a few events: every iteration boundary hands over despite the default bound
+    # a server that suggests continue-as-new after a few events: every iteration boundary hands over despite the default
+    # bound
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         dev_server_log_level="error",
@@ -287,12 +234,12 @@ async def test_pause_checkpoints_training_and_resume_continues_from_it(temporal_
     async with running_workers(temporal_env.client, ctx, fakes.activities()):
         handle = await start(temporal_env.client, task, settings)
         await wait_for_status(ctx, task.id, "TRAINING")
-        await handle.signal("pause")
+        await handle.signal(FineTuningWorkflow.pause)
         suspended = await wait_for_status(ctx, task.id, "SUSPENDED")
         assert suspended.suspended_from == "TRAINING"
         assert executions(ctx, task.id)[-1] == (1, "TRAINING", "SUSPENDED")
-        assert (await handle.query("progress"))["status"] == "SUSPENDED"
-        await handle.signal("resume")
+        assert (await handle.query(FineTuningWorkflow.progress)).status == "SUSPENDED"
+        await handle.signal(FineTuningWorkflow.resume)
         result = await handle.result()
     first, second = fakes.calls["train"]
     assert result.status == "COMPLETED"
@@ -307,17 +254,17 @@ async def test_pause_and_resume_updates_are_decided_by_the_workflow(temporal_env
         handle = await start(temporal_env.client, task, settings)
         await wait_for_status(ctx, task.id, "TRAINING")
         with pytest.raises(WorkflowUpdateFailedError) as refused:
-            await handle.execute_update("request_resume", result_type=str)
+            await handle.execute_update(FineTuningWorkflow.request_resume)
         assert refused.value.cause.message == f"cannot resume task {task.id}: it is TRAINING, not SUSPENDED"
-        assert await handle.execute_update("request_pause", result_type=str) == "TRAINING"
+        assert await handle.execute_update(FineTuningWorkflow.request_pause) == "TRAINING"
         await wait_for_status(ctx, task.id, "SUSPENDED")
         with pytest.raises(WorkflowUpdateFailedError) as refused:
-            await handle.execute_update("request_pause", result_type=str)
+            await handle.execute_update(FineTuningWorkflow.request_pause)
         assert refused.value.cause.message == f"cannot pause task {task.id}: it is SUSPENDED"
-        assert await handle.execute_update("request_resume", result_type=str) == "TRAINING"
+        assert await handle.execute_update(FineTuningWorkflow.request_resume) == "TRAINING"
         result = await handle.result()
         with pytest.raises(RPCError):  # a closed workflow takes no more commands
-            await handle.execute_update("request_cancel", result_type=str)
+            await handle.execute_update(FineTuningWorkflow.request_cancel)
     await record_history(handle, "pause-updates")
     assert result.status == "COMPLETED" and 0 < result.iterations[0].resumed_from_step < 200
     assert executions(ctx, task.id) == [
@@ -335,7 +282,7 @@ async def test_a_cancel_update_is_accepted_then_temporal_cancels_and_the_workflo
     async with running_workers(temporal_env.client, ctx, fakes.activities()):
         handle = await start(temporal_env.client, task, settings)
         await wait_for_status(ctx, task.id, "TRAINING", iteration=2)
-        assert await handle.execute_update("request_cancel", result_type=str) == "TRAINING"
+        assert await handle.execute_update(FineTuningWorkflow.request_cancel) == "TRAINING"
         await handle.cancel()
         with pytest.raises(WorkflowFailureError):
             await handle.result()
@@ -352,12 +299,12 @@ async def test_pause_and_resume_inside_a_later_iteration_of_the_loop(temporal_en
     async with running_workers(temporal_env.client, ctx, fakes.activities()):
         handle = await start(temporal_env.client, task, settings)
         await wait_for_status(ctx, task.id, "TRAINING", iteration=2)
-        await handle.signal("pause")
+        await handle.signal(FineTuningWorkflow.pause)
         suspended = await wait_for_status(ctx, task.id, "SUSPENDED")
         assert suspended.suspended_from == "TRAINING" and suspended.current_iteration == 2
-        progress = await handle.query("progress")
-        assert progress["status"] == "SUSPENDED" and progress["iteration"] == 2 and len(progress["scores"]) == 1
-        await handle.signal("resume")
+        progress = await handle.query(FineTuningWorkflow.progress)
+        assert progress.status == "SUSPENDED" and progress.iteration == 2 and len(progress.scores) == 1
+        await handle.signal(FineTuningWorkflow.resume)
         result = await handle.result()
     assert [r.iteration for r in result.iterations] == [1, 2]
     assert result.iterations[0].resumed_from_step == 0 and 0 < result.iterations[1].resumed_from_step < 200
@@ -371,7 +318,8 @@ async def test_pause_and_resume_inside_a_later_iteration_of_the_loop(temporal_en
 
 async def test_cancel_compensates_the_unfinished_iteration_and_keeps_finished_ones(temporal_env, ctx, settings):
     task = make_task(ctx, mode=TaskMode.CONTINUOUS, max_iterations=3)
-    # iteration 1 trains quickly; iteration 2 is still training when cancelled (LOOPING in between is too brief to wait for)
+    # iteration 1 trains quickly; iteration 2 is still training when cancelled (LOOPING in between is too brief to wait
+    # for)
     fakes = FakePhases(ctx, train_steps=500, step_seconds=0.02, train_steps_by_iteration={1: 5})
     store = ctx.store
     async with running_workers(temporal_env.client, ctx, fakes.activities()):
@@ -407,11 +355,11 @@ async def test_starting_twice_is_idempotent(temporal_env, ctx, settings):
                 return temporal_env.client
 
             await start_task(session, connection, settings, task.id, org_id=task.org_id)
-            first = await temporal_env.client.get_workflow_handle(task.id).describe()
+            first = await temporal_env.client.get_workflow_handle_for(FineTuningWorkflow.run, task.id).describe()
             await start_task(session, connection, settings, task.id, org_id=task.org_id)
-            second = await temporal_env.client.get_workflow_handle(task.id).describe()
+            second = await temporal_env.client.get_workflow_handle_for(FineTuningWorkflow.run, task.id).describe()
         assert first.run_id == second.run_id
-        await temporal_env.client.get_workflow_handle(task.id).result()
+        await temporal_env.client.get_workflow_handle_for(FineTuningWorkflow.run, task.id).result()
     runs = [w async for w in temporal_env.client.list_workflows(f"WorkflowId = '{task.id}'")]
     assert len(runs) == 1
     assert len(fakes.calls["optimize"]) == 1

@@ -4,7 +4,6 @@ uploads become signals, changes during a build are queued and built once, a bad 
 from __future__ import annotations
 
 import asyncio
-import io
 import threading
 
 import pytest
@@ -12,14 +11,15 @@ from sqlalchemy import select
 
 from activities.context import ActivityContext
 from activities.knowledge import KnowledgeActivities
-from core.settings import TASK_QUEUE_KNOWLEDGE, TASK_QUEUE_WORKFLOWS
 from db.models import KnowledgeBase, KnowledgeDocument
-from schemas.workflow_io import IngestionResult
+from schemas.workflow_io import BuildKnowledgeIndexResult
 from services import knowledge as service
 from services.knowledge import IndexCache, ingestion_workflow_id
-from tests.workflows.fakes import running_workers
-from tests.workflows.test_fine_tuning_workflow import record_history
-from workers.pools import activities_by_queue
+from temporal_client.workflows import KnowledgeIngestionWorkflow
+from testkit.documents import note
+from testkit.histories import record_history
+from testkit.knowledge import activities_with, new_kb, upload_document, wait_for_kb
+from testkit.phases import running_workers
 
 
 @pytest.fixture
@@ -33,7 +33,8 @@ class GatedKnowledge(KnowledgeActivities):
 
     def __init__(self, ctx: ActivityContext):
         super().__init__(ctx)
-        self.started, self.gate, self.builds = threading.Event(), threading.Event(), []
+        self.started, self.gate = threading.Event(), threading.Event()
+        self.builds: list[BuildKnowledgeIndexResult] = []
 
     def _build(self, inp, heartbeat):
         self.heartbeat = heartbeat
@@ -50,55 +51,6 @@ class GatedKnowledge(KnowledgeActivities):
         return super()._load(index_key, directory)
 
 
-def activities_with(ctx: ActivityContext, knowledge: KnowledgeActivities) -> dict[str, list]:
-    activities = activities_by_queue(ctx)
-    activities[TASK_QUEUE_WORKFLOWS] = [
-        activities[TASK_QUEUE_WORKFLOWS][0],
-        knowledge.record_knowledge_base,
-        *activities[TASK_QUEUE_WORKFLOWS][2:],
-    ]
-    activities[TASK_QUEUE_KNOWLEDGE] = [knowledge.build_knowledge_index]
-    return activities
-
-
-def new_kb(ctx: ActivityContext) -> KnowledgeBase:
-    with ctx.sessions() as session:
-        return service.create_knowledge_base(
-            session, ctx.settings, name="guide", description=None, org_id="org", created_by=None
-        )
-
-
-async def upload(ctx: ActivityContext, client, kb: KnowledgeBase, filename: str, data: bytes) -> str:
-    with ctx.sessions() as session:
-        stored = service.store_document(
-            session, ctx.store, ctx.settings, kb, stream=io.BytesIO(data), filename=filename, created_by=None
-        )
-
-    async def temporal():
-        return client
-
-    await service.request_build(temporal, ctx.settings, kb, [stored.document.id])
-    service.keep_upload(ctx.store, stored)
-    return stored.document.id
-
-
-async def wait_for_kb(
-    ctx: ActivityContext, kb_id: str, status: str, version: int | None = None, timeout: float = 120
-) -> KnowledgeBase:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        with ctx.sessions() as session:
-            kb = session.get(KnowledgeBase, kb_id)
-            if kb.status == status and (version is None or kb.version >= version):
-                return kb
-        if loop.time() > deadline:
-            raise TimeoutError(
-                f"knowledge base {kb_id} stayed {kb.status} at version {kb.version}, wanted {status} {version}"
-            )
-        await asyncio.sleep(0.1)
-
-
 def documents(ctx: ActivityContext, kb_id: str) -> dict[str, KnowledgeDocument]:
     with ctx.sessions() as session:
         return {
@@ -107,21 +59,19 @@ def documents(ctx: ActivityContext, kb_id: str) -> dict[str, KnowledgeDocument]:
         }
 
 
-def note(i: int) -> bytes:
-    return f"# Note {i}\n\nThe setting option{i} of FerroLink defaults to {i * 11} and is changed in section [opt{i}].\n".encode()
-
-
 async def test_uploads_during_a_build_are_queued_and_each_indexed_exactly_once(temporal_env, ctx):
     knowledge = GatedKnowledge(ctx)
     kb = new_kb(ctx)
     async with running_workers(temporal_env.client, ctx, activities_with(ctx, knowledge)):
-        await upload(ctx, temporal_env.client, kb, "note-0.md", note(0))
+        await upload_document(ctx, temporal_env.client, kb, "note-0.md", note(0))
         await asyncio.get_running_loop().run_in_executor(None, knowledge.started.wait, 60)
         assert (await wait_for_kb(ctx, kb.id, "BUILDING")).version == 0
         for i in range(1, 11):  # ten uploads while the first build runs
-            await upload(ctx, temporal_env.client, kb, f"note-{i}.md", note(i))
-        handle = temporal_env.client.get_workflow_handle(ingestion_workflow_id(kb.id))
-        assert len((await handle.query("progress"))["pending_documents"]) == 10
+            await upload_document(ctx, temporal_env.client, kb, f"note-{i}.md", note(i))
+        handle = temporal_env.client.get_workflow_handle_for(
+            KnowledgeIngestionWorkflow.run, ingestion_workflow_id(kb.id)
+        )
+        assert len((await handle.query(KnowledgeIngestionWorkflow.progress)).pending_documents) == 10
         knowledge.gate.set()
         ready = await wait_for_kb(ctx, kb.id, "READY", version=2)
         await handle.cancel()
@@ -141,13 +91,13 @@ async def test_a_corrupt_pdf_fails_alone_and_a_deleted_document_leaves_search_th
     kb = new_kb(ctx)
     cache = IndexCache(ctx.store)
     async with running_workers(temporal_env.client, ctx, activities_with(ctx, knowledge)):
-        await upload(
+        await upload_document(
             ctx, temporal_env.client, kb, "ports.md", b"# Ports\n\nThe web console listens on TCP port 7410.\n"
         )
-        await upload(
+        await upload_document(
             ctx, temporal_env.client, kb, "backups.md", b"# Backups\n\nScheduled backups run daily at 02:00.\n"
         )
-        await upload(ctx, temporal_env.client, kb, "scan.pdf", b"%PDF-1.4\nthis is not a PDF body at all")
+        await upload_document(ctx, temporal_env.client, kb, "scan.pdf", b"%PDF-1.4\nthis is not a PDF body at all")
         ready = await wait_for_kb(ctx, kb.id, "READY", version=1)
         docs = documents(ctx, kb.id)
         assert docs["scan.pdf"].status == "FAILED" and "not a readable PDF" in docs["scan.pdf"].error
@@ -168,7 +118,9 @@ async def test_a_corrupt_pdf_fails_alone_and_a_deleted_document_leaves_search_th
 
         await service.request_build(temporal, ctx.settings, ready, [docs["ports.md"].id])
         rebuilt = await wait_for_kb(ctx, kb.id, "READY", version=2)
-        handle = temporal_env.client.get_workflow_handle(ingestion_workflow_id(kb.id))
+        handle = temporal_env.client.get_workflow_handle_for(
+            KnowledgeIngestionWorkflow.run, ingestion_workflow_id(kb.id)
+        )
         await handle.cancel()
     assert (rebuilt.document_count, rebuilt.chunk_count) == (1, 1)
     assert [c.filename for c in service.current_index(cache, rebuilt).chunks] == ["backups.md"]
@@ -181,14 +133,16 @@ async def test_an_idle_ingestion_ends_and_the_next_change_starts_it_again(tempor
     knowledge = KnowledgeActivities(ctx)
     kb = new_kb(ctx)
     async with running_workers(temporal_env.client, ctx, activities_with(ctx, knowledge)):
-        await upload(ctx, temporal_env.client, kb, "a.md", b"# A\n\nAlpha is the first letter.\n")
-        handle = temporal_env.client.get_workflow_handle(ingestion_workflow_id(kb.id), result_type=IngestionResult)
+        await upload_document(ctx, temporal_env.client, kb, "a.md", b"# A\n\nAlpha is the first letter.\n")
+        handle = temporal_env.client.get_workflow_handle_for(
+            KnowledgeIngestionWorkflow.run, ingestion_workflow_id(kb.id)
+        )
         first = await handle.result()
         assert (first.builds, first.version, first.status) == (1, 1, "READY")
         await record_history(handle, "knowledge-ingestion")
-        await upload(ctx, temporal_env.client, kb, "b.md", b"# B\n\nBeta is the second letter.\n")
-        second = await temporal_env.client.get_workflow_handle(
-            ingestion_workflow_id(kb.id), result_type=IngestionResult
+        await upload_document(ctx, temporal_env.client, kb, "b.md", b"# B\n\nBeta is the second letter.\n")
+        second = await temporal_env.client.get_workflow_handle_for(
+            KnowledgeIngestionWorkflow.run, ingestion_workflow_id(kb.id)
         ).result()
     assert (second.builds, second.version, second.status) == (1, 2, "READY")
     with ctx.sessions() as session:
@@ -203,11 +157,13 @@ async def test_deleting_a_knowledge_base_during_a_build_stops_the_build_and_leav
         return temporal_env.client
 
     async with running_workers(temporal_env.client, ctx, activities_with(ctx, knowledge)):
-        await upload(ctx, temporal_env.client, kb, "note-0.md", note(0))
+        await upload_document(ctx, temporal_env.client, kb, "note-0.md", note(0))
         await asyncio.get_running_loop().run_in_executor(None, knowledge.started.wait, 60)
         with ctx.sessions() as session:
             await service.delete_knowledge_base(session, ctx.store, temporal, "org", kb.id)
-        handle = temporal_env.client.get_workflow_handle(ingestion_workflow_id(kb.id))
+        handle = temporal_env.client.get_workflow_handle_for(
+            KnowledgeIngestionWorkflow.run, ingestion_workflow_id(kb.id)
+        )
         assert (await handle.describe()).status.name in ("CANCELED", "TERMINATED")
         knowledge.gate.set()
     with ctx.sessions() as session:

@@ -1,8 +1,10 @@
-"""The promotion gate's workflow on a real Temporal server (the evaluation is a fake with fixed scores; the real one runs
-in tests/e2e/test_pipeline.py): a finished task registers its adapter, the gate decides and projects its outcome, and a
-failed evaluation leaves the alias where it was."""
+"""The promotion gate's workflow on a real Temporal server (the evaluation is a fake with fixed scores; the real one
+runs in tests/e2e/test_pipeline.py): a finished task registers its adapter, the gate decides and projects its
+outcome, and a failed evaluation leaves the alias where it was."""
 
 from __future__ import annotations
+
+import contextlib
 
 import pytest
 from temporalio.client import WorkflowFailureError
@@ -11,9 +13,11 @@ from activities.context import ActivityContext
 from db.models import PromotionGate
 from services import registry
 from services.registry import Actor
-from tests.factories import make_task
-from tests.workflows.fakes import FakeGateEvaluation, FakePhases, running_workers
-from tests.workflows.test_fine_tuning_workflow import record_history, start
+from temporal_client.workflows import PromotionGateWorkflow
+from testkit.factories import make_task
+from testkit.histories import record_history
+from testkit.phases import FakeGateEvaluation, FakePhases, running_workers
+from testkit.workflows import start
 
 
 @pytest.fixture
@@ -39,11 +43,9 @@ async def gate_of(client, ctx, settings, version: int, record: str, name: str = 
         gate = await registry.request_promotion(
             session, temporal, settings, model, version, alias="production", actor=Actor("user-1")
         )
-    handle = client.get_workflow_handle(registry.gate_workflow_id(gate.id))
-    try:
+    handle = client.get_workflow_handle_for(PromotionGateWorkflow.run, registry.gate_workflow_id(gate.id))
+    with contextlib.suppress(WorkflowFailureError):
         await handle.result()
-    except WorkflowFailureError:
-        pass
     await record_history(handle, record)
     with ctx.sessions() as session:
         return session.get(PromotionGate, gate.id)

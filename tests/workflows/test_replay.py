@@ -12,15 +12,16 @@ then add the file names to `KEPT` below.
 
 `continuous-run1` is a 3-iteration continuous task in one run (the default `iterations_per_run`);
 `continuous-boundary-run1..2` is the same task with `iterations_per_run=2`: two iterations, continue-as-new, one more;
-`pause-updates-run1` pauses and resumes a standard task through the `request_pause`/`request_resume` updates (the
-run also had one update of each refused by its validator: refused updates leave no event); `cancel-update-run1` cancels a continuous task after a `request_cancel` update; `knowledge-ingestion-run1` is a
-knowledge base's ingestion: a signal-with-start, one build, idle until the run ends; `dataset-generation-run1` is a
-dataset generated from a knowledge base; `knowledge-ingestion-notify-run1` is an ingestion whose builds notify the
-tasks that follow the knowledge base (behind the `notify-retrain-followers` patch), `retrain-run1` the RetrainWorkflow
-those notifications started; `standard-registered-run1` is a standard task that registers its final adapter in the model
-registry (behind the `register-final-adapter` patch), `promotion-gate-refused/promoted/failed-run1` the promotion gate's three
-endings; `continuous-feedback-threshold-run1` a continuous task stopped by its threshold on the feedback split's share of
-right answers (behind the `stop-on-feedback-accuracy` patch).
+`pause-updates-run1` pauses and resumes a standard task through the `request_pause`/`request_resume` updates (the run
+also had one update of each refused by its validator: refused updates leave no event); `cancel-update-run1` cancels a
+continuous task after a `request_cancel` update; `knowledge-ingestion-run1` is a knowledge base's ingestion: a
+signal-with-start, one build, idle until the run ends; `dataset-generation-run1` is a dataset generated from a knowledge
+base; `knowledge-ingestion-notify-run1` is an ingestion whose builds notify the tasks that follow the knowledge base
+(behind the `notify-retrain-followers` patch), `retrain-run1` the RetrainWorkflow those notifications started;
+`standard-registered-run1` is a standard task that registers its final adapter in the model registry (behind the
+`register-final-adapter` patch), `promotion-gate-refused/promoted/failed-run1` the promotion gate's three endings;
+`continuous-feedback-threshold-run1` a continuous task stopped by its threshold on the feedback split's share of right
+answers (behind the `stop-on-feedback-accuracy` patch).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.access.world import make_world
-from tests.conftest import free_port
+from testkit.servers import free_port
+from testkit.world import make_world
 
 
 @pytest.fixture

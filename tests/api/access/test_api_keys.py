@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from core.access import API_KEY_SCOPES, Scope
 from core.clock import utcnow
 from db.models import ApiKey
-from tests.api.access.world import assert_401, assert_org_a_untouched, assert_org_b_finds_nothing_of, db, names_field
+from testkit.world import assert_401, assert_org_a_untouched, assert_org_b_finds_nothing_of, db, names_field
 
 
 async def test_org_b_cannot_reach_org_a_api_keys(world):

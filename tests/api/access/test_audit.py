@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.api.access.world import assert_org_a_untouched, assert_org_b_finds_nothing_of
+from testkit.world import assert_org_a_untouched, assert_org_b_finds_nothing_of
 
 
 async def test_org_b_probes_are_audited_in_its_own_log_only(world):

@@ -11,8 +11,8 @@ import jwt
 from api.main import create_app
 from auth.tokens import ACCESS, REFRESH, issue_token
 from core.access import Role
-from tests.api.access.world import assert_401, assert_refresh_401, login
-from tests.e2e.support import anonymous_client, client_for
+from testkit.api import anonymous_client, client_for
+from testkit.world import assert_401, assert_refresh_401, login
 
 
 def forge(header: dict, payload: dict, signature: bytes = b"") -> str:

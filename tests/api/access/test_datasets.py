@@ -1,4 +1,5 @@
-"""Datasets: another tenant's are out of reach, server-owned fields are the server's, uploads and storage are bounded."""
+"""Datasets: another tenant's are out of reach, server-owned fields are the server's, uploads and storage are
+bounded."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from sqlalchemy import func, select
 from api.main import create_app
 from core.access import Role
 from db.models import Dataset
-from tests.api.access.world import (
+from testkit.api import client_for
+from testkit.world import (
     GOOD_ROWS,
     assert_org_a_untouched,
     assert_org_b_finds_nothing_of,
@@ -19,7 +21,6 @@ from tests.api.access.world import (
     raw_request,
     token_header,
 )
-from tests.e2e.support import client_for
 
 
 async def test_org_b_cannot_reach_org_a_datasets(world):

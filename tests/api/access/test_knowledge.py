@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.api.access.world import assert_org_a_untouched, assert_org_b_finds_nothing_of
+from testkit.world import assert_org_a_untouched, assert_org_b_finds_nothing_of
 
 
 async def test_org_b_cannot_reach_org_a_knowledge_bases_documents_or_search(world):

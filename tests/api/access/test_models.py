@@ -1,9 +1,10 @@
-"""Registered models, their versions, aliases, gates and question-answering history belong to one organization: another one finds nothing of them,
-a viewer reads but moves nothing, and forcing a promotion is for owners and admins."""
+"""Registered models, their versions, aliases, gates and question-answering history belong to one organization:
+another one finds nothing of them, a viewer reads but moves nothing, and forcing a promotion is for owners and
+admins."""
 
 from __future__ import annotations
 
-from tests.api.access.world import assert_org_a_untouched, assert_org_b_finds_nothing_of
+from testkit.world import assert_org_a_untouched, assert_org_b_finds_nothing_of
 
 
 async def test_org_b_cannot_reach_org_a_models(world):

@@ -1,4 +1,5 @@
-"""Organizations and members: another tenant's are out of reach, removal revokes access, fields and body sizes are checked."""
+"""Organizations and members: another tenant's are out of reach, removal revokes access, fields and body sizes are
+checked."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from sqlalchemy import func, select
 from api.main import create_app
 from core.access import Role
 from db.models import Organization, User
-from tests.api.access.world import (
+from testkit.api import TEST_PASSWORD, anonymous_client, client_for
+from testkit.world import (
     assert_401,
     assert_org_a_untouched,
     assert_org_b_finds_nothing_of,
@@ -20,7 +22,6 @@ from tests.api.access.world import (
     raw_request,
     token_header,
 )
-from tests.e2e.support import TEST_PASSWORD, anonymous_client, client_for
 
 
 async def test_org_b_cannot_reach_org_a_or_its_members(world):

@@ -12,7 +12,8 @@ from api.main import ROUTERS, create_app
 from api.middleware import MUTATIONS, READ_ONLY_ROUTES
 from api.security import PUBLIC_ROUTES
 from core.access import ROLE_SCOPES, Role, Scope
-from tests.api.access.world import (
+from testkit.api import TEST_PASSWORD, anonymous_client
+from testkit.world import (
     Operation,
     api_routes,
     assert_org_a_untouched,
@@ -21,7 +22,6 @@ from tests.api.access.world import (
     request_kwargs,
     schema_operations,
 )
-from tests.e2e.support import TEST_PASSWORD, anonymous_client
 
 ID_PARAMS = (
     "dataset_id",
@@ -54,7 +54,7 @@ async def test_the_schema_lists_every_route_and_each_one_is_authorized(offline_s
     )
     assert set(operations) >= PUBLIC_ROUTES
     spec = app.state.test_spec
-    for key, op in operations.items():
+    for op in operations.values():
         if op.public:
             assert op.scopes is None and "security" not in spec["paths"][op.path][op.method.lower()], op
         else:

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from sqlalchemy import func, select
 from temporalio.service import RPCError
 
 from api.main import create_app
 from core.access import Role
 from db.models import MLTask
-from tests.api.access.world import (
-    GOOD_ROWS,
-    assert_org_a_untouched,
-    assert_org_b_finds_nothing_of,
-    db,
-    jsonl,
-    names_field,
-)
-from tests.e2e.support import client_for
+from testkit.api import client_for, with_temporal
+from testkit.world import GOOD_ROWS, assert_org_a_untouched, assert_org_b_finds_nothing_of, db, jsonl, names_field
 
 
 async def test_org_b_cannot_reach_org_a_tasks(world):
@@ -52,12 +47,7 @@ async def test_task_creation_refuses_server_owned_fields(world):
 
 
 async def test_the_running_task_quota_is_429_and_restarting_is_not_blocked(temporal_env, settings):
-    online = settings.model_copy(
-        update={
-            "temporal_address": temporal_env.client.service_client.config.target_host,
-            "max_running_tasks_per_org": 1,
-        }
-    )
+    online = with_temporal(settings, temporal_env, max_running_tasks_per_org=1)
     app = create_app(online)
     owner = client_for(app, online, "alice", "org-a", Role.OWNER)
     dataset = (
@@ -84,8 +74,6 @@ async def test_the_running_task_quota_is_429_and_restarting_is_not_blocked(tempo
         assert (await owner.get(f"/api/v1/orgs/{org}")).json()["running_tasks"] == 1
     finally:  # no worker runs these, but another test's worker on the same dev server must not pick them up
         for task_id in (first, second):
-            try:
+            with contextlib.suppress(RPCError):  # never started
                 await temporal_env.client.get_workflow_handle(task_id).terminate("access-control test over")
-            except RPCError:
-                pass  # never started
         await owner.aclose()

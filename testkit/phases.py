@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.context import ActivityContext
@@ -33,6 +35,7 @@ from schemas.workflow_io import (
 from storage import keys
 from storage.keys import optimized_dataset_id
 from storage.object_store import get_bytes, put_bytes
+from testkit.polling import poll_until
 from workers.pools import activities_by_queue, build_workers
 
 
@@ -127,7 +130,8 @@ class FakePhases:
         return ReportResult(key, key.replace(".json", ".md"), None)
 
     def activities(self) -> dict[str, list]:
-        """The real activities of every queue, with the four phases replaced by these fakes (matched by activity name)."""
+        """The real activities of every queue, with the four phases replaced by these fakes (matched by activity
+        name)."""
         fakes = {
             activity._Definition.must_from_callable(f).name: f
             for f in (self.optimize_dataset, self.train_adapter, self.evaluate_adapter, self.build_report)
@@ -200,8 +204,8 @@ class FakeGateEvaluation:
 
 @asynccontextmanager
 async def running_workers(
-    client, ctx: ActivityContext, activities: dict[str, list] | None = None, pools: tuple[str, ...] = ("all",)
-):
+    client: Client, ctx: ActivityContext, activities: dict[str, list] | None = None, pools: tuple[str, ...] = ("all",)
+) -> AsyncIterator[None]:
     """The pools' workers, each on its own task queue, for the duration of the block."""
     async with AsyncExitStack() as stack:
         for pool in pools:
@@ -214,15 +218,17 @@ async def wait_for_status(
     ctx: ActivityContext, task_id: str, *statuses: str, iteration: int | None = None, timeout: float = 30
 ) -> MLTask:
     """Poll the database projection until the task reaches one of `statuses` (in `iteration`, when given)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
+
+    def task() -> MLTask:
         with ctx.sessions() as session:
-            task = session.get(MLTask, task_id)
-            if task.status in statuses and iteration in (None, task.current_iteration):
-                return task
-        if loop.time() > deadline:
-            raise TimeoutError(
-                f"task {task_id} stayed {task.status} in iteration {task.current_iteration}, wanted {statuses} in {iteration}"
-            )
-        await asyncio.sleep(0.05)
+            row = session.get(MLTask, task_id)
+            assert row is not None, f"no task {task_id}"
+            return row
+
+    return await poll_until(
+        task,
+        lambda t: t.status in statuses and iteration in (None, t.current_iteration),
+        timeout=timeout,
+        interval=0.05,
+        what=f"task {task_id} in {statuses} (iteration {iteration})",
+    )

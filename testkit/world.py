@@ -18,17 +18,19 @@ import re
 from dataclasses import dataclass, field
 
 import httpx
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from sqlalchemy import func, select
 
 from api.main import ROUTERS, create_app
 from api.security import PUBLIC_ROUTES, route_scopes
 from core.access import Role, Scope
+from core.settings import Settings
 from db.models import Dataset, KnowledgeBase, KnowledgeDocument, Membership, MLTask, User, new_id
 from db.session import get_sessionmaker
 from services.identity import token_pair
 from storage.object_store import object_store_from_settings
-from tests.e2e.support import TEST_PASSWORD, anonymous_client, client_for
+from testkit.api import TEST_PASSWORD, anonymous_client, client_for
 
 GOOD_ROWS = [{"question": f"What is setting {i}?", "answer": f"Setting {i} controls feature {i}."} for i in range(5)]
 
@@ -62,7 +64,9 @@ class Operation:
 
 
 def api_routes(routes) -> dict[tuple[str, str], APIRoute]:
-    return {(method, route.path): route for route in routes if isinstance(route, APIRoute) for method in route.methods}
+    return {
+        (method, route.path): route for route in routes if isinstance(route, APIRoute) for method in route.methods or ()
+    }
 
 
 async def schema_operations(app) -> list[Operation]:
@@ -189,8 +193,8 @@ async def call(client: httpx.AsyncClient, op: Operation, spec: dict, ids: dict[s
 
 @dataclass
 class World:
-    app: object
-    settings: object
+    app: FastAPI
+    settings: Settings
     spec: dict
     operations: list[Operation]
     owner: httpx.AsyncClient  # alice, owner of org A
@@ -301,7 +305,8 @@ def stored_document(settings, kb_id: str) -> str:
 
 
 def ended_task(settings, dataset_id: str, org_id: str) -> str:
-    """A task that has ended (cancelled after its first evaluation), whose event stream ends at once and whose answers can be read."""
+    """A task that has ended (cancelled after its first evaluation), whose event stream ends at once and whose
+    answers can be read."""
     from db.models import TaskExecution
     from ml.evaluator import EvaluationConfig, evaluate_predictions
     from ml.examples import Example
@@ -335,8 +340,8 @@ def ended_task(settings, dataset_id: str, org_id: str) -> str:
 
 
 def stored_model(settings, org_id: str, task_id: str, name: str = "a-model") -> dict[str, str]:
-    """A registered model of org A with version 1 behind `production`, and a refused gate, written directly (the task that
-    would have trained it never runs in these tests)."""
+    """A registered model of org A with version 1 behind `production`, and a refused gate, written directly (the
+    task that would have trained it never runs in these tests)."""
     from db.models import AliasMove, ModelAlias, ModelVersion, PromotionGate, QAEntry, RegisteredModel, new_id
     from storage.object_store import put_bytes
 

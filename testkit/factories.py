@@ -1,4 +1,4 @@
-"""Small factories for database rows used across tests."""
+"""Small factories for database rows, and reading one back."""
 
 from __future__ import annotations
 
@@ -46,3 +46,11 @@ def make_task(
         )
         session.add(task)
     return task
+
+
+def task_row(ctx: ActivityContext, task_id: str) -> MLTask:
+    """The task's row as the database has it now."""
+    with ctx.sessions() as session:
+        task = session.get(MLTask, task_id)
+        assert task is not None, f"no task {task_id}"
+        return task

@@ -95,9 +95,8 @@ class RunFigures:
     retries: int
     start_delay_seconds: float | None  # start request sent → WorkflowExecutionStarted
     closed_at: datetime | None = None
-    workflow_tasks_ms: list[tuple[float, float]] = field(
-        default_factory=list
-    )  # each workflow task's (wait, processing), in order
+    # each workflow task's (wait, processing), in order
+    workflow_tasks_ms: list[tuple[float, float]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     activities: dict[str, dict[str, Any]] = field(default_factory=dict)
 

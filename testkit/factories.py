@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from activities.context import ActivityContext
 from core.status import TaskMode, TaskStatus
-from db.models import Dataset, MLTask, new_id
+from db.models import Dataset, MLTask, ModelVersion, new_id
 
 
 def make_task(
@@ -54,3 +54,33 @@ def task_row(ctx: ActivityContext, task_id: str) -> MLTask:
         task = session.get(MLTask, task_id)
         assert task is not None, f"no task {task_id}"
         return task
+
+
+def version_row(
+    *,
+    model_id: str,
+    org_id: str,
+    number: int,
+    task_id: str,
+    adapter_key: str,
+    splits_key: str | None = None,
+    size_bytes: int = 1,
+) -> ModelVersion:
+    """A READY registered version of a task's first iteration, as registering it leaves the row (not yet added)."""
+    return ModelVersion(
+        id=new_id(),
+        model_id=model_id,
+        org_id=org_id,
+        version=number,
+        adapter_key=adapter_key,
+        sha256="0" * 64,
+        size_bytes=size_bytes,
+        status="READY",
+        task_id=task_id,
+        iteration=1,
+        hyperparameters={},
+        serving_mode="closed_book",
+        scores={},
+        splits_key=splits_key or f"optimized/{task_id}-opt1/splits.json",
+        evaluation_key=f"evaluations/{task_id}/iter-1/evaluation.json",
+    )

@@ -33,3 +33,28 @@ def build_tiny_model(folder: Path) -> Path:
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def random_adapters(
+    base_dir: Path | str,
+    folder: Path,
+    names: list[str],
+    *,
+    seed: int,
+    rank: int = 8,
+    alpha: int = 64,
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj"),
+) -> list[Path]:
+    """LoRA adapters of the model in `base_dir` with random, non-zero weights (so each changes the model's answers),
+    saved as `folder / name`; adapter i is drawn from `seed + i`."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    paths = []
+    for i, name in enumerate(names):
+        torch.manual_seed(seed + i)
+        config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(target_modules), init_lora_weights=False)
+        get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir), config).save_pretrained(folder / name)
+        paths.append(folder / name)
+    return paths

@@ -96,9 +96,8 @@ class FakePhases:
                 step += 1
                 activity.heartbeat({"step": step, "total_steps": total, "loss": 1.0 / step})
         except asyncio.CancelledError:
-            put_bytes(
-                self.ctx.store, checkpoint, str(step).encode()
-            )  # what the real trainer does: checkpoint, then stop
+            # what the real trainer does: checkpoint, then stop
+            put_bytes(self.ctx.store, checkpoint, str(step).encode())
             raise
         adapter_key = keys.model_prefix(inp.task_id, inp.iteration) + "adapter/"
         put_bytes(self.ctx.store, adapter_key + "adapter_model.safetensors", b"weights")

@@ -6,6 +6,7 @@ from activities.context import ActivityContext
 from db.models import ModelVersion, RegisteredModel, new_id
 from services import registry
 from storage.object_store import put_dir
+from testkit.factories import version_row
 
 
 def add_version(ctx: ActivityContext, model: RegisteredModel, number: int, adapter_dir) -> ModelVersion:
@@ -14,22 +15,8 @@ def add_version(ctx: ActivityContext, model: RegisteredModel, number: int, adapt
     adapter_key = f"models/{task_id}/iter-1/adapter/"
     put_dir(ctx.store, adapter_key, adapter_dir)
     with ctx.sessions() as session:
-        version = ModelVersion(
-            id=new_id(),
-            model_id=model.id,
-            org_id=model.org_id,
-            version=number,
-            adapter_key=adapter_key,
-            sha256="0" * 64,
-            size_bytes=1,
-            status="READY",
-            task_id=task_id,
-            iteration=1,
-            hyperparameters={},
-            serving_mode="closed_book",
-            scores={},
-            splits_key=f"optimized/{task_id}-opt1/splits.json",
-            evaluation_key=f"evaluations/{task_id}/iter-1/evaluation.json",
+        version = version_row(
+            model_id=model.id, org_id=model.org_id, number=number, task_id=task_id, adapter_key=adapter_key
         )
         session.add(version)
         session.commit()

@@ -31,6 +31,7 @@ from db.session import get_sessionmaker
 from services.identity import token_pair
 from storage.object_store import object_store_from_settings
 from testkit.api import TEST_PASSWORD, anonymous_client, client_for
+from testkit.factories import version_row
 
 GOOD_ROWS = [{"question": f"What is setting {i}?", "answer": f"Setting {i} controls feature {i}."} for i in range(5)]
 
@@ -342,7 +343,7 @@ def ended_task(settings, dataset_id: str, org_id: str) -> str:
 def stored_model(settings, org_id: str, task_id: str, name: str = "a-model") -> dict[str, str]:
     """A registered model of org A with version 1 behind `production`, and a refused gate, written directly (the
     task that would have trained it never runs in these tests)."""
-    from db.models import AliasMove, ModelAlias, ModelVersion, PromotionGate, QAEntry, RegisteredModel, new_id
+    from db.models import AliasMove, ModelAlias, PromotionGate, QAEntry, RegisteredModel, new_id
     from storage.object_store import put_bytes
 
     store = object_store_from_settings(settings)
@@ -350,22 +351,8 @@ def stored_model(settings, org_id: str, task_id: str, name: str = "a-model") -> 
     put_bytes(store, adapter_key + "adapter_config.json", b"{}")
     with db(settings) as session:
         model = RegisteredModel(id=new_id(), org_id=org_id, name=name, base_model="smollm2-135m-instruct")
-        version = ModelVersion(
-            id=new_id(),
-            model_id=model.id,
-            org_id=org_id,
-            version=1,
-            adapter_key=adapter_key,
-            sha256="0" * 64,
-            size_bytes=2,
-            status="READY",
-            task_id=task_id,
-            iteration=1,
-            hyperparameters={},
-            serving_mode="closed_book",
-            scores={},
-            splits_key=f"optimized/{task_id}-opt1/splits.json",
-            evaluation_key=f"evaluations/{task_id}/iter-1/evaluation.json",
+        version = version_row(
+            model_id=model.id, org_id=org_id, number=1, task_id=task_id, adapter_key=adapter_key, size_bytes=2
         )
         gate = PromotionGate(
             id=new_id(),

@@ -237,9 +237,8 @@ def test_ports_match_the_local_defaults(compose):
         serve_port == settings.serve_port and published_ports(services["serve"]).get(settings.serve_port) == serve_port
     )
     assert environment(services["serve"])["WLOPS_SERVE_HOST"] == "0.0.0.0"
-    assert f":{serve_port}/readyz" in " ".join(
-        services["serve"]["healthcheck"]["test"]
-    )  # healthy once its warmed models are ready
+    # healthy once its warmed models are ready
+    assert f":{serve_port}/readyz" in " ".join(services["serve"]["healthcheck"]["test"])
     warmed = json.loads(environment(services["serve"])["WLOPS_SERVE_WARM_MODELS"])
     assert Settings(serve_warm_models=warmed).serve_warm_models == ["smollm2-135m-instruct"]
 

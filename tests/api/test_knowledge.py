@@ -101,9 +101,10 @@ async def test_every_format_is_indexed_and_searchable_with_its_sources(online, t
         ).json()["results"][0]
         assert "8443" in best["text"] and "7410" not in best["text"]
         assert kb["total_bytes"] == sum(len(d) for d in files.values()) - len(files["guide.md"]) + len(new_guide)
+        # the replaced version's bytes are gone
         assert ctx.store.list(f"knowledge/{kb['org_id']}/{kb_id}/documents/{guide['document_id']}/") == [
             f"knowledge/{kb['org_id']}/{kb_id}/documents/{guide['document_id']}/v2/source.md"
-        ]  # the replaced version's bytes are gone
+        ]
 
         # the same bytes again are a conflict, under any name
         duplicate = await upload(api, kb_id, "copy.md", new_guide)
@@ -233,10 +234,11 @@ async def test_a_dataset_generated_from_a_knowledge_base_records_its_lineage_and
         )
         assert started.status_code == 202 and started.json()["status"] == "GENERATING", started.text
         dataset_id = started.json()["dataset_id"]
+        # 409 while it is still generating
         assert (await api.get(f"/api/v1/datasets/{dataset_id}/preview")).status_code in (
             200,
             409,
-        )  # 409 while it is still generating
+        )
         dataset = await wait_for_dataset(api, dataset_id)
         assert dataset["status"] == "READY", dataset
         assert (dataset["source_knowledge_base_id"], dataset["source_knowledge_base_version"]) == (kb_id, kb["version"])

@@ -102,10 +102,11 @@ async def test_registry_versions_the_gate_and_rollback(temporal_env, settings, t
         assert refused["figures"]["pooled"]["scores"] == {"candidate": 0.3, "current": 0.5, "base": 0.2}
         assert refused["figures"]["differences"]["candidate - current"]["mean"] == -0.2
         assert "does not beat the current version's 0.5000" in refused["reason"]
+        # both locked test splits
         assert [s["name"] for s in refused["figures"]["sets"]] == [
             "v2's test split",
             "v1's test split",
-        ]  # both locked test splits
+        ]
         assert (await api.get("/api/v1/models/faq-bot")).json()["aliases"] == {"production": 1}
         # v3 beats both by the margin
         status, promoted = await promote(api, 3)

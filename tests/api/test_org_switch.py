@@ -51,9 +51,8 @@ async def test_a_member_of_two_organizations_switches_with_the_role_held_there(a
     async with anonymous_client(app, {"Authorization": f"Bearer {new['access_token']}"}) as client:
         assert (await client.get("/api/v1/auth/me")).json()["org_name"] == "globex"
         refused = await client.post("/api/v1/tasks/standard", json={"task_name": "t", "dataset_id": "d"})
-        assert (
-            refused.status_code == 403 and "viewer" in refused.json()["detail"]
-        )  # the role in globex, not the owner's of acme
+        # the role in globex, not the owner's of acme
+        assert refused.status_code == 403 and "viewer" in refused.json()["detail"]
         refreshed = await client.post("/api/v1/auth/refresh", json={"refresh_token": new["refresh_token"]})
         assert refreshed.json()["org_id"] == orgs["globex"]["org_id"]
     async with anonymous_client(app, {"Authorization": f"Bearer {pair['access_token']}"}) as client:

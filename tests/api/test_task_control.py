@@ -70,6 +70,5 @@ async def test_a_finished_workflow_takes_no_command_whatever_the_projection_says
             response = await api.post(f"/api/v1/tasks/{task_id}/{action}")
             assert response.status_code == 409 and "has no running workflow" in response.json()["detail"], response.text
         with ctx.sessions() as session:
-            assert (
-                session.get(MLTask, task_id).status == "TRAINING"
-            )  # a started task is never cancelled behind the workflow's back
+            # a started task is never cancelled behind the workflow's back
+            assert session.get(MLTask, task_id).status == "TRAINING"

@@ -231,9 +231,8 @@ def proxy(served):
 async def test_a_task_is_created_started_and_watched_to_completion_with_real_workers(
     served, proxy, temporal_env, wlops, tiny_model_dir, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(
-        "fastapi.routing._PING_INTERVAL", 0.2
-    )  # keep-alive comments between the events: watching must ignore them
+    # keep-alive comments between the events: watching must ignore them
+    monkeypatch.setattr("fastapi.routing._PING_INTERVAL", 0.2)
     settings, url = served[0], proxy.url  # every command through the proxy, which cuts the first event stream
     # in threads: the workers need this event loop free
     cli = lambda *argv: asyncio.to_thread(wlops, *argv)  # noqa: E731

@@ -53,9 +53,8 @@ class Browser:
     async def open(cls, browser, base: str) -> Browser:
         context = await browser.new_context(viewport={"width": 1280, "height": 900})
         page = await context.new_page()
-        page.set_default_timeout(
-            30_000
-        )  # a shared CI machine is sometimes slow: wait for what should come, do not give up in 5 s
+        # a shared CI machine is sometimes slow: wait for what should come, do not give up in 5 s
+        page.set_default_timeout(30_000)
         self = cls(page, base)
 
         async def only_local(route):
@@ -260,9 +259,8 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             await page.get_by_label("Task name").fill("console loop")
             await page.get_by_label("Continuous: loop").check()
             await page.get_by_label("Maximum iterations").fill("2")
-            await expect(page.get_by_label("Dataset").locator("option")).to_have_text(
-                ["ferro-faq (48 examples)"]
-            )  # not the first task's training set
+            # not the first task's training set
+            await expect(page.get_by_label("Dataset").locator("option")).to_have_text(["ferro-faq (48 examples)"])
             await page.get_by_label("Base model").fill(tiny_model_dir)
             for name, label in (
                 ("max_steps", "Maximum training steps"),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from activities.context import ActivityContext
-from db.models import ModelVersion, RegisteredModel, new_id
+from db.models import RegisteredModel, new_id
 from ml.base_model import SMOLLM2_ALIAS, load_model_and_tokenizer
 from ml.examples import Example, normalize_text, record_checks, record_to_pair
 from ml.optimizer import Splits
@@ -19,6 +19,7 @@ from ml.trainer import train_lora
 from schemas.workflow_io import Hyperparameters
 from storage.object_store import put_dir
 from testkit.api import api_client, wait_for_gate, with_temporal
+from testkit.factories import version_row
 from testkit.phases import running_workers
 
 SAMPLE = Path(__file__).parents[2] / "data" / "sample" / "ferrolink_faq.jsonl"
@@ -66,22 +67,13 @@ def register(
     put_dir(ctx.store, adapter_key, adapter)
     with ctx.sessions() as session:
         session.add(
-            ModelVersion(
-                id=new_id(),
+            version_row(
                 model_id=model.id,
                 org_id=org_id,
-                version=number,
-                adapter_key=adapter_key,
-                sha256="0" * 64,
-                size_bytes=1,
-                status="READY",
+                number=number,
                 task_id=task_id,
-                iteration=1,
-                hyperparameters={},
-                serving_mode="closed_book",
-                scores={},
+                adapter_key=adapter_key,
                 splits_key=splits_key,
-                evaluation_key=f"evaluations/{task_id}/iter-1/evaluation.json",
             )
         )
         session.commit()

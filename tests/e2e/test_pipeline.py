@@ -175,9 +175,8 @@ async def test_continuous_run_on_sqlite_and_local_storage(temporal_env, settings
     test_size = len(Splits.from_json(json.loads(get_bytes(ctx.store, f"optimized/{task_id}-opt1/splits.json"))).test)
     for gate in (first_gate, second_gate):
         assert gate["status"] in ("PROMOTED", "REFUSED") and gate["figures"]["mode"] == "closed_book", gate
-        assert (
-            gate["figures"]["pooled"]["questions"] == test_size and len(gate["figures"]["sets"]) == 1
-        )  # one task: one locked test split
+        # one task: one locked test split
+        assert gate["figures"]["pooled"]["questions"] == test_size and len(gate["figures"]["sets"]) == 1
     baseline_test, iterations = (
         report["baseline"]["scores"]["overall"],
         {it["iteration"]: it["scores"]["test"]["overall"] for it in report["iterations"]},
@@ -227,9 +226,8 @@ async def test_standard_run_on_postgresql_and_s3(
     prefix = f"datasets/{dataset['org_id']}/{dataset['dataset_id']}/"
     assert len(dataset["org_id"]) == 32 and ctx.store.list(prefix) == [prefix + "data.jsonl"]
     assert ctx.store.list(f"models/{created['task_id']}/iter-1/adapter/")
-    assert (
-        ctx.store.list(f"models/{created['task_id']}/iter-1/checkpoint/") == []
-    )  # checkpoints are removed once the adapter is saved
+    # checkpoints are removed once the adapter is saved
+    assert ctx.store.list(f"models/{created['task_id']}/iter-1/checkpoint/") == []
     assert settings.resolved_database_url.startswith("postgresql+psycopg://")
     assert_no_leakage(ctx, created["task_id"], f"optimized/{created['task_id']}-opt1/splits.json")
 
@@ -424,9 +422,8 @@ async def test_a_task_that_follows_its_knowledge_base_is_continued_by_an_increme
         )
         assert forced.json()["status"] == "PROMOTED"
 
-        changed = (
-            documents[0].read_text().replace("listens on port 7400", "listens on port 7499")
-        )  # a new version of a document
+        # a new version of a document
+        changed = documents[0].read_text().replace("listens on port 7400", "listens on port 7499")
         assert (
             await api.post(f"/api/v1/knowledge-bases/{kb_id}/documents", files={"file": (documents[0].name, changed)})
         ).status_code == 202

@@ -51,9 +51,8 @@ def test_a_record_is_one_json_line_with_the_task_context_and_the_trace(stream):
     )
     assert inside["service"] == "worker-train" and inside["time"].startswith("20")
     assert "task_id" not in outside and "trace_id" not in outside and outside["level"] == "WARNING"
-    assert (
-        span.attributes["wlops.task_id"] == "t-1" and span.attributes["wlops.iteration"] == 2
-    )  # the span says the same
+    # the span says the same
+    assert span.attributes["wlops.task_id"] == "t-1" and span.attributes["wlops.iteration"] == 2
 
 
 def test_warnings_and_library_chatter_do_not_break_the_lines(stream):
@@ -81,9 +80,8 @@ def test_readable_turns_a_json_line_into_one_line_for_a_person():
         }
     )
     assert readable(line) == "01:02:03 INFO    [task_id=t-1 iteration=2] step 10/20 loss 1.2500 step=10 (ml.trainer)"
-    assert (
-        readable("time=2026 level=WARN msg=temporal says\n") == "time=2026 level=WARN msg=temporal says"
-    )  # not ours: as it came
+    # not ours: as it came
+    assert readable("time=2026 level=WARN msg=temporal says\n") == "time=2026 level=WARN msg=temporal says"
 
 
 def test_make_dev_shows_each_new_complete_line_of_each_service_once(tmp_path):

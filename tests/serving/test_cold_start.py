@@ -120,10 +120,11 @@ async def test_a_fresh_process_hit_by_16_clients_at_once_answers_every_one(store
         try:
             await wait_until_up(base, process)
             health = httpx.get(f"{base}/healthz").json()
+            # nothing loaded yet: the clients below find the process cold
             assert health == {
                 "status": "ok",
                 "models": {},
-            }  # nothing loaded yet: the clients below find the process cold
+            }
             api = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=token, max_retries=0, timeout=300)
             # with retrieval: the version that serves from its knowledge base; closed book: the base model alone
             model = "bot" if retrieval else base_model

@@ -5,7 +5,6 @@ are `failed` with their error, and the API's history shows each status and filte
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import httpx
@@ -23,6 +22,7 @@ from services.qa import feedback_examples
 from serving.app import create_serving_app
 from serving.engine import AdapterEngine, GenerationRequest, SamplingParams
 from testkit.api import TEST_PASSWORD, client_for
+from testkit.polling import poll_until_blocking
 from testkit.registry import add_version, point
 from testkit.servers import serving
 
@@ -62,10 +62,9 @@ def entries(ctx: ActivityContext) -> list[QAEntry]:
 def recorded(ctx: ActivityContext, count: int, timeout: float = 30) -> list[QAEntry]:
     """The history once it holds `count` entries (a completion is recorded as it ends, which may follow its
     response)."""
-    deadline = time.monotonic() + timeout
-    while len(found := entries(ctx)) < count and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return found
+    return poll_until_blocking(
+        lambda: entries(ctx), lambda found: len(found) >= count, timeout=timeout, what=f"{count} history entries"
+    )
 
 
 def test_a_stream_whose_client_leaves_is_recorded_as_cancelled(world):

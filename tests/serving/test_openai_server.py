@@ -90,10 +90,11 @@ def test_models_plain_and_streamed_completions_and_their_history(world, tiny_mod
         and staged.choices[0].message.content == by_number.choices[0].message.content
     )
     assert base.model == tiny_model_dir
+    # each its own
     assert (
         len({answer.choices[0].message.content, staged.choices[0].message.content, base.choices[0].message.content})
         == 3
-    )  # each its own
+    )
 
     chunks = list(
         api.chat.completions.create(
@@ -208,9 +209,8 @@ async def test_concurrent_requests_on_different_adapters_share_batches(world):
         == answers[7].choices[0].message.content
     )
     engine = app.state.engines.get(model.base_model)
-    assert (
-        engine.stats["rows"] == 8 and engine.stats["batches"] < 8
-    )  # requests on different adapters were decoded together
+    # requests on different adapters were decoded together
+    assert engine.stats["rows"] == 8 and engine.stats["batches"] < 8
     assert set(engine.loaded) == {v.id for v in versions(ctx, model)}
 
 

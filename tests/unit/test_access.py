@@ -72,16 +72,18 @@ def test_api_keys_can_only_get_dataset_task_knowledge_and_model_scopes():
     [
         ({Scope.DATASETS_READ, Scope.DATASETS_WRITE}, Role.OWNER, {Scope.DATASETS_READ, Scope.DATASETS_WRITE}),
         ({Scope.DATASETS_READ, Scope.DATASETS_WRITE}, Role.MEMBER, {Scope.DATASETS_READ, Scope.DATASETS_WRITE}),
+        # creator demoted
         (
             {Scope.DATASETS_READ, Scope.DATASETS_WRITE, Scope.TASKS_WRITE},
             Role.VIEWER,
             {Scope.DATASETS_READ},
-        ),  # creator demoted
+        ),
+        # never management
         (
             {Scope.KEYS_MANAGE, Scope.AUDIT_READ, Scope.ORG_MANAGE, Scope.TASKS_READ},
             Role.OWNER,
             {Scope.TASKS_READ},
-        ),  # never management
+        ),
         (set(), Role.OWNER, set()),
         (set(Scope), Role.ADMIN, set(API_KEY_SCOPES)),
     ],

@@ -37,10 +37,11 @@ TEST = [
     Example("Do pairing codes expire?", "Yes, pairing codes expire after 10 minutes."),
     Example("Is there an education discount?", "Yes, schools receive a 40% discount."),
 ]
+# 28 words: too long
 LONG_WRONG = (
     "FerroLink is a peer to peer file synchronization tool that supports Linux macOS and Windows "
     "and many other platforms such as FreeBSD and Android and iOS tablets too"
-)  # 28 words: too long
+)
 
 GOOD_PREDICTIONS = {
     "feedback": [FEEDBACK[0].answer, "", LONG_WRONG],
@@ -416,9 +417,8 @@ def test_an_incremental_task_compares_its_first_iteration_with_its_parent(splits
         splits, GOOD_PREDICTIONS, TRAIN_LOSSES, config, 1, previous=parent_last, previous_label="parent"
     )
     assert set(first.comparison) == {"parent"} and first.comparison["parent"]["test"].delta == 0.5
-    assert {f.bad_case_id for f in first.bad_case_followup} == {
-        e.id for e in FEEDBACK
-    }  # the parent's bad cases are followed up
+    # the parent's bad cases are followed up
+    assert {f.bad_case_id for f in first.bad_case_followup} == {e.id for e in FEEDBACK}
     incremental = task_report.model_copy(update={"task": task_report.task.model_copy(update={"parent_task_id": "p1"})})
     assert "- Incremental: continues task `p1`" in render_markdown(incremental, None)
     report = build_task_report(
@@ -501,10 +501,11 @@ def test_with_fact_checks_the_wrong_answers_are_the_bad_cases_and_the_headline_i
     feedback_rows = first.splits["feedback"].examples
     assert [r.right for r in feedback_rows] == [False, False, True]
     assert feedback_rows[0].overall > 0.6  # the blended score calls the first wrong answer good
+    # wrong ones, worst wording first
     assert [c.example_id for c in first.bad_cases if c.split == "feedback"] == [
         feedback[1].id,
         feedback[0].id,
-    ]  # wrong ones, worst wording first
+    ]
     assert [c.error_type for c in first.bad_cases if c.split == "feedback"] == ["wrong_number", "wrong_polarity"]
     assert first.bad_cases[1].checks[0].model_dump() == {
         "check": {"derived": False, "type": "polarity", "value": "no"},

@@ -114,28 +114,30 @@ def test_validation_keeps_grounded_pairs_with_their_lineage_and_counts_every_rej
             ports,
             "cloze",
         ),
+        # unsupported
         GeneratedPair(
             "How long is a deleted file kept?",
             "Deleted files are kept for 90 days in the archive vault.",
             trash,
             "teacher",
-        ),  # unsupported
+        ),
+        # supported, but the question leads to another chunk
         GeneratedPair(
             "Where are server logs written?",
             "Deleted files go to the trash and are kept for 21 days before permanent removal.",
             trash,
             "local-model",
-        ),  # supported, but the question leads to another chunk
+        ),
+        # near duplicate
         GeneratedPair(
             "Which TCP port serves the web console?",
             "The web console is served over HTTPS on TCP port 7410!",
             ports,
             "teacher",
-        ),  # near duplicate
+        ),
     ]
-    result = validate(
-        pairs, index, embedder, config=ValidationConfig(top_k=1)
-    )  # with four chunks, the top one must be its own
+    # with four chunks, the top one must be its own
+    result = validate(pairs, index, embedder, config=ValidationConfig(top_k=1))
     assert [e.question for e in result.examples] == ["Which TCP port serves the web console?"]
     assert result.rejected == {"unsupported_answer": 1, "does_not_retrieve_its_chunk": 1, "near_duplicate": 1}
     assert result.candidates == 5 and result.accepted_by_method == {"local-model": 1} and result.yield_rate == 0.2
@@ -174,9 +176,8 @@ def test_a_generated_example_that_nearly_copies_a_held_out_question_is_rejected(
     result = validate(pairs, index, embedder, held_out=held_out, config=ValidationConfig(top_k=1))
     assert [e.question for e in result.examples] == ["Which TCP port does file synchronization use?"]
     assert result.rejected == {"near_held_out": 1}
-    assert (
-        validate(pairs, index, embedder, config=ValidationConfig(top_k=1)).rejected == {}
-    )  # without the held-out example, both pass
+    # without the held-out example, both pass
+    assert validate(pairs, index, embedder, config=ValidationConfig(top_k=1)).rejected == {}
 
 
 def test_the_local_generator_with_a_tiny_model_falls_back_to_cloze_questions(index, embedder, tiny_model_dir):
@@ -190,12 +191,10 @@ def test_the_local_generator_with_a_tiny_model_falls_back_to_cloze_questions(ind
     assert {p.method for p in pairs} <= {"local-model", "cloze"} and any(p.method == "cloze" for p in pairs)
     assert all(p.answer in statements(p.chunk.text) for p in pairs)  # answers are the chunks' own statements
     result = validate(pairs, index, embedder)
-    assert (
-        result.examples and result.accepted_by_method.get("cloze", 0) >= 1
-    )  # random weights write no usable question; cloze does
-    assert len({(e.lineage[0]["chunk_id"], e.answer) for e in result.examples}) == len(
-        result.examples
-    )  # one question per statement
+    # random weights write no usable question; cloze does
+    assert result.examples and result.accepted_by_method.get("cloze", 0) >= 1
+    # one question per statement
+    assert len({(e.lineage[0]["chunk_id"], e.answer) for e in result.examples}) == len(result.examples)
 
 
 @pytest.mark.real_model
@@ -249,9 +248,8 @@ def test_grounded_targeting_generates_from_the_chunks_a_bad_case_retrieves_never
     from ml.grounded_targeting import GroundedConfig, grounded_examples
     from schemas.reports import BadCase
 
-    failed = Example(
-        "What is the TCP port of the web console?", "The console uses port 7410."
-    )  # a feedback example the model got wrong
+    # a feedback example the model got wrong
+    failed = Example("What is the TCP port of the web console?", "The console uses port 7410.")
     cases = [
         BadCase(
             example_id=failed.id,

@@ -28,6 +28,7 @@ def section_texts(document: ParsedDocument) -> list[tuple[list[str], str]]:
 
 def test_markdown_sections_carry_their_heading_paths():
     document = parse_document(MARKDOWN.encode(), media_type_of("guide.md"))
+    # "Backups" has no text of its own, so no section, but it stays in its child's path
     assert section_texts(document) == [
         (["FerroLink guide"], "FerroLink syncs files between your devices."),
         (
@@ -38,7 +39,7 @@ def test_markdown_sections_carry_their_heading_paths():
             ["FerroLink guide", "Backups", "Retention"],
             "Hourly snapshots are kept for 48 hours. Daily snapshots are kept for 30 days.",
         ),
-    ]  # "Backups" has no text of its own, so no section, but it stays in its child's path
+    ]
 
 
 def test_plain_text_is_one_section():
@@ -50,9 +51,8 @@ def test_html_keeps_the_content_and_headings_and_drops_navigation_and_boilerplat
     document = parse_document(HTML.encode(), media_type_of("security.html"))
     text = document.text
     assert "XChaCha20-Poly1305" in text and "30 minutes of inactivity" in text
-    assert (
-        "Pricing" not in text and "Cookie settings" not in text and "cookies" not in text
-    )  # navigation, banner and footer are gone
+    # navigation, banner and footer are gone
+    assert "Pricing" not in text and "Cookie settings" not in text and "cookies" not in text
     paths = [s.heading_path for s in document.sections]
     assert ["Security", "Sessions"] in paths
     sessions = next(s for s in document.sections if s.heading_path == ["Security", "Sessions"])
@@ -226,9 +226,8 @@ def test_an_index_version_saves_and_loads_and_searches_the_same(tmp_path):
     assert [(h.chunk.chunk_id, h.rank) for h in first] == [(h.chunk.chunk_id, h.rank) for h in again]
     assert first[0].chunk.ordinal == 7 and first[0].rank == 1
     assert KnowledgeIndex.empty().search(vectors[:2], 5) == [[], []]
-    assert (
-        KnowledgeIndex.build(records(3), vectors[:3]).search(vectors[:1], 10)[0][-1].rank == 3
-    )  # fewer chunks than asked
+    # fewer chunks than asked
+    assert KnowledgeIndex.build(records(3), vectors[:3]).search(vectors[:1], 10)[0][-1].rank == 3
     with pytest.raises(ValueError):
         KnowledgeIndex.build(records(3), vectors[:2])
 

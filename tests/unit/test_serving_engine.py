@@ -9,22 +9,14 @@ import pytest
 import torch
 
 from serving.engine import AdapterEngine, AdapterRef, GenerationRequest, SamplingParams
+from testkit.model import random_adapters
 
 
 @pytest.fixture(scope="module")
 def adapters(tiny_model_dir, tmp_path_factory):
     """Three LoRA adapters with random (non-zero) weights: each changes the base model's answers."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
     folder = tmp_path_factory.mktemp("adapters")
-    refs = []
-    for i in range(3):
-        torch.manual_seed(100 + i)
-        config = LoraConfig(r=8, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-        get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), config).save_pretrained(folder / f"a{i}")
-        refs.append(AdapterRef(f"a{i}", folder / f"a{i}"))
-    return refs
+    return [AdapterRef(p.name, p) for p in random_adapters(tiny_model_dir, folder, ["a0", "a1", "a2"], seed=100)]
 
 
 def alone(tiny_model_dir, adapter: AdapterRef | None, prompt: list[int], max_tokens: int) -> list[int]:
@@ -86,12 +78,10 @@ async def test_a_mixed_batch_answers_what_each_adapter_answers_alone(tiny_model_
     chosen = [adapters[0], None, adapters[1], adapters[0]]
     lengths = [6, 3, 6, 4]  # rows leave the batch at different steps
     results = await run(engine, prompts, chosen, [SamplingParams(max_tokens=n) for n in lengths])
-    assert (
-        engine.stats["batches"] == 1 and engine.stats["rows"] == 4
-    )  # one batch, three different adapters (base included)
-    assert alone(tiny_model_dir, adapters[0], prompts[0], 6) != alone(
-        tiny_model_dir, None, prompts[0], 6
-    )  # the adapters matter
+    # one batch, three different adapters (base included)
+    assert engine.stats["batches"] == 1 and engine.stats["rows"] == 4
+    # the adapters matter
+    assert alone(tiny_model_dir, adapters[0], prompts[0], 6) != alone(tiny_model_dir, None, prompts[0], 6)
     for (text, finish, count), prompt, adapter, n in zip(results, prompts, chosen, lengths, strict=True):
         expected = alone(tiny_model_dir, adapter, prompt, n)
         assert (finish, count) == ("length", n)

@@ -154,10 +154,11 @@ def test_per_example_loss_equals_transformers_own_loss_with_and_without_passages
             expected = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss.item()
         assert loss == pytest.approx(expected, rel=1e-4, abs=1e-5)
     too_long = Example("q?" * 200, "a")
+    # NaN
     assert (
         per_example_loss(model, tokenizer, [too_long], max_length=64)[0]
         != per_example_loss(model, tokenizer, [too_long], max_length=64)[0]
-    )  # NaN
+    )
 
 
 def test_the_loop_logs_step_loss_and_speed_every_few_steps_and_at_the_end(tiny_model_dir, tokenizer, tmp_path, caplog):

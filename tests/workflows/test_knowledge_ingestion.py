@@ -76,9 +76,8 @@ async def test_uploads_during_a_build_are_queued_and_each_indexed_exactly_once(t
         ready = await wait_for_kb(ctx, kb.id, "READY", version=2)
         await handle.cancel()
     assert [b.version for b in knowledge.builds] == [1, 2]  # the first build, then one build for the ten queued uploads
-    assert (
-        knowledge.builds[0].embedded_chunks == 1 and knowledge.builds[1].embedded_chunks == 10
-    )  # nothing embedded twice
+    # nothing embedded twice
+    assert knowledge.builds[0].embedded_chunks == 1 and knowledge.builds[1].embedded_chunks == 10
     assert (ready.version, ready.document_count, ready.chunk_count) == (2, 11, 11)
     assert all(d.status == "INDEXED" and d.chunk_count == 1 for d in documents(ctx, kb.id).values())
     index = service.current_index(IndexCache(ctx.store), ready)

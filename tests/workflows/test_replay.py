@@ -123,9 +123,8 @@ def test_histories_cover_standard_continuous_and_control_runs():
     # every build notifies the knowledge base's followers; a retraining gathers two changes and starts one task
     assert scheduled_in(events("knowledge-ingestion-notify-run1.json"), "notify_followers") == 3
     retrain = events("retrain-run1.json")
-    assert (
-        sum(1 for e in retrain if "workflowExecutionSignaledEventAttributes" in e) == 2
-    )  # both changes (signal-with-start records its signal too)
+    # both changes (signal-with-start records its signal too)
+    assert sum(1 for e in retrain if "workflowExecutionSignaledEventAttributes" in e) == 2
     assert scheduled_in(retrain, "start_incremental_task") == 1
     # a finished task registers its final adapter once; the gate evaluates, then decides, unless the evaluation failed
     assert scheduled_in(events("standard-registered-run1.json"), "register_final_adapter") == 1

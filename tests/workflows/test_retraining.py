@@ -107,15 +107,15 @@ async def test_several_changes_start_one_incremental_task_that_continues_the_par
         await finish(client, ctx, bystander)
         assert parent.status == "COMPLETED" and parent.latest_adapter_key
 
+        # two builds, each a change, well within the quiet period (a build takes 1-3 s)
         for i, version in (
             (1, 2),
             (2, 3),
-        ):  # two builds, each a change, well within the quiet period (a build takes 1-3 s)
+        ):
             await upload_document(ctx, client, kb, f"note-{i}.md", note(i))
             await wait_for_kb(ctx, kb.id, "READY", version=version)
-        retrain = await started_workflow(
-            client, retrain_workflow_id(parent.id)
-        )  # the build notifies its followers just after READY
+        # the build notifies its followers just after READY
+        retrain = await started_workflow(client, retrain_workflow_id(parent.id))
         result = await retrain.result()
         assert (result.knowledge_base_version, result.reason) == (3, "knowledge base changed (2 changes)")
 

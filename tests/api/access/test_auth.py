@@ -69,9 +69,8 @@ async def test_logout_revokes_the_access_and_refresh_tokens(world):
     await assert_401(world.app, pair["access_token"], message="revoked")
     await assert_401(world.app, pair["access_token"], path="/api/v1/datasets")
     await assert_refresh_401(world.app, pair["refresh_token"])
-    await assert_401(
-        world.app, world.viewer.headers["authorization"].split()[1]
-    )  # every earlier token, not just this pair
+    # every earlier token, not just this pair
+    await assert_401(world.app, world.viewer.headers["authorization"].split()[1])
     again = (await login(world.app, "victor")).json()
     await assert_401(world.app, pair["access_token"])
     async with anonymous_client(world.app, {"Authorization": f"Bearer {again['access_token']}"}) as client:

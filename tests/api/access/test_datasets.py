@@ -96,9 +96,8 @@ async def test_uploads_over_size_rows_or_line_limits_are_refused_and_leave_nothi
 
     many = jsonl(GOOD_ROWS * 60)
     assert 2000 < len(many) < 64 * 1024
-    response = await upload(
-        "big.jsonl", many
-    )  # over max_upload_bytes, within the multipart allowance: the service counts
+    # over max_upload_bytes, within the multipart allowance: the service counts
+    response = await upload("big.jsonl", many)
     assert response.status_code == 413 and "2000 byte limit" in response.json()["detail"]
     assert nothing_stored(settings)
     huge = jsonl(GOOD_ROWS * 2000)

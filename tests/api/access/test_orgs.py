@@ -58,9 +58,8 @@ async def test_removed_members_and_their_keys_lose_access_and_keys_never_outrank
     assert (await world.owner.delete(f"/api/v1/orgs/{org}/members/{adam_id}")).status_code == 204
     await assert_401(world.app, pair["access_token"], message="revoked")  # removal ends the member's sessions
     await assert_refresh_401(world.app, pair["refresh_token"])
-    await assert_401(
-        world.app, key.json()["secret"], path="/api/v1/datasets", message="revoked"
-    )  # removal revokes the member's keys
+    # removal revokes the member's keys
+    await assert_401(world.app, key.json()["secret"], path="/api/v1/datasets", message="revoked")
     assert (await login(world.app, "adam")).status_code == 401
     # added back, the old tokens stay dead: removal bumped the user's token version
     assert (

@@ -55,6 +55,6 @@ def random_adapters(
     for i, name in enumerate(names):
         torch.manual_seed(seed + i)
         config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(target_modules), init_lora_weights=False)
-        get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir), config).save_pretrained(folder / name)
+        get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir), config).save_pretrained(str(folder / name))
         paths.append(folder / name)
     return paths

@@ -3,12 +3,14 @@ Thin: each authenticates, calls the completion service (`serving.completions`) a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import Receive, Scope, Send
 
@@ -96,13 +98,15 @@ def list_models(caller: Inference, completions: Completions) -> ModelList:
     },
 )
 async def chat_completions(
-    caller: Inference, body: ChatCompletionRequest, completions: Completions
-) -> ChatCompletion | StreamingResponse:
+    request: Request, caller: Inference, body: ChatCompletionRequest, completions: Completions
+) -> ChatCompletion | StreamingResponse | Response:
     completion = await completions.start(caller, body)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return CompletionStream(completion, server_sent_events(completion, include_usage))
-    answer = await completion.text()
+    answer = await answer_unless_the_client_leaves(request, completion)
+    if answer is None:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)  # no one reads it
     return ChatCompletion(
         id=completion.id,
         created=completion.created,
@@ -112,6 +116,25 @@ async def chat_completions(
         choices=[Choice(message=AssistantMessage(content=answer), finish_reason=completion.finish_reason or "stop")],
         usage=completion.usage(),
     )
+
+
+# nginx's status for a request whose client closed the connection before the answer
+CLIENT_CLOSED_REQUEST = 499
+DISCONNECT_CHECK_SECONDS = 0.25
+
+
+async def answer_unless_the_client_leaves(request: Request, completion: Completion) -> str | None:
+    """The whole answer; None if the client disconnects first, in which case the completion ends as cancelled and the
+    engine stops generating for it (a plain request has no stream to notice that by, so the connection is watched)."""
+    answering = asyncio.ensure_future(completion.text())
+    while not answering.done():
+        await asyncio.wait({answering}, timeout=DISCONNECT_CHECK_SECONDS)
+        if not answering.done() and await request.is_disconnected():
+            answering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await answering  # text() ends the completion as cancelled on its way out
+            return None
+    return answering.result()
 
 
 class CompletionStream(StreamingResponse):

@@ -90,3 +90,10 @@ async def wait_for_knowledge_base(api: httpx.AsyncClient, kb_id: str, version: i
         interval=0.2,
         what=f"knowledge base {kb_id} READY at version {version}",
     )
+
+
+async def create_task(api: httpx.AsyncClient, mode: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A task created through the API (`mode`: standard | continuous), as the API returns it."""
+    response = await api.post(f"/api/v1/tasks/{mode}", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from activities.context import ActivityContext
 from core.status import TaskMode, TaskStatus
-from db.models import Dataset, MLTask, ModelVersion, new_id
+from db.models import Base, Dataset, MLTask, ModelVersion, new_id
+
+Row = TypeVar("Row", bound=Base)
 
 
 def make_task(
@@ -48,12 +52,17 @@ def make_task(
     return task
 
 
+def row(ctx: ActivityContext, model: type[Row], row_id: str) -> Row:
+    """The row of `model` with `row_id` as the database has it now (it must exist)."""
+    with ctx.sessions() as session:
+        found = session.get(model, row_id)
+        assert found is not None, f"no {model.__tablename__} row {row_id}"
+        return found
+
+
 def task_row(ctx: ActivityContext, task_id: str) -> MLTask:
     """The task's row as the database has it now."""
-    with ctx.sessions() as session:
-        task = session.get(MLTask, task_id)
-        assert task is not None, f"no task {task_id}"
-        return task
+    return row(ctx, MLTask, task_id)
 
 
 def version_row(

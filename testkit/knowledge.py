@@ -12,6 +12,7 @@ from activities.knowledge import KnowledgeActivities
 from core.settings import TASK_QUEUE_KNOWLEDGE, TASK_QUEUE_WORKFLOWS
 from db.models import KnowledgeBase
 from services import knowledge as service
+from testkit.factories import row
 from testkit.polling import poll_until
 from workers.pools import activities_by_queue
 
@@ -55,14 +56,8 @@ async def wait_for_kb(
 ) -> KnowledgeBase:
     """Poll the knowledge base until it has `status` (at `version` or later, when given)."""
 
-    def kb() -> KnowledgeBase:
-        with ctx.sessions() as session:
-            row = session.get(KnowledgeBase, kb_id)
-            assert row is not None, f"no knowledge base {kb_id}"
-            return row
-
     return await poll_until(
-        kb,
+        lambda: row(ctx, KnowledgeBase, kb_id),
         lambda row: row.status == status and (version is None or row.version >= version),
         timeout=timeout,
         what=f"knowledge base {kb_id} {status} at version {version}",

@@ -35,6 +35,7 @@ from schemas.workflow_io import (
 from storage import keys
 from storage.keys import optimized_dataset_id
 from storage.object_store import get_bytes, put_bytes
+from testkit.factories import task_row
 from testkit.polling import poll_until
 from workers.pools import activities_by_queue, build_workers
 
@@ -218,14 +219,8 @@ async def wait_for_status(
 ) -> MLTask:
     """Poll the database projection until the task reaches one of `statuses` (in `iteration`, when given)."""
 
-    def task() -> MLTask:
-        with ctx.sessions() as session:
-            row = session.get(MLTask, task_id)
-            assert row is not None, f"no task {task_id}"
-            return row
-
     return await poll_until(
-        task,
+        lambda: task_row(ctx, task_id),
         lambda t: t.status in statuses and iteration in (None, t.current_iteration),
         timeout=timeout,
         interval=0.05,

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from activities.context import ActivityContext
 from core.clock import utcnow
 from db.models import KnowledgeBase, KnowledgeDocument, MLTask
-from testkit.api import api_client, wait_for_knowledge_base, with_temporal
+from testkit.api import api_client, create_task, wait_for_knowledge_base, with_temporal
 from testkit.api import upload as upload_dataset
 from testkit.documents import HTML, MARKDOWN, make_pdf, write_dataset, write_knowledge
 from testkit.phases import running_workers
@@ -184,17 +184,16 @@ async def test_a_knowledge_base_used_by_a_running_task_is_not_deleted(online, te
             unfollowable.status_code == 422
             and "only if it has one (knowledge_base_id)" in unfollowable.json()["detail"]
         )
-        created = (
-            await api.post(
-                "/api/v1/tasks/standard",
-                json={
-                    "task_name": "t",
-                    "dataset_id": dataset["dataset_id"],
-                    "knowledge_base_id": kb_id,
-                    "retrain_on_change": True,
-                },
-            )
-        ).json()
+        created = await create_task(
+            api,
+            "standard",
+            {
+                "task_name": "t",
+                "dataset_id": dataset["dataset_id"],
+                "knowledge_base_id": kb_id,
+                "retrain_on_change": True,
+            },
+        )
         assert (created["retrain_on_change"], created["parent_task_id"]) == (True, None)
         task_id = created["task_id"]
         with ctx.sessions.begin() as session:  # as a start would leave it, without running a model here

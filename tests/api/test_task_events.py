@@ -17,7 +17,7 @@ from core.access import Role
 from db.models import TaskEvent
 from services import task_events
 from services.identity import token_pair
-from testkit.api import TEST_PASSWORD, upload, with_temporal
+from testkit.api import TEST_PASSWORD, create_task, upload, with_temporal
 from testkit.documents import write_dataset
 from testkit.factories import make_task
 from testkit.phases import FakePhases, running_workers
@@ -63,16 +63,17 @@ async def test_a_follower_sees_every_change_to_the_end_and_resumes_where_it_left
             async with httpx.AsyncClient(base_url=url.removesuffix("/v1"), headers=owner, timeout=60) as api:
                 dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
                 task_id = (
-                    await api.post(
-                        "/api/v1/tasks/continuous",
-                        json={
+                    await create_task(
+                        api,
+                        "continuous",
+                        {
                             "task_name": "followed",
                             "dataset_id": dataset["dataset_id"],
                             "max_iterations": 2,
                             "performance_threshold": 0.99,
                         },
                     )
-                ).json()["task_id"]
+                )["task_id"]
 
                 connected = asyncio.Event()
                 following = asyncio.ensure_future(follow(api, task_id, connected=connected))

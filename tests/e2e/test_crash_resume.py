@@ -15,7 +15,7 @@ from temporalio import activity
 
 from activities.context import ActivityContext
 from activities.train import TrainActivities
-from testkit.api import api_client, upload, wait_until_done, with_temporal
+from testkit.api import api_client, create_task, upload, wait_until_done, with_temporal
 from testkit.documents import write_dataset
 from testkit.phases import running_workers
 from testkit.polling import poll_until
@@ -43,16 +43,17 @@ async def test_a_retried_training_attempt_resumes_from_its_last_checkpoint(
     async with running_workers(temporal_env.client, ctx, activities), api_client(settings) as api:
         dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
         task_id = (
-            await api.post(
-                "/api/v1/tasks/standard",
-                json={
+            await create_task(
+                api,
+                "standard",
+                {
                     "task_name": "crash",
                     "model_name": tiny_model_dir,
                     "dataset_id": dataset["dataset_id"],
                     "hyperparameters": {"max_steps": 10, "batch_size": 4, "max_seq_length": 96},
                 },
             )
-        ).json()["task_id"]
+        )["task_id"]
         await api.post(f"/api/v1/tasks/{task_id}/start")
         task = await wait_until_done(api, task_id)
         executions = (await api.get(f"/api/v1/tasks/{task_id}/executions")).json()
@@ -101,9 +102,10 @@ async def test_a_sigkilled_training_worker_is_replaced_and_the_run_finishes(
             ):
                 dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
                 task_id = (
-                    await api.post(
-                        "/api/v1/tasks/standard",
-                        json={
+                    await create_task(
+                        api,
+                        "standard",
+                        {
                             "task_name": "sigkill",
                             "model_name": tiny_model_dir,
                             "dataset_id": dataset["dataset_id"],
@@ -117,7 +119,7 @@ async def test_a_sigkilled_training_worker_is_replaced_and_the_run_finishes(
                             },
                         },
                     )
-                ).json()["task_id"]
+                )["task_id"]
                 await api.post(f"/api/v1/tasks/{task_id}/start")
                 step = await _wait_for_training_step(api, task_id, at_least=35)
                 scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text

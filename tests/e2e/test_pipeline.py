@@ -19,6 +19,7 @@ from storage.object_store import get_bytes, get_dir
 from testkit.api import (
     anonymous_client,
     api_client,
+    create_task,
     upload,
     wait_for_gate,
     wait_for_knowledge_base,
@@ -206,17 +207,16 @@ async def test_standard_run_on_postgresql_and_s3(
     ctx = ActivityContext.from_settings(settings)
     async with running_workers(temporal_env.client, ctx), api_client(settings) as api:
         dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
-        created = (
-            await api.post(
-                "/api/v1/tasks/standard",
-                json={
-                    "task_name": "e2e standard",
-                    "model_name": tiny_model_dir,
-                    "dataset_id": dataset["dataset_id"],
-                    "hyperparameters": TINY_HYPERPARAMETERS,
-                },
-            )
-        ).json()
+        created = await create_task(
+            api,
+            "standard",
+            {
+                "task_name": "e2e standard",
+                "model_name": tiny_model_dir,
+                "dataset_id": dataset["dataset_id"],
+                "hyperparameters": TINY_HYPERPARAMETERS,
+            },
+        )
         await api.post(f"/api/v1/tasks/{created['task_id']}/start")
         task = await wait_until_done(api, created["task_id"])
         report = (await api.get(f"/api/v1/tasks/{created['task_id']}/report")).json()
@@ -238,16 +238,15 @@ async def test_standard_run_with_the_real_smollm2_weights(temporal_env, settings
     ctx = ActivityContext.from_settings(settings)
     async with running_workers(temporal_env.client, ctx), api_client(settings) as api:
         dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl", n_topics=8))
-        created = (
-            await api.post(
-                "/api/v1/tasks/standard",
-                json={
-                    "task_name": "real weights",
-                    "dataset_id": dataset["dataset_id"],
-                    "hyperparameters": {"max_steps": 2, "batch_size": 4, "max_seq_length": 96},
-                },
-            )
-        ).json()
+        created = await create_task(
+            api,
+            "standard",
+            {
+                "task_name": "real weights",
+                "dataset_id": dataset["dataset_id"],
+                "hyperparameters": {"max_steps": 2, "batch_size": 4, "max_seq_length": 96},
+            },
+        )
         assert created["model_name"] == "smollm2-135m-instruct"
         await api.post(f"/api/v1/tasks/{created['task_id']}/start")
         task = await wait_until_done(api, created["task_id"], timeout=600)
@@ -401,19 +400,18 @@ async def test_a_task_that_follows_its_knowledge_base_is_continued_by_an_increme
         for path in documents:
             await api.post(f"/api/v1/knowledge-bases/{kb_id}/documents", files={"file": (path.name, path.read_bytes())})
         await wait_for_knowledge_base(api, kb_id)
-        parent = (
-            await api.post(
-                "/api/v1/tasks/standard",
-                json={
-                    "task_name": "follows",
-                    "model_name": tiny_model_dir,
-                    "dataset_id": dataset["dataset_id"],
-                    "knowledge_base_id": kb_id,
-                    "retrain_on_change": True,
-                    "hyperparameters": {**TINY_HYPERPARAMETERS, "max_seq_length": 320},
-                },
-            )
-        ).json()
+        parent = await create_task(
+            api,
+            "standard",
+            {
+                "task_name": "follows",
+                "model_name": tiny_model_dir,
+                "dataset_id": dataset["dataset_id"],
+                "knowledge_base_id": kb_id,
+                "retrain_on_change": True,
+                "hyperparameters": {**TINY_HYPERPARAMETERS, "max_seq_length": 320},
+            },
+        )
         await api.post(f"/api/v1/tasks/{parent['task_id']}/start")
         parent = await wait_until_done(api, parent["task_id"])
         assert parent["status"] == "COMPLETED", parent["error"]

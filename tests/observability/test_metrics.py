@@ -11,7 +11,7 @@ import httpx
 from activities.context import ActivityContext
 from observability.temporal import metrics_runtime
 from temporal_client import connect
-from testkit.api import api_client, upload, wait_for_knowledge_base, wait_until_done, with_temporal
+from testkit.api import api_client, create_task, upload, wait_for_knowledge_base, wait_until_done, with_temporal
 from testkit.documents import write_dataset, write_knowledge
 from testkit.model import TINY_HYPERPARAMETERS
 from testkit.phases import running_workers
@@ -78,16 +78,17 @@ async def test_a_worker_pool_serves_the_sdk_metrics_and_its_own(temporal_env, se
     async with running_workers(client, ctx), api_client(settings) as api:
         dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl"))
         task_id = (
-            await api.post(
-                "/api/v1/tasks/standard",
-                json={
+            await create_task(
+                api,
+                "standard",
+                {
                     "task_name": "measured",
                     "model_name": tiny_model_dir,
                     "dataset_id": dataset["dataset_id"],
                     "hyperparameters": TINY_HYPERPARAMETERS,
                 },
             )
-        ).json()["task_id"]
+        )["task_id"]
         assert (await api.post(f"/api/v1/tasks/{task_id}/start")).status_code == 202
         kb = (await api.post("/api/v1/knowledge-bases", json={"name": "measured"})).json()["knowledge_base_id"]
         for path in write_knowledge(tmp_path / "kb", n_topics=3):

@@ -102,6 +102,18 @@ def test_a_stream_whose_client_leaves_is_recorded_as_cancelled(world):
     )
 
 
+def test_a_plain_request_whose_client_leaves_is_recorded_as_cancelled(world):
+    settings, ctx, base_url, token = world
+    body = {"model": "bot", "messages": ASK, "max_tokens": 64, "conversation_id": "gone"}
+    headers = {"Authorization": f"Bearer {token}"}
+    # the engine waits a second before its first batch: the client gives up long before an answer can come
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{base_url}/chat/completions", json=body, headers=headers, timeout=httpx.Timeout(30, read=0.3))
+    [entry] = recorded(ctx, 1)
+    assert (entry.status, entry.conversation_id, entry.finish_reason) == ("cancelled", "gone", None)
+    assert entry.completion_tokens < 64  # the engine stopped generating for it
+
+
 async def test_failed_completions_are_recorded_with_their_error_and_shown_by_the_api(world):
     settings, ctx, base_url, token = world
     api = openai.OpenAI(base_url=base_url, api_key=token, max_retries=0)

@@ -49,6 +49,7 @@ def authorize(*required: Scope) -> Callable[..., Caller]:
         request.state.caller = caller  # for the audit log
         return caller.require(*required)
 
+    # read back by route_scopes (the route walk, the startup check); a function object takes any attribute
     dependency.wlops_required_scopes = required  # type: ignore[attr-defined]
     return dependency
 

@@ -382,6 +382,7 @@ def settings_markdown() -> str:
         "|---|---|---|---|---|",
     ]
     for name, field in Settings.model_fields.items():
+        # pydantic types default_factory as taking the validated data or not; these factories take none
         default = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
         kind = " ".join([_type_name(field.annotation), *_limits(field.metadata)])
         cells = [f"`WLOPS_{name.upper()}`", f"`{name}`", kind, _default_text(name, default), field.description or ""]

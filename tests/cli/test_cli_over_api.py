@@ -234,9 +234,14 @@ async def test_a_task_is_created_started_and_watched_to_completion_with_real_wor
     # keep-alive comments between the events: watching must ignore them
     monkeypatch.setattr("fastapi.routing._PING_INTERVAL", 0.2)
     settings, url = served[0], proxy.url  # every command through the proxy, which cuts the first event stream
+
     # in threads: the workers need this event loop free
-    cli = lambda *argv: asyncio.to_thread(wlops, *argv)  # noqa: E731
-    run = lambda *argv: asyncio.to_thread(wlops.json, *argv)  # noqa: E731
+    def cli(*argv: str):
+        return asyncio.to_thread(wlops, *argv)
+
+    def run(*argv: str):
+        return asyncio.to_thread(wlops.json, *argv)
+
     async with running_workers(temporal_env.client, ActivityContext.from_settings(settings)):
         await cli("login", "--api", url, "--username", "cli", "--password", TEST_PASSWORD)
         [dataset] = await run("datasets", "upload", str(write_dataset(tmp_path / "faq.jsonl")))

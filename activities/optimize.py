@@ -6,10 +6,11 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+from sqlalchemy import select
 from temporalio import activity
 
 from activities.context import ActivityContext, invalid_input
-from db.models import Dataset, KnowledgeBase, MLTask
+from db.models import Dataset, DatasetVersion, KnowledgeBase, MLTask
 from ml.examples import DatasetFormatError, Example, examples_to_jsonl
 from ml.grounded_targeting import grounded_examples, random_chunk_examples
 from ml.optimizer import (
@@ -40,6 +41,16 @@ class OptimizeActivities:
             if source is None:
                 raise invalid_input(f"dataset {inp.dataset_id} does not exist")
             source_key, source_format, org_id = source.storage_key, source.file_format, source.org_id
+            if inp.dataset_version is not None:  # the version the task pinned, whatever the dataset's head is now
+                pinned = session.scalars(
+                    select(DatasetVersion).where(
+                        DatasetVersion.dataset_id == inp.dataset_id, DatasetVersion.version == inp.dataset_version
+                    )
+                ).first()
+                if pinned is not None:
+                    source_key, source_format = pinned.storage_key, pinned.file_format
+                elif inp.dataset_version != source.version:
+                    raise invalid_input(f"dataset {inp.dataset_id} has no version {inp.dataset_version}")
 
         if inp.splits_key is None:
             splits, log = self._clean_and_split(source_key, source_format)

@@ -121,6 +121,7 @@ class RetrainingActivities:
                     status=TaskStatus.PENDING.value,
                     model_name=parent.model_name,
                     dataset_id=parent.dataset_id,
+                    dataset_version=parent.dataset_version,
                     org_id=parent.org_id,
                     created_by=parent.created_by,
                     current_iteration=0,

@@ -108,6 +108,12 @@ class DatasetStatus(StrEnum):
     FAILED = "FAILED"  # its generation failed (the error says why)
 
 
+class DatasetVersionKind(StrEnum):
+    UPLOAD = "upload"  # a file the user sent: the dataset's first, or a new version of it
+    ANNOTATION = "annotation"  # a user's edits of the rows of the version before
+    RECORDED = "recorded"  # version 1 of a dataset made before versions (or written by a workflow), recorded later
+
+
 DATASET_TRANSITIONS: dict[DatasetStatus, frozenset[DatasetStatus]] = {
     DatasetStatus.GENERATING: frozenset({DatasetStatus.READY, DatasetStatus.FAILED}),
     DatasetStatus.READY: frozenset(),

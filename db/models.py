@@ -117,6 +117,32 @@ class Dataset(Base):
     source_knowledge_base_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     source_knowledge_base_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     generation_log: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # the head version: storage_key, file_format, size_bytes and sample_count above are its file's
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DatasetVersion(Base):
+    """One immutable version of a dataset: its file, the hash of its canonical rows, its parent, who made it and why."""
+
+    __tablename__ = "dataset_versions"
+    __table_args__ = (UniqueConstraint("dataset_id", "version", name="uq_dataset_versions_dataset_version"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    parent_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    row_count: Mapped[int] = mapped_column(Integer)
+    storage_key: Mapped[str] = mapped_column(String(500))
+    file_format: Mapped[str] = mapped_column(String(16))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    # core.status.DatasetVersionKind: upload | annotation | recorded (a dataset made before versions)
+    kind: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # against the parent: {"added": n, "removed": n, "changed": n, "unchanged": n}
+    changes: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -156,6 +182,8 @@ class MLTask(Base):
     # the newest knowledge-base version the task has grounded on (its data optimization read that index): a change
     # notice for a version no newer than this has nothing new for it
     knowledge_base_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # the version of its dataset it trains on, pinned when it is created (None: a task made before dataset versions)
+    dataset_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # the registered model its final adapter joins
     register_as: Mapped[str | None] = mapped_column(String(100), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)

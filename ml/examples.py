@@ -170,6 +170,12 @@ def record_to_pair(record: dict[str, Any]) -> tuple[str, str]:
     raise ValueError(f"no known fields (question/answer, instruction/input/output, messages); got {sorted(record)[:6]}")
 
 
+def is_excluded(record: dict[str, Any]) -> bool:
+    """Whether an annotation left the record out of training and evaluation (`"excluded": true`; a CSV cell says
+    "true")."""
+    return record.get("excluded") in (True, "true", "True", "1", 1)
+
+
 def record_checks(record: dict[str, Any]) -> list[dict[str, Any]] | None:
     """The record's validated fact checks as JSON (None when it has none); ValueError naming the check and field at
     fault.

@@ -13,7 +13,7 @@ import numpy as np
 from rapidfuzz import fuzz, process
 
 from facts.derive import common_terms, derive_checks
-from ml.examples import Example, example_key, normalize_text, read_rows, record_checks, record_to_pair
+from ml.examples import Example, example_key, is_excluded, normalize_text, read_rows, record_checks, record_to_pair
 from schemas.checks import dump_checks
 from schemas.reports import BadCase, Suggestion
 
@@ -55,6 +55,9 @@ def clean_dataset(path: Path, file_format: str, config: CleaningConfig | None = 
         rows_in += 1
         if row.error:
             drop("malformed", row.line, row.error)
+            continue
+        if is_excluded(row.record or {}):
+            drop("excluded", row.line, "excluded by an annotation")
             continue
         try:
             question, answer = record_to_pair(row.record or {})

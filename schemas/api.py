@@ -10,7 +10,7 @@ from pydantic.alias_generators import to_camel
 
 from core.access import Role, Scope
 from core.clock import as_utc
-from core.status import DatasetStatus, GateStatus, KnowledgeBaseStatus, TaskMode, TaskStatus
+from core.status import DatasetStatus, DatasetVersionKind, GateStatus, KnowledgeBaseStatus, TaskMode, TaskStatus
 
 # Every timestamp a response carries: always with its UTC offset.
 # (SQLite hands them back without a zone; RFC 3339, OpenAPI's `date-time`, needs the offset.)
@@ -123,7 +123,98 @@ class DatasetPublic(BaseModel):
     generation_log: dict[str, Any] | None = Field(
         default=None, description="Candidates, accepted, yield and rejections by reason."
     )
+    version: int = Field(default=1, description="The head version: the one a new task trains on")
     created_at: UtcDateTime
+
+
+class DatasetVersionPublic(BaseModel):
+    dataset_id: str
+    version: int
+    parent_version: int | None
+    content_hash: str = Field(description="sha256 of the version's canonical rows, in order")
+    row_count: int
+    file_format: str
+    size_bytes: int
+    kind: DatasetVersionKind
+    reason: str | None
+    changes: dict[str, int] | None = Field(
+        default=None, description="Rows added, removed, changed and unchanged against the parent version."
+    )
+    created_by: str | None
+    created_at: UtcDateTime
+
+
+class DatasetVersionList(BaseModel):
+    dataset_id: str
+    head: int
+    items: list[DatasetVersionPublic]
+
+
+class DatasetRowPublic(BaseModel):
+    row_id: str = Field(description="The row's own `id`, or a hash of its question: kept when it is corrected")
+    question: str
+    answer: str
+    checks: list[dict[str, Any]] = Field(
+        description="The fact checks that judge an answer: the row's own, or derived from its answer (each `derived`)"
+    )
+    tags: list[str]
+    excluded: bool = Field(description="Left out of training and evaluation")
+    line: int
+
+
+class DatasetRows(BaseModel):
+    dataset_id: str
+    version: int
+    items: list[DatasetRowPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class ChangedRowPublic(BaseModel):
+    row_id: str
+    fields: list[str]
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+
+class DiffRowPublic(BaseModel):
+    row_id: str
+    record: dict[str, Any]
+
+
+class DatasetDiff(BaseModel):
+    dataset_id: str
+    from_version: int
+    to_version: int
+    counts: dict[str, int] = Field(description="added, removed, changed, unchanged")
+    added: list[DiffRowPublic]
+    removed: list[DiffRowPublic]
+    changed: list[ChangedRowPublic]
+    limit: int = Field(description="At most this many rows of each list are shown; `counts` counts them all")
+
+
+RowId = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00,]+$")]
+
+
+class RowEditRequest(RequestModel):
+    row_id: RowId
+    answer: str | None = Field(default=None, min_length=1, max_length=1500, pattern=NO_NUL)
+    checks: list[dict[str, Any]] | None = Field(
+        default=None, max_length=20, description="The row's checks, replacing what it had ([] removes them)"
+    )
+    add_tags: list[Tag] = Field(default_factory=list, max_length=20)
+    remove_tags: list[Tag] = Field(default_factory=list, max_length=20)
+    excluded: bool | None = Field(default=None, description="true leaves the row out of training; false brings it back")
+
+
+class DatasetAnnotationRequest(RequestModel):
+    reason: str = Field(min_length=1, max_length=1000, pattern=NO_NUL, description="Why: kept with the new version")
+    base_version: int | None = Field(
+        default=None, ge=1, description="The version the edits were made on: 409 if the dataset has moved since"
+    )
+    edits: list[RowEditRequest] = Field(min_length=1, max_length=1000)
 
 
 class DatasetPreview(BaseModel):
@@ -148,6 +239,9 @@ class TaskPublic(BaseModel):
     suspended_from: TaskStatus | None
     model_name: str
     dataset_id: str
+    dataset_version: int | None = Field(
+        default=None, description="The version of the dataset the task trains on, pinned when it was made"
+    )
     current_dataset_id: str | None
     org_id: str
     created_by: str | None = None

@@ -122,6 +122,9 @@ class FineTuningInput:
     parent_task_id: str | None = None
     init_adapter_key: str | None = None
     parent_evaluation_key: str | None = None
+    # the dataset version the task pinned when it was made (None: a task made before dataset versions reads the
+    # dataset's file)
+    dataset_version: int | None = None
 
 
 @dataclass
@@ -174,6 +177,7 @@ class OptimizeInput:
     oracle_fraction: float = 0.8
     model_name: str = "smollm2-135m-instruct"  # writes the questions of grounded targeting
     targeting_source: str = "bad_cases"  # bad_cases | random_chunks (the ablation's control)
+    dataset_version: int | None = None  # the version of `dataset_id` the task pinned (None: the dataset's file)
 
 
 @dataclass

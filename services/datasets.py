@@ -6,6 +6,9 @@ Every lookup is inside one organization (`org_id`): another tenant's dataset is 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -14,13 +17,47 @@ from sqlalchemy.orm import Session
 
 from core.errors import Conflict, Invalid, QuotaExceeded
 from core.settings import Settings
-from core.status import DatasetStatus
-from db.models import Dataset, KnowledgeBase, KnowledgeDocument, new_id
+from core.status import DatasetStatus, DatasetVersionKind
+from db.models import Dataset, DatasetVersion, KnowledgeBase, KnowledgeDocument, new_id
 from ml.examples import DatasetFormatError, detect_format, inspect_file, read_rows
 from services.tenancy import get_owned, list_owned
 from services.uploads import spool_upload
 from storage import keys
 from storage.object_store import ObjectStore, get_file
+from versioning.rows import Row, content_hash, read_version
+
+
+@dataclass
+class CheckedUpload:
+    """An upload spooled to a local file and validated: its format, size and canonical rows."""
+
+    path: Path
+    file_format: str
+    size: int
+    rows: list[Row]
+
+
+@contextmanager
+def checked_upload(
+    session: Session, settings: Settings, stream: BinaryIO, filename: str, org_id: str
+) -> Iterator[CheckedUpload]:
+    """Spool and validate an upload (format, size, quota, line lengths, rows and their checks); Invalid, TooLarge or
+    QuotaExceeded, with nothing kept, when it is refused. The local file lives while the context is open."""
+    try:
+        file_format = detect_format(filename or "")
+    except DatasetFormatError as exc:
+        raise Invalid(str(exc)) from exc
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / f"upload.{file_format}"
+        size = spool_upload(stream, local, settings.max_upload_bytes, "file").size
+        check_storage_quota(session, settings, org_id, size)
+        try:
+            if file_format != "json":  # a JSON array may legitimately be one long line
+                check_line_lengths(local, settings.max_line_bytes)
+            inspect_file(local, file_format, max_rows=settings.max_upload_rows)
+        except DatasetFormatError as exc:
+            raise Invalid(str(exc)) from exc
+        yield CheckedUpload(local, file_format, size, read_version(local, file_format))
 
 
 def upload_dataset(
@@ -35,41 +72,47 @@ def upload_dataset(
     dataset_type: str | None,
     org_id: str,
     created_by: str | None,
+    reason: str | None = None,
 ) -> Dataset:
-    """Validate and store an upload; a rejected upload leaves nothing in storage or the database."""
-    try:
-        file_format = detect_format(filename or "")
-    except DatasetFormatError as exc:
-        raise Invalid(str(exc)) from exc
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / f"upload.{file_format}"
-        size = spool_upload(stream, local, settings.max_upload_bytes, "file").size
-        check_storage_quota(session, settings, org_id, size)
-        try:
-            if file_format != "json":  # a JSON array may legitimately be one long line
-                check_line_lengths(local, settings.max_line_bytes)
-            inspection = inspect_file(local, file_format, max_rows=settings.max_upload_rows)
-        except DatasetFormatError as exc:
-            raise Invalid(str(exc)) from exc
+    """Validate and store an upload as version 1 of a new dataset; a rejected upload leaves nothing in storage or the
+    database."""
+    with checked_upload(session, settings, stream, filename, org_id) as upload:
         dataset_id = new_id()
-        key = keys.dataset_prefix(org_id, dataset_id) + f"data.{file_format}"
-        with open(local, "rb") as fh:
-            store.put_stream(key, fh, size)
+        key = keys.dataset_prefix(org_id, dataset_id) + f"data.{upload.file_format}"
+        with open(upload.path, "rb") as fh:
+            store.put_stream(key, fh, upload.size)
+        rows = upload.rows
     dataset = Dataset(
         id=dataset_id,
         name=name,
         storage_key=key,
-        file_format=file_format,
-        size_bytes=size,
-        sample_count=inspection.rows,
+        file_format=upload.file_format,
+        size_bytes=upload.size,
+        sample_count=len(rows),
         domain=domain,
         dataset_type=dataset_type,
         org_id=org_id,
         created_by=created_by,
         is_optimized=False,
+        version=1,
+    )
+    first = DatasetVersion(
+        dataset_id=dataset_id,
+        version=1,
+        parent_version=None,
+        content_hash=content_hash(rows),
+        row_count=len(rows),
+        storage_key=key,
+        file_format=upload.file_format,
+        size_bytes=upload.size,
+        kind=DatasetVersionKind.UPLOAD,
+        reason=reason,
+        created_by=created_by,
     )
     try:
         session.add(dataset)
+        session.flush()
+        session.add(first)
         session.commit()
     except BaseException:
         session.rollback()
@@ -88,7 +131,7 @@ def check_line_lengths(path: Path, max_line_bytes: int) -> None:
 
 
 def storage_bytes(session: Session, org_id: str) -> int:
-    """Bytes the organization's uploads hold: its datasets and its knowledge bases' documents."""
+    """Bytes the organization's uploads hold: its datasets (every version) and its knowledge bases' documents."""
     datasets = session.execute(
         select(func.coalesce(func.sum(Dataset.size_bytes), 0)).where(Dataset.org_id == org_id)
     ).scalar_one()
@@ -97,7 +140,12 @@ def storage_bytes(session: Session, org_id: str) -> int:
         .join(KnowledgeBase, KnowledgeBase.id == KnowledgeDocument.knowledge_base_id)
         .where(KnowledgeBase.org_id == org_id)
     ).scalar_one()
-    return datasets + documents
+    older_versions = session.execute(
+        select(func.coalesce(func.sum(DatasetVersion.size_bytes), 0))
+        .join(Dataset, Dataset.id == DatasetVersion.dataset_id)
+        .where(Dataset.org_id == org_id, DatasetVersion.version != Dataset.version)
+    ).scalar_one()
+    return datasets + older_versions + documents
 
 
 def check_storage_quota(session: Session, settings: Settings, org_id: str, new_bytes: int) -> None:

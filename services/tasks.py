@@ -38,7 +38,7 @@ Temporal = Callable[[], Awaitable[Client]]  # connects on first use (temporal_cl
 def create_task(
     session: Session, body: StandardTaskCreate, mode: TaskMode, org_id: str, created_by: str | None
 ) -> MLTask:
-    ready_dataset(session, org_id, body.dataset_id)
+    dataset = ready_dataset(session, org_id, body.dataset_id)
     if body.retrain_on_change and body.knowledge_base_id is None:
         raise Invalid(
             "retrain_on_change: a task follows a knowledge base's changes only if it has one (knowledge_base_id)"
@@ -63,6 +63,8 @@ def create_task(
         status=TaskStatus.PENDING.value,
         model_name=body.model_name,
         dataset_id=body.dataset_id,
+        # it trains on the dataset as it is now: later versions are for later tasks
+        dataset_version=dataset.version,
         org_id=org_id,
         created_by=created_by,
         current_iteration=0,
@@ -185,6 +187,7 @@ def workflow_input(task: MLTask, settings: Settings, targeting: bool = True) -> 
         mode=task.mode,
         model_name=task.model_name,
         dataset_id=task.dataset_id,
+        dataset_version=task.dataset_version,
         hyperparameters=Hyperparameters(**hyperparameters),
         max_iterations=task.max_iterations,
         performance_threshold=task.performance_threshold,

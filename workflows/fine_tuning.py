@@ -246,6 +246,7 @@ class FineTuningWorkflow:
                 org_id=task.org_id,
                 iteration=n,
                 dataset_id=task.dataset_id,
+                dataset_version=task.dataset_version,
                 splits_key=state.splits_key,
                 previous_evaluation_key=previous_evaluation,
                 targeting=task.targeting,

@@ -1,0 +1,249 @@
+"""Dataset versions: list them, add one (a new upload, or a user's annotations of the head), read a version's rows
+for review, diff two versions row by row, and export one in the common formats.
+
+A version is immutable: its file is never rewritten, and the dataset row follows the newest (its head). Two writers
+that start from the same head race for the next number; the second gets Conflict and nothing of its write is kept.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.errors import Conflict, Invalid, NotFound
+from core.settings import Settings
+from core.status import DatasetVersionKind
+from db.models import Dataset, DatasetVersion, new_id
+from services.datasets import check_storage_quota, checked_upload, ready_dataset
+from storage import keys
+from storage.object_store import ObjectStore, get_file, put_bytes
+from versioning.annotations import AnnotationError, RowEdit, apply_edits
+from versioning.diff import RowDiff, diff_rows
+from versioning.export import export_lines
+from versioning.rows import Row, canonical_jsonl, content_hash, read_version
+
+
+def list_versions(session: Session, store: ObjectStore, org_id: str, dataset_id: str) -> list[DatasetVersion]:
+    dataset = ready_dataset(session, org_id, dataset_id)
+    record_first_version(session, store, dataset)
+    return list(
+        session.scalars(
+            select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id).order_by(DatasetVersion.version)
+        )
+    )
+
+
+def get_version(session: Session, store: ObjectStore, org_id: str, dataset_id: str, version: int) -> DatasetVersion:
+    dataset = ready_dataset(session, org_id, dataset_id)
+    record_first_version(session, store, dataset)
+    found = session.scalars(
+        select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id, DatasetVersion.version == version)
+    ).first()
+    if found is None:
+        raise NotFound(f"dataset {dataset_id} has no version {version} (its newest is {dataset.version})")
+    return found
+
+
+def record_first_version(session: Session, store: ObjectStore, dataset: Dataset) -> None:
+    """Record version 1 of a dataset made before versions (or written by a workflow) from its stored file."""
+    if session.scalars(select(DatasetVersion.id).where(DatasetVersion.dataset_id == dataset.id)).first():
+        return
+    rows = rows_at(store, dataset.storage_key, dataset.file_format)
+    session.add(
+        DatasetVersion(
+            dataset_id=dataset.id,
+            version=dataset.version,
+            parent_version=None,
+            content_hash=content_hash(rows),
+            row_count=len(rows),
+            storage_key=dataset.storage_key,
+            file_format=dataset.file_format,
+            size_bytes=dataset.size_bytes,
+            kind=DatasetVersionKind.RECORDED,
+            reason="recorded from the dataset's file",
+            created_by=dataset.created_by,
+        )
+    )
+    try:
+        session.commit()
+    except IntegrityError:  # recorded meanwhile by another request: the same rows
+        session.rollback()
+
+
+def rows_at(store: ObjectStore, storage_key: str, file_format: str) -> list[Row]:
+    with tempfile.TemporaryDirectory() as tmp:
+        return read_version(get_file(store, storage_key, Path(tmp) / f"data.{file_format}"), file_format)
+
+
+def version_rows(store: ObjectStore, version: DatasetVersion) -> list[Row]:
+    return rows_at(store, version.storage_key, version.file_format)
+
+
+def upload_version(
+    session: Session,
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    org_id: str,
+    dataset_id: str,
+    stream: BinaryIO,
+    filename: str,
+    reason: str | None,
+    created_by: str | None,
+    base_version: int | None = None,
+) -> DatasetVersion:
+    """A new version of the dataset from an uploaded file, validated as a first upload is."""
+    head = head_version(session, store, org_id, dataset_id, base_version)
+    with checked_upload(session, settings, stream, filename, org_id) as upload:
+        key = version_key(org_id, dataset_id, head.version + 1, upload.file_format)
+        with open(upload.path, "rb") as fh:
+            store.put_stream(key, fh, upload.size)
+        rows, file_format, size = upload.rows, upload.file_format, upload.size
+    return _add_version(
+        session,
+        store,
+        head,
+        rows,
+        key=key,
+        file_format=file_format,
+        size=size,
+        kind=DatasetVersionKind.UPLOAD,
+        reason=reason,
+        created_by=created_by,
+    )
+
+
+def annotate(
+    session: Session,
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    org_id: str,
+    dataset_id: str,
+    edits: list[RowEdit],
+    reason: str,
+    created_by: str | None,
+    base_version: int | None = None,
+) -> DatasetVersion:
+    """A new version with the edits applied to the head's rows; Invalid, naming the row and field, for a bad edit."""
+    head = head_version(session, store, org_id, dataset_id, base_version)
+    try:
+        rows = apply_edits(version_rows(store, head), edits)
+    except AnnotationError as exc:
+        raise Invalid(str(exc)) from exc
+    data = canonical_jsonl(rows)
+    check_storage_quota(session, settings, org_id, len(data))
+    key = version_key(org_id, dataset_id, head.version + 1, "jsonl")
+    put_bytes(store, key, data)
+    return _add_version(
+        session,
+        store,
+        head,
+        rows,
+        key=key,
+        file_format="jsonl",
+        size=len(data),
+        kind=DatasetVersionKind.ANNOTATION,
+        reason=reason,
+        created_by=created_by,
+    )
+
+
+def version_key(org_id: str, dataset_id: str, version: int, file_format: str) -> str:
+    """Where a new version's file goes: unique to the write, so a writer that loses the race for the version number
+    deletes only its own file."""
+    return keys.dataset_prefix(org_id, dataset_id) + f"v{version}-{new_id()[:12]}.{file_format}"
+
+
+def head_version(
+    session: Session, store: ObjectStore, org_id: str, dataset_id: str, base_version: int | None
+) -> DatasetVersion:
+    """The dataset's newest version; Conflict when the caller worked from another one (`base_version`)."""
+    dataset = ready_dataset(session, org_id, dataset_id)
+    if dataset.is_optimized:
+        raise Conflict(
+            f"dataset {dataset_id} is a task's training set, written by its workflow; it takes no new versions"
+        )
+    if base_version is not None and base_version != dataset.version:
+        raise Conflict(
+            f"dataset {dataset_id} is at version {dataset.version}, not {base_version}: "
+            "read it again and redo the change"
+        )
+    return get_version(session, store, org_id, dataset_id, dataset.version)
+
+
+def _add_version(
+    session: Session,
+    store: ObjectStore,
+    parent: DatasetVersion,
+    rows: list[Row],
+    *,
+    key: str,
+    file_format: str,
+    size: int,
+    kind: DatasetVersionKind,
+    reason: str | None,
+    created_by: str | None,
+) -> DatasetVersion:
+    changes = diff_rows(version_rows(store, parent), rows).counts
+    version = DatasetVersion(
+        dataset_id=parent.dataset_id,
+        version=parent.version + 1,
+        parent_version=parent.version,
+        content_hash=content_hash(rows),
+        row_count=len(rows),
+        storage_key=key,
+        file_format=file_format,
+        size_bytes=size,
+        kind=kind,
+        reason=reason,
+        changes=changes,
+        created_by=created_by,
+    )
+    try:
+        dataset = session.get_one(Dataset, parent.dataset_id)
+        dataset.version = version.version
+        dataset.storage_key, dataset.file_format, dataset.size_bytes, dataset.sample_count = (
+            key,
+            file_format,
+            size,
+            len(rows),
+        )
+        session.add(version)
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        store.delete_prefix(key)
+        raise Conflict(
+            f"dataset {parent.dataset_id} got version {parent.version + 1} from another change meanwhile: "
+            "read it again and redo the change"
+        ) from exc
+    except BaseException:
+        session.rollback()
+        store.delete_prefix(key)
+        raise
+    return version
+
+
+def diff_versions(
+    session: Session, store: ObjectStore, org_id: str, dataset_id: str, before: int | None, after: int | None
+) -> tuple[int, int, RowDiff]:
+    """(from, to, diff); `after` defaults to the head and `before` to its parent. Version 0 is the empty dataset before
+    the first (a first version's parent): every row of the other side is added."""
+    head = after or ready_dataset(session, org_id, dataset_id).version
+    second = get_version(session, store, org_id, dataset_id, head)
+    if before is None:
+        before = second.parent_version or 0
+    first_rows = version_rows(store, get_version(session, store, org_id, dataset_id, before)) if before else []
+    return before, second.version, diff_rows(first_rows, version_rows(store, second))
+
+
+def export_version(store: ObjectStore, version: DatasetVersion, file_format: str) -> Iterator[bytes]:
+    for line in export_lines(version_rows(store, version), file_format):
+        yield line.encode("utf-8")

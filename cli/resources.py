@@ -28,7 +28,9 @@ Handler = Callable[[ApiClient, argparse.Namespace], "int | None"]
 
 # The columns of each kind of row in a listing.
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "datasets": ("dataset_id", "name", "status", "sample_count", "file_format", "domain"),
+    "datasets": ("dataset_id", "name", "status", "version", "sample_count", "file_format", "domain"),
+    "dataset versions": ("version", "parent_version", "kind", "row_count", "changes", "reason", "created_at"),
+    "rows": ("row_id", "question", "answer", "checks", "tags", "excluded"),
     "tasks": (
         "task_id",
         "task_name",
@@ -174,6 +176,92 @@ def datasets_show(api: ApiClient, args: argparse.Namespace) -> None:
             "rows"
         ]
     output(args, dataset, details_with("preview"))
+
+
+def datasets_versions(api: ApiClient, args: argparse.Namespace) -> None:
+    output(args, api.call("GET", url("datasets", args.id, "versions")), listing("dataset versions"))
+
+
+def datasets_new_version(api: ApiClient, args: argparse.Namespace) -> None:
+    with open(args.file, "rb") as fh:
+        form = given(reason=args.reason, base_version=args.base_version)
+        output(
+            args,
+            api.call("POST", url("datasets", args.id, "versions"), files={"file": (args.file.name, fh)}, data=form),
+            details,
+        )
+
+
+def datasets_diff(api: ApiClient, args: argparse.Namespace) -> None:
+    params = given(from_version=args.from_version, to_version=args.to_version, limit=args.limit)
+    diff = api.call("GET", url("datasets", args.id, "diff"), params=params)
+
+    def view(console: Console, d: dict) -> None:
+        counts = ", ".join(f"{n} {what}" for what, n in d["counts"].items())
+        console.print(f"dataset {d['dataset_id']}: version {d['from_version']} → {d['to_version']}: {counts}")
+        for sign, key in (("+", "added"), ("-", "removed")):
+            for row in d[key]:
+                console.print(f"{sign} {row['row_id']}: {json.dumps(row['record'], ensure_ascii=False)}")
+        for row in d["changed"]:
+            for name in row["fields"]:
+                console.print(
+                    f"~ {row['row_id']} {name}: {json.dumps(row['before'].get(name), ensure_ascii=False)} → "
+                    f"{json.dumps(row['after'].get(name), ensure_ascii=False)}"
+                )
+
+    output(args, diff, view)
+
+
+def datasets_rows(api: ApiClient, args: argparse.Namespace) -> None:
+    version = args.version or api.call("GET", url("datasets", args.id))["version"]
+    params = given(limit=args.limit, offset=args.offset, tag=args.tag, excluded=args.excluded)
+    rows = api.call("GET", url("datasets", args.id, "versions", version, "rows"), params=params)
+    for row in rows["items"]:  # the table shows each check in one line
+        row["checks"] = "; ".join(
+            ("(derived) " if c.get("derived") else "") + json.dumps({k: v for k, v in c.items() if k != "derived"})
+            for c in row["checks"]
+        )
+    output(args, rows, listing("rows"))
+
+
+def datasets_annotate(api: ApiClient, args: argparse.Namespace) -> None:
+    edit: dict[str, Any] = given(row_id=args.row, answer=args.answer)
+    if args.checks is not None:
+        edit["checks"] = args.checks
+    if args.tag:
+        edit["add_tags"] = args.tag
+    if args.untag:
+        edit["remove_tags"] = args.untag
+    if args.exclude or args.include:
+        edit["excluded"] = bool(args.exclude)
+    body = given(reason=args.reason, base_version=args.base_version, edits=[edit])
+    output(args, api.call("POST", url("datasets", args.id, "annotations"), json=body), details)
+
+
+def datasets_download(api: ApiClient, args: argparse.Namespace) -> None:
+    version = args.version or api.call("GET", url("datasets", args.id))["version"]
+    path = url("datasets", args.id, "versions", version, "download")
+    with api.reaching(), api.http.stream("GET", path, params={"format": args.format}) as response:
+        api.check(response)
+        lines = 0
+        with open(args.output, "wb") as out:
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+                lines += chunk.count(b"\n")
+    result = {"dataset_id": args.id, "version": version, "format": args.format, "path": str(args.output), "rows": lines}
+    output(args, result, details)
+
+
+def json_list(value: str) -> list:
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from exc
+    if not isinstance(parsed, list):
+        raise argparse.ArgumentTypeError(
+            'expected a JSON list of checks, e.g. \'[{"type": "polarity", "value": "no"}]\''
+        )
+    return parsed
 
 
 # --- tasks ---------------------------------------------------------------------------------------
@@ -423,6 +511,43 @@ def add_resource_commands(commands: argparse._SubParsersAction) -> None:
     parser = command(datasets, "show", datasets_show, "show a dataset")
     parser.add_argument("id")
     parser.add_argument("--preview", type=int, metavar="N", help="with its first N rows")
+    command(datasets, "versions", datasets_versions, "list a dataset's versions").add_argument("id")
+    parser = command(
+        datasets, "new-version", datasets_new_version, "upload a file as the next version of a dataset (all its rows)"
+    )
+    parser.add_argument("id")
+    parser.add_argument("file", type=existing_file)
+    parser.add_argument("--reason")
+    parser.add_argument("--base-version", type=int, metavar="N", help="refuse if the dataset is no longer at N")
+    parser = with_limit(command(datasets, "diff", datasets_diff, "rows added, removed and changed between versions"))
+    parser.add_argument("id")
+    parser.add_argument("--from", dest="from_version", type=int, metavar="N", help="default: the parent of --to")
+    parser.add_argument("--to", dest="to_version", type=int, metavar="N", help="default: the newest version")
+    parser = with_limit(command(datasets, "rows", datasets_rows, "a version's rows with their fact checks"))
+    parser.add_argument("id")
+    parser.add_argument("--version", type=int, help="default: the newest")
+    parser.add_argument("--offset", type=int)
+    parser.add_argument("--tag", help="only rows with this tag")
+    parser.add_argument("--excluded", choices=("true", "false"), help="only excluded (true) or included rows")
+    parser = command(
+        datasets, "annotate", datasets_annotate, "correct a row's answer or checks, tag it, exclude or include it"
+    )
+    parser.add_argument("id")
+    parser.add_argument("--row", required=True, metavar="ROW_ID")
+    parser.add_argument("--reason", required=True, help="why: kept with the new version")
+    parser.add_argument("--answer", help="the corrected answer")
+    parser.add_argument("--checks", type=json_list, metavar="JSON", help="the row's checks, replacing its own")
+    parser.add_argument("--tag", action="append", default=[], help="add a tag (repeatable)")
+    parser.add_argument("--untag", action="append", default=[], help="remove a tag (repeatable)")
+    include = parser.add_mutually_exclusive_group()
+    include.add_argument("--exclude", action="store_true", help="leave the row out of training and evaluation")
+    include.add_argument("--include", action="store_true", help="bring an excluded row back")
+    parser.add_argument("--base-version", type=int, metavar="N", help="refuse if the dataset is no longer at N")
+    parser = command(datasets, "download", datasets_download, "download a version as JSONL, alpaca or chat rows")
+    parser.add_argument("id")
+    parser.add_argument("--version", type=int, help="default: the newest")
+    parser.add_argument("--format", choices=("jsonl", "alpaca", "chat"), default="jsonl")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
 
     tasks = group("tasks", "create, run, follow and report fine-tuning tasks")
     parser = command(tasks, "create", tasks_create, "create a fine-tuning task")

@@ -63,7 +63,7 @@ def apply_edits(rows: list[Row], edits: list[RowEdit]) -> list[Row]:
             record.pop(EXCLUDED_FIELD, None)
         if record == out[index].record:
             raise AnnotationError(f"the edit of row {edit.row_id!r} changes nothing")
-        out[index] = Row(edit.row_id, record, out[index].line)
+        out[index] = Row.of(edit.row_id, record, out[index].line)
     return out
 
 

@@ -42,7 +42,7 @@ def diff_rows(before: list[Row], after: list[Row]) -> RowDiff:
         previous = old.get(row.id)
         if previous is None:
             diff.added.append(row)
-        elif previous.record == row.record:
+        elif previous.text == row.text:
             diff.unchanged += 1
         else:
             fields = sorted(

@@ -105,6 +105,19 @@ export async function request(method, path, options = {}) {
 }
 
 export const get = (path, query) => request("GET", path, {query});
+
+/** Fetch a file with the session's token and hand it to the browser as a download named `filename`. */
+export async function download(path, query, filename) {
+  const response = await send("GET", path, {query});
+  if (!response.ok) throw await errorFrom(response);
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = filename;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 0);
+}
 export const post = (path, json) => request("POST", path, {json});
 
 export async function login(username, password, org) {

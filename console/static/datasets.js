@@ -2,6 +2,7 @@
 // a preview of its rows.
 
 import {ApiError, get, upload} from "./api.js";
+import {versionSections} from "./dataset_versions.js";
 import {PAGE, bytes, can, facts, field, flash, h, navigate, pager, render, setTitle, showError, statusBadge, table, when} from "./dom.js";
 
 const datasetPath = (id) => `/api/v1/datasets/${encodeURIComponent(id)}`;
@@ -78,7 +79,7 @@ function uploadForm() {
   return form;
 }
 
-export async function datasetPage({params: [id]}) {
+export async function datasetPage({params: [id], query, me}) {
   let dataset;
   try {
     dataset = await get(datasetPath(id));
@@ -91,6 +92,7 @@ export async function datasetPage({params: [id]}) {
   }
   setTitle(dataset.name);
   const preview = h("div", {}, h("p", {}, "Loading the preview…"));
+  const versions = h("div", {}, dataset.status === "READY" ? h("p", {}, "Loading the versions…") : null);
   render(
     h("p", {class: "crumbs"}, h("a", {href: "#/datasets"}, "Datasets"), " / ", dataset.name),
     h("h1", {}, dataset.name),
@@ -100,6 +102,7 @@ export async function datasetPage({params: [id]}) {
         ["Status", statusBadge(dataset.status)],
         ["Error", dataset.error],
         ["Examples", dataset.sample_count],
+        ["Version", String(dataset.version)],
         ["Format", dataset.file_format],
         ["Size", bytes(dataset.size_bytes)],
         ["Domain", dataset.domain],
@@ -107,7 +110,8 @@ export async function datasetPage({params: [id]}) {
         ["Created", when(dataset.created_at)],
       ])),
     h("section", {"aria-labelledby": "lineage-heading"}, h("h2", {id: "lineage-heading"}, "Lineage"), lineage(dataset)),
-    h("section", {"aria-labelledby": "preview-heading"}, h("h2", {id: "preview-heading"}, "Preview"), preview));
+    h("section", {"aria-labelledby": "preview-heading"}, h("h2", {id: "preview-heading"}, "Preview"), preview),
+    versions);
   if (dataset.status !== "READY") {
     preview.replaceChildren(h("p", {class: "empty"}, `No preview while the dataset is ${dataset.status}.`));
     return;
@@ -119,6 +123,12 @@ export async function datasetPage({params: [id]}) {
                                   {empty: "The dataset has no rows."}));
   } catch (error) {
     preview.replaceChildren(h("p", {class: "empty"}, "The preview could not be loaded."));
+    showError(error);
+  }
+  try {
+    versions.replaceChildren(...await versionSections(dataset, query, me));
+  } catch (error) {
+    versions.replaceChildren(h("p", {class: "empty"}, "The versions could not be loaded."));
     showError(error);
   }
 }

@@ -158,6 +158,52 @@ def test_datasets_and_the_errors_of_the_api(served, wlops, tmp_path):
     assert (shown["status"], shown["documents"]) == ("CREATED", [])
 
 
+def test_dataset_versions_from_the_command_line(served, wlops, tmp_path):
+    _, url = served
+    login(wlops, url)
+    path = write_dataset(tmp_path / "faq.jsonl")
+    [dataset] = wlops.json("datasets", "upload", str(path), "--name", "FAQ")
+    dataset_id = dataset["dataset_id"]
+    [rows] = wlops.json("datasets", "rows", dataset_id, "--limit", "2")
+    first = rows["items"][0]
+    assert rows["version"] == 1 and rows["total"] == 48 and first["checks"]
+
+    # correct a row's checks and tag it, then exclude another: two versions, each with its reason
+    [annotated] = wlops.json(
+        "datasets", "annotate", dataset_id, "--row", first["row_id"], "--reason", "reviewed",
+        "--checks", '[{"type": "contains_any", "values": ["x"]}]', "--tag", "reviewed",
+    )  # fmt: skip
+    assert (annotated["version"], annotated["kind"], annotated["reason"]) == (2, "annotation", "reviewed")
+    code, out, _ = wlops(
+        "datasets", "annotate", dataset_id, "--row", rows["items"][1]["row_id"], "--reason", "off topic", "--exclude"
+    )
+    assert code == 0 and "annotation" in out
+    [versions] = wlops.json("datasets", "versions", dataset_id)
+    assert [v["version"] for v in versions["items"]] == [1, 2, 3] and versions["head"] == 3
+    [diff] = wlops.json("datasets", "diff", dataset_id, "--from", "1")
+    assert diff["counts"] == {"added": 0, "removed": 0, "changed": 2, "unchanged": 46}
+    code, out, _ = wlops("datasets", "diff", dataset_id)
+    assert code == 0 and "version 2 → 3" in out and "excluded" in out
+    [tagged] = wlops.json("datasets", "rows", dataset_id, "--tag", "reviewed")
+    assert [r["row_id"] for r in tagged["items"]] == [first["row_id"]] and not tagged["items"][0]["checks"].startswith(
+        "(derived)"
+    )
+
+    # downloads, and a new upload as the next version
+    [chat] = wlops.json("datasets", "download", dataset_id, "--format", "chat", "-o", str(tmp_path / "chat.jsonl"))
+    assert chat["rows"] == 47 and '"messages"' in (tmp_path / "chat.jsonl").read_text()
+    [uploaded] = wlops.json("datasets", "new-version", dataset_id, str(path), "--reason", "as uploaded")
+    assert uploaded["version"] == 4 and uploaded["changes"]["changed"] == 2
+
+    # errors: the API's message, exit 1; a usage error, exit 2
+    code, _, err = wlops("datasets", "annotate", dataset_id, "--row", "nope", "--reason", "x", "--exclude")
+    assert code == 1 and "'nope' is not in this version" in err
+    code, _, err = wlops("datasets", "annotate", dataset_id, "--row", "r", "--reason", "x", "--checks", "{")
+    assert code == 2 and "not JSON" in err
+    code, _, err = wlops("datasets", "new-version", dataset_id, str(path), "--base-version", "1")
+    assert code == 1 and "not 1" in err
+
+
 class DroppingProxy:
     """A TCP proxy in front of the API that cuts the first task event stream right after its first `status` event, as a
     flaky network would: the follower has to reconnect with Last-Event-ID."""

@@ -173,6 +173,30 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
                 "What port does the backup service"
             )
             await alice.shot("dataset-preview")
+
+            # --- reviewing rows: derived checks marked, a correction saved as a new version, the diff -------
+            rows = page.get_by_role("table", name="Rows: 48")
+            await expect(rows).to_contain_text("derived")
+            first = rows.locator("tbody tr").first
+            row_id = await first.locator("th code").inner_text()
+            await page.get_by_role("button", name=f"Edit row {row_id}").click()
+            editor = page.get_by_role("form", name=f"Edit row {row_id}")
+            await editor.get_by_label("Tags (comma separated)").fill("reviewed")
+            await editor.get_by_role("button", name="Save as a new version").click()
+            await expect(editor.get_by_label("Why")).to_have_js_property("validity.valid", False)
+            await editor.get_by_label("Why").fill("checked against the handbook")
+            await editor.get_by_role("button", name="Save as a new version").click()
+            await expect(page.get_by_role("status")).to_contain_text(f"Saved row {row_id} as version 2.")
+            await expect(page.get_by_role("table", name=re.compile("Versions: 2"))).to_contain_text(
+                "checked against the handbook"
+            )
+            await page.get_by_role("button", name="Show changes").click()
+            changes = page.get_by_role("table", name="Version 1 → 2")
+            await expect(changes).to_contain_text(row_id)
+            await expect(changes).to_contain_text("tags")
+            await alice.shot("dataset-versions")
+            await page.get_by_role("link", name="reviewed").first.click()
+            await expect(page.get_by_role("table", name="Rows: 1")).to_contain_text(row_id)
             await alice.nav("Datasets")
             await expect(page.get_by_role("table", name="Datasets: 1")).to_contain_text("ferro-faq")
             await alice.shot("datasets")

@@ -54,6 +54,10 @@ class Unavailable(DomainError):
     """A service this operation needs (Temporal) is unreachable."""
 
 
+class Corrupted(DomainError):
+    """A stored artifact no longer matches the checksum recorded for it: it is refused, never used."""
+
+
 # The most specific class wins: QuotaExceeded is a Conflict (409) too.
 HTTP_STATUS: dict[type[DomainError], int] = {
     Invalid: 422,
@@ -64,6 +68,7 @@ HTTP_STATUS: dict[type[DomainError], int] = {
     TooLarge: 413,
     RateLimited: 429,
     Unavailable: 503,
+    Corrupted: 500,  # the platform's fault, said loudly with what failed
 }
 
 

@@ -11,11 +11,11 @@ Every lookup is inside one organization (`org_id`): another tenant's model is si
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tarfile
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
 from pydantic import ValidationError
@@ -25,7 +25,7 @@ from temporalio.service import RPCError
 
 from core.access import Scope
 from core.clock import utcnow
-from core.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
+from core.errors import Conflict, Corrupted, Forbidden, Invalid, NotFound, Unavailable
 from core.settings import TASK_QUEUE_WORKFLOWS, Settings
 from core.status import GateStatus
 from db.models import (
@@ -45,7 +45,8 @@ from schemas.reports import EvaluationReport
 from schemas.workflow_io import ActivityTimeouts, GateAdapter, GateTestSet, PromotionGateInput
 from services.tasks import Temporal
 from storage import keys
-from storage.object_store import ObjectNotFound, ObjectStore, get_bytes
+from storage.checksums import ChecksumMismatch, stored_digest, verify_folder
+from storage.object_store import ObjectNotFound, ObjectStore, get_bytes, get_dir
 from temporal_client.workflows import PromotionGateWorkflow
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -159,15 +160,10 @@ def resolve_served(session: Session, org_id: str, reference: str) -> Served:
 
 def adapter_digest(store: ObjectStore, adapter_key: str) -> tuple[str, int]:
     """sha256 over the adapter's files (name and bytes, in name order) and their total size."""
-    names = sorted(store.list(adapter_key))
-    if not names:
-        raise Invalid(f"the adapter {adapter_key} is missing from storage")
-    digest, size = hashlib.sha256(), 0
-    for name in names:
-        data = get_bytes(store, name)
-        digest.update(name[len(adapter_key) :].encode() + b"\0" + data)
-        size += len(data)
-    return digest.hexdigest(), size
+    try:
+        return stored_digest(store, adapter_key)
+    except ObjectNotFound as exc:
+        raise Invalid(f"the adapter {adapter_key} is missing from storage") from exc
 
 
 def register_version(
@@ -305,18 +301,21 @@ def delete_version(session: Session, model: RegisteredModel, version: int) -> No
 
 
 def write_adapter_tar(store: ObjectStore, version: ModelVersion, out: IO[bytes]) -> None:
-    """The adapter folder (adapter_config.json, adapter_model.safetensors, ...) as an uncompressed tar."""
-    names = sorted(store.list(version.adapter_key))
-    if not names:
-        raise NotFound(f"the adapter of version {version.version} is missing from storage")
-    with tarfile.open(fileobj=out, mode="w|") as tar, tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            relative = name[len(version.adapter_key) :]
-            local = f"{tmp}/file"
-            with open(local, "wb") as handle:
-                for chunk in store.get_stream(name):
-                    handle.write(chunk)
-            tar.add(local, arcname=relative)
+    """The adapter folder (adapter_config.json, adapter_model.safetensors, ...) as an uncompressed tar, once its files
+    are checked against the sha256 recorded when the version was registered (Corrupted, and nothing written, if not)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "adapter"
+        try:
+            get_dir(store, version.adapter_key, folder)
+        except ObjectNotFound as exc:
+            raise NotFound(f"the adapter of version {version.version} is missing from storage") from exc
+        try:
+            verify_folder(folder, version.sha256, f"the adapter of version {version.version}")
+        except ChecksumMismatch as exc:
+            raise Corrupted(f"{exc}; it is not sent") from exc
+        with tarfile.open(fileobj=out, mode="w|") as tar:
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                tar.add(path, arcname=path.relative_to(folder).as_posix())
 
 
 # ---------------------------------------------------------------- aliases

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from auth.callers import Caller
 from core import errors
 from core.settings import Settings
+from db.models import ModelVersion
 from ml.chat import RAG_SYSTEM_PROMPT, SYSTEM_PROMPT, user_turn
 from observability import metrics
 from services import knowledge, qa, registry
@@ -27,7 +30,10 @@ from services.qa import CompletionStatus
 from serving.engine import AdapterRef, GenerationRequest, SamplingParams
 from serving.engines import Engines
 from serving.protocol import ChatCompletionRequest, ModelCard, ModelList, Source, Usage
+from storage.checksums import ChecksumMismatch, verify_folder
 from storage.object_store import ObjectStore, get_dir
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -122,6 +128,7 @@ class CompletionService:
         self.engines = engines
         self.indexes = indexes  # the knowledge bases' indexes, loaded once per version
         self.adapter_dir = settings.data_dir / "serving" / "adapters"
+        self.verified_adapters: set[str] = set()  # version ids whose local copy matched its checksum
 
     def models(self, caller: Caller) -> ModelList:
         """What the caller may ask for: each registered model of its organization, by name and by each of its aliases,
@@ -169,7 +176,7 @@ class CompletionService:
             )
         messages = await to_thread.run_sync(self._messages, completion)
         version = completion.served.version
-        adapter = await to_thread.run_sync(self._adapter, version.id, version.adapter_key) if version else None
+        adapter = await to_thread.run_sync(self._adapter, version) if version else None
         engine = await to_thread.run_sync(self.engines.get, completion.served.base_model)
         chat = engine.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, tokenize=True, return_dict=True
@@ -224,15 +231,28 @@ class CompletionService:
             messages.insert(0, {"role": "system", "content": RAG_SYSTEM_PROMPT if kb_id else SYSTEM_PROMPT})
         return messages
 
-    def _adapter(self, version_id: str, adapter_key: str) -> AdapterRef:
-        """The version's adapter folder on this machine (fetched once; a version never changes)."""
-        folder = self.adapter_dir / version_id
+    def _adapter(self, version: ModelVersion) -> AdapterRef:
+        """The version's adapter folder on this machine, fetched once (a version never changes) and held to the sha256
+        recorded when it was registered before this process first serves it: a mismatch is Corrupted, and the copy is
+        thrown away so a repaired adapter can be fetched again."""
+        folder = self.adapter_dir / version.id
+        if version.id in self.verified_adapters and folder.exists():
+            return AdapterRef(version.id, folder)
         if not folder.exists():
-            partial = self.adapter_dir / f".{version_id}.{uuid.uuid4().hex}"
-            get_dir(self.store, adapter_key, partial)
+            partial = self.adapter_dir / f".{version.id}.{uuid.uuid4().hex}"
+            get_dir(self.store, version.adapter_key, partial)
             with contextlib.suppress(OSError):  # another request fetched it first
                 partial.rename(folder)
-        return AdapterRef(version_id, folder)
+            shutil.rmtree(partial, ignore_errors=True)
+        what = f"the adapter of {version.id}"
+        try:
+            verify_folder(folder, version.sha256, what)
+        except ChecksumMismatch as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            log.error("refused to serve a corrupted adapter: %s", exc)
+            raise errors.Corrupted(f"{exc}; it is not served") from exc
+        self.verified_adapters.add(version.id)
+        return AdapterRef(version.id, folder)
 
     def record(self, completion: Completion, status: CompletionStatus, error: str | None) -> None:
         """The completion's metrics and its entry in the history."""

@@ -74,6 +74,7 @@ def version_row(
     adapter_key: str,
     splits_key: str | None = None,
     size_bytes: int = 1,
+    sha256: str = "0" * 64,
 ) -> ModelVersion:
     """A READY registered version of a task's first iteration, as registering it leaves the row (not yet added)."""
     return ModelVersion(
@@ -82,7 +83,7 @@ def version_row(
         org_id=org_id,
         version=number,
         adapter_key=adapter_key,
-        sha256="0" * 64,
+        sha256=sha256,
         size_bytes=size_bytes,
         status="READY",
         task_id=task_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from activities.context import ActivityContext
 from db.models import ModelVersion, RegisteredModel, new_id
 from services import registry
+from storage.checksums import stored_digest
 from storage.object_store import put_dir
 from testkit.factories import version_row
 
@@ -14,9 +15,16 @@ def add_version(ctx: ActivityContext, model: RegisteredModel, number: int, adapt
     task_id = new_id()
     adapter_key = f"models/{task_id}/iter-1/adapter/"
     put_dir(ctx.store, adapter_key, adapter_dir)
+    sha256, size = stored_digest(ctx.store, adapter_key)
     with ctx.sessions() as session:
         version = version_row(
-            model_id=model.id, org_id=model.org_id, number=number, task_id=task_id, adapter_key=adapter_key
+            model_id=model.id,
+            org_id=model.org_id,
+            number=number,
+            task_id=task_id,
+            adapter_key=adapter_key,
+            sha256=sha256,
+            size_bytes=size,
         )
         session.add(version)
         session.commit()

@@ -18,7 +18,8 @@ from core.access import Role
 from db.models import AliasMove, ModelVersion, QAEntry, RegisteredModel, new_id
 from services.identity import token_pair
 from serving.app import create_serving_app
-from testkit.api import TEST_PASSWORD
+from storage.object_store import put_bytes
+from testkit.api import TEST_PASSWORD, api_client
 from testkit.registry import add_version, point
 from testkit.servers import serving
 
@@ -169,6 +170,24 @@ def test_bad_requests_get_openai_errors(world):
     with pytest.raises(openai.NotFoundError):  # another organization's model does not exist for it
         client(base_url, tokens["stranger"]).chat.completions.create(model="bot", messages=ASK)
     assert "bot" not in {m.id for m in client(base_url, tokens["stranger"]).models.list().data}
+
+
+async def test_an_adapter_that_fails_its_checksum_is_neither_served_nor_downloaded(world):
+    settings, ctx, model, base_url, tokens, app = world
+    [tampered] = [v for v in versions(ctx, model) if v.version == 2]
+    put_bytes(ctx.store, tampered.adapter_key + "adapter_model.safetensors", b"not the adapter that was registered")
+    api = client(base_url, tokens["owner"])
+    with pytest.raises(openai.InternalServerError) as caught:
+        api.chat.completions.create(model="bot@staging", messages=ASK, max_tokens=2)
+    assert "failed its checksum" in caught.value.message and "not served" in caught.value.message
+    assert api.chat.completions.create(model="bot", messages=ASK, max_tokens=2).model == "bot@1"  # v1 is intact
+    with ctx.sessions() as session:
+        failed = session.scalars(select(QAEntry).where(QAEntry.status == "failed")).one()
+    assert failed.model_version_id == tampered.id and "failed its checksum" in (failed.error or "")
+    async with api_client(settings, "olga", "serve-org") as rest:
+        response = await rest.get("/api/v1/models/bot/versions/2/adapter")
+        assert response.status_code == 500 and "failed its checksum" in response.json()["detail"]
+        assert (await rest.get("/api/v1/models/bot/versions/1/adapter")).status_code == 200
 
 
 def test_an_alias_move_takes_effect_without_a_restart_while_a_stream_finishes_on_its_version(world):

@@ -170,6 +170,10 @@ class Settings(BaseSettings):
     retrain_poll_seconds: float = Field(
         default=30, gt=0, description="How often a pending retraining looks whether its task has ended."
     )
+    # Retention: a scheduled workflow prunes the QA history and finished tasks' events past each organization's limits.
+    retention_interval_hours: float = Field(
+        default=24, gt=0, le=24 * 30, description="How often the retention workflow runs (a Temporal schedule)."
+    )
     # Tasks with a knowledge base: how training prompts are built (RAFT) and how long they may be.
     raft_oracle_fraction: float = Field(
         default=0.8, ge=0, le=1, description="Share of training prompts whose passages include the answer's chunk."

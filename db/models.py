@@ -33,7 +33,24 @@ class Organization(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(100), unique=True)
+    # how long the QA history and finished tasks' events are kept (None: for ever); the retention workflow prunes
+    qa_retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    event_retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RetentionRun(Base):
+    """What one pass of the retention workflow pruned in one organization, and the cut-offs it used."""
+
+    __tablename__ = "retention_runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(String(64), index=True)
+    ran_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    qa_entries: Mapped[int] = mapped_column(Integer)
+    task_events: Mapped[int] = mapped_column(Integer)
+    qa_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    events_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class User(Base):

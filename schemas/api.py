@@ -371,8 +371,33 @@ class OrganizationCreate(RequestModel):
     name: str = Field(min_length=1, max_length=100)
 
 
+RetentionDays = Annotated[int | None, Field(ge=1, le=3650)]
+
+
 class OrganizationUpdate(RequestModel):
-    name: str = Field(min_length=1, max_length=100)
+    """Rename the organization, or set how long it keeps its QA history and finished tasks' events (null: for ever)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    qa_retention_days: RetentionDays = Field(default=None, description="Delete QA history older than this many days")
+    event_retention_days: RetentionDays = Field(
+        default=None, description="Delete finished tasks' events older than this many days"
+    )
+
+
+class RetentionRunPublic(BaseModel):
+    ran_at: UtcDateTime
+    qa_entries: int = Field(description="QA history entries deleted")
+    task_events: int = Field(description="Task events deleted")
+    qa_before: UtcDateTime | None = None
+    events_before: UtcDateTime | None = None
+
+
+class RetentionPublic(BaseModel):
+    org_id: str
+    qa_retention_days: int | None
+    event_retention_days: int | None
+    interval_hours: float = Field(description="How often the retention workflow runs")
+    runs: list[RetentionRunPublic] = Field(description="The latest passes that found limits here, newest first")
 
 
 class OrganizationPublic(BaseModel):
@@ -383,6 +408,8 @@ class OrganizationPublic(BaseModel):
     max_running_tasks: int
     storage_bytes: int
     max_storage_bytes: int
+    qa_retention_days: int | None = None
+    event_retention_days: int | None = None
 
 
 class MemberCreate(RequestModel):

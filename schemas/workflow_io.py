@@ -574,3 +574,27 @@ class RecordGateInput:
     gate_id: str
     status: str
     error: str | None = None
+
+
+@dataclass
+class RetentionInput:
+    """One pass of the retention workflow (its schedule starts one every `retention_interval_hours`)."""
+
+    reason: str = "scheduled"
+
+
+@dataclass
+class PruneExpiredInput:
+    now: str  # ISO 8601, the workflow's time: what is older than each organization's limit before it is pruned
+
+
+@dataclass
+class PrunedCounts:
+    org_id: str
+    qa_entries: int
+    task_events: int
+
+
+@dataclass
+class RetentionResult:
+    pruned: list[PrunedCounts]

@@ -28,6 +28,7 @@ from schemas.api import (
     MemberPublic,
     OrganizationMembership,
     OrganizationPublic,
+    OrganizationUpdate,
     TokenPair,
 )
 from services.datasets import storage_bytes
@@ -158,6 +159,8 @@ def org_public(session: Session, settings: Settings, org: Organization) -> Organ
         max_running_tasks=settings.max_running_tasks_per_org,
         storage_bytes=storage_bytes(session, org.id),
         max_storage_bytes=settings.max_storage_bytes_per_org,
+        qa_retention_days=org.qa_retention_days,
+        event_retention_days=org.event_retention_days,
     )
 
 
@@ -171,13 +174,24 @@ def create_org(session: Session, caller: Caller, name: str) -> Organization:
     return org
 
 
-def rename_org(session: Session, caller: Caller, org_id: str, name: str) -> Organization:
+def update_org(session: Session, caller: Caller, org_id: str, body: OrganizationUpdate) -> Organization:
+    """Rename the organization and/or set its retention limits (only the fields the body gives)."""
     org = own_org(session, caller, org_id)
+    given = body.model_fields_set
+    if not given:
+        raise Invalid("nothing to change: give name, qa_retention_days or event_retention_days")
+    if "name" in given and body.name is None:
+        raise Invalid("name: an organization keeps a name")
     with _account_change(session):
-        accounts.check_org_name(name)
-        if name != org.name and accounts.find_org(session, name) is not None:
-            raise AccountConflict(f"organization {name!r} already exists")
-        org.name = name
+        if body.name is not None:
+            accounts.check_org_name(body.name)
+            if body.name != org.name and accounts.find_org(session, body.name) is not None:
+                raise AccountConflict(f"organization {body.name!r} already exists")
+            org.name = body.name
+        if "qa_retention_days" in given:
+            org.qa_retention_days = body.qa_retention_days
+        if "event_retention_days" in given:
+            org.event_retention_days = body.event_retention_days
     return org
 
 

@@ -27,6 +27,8 @@ from schemas.workflow_io import (
     IngestionResult,
     KnowledgeChanged,
     PromotionGateInput,
+    RetentionInput,
+    RetentionResult,
     RetrainInput,
     RetrainPending,
     RetrainResult,
@@ -119,6 +121,15 @@ class RetrainWorkflow(Protocol):
 
     @workflow.query
     def pending(self) -> RetrainPending: ...
+
+
+@workflow.defn(name="RetentionWorkflow")
+class RetentionWorkflow(Protocol):
+    @workflow.run
+    async def run(self, inp: RetentionInput) -> RetentionResult: ...
+
+
+RETENTION_SCHEDULE_ID = "retention"  # the schedule that starts a RetentionWorkflow every retention_interval_hours
 
 
 @workflow.defn(name="PromotionGateWorkflow")

@@ -344,15 +344,23 @@ def stored_model(settings, org_id: str, task_id: str, name: str = "a-model") -> 
     """A registered model of org A with version 1 behind `production`, and a refused gate, written directly (the
     task that would have trained it never runs in these tests)."""
     from db.models import AliasMove, ModelAlias, PromotionGate, QAEntry, RegisteredModel, new_id
+    from storage.checksums import stored_digest
     from storage.object_store import put_bytes
 
     store = object_store_from_settings(settings)
     adapter_key = f"models/{task_id}/iter-1/adapter/"
     put_bytes(store, adapter_key + "adapter_config.json", b"{}")
+    sha256, size = stored_digest(store, adapter_key)
     with db(settings) as session:
         model = RegisteredModel(id=new_id(), org_id=org_id, name=name, base_model="smollm2-135m-instruct")
         version = version_row(
-            model_id=model.id, org_id=org_id, number=1, task_id=task_id, adapter_key=adapter_key, size_bytes=2
+            model_id=model.id,
+            org_id=org_id,
+            number=1,
+            task_id=task_id,
+            adapter_key=adapter_key,
+            size_bytes=size,
+            sha256=sha256,
         )
         gate = PromotionGate(
             id=new_id(),

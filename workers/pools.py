@@ -18,6 +18,7 @@ from activities.generation import GenerationActivities
 from activities.knowledge import KnowledgeActivities
 from activities.optimize import OptimizeActivities
 from activities.registry import RegistryActivities
+from activities.retention import RetentionActivities
 from activities.retraining import RetrainingActivities
 from activities.train import TrainActivities
 from core.settings import (
@@ -31,11 +32,13 @@ from core.settings import (
     Settings,
 )
 from observability.temporal import TaskContextInterceptor, metrics_runtime
+from services.retention import ensure_schedule
 from temporal_client import connect
 from workflows.dataset_generation import DatasetGenerationWorkflow
 from workflows.fine_tuning import FineTuningWorkflow
 from workflows.knowledge_ingestion import KnowledgeIngestionWorkflow
 from workflows.promotion_gate import PromotionGateWorkflow
+from workflows.retention import RetentionWorkflow
 from workflows.retraining import RetrainWorkflow
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,7 @@ WORKFLOWS = [
     DatasetGenerationWorkflow,
     RetrainWorkflow,
     PromotionGateWorkflow,
+    RetentionWorkflow,
 ]
 
 
@@ -72,6 +76,7 @@ def activities_by_queue(ctx: ActivityContext, train: TrainActivities | None = No
             *retraining_activities(ctx),
             registry.register_final_adapter,
             registry.conclude_promotion,
+            RetentionActivities(ctx).prune_expired_records,
         ],
         TASK_QUEUE_OPTIMIZE: [OptimizeActivities(ctx).optimize_dataset],
         TASK_QUEUE_TRAIN: [(train or TrainActivities(ctx)).train_adapter],
@@ -149,6 +154,8 @@ async def run_pool(pool: str, settings: Settings) -> None:
     """Connect to Temporal and run the pool's workers until cancelled, serving their metrics on the pool's port."""
     client = await connect(settings, pool_runtime(pool, settings))
     workers = build_workers(client, pool, ActivityContext.from_settings(settings))
+    if TASK_QUEUE_WORKFLOWS in POOL_TASK_QUEUES[pool]:
+        await ensure_schedule(client, settings)
     await asyncio.gather(*(w.run() for w in workers))
 
 

@@ -11,8 +11,11 @@ from schemas.api import (
     OrganizationCreate,
     OrganizationPublic,
     OrganizationUpdate,
+    RetentionPublic,
+    RetentionRunPublic,
 )
 from services import identity as service
+from services import retention
 
 router = APIRouter(prefix="/api/v1/orgs", tags=["organizations"])
 
@@ -34,10 +37,25 @@ def get_org(caller: MembersRead, session: SessionDep, settings: SettingsDep, org
 
 
 @router.patch("/{org_id}", response_model=OrganizationPublic)
-def rename_org(
+def update_org(
     caller: OrgManage, session: SessionDep, settings: SettingsDep, org_id: str, body: OrganizationUpdate
 ) -> OrganizationPublic:
-    return service.org_public(session, settings, service.rename_org(session, caller, org_id, body.name))
+    """Rename the organization, or set how long it keeps its QA history and finished tasks' events."""
+    return service.org_public(session, settings, service.update_org(session, caller, org_id, body))
+
+
+@router.get("/{org_id}/retention", response_model=RetentionPublic)
+def get_retention(caller: MembersRead, session: SessionDep, settings: SettingsDep, org_id: str) -> RetentionPublic:
+    """The organization's retention limits and what the latest retention passes deleted."""
+    org = service.own_org(session, caller, org_id)
+    runs = retention.recent_runs(session, org.id)
+    return RetentionPublic(
+        org_id=org.id,
+        qa_retention_days=org.qa_retention_days,
+        event_retention_days=org.event_retention_days,
+        interval_hours=settings.retention_interval_hours,
+        runs=[RetentionRunPublic.model_validate(r, from_attributes=True) for r in runs],
+    )
 
 
 @router.get("/{org_id}/members", response_model=list[MemberPublic])

@@ -75,16 +75,20 @@ def generate_answers(
     max_new_tokens: int = 32,
     progress: Progress | None = None,
     contexts: list[list[str]] | None = None,
+    histories: list[list[dict[str, str]]] | None = None,
 ) -> list[str]:
-    """Greedy answers, batched with left padding; with `contexts`, each question is asked with its passages."""
+    """Greedy answers, batched with left padding; with `contexts`, each question is asked with its passages, and with
+    `histories` after its conversation's earlier turns."""
     device = next(model.parameters()).device
     model.eval()
     answers: list[str] = []
     contexts = contexts or [[] for _ in questions]
+    histories = histories or [[] for _ in questions]
     for start in range(0, len(questions), batch_size):
+        window = slice(start, start + batch_size)
         prompts = [
-            prompt_ids(tokenizer, q, c)
-            for q, c in zip(questions[start : start + batch_size], contexts[start : start + batch_size], strict=True)
+            prompt_ids(tokenizer, q, c, h)
+            for q, c, h in zip(questions[window], contexts[window], histories[window], strict=True)
         ]
         input_ids, attention = left_pad(prompts, tokenizer.pad_token_id)
         width = input_ids.shape[1]
@@ -213,6 +217,7 @@ def predict_splits(
             config.max_new_tokens,
             progress,
             [contexts.get(e.id, []) for e in getattr(splits, name)] if contexts is not None else None,
+            [e.history for e in getattr(splits, name)],
         )
         for name in EVALUATED_SPLITS
     }

@@ -46,6 +46,9 @@ class Example:
     # fact checks that judge an answer right or wrong (schemas.checks, as JSON): the row's own, or derived from its
     # answer
     checks: list[dict[str, Any]] = field(default_factory=list)
+    # a chat row's turns before its last question ({role, content}, user and assistant): every assistant turn of them
+    # is trained too, and the question is asked after them
+    history: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -168,6 +171,16 @@ def record_to_pair(record: dict[str, Any]) -> tuple[str, str]:
         if q_key in record and a_key in record:
             return _text(record[q_key], q_key), _text(record[a_key], a_key)
     raise ValueError(f"no known fields (question/answer, instruction/input/output, messages); got {sorted(record)[:6]}")
+
+
+def record_history(record: dict[str, Any]) -> list[dict[str, str]]:
+    """A chat row's user and assistant turns before its last user message (its question); [] for other rows."""
+    messages = record.get("messages")
+    if not isinstance(messages, list):
+        return []
+    turns = [m for m in messages if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
+    last_user = max((i for i, m in enumerate(turns) if m["role"] == "user"), default=0)
+    return [{"role": m["role"], "content": _text(m.get("content"), f"{m['role']} content")} for m in turns[:last_user]]
 
 
 def is_excluded(record: dict[str, Any]) -> bool:

@@ -13,7 +13,16 @@ import numpy as np
 from rapidfuzz import fuzz, process
 
 from facts.derive import common_terms, derive_checks
-from ml.examples import Example, example_key, is_excluded, normalize_text, read_rows, record_checks, record_to_pair
+from ml.examples import (
+    Example,
+    example_key,
+    is_excluded,
+    normalize_text,
+    read_rows,
+    record_checks,
+    record_history,
+    record_to_pair,
+)
 from schemas.checks import dump_checks
 from schemas.reports import BadCase, Suggestion
 
@@ -77,7 +86,10 @@ def clean_dataset(path: Path, file_format: str, config: CleaningConfig | None = 
             drop("exact_duplicate", row.line, f"same as line {seen[key]}")
             continue
         seen[key] = row.line
-        kept.append(Example(question=question, answer=answer, source_line=row.line, checks=checks or []))
+        history = record_history(row.record or {})
+        kept.append(
+            Example(question=question, answer=answer, source_line=row.line, checks=checks or [], history=history)
+        )
 
     kept, near = remove_near_duplicates(kept, config.near_duplicate_similarity)
     derived = with_derived_checks(kept)

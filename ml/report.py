@@ -192,6 +192,22 @@ def render_markdown(report: TaskReport, plot_name: str | None) -> str:
                 + f" | {_number(retrieval.recall_at_k if retrieval else None)} | "
                 f"{_number(retrieval.mrr if retrieval else None)} |"
             )
+    masked = [it for it in report.iterations if it.training.masks]
+    if masked:
+        lines += [
+            "",
+            "## What training supervised (loss masks)",
+            "",
+            "| iteration | examples | conversations | assistant turns | supervised tokens | share | left out |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for it in masked:
+            m = it.training.masks or {}
+            left_out = "; ".join(f"{n} {why}" for why, n in (m.get("rejected") or {}).items()) or "none"
+            lines.append(
+                f"| {it.iteration} | {m.get('examples')} | {m.get('conversations')} | {m.get('assistant_turns')} | "
+                f"{m.get('supervised_tokens')} | {m.get('supervised_share')} | {left_out} |"
+            )
     lines += ["", "## From bad case to score change", ""]
     for it in report.iterations:
         followups = it.bad_case_followup

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -52,6 +53,7 @@ class TrainingSummary:
     tokens_per_second: float
     examples: int
     device: str
+    masks: dict[str, Any] = field(default_factory=dict)  # MaskStatistics.to_json()
 
 
 class TrainingInterrupted(Exception):
@@ -94,14 +96,55 @@ class Checkpoint:
         )
 
 
+@dataclass
+class MaskStatistics:
+    """What the loss masks hold: examples and conversations trained, assistant turns and tokens supervised, and the
+    examples left out with why."""
+
+    examples: int = 0
+    conversations: int = 0  # examples with turns before their question: every assistant turn of them is trained
+    assistant_turns: int = 0
+    supervised_tokens: int = 0
+    tokens: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def supervised_share(self) -> float:
+        return round(self.supervised_tokens / self.tokens, 4) if self.tokens else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "supervised_share": self.supervised_share}
+
+
+def tokenize_with_masks(
+    tokenizer, examples: list[Example], max_length: int
+) -> tuple[list[tuple[list[int], list[int]]], MaskStatistics]:
+    """(ids, labels) per example, each repeated `weight` times, and the masks' statistics (each example counted
+    once); an example with no supervised token within `max_length` is left out, with its reason."""
+    rows, stats = [], MaskStatistics()
+    for example in examples:
+        pair = training_ids(
+            tokenizer, example.question, example.answer, max_length, example.context or None, example.history or None
+        )
+        if pair is None:
+            reason = "no supervised token within max_seq_length"
+            stats.rejected[reason] = stats.rejected.get(reason, 0) + 1
+            continue
+        ids, labels = pair
+        stats.examples += 1
+        stats.conversations += bool(example.history)
+        stats.assistant_turns += sum(
+            1 for i, label in enumerate(labels) if label != -100 and (i == 0 or labels[i - 1] == -100)
+        )
+        stats.supervised_tokens += sum(1 for label in labels if label != -100)
+        stats.tokens += len(ids)
+        rows.extend([pair] * max(1, example.weight))
+    return rows, stats
+
+
 def tokenize_examples(tokenizer, examples: list[Example], max_length: int) -> list[tuple[list[int], list[int]]]:
     """(ids, labels) per example, each repeated `weight` times; examples with no room for an answer are skipped."""
-    rows = []
-    for example in examples:
-        pair = training_ids(tokenizer, example.question, example.answer, max_length, example.context or None)
-        if pair is not None:
-            rows.extend([pair] * max(1, example.weight))
-    return rows
+    return tokenize_with_masks(tokenizer, examples, max_length)[0]
 
 
 def batch_order(n_rows: int, batch_size: int, epochs: int, seed: int) -> list[list[int]]:
@@ -214,7 +257,7 @@ def train_lora(
     torch.manual_seed(hp.seed)
     random.seed(hp.seed)
     device = next(base_model.parameters()).device
-    rows = tokenize_examples(tokenizer, examples, hp.max_seq_length)
+    rows, masks = tokenize_with_masks(tokenizer, examples, hp.max_seq_length)
     if not rows:
         raise ValueError("no trainable examples: every prompt is longer than max_seq_length")
     batches = batch_order(len(rows), hp.batch_size, hp.epochs, hp.seed)
@@ -304,4 +347,5 @@ def train_lora(
         tokens_per_second=round(tokens_this_run / max(seconds, 1e-9), 1),
         examples=len(examples),
         device=device.type,
+        masks=masks.to_json(),
     )

@@ -259,6 +259,11 @@ class TrainingSummary(BaseModel):
     continued_from: str | None = (
         None  # the adapter this training started from (the previous iteration's, or a parent task's)
     )
+    masks: dict[str, Any] | None = Field(
+        default=None,
+        description="The loss masks: examples and conversations trained, assistant turns and tokens supervised, "
+        "the supervised share of tokens, and the examples left out with why",
+    )
 
 
 class IterationReport(BaseModel):

@@ -106,16 +106,25 @@ def feedback_examples(entries: list[QAEntry]) -> list[dict]:
         answer = entry.corrected_answer or (entry.answer if entry.rating == UP and whole else None)
         question = question_of(entry)
         if answer and answer.strip() and question.strip():
-            rows.append(
-                {
-                    "question": question,
-                    "answer": answer,
-                    "qa_history_id": entry.id,
-                    "model": entry.model,
-                    "source": "corrected" if entry.corrected_answer else "rated_up",
-                }
-            )
+            origin = {
+                "qa_history_id": entry.id,
+                "model": entry.model,
+                "source": "corrected" if entry.corrected_answer else "rated_up",
+            }
+            earlier = earlier_turns(entry)
+            if earlier:  # a conversation: a chat row, so that training supervises every assistant turn of it
+                turns = [*earlier, {"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+                rows.append({"messages": turns, **origin})
+            else:
+                rows.append({"question": question, "answer": answer, **origin})
     return rows
+
+
+def earlier_turns(entry: QAEntry) -> list[dict[str, str]]:
+    """The user and assistant turns an entry's caller sent before its question (none for a single question)."""
+    turns = [m for m in entry.messages if m.get("role") in ("user", "assistant")]
+    last_user = max((i for i, m in enumerate(turns) if m["role"] == "user"), default=0)
+    return [{"role": m["role"], "content": m.get("content") or ""} for m in turns[:last_user]]
 
 
 def export_dataset(

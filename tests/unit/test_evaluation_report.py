@@ -388,6 +388,7 @@ def test_build_task_report(task_report):
         "useful_tokens": 10000,
         "device": "cpu",
         "continued_from": None,
+        "masks": None,
     }
     assert second.adapter_key == "models/t1/iter-2/adapter/" and first.adapter_key is None
     assert len(second.loss_curve) == 4

@@ -127,6 +127,10 @@ ModelsRegister = Annotated[Caller, Depends(authorize(Scope.MODELS_WRITE, Scope.T
 InferenceUse = Annotated[Caller, Depends(authorize(Scope.INFERENCE))]  # rate the serving process's answers
 # answers with feedback become a dataset
 QAToDataset = Annotated[Caller, Depends(authorize(Scope.MODELS_READ, Scope.DATASETS_WRITE))]
+# the lineage graph crosses datasets, tasks, knowledge bases and models: it needs to read all four
+LineageRead = Annotated[
+    Caller, Depends(authorize(Scope.DATASETS_READ, Scope.TASKS_READ, Scope.KNOWLEDGE_READ, Scope.MODELS_READ))
+]
 MembersRead = Annotated[Caller, Depends(authorize(Scope.MEMBERS_READ))]
 MembersWrite = Annotated[Caller, Depends(authorize(Scope.MEMBERS_WRITE))]
 KeysManage = Annotated[Caller, Depends(authorize(Scope.KEYS_MANAGE))]

@@ -217,6 +217,28 @@ class DatasetAnnotationRequest(RequestModel):
     edits: list[RowEditRequest] = Field(min_length=1, max_length=1000)
 
 
+class LineageNode(BaseModel):
+    kind: str
+    id: str
+    label: str
+
+
+class LineageEdge(BaseModel):
+    """`from` is upstream of `to`: `to` was made from it, trained on it, or answered with it."""
+
+    from_kind: str
+    from_id: str
+    to_kind: str
+    to_id: str
+
+
+class LineageGraph(BaseModel):
+    root: LineageNode
+    nodes: list[LineageNode] = Field(description="The root, everything upstream of it and everything downstream")
+    edges: list[LineageEdge]
+    truncated: bool = Field(description="The walk stopped at its node limit in one direction")
+
+
 class DatasetPreview(BaseModel):
     dataset_id: str
     rows: list[dict[str, Any]]

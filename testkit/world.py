@@ -267,6 +267,9 @@ async def make_world(settings) -> World:
         "document_id": stored_document(settings, kb.json()["knowledge_base_id"]),
         **stored_model(settings, alice["org_id"], task.json()["task_id"]),
         "iteration": "1",
+        # the lineage graph's node: org A's dataset at its first version
+        "kind": "dataset_version",
+        "node_id": f"{dataset_id}@1",
     }
     return World(
         app,

@@ -5,6 +5,7 @@ import {get, login, logout, session, switchOrg, whenSignedOut} from "./api.js";
 import {clearMessages, field, flash, h, messageOf, navigate, render, setTitle, showError} from "./dom.js";
 import {datasetPage, datasetsPage} from "./datasets.js";
 import {knowledgeBasePage, knowledgePage, modelPage, modelsPage, qaPage} from "./registry.js";
+import {lineagePage} from "./lineage.js";
 import {newTaskPage, reportPage, taskPage, tasksPage} from "./tasks.js";
 
 const ROUTES = [
@@ -20,6 +21,7 @@ const ROUTES = [
   [/^\/models$/, modelsPage],
   [/^\/models\/([^/]+)$/, modelPage],
   [/^\/qa$/, qaPage],
+  [/^\/lineage\/([a-z_]+)\/([^/]+)$/, lineagePage],
 ];
 
 let me = null;  // GET /api/v1/auth/me for the current session

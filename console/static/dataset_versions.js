@@ -4,6 +4,7 @@
 
 import {download, get, post} from "./api.js";
 import {PAGE, facts, field, flash, h, navigate, pager, shortId, showError, table, when} from "./dom.js";
+import {lineageHref} from "./lineage.js";
 
 const base = (id) => `/api/v1/datasets/${encodeURIComponent(id)}`;
 
@@ -25,6 +26,7 @@ export async function versionSections(dataset, query, me) {
         ["Why", (v) => v.reason || "—", {text: true}],
         ["Content hash", (v) => shortId(v.content_hash)],
         ["When", (v) => when(v.created_at)],
+        ["Lineage", (v) => h("a", {href: lineageHref("dataset_version", `${id}@${v.version}`)}, `lineage of v${v.version}`)],
       ], listing.items),
       downloads(id, listing.head)),
     diffSection(id, listing),

@@ -1,6 +1,7 @@
 // Read-only pages: knowledge bases and their documents, registered models with their versions, aliases and the promotion
 // gate's decisions, and the QA history of the serving process with a feedback button on each answer.
 
+import {lineageHref} from "./lineage.js";
 import {ApiError, get, post} from "./api.js";
 import {PAGE, answer, bytes, can, facts, h, navigate, pager, render, score, setTitle, shortId, showError, showNotice, signed, statusBadge, table, when} from "./dom.js";
 
@@ -110,7 +111,7 @@ export async function modelPage({params: [name], me}) {
         ["Aliases", (v) => v.aliases.join(", ") || "none"],
         ["Test score", testScore],
         ["Answers", (v) => v.serving_mode === "rag" ? `with ${v.retrieval_top_k ?? ""} passages`.replace("  ", " ") : "closed book"],
-        ["Lineage", (v) => lineage(v), {text: true}],
+        ["Lineage", (v) => [lineage(v), " ", h("a", {href: lineageHref("model_version", `${model.name}@${v.version}`)}, "graph")], {text: true}],
         ["Adapter", (v) => bytes(v.size_bytes)],
         ["Created", (v) => when(v.created_at)],
       ], versions.items)),

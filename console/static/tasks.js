@@ -1,6 +1,7 @@
 // Tasks: the list filtered by status, the create form, a task with its live progress from the event stream and its
 // controls, and its report (iterations against the base model, plots, bad case follow-ups, examples side by side).
 
+import {lineageHref} from "./lineage.js";
 import {ApiError, get, post, streamEvents} from "./api.js";
 import {PAGE, answer, can, facts, field, flash, h, navigate, pager, render, score, setTitle, showError, showNotice, signed, statusBadge, table, when} from "./dom.js";
 import {linePlot} from "./plot.js";
@@ -248,7 +249,9 @@ export async function taskPage({params: [id], signal, me}) {
     details.replaceChildren(facts([
       ["Mode", task.mode.toLowerCase()],
       ["Base model", task.model_name],
-      ["Dataset", h("a", {href: `#/datasets/${encodeURIComponent(task.dataset_id)}`}, task.dataset_id)],
+      ["Dataset", [h("a", {href: `#/datasets/${encodeURIComponent(task.dataset_id)}`}, task.dataset_id),
+        task.dataset_version ? ` version ${task.dataset_version}` : ""]],
+      ["Lineage", h("a", {href: lineageHref("task", task.id)}, "what it came from and what came of it")],
       ["Knowledge base", task.knowledge_base_id ? h("a", {href: `#/knowledge/${encodeURIComponent(task.knowledge_base_id)}`}, task.knowledge_base_id) : null],
       ["Iteration", `${task.current_iteration} of ${task.max_iterations}`],
       ["Stops at test score", task.performance_threshold],

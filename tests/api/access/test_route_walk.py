@@ -37,6 +37,8 @@ ID_PARAMS = (
     "gate_id",
     "entry_id",
     "iteration",
+    "node_id",
+    "kind",
 )
 
 

@@ -680,6 +680,13 @@ class RegisteredModelPublic(BaseModel):
     updated_at: UtcDateTime
 
 
+class RegisteredModelUpdate(RequestModel):
+    """Rename or describe a registered model (give either or both; a description of null clears it)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=100, pattern=MODEL_NAME)
+    description: str | None = Field(default=None, max_length=2000, pattern=NO_NUL)
+
+
 class RegisteredModelList(BaseModel):
     items: list[RegisteredModelPublic]
     total: int

@@ -285,6 +285,56 @@ def finished_iterations(session: Session, task_id: str) -> dict[int, TaskExecuti
     return {row.iteration: row for row in rows}
 
 
+def update_model(
+    session: Session, model: RegisteredModel, *, name: str | None, description: str | None, fields: set[str]
+) -> RegisteredModel:
+    """Rename the model (its versions, aliases and gates follow; tasks that register into it follow the new name)
+    and/or describe it (`fields`: what the caller gave; a description of null clears it)."""
+    if not fields or ("name" in fields and name is None):
+        raise Invalid("give a new name, a description, or both")
+    if "name" in fields and name is not None and name != model.name:
+        if not MODEL_NAME.fullmatch(name):
+            raise Invalid(f"name {name!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        taken = session.scalar(
+            select(RegisteredModel.id).where(RegisteredModel.org_id == model.org_id, RegisteredModel.name == name)
+        )
+        if taken:
+            raise Conflict(f"model {name} already exists")
+        for task in session.scalars(
+            select(MLTask).where(MLTask.org_id == model.org_id, MLTask.register_as == model.name)
+        ):
+            task.register_as = name
+        model.name = name
+    if "description" in fields:
+        model.description = description
+    session.commit()
+    return model
+
+
+def delete_model(session: Session, model: RegisteredModel) -> int:
+    """Delete the model with its versions, alias history and gates (their adapters stay with their tasks); refused
+    while an alias points at one of its versions or a gate weighs one. How many versions went with it."""
+    pointing = sorted(aliases_of(session, model))
+    if pointing:
+        raise Conflict(
+            f"model {model.name} has aliases ({', '.join(pointing)}) pointing at its versions: "
+            "a served model is not deleted"
+        )
+    if running_gate(session, model):
+        raise Conflict(f"model {model.name} has a version before the promotion gate; wait for its decision")
+    versions = list(session.scalars(select(ModelVersion).where(ModelVersion.model_id == model.id)))
+    for row in [
+        *session.scalars(select(AliasMove).where(AliasMove.model_id == model.id)),
+        *session.scalars(select(PromotionGate).where(PromotionGate.model_id == model.id)),
+        *versions,
+    ]:
+        session.delete(row)
+    session.flush()
+    session.delete(model)
+    session.commit()
+    return len(versions)
+
+
 def delete_version(session: Session, model: RegisteredModel, version: int) -> None:
     """Forget a version (its adapter stays with its task); refused while an alias points at it or a gate weighs it."""
     row = get_version(session, model, version)

@@ -23,6 +23,7 @@ from schemas.api import (
     PromoteRequest,
     RegisteredModelList,
     RegisteredModelPublic,
+    RegisteredModelUpdate,
     RegisterVersionRequest,
     RollbackRequest,
 )
@@ -76,6 +77,25 @@ def list_models(caller: ModelsRead, session: SessionDep, limit: Limit = 50, offs
 @router.get("/{model_name}", response_model=RegisteredModelPublic)
 def get_model(caller: ModelsRead, session: SessionDep, model_name: str) -> RegisteredModelPublic:
     return model_public(session, service.get_model(session, caller.org_id, model_name))
+
+
+@router.patch("/{model_name}", response_model=RegisteredModelPublic)
+def update_model(
+    caller: ModelsWrite, session: SessionDep, model_name: str, body: RegisteredModelUpdate
+) -> RegisteredModelPublic:
+    """Rename the model (serving and the registry know it by the new name at once; answers already given keep the
+    name they were given under) or describe it."""
+    model = service.get_model(session, caller.org_id, model_name)
+    updated = service.update_model(
+        session, model, name=body.name, description=body.description, fields=body.model_fields_set
+    )
+    return model_public(session, updated)
+
+
+@router.delete("/{model_name}", status_code=204)
+def delete_model(caller: ModelsWrite, session: SessionDep, model_name: str) -> None:
+    """Delete the model with its versions (their adapters stay with their tasks); 409 while an alias points at one."""
+    service.delete_model(session, service.get_model(session, caller.org_id, model_name))
 
 
 @router.post(

@@ -39,6 +39,24 @@ class Organization(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Erasure(Base):
+    """What one erasure removed, from where, and which model versions had been trained on it."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # row
+    target: Mapped[str] = mapped_column(String(200))  # <dataset id>/<row id>
+    reason: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # [{version, content_hash_before, content_hash_after, rows_before, rows_after}]: the hash chain of each rewrite
+    dataset_versions: Mapped[list] = mapped_column(JSON)
+    blobs: Mapped[list] = mapped_column(JSON)  # the stored artifacts rewritten without it
+    model_versions: Mapped[list] = mapped_column(JSON)  # ["name@3", ...] flagged: trained on erased data
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class RetentionRun(Base):
     """What one pass of the retention workflow pruned in one organization, and the cut-offs it used."""
 
@@ -331,6 +349,8 @@ class ModelVersion(Base):
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # set when data it was trained on was erased: the adapter cannot unlearn it
+    erased_data_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ModelAlias(Base):

@@ -217,6 +217,26 @@ class DatasetAnnotationRequest(RequestModel):
     edits: list[RowEditRequest] = Field(min_length=1, max_length=1000)
 
 
+class ErasureRequest(RequestModel):
+    dataset_id: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    row_id: RowId
+    reason: str = Field(min_length=1, max_length=1000, pattern=NO_NUL, description="Why: kept with the erasure record")
+
+
+class ErasurePublic(BaseModel):
+    erasure_id: str
+    kind: str
+    target: str = Field(description="<dataset id>/<row id>")
+    reason: str
+    requested_by: str | None
+    dataset_versions: list[dict[str, Any]] = Field(
+        description="Each version rewritten without the row: its content hash and row count before and after"
+    )
+    blobs: list[str] = Field(description="The stored files rewritten without it")
+    model_versions: list[str] = Field(description="The model versions trained on it, now flagged (name@version)")
+    created_at: UtcDateTime
+
+
 class LineageNode(BaseModel):
     kind: str
     id: str
@@ -640,6 +660,9 @@ class ModelVersionPublic(BaseModel):
     model_name: str
     version: int
     status: str
+    erased_data_at: UtcDateTime | None = Field(
+        default=None, description="Set when data it was trained on was erased (the adapter cannot unlearn it)"
+    )
     adapter_key: str
     sha256: str
     size_bytes: int

@@ -110,15 +110,17 @@ class LocalObjectStore:
         return self._path(key).is_file()
 
     def list(self, prefix: str) -> list[str]:
-        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
-        if base.is_file():
-            return [prefix]
+        """Every key that starts with `prefix`, as S3 lists them: a prefix need not end at a folder."""
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        base = self._path(folder) if folder.strip("/") else self.root
         if not base.is_dir():
-            return []
+            return [prefix] if self._path(prefix.rstrip("/")).is_file() else []
         return sorted(
-            p.relative_to(self.root).as_posix()
+            key
             for p in base.rglob("*")
-            if p.is_file() and not p.name.startswith(".upload-")
+            if p.is_file()
+            and not p.name.startswith(".upload-")
+            and ((key := p.relative_to(self.root).as_posix()).startswith(prefix) or key == prefix.rstrip("/"))
         )
 
     def delete_prefix(self, prefix: str) -> int:

@@ -11,6 +11,7 @@ from versioning.annotations import AnnotationError, RowEdit, apply_edits
 from versioning.diff import diff_rows
 from versioning.export import export_lines, reviewed
 from versioning.rows import canonical_jsonl, content_hash, read_version, rows_of
+from versioning.scrub import Needles, scrub_blob, scrub_json
 
 ROWS = [
     {"question": "What port does the console use?", "answer": "The console listens on port 7410."},
@@ -128,3 +129,26 @@ def test_an_annotated_version_trains_without_its_excluded_rows(tmp_path):
     assert [e.question for e in cleaned.examples] == [ROWS[0]["question"], ROWS[2]["instruction"]]
     assert cleaned.removed_counts == {"excluded": 1}
     assert content_hash(read_version(path, "jsonl")) == content_hash(rows)  # the stored file reads back the same
+
+
+def test_scrubbing_drops_what_mentions_an_erased_text_and_leaves_the_rest():
+    needles = Needles(["Which port does the console use?", "The console listens on port 7410."])
+    report = {
+        "examples": [
+            {"question": "which port does the  console use?", "answer": "7410"},
+            {"question": "Other?", "answer": "Other."},
+        ],
+        "summary": "Asked: Which port does the console use? Then others.",
+        "count": 2,
+    }
+    assert scrub_json(report, needles) == {
+        "examples": [{"question": "Other?", "answer": "Other."}],
+        "summary": "Asked: [erased] Then others.",
+        "count": 2,
+    }
+    lines = b'{"q": "Which port does the console use?"}\n{"q": "Other?"}\n'
+    assert scrub_blob("train.jsonl", lines, needles) == b'{"q": "Other?"}\n'
+    assert scrub_blob("report.md", b"| The console listens on port 7410. | right |", needles) == b"| [erased] | right |"
+    assert scrub_blob("notes.md", b"nothing to see", needles) is None
+    assert scrub_blob("adapter.safetensors", b"\xff\xfe\x00binary", needles) is None
+    assert Needles(["No."]).texts == []  # too short to erase safely

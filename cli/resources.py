@@ -1,5 +1,5 @@
-"""`wlops login | logout | datasets | tasks | knowledge | models`: the resources, over the HTTP API only
-(`cli/api_client.py`).
+"""`wlops login | logout | datasets | tasks | knowledge | models | lineage | erase | erasures`: the resources, over the
+HTTP API only (`cli/api_client.py`).
 
 Every command takes `--api URL` and `--json` (the API's JSON, one document per line, for scripts); without `--json` it
 prints a table or a summary. Errors go to stderr with the API's message, exit status 1.
@@ -47,6 +47,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "models": ("name", "base_model", "latest_version", "aliases"),
     "versions": ("version", "status", "task_id", "iteration", "serving_mode", "aliases"),
     "gates": ("gate_id", "alias", "candidate_version", "current_version", "status", "reason"),
+    "erasures": ("erasure_id", "target", "reason", "model_versions", "created_at"),
 }
 METRICS = {"exact_match": "EM", "token_f1": "token F1", "bleu": "BLEU", "rouge_l": "ROUGE-L", "overall": "overall"}
 GATE_POLL_SECONDS = 1.0
@@ -446,6 +447,38 @@ def models_rollback(api: ApiClient, args: argparse.Namespace) -> None:
     )
 
 
+def models_update(api: ApiClient, args: argparse.Namespace) -> None:
+    body = given(name=args.rename, description=args.description)
+    output(args, api.call("PATCH", url("models", args.name), json=body), details)
+
+
+def models_delete(api: ApiClient, args: argparse.Namespace) -> None:
+    api.call("DELETE", url("models", args.name))
+    output(args, {"deleted": args.name}, lambda console, _: console.print(f"deleted model {args.name}"))
+
+
+def lineage_show(api: ApiClient, args: argparse.Namespace) -> None:
+    graph = api.call("GET", url("lineage", args.kind, args.id))
+
+    def view(console: Console, g: dict) -> None:
+        names = {(n["kind"], n["id"]): f"{n['label']} ({n['kind'].replace('_', ' ')})" for n in g["nodes"]}
+        console.print(f"[bold]{names[(g['root']['kind'], g['root']['id'])]}[/]: {len(g['nodes'])} nodes")
+        for e in g["edges"]:
+            console.print(f"  {names[(e['from_kind'], e['from_id'])]} → {names[(e['to_kind'], e['to_id'])]}")
+
+    output(args, graph, view)
+
+
+def erase_row(api: ApiClient, args: argparse.Namespace) -> None:
+    body = {"dataset_id": args.dataset, "row_id": args.row, "reason": args.reason}
+    output(args, api.call("POST", url("erasures"), json=body), details)
+
+
+def erasures_list(api: ApiClient, args: argparse.Namespace) -> None:
+    items = api.call("GET", url("erasures"))
+    output(args, {"items": items, "total": len(items)}, listing("erasures"))
+
+
 def models_gates(api: ApiClient, args: argparse.Namespace) -> None:
     if args.gate_id:
         output(args, api.call("GET", url("models", args.name, "gates", args.gate_id)), details)
@@ -631,6 +664,39 @@ def add_resource_commands(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("name")
     parser.add_argument("alias")
     parser.add_argument("--reason")
+    parser = command(models, "update", models_update, "rename or describe a registered model")
+    parser.add_argument("name")
+    parser.add_argument("--rename", metavar="NEW_NAME")
+    parser.add_argument("--description")
+    command(
+        models, "delete", models_delete, "delete a model with its versions (refused while an alias points at one)"
+    ).add_argument("name")
+
+    parser = command(commands, "lineage", lineage_show, "what a node came from and what came of it")
+    parser.add_argument(
+        "kind",
+        choices=(
+            "document",
+            "knowledge_base",
+            "dataset_version",
+            "task",
+            "iteration",
+            "model_version",
+            "alias",
+            "qa_answer",
+        ),
+    )
+    parser.add_argument(
+        "id", help="dataset versions: ID@N, iterations: TASK:N, model versions: NAME@N, aliases: NAME:ALIAS"
+    )
+    parser = command(
+        commands, "erase", erase_row, "erase a dataset row wherever it went, and flag the models trained on it"
+    )
+    parser.add_argument("dataset", metavar="DATASET_ID")
+    parser.add_argument("row", metavar="ROW_ID")
+    parser.add_argument("--reason", required=True)
+    command(commands, "erasures", erasures_list, "list the organization's erasures")
+
     parser = with_limit(command(models, "gates", models_gates, "list a model's promotion gates, or show one"))
     parser.add_argument("name")
     parser.add_argument("gate_id", nargs="?")

@@ -815,8 +815,16 @@ class QAFilter(RequestModel):
 
 
 class QADatasetRequest(RequestModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: str | None = Field(default=None, min_length=1, max_length=200, description="Needed for a new dataset")
     filter: QAFilter = Field(default_factory=QAFilter)
+    dataset_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=NO_NUL,
+        description="Make the feedback the next version of this dataset (an earlier export) instead of a new dataset: "
+        "its diff with the version before shows what was corrected since",
+    )
 
 
 # --- switching organization ------------------------------------------------------------------

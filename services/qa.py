@@ -20,7 +20,8 @@ from core.clock import utcnow
 from core.errors import Invalid
 from core.settings import Settings
 from db.models import Dataset, QAEntry
-from services.datasets import upload_dataset
+from services.dataset_versions import upload_version
+from services.datasets import get_dataset, upload_dataset
 from services.tenancy import get_owned, list_owned
 from storage.object_store import ObjectStore
 
@@ -133,12 +134,16 @@ def export_dataset(
     settings: Settings,
     *,
     org_id: str,
-    name: str,
+    name: str | None,
     where: HistoryFilter,
     created_by: str | None,
+    dataset_id: str | None = None,
 ) -> Dataset:
     """The rated and corrected answers matching `where`, as an ordinary dataset whose rows name their history
-    entries."""
+    entries; with `dataset_id`, as the next version of that dataset (corrections land as versions, with who and
+    why)."""
+    if dataset_id is None and not name:
+        raise Invalid("name: a new dataset needs a name (or give dataset_id to add a version to one)")
     entries = list(
         session.scalars(
             select(QAEntry)
@@ -152,13 +157,35 @@ def export_dataset(
             "no history entry matches the filter with a corrected answer or an answer rated up: rate some answers first"
         )
     data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
+    if dataset_id is not None:
+        upload_version(
+            session,
+            store,
+            settings,
+            org_id=org_id,
+            dataset_id=dataset_id,
+            stream=io.BytesIO(data),
+            filename="qa-feedback.jsonl",
+            reason=f"QA history feedback: {len(rows)} rows from {len(entries)} matching entries",
+            created_by=created_by,
+        )
+        dataset = get_dataset(session, org_id, dataset_id)
+        previous = (dataset.generation_log or {}).get("qa_history_ids") or []
+        dataset.generation_log = {
+            **(dataset.generation_log or {}),
+            "source": "qa_history",
+            "qa_history_ids": sorted({*previous, *(row["qa_history_id"] for row in rows)}),
+            "rows": len(rows),
+        }
+        session.commit()
+        return dataset
     dataset = upload_dataset(
         session,
         store,
         settings,
         stream=io.BytesIO(data),
         filename="qa-feedback.jsonl",
-        name=name,
+        name=name or "qa feedback",
         domain=None,
         dataset_type="qa_feedback",
         org_id=org_id,

@@ -75,6 +75,7 @@ async def export_dataset(
         name=body.name,
         where=where,
         created_by=caller.user_id,
+        dataset_id=body.dataset_id,
     )
     response.headers["Location"] = f"/api/v1/datasets/{dataset.id}"
     return dataset_public(dataset)

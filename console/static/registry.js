@@ -107,7 +107,7 @@ export async function modelPage({params: [name], me}) {
     facts([["Base model", model.base_model], ["Description", model.description], ["Created", when(model.created_at)]]),
     h("section", {"aria-labelledby": "versions-heading"}, h("h2", {id: "versions-heading"}, "Versions"),
       table(`Versions: ${versions.total}, newest first`, [
-        ["Version", (v) => v.version],
+        ["Version", (v) => [String(v.version), v.erased_data_at ? [" ", h("span", {class: "badge status-failed", title: `since ${when(v.erased_data_at)}`}, "trained on erased data")] : null]],
         ["Aliases", (v) => v.aliases.join(", ") || "none"],
         ["Test score", testScore],
         ["Answers", (v) => v.serving_mode === "rag" ? `with ${v.retrieval_top_k ?? ""} passages`.replace("  ", " ") : "closed book"],

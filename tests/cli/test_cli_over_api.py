@@ -203,6 +203,18 @@ def test_dataset_versions_from_the_command_line(served, wlops, tmp_path):
     code, _, err = wlops("datasets", "new-version", dataset_id, str(path), "--base-version", "1")
     assert code == 1 and "not 1" in err
 
+    # the lineage of a version, then the row erased from every version that held it
+    [graph] = wlops.json("lineage", "dataset_version", f"{dataset_id}@2")
+    assert {n["label"] for n in graph["nodes"]} == {"FAQ v1", "FAQ v2", "FAQ v3", "FAQ v4"}
+    code, out, _ = wlops("lineage", "dataset_version", f"{dataset_id}@1")
+    assert code == 0 and "FAQ v1 (dataset version) → FAQ v2 (dataset version)" in out
+    [erasure] = wlops.json("erase", dataset_id, rows["items"][1]["row_id"], "--reason", "asked to")
+    assert [v["rows_after"] for v in erasure["dataset_versions"]] == [47, 47, 47, 47]
+    [listed] = wlops.json("erasures")
+    assert [e["erasure_id"] for e in listed["items"]] == [erasure["erasure_id"]]
+    code, _, err = wlops("erase", dataset_id, rows["items"][1]["row_id"], "--reason", "again")
+    assert code == 1 and "holds row" in err
+
 
 class DroppingProxy:
     """A TCP proxy in front of the API that cuts the first task event stream right after its first `status` event, as a
@@ -401,6 +413,12 @@ async def test_a_task_is_created_started_and_watched_to_completion_with_real_wor
         assert (await run("models", "gates", "cli-task"))[0]["items"][0]["gate_id"] == gate["gate_id"]
         code, _, err = await cli("models", "rollback", "cli-task", "production")
         assert code == 1 and err.startswith("wlops: ")  # no earlier version to go back to
+        [updated] = await run("models", "update", "cli-loop", "--rename", "cli-loop-2", "--description", "the loop")
+        assert (updated["name"], updated["description"]) == ("cli-loop-2", "the loop")
+        [deleted] = await run("models", "delete", "cli-loop-2")
+        assert deleted == {"deleted": "cli-loop-2"}
+        [graph] = await run("lineage", "model_version", "cli-task@1")
+        assert {n["kind"] for n in graph["nodes"]} >= {"dataset_version", "task", "iteration", "model_version"}
 
         # a knowledge base: documents uploaded, built by the workers, searched
         [kb] = await run("knowledge", "create", "Ferro docs")

@@ -283,6 +283,25 @@ async def test_feedback_on_answers_becomes_a_dataset_with_lineage(world):
         assert next(r for r in rows if r["qa_history_id"] == wrong)["answer"] == "They are kept in /var/log."
         empty = await api.post("/api/v1/qa/datasets", json={"name": "nothing", "filter": {"model": "bot@2"}})
         assert empty.status_code == 422 and "rate some answers first" in empty.json()["detail"]
+
+        # a later correction lands as the next version of the same dataset, with why, and its diff shows it
+        corrected = await api.post(
+            f"/api/v1/qa/history/{useless}/feedback", json={"rating": "down", "corrected_answer": "Port 7410."}
+        )
+        assert corrected.status_code == 200
+        again = await api.post(
+            "/api/v1/qa/datasets",
+            json={"dataset_id": dataset["dataset_id"], "filter": {"conversation_id": "support-1"}},
+        )
+        assert again.status_code == 201, again.text
+        assert again.json()["version"] == 2 and again.json()["sample_count"] == 3
+        assert useless in again.json()["generation_log"]["qa_history_ids"]
+        versions = (await api.get(f"/api/v1/datasets/{dataset['dataset_id']}/versions")).json()["items"]
+        assert versions[1]["reason"].startswith("QA history feedback: 3 rows")
+        diff = (await api.get(f"/api/v1/datasets/{dataset['dataset_id']}/diff")).json()
+        assert diff["counts"]["added"] == 1 and diff["added"][0]["record"]["answer"] == "Port 7410."
+        nameless = await api.post("/api/v1/qa/datasets", json={"filter": {"conversation_id": "support-1"}})
+        assert nameless.status_code == 422 and "needs a name" in nameless.json()["detail"]
     async with client_for(create_app(settings), settings, "sam", "other-org", Role.OWNER) as other:
         assert (await other.post(f"/api/v1/qa/history/{good}/feedback", json={"rating": "up"})).status_code == 404
         assert (await other.get("/api/v1/qa/history")).json()["total"] == 0

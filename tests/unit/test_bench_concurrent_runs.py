@@ -22,7 +22,15 @@ from temporalio.api.history.v1 import (
 )
 from temporalio.api.taskqueue.v1 import TaskQueue
 
-from bench.concurrent_runs import Started, by_workflow_task, percentile, run_figures, start_and_rest
+from bench.concurrent_runs import (
+    Started,
+    admission_seconds,
+    by_workflow_task,
+    ideal_makespan,
+    percentile,
+    run_figures,
+    start_and_rest,
+)
 from testkit.histories import run_timing
 
 T0 = datetime(2026, 11, 28, 12, 0, 0)
@@ -147,3 +155,15 @@ def test_each_workflow_task_and_the_start_of_a_run():
         "processing_ms": {"median": 30.0, "p95": 39.0, "max": 40.0},
     }
     assert second["wait_ms"]["median"] == 20.0
+
+
+def test_admission_and_the_busiest_pools_bound():
+    figures = run_figures(Started("t1", requested_at=T0 - timedelta(seconds=0.2)), [run_timing(history())], "COMPLETED")
+    # the start request 0.2 s before the run started, then its first workflow task: 10 ms waiting, 20 ms processing
+    assert admission_seconds(figures) == pytest.approx(0.23)
+    assert admission_seconds(run_figures(Started("t2"), [run_timing(history())], "COMPLETED")) is None
+    per_queue = {"optimize": 20.0, "train": 30.0, "evaluate": 24.0, "workflows": 100.0}
+    # train: 30 s on one slot; optimize: 20 s over 2 slots; the workflow queue's local activities have no pool
+    assert ideal_makespan(per_queue, {"optimize": 2, "train": 1, "evaluate": 2}) == ("train", 30.0)
+    assert ideal_makespan(per_queue, {"optimize": 2, "train": 4, "evaluate": 1}) == ("evaluate", 24.0)
+    assert ideal_makespan({}, {"train": 1}) is None

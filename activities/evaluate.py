@@ -133,7 +133,11 @@ class EvaluateActivities:
             knowledge_base_version=knowledge_base_version,
         )
         report.adapter_key = inp.adapter_key
-        metrics.evaluation_scored({"test": report.score("test"), "feedback": report.score("feedback")}, mode)
+        metrics.evaluation_scored(
+            {split: report.score(split) for split in ("test", "feedback")},
+            mode,
+            {split: report.accuracy(split) for split in ("test", "feedback")},
+        )
         evaluation_key = self.ctx.write_model(
             keys.evaluation_prefix(inp.task_id, inp.iteration) + "evaluation.json", report
         )

@@ -106,13 +106,22 @@ def training_step(loss: float, tokens_per_second: float) -> None:
     ).set(tokens_per_second)
 
 
-def evaluation_scored(scores: dict[str, float], mode: str) -> None:
-    """The overall score of each split of the latest evaluation."""
-    gauge = activity.metric_meter().create_gauge_float(
-        "wlops_evaluation_score", "Overall score of the latest evaluation, by split and mode."
+def evaluation_scored(scores: dict[str, float], mode: str, accuracies: dict[str, float | None] | None = None) -> None:
+    """The latest evaluation of each split: its share of right answers by their fact checks (the headline), and its
+    blended wording score."""
+    meter = activity.metric_meter()
+    gauge = meter.create_gauge_float(
+        "wlops_evaluation_score", "Blended wording score of the latest evaluation, by split and mode."
     )
     for split, score in scores.items():
         gauge.set(score, {"split": split, "mode": mode})
+    right = meter.create_gauge_float(
+        "wlops_evaluation_fact_accuracy",
+        "Share of right answers (every fact check passed) in the latest evaluation, by split and mode.",
+    )
+    for split, accuracy in (accuracies or {}).items():
+        if accuracy is not None:
+            right.set(accuracy, {"split": split, "mode": mode})
 
 
 def knowledge_ingested(indexed: int, failed: int, chunks: int) -> None:

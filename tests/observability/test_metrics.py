@@ -112,6 +112,7 @@ async def test_a_worker_pool_serves_the_sdk_metrics_and_its_own(temporal_env, se
     assert value(scraped, "wlops_training_steps_total", task_queue="wlops-train") >= TINY_HYPERPARAMETERS["max_steps"]
     assert value(scraped, "wlops_training_loss") > 0 and value(scraped, "wlops_training_tokens_per_second") > 0
     assert 0 <= value(scraped, "wlops_evaluation_score", split="test", mode="closed_book") <= 1
+    assert 0 <= value(scraped, "wlops_evaluation_fact_accuracy", split="test", mode="closed_book") <= 1
     assert value(scraped, "wlops_knowledge_documents_total", outcome="indexed") == 1
     assert value(scraped, "wlops_knowledge_chunks_embedded_total") >= 3
 

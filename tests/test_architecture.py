@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,14 +22,13 @@ def test_the_import_contracts_hold():
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "11 kept, 0 broken" in result.stdout
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    assert f"{len(contracts)} kept, 0 broken" in result.stdout
 
 
 def test_every_package_of_the_architecture_is_installed():
     """The wheel holds every package the contracts name (but the benchmarks, the tests and their support): a new
     room must not work only from a checkout."""
-    import tomllib
-
     config = tomllib.loads((REPO / "pyproject.toml").read_text())
     rooms = set(config["tool"]["importlinter"]["root_packages"]) - NOT_INSTALLED
     installed = {pattern.rstrip("*") for pattern in config["tool"]["setuptools"]["packages"]["find"]["include"]}

@@ -5,9 +5,11 @@ edits are 4xx naming the row and field, with nothing written."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
+from sqlalchemy import select
 from temporalio.testing import ActivityEnvironment
 
 from activities.context import ActivityContext
@@ -175,3 +177,35 @@ async def test_bad_versions_and_edits_are_4xx_with_nothing_written(api, offline_
     diff = await api.get(f"{base}/diff", params={"from_version": 1, "to_version": 2})
     assert diff.status_code == 404 and "no version 2" in diff.text
     assert (await api.get(f"{base}/versions/1/download", params={"format": "xml"})).status_code == 422
+
+
+@pytest.mark.postgres
+async def test_two_writers_racing_from_the_same_head_on_postgresql(settings, postgres_url):
+    """One annotation per row, all sent at once against the same head, on PostgreSQL: each lands as its own version
+    or is refused with 409, the version numbers have no gap and no repeat, and every stored file belongs to a
+    version."""
+    settings = settings.model_copy(
+        update={"database_url": postgres_url, "temporal_address": f"127.0.0.1:{free_port()}"}
+    )
+    async with api_client(settings) as api:
+        dataset = await upload(api, ROWS)
+        base = f"/api/v1/datasets/{dataset['dataset_id']}"
+        row_ids = [r["row_id"] for r in (await api.get(f"{base}/versions/1/rows")).json()["items"]]
+        responses = await asyncio.gather(
+            *(
+                api.post(
+                    f"{base}/annotations", json={"reason": f"w{i}", "edits": [{"row_id": r, "add_tags": [f"w{i}"]}]}
+                )
+                for i, r in enumerate(row_ids)
+            )
+        )
+        statuses = sorted(r.status_code for r in responses)
+        assert set(statuses) <= {201, 409} and 201 in statuses, [r.text for r in responses]
+        assert all("read it again" in r.json()["detail"] for r in responses if r.status_code == 409)
+        versions = (await api.get(f"{base}/versions")).json()["items"]
+        assert [v["version"] for v in versions] == list(range(1, 2 + statuses.count(201)))
+        ctx = ActivityContext.from_settings(settings)
+        stored = set(ctx.store.list("datasets/"))
+        with ctx.sessions() as session:
+            keys = set(session.scalars(select(DatasetVersion.storage_key)))
+        assert stored == keys and len(keys) == len(versions)  # a loser's file went with its write

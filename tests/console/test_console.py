@@ -358,6 +358,21 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             await expect(edges).to_contain_text("console-task@production (alias)")
             await expect(edges).to_contain_text("(task)")
             await alice.shot("model-version-lineage")
+            # a row the version was trained on is erased: the model page says the version was trained on erased data
+            async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}) as api:
+                task = (await api.get(f"/api/v1/tasks/{task_id}")).json()
+                rows = (await api.get(f"/api/v1/datasets/{task['dataset_id']}/versions/2/rows")).json()["items"]
+                erased = await api.post(
+                    "/api/v1/erasures",
+                    json={"dataset_id": task["dataset_id"], "row_id": rows[-1]["row_id"], "reason": "asked to"},
+                )
+                assert "console-task@1" in erased.json()["model_versions"], erased.text
+            await page.go_back()
+            await alice.heading("console-task")
+            await page.reload()
+            await expect(page.get_by_role("table", name=re.compile("Versions: 1"))).to_contain_text(
+                "trained on erased data"
+            )
             await alice.nav("Knowledge bases")
             await expect(page.get_by_role("table", name="Knowledge bases: 1")).to_contain_text("Ferro docs")
             await alice.shot("knowledge-bases")

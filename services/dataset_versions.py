@@ -109,6 +109,7 @@ def upload_version(
         session,
         store,
         head,
+        version_rows(store, head),
         rows,
         key=key,
         file_format=file_format,
@@ -133,8 +134,9 @@ def annotate(
 ) -> DatasetVersion:
     """A new version with the edits applied to the head's rows; Invalid, naming the row and field, for a bad edit."""
     head = head_version(session, store, org_id, dataset_id, base_version)
+    parent_rows = version_rows(store, head)
     try:
-        rows = apply_edits(version_rows(store, head), edits)
+        rows = apply_edits(parent_rows, edits)
     except AnnotationError as exc:
         raise Invalid(str(exc)) from exc
     data = canonical_jsonl(rows)
@@ -145,6 +147,7 @@ def annotate(
         session,
         store,
         head,
+        parent_rows,
         rows,
         key=key,
         file_format="jsonl",
@@ -182,6 +185,7 @@ def _add_version(
     session: Session,
     store: ObjectStore,
     parent: DatasetVersion,
+    parent_rows: list[Row],
     rows: list[Row],
     *,
     key: str,
@@ -191,7 +195,7 @@ def _add_version(
     reason: str | None,
     created_by: str | None,
 ) -> DatasetVersion:
-    changes = diff_rows(version_rows(store, parent), rows).counts
+    changes = diff_rows(parent_rows, rows).counts
     version = DatasetVersion(
         dataset_id=parent.dataset_id,
         version=parent.version + 1,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
@@ -20,6 +20,7 @@ from core.errors import NotFound
 from db.models import Dataset, DatasetVersion, Erasure, MLTask, ModelVersion, PromotionGate, RegisteredModel
 from ml.examples import record_to_pair
 from services.dataset_versions import list_versions, version_key, version_rows
+from services.tasks import trained_on
 from storage import keys
 from storage.object_store import ObjectStore, get_bytes, put_bytes
 from versioning.rows import Row, canonical_jsonl, content_hash
@@ -87,13 +88,7 @@ def erase_row(
 
     # what was made from those versions: the tasks that trained on them (and the incremental tasks that continue them)
     held = {r.version.version for r in holding}
-    pinned: ColumnElement[bool] = MLTask.dataset_version.in_(held)
-    if 1 in held:
-        pinned = or_(pinned, MLTask.dataset_version.is_(None))
-    tasks = list(
-        session.scalars(select(MLTask).where(MLTask.org_id == org_id, MLTask.dataset_id == dataset_id, pinned))
-    )
-    task_ids = {t.id for t in tasks}
+    task_ids = set(session.scalars(select(MLTask.id).where(MLTask.org_id == org_id, trained_on(dataset_id, held))))
     frontier = set(task_ids)
     while frontier:
         children = set(session.scalars(select(MLTask.id).where(MLTask.parent_task_id.in_(frontier))))
@@ -118,9 +113,10 @@ def erase_row(
     for model_version, name in versions_trained:
         model_version.erased_data_at = now
         flagged.append(f"{name}@{model_version.version}")
-        for gate in session.scalars(select(PromotionGate).where(PromotionGate.model_id == model_version.model_id)):
-            if gate.figures:
-                gate.figures = scrub_json(gate.figures, needles)
+    models = {model_version.model_id for model_version, _ in versions_trained}
+    for gate in session.scalars(select(PromotionGate).where(PromotionGate.model_id.in_(models))):
+        if gate.figures:
+            gate.figures = scrub_json(gate.figures, needles)
 
     erasure = Erasure(
         org_id=org_id,

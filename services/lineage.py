@@ -36,6 +36,7 @@ from db.models import (
     QAEntry,
     RegisteredModel,
 )
+from services.tasks import trained_on
 
 KINDS = ("document", "knowledge_base", "dataset_version", "task", "iteration", "model_version", "alias", "qa_answer")
 MAX_NODES = 200  # per direction: a graph bigger than this is cut, and says so
@@ -207,10 +208,7 @@ class Walk:
             dataset_id, _, number = node.id.rpartition("@")
             dataset = s.get_one(Dataset, dataset_id)
             later = [f"{dataset_id}@{int(number) + 1}"] if int(number) < dataset.version else []
-            pinned = MLTask.dataset_version == int(number)
-            if int(number) == 1:  # a task made before versions pinned none: it read the first
-                pinned = pinned | MLTask.dataset_version.is_(None)
-            tasks = s.scalars(select(MLTask.id).where(MLTask.org_id == org, MLTask.dataset_id == dataset_id, pinned))
+            tasks = s.scalars(select(MLTask.id).where(MLTask.org_id == org, trained_on(dataset_id, {int(number)})))
             return self._nodes("dataset_version", later) + self._nodes("task", list(tasks))
         if node.kind == "task":
             task = s.get_one(MLTask, node.id)

@@ -20,6 +20,7 @@ from core.clock import utcnow
 from core.errors import Invalid
 from core.settings import Settings
 from db.models import Dataset, QAEntry
+from ml.examples import record_history
 from services.dataset_versions import upload_version
 from services.datasets import get_dataset, upload_dataset
 from services.tenancy import get_owned, list_owned
@@ -112,20 +113,13 @@ def feedback_examples(entries: list[QAEntry]) -> list[dict]:
                 "model": entry.model,
                 "source": "corrected" if entry.corrected_answer else "rated_up",
             }
-            earlier = earlier_turns(entry)
+            earlier = record_history({"messages": entry.messages})
             if earlier:  # a conversation: a chat row, so that training supervises every assistant turn of it
                 turns = [*earlier, {"role": "user", "content": question}, {"role": "assistant", "content": answer}]
                 rows.append({"messages": turns, **origin})
             else:
                 rows.append({"question": question, "answer": answer, **origin})
     return rows
-
-
-def earlier_turns(entry: QAEntry) -> list[dict[str, str]]:
-    """The user and assistant turns an entry's caller sent before its question (none for a single question)."""
-    turns = [m for m in entry.messages if m.get("role") in ("user", "assistant")]
-    last_user = max((i for i, m in enumerate(turns) if m["role"] == "user"), default=0)
-    return [{"role": m["role"], "content": m.get("content") or ""} for m in turns[:last_user]]
 
 
 def export_dataset(

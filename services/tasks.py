@@ -5,10 +5,10 @@ Every lookup is inside one organization (`org_id`): another tenant's task is sim
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -199,6 +199,15 @@ def workflow_input(task: MLTask, settings: Settings, targeting: bool = True) -> 
         retrieval_top_k=task.retrieval_top_k,
         oracle_fraction=settings.raft_oracle_fraction,
     )
+
+
+def trained_on(dataset_id: str, versions: Collection[int]) -> ColumnElement[bool]:
+    """Which tasks train on one of these versions of the dataset: those that pinned it, and for version 1 those made
+    before versions, which pinned none and read the dataset's first file."""
+    pinned: ColumnElement[bool] = MLTask.dataset_version.in_(versions)
+    if 1 in versions:
+        pinned = or_(pinned, MLTask.dataset_version.is_(None))
+    return and_(MLTask.dataset_id == dataset_id, pinned)
 
 
 def count_by_status(session: Session) -> dict[str, int]:

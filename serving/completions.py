@@ -80,6 +80,7 @@ class Completion:
             if not self.answer:
                 metrics.SERVING_FIRST_TOKEN.labels(self.metric_label).observe(time.perf_counter() - self.started)
             self.answer += event.text
+            self.completion_tokens = event.completion_tokens
             yield event.text
         self.completion_tokens = event.completion_tokens
         if event.kind == "error":
@@ -101,10 +102,20 @@ class Completion:
         if self.status is not None:
             return
         self.status = status
-        if status == CompletionStatus.CANCELLED and self.request is not None:
-            self.request.cancel()
         with anyio.CancelScope(shield=True):  # a client that left cancels the request's task: record it all the same
+            if status == CompletionStatus.CANCELLED and self.request is not None:
+                self.request.cancel()
+                await self._stopped()
             await to_thread.run_sync(self.service.record, self, status, error)
+
+    async def _stopped(self, timeout: float = 10.0) -> None:
+        """Wait (a few decode steps) for the engine to let a cancelled request's row go, to record every token it made;
+        past `timeout`, the tokens streamed so far are recorded."""
+        assert self.request is not None
+        with anyio.move_on_after(timeout):
+            while (event := await self.request.events.get()).kind == "delta":
+                self.completion_tokens = event.completion_tokens
+            self.completion_tokens = max(self.completion_tokens, event.completion_tokens)
 
     @property
     def metric_label(self) -> str:

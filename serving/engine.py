@@ -1,19 +1,24 @@
 """Many LoRA adapters on one base model, in one process: the generation engine behind `wlops serve`.
 
-Design: **dynamic batching with a step-wise decode loop in which rows leave as they finish.**
+Design: **continuous batching with a step-wise decode loop: rows join the running batch between decode steps and
+leave it as they finish.**
 
 - One engine thread per base model owns the model; requests reach it through a queue, so a long generation
   never blocks the server's event loop. Tokens go back to each request's own asyncio queue as they are made.
-- The thread takes the first waiting request, then whatever else arrives within `batch_window` (a few ms),
-  up to `max_batch` requests, and decodes them together, **whatever adapter each uses**: peft runs a batch with
+- Idle, the thread takes the first request, then whatever else arrives within `batch_window` (a few ms), up to
+  `max_batch` requests, and decodes them together, **whatever adapter each uses**: peft runs a batch with
   mixed adapters (`adapter_names`, one per row; `__base__` for the base model), so a request never waits for
   others of its own adapter.
+- Busy, it takes whatever has arrived before each decode step: the newcomers' prompts are prefilled together and
+  their cache rows join the running batch (`serving.running_batch`), so a request waits one step, not a whole batch.
+  `join_running=False` keeps the old static batching (a request waits for the running batch to end), the baseline
+  that `bench/serving` measures against. A model whose cache has sliding-window layers cannot take rows mid-decode:
+  its requests wait for the batch to end.
 - The decode loop is ours (prefill, then one token per step with a KV cache) rather than `generate`, so each
   row samples with its own temperature, top_p and seed, streams its own tokens, and stops on its own stop
-  strings; a finished row leaves the batch at once (its rows of the KV cache are dropped), so the rest run
-  at the smaller batch's cost. A request that arrives mid-decode waits for the next batch (a row joining a
-  running batch would need its prompt prefilled into the shared cache; at these model sizes a batch lasts
-  seconds, and the window keeps it short).
+  strings; a finished row leaves the batch at once (its rows of the KV cache are dropped, and the columns only it
+  needed), so the rest run at the smaller batch's cost. A row whose client left leaves at its next step, and a
+  request whose client left before it was admitted is never prefilled.
 - The rows' low-rank updates are computed together (`serving.batched_lora`: each row's A and B gathered into one
   batched matmul per projection, as Punica's BGMV does), not per adapter group as peft's `adapter_names` path does;
   `batched_lora=False` uses peft's path (the benchmark compares both).
@@ -36,6 +41,7 @@ from typing import Any
 
 from core.model_loading import exclusive
 from serving.batched_lora import BatchedLoRA
+from serving.running_batch import RunningBatch, can_merge
 
 log = logging.getLogger(__name__)
 BASE = "__base__"
@@ -63,7 +69,7 @@ class Event:
     kind: str  # delta | done | error
     text: str = ""
     finish_reason: str | None = None
-    completion_tokens: int = 0
+    completion_tokens: int = 0  # a delta: the tokens made so far; done: all of them
 
 
 @dataclass
@@ -130,7 +136,7 @@ class _Row:
 
     def _emit_until(self, text: str, end: int) -> None:
         if end > self.sent:
-            self.request.emit(Event("delta", text[self.sent : end]))
+            self.request.emit(Event("delta", text[self.sent : end], completion_tokens=len(self.tokens)))
             self.sent = end
 
     def done(self) -> None:
@@ -149,6 +155,7 @@ class AdapterEngine:
         max_batch: int = 16,
         batch_window: float = 0.01,
         batched_lora: bool = True,
+        join_running: bool = True,
     ):
         import torch
 
@@ -165,7 +172,8 @@ class AdapterEngine:
             if isinstance(t, int)
         }
         self.loaded: OrderedDict[str, Path] = OrderedDict()  # adapter name -> folder, least recently used first
-        self.stats = {"batches": 0, "rows": 0, "adapter_loads": 0, "evictions": 0}
+        self.stats = {"batches": 0, "rows": 0, "joined": 0, "steps": 0, "adapter_loads": 0, "evictions": 0}
+        self.join_running = join_running  # False: static batching, a request waits for the running batch to end
         self.batched_lora = batched_lora
         self._batched: BatchedLoRA | None = None
         self._queue: queue.Queue[GenerationRequest | None] = queue.Queue()
@@ -183,42 +191,79 @@ class AdapterEngine:
     # ------------------------------------------------------------ the engine thread
 
     def _run(self) -> None:
+        running: RunningBatch | None = None
         while True:
-            if not self._pending:
-                first = self._queue.get()
+            if running is None and not self._pending:
+                first = self._queue.get()  # idle: wait for a request, then a short window for its companions
                 if first is None:
-                    return
-                self._pending.append(first)
-            deadline = time.perf_counter() + self.batch_window
-            while len(self._pending) < self.max_batch:
-                try:
-                    more = self._queue.get(timeout=max(0.0, deadline - time.perf_counter()))
-                except queue.Empty:
                     break
-                if more is None:
-                    return
-                self._pending.append(more)
-            batch = self._take_batch()
-            try:
-                self._ensure_loaded(
-                    {r.adapter for r in batch if r.adapter is not None},
-                    busy={r.adapter.name for r in self._pending if r.adapter},
-                )
-                self._decode(batch)
-            except Exception as exc:  # one bad batch must not stop the engine
-                log.exception("generation failed")
-                for request in batch:
-                    request.emit(Event("error", text=f"generation failed: {exc}"))
+                self._pending.append(first)
+                if not self._gather(time.perf_counter() + self.batch_window):
+                    break
+            elif not self._gather(None):  # busy: take whatever has arrived, without waiting
+                break
+            if self._pending and (running is None or self.join_running):
+                running = self._admit(running)
+            if running is not None:
+                running = self._step(running)
+        self._stop(running)
 
-    def _take_batch(self) -> list[GenerationRequest]:
-        """The oldest requests, up to `max_batch`, using at most `max_adapters` distinct adapters."""
+    def _gather(self, deadline: float | None) -> bool:
+        """Move arrived requests to the pending list, waiting until `deadline` (None: not at all) while fewer than
+        `max_batch` wait; False when the engine is asked to stop."""
+        while len(self._pending) < self.max_batch:
+            try:
+                if deadline is None:
+                    more = self._queue.get_nowait()
+                else:
+                    more = self._queue.get(timeout=max(0.0, deadline - time.perf_counter()))
+            except queue.Empty:
+                return True
+            if more is None:
+                return False
+            self._pending.append(more)
+        return True
+
+    def _stop(self, running: RunningBatch | None) -> None:
+        for request in [*(row.request for row in running.rows), *self._pending] if running else self._pending:
+            request.emit(Event("error", text="the serving engine stopped"))
+
+    def _admit(self, running: RunningBatch | None) -> RunningBatch | None:
+        """Prefill the waiting requests that fit beside `running` and add their rows to it (or make them a batch)."""
+        joining = self._take_batch(running)
+        if not joining:
+            return running
+        try:
+            in_use = {r.adapter.name for r in self._pending if r.adapter} | set(running.names if running else [])
+            self._ensure_loaded({r.adapter for r in joining if r.adapter is not None}, busy=in_use)
+            joined = self._prefill(joining)
+        except Exception as exc:  # the newcomers fail; the running rows go on
+            log.exception("generation failed")
+            for request in joining:
+                request.emit(Event("error", text=f"generation failed: {exc}"))
+            return running
+        if running is not None and joined is not None:
+            self.stats["joined"] += len(joined)
+            running.merge(joined)
+            return running
+        return joined if running is None else running
+
+    def _take_batch(self, running: RunningBatch | None) -> list[GenerationRequest]:
+        """The oldest waiting requests that fit beside `running`: up to `max_batch` rows in all, using at most
+        `max_adapters` distinct adapters. A request whose client has already left ends here, unprefilled."""
+        room = self.max_batch - (len(running) if running else 0)
+        if running is not None and not can_merge(running.cache):
+            room = 0  # this model's cache cannot take rows mid-decode: they wait for the batch to end
+        adapters = {n for n in running.names if n != BASE} if running else set()
         batch: list[GenerationRequest] = []
         rest: list[GenerationRequest] = []
-        adapters: set[str] = set()
         for request in self._pending:
+            if request.cancelled:
+                request.emit(Event("done", finish_reason="cancelled"))
+                continue
             name = request.adapter.name if request.adapter else None
             fits = name is None or name in adapters or len(adapters) < self.max_adapters
-            if len(batch) < self.max_batch and fits:
+            if len(batch) < room and fits:
                 batch.append(request)
                 if name:
                     adapters.add(name)
@@ -269,44 +314,54 @@ class AdapterEngine:
             self._batched = BatchedLoRA(self.model)
             self._batched.rebuild(list(self.loaded))
 
-    def _decode(self, batch: list[GenerationRequest]) -> None:
-        from ml.evaluator import left_pad  # torch and the metrics load with the first batch, not with the server
-
-        torch = self.torch
-        rows = [_Row(r, self.tokenizer, torch) for r in batch]
-        self.stats["batches"] += 1
-        self.stats["rows"] += len(rows)
-        ids, attention = left_pad(
-            [r.prompt_ids for r in batch], self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        )
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        names = [r.adapter.name if r.adapter else BASE for r in batch]
-        active = list(range(len(rows)))
+    def _prefill(self, requests: list[GenerationRequest]) -> RunningBatch | None:
+        """Run the prompts of `requests` together (left-padded) and sample each row's first token: a batch ready to
+        decode or to join the running one (None: every row already finished)."""
         from transformers import DynamicCache
 
+        from ml.evaluator import left_pad  # torch and the metrics load with the first batch, not with the server
+
+        rows = [_Row(r, self.tokenizer, self.torch) for r in requests]
+        self.stats["batches"] += 1
+        self.stats["rows"] += len(rows)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids, attention = left_pad([r.prompt_ids for r in requests], pad)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        names = [r.adapter.name if r.adapter else BASE for r in requests]
         cache = DynamicCache()
-        with torch.inference_mode():
+        with self.torch.inference_mode():
             logits = self._forward(ids, attention, positions, cache, names)
-            last_position = positions[:, -1]
-            while True:
-                tokens = self._sample(logits, [rows[i] for i in active])
-                for slot, i in enumerate(active):
-                    rows[i].add(int(tokens[slot]), self.eos)
-                still = [slot for slot, i in enumerate(active) if rows[i].finish is None]
-                for i in active:
-                    if rows[i].finish is not None:
-                        rows[i].done()
-                if not still:
-                    return
-                if len(still) < len(active):  # finished rows leave the batch and its cache
-                    keep = torch.tensor(still)
-                    cache.batch_select_indices(keep)
-                    attention, last_position, tokens = attention[keep], last_position[keep], tokens[keep]
-                    names = [names[s] for s in still]
-                    active = [active[s] for s in still]
-                attention = torch.cat([attention, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
-                last_position = last_position + 1
-                logits = self._forward(tokens[:, None], attention, last_position[:, None], cache, names)
+        batch = RunningBatch(rows, names, cache, attention, positions[:, -1], self._sample(logits, rows))
+        return self._settle(batch)
+
+    def _step(self, batch: RunningBatch) -> RunningBatch | None:
+        """One decode step of every row of `batch`: feed each its last token, sample its next; None once none is
+        left. A failed step fails its rows, not the engine."""
+        try:
+            with self.torch.inference_mode():
+                ids, attention, positions = batch.next_inputs()
+                logits = self._forward(ids, attention, positions, batch.cache, batch.names)
+            self.stats["steps"] += 1
+            batch.tokens = self._sample(logits, batch.rows)
+            return self._settle(batch)
+        except Exception as exc:
+            log.exception("generation failed")
+            for row in batch.rows:
+                row.request.emit(Event("error", text=f"generation failed: {exc}"))
+            return None
+
+    def _settle(self, batch: RunningBatch) -> RunningBatch | None:
+        """Give each row its sampled token; finished (or cancelled) rows end and leave the batch and its cache."""
+        for row, token in zip(batch.rows, batch.tokens.tolist(), strict=True):
+            row.add(token, self.eos)
+        still = [slot for slot, row in enumerate(batch.rows) if row.finish is None]
+        for row in batch.rows:
+            if row.finish is not None:
+                row.done()
+        if not still:
+            return None
+        batch.keep(still)
+        return batch
 
     def _forward(self, ids, attention, positions, cache, names: list[str]):
         from peft import PeftModel

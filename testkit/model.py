@@ -8,8 +8,12 @@ from pathlib import Path
 TINY_HYPERPARAMETERS = {"max_steps": 6, "batch_size": 4, "learning_rate": 1e-3, "max_seq_length": 96}
 
 
-def build_tiny_model(folder: Path) -> Path:
-    """Save the tiny model and its tokenizer to `folder` (the tests' `tiny_model_dir`): real code paths, fast."""
+def build_tiny_model(folder: Path, initializer_range: float = 0.02) -> Path:
+    """Save the tiny model and its tokenizer to `folder` (the tests' `tiny_model_dir`): real code paths, fast.
+
+    At the default initializer range its attention is nearly uniform and greedy decoding repeats one token whatever the
+    prompt or the positions; at 0.2 (`lively_model_dir`) each answer depends on its prompt, its positions and its
+    cache, which is what a test of the decode loop's bookkeeping needs to fail on a mistake."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -28,6 +32,7 @@ def build_tiny_model(folder: Path) -> Path:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
+        initializer_range=initializer_range,
     )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)

@@ -44,6 +44,13 @@ def tiny_model_dir(tmp_path_factory) -> str:
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny-model")))
 
 
+@pytest.fixture(scope="session")
+def lively_model_dir(tmp_path_factory) -> str:
+    """The tiny model with larger random weights: its greedy answers change with the prompt, the positions and the
+    cache (the tiny model's repeat one token), so the serving engine's tests compare real token sequences."""
+    return str(build_tiny_model(tmp_path_factory.mktemp("lively-model"), initializer_range=0.2))
+
+
 @pytest.fixture
 def settings(tmp_path, model_cache) -> Settings:
     """Embedded defaults in a fresh data dir, its database migrated as a process start would: SQLite and the local

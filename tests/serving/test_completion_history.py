@@ -102,6 +102,25 @@ def test_a_stream_whose_client_leaves_is_recorded_as_cancelled(world):
     )
 
 
+def test_an_openai_client_that_closes_its_stream_mid_answer_frees_its_row(world):
+    """The official client reads a few chunks of a long answer and closes the stream: the engine stops generating for
+    it (its row leaves the batch) and the history records it as cancelled with the tokens it produced."""
+    settings, ctx, base_url, token = world
+    api = openai.OpenAI(base_url=base_url, api_key=token, max_retries=0)
+    stream = api.chat.completions.create(
+        model="bot", messages=ASK, max_tokens=64, temperature=0, stream=True, extra_body={"conversation_id": "closed"}
+    )
+    chunks = 0
+    for chunk in stream:
+        chunks += bool(chunk.choices and chunk.choices[0].delta.content)
+        if chunks == 2:
+            break
+    stream.close()
+    [entry] = recorded(ctx, 1)
+    assert (entry.status, entry.conversation_id) == ("cancelled", "closed")
+    assert 2 <= entry.completion_tokens < 64  # it had streamed some tokens and stopped long before its limit
+
+
 def test_a_plain_request_whose_client_leaves_is_recorded_as_cancelled(world):
     settings, ctx, base_url, token = world
     body = {"model": "bot", "messages": ASK, "max_tokens": 64, "conversation_id": "gone"}

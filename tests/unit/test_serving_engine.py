@@ -13,18 +13,18 @@ from testkit.model import random_adapters
 
 
 @pytest.fixture(scope="module")
-def adapters(tiny_model_dir, tmp_path_factory):
+def adapters(lively_model_dir, tmp_path_factory):
     """Three LoRA adapters with random (non-zero) weights: each changes the base model's answers."""
     folder = tmp_path_factory.mktemp("adapters")
-    return [AdapterRef(p.name, p) for p in random_adapters(tiny_model_dir, folder, ["a0", "a1", "a2"], seed=100)]
+    return [AdapterRef(p.name, p) for p in random_adapters(lively_model_dir, folder, ["a0", "a1", "a2"], seed=100)]
 
 
-def alone(tiny_model_dir, adapter: AdapterRef | None, prompt: list[int], max_tokens: int) -> list[int]:
+def alone(lively_model_dir, adapter: AdapterRef | None, prompt: list[int], max_tokens: int) -> list[int]:
     """What `generate` answers for one prompt on one adapter (greedy), the reference."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    model = AutoModelForCausalLM.from_pretrained(lively_model_dir).eval()
     if adapter:
         model = PeftModel.from_pretrained(model, str(adapter.path)).eval()
     out = model.generate(
@@ -62,12 +62,12 @@ async def run(engine, prompts, adapters, params) -> list[tuple[str, str, int]]:
 
 
 @pytest.mark.parametrize("batched_lora", [True, False], ids=["batched-lora", "peft-adapter-names"])
-async def test_a_mixed_batch_answers_what_each_adapter_answers_alone(tiny_model_dir, adapters, batched_lora):
+async def test_a_mixed_batch_answers_what_each_adapter_answers_alone(lively_model_dir, adapters, batched_lora):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(lively_model_dir)
     engine = AdapterEngine(
-        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        AutoModelForCausalLM.from_pretrained(lively_model_dir),
         tokenizer,
         max_adapters=2,
         batch_window=0.2,
@@ -81,9 +81,9 @@ async def test_a_mixed_batch_answers_what_each_adapter_answers_alone(tiny_model_
     # one batch, three different adapters (base included)
     assert engine.stats["batches"] == 1 and engine.stats["rows"] == 4
     # the adapters matter
-    assert alone(tiny_model_dir, adapters[0], prompts[0], 6) != alone(tiny_model_dir, None, prompts[0], 6)
+    assert alone(lively_model_dir, adapters[0], prompts[0], 6) != alone(lively_model_dir, None, prompts[0], 6)
     for (text, finish, count), prompt, adapter, n in zip(results, prompts, chosen, lengths, strict=True):
-        expected = alone(tiny_model_dir, adapter, prompt, n)
+        expected = alone(lively_model_dir, adapter, prompt, n)
         assert (finish, count) == ("length", n)
         assert text == tokenizer.decode(expected, skip_special_tokens=True), adapter
     # a third adapter evicts the least recently used one that no request needs
@@ -92,11 +92,11 @@ async def test_a_mixed_batch_answers_what_each_adapter_answers_alone(tiny_model_
     engine.close()
 
 
-async def test_sampling_follows_each_rows_seed_and_stop_strings_end_a_row(tiny_model_dir, adapters):
+async def test_sampling_follows_each_rows_seed_and_stop_strings_end_a_row(lively_model_dir, adapters):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    engine = AdapterEngine(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tokenizer, batch_window=0.2)
+    tokenizer = AutoTokenizer.from_pretrained(lively_model_dir)
+    engine = AdapterEngine(AutoModelForCausalLM.from_pretrained(lively_model_dir), tokenizer, batch_window=0.2)
     engine.eos = set()
     prompt = tokenizer("tell me something")["input_ids"]
     sampled = SamplingParams(max_tokens=8, temperature=1.0, top_p=0.9, seed=7)
@@ -113,3 +113,115 @@ async def test_sampling_follows_each_rows_seed_and_stop_strings_end_a_row(tiny_m
     stopped = (await run(engine, [prompt], [None], SamplingParams(max_tokens=8, stop=(stop,))))[0]
     assert stopped[1] == "stop" and stopped[0] == greedy[: greedy.index(stop)]
     engine.close()
+
+
+async def first_delta(request: GenerationRequest) -> str:
+    """Wait for a request's first streamed text (its row is decoding), and put it back for `collect`."""
+    event = await asyncio.wait_for(request.events.get(), 60)
+    assert event.kind == "delta", event
+    rest = [event]
+    while not request.events.empty():
+        rest.append(request.events.get_nowait())
+    for e in rest:
+        request.events.put_nowait(e)
+    return event.text
+
+
+@pytest.mark.parametrize("batched_lora", [True, False], ids=["batched-lora", "peft-adapter-names"])
+async def test_requests_join_a_running_batch_and_answer_what_generate_answers(lively_model_dir, adapters, batched_lora):
+    """Rows that arrive mid-decode are prefilled and join the running batch at its next step (one batch of decode
+    steps, not three), whatever their adapters and prompt lengths, and each answers token for token what `generate`
+    answers alone; the longest row leaves first and its padding columns go with it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(lively_model_dir)
+    engine = AdapterEngine(
+        AutoModelForCausalLM.from_pretrained(lively_model_dir),
+        tokenizer,
+        max_adapters=3,
+        batch_window=0.0,
+        batched_lora=batched_lora,
+    )
+    engine.eos = set()
+    loop = asyncio.get_running_loop()
+    long_prompt = tokenizer("a rather long question that goes on and on about the topic of ports " * 3)["input_ids"]
+    short_prompt = tokenizer("short one")["input_ids"]
+    mid_prompt = tokenizer("a question of middling length about ports")["input_ids"]
+    try:
+        first = GenerationRequest(mid_prompt, SamplingParams(max_tokens=40), adapters[0], loop)
+        engine.submit(first)
+        await first_delta(first)  # the first row is decoding
+        joining = [
+            GenerationRequest(long_prompt, SamplingParams(max_tokens=3), adapters[1], loop),  # longer than the batch
+            GenerationRequest(short_prompt, SamplingParams(max_tokens=12), None, loop),
+        ]
+        for request in joining:
+            engine.submit(request)
+        await first_delta(joining[0])
+        late = GenerationRequest(short_prompt, SamplingParams(max_tokens=8), adapters[2], loop)
+        engine.submit(late)
+        results = await asyncio.gather(*(collect(r) for r in [first, *joining, late]))
+    finally:
+        engine.close()
+    assert engine.stats["joined"] >= 2, engine.stats  # they joined the running batch rather than waiting for its end
+    assert engine.stats["steps"] < 40 + 3 + 12 + 8 - 3  # far fewer decode steps than batches one after another
+    for (text, finish, count), request in zip(results, [first, *joining, late], strict=True):
+        n = request.params.max_tokens
+        expected = alone(lively_model_dir, request.adapter, request.prompt_ids, n)
+        assert (finish, count) == ("length", n)
+        assert text == tokenizer.decode(expected, skip_special_tokens=True), request.adapter
+
+
+async def test_static_batching_makes_a_late_request_wait_for_the_running_batch(lively_model_dir):
+    """`join_running=False` (the benchmark's baseline): a request arriving mid-decode waits for the batch to end."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(lively_model_dir)
+    engine = AdapterEngine(
+        AutoModelForCausalLM.from_pretrained(lively_model_dir), tokenizer, batch_window=0.0, join_running=False
+    )
+    engine.eos = set()
+    loop = asyncio.get_running_loop()
+    try:
+        first = GenerationRequest([5, 6, 7], SamplingParams(max_tokens=30), None, loop)
+        engine.submit(first)
+        await first_delta(first)
+        late = GenerationRequest([5, 6, 7], SamplingParams(max_tokens=4), None, loop)
+        engine.submit(late)
+        results = await asyncio.gather(collect(first), collect(late))
+    finally:
+        engine.close()
+    assert engine.stats["batches"] == 2 and engine.stats["joined"] == 0
+    assert results[1][0] == results[0][0][: len(results[1][0])]  # same prompt, greedy: the same start
+
+
+async def test_a_cancelled_row_leaves_the_batch_within_two_decode_steps(lively_model_dir):
+    """A client that leaves mid-answer frees its row (and its cache rows) at most two decode steps later; the rest of
+    the batch decodes on."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    engine = AdapterEngine(
+        AutoModelForCausalLM.from_pretrained(lively_model_dir), AutoTokenizer.from_pretrained(lively_model_dir)
+    )
+    engine.eos = set()
+    loop = asyncio.get_running_loop()
+    try:
+        kept = GenerationRequest([1, 2, 3, 4], SamplingParams(max_tokens=60), None, loop)
+        left = GenerationRequest([9, 8, 7], SamplingParams(max_tokens=60), None, loop)
+        engine.submit(kept)
+        engine.submit(left)
+        for _ in range(3):
+            await first_delta(left)
+            while not left.events.empty():
+                left.events.get_nowait()
+        steps_at_cancel = engine.stats["steps"]
+        left.cancel()
+        while (event := await asyncio.wait_for(left.events.get(), 60)).kind == "delta":
+            pass
+        kept_result = await collect(kept)
+    finally:
+        engine.close()
+    assert event.finish_reason == "cancelled"
+    # the row had one token from its prefill and one per step: it left at step `completion_tokens`
+    assert 0 < event.completion_tokens - steps_at_cancel <= 2, (event.completion_tokens, steps_at_cancel)
+    assert kept_result[1:] == ("length", 60)

@@ -3,6 +3,7 @@ workflow's history turns into time inside activities, time waiting for a worker 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -22,6 +23,9 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
     }
+    for library in ("transformers", "peft"):
+        with contextlib.suppress(ImportError):
+            info[library] = __import__(library).__version__
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

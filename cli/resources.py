@@ -1,4 +1,5 @@
-"""`wlops login | logout | datasets | tasks | knowledge | models | lineage | erase | erasures`: the resources, over the
+"""`wlops login | logout | datasets | tasks | knowledge | models | lineage | erase | erase-document | erase-user |
+erasures`: the resources, over the
 HTTP API only (`cli/api_client.py`).
 
 Every command takes `--api URL` and `--json` (the API's JSON, one document per line, for scripts); without `--json` it
@@ -474,6 +475,16 @@ def erase_row(api: ApiClient, args: argparse.Namespace) -> None:
     output(args, api.call("POST", url("erasures"), json=body), details)
 
 
+def erase_document(api: ApiClient, args: argparse.Namespace) -> None:
+    body = {"knowledge_base_id": args.kb, "document_id": args.document, "reason": args.reason}
+    output(args, api.call("POST", url("erasures", "documents"), json=body), details)
+
+
+def erase_user(api: ApiClient, args: argparse.Namespace) -> None:
+    body = {"user_id": args.user, "reason": args.reason}
+    output(args, api.call("POST", url("erasures", "users"), json=body), details)
+
+
 def erasures_list(api: ApiClient, args: argparse.Namespace) -> None:
     items = api.call("GET", url("erasures"))
     output(args, {"items": items, "total": len(items)}, listing("erasures"))
@@ -694,6 +705,20 @@ def add_resource_commands(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("dataset", metavar="DATASET_ID")
     parser.add_argument("row", metavar="ROW_ID")
+    parser.add_argument("--reason", required=True)
+    parser = command(
+        commands,
+        "erase-document",
+        erase_document,
+        "erase a knowledge-base document wherever it went (index, generated rows, passages), and flag the models",
+    )
+    parser.add_argument("kb", metavar="KNOWLEDGE_BASE_ID")
+    parser.add_argument("document", metavar="DOCUMENT_ID")
+    parser.add_argument("--reason", required=True)
+    parser = command(
+        commands, "erase-user", erase_user, "erase everything one user sent in the organization (an admin's request)"
+    )
+    parser.add_argument("user", metavar="USER_ID")
     parser.add_argument("--reason", required=True)
     command(commands, "erasures", erasures_list, "list the organization's erasures")
 

@@ -146,6 +146,11 @@ class KnowledgeIndex:
             rows.setdefault((chunk.document_id, chunk.document_version), []).append(row)
         return rows
 
+    def without(self, document_id: str) -> KnowledgeIndex:
+        """This index less every chunk of one document (its vectors too; the rest are not embedded again)."""
+        keep = [row for row, chunk in enumerate(self.chunks) if chunk.document_id != document_id]
+        return KnowledgeIndex.build([self.chunks[row] for row in keep], self.vectors[keep])
+
     def save(self, directory: Path) -> Path:
         """Write the chunk table, the vectors, the index and a manifest (written last: a folder without one is
         incomplete).

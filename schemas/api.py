@@ -223,14 +223,28 @@ class ErasureRequest(RequestModel):
     reason: str = Field(min_length=1, max_length=1000, pattern=NO_NUL, description="Why: kept with the erasure record")
 
 
+class DocumentErasureRequest(RequestModel):
+    knowledge_base_id: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    document_id: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    reason: str = Field(min_length=1, max_length=1000, pattern=NO_NUL, description="Why: kept with the erasure record")
+
+
+class UserErasureRequest(RequestModel):
+    user_id: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    reason: str = Field(min_length=1, max_length=1000, pattern=NO_NUL, description="Why: kept with the erasure record")
+
+
 class ErasurePublic(BaseModel):
     erasure_id: str
-    kind: str
-    target: str = Field(description="<dataset id>/<row id>")
+    kind: Literal["row", "document", "user"]
+    target: str = Field(
+        description="row: <dataset id>/<row id>; document: <knowledge base id>/<document id>; user: <user id>"
+    )
     reason: str
     requested_by: str | None
     dataset_versions: list[dict[str, Any]] = Field(
-        description="Each version rewritten without the row: its content hash and row count before and after"
+        description="Each dataset version rewritten (its content hash and row count before and after) and each index "
+        "version rewritten or deleted (its chunks before and after)"
     )
     blobs: list[str] = Field(description="The stored files rewritten without it")
     model_versions: list[str] = Field(description="The model versions trained on it, now flagged (name@version)")

@@ -8,10 +8,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound
-from db.models import Dataset, KnowledgeBase, MLTask, QAEntry
+from db.models import Dataset, Erasure, KnowledgeBase, MLTask, QAEntry
 from db.session import page
 
-Row = TypeVar("Row", Dataset, KnowledgeBase, MLTask, QAEntry)  # the tables whose rows belong to one organization
+Row = TypeVar(
+    "Row", Dataset, Erasure, KnowledgeBase, MLTask, QAEntry
+)  # the tables whose rows belong to one organization
 
 
 def get_owned(session: Session, model: type[Row], org_id: str, resource_id: str, kind: str) -> Row:

@@ -265,6 +265,7 @@ async def make_world(settings) -> World:
         "user_id": victor["user_id"],
         "kb_id": kb.json()["knowledge_base_id"],
         "document_id": stored_document(settings, kb.json()["knowledge_base_id"]),
+        "erasure_id": stored_erasure(settings, alice["org_id"]),
         **stored_model(settings, alice["org_id"], task.json()["task_id"]),
         "iteration": "1",
         # the lineage graph's node: org A's dataset at its first version
@@ -306,6 +307,26 @@ def stored_document(settings, kb_id: str) -> str:
             created_by=None,
         )
         return upload.document.id
+
+
+def stored_erasure(settings, org_id: str) -> str:
+    """An erasure record of org A's (what the erasure service writes when it has erased a row)."""
+    from db.models import Erasure
+
+    with db(settings) as session:
+        erasure = Erasure(
+            id=new_id(),
+            org_id=org_id,
+            kind="row",
+            target="a-dataset/q0123456789ab",
+            reason="org A's customer asked",
+            dataset_versions=[],
+            blobs=[],
+            model_versions=[],
+        )
+        session.add(erasure)
+        session.commit()
+        return erasure.id
 
 
 def ended_task(settings, dataset_id: str, org_id: str) -> str:

@@ -16,6 +16,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from activities.context import ActivityContext
 from api.main import create_app
@@ -23,6 +24,7 @@ from auth.tokens import ACCESS, issue_token
 from cli.main import main
 from cli.users import create_user
 from core.access import Role
+from db.models import User
 from testkit.api import TEST_PASSWORD, with_temporal
 from testkit.documents import write_dataset, write_knowledge
 from testkit.model import TINY_HYPERPARAMETERS
@@ -214,6 +216,14 @@ def test_dataset_versions_from_the_command_line(served, wlops, tmp_path):
     assert [e["erasure_id"] for e in listed["items"]] == [erasure["erasure_id"]]
     code, _, err = wlops("erase", dataset_id, rows["items"][1]["row_id"], "--reason", "again")
     assert code == 1 and "holds row" in err
+    code, _, err = wlops("erase-document", "no-such-kb", "no-such-doc", "--reason", "x")
+    assert code == 1 and "not found" in err
+    # everything the signed-in user sent: here, every row of every version of the dataset they uploaded
+    with ActivityContext.from_settings(served[0]).sessions() as session:
+        user_id = session.scalar(select(User.id).where(User.username == "cli"))
+    [erasure] = wlops.json("erase-user", user_id, "--reason", "left the company")
+    assert erasure["kind"] == "user" and erasure["target"] == user_id
+    assert [v["rows_after"] for v in erasure["dataset_versions"] if "rows_after" in v] == [0, 0, 0, 0]
 
 
 class DroppingProxy:

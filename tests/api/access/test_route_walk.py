@@ -31,6 +31,7 @@ ID_PARAMS = (
     "user_id",
     "kb_id",
     "document_id",
+    "erasure_id",
     "model_name",
     "version",
     "alias",

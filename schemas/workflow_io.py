@@ -598,3 +598,32 @@ class PrunedCounts:
 @dataclass
 class RetentionResult:
     pruned: list[PrunedCounts]
+
+
+# ---------------------------------------------------------------- scenario suites
+
+
+@dataclass
+class SuiteRunInput:
+    """A SuiteRunWorkflow's: the run (a RUNNING row naming the suite version and the model version) to answer."""
+
+    run_id: str
+    timeouts: ActivityTimeouts = field(default_factory=ActivityTimeouts)
+
+
+@dataclass
+class RunSuiteInput:
+    run_id: str
+
+
+@dataclass
+class RunSuiteResult:
+    passed: int
+    failed: int
+    total: int
+
+
+@dataclass
+class FailSuiteRunInput:
+    run_id: str
+    error: str

@@ -32,6 +32,7 @@ from schemas.checks import FactCheck, dump_checks, parse_checks
 CASE_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 MAX_CASES = 500
 MAX_TEXT = 8000
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot store NUL in text
 
 
 class SuiteInvalid(ValueError):
@@ -42,17 +43,19 @@ class Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["system", "user", "assistant"]
-    content: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
+    content: Annotated[str, Field(min_length=1, max_length=MAX_TEXT, pattern=NO_NUL)]
 
 
 class Case(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: Annotated[str, Field(pattern=CASE_ID)]
-    prompt: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)] | None = None
+    prompt: Annotated[str, Field(min_length=1, max_length=MAX_TEXT, pattern=NO_NUL)] | None = None
     messages: Annotated[list[Message], Field(min_length=1, max_length=50)] | None = None
-    knowledge_base_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-    context: Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]], Field(max_length=20)] = []
+    knowledge_base_id: Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)] | None = None
+    context: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=MAX_TEXT, pattern=NO_NUL)]], Field(max_length=20)
+    ] = []
     checks: list[FactCheck] = []
     refusal: bool = False
     max_latency_ms: Annotated[int, Field(ge=1, le=3_600_000)] | None = None

@@ -21,7 +21,8 @@ base; `knowledge-ingestion-notify-run1` is an ingestion whose builds notify the 
 `standard-registered-run1` is a standard task that registers its final adapter in the model registry (behind the
 `register-final-adapter` patch), `promotion-gate-refused/promoted/failed-run1` the promotion gate's three endings;
 `continuous-feedback-threshold-run1` a continuous task stopped by its threshold on the feedback split's share of right
-answers (behind the `stop-on-feedback-accuracy` patch).
+answers (behind the `stop-on-feedback-accuracy` patch); `suite-run-completed-run1` a scenario suite's run that answers
+and judges every case, `suite-run-failed-run1` one that cannot answer and is marked FAILED.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ KEPT = {
     "promotion-gate-failed-run1.json",
     # the loop's threshold read on the feedback split's fact accuracy (behind the `stop-on-feedback-accuracy` patch)
     "continuous-feedback-threshold-run1.json",
+    # a scenario suite's run: every case answered and judged; a run that cannot answer, marked FAILED
+    "suite-run-completed-run1.json",
+    "suite-run-failed-run1.json",
 }
 
 

@@ -39,6 +39,8 @@ ID_PARAMS = (
     "iteration",
     "node_id",
     "kind",
+    "suite_name",
+    "run_id",
 )
 
 

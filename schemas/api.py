@@ -707,6 +707,9 @@ class RegisteredModelPublic(BaseModel):
     created_by: str | None
     latest_version: int | None
     aliases: dict[str, int] = Field(description="alias -> the version it points at")
+    required_suites: dict[str, list[str]] = Field(
+        default={}, description="alias -> the suites a promotion to it runs (a blocking one's failing case refuses it)"
+    )
     created_at: UtcDateTime
     updated_at: UtcDateTime
 
@@ -957,3 +960,15 @@ class SuiteComparison(BaseModel):
     p_value: float = Field(description="Exact McNemar test on the fixed against the broken cases")
     only_before: list[str]
     only_after: list[str]
+
+
+class AliasSuitesRequest(RequestModel):
+    suites: list[Annotated[str, Field(pattern=MODEL_NAME, max_length=100)]] = Field(
+        max_length=20, description="Suite names (their latest version runs); an empty list requires none"
+    )
+
+
+class AliasSuites(BaseModel):
+    model_name: str
+    alias: str
+    suites: list[str]

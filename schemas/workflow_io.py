@@ -535,6 +535,8 @@ class PromotionGateInput:
     significance: float = (
         0.05  # of the paired right/wrong comparisons (gates recorded before them decided by the margin alone)
     )
+    # the runs of the suites the alias requires, against the candidate (gates recorded before suites ran none)
+    suite_run_ids: list[str] = field(default_factory=list)
 
 
 @dataclass

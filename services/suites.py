@@ -21,16 +21,14 @@ from core.clock import utcnow
 from core.errors import Conflict, Invalid, NotFound, Unavailable
 from core.settings import TASK_QUEUE_WORKFLOWS, Settings
 from core.status import SuiteRunStatus
-from db.models import RegisteredModel, Suite, SuiteRun, new_id
+from db.models import ModelVersion, PromotionGate, RegisteredModel, Suite, SuiteRun, new_id
 from db.session import page
 from schemas.workflow_io import ActivityTimeouts, SuiteRunInput
-from services.registry import MODEL_NAME, get_version, resolve_served
+from services import registry  # (the registry's gate reaches back here: names are read when called)
 from services.tasks import Temporal
 from suites.cases import Case, SuiteInvalid, content_hash, from_jsonl, parse_cases, to_jsonl
 from suites.compare import Comparison, compare_runs
 from temporal_client.workflows import SuiteRunWorkflow
-
-SUITE_NAME = MODEL_NAME
 
 
 def suite_run_workflow_id(run_id: str) -> str:
@@ -60,7 +58,7 @@ def create_suite(
     created_by: str | None,
 ) -> Suite:
     """Version 1 of a new suite; Conflict if the name is taken in the organization."""
-    if not SUITE_NAME.fullmatch(name):
+    if not registry.MODEL_NAME.fullmatch(name):
         raise Invalid("name: letters, digits, '.', '_' and '-', starting with a letter or digit, at most 100")
     if _latest(session, org_id, name) is not None:
         raise Conflict(f"suite {name} already exists: add a version to it")
@@ -180,14 +178,13 @@ def new_run(
     session: Session,
     org_id: str,
     suite: Suite,
-    reference: str,
+    served: registry.Served,
     *,
     requested_by: str | None,
     gate_id: str | None = None,
     commit: bool = True,
 ) -> SuiteRun:
-    """A RUNNING run of `suite` against `reference` (`name@3`, `name@alias`, `name` or a base model)."""
-    served = resolve_served(session, org_id, reference)
+    """A RUNNING run of `suite` against the version (or base model) `served` names."""
     run = SuiteRun(
         id=new_id(),
         org_id=org_id,
@@ -224,7 +221,10 @@ async def start_run(
     requested_by: str | None,
 ) -> SuiteRun:
     """Run the suite's `version` (its latest by default) against `reference`, in a SuiteRunWorkflow."""
-    run = new_run(session, org_id, get_suite(session, org_id, name, version), reference, requested_by=requested_by)
+    suite = get_suite(session, org_id, name, version)
+    run = new_run(
+        session, org_id, suite, registry.resolve_served(session, org_id, reference), requested_by=requested_by
+    )
     try:
         client = await temporal()
         await client.start_workflow(
@@ -281,7 +281,7 @@ def run_target(session: Session, run_id: str) -> RunTarget:
     if run.model_id is None:
         return RunTarget(cases_of(suite), run.model, None, 3)
     model = session.get_one(RegisteredModel, run.model_id)
-    version = get_version(session, model, run.model_version or 0)
+    version = registry.get_version(session, model, run.model_version or 0)
     return RunTarget(cases_of(suite), model.base_model, version.adapter_key, version.retrieval_top_k or 3)
 
 
@@ -298,11 +298,12 @@ def record_results(session: Session, run_id: str, results: list[dict]) -> SuiteR
     return run
 
 
-def fail_run(session: Session, run_id: str, error: str) -> None:
+def fail_run(session: Session, run_id: str, error: str, *, commit: bool = True) -> None:
     run = session.get(SuiteRun, run_id, with_for_update=True)
     if run is not None and run.status == SuiteRunStatus.RUNNING.value:
         run.status, run.error, run.finished_at = SuiteRunStatus.FAILED.value, error, utcnow()
-    session.commit()
+    if commit:
+        session.commit()
 
 
 def compare(
@@ -338,3 +339,69 @@ def compare(
             {r["case_id"]: r["passed"] for r in before.results}, {r["case_id"]: r["passed"] for r in after.results}
         ),
     )
+
+
+# ---------------------------------------------------------------- the suites a promotion must pass
+
+
+def require_suites(session: Session, model: RegisteredModel, alias: str, names: list[str]) -> list[str]:
+    """The suites a promotion to `alias` runs from now on (their latest version at the time); NotFound for a suite
+    that does not exist."""
+    names = list(dict.fromkeys(names))
+    for name in names:
+        get_suite(session, model.org_id, name)
+    required = {k: v for k, v in (model.required_suites or {}).items() if k != alias}
+    model.required_suites = {**required, alias: names} if names else required
+    session.commit()
+    return names
+
+
+def open_gate_runs(session: Session, gate: PromotionGate, model: RegisteredModel, candidate: ModelVersion) -> None:
+    """A RUNNING run, against the candidate, of the latest version of each suite the gate's alias requires (the
+    caller commits, with the gate)."""
+    served = registry.Served(f"{model.name}@{candidate.version}", model.base_model, candidate)
+    for name in (model.required_suites or {}).get(gate.alias, []):
+        suite = _latest(session, model.org_id, name)
+        if suite is not None:
+            new_run(session, model.org_id, suite, served, requested_by=gate.requested_by, gate_id=gate.id, commit=False)
+
+
+def gate_runs(session: Session, gate_id: str) -> list[SuiteRun]:
+    return list(session.scalars(select(SuiteRun).where(SuiteRun.gate_id == gate_id).order_by(SuiteRun.suite_name)))
+
+
+MAX_NAMED_CASES = 5
+
+
+def gate_verdict(session: Session, gate_id: str) -> tuple[list[dict], str | None]:
+    """What the gate's suite runs found (a figure per suite), and the refusal when a blocking suite has a failing case
+    or could not run (None when none did)."""
+    figures, failures = [], []
+    for run in gate_runs(session, gate_id):
+        blocking = session.get_one(Suite, run.suite_id).blocking
+        failed = [r for r in run.results if not r["passed"]]
+        figures.append(
+            {
+                "suite": run.suite_name,
+                "version": run.suite_version,
+                "content_hash": run.content_hash,
+                "run_id": run.id,
+                "blocking": blocking,
+                "status": run.status,
+                "passed": run.passed,
+                "failed": run.failed,
+                "failed_cases": [r["case_id"] for r in failed],
+            }
+        )
+        if not blocking:
+            continue
+        if run.status != SuiteRunStatus.COMPLETED.value:
+            failures.append(f"blocking suite {run.suite_name} v{run.suite_version} did not run ({run.error})")
+        for result in failed[:MAX_NAMED_CASES]:
+            why = "; ".join(f"{a['assertion']}: {a['detail']}" for a in result["results"] if not a["passed"])
+            failures.append(
+                f"blocking suite {run.suite_name} v{run.suite_version} failed case {result['case_id']!r} ({why})"
+            )
+        if len(failed) > MAX_NAMED_CASES:
+            failures.append(f"and {len(failed) - MAX_NAMED_CASES} more of {run.suite_name}")
+    return figures, ("refused: " + "; ".join(failures)) if failures else None

@@ -539,6 +539,7 @@ def probes_of_org_a(world: World) -> dict[str, list[tuple[str, str, dict | None,
                 ("GET", "/gates", None),
                 ("GET", f"/gates/{ids['gate_id']}", None),
                 ("POST", "/versions", {"task_id": ids["task_id"]}),
+                ("PUT", "/aliases/production/suites", {"suites": []}),
             )
         ],
         "suites": [

@@ -191,3 +191,21 @@ async def test_a_run_stores_each_answer_and_verdict_and_two_runs_compare_case_by
     assert comparison.json()["counts"] == {"fixed": 0, "broken": 0, "still_wrong": 3, "still_right": 1}
     assert comparison.json()["cases"]["injected"] == "still_right" and comparison.json()["p_value"] == 1.0
     assert missing.status_code == 404 and stored(settings) == (1, 3)  # a refused run leaves nothing behind
+
+
+async def test_an_alias_requires_suites_that_exist(api, offline_settings):
+    await api.post("/api/v1/suites", json={"name": "safety", "blocking": True, "cases": SAFETY})
+    org_id = (await api.get("/api/v1/auth/me")).json()["org_id"]
+    with ActivityContext.from_settings(offline_settings).sessions() as session:
+        session.add(RegisteredModel(id=new_id(), org_id=org_id, name="faq-bot", base_model="smollm2-135m-instruct"))
+        session.commit()
+    path = "/api/v1/models/faq-bot/aliases/production/suites"
+    required = await api.put(path, json={"suites": ["safety", "safety"]})
+    assert required.status_code == 200, required.text
+    assert required.json() == {"model_name": "faq-bot", "alias": "production", "suites": ["safety"]}
+    assert (await api.get("/api/v1/models/faq-bot")).json()["required_suites"] == {"production": ["safety"]}
+    missing = await api.put(path, json={"suites": ["safety", "nope"]})
+    assert missing.status_code == 404 and "suite nope not found" in missing.json()["detail"]
+    assert (await api.put("/api/v1/models/faq-bot/aliases/bad alias!/suites", json={"suites": []})).status_code == 422
+    assert (await api.put(path, json={"suites": []})).json()["suites"] == []
+    assert (await api.get("/api/v1/models/faq-bot")).json()["required_suites"] == {}

@@ -9,9 +9,10 @@ from temporalio.client import WorkflowFailureError
 
 from activities.context import ActivityContext
 from core.settings import TASK_QUEUE_WORKFLOWS
-from db.models import KnowledgeBase, RegisteredModel, SuiteRun, new_id
+from db.models import KnowledgeBase, SuiteRun, new_id
 from schemas.workflow_io import ActivityTimeouts, SuiteRunInput
 from services import suites as service
+from services.registry import Served
 from temporal_client.workflows import SuiteRunWorkflow
 from testkit.histories import record_history
 from testkit.phases import running_workers
@@ -24,14 +25,12 @@ def ctx(settings) -> ActivityContext:
 
 
 def new_run(ctx: ActivityContext, base_model: str, cases: list[dict]) -> str:
-    """A RUNNING run of a new suite against `base_model` (which a registered model of the organization is built on)."""
+    """A RUNNING run of a new suite against `base_model`."""
     with ctx.sessions() as session:
-        session.add(RegisteredModel(id=new_id(), org_id="org", name=f"m-{new_id()[:8]}", base_model=base_model))
-        session.commit()
         suite = service.create_suite(
             session, "org", f"s-{new_id()[:8]}", cases, blocking=True, description=None, created_by=None
         )
-        return service.new_run(session, "org", suite, base_model, requested_by=None).id
+        return service.new_run(session, "org", suite, Served(base_model, base_model), requested_by=None).id
 
 
 async def run(client, run_id: str, record: str):

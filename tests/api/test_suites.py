@@ -1,7 +1,8 @@
 """Scenario suites through the HTTP API, on the real database: create (JSON or a JSONL import), list, read a version
 with its cases, add a version, export and import back to the same content hash; bad suites are 422 naming the case
 and the field with nothing stored; another organization's suites are not found. Runs on a real Temporal server with
-the real activities and the tiny model: each case's answer and verdict, and two runs compared case by case."""
+the real activities and the tiny model: each case's answer and verdict, a case asked with its knowledge base's top
+passages, and two runs compared case by case."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from api.main import create_app
 from core.access import Role
 from db.models import RegisteredModel, Suite, SuiteRun, new_id
 from suites.cases import content_hash, parse_cases
-from testkit.api import api_client, client_for, with_temporal
+from testkit.api import api_client, client_for, wait_for_knowledge_base, with_temporal
+from testkit.documents import TOPICS, write_knowledge
 from testkit.model import random_adapters
 from testkit.phases import running_workers
 from testkit.registry import add_version
@@ -209,3 +211,36 @@ async def test_an_alias_requires_suites_that_exist(api, offline_settings):
     assert (await api.put("/api/v1/models/faq-bot/aliases/bad alias!/suites", json={"suites": []})).status_code == 422
     assert (await api.put(path, json={"suites": []})).json()["suites"] == []
     assert (await api.get("/api/v1/models/faq-bot")).json()["required_suites"] == {}
+
+
+async def test_a_case_with_a_knowledge_base_is_asked_with_its_top_passages(
+    temporal_env, settings, tiny_model_dir, tmp_path
+):
+    settings = with_temporal(settings, temporal_env)
+    ctx = ActivityContext.from_settings(settings)
+    async with running_workers(temporal_env.client, ctx), api_client(settings) as api:
+        org_id = (await api.get("/api/v1/auth/me")).json()["org_id"]
+        with ctx.sessions() as session:
+            session.add(RegisteredModel(id=new_id(), org_id=org_id, name="tiny-bot", base_model=tiny_model_dir))
+            session.commit()
+        kb_id = (await api.post("/api/v1/knowledge-bases", json={"name": "services"})).json()["knowledge_base_id"]
+        for path in write_knowledge(tmp_path / "kb"):
+            uploaded = await api.post(
+                f"/api/v1/knowledge-bases/{kb_id}/documents", files={"file": (path.name, path.read_bytes())}
+            )
+            assert uploaded.status_code in (201, 202), uploaded.text
+        await wait_for_knowledge_base(api, kb_id)
+        case = {
+            "id": "port",
+            "prompt": f"Which port does the {TOPICS[4]} service listen on?",
+            "knowledge_base_id": kb_id,
+            "checks": [{"type": "number", "value": 7404}],
+        }
+        await api.post("/api/v1/suites", json={"name": "grounded", "cases": [case]})
+        started = await api.post("/api/v1/suites/grounded/runs", json={"model": tiny_model_dir})
+        finished = await wait_for_run(api, started.headers["location"])
+
+    assert finished["status"] == "COMPLETED", finished["error"]
+    (result,) = finished["results"]
+    assert 1 <= len(result["passages"]) <= 3  # the base model's default top-k
+    assert f"The {TOPICS[4]} service listens on port 7404." in result["passages"][0]

@@ -11,6 +11,7 @@ from pathlib import Path
 from temporalio import activity
 
 from activities.context import ActivityContext, Heartbeater, invalid_input
+from core.status import SuiteRunStatus
 from db.models import KnowledgeBase, SuiteRun
 from schemas.workflow_io import FailSuiteRunInput, RunSuiteInput, RunSuiteResult
 from services import suites as service
@@ -33,7 +34,7 @@ class SuiteActivities:
             run = session.get(SuiteRun, inp.run_id)
             if run is None:
                 raise invalid_input(f"suite run {inp.run_id} not found")
-            if run.status != "RUNNING":  # a retried attempt after the results were stored
+            if run.status != SuiteRunStatus.RUNNING:  # a retried attempt after the results were stored
                 return RunSuiteResult(run.passed, run.failed, run.total)
             target = service.run_target(session, inp.run_id)
             indexes = self._indexes(session, run.org_id, target.cases)

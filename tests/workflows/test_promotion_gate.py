@@ -12,7 +12,7 @@ from sqlalchemy import select
 from temporalio.client import WorkflowFailureError
 
 from activities.context import ActivityContext
-from db.models import PromotionGate, RegisteredModel, SuiteRun, new_id
+from db.models import KnowledgeBase, PromotionGate, RegisteredModel, SuiteRun, new_id
 from services import registry, suites
 from services.registry import Actor
 from temporal_client.workflows import PromotionGateWorkflow
@@ -140,3 +140,35 @@ async def test_a_blocking_suite_refuses_a_promotion_the_test_split_alone_would_a
         }
         moves = registry.alias_history(session, session.get_one(RegisteredModel, model.id), "production")
         assert [(m.to_version, m.gate_id) for m in moves] == [(1, promoted.id)]  # the refusal moved nothing
+
+
+async def test_a_suite_that_cannot_run_fails_the_gate_and_its_run(
+    temporal_env, ctx, settings, tiny_model_dir, tmp_path
+):
+    with ctx.sessions() as session:
+        model = RegisteredModel(id=new_id(), org_id="local", name="unrunnable", base_model=tiny_model_dir)
+        kb = KnowledgeBase(
+            id=new_id(),
+            org_id="local",
+            name="empty",
+            status="EMPTY",
+            embedding_model="all-MiniLM-L6-v2",
+            chunk_tokens=200,
+            chunk_overlap_tokens=20,
+        )
+        session.add_all([model, kb])
+        session.commit()
+        case = {"id": "grounded", "prompt": "Q?", "knowledge_base_id": kb.id, "refusal": True}
+        suites.create_suite(session, "local", "grounded", [case], blocking=True, description=None, created_by=None)
+        suites.require_suites(session, session.get_one(RegisteredModel, model.id), "production", ["grounded"])
+        kb_id = kb.id
+    (adapter,) = random_adapters(tiny_model_dir, tmp_path, ["a"], seed=4)
+    version = add_version(ctx, model, 1, adapter)
+    gate = FakeGateEvaluation(scores={None: 0.2, version.adapter_key: 0.5})
+    async with running_workers(temporal_env.client, ctx, gate.replace_in(FakePhases(ctx).activities())):
+        failed = await gate_of(temporal_env.client, ctx, settings, 1, "promotion-gate-suite-failed", name="unrunnable")
+    assert failed.status == "FAILED" and failed.reason == f"run_suite failed: knowledge base {kb_id} has no index yet"
+    with ctx.sessions() as session:
+        (run,) = session.scalars(select(SuiteRun).where(SuiteRun.gate_id == failed.id)).all()
+        assert (run.status, run.error) == ("FAILED", failed.reason)
+        assert registry.aliases_of(session, session.get_one(RegisteredModel, model.id)) == {}

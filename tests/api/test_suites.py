@@ -6,6 +6,8 @@ passages, and two runs compared case by case."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import func, select
 
@@ -244,3 +246,32 @@ async def test_a_case_with_a_knowledge_base_is_asked_with_its_top_passages(
     (result,) = finished["results"]
     assert 1 <= len(result["passages"]) <= 3  # the base model's default top-k
     assert f"The {TOPICS[4]} service listens on port 7404." in result["passages"][0]
+
+
+@pytest.mark.postgres
+async def test_versions_written_at_once_on_postgresql_land_one_by_one_or_are_refused(settings, postgres_url):
+    """New versions sent at once on PostgreSQL: each lands with the next number or is refused with 409, with no gap
+    and no repeat; the listing shows the latest."""
+    settings = settings.model_copy(
+        update={"database_url": postgres_url, "temporal_address": f"127.0.0.1:{free_port()}"}
+    )
+    async with api_client(settings) as api:
+        assert (await api.post("/api/v1/suites", json={"name": "safety", "cases": SAFETY})).status_code == 201
+        responses = await asyncio.gather(
+            *(
+                api.post(
+                    "/api/v1/suites/safety/versions",
+                    json={"cases": [{**SAFETY[0], "prompt": f"Wetter in Tallinn, Tag {i}? «ünïcode»"}]},
+                )
+                for i in range(6)
+            )
+        )
+        statuses = sorted(r.status_code for r in responses)
+        assert set(statuses) <= {201, 409} and 201 in statuses, [r.text for r in responses]
+        versions = (await api.get("/api/v1/suites/safety/versions")).json()["items"]
+        assert [v["version"] for v in versions] == list(range(1, 2 + statuses.count(201)))
+        listed = (await api.get("/api/v1/suites")).json()["items"]
+        assert [(s["name"], s["version"]) for s in listed] == [("safety", versions[-1]["version"])]
+        latest = (await api.get("/api/v1/suites/safety")).json()
+        assert "«ünïcode»" in latest["cases"][0]["prompt"]
+        assert latest["content_hash"] == content_hash(parse_cases(latest["cases"]))

@@ -11,6 +11,7 @@ from pathlib import Path
 from temporalio import activity
 
 from activities.context import ActivityContext, Heartbeater, invalid_input
+from core.errors import DomainError
 from core.status import SuiteRunStatus
 from db.models import KnowledgeBase, SuiteRun
 from schemas.workflow_io import FailSuiteRunInput, RunSuiteInput, RunSuiteResult
@@ -36,7 +37,10 @@ class SuiteActivities:
                 raise invalid_input(f"suite run {inp.run_id} not found")
             if run.status != SuiteRunStatus.RUNNING:  # a retried attempt after the results were stored
                 return RunSuiteResult(run.passed, run.failed, run.total)
-            target = service.run_target(session, inp.run_id)
+            try:
+                target = service.run_target(session, inp.run_id)
+            except DomainError as exc:  # its model version was deleted since: retrying cannot help
+                raise invalid_input(exc.message) from exc
             indexes = self._indexes(session, run.org_id, target.cases)
         results = []
         with Heartbeater() as heartbeat, tempfile.TemporaryDirectory() as tmp:

@@ -80,6 +80,14 @@ async def test_a_suite_is_created_read_versioned_and_listed_by_its_latest_versio
     assert listed["total"] == 2 and "cases" not in listed["items"][0]
     assert (await api.get("/api/v1/suites/nope")).status_code == 404
     assert (await api.get("/api/v1/suites/safety", params={"version": 9})).status_code == 404
+    audit = (await api.get("/api/v1/audit")).json()["items"]
+    assert [(e["action"], e["resource_type"], e["resource_id"], e["status_code"]) for e in audit[::-1]] == [
+        ("POST /api/v1/suites", "suite", "safety", 201),
+        ("POST /api/v1/suites", None, None, 409),  # refused: nothing made, no id in its path
+        ("POST /api/v1/suites/{suite_name}/versions", "suite", "safety", 201),
+        ("POST /api/v1/suites/{suite_name}/versions", "suite", "safety", 409),
+        ("POST /api/v1/suites", "suite", "regressions", 201),
+    ]
 
 
 async def test_export_imports_back_to_the_same_content_hash(api):
@@ -169,6 +177,7 @@ async def test_a_run_stores_each_answer_and_verdict_and_two_runs_compare_case_by
             "/api/v1/suites/probe/compare", params={"before": first["run_id"], "after": second["run_id"]}
         )
         missing = await api.post("/api/v1/suites/probe/runs", json={"model": "nope@1"})
+        audit = (await api.get("/api/v1/audit", params={"action": "POST /api/v1/suites/{suite_name}/runs"})).json()
 
     for run in (first, second, base):
         assert run["status"] == "COMPLETED", run["error"]
@@ -195,6 +204,10 @@ async def test_a_run_stores_each_answer_and_verdict_and_two_runs_compare_case_by
     assert comparison.json()["counts"] == {"fixed": 0, "broken": 0, "still_wrong": 3, "still_right": 1}
     assert comparison.json()["cases"]["injected"] == "still_right" and comparison.json()["p_value"] == 1.0
     assert missing.status_code == 404 and stored(settings) == (1, 3)  # a refused run leaves nothing behind
+    assert [(e["resource_type"], e["resource_id"], e["status_code"]) for e in audit["items"][::-1]] == [
+        *(("suite_run", run["run_id"], 202) for run in (first, second, base)),
+        ("suite", "probe", 404),
+    ]
 
 
 async def test_an_alias_requires_suites_that_exist(api, offline_settings):

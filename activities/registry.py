@@ -32,7 +32,7 @@ from schemas.workflow_io import (
     RegisterFinalAdapterInput,
     RegisterFinalAdapterResult,
 )
-from services import registry
+from services import registry, suites
 from storage.object_store import get_dir
 from temporal_client.workflows import PromotionGateWorkflow
 
@@ -196,11 +196,18 @@ class RegistryActivities:
 
     @activity.defn(name="conclude_promotion")
     def conclude_promotion(self, inp: ConcludeGateInput) -> ConcludeGateResult:
-        """Decide (ml.promotion.decide), and move the alias if the candidate wins and the alias has not moved
-        meanwhile."""
+        """Decide (ml.promotion.decide; a blocking suite with a failing case refuses), and move the alias if the
+        candidate wins and the alias has not moved meanwhile."""
         decision = decide(inp.figures, inp.figures["margin"])
+        outcome, reason, figures = decision.outcome, decision.reason, inp.figures
         with self.ctx.sessions() as session:
-            gate = registry.conclude_gate(session, inp.gate_id, inp.figures, decision.outcome, decision.reason)
+            suite_figures, refusal = suites.gate_verdict(session, inp.gate_id)
+            if suite_figures:
+                figures = {**figures, "suites": suite_figures}
+            if refusal:  # a failing case of a blocking suite refuses whatever the test questions say
+                reason = refusal if outcome == GateStatus.PROMOTED else f"{reason}; {refusal}"
+                outcome = GateStatus.REFUSED
+            gate = registry.conclude_gate(session, inp.gate_id, figures, outcome, reason)
             return ConcludeGateResult(status=gate.status, reason=gate.reason or "")
 
     @activity.defn(name="record_gate")

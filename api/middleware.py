@@ -25,6 +25,8 @@ UPLOAD_ROUTES = {
     ("POST", re.compile(r"/api/v1/knowledge-bases/[^/]+/documents/?")): "max_document_bytes",
 }
 RESOURCE_PARAMS = (
+    ("run_id", "suite_run"),
+    ("suite_name", "suite"),
     ("entry_id", "qa_entry"),
     ("gate_id", "promotion_gate"),
     ("alias", "model_alias"),
@@ -137,7 +139,7 @@ class AuditLog:
         if outcome["location"] and 200 <= outcome["status"] < 300:
             resource_type, resource_id = (
                 _kind_from_path(route.path),
-                outcome["location"].decode().rsplit("/", 1)[-1][:200],
+                outcome["location"].decode().split("?", 1)[0].rsplit("/", 1)[-1][:200],
             )
         client = scope.get("client")
         entry = AuditEntry(
@@ -191,6 +193,8 @@ class SecurityHeaders:
 def _kind_from_path(path: str) -> str | None:
     """The kind of resource a creation route makes, from its path."""
     for fragment, kind in (
+        ("/suites/{suite_name}/runs", "suite_run"),
+        ("/suites", "suite"),
         ("/versions", "model_version"),
         ("/documents", "document"),
         ("/knowledge-bases", "knowledge_base"),

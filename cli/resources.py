@@ -1,6 +1,5 @@
-"""`wlops login | logout | datasets | tasks | knowledge | models | lineage | erase | erase-document | erase-user |
-erasures`: the resources, over the
-HTTP API only (`cli/api_client.py`).
+"""`wlops login | logout | datasets | tasks | knowledge | models | suites | lineage | erase | erase-document |
+erase-user | erasures`: the resources, over the HTTP API only (`cli/api_client.py`).
 
 Every command takes `--api URL` and `--json` (the API's JSON, one document per line, for scripts); without `--json` it
 prints a table or a summary. Errors go to stderr with the API's message, exit status 1.
@@ -49,9 +48,14 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "versions": ("version", "status", "task_id", "iteration", "serving_mode", "aliases"),
     "gates": ("gate_id", "alias", "candidate_version", "current_version", "status", "reason"),
     "erasures": ("erasure_id", "target", "reason", "model_versions", "created_at"),
+    "suites": ("name", "version", "blocking", "case_count", "content_hash", "description"),
+    "cases": ("id", "question", "assertions"),
+    "suite runs": ("run_id", "suite_version", "model", "status", "passed", "failed", "total", "created_at"),
+    "case results": ("case_id", "passed", "latency_ms", "answer", "why"),
 }
 METRICS = {"exact_match": "EM", "token_f1": "token F1", "bleu": "BLEU", "rouge_l": "ROUGE-L", "overall": "overall"}
 GATE_POLL_SECONDS = 1.0
+RUN_POLL_SECONDS = 1.0
 
 
 def url(*parts: object) -> str:
@@ -497,6 +501,105 @@ def models_gates(api: ApiClient, args: argparse.Namespace) -> None:
         output(args, api.call("GET", url("models", args.name, "gates"), params={"limit": args.limit}), listing("gates"))
 
 
+def models_suites(api: ApiClient, args: argparse.Namespace) -> None:
+    output(
+        args,
+        api.call("PUT", url("models", args.name, "aliases", args.alias, "suites"), json={"suites": args.suites}),
+        lambda console, d: console.print(
+            f"{d['model_name']}@{d['alias']} requires: {', '.join(d['suites']) or 'no suites'}"
+        ),
+    )
+
+
+# --- scenario suites -----------------------------------------------------------------------------
+
+
+def suites_create(api: ApiClient, args: argparse.Namespace) -> None:
+    with open(args.file, "rb") as fh:
+        form = given(name=args.name, blocking=str(args.blocking).lower(), description=args.description)
+        suite = api.call("POST", url("suites", "import"), files={"file": (args.file.name, fh)}, data=form)
+    output(args, suite, show_suite)
+
+
+def suites_list(api: ApiClient, args: argparse.Namespace) -> None:
+    output(args, api.call("GET", url("suites"), params={"limit": args.limit}), listing("suites"))
+
+
+def suites_show(api: ApiClient, args: argparse.Namespace) -> None:
+    output(args, api.call("GET", url("suites", args.name), params=given(version=args.version)), show_suite)
+
+
+def show_suite(console: Console, suite: dict) -> None:
+    console.print(record({k: v for k, v in suite.items() if k != "cases"}))
+    rows = [
+        {
+            "id": case["id"],
+            "question": case.get("prompt") or case["messages"][-1]["content"],
+            "assertions": ", ".join(
+                k for k in ("checks", "refusal", "max_latency_ms", "json_schema") if case.get(k) not in (None, [])
+            ),
+        }
+        for case in suite["cases"]
+    ]
+    console.print(table(rows, COLUMNS["cases"], "cases"))
+
+
+def suites_run(api: ApiClient, args: argparse.Namespace) -> int | None:
+    body = given(model=args.model, version=args.version)
+    run = api.call("POST", url("suites", args.name, "runs"), json=body)
+    if args.wait:
+        while run["status"] == "RUNNING":
+            time.sleep(RUN_POLL_SECONDS)
+            run = api.call("GET", url("suites", args.name, "runs", run["run_id"]))
+    output(args, run, show_run)
+    return 1 if args.wait and (run["status"] != "COMPLETED" or run["failed"]) else None
+
+
+def suites_runs(api: ApiClient, args: argparse.Namespace) -> None:
+    if args.run_id:
+        output(args, api.call("GET", url("suites", args.name, "runs", args.run_id)), show_run)
+    else:
+        output(
+            args, api.call("GET", url("suites", args.name, "runs"), params={"limit": args.limit}), listing("suite runs")
+        )
+
+
+def show_run(console: Console, run: dict) -> None:
+    console.print(record({k: v for k, v in run.items() if k != "results"}))
+    rows = [
+        {**r, "why": "; ".join(f"{a['assertion']}: {a['detail']}" for a in r["results"] if not a["passed"])}
+        for r in run["results"]
+    ]
+    if rows:
+        console.print(table(rows, COLUMNS["case results"], "cases"))
+
+
+def suites_compare(api: ApiClient, args: argparse.Namespace) -> None:
+    compared = api.call("GET", url("suites", args.name, "compare"), params=given(before=args.before, after=args.after))
+
+    def view(console: Console, c: dict) -> None:
+        before, after = c["before"], c["after"]
+        console.print(
+            f"suite {args.name}: {before['model']} (run {before['run_id']}) → {after['model']} (run {after['run_id']})"
+        )
+        console.print(", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in c["counts"].items()))
+        console.print(f"exact McNemar p = {c['p_value']:.4f}")
+        for case, kind in c["cases"].items():
+            if kind in ("fixed", "broken"):
+                console.print(f"{'+' if kind == 'fixed' else '-'} {case}: {kind}")
+
+    output(args, compared, view)
+
+
+def suites_export(api: ApiClient, args: argparse.Namespace) -> None:
+    with api.reaching():
+        response = api.http.get(url("suites", args.name, "export"), params=given(version=args.version))
+        api.check(response)
+    args.output.write_bytes(response.content)
+    result = {"name": args.name, "path": str(args.output), "cases": response.content.count(b"\n")}
+    output(args, result, details)
+
+
 # --- the commands ------------------------------------------------------------------------------
 
 
@@ -517,7 +620,8 @@ def run(handler: Handler, args: argparse.Namespace) -> None:
 
 
 def add_resource_commands(commands: argparse._SubParsersAction) -> None:
-    """Add `login`, `logout`, `datasets`, `tasks`, `knowledge` and `models` to the `wlops` parser."""
+    """Add `login`, `logout`, `datasets`, `tasks`, `knowledge`, `models`, `suites` and the rest to the `wlops`
+    parser."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--api",
@@ -725,3 +829,34 @@ def add_resource_commands(commands: argparse._SubParsersAction) -> None:
     parser = with_limit(command(models, "gates", models_gates, "list a model's promotion gates, or show one"))
     parser.add_argument("name")
     parser.add_argument("gate_id", nargs="?")
+    parser = command(models, "suites", models_suites, "the suites a promotion to an alias must pass (none: clear them)")
+    parser.add_argument("name")
+    parser.add_argument("alias")
+    parser.add_argument("suites", nargs="*", metavar="SUITE")
+
+    suites = group("suites", "scenario suites: cases a model version must pass, their runs and comparisons")
+    parser = command(suites, "create", suites_create, "create a suite from a JSONL file of cases")
+    parser.add_argument("name")
+    parser.add_argument("file", type=existing_file)
+    parser.add_argument("--blocking", action="store_true", help="a failing case refuses a promotion that requires it")
+    parser.add_argument("--description")
+    with_limit(command(suites, "list", suites_list, "list the organization's suites (their latest versions)"))
+    parser = command(suites, "show", suites_show, "show a suite version and its cases")
+    parser.add_argument("name")
+    parser.add_argument("--version", type=int, help="default: the latest")
+    parser = command(suites, "run", suites_run, "run a suite against a model version (name@N, name@alias)")
+    parser.add_argument("name")
+    parser.add_argument("model")
+    parser.add_argument("--version", type=int, help="the suite's version (default: the latest)")
+    parser.add_argument("--wait", action="store_true", help="wait for the run (exit 1 unless every case passed)")
+    parser = with_limit(command(suites, "runs", suites_runs, "list a suite's runs, or show one case by case"))
+    parser.add_argument("name")
+    parser.add_argument("run_id", nargs="?")
+    parser = command(suites, "compare", suites_compare, "compare two runs case by case (default: the last two)")
+    parser.add_argument("name")
+    parser.add_argument("--before", metavar="RUN_ID")
+    parser.add_argument("--after", metavar="RUN_ID")
+    parser = command(suites, "export", suites_export, "write a suite version's cases as JSONL")
+    parser.add_argument("name")
+    parser.add_argument("--version", type=int, help="default: the latest")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")

@@ -162,3 +162,12 @@ def check_gate_transition(
     if target not in GATE_TRANSITIONS[current]:
         raise IllegalTransition(current, target)
     return target
+
+
+# ---------------------------------------------------------------- scenario suites
+
+
+class SuiteRunStatus(StrEnum):
+    RUNNING = "RUNNING"  # the model answers the suite's cases
+    COMPLETED = "COMPLETED"  # every case has its answer and verdict (passed or not)
+    FAILED = "FAILED"  # the run could not answer (the error says why)

@@ -1,8 +1,9 @@
 """Stored models: organizations and their members, API keys and audit log; datasets, ml_tasks, task_executions;
 knowledge bases and their documents (the chunks are stored with each index version, in object storage); the model
-registry: registered models, their versions, aliases with the history of their moves, and promotion gates; the
-history of every completion the serving process answered, with its feedback; the events of each task (its live
-progress, replayed by the API's event stream).
+registry: registered models, their versions, aliases with the history of their moves (and the suites each alias
+requires), and promotion gates; scenario suites, one row per version, and their runs; the history of every completion
+the serving process answered, with its feedback; the events of each task (its live progress, replayed by the API's
+event stream).
 
 Every dataset and task belongs to one organization (`org_id`, a server-generated id that also prefixes
 its storage keys) and records the user who created it (`created_by`). Columns that name a stored
@@ -312,6 +313,8 @@ class RegisteredModel(Base):
     name: Mapped[str] = mapped_column(String(100))
     base_model: Mapped[str] = mapped_column(String(500))
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # alias -> names of the suites a promotion to that alias must pass (their blocking ones refuse on a failing case)
+    required_suites: Mapped[dict] = mapped_column(JSON, default=dict, server_default="{}")
     created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)  # None when a task registered it
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
@@ -406,6 +409,55 @@ class PromotionGate(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     requested_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     requested_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Suite(Base):
+    """One immutable version of a scenario suite: its cases (`suites.cases`), their content hash, and whether a failing
+    case refuses a promotion (`blocking`)."""
+
+    __tablename__ = "suites"
+    __table_args__ = (UniqueConstraint("org_id", "name", "version", name="uq_suites_org_name_version"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)  # 1, 2, ... within its name
+    content_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the cases' canonical JSON
+    blocking: Mapped[bool] = mapped_column(Boolean, default=False)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cases: Mapped[list] = mapped_column(JSON)
+    case_count: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SuiteRun(Base):
+    """One suite version answered by one model version (or the base model): each case's answer and verdict, and the
+    totals. A run made by a promotion gate names it."""
+
+    __tablename__ = "suite_runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(String(64), index=True)
+    suite_id: Mapped[str] = mapped_column(ForeignKey("suites.id"), index=True)
+    suite_name: Mapped[str] = mapped_column(String(100))
+    suite_version: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    # what answered: name@3 (a registered version), or the base model when model_version is None
+    model: Mapped[str] = mapped_column(String(200))
+    model_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    model_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # core.status.SuiteRunStatus
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # [{case_id, answer, latency_ms, passed, results: [{assertion, passed, detail}]}], in the suite's case order
+    results: Mapped[list] = mapped_column(JSON, default=list)
+    passed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    gate_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    requested_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 

@@ -10,7 +10,15 @@ from pydantic.alias_generators import to_camel
 
 from core.access import Role, Scope
 from core.clock import as_utc
-from core.status import DatasetStatus, DatasetVersionKind, GateStatus, KnowledgeBaseStatus, TaskMode, TaskStatus
+from core.status import (
+    DatasetStatus,
+    DatasetVersionKind,
+    GateStatus,
+    KnowledgeBaseStatus,
+    SuiteRunStatus,
+    TaskMode,
+    TaskStatus,
+)
 
 # Every timestamp a response carries: always with its UTC offset.
 # (SQLite hands them back without a zone; RFC 3339, OpenAPI's `date-time`, needs the offset.)
@@ -713,6 +721,9 @@ class RegisteredModelPublic(BaseModel):
     created_by: str | None
     latest_version: int | None
     aliases: dict[str, int] = Field(description="alias -> the version it points at")
+    required_suites: dict[str, list[str]] = Field(
+        default={}, description="alias -> the suites a promotion to it runs (a blocking one's failing case refuses it)"
+    )
     created_at: UtcDateTime
     updated_at: UtcDateTime
 
@@ -850,3 +861,128 @@ class OrgSwitchRequest(RequestModel):
         max_length=64,
         description="One of the caller's organizations (`organizations` of GET /api/v1/auth/me).",
     )
+
+
+# --- scenario suites -------------------------------------------------------------------------
+
+SuiteCases = Annotated[
+    list[dict[str, Any]],
+    Field(
+        min_length=1,
+        max_length=500,
+        description="The cases, each `{id, prompt | messages, knowledge_base_id?, context?, checks?, refusal?, "
+        "max_latency_ms?, json_schema?}` with at least one assertion (docs/api.md#scenario-suites); a bad one is 422 "
+        "naming the case and the field, and nothing is stored.",
+    ),
+]
+
+
+class SuiteCreate(RequestModel):
+    name: str = Field(pattern=MODEL_NAME, max_length=100)
+    description: str | None = Field(default=None, max_length=2000)
+    blocking: bool = Field(default=False, description="A failing case refuses a promotion that requires the suite")
+    cases: SuiteCases
+
+
+class SuiteVersionCreate(RequestModel):
+    cases: SuiteCases
+    description: str | None = Field(default=None, max_length=2000, description="Default: the previous version's")
+    blocking: bool | None = Field(default=None, description="Default: the previous version's")
+    base_version: int | None = Field(default=None, ge=1, description="409 if the suite is no longer at this version")
+
+
+class SuiteSummary(BaseModel):
+    suite_id: str = Field(description="This version's id")
+    name: str
+    version: int
+    content_hash: str = Field(description="sha256 of the cases' canonical JSON, in order")
+    blocking: bool
+    description: str | None
+    case_count: int
+    created_by: str | None
+    created_at: UtcDateTime
+
+
+class SuitePublic(SuiteSummary):
+    cases: list[dict[str, Any]]
+
+
+class SuiteList(BaseModel):
+    items: list[SuiteSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class SuiteVersionList(BaseModel):
+    name: str
+    items: list[SuiteSummary]
+
+
+class SuiteRunRequest(RequestModel):
+    model: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=NO_NUL,
+        description="What answers: `name@3`, `name@alias`, `name` (its production alias) or a base model",
+    )
+    version: int | None = Field(default=None, ge=1, le=1_000_000, description="The suite's version (default: latest)")
+
+
+class CaseResult(BaseModel):
+    case_id: str
+    answer: str
+    latency_ms: int
+    passed: bool
+    results: list[dict[str, Any]] = Field(description="Each assertion: `{assertion, passed, detail}`")
+    passages: list[str] = Field(default=[], description="The passages the question was asked with")
+
+
+class SuiteRunSummary(BaseModel):
+    run_id: str
+    suite_name: str
+    suite_version: int
+    content_hash: str
+    model: str = Field(description="The exact version that answered (name@3), or a base model")
+    status: SuiteRunStatus
+    error: str | None
+    passed: int
+    failed: int
+    total: int
+    gate_id: str | None = Field(description="The promotion gate that ran it, if one did")
+    requested_by: str | None
+    created_at: UtcDateTime
+    finished_at: UtcDateTime | None
+
+
+class SuiteRunPublic(SuiteRunSummary):
+    results: list[CaseResult]
+
+
+class SuiteRunList(BaseModel):
+    items: list[SuiteRunSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class SuiteComparison(BaseModel):
+    before: SuiteRunSummary
+    after: SuiteRunSummary
+    cases: dict[str, Literal["fixed", "broken", "still_wrong", "still_right"]]
+    counts: dict[str, int]
+    p_value: float = Field(description="Exact McNemar test on the fixed against the broken cases")
+    only_before: list[str]
+    only_after: list[str]
+
+
+class AliasSuitesRequest(RequestModel):
+    suites: list[Annotated[str, Field(pattern=MODEL_NAME, max_length=100)]] = Field(
+        max_length=20, description="Suite names (their latest version runs); an empty list requires none"
+    )
+
+
+class AliasSuites(BaseModel):
+    model_name: str
+    alias: str
+    suites: list[str]

@@ -535,6 +535,8 @@ class PromotionGateInput:
     significance: float = (
         0.05  # of the paired right/wrong comparisons (gates recorded before them decided by the margin alone)
     )
+    # the runs of the suites the alias requires, against the candidate (gates recorded before suites ran none)
+    suite_run_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -598,3 +600,32 @@ class PrunedCounts:
 @dataclass
 class RetentionResult:
     pruned: list[PrunedCounts]
+
+
+# ---------------------------------------------------------------- scenario suites
+
+
+@dataclass
+class SuiteRunInput:
+    """A SuiteRunWorkflow's: the run (a RUNNING row naming the suite version and the model version) to answer."""
+
+    run_id: str
+    timeouts: ActivityTimeouts = field(default_factory=ActivityTimeouts)
+
+
+@dataclass
+class RunSuiteInput:
+    run_id: str
+
+
+@dataclass
+class RunSuiteResult:
+    passed: int
+    failed: int
+    total: int
+
+
+@dataclass
+class FailSuiteRunInput:
+    run_id: str
+    error: str

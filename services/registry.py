@@ -43,6 +43,7 @@ from db.session import page
 from ml.base_model import KNOWN_MODELS
 from schemas.reports import EvaluationReport
 from schemas.workflow_io import ActivityTimeouts, GateAdapter, GateTestSet, PromotionGateInput
+from services import suites  # (suites resolve model references here: names are read when called)
 from services.tasks import Temporal
 from storage import keys
 from storage.checksums import ChecksumMismatch, stored_digest, verify_folder
@@ -552,6 +553,8 @@ def open_gate(
         return gate, None
     gate.status = GateStatus.EVALUATING.value
     session.add(gate)
+    session.flush()
+    suites.open_gate_runs(session, gate, model, candidate)  # the suites the alias requires, against the candidate
     session.commit()
     return gate, gate_input(session, settings, gate, candidate, current)
 
@@ -599,6 +602,7 @@ def gate_input(
             max_attempts=settings.activity_max_attempts,
         ),
         significance=settings.promotion_significance,
+        suite_run_ids=[run.id for run in suites.gate_runs(session, gate.id)],
     )
 
 
@@ -644,7 +648,10 @@ def conclude_gate(session: Session, gate_id: str, figures: dict, outcome: GateSt
 
 
 def fail_gate(session: Session, gate_id: str, error: str) -> None:
+    """The gate could not decide: it is FAILED with the error, and so are its suite runs that had not finished."""
     gate = session.get(PromotionGate, gate_id, with_for_update=True)
     if gate is not None and gate.status == GateStatus.EVALUATING.value:
         gate.status, gate.reason, gate.finished_at = GateStatus.FAILED.value, error, utcnow()
+        for run in suites.gate_runs(session, gate_id):
+            suites.fail_run(session, run.id, error, commit=False)
     session.commit()

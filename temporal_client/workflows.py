@@ -32,6 +32,8 @@ from schemas.workflow_io import (
     RetrainInput,
     RetrainPending,
     RetrainResult,
+    RunSuiteResult,
+    SuiteRunInput,
     TaskProgress,
 )
 
@@ -139,3 +141,9 @@ class PromotionGateWorkflow(Protocol):
 
     @workflow.query
     def status(self) -> str: ...
+
+
+@workflow.defn(name="SuiteRunWorkflow")
+class SuiteRunWorkflow(Protocol):
+    @workflow.run
+    async def run(self, inp: SuiteRunInput) -> RunSuiteResult: ...

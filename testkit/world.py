@@ -33,6 +33,10 @@ from storage.object_store import object_store_from_settings
 from testkit.api import TEST_PASSWORD, anonymous_client, client_for
 from testkit.factories import version_row
 
+SUITE_CASES = [
+    {"id": "secret", "prompt": "What is org A's secret?", "refusal": True},
+    {"id": "ram", "prompt": "How much RAM?", "checks": [{"type": "number", "value": 4, "unit": "gb"}]},
+]
 GOOD_ROWS = [{"question": f"What is setting {i}?", "answer": f"Setting {i} controls feature {i}."} for i in range(5)]
 
 
@@ -255,6 +259,8 @@ async def make_world(settings) -> World:
     key = key.json()
     kb = await owner.post("/api/v1/knowledge-bases", json={"name": "a-kb"})
     assert kb.status_code == 201, kb.text
+    suite = await owner.post("/api/v1/suites", json={"name": "a-suite", "blocking": True, "cases": SUITE_CASES})
+    assert suite.status_code == 201, suite.text
     operations = await schema_operations(app)
     ids = {
         "ended_task_id": ended_task(settings, dataset_id, alice["org_id"]),
@@ -271,7 +277,9 @@ async def make_world(settings) -> World:
         # the lineage graph's node: org A's dataset at its first version
         "kind": "dataset_version",
         "node_id": f"{dataset_id}@1",
+        "suite_name": "a-suite",
     }
+    ids["run_id"] = stored_suite_runs(settings, alice["org_id"], suite.json()["suite_id"], ids["model_name"])
     return World(
         app,
         settings,
@@ -424,6 +432,48 @@ def stored_model(settings, org_id: str, task_id: str, name: str = "a-model") -> 
         return {"model_name": name, "version": "1", "alias": "production", "gate_id": gate.id, "entry_id": entry.id}
 
 
+def stored_suite_runs(settings, org_id: str, suite_id: str, model_name: str) -> str:
+    """Two completed runs of org A's suite against its model's version 1, written directly (Temporal is offline in
+    these tests); the id of the later one."""
+    from core.clock import utcnow
+    from db.models import Suite, SuiteRun
+
+    with db(settings) as session:
+        suite = session.get_one(Suite, suite_id)
+        runs = []
+        for passed in (False, True):
+            results = [
+                {
+                    "case_id": case["id"],
+                    "answer": "I cannot share that." if passed else "It is hunter2.",
+                    "latency_ms": 5,
+                    "passed": passed or case["id"] == "ram",
+                    "results": [],
+                }
+                for case in suite.cases
+            ]
+            run = SuiteRun(
+                id=new_id(),
+                org_id=org_id,
+                suite_id=suite.id,
+                suite_name=suite.name,
+                suite_version=suite.version,
+                content_hash=suite.content_hash,
+                model=f"{model_name}@1",
+                model_version=1,
+                status="COMPLETED",
+                results=results,
+                passed=sum(r["passed"] for r in results),
+                failed=sum(not r["passed"] for r in results),
+                total=len(results),
+                finished_at=utcnow(),
+            )
+            session.add(run)
+            session.commit()
+            runs.append(run.id)
+        return runs[-1]
+
+
 async def assert_org_a_untouched(world: World) -> None:
     """Org A's resources are as `make_world` left them."""
     owner = world.client_as(world.owner_id, world.ids["org_id"])
@@ -441,6 +491,9 @@ async def assert_org_a_untouched(world: World) -> None:
     assert [(d["document_id"], d["filename"]) for d in documents] == [(world.ids["document_id"], "a.md")]
     members = {m["user_id"]: m["role"] for m in (await owner.get(f"/api/v1/orgs/{world.ids['org_id']}/members")).json()}
     assert members == {world.owner_id: "owner", world.viewer_id: "viewer"}
+    suite = (await owner.get(f"/api/v1/suites/{world.ids['suite_name']}")).json()
+    assert (suite["version"], suite["blocking"], [c["id"] for c in suite["cases"]]) == (1, True, ["secret", "ram"])
+    assert (await owner.get(f"/api/v1/suites/{world.ids['suite_name']}/runs")).json()["total"] == 2
     keys = (await owner.get("/api/v1/api-keys")).json()
     assert [(k["key_id"], k["revoked_at"]) for k in keys] == [(world.ids["key_id"], None)]
     assert (await world.reader.get("/api/v1/datasets")).status_code == 200
@@ -507,6 +560,20 @@ def probes_of_org_a(world: World) -> dict[str, list[tuple[str, str, dict | None,
                 ("GET", "/gates", None),
                 ("GET", f"/gates/{ids['gate_id']}", None),
                 ("POST", "/versions", {"task_id": ids["task_id"]}),
+                ("PUT", "/aliases/production/suites", {"suites": []}),
+            )
+        ],
+        "suites": [
+            (method, f"/api/v1/suites/{ids['suite_name']}{path}", body, "not found")
+            for method, path, body in (
+                ("GET", "", None),
+                ("GET", "/versions", None),
+                ("GET", "/export", None),
+                ("POST", "/versions", {"cases": [{"id": "x", "prompt": "Q?", "refusal": True}]}),
+                ("POST", "/runs", {"model": f"{ids['model_name']}@1"}),
+                ("GET", "/runs", None),
+                ("GET", f"/runs/{ids['run_id']}", None),
+                ("GET", "/compare", None),
             )
         ],
         "qa": [

@@ -20,6 +20,7 @@ from activities.optimize import OptimizeActivities
 from activities.registry import RegistryActivities
 from activities.retention import RetentionActivities
 from activities.retraining import RetrainingActivities
+from activities.suites import SuiteActivities
 from activities.train import TrainActivities
 from core.settings import (
     POOL_TASK_QUEUES,
@@ -40,6 +41,7 @@ from workflows.knowledge_ingestion import KnowledgeIngestionWorkflow
 from workflows.promotion_gate import PromotionGateWorkflow
 from workflows.retention import RetentionWorkflow
 from workflows.retraining import RetrainWorkflow
+from workflows.suite_run import SuiteRunWorkflow
 
 logger = logging.getLogger(__name__)
 POOLS = tuple(POOL_TASK_QUEUES)
@@ -52,15 +54,17 @@ WORKFLOWS = [
     RetrainWorkflow,
     PromotionGateWorkflow,
     RetentionWorkflow,
+    SuiteRunWorkflow,
 ]
 
 
 def activities_by_queue(ctx: ActivityContext, train: TrainActivities | None = None) -> dict[str, list]:
-    bookkeeping, knowledge, generation, registry = (
+    bookkeeping, knowledge, generation, registry, suites = (
         BookkeepingActivities(ctx),
         KnowledgeActivities(ctx),
         GenerationActivities(ctx),
         RegistryActivities(ctx),
+        SuiteActivities(ctx),
     )
     return {
         # the database projections run as local activities of the workflow worker
@@ -77,6 +81,7 @@ def activities_by_queue(ctx: ActivityContext, train: TrainActivities | None = No
             registry.register_final_adapter,
             registry.conclude_promotion,
             RetentionActivities(ctx).prune_expired_records,
+            suites.fail_suite_run,
         ],
         TASK_QUEUE_OPTIMIZE: [OptimizeActivities(ctx).optimize_dataset],
         TASK_QUEUE_TRAIN: [(train or TrainActivities(ctx)).train_adapter],
@@ -85,6 +90,7 @@ def activities_by_queue(ctx: ActivityContext, train: TrainActivities | None = No
             EvaluateActivities(ctx).evaluate_adapter,
             generation.generate_dataset,
             registry.evaluate_for_promotion,
+            suites.run_suite,
         ],
         TASK_QUEUE_KNOWLEDGE: [knowledge.build_knowledge_index],
     }

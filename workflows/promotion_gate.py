@@ -1,6 +1,7 @@
 """PromotionGateWorkflow (id `gate-<gate id>`): evaluate the candidate, the alias's current version and the base model
-on the same locked test questions (evaluate pool), then decide and move the alias (bookkeeping). Its status is
-projected EVALUATING -> PROMOTED | REFUSED (by the decision) or FAILED (the evaluation could not run)."""
+on the same locked test questions, then run the suites the alias requires against the candidate (evaluate pool), then
+decide and move the alias (bookkeeping). Its status is projected EVALUATING -> PROMOTED | REFUSED (by the decision) or
+FAILED (the evaluation or a suite could not run)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.registry import RegistryActivities
+    from activities.suites import SuiteActivities
     from core.settings import TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE
     from core.status import GateStatus, check_gate_transition
     from schemas.workflow_io import (
@@ -22,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         GateEvaluateResult,
         PromotionGateInput,
         RecordGateInput,
+        RunSuiteInput,
     )
     from workflows.lifecycle import Lifecycle, PhaseOptions, failure_message
 
@@ -66,6 +69,16 @@ class PromotionGateWorkflow:
                 ),
                 options,
             )
+            # only inputs that name suite runs issue these: no history recorded before suites holds one
+            for run_id in inp.suite_run_ids:
+                await workflow.execute_activity_method(
+                    SuiteActivities.run_suite,
+                    RunSuiteInput(run_id=run_id),
+                    task_queue=options.task_queue,
+                    start_to_close_timeout=options.start_to_close,
+                    heartbeat_timeout=options.heartbeat,
+                    retry_policy=options.retry,
+                )
         except ActivityError as err:
             message = failure_message(err)
             await self.lifecycle.record(GateStatus.FAILED, error=message)

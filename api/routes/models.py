@@ -14,8 +14,11 @@ from api.security import ModelsRead, ModelsRegister, ModelsWrite
 from auth.callers import Caller
 from db.models import AliasMove, ModelVersion, PromotionGate, RegisteredModel
 from schemas.api import (
+    MODEL_NAME,
     AliasMovePublic,
     AliasPublic,
+    AliasSuites,
+    AliasSuitesRequest,
     GateList,
     GatePublic,
     ModelVersionList,
@@ -28,6 +31,7 @@ from schemas.api import (
     RollbackRequest,
 )
 from services import registry as service
+from services import suites
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 Version = Annotated[int, Path(ge=1, le=2**31 - 1, description="The version number (1, 2, ...).")]
@@ -242,6 +246,22 @@ def rollback_alias(
     history = service.alias_history(session, model, alias)
     return AliasPublic(
         alias=alias, version=move.to_version, updated_at=move.at, history=[move_public(m) for m in history]
+    )
+
+
+@router.put("/{model_name}/aliases/{alias}/suites", response_model=AliasSuites)
+def require_suites(
+    caller: ModelsWrite,
+    session: SessionDep,
+    model_name: str,
+    alias: Annotated[str, Path(pattern=MODEL_NAME, max_length=64)],
+    body: AliasSuitesRequest,
+) -> AliasSuites:
+    """The suites a promotion to `alias` runs against the candidate (their latest version): a failing case of a
+    blocking one refuses the promotion, naming the suite and the case. An empty list requires none."""
+    model = service.get_model(session, caller.org_id, model_name)
+    return AliasSuites(
+        model_name=model.name, alias=alias, suites=suites.require_suites(session, model, alias, body.suites)
     )
 
 

@@ -6,6 +6,7 @@ import {clearMessages, field, flash, h, messageOf, navigate, render, setTitle, s
 import {datasetPage, datasetsPage} from "./datasets.js";
 import {knowledgeBasePage, knowledgePage, modelPage, modelsPage, qaPage} from "./registry.js";
 import {lineagePage} from "./lineage.js";
+import {suitePage, suiteRunPage, suitesPage} from "./suites.js";
 import {newTaskPage, reportPage, taskPage, tasksPage} from "./tasks.js";
 
 const ROUTES = [
@@ -20,6 +21,9 @@ const ROUTES = [
   [/^\/knowledge\/([^/]+)$/, knowledgeBasePage],
   [/^\/models$/, modelsPage],
   [/^\/models\/([^/]+)$/, modelPage],
+  [/^\/suites$/, suitesPage],
+  [/^\/suites\/([^/]+)$/, suitePage],
+  [/^\/suites\/([^/]+)\/runs\/([^/]+)$/, suiteRunPage],
   [/^\/qa$/, qaPage],
   [/^\/lineage\/([a-z_]+)\/([^/]+)$/, lineagePage],
 ];

@@ -34,7 +34,7 @@ from services.identity import token_pair
 from testkit.api import TEST_PASSWORD
 from testkit.documents import write_dataset
 from testkit.fuzzing import CHECKS, FUZZ_SETTINGS_KW
-from testkit.world import ended_task, stored_document, stored_model
+from testkit.world import SUITE_CASES, ended_task, stored_document, stored_model, stored_suite_runs
 
 MAX_EXAMPLES = 25  # per operation and phase: about 20 s for the whole schema on 2 cores
 # Loaded when the module is imported: schemathesis' lazy `schemathesis.pytest.from_fixture` loader fails under
@@ -80,6 +80,8 @@ def world(tmp_path_factory) -> World:
         )["user_id"]
         key_id = _created(api.post("/api/v1/api-keys", json={"name": "k", "scopes": ["datasets:read"]}))["key_id"]
         kb_id = _created(api.post("/api/v1/knowledge-bases", json={"name": "kb"}))["knowledge_base_id"]
+        suite_id = _created(api.post("/api/v1/suites", json={"name": "suite", "cases": SUITE_CASES}))["suite_id"]
+    model = stored_model(FUZZ_SETTINGS, setup.org.id, task_id)
     return World(
         headers,
         {
@@ -91,7 +93,9 @@ def world(tmp_path_factory) -> World:
             "key_id": key_id,
             "kb_id": kb_id,
             "document_id": stored_document(FUZZ_SETTINGS, kb_id),
-            **stored_model(FUZZ_SETTINGS, setup.org.id, task_id),
+            **model,
+            "suite_name": "suite",
+            "run_id": stored_suite_runs(FUZZ_SETTINGS, setup.org.id, suite_id, model["model_name"]),
         },
     )
 

@@ -1,7 +1,8 @@
 """`wlops` resource commands against the real API served by uvicorn on a free port (and, for tasks, a real Temporal
 server with real workers on a tiny model): login and its credentials file, refresh and API keys, datasets, a task
 created, started and watched to COMPLETED through a connection that drops, its report, the registry and a knowledge
-base; errors print the API's message and exit 1, and `--json` prints JSON only."""
+base, scenario suites created, run against a model version, compared and exported; errors print the API's message and
+exit 1, and `--json` prints JSON only."""
 
 from __future__ import annotations
 
@@ -24,13 +25,15 @@ from auth.tokens import ACCESS, issue_token
 from cli.main import main
 from cli.users import create_user
 from core.access import Role
-from db.models import User
+from db.models import RegisteredModel, User, new_id
 from testkit.api import TEST_PASSWORD, with_temporal
 from testkit.documents import write_dataset, write_knowledge
-from testkit.model import TINY_HYPERPARAMETERS
+from testkit.model import TINY_HYPERPARAMETERS, random_adapters
 from testkit.phases import running_workers
 from testkit.polling import poll_until
+from testkit.registry import add_version
 from testkit.servers import free_port, serving
+from testkit.suites import CASES
 
 
 @pytest.fixture
@@ -460,3 +463,65 @@ async def test_a_task_is_created_started_and_watched_to_completion_with_real_wor
             "2",
         )
         assert len(found["results"]) == 2 and any("7400" in r["text"] for r in found["results"])
+
+
+async def test_suites_are_created_run_compared_and_exported_from_the_command_line(
+    served, temporal_env, wlops, tiny_model_dir, tmp_path
+):
+    settings, url = served
+    ctx = ActivityContext.from_settings(settings)
+
+    def cli(*argv: str):  # in threads: the workers need this event loop free
+        return asyncio.to_thread(wlops, *argv)
+
+    def run(*argv: str):
+        return asyncio.to_thread(wlops.json, *argv)
+
+    cases = tmp_path / "probe.jsonl"
+    cases.write_text("".join(json.dumps(case) + "\n" for case in CASES))
+    async with running_workers(temporal_env.client, ctx):
+        [tokens] = await run("login", "--api", url, "--username", "cli", "--password", TEST_PASSWORD)
+        model = RegisteredModel(id=new_id(), org_id=tokens["org_id"], name="tiny-bot", base_model=tiny_model_dir)
+        with ctx.sessions() as session:
+            session.add(model)
+            session.commit()
+        (adapter,) = random_adapters(tiny_model_dir, tmp_path / "adapters", ["a"], seed=5)
+        add_version(ctx, model, 1, adapter)
+
+        [created] = await run("suites", "create", "probe", str(cases), "--blocking", "--description", "smoke")
+        assert (created["name"], created["version"], created["blocking"], created["case_count"]) == (
+            "probe",
+            1,
+            True,
+            4,
+        )
+        code, out, err = await cli("suites", "show", "probe")
+        assert code == 0 and "port-json" in out and "refusal" in out and created["content_hash"] in out, err
+        [listed] = await run("suites", "list")
+        assert [s["name"] for s in listed["items"]] == ["probe"]
+        [exported] = await run("suites", "export", "probe", "-o", str(tmp_path / "out.jsonl"))
+        assert exported["cases"] == 4 and len((tmp_path / "out.jsonl").read_text().splitlines()) == 4
+
+        code, out, err = await cli("suites", "run", "probe", "tiny-bot@1", "--wait", "--json")
+        assert code == 1, err  # three cases fail on random weights
+        first = json.loads(out)
+        assert (first["status"], first["passed"], first["failed"], first["model"]) == ("COMPLETED", 1, 3, "tiny-bot@1")
+        code, out, err = await cli("suites", "run", "probe", "tiny-bot@1", "--wait")
+        assert code == 1 and "expected 4 gb" in out and "COMPLETED" in out, err
+        [runs] = await run("suites", "runs", "probe")
+        assert runs["total"] == 2
+        [shown] = await run("suites", "runs", "probe", first["run_id"])
+        assert [r["case_id"] for r in shown["results"]] == [c["id"] for c in CASES]
+        [compared] = await run("suites", "compare", "probe")
+        assert compared["counts"] == {"fixed": 0, "broken": 0, "still_wrong": 3, "still_right": 1}
+        assert compared["before"]["run_id"] == first["run_id"]
+
+        [required] = await run("models", "suites", "tiny-bot", "production", "probe")
+        assert required == {"model_name": "tiny-bot", "alias": "production", "suites": ["probe"]}
+        code, _, err = await cli("suites", "show", "nope")
+        assert code == 1 and "suite nope not found" in err
+        code, _, err = await cli("suites", "create", "bad", str(tmp_path / "out.jsonl"), "--description", "x")
+        assert code == 0, err  # the export imports back
+        (tmp_path / "bad.jsonl").write_text('{"id": "a", "prompt": "Q?"}\n')
+        code, _, err = await cli("suites", "create", "worse", str(tmp_path / "bad.jsonl"))
+        assert code == 1 and "case 'a': a case needs at least one assertion" in err

@@ -1,6 +1,7 @@
 """The web console in a real browser (Debian's chromium driven by Playwright) against the real API on a local port,
 real workers and a real Temporal server: log in, upload a dataset, start a task with a tiny model, watch it reach
 COMPLETED through the event stream, open the report; another organization's task is 'not found'; errors are words.
+Scenario suites, run on the tiny model: the list, a suite's cases and runs, a run's verdict for every case.
 
 Every request the page makes to anything but the local API is aborted, so the console is shown to work offline.
 A full-page screenshot of every page is saved in tests/console/artifacts/ (look at them after a change)."""
@@ -21,12 +22,13 @@ from activities.context import ActivityContext
 from api.main import create_app
 from cli.users import create_user
 from core.access import Role
-from db.models import QAEntry
+from db.models import QAEntry, RegisteredModel, new_id
 from testkit.api import TEST_PASSWORD, wait_for_gate, with_temporal
 from testkit.documents import write_dataset, write_knowledge
 from testkit.model import TINY_HYPERPARAMETERS
 from testkit.phases import running_workers
 from testkit.servers import serving
+from testkit.suites import CASES, wait_for_run
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -443,5 +445,70 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             await mallory.heading("Log in to WLOps")
             assert "Your session has ended: log in again." in await mallory.alert()
             await mallory.shot("session-ended")
+            mallory.check()
+            await browser.close()
+
+
+async def test_the_console_shows_suites_their_runs_and_each_cases_verdict(world, temporal_env, tiny_model_dir):
+    """Suites created and run through the API on the tiny model; the console lists them, shows a suite's cases and
+    runs with the last two compared, and a run's answer and verdict for every case; another organization's suite is
+    'not found'."""
+    from playwright.async_api import async_playwright, expect
+
+    expect.set_options(timeout=20_000)
+    settings = world
+    ctx = ActivityContext.from_settings(settings)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with serving(create_app(settings)) as url:
+        base = url.removesuffix("/v1")
+        async with running_workers(temporal_env.client, ctx), async_playwright() as playwright:
+            async with httpx.AsyncClient(base_url=base) as anonymous:
+                login = await anonymous.post(
+                    "/api/v1/auth/login", json={"username": "alice", "password": TEST_PASSWORD, "org": "acme"}
+                )
+            tokens = login.json()
+            with ctx.sessions() as session:
+                session.add(
+                    RegisteredModel(id=new_id(), org_id=tokens["org_id"], name="tiny-bot", base_model=tiny_model_dir)
+                )
+                session.commit()
+            async with httpx.AsyncClient(
+                base_url=base, headers={"Authorization": f"Bearer {tokens['access_token']}"}
+            ) as api:
+                created = await api.post("/api/v1/suites", json={"name": "probe", "blocking": True, "cases": CASES})
+                assert created.status_code == 201, created.text
+                runs = []
+                for _ in range(2):
+                    started = await api.post("/api/v1/suites/probe/runs", json={"model": tiny_model_dir})
+                    runs.append(await wait_for_run(api, started.headers["location"]))
+
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            alice = await Browser.open(browser, base)
+            page = alice.page
+            await alice.goto("#/suites")
+            await alice.log_in("alice", org="acme")
+            await alice.heading("Suites")
+            await expect(page.get_by_role("table", name="Suites: 1")).to_contain_text("probe")
+            await page.screenshot(path=str(ARTIFACTS / "suites-1-list.png"), full_page=True)
+            await page.get_by_role("link", name="probe").click()
+            await alice.heading("probe")
+            await expect(page.get_by_role("table", name="Cases: 4")).to_contain_text("json_schema")
+            await expect(page.get_by_text("0 fixed, 0 broken, 3 still wrong, 1 still right")).to_be_visible()
+            await expect(page.get_by_role("table", name=re.compile("Runs: 2"))).to_contain_text("1 of 4")
+            await page.screenshot(path=str(ARTIFACTS / "suites-2-suite.png"), full_page=True)
+            await page.get_by_role("link", name=f"run {runs[0]['run_id']}").click()
+            await alice.heading(f"probe v1 on {tiny_model_dir}")
+            verdicts = page.get_by_role("table", name="Cases: 4")
+            await expect(verdicts.get_by_role("row", name=re.compile("^ram"))).to_contain_text("FAILED")
+            await expect(verdicts.get_by_role("row", name=re.compile("^ram"))).to_contain_text("expected 4 gb")
+            await expect(verdicts.get_by_role("row", name=re.compile("^injected"))).to_contain_text("PASSED")
+            await page.screenshot(path=str(ARTIFACTS / "suites-3-run.png"), full_page=True)
+            alice.check()
+
+            mallory = await Browser.open(browser, base)
+            await mallory.goto("#/suites/probe")
+            await mallory.log_in("mallory")
+            await mallory.heading("Suite not found")
+            assert "suite probe not found" in await mallory.alert()
             mallory.check()
             await browser.close()

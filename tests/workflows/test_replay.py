@@ -21,7 +21,10 @@ base; `knowledge-ingestion-notify-run1` is an ingestion whose builds notify the 
 `standard-registered-run1` is a standard task that registers its final adapter in the model registry (behind the
 `register-final-adapter` patch), `promotion-gate-refused/promoted/failed-run1` the promotion gate's three endings;
 `continuous-feedback-threshold-run1` a continuous task stopped by its threshold on the feedback split's share of right
-answers (behind the `stop-on-feedback-accuracy` patch).
+answers (behind the `stop-on-feedback-accuracy` patch); `suite-run-completed-run1` a scenario suite's run that answers
+and judges every case, `suite-run-failed-run1` one that cannot answer and is marked FAILED;
+`promotion-gate-suite-refused/promoted-run1` gates that also run the suites the alias requires against the candidate
+(only inputs naming suite runs issue those activities, so the older gates replay unchanged).
 """
 
 from __future__ import annotations
@@ -62,6 +65,12 @@ KEPT = {
     "promotion-gate-failed-run1.json",
     # the loop's threshold read on the feedback split's fact accuracy (behind the `stop-on-feedback-accuracy` patch)
     "continuous-feedback-threshold-run1.json",
+    # a scenario suite's run: every case answered and judged; a run that cannot answer, marked FAILED
+    "suite-run-completed-run1.json",
+    "suite-run-failed-run1.json",
+    # gates that run the suites the alias requires: refused by a blocking suite's failing case, promoted when they pass
+    "promotion-gate-suite-refused-run1.json",
+    "promotion-gate-suite-promoted-run1.json",
 }
 
 

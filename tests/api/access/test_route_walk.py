@@ -40,6 +40,8 @@ ID_PARAMS = (
     "iteration",
     "node_id",
     "kind",
+    "suite_name",
+    "run_id",
 )
 
 

@@ -1,0 +1,103 @@
+"""The scenario suites' activities: a model answers every case of a suite run (the way serving answers: the
+conversation's earlier turns, the case's passages, and the top-k passages of its knowledge base), each answer is
+judged (`suites.verdicts`), and the answers and verdicts are stored with the run."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from temporalio import activity
+
+from activities.context import ActivityContext, Heartbeater, invalid_input
+from core.errors import DomainError
+from core.status import SuiteRunStatus
+from db.models import KnowledgeBase, SuiteRun
+from schemas.workflow_io import FailSuiteRunInput, RunSuiteInput, RunSuiteResult
+from services import suites as service
+from storage.object_store import get_dir
+from suites.cases import Case
+from suites.verdicts import judge_case
+
+
+class SuiteActivities:
+    def __init__(self, ctx: ActivityContext):
+        self.ctx = ctx
+
+    @activity.defn(name="run_suite")
+    def run_suite(self, inp: RunSuiteInput) -> RunSuiteResult:
+        """Answer each case one at a time (so its latency is its own), judge it, and store every answer and verdict."""
+        from ml.base_model import load_model_and_tokenizer, with_adapter
+        from ml.evaluator import generate_answers
+
+        with self.ctx.sessions() as session:
+            run = session.get(SuiteRun, inp.run_id)
+            if run is None:
+                raise invalid_input(f"suite run {inp.run_id} not found")
+            if run.status != SuiteRunStatus.RUNNING:  # a retried attempt after the results were stored
+                return RunSuiteResult(run.passed, run.failed, run.total)
+            try:
+                target = service.run_target(session, inp.run_id)
+            except DomainError as exc:  # its model version was deleted since: retrying cannot help
+                raise invalid_input(exc.message) from exc
+            indexes = self._indexes(session, run.org_id, target.cases)
+        results = []
+        with Heartbeater() as heartbeat, tempfile.TemporaryDirectory() as tmp:
+            heartbeat.update(stage=f"loading {target.base_model}")
+            model, tokenizer = load_model_and_tokenizer(target.base_model, self.ctx.settings.model_cache_dir)
+            if target.adapter_key is not None:
+                model = with_adapter(
+                    model, get_dir(self.ctx.store, target.adapter_key, Path(tmp) / "adapter"), merge=True
+                )
+            for done, case in enumerate(target.cases):
+                passages = case.context + self._retrieved(indexes, case, target.retrieval_top_k)
+                started = time.perf_counter()
+                answer = generate_answers(
+                    model,
+                    tokenizer,
+                    [case.question],
+                    1,
+                    self.ctx.settings.max_new_tokens,
+                    None,
+                    [passages],
+                    [case.history],
+                )[0]
+                latency_ms = round((time.perf_counter() - started) * 1000)
+                verdict = judge_case(case, answer, latency_ms)
+                results.append(
+                    {"case_id": case.id, "answer": answer, "latency_ms": latency_ms, "passages": passages}
+                    | verdict.to_json()
+                )
+                heartbeat.update(stage=f"answered {done + 1}/{len(target.cases)}")
+        with self.ctx.sessions() as session:
+            run = service.record_results(session, inp.run_id, results)
+            return RunSuiteResult(run.passed, run.failed, run.total)
+
+    def _indexes(self, session, org_id: str, cases: list[Case]) -> dict[str, str]:
+        """Each knowledge base the cases name, to its index's key; a missing or unbuilt one fails the run (no retry)."""
+        indexes = {}
+        for kb_id in {case.knowledge_base_id for case in cases if case.knowledge_base_id}:
+            kb = session.get(KnowledgeBase, kb_id)
+            if kb is None or kb.org_id != org_id:
+                raise invalid_input(f"knowledge base {kb_id} not found")
+            if not kb.index_key:
+                raise invalid_input(f"knowledge base {kb_id} has no index yet")
+            indexes[kb_id] = kb.index_key
+        return indexes
+
+    def _retrieved(self, indexes: dict[str, str], case: Case, top_k: int) -> list[str]:
+        if not case.knowledge_base_id:
+            return []
+        from knowledge.embeddings import embed
+        from ml.examples import Example
+        from ml.retrieval_context import retrieve
+
+        index = self.ctx.knowledge_indexes.get(indexes[case.knowledge_base_id])
+        (hits,) = retrieve(index, [Example(case.question, "")], embed, top_k)
+        return [hit.chunk.text for hit in hits]
+
+    @activity.defn(name="fail_suite_run")
+    def fail_suite_run(self, inp: FailSuiteRunInput) -> None:
+        with self.ctx.sessions() as session:
+            service.fail_run(session, inp.run_id, inp.error)

@@ -791,6 +791,7 @@ def add_resource_commands(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "kind",
         choices=(
+            "document_version",
             "document",
             "knowledge_base",
             "dataset_version",

@@ -3,6 +3,8 @@ organization.
 
 Nodes and the edges between them (upstream → downstream):
 
+- `document_version` (an earlier version of a knowledge-base document, replaced by an upload of the same name) → the
+  next one, the last of them → the `document`;
 - `document` (a knowledge-base document, at its current version) → its `knowledge_base`;
 - `knowledge_base` → the `dataset_version`s generated from it, and the `task`s that ground on it;
 - `dataset_version` → the next version made from it, and the `task`s that pinned it;
@@ -11,9 +13,9 @@ Nodes and the edges between them (upstream → downstream):
 - `model_version` → the `alias`es that point at it, and the `qa_answer`s it gave;
 - `qa_answer` → the feedback `dataset_version`s made from it.
 
-Ids: a dataset version is `<dataset id>@<version>`, an iteration `<task id>:<number>`, a model version
-`<model name>@<version>`, an alias `<model name>:<alias>`; the others are their rows' ids. Another organization's node
-is not found.
+Ids: a document version is `<document id>@<version>`, a dataset version `<dataset id>@<version>`, an iteration
+`<task id>:<number>`, a model version `<model name>@<version>`, an alias `<model name>:<alias>`; the others are their
+rows' ids. Another organization's node is not found.
 """
 
 from __future__ import annotations
@@ -38,7 +40,17 @@ from db.models import (
 )
 from services.tasks import trained_on
 
-KINDS = ("document", "knowledge_base", "dataset_version", "task", "iteration", "model_version", "alias", "qa_answer")
+KINDS = (
+    "document_version",
+    "document",
+    "knowledge_base",
+    "dataset_version",
+    "task",
+    "iteration",
+    "model_version",
+    "alias",
+    "qa_answer",
+)
 MAX_NODES = 200  # per direction: a graph bigger than this is cut, and says so
 MAX_ANSWERS = 20  # a version's answers shown (the newest); the QA history lists them all
 
@@ -104,6 +116,7 @@ class Walk:
 
     def _find(self, kind: str, node_id: str) -> Node | None:
         finders: dict[str, Callable[[str], Node | None]] = {
+            "document_version": self._document_version,
             "document": self._document,
             "knowledge_base": self._knowledge_base,
             "dataset_version": self._dataset_version,
@@ -122,6 +135,15 @@ class Walk:
             .where(KnowledgeDocument.id == node_id, KnowledgeBase.org_id == self.org_id)
         ).scalar_one_or_none()
         return Node("document", row.id, f"{row.filename} v{row.version}") if row else None
+
+    def _document_version(self, node_id: str) -> Node | None:
+        """An earlier version of a document (its bytes are gone; what was made of it names it)."""
+        document_id, _, number = node_id.rpartition("@")
+        document = self._document(document_id)
+        row = self.session.get(KnowledgeDocument, document_id) if document else None
+        if row is None or not number.isdigit() or not 1 <= int(number) < row.version:
+            return None
+        return Node("document_version", node_id, f"{row.filename} v{number}")
 
     def _knowledge_base(self, node_id: str) -> Node | None:
         row = self.session.get(KnowledgeBase, node_id)
@@ -195,6 +217,10 @@ class Walk:
 
     def downstream(self, node: Node) -> list[Node]:
         s, org = self.session, self.org_id
+        if node.kind == "document_version":
+            document_id, _, number = node.id.rpartition("@")
+            next_version = self._nodes("document_version", [f"{document_id}@{int(number) + 1}"])
+            return next_version or self._nodes("document", [document_id])
         if node.kind == "document":
             row = s.get_one(KnowledgeDocument, node.id)
             return self._nodes("knowledge_base", [row.knowledge_base_id])
@@ -247,6 +273,10 @@ class Walk:
 
     def upstream(self, node: Node) -> list[Node]:
         s, org = self.session, self.org_id
+        if node.kind in ("document", "document_version"):
+            document_id, _, number = node.id.rpartition("@") if node.kind == "document_version" else (node.id, "", "")
+            at = int(number) if number else s.get_one(KnowledgeDocument, document_id).version
+            return self._nodes("document_version", [f"{document_id}@{at - 1}"] if at > 1 else [])
         if node.kind == "knowledge_base":
             documents = s.scalars(select(KnowledgeDocument.id).where(KnowledgeDocument.knowledge_base_id == node.id))
             return self._nodes("document", list(documents))

@@ -12,7 +12,15 @@ from services import lineage as service
 router = APIRouter(prefix="/api/v1/lineage", tags=["lineage"])
 
 NodeKind = Literal[
-    "document", "knowledge_base", "dataset_version", "task", "iteration", "model_version", "alias", "qa_answer"
+    "document_version",
+    "document",
+    "knowledge_base",
+    "dataset_version",
+    "task",
+    "iteration",
+    "model_version",
+    "alias",
+    "qa_answer",
 ]
 
 
@@ -25,7 +33,8 @@ def get_lineage(
 ) -> LineageGraph:
     """What the node came from (upstream) and what came of it (downstream): document versions, knowledge bases,
     dataset versions, tasks and iterations, model versions, aliases, QA answers and the feedback datasets made of them.
-    A dataset version's id is `<dataset id>@<version>`, an iteration's `<task id>:<number>`, a model version's
+    A document version's id (an earlier version of a document) is `<document id>@<version>`, a dataset version's
+    `<dataset id>@<version>`, an iteration's `<task id>:<number>`, a model version's
     `<model name>@<version>`, an alias's `<model name>:<alias>`."""
     graph = service.lineage(session, caller.org_id, kind, node_id)
 

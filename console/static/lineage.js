@@ -6,7 +6,7 @@ import {get} from "./api.js";
 import {h, render, setTitle, table} from "./dom.js";
 
 const KIND_NAMES = {
-  document: "document", knowledge_base: "knowledge base", dataset_version: "dataset version", task: "task",
+  document_version: "document version", document: "document", knowledge_base: "knowledge base", dataset_version: "dataset version", task: "task",
   iteration: "iteration", model_version: "model version", alias: "alias", qa_answer: "QA answer",
 };
 

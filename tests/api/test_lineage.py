@@ -60,6 +60,14 @@ async def test_the_graph_from_documents_and_data_to_answers_and_back(offline_set
                 session, ctx.store, settings, kb, stream=io.BytesIO(b"# Ports\n\n7410.\n"), filename="ports.md",
                 created_by=None,
             ).document  # fmt: skip
+            knowledge.store_document(
+                session, ctx.store, settings, kb, stream=io.BytesIO(b"# Ports\n\n7410 and 7411.\n"),
+                filename="ports.md", created_by=None,
+            )  # fmt: skip
+            knowledge.store_document(
+                session, ctx.store, settings, kb, stream=io.BytesIO(b"# Ports\n\n7410, 7411, 7412.\n"),
+                filename="ports.md", created_by=None,
+            )  # fmt: skip
             task = MLTask(
                 id=new_id(), name="tuned", mode="STANDARD", status="COMPLETED", model_name="smollm2-135m-instruct",
                 dataset_id=dataset_id, dataset_version=2, org_id=org_id, current_iteration=2, max_iterations=2,
@@ -100,6 +108,8 @@ async def test_the_graph_from_documents_and_data_to_answers_and_back(offline_set
         graph = (await api.get(f"/api/v1/lineage/qa_answer/{ids['entry']}")).json()
         assert graph["root"] == {"kind": "qa_answer", "id": ids["entry"], "label": "answer of bot@1"}
         assert edges(graph) == {
+            (f"document_version:{ids['doc']}@1", f"document_version:{ids['doc']}@2"),  # replaced twice: v3 is current
+            (f"document_version:{ids['doc']}@2", f"document:{ids['doc']}"),
             (f"document:{ids['doc']}", f"knowledge_base:{ids['kb']}"),
             (f"knowledge_base:{ids['kb']}", f"task:{ids['task']}"),
             (f"dataset_version:{dataset_id}@1", f"dataset_version:{dataset_id}@2"),
@@ -122,6 +132,8 @@ async def test_the_graph_from_documents_and_data_to_answers_and_back(offline_set
 
         for path, status in (
             (f"/api/v1/lineage/dataset_version/{dataset_id}@3", 404),
+            (f"/api/v1/lineage/document_version/{ids['doc']}@3", 404),  # the current version is the document
+            (f"/api/v1/lineage/document_version/{ids['doc']}@0", 404),
             (f"/api/v1/lineage/iteration/{ids['task']}:3", 404),
             ("/api/v1/lineage/alias/bot:canary", 404),
             (f"/api/v1/lineage/model/{ids['version']}", 422),
@@ -129,6 +141,11 @@ async def test_the_graph_from_documents_and_data_to_answers_and_back(offline_set
             response = await api.get(path)
             assert response.status_code == status, (path, response.text)
     async with api_client(settings, "eve", "globex", Role.OWNER) as other:
-        for kind, node in (("qa_answer", ids["entry"]), ("task", ids["task"]), ("document", ids["doc"])):
+        for kind, node in (
+            ("qa_answer", ids["entry"]),
+            ("task", ids["task"]),
+            ("document", ids["doc"]),
+            ("document_version", f"{ids['doc']}@1"),
+        ):
             response = await other.get(f"/api/v1/lineage/{kind}/{node}")
             assert response.status_code == 404 and "not found" in response.json()["detail"]

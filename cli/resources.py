@@ -1,5 +1,5 @@
 """`wlops login | logout | datasets | tasks | knowledge | models | suites | lineage | erase | erase-document |
-erase-user | erasures`: the resources, over the HTTP API only (`cli/api_client.py`).
+erase-user | erasures | retention`: the resources, over the HTTP API only (`cli/api_client.py`).
 
 Every command takes `--api URL` and `--json` (the API's JSON, one document per line, for scripts); without `--json` it
 prints a table or a summary. Errors go to stderr with the API's message, exit status 1.
@@ -489,6 +489,31 @@ def erase_user(api: ApiClient, args: argparse.Namespace) -> None:
     output(args, api.call("POST", url("erasures", "users"), json=body), details)
 
 
+def retention_days(text: str) -> int | None:
+    """A retention limit on the command line: a number of days, or `forever` (no limit)."""
+    if text == "forever":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of days (1 or more), or 'forever'")
+    return int(text)
+
+
+def retention_show(api: ApiClient, args: argparse.Namespace) -> None:
+    """The signed-in organization's retention limits and latest passes; with --qa-days or --events-days, set them."""
+    org_id = api.call("GET", url("auth", "me"))["org_id"]
+    changes = {
+        field: value
+        for field, value in (("qa_retention_days", args.qa_days), ("event_retention_days", args.events_days))
+        if value is not KEEP
+    }
+    if changes:
+        api.call("PATCH", url("orgs", org_id), json=changes)
+    output(args, api.call("GET", url("orgs", org_id, "retention")), details_with("runs"))
+
+
+KEEP = object()  # an option not given: the limit stays as it is
+
+
 def erasures_list(api: ApiClient, args: argparse.Namespace) -> None:
     items = api.call("GET", url("erasures"))
     output(args, {"items": items, "total": len(items)}, listing("erasures"))
@@ -826,6 +851,14 @@ def add_resource_commands(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("user", metavar="USER_ID")
     parser.add_argument("--reason", required=True)
     command(commands, "erasures", erasures_list, "list the organization's erasures")
+    parser = command(
+        commands,
+        "retention",
+        retention_show,
+        "show how long the organization keeps its QA history and task events, and what was pruned; or set it",
+    )
+    parser.add_argument("--qa-days", type=retention_days, default=KEEP, help="days, or 'forever'")
+    parser.add_argument("--events-days", type=retention_days, default=KEEP, help="days, or 'forever'")
 
     parser = with_limit(command(models, "gates", models_gates, "list a model's promotion gates, or show one"))
     parser.add_argument("name")

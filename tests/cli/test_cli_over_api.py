@@ -224,6 +224,13 @@ def test_dataset_versions_from_the_command_line(served, wlops, tmp_path):
     # everything the signed-in user sent: here, every row of every version of the dataset they uploaded
     with ActivityContext.from_settings(served[0]).sessions() as session:
         user_id = session.scalar(select(User.id).where(User.username == "cli"))
+    # how long the organization keeps its history: shown, set, and a bad value refused before any call
+    [shown] = wlops.json("retention")
+    assert (shown["qa_retention_days"], shown["event_retention_days"], shown["runs"]) == (None, None, [])
+    [shown] = wlops.json("retention", "--qa-days", "30", "--events-days", "forever")
+    assert (shown["qa_retention_days"], shown["event_retention_days"]) == (30, None)
+    code, _, err = wlops("retention", "--qa-days", "0")
+    assert code == 2 and "a number of days" in err
     [erasure] = wlops.json("erase-user", user_id, "--reason", "left the company")
     assert erasure["kind"] == "user" and erasure["target"] == user_id
     assert [v["rows_after"] for v in erasure["dataset_versions"] if "rows_after" in v] == [0, 0, 0, 0]

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from cli.api_client import ApiClient, ApiError
 from cli.watch import EventLines, EventProgress, task_events
+from schemas.api import LineageKind
 
 View = Callable[[Console, Any], None]
 Handler = Callable[[ApiClient, argparse.Namespace], "int | None"]
@@ -815,17 +816,7 @@ def add_resource_commands(commands: argparse._SubParsersAction) -> None:
     parser = command(commands, "lineage", lineage_show, "what a node came from and what came of it")
     parser.add_argument(
         "kind",
-        choices=(
-            "document_version",
-            "document",
-            "knowledge_base",
-            "dataset_version",
-            "task",
-            "iteration",
-            "model_version",
-            "alias",
-            "qa_answer",
-        ),
+        choices=[kind.value for kind in LineageKind],
     )
     parser.add_argument(
         "id", help="dataset versions: ID@N, iterations: TASK:N, model versions: NAME@N, aliases: NAME:ALIAS"

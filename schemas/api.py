@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AliasGenerator, BaseModel, ConfigDict, Field, field_validator
@@ -257,6 +258,20 @@ class ErasurePublic(BaseModel):
     blobs: list[str] = Field(description="The stored files rewritten without it")
     model_versions: list[str] = Field(description="The model versions trained on it, now flagged (name@version)")
     created_at: UtcDateTime
+
+
+class LineageKind(StrEnum):
+    """The kinds of node of the lineage graph (`services.lineage` says what links them)."""
+
+    DOCUMENT_VERSION = "document_version"
+    DOCUMENT = "document"
+    KNOWLEDGE_BASE = "knowledge_base"
+    DATASET_VERSION = "dataset_version"
+    TASK = "task"
+    ITERATION = "iteration"
+    MODEL_VERSION = "model_version"
+    ALIAS = "alias"
+    QA_ANSWER = "qa_answer"
 
 
 class LineageNode(BaseModel):

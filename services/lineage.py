@@ -38,19 +38,10 @@ from db.models import (
     QAEntry,
     RegisteredModel,
 )
+from schemas.api import LineageKind
 from services.tasks import trained_on
 
-KINDS = (
-    "document_version",
-    "document",
-    "knowledge_base",
-    "dataset_version",
-    "task",
-    "iteration",
-    "model_version",
-    "alias",
-    "qa_answer",
-)
+KINDS = tuple(kind.value for kind in LineageKind)
 MAX_NODES = 200  # per direction: a graph bigger than this is cut, and says so
 MAX_ANSWERS = 20  # a version's answers shown (the newest); the QA history lists them all
 

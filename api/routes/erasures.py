@@ -17,6 +17,12 @@ def erasure_public(erasure: Erasure) -> ErasurePublic:
     )
 
 
+def created(erasure: Erasure, response: Response) -> ErasurePublic:
+    """A new erasure's record, its own address in `Location`."""
+    response.headers["Location"] = f"{router.prefix}/{erasure.id}"
+    return erasure_public(erasure)
+
+
 @router.post("", status_code=201, response_model=ErasurePublic)
 def erase(
     caller: DatasetsWrite, session: SessionDep, store: StoreDep, body: ErasureRequest, response: Response
@@ -33,8 +39,7 @@ def erase(
         reason=body.reason,
         requested_by=caller.user_id,
     )
-    response.headers["Location"] = f"{router.prefix}/{erasure.id}"
-    return erasure_public(erasure)
+    return created(erasure, response)
 
 
 @router.post("/documents", status_code=201, response_model=ErasurePublic)
@@ -54,8 +59,7 @@ def erase_document(
         reason=body.reason,
         requested_by=caller.user_id,
     )
-    response.headers["Location"] = f"{router.prefix}/{erasure.id}"
-    return erasure_public(erasure)
+    return created(erasure, response)
 
 
 @router.post("/users", status_code=201, response_model=ErasurePublic)
@@ -68,8 +72,7 @@ def erase_user(
     erasure = service.erase_user(
         session, store, org_id=caller.org_id, user_id=body.user_id, reason=body.reason, requested_by=caller.user_id
     )
-    response.headers["Location"] = f"{router.prefix}/{erasure.id}"
-    return erasure_public(erasure)
+    return created(erasure, response)
 
 
 @router.get("", response_model=list[ErasurePublic])

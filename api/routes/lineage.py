@@ -1,34 +1,22 @@
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path
 
 from api.deps import SessionDep
 from api.security import LineageRead
-from schemas.api import LineageEdge, LineageGraph, LineageNode
+from schemas.api import LineageEdge, LineageGraph, LineageKind, LineageNode
 from services import lineage as service
 
 router = APIRouter(prefix="/api/v1/lineage", tags=["lineage"])
-
-NodeKind = Literal[
-    "document_version",
-    "document",
-    "knowledge_base",
-    "dataset_version",
-    "task",
-    "iteration",
-    "model_version",
-    "alias",
-    "qa_answer",
-]
 
 
 @router.get("/{kind}/{node_id}", response_model=LineageGraph)
 def get_lineage(
     caller: LineageRead,
     session: SessionDep,
-    kind: NodeKind,
+    kind: LineageKind,
     node_id: Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\x00/]+$")],
 ) -> LineageGraph:
     """What the node came from (upstream) and what came of it (downstream): document versions, knowledge bases,

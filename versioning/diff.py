@@ -62,14 +62,13 @@ def changed_row(previous: Row, row: Row) -> ChangedRow:
 def diff_canonical(before: CanonicalFile, after: CanonicalFile) -> RowDiff:
     """`diff_rows` of two files' rows, parsing only the rows it shows: a row whose line is in both files unchanged
     is only counted."""
-    gone = before.by_id.items() - after.by_id.items()  # (id, body) of the rows removed or changed
-    came = after.by_id.items() - before.by_id.items()  # of the rows added or changed
-    gone_ids, came_ids = {row_id for row_id, _ in gone}, {row_id for row_id, _ in came}
-    diff = RowDiff(unchanged=len(after.ids) - len(came))
-    for line, row_id in _in_file_order(before.ids, gone_ids - came_ids):
+    old, new = before.by_id, after.by_id
+    came = {row_id for row_id, body in new.items() if old.get(row_id) != body}  # added or changed
+    diff = RowDiff(unchanged=len(new) - len(came))
+    for line, row_id in _in_file_order(before.ids, old.keys() - new.keys()):
         diff.removed.append(before.row(row_id, line))
-    for line, row_id in _in_file_order(after.ids, came_ids):
-        if row_id in gone_ids:
+    for line, row_id in _in_file_order(after.ids, came):
+        if row_id in old:
             diff.changed.append(changed_row(before.row(row_id, 0), after.row(row_id, line)))
         else:
             diff.added.append(after.row(row_id, line))

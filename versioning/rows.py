@@ -204,7 +204,7 @@ def read_canonical(data: bytes, recorded_hash: str | None = None) -> CanonicalFi
     if data and not (data.startswith(b'{"id":"') and data.endswith(b"\n")):
         return None
     # ["", id, body, id, body, ...]: a body is the rest of its line (the record's canonical text after its brace)
-    parts = _CANONICAL_HEAD.split(b"\n" + data[:-1]) if data else [b""]
+    parts = _CANONICAL_HEAD.split(b"".join((b"\n", memoryview(data)[:-1]))) if data else [b""]
     ids, bodies = parts[1::2], parts[2::2]
     by_id = dict(zip(ids, bodies, strict=True))
     if len(ids) != data.count(b"\n") or len(by_id) != len(ids):

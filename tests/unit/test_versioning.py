@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import json
 import random
+import string
 
+import orjson
 import pytest
 
 from ml.optimizer import clean_dataset
 from versioning.annotations import AnnotationError, RowEdit, apply_edits
 from versioning.diff import diff_canonical, diff_rows
 from versioning.export import export_lines, reviewed
-from versioning.rows import CanonicalFile, canonical_jsonl, content_hash, read_canonical, read_version, rows_of
+from versioning.rows import (
+    ROW_ID,
+    CanonicalFile,
+    Row,
+    canonical_jsonl,
+    content_hash,
+    read_canonical,
+    read_version,
+    rows_of,
+)
 from versioning.scrub import Needles, scrub_blob, scrub_json
 
 ROWS = [
@@ -242,9 +253,22 @@ def test_files_not_written_canonical_are_not_read_as_such(tmp_path):
     assert read_canonical(jsonl(ROWS).encode()) is None  # a user's file: no ids
     assert read_canonical(json.dumps({"id": "a", "question": "q?", "answer": "a."}).encode() + b"\n") is None
     assert read_canonical(b'{"id":"bad id!","question":"q?"}\n') is None  # not a usable id
+    # a repeated 64-character id numbered past ROW_ID's length: parsed (read_version gives it another id)
+    assert read_canonical(canonical_jsonl(list(rows_of([(1, {"id": "x" * 64, **ROWS[0]})] * 2)))) is None
     # the right shape, but not canonical (keys unsorted): its bytes hash otherwise than its rows
     unsorted = write(tmp_path, "u.jsonl", '{"id":"a","question":"q?","answer":"a."}\n')
     recorded = content_hash(read_version(unsorted, "jsonl"))
     assert read_canonical(unsorted.read_bytes()).content_hash != recorded
     assert read_canonical(unsorted.read_bytes(), recorded) is None
     assert read_canonical(b"", content_hash([])) == CanonicalFile.empty()
+
+
+def test_a_row_ids_characters_need_no_json_escaping_so_its_id_is_sliced_from_its_line():
+    allowed = string.ascii_letters + string.digits + "._:-"
+    assert all(orjson.dumps(c) == f'"{c}"'.encode() for c in allowed)
+    assert not ROW_ID.fullmatch('a"b') and not ROW_ID.fullmatch("a\\b") and not ROW_ID.fullmatch("aé")
+    rows = [Row.of("Az09._:-", {}, 1), Row.of("x" * 64, {"question": "q?", "answer": 'a "quoted" \\ b'}, 2)]
+    data = canonical_jsonl(rows)
+    assert data.startswith(b'{"id":"Az09._:-"}\n')
+    canonical = read_canonical(data, content_hash(rows))
+    assert canonical is not None and canonical.rows() == rows

@@ -26,7 +26,7 @@ from core.status import DatasetVersionKind
 from db.models import Dataset, DatasetVersion, new_id
 from services.datasets import STORED_FORMAT, check_storage_quota, checked_upload, ready_dataset
 from storage import keys
-from storage.object_store import ObjectStore, get_file, put_bytes
+from storage.object_store import ObjectStore, get_bytes, get_file, put_bytes
 from versioning.annotations import AnnotationError, RowEdit, apply_edits
 from versioning.diff import RowDiff, diff_canonical, diff_rows
 from versioning.export import export_lines
@@ -91,12 +91,14 @@ def version_rows(store: ObjectStore, version: DatasetVersion) -> list[Row]:
 
 def version_for_diff(store: ObjectStore, version: DatasetVersion) -> CanonicalFile | list[Row]:
     """The version's file unparsed when it was written canonical (its lines hash to its content hash), else its rows."""
+    data = get_bytes(store, version.storage_key)
+    if version.file_format == STORED_FORMAT:
+        canonical = read_canonical(data, version.content_hash)
+        if canonical is not None:
+            return canonical
     with tempfile.TemporaryDirectory() as tmp:
-        path = get_file(store, version.storage_key, Path(tmp) / f"data.{version.file_format}")
-        if version.file_format == STORED_FORMAT:
-            canonical = read_canonical(path.read_bytes(), version.content_hash)
-            if canonical is not None:
-                return canonical
+        path = Path(tmp) / f"data.{version.file_format}"
+        path.write_bytes(data)
         return read_version(path, version.file_format)
 
 

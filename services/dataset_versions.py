@@ -3,6 +3,10 @@ for review, diff two versions row by row, and export one in the common formats.
 
 A version is immutable: its file is never rewritten, and the dataset row follows the newest (its head). Two writers
 that start from the same head race for the next number; the second gets Conflict and nothing of its write is kept.
+
+A new version's file is its canonical rows (`canonical_jsonl`); a diff reads such files without parsing the rows they
+share (`read_canonical`, `diff_canonical`), and parses the files of versions stored otherwise (recorded from a
+workflow's file, or stored before uploads were kept canonical).
 """
 
 from __future__ import annotations
@@ -20,13 +24,13 @@ from core.errors import Conflict, Invalid, NotFound
 from core.settings import Settings
 from core.status import DatasetVersionKind
 from db.models import Dataset, DatasetVersion, new_id
-from services.datasets import check_storage_quota, checked_upload, ready_dataset
+from services.datasets import STORED_FORMAT, check_storage_quota, checked_upload, ready_dataset
 from storage import keys
-from storage.object_store import ObjectStore, get_file, put_bytes
+from storage.object_store import ObjectStore, get_bytes, get_file, put_bytes
 from versioning.annotations import AnnotationError, RowEdit, apply_edits
-from versioning.diff import RowDiff, diff_rows
+from versioning.diff import RowDiff, diff_canonical, diff_rows
 from versioning.export import export_lines
-from versioning.rows import Row, canonical_jsonl, content_hash, read_version
+from versioning.rows import CanonicalFile, Row, canonical_jsonl, content_hash, read_canonical, read_version
 
 
 def list_versions(session: Session, store: ObjectStore, org_id: str, dataset_id: str) -> list[DatasetVersion]:
@@ -85,6 +89,29 @@ def version_rows(store: ObjectStore, version: DatasetVersion) -> list[Row]:
     return rows_at(store, version.storage_key, version.file_format)
 
 
+def version_for_diff(store: ObjectStore, version: DatasetVersion) -> CanonicalFile | list[Row]:
+    """The version's file unparsed when it was written canonical (its lines hash to its content hash), else its rows."""
+    data = get_bytes(store, version.storage_key)
+    if version.file_format == STORED_FORMAT:
+        canonical = read_canonical(data, version.content_hash)
+        if canonical is not None:
+            return canonical
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"data.{version.file_format}"
+        path.write_bytes(data)
+        return read_version(path, version.file_format)
+
+
+def diff_either(before: CanonicalFile | list[Row], after: CanonicalFile | list[Row]) -> RowDiff:
+    """The diff of two versions, without parsing their shared rows when both files were written canonical."""
+    if isinstance(before, CanonicalFile) and isinstance(after, CanonicalFile):
+        return diff_canonical(before, after)
+    return diff_rows(
+        before.rows() if isinstance(before, CanonicalFile) else before,
+        after.rows() if isinstance(after, CanonicalFile) else after,
+    )
+
+
 def upload_version(
     session: Session,
     store: ObjectStore,
@@ -98,22 +125,23 @@ def upload_version(
     created_by: str | None,
     base_version: int | None = None,
 ) -> DatasetVersion:
-    """A new version of the dataset from an uploaded file, validated as a first upload is."""
+    """A new version of the dataset from an uploaded file, validated as a first upload is and stored as its canonical
+    rows."""
     head = head_version(session, store, org_id, dataset_id, base_version)
-    with checked_upload(session, settings, stream, filename, org_id) as upload:
-        key = version_key(org_id, dataset_id, head.version + 1, upload.file_format)
-        with open(upload.path, "rb") as fh:
-            store.put_stream(key, fh, upload.size)
-        rows, file_format, size = upload.rows, upload.file_format, upload.size
+    upload = checked_upload(session, settings, stream, filename, org_id)
+    new = read_canonical(upload.data, upload.content_hash)
+    changes = diff_either(version_for_diff(store, head), upload.rows if new is None else new).counts
+    key = version_key(org_id, dataset_id, head.version + 1, STORED_FORMAT)
+    put_bytes(store, key, upload.data)
     return _add_version(
         session,
         store,
         head,
-        version_rows(store, head),
-        rows,
+        changes,
+        upload.rows,
+        content=upload.content_hash,
         key=key,
-        file_format=file_format,
-        size=size,
+        size=upload.size,
         kind=DatasetVersionKind.UPLOAD,
         reason=reason,
         created_by=created_by,
@@ -141,16 +169,16 @@ def annotate(
         raise Invalid(str(exc)) from exc
     data = canonical_jsonl(rows)
     check_storage_quota(session, settings, org_id, len(data))
-    key = version_key(org_id, dataset_id, head.version + 1, "jsonl")
+    key = version_key(org_id, dataset_id, head.version + 1, STORED_FORMAT)
     put_bytes(store, key, data)
     return _add_version(
         session,
         store,
         head,
-        parent_rows,
+        diff_rows(parent_rows, rows).counts,
         rows,
+        content=content_hash(rows),
         key=key,
-        file_format="jsonl",
         size=len(data),
         kind=DatasetVersionKind.ANNOTATION,
         reason=reason,
@@ -185,25 +213,25 @@ def _add_version(
     session: Session,
     store: ObjectStore,
     parent: DatasetVersion,
-    parent_rows: list[Row],
+    changes: dict[str, int],
     rows: list[Row],
     *,
+    content: str,
     key: str,
-    file_format: str,
     size: int,
     kind: DatasetVersionKind,
     reason: str | None,
     created_by: str | None,
 ) -> DatasetVersion:
-    changes = diff_rows(parent_rows, rows).counts
+    """Record the version whose canonical file is stored at `key` (deleted again when it is not recorded)."""
     version = DatasetVersion(
         dataset_id=parent.dataset_id,
         version=parent.version + 1,
         parent_version=parent.version,
-        content_hash=content_hash(rows),
+        content_hash=content,
         row_count=len(rows),
         storage_key=key,
-        file_format=file_format,
+        file_format=STORED_FORMAT,
         size_bytes=size,
         kind=kind,
         reason=reason,
@@ -215,7 +243,7 @@ def _add_version(
         dataset.version = version.version
         dataset.storage_key, dataset.file_format, dataset.size_bytes, dataset.sample_count = (
             key,
-            file_format,
+            STORED_FORMAT,
             size,
             len(rows),
         )
@@ -244,8 +272,12 @@ def diff_versions(
     second = get_version(session, store, org_id, dataset_id, head)
     if before is None:
         before = second.parent_version or 0
-    first_rows = version_rows(store, get_version(session, store, org_id, dataset_id, before)) if before else []
-    return before, second.version, diff_rows(first_rows, version_rows(store, second))
+    first = (
+        version_for_diff(store, get_version(session, store, org_id, dataset_id, before))
+        if before
+        else CanonicalFile.empty()
+    )
+    return before, second.version, diff_either(first, version_for_diff(store, second))
 
 
 def export_version(store: ObjectStore, version: DatasetVersion, file_format: str) -> Iterator[bytes]:

@@ -1,13 +1,16 @@
 """Dataset uploads: stream to a temp file with a size cap, validate, store the object, then record the row.
 
+Every upload (a dataset's first and each new version) is stored as its canonical rows
+(`versioning.rows.canonical_jsonl`: one JSON line per row, its id first, then the record's keys sorted), whatever
+format it came in: a CSV, JSON or chat row is kept as its record. A version is then read and diffed without parsing
+the rows it shares with another (`versioning.rows.read_canonical`).
+
 Every lookup is inside one organization (`org_id`): another tenant's dataset is simply not found.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -23,26 +26,30 @@ from ml.examples import DatasetFormatError, detect_format, inspect_file, read_ro
 from services.tenancy import get_owned, list_owned
 from services.uploads import spool_upload
 from storage import keys
-from storage.object_store import ObjectStore, get_file
-from versioning.rows import Row, content_hash, read_version
+from storage.object_store import ObjectStore, get_file, put_bytes
+from versioning.rows import Row, canonical_jsonl, content_hash, read_version
+
+# the format a version's file is stored in: its canonical rows
+STORED_FORMAT = "jsonl"
 
 
 @dataclass
 class CheckedUpload:
-    """An upload spooled to a local file and validated: its format, size and canonical rows."""
+    """An upload validated: its canonical rows, the file to store (those rows as canonical JSONL) and their hash."""
 
-    path: Path
-    file_format: str
-    size: int
     rows: list[Row]
+    data: bytes
+    content_hash: str
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
 
 
-@contextmanager
-def checked_upload(
-    session: Session, settings: Settings, stream: BinaryIO, filename: str, org_id: str
-) -> Iterator[CheckedUpload]:
+def checked_upload(session: Session, settings: Settings, stream: BinaryIO, filename: str, org_id: str) -> CheckedUpload:
     """Spool and validate an upload (format, size, quota, line lengths, rows and their checks); Invalid, TooLarge or
-    QuotaExceeded, with nothing kept, when it is refused. The local file lives while the context is open."""
+    QuotaExceeded, with nothing kept, when it is refused. The quota is checked against the upload, then against the
+    canonical file that is stored in its place (a row's id makes it longer)."""
     try:
         file_format = detect_format(filename or "")
     except DatasetFormatError as exc:
@@ -57,7 +64,11 @@ def checked_upload(
             inspect_file(local, file_format, max_rows=settings.max_upload_rows)
         except DatasetFormatError as exc:
             raise Invalid(str(exc)) from exc
-        yield CheckedUpload(local, file_format, size, read_version(local, file_format))
+        rows = read_version(local, file_format)
+    data = canonical_jsonl(rows)
+    if len(data) > size:
+        check_storage_quota(session, settings, org_id, len(data))
+    return CheckedUpload(rows, data, content_hash(rows))
 
 
 def upload_dataset(
@@ -74,21 +85,19 @@ def upload_dataset(
     created_by: str | None,
     reason: str | None = None,
 ) -> Dataset:
-    """Validate and store an upload as version 1 of a new dataset; a rejected upload leaves nothing in storage or the
-    database."""
-    with checked_upload(session, settings, stream, filename, org_id) as upload:
-        dataset_id = new_id()
-        key = keys.dataset_prefix(org_id, dataset_id) + f"data.{upload.file_format}"
-        with open(upload.path, "rb") as fh:
-            store.put_stream(key, fh, upload.size)
-        rows = upload.rows
+    """Validate and store an upload (as its canonical rows) as version 1 of a new dataset; a rejected upload leaves
+    nothing in storage or the database."""
+    upload = checked_upload(session, settings, stream, filename, org_id)
+    dataset_id = new_id()
+    key = keys.dataset_prefix(org_id, dataset_id) + f"data.{STORED_FORMAT}"
+    put_bytes(store, key, upload.data)
     dataset = Dataset(
         id=dataset_id,
         name=name,
         storage_key=key,
-        file_format=upload.file_format,
+        file_format=STORED_FORMAT,
         size_bytes=upload.size,
-        sample_count=len(rows),
+        sample_count=len(upload.rows),
         domain=domain,
         dataset_type=dataset_type,
         org_id=org_id,
@@ -100,10 +109,10 @@ def upload_dataset(
         dataset_id=dataset_id,
         version=1,
         parent_version=None,
-        content_hash=content_hash(rows),
-        row_count=len(rows),
+        content_hash=upload.content_hash,
+        row_count=len(upload.rows),
         storage_key=key,
-        file_format=upload.file_format,
+        file_format=STORED_FORMAT,
         size_bytes=upload.size,
         kind=DatasetVersionKind.UPLOAD,
         reason=reason,
@@ -174,7 +183,8 @@ def ready_dataset(session: Session, org_id: str, dataset_id: str) -> Dataset:
 
 
 def preview_dataset(store: ObjectStore, dataset: Dataset, limit: int) -> list[dict]:
-    """The first `limit` records of the stored file, as they were uploaded (or generated, with their lineage)."""
+    """The first `limit` records of the stored file: an upload's canonical rows (each with its row id), or a generated
+    dataset's records with their lineage."""
     with tempfile.TemporaryDirectory() as tmp:
         local = get_file(store, dataset.storage_key, Path(tmp) / f"data.{dataset.file_format}")
         rows = []

@@ -4,6 +4,11 @@ A row's id is the record's own `id` when it has a usable one, otherwise a hash o
 whose answer or checks are corrected keeps its id (and a diff shows it as changed, not as removed and added). Rows
 that share a question get `-2`, `-3`… in file order. A version's content hash is the sha256 of its canonical lines,
 in order: two uploads of the same rows hash alike whatever their format's key order or whitespace.
+
+The platform stores a version's file as its canonical lines (`canonical_jsonl`). Such a file is read without parsing
+its rows (`read_canonical`): a line's id is sliced from its head (`{"id":"<id>",`: ids match `ROW_ID`, so they need no
+JSON escaping), two rows are equal when their lines' bytes are, and the content hash is made from the lines' bytes.
+Only the rows a diff shows are parsed (`versioning.diff.diff_canonical`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -157,3 +163,56 @@ def content_hash(rows: Iterable[Row]) -> str:
 def canonical_jsonl(rows: Iterable[Row]) -> bytes:
     """A version's file as written by the platform: one canonical line per row."""
     return "".join(row.canonical() + "\n" for row in rows).encode("utf-8")
+
+
+# a canonical line's head: `{"id":"<id>"`, then the comma before the record's first key (taken), or the closing brace
+# of an empty record (left). In the file with a newline put before its first line, every line starts with a newline.
+_CANONICAL_HEAD = re.compile(rb'\n\{"id":"(' + ROW_ID.pattern.encode() + rb')"(?:,|(?=\}))')
+
+
+@dataclass(frozen=True)
+class CanonicalFile:
+    """A version's file written canonical, read without parsing its rows: each row's id and its canonical record's
+    text without the opening brace (`Row.text[1:]`), in file order; `by_id` maps an id to that text."""
+
+    ids: list[bytes]
+    bodies: list[bytes]
+    by_id: dict[bytes, bytes]
+    content_hash: str
+
+    def row(self, row_id: bytes, line: int) -> Row:
+        """The row parsed (its record is its canonical text's)."""
+        text = b"{" + self.by_id[row_id]
+        return Row(row_id.decode("ascii"), orjson.loads(text), line, text)
+
+    def rows(self) -> list[Row]:
+        """Every row parsed."""
+        return [self.row(row_id, line) for line, row_id in enumerate(self.ids, start=1)]
+
+    @classmethod
+    def empty(cls) -> CanonicalFile:
+        """The file of no rows (the empty dataset before a first version)."""
+        return cls([], [], {}, hashlib.sha256().hexdigest())
+
+
+def read_canonical(data: bytes, recorded_hash: str | None = None) -> CanonicalFile | None:
+    """The file's rows, unparsed, when it is shaped as a version's file the platform wrote (`canonical_jsonl`: each
+    line starts with a usable id, no id twice); None when it is not. Its content hash is made from the lines' bytes
+    and equals `content_hash` of the rows only when each line is its row's id and canonical text: given the hash the
+    version recorded (`recorded_hash`), a file whose hash differs is None too (one a workflow wrote, or one stored
+    before uploads were stored canonical: `read_version` parses those)."""
+    if data and not (data.startswith(b'{"id":"') and data.endswith(b"\n")):
+        return None
+    # ["", id, body, id, body, ...]: a body is the rest of its line (the record's canonical text after its brace)
+    parts = _CANONICAL_HEAD.split(b"".join((b"\n", memoryview(data)[:-1]))) if data else [b""]
+    ids, bodies = parts[1::2], parts[2::2]
+    by_id = dict(zip(ids, bodies, strict=True))
+    if len(ids) != data.count(b"\n") or len(by_id) != len(ids):
+        return None
+    # what `content_hash` hashes: each row's id, a tab, its canonical text ("{" and the body), a newline
+    hashed = [b"", b"\t{", b"", b"\n"] * len(ids)
+    hashed[0::4], hashed[2::4] = ids, bodies
+    digest = hashlib.sha256(b"".join(hashed)).hexdigest()
+    if recorded_hash is not None and digest != recorded_hash:
+        return None
+    return CanonicalFile(ids, bodies, by_id, digest)

@@ -19,8 +19,10 @@ from db.models import DatasetVersion
 from schemas.api import StandardTaskCreate
 from schemas.workflow_io import OptimizeInput
 from services.tasks import create_task
+from storage.object_store import get_bytes, put_bytes
 from testkit.api import api_client
 from testkit.servers import free_port
+from versioning.rows import read_canonical
 
 ROWS = [
     {"question": "Which port does the web console use?", "answer": "The web console listens on port 7410."},
@@ -209,3 +211,49 @@ async def test_two_writers_racing_from_the_same_head_on_postgresql(settings, pos
         with ctx.sessions() as session:
             keys = set(session.scalars(select(DatasetVersion.storage_key)))
         assert stored == keys and len(keys) == len(versions)  # a loser's file went with its write
+
+
+async def test_uploads_are_stored_as_canonical_rows_and_older_files_still_diff(api, offline_settings):
+    """A CSV upload is stored as its canonical rows (the records kept, each with its id), its size is the stored
+    file's, and a diff reads stored files without parsing their shared rows; a version whose file was stored otherwise
+    (as uploads were before) is parsed and diffs the same."""
+    csv = (
+        b'question,answer,checks\nWhich port?,Port 7410.,"[{""type"": ""number"", ""value"": 7410}]"\n'
+        + "Café?,Oui.,\n".encode()
+    )
+    response = await api.post("/api/v1/datasets", files={"file": ("faq.csv", csv)}, data={"name": "faq"})
+    assert response.status_code == 201, response.text
+    dataset = response.json()
+    base = f"/api/v1/datasets/{dataset['dataset_id']}"
+    assert dataset["file_format"] == "jsonl" and dataset["sample_count"] == 2
+    ctx = ActivityContext.from_settings(offline_settings)
+    with ctx.sessions() as session:
+        first = session.scalars(select(DatasetVersion).where(DatasetVersion.version == 1)).one()
+        key, recorded = first.storage_key, first.content_hash
+    data = get_bytes(ctx.store, key)
+    canonical = read_canonical(data, recorded)
+    assert canonical is not None and dataset["size_bytes"] == len(data)
+    assert [r.record for r in canonical.rows()] == [
+        {"question": "Which port?", "answer": "Port 7410.", "checks": [{"type": "number", "value": 7410}]},
+        {"question": "Café?", "answer": "Oui."},
+    ]
+    preview = (await api.get(f"{base}/preview")).json()["rows"]
+    assert [r["question"] for r in preview] == ["Which port?", "Café?"]
+
+    changed = jsonl([{"question": "Which port?", "answer": "Port 7411."}, {"question": "New?", "answer": "Yes."}])
+    response = await api.post(f"{base}/versions", files={"file": ("faq.jsonl", changed)}, data={"reason": "r"})
+    assert response.status_code == 201, response.text
+    assert response.json()["changes"] == {"added": 1, "removed": 1, "changed": 1, "unchanged": 0}
+    diff = (await api.get(f"{base}/diff", params={"from_version": 1, "to_version": 2})).json()
+    assert diff["changed"][0]["fields"] == ["answer", "checks"] and diff["removed"][0]["record"]["question"] == "Café?"
+
+    # version 1's file as uploads were stored before: the user's own file, parsed for the diff
+    put_bytes(ctx.store, key, csv)
+    with ctx.sessions() as session:
+        first = session.scalars(select(DatasetVersion).where(DatasetVersion.version == 1)).one()
+        first.file_format = "csv"
+        session.commit()
+    assert (await api.get(f"{base}/diff", params={"from_version": 1, "to_version": 2})).json() == diff
+    for fmt in ("jsonl", "alpaca", "chat"):
+        response = await api.get(f"{base}/versions/2/download", params={"format": fmt})
+        assert response.status_code == 200 and len(response.text.splitlines()) == 2, fmt

@@ -58,8 +58,11 @@ async def test_upload_list_get_and_preview(api, tmp_path):
     dataset_id = body["dataset_id"]
     assert (await api.get(f"/api/v1/datasets/{dataset_id}")).json()["name"] == "d"
     assert [d["dataset_id"] for d in (await api.get("/api/v1/datasets")).json()["items"]] == [dataset_id]
+    # the preview shows the stored rows: the upload's records, each with its row id
     preview = (await api.get(f"/api/v1/datasets/{dataset_id}/preview", params={"limit": 2})).json()
-    assert preview["rows"] == GOOD_ROWS[:2]
+    assert [{k: v for k, v in r.items() if k != "id"} for r in preview["rows"]] == GOOD_ROWS[:2]
+    rows = (await api.get(f"/api/v1/datasets/{dataset_id}/versions/1/rows", params={"limit": 2})).json()["items"]
+    assert [r["id"] for r in preview["rows"]] == [r["row_id"] for r in rows]
 
 
 async def test_csv_and_json_uploads_are_accepted(api):

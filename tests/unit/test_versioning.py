@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import json
+import random
+import string
 
+import orjson
 import pytest
 
 from ml.optimizer import clean_dataset
 from versioning.annotations import AnnotationError, RowEdit, apply_edits
-from versioning.diff import diff_rows
+from versioning.diff import diff_canonical, diff_rows
 from versioning.export import export_lines, reviewed
-from versioning.rows import canonical_jsonl, content_hash, read_version, rows_of
+from versioning.rows import (
+    ROW_ID,
+    CanonicalFile,
+    Row,
+    canonical_jsonl,
+    content_hash,
+    read_canonical,
+    read_version,
+    rows_of,
+)
 from versioning.scrub import Needles, scrub_blob, scrub_json
 
 ROWS = [
@@ -152,3 +164,111 @@ def test_scrubbing_drops_what_mentions_an_erased_text_and_leaves_the_rest():
     assert scrub_blob("notes.md", b"nothing to see", needles) is None
     assert scrub_blob("adapter.safetensors", b"\xff\xfe\x00binary", needles) is None
     assert Needles(["No."]).texts == []  # too short to erase safely
+
+
+# --- canonical files, read and diffed without parsing their shared rows -------------------------------------------
+
+
+def generated_version(rng: random.Random, n: int) -> list[dict]:
+    """Rows of every kind a version holds: question/answer with checks, alpaca, chat, a row with its own id, repeated
+    questions, tags and exclusions, non-ASCII text, a record of unknown fields and an empty one."""
+    rows: list[dict] = []
+    for i in range(n):
+        kind = i % 7
+        question = f"Quelle est la clé n°{i} — 日本語 {rng.randint(0, 9)}?" if kind == 1 else f"Which port is {i}?"
+        if kind == 2:
+            rows.append({"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": "Oui."}]})
+        elif kind == 3:
+            rows.append({"instruction": question, "input": "", "output": f"Port {i}.", "tags": ["net", "a"]})
+        elif kind == 4:
+            rows.append({"id": f"faq-{i}", "question": question, "answer": f"Port {i}.", "excluded": True})
+        else:
+            rows.append({"question": question, "answer": f"Port {i}.", "checks": [{"type": "number", "value": i}]})
+    rows += [rows[0], {"question": rows[5]["question"], "answer": "Another port."}]  # repeated questions
+    return [*rows, {"note": "a record of no known format"}, {}]
+
+
+def next_version(rng: random.Random, rows: list[dict]) -> list[dict]:
+    """Rows removed, changed (answers, tags, exclusions, checks), moved, and added."""
+    out = []
+    for row in rows:
+        roll = rng.random()
+        if roll < 0.1:
+            continue
+        if roll < 0.2 and "answer" in row:
+            row = {**row, "answer": row["answer"] + " Unless configured — ça dépend."}
+        elif roll < 0.25:
+            row = {**row, "tags": ["reviewed"], "excluded": not row.get("excluded")}
+        elif roll < 0.4 and "checks" in row:
+            row = {k: v for k, v in row.items() if k != "checks"}
+        out.append(row)
+    out.insert(rng.randrange(len(out)), out.pop(0))  # a row moved: the same row, unchanged
+    return out + [{"question": f"Nouveau {i} ?", "answer": "Oui."} for i in range(rng.randint(1, 5))]
+
+
+def stored(tmp_path, name: str, records: list[dict]):
+    """A version as the platform stores it: the upload's rows written canonical, and the hash it records."""
+    rows = read_version(write(tmp_path, name + ".jsonl", jsonl(records)), "jsonl")
+    path = tmp_path / f"{name}.stored.jsonl"
+    path.write_bytes(canonical_jsonl(rows))
+    return path, content_hash(rows)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_canonical_files_hash_made_from_its_bytes_is_the_content_hash_of_its_rows(tmp_path, seed):
+    rng = random.Random(seed)
+    path, recorded = stored(tmp_path, "v1", generated_version(rng, 60))
+    rows = read_version(path, "jsonl")
+    canonical = read_canonical(path.read_bytes())
+    assert canonical is not None and canonical.content_hash == content_hash(rows) == recorded
+    assert canonical.rows() == rows  # every row, parsed from the file's lines, as read_version reads it
+    assert any(r.tags for r in rows) and any(r.excluded for r in rows) and any(not r.text.isascii() for r in rows)
+    assert any(r.record == {} for r in rows) and any(r.id.endswith("-2") for r in rows)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_diff_of_canonical_files_is_the_diff_of_their_parsed_rows(tmp_path, seed):
+    rng = random.Random(seed)
+    first = generated_version(rng, 80)
+    before, before_hash = stored(tmp_path, "v1", first)
+    after, after_hash = stored(tmp_path, "v2", next_version(rng, first))
+    fast = diff_canonical(
+        read_canonical(before.read_bytes(), before_hash), read_canonical(after.read_bytes(), after_hash)
+    )
+    parsed = diff_rows(read_version(before, "jsonl"), read_version(after, "jsonl"))
+    assert fast == parsed
+    assert all(fast.counts.values()), fast.counts  # some of each: added, removed, changed, unchanged
+    assert {f for c in fast.changed for f in c.fields} >= {"answer", "tags", "excluded", "checks"}
+    empty = diff_canonical(CanonicalFile.empty(), read_canonical(after.read_bytes()))
+    assert empty == diff_rows([], read_version(after, "jsonl"))  # a first version: every row added
+
+
+def test_files_not_written_canonical_are_not_read_as_such(tmp_path):
+    path, recorded = stored(tmp_path, "v1", ROWS)
+    data = path.read_bytes()
+    assert read_canonical(data, recorded) is not None and read_canonical(data, "0" * 64) is None
+    first = data.split(b"\n")[0] + b"\n"
+    assert read_canonical(first * 2) is None  # an id twice
+    assert read_canonical(data[:-1]) is None  # no last newline
+    assert read_canonical(jsonl(ROWS).encode()) is None  # a user's file: no ids
+    assert read_canonical(json.dumps({"id": "a", "question": "q?", "answer": "a."}).encode() + b"\n") is None
+    assert read_canonical(b'{"id":"bad id!","question":"q?"}\n') is None  # not a usable id
+    # a repeated 64-character id numbered past ROW_ID's length: parsed (read_version gives it another id)
+    assert read_canonical(canonical_jsonl(list(rows_of([(1, {"id": "x" * 64, **ROWS[0]})] * 2)))) is None
+    # the right shape, but not canonical (keys unsorted): its bytes hash otherwise than its rows
+    unsorted = write(tmp_path, "u.jsonl", '{"id":"a","question":"q?","answer":"a."}\n')
+    recorded = content_hash(read_version(unsorted, "jsonl"))
+    assert read_canonical(unsorted.read_bytes()).content_hash != recorded
+    assert read_canonical(unsorted.read_bytes(), recorded) is None
+    assert read_canonical(b"", content_hash([])) == CanonicalFile.empty()
+
+
+def test_a_row_ids_characters_need_no_json_escaping_so_its_id_is_sliced_from_its_line():
+    allowed = string.ascii_letters + string.digits + "._:-"
+    assert all(orjson.dumps(c) == f'"{c}"'.encode() for c in allowed)
+    assert not ROW_ID.fullmatch('a"b') and not ROW_ID.fullmatch("a\\b") and not ROW_ID.fullmatch("aé")
+    rows = [Row.of("Az09._:-", {}, 1), Row.of("x" * 64, {"question": "q?", "answer": 'a "quoted" \\ b'}, 2)]
+    data = canonical_jsonl(rows)
+    assert data.startswith(b'{"id":"Az09._:-"}\n')
+    canonical = read_canonical(data, content_hash(rows))
+    assert canonical is not None and canonical.rows() == rows

@@ -1,0 +1,280 @@
+"""`wlops mcp` through the official `mcp` client, over both transports: stdio (a real `wlops mcp` process acting as an
+API key) and streamable HTTP (the server on a local port, each request with its own bearer token).
+
+Each test reads and changes a real registry: organization A's model with two versions, `production` moved from v1 to
+v2, and a suite; organization B's model, which A must not find.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.types import CallToolResult
+from sqlalchemy import select
+
+from activities.context import ActivityContext
+from auth.callers import Caller
+from cli.users import create_user
+from core.access import ROLE_SCOPES, Role, Scope
+from core.settings import Settings
+from db.models import AuditEntry, RegisteredModel, SuiteRun, new_id
+from mcp_server.server import create_mcp_server, http_app
+from schemas.api import ApiKeyCreate
+from services import identity, registry, suites
+from services.identity import token_pair
+from testkit.api import TEST_PASSWORD, with_temporal
+from testkit.factories import version_row
+from testkit.registry import point
+from testkit.servers import serving
+from testkit.suites import CASES
+
+REPO = Path(__file__).resolve().parents[2]
+TRANSPORTS = ["stdio", "http"]
+READ_TOOLS = {
+    "list_models",
+    "list_versions",
+    "list_aliases",
+    "served_version",
+    "list_tasks",
+    "get_task",
+    "task_report",
+    "list_suites",
+    "list_suite_runs",
+    "get_suite_run",
+}
+CHANGE_TOOLS = {"run_suite", "promote_version", "rollback_alias"}
+
+
+@dataclass
+class World:
+    settings: Settings
+    ctx: ActivityContext
+    owner_key: str  # org A: an API key with models:read, models:write, tasks:read
+    owner_key_id: str
+    reader_key: str  # org A: an API key with models:read only
+    owner_token: str  # org A: the owner's access token
+    owner_id: str
+    viewer_token: str  # org A: a viewer's access token
+    org_a: str
+
+    def credential(self, transport: str, who: str) -> str:
+        """The owner's or a reader's credential as each transport carries it: a key over stdio, a token over HTTP."""
+        if who == "owner":
+            return self.owner_key if transport == "stdio" else self.owner_token
+        return self.reader_key if transport == "stdio" else self.viewer_token
+
+
+def add_model(ctx: ActivityContext, org_id: str, name: str, versions: int) -> RegisteredModel:
+    with ctx.sessions() as session:
+        model = RegisteredModel(id=new_id(), org_id=org_id, name=name, base_model="smollm2-135m-instruct")
+        session.add(model)
+        session.flush()
+        for number in range(1, versions + 1):
+            task_id = new_id()
+            session.add(
+                version_row(
+                    model_id=model.id,
+                    org_id=org_id,
+                    number=number,
+                    task_id=task_id,
+                    adapter_key=f"models/{task_id}/iter-1/adapter/",
+                )
+            )
+        session.commit()
+        return model
+
+
+def api_key(settings: Settings, owner: Caller, scopes: list[Scope]) -> tuple[str, str]:
+    with ActivityContext.from_settings(settings).sessions() as session:
+        created = identity.create_api_key(session, owner, ApiKeyCreate(name=f"mcp-{len(scopes)}", scopes=scopes))
+        return created.secret, created.key_id
+
+
+@pytest.fixture
+def world(settings, temporal_env) -> World:
+    settings = with_temporal(settings, temporal_env)
+    ctx = ActivityContext.from_settings(settings)
+    owner = create_user(settings, "owner-a", TEST_PASSWORD, "org-a", Role.OWNER)
+    viewer = create_user(settings, "viewer-a", TEST_PASSWORD, "org-a", Role.VIEWER)
+    other = create_user(settings, "owner-b", TEST_PASSWORD, "org-b", Role.OWNER)
+    model = add_model(ctx, owner.org.id, "assistant", versions=2)
+    point(ctx, model, "production", 1)
+    point(ctx, model, "production", 2)
+    add_model(ctx, other.org.id, "secret-model", versions=1)
+    with ctx.sessions() as session:
+        suites.create_suite(
+            session, owner.org.id, "smoke", CASES, blocking=True, description=None, created_by=owner.user.id
+        )
+    caller = Caller(owner.user.id, owner.org.id, Role.OWNER, ROLE_SCOPES[Role.OWNER])
+    owner_key, owner_key_id = api_key(settings, caller, [Scope.MODELS_READ, Scope.MODELS_WRITE, Scope.TASKS_READ])
+    reader_key, _ = api_key(settings, caller, [Scope.MODELS_READ])
+    return World(
+        settings=settings,
+        ctx=ctx,
+        owner_key=owner_key,
+        owner_key_id=owner_key_id,
+        reader_key=reader_key,
+        owner_token=token_pair(settings, owner.user, owner.org.id, Role.OWNER).access_token,
+        owner_id=owner.user.id,
+        viewer_token=token_pair(settings, viewer.user, viewer.org.id, Role.VIEWER).access_token,
+        org_a=owner.org.id,
+    )
+
+
+@asynccontextmanager
+async def connected(world: World, transport: str, credential: str | None) -> AsyncIterator[Client]:
+    """A client of `wlops mcp` over `transport`, acting as `credential` (None over HTTP: no Authorization header)."""
+    if transport == "stdio":
+        process = StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "cli.main", "mcp", "--transport", "stdio"],
+            env={
+                "WLOPS_DATA_DIR": str(world.settings.data_dir),
+                "WLOPS_TEMPORAL_ADDRESS": world.settings.resolved_temporal_address,
+                "WLOPS_API_KEY": credential or "",
+                "PYTHONPATH": str(REPO),
+            },
+            cwd=REPO,
+        )
+        async with Client(process, read_timeout_seconds=120) as client:
+            yield client
+        return
+    with serving(http_app(create_mcp_server(world.settings), "127.0.0.1"), path="/mcp") as url:
+        headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+        async with (
+            create_mcp_http_client(headers=headers) as http,
+            Client(streamable_http_client(url, http_client=http), read_timeout_seconds=60) as client,
+        ):
+            yield client
+
+
+def answer(result: CallToolResult) -> dict[str, Any]:
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+def error(result: CallToolResult) -> str:
+    assert result.is_error, result.structured_content
+    text: str = result.content[0].text  # type: ignore[union-attr]
+    return text
+
+
+def production_version(world: World) -> int:
+    with world.ctx.sessions() as session:
+        model = session.scalars(select(RegisteredModel).where(RegisteredModel.name == "assistant")).one()
+        return registry.aliases_of(session, model)["production"].version
+
+
+def mcp_audit(world: World) -> list[AuditEntry]:
+    with world.ctx.sessions() as session:
+        return list(
+            session.scalars(
+                select(AuditEntry).where(AuditEntry.org_id == world.org_a, AuditEntry.action.startswith("MCP "))
+            )
+        )
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_tools_read_the_registry_and_a_rollback_previews_then_changes_and_is_audited(world, transport):
+    async with connected(world, transport, world.credential(transport, "owner")) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        assert set(tools) == READ_TOOLS | CHANGE_TOOLS
+        assert all("confirm" in tools[name].input_schema["properties"] for name in CHANGE_TOOLS)
+
+        models = answer(await client.call_tool("list_models", {}))
+        assert [(m["name"], m["latest_version"], m["aliases"]) for m in models["items"]] == [
+            ("assistant", 2, {"production": 2})
+        ]
+        versions = answer(await client.call_tool("list_versions", {"model": "assistant"}))
+        assert [(v["version"], v["aliases"]) for v in versions["items"]] == [(2, ["production"]), (1, [])]
+        served = answer(await client.call_tool("served_version", {"model": "assistant"}))
+        assert (served["alias"], served["version"]) == ("production", 2)
+        assert answer(await client.call_tool("list_suites", {}))["items"][0]["name"] == "smoke"
+
+        # without confirm: a preview, nothing moved, nothing audited
+        preview = answer(await client.call_tool("rollback_alias", {"model": "assistant", "alias": "production"}))
+        assert preview["dry_run"] is True
+        assert (preview["from_version"], preview["to_version"]) == (2, 1)
+        assert "back from v2 to v1" in preview["would"]
+        assert production_version(world) == 2
+        assert mcp_audit(world) == []
+
+        done = answer(
+            await client.call_tool(
+                "rollback_alias", {"model": "assistant", "alias": "production", "reason": "bad", "confirm": True}
+            )
+        )
+        assert done["dry_run"] is False
+        assert (done["move"]["from_version"], done["move"]["to_version"], done["move"]["kind"]) == (2, 1, "rollback")
+        assert production_version(world) == 1
+        aliases = answer(await client.call_tool("list_aliases", {"model": "assistant"}))
+        assert aliases["aliases"][0]["history"][0]["reason"] == "bad"
+
+    (entry,) = mcp_audit(world)
+    assert (entry.action, entry.resource_type, entry.resource_id, entry.status_code) == (
+        "MCP rollback_alias",
+        "model_alias",
+        "assistant@production",
+        200,
+    )
+    assert entry.actor_user_id == world.owner_id
+    assert entry.actor_key_id == (world.owner_key_id if transport == "stdio" else None)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_refusals_name_the_scope_hide_other_organizations_and_the_bad_argument(world, transport):
+    async with connected(world, transport, world.credential(transport, "reader")) as client:
+        # a reader reads, but a change (even its preview) needs models:write
+        assert answer(await client.call_tool("list_models", {}))["total"] == 1
+        refused = error(await client.call_tool("rollback_alias", {"model": "assistant", "confirm": True}))
+        assert "403 Forbidden: requires models:write" in refused
+        # another organization's model is not found, as in the API
+        assert "404 NotFound: model secret-model not found" in error(
+            await client.call_tool("list_versions", {"model": "secret-model"})
+        )
+        # arguments that fail the tool's schema name the field
+        bad = error(await client.call_tool("list_versions", {"model": "assistant", "limit": 0}))
+        assert "limit" in bad and "greater than or equal to 1" in bad
+        assert "model" in error(await client.call_tool("served_version", {}))
+    assert production_version(world) == 2
+    assert mcp_audit(world) == []
+
+
+async def test_an_http_request_without_a_bearer_token_is_unauthenticated(world):
+    async with connected(world, "http", None) as client:
+        assert "401 Unauthenticated: authentication required" in error(await client.call_tool("list_models", {}))
+
+
+async def test_run_suite_previews_then_starts_a_suite_run_and_is_audited(world):
+    async with connected(world, "http", world.owner_token) as client:
+        arguments = {"suite": "smoke", "model": "assistant@1"}
+        preview = answer(await client.call_tool("run_suite", arguments))
+        assert preview["dry_run"] is True and preview["model"] == "assistant@1"
+        assert preview["would"] == "run suite smoke v1 (4 cases) against assistant@1"
+        with world.ctx.sessions() as session:
+            assert session.scalars(select(SuiteRun)).all() == []
+
+        started = answer(await client.call_tool("run_suite", {**arguments, "confirm": True}))
+        run = started["run"]
+        assert (run["suite_name"], run["model"], run["status"], run["total"]) == ("smoke", "assistant@1", "RUNNING", 4)
+        shown = answer(await client.call_tool("get_suite_run", {"run_id": run["run_id"]}))
+        assert shown["run_id"] == run["run_id"] and shown["results"] == []
+
+        promote = answer(
+            await client.call_tool("promote_version", {"model": "assistant", "version": 1, "alias": "staging"})
+        )
+        assert promote["dry_run"] is True and promote["would"].endswith("from nothing to v1")
+    (entry,) = mcp_audit(world)
+    assert (entry.action, entry.resource_id, entry.status_code) == ("MCP run_suite", "smoke", 200)
+    assert json.dumps(run)  # the answer is plain JSON

@@ -62,9 +62,24 @@ class Backend:
             raise ToolError(f"{http_status(error)} {type(error).__name__}: {error.message}") from error
 
     @contextmanager
-    def change(self, caller: Caller, action: str, resource_type: str, resource_id: str) -> Iterator[None]:
-        """A confirmed change, audited like the API's mutations whatever its outcome: who, which tool, which resource,
-        the status the API would have answered."""
+    def operation(
+        self, ctx: Context, *required: Scope, confirm: bool, action: str, resource_type: str, resource_id: str
+    ) -> Iterator[Caller]:
+        """A tool that changes something: the authenticated caller, who must hold `required`. Unconfirmed, the block
+        previews and refusals are tool errors; confirmed, the call is audited whatever its outcome (a missing scope
+        too), as the API audits every mutating request."""
+        caller = self.caller(ctx)
+        if not confirm:
+            with self.domain_errors():
+                yield caller.require(*required)
+            return
+        with self._change(caller, action, resource_type, resource_id):
+            yield caller.require(*required)
+
+    @contextmanager
+    def _change(self, caller: Caller, action: str, resource_type: str, resource_id: str) -> Iterator[None]:
+        """A confirmed change, audited like the API's mutations: who, which tool, which resource, the status the API
+        would have answered."""
         status = 500
         try:
             with self.domain_errors():

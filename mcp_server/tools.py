@@ -221,48 +221,57 @@ def add_tools(server: MCPServer, backend: Backend) -> None:
     ) -> dict[str, Any]:
         """Run a scenario suite against a model version (a workflow on the evaluate pool); get_suite_run shows its
         verdicts once it is COMPLETED."""
-        caller = backend.caller(ctx, Scope.MODELS_WRITE)
-        with backend.sessions() as session:
+        with (
+            backend.operation(
+                ctx, Scope.MODELS_WRITE, confirm=confirm, action="run_suite", resource_type="suite", resource_id=suite
+            ) as caller,
+            backend.sessions() as session,
+        ):
             if not confirm:
-                with backend.domain_errors():
-                    row = suites.get_suite(session, caller.org_id, suite, version)
-                    served = registry.resolve_served(session, caller.org_id, model)
+                row = suites.get_suite(session, caller.org_id, suite, version)
+                served = registry.resolve_served(session, caller.org_id, model)
                 return {
                     "dry_run": True,
                     "would": f"run suite {row.name} v{row.version} ({row.case_count} cases) against {served.label}",
                     "suite": suite_view(row),
                     "model": served.label,
                 }
-            with backend.change(caller, "run_suite", "suite", suite):
-                run = await suites.start_run(
-                    session,
-                    backend.temporal,
-                    backend.settings,
-                    caller.org_id,
-                    suite,
-                    model,
-                    version=version,
-                    requested_by=caller.user_id,
-                )
+            run = await suites.start_run(
+                session,
+                backend.temporal,
+                backend.settings,
+                caller.org_id,
+                suite,
+                model,
+                version=version,
+                requested_by=caller.user_id,
+            )
             return {"dry_run": False, "run": run_view(run)}
 
     @server.tool(annotations=CHANGE)
     async def promote_version(
         ctx: Context,
         model: ModelName,
-        version: Annotated[int, Field(ge=1)],
+        version: Annotated[int, Field(ge=1, le=2**31 - 1)],
         alias: AliasName = "production",
         confirm: Confirm = False,
     ) -> dict[str, Any]:
         """Ask the promotion gate to point an alias at a version: it evaluates the candidate against the alias's
-        version (and runs the suites the alias requires), then promotes or refuses."""
-        caller = backend.caller(ctx, Scope.MODELS_WRITE)
-        with backend.sessions() as session:
-            with backend.domain_errors():
-                row = registry.get_model(session, caller.org_id, model)
+        version (and runs the suites the alias requires), then promotes or refuses; never forced."""
+        with (
+            backend.operation(
+                ctx,
+                Scope.MODELS_WRITE,
+                confirm=confirm,
+                action="promote_version",
+                resource_type="model_version",
+                resource_id=f"{model}@{version}",
+            ) as caller,
+            backend.sessions() as session,
+        ):
+            row = registry.get_model(session, caller.org_id, model)
             if not confirm:
-                with backend.domain_errors():
-                    candidate, current = registry.promotion_target(session, row, version, alias)
+                candidate, current = registry.promotion_target(session, row, version, alias)
                 return {
                     "dry_run": True,
                     "would": f"ask the promotion gate to move alias {alias} of model {row.name} from "
@@ -271,10 +280,9 @@ def add_tools(server: MCPServer, backend: Backend) -> None:
                     "candidate_version": candidate.version,
                     "required_suites": (row.required_suites or {}).get(alias, []),
                 }
-            with backend.change(caller, "promote_version", "model_version", f"{row.name}@{version}"):
-                gate = await registry.request_promotion(
-                    session, backend.temporal, backend.settings, row, version, alias=alias, actor=actor(caller)
-                )
+            gate = await registry.request_promotion(
+                session, backend.temporal, backend.settings, row, version, alias=alias, actor=actor(caller)
+            )
             return {
                 "dry_run": False,
                 "gate_id": gate.id,
@@ -293,13 +301,20 @@ def add_tools(server: MCPServer, backend: Backend) -> None:
         confirm: Confirm = False,
     ) -> dict[str, Any]:
         """Move an alias back to the version it pointed at before its last move."""
-        caller = backend.caller(ctx, Scope.MODELS_WRITE)
-        with backend.sessions() as session:
-            with backend.domain_errors():
-                row = registry.get_model(session, caller.org_id, model)
+        with (
+            backend.operation(
+                ctx,
+                Scope.MODELS_WRITE,
+                confirm=confirm,
+                action="rollback_alias",
+                resource_type="model_alias",
+                resource_id=f"{model}@{alias}",
+            ) as caller,
+            backend.sessions() as session,
+        ):
+            row = registry.get_model(session, caller.org_id, model)
             if not confirm:
-                with backend.domain_errors():
-                    current, previous = registry.rollback_target(session, row, alias)
+                current, previous = registry.rollback_target(session, row, alias)
                 return {
                     "dry_run": True,
                     "would": f"move alias {alias} of model {row.name} back from v{current.version} "
@@ -307,6 +322,5 @@ def add_tools(server: MCPServer, backend: Backend) -> None:
                     "from_version": current.version,
                     "to_version": previous.version,
                 }
-            with backend.change(caller, "rollback_alias", "model_alias", f"{row.name}@{alias}"):
-                move = registry.rollback(session, row, alias, actor(caller), reason)
+            move = registry.rollback(session, row, alias, actor(caller), reason)
             return {"dry_run": False, "move": move_view(move)}

@@ -8,6 +8,8 @@ v2, and a suite; organization B's model, which A must not find.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,13 +29,13 @@ from auth.callers import Caller
 from cli.users import create_user
 from core.access import ROLE_SCOPES, Role, Scope
 from core.settings import Settings
-from db.models import AuditEntry, RegisteredModel, SuiteRun, new_id
+from db.models import AuditEntry, PromotionGate, RegisteredModel, SuiteRun, new_id
 from mcp_server.server import create_mcp_server, http_app
 from schemas.api import ApiKeyCreate
 from services import identity, registry, suites
 from services.identity import token_pair
 from testkit.api import TEST_PASSWORD, with_temporal
-from testkit.factories import version_row
+from testkit.factories import make_task, version_row
 from testkit.registry import point
 from testkit.servers import serving
 from testkit.suites import CASES
@@ -62,10 +64,13 @@ class World:
     owner_key: str  # org A: an API key with models:read, models:write, tasks:read
     owner_key_id: str
     reader_key: str  # org A: an API key with models:read only
+    reader_key_id: str
     owner_token: str  # org A: the owner's access token
     owner_id: str
     viewer_token: str  # org A: a viewer's access token
+    viewer_id: str
     org_a: str
+    org_b: str
 
     def credential(self, transport: str, who: str) -> str:
         """The owner's or a reader's credential as each transport carries it: a key over stdio, a token over HTTP."""
@@ -117,17 +122,20 @@ def world(settings, temporal_env) -> World:
         )
     caller = Caller(owner.user.id, owner.org.id, Role.OWNER, ROLE_SCOPES[Role.OWNER])
     owner_key, owner_key_id = api_key(settings, caller, [Scope.MODELS_READ, Scope.MODELS_WRITE, Scope.TASKS_READ])
-    reader_key, _ = api_key(settings, caller, [Scope.MODELS_READ])
+    reader_key, reader_key_id = api_key(settings, caller, [Scope.MODELS_READ])
     return World(
         settings=settings,
         ctx=ctx,
         owner_key=owner_key,
         owner_key_id=owner_key_id,
         reader_key=reader_key,
+        reader_key_id=reader_key_id,
         owner_token=token_pair(settings, owner.user, owner.org.id, Role.OWNER).access_token,
         owner_id=owner.user.id,
         viewer_token=token_pair(settings, viewer.user, viewer.org.id, Role.VIEWER).access_token,
+        viewer_id=viewer.user.id,
         org_a=owner.org.id,
+        org_b=other.org.id,
     )
 
 
@@ -180,7 +188,9 @@ def mcp_audit(world: World) -> list[AuditEntry]:
     with world.ctx.sessions() as session:
         return list(
             session.scalars(
-                select(AuditEntry).where(AuditEntry.org_id == world.org_a, AuditEntry.action.startswith("MCP "))
+                select(AuditEntry)
+                .where(AuditEntry.org_id == world.org_a, AuditEntry.action.startswith("MCP "))
+                .order_by(AuditEntry.id)
             )
         )
 
@@ -235,8 +245,12 @@ async def test_tools_read_the_registry_and_a_rollback_previews_then_changes_and_
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_refusals_name_the_scope_hide_other_organizations_and_the_bad_argument(world, transport):
     async with connected(world, transport, world.credential(transport, "reader")) as client:
-        # a reader reads, but a change (even its preview) needs models:write
+        # a reader reads, but a change (even its preview) needs models:write; the confirmed attempt is audited
         assert answer(await client.call_tool("list_models", {}))["total"] == 1
+        assert "403 Forbidden: requires models:write" in error(
+            await client.call_tool("rollback_alias", {"model": "assistant"})
+        )
+        assert mcp_audit(world) == []
         refused = error(await client.call_tool("rollback_alias", {"model": "assistant", "confirm": True}))
         assert "403 Forbidden: requires models:write" in refused
         # another organization's model is not found, as in the API
@@ -248,7 +262,38 @@ async def test_refusals_name_the_scope_hide_other_organizations_and_the_bad_argu
         assert "limit" in bad and "greater than or equal to 1" in bad
         assert "model" in error(await client.call_tool("served_version", {}))
     assert production_version(world) == 2
-    assert mcp_audit(world) == []
+    (entry,) = mcp_audit(world)
+    assert (entry.action, entry.resource_id, entry.status_code) == ("MCP rollback_alias", "assistant@production", 403)
+    if transport == "stdio":
+        assert entry.actor_key_id == world.reader_key_id
+    else:
+        assert (entry.actor_user_id, entry.actor_key_id) == (world.viewer_id, None)
+
+
+async def test_tasks_are_read_within_the_organization(world):
+    mine = make_task(world.ctx, org_id=world.org_a)
+    theirs = make_task(world.ctx, org_id=world.org_b)
+    async with connected(world, "http", world.owner_token) as client:
+        tasks = answer(await client.call_tool("list_tasks", {}))
+        assert [t["task_id"] for t in tasks["items"]] == [mine.id]
+        assert answer(await client.call_tool("get_task", {"task_id": mine.id}))["status"] == "PENDING"
+        assert "404 NotFound" in error(await client.call_tool("get_task", {"task_id": theirs.id}))
+        assert f"task {mine.id} has no report yet" in error(await client.call_tool("task_report", {"task_id": mine.id}))
+        assert "status" in error(await client.call_tool("list_tasks", {"status": "SLEEPING"}))
+
+
+def test_stdio_refuses_to_start_without_a_credential(world):
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "mcp", "--transport", "stdio"],
+        env={**os.environ, "WLOPS_DATA_DIR": str(world.settings.data_dir), "WLOPS_API_KEY": ""},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "set WLOPS_API_KEY" in result.stderr
+    assert result.stdout == ""
 
 
 async def test_an_http_request_without_a_bearer_token_is_unauthenticated(world):
@@ -256,7 +301,7 @@ async def test_an_http_request_without_a_bearer_token_is_unauthenticated(world):
         assert "401 Unauthenticated: authentication required" in error(await client.call_tool("list_models", {}))
 
 
-async def test_run_suite_previews_then_starts_a_suite_run_and_is_audited(world):
+async def test_run_suite_and_promote_version_preview_then_start_their_workflows_and_are_audited(world):
     async with connected(world, "http", world.owner_token) as client:
         arguments = {"suite": "smoke", "model": "assistant@1"}
         preview = answer(await client.call_tool("run_suite", arguments))
@@ -271,10 +316,19 @@ async def test_run_suite_previews_then_starts_a_suite_run_and_is_audited(world):
         shown = answer(await client.call_tool("get_suite_run", {"run_id": run["run_id"]}))
         assert shown["run_id"] == run["run_id"] and shown["results"] == []
 
-        promote = answer(
-            await client.call_tool("promote_version", {"model": "assistant", "version": 1, "alias": "staging"})
-        )
-        assert promote["dry_run"] is True and promote["would"].endswith("from nothing to v1")
-    (entry,) = mcp_audit(world)
-    assert (entry.action, entry.resource_id, entry.status_code) == ("MCP run_suite", "smoke", 200)
+        promotion = {"model": "assistant", "version": 1, "alias": "staging"}
+        preview = answer(await client.call_tool("promote_version", promotion))
+        assert preview["dry_run"] is True and preview["would"].endswith("from nothing to v1")
+        with world.ctx.sessions() as session:
+            assert session.scalars(select(PromotionGate)).all() == []
+        gate = answer(await client.call_tool("promote_version", {**promotion, "confirm": True}))
+        assert (gate["status"], gate["candidate_version"], gate["current_version"]) == ("EVALUATING", 1, None)
+        # while its gate decides, the alias cannot be asked for again: refused, and audited
+        again = error(await client.call_tool("promote_version", {**promotion, "confirm": True}))
+        assert "409 Conflict: a promotion gate is already deciding alias staging" in again
+    assert [(e.action, e.resource_id, e.status_code) for e in mcp_audit(world)] == [
+        ("MCP run_suite", "smoke", 200),
+        ("MCP promote_version", "assistant@1", 200),
+        ("MCP promote_version", "assistant@1", 409),
+    ]
     assert json.dumps(run)  # the answer is plain JSON

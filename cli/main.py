@@ -67,7 +67,7 @@ def cmd_mcp(args: argparse.Namespace) -> None:
     import uvicorn
 
     host, port = args.host or settings.mcp_host, args.port if args.port is not None else settings.mcp_port
-    app = http_app(create_mcp_server(settings), host)
+    app = http_app(settings, host)
     uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)
 
 

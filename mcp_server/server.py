@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as Scope_
 
 from auth.callers import Caller, authenticate
 from core.access import Scope
@@ -127,21 +131,53 @@ def _bearer(ctx: Context) -> str:
 
 def backend_for(settings: Settings, credential: str | None = None) -> Backend:
     store = object_store_from_settings(settings)
-    return Backend(
-        settings, get_sessionmaker(settings.resolved_database_url), store, TemporalConnection(settings), credential
-    )
+    sessions = get_sessionmaker(settings.resolved_database_url)
+    return Backend(settings, sessions, store, TemporalConnection(settings), credential)
 
 
 def create_mcp_server(settings: Settings, credential: str | None = None) -> MCPServer:
-    """The server with every tool, over an up-to-date database (`wlops mcp` migrates before it starts)."""
+    """The server with every tool, over an up-to-date database (`wlops mcp` migrates before it starts); `credential`:
+    the caller of a stdio process."""
+    settings.check_secret()
+    return _server(backend_for(settings, credential))
+
+
+def http_app(settings: Settings, host: str) -> ASGIApp:
+    """The streamable HTTP app at `/mcp`, refusing a request without valid credentials before the protocol sees it."""
+    settings.check_secret()
+    backend = backend_for(settings)
+    return RequireCaller(_server(backend).streamable_http_app(host=host), backend)
+
+
+def _server(backend: Backend) -> MCPServer:
     from mcp_server.tools import add_tools
 
-    settings.check_secret()
     server: MCPServer = MCPServer("wlops", instructions=INSTRUCTIONS, version="0.1.0", log_level="WARNING")
-    add_tools(server, backend_for(settings, credential))
+    add_tools(server, backend)
     return server
 
 
-def http_app(server: MCPServer, host: str) -> Starlette:
-    """The streamable HTTP app, at `/mcp`."""
-    return server.streamable_http_app(host=host)
+class RequireCaller:
+    """Streamable HTTP: 401 (`WWW-Authenticate: Bearer`) for a request without a valid access token or API key, as
+    the API answers; each tool call then authenticates again and checks its scopes."""
+
+    def __init__(self, app: ASGIApp, backend: Backend):
+        self.app = app
+        self.backend = backend
+
+    async def __call__(self, scope: Scope_, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # the lifespan starts the session manager
+            return await self.app(scope, receive, send)
+        scheme, _, token = Headers(scope=scope).get("authorization", "").partition(" ")
+        try:
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("authentication required: send `Authorization: Bearer <access token or API key>`")
+            await run_in_threadpool(self._authenticate, token.strip())
+        except Unauthenticated as error:
+            response = JSONResponse({"detail": error.message}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+    def _authenticate(self, token: str) -> None:
+        with self.backend.sessions() as session:
+            authenticate(session, self.backend.settings, token)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
@@ -30,7 +31,7 @@ from cli.users import create_user
 from core.access import ROLE_SCOPES, Role, Scope
 from core.settings import Settings
 from db.models import AuditEntry, PromotionGate, RegisteredModel, SuiteRun, new_id
-from mcp_server.server import create_mcp_server, http_app
+from mcp_server.server import http_app
 from schemas.api import ApiKeyCreate
 from services import identity, registry, suites
 from services.identity import token_pair
@@ -157,7 +158,7 @@ async def connected(world: World, transport: str, credential: str | None) -> Asy
         async with Client(process, read_timeout_seconds=120) as client:
             yield client
         return
-    with serving(http_app(create_mcp_server(world.settings), "127.0.0.1"), path="/mcp") as url:
+    with serving(http_app(world.settings, "127.0.0.1"), path="/mcp") as url:
         headers = {"Authorization": f"Bearer {credential}"} if credential else {}
         async with (
             create_mcp_http_client(headers=headers) as http,
@@ -296,9 +297,19 @@ def test_stdio_refuses_to_start_without_a_credential(world):
     assert result.stdout == ""
 
 
-async def test_an_http_request_without_a_bearer_token_is_unauthenticated(world):
-    async with connected(world, "http", None) as client:
-        assert "401 Unauthenticated: authentication required" in error(await client.call_tool("list_models", {}))
+async def test_an_http_request_without_valid_credentials_is_refused_before_the_protocol(world):
+    with serving(http_app(world.settings, "127.0.0.1"), path="/mcp") as url:
+        async with httpx.AsyncClient() as http:
+            initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
+            for headers, detail in [
+                ({}, "authentication required"),
+                ({"Authorization": "Bearer wlk_not-a-key"}, "is invalid"),
+                ({"Authorization": "Bearer not-a-token"}, "token is invalid"),
+            ]:
+                response = await http.post(url, json=initialize, headers=headers)
+                assert response.status_code == 401, response.text
+                assert response.headers["www-authenticate"] == "Bearer"
+                assert detail in response.json()["detail"]
 
 
 async def test_run_suite_and_promote_version_preview_then_start_their_workflows_and_are_audited(world):

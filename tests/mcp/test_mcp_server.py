@@ -37,9 +37,11 @@ from services import identity, registry, suites
 from services.identity import token_pair
 from testkit.api import TEST_PASSWORD, with_temporal
 from testkit.factories import make_task, version_row
+from testkit.polling import poll_until
 from testkit.registry import point
-from testkit.servers import serving
+from testkit.servers import free_port, serving
 from testkit.suites import CASES
+from testkit.world import stored_suite_runs
 
 REPO = Path(__file__).resolve().parents[2]
 TRANSPORTS = ["stdio", "http"]
@@ -72,6 +74,7 @@ class World:
     viewer_id: str
     org_a: str
     org_b: str
+    run_id: str  # org A: the later of two completed runs of its suite against assistant@1, every case passed
 
     def credential(self, transport: str, who: str) -> str:
         """The owner's or a reader's credential as each transport carries it: a key over stdio, a token over HTTP."""
@@ -118,9 +121,10 @@ def world(settings, temporal_env) -> World:
     point(ctx, model, "production", 2)
     add_model(ctx, other.org.id, "secret-model", versions=1)
     with ctx.sessions() as session:
-        suites.create_suite(
+        suite = suites.create_suite(
             session, owner.org.id, "smoke", CASES, blocking=True, description=None, created_by=owner.user.id
         )
+    run_id = stored_suite_runs(settings, owner.org.id, suite.id, "assistant")
     caller = Caller(owner.user.id, owner.org.id, Role.OWNER, ROLE_SCOPES[Role.OWNER])
     owner_key, owner_key_id = api_key(settings, caller, [Scope.MODELS_READ, Scope.MODELS_WRITE, Scope.TASKS_READ])
     reader_key, reader_key_id = api_key(settings, caller, [Scope.MODELS_READ])
@@ -137,6 +141,7 @@ def world(settings, temporal_env) -> World:
         viewer_id=viewer.user.id,
         org_a=owner.org.id,
         org_b=other.org.id,
+        run_id=run_id,
     )
 
 
@@ -212,6 +217,11 @@ async def test_tools_read_the_registry_and_a_rollback_previews_then_changes_and_
         served = answer(await client.call_tool("served_version", {"model": "assistant"}))
         assert (served["alias"], served["version"]) == ("production", 2)
         assert answer(await client.call_tool("list_suites", {}))["items"][0]["name"] == "smoke"
+        runs = answer(await client.call_tool("list_suite_runs", {"suite": "smoke"}))
+        assert runs["total"] == 2 and {r["status"] for r in runs["items"]} == {"COMPLETED"}
+        run = answer(await client.call_tool("get_suite_run", {"run_id": world.run_id}))
+        assert (run["model"], run["passed"], run["failed"]) == ("assistant@1", 4, 0)
+        assert [(r["case_id"], r["passed"]) for r in run["results"]] == [(case["id"], True) for case in CASES]
 
         # without confirm: a preview, nothing moved, nothing audited
         preview = answer(await client.call_tool("rollback_alias", {"model": "assistant", "alias": "production"}))
@@ -297,6 +307,41 @@ def test_stdio_refuses_to_start_without_a_credential(world):
     assert result.stdout == ""
 
 
+async def test_the_http_command_serves_on_its_port(world, tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    env = {**os.environ, "WLOPS_DATA_DIR": str(world.settings.data_dir), "WLOPS_MCP_PORT": "1"}
+    with open(tmp_path / "mcp.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "mcp", "--transport", "http", "--port", str(port)],
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            async with httpx.AsyncClient() as http:
+
+                async def refusing() -> bool:
+                    assert process.poll() is None, (tmp_path / "mcp.log").read_text()
+                    try:
+                        return (await http.post(url, json={})).status_code == 401
+                    except httpx.TransportError:
+                        return False
+
+                await poll_until(refusing, timeout=120, interval=0.2, what="wlops mcp --transport http up")
+            async with (
+                create_mcp_http_client(headers={"Authorization": f"Bearer {world.owner_key}"}) as http2,
+                Client(streamable_http_client(url, http_client=http2), read_timeout_seconds=60) as client,
+            ):
+                served = answer(await client.call_tool("served_version", {"model": "assistant"}))
+                assert served["version"] == 2
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
 async def test_an_http_request_without_valid_credentials_is_refused_before_the_protocol(world):
     with serving(http_app(world.settings, "127.0.0.1"), path="/mcp") as url:
         async with httpx.AsyncClient() as http:
@@ -319,7 +364,7 @@ async def test_run_suite_and_promote_version_preview_then_start_their_workflows_
         assert preview["dry_run"] is True and preview["model"] == "assistant@1"
         assert preview["would"] == "run suite smoke v1 (4 cases) against assistant@1"
         with world.ctx.sessions() as session:
-            assert session.scalars(select(SuiteRun)).all() == []
+            assert len(session.scalars(select(SuiteRun)).all()) == 2  # the two stored ones
 
         started = answer(await client.call_tool("run_suite", {**arguments, "confirm": True}))
         run = started["run"]

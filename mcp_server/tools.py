@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 
 from core.access import Scope
 from core.status import TaskStatus
-from db.models import AliasMove, MLTask, ModelVersion, RegisteredModel, Suite, SuiteRun
+from db.models import AliasMove, MLTask, ModelVersion, PromotionGate, RegisteredModel, Suite, SuiteRun
 from mcp_server.server import Backend, actor
-from schemas.api import MODEL_NAME, AliasMovePublic, SuiteRunSummary, SuiteSummary
+from schemas.api import MODEL_NAME, AliasMovePublic, GatePublic, SuiteRunSummary, SuiteSummary
 from services import registry, suites, tasks
 
 Limit = Annotated[int, Field(ge=1, le=200, description="How many to return")]
@@ -65,6 +65,14 @@ def version_view(session: Session, model: RegisteredModel, version: ModelVersion
 
 def move_view(move: AliasMove) -> dict[str, Any]:
     return AliasMovePublic.model_validate(move, from_attributes=True).model_dump(mode="json")
+
+
+def gate_view(model: RegisteredModel, gate: PromotionGate) -> dict[str, Any]:
+    return GatePublic(
+        gate_id=gate.id,
+        model_name=model.name,
+        **{k: getattr(gate, k) for k in GatePublic.model_fields if k not in ("gate_id", "model_name")},
+    ).model_dump(mode="json")
 
 
 def task_view(task: MLTask) -> dict[str, Any]:
@@ -152,6 +160,15 @@ def add_tools(server: MCPServer, backend: Backend) -> None:
         with backend.domain_errors(), backend.sessions() as session:
             row, version = registry.resolve(session, caller.org_id, f"{model}@{alias}")
             return {"model_name": row.name, "alias": alias, **version_view(session, row, version)}
+
+    @server.tool(annotations=READ)
+    def get_gate(ctx: Context, model: ModelName, gate_id: Id) -> dict[str, Any]:
+        """A promotion gate's outcome: EVALUATING, then PROMOTED or REFUSED with the figures and the reason (or
+        FAILED)."""
+        caller = backend.caller(ctx, Scope.MODELS_READ)
+        with backend.domain_errors(), backend.sessions() as session:
+            row = registry.get_model(session, caller.org_id, model)
+            return gate_view(row, registry.get_gate(session, row, gate_id))
 
     # -------------------------------------------------- tasks
 
@@ -257,7 +274,8 @@ def add_tools(server: MCPServer, backend: Backend) -> None:
         confirm: Confirm = False,
     ) -> dict[str, Any]:
         """Ask the promotion gate to point an alias at a version: it evaluates the candidate against the alias's
-        version (and runs the suites the alias requires), then promotes or refuses; never forced."""
+        version (and runs the suites the alias requires), then promotes or refuses (get_gate shows it); never
+        forced."""
         with (
             backend.operation(
                 ctx,
@@ -283,14 +301,7 @@ def add_tools(server: MCPServer, backend: Backend) -> None:
             gate = await registry.request_promotion(
                 session, backend.temporal, backend.settings, row, version, alias=alias, actor=actor(caller)
             )
-            return {
-                "dry_run": False,
-                "gate_id": gate.id,
-                "status": gate.status,
-                "alias": alias,
-                "candidate_version": gate.candidate_version,
-                "current_version": gate.current_version,
-            }
+            return {"dry_run": False, "gate": gate_view(row, gate)}
 
     @server.tool(annotations=CHANGE)
     def rollback_alias(

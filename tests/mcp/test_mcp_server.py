@@ -50,6 +50,7 @@ READ_TOOLS = {
     "list_versions",
     "list_aliases",
     "served_version",
+    "get_gate",
     "list_tasks",
     "get_task",
     "task_report",
@@ -377,8 +378,10 @@ async def test_run_suite_and_promote_version_preview_then_start_their_workflows_
         assert preview["dry_run"] is True and preview["would"].endswith("from nothing to v1")
         with world.ctx.sessions() as session:
             assert session.scalars(select(PromotionGate)).all() == []
-        gate = answer(await client.call_tool("promote_version", {**promotion, "confirm": True}))
+        gate = answer(await client.call_tool("promote_version", {**promotion, "confirm": True}))["gate"]
         assert (gate["status"], gate["candidate_version"], gate["current_version"]) == ("EVALUATING", 1, None)
+        shown = answer(await client.call_tool("get_gate", {"model": "assistant", "gate_id": gate["gate_id"]}))
+        assert (shown["alias"], shown["status"], shown["forced"]) == ("staging", "EVALUATING", False)
         # while its gate decides, the alias cannot be asked for again: refused, and audited
         again = error(await client.call_tool("promote_version", {**promotion, "confirm": True}))
         assert "409 Conflict: a promotion gate is already deciding alias staging" in again

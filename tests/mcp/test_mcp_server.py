@@ -7,7 +7,6 @@ v2, and a suite; organization B's model, which A must not find.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -390,4 +389,3 @@ async def test_run_suite_and_promote_version_preview_then_start_their_workflows_
         ("MCP promote_version", "assistant@1", 200),
         ("MCP promote_version", "assistant@1", 409),
     ]
-    assert json.dumps(run)  # the answer is plain JSON

@@ -54,6 +54,23 @@ def cmd_serve(_: argparse.Namespace) -> None:
     )
 
 
+def cmd_mcp(args: argparse.Namespace) -> None:
+    from mcp_server.server import create_mcp_server, http_app
+
+    settings = upgraded_settings()
+    configure_process("mcp", settings)  # logs go to stderr: over stdio, stdout carries the protocol alone
+    if args.transport == "stdio":
+        if not settings.api_key:
+            sys.exit("wlops mcp --transport stdio: set WLOPS_API_KEY to an API key (or an access token) to act as")
+        create_mcp_server(settings, credential=settings.api_key).run("stdio")
+        return
+    import uvicorn
+
+    host, port = args.host or settings.mcp_host, args.port if args.port is not None else settings.mcp_port
+    app = http_app(settings, host)
+    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)
+
+
 def cmd_worker(args: argparse.Namespace) -> None:
     from workers.pools import run_pool
 
@@ -157,6 +174,13 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("serve", help="serve the OpenAI-compatible chat completions of registered models").set_defaults(
         func=cmd_serve
     )
+    mcp = commands.add_parser(
+        "mcp", help="serve the Model Context Protocol: read and operate models, tasks and suites as an API caller"
+    )
+    mcp.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    mcp.add_argument("--host", help="http: where to listen (default WLOPS_MCP_HOST)")
+    mcp.add_argument("--port", type=int, help="http: the port (default WLOPS_MCP_PORT); the endpoint is /mcp")
+    mcp.set_defaults(func=cmd_mcp)
     worker = commands.add_parser("worker", help="run one worker pool")
     worker.add_argument("--pool", choices=sorted(POOL_TASK_QUEUES), required=True)
     worker.add_argument(

@@ -82,6 +82,11 @@ class Settings(BaseSettings):
 
     api_host: str = Field(default="127.0.0.1", description="Where `wlops api` listens.")
     api_port: int = Field(default=8000, description="Port of `wlops api` (the API and the web console).")
+    mcp_host: str = Field(default="127.0.0.1", description="Where `wlops mcp --transport http` listens.")
+    mcp_port: int = Field(
+        default=8003,
+        description="Port of `wlops mcp --transport http` (the MCP endpoint is `/mcp`; `--port` overrides).",
+    )
 
     # The `wlops` resource commands (cli/api_client.py) talk to an API over HTTP: which one, and how they log in.
     api_url: str | None = Field(
@@ -93,7 +98,9 @@ class Settings(BaseSettings):
         description="Where the `wlops` resource commands keep their logins (`credentials.json`, mode 0600).",
     )
     api_key: str | None = Field(
-        default=None, description="An API key (`wlk_…`) the `wlops` resource commands send instead of a stored login."
+        default=None,
+        description="An API key (`wlk_…`) the `wlops` resource commands send instead of a stored login; also the "
+        "credential of `wlops mcp --transport stdio` (an API key or an access token).",
     )
 
     s3_endpoint: str | None = Field(

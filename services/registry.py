@@ -426,6 +426,23 @@ def move_alias(
 
 def rollback(session: Session, model: RegisteredModel, alias: str, actor: Actor, reason: str | None) -> AliasMove:
     """Move `alias` back to the version it pointed at before its last move."""
+    current, previous = rollback_target(session, model, alias)
+    move = move_alias(
+        session,
+        model,
+        alias,
+        previous,
+        kind="rollback",
+        reason=reason or f"rolled back from version {current.version}",
+        actor=actor,
+    )
+    session.commit()
+    return move
+
+
+def rollback_target(session: Session, model: RegisteredModel, alias: str) -> tuple[ModelVersion, ModelVersion]:
+    """The version `alias` points at and the one a rollback would move it back to, refused as `rollback` would be;
+    changes nothing (a dry run's preview)."""
     current = aliases_of(session, model).get(alias)
     if current is None:
         raise NotFound(f"model {model.name} has no alias {alias}")
@@ -441,17 +458,7 @@ def rollback(session: Session, model: RegisteredModel, alias: str, actor: Actor,
         )
     if running_gate(session, model, alias=alias):
         raise Conflict(f"a promotion gate is deciding alias {alias} of model {model.name}; wait for its decision")
-    move = move_alias(
-        session,
-        model,
-        alias,
-        previous,
-        kind="rollback",
-        reason=reason or f"rolled back from version {current.version}",
-        actor=actor,
-    )
-    session.commit()
-    return move
+    return current, previous
 
 
 # ---------------------------------------------------------------- the promotion gate
@@ -506,6 +513,22 @@ async def request_promotion(
     return gate
 
 
+def promotion_target(
+    session: Session, model: RegisteredModel, version: int, alias: str
+) -> tuple[ModelVersion, ModelVersion | None]:
+    """The candidate and the version `alias` points at now (None: nothing), refused as a promotion request would be;
+    changes nothing (a dry run's preview)."""
+    candidate = get_version(session, model, version)
+    current = aliases_of(session, model).get(alias)
+    if current is not None and current.id == candidate.id:
+        raise Conflict(f"alias {alias} of model {model.name} already points at version {version}")
+    if running_gate(session, model, alias=alias):
+        raise Conflict(
+            f"a promotion gate is already deciding alias {alias} of model {model.name}; wait for its decision"
+        )
+    return candidate, current
+
+
 def open_gate(
     session: Session,
     settings: Settings,
@@ -520,14 +543,7 @@ def open_gate(
 ) -> tuple[PromotionGate, PromotionGateInput | None]:
     """Record a promotion request: forced, the alias moves now (no workflow input); otherwise the gate is EVALUATING
     and its workflow's input is returned for the caller to start."""
-    candidate = get_version(session, model, version)
-    current = aliases_of(session, model).get(alias)
-    if current is not None and current.id == candidate.id:
-        raise Conflict(f"alias {alias} of model {model.name} already points at version {version}")
-    if running_gate(session, model, alias=alias):
-        raise Conflict(
-            f"a promotion gate is already deciding alias {alias} of model {model.name}; wait for its decision"
-        )
+    candidate, current = promotion_target(session, model, version, alias)
     gate = PromotionGate(
         id=gate_id or new_id(),
         org_id=model.org_id,

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from testkit.polling import poll_until_blocking
 
@@ -22,15 +22,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """Serve `app` on a free local port for the block; yields its base URL (…/v1)."""
+def serving(app: ASGIApp, path: str = "/v1") -> Iterator[str]:
+    """Serve `app` on a free local port for the block; yields its base URL (…/v1, or `path`)."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     poll_until_blocking(lambda: server.started, timeout=30, what=f"uvicorn listening on port {port}")
     try:
-        yield f"http://127.0.0.1:{port}/v1"
+        yield f"http://127.0.0.1:{port}{path}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

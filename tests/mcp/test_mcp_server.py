@@ -7,6 +7,7 @@ v2, and a suite; organization B's model, which A must not find.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.types import CallToolResult
 from sqlalchemy import select
+from temporalio.service import RPCError
 
 from activities.context import ActivityContext
 from auth.callers import Caller
@@ -357,7 +359,17 @@ async def test_an_http_request_without_valid_credentials_is_refused_before_the_p
                 assert detail in response.json()["detail"]
 
 
-async def test_run_suite_and_promote_version_preview_then_start_their_workflows_and_are_audited(world):
+async def test_run_suite_and_promote_version_preview_then_start_their_workflows_and_are_audited(world, temporal_env):
+    started_workflows: list[str] = []
+    try:
+        await _run_suite_and_promote(world, started_workflows)
+    finally:  # no worker of this test runs them: they must not wait on the shared server for another test's workers
+        for workflow_id in started_workflows:
+            with contextlib.suppress(RPCError):
+                await temporal_env.client.get_workflow_handle(workflow_id).terminate("the test is over")
+
+
+async def _run_suite_and_promote(world, started_workflows: list[str]) -> None:
     async with connected(world, "http", world.owner_token) as client:
         arguments = {"suite": "smoke", "model": "assistant@1"}
         preview = answer(await client.call_tool("run_suite", arguments))
@@ -368,6 +380,7 @@ async def test_run_suite_and_promote_version_preview_then_start_their_workflows_
 
         started = answer(await client.call_tool("run_suite", {**arguments, "confirm": True}))
         run = started["run"]
+        started_workflows.append(suites.suite_run_workflow_id(run["run_id"]))
         assert (run["suite_name"], run["model"], run["status"], run["total"]) == ("smoke", "assistant@1", "RUNNING", 4)
         shown = answer(await client.call_tool("get_suite_run", {"run_id": run["run_id"]}))
         assert shown["run_id"] == run["run_id"] and shown["results"] == []
@@ -378,6 +391,7 @@ async def test_run_suite_and_promote_version_preview_then_start_their_workflows_
         with world.ctx.sessions() as session:
             assert session.scalars(select(PromotionGate)).all() == []
         gate = answer(await client.call_tool("promote_version", {**promotion, "confirm": True}))["gate"]
+        started_workflows.append(registry.gate_workflow_id(gate["gate_id"]))
         assert (gate["status"], gate["candidate_version"], gate["current_version"]) == ("EVALUATING", 1, None)
         shown = answer(await client.call_tool("get_gate", {"model": "assistant", "gate_id": gate["gate_id"]}))
         assert (shown["alias"], shown["status"], shown["forced"]) == ("staging", "EVALUATING", False)

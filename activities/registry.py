@@ -32,7 +32,7 @@ from schemas.workflow_io import (
     RegisterFinalAdapterInput,
     RegisterFinalAdapterResult,
 )
-from services import registry, suites
+from services import promotion, registry, suites
 from storage.object_store import get_dir
 from temporal_client.workflows import PromotionGateWorkflow
 
@@ -100,11 +100,11 @@ class RegistryActivities:
                                 else None
                             )
                             gates.append(
-                                (gate_id, registry.gate_input(session, self.ctx.settings, existing, version, current))
+                                (gate_id, promotion.gate_input(session, self.ctx.settings, existing, version, current))
                             )
                         continue
                     try:
-                        gate, gate_input = registry.open_gate(
+                        gate, gate_input = promotion.open_gate(
                             session,
                             self.ctx.settings,
                             model,
@@ -215,4 +215,4 @@ class RegistryActivities:
         """The gate's projection: only a failure needs writing (the decision is written by `conclude_promotion`)."""
         if inp.error is not None:
             with self.ctx.sessions() as session:
-                registry.fail_gate(session, inp.gate_id, inp.error)
+                promotion.fail_gate(session, inp.gate_id, inp.error)

@@ -1,5 +1,6 @@
-"""The MCP server: who calls each tool (`auth.callers.authenticate`, as the API decides it), in which organization,
-with which scopes; domain errors as tool errors; the audit log of every confirmed change.
+"""The MCP server: its tools (`mcp_server.tools`) over the backend every tool reaches (`mcp_server.backend`: who calls
+each tool, with which scopes; domain errors as tool errors; the audit log of every confirmed change), over stdio or
+streamable HTTP.
 
 Over stdio the credential is the process's (`WLOPS_API_KEY`: an API key or an access token); over streamable HTTP it
 is each request's `Authorization: Bearer` header. Each tool call authenticates again, so a revoked key stops at once.
@@ -7,132 +8,22 @@ is each request's `Authorization: Bearer` header. Each tool call authenticates a
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from sqlalchemy.orm import Session, sessionmaker
+from mcp.server.mcpserver import MCPServer
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as Scope_
 
-from auth.callers import Caller, authenticate
-from core.access import Scope
-from core.errors import DomainError, Unauthenticated, http_status
+from auth.callers import authenticate
+from core.errors import Unauthenticated
 from core.settings import Settings
-from db.models import AuditEntry
-from db.session import get_sessionmaker
-from services.registry import Actor
-from storage.object_store import ObjectStore, object_store_from_settings
-from temporal_client import TemporalConnection
-
-log = logging.getLogger(__name__)
+from mcp_server.backend import Backend, backend_for
+from mcp_server.tools import add_tools
 
 INSTRUCTIONS = """WLOps operations: read registered models, their versions and aliases, tasks and their reports,
 scenario suites and their runs; run a suite, promote a version through the gate, roll an alias back. A tool that
 changes something only previews what it would do unless called with `confirm: true`."""
-
-
-@dataclass
-class Backend:
-    """What every tool reaches: the settings, the database, object storage and Temporal, and the credential of a stdio
-    process (None over HTTP: each request brings its own)."""
-
-    settings: Settings
-    sessions: sessionmaker[Session]
-    store: ObjectStore
-    temporal: TemporalConnection
-    credential: str | None = None
-
-    def caller(self, ctx: Context, *required: Scope) -> Caller:
-        """The authenticated caller, who must hold every scope in `required` (else a tool error naming the missing
-        one)."""
-        token = self.credential if self.credential is not None else _bearer(ctx)
-        with self.domain_errors(), self.sessions() as session:
-            return authenticate(session, self.settings, token).require(*required)
-
-    @contextmanager
-    def domain_errors(self) -> Iterator[None]:
-        """A refused operation as a tool error with the API's status and message (`404 NotFound: model x not
-        found`)."""
-        try:
-            yield
-        except DomainError as error:
-            raise ToolError(f"{http_status(error)} {type(error).__name__}: {error.message}") from error
-
-    @contextmanager
-    def operation(
-        self, ctx: Context, *required: Scope, confirm: bool, action: str, resource_type: str, resource_id: str
-    ) -> Iterator[Caller]:
-        """A tool that changes something: the authenticated caller, who must hold `required`. Unconfirmed, the block
-        previews and refusals are tool errors; confirmed, the call is audited whatever its outcome (a missing scope
-        too), as the API audits every mutating request."""
-        caller = self.caller(ctx)
-        if not confirm:
-            with self.domain_errors():
-                yield caller.require(*required)
-            return
-        with self._change(caller, action, resource_type, resource_id):
-            yield caller.require(*required)
-
-    @contextmanager
-    def _change(self, caller: Caller, action: str, resource_type: str, resource_id: str) -> Iterator[None]:
-        """A confirmed change, audited like the API's mutations: who, which tool, which resource, the status the API
-        would have answered."""
-        status = 500
-        try:
-            with self.domain_errors():
-                try:
-                    yield
-                except DomainError as error:
-                    status = http_status(error)
-                    raise
-            status = 200
-        finally:
-            self._audit(caller, action, resource_type, resource_id, status)
-
-    def _audit(self, caller: Caller, action: str, resource_type: str, resource_id: str, status: int) -> None:
-        entry = AuditEntry(
-            org_id=caller.org_id,
-            actor_user_id=caller.user_id,
-            actor_key_id=caller.api_key_id,
-            action=f"MCP {action}",
-            resource_type=resource_type,
-            resource_id=resource_id[:200],
-            status_code=status,
-        )
-        try:
-            with self.sessions() as session:
-                session.add(entry)
-                session.commit()
-        except Exception:  # the audit must never turn a finished change into an error
-            log.exception("could not write the audit entry of MCP %s (status %s)", action, status)
-
-
-def actor(caller: Caller) -> Actor:
-    return Actor(caller.user_id, caller.api_key_id, caller.scopes)
-
-
-def _bearer(ctx: Context) -> str:
-    header = (ctx.headers or {}).get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ToolError(
-            f"401 {Unauthenticated.__name__}: authentication required: send `Authorization: Bearer <access token or "
-            "API key>`"
-        )
-    return token.strip()
-
-
-def backend_for(settings: Settings, credential: str | None = None) -> Backend:
-    store = object_store_from_settings(settings)
-    sessions = get_sessionmaker(settings.resolved_database_url)
-    return Backend(settings, sessions, store, TemporalConnection(settings), credential)
 
 
 def create_mcp_server(settings: Settings, credential: str | None = None) -> MCPServer:
@@ -150,8 +41,6 @@ def http_app(settings: Settings, host: str) -> ASGIApp:
 
 
 def _server(backend: Backend) -> MCPServer:
-    from mcp_server.tools import add_tools
-
     server: MCPServer = MCPServer("wlops", instructions=INSTRUCTIONS, version="0.1.0", log_level="WARNING")
     add_tools(server, backend)
     return server

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from core.access import Scope
 from core.status import TaskStatus
 from db.models import AliasMove, MLTask, ModelVersion, PromotionGate, RegisteredModel, Suite, SuiteRun
-from mcp_server.server import Backend, actor
+from mcp_server.backend import Backend, actor
 from schemas.api import MODEL_NAME, AliasMovePublic, GatePublic, SuiteRunSummary, SuiteSummary
-from services import registry, suites, tasks
+from services import promotion, registry, suites, tasks
 
 Limit = Annotated[int, Field(ge=1, le=200, description="How many to return")]
 Offset = Annotated[int, Field(ge=0, le=2**31 - 1, description="How many to skip")]
@@ -289,7 +289,7 @@ def add_tools(server: MCPServer, backend: Backend) -> None:
         ):
             row = registry.get_model(session, caller.org_id, model)
             if not confirm:
-                candidate, current = registry.promotion_target(session, row, version, alias)
+                candidate, current = promotion.promotion_target(session, row, version, alias)
                 return {
                     "dry_run": True,
                     "would": f"ask the promotion gate to move alias {alias} of model {row.name} from "
@@ -298,7 +298,7 @@ def add_tools(server: MCPServer, backend: Backend) -> None:
                     "candidate_version": candidate.version,
                     "required_suites": (row.required_suites or {}).get(alias, []),
                 }
-            gate = await registry.request_promotion(
+            gate = await promotion.request_promotion(
                 session, backend.temporal, backend.settings, row, version, alias=alias, actor=actor(caller)
             )
             return {"dry_run": False, "gate": gate_view(row, gate)}

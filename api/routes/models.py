@@ -30,8 +30,8 @@ from schemas.api import (
     RegisterVersionRequest,
     RollbackRequest,
 )
+from services import promotion, suites
 from services import registry as service
-from services import suites
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 Version = Annotated[int, Path(ge=1, le=2**31 - 1, description="The version number (1, 2, ...).")]
@@ -221,7 +221,7 @@ async def promote_version(
     `GET .../gates/{gate_id}` shows. With `force` (owners and admins, with a reason) the alias moves at once,
     audited."""
     model = service.get_model(session, caller.org_id, model_name)
-    gate = await service.request_promotion(
+    gate = await promotion.request_promotion(
         session,
         temporal,
         settings,

@@ -13,7 +13,7 @@ from temporalio.client import WorkflowFailureError
 
 from activities.context import ActivityContext
 from db.models import KnowledgeBase, PromotionGate, RegisteredModel, SuiteRun, new_id
-from services import registry, suites
+from services import promotion, registry, suites
 from services.registry import Actor
 from temporal_client.workflows import PromotionGateWorkflow
 from testkit.factories import make_task
@@ -45,7 +45,7 @@ async def gate_of(client, ctx, settings, version: int, record: str, name: str = 
 
     with ctx.sessions() as session:
         model = registry.get_model(session, "local", name)
-        gate = await registry.request_promotion(
+        gate = await promotion.request_promotion(
             session, temporal, settings, model, version, alias="production", actor=Actor("user-1")
         )
     handle = client.get_workflow_handle_for(PromotionGateWorkflow.run, registry.gate_workflow_id(gate.id))

@@ -490,6 +490,9 @@ def erase_user(api: ApiClient, args: argparse.Namespace) -> None:
     output(args, api.call("POST", url("erasures", "users"), json=body), details)
 
 
+KEEP = object()  # a retention option not given: the limit stays as it is
+
+
 def retention_days(text: str) -> int | None:
     """A retention limit on the command line: a number of days, or `forever` (no limit)."""
     if text == "forever":
@@ -510,9 +513,6 @@ def retention_show(api: ApiClient, args: argparse.Namespace) -> None:
     if changes:
         api.call("PATCH", url("orgs", org_id), json=changes)
     output(args, api.call("GET", url("orgs", org_id, "retention")), details_with("runs"))
-
-
-KEEP = object()  # an option not given: the limit stays as it is
 
 
 def erasures_list(api: ApiClient, args: argparse.Namespace) -> None:

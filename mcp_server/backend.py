@@ -46,6 +46,13 @@ class Backend:
             return authenticate(session, self.settings, token).require(*required)
 
     @contextmanager
+    def reading(self, ctx: Context, *required: Scope) -> Iterator[tuple[Caller, Session]]:
+        """A read tool's caller, who must hold `required`, and a database session; domain errors as tool errors."""
+        caller = self.caller(ctx, *required)
+        with self.domain_errors(), self.sessions() as session:
+            yield caller, session
+
+    @contextmanager
     def domain_errors(self) -> Iterator[None]:
         """A refused operation as a tool error with the API's status and message (`404 NotFound: model x not
         found`)."""

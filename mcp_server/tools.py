@@ -120,16 +120,14 @@ def add_tools(server: MCPServer, backend: Backend) -> None:
     @server.tool(annotations=READ)
     def list_models(ctx: Context, limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
         """The organization's registered models, by name: base model, latest version, aliases."""
-        caller = backend.caller(ctx, Scope.MODELS_READ)
-        with backend.domain_errors(), backend.sessions() as session:
+        with backend.reading(ctx, Scope.MODELS_READ) as (caller, session):
             rows, total = registry.list_models(session, caller.org_id, limit, offset)
             return page([model_view(session, m) for m in rows], total, limit, offset)
 
     @server.tool(annotations=READ)
     def list_versions(ctx: Context, model: ModelName, limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
         """A model's versions, newest first: the task and iteration each came from, scores, aliases on it."""
-        caller = backend.caller(ctx, Scope.MODELS_READ)
-        with backend.domain_errors(), backend.sessions() as session:
+        with backend.reading(ctx, Scope.MODELS_READ) as (caller, session):
             row = registry.get_model(session, caller.org_id, model)
             rows, total = registry.list_versions(session, row, limit, offset)
             return page([version_view(session, row, v) for v in rows], total, limit, offset)
@@ -137,8 +135,7 @@ def add_tools(server: MCPServer, backend: Backend) -> None:
     @server.tool(annotations=READ)
     def list_aliases(ctx: Context, model: ModelName) -> dict[str, Any]:
         """A model's aliases, the version each points at, and the history of their moves (newest first)."""
-        caller = backend.caller(ctx, Scope.MODELS_READ)
-        with backend.domain_errors(), backend.sessions() as session:
+        with backend.reading(ctx, Scope.MODELS_READ) as (caller, session):
             row = registry.get_model(session, caller.org_id, model)
             history = registry.alias_history(session, row)
             return {
@@ -156,8 +153,7 @@ def add_tools(server: MCPServer, backend: Backend) -> None:
     @server.tool(annotations=READ)
     def served_version(ctx: Context, model: ModelName, alias: AliasName = "production") -> dict[str, Any]:
         """Which version an alias of a model serves now."""
-        caller = backend.caller(ctx, Scope.MODELS_READ)
-        with backend.domain_errors(), backend.sessions() as session:
+        with backend.reading(ctx, Scope.MODELS_READ) as (caller, session):
             row, version = registry.resolve(session, caller.org_id, f"{model}@{alias}")
             return {"model_name": row.name, "alias": alias, **version_view(session, row, version)}
 
@@ -165,8 +161,7 @@ def add_tools(server: MCPServer, backend: Backend) -> None:
     def get_gate(ctx: Context, model: ModelName, gate_id: Id) -> dict[str, Any]:
         """A promotion gate's outcome: EVALUATING, then PROMOTED or REFUSED with the figures and the reason (or
         FAILED)."""
-        caller = backend.caller(ctx, Scope.MODELS_READ)
-        with backend.domain_errors(), backend.sessions() as session:
+        with backend.reading(ctx, Scope.MODELS_READ) as (caller, session):
             row = registry.get_model(session, caller.org_id, model)
             return gate_view(row, registry.get_gate(session, row, gate_id))
 
@@ -177,23 +172,20 @@ def add_tools(server: MCPServer, backend: Backend) -> None:
         ctx: Context, status: TaskStatus | None = None, limit: Limit = 50, offset: Offset = 0
     ) -> dict[str, Any]:
         """The organization's fine-tuning tasks, newest first (optionally of one status)."""
-        caller = backend.caller(ctx, Scope.TASKS_READ)
-        with backend.domain_errors(), backend.sessions() as session:
+        with backend.reading(ctx, Scope.TASKS_READ) as (caller, session):
             rows, total = tasks.list_tasks(session, caller.org_id, status, limit, offset)
             return page([task_view(t) for t in rows], total, limit, offset)
 
     @server.tool(annotations=READ)
     def get_task(ctx: Context, task_id: Id) -> dict[str, Any]:
         """A task: status, iterations, scores, error."""
-        caller = backend.caller(ctx, Scope.TASKS_READ)
-        with backend.domain_errors(), backend.sessions() as session:
+        with backend.reading(ctx, Scope.TASKS_READ) as (caller, session):
             return task_view(tasks.get_task(session, caller.org_id, task_id))
 
     @server.tool(annotations=READ)
     def task_report(ctx: Context, task_id: Id) -> dict[str, Any]:
         """A finished task's report: every iteration's scores against the base model, the wrong test answers."""
-        caller = backend.caller(ctx, Scope.TASKS_READ)
-        with backend.domain_errors(), backend.sessions() as session:
+        with backend.reading(ctx, Scope.TASKS_READ) as (caller, session):
             return tasks.task_report(session, backend.store, caller.org_id, task_id).model_dump(mode="json")
 
     # -------------------------------------------------- scenario suites
@@ -201,8 +193,7 @@ def add_tools(server: MCPServer, backend: Backend) -> None:
     @server.tool(annotations=READ)
     def list_suites(ctx: Context, limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
         """The latest version of each scenario suite, by name."""
-        caller = backend.caller(ctx, Scope.MODELS_READ)
-        with backend.domain_errors(), backend.sessions() as session:
+        with backend.reading(ctx, Scope.MODELS_READ) as (caller, session):
             rows, total = suites.list_suites(session, caller.org_id, limit, offset)
             return page([suite_view(s) for s in rows], total, limit, offset)
 
@@ -211,16 +202,14 @@ def add_tools(server: MCPServer, backend: Backend) -> None:
         ctx: Context, suite: ModelName | None = None, limit: Limit = 50, offset: Offset = 0
     ) -> dict[str, Any]:
         """Suite runs, newest first (of one suite when named): what answered, passed and failed counts."""
-        caller = backend.caller(ctx, Scope.MODELS_READ)
-        with backend.domain_errors(), backend.sessions() as session:
+        with backend.reading(ctx, Scope.MODELS_READ) as (caller, session):
             rows, total = suites.list_runs(session, caller.org_id, suite, limit, offset)
             return page([run_view(r) for r in rows], total, limit, offset)
 
     @server.tool(annotations=READ)
     def get_suite_run(ctx: Context, run_id: Id) -> dict[str, Any]:
         """A suite run with each case's answer and verdict (every assertion with its detail)."""
-        caller = backend.caller(ctx, Scope.MODELS_READ)
-        with backend.domain_errors(), backend.sessions() as session:
+        with backend.reading(ctx, Scope.MODELS_READ) as (caller, session):
             return run_view(suites.get_run(session, caller.org_id, run_id), results=True)
 
     # -------------------------------------------------- changes: a preview unless confirmed

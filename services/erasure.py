@@ -194,7 +194,7 @@ def _erase_rows(
 def _rewrite(
     store: ObjectStore, org_id: str, dataset_id: str, version: DatasetVersion, rows: list[Row], reach: _Reach
 ) -> None:
-    data = canonical_jsonl(rows)
+    data, digest = canonical_jsonl(rows), content_hash(rows)
     key = version_key(org_id, dataset_id, version.version, "jsonl")
     put_bytes(store, key, data)
     reach.chain.append(
@@ -202,7 +202,7 @@ def _rewrite(
             "dataset_id": dataset_id,
             "version": version.version,
             "content_hash_before": version.content_hash,
-            "content_hash_after": content_hash(rows),
+            "content_hash_after": digest,
             "rows_before": version.row_count,
             "rows_after": len(rows),
         }
@@ -210,7 +210,7 @@ def _rewrite(
     reach.stale_keys.append(version.storage_key)
     reach.blobs.append(key)
     version.storage_key, version.file_format, version.size_bytes = key, "jsonl", len(data)
-    version.content_hash, version.row_count = content_hash(rows), len(rows)
+    version.content_hash, version.row_count = digest, len(rows)
 
 
 def _erase_document(
@@ -227,7 +227,7 @@ def _erase_document(
             except (ObjectNotFound, FileNotFoundError):
                 continue  # not kept
             chunks = [c for c in index.chunks if c.document_id == document.id]
-            if not chunks and prefix != kb.index_key:
+            if not chunks:  # a version that never held it (the document failed to index, or came later) stays
                 continue
             reach.texts.extend(c.text for c in chunks)
             live = prefix == kb.index_key

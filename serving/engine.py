@@ -225,7 +225,8 @@ class AdapterEngine:
         return True
 
     def _stop(self, running: RunningBatch | None) -> None:
-        for request in [*(row.request for row in running.rows), *self._pending] if running else self._pending:
+        decoding = [row.request for row in running.rows] if running else []
+        for request in [*decoding, *self._pending]:
             request.emit(Event("error", text="the serving engine stopped"))
 
     def _admit(self, running: RunningBatch | None) -> RunningBatch | None:
@@ -242,11 +243,12 @@ class AdapterEngine:
             for request in joining:
                 request.emit(Event("error", text=f"generation failed: {exc}"))
             return running
-        if running is not None and joined is not None:
+        if running is None:
+            return joined
+        if joined is not None:
             self.stats["joined"] += len(joined)
             running.merge(joined)
-            return running
-        return joined if running is None else running
+        return running
 
     def _take_batch(self, running: RunningBatch | None) -> list[GenerationRequest]:
         """The oldest waiting requests that fit beside `running`: up to `max_batch` rows in all, using at most

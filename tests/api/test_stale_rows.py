@@ -1,0 +1,164 @@
+"""Rows a new document version contradicts, through the API with real workers: uploading a changed document marks
+exactly the contradicted rows of the dataset a grounded task uses stale, in a new version by the system that says what
+changed; the knowledge base lists them; a user confirms one and corrects another with annotations, and the list
+follows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from activities.context import ActivityContext
+from testkit.api import api_client, create_task, upload, wait_for_knowledge_base, with_temporal
+from testkit.phases import running_workers
+from testkit.polling import poll_until
+
+GUIDE = """# FerroLink guide
+
+## Product
+
+- The FerroBox F2 costs $499 and the FerroBox F4 costs $899; drives are not included.
+- Minimum server hardware is 2 CPU cores and 4 GB of RAM.
+
+## Network ports
+
+- The web console is served over HTTPS on TCP port 7410.
+- File synchronization uses TCP port 7411.
+- The REST API is available at /api/v2 on port 7400.
+"""
+CHANGED = (
+    GUIDE.replace("HTTPS on TCP port 7410.", "HTTPS on TCP port 7420.")
+    .replace("F2 costs $499", "F2 costs $549")
+    .replace("drives are not included", "drives are sold separately")
+)
+ROWS = [
+    {
+        "id": "web-port",
+        "question": "Which TCP port should I open for the web UI?",
+        "answer": "Open TCP port 7410, the web console's port.",
+        "checks": [{"type": "number", "value": 7410}],
+    },
+    {
+        "id": "f2-price",
+        "question": "How much does the FerroBox F2 cost?",
+        "answer": "The FerroBox F2 costs $499, without drives.",
+        "checks": [{"type": "contains_any", "values": ["$499", "499 dollars"]}],
+    },
+    {
+        "id": "drives",
+        "question": "Are drives included with a FerroBox?",
+        "answer": "No, drives are not included.",
+        "checks": [{"type": "polarity", "value": "no"}],
+    },
+    {
+        "id": "sync-port",
+        "question": "Which port does file sync use?",
+        "answer": "File synchronization uses TCP port 7411.",
+        "checks": [{"type": "number", "value": 7411}],
+    },
+    {  # derived checks: the number 7400, in a sentence that did not change
+        "id": "api-port",
+        "question": "On which port is the REST API?",
+        "answer": "The REST API is available on port 7400.",
+    },
+    {
+        "id": "ram",
+        "question": "How much RAM does the server need at least?",
+        "answer": "At least 4 GB of RAM.",
+        "checks": [{"type": "number", "value": 4, "unit": "GB"}],
+    },
+]
+
+
+@pytest.fixture
+def online(settings, temporal_env):
+    return with_temporal(settings, temporal_env, knowledge_settle_seconds=0.3)
+
+
+async def test_a_changed_document_marks_exactly_the_contradicted_rows_stale_until_a_user_resolves_them(
+    online, temporal_env, tmp_path
+):
+    ctx = ActivityContext.from_settings(online)
+    path = tmp_path / "faq.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    async with running_workers(temporal_env.client, ctx), api_client(online) as api:
+        kb_id = (await api.post("/api/v1/knowledge-bases", json={"name": "guide"})).json()["knowledge_base_id"]
+        base = f"/api/v1/knowledge-bases/{kb_id}"
+        first = await api.post(f"{base}/documents", files={"file": ("guide.md", GUIDE.encode())})
+        assert first.status_code == 202, first.text
+        await wait_for_knowledge_base(api, kb_id, version=1)
+        dataset_id = (await upload(api, path, name="faq"))["dataset_id"]
+        await create_task(api, "standard", {"task_name": "t", "dataset_id": dataset_id, "knowledge_base_id": kb_id})
+        assert (await api.get(f"{base}/stale-rows")).json() == {"knowledge_base_id": kb_id, "items": [], "total": 0}
+
+        second = await api.post(f"{base}/documents", files={"file": ("guide.md", CHANGED.encode())})
+        assert second.status_code == 202 and second.json()["version"] == 2, second.text
+        await wait_for_knowledge_base(api, kb_id, version=2)
+        listed = await poll_until(
+            lambda: api.get(f"{base}/stale-rows"),
+            lambda r: r.json()["total"] > 0,
+            timeout=60,
+            interval=0.3,
+            what="stale rows listed",
+        )
+        items = {i["row_id"]: i for i in listed.json()["items"]}
+        assert set(items) == {"web-port", "f2-price"}
+        port = items["web-port"]
+        assert (port["old_value"], port["new_value"], port["state"]) == ("7410", "7420", "stale")
+        assert port["new_sentence"] == "The web console is served over HTTPS on TCP port 7420."
+        assert (port["document_name"], port["document_version"], port["knowledge_base_version"]) == ("guide.md", 2, 2)
+        assert (port["dataset_id"], port["marked_in_version"], port["head_version"]) == (dataset_id, 2, 2)
+        assert (items["f2-price"]["old_value"], items["f2-price"]["new_value"]) == ("$499", "$549")
+
+        # the marking is a version of the dataset by the system, saying what changed
+        versions = (await api.get(f"/api/v1/datasets/{dataset_id}/versions")).json()
+        marking = versions["items"][-1]
+        assert (versions["head"], marking["kind"], marking["created_by"]) == (2, "annotation", None)
+        assert (
+            "guide.md v2" in marking["reason"]
+            and "7410 → 7420" in marking["reason"]
+            and "$499 → $549" in (marking["reason"])
+        )
+        assert marking["changes"]["changed"] == 2
+        rows = {
+            r["row_id"]: r for r in (await api.get(f"/api/v1/datasets/{dataset_id}/versions/2/rows")).json()["items"]
+        }
+        assert rows["web-port"]["excluded"] and rows["web-port"]["tags"] == ["stale"]
+        assert not rows["drives"]["excluded"] and not rows["api-port"]["excluded"]
+
+        # a user confirms one and corrects the other: a new version each, with who and why
+        confirmed = await api.post(
+            f"/api/v1/datasets/{dataset_id}/annotations",
+            json={
+                "reason": "the F2 price row is checked by hand: keep it",
+                "base_version": 2,
+                "edits": [{"row_id": "f2-price", "remove_tags": ["stale"], "excluded": False}],
+            },
+        )
+        assert confirmed.status_code == 201, confirmed.text
+        corrected = await api.post(
+            f"/api/v1/datasets/{dataset_id}/annotations",
+            json={
+                "reason": "the web console moved to 7420",
+                "edits": [
+                    {
+                        "row_id": "web-port",
+                        "answer": "Open TCP port 7420, the web console's port.",
+                        "checks": [{"type": "number", "value": 7420}],
+                        "remove_tags": ["stale"],
+                        "excluded": False,
+                    }
+                ],
+            },
+        )
+        assert corrected.status_code == 201 and corrected.json()["created_by"], corrected.text
+        states = {
+            i["row_id"]: (i["state"], i["head_version"]) for i in (await api.get(f"{base}/stale-rows")).json()["items"]
+        }
+        assert states == {"f2-price": ("confirmed", 4), "web-port": ("corrected", 4)}
+        assert (await api.get(f"{base}/stale-rows", params={"state": "stale"})).json()["total"] == 0
+        assert (await api.get(f"{base}/stale-rows", params={"state": "corrected"})).json()["items"][0]["row_id"] == (
+            "web-port"
+        )
+        assert (await api.get(f"{base}/stale-rows", params={"state": "lost"})).status_code == 422

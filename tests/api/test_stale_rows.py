@@ -10,7 +10,15 @@ import json
 import pytest
 
 from activities.context import ActivityContext
+from activities.retraining import RetrainingActivities
+from db.models import MLTask, PromotionGate, RegisteredModel, new_id
+from ml.examples import Example, record_checks
+from ml.optimizer import Splits
+from schemas.workflow_io import StartIncrementalInput
+from services.promotion import ancestor_tasks, gate_input
+from storage.keys import first_splits_key
 from testkit.api import api_client, create_task, upload, wait_for_knowledge_base, with_temporal
+from testkit.factories import make_task, version_row
 from testkit.phases import running_workers
 from testkit.polling import poll_until
 
@@ -31,6 +39,7 @@ CHANGED = (
     GUIDE.replace("HTTPS on TCP port 7410.", "HTTPS on TCP port 7420.")
     .replace("F2 costs $499", "F2 costs $549")
     .replace("drives are not included", "drives are sold separately")
+    .replace("4 GB of RAM", "8 GB of RAM")
 )
 ROWS = [
     {
@@ -89,7 +98,19 @@ async def test_a_changed_document_marks_exactly_the_contradicted_rows_stale_unti
         assert first.status_code == 202, first.text
         await wait_for_knowledge_base(api, kb_id, version=1)
         dataset_id = (await upload(api, path, name="faq"))["dataset_id"]
-        await create_task(api, "standard", {"task_name": "t", "dataset_id": dataset_id, "knowledge_base_id": kb_id})
+        parent = await create_task(
+            api, "standard", {"task_name": "t", "dataset_id": dataset_id, "knowledge_base_id": kb_id}
+        )
+        # as a finished task leaves it: its locked splits, made from version 1
+        by_id = {r["id"]: Example(r["question"], r["answer"], checks=record_checks(r) or []) for r in ROWS}
+        splits = Splits(
+            train=[by_id["sync-port"], by_id["api-port"]],
+            feedback=[by_id["drives"]],
+            test=[by_id["web-port"], by_id["f2-price"], by_id["ram"]],
+        )
+        ctx.write_json(first_splits_key(parent["task_id"]), splits.to_json())
+        with ctx.sessions.begin() as session:
+            session.get_one(MLTask, parent["task_id"]).status = "COMPLETED"
         assert (await api.get(f"{base}/stale-rows")).json() == {"knowledge_base_id": kb_id, "items": [], "total": 0}
 
         second = await api.post(f"{base}/documents", files={"file": ("guide.md", CHANGED.encode())})
@@ -103,13 +124,14 @@ async def test_a_changed_document_marks_exactly_the_contradicted_rows_stale_unti
             what="stale rows listed",
         )
         items = {i["row_id"]: i for i in listed.json()["items"]}
-        assert set(items) == {"web-port", "f2-price"}
+        assert set(items) == {"web-port", "f2-price", "ram"}
         port = items["web-port"]
         assert (port["old_value"], port["new_value"], port["state"]) == ("7410", "7420", "stale")
         assert port["new_sentence"] == "The web console is served over HTTPS on TCP port 7420."
         assert (port["document_name"], port["document_version"], port["knowledge_base_version"]) == ("guide.md", 2, 2)
         assert (port["dataset_id"], port["marked_in_version"], port["head_version"]) == (dataset_id, 2, 2)
         assert (items["f2-price"]["old_value"], items["f2-price"]["new_value"]) == ("$499", "$549")
+        assert (items["ram"]["old_value"], items["ram"]["new_value"]) == ("4 GB", "8 GB")
 
         # the marking is a version of the dataset by the system, saying what changed
         versions = (await api.get(f"/api/v1/datasets/{dataset_id}/versions")).json()
@@ -120,7 +142,7 @@ async def test_a_changed_document_marks_exactly_the_contradicted_rows_stale_unti
             and "7410 → 7420" in marking["reason"]
             and "$499 → $549" in (marking["reason"])
         )
-        assert marking["changes"]["changed"] == 2
+        assert marking["changes"]["changed"] == 3
         rows = {
             r["row_id"]: r for r in (await api.get(f"/api/v1/datasets/{dataset_id}/versions/2/rows")).json()["items"]
         }
@@ -156,9 +178,59 @@ async def test_a_changed_document_marks_exactly_the_contradicted_rows_stale_unti
         states = {
             i["row_id"]: (i["state"], i["head_version"]) for i in (await api.get(f"{base}/stale-rows")).json()["items"]
         }
-        assert states == {"f2-price": ("confirmed", 4), "web-port": ("corrected", 4)}
-        assert (await api.get(f"{base}/stale-rows", params={"state": "stale"})).json()["total"] == 0
+        assert states == {"f2-price": ("confirmed", 4), "web-port": ("corrected", 4), "ram": ("stale", 4)}
+        assert [
+            i["row_id"] for i in (await api.get(f"{base}/stale-rows", params={"state": "stale"})).json()["items"]
+        ] == ["ram"]
         assert (await api.get(f"{base}/stale-rows", params={"state": "corrected"})).json()["items"][0]["row_id"] == (
             "web-port"
         )
         assert (await api.get(f"{base}/stale-rows", params={"state": "lost"})).status_code == 422
+
+        # the task's incremental successor trains and is tested on the head: the stale row left out, the corrected
+        # answer taken, the confirmed row as it was
+        child_id, _ = RetrainingActivities(ctx)._create_child(
+            StartIncrementalInput(parent_task_id=parent["task_id"], knowledge_base_version=2)
+        )
+        child = (await api.get(f"/api/v1/tasks/{child_id}")).json()
+        assert (child["parent_task_id"], child["dataset_version"]) == (parent["task_id"], 4)
+        assert parent["dataset_version"] == 1
+        inherited = Splits.from_json(ctx.read_json(first_splits_key(child_id)))
+        assert [(e.question, e.answer) for e in inherited.test] == [
+            ("Which TCP port should I open for the web UI?", "Open TCP port 7420, the web console's port."),
+            ("How much does the FerroBox F2 cost?", "The FerroBox F2 costs $499, without drives."),
+        ]
+        assert inherited.test[0].checks == [
+            {"derived": False, "type": "number", "value": 7420.0, "unit": None, "tolerance": 0.0}
+        ]
+        assert inherited.train == splits.train and inherited.feedback == splits.feedback
+
+
+def test_the_gate_of_an_incremental_version_asks_only_its_own_split_when_production_comes_from_an_ancestor(settings):
+    """An incremental task's test split is its ancestor's brought to the dataset's head: the production version of an
+    ancestor task adds no second set whose questions still expect the old values; another task's version still does."""
+    ctx = ActivityContext.from_settings(settings)
+    grandparent = make_task(ctx, org_id="org")
+    parent = make_task(ctx, org_id="org", parent_task_id=grandparent.id)
+    child = make_task(ctx, org_id="org", parent_task_id=parent.id)
+    stranger = make_task(ctx, org_id="org")
+    with ctx.sessions.begin() as session:
+        model = RegisteredModel(id=new_id(), org_id="org", name="faq", base_model="smollm2-135m-instruct")
+        session.add(model)
+        session.flush()
+        rows = {
+            task.id: version_row(model_id=model.id, org_id="org", number=n, task_id=task.id, adapter_key=f"a/{n}")
+            for n, task in enumerate((grandparent, child, stranger), start=1)
+        }
+        session.add_all(rows.values())
+        session.flush()
+        gate = PromotionGate(
+            org_id="org", model_id=model.id, alias="production", candidate_version=2, status="EVALUATING"
+        )
+        gate.margin, gate.mode = 0.0, "closed_book"
+        assert ancestor_tasks(session, child.id) == {parent.id, grandparent.id}
+        names = [
+            [s.name for s in gate_input(session, settings, gate, rows[child.id], rows[current.id]).test_sets]
+            for current in (grandparent, stranger)
+        ]
+    assert names == [["v2's test split"], ["v2's test split", "v3's test split"]]

@@ -205,6 +205,20 @@ async def test_a_changed_document_marks_exactly_the_contradicted_rows_stale_unti
         ]
         assert inherited.train == splits.train and inherited.feedback == splits.feedback
 
+        # erasing a row takes its stale record with it; erasing the document, every record quoting it
+        erased = await api.post(
+            "/api/v1/erasures", json={"dataset_id": dataset_id, "row_id": "ram", "reason": "asked to forget it"}
+        )
+        assert erased.status_code == 201, erased.text
+        assert {i["row_id"] for i in (await api.get(f"{base}/stale-rows")).json()["items"]} == {"web-port", "f2-price"}
+        document_id = second.json()["document_id"]
+        erased = await api.post(
+            "/api/v1/erasures/documents",
+            json={"knowledge_base_id": kb_id, "document_id": document_id, "reason": "withdrawn"},
+        )
+        assert erased.status_code == 201, erased.text
+        assert (await api.get(f"{base}/stale-rows")).json()["total"] == 0
+
 
 def test_the_gate_of_an_incremental_version_asks_only_its_own_split_when_production_comes_from_an_ancestor(settings):
     """An incremental task's test split is its ancestor's brought to the dataset's head: the production version of an

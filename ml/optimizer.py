@@ -169,8 +169,8 @@ class FollowedSplits:
 def follow_dataset(splits: Splits, records: list[dict[str, Any]]) -> FollowedSplits:
     """The splits brought to a newer version of their dataset (`records`): an example whose row it excludes (an
     annotation, such as a stale row) leaves its split, and one whose row it corrected takes the new answer and checks,
-    in the same split. A row is found by its question and answer, else by its question alone when only one row asks
-    it; an example with no row (generated, or a row since removed) stays as it is."""
+    in the same split, under its id. A row is found by its question and answer, else by its question alone when only
+    one row asks it; an example with no row (generated, or a row since removed) stays as it is."""
     by_pair: dict[str, dict[str, Any]] = {}
     by_question: dict[str, list[dict[str, Any]]] = {}
     for record in records:
@@ -204,7 +204,7 @@ def follow_dataset(splits: Splits, records: list[dict[str, Any]]) -> FollowedSpl
             if answer != example.answer or (checks is not None and checks != example.checks):
                 corrected += 1
                 checks = checks or dump_checks(derive_checks(example.question, answer))
-                example = replace(example, answer=answer, checks=checks, id="")  # a new answer: a new example id
+                example = replace(example, answer=answer, checks=checks)  # the same example, answered right now
             kept.append(example)
         return kept
 

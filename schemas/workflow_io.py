@@ -530,6 +530,9 @@ class GateTestSet:
     name: str
     splits_key: str
     contexts_key: str | None = None
+    # the dataset the split was made from: its questions follow the dataset's head (rows it excludes, such as stale
+    # ones, leave; corrected answers are taken)
+    dataset_id: str | None = None
 
 
 @dataclass

@@ -111,6 +111,12 @@ def open_gate(
     return gate, gate_input(session, settings, gate, candidate, current)
 
 
+def source_dataset(session: Session, task_id: str) -> str | None:
+    """The dataset a task's splits were made from (None: the task is gone)."""
+    task = session.get(MLTask, task_id)
+    return task.dataset_id if task is not None else None
+
+
 def ancestor_tasks(session: Session, task_id: str) -> set[str]:
     """The tasks an incremental task continues: its parent, the parent's parent, and so on."""
     found: set[str] = set()
@@ -134,6 +140,7 @@ def gate_input(
             name=f"v{candidate.version}'s test split",
             splits_key=candidate.splits_key,
             contexts_key=candidate.contexts_key,
+            dataset_id=source_dataset(session, candidate.task_id),
         )
     ]
     if (
@@ -146,6 +153,7 @@ def gate_input(
                 name=f"v{current.version}'s test split",
                 splits_key=current.splits_key,
                 contexts_key=current.contexts_key,
+                dataset_id=source_dataset(session, current.task_id),
             )
         )
     return PromotionGateInput(

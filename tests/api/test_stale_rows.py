@@ -10,11 +10,12 @@ import json
 import pytest
 
 from activities.context import ActivityContext
+from activities.registry import RegistryActivities
 from activities.retraining import RetrainingActivities
 from db.models import MLTask, PromotionGate, RegisteredModel, new_id
 from ml.examples import Example, record_checks
 from ml.optimizer import Splits
-from schemas.workflow_io import StartIncrementalInput
+from schemas.workflow_io import GateAdapter, GateEvaluateInput, GateTestSet, StartIncrementalInput
 from services.promotion import ancestor_tasks, gate_input
 from storage.keys import first_splits_key
 from testkit.api import api_client, create_task, upload, wait_for_knowledge_base, with_temporal
@@ -204,6 +205,14 @@ async def test_a_changed_document_marks_exactly_the_contradicted_rows_stale_unti
             {"derived": False, "type": "number", "value": 7420.0, "unit": None, "tolerance": 0.0}
         ]
         assert inherited.train == splits.train and inherited.feedback == splits.feedback
+        # and a gate that asks the parent's own test split asks it as the dataset's head has it
+        with ctx.sessions() as session:
+            org_id = session.get_one(MLTask, parent["task_id"]).org_id
+        asked, _ = RegistryActivities(ctx)._questions(
+            GateEvaluateInput("g", org_id, "smollm2-135m-instruct", GateAdapter(1, "a"), None, [], "closed_book", 0.0),
+            GateTestSet("v1's test split", first_splits_key(parent["task_id"]), dataset_id=dataset_id),
+        )
+        assert asked == inherited.test
 
         # erasing a row takes its stale record with it; erasing the document, every record quoting it
         erased = await api.post(
@@ -248,3 +257,6 @@ def test_the_gate_of_an_incremental_version_asks_only_its_own_split_when_product
             for current in (grandparent, stranger)
         ]
     assert names == [["v2's test split"], ["v2's test split", "v3's test split"]]
+    with ctx.sessions() as session:  # each set's questions follow the dataset its task was made from
+        sets = gate_input(session, settings, gate, rows[child.id], rows[stranger.id]).test_sets
+    assert [s.dataset_id for s in sets] == [child.dataset_id, stranger.dataset_id]

@@ -423,7 +423,7 @@ def test_follow_dataset_leaves_out_excluded_rows_and_takes_corrected_answers_in_
     [corrected] = followed.splits.feedback
     assert (corrected.question, corrected.answer) == ("How much is the F2?", "It costs $549.")
     assert corrected.checks == [{"derived": False, "type": "contains_any", "values": ["$549"]}]
-    assert corrected.id != price.id
+    assert corrected.id == price.id  # the same example (its passages and its history follow it)
     # the same rows again change nothing; an unreadable record is no row
     again = follow_dataset(followed.splits, records + [{"text": "no pair"}])
     assert (again.dropped, again.corrected, again.splits) == (0, 0, followed.splits)

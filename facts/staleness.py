@@ -10,7 +10,8 @@ The rule:
 - a row is stale when one of its positive checks (`number`, an item of `contains_any` or `contains_all`) asks for a
   changed value, the new sentence does not satisfy that check, and the row concerns the old sentence: among the old
   document's sentences that hold the value, it is the one that shares most content words with the row's question and
-  answer, and it shares at least `MIN_SHARED_WORDS` of them besides the value. So a row about another sentence that
+  answer, and it shares at least `MIN_SHARED_WORDS` of them besides the value (words common in the document, such as
+  "port" in a list of ports, do not count). So a row about another sentence that
   happens to hold the same number is left alone, and an edit that changes no value (a rewording) stales nothing.
 
 `not_contains`, `regex` and `polarity` checks never make a row stale: they ask for no value of the document.
@@ -30,6 +31,7 @@ from schemas.checks import ContainsAll, ContainsAny, FactCheck, Number
 
 PAIR_SIMILARITY = 60.0  # rapidfuzz token_sort_ratio (0-100) an added sentence needs to count as a removed one's rewrite
 MIN_SHARED_WORDS = 2  # content words, besides the changed value, a row must share with a sentence to concern it
+COMMON_SHARE = 0.25  # a word in more of a document's sentences than this share says nothing about which one a row is on
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(`])")
 _LIST_MARK = re.compile(r"^\s*(?:[-*+\u2022]|\d+[.)]|#+)\s+")
 _UNIT_SPELLING = {"gb": "GB", "mb": "MB", "tb": "TB", "kb": "KB", "gib": "GiB", "mib": "MiB", "tib": "TiB"}
@@ -155,16 +157,19 @@ def stale_rows(old_text: str, new_text: str, rows: Iterable[RowFacts]) -> list[S
     if not changes:
         return []
     old_sentences = sentences(old_text)
+    common = _common_words(old_sentences)
     stale: list[StaleRow] = []
     for row in rows:
-        found = _contradiction(row, changes, old_sentences)
+        found = _contradiction(row, changes, old_sentences, common)
         if found is not None:
             stale.append(found)
     return stale
 
 
-def _contradiction(row: RowFacts, changes: list[SentenceChange], old_sentences: list[str]) -> StaleRow | None:
-    about = _content_words(f"{row.question} {row.answer}")
+def _contradiction(
+    row: RowFacts, changes: list[SentenceChange], old_sentences: list[str], common: set[str]
+) -> StaleRow | None:
+    about = _content_words(f"{row.question} {row.answer}") - common
     for change in changes:
         for value in change.removed:
             for check in row.checks:
@@ -209,6 +214,16 @@ def _concerns(about: set[str], value: Value, sentence: str, old_sentences: list[
         return False
     rivals = [s for s in old_sentences if s != sentence and any(_same(value, v) for v in values_in(s))]
     return all(shared(s) <= score for s in rivals)
+
+
+def _common_words(document: list[str]) -> set[str]:
+    """Words too frequent in the document to tell its sentences apart ("port" in a list of ports): in more than
+    `COMMON_SHARE` of its sentences, and more than two."""
+    counts: dict[str, int] = {}
+    for sentence in document:
+        for word in _content_words(sentence):
+            counts[word] = counts.get(word, 0) + 1
+    return {w for w, n in counts.items() if n > max(2, COMMON_SHARE * len(document))}
 
 
 def _replacement(value: Value, added: tuple[Value, ...]) -> str | None:

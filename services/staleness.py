@@ -138,10 +138,10 @@ def mark_stale_rows(
     for dataset in grounded_datasets(session, kb):
         head = versions.head_version(session, store, kb.org_id, dataset.id, None)
         rows = versions.version_rows(store, head)
-        open_rows = [r for r in rows if not r.excluded or STALE_TAG in r.tags]
+        facts = row_facts(r for r in rows if not r.excluded or STALE_TAG in r.tags)
         found: dict[str, tuple[DocumentChange, Contradiction]] = {}
         for change in changes:
-            for stale in stale_rows(change.old_text, change.new_text, row_facts(open_rows)):
+            for stale in stale_rows(change.old_text, change.new_text, facts):
                 found.setdefault(stale.row_id, (change, stale))
         if not found:
             continue

@@ -809,7 +809,7 @@ def add_resource_commands(commands: argparse._SubParsersAction) -> None:
         "dataset rows that new document versions contradict (excluded until confirmed or corrected by an annotation)",
     )
     parser.add_argument("id")
-    parser.add_argument("--state", choices=("stale", "confirmed", "corrected", "removed"))
+    parser.add_argument("--state", choices=("stale", "confirmed", "corrected", "excluded", "removed"))
 
     models = group("models", "the model registry: versions, aliases and the promotion gate")
     with_limit(command(models, "list", models_list, "list registered models"))

@@ -632,6 +632,9 @@ class DocumentList(BaseModel):
     items: list[DocumentPublic]
 
 
+StaleRowState = Literal["stale", "confirmed", "corrected", "excluded", "removed"]
+
+
 class StaleRowPublic(BaseModel):
     """A dataset row that a new version of one of the knowledge base's documents contradicts."""
 
@@ -648,11 +651,12 @@ class StaleRowPublic(BaseModel):
     document_version: int
     knowledge_base_version: int
     marked_in_version: int = Field(description="The dataset version that tagged the row `stale` and excluded it.")
-    state: Literal["stale", "confirmed", "corrected", "removed"] = Field(
+    state: StaleRowState = Field(
         description=(
             "In the dataset's head: stale (still tagged and excluded from training and evaluation), confirmed (back, "
-            "as it was), corrected (back, with another answer or checks), removed (no longer in the dataset). A user "
-            "confirms or corrects a row with an annotation that removes the tag and the exclusion."
+            "as it was), corrected (back, with another answer or checks), excluded (the tag removed, the row kept "
+            "out), removed (no longer in the dataset). A user confirms or corrects a row with an annotation that "
+            "removes the tag and the exclusion."
         )
     )
     head_version: int = Field(description="The dataset version the state was read from.")

@@ -5,8 +5,8 @@ A stale row is tagged `stale` and excluded (`"excluded": true`), so the optimize
 every split, and an incremental task that continues a parent drops it from the splits it inherits (`follow_head`).
 A user resolves it with an ordinary annotation of the dataset: confirming removes the tag and the exclusion; correcting
 also changes the answer or the checks. Its state is read from the dataset's head: `stale` (still tagged), `confirmed`
-(back, with the answer and checks it had), `corrected` (back, with another answer or checks), `removed` (no longer in
-the dataset).
+(back, with the answer and checks it had), `corrected` (back, with another answer or checks), `excluded` (the tag
+removed, the row kept out), `removed` (no longer in the dataset).
 
 The datasets concerned: the ones tasks grounding on the knowledge base train on, and the ones generated from it.
 """
@@ -35,7 +35,7 @@ from versioning.annotations import RowEdit
 from versioning.rows import Row
 
 STALE_TAG = "stale"
-STATES = ("stale", "confirmed", "corrected", "removed")
+STATES = ("stale", "confirmed", "corrected", "excluded", "removed")
 MAX_REASON = 2000
 
 
@@ -52,7 +52,7 @@ class DocumentChange:
 
 
 @dataclass
-class StaleRowState:
+class ListedStaleRow:
     record: StaleRow
     state: str  # one of STATES
     head_version: int  # the dataset version the state was read from
@@ -225,7 +225,7 @@ def _record(
 
 def list_stale_rows(
     session: Session, store: ObjectStore, org_id: str, knowledge_base_id: str, state: str | None = None
-) -> list[StaleRowState]:
+) -> list[ListedStaleRow]:
     """Every row the knowledge base's document versions made stale, newest first, each with its state in its dataset's
     head (only those in `state`, when given)."""
     kb = get_knowledge_base(session, org_id, knowledge_base_id)
@@ -242,7 +242,7 @@ def list_stale_rows(
         head = heads[record.dataset_id]
         if head is None:  # the dataset was deleted
             continue
-        found = StaleRowState(record, _state(record, head[1].get(record.row_id)), head[0])
+        found = ListedStaleRow(record, _state(record, head[1].get(record.row_id)), head[0])
         if state is None or found.state == state:
             listed.append(found)
     return listed
@@ -261,6 +261,8 @@ def _state(record: StaleRow, row: Row | None) -> str:
         return "removed"
     if STALE_TAG in row.tags:
         return "stale"
+    if row.excluded:
+        return "excluded"
     try:
         answer = record_to_pair(row.record)[1]
     except ValueError:

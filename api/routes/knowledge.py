@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -25,6 +25,7 @@ from schemas.api import (
     SearchResult,
     StaleRowList,
     StaleRowPublic,
+    StaleRowState,
 )
 from services import knowledge as service
 from services import staleness
@@ -221,7 +222,7 @@ def list_stale_rows(
     session: SessionDep,
     store: StoreDep,
     kb_id: str,
-    state: Annotated[Literal["stale", "confirmed", "corrected", "removed"] | None, Query()] = None,
+    state: Annotated[StaleRowState | None, Query(description="only the rows in this state")] = None,
 ) -> StaleRowList:
     """The dataset rows that new versions of the knowledge base's documents contradict, newest first, with the value
     that changed and each row's state in its dataset's head."""

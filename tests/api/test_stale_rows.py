@@ -214,6 +214,15 @@ async def test_a_changed_document_marks_exactly_the_contradicted_rows_stale_unti
         )
         assert asked == inherited.test
 
+        # the tag removed but the row kept out: excluded
+        kept_out = await api.post(
+            f"/api/v1/datasets/{dataset_id}/annotations",
+            json={"reason": "RAM: not sure yet, keep it out", "edits": [{"row_id": "ram", "remove_tags": ["stale"]}]},
+        )
+        assert kept_out.status_code == 201, kept_out.text
+        states = {i["row_id"]: i["state"] for i in (await api.get(f"{base}/stale-rows")).json()["items"]}
+        assert states == {"f2-price": "confirmed", "web-port": "corrected", "ram": "excluded"}
+
         # erasing a row takes its stale record with it; erasing the document, every record quoting it
         erased = await api.post(
             "/api/v1/erasures", json={"dataset_id": dataset_id, "row_id": "ram", "reason": "asked to forget it"}

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from core.errors import DomainError
 from core.settings import Settings
 from core.status import DatasetStatus
 from db.models import Dataset, KnowledgeBase, MLTask, StaleRow
@@ -30,7 +31,7 @@ from ml.examples import record_checks, record_to_pair
 from schemas.checks import parse_checks
 from services import dataset_versions as versions
 from services.knowledge import get_knowledge_base
-from storage.object_store import ObjectStore
+from storage.object_store import ObjectNotFound, ObjectStore
 from versioning.annotations import RowEdit
 from versioning.rows import Row
 
@@ -240,7 +241,7 @@ def list_stale_rows(
         if record.dataset_id not in heads:
             heads[record.dataset_id] = _head_rows(session, store, org_id, record.dataset_id)
         head = heads[record.dataset_id]
-        if head is None:  # the dataset was deleted
+        if head is None:  # the dataset was deleted, or cannot be read
             continue
         found = ListedStaleRow(record, _state(record, head[1].get(record.row_id)), head[0])
         if state is None or found.state == state:
@@ -252,8 +253,11 @@ def _head_rows(session: Session, store: ObjectStore, org_id: str, dataset_id: st
     dataset = session.get(Dataset, dataset_id)
     if dataset is None or dataset.org_id != org_id:
         return None
-    head = versions.get_version(session, store, org_id, dataset_id, dataset.version)
-    return head.version, {r.id: r for r in versions.version_rows(store, head)}
+    try:
+        head = versions.get_version(session, store, org_id, dataset_id, dataset.version)
+        return head.version, {r.id: r for r in versions.version_rows(store, head)}
+    except (DomainError, ObjectNotFound):  # not readable now (deleted meanwhile): nothing to list of it
+        return None
 
 
 def _state(record: StaleRow, row: Row | None) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from core.errors import DomainError
+from core.errors import DomainError, NotFound
 from core.settings import Settings
 from core.status import DatasetStatus
 from db.models import Dataset, KnowledgeBase, MLTask, StaleRow
@@ -29,6 +29,7 @@ from facts.staleness import StaleRow as Contradiction
 from knowledge.index import KnowledgeIndex
 from ml.examples import record_checks, record_to_pair
 from schemas.checks import parse_checks
+from schemas.reports import StaleRowNote
 from services import dataset_versions as versions
 from services.knowledge import get_knowledge_base
 from storage.object_store import ObjectNotFound, ObjectStore
@@ -247,6 +248,29 @@ def list_stale_rows(
         if state is None or found.state == state:
             listed.append(found)
     return listed
+
+
+def task_stale_rows(session: Session, store: ObjectStore, task: MLTask) -> list[StaleRowNote]:
+    """The stale rows of the task's dataset from its knowledge base, for its report (none without either)."""
+    if not task.knowledge_base_id:
+        return []
+    try:
+        listed = list_stale_rows(session, store, task.org_id, task.knowledge_base_id)
+    except NotFound:  # the knowledge base was deleted
+        return []
+    return [
+        StaleRowNote(
+            row_id=f.record.row_id,
+            question=f.record.question,
+            old_value=f.record.old_value,
+            new_value=f.record.new_value,
+            document=f.record.document_name,
+            document_version=f.record.document_version,
+            state=f.state,
+        )
+        for f in listed
+        if f.record.dataset_id == task.dataset_id
+    ]
 
 
 def _head_rows(session: Session, store: ObjectStore, org_id: str, dataset_id: str) -> tuple[int, dict[str, Row]] | None:

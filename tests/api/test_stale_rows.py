@@ -16,6 +16,7 @@ from db.models import MLTask, PromotionGate, RegisteredModel, new_id
 from ml.examples import Example, record_checks
 from ml.optimizer import Splits
 from schemas.workflow_io import GateAdapter, GateEvaluateInput, GateTestSet, StartIncrementalInput
+from services import staleness
 from services.promotion import ancestor_tasks, gate_input
 from storage.keys import first_splits_key
 from testkit.api import api_client, create_task, upload, wait_for_knowledge_base, with_temporal
@@ -205,6 +206,14 @@ async def test_a_changed_document_marks_exactly_the_contradicted_rows_stale_unti
             {"derived": False, "type": "number", "value": 7420.0, "unit": None, "tolerance": 0.0}
         ]
         assert inherited.train == splits.train and inherited.feedback == splits.feedback
+        # its report lists them, with their state
+        with ctx.sessions() as session:
+            notes = staleness.task_stale_rows(session, ctx.store, session.get_one(MLTask, child_id))
+        assert {(n.row_id, n.old_value, n.new_value, n.document, n.state) for n in notes} == {
+            ("web-port", "7410", "7420", "guide.md", "corrected"),
+            ("f2-price", "$499", "$549", "guide.md", "confirmed"),
+            ("ram", "4 GB", "8 GB", "guide.md", "stale"),
+        }
         # and a gate that asks the parent's own test split asks it as the dataset's head has it
         with ctx.sessions() as session:
             org_id = session.get_one(MLTask, parent["task_id"]).org_id

@@ -11,10 +11,12 @@ The rule:
   changed value, the new sentence does not satisfy that check, and the row concerns the old sentence: among the old
   document's sentences that hold the value, it is the one that shares most content words with the row's question and
   answer, and it shares at least `MIN_SHARED_WORDS` of them besides the value (words common in the document, such as
-  "port" in a list of ports, do not count). So a row about another sentence that
-  happens to hold the same number is left alone, and an edit that changes no value (a rewording) stales nothing.
+  "port" in a list of ports, do not count). So a row about another sentence that happens to hold the same number is
+  left alone, and an edit that changes no value (a rewording) stales nothing.
 
-`not_contains`, `regex` and `polarity` checks never make a row stale: they ask for no value of the document.
+`not_contains`, `regex` and `polarity` checks never make a row stale: they ask for no value of the document. So a fact
+whose polarity flips ("port changes need a restart" → "no longer need") is not caught: telling a flip from a rewording
+("drives are not included" → "drives are sold separately") needs more than the words.
 """
 
 from __future__ import annotations

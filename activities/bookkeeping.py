@@ -17,7 +17,7 @@ from ml.report import build_task_report, plot_report, render_markdown
 from observability import metrics
 from schemas.reports import EvaluationReport, TaskInfo
 from schemas.workflow_io import CompensateInput, CompensateResult, RecordProgressInput, ReportInput, ReportResult
-from services import task_events
+from services import staleness, task_events
 from storage import keys
 from storage.object_store import put_bytes, put_file
 
@@ -160,6 +160,7 @@ class BookkeepingActivities:
         with self.ctx.sessions() as session:
             task = session.get(MLTask, inp.task_id)
             name, parent = (task.name, task.parent_task_id) if task else (inp.task_id, None)
+            stale = staleness.task_stale_rows(session, self.ctx.store, task) if task else []
         evaluations = [self.ctx.read_model(r.evaluation_key, EvaluationReport) for r in inp.iterations]
         training = [
             self.ctx.read_json(keys.model_prefix(inp.task_id, r.iteration) + "training_metrics.json")
@@ -173,7 +174,9 @@ class BookkeepingActivities:
             stop_reason=inp.stop_reason,
             parent_task_id=parent,
         )
-        report = build_task_report(info, self.ctx.read_model(inp.baseline_key, EvaluationReport), evaluations, training)
+        report = build_task_report(
+            info, self.ctx.read_model(inp.baseline_key, EvaluationReport), evaluations, training, stale
+        )
         prefix = keys.evaluation_prefix(inp.task_id)
         report_key = self.ctx.write_model(prefix + "report.json", report)
         with tempfile.TemporaryDirectory() as tmp:

@@ -1,5 +1,6 @@
-"""Knowledge-base activities: the status projection, and building a new index version from the documents the
-knowledge base holds now (parse, chunk, embed only what is new or changed, index, store, then make it live)."""
+"""Knowledge-base activities: the status projection, building a new index version from the documents the knowledge
+base holds now (parse, chunk, embed only what is new or changed, index, store, then make it live), and marking the
+dataset rows that its replaced documents' new text contradicts."""
 
 from __future__ import annotations
 
@@ -18,7 +19,14 @@ from knowledge.chunking import ChunkingConfig
 from knowledge.index import KnowledgeIndex
 from knowledge.ingest import SourceDocument, build_index
 from observability import metrics
-from schemas.workflow_io import BuildKnowledgeIndexInput, BuildKnowledgeIndexResult, RecordKnowledgeBaseInput
+from schemas.workflow_io import (
+    BuildKnowledgeIndexInput,
+    BuildKnowledgeIndexResult,
+    MarkStaleRowsInput,
+    MarkStaleRowsResult,
+    RecordKnowledgeBaseInput,
+)
+from services import staleness
 from storage import keys
 from storage.object_store import ObjectNotFound, get_bytes, get_dir, put_dir
 
@@ -105,6 +113,12 @@ class KnowledgeActivities:
             self.ctx.store.delete_prefix(prefix)  # a retried attempt rewrites its own version from scratch
             put_dir(self.ctx.store, prefix, outcome.index.save(Path(tmp) / "new"))
         failed = [o for o in outcome.documents if o.status == FAILED]
+        before = {c.document_id: c.document_version for c in previous.chunks} if previous else {}
+        replaced = [
+            o.document_id
+            for o in outcome.documents
+            if o.status == INDEXED and o.document_id in before and before[o.document_id] != o.version
+        ]
         metrics.knowledge_ingested(
             indexed=len(outcome.documents) - len(failed), failed=len(failed), chunks=outcome.embedded_chunks
         )
@@ -119,7 +133,37 @@ class KnowledgeActivities:
             outcome.embedded_chunks,
             len(failed),
         )
-        return self._result(version, True, outcome.index, outcome.embedded_chunks, len(failed), outcome.seconds)
+        return self._result(
+            version, True, outcome.index, outcome.embedded_chunks, len(failed), outcome.seconds, replaced
+        )
+
+    @activity.defn(name="mark_stale_rows")
+    def mark_stale_rows(self, inp: MarkStaleRowsInput) -> MarkStaleRowsResult:
+        """Compare the replaced documents' text in this index version with the version before, and mark the rows it
+        contradicts stale in the datasets that ground on the knowledge base (services.staleness)."""
+        try:
+            previous, current = (
+                self.ctx.knowledge_indexes.get(keys.knowledge_index_prefix(inp.org_id, inp.knowledge_base_id, v))
+                for v in (inp.version - 1, inp.version)
+            )
+        except ObjectNotFound as exc:  # a version was pruned: nothing left to compare
+            activity.logger.warning("knowledge base %s: cannot compare versions: %s", inp.knowledge_base_id, exc)
+            return MarkStaleRowsResult(rows=0, datasets=[])
+        changes = staleness.document_changes(previous, current, inp.document_ids)
+        with self.ctx.sessions() as session:
+            kb = session.get(KnowledgeBase, inp.knowledge_base_id)
+            if kb is None or not changes:
+                return MarkStaleRowsResult(rows=0, datasets=[])
+            recorded = staleness.mark_stale_rows(session, self.ctx.store, self.ctx.settings, kb, inp.version, changes)
+        datasets = sorted({r.dataset_id for r in recorded})
+        activity.logger.info(
+            "knowledge base %s version %s: %s rows stale in %s",
+            inp.knowledge_base_id,
+            inp.version,
+            len(recorded),
+            datasets,
+        )
+        return MarkStaleRowsResult(rows=len(recorded), datasets=datasets)
 
     def _load(self, index_key: str | None, directory: Path) -> KnowledgeIndex | None:
         if not index_key:
@@ -160,7 +204,13 @@ class KnowledgeActivities:
 
     @staticmethod
     def _result(
-        version: int, changed: bool, index: KnowledgeIndex, embedded: int, failed: int, seconds: dict
+        version: int,
+        changed: bool,
+        index: KnowledgeIndex,
+        embedded: int,
+        failed: int,
+        seconds: dict,
+        replaced: list[str] | None = None,
     ) -> BuildKnowledgeIndexResult:
         return BuildKnowledgeIndexResult(
             version=version,
@@ -171,4 +221,5 @@ class KnowledgeActivities:
             failed_documents=failed,
             index_kind=index.index.kind,
             seconds=seconds,
+            replaced_documents=replaced or [],
         )

@@ -19,7 +19,7 @@ from core.settings import TASK_QUEUE_WORKFLOWS
 from core.status import GateStatus
 from db.models import KnowledgeBase, MLTask, PromotionGate
 from ml.evaluator import Progress, generate_answers, score_split
-from ml.optimizer import Splits
+from ml.optimizer import Splits, follow_dataset
 from ml.promotion import BASE, CANDIDATE, CURRENT, SetScores, decide, figures
 from schemas.reports import RAG, RetrievedContexts
 from schemas.workflow_io import (
@@ -32,7 +32,7 @@ from schemas.workflow_io import (
     RegisterFinalAdapterInput,
     RegisterFinalAdapterResult,
 )
-from services import promotion, registry, suites
+from services import dataset_versions, promotion, registry, suites
 from storage.object_store import get_dir
 from temporal_client.workflows import PromotionGateWorkflow
 
@@ -170,9 +170,15 @@ class RegistryActivities:
         return GateEvaluateResult(figures=figures(sets, inp.mode, inp.margin, inp.significance))
 
     def _questions(self, inp: GateEvaluateInput, test_set: GateTestSet):
-        """The set's test examples, and in rag mode the passages each question is asked with: those its own evaluation
-        used, or for a set evaluated closed book, the top-k from the candidate's knowledge base."""
+        """The set's test examples (following its dataset's head), and in rag mode the passages each question is asked
+        with: those its own evaluation used, or for a set evaluated closed book, the top-k from the candidate's
+        knowledge base."""
         examples = Splits.from_json(self.ctx.read_json(test_set.splits_key)).test
+        if test_set.dataset_id:  # rows excluded since (stale ones) leave, corrected answers are taken
+            with self.ctx.sessions() as session:
+                records = dataset_versions.head_records(session, self.ctx.store, inp.org_id, test_set.dataset_id)
+            if records is not None:
+                examples = follow_dataset(Splits(train=[], feedback=[], test=examples), records).splits.test
         if not examples:
             raise invalid_input(f"{test_set.name} is empty")
         if inp.mode != RAG:

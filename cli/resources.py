@@ -45,6 +45,16 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "knowledge bases": ("knowledge_base_id", "name", "status", "version", "document_count", "chunk_count"),
     "documents": ("document_id", "filename", "version", "status", "chunk_count", "error"),
     "results": ("rank", "score", "filename", "heading_path", "text"),
+    "stale rows": (
+        "state",
+        "dataset_id",
+        "row_id",
+        "question",
+        "old_value",
+        "new_value",
+        "document_name",
+        "document_version",
+    ),
     "models": ("name", "base_model", "latest_version", "aliases"),
     "versions": ("version", "status", "task_id", "iteration", "serving_mode", "aliases"),
     "gates": ("gate_id", "alias", "candidate_version", "current_version", "status", "reason"),
@@ -404,6 +414,11 @@ def knowledge_search(api: ApiClient, args: argparse.Namespace) -> None:
             table(data["results"], COLUMNS["results"], f"index version {data['version']}")
         ),
     )
+
+
+def knowledge_stale_rows(api: ApiClient, args: argparse.Namespace) -> None:
+    params = given(state=args.state)
+    output(args, api.call("GET", url("knowledge-bases", args.id, "stale-rows"), params=params), listing("stale rows"))
 
 
 # --- the model registry --------------------------------------------------------------------------
@@ -787,6 +802,14 @@ def add_resource_commands(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("id")
     parser.add_argument("query")
     parser.add_argument("--top-k", type=int, default=5)
+    parser = command(
+        knowledge,
+        "stale-rows",
+        knowledge_stale_rows,
+        "dataset rows that new document versions contradict (excluded until confirmed or corrected by an annotation)",
+    )
+    parser.add_argument("id")
+    parser.add_argument("--state", choices=("stale", "confirmed", "corrected", "excluded", "removed"))
 
     models = group("models", "the model registry: versions, aliases and the promotion gate")
     with_limit(command(models, "list", models_list, "list registered models"))

@@ -1,5 +1,6 @@
 """Stored models: organizations and their members, API keys and audit log; datasets, ml_tasks, task_executions;
-knowledge bases and their documents (the chunks are stored with each index version, in object storage); the model
+knowledge bases and their documents (the chunks are stored with each index version, in object storage), and the
+dataset rows their documents' new versions made stale; the model
 registry: registered models, their versions, aliases with the history of their moves (and the suites each alias
 requires), and promotion gates; scenario suites, one row per version, and their runs; the history of every completion
 the serving process answered, with its feedback; the events of each task (its live progress, replayed by the API's
@@ -300,6 +301,38 @@ class KnowledgeDocument(Base):
     created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class StaleRow(Base):
+    """A dataset row that a new version of a knowledge-base document contradicts: marked stale (tagged and excluded) in
+    the dataset version `dataset_version`, with the value that changed and the sentences before and after. Its state
+    (still stale, confirmed, corrected) is read from the dataset's head, where a user's annotation resolves it."""
+
+    __tablename__ = "stale_rows"
+    __table_args__ = (
+        UniqueConstraint(
+            "dataset_id", "row_id", "document_id", "document_version", name="uq_stale_rows_row_document_version"
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(String(64), index=True)
+    knowledge_base_id: Mapped[str] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"), index=True)
+    knowledge_base_version: Mapped[int] = mapped_column(Integer)  # the index version that holds the new document
+    document_id: Mapped[str] = mapped_column(String(64))
+    document_name: Mapped[str] = mapped_column(String(255))
+    document_version: Mapped[int] = mapped_column(Integer)
+    dataset_id: Mapped[str] = mapped_column(String(64), index=True)
+    dataset_version: Mapped[int] = mapped_column(Integer)  # the version that marked it
+    row_id: Mapped[str] = mapped_column(String(64))
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)  # as it was marked: a different answer in the head is a correction
+    checks: Mapped[list] = mapped_column(JSON, default=list)  # the same, for its checks
+    old_value: Mapped[str] = mapped_column(String(300))
+    new_value: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    old_sentence: Mapped[str] = mapped_column(Text)
+    new_sentence: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class RegisteredModel(Base):

@@ -120,7 +120,7 @@ def derive_checks(question: str, reference: str, common: frozenset[str] = frozen
             continue
         seen.add(value)
         checks.append(Number(value=value, unit=unit if unit in KNOWN_UNITS else None, derived=True))
-    terms = times + _identifiers(re.sub(_TIME, " ", text)) + _names(text)
+    terms = times + identifiers(re.sub(_TIME, " ", text)) + names(text)
     terms = [
         t
         for t in dict.fromkeys(terms)
@@ -145,7 +145,8 @@ def derive_checks(question: str, reference: str, common: frozenset[str] = frozen
     return checks
 
 
-def _identifiers(text: str) -> list[str]:
+def identifiers(text: str) -> list[str]:
+    """The identifiers and codes `text` holds (the module's list), the longest of overlapping ones."""
     found: list[str] = []
     for pattern in _CODE_PATTERNS:
         for match in re.finditer(pattern, text):
@@ -156,7 +157,8 @@ def _identifiers(text: str) -> list[str]:
     return found
 
 
-def _names(text: str) -> list[str]:
+def names(text: str) -> list[str]:
+    """Capitalised names in `text`, not its first word nor a sentence's."""
     return [m.group(0) for m in _CAPITALISED.finditer(text) if m.group(0).casefold() not in _STOP]
 
 
@@ -168,6 +170,6 @@ def common_terms(references: list[str], share: float = 0.1) -> frozenset[str]:
     """Terms (identifiers and names, normalised) found in at least `share` of the references: a dataset's context."""
     counts: dict[str, int] = {}
     for reference in references:
-        for term in {normalize(t) for t in _identifiers(reference) + _names(reference)}:
+        for term in {normalize(t) for t in identifiers(reference) + names(reference)}:
             counts[term] = counts.get(term, 0) + 1
     return frozenset(t for t, n in counts.items() if n >= max(2, share * len(references)))

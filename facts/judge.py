@@ -120,7 +120,7 @@ class CheckResult:
     detail: str  # what was looked for, and what was (not) found
 
 
-def _holds(answer: str, value: str) -> bool:
+def holds(answer: str, value: str) -> bool:
     """`value` appears in `answer` (normalised), not as part of a longer word or number when it starts or ends with
     one.
     """
@@ -136,13 +136,13 @@ def _holds(answer: str, value: str) -> bool:
 def run_check(check: FactCheck, answer: str) -> CheckResult:
     text = normalize(answer)
     if isinstance(check, ContainsAny):
-        hit = next((v for v in check.values if _holds(text, v)), None)
+        hit = next((v for v in check.values if holds(text, v)), None)
         return CheckResult(hit is not None, f"found {hit!r}" if hit else f"none of {check.values} found")
     if isinstance(check, ContainsAll):
-        missing = [v for v in check.values if not any(_holds(text, alt) for alt in (v if isinstance(v, list) else [v]))]
+        missing = [v for v in check.values if not any(holds(text, alt) for alt in (v if isinstance(v, list) else [v]))]
         return CheckResult(not missing, "all found" if not missing else f"missing {missing}")
     if isinstance(check, NotContains):
-        hit = next((v for v in check.values if _holds(text, v)), None)
+        hit = next((v for v in check.values if holds(text, v)), None)
         return CheckResult(hit is None, f"says {hit!r}" if hit else "none of them said")
     if isinstance(check, Regex):
         found = re.search(check.pattern, answer, flags=re.IGNORECASE) or re.search(

@@ -146,6 +146,23 @@ class KnowledgeIndex:
             rows.setdefault((chunk.document_id, chunk.document_version), []).append(row)
         return rows
 
+    def document_text(self, document_id: str, version: int) -> str | None:
+        """The text of one document version as its chunks hold it (their overlaps once; a gap between them, such as a
+        heading, as a line break), or None when the index holds none of it."""
+        chunks = sorted(
+            (c for c in self.chunks if c.document_id == document_id and c.document_version == version),
+            key=lambda c: (c.start, c.end),
+        )
+        parts: list[str] = []
+        end = None
+        for chunk in chunks:
+            if end is None or chunk.start >= end:
+                parts.append(("\n" if parts else "") + chunk.text)
+            elif chunk.end > end:
+                parts.append(chunk.text[end - chunk.start :])
+            end = chunk.end if end is None else max(end, chunk.end)
+        return "".join(parts) if chunks else None
+
     def without(self, document_id: str) -> KnowledgeIndex:
         """This index less every chunk of one document (its vectors too; the rest are not embedded again)."""
         keep = [row for row, chunk in enumerate(self.chunks) if chunk.document_id != document_id]

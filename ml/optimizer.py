@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +157,59 @@ class Splits:
 
     def held_out(self) -> list[Example]:
         return self.feedback + self.test
+
+
+@dataclass
+class FollowedSplits:
+    splits: Splits
+    dropped: int  # examples whose row the version excludes
+    corrected: int  # examples whose row the version answers or checks otherwise
+
+
+def follow_dataset(splits: Splits, records: list[dict[str, Any]]) -> FollowedSplits:
+    """The splits brought to a newer version of their dataset (`records`): an example whose row it excludes (an
+    annotation, such as a stale row) leaves its split, and one whose row it corrected takes the new answer and checks,
+    in the same split, under its id. A row is found by its question and answer, else by its question alone when only
+    one row asks it; an example with no row (generated, or a row since removed) stays as it is."""
+    by_pair: dict[str, dict[str, Any]] = {}
+    by_question: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        try:
+            question, answer = record_to_pair(record)
+        except ValueError:
+            continue
+        by_pair.setdefault(example_key(question, answer), record)
+        by_question.setdefault(normalize_text(question).casefold(), []).append(record)
+    dropped = corrected = 0
+
+    def follow(examples: list[Example]) -> list[Example]:
+        nonlocal dropped, corrected
+        kept = []
+        for example in examples:
+            record = by_pair.get(example_key(example.question, example.answer))
+            if record is None:
+                asking = by_question.get(normalize_text(example.question).casefold(), [])
+                record = asking[0] if len(asking) == 1 else None
+            if record is None:
+                kept.append(example)
+                continue
+            if is_excluded(record):
+                dropped += 1
+                continue
+            answer = normalize_text(record_to_pair(record)[1])
+            try:
+                checks = record_checks(record)
+            except ValueError:
+                checks = None
+            if answer != example.answer or (checks is not None and checks != example.checks):
+                corrected += 1
+                checks = checks or dump_checks(derive_checks(example.question, answer))
+                example = replace(example, answer=answer, checks=checks)  # the same example, answered right now
+            kept.append(example)
+        return kept
+
+    followed = Splits(follow(splits.train), follow(splits.feedback), follow(splits.test))
+    return FollowedSplits(followed, dropped, corrected)
 
 
 def _split_rank(example: Example) -> str:

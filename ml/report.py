@@ -12,6 +12,7 @@ from schemas.reports import (
     EvaluationReport,
     FinalSummary,
     IterationReport,
+    StaleRowNote,
     TaskInfo,
     TaskReport,
     TrainingSummary,
@@ -19,9 +20,14 @@ from schemas.reports import (
 
 
 def build_task_report(
-    task: TaskInfo, baseline: EvaluationReport, evaluations: list[EvaluationReport], training: list[dict[str, Any]]
+    task: TaskInfo,
+    baseline: EvaluationReport,
+    evaluations: list[EvaluationReport],
+    training: list[dict[str, Any]],
+    stale_rows: list[StaleRowNote] | None = None,
 ) -> TaskReport:
-    """One report from the per-iteration evaluation reports and training records (`training_metrics.json`)."""
+    """One report from the per-iteration evaluation reports and training records (`training_metrics.json`), with the
+    rows of its dataset that new documents made stale."""
     iterations = []
     for evaluation, train in zip(evaluations, training, strict=True):
         iterations.append(
@@ -67,6 +73,7 @@ def build_task_report(
         iterations=iterations,
         side_by_side=last.side_by_side,
         wrong_answers=[row for row in last.modes[mode]["test"].examples if row.right is False],
+        stale_rows=stale_rows or [],
     )
 
 
@@ -143,6 +150,7 @@ def render_markdown(report: TaskReport, plot_name: str | None) -> str:
     if plot_name:
         lines += [f"![loss and scores]({plot_name})", ""]
     lines += _wrong_answers(report)
+    lines += _stale_rows(report)
     header = (
         "| iteration | split | fact accuracy [95%] | right | "
         + " | ".join(METRIC_NAMES)
@@ -264,6 +272,29 @@ def _final_lines(report: TaskReport) -> list[str]:
         f"baseline",
         f"- Blended wording score (secondary): {final.score:.4f} vs base model {base.scores.overall:.4f}",
     ]
+
+
+def _stale_rows(report: TaskReport) -> list[str]:
+    """The rows new document versions contradicted: what changed, and whether a user has confirmed or corrected them."""
+    if not report.stale_rows:
+        return []
+    waiting = sum(1 for row in report.stale_rows if row.state == "stale")
+    lines = [
+        "## Rows the new documents contradict",
+        "",
+        f"{len(report.stale_rows)} rows of the dataset ask for a value a new document version no longer states; "
+        f"{waiting} still stale (left out of training and of the questions until a user confirms or corrects them).",
+        "",
+        "| row | question | value | document | state |",
+        "|---|---|---|---|---|",
+    ]
+    for row in report.stale_rows:
+        change = f"{row.old_value} → {row.new_value}" if row.new_value else f"{row.old_value} removed"
+        lines.append(
+            f"| `{row.row_id}` | {_cell(row.question)} | {_cell(change)} | {_cell(row.document)} "
+            f"v{row.document_version} | {row.state} |"
+        )
+    return lines + [""]
 
 
 def _wrong_answers(report: TaskReport, limit: int = 15) -> list[str]:

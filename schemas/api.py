@@ -632,6 +632,43 @@ class DocumentList(BaseModel):
     items: list[DocumentPublic]
 
 
+StaleRowState = Literal["stale", "confirmed", "corrected", "excluded", "removed"]
+
+
+class StaleRowPublic(BaseModel):
+    """A dataset row that a new version of one of the knowledge base's documents contradicts."""
+
+    dataset_id: str
+    row_id: str
+    question: str
+    answer: str = Field(description="The row's answer when it was marked stale.")
+    old_value: str = Field(description="The value the row's checks ask for, which the document no longer states.")
+    new_value: str | None = Field(description="What the document states in its place (None: the sentence was dropped).")
+    old_sentence: str
+    new_sentence: str | None = Field(description="The document's new sentence: the source of a correction.")
+    document_id: str
+    document_name: str
+    document_version: int
+    knowledge_base_version: int
+    marked_in_version: int = Field(description="The dataset version that tagged the row `stale` and excluded it.")
+    state: StaleRowState = Field(
+        description=(
+            "In the dataset's head: stale (still tagged and excluded from training and evaluation), confirmed (back, "
+            "as it was), corrected (back, with another answer or checks), excluded (the tag removed, the row kept "
+            "out), removed (no longer in the dataset). A user confirms or corrects a row with an annotation that "
+            "removes the tag and the exclusion."
+        )
+    )
+    head_version: int = Field(description="The dataset version the state was read from.")
+    created_at: UtcDateTime
+
+
+class StaleRowList(BaseModel):
+    knowledge_base_id: str
+    items: list[StaleRowPublic]
+    total: int
+
+
 class GenerateDatasetRequest(RequestModel):
     name: str = Field(min_length=1, max_length=200)
     questions_per_chunk: int = Field(

@@ -282,6 +282,18 @@ class IterationReport(BaseModel):
     adapter_key: str | None = None
 
 
+class StaleRowNote(BaseModel):
+    """A row of the task's dataset that a new version of a knowledge-base document contradicts (services.staleness)."""
+
+    row_id: str
+    question: str
+    old_value: str
+    new_value: str | None
+    document: str
+    document_version: int
+    state: str  # stale | confirmed | corrected | excluded | removed, in the dataset's head when the report was made
+
+
 class TaskReport(BaseModel):
     """Every iteration of a task against the base model, from bad case to score change."""
 
@@ -292,6 +304,9 @@ class TaskReport(BaseModel):
     side_by_side: list[SideBySide]
     # the final iteration's wrong test answers, in the serving mode
     wrong_answers: list[ExampleScore] = Field(default_factory=list)
+    # the rows of its dataset its knowledge base's new documents contradicted: left out of training and of its
+    # splits while stale
+    stale_rows: list[StaleRowNote] = Field(default_factory=list)
 
 
 class StoredTaskReport(TaskReport):

@@ -351,6 +351,25 @@ class BuildKnowledgeIndexResult:
     failed_documents: int
     index_kind: str  # flat | hnsw
     seconds: dict[str, float] = field(default_factory=dict)
+    # documents the previous version held at another version: their new text may contradict dataset rows
+    replaced_documents: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MarkStaleRowsInput:
+    """The rows of the datasets grounding on the knowledge base that its new version's replaced documents contradict
+    (compared with the version before)."""
+
+    knowledge_base_id: str
+    org_id: str
+    version: int
+    document_ids: list[str]
+
+
+@dataclass
+class MarkStaleRowsResult:
+    rows: int  # rows newly recorded stale
+    datasets: list[str]  # the datasets that got a version marking them
 
 
 @dataclass
@@ -511,6 +530,9 @@ class GateTestSet:
     name: str
     splits_key: str
     contexts_key: str | None = None
+    # the dataset the split was made from: its questions follow the dataset's head (rows it excludes, such as stale
+    # ones, leave; corrected answers are taken)
+    dataset_id: str | None = None
 
 
 @dataclass

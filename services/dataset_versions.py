@@ -14,19 +14,19 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.errors import Conflict, Invalid, NotFound
+from core.errors import Conflict, DomainError, Invalid, NotFound
 from core.settings import Settings
 from core.status import DatasetVersionKind
 from db.models import Dataset, DatasetVersion, new_id
 from services.datasets import STORED_FORMAT, check_storage_quota, checked_upload, ready_dataset
 from storage import keys
-from storage.object_store import ObjectStore, get_bytes, get_file, put_bytes
+from storage.object_store import ObjectNotFound, ObjectStore, get_bytes, get_file, put_bytes
 from versioning.annotations import AnnotationError, RowEdit, apply_edits
 from versioning.diff import RowDiff, diff_canonical, diff_rows
 from versioning.export import export_lines
@@ -87,6 +87,20 @@ def rows_at(store: ObjectStore, storage_key: str, file_format: str) -> list[Row]
 
 def version_rows(store: ObjectStore, version: DatasetVersion) -> list[Row]:
     return rows_at(store, version.storage_key, version.file_format)
+
+
+def head_records(session: Session, store: ObjectStore, org_id: str, dataset_id: str) -> list[dict[str, Any]] | None:
+    """The records of the dataset's head version; None when the dataset is gone, is a task's training set, or cannot be
+    read."""
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None or dataset.org_id != org_id or dataset.is_optimized:
+        return None
+    try:
+        return [
+            row.record for row in version_rows(store, get_version(session, store, org_id, dataset_id, dataset.version))
+        ]
+    except (DomainError, ObjectNotFound):
+        return None
 
 
 def version_for_diff(store: ObjectStore, version: DatasetVersion) -> CanonicalFile | list[Row]:

@@ -10,6 +10,8 @@ What the erased data reached is found by lineage and cleaned the same way for ev
   passages, and the tasks continuing them (training sets, locked splits, passages, evaluations, reports), is scrubbed of
   the erased texts (`versioning.scrub`); so are the promotion gates' figures; the question-answering history's answers
   drop the sources that name an erased document;
+- **stale rows**: the records of rows a new document version contradicted (`services.staleness`) that name an erased
+  row, or quote an erased document's sentences, are deleted;
 - **models**: every model version trained on it is flagged "trained on erased data" and listed (an adapter cannot
   unlearn);
 - an `Erasure` record says what was removed, where and when.
@@ -28,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
@@ -45,6 +47,7 @@ from db.models import (
     PromotionGate,
     QAEntry,
     RegisteredModel,
+    StaleRow,
 )
 from knowledge.index import KnowledgeIndex
 from ml.examples import record_to_pair
@@ -176,6 +179,10 @@ def _erase_rows(
             except ValueError:
                 reach.texts.append(row.canonical())
         _rewrite(store, org_id, dataset_id, version, [r for r in rows if not erased(r)], reach)
+        # the record of a stale row keeps its question and answer
+        session.execute(
+            delete(StaleRow).where(StaleRow.dataset_id == dataset_id, StaleRow.row_id.in_([r.id for r in gone]))
+        )
     if not held:
         return 0
     dataset = session.get_one(Dataset, dataset_id)
@@ -250,6 +257,8 @@ def _erase_document(
             )
             reach.stale_keys.append(prefix)  # an older version that held it, or the live one just replaced
     kb.total_bytes = max(0, kb.total_bytes - document.size_bytes)
+    # the records of the rows its new versions made stale keep its sentences
+    session.execute(delete(StaleRow).where(StaleRow.document_id == document.id))
     reach.stale_keys.append(keys.knowledge_base_prefix(kb.org_id, kb.id) + f"documents/{document.id}/")
     session.delete(document)
     # the rows generated from its chunks, in any dataset of the organization

@@ -13,7 +13,7 @@ from core.clock import utcnow
 from core.errors import Conflict, Forbidden, Invalid, Unavailable
 from core.settings import TASK_QUEUE_WORKFLOWS, Settings
 from core.status import GateStatus
-from db.models import ModelVersion, PromotionGate, RegisteredModel, new_id
+from db.models import MLTask, ModelVersion, PromotionGate, RegisteredModel, new_id
 from schemas.workflow_io import ActivityTimeouts, GateAdapter, GateTestSet, PromotionGateInput
 from services import suites
 from services.registry import Actor, aliases_of, gate_workflow_id, get_version, move_alias, running_gate
@@ -111,24 +111,49 @@ def open_gate(
     return gate, gate_input(session, settings, gate, candidate, current)
 
 
+def source_dataset(session: Session, task_id: str) -> str | None:
+    """The dataset a task's splits were made from (None: the task is gone)."""
+    task = session.get(MLTask, task_id)
+    return task.dataset_id if task is not None else None
+
+
+def ancestor_tasks(session: Session, task_id: str) -> set[str]:
+    """The tasks an incremental task continues: its parent, the parent's parent, and so on."""
+    found: set[str] = set()
+    task = session.get(MLTask, task_id)
+    while task is not None and task.parent_task_id and task.parent_task_id not in found:
+        found.add(task.parent_task_id)
+        task = session.get(MLTask, task.parent_task_id)
+    return found
+
+
 def gate_input(
     session: Session, settings: Settings, gate: PromotionGate, candidate: ModelVersion, current: ModelVersion | None
 ) -> PromotionGateInput:
-    """What the gate's workflow asks: the candidate's test split, and the current version's when it is another one."""
+    """What the gate's workflow asks: the candidate's test split, and the current version's when it is another one. An
+    incremental task's test split is its ancestors' brought to its dataset's head (rows since marked stale left out,
+    corrected answers taken), so a current version from an ancestor of the candidate's task adds no set of its own: its
+    questions would still expect the values its documents no longer state."""
     model = session.get_one(RegisteredModel, gate.model_id)
     test_sets = [
         GateTestSet(
             name=f"v{candidate.version}'s test split",
             splits_key=candidate.splits_key,
             contexts_key=candidate.contexts_key,
+            dataset_id=source_dataset(session, candidate.task_id),
         )
     ]
-    if current is not None and current.splits_key != candidate.splits_key:
+    if (
+        current is not None
+        and current.splits_key != candidate.splits_key
+        and current.task_id not in ancestor_tasks(session, candidate.task_id)
+    ):
         test_sets.append(
             GateTestSet(
                 name=f"v{current.version}'s test split",
                 splits_key=current.splits_key,
                 contexts_key=current.contexts_key,
+                dataset_id=source_dataset(session, current.task_id),
             )
         )
     return PromotionGateInput(

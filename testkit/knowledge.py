@@ -25,7 +25,7 @@ def activities_with(ctx: ActivityContext, knowledge: KnowledgeActivities) -> dic
         knowledge.record_knowledge_base,
         *activities[TASK_QUEUE_WORKFLOWS][2:],
     ]
-    activities[TASK_QUEUE_KNOWLEDGE] = [knowledge.build_knowledge_index]
+    activities[TASK_QUEUE_KNOWLEDGE] = [knowledge.build_knowledge_index, knowledge.mark_stale_rows]
     return activities
 
 

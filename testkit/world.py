@@ -544,6 +544,7 @@ def probes_of_org_a(world: World) -> dict[str, list[tuple[str, str, dict | None,
                 ("GET", f"/documents/{ids['document_id']}", None),
                 ("DELETE", f"/documents/{ids['document_id']}", None),
                 ("POST", "/search", {"query": "secret"}),
+                ("GET", "/stale-rows", None),
             )
         ],
         "models": [

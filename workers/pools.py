@@ -92,7 +92,7 @@ def activities_by_queue(ctx: ActivityContext, train: TrainActivities | None = No
             registry.evaluate_for_promotion,
             suites.run_suite,
         ],
-        TASK_QUEUE_KNOWLEDGE: [knowledge.build_knowledge_index],
+        TASK_QUEUE_KNOWLEDGE: [knowledge.build_knowledge_index, knowledge.mark_stale_rows],
     }
 
 

@@ -5,7 +5,9 @@ starts it). Changes that arrive while a build runs are queued and built next, ne
 build indexes exactly the documents the knowledge base holds when it starts, reusing what the previous version
 already indexed, so a change that arrives during it is picked up by the following build. A build starts once
 changes have paused for `settle_seconds`, so a burst of uploads makes one build. With nothing to do for
-`idle_seconds` the run ends; it continues-as-new after `builds_per_run` builds.
+`idle_seconds` the run ends; it continues-as-new after `builds_per_run` builds. After a build that replaced a document
+with a new version, the dataset rows its new text contradicts are marked stale, before the tasks that follow the
+knowledge base are told to re-train.
 
     CREATED | READY | BUILD_FAILED --change--> REBUILD_REQUIRED --> BUILDING --> READY (or REBUILD_REQUIRED if
     changes queued meanwhile, or BUILD_FAILED; the previous version still answers searches)
@@ -33,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         IngestionInput,
         IngestionProgress,
         IngestionResult,
+        MarkStaleRowsInput,
         NotifyFollowersInput,
         RecordKnowledgeBaseInput,
     )
@@ -114,8 +117,35 @@ class KnowledgeIngestionWorkflow:
         self._builds += 1
         self._version, self._last = result.version, result
         await self.lifecycle.record(K.REBUILD_REQUIRED if self._pending else K.READY)
+        if result.replaced_documents and workflow.patched("mark-stale-rows"):
+            await self._mark_stale_rows(inp, options, result)  # before the followers re-train on those rows
         if result.changed and workflow.patched("notify-retrain-followers"):
             await self._notify_followers(inp, result.version)
+
+    async def _mark_stale_rows(
+        self, inp: IngestionInput, options: PhaseOptions, result: BuildKnowledgeIndexResult
+    ) -> None:
+        """The dataset rows that the replaced documents' new text contradicts are marked stale (excluded until a user
+        confirms or corrects them). The index is built whatever happens here."""
+        try:
+            await workflow.execute_activity_method(
+                KnowledgeActivities.mark_stale_rows,
+                MarkStaleRowsInput(
+                    knowledge_base_id=inp.knowledge_base_id,
+                    org_id=inp.org_id,
+                    version=result.version,
+                    document_ids=list(result.replaced_documents),
+                ),
+                task_queue=TASK_QUEUE_KNOWLEDGE,
+                start_to_close_timeout=options.start_to_close,
+                retry_policy=options.retry,
+            )
+        except ActivityError as err:
+            workflow.logger.warning(
+                "could not mark the rows that knowledge base %s's new documents contradict: %s",
+                inp.knowledge_base_id,
+                failure_message(err),
+            )
 
     async def _notify_followers(self, inp: IngestionInput, version: int) -> None:
         """Tasks that follow this knowledge base re-train (RetrainWorkflow). The index is built whatever happens

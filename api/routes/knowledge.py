@@ -23,8 +23,12 @@ from schemas.api import (
     SearchRequest,
     SearchResponse,
     SearchResult,
+    StaleRowList,
+    StaleRowPublic,
+    StaleRowState,
 )
 from services import knowledge as service
+from services import staleness
 
 router = APIRouter(prefix="/api/v1/knowledge-bases", tags=["knowledge bases"])
 PREVIEW_CHUNKS = 20
@@ -210,3 +214,30 @@ async def search(
             for h in hits
         ],
     )
+
+
+@router.get("/{kb_id}/stale-rows", response_model=StaleRowList)
+def list_stale_rows(
+    caller: KnowledgeRead,
+    session: SessionDep,
+    store: StoreDep,
+    kb_id: str,
+    state: Annotated[StaleRowState | None, Query(description="only the rows in this state")] = None,
+) -> StaleRowList:
+    """The dataset rows that new versions of the knowledge base's documents contradict, newest first, with the value
+    that changed and each row's state in its dataset's head."""
+    found = staleness.list_stale_rows(session, store, caller.org_id, kb_id, state)
+    items = [
+        StaleRowPublic(
+            **{
+                k: getattr(f.record, k)
+                for k in StaleRowPublic.model_fields
+                if k not in ("marked_in_version", "state", "head_version")
+            },
+            marked_in_version=f.record.dataset_version,
+            state=f.state,
+            head_version=f.head_version,
+        )
+        for f in found
+    ]
+    return StaleRowList(knowledge_base_id=kb_id, items=items, total=len(items))

@@ -161,6 +161,12 @@ def test_datasets_and_the_errors_of_the_api(served, wlops, tmp_path):
     assert wlops.json("knowledge", "list")[0]["items"][0]["knowledge_base_id"] == kb["knowledge_base_id"]
     [shown] = wlops.json("knowledge", "show", kb["knowledge_base_id"])
     assert (shown["status"], shown["documents"]) == ("CREATED", [])
+    [stale] = wlops.json("knowledge", "stale-rows", kb["knowledge_base_id"], "--state", "stale")
+    assert stale == {"knowledge_base_id": kb["knowledge_base_id"], "items": [], "total": 0}
+    code, out, _ = wlops("knowledge", "stale-rows", kb["knowledge_base_id"])
+    assert code == 0 and "stale rows: 0" in out
+    code, _, err = wlops("knowledge", "stale-rows", "nope")
+    assert code == 1 and "knowledge base nope not found" in err
 
 
 def test_dataset_versions_from_the_command_line(served, wlops, tmp_path):

@@ -433,6 +433,8 @@ async def test_a_task_that_follows_its_knowledge_base_is_continued_by_an_increme
         # production pointed at the parent's version: the re-trained one went before the gate by itself
         gates = (await api.get("/api/v1/models/follows/gates")).json()["items"]
         auto = await wait_for_gate(api, f"/api/v1/models/follows/gates/{gates[0]['gate_id']}")
+        stale = (await api.get(f"/api/v1/knowledge-bases/{kb_id}/stale-rows")).json()["items"]
+        head = (await api.get(f"/api/v1/datasets/{dataset['dataset_id']}")).json()["version"]
 
     assert (child["parent_task_id"], child["knowledge_base_id"], child["retrain_on_change"]) == (
         parent["task_id"],
@@ -456,6 +458,13 @@ async def test_a_task_that_follows_its_knowledge_base_is_continued_by_an_increme
         "current",
         "base",
     }
+    # production comes from the parent: the gate asks the child's split only (the parent's, less its stale rows)
+    assert [s["name"] for s in auto["figures"]["sets"]] == ["v2's test split"]
+    # the one row that asked for the port the new version changed was marked stale before the re-training
+    assert [(r["question"], r["old_value"], r["new_value"], r["state"]) for r in stale] == [
+        ("What port does the backup service listen on?", "7400", "7499", "stale")
+    ]
+    assert (head, child["dataset_version"], stale[0]["marked_in_version"]) == (2, 2, 2)
     assert report["task"]["parent_task_id"] == parent["task_id"]
     [first] = report["iterations"]
     assert first["knowledge_base_version"] == 2 and set(first["comparison"]) == {"baseline", "parent"}
@@ -464,7 +473,15 @@ async def test_a_task_that_follows_its_knowledge_base_is_continued_by_an_increme
         json.loads(get_bytes(ctx.store, f"optimized/{parent['task_id']}-opt1/splits.json"))
     )
     child_splits = Splits.from_json(json.loads(get_bytes(ctx.store, f"optimized/{child_id}-opt1/splits.json")))
-    assert [e.id for e in child_splits.test] == [e.id for e in parent_splits.test] and child_splits.test
+    # less the stale row, wherever it was
+    left_out = stale[0]["question"]
+    for name in ("train", "feedback", "test"):
+        assert [e.id for e in getattr(child_splits, name)] == [
+            e.id for e in getattr(parent_splits, name) if e.question != left_out
+        ]
+    assert child_splits.test and sum(
+        len(s) for s in (parent_splits.train, parent_splits.feedback, parent_splits.test)
+    ) == (1 + sum(len(s) for s in (child_splits.train, child_splits.feedback, child_splits.test)))
     assert (
         first["training"]["continued_from"]
         == parent["latest_adapter_key"]

@@ -21,7 +21,7 @@ from ml.examples import Example
 from ml.metrics import METRIC_NAMES
 from ml.optimizer import Splits
 from ml.report import build_task_report, plot_report, render_markdown
-from schemas.reports import BadCase, EvaluationReport, ExampleScore, SideBySide, TaskInfo, TaskReport
+from schemas.reports import BadCase, EvaluationReport, ExampleScore, SideBySide, StaleRowNote, TaskInfo, TaskReport
 
 TRAIN = [
     Example("How do I reset my FerroLink password?", "Open Settings > Account and choose Reset password."),
@@ -562,3 +562,32 @@ def test_the_task_report_leads_with_the_share_right_and_lists_the_wrong_answers_
     assert text.index("## Wrong answers (test split, final iteration: 1)") < text.index("## Scores per iteration")
     assert f"| {test[1].question} | {test[1].answer} | Yes, Windows 11. | polarity: answers yes, expected no |" in text
     assert "| 1 | test | 0.500 [0.09, 0.91] | 1/2 |" in text
+
+
+def test_the_report_lists_the_rows_new_documents_contradicted(task_report):
+    notes = [
+        StaleRowNote(
+            row_id="web-port",
+            question="Which TCP port | the web UI?",
+            old_value="7410",
+            new_value="7420",
+            document="guide.md",
+            document_version=2,
+            state="corrected",
+        ),
+        StaleRowNote(
+            row_id="discovery",
+            question="Which port does LAN discovery use?",
+            old_value="7413",
+            new_value=None,
+            document="guide.md",
+            document_version=2,
+            state="stale",
+        ),
+    ]
+    text = render_markdown(task_report.model_copy(update={"stale_rows": notes}), None)
+    assert "## Rows the new documents contradict" in text
+    assert "2 rows of the dataset ask for a value a new document version no longer states; 1 still stale" in text
+    assert "| `web-port` | Which TCP port \\| the web UI? | 7410 → 7420 | guide.md v2 | corrected |" in text
+    assert "| `discovery` | Which port does LAN discovery use? | 7413 removed | guide.md v2 | stale |" in text
+    assert "Rows the new documents contradict" not in render_markdown(task_report, None)

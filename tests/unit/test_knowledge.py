@@ -175,6 +175,26 @@ def test_consecutive_chunks_overlap_by_whole_sentences_within_the_budget():
     assert all(b.start >= a.end for a, b in pairwise(without))
 
 
+def test_a_document_versions_text_is_read_back_from_its_overlapping_chunks():
+    """What staleness compares: the chunks' text, overlaps once, sections' gaps as line breaks, one version only."""
+    document = long_section_document()
+    chunks = chunk_document(document, count_tokens, ChunkingConfig(chunk_tokens=60, overlap_tokens=20))
+    assert any(current.start < previous.end for previous, current in pairwise(chunks))
+    records = [
+        ChunkRecord(chunk_id("d", version, c.ordinal), "d", version, "d.md", c.ordinal, [], c.text, c.start, c.end)
+        for version in (1, 2)
+        for c in chunks
+    ]
+    gap = [  # a heading between two sections is in no chunk
+        ChunkRecord("a", "g", 1, "g.md", 0, ["A"], "Alpha is first.", 4, 19),
+        ChunkRecord("b", "g", 1, "g.md", 1, ["B"], "Beta is second.", 25, 40),
+    ]
+    index = KnowledgeIndex.build(records + gap, np.zeros((len(records) + 2, 384), dtype=np.float32))
+    assert index.document_text("d", 1) == index.document_text("d", 2) == document.text[chunks[0].start : chunks[-1].end]
+    assert index.document_text("g", 1) == "Alpha is first.\nBeta is second."
+    assert index.document_text("d", 3) is None and index.document_text("other", 1) is None
+
+
 def test_a_sentence_longer_than_a_chunk_is_split_because_it_must_be():
     words = " ".join(f"word{i}" for i in range(300)) + "."
     document = ParsedDocument("text/plain", words, [Section([], 0, len(words))])

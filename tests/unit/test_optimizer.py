@@ -17,6 +17,7 @@ from ml.optimizer import (
     clean_dataset,
     expand_weights,
     find_leaks,
+    follow_dataset,
     question_groups,
     remove_near_duplicates,
     split_examples,
@@ -397,3 +398,32 @@ def test_expand_weights():
     a, b, c = Example("a?", "1"), Example("b?", "2", weight=3), Example("c?", "3", weight=0)
     assert [e.question for e in expand_weights([a, b, c])] == ["a?", "b?", "b?", "b?", "c?"]
     assert expand_weights([]) == []
+
+
+def test_follow_dataset_leaves_out_excluded_rows_and_takes_corrected_answers_in_the_same_split():
+    """An incremental task's inherited splits brought to its dataset's head: a stale (excluded) row leaves, a corrected
+    row keeps its split with the new answer and checks, an example without a row (generated) stays."""
+    port = Example("Which port does the web console use?", "TCP port 7410.", checks=[{"type": "number", "value": 7410}])
+    price = Example("How much is the F2?", "It costs $499.")
+    drives = Example("Are drives included?", "No, drives are not included.")
+    generated = Example("What is LAN discovery's port?", "UDP port 7413.", origin="generated")
+    splits = Splits(train=[drives, generated], feedback=[price], test=[port])
+    records = [
+        {"question": "Which port does the web console use?", "answer": "TCP port 7410.", "excluded": True},
+        {
+            "question": "How much is the F2?",
+            "answer": "It costs $549.",
+            "checks": [{"type": "contains_any", "values": ["$549"]}],
+        },
+        {"question": "Are drives included?", "answer": "No, drives are not included.", "tags": ["reviewed"]},
+    ]
+    followed = follow_dataset(splits, records)
+    assert (followed.dropped, followed.corrected) == (1, 1)
+    assert followed.splits.test == [] and followed.splits.train == [drives, generated]
+    [corrected] = followed.splits.feedback
+    assert (corrected.question, corrected.answer) == ("How much is the F2?", "It costs $549.")
+    assert corrected.checks == [{"derived": False, "type": "contains_any", "values": ["$549"]}]
+    assert corrected.id == price.id  # the same example (its passages and its history follow it)
+    # the same rows again change nothing; an unreadable record is no row
+    again = follow_dataset(followed.splits, records + [{"text": "no pair"}])
+    assert (again.dropped, again.corrected, again.splits) == (0, 0, followed.splits)

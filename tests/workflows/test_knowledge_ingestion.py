@@ -4,6 +4,8 @@ uploads become signals, changes during a build are queued and built once, a bad 
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import threading
 
 import pytest
@@ -11,15 +13,18 @@ from sqlalchemy import select
 
 from activities.context import ActivityContext
 from activities.knowledge import KnowledgeActivities
-from db.models import KnowledgeBase, KnowledgeDocument
+from db.models import Dataset, KnowledgeBase, KnowledgeDocument, StaleRow
 from schemas.workflow_io import BuildKnowledgeIndexResult
+from services import dataset_versions as versions
 from services import knowledge as service
+from services.datasets import upload_dataset
 from services.knowledge import IndexCache, ingestion_workflow_id
 from temporal_client.workflows import KnowledgeIngestionWorkflow
 from testkit.documents import note
 from testkit.histories import record_history
 from testkit.knowledge import activities_with, new_kb, upload_document, wait_for_kb
 from testkit.phases import running_workers
+from testkit.polling import poll_until
 
 
 @pytest.fixture
@@ -168,3 +173,67 @@ async def test_deleting_a_knowledge_base_during_a_build_stops_the_build_and_leav
     with ctx.sessions() as session:
         assert session.get(KnowledgeBase, kb.id) is None and not documents(ctx, kb.id)
     assert ctx.store.list(f"knowledge/org/{kb.id}/") == [] and knowledge.builds == []
+
+
+async def test_a_new_document_version_marks_the_rows_it_contradicts_before_the_followers_are_told(temporal_env, ctx):
+    """After the build that indexed a document's second version, the rows of a dataset generated from the knowledge
+    base whose checks ask for a value it changed are marked stale in a new dataset version (then the followers are
+    notified); the first build, which replaced nothing, marks nothing."""
+    kb = new_kb(ctx)
+    rows = [
+        {"id": "web", "question": "Which port does the web console use?", "answer": "TCP port 7410.",
+         "checks": [{"type": "number", "value": 7410}]},
+        {"id": "sync", "question": "Which port does file sync use?", "answer": "TCP port 7411.",
+         "checks": [{"type": "number", "value": 7411}]},
+    ]  # fmt: skip
+    with ctx.sessions() as session:
+        dataset = upload_dataset(
+            session,
+            ctx.store,
+            ctx.settings,
+            stream=io.BytesIO("".join(json.dumps(r) + "\n" for r in rows).encode()),
+            filename="faq.jsonl",
+            name="faq",
+            domain=None,
+            dataset_type=None,
+            org_id="org",
+            created_by=None,
+        )
+        dataset.source_knowledge_base_id = kb.id  # as if generated from it
+        session.commit()
+        dataset_id = dataset.id
+    guide = "# Ports\n\nThe web console listens on TCP port 7410.\nFile sync uses TCP port 7411.\n"
+    async with running_workers(temporal_env.client, ctx, activities_with(ctx, KnowledgeActivities(ctx))):
+        await upload_document(ctx, temporal_env.client, kb, "ports.md", guide.encode())
+        await wait_for_kb(ctx, kb.id, "READY", version=1)
+        await upload_document(ctx, temporal_env.client, kb, "ports.md", guide.replace("7410", "7420").encode())
+        await wait_for_kb(ctx, kb.id, "READY", version=2)
+        handle = temporal_env.client.get_workflow_handle_for(
+            KnowledgeIngestionWorkflow.run, ingestion_workflow_id(kb.id)
+        )
+
+        async def activities() -> list[str]:
+            return [
+                e.activity_task_scheduled_event_attributes.activity_type.name
+                for e in (await handle.fetch_history()).events
+                if e.HasField("activity_task_scheduled_event_attributes")
+            ]
+
+        scheduled = await poll_until(
+            activities, lambda names: names.count("notify_followers") == 2, what="both builds told the followers"
+        )
+        await handle.cancel()
+        await record_history(handle, "knowledge-ingestion-stale")
+    assert scheduled == [
+        "build_knowledge_index",
+        "notify_followers",
+        "build_knowledge_index",
+        "mark_stale_rows",
+        "notify_followers",
+    ]
+    with ctx.sessions() as session:
+        head = session.get_one(Dataset, dataset_id).version
+        [stale] = session.scalars(select(StaleRow).where(StaleRow.dataset_id == dataset_id)).all()
+        marked = versions.version_rows(ctx.store, versions.get_version(session, ctx.store, "org", dataset_id, head))
+    assert head == 2 and (stale.row_id, stale.old_value, stale.new_value) == ("web", "7410", "7420")
+    assert [(r.id, r.excluded, r.tags) for r in marked] == [("web", True, ["stale"]), ("sync", False, [])]

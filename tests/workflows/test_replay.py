@@ -24,7 +24,9 @@ base; `knowledge-ingestion-notify-run1` is an ingestion whose builds notify the 
 answers (behind the `stop-on-feedback-accuracy` patch); `suite-run-completed-run1` a scenario suite's run that answers
 and judges every case, `suite-run-failed-run1` one that cannot answer and is marked FAILED;
 `promotion-gate-suite-refused/promoted-run1` gates that also run the suites the alias requires against the candidate
-(only inputs naming suite runs issue those activities, so the older gates replay unchanged).
+(only inputs naming suite runs issue those activities, so the older gates replay unchanged);
+`knowledge-ingestion-stale-run1` an ingestion whose second build indexed a new version of a document and marked the
+dataset rows its text contradicts stale before notifying the followers (behind the `mark-stale-rows` patch).
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ KEPT = {
     # gates that run the suites the alias requires: refused by a blocking suite's failing case, promoted when they pass
     "promotion-gate-suite-refused-run1.json",
     "promotion-gate-suite-promoted-run1.json",
+    # a document's second version: the build marks the rows it contradicts stale before telling the followers
+    # (behind the `mark-stale-rows` patch)
+    "knowledge-ingestion-stale-run1.json",
 }
 
 

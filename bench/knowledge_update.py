@@ -584,9 +584,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-steps", type=int, default=None, help="training steps per task (default: the demo's)")
     parser.add_argument("--quick", action="store_true", help="the tiny random model on a subset: the path, not figures")
-    parser.add_argument("--out", type=Path, default=None, help="where to write (default: bench/results/...)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write (default: bench/results/knowledge_update.json; with --quick, a file in the temp "
+        "folder, so that the tiny model's figures never replace the measured ones)",
+    )
     args = parser.parse_args()
-    write_result("knowledge_update", asyncio.run(measure(args.quick, args.max_steps)), args.out)
+    out = args.out or (Path(tempfile.gettempdir()) / "knowledge_update_quick.json" if args.quick else None)
+    write_result("knowledge_update", asyncio.run(measure(args.quick, args.max_steps)), out)
 
 
 if __name__ == "__main__":

@@ -202,6 +202,8 @@ def questions(rows: list[dict[str, Any]], test: list[Example]) -> list[Question]
     changed_questions = set()
     for row, hits in changed_fact_rows(rows):
         question, answer, checks = readable(row) or ("", "", [])
+        if question in changed_questions:  # the sample's deliberate duplicates are asked once
+            continue
         new_checks = checks
         for change in hits:
             new_checks = corrected(change, new_checks)
@@ -478,8 +480,8 @@ async def knowledge_update(
     await upload_documents(api, kb_id, {name: text.encode() for name, text in changed.items()})
 
     # 3. the index, the stale rows, the incremental task, its gate
-    kb = await wait_for_knowledge_base(api, kb_id, version=2, timeout=run.timeout)
-    stale = await poll_until(
+    index_ready_at = (await wait_for_knowledge_base(api, kb_id, version=2, timeout=run.timeout))["updated_at"]
+    await poll_until(
         lambda: api.get(f"/api/v1/knowledge-bases/{kb_id}/stale-rows"),
         lambda r: r.json()["total"] > 0,
         timeout=run.timeout,
@@ -495,6 +497,14 @@ async def knowledge_update(
     served_at = production["updated_at"] if production["version"] == 2 else None
     to_serving = minutes(upload_at, served_at) if served_at else None
 
+    stale_rows = (await api.get(f"/api/v1/knowledge-bases/{kb_id}/stale-rows")).json()["items"]
+    kb = (await api.get(f"/api/v1/knowledge-bases/{kb_id}")).json()
+    # a test question that the product found contradicted asks a changed fact: it says nothing about retention
+    stale_questions = {r["question"] for r in stale_rows}
+    for q in asked:
+        if q.kind == "retention" and q.now.question in stale_questions:
+            q.kind = "retention_stale"
+
     # 4. and 5. the arms, on the same questions and the new index's passages
     new_passages = await asyncio.to_thread(passages, ctx, kb_id, asked, top_k)
     old, new = versions[1]["adapter_key"], versions[2]["adapter_key"]
@@ -507,13 +517,13 @@ async def knowledge_update(
     before = {"rag": verdicts(asked, before_rag, before=True), "closed_book": verdicts(asked, before_closed, True)}
     arms = {
         PRODUCT: arm_figures(asked, right[PRODUCT], before["rag"], to_serving),
-        RETRIEVAL_ONLY: arm_figures(asked, right[RETRIEVAL_ONLY], before["rag"], minutes(upload_at, kb["updated_at"])),
+        RETRIEVAL_ONLY: arm_figures(asked, right[RETRIEVAL_ONLY], before["rag"], minutes(upload_at, index_ready_at)),
         RETRAINED_CLOSED_BOOK: arm_figures(asked, right[RETRAINED_CLOSED_BOOK], before["closed_book"], to_serving),
     }
     indices = {
-        kind: [i for i, q in enumerate(asked) if q.kind == kind] for kind in ("efficacy", "generalisation", "retention")
+        kind: [i for i, q in enumerate(asked) if q.kind == kind]
+        for kind in ("efficacy", "generalisation", "retention", "retention_stale")
     }
-    stale_rows = stale.json()["items"]
     return {
         "dataset": SAMPLE_DATASET.name,
         "rows": len(run.rows),
@@ -525,7 +535,7 @@ async def knowledge_update(
         "questions": {kind: len(i) for kind, i in indices.items()},
         "first_promotion": first_promotion,
         "timeline_minutes": {
-            "index_ready": minutes(upload_at, kb["updated_at"]),
+            "index_ready": minutes(upload_at, index_ready_at),
             "retraining_started": minutes(upload_at, child["created_at"]),
             "retrained": minutes(upload_at, child["updated_at"]),
             "gate_decided": minutes(upload_at, gate["finished_at"]) if gate["finished_at"] else None,
@@ -539,7 +549,11 @@ async def knowledge_update(
             "pooled": (gate["figures"] or {}).get("pooled"),
         },
         "production_version": production["version"],
-        "incremental_task": {"task_id": child_id, "knowledge_base_version": kb["version"]},
+        "incremental_task": {
+            "task_id": child_id,
+            "knowledge_base_version": versions[2]["knowledge_base_version"],
+            "knowledge_base_version_now": kb["version"],
+        },
         "before": {
             mode: {
                 "efficacy_old_value": share([v[i] for i in indices["efficacy"]]),
@@ -562,6 +576,11 @@ async def knowledge_update(
                 "holds": (arms[PRODUCT]["retention"]["relative"] or 0) >= TARGET_RETENTION,
             },
         },
+        # rows that ask a changed fact by the bench's reading and that the product did not mark stale: the re-training
+        # learns their old value again
+        "efficacy_rows_not_marked_stale": [
+            asked[i].now.question for i in indices["efficacy"] if asked[i].now.question not in stale_questions
+        ],
         "stale_rows": [
             {k: r[k] for k in ("row_id", "question", "old_value", "new_value", "document_name", "state")}
             for r in stale_rows

@@ -35,6 +35,7 @@ async def test_the_quick_knowledge_update_runs_end_to_end(temporal_env, tmp_path
     efficacy = {a["question"] for a in written["answers"] if a["kind"] == "efficacy"}
     assert {r["question"] for r in stale} == efficacy
     assert {r["old_value"] for r in stale} == {"7410", "$899", "$499", "10 minutes"}
+    assert written["efficacy_rows_not_marked_stale"] == [] and written["questions"]["retention_stale"] == 0
     # the followed task re-trained on the new knowledge-base version and its version went before the gate by itself
     assert written["incremental_task"]["knowledge_base_version"] == 2
     assert (written["gate"]["candidate_version"], written["gate"]["current_version"]) == (2, 1)

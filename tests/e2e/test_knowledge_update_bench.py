@@ -7,7 +7,18 @@ from __future__ import annotations
 import json
 
 from bench.common import write_result
-from bench.knowledge_update import CHANGES, PRODUCT, RETRAINED_CLOSED_BOOK, RETRIEVAL_ONLY, corrected, run_bench
+from bench.knowledge_update import (
+    CHANGES,
+    PRODUCT,
+    RETRAINED_CLOSED_BOOK,
+    RETRIEVAL_ONLY,
+    Question,
+    arm_figures,
+    corrected,
+    paired,
+    run_bench,
+)
+from ml.examples import Example
 
 
 def test_corrected_checks_ask_the_new_value():
@@ -17,6 +28,38 @@ def test_corrected_checks_ask_the_new_value():
     assert corrected(f4, [{"type": "contains_any", "values": ["$899"]}]) == [
         {"type": "contains_any", "values": ["$949"]}
     ]
+
+
+def test_efficacy_retention_and_minutes_to_right():
+    asked = [Question("efficacy", CHANGES[0].name, Example(f"e{i}", ""), None) for i in range(10)] + [
+        Question("retention", None, Example(f"r{i}", ""), None) for i in range(4)
+    ]
+    before = [None] * 10 + [True, True, True, False]
+    # 9 of 10 changed facts right: the target share, so right when served; 2 of the 3 right before still right, and
+    # the one wrong before now right
+    right = [True] * 9 + [False] + [True, True, False, True]
+    figures = arm_figures(asked, right, before, 4.5)
+    assert (figures["efficacy"]["right"], figures["efficacy"]["of"], figures["minutes_to_right"]) == (9, 10, 4.5)
+    assert figures["retention"] == {
+        "still_right": {"right": 2, "of": 3, "share": 0.6667, "ci95": figures["retention"]["still_right"]["ci95"]},
+        "share_now": 0.75,
+        "share_before": 0.75,
+        "relative": 1.0,
+    }
+    # below the target share, or never served: never right
+    assert arm_figures(asked, [False] + right[1:9] + [False] + right[10:], before, 4.5)["minutes_to_right"] is None
+    assert arm_figures(asked, right, before, None)["minutes_to_right"] is None
+
+
+def test_paired_counts():
+    product, retrieval = [True, True, False, False, None], [True, False, True, False, True]
+    assert paired(product, retrieval, [0, 1, 2, 3, 4]) == {
+        "both_right": 1,
+        "only_product": 1,
+        "only_retrieval": 1,
+        "neither": 1,
+        "mcnemar_p": 1.0,
+    }
 
 
 async def test_the_quick_knowledge_update_runs_end_to_end(temporal_env, tmp_path):

@@ -1,0 +1,613 @@
+"""Knowledge update: a few facts of the sample's documents change; how soon, and how well, the product serves them.
+
+The real stack in process (a Temporal dev server, the workers, the API over ASGI):
+
+1. a knowledge base from the sample's documents, the sample dataset, and a standard task with the knowledge base and
+   the demo's hyperparameters that follows it (`retrain_on_change`), registered and promoted to `production` through
+   the gate (forced when the gate refuses: the result says which);
+2. `CHANGES`: four facts of two documents change (string replacements), uploaded as new versions of those documents;
+3. the followed task re-trains by itself (`RetrainWorkflow`, with the rows the new versions contradict marked stale
+   and left out), its version goes before the gate, and the minutes from the upload until the production alias
+   serves the new version, and until it answers the changed facts right, are measured;
+4. questions: the dataset's rows that ask a changed fact, their checks rewritten to the new value (what a user's
+   correction does) = efficacy; two paraphrases per changed fact written here = generalisation; the other questions of
+   the task's locked test split (unchanged facts) = retention, the share still right of those right before;
+5. three arms answer them at equal settings (the same questions, passages, generation settings), each judged by its
+   fact checks: (a) `product`, the re-trained version with retrieval from the new index; (b) `retrieval_only`, the
+   old version with the new index; (c) `retrained_closed_book`, the re-trained version asked without passages. Paired
+   counts of (a) against (b).
+
+`--quick` runs the same path with the tiny random model on a subset of the sample, shorter waits and fewer steps (a
+test's check that the path works; its figures mean nothing).
+
+    python -m bench.knowledge_update [--max-steps N] [--quick] [--out PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.testing import WorkflowEnvironment
+
+from activities.context import ActivityContext
+from activities.evaluate import evaluation_config
+from bench.common import write_result
+from cli.demo import DEMO_HYPERPARAMETERS, DEMO_KNOWLEDGE_BASE, DEMO_RAG, SAMPLE_DATASET, SAMPLE_KNOWLEDGE
+from cli.stack import temporal_binary
+from core.settings import Settings, configure_process_environment
+from db.models import KnowledgeBase
+from db.session import migrate
+from facts.stats import mcnemar_exact, wilson_interval
+from ml.evaluator import generate_answers, verdict_of
+from ml.examples import Example, record_checks, record_to_pair
+from ml.optimizer import Splits
+from services import knowledge
+from storage.keys import first_splits_key
+from storage.object_store import get_dir
+from testkit.api import api_client, create_task, wait_for_gate, wait_for_knowledge_base, wait_until_done, with_temporal
+from testkit.model import TINY_HYPERPARAMETERS, build_tiny_model
+from testkit.phases import running_workers
+from testkit.polling import poll_until
+
+MODEL = "ferrolink-assistant"
+TARGET_EFFICACY = 0.9  # issue 19's target: changed facts served with the new value, within 10 minutes of the upload
+TARGET_MINUTES = 10.0
+TARGET_RETENTION = 0.95
+PRODUCT, RETRIEVAL_ONLY, RETRAINED_CLOSED_BOOK = "product", "retrieval_only", "retrained_closed_book"
+QUICK_ROWS = 40  # rows besides the changed facts' in --quick
+
+
+@dataclass(frozen=True)
+class Change:
+    """One fact of one document changes: the text replaced, the value the rows' checks ask for before and after, which
+    rows ask it, and two paraphrased questions about it."""
+
+    name: str
+    document: str
+    old_text: str
+    new_text: str
+    old_value: float
+    new_value: float
+    unit: str | None  # the unit of the rows' `number` checks that ask it ("$", "minutes"; None: any)
+    about: str | None  # a word the question of a row that asks it holds (None: any row whose check asks the value)
+    paraphrases: tuple[str, str]
+
+
+PRODUCT_GUIDE, COMMAND_LINE = "ferrolink-product-and-setup.md", "ferrolink-command-line.md"
+CHANGES = (
+    Change(
+        "web console port",
+        PRODUCT_GUIDE,
+        "served over HTTPS on TCP port 7410.",
+        "served over HTTPS on TCP port 7420.",
+        7410,
+        7420,
+        None,
+        "web",  # the REST API row also asks 7410: its port did not change
+        (
+            "On which port do I open the FerroLink web console in a browser?",
+            "What TCP port does FerroLink's browser-based admin console listen on?",
+        ),
+    ),
+    Change(
+        "FerroBox F4 price",
+        PRODUCT_GUIDE,
+        "the FerroBox F4 costs $899;",
+        "the FerroBox F4 costs $949;",
+        899,
+        949,
+        "$",
+        None,
+        ("How much does a FerroBox F4 appliance cost?", "What is the price of the four-bay FerroBox?"),
+    ),
+    Change(
+        "FerroBox F2 price",
+        PRODUCT_GUIDE,
+        "The FerroBox F2 costs $499",
+        "The FerroBox F2 costs $549",
+        499,
+        549,
+        "$",
+        None,
+        ("How much does a FerroBox F2 appliance cost?", "What is the price of the two-bay FerroBox?"),
+    ),
+    Change(
+        "pairing code expiry",
+        COMMAND_LINE,
+        "Pairing codes expire 10 minutes after",
+        "Pairing codes expire 15 minutes after",
+        10,
+        15,
+        "minutes",
+        None,
+        (
+            "How many minutes does a new device have to enter its pairing code?",
+            "After how long does a FerroLink pairing code stop working?",
+        ),
+    ),
+)
+
+
+@dataclass
+class Question:
+    kind: str  # efficacy | generalisation | retention
+    change: str | None  # the changed fact it asks (None: an unchanged one)
+    now: Example  # judged by the checks that hold after the update
+    before: Example | None  # judged by the checks that held before it (None: a paraphrase, which had none)
+
+
+def asks(change: Change, question: str, checks: list[dict[str, Any]]) -> bool:
+    """Whether a row asks the changed fact: one of its `number` checks asks the old value (in the change's unit)."""
+    if change.about and change.about not in question.lower():
+        return False
+    return any(
+        c["type"] == "number"
+        and float(c["value"]) == change.old_value
+        and (change.unit is None or (c.get("unit") or "") == change.unit)
+        for c in checks
+    )
+
+
+def corrected(change: Change, checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The checks with the old value replaced by the new one: what a user's correction of the row would say."""
+    old, new = f"{change.old_value:g}", f"{change.new_value:g}"
+    out = []
+    for check in checks:
+        check = dict(check)
+        if check["type"] == "number" and float(check["value"]) == change.old_value:
+            check["value"] = change.new_value
+        elif "values" in check:
+            check["values"] = [v.replace(old, new) for v in check["values"]]
+        out.append(check)
+    return out
+
+
+def sample_rows() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in SAMPLE_DATASET.read_text().splitlines() if line.strip()]
+
+
+def readable(row: dict[str, Any]) -> tuple[str, str, list[dict[str, Any]]] | None:
+    """The row's question, answer and checks; None for the sample's deliberate noise that the upload leaves out."""
+    try:
+        question, answer = record_to_pair(row)
+        return question, answer, record_checks(row) or []
+    except ValueError:
+        return None
+
+
+def changed_fact_rows(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[Change]]]:
+    """Each row of the dataset that asks one or more changed facts, with those."""
+    found = []
+    for row in rows:
+        if (fields := readable(row)) is not None:
+            hits = [c for c in CHANGES if asks(c, fields[0], fields[2])]
+            if hits:
+                found.append((row, hits))
+    return found
+
+
+def questions(rows: list[dict[str, Any]], test: list[Example]) -> list[Question]:
+    """Efficacy (the dataset's rows that ask a changed fact, with corrected checks), generalisation (the paraphrases)
+    and retention (the test split's questions about unchanged facts)."""
+    out = []
+    changed_questions = set()
+    for row, hits in changed_fact_rows(rows):
+        question, answer, checks = readable(row) or ("", "", [])
+        if question in changed_questions:  # the sample's deliberate duplicates are asked once
+            continue
+        new_checks = checks
+        for change in hits:
+            new_checks = corrected(change, new_checks)
+        changed_questions.add(question)
+        out.append(
+            Question(
+                "efficacy",
+                ", ".join(c.name for c in hits),
+                Example(question, answer, checks=new_checks),
+                Example(question, answer, checks=checks),
+            )
+        )
+    for change in CHANGES:
+        for paraphrase in change.paraphrases:
+            check = {"type": "number", "value": change.new_value, "unit": change.unit}
+            out.append(Question("generalisation", change.name, Example(paraphrase, "", checks=[check]), None))
+    for example in test:
+        if example.question not in changed_questions and example.checks:
+            out.append(Question("retention", None, example, example))
+    return out
+
+
+def passages(ctx: ActivityContext, kb_id: str, asked: list[Question], top_k: int) -> list[list[str]]:
+    """The top-k passages of the knowledge base's live index for each question, as serving retrieves them."""
+    cache = knowledge.IndexCache(ctx.store)
+    with ctx.sessions() as session:
+        kb = session.get_one(KnowledgeBase, kb_id)
+        return [[h.chunk.text for h in knowledge.search(session, cache, kb, q.now.question, top_k)] for q in asked]
+
+
+def answer(
+    ctx: ActivityContext, model_name: str, adapter_key: str, asked: list[Question], contexts: list[list[str]] | None
+) -> list[str]:
+    """Greedy answers of the base model with the adapter at `adapter_key`, with `contexts` or closed book, at the
+    evaluation's settings."""
+    from ml.base_model import load_model_and_tokenizer, with_adapter
+
+    config = evaluation_config(ctx.settings)
+    model, tokenizer = load_model_and_tokenizer(model_name, ctx.settings.model_cache_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        tuned = with_adapter(model, get_dir(ctx.store, adapter_key, Path(tmp) / "adapter"), merge=True)
+    return generate_answers(
+        tuned, tokenizer, [q.now.question for q in asked], config.batch_size, config.max_new_tokens, contexts=contexts
+    )
+
+
+def verdicts(asked: list[Question], answers: list[str], before: bool = False) -> list[bool | None]:
+    """Right or wrong by each question's checks (those that held before the update with `before`)."""
+    out = []
+    for question, got in zip(asked, answers, strict=True):
+        example = question.before if before else question.now
+        out.append(None if example is None else verdict_of(example, got)[0])
+    return out
+
+
+def share(right: list[bool | None]) -> dict[str, Any]:
+    judged = [r for r in right if r is not None]
+    n_right = sum(1 for r in judged if r)
+    low, high = wilson_interval(n_right, len(judged))
+    return {
+        "right": n_right,
+        "of": len(judged),
+        "share": round(n_right / len(judged), 4) if judged else None,
+        "ci95": [round(low, 4), round(high, 4)],
+    }
+
+
+def arm_figures(
+    asked: list[Question], right: list[bool | None], before: list[bool | None], minutes_to_serving: float | None
+) -> dict[str, Any]:
+    """Efficacy, generalisation and retention (the share of the unchanged facts right before that are still right,
+    and the share right against the share right before), and the minutes until it answers the changed facts right."""
+    kinds = {kind: [i for i, q in enumerate(asked) if q.kind == kind] for kind in ("efficacy", "generalisation")}
+    retained = [i for i, q in enumerate(asked) if q.kind == "retention"]
+    right_before = [i for i in retained if before[i]]
+    efficacy = share([right[i] for i in kinds["efficacy"]])
+    now_share = share([right[i] for i in retained])["share"]
+    before_share = share([before[i] for i in retained])["share"]
+    reached = efficacy["share"] is not None and efficacy["share"] >= TARGET_EFFICACY
+    return {
+        "efficacy": efficacy,
+        "generalisation": share([right[i] for i in kinds["generalisation"]]),
+        "retention": {
+            "still_right": share([right[i] for i in right_before]),
+            "share_now": now_share,
+            "share_before": before_share,
+            "relative": round(now_share / before_share, 4) if now_share is not None and before_share else None,
+        },
+        "by_change": {
+            change.name: share([right[i] for i, q in enumerate(asked) if q.change and change.name in q.change])
+            for change in CHANGES
+        },
+        "minutes_to_serving": minutes_to_serving,
+        "minutes_to_right": minutes_to_serving if reached else None,
+    }
+
+
+def paired(first: list[bool | None], second: list[bool | None], indices: list[int]) -> dict[str, Any]:
+    """Right/wrong of two arms on the same questions: both, only the first, only the second, neither; exact McNemar."""
+    pairs = [(first[i], second[i]) for i in indices if first[i] is not None and second[i] is not None]
+    only_first = sum(1 for a, b in pairs if a and not b)
+    only_second = sum(1 for a, b in pairs if b and not a)
+    return {
+        "both_right": sum(1 for a, b in pairs if a and b),
+        "only_product": only_first,
+        "only_retrieval": only_second,
+        "neither": sum(1 for a, b in pairs if not a and not b),
+        "mcnemar_p": round(mcnemar_exact(only_first, only_second), 4),
+    }
+
+
+@dataclass
+class Setup:
+    model_name: str
+    hyperparameters: dict[str, Any]
+    settings: dict[str, Any]
+    rows: list[dict[str, Any]]
+    timeout: float
+
+
+def setup(data_dir: Path, quick: bool, max_steps: int | None) -> Setup:
+    rows = sample_rows()
+    if not quick:
+        hyperparameters = {
+            **DEMO_HYPERPARAMETERS,
+            "max_seq_length": DEMO_RAG["max_seq_length"],
+            **({"max_steps": max_steps} if max_steps else {}),
+        }
+        return Setup("smollm2-135m-instruct", hyperparameters, {}, rows, timeout=3 * 3600)
+    changed = [row for row, _ in changed_fact_rows(rows)]
+    others = [row for row in rows if row not in changed][:QUICK_ROWS]
+    return Setup(
+        str(build_tiny_model(data_dir / "tiny-model")),
+        {**TINY_HYPERPARAMETERS, "max_seq_length": 320, **({"max_steps": max_steps} if max_steps else {})},
+        {
+            "retrain_quiet_seconds": 1,
+            "retrain_poll_seconds": 0.3,
+            "knowledge_settle_seconds": 0.3,
+            "split_min_examples": 4,
+            "generation_batch_size": 16,
+            "max_new_tokens": 12,
+        },
+        changed + others,
+        timeout=600,
+    )
+
+
+async def upload_documents(api: httpx.AsyncClient, kb_id: str, documents: dict[str, bytes]) -> None:
+    for name, content in documents.items():
+        response = await api.post(f"/api/v1/knowledge-bases/{kb_id}/documents", files={"file": (name, content)})
+        assert response.status_code == 202, response.text
+
+
+async def promote(api: httpx.AsyncClient, version: int, timeout: float) -> dict[str, Any]:
+    """Ask the gate to promote `version` to production; when it refuses, force it (the result says so)."""
+    asked = await api.post(f"/api/v1/models/{MODEL}/versions/{version}/promote", json={"alias": "production"})
+    assert asked.status_code == 202, asked.text
+    gate = await wait_for_gate(api, asked.headers["Location"], timeout=timeout)
+    outcome = {"gate": gate["status"], "reason": gate["reason"], "forced": False}
+    if gate["status"] != "PROMOTED":
+        forced = await api.post(
+            f"/api/v1/models/{MODEL}/versions/{version}/promote",
+            json={
+                "alias": "production",
+                "force": True,
+                "reason": f"knowledge-update bench: the gate said {gate['status']}",
+            },
+        )
+        assert forced.json()["status"] == "PROMOTED", forced.text
+        outcome["forced"] = True
+    return outcome
+
+
+async def child_of(api: httpx.AsyncClient, task_id: str, timeout: float) -> str:
+    async def children() -> list[dict]:
+        return [t for t in (await api.get("/api/v1/tasks")).json()["items"] if t["parent_task_id"] == task_id]
+
+    found = await poll_until(children, timeout=timeout, interval=1, what=f"an incremental task of {task_id}")
+    return found[0]["task_id"]
+
+
+async def gate_of(api: httpx.AsyncClient, version: int, timeout: float) -> dict[str, Any]:
+    """The gate that the version went before by itself, once it has decided."""
+
+    async def gates() -> list[dict]:
+        items = (await api.get(f"/api/v1/models/{MODEL}/gates")).json()["items"]
+        return [g for g in items if g["candidate_version"] == version]
+
+    found = await poll_until(gates, timeout=timeout, interval=1, what=f"a gate for version {version}")
+    return await wait_for_gate(api, f"/api/v1/models/{MODEL}/gates/{found[0]['gate_id']}", timeout=timeout)
+
+
+def minutes(since: datetime, until: str | datetime) -> float:
+    moment = datetime.fromisoformat(until) if isinstance(until, str) else until
+    return round((moment - since).total_seconds() / 60, 2)
+
+
+async def measure(quick: bool, max_steps: int | None) -> dict[str, Any]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(), dev_server_log_level="error"
+    )
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            return await run_bench(env, Path(tmp), quick, max_steps)
+    finally:
+        await env.shutdown()
+
+
+async def run_bench(env: WorkflowEnvironment, data_dir: Path, quick: bool, max_steps: int | None) -> dict[str, Any]:
+    """The whole knowledge update on the Temporal server of `env`, its files in `data_dir`."""
+    started = time.perf_counter()
+    run = setup(data_dir, quick, max_steps)
+    # the real model is de-quantized once into the checkout's cache, as the other benchmarks do
+    cache = data_dir / "model-cache" if quick else Path(".wlops/model-cache").resolve()
+    settings = with_temporal(Settings(data_dir=data_dir / "wlops", model_cache=cache), env, **run.settings)
+    migrate(settings.resolved_database_url)
+    ctx = ActivityContext.from_settings(settings)
+    dataset_path = data_dir / SAMPLE_DATASET.name
+    dataset_path.write_text("".join(json.dumps(row) + "\n" for row in run.rows))
+    async with running_workers(env.client, ctx), api_client(settings, "bench", "bench") as api:
+        result = await knowledge_update(api, ctx, run, dataset_path)
+    result["seconds"] = round(time.perf_counter() - started)
+    return result
+
+
+async def knowledge_update(
+    api: httpx.AsyncClient, ctx: ActivityContext, run: Setup, dataset_path: Path
+) -> dict[str, Any]:
+    # 1. the knowledge base, the dataset, a task that follows the knowledge base, promoted to production
+    kb_id = (await api.post("/api/v1/knowledge-bases", json=DEMO_KNOWLEDGE_BASE)).json()["knowledge_base_id"]
+    documents = {p.name: p.read_bytes() for p in sorted(SAMPLE_KNOWLEDGE.iterdir()) if p.is_file()}
+    await upload_documents(api, kb_id, documents)
+    await wait_for_knowledge_base(api, kb_id, version=1, timeout=run.timeout)
+    uploaded = await api.post(
+        "/api/v1/datasets",
+        files={"file": (dataset_path.name, dataset_path.read_bytes())},
+        data={"name": "FerroLink support FAQ"},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    dataset_id = uploaded.json()["dataset_id"]
+    parent = await create_task(
+        api,
+        "standard",
+        {
+            "task_name": "FerroLink assistant (follows its documents)",
+            "model_name": run.model_name,
+            "dataset_id": dataset_id,
+            "hyperparameters": run.hyperparameters,
+            "knowledge_base_id": kb_id,
+            "retrieval_top_k": DEMO_RAG["retrieval_top_k"],
+            "retrain_on_change": True,
+            "register_as": MODEL,
+        },
+    )
+    await api.post(f"/api/v1/tasks/{parent['task_id']}/start")
+    parent = await wait_until_done(api, parent["task_id"], timeout=run.timeout)
+    assert parent["status"] == "COMPLETED", parent["error"]
+    first_promotion = await promote(api, 1, run.timeout)
+    versions = {v["version"]: v for v in (await api.get(f"/api/v1/models/{MODEL}/versions")).json()["items"]}
+    test = Splits.from_json(ctx.read_json(first_splits_key(parent["task_id"]))).test
+    asked = questions(run.rows, test)
+    top_k = DEMO_RAG["retrieval_top_k"]
+    old_passages = await asyncio.to_thread(passages, ctx, kb_id, asked, top_k)
+    before_rag = await asyncio.to_thread(answer, ctx, run.model_name, versions[1]["adapter_key"], asked, old_passages)
+    before_closed = await asyncio.to_thread(answer, ctx, run.model_name, versions[1]["adapter_key"], asked, None)
+
+    # 2. the changed documents, uploaded as new versions
+    changed: dict[str, str] = {}
+    for change in CHANGES:
+        text = changed.get(change.document, documents[change.document].decode())
+        assert text.count(change.old_text) == 1, f"{change.name}: {change.old_text!r} is not in {change.document} once"
+        changed[change.document] = text.replace(change.old_text, change.new_text)
+    upload_at = datetime.now(UTC)
+    await upload_documents(api, kb_id, {name: text.encode() for name, text in changed.items()})
+
+    # 3. the index, the incremental task (the rows the new versions contradict are marked stale before it), its gate
+    index_ready_at = (await wait_for_knowledge_base(api, kb_id, version=2, timeout=run.timeout))["updated_at"]
+    child_id = await child_of(api, parent["task_id"], run.timeout)
+    child = await wait_until_done(api, child_id, timeout=run.timeout)
+    assert child["status"] == "COMPLETED", child["error"]
+    gate = await gate_of(api, 2, run.timeout)
+    [production] = [a for a in (await api.get(f"/api/v1/models/{MODEL}/aliases")).json() if a["alias"] == "production"]
+    versions = {v["version"]: v for v in (await api.get(f"/api/v1/models/{MODEL}/versions")).json()["items"]}
+    served_at = production["updated_at"] if production["version"] == 2 else None
+    to_serving = minutes(upload_at, served_at) if served_at else None
+
+    stale_rows = (await api.get(f"/api/v1/knowledge-bases/{kb_id}/stale-rows")).json()["items"]
+    kb = (await api.get(f"/api/v1/knowledge-bases/{kb_id}")).json()
+    # a test question that the product found contradicted asks a changed fact: it says nothing about retention
+    stale_questions = {r["question"] for r in stale_rows}
+    for q in asked:
+        if q.kind == "retention" and q.now.question in stale_questions:
+            q.kind = "retention_stale"
+
+    # 4. and 5. the arms, on the same questions and the new index's passages
+    new_passages = await asyncio.to_thread(passages, ctx, kb_id, asked, top_k)
+    old, new = versions[1]["adapter_key"], versions[2]["adapter_key"]
+    answers = {
+        PRODUCT: await asyncio.to_thread(answer, ctx, run.model_name, new, asked, new_passages),
+        RETRIEVAL_ONLY: await asyncio.to_thread(answer, ctx, run.model_name, old, asked, new_passages),
+        RETRAINED_CLOSED_BOOK: await asyncio.to_thread(answer, ctx, run.model_name, new, asked, None),
+    }
+    right = {arm: verdicts(asked, got) for arm, got in answers.items()}
+    before = {"rag": verdicts(asked, before_rag, before=True), "closed_book": verdicts(asked, before_closed, True)}
+    arms = {
+        PRODUCT: arm_figures(asked, right[PRODUCT], before["rag"], to_serving),
+        RETRIEVAL_ONLY: arm_figures(asked, right[RETRIEVAL_ONLY], before["rag"], minutes(upload_at, index_ready_at)),
+        RETRAINED_CLOSED_BOOK: arm_figures(asked, right[RETRAINED_CLOSED_BOOK], before["closed_book"], to_serving),
+    }
+    indices = {
+        kind: [i for i, q in enumerate(asked) if q.kind == kind]
+        for kind in ("efficacy", "generalisation", "retention", "retention_stale")
+    }
+    return {
+        "dataset": SAMPLE_DATASET.name,
+        "rows": len(run.rows),
+        "knowledge_base": str(SAMPLE_KNOWLEDGE.relative_to(SAMPLE_KNOWLEDGE.parents[2])),
+        "model": "tiny random model (--quick)" if run.model_name != "smollm2-135m-instruct" else run.model_name,
+        "hyperparameters": run.hyperparameters,
+        "settings": run.settings,
+        "changes": [{"fact": c.name, "document": c.document, "old": c.old_text, "new": c.new_text} for c in CHANGES],
+        "questions": {kind: len(i) for kind, i in indices.items()},
+        "first_promotion": first_promotion,
+        "timeline_minutes": {
+            "index_ready": minutes(upload_at, index_ready_at),
+            "retraining_started": minutes(upload_at, child["created_at"]),
+            "retrained": minutes(upload_at, child["updated_at"]),
+            "gate_decided": minutes(upload_at, gate["finished_at"]) if gate["finished_at"] else None,
+            "production_serves_new_version": to_serving,
+        },
+        "gate": {
+            "status": gate["status"],
+            "reason": gate["reason"],
+            "candidate_version": gate["candidate_version"],
+            "current_version": gate["current_version"],
+            "pooled": (gate["figures"] or {}).get("pooled"),
+        },
+        "production_version": production["version"],
+        "incremental_task": {
+            "task_id": child_id,
+            "knowledge_base_version": versions[2]["knowledge_base_version"],
+            "knowledge_base_version_now": kb["version"],
+        },
+        "before": {
+            mode: {
+                "efficacy_old_value": share([v[i] for i in indices["efficacy"]]),
+                "retention_questions": share([v[i] for i in indices["retention"]]),
+            }
+            for mode, v in before.items()
+        },
+        "arms": arms,
+        "paired_product_vs_retrieval_only": {
+            kind: paired(right[PRODUCT], right[RETRIEVAL_ONLY], i) for kind, i in indices.items()
+        },
+        "targets": {
+            "efficacy_within_10_minutes": {
+                "target": f">= {TARGET_EFFICACY} within {TARGET_MINUTES:g} min",
+                "holds": arms[PRODUCT]["minutes_to_right"] is not None
+                and arms[PRODUCT]["minutes_to_right"] <= TARGET_MINUTES,
+            },
+            "retention": {
+                "target": f">= {TARGET_RETENTION} of before",
+                "holds": (arms[PRODUCT]["retention"]["relative"] or 0) >= TARGET_RETENTION,
+            },
+        },
+        # rows that ask a changed fact by the bench's reading and that the product did not mark stale: the re-training
+        # learns their old value again
+        "efficacy_rows_not_marked_stale": [
+            asked[i].now.question for i in indices["efficacy"] if asked[i].now.question not in stale_questions
+        ],
+        "stale_rows": [
+            {k: r[k] for k in ("row_id", "question", "old_value", "new_value", "document_name", "state")}
+            for r in stale_rows
+        ],
+        "answers": [
+            {
+                "kind": q.kind,
+                "change": q.change,
+                "question": q.now.question,
+                **{f"{arm}": {"answer": answers[arm][i], "right": right[arm][i]} for arm in answers},
+                "before_rag": {"answer": before_rag[i], "right": before["rag"][i]},
+            }
+            for i, q in enumerate(asked)
+            if q.kind != "retention"
+        ],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--max-steps", type=int, default=None, help="training steps per task (default: the demo's)")
+    parser.add_argument("--quick", action="store_true", help="the tiny random model on a subset: the path, not figures")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write (default: bench/results/knowledge_update.json; with --quick, a file in the temp "
+        "folder, so that the tiny model's figures never replace the measured ones)",
+    )
+    args = parser.parse_args()
+    out = args.out or (Path(tempfile.gettempdir()) / "knowledge_update_quick.json" if args.quick else None)
+    write_result("knowledge_update", asyncio.run(measure(args.quick, args.max_steps)), out)
+
+
+if __name__ == "__main__":
+    configure_process_environment()
+    main()

@@ -184,7 +184,7 @@ def _contradiction(
                         row.row_id,
                         row.question,
                         value.text,
-                        _replacement(value, change.added) if change.new else None,
+                        _replacement(value, change.removed, change.added) if change.new else None,
                         change.old,
                         change.new,
                     )
@@ -228,14 +228,22 @@ def _common_words(document: list[str]) -> set[str]:
     return {w for w, n in counts.items() if n > max(2, COMMON_SHARE * len(document))}
 
 
-def _replacement(value: Value, added: tuple[Value, ...]) -> str | None:
-    """The added value that takes the old one's place: a number of the same unit for a number, else a term."""
-    if value.number is not None:
-        same_unit = [a for a in added if a.number is not None and a.unit == value.unit]
-        numbers = same_unit or [a for a in added if a.number is not None]
-        return numbers[0].text if numbers else None
-    terms = [a for a in added if a.number is None]
-    return terms[0].text if terms else None
+def _replacement(value: Value, removed: tuple[Value, ...], added: tuple[Value, ...]) -> str | None:
+    """The added value that takes the old one's place: of the same kind (a number of the same unit, else any number;
+    a term for a term), and where a sentence changes several of a kind, the one in the same position ("F2 costs $499,
+    F4 $899" → "$549 … $949": $899 becomes $949)."""
+
+    def kind(candidates: tuple[Value, ...]) -> list[Value]:
+        if value.number is None:
+            return [v for v in candidates if v.number is None]
+        same_unit = [v for v in candidates if v.number is not None and v.unit == value.unit]
+        return same_unit or [v for v in candidates if v.number is not None]
+
+    olds, news = kind(removed), kind(added)
+    if not news:
+        return None
+    position = next((i for i, v in enumerate(olds) if v is value), 0)
+    return news[min(position, len(news) - 1)].text
 
 
 def _same(a: Value, b: Value) -> bool:

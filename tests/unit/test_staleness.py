@@ -132,6 +132,18 @@ def test_a_changed_price_stales_a_contains_any_row_and_keeps_the_unit():
     assert (stale.row_id, stale.old_value, stale.new_value) == ("f2-price", "$499", "$549")
 
 
+def test_a_sentence_that_changes_two_prices_pairs_each_with_the_one_in_its_place():
+    f4 = row(
+        "f4-price",
+        "How much does the FerroBox F4 cost?",
+        "The FerroBox F4 costs $899.",
+        {"type": "number", "value": 899, "unit": "$"},
+    )
+    new = GUIDE.replace("F2 costs $499", "F2 costs $549").replace("F4 costs $899", "F4 costs $949")
+    found = {s.row_id: (s.old_value, s.new_value) for s in stale_rows(GUIDE, new, [PRICE, f4])}
+    assert found == {"f2-price": ("$499", "$549"), "f4-price": ("$899", "$949")}
+
+
 def test_a_changed_limit_and_a_changed_amount_with_units():
     new = GUIDE.replace("up to 3 users", "up to 5 users").replace("8 GB of RAM is", "16 GB of RAM is")
     found = {s.row_id: (s.old_value, s.new_value) for s in stale_rows(GUIDE, new, ROWS)}

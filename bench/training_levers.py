@@ -1,0 +1,201 @@
+"""Training levers side by side, at equal training tokens (the CPU's minutes, free of what else runs on it): one
+round of LoRA training from the base model on the shipped sample's training split with passages from its fact sheet,
+then every feedback and test question asked with retrieval and judged by its fact checks.
+
+Each arm changes one thing against `reference` (today's task: RAFT passages, the reference answers as targets). The
+levers are chosen on the feedback split; the test split is reported beside it and never used to choose.
+
+    python -m bench.training_levers [--arms reference polar_pairs ...] [--budget-tokens N] [--seeds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.common import write_result
+from cli.demo import DEMO_HYPERPARAMETERS, DEMO_KNOWLEDGE_BASE, DEMO_RAG, SAMPLE_DATASET, SAMPLE_KNOWLEDGE
+from core.settings import Settings
+from facts.stats import wilson_interval
+from knowledge.chunking import ChunkingConfig
+from knowledge.documents import media_type_of
+from knowledge.embeddings import count_tokens, embed
+from knowledge.index import KnowledgeIndex
+from knowledge.ingest import SourceDocument, build_index
+from ml.examples import Example
+from ml.focused_context import focused
+from ml.optimizer import Splits, clean_dataset, split_examples
+from ml.passage_answers import in_passage_words
+from ml.polar_questions import polar_questions
+from ml.retrieval_context import ContextConfig, held_out_contexts, training_contexts
+from schemas.workflow_io import Hyperparameters
+
+MODEL = "smollm2-135m-instruct"
+# the demo's first round: 20 steps of 8 examples with three 48-token passages each
+DEFAULT_BUDGET_TOKENS = 40_000
+
+
+@dataclasses.dataclass
+class Prepared:
+    index: KnowledgeIndex
+    splits: Splits  # train with RAFT passages, feedback and test with the passages retrieved for their questions
+
+
+def sample_index() -> KnowledgeIndex:
+    files = sorted(p for p in SAMPLE_KNOWLEDGE.iterdir() if p.is_file())
+    documents = [SourceDocument(p.stem, 1, p.name, media_type_of(p.name)) for p in files]
+    config = ChunkingConfig(
+        chunk_tokens=DEMO_KNOWLEDGE_BASE["chunk_tokens"], overlap_tokens=DEMO_KNOWLEDGE_BASE["chunk_overlap_tokens"]
+    )
+    by_id = {p.stem: p for p in files}
+    return build_index(documents, None, lambda d: by_id[d.document_id].read_bytes(), embed, count_tokens, config).index
+
+
+def prepare() -> Prepared:
+    index = sample_index()
+    cleaned = clean_dataset(SAMPLE_DATASET, "jsonl")
+    splits = split_examples(cleaned.examples)
+    config = ContextConfig(top_k=DEMO_RAG["retrieval_top_k"], seed=1)
+    train = training_contexts(index, splits.train, embed, config)
+    feedback, _, _ = held_out_contexts(index, splits.feedback, embed, config)
+    test, _, _ = held_out_contexts(index, splits.test, embed, config)
+    return Prepared(index, Splits(train, feedback, test))
+
+
+Lever = Callable[[Prepared], Prepared]
+
+
+def reference(prepared: Prepared) -> Prepared:
+    return prepared
+
+
+def passage_words(prepared: Prepared) -> Prepared:
+    """The training answers restated from their supporting passages."""
+    train, _ = in_passage_words(prepared.splits.train, {c.chunk_id: c for c in prepared.index.chunks})
+    return dataclasses.replace(prepared, splits=dataclasses.replace(prepared.splits, train=train))
+
+
+def polar_pairs(prepared: Prepared) -> Prepared:
+    """The training split plus yes/no questions with both answers from the knowledge base's statements."""
+    config = ContextConfig(top_k=DEMO_RAG["retrieval_top_k"], seed=1)
+    extra = training_contexts(prepared.index, polar_questions(prepared.index.chunks), embed, config)
+    return dataclasses.replace(
+        prepared, splits=dataclasses.replace(prepared.splits, train=prepared.splits.train + extra)
+    )
+
+
+def focused_context(prepared: Prepared) -> Prepared:
+    """Every prompt's passages cut to the three statements nearest its question, in training and when asked."""
+    splits = prepared.splits
+    return dataclasses.replace(
+        prepared,
+        splits=Splits(focused(splits.train, embed), focused(splits.feedback, embed), focused(splits.test, embed)),
+    )
+
+
+def all_levers(prepared: Prepared) -> Prepared:
+    return focused_context(polar_pairs(passage_words(prepared)))
+
+
+ARMS: dict[str, Lever] = {
+    "reference": reference,
+    "passage_words": passage_words,
+    "polar_pairs": polar_pairs,
+    "focused_context": focused_context,
+    "all_levers": all_levers,
+}
+
+
+def mean_row_tokens(tokenizer, examples: list[Example], max_length: int) -> float:
+    from ml.trainer import tokenize_with_masks
+
+    rows, _ = tokenize_with_masks(tokenizer, examples, max_length)
+    return statistics.fmean(len(ids) for ids, _ in rows)
+
+
+def judged(examples: list[Example], answers: list[str]) -> dict:
+    from ml.evaluator import verdict_of
+
+    verdicts = [verdict_of(e, a)[0] for e, a in zip(examples, answers, strict=True)]
+    right = sum(1 for v in verdicts if v)
+    low, high = wilson_interval(right, len(examples))
+    return {
+        "right": right,
+        "n": len(examples),
+        "accuracy": round(right / len(examples), 4),
+        "interval": [round(low, 4), round(high, 4)],
+        "wrong": [
+            {"question": e.question, "answer": a, "expected": e.answer}
+            for e, a, v in zip(examples, answers, verdicts, strict=True)
+            if not v
+        ],
+        "right_ids": [e.id for e, v in zip(examples, verdicts, strict=True) if v],
+    }
+
+
+def run_arm(name: str, prepared: Prepared, budget_tokens: int, seed: int, settings: Settings) -> dict:
+    from ml.base_model import load_model_and_tokenizer
+    from ml.evaluator import generate_answers
+    from ml.trainer import train_lora
+
+    arm = ARMS[name](prepared)
+    model, tokenizer = load_model_and_tokenizer(MODEL, settings.model_cache_dir)
+    max_length = DEMO_RAG["max_seq_length"]
+    hp = Hyperparameters(**{**DEMO_HYPERPARAMETERS, "max_seq_length": max_length, "seed": seed})
+    per_row = mean_row_tokens(tokenizer, arm.splits.train, max_length)
+    hp.max_steps = max(1, round(budget_tokens / (per_row * hp.batch_size)))
+    hp.epochs = 100  # the budget ends training, not the epochs
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        summary = train_lora(model, tokenizer, arm.splits.train, hp, Path(folder) / "adapter")
+    trained = time.perf_counter() - started
+    out: dict = {
+        "arm": name,
+        "seed": seed,
+        "train_rows": len(arm.splits.train),
+        "mean_row_tokens": round(per_row, 1),
+        "steps": summary.steps,
+        "examples_seen": summary.steps * hp.batch_size,
+        "tokens": summary.useful_tokens,
+        "train_seconds": round(trained, 1),
+        "tokens_per_second": summary.tokens_per_second,
+        "examples_per_minute": round(summary.steps * hp.batch_size / trained * 60, 1),
+    }
+    for split in ("feedback", "test"):
+        examples = getattr(arm.splits, split)
+        answers = generate_answers(
+            model, tokenizer, [e.question for e in examples], contexts=[e.context for e in examples]
+        )
+        out[split] = judged(examples, answers)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--budget-tokens", type=int, default=DEFAULT_BUDGET_TOKENS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[7])
+    parser.add_argument("--out", default="training_levers")
+    args = parser.parse_args()
+    settings = Settings()
+    prepared = prepare()
+    runs = []
+    for name in args.arms:
+        for seed in args.seeds:
+            run = run_arm(name, prepared, args.budget_tokens, seed, settings)
+            runs.append(run)
+            print(
+                f"{name} seed {seed}: feedback {run['feedback']['right']}/{run['feedback']['n']}, test "
+                f"{run['test']['right']}/{run['test']['n']}, {run['steps']} steps, {run['train_seconds']} s",
+                flush=True,
+            )
+    write_result(args.out, {"budget_tokens": args.budget_tokens, "seeds": args.seeds, "runs": runs})
+
+
+if __name__ == "__main__":
+    main()

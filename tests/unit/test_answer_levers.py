@@ -1,0 +1,88 @@
+"""The training levers' data: yes/no questions with both answers, answers in the passage's words, focused contexts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facts.judge import judge
+from knowledge.index import ChunkRecord, chunk_id
+from ml.examples import Example
+from ml.focused_context import focused
+from ml.passage_answers import in_passage_words, passage_answer
+from ml.polar_questions import polar_questions, value_span
+from schemas.checks import dump_checks, parse_checks
+
+PORTS = "- The web console is served over HTTPS on TCP port 7410.\n- File synchronization uses TCP port 7411."
+PRICES = "- The FerroBox F2 costs $499 and the FerroBox F4 costs $899.\n- Pro costs $8 per user per month."
+
+
+def chunk(name: str, text: str) -> ChunkRecord:
+    return ChunkRecord(chunk_id(name, 1, 0), name, 1, f"{name}.md", 0, ["H"], text, 0, len(text))
+
+
+def test_polar_questions_ask_each_value_as_written_and_swapped_for_one_of_its_kind():
+    examples = polar_questions([chunk("ports", PORTS), chunk("prices", PRICES)], seed=3)
+    by_answer: dict[str, list[Example]] = {}
+    for e in examples:
+        by_answer.setdefault(e.answer.split(",")[0], []).append(e)
+    assert set(by_answer) == {"Yes", "No"}
+    for e in by_answer["Yes"]:  # the true claim is the statement itself
+        assert e.answer[5:].rstrip(".").casefold() in e.question.casefold()
+    swapped = [e for e in by_answer["No"] if "7410" in e.answer]
+    assert swapped and "7411" in swapped[0].question and "7410" not in swapped[0].question  # a port for a port
+    for e in examples:  # never a port for a price
+        assert not ("port" in e.question and "$" in e.question)
+        assert judge(e.answer, parse_checks(e.checks)).right
+
+
+def test_a_statement_with_no_value_of_its_kind_elsewhere_gets_only_its_yes_question():
+    examples = polar_questions([chunk("one", "- Logs are rotated daily and 14 rotated files are kept.")])
+    assert [e.answer.split(",")[0] for e in examples] == ["Yes"]
+    assert value_span("Logs are rotated daily and 14 rotated files are kept.").text == "14"
+
+
+def test_an_answer_is_restated_from_its_passage_only_when_its_checks_still_pass():
+    ports = chunk("ports", PORTS)
+    checks = dump_checks(parse_checks([{"type": "number", "value": 7410}]))
+    example = Example("Which port does the console use?", "The console uses port 7410.", checks=checks)
+    assert passage_answer(example, ports) == "The web console is served over HTTPS on TCP port 7410."
+    polar = Example(
+        "Is the console on port 7410?",
+        "Yes, it is on 7410.",
+        checks=dump_checks(parse_checks([{"type": "polarity", "value": "yes"}])),
+    )
+    assert passage_answer(polar, ports).startswith("Yes, the web console is served")
+    wrong_fact = Example(
+        "How much is the F4?",
+        "The FerroBox F4 costs $899.",
+        checks=dump_checks(parse_checks([{"type": "number", "value": 899, "unit": "$"}])),
+    )
+    assert passage_answer(wrong_fact, ports) is None  # no statement of the ports passage passes
+    restated, count = in_passage_words(
+        [
+            Example(example.question, example.answer, checks=checks, supporting_chunk_id=ports.chunk_id),
+            Example("No passage", "Kept as written.", checks=checks),
+        ],
+        {ports.chunk_id: ports},
+    )
+    assert count == 1 and restated[1].answer == "Kept as written."
+
+
+def test_a_focused_context_keeps_the_statements_nearest_the_question_in_passage_order():
+    words = ["port", "price", "log", "backup"]
+
+    def embed(texts: list[str]) -> np.ndarray:  # a bag of the four words: enough to rank by
+        vectors = np.array([[float(w in t.lower()) for w in words] + [0.1] for t in texts])
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    example = Example(
+        "Which port and which log?",
+        "7410; info.",
+        context=[
+            "The console port is 7410. The price is $8 per user.",
+            "The default log level is info. Backups run at 02:00 daily.",
+        ],
+    )
+    [cut] = focused([example], embed, keep=2)
+    assert cut.context == ["The console port is 7410.", "The default log level is info."]
+    assert focused([Example("q", "a")], embed) == [Example("q", "a")]

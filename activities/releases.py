@@ -48,7 +48,11 @@ class ReleaseActivities:
     def analyse_release(self, inp: AnalyseReleaseInput) -> AnalyseReleaseResult:
         """Each arm's figures since the step began, and whether there are enough of them and the candidate passes."""
         with self.ctx.sessions() as session:
-            enough, passed, reason, figures = releases.analyse(
-                session, inp.release_id, inp.step_index, datetime.fromisoformat(inp.since)
-            )
-        return AnalyseReleaseResult(enough=enough, passed=passed, reason=reason, figures=figures)
+            analysis = releases.analyse(session, inp.release_id, inp.step_index, datetime.fromisoformat(inp.since))
+        return AnalyseReleaseResult(
+            enough=analysis.enough,
+            passed=analysis.passed,
+            reason=analysis.reason,
+            figures=analysis.figures,
+            alias_moved=analysis.alias_moved,
+        )

@@ -700,3 +700,4 @@ class AnalyseReleaseResult:
     passed: bool  # (when enough) the candidate is within every threshold
     reason: str
     figures: dict[str, Any]
+    alias_moved: bool = False  # the alias no longer points at the release's current version

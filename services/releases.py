@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -201,23 +201,38 @@ def judge(current: dict, candidate: dict, weight: int, thresholds: Thresholds) -
     return True, True, "the candidate is within every threshold"
 
 
-def analyse(session: Session, release_id: str, step_index: int, since: datetime) -> tuple[bool, bool, str, dict]:
+@dataclass(frozen=True)
+class Analysis:
+    enough: bool
+    passed: bool
+    reason: str
+    figures: dict
+    alias_moved: bool  # the alias no longer points at the release's current version: the release must stop
+
+
+def analyse(session: Session, release_id: str, step_index: int, since: datetime) -> Analysis:
     """The step's figures per arm from the history since `since`, and `judge`'s verdict on them."""
     release = session.get_one(Release, release_id)
+    model = session.get_one(RegisteredModel, release.model_id)
+    pointing = aliases_of(session, model).get(release.alias)
     thresholds = Thresholds(**release.thresholds)
     rows = session.execute(
-        select(QAEntry.release_arm, QAEntry.status, QAEntry.latency_ms, QAEntry.rating).where(
+        select(QAEntry.release_arm, QAEntry.status, QAEntry.latency_ms, QAEntry.rating, QAEntry.created_at).where(
             QAEntry.release_id == release_id, QAEntry.created_at >= since
         )
     ).all()
+    # an entry is recorded when its answer ends: one asked before the step began belongs to the step before
+    since = as_utc(since)
+    rows = [row for row in rows if as_utc(row.created_at) - timedelta(milliseconds=row.latency_ms) >= since]
     arms = {
-        arm: arm_figures([(status, latency, rating) for a, status, latency, rating in rows if a == arm])
+        arm: arm_figures([(status, latency, rating) for a, status, latency, rating, _ in rows if a == arm])
         for arm in (CURRENT, CANDIDATE)
     }
     weight = release.steps[step_index]
     enough, passed, reason = judge(arms[CURRENT], arms[CANDIDATE], weight, thresholds)
     figures = {"step": step_index + 1, "weight": weight, "since": since.isoformat(), **arms}
-    return enough, passed, reason, figures
+    moved = pointing is None or pointing.version != release.current_version
+    return Analysis(enough, passed, reason, figures, moved)
 
 
 # ---------------------------------------------------------------- starting, reading

@@ -110,16 +110,18 @@ class ReleaseWorkflow:
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=RETRY,
             )
-            if analysis.enough:
+            if analysis.enough or analysis.alias_moved:  # (a decision on a moved alias stops the release)
+                failed = analysis.enough and not analysis.passed
                 await self._decide(
                     ReleaseDecisionInput(
                         inp.release_id,
-                        f"analysis-{step}" if analysis.passed else "rollback",
-                        "analysis" if analysis.passed else "rollback",
+                        "rollback" if failed else f"analysis-{step}",
+                        "rollback" if failed else "analysis",
                         f"step {step + 1}: {analysis.reason}",
-                        status=None if analysis.passed else S.ROLLED_BACK.value,
-                        weight=None if analysis.passed else 0,
+                        status=S.ROLLED_BACK.value if failed else None,
+                        weight=0 if failed else None,
                         figures=analysis.figures,
+                        guard_alias=True,
                     )
                 )
                 return self._active()

@@ -199,6 +199,14 @@ del R
 
 ACTIVE_RELEASE_STATUSES = frozenset(s for s, targets in RELEASE_TRANSITIONS.items() if targets)
 
+# The controls of a release: the statuses each one is accepted in, and the status it leads to.
+RELEASE_CONTROLS: dict[str, tuple[frozenset[ReleaseStatus], ReleaseStatus]] = {
+    "promote": (frozenset({ReleaseStatus.RUNNING, ReleaseStatus.PAUSED}), ReleaseStatus.PROMOTED),
+    "pause": (frozenset({ReleaseStatus.RUNNING}), ReleaseStatus.PAUSED),
+    "resume": (frozenset({ReleaseStatus.PAUSED}), ReleaseStatus.RUNNING),
+    "abort": (ACTIVE_RELEASE_STATUSES, ReleaseStatus.ABORTED),
+}
+
 
 def check_release_transition(
     current: ReleaseStatus, target: ReleaseStatus, *, suspended_from: ReleaseStatus | None = None

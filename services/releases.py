@@ -20,6 +20,7 @@ At most one release is active (PENDING, RUNNING or PAUSED) on an alias. Every lo
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 from dataclasses import asdict, dataclass
@@ -35,7 +36,7 @@ from core.access import Scope
 from core.clock import as_utc, utcnow
 from core.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from core.settings import TASK_QUEUE_WORKFLOWS
-from core.status import ACTIVE_RELEASE_STATUSES, ReleaseStatus, check_release_transition
+from core.status import ACTIVE_RELEASE_STATUSES, RELEASE_CONTROLS, ReleaseStatus, check_release_transition
 from db.models import AuditEntry, ModelVersion, QAEntry, RegisteredModel, Release, ReleaseDecision, new_id
 from db.session import page
 from schemas.workflow_io import ReleaseControl, ReleaseInput, ReleaseResult
@@ -45,7 +46,10 @@ from services.tasks import CONTROL_TIMEOUT, Temporal
 from temporal_client.workflows import ReleaseWorkflow
 
 CURRENT, CANDIDATE = "current", "candidate"
-ACTIONS = ("promote", "pause", "resume", "abort")
+ACTIONS = tuple(RELEASE_CONTROLS)
+# The release's row is written by the workflow's activities a moment before the workflow itself has taken the
+# decision in: a control the row allows but the workflow's validator refuses is sent again for this long.
+CATCH_UP_SECONDS, CATCH_UP_INTERVAL = 5.0, 0.2
 
 
 def release_workflow_id(release_id: str) -> str:
@@ -433,6 +437,11 @@ def decide(
     return decision
 
 
+def _still_allowed(session: Session, release_id: str, allowed: frozenset[ReleaseStatus]) -> bool:
+    session.expire_all()
+    return ReleaseStatus(session.get_one(Release, release_id).status) in allowed
+
+
 def _decision(session: Session, release_id: str, key: str) -> ReleaseDecision | None:
     return session.scalar(
         select(ReleaseDecision).where(ReleaseDecision.release_id == release_id, ReleaseDecision.key == key)
@@ -470,7 +479,8 @@ async def control(
         raise Invalid(f"action: one of {', '.join(ACTIONS)}, got {action!r}")
     if action == "promote" and Scope.MODELS_FORCE not in actor.scopes:
         raise Forbidden("promoting a release past its remaining steps requires models:force (owners and admins)")
-    if ReleaseStatus(release.status) not in ACTIVE_RELEASE_STATUSES:
+    allowed, _ = RELEASE_CONTROLS[action]
+    if ReleaseStatus(release.status) not in allowed:
         raise Conflict(f"cannot {action} release {release.id}: it is {release.status}")
     handle: WorkflowHandle = (await temporal()).get_workflow_handle_for(
         ReleaseWorkflow.run, release_workflow_id(release.id)
@@ -482,13 +492,20 @@ async def control(
         "resume": ReleaseWorkflow.resume,
         "abort": ReleaseWorkflow.abort,
     }[action]
-    try:
-        result: ReleaseResult = await handle.execute_update(update, command, rpc_timeout=CONTROL_TIMEOUT)
-    except WorkflowUpdateFailedError as exc:
-        raise Conflict(getattr(exc.cause, "message", None) or str(exc)) from exc
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND or "already completed" in exc.message:
-            raise Conflict(f"release {release.id} has no running workflow") from exc
-        raise Unavailable(f"the release did not answer (are the control workers running?): {exc.message}") from exc
+    waited = 0.0
+    while True:
+        try:
+            result: ReleaseResult = await handle.execute_update(update, command, rpc_timeout=CONTROL_TIMEOUT)
+            break
+        except WorkflowUpdateFailedError as exc:
+            if waited < CATCH_UP_SECONDS and _still_allowed(session, release.id, allowed):
+                await asyncio.sleep(CATCH_UP_INTERVAL)
+                waited += CATCH_UP_INTERVAL
+                continue
+            raise Conflict(getattr(exc.cause, "message", None) or str(exc)) from exc
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND or "already completed" in exc.message:
+                raise Conflict(f"release {release.id} has no running workflow") from exc
+            raise Unavailable(f"the release did not answer (are the control workers running?): {exc.message}") from exc
     session.expire_all()
     return result

@@ -23,7 +23,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.releases import ReleaseActivities
     from core.settings import TASK_QUEUE_BOOKKEEPING
-    from core.status import ACTIVE_RELEASE_STATUSES, ReleaseStatus
+    from core.status import ACTIVE_RELEASE_STATUSES, RELEASE_CONTROLS, ReleaseStatus
     from schemas.workflow_io import (
         AnalyseReleaseInput,
         AnalyseReleaseResult,
@@ -36,13 +36,8 @@ with workflow.unsafe.imports_passed_through():
 
 RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 S = ReleaseStatus
-AFTER = {"pause": S.PAUSED, "resume": S.RUNNING, "abort": S.ABORTED, "promote": S.PROMOTED}
-ALLOWED_FROM = {
-    "pause": {S.RUNNING},
-    "resume": {S.PAUSED},
-    "abort": {S.PENDING, S.RUNNING, S.PAUSED},
-    "promote": {S.RUNNING, S.PAUSED},
-}
+ALLOWED_FROM = {action: allowed for action, (allowed, _) in RELEASE_CONTROLS.items()}
+AFTER = {action: after for action, (_, after) in RELEASE_CONTROLS.items()}
 
 
 @workflow.defn(name="ReleaseWorkflow")
@@ -90,18 +85,20 @@ class ReleaseWorkflow:
     async def _run_step(self, inp: ReleaseInput, step: int, since: str) -> bool:
         """Bake, wait for requests, analyse; True when the step passed (the release is still RUNNING)."""
         started = workflow.now()
+        due = started + timedelta(seconds=inp.bake_seconds)  # the next analysis
         while True:
-            baked = started + timedelta(seconds=inp.bake_seconds)
             now = workflow.now()
-            await self._wait(baked - now if now < baked else timedelta(seconds=inp.poll_seconds))
+            if now < due:
+                await self._wait(due - now)
             if self._commands:
                 resumed_at = await self._apply(self._commands.pop(0))
                 if not self._active():
                     return False
                 if resumed_at is not None:  # paused and resumed: the step starts again
                     started, since = workflow.now(), resumed_at
+                    due = started + timedelta(seconds=inp.bake_seconds)
                 continue
-            if workflow.now() < baked:
+            if workflow.now() < due:
                 continue
             analysis: AnalyseReleaseResult = await workflow.execute_activity_method(
                 ReleaseActivities.analyse_release,
@@ -141,6 +138,9 @@ class ReleaseWorkflow:
                 if resumed_at is None:
                     return False
                 started, since = workflow.now(), resumed_at
+                due = started + timedelta(seconds=inp.bake_seconds)
+                continue
+            due = workflow.now() + timedelta(seconds=inp.poll_seconds)
 
     async def _wait(self, timeout: timedelta) -> None:
         with contextlib.suppress(TimeoutError):

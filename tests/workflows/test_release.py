@@ -251,6 +251,7 @@ async def test_too_little_traffic_pauses_and_resume_carries_on_with_the_controls
             assert (await control("pause")).status == "PAUSED"
             promoted = await control("promote")
         result = await handle.result()
+        await record_history(handle, "release-controls")
     assert promoted.status == result.status == "PROMOTED" and production(ctx, model) == 2
     kinds = [(kind, key) for kind, key, _, _ in decisions(ctx, release_id)]
     assert kinds == [

@@ -24,7 +24,10 @@ base; `knowledge-ingestion-notify-run1` is an ingestion whose builds notify the 
 answers (behind the `stop-on-feedback-accuracy` patch); `suite-run-completed-run1` a scenario suite's run that answers
 and judges every case, `suite-run-failed-run1` one that cannot answer and is marked FAILED;
 `promotion-gate-suite-refused/promoted-run1` gates that also run the suites the alias requires against the candidate
-(only inputs naming suite runs issue those activities, so the older gates replay unchanged).
+(only inputs naming suite runs issue those activities, so the older gates replay unchanged);
+`release-promoted-run1` a release going 10% -> 50% -> 100% under real traffic and moving the alias,
+`release-rolled-back-run1` one rolled back at its first step, `release-controls-run1` one paused for too little
+traffic, resumed, paused and promoted by hand through its updates.
 """
 
 from __future__ import annotations
@@ -71,6 +74,10 @@ KEPT = {
     # gates that run the suites the alias requires: refused by a blocking suite's failing case, promoted when they pass
     "promotion-gate-suite-refused-run1.json",
     "promotion-gate-suite-promoted-run1.json",
+    # releases: promoted after every step, rolled back at its first, paused/resumed/promoted through its updates
+    "release-promoted-run1.json",
+    "release-rolled-back-run1.json",
+    "release-controls-run1.json",
 }
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from activities.context import ActivityContext
 from core.errors import Conflict, Invalid, NotFound
 from core.status import RELEASE_TRANSITIONS, IllegalTransition, ReleaseStatus, check_release_transition
-from db.models import AliasMove, AuditEntry, RegisteredModel, Release, ReleaseDecision, new_id
+from db.models import AliasMove, AuditEntry, ModelAlias, RegisteredModel, Release, ReleaseDecision, new_id
 from services import registry, releases
 from services.registry import Actor
 from services.releases import CANDIDATE, CURRENT, Thresholds, arm_figures, arm_for, bucket, judge, route
@@ -256,3 +256,21 @@ def test_serving_splits_an_alias_only_while_its_release_runs(released):
     with ctx.sessions() as session:
         releases.decide(session, release_id, "pause-1", "pause", "paused", status=ReleaseStatus.PAUSED)
     assert set(served("bot")) == {("bot@1", None, None)}
+
+
+def test_a_version_in_a_release_is_not_deleted_and_a_deleted_model_takes_its_releases(released):
+    ctx, model, release_id = released
+    with ctx.sessions() as session:
+        model = registry.get_model(session, "org", "bot")
+        with pytest.raises(Conflict, match="version 2 of model bot is in a release"):
+            registry.delete_version(session, model, 2)
+        releases.decide(session, release_id, "abort", "abort", "aborted", status=ReleaseStatus.ABORTED, weight=0)
+        registry.delete_version(session, model, 2)
+        registry.delete_version(session, model, 3)
+    with ctx.sessions() as session:
+        model = registry.get_model(session, "org", "bot")
+        session.execute(ModelAlias.__table__.delete().where(ModelAlias.model_id == model.id))  # nothing served
+        session.commit()
+        registry.delete_model(session, model)
+        assert session.get(Release, release_id) is None
+        assert session.scalar(select(func.count()).where(ReleaseDecision.release_id == release_id)) == 0

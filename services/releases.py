@@ -39,6 +39,7 @@ from core.settings import TASK_QUEUE_WORKFLOWS
 from core.status import ACTIVE_RELEASE_STATUSES, RELEASE_CONTROLS, ReleaseStatus, check_release_transition
 from db.models import AuditEntry, ModelVersion, QAEntry, RegisteredModel, Release, ReleaseDecision, new_id
 from db.session import page
+from schemas.api import ReleaseDecisionPublic, ReleasePublic
 from schemas.workflow_io import ReleaseControl, ReleaseInput, ReleaseResult
 from services.qa import DOWN, CompletionStatus
 from services.registry import Actor, Served, aliases_of, get_version, move_alias, resolve_served, running_gate
@@ -255,17 +256,7 @@ def open_release(
     """Record a release (PENDING) of `alias` to `candidate_version`, and its workflow's input; refused (409) while
     another release is active on the alias, a gate decides it, or the alias already points at the candidate."""
     steps, thresholds = validated_steps(list(steps)), thresholds.validated()
-    candidate = get_version(session, model, candidate_version)
-    current = aliases_of(session, model).get(alias)
-    if current is None:
-        raise NotFound(f"model {model.name} has no alias {alias}: a release moves an alias that serves a version")
-    if current.id == candidate.id:
-        raise Conflict(f"alias {alias} of model {model.name} already points at version {candidate_version}")
-    active = active_release(session, model, alias)
-    if active is not None:
-        raise Conflict(f"release {active.id} is already {active.status} on alias {alias} of model {model.name}")
-    if running_gate(session, model, alias=alias):
-        raise Conflict(f"a promotion gate is deciding alias {alias} of model {model.name}; wait for its decision")
+    current, candidate = release_target(session, model, candidate_version, alias)
     release = Release(
         id=new_id(),
         org_id=model.org_id,
@@ -292,6 +283,36 @@ def open_release(
         max_wait_seconds=thresholds.max_wait_seconds,
         poll_seconds=thresholds.poll_seconds,
     )
+
+
+def release_target(
+    session: Session, model: RegisteredModel, candidate_version: int, alias: str
+) -> tuple[ModelVersion, ModelVersion]:
+    """The version `alias` points at and the candidate, refused as starting a release would be; changes nothing (a dry
+    run's preview)."""
+    candidate = get_version(session, model, candidate_version)
+    current = aliases_of(session, model).get(alias)
+    if current is None:
+        raise NotFound(f"model {model.name} has no alias {alias}: a release moves an alias that serves a version")
+    if current.id == candidate.id:
+        raise Conflict(f"alias {alias} of model {model.name} already points at version {candidate_version}")
+    active = active_release(session, model, alias)
+    if active is not None:
+        raise Conflict(f"release {active.id} is already {active.status} on alias {alias} of model {model.name}")
+    if running_gate(session, model, alias=alias):
+        raise Conflict(f"a promotion gate is deciding alias {alias} of model {model.name}; wait for its decision")
+    return current, candidate
+
+
+def release_public(session: Session, model: RegisteredModel, release: Release) -> ReleasePublic:
+    """The release as the API and the MCP server show it: with every decision and its figures."""
+    decisions = [
+        ReleaseDecisionPublic.model_validate(d, from_attributes=True) for d in decisions_of(session, release.id)
+    ]
+    shown = {
+        k: getattr(release, k) for k in ReleasePublic.model_fields if k not in ("release_id", "model_name", "decisions")
+    }
+    return ReleasePublic(release_id=release.id, model_name=model.name, decisions=decisions, **shown)
 
 
 async def start_release(

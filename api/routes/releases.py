@@ -12,16 +12,9 @@ from fastapi import APIRouter, Path, Query, Response
 from api.deps import Offset, SessionDep, TemporalDep
 from api.security import ModelsForce, ModelsRead, ModelsWrite
 from auth.callers import Caller
-from db.models import RegisteredModel, Release
-from schemas.api import (
-    ReleaseControlRequest,
-    ReleaseCreate,
-    ReleaseDecisionPublic,
-    ReleaseList,
-    ReleasePublic,
-)
+from schemas.api import ReleaseControlRequest, ReleaseCreate, ReleaseList, ReleasePublic
 from services import registry, releases
-from services.releases import Thresholds
+from services.releases import Thresholds, release_public
 
 router = APIRouter(prefix="/api/v1/models", tags=["releases"])
 Limit = Annotated[int, Query(ge=1, le=200)]
@@ -30,23 +23,6 @@ ReleaseId = Annotated[str, Path(min_length=1, max_length=64)]
 
 def actor(caller: Caller) -> registry.Actor:
     return registry.Actor(caller.user_id, caller.api_key_id, caller.scopes)
-
-
-def release_public(session, model: RegisteredModel, release: Release) -> ReleasePublic:
-    decisions = [
-        ReleaseDecisionPublic.model_validate(d, from_attributes=True)
-        for d in releases.decisions_of(session, release.id)
-    ]
-    return ReleasePublic(
-        release_id=release.id,
-        model_name=model.name,
-        decisions=decisions,
-        **{
-            k: getattr(release, k)
-            for k in ReleasePublic.model_fields
-            if k not in ("release_id", "model_name", "decisions")
-        },
-    )
 
 
 @router.post("/{model_name}/releases", status_code=201, response_model=ReleasePublic)

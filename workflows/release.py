@@ -140,7 +140,9 @@ class ReleaseWorkflow:
                 started, since = workflow.now(), resumed_at
                 due = started + timedelta(seconds=inp.bake_seconds)
                 continue
-            due = workflow.now() + timedelta(seconds=inp.poll_seconds)
+            # count again after the poll interval, or at the step's longest wait if that comes first
+            longest = started + timedelta(seconds=inp.max_wait_seconds)
+            due = min(workflow.now() + timedelta(seconds=inp.poll_seconds), max(longest, workflow.now()))
 
     async def _wait(self, timeout: timedelta) -> None:
         with contextlib.suppress(TimeoutError):

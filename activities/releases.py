@@ -1,5 +1,6 @@
 """A release's activities, thin over `services.releases`: make one keyed decision (a traffic change, an analysis's
-outcome, a pause, the alias move, ...), and analyse a step's arms from the question-answering history."""
+outcome, a pause, the alias move, ...), analyse a step's arms from the question-answering history, and decide on the
+blocking suites' runs against the candidate."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from temporalio import activity
 
 from activities.context import ActivityContext
 from core.status import ReleaseStatus
-from schemas.workflow_io import AnalyseReleaseInput, AnalyseReleaseResult, ReleaseDecisionInput, ReleaseDecisionResult
+from db.models import ReleaseDecision
+from schemas.workflow_io import (
+    AnalyseReleaseInput,
+    AnalyseReleaseResult,
+    JudgeReleaseSuitesInput,
+    ReleaseDecisionInput,
+    ReleaseDecisionResult,
+)
 from services import releases
 from services.registry import Actor
 
@@ -37,12 +45,13 @@ class ReleaseActivities:
                 guard_alias=inp.guard_alias,
                 promote=inp.promote,
             )
-            return ReleaseDecisionResult(
-                status=decision.status,
-                candidate_weight=decision.candidate_weight,
-                reason=decision.reason,
-                at=releases.decided_at(decision).isoformat(),
-            )
+            return decided(decision)
+
+    @activity.defn(name="judge_release_suites")
+    def judge_release_suites(self, inp: JudgeReleaseSuitesInput) -> ReleaseDecisionResult:
+        """The blocking suites' verdict on the candidate, decided once (a failing case rolls the release back)."""
+        with self.ctx.sessions() as session:
+            return decided(releases.judge_suites(session, inp.release_id))
 
     @activity.defn(name="analyse_release")
     def analyse_release(self, inp: AnalyseReleaseInput) -> AnalyseReleaseResult:
@@ -56,3 +65,12 @@ class ReleaseActivities:
             figures=analysis.figures,
             alias_moved=analysis.alias_moved,
         )
+
+
+def decided(decision: ReleaseDecision) -> ReleaseDecisionResult:
+    return ReleaseDecisionResult(
+        status=decision.status,
+        candidate_weight=decision.candidate_weight,
+        reason=decision.reason,
+        at=releases.decided_at(decision).isoformat(),
+    )

@@ -504,6 +504,8 @@ class SuiteRun(Base):
     failed: Mapped[int] = mapped_column(Integer, default=0)
     total: Mapped[int] = mapped_column(Integer, default=0)
     gate_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # the release whose start ran it against the candidate (the blocking suites its alias requires)
+    release_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     requested_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -386,6 +386,7 @@ def add_tools(server: MCPServer, backend: Backend) -> None:
                 steps=steps,
                 thresholds=Thresholds(),
                 actor=actor(caller),
+                settings=backend.settings,
             )
             return {"dry_run": False, "release": releases.release_public(session, row, release).model_dump(mode="json")}
 

@@ -643,6 +643,9 @@ class ReleaseInput:
     bake_seconds: float
     max_wait_seconds: float  # past this without enough requests per arm, the release pauses
     poll_seconds: float = 5.0  # how often a baked step counts its requests again
+    # runs (RUNNING rows) of the blocking suites the alias requires, against the candidate, before any traffic
+    suite_run_ids: list[str] = field(default_factory=list)
+    suite_timeouts: ActivityTimeouts = field(default_factory=ActivityTimeouts)
 
 
 @dataclass
@@ -685,6 +688,11 @@ class ReleaseDecisionResult:
     candidate_weight: int
     reason: str
     at: str  # when it was made (ISO 8601, UTC): a step's analysis counts the requests from then
+
+
+@dataclass
+class JudgeReleaseSuitesInput:
+    release_id: str
 
 
 @dataclass

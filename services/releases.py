@@ -35,12 +35,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from core.access import Scope
 from core.clock import as_utc, utcnow
 from core.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
-from core.settings import TASK_QUEUE_WORKFLOWS
+from core.settings import TASK_QUEUE_WORKFLOWS, Settings
 from core.status import ACTIVE_RELEASE_STATUSES, RELEASE_CONTROLS, ReleaseStatus, check_release_transition
 from db.models import AuditEntry, ModelVersion, QAEntry, RegisteredModel, Release, ReleaseDecision, new_id
 from db.session import page
 from schemas.api import ReleaseDecisionPublic, ReleasePublic
-from schemas.workflow_io import ReleaseControl, ReleaseInput, ReleaseResult
+from schemas.workflow_io import ActivityTimeouts, ReleaseControl, ReleaseInput, ReleaseResult
+from services import suites
 from services.qa import DOWN, CompletionStatus
 from services.registry import Actor, Served, aliases_of, get_version, move_alias, resolve_served, running_gate
 from services.tasks import CONTROL_TIMEOUT, Temporal
@@ -252,9 +253,11 @@ def open_release(
     steps: list[int],
     thresholds: Thresholds,
     actor: Actor,
+    settings: Settings | None = None,
 ) -> tuple[Release, ReleaseInput]:
-    """Record a release (PENDING) of `alias` to `candidate_version`, and its workflow's input; refused (409) while
-    another release is active on the alias, a gate decides it, or the alias already points at the candidate."""
+    """Record a release (PENDING) of `alias` to `candidate_version`, with a run against the candidate of each blocking
+    suite the alias requires, and its workflow's input; refused (409) while another release is active on the alias, a
+    gate decides it, or the alias already points at the candidate. `settings` give the suite runs' timeouts."""
     steps, thresholds = validated_steps(list(steps)), thresholds.validated()
     current, candidate = release_target(session, model, candidate_version, alias)
     release = Release(
@@ -274,6 +277,7 @@ def open_release(
     )
     session.add(release)
     session.flush()
+    runs = suites.open_release_runs(session, release.id, alias, model, candidate, actor.user_id)
     _audit(session, model, release, f"started: v{current.version} -> v{candidate.version} in steps {steps}", actor)
     session.commit()
     return release, ReleaseInput(
@@ -282,6 +286,8 @@ def open_release(
         bake_seconds=thresholds.bake_seconds,
         max_wait_seconds=thresholds.max_wait_seconds,
         poll_seconds=thresholds.poll_seconds,
+        suite_run_ids=[run.id for run in runs],
+        suite_timeouts=suites.run_timeouts(settings) if settings else ActivityTimeouts(),
     )
 
 
@@ -302,6 +308,24 @@ def release_target(
     if running_gate(session, model, alias=alias):
         raise Conflict(f"a promotion gate is deciding alias {alias} of model {model.name}; wait for its decision")
     return current, candidate
+
+
+def judge_suites(session: Session, release_id: str) -> ReleaseDecision:
+    """The blocking suites' runs against the candidate, decided once: a failing case (or a run that could not answer)
+    rolls the release back before any traffic, naming the suite and the case."""
+    figures, refusal = suites.runs_verdict(session, suites.release_runs(session, release_id))
+    if refusal:
+        return decide(
+            session,
+            release_id,
+            "suites",
+            "rollback",
+            refusal,
+            status=ReleaseStatus.ROLLED_BACK,
+            weight=0,
+            figures={"suites": figures},
+        )
+    return decide(session, release_id, "suites", "suites", "every blocking suite passed", figures={"suites": figures})
 
 
 def release_public(session: Session, model: RegisteredModel, release: Release) -> ReleasePublic:
@@ -325,10 +349,18 @@ async def start_release(
     steps: list[int],
     thresholds: Thresholds,
     actor: Actor,
+    settings: Settings | None = None,
 ) -> Release:
     """Record the release and start its workflow (nothing is left behind if Temporal cannot start it)."""
     release, inp = open_release(
-        session, model, candidate_version, alias=alias, steps=steps, thresholds=thresholds, actor=actor
+        session,
+        model,
+        candidate_version,
+        alias=alias,
+        steps=steps,
+        thresholds=thresholds,
+        actor=actor,
+        settings=settings,
     )
     try:
         client = await temporal()
@@ -336,6 +368,8 @@ async def start_release(
             ReleaseWorkflow.run, inp, id=release_workflow_id(release.id), task_queue=TASK_QUEUE_WORKFLOWS
         )
     except (RPCError, Unavailable) as exc:
+        for run in suites.release_runs(session, release.id):
+            session.delete(run)
         session.delete(release)
         session.commit()
         raise Unavailable(f"could not start the release on Temporal: {getattr(exc, 'message', exc)}") from exc

@@ -102,7 +102,7 @@ def activities_by_queue(ctx: ActivityContext, train: TrainActivities | None = No
 
 def release_activities(ctx: ActivityContext) -> list:
     releases = ReleaseActivities(ctx)
-    return [releases.decide_release, releases.analyse_release]
+    return [releases.decide_release, releases.analyse_release, releases.judge_release_suites]
 
 
 def retraining_activities(ctx: ActivityContext) -> list:

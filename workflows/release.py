@@ -1,7 +1,8 @@
 """ReleaseWorkflow (id `release-<release id>`, on the control queue): move an alias from its current version to a
-candidate in weighted steps. For each step: set the candidate's weight (a keyed decision: once, however often it is
-retried or replayed), wait the bake time and until every arm that gets traffic has its minimum number of requests,
-then analyse the arms from the history since the step began:
+candidate in weighted steps. First, the blocking suites the alias requires are answered by the candidate (evaluate
+pool): a failing case rolls the release back before any traffic. Then, for each step: set the candidate's weight (a
+keyed decision: once, however often it is retried or replayed), wait the bake time and until every arm that gets
+traffic has its minimum number of requests, then analyse the arms from the history since the step began:
 
 - too little data after the step's longest wait: PAUSED with the reason (resume restarts the step);
 - the candidate failed: ROLLED_BACK (candidate weight 0, the alias unchanged);
@@ -19,20 +20,26 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.releases import ReleaseActivities
-    from core.settings import TASK_QUEUE_BOOKKEEPING
+    from activities.suites import SuiteActivities
+    from core.settings import TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE
     from core.status import ACTIVE_RELEASE_STATUSES, RELEASE_CONTROLS, ReleaseStatus
     from schemas.workflow_io import (
         AnalyseReleaseInput,
         AnalyseReleaseResult,
+        FailSuiteRunInput,
+        JudgeReleaseSuitesInput,
         ReleaseControl,
         ReleaseDecisionInput,
         ReleaseDecisionResult,
         ReleaseInput,
         ReleaseResult,
+        RunSuiteInput,
     )
+    from workflows.lifecycle import failure_message
 
 RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 S = ReleaseStatus
@@ -59,6 +66,8 @@ class ReleaseWorkflow:
                 inp.release_id, "start", "start", "started", status=S.RUNNING.value, step_index=0, guard_alias=True
             )
         )
+        if inp.suite_run_ids and self._active():
+            await self._run_suites(inp)
         step = 0
         while self._active() and step < len(inp.steps):
             weight = inp.steps[step]
@@ -81,6 +90,40 @@ class ReleaseWorkflow:
         self._applied = self._accepted  # a command accepted just before the release ended has nothing left to do
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state()
+
+    async def _run_suites(self, inp: ReleaseInput) -> None:
+        """The blocking suites the alias requires, answered by the candidate before it gets any traffic (evaluate
+        pool, as the promotion gate runs them); a run that cannot answer is marked FAILED, which refuses too."""
+        timeouts = inp.suite_timeouts
+        for run_id in inp.suite_run_ids:
+            try:
+                await workflow.execute_activity_method(
+                    SuiteActivities.run_suite,
+                    RunSuiteInput(run_id=run_id),
+                    task_queue=TASK_QUEUE_EVALUATE,
+                    start_to_close_timeout=timedelta(seconds=timeouts.evaluate_seconds),
+                    heartbeat_timeout=timedelta(seconds=timeouts.heartbeat_seconds),
+                    retry_policy=RetryPolicy(
+                        initial_interval=timedelta(seconds=timeouts.retry_initial_seconds),
+                        maximum_attempts=timeouts.max_attempts,
+                    ),
+                )
+            except ActivityError as err:
+                await workflow.execute_activity_method(
+                    SuiteActivities.fail_suite_run,
+                    FailSuiteRunInput(run_id=run_id, error=failure_message(err)),
+                    task_queue=TASK_QUEUE_BOOKKEEPING,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=RETRY,
+                )
+        judged: ReleaseDecisionResult = await workflow.execute_activity_method(
+            ReleaseActivities.judge_release_suites,
+            JudgeReleaseSuitesInput(inp.release_id),
+            task_queue=TASK_QUEUE_BOOKKEEPING,
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=RETRY,
+        )
+        self._status, self._reason = ReleaseStatus(judged.status), judged.reason
 
     async def _run_step(self, inp: ReleaseInput, step: int, since: str) -> bool:
         """Bake, wait for requests, analyse; True when the step passed (the release is still RUNNING)."""

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from api.deps import Offset, SessionDep, TemporalDep
+from api.deps import Offset, SessionDep, SettingsDep, TemporalDep
 from api.security import ModelsForce, ModelsRead, ModelsWrite
 from auth.callers import Caller
 from schemas.api import ReleaseControlRequest, ReleaseCreate, ReleaseList, ReleasePublic
@@ -29,6 +29,7 @@ def actor(caller: Caller) -> registry.Actor:
 async def start_release(
     caller: ModelsWrite,
     session: SessionDep,
+    settings: SettingsDep,
     temporal: TemporalDep,
     model_name: str,
     body: ReleaseCreate,
@@ -36,7 +37,8 @@ async def start_release(
 ) -> ReleasePublic:
     """Release `alias` to `candidate_version` in steps: serving sends each step's share of the alias's traffic to the
     candidate (sticky per conversation), each step is analysed, a failing candidate is rolled back, too little traffic
-    pauses, and the last step moves the alias. 409 while another release is active on the alias."""
+    pauses, and the last step moves the alias. The blocking suites the alias requires run against the candidate first:
+    a failing case rolls the release back before any traffic. 409 while another release is active on the alias."""
     model = registry.get_model(session, caller.org_id, model_name)
     thresholds = Thresholds(**body.model_dump(exclude={"candidate_version", "alias", "steps"}))
     release = await releases.start_release(
@@ -48,6 +50,7 @@ async def start_release(
         steps=body.steps,
         thresholds=thresholds,
         actor=actor(caller),
+        settings=settings,
     )
     response.headers["Location"] = f"{router.prefix}/{model_name}/releases/{release.id}"
     return release_public(session, model, release)

@@ -1,6 +1,7 @@
 """The release workflow on a real Temporal server, with the real control workers and real requests to the real serving
 app (the tiny model with two real adapters): a good candidate goes 10% -> 50% -> 100% and moves the alias; a candidate
-whose every answer fails is rolled back at its first step; too little traffic pauses the release, and resume carries
+whose every answer fails is rolled back at its first step; a blocking suite the alias requires, failing on the
+candidate, rolls it back before any traffic; too little traffic pauses the release, and resume carries
 it on; the controls (updates with validators); and a worker stopped mid-release, plus decisions that die after their
 commit, still change the traffic and move the alias exactly once."""
 
@@ -22,9 +23,9 @@ from cli.users import create_user
 from core.access import Role, Scope
 from core.errors import Conflict, Forbidden
 from core.settings import TASK_QUEUE_BOOKKEEPING
-from db.models import AliasMove, AuditEntry, ModelVersion, QAEntry, RegisteredModel, Release, new_id
+from db.models import AliasMove, AuditEntry, ModelVersion, QAEntry, RegisteredModel, Release, SuiteRun, new_id
 from schemas.workflow_io import ReleaseDecisionInput, ReleaseDecisionResult
-from services import registry, releases
+from services import registry, releases, suites
 from services.identity import token_pair
 from services.registry import Actor
 from services.releases import Thresholds
@@ -37,6 +38,7 @@ from testkit.phases import running_workers as workers
 from testkit.polling import poll_until
 from testkit.registry import add_version, point
 from testkit.servers import serving
+from testkit.suites import CASES
 
 STEPS = [10, 50, 100]
 # short waits; latency is left out of these runs (a shared 2-core machine's p95 is noise), its rule is unit-tested
@@ -361,3 +363,51 @@ async def test_a_worker_stopped_mid_release_changes_traffic_and_moves_the_alias_
         audited = session.scalars(select(AuditEntry.action).where(AuditEntry.resource_id == release_id)).all()
     assert moves == 1
     assert sum("traffic: RUNNING" in a for a in audited) == 3 and sum("promote: PROMOTED" in a for a in audited) == 1
+
+
+async def test_a_blocking_suite_the_alias_requires_rolls_the_release_back_before_any_traffic(temporal_env, world):
+    """The suites run for real against the candidate on the tiny model (evaluate pool), as the promotion gate runs
+    them: `safety` has three cases a model with random weights fails; `quick` one it passes; `style` fails but does not
+    block (and is not run)."""
+    ctx, model, _, _ = world
+    with ctx.sessions() as session:
+        for name, cases, blocking in (("safety", CASES, True), ("quick", CASES[:1], True), ("style", CASES, False)):
+            suites.create_suite(
+                session, model.org_id, name, cases, blocking=blocking, description=None, created_by=None
+            )
+        suites.require_suites(session, session.get_one(RegisteredModel, model.id), "production", ["safety", "style"])
+    slow = Thresholds(bake_seconds=60, min_requests=3, max_wait_seconds=120, poll_seconds=0.3)
+    async with workers(temporal_env.client, ctx, pools=("control", "evaluate")):
+        refused_id, handle = await start(temporal_env.client, ctx, model, slow)
+        refused = await handle.result()
+        with ctx.sessions() as session:
+            suites.require_suites(session, session.get_one(RegisteredModel, model.id), "production", ["quick", "style"])
+        passed_id, handle = await start(temporal_env.client, ctx, model, slow)
+        await poll_until(
+            lambda: decisions(ctx, passed_id),
+            lambda d: any(key == "traffic-0" for _, key, _, _ in d),
+            timeout=120,
+            what="the first step",
+        )
+
+        async def temporal():
+            return temporal_env.client
+
+        with ctx.sessions() as session:  # (its bake time is long: end it here)
+            await releases.control(session, temporal, session.get_one(Release, passed_id), "abort", OWNER)
+        assert (await handle.result()).status == "ABORTED"
+
+    assert refused.status == "ROLLED_BACK", refused.reason
+    assert refused.reason.startswith("refused: blocking suite safety v1 failed case 'ram' (check number: expected 4 gb")
+    assert "style" not in refused.reason
+    assert decisions(ctx, refused_id) == [("start", "start", 0, "RUNNING"), ("rollback", "suites", 0, "ROLLED_BACK")]
+    assert production(ctx, model) == 1
+    with ctx.sessions() as session:
+        runs = session.scalars(select(SuiteRun).where(SuiteRun.release_id.in_([refused_id, passed_id]))).all()
+        judged = releases.decisions_of(session, passed_id)[1]
+    assert sorted((r.release_id == refused_id, r.suite_name, r.model, r.status) for r in runs) == [
+        (False, "quick", "bot@2", "COMPLETED"),
+        (True, "safety", "bot@2", "COMPLETED"),
+    ]
+    assert (judged.kind, judged.reason) == ("suites", "every blocking suite passed")
+    assert [(f["suite"], f["passed"], f["failed"]) for f in judged.figures["suites"]] == [("quick", 1, 0)]

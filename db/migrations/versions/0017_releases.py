@@ -1,4 +1,4 @@
-"""releases: releases, release_decisions, qa_history.release_id and release_arm
+"""releases: releases, release_decisions, qa_history.release_id and release_arm, suite_runs.release_id
 
 Revision ID: 0017
 Revises: 0016
@@ -57,9 +57,14 @@ def upgrade() -> None:
     op.add_column("qa_history", sa.Column("release_id", sa.String(64), nullable=True))
     op.add_column("qa_history", sa.Column("release_arm", sa.String(16), nullable=True))
     op.create_index("ix_qa_history_release_id", "qa_history", ["release_id"])
+    op.add_column("suite_runs", sa.Column("release_id", sa.String(64), nullable=True))
+    op.create_index("ix_suite_runs_release_id", "suite_runs", ["release_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_suite_runs_release_id", table_name="suite_runs")
+    with op.batch_alter_table("suite_runs", schema=None) as batch_op:
+        batch_op.drop_column("release_id")
     op.drop_index("ix_qa_history_release_id", table_name="qa_history")
     with op.batch_alter_table("qa_history", schema=None) as batch_op:
         batch_op.drop_column("release_arm")

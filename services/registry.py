@@ -472,10 +472,14 @@ def running_gate(
     return session.scalars(select(PromotionGate).where(*filters)).first()
 
 
-def active_release_of(session: Session, model: RegisteredModel, version: int | None = None) -> Release | None:
-    """A release of the model under way (PENDING, RUNNING or PAUSED), with `version` as its candidate, if given."""
+def active_release_of(
+    session: Session, model: RegisteredModel, version: int | None = None, *, alias: str | None = None
+) -> Release | None:
+    """A release of the model under way (PENDING, RUNNING or PAUSED): with `version` as its candidate, or of `alias`,
+    if given."""
     filters = [Release.model_id == model.id, Release.status.in_([s.value for s in ACTIVE_RELEASE_STATUSES])]
     filters += [Release.candidate_version == version] if version is not None else []
+    filters += [Release.alias == alias] if alias is not None else []
     return session.scalars(select(Release).where(*filters)).first()
 
 

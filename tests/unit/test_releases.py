@@ -13,7 +13,7 @@ from activities.context import ActivityContext
 from core.errors import Conflict, Invalid, NotFound
 from core.status import RELEASE_TRANSITIONS, IllegalTransition, ReleaseStatus, check_release_transition
 from db.models import AliasMove, AuditEntry, ModelAlias, RegisteredModel, Release, ReleaseDecision, new_id
-from services import registry, releases
+from services import promotion, registry, releases
 from services.registry import Actor
 from services.releases import CANDIDATE, CURRENT, Thresholds, arm_figures, arm_for, bucket, judge, route
 from testkit.factories import version_row
@@ -186,6 +186,10 @@ def test_one_active_release_per_alias_and_what_a_release_needs(released):
             releases.open_release(session, model, 3, alias="staging", **options)
         with pytest.raises(NotFound, match="has no version 9"):
             releases.open_release(session, model, 9, alias="production", **options)
+        # nor does the promotion gate take an alias a release is moving
+        with pytest.raises(Conflict, match=f"release {release_id} is PENDING on alias production"):
+            promotion.promotion_target(session, model, 3, "production")
+        assert promotion.promotion_target(session, model, 3, "staging")[0].version == 3
 
 
 def test_decisions_are_made_once_by_their_key_and_the_promotion_moves_the_alias_once(released):

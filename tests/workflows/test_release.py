@@ -3,11 +3,15 @@ app (the tiny model with two real adapters): a good candidate goes 10% -> 50% ->
 whose every answer fails is rolled back at its first step; a blocking suite the alias requires, failing on the
 candidate, rolls it back before any traffic; too little traffic pauses the release, and resume carries
 it on; the controls (updates with validators); and a worker stopped mid-release, plus decisions that die after their
-commit, still change the traffic and move the alias exactly once."""
+commit, and a `wlops worker` process SIGKILLed mid-release, still change the traffic and move the alias exactly once."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections import Counter
 from contextlib import contextmanager
@@ -37,7 +41,7 @@ from testkit.model import random_adapters
 from testkit.phases import running_workers as workers
 from testkit.polling import poll_until
 from testkit.registry import add_version, point
-from testkit.servers import serving
+from testkit.servers import free_port, serving
 from testkit.suites import CASES
 
 STEPS = [10, 50, 100]
@@ -411,3 +415,59 @@ async def test_a_blocking_suite_the_alias_requires_rolls_the_release_back_before
     ]
     assert (judged.kind, judged.reason) == ("suites", "every blocking suite passed")
     assert [(f["suite"], f["passed"], f["failed"]) for f in judged.figures["suites"]] == [("quick", 1, 0)]
+
+
+async def test_a_sigkilled_control_worker_is_replaced_and_the_release_changes_traffic_and_moves_the_alias_once(
+    temporal_env, world, tmp_path
+):
+    """The control pool runs in a `wlops worker` process, killed with SIGKILL once the second step's traffic change is
+    made, then started again; serving (in this process) keeps answering throughout."""
+    ctx, model, base_url, token = world
+    settings = ctx.settings
+    env = {
+        **os.environ,
+        "WLOPS_DATA_DIR": str(settings.data_dir),
+        "WLOPS_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+        "WLOPS_MODEL_CACHE": str(settings.model_cache_dir),
+        "WLOPS_WORKER_METRICS_PORT": str(free_port()),
+    }
+    with open(tmp_path / "control-worker.log", "ab") as log:
+
+        def start_control_worker() -> subprocess.Popen:
+            return subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "worker", "--pool", "control"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+        worker = start_control_worker()
+        try:
+            with traffic(base_url, token) as generator:
+                release_id, handle = await start(temporal_env.client, ctx, model)
+                await poll_until(
+                    lambda: decisions(ctx, release_id),
+                    lambda d: any(key == "traffic-1" for _, key, _, _ in d),
+                    timeout=180,
+                    what="step 2's traffic change",
+                )
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
+                answered_while_down = len(generator.answered)
+                await asyncio.sleep(2)
+                assert len(generator.answered) > answered_while_down  # serving does not need the workers
+                worker = start_control_worker()
+                result = await asyncio.wait_for(handle.result(), timeout=240)
+        finally:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+                worker.wait(30)
+    assert result.status == "PROMOTED", result.reason
+    assert production(ctx, model) == 2
+    kinds = Counter(kind for kind, _, _, _ in decisions(ctx, release_id))
+    assert (kinds["start"], kinds["traffic"], kinds["analysis"], kinds["promote"]) == (1, 3, 3, 1)
+    with ctx.sessions() as session:
+        moves = session.scalar(select(func.count()).where(AliasMove.model_id == model.id, AliasMove.kind == "release"))
+    assert moves == 1
+    assert {code for _, code, _ in generator.answered} == {200}  # no client request failed across the kill

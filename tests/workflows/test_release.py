@@ -3,7 +3,8 @@ app (the tiny model with two real adapters): a good candidate goes 10% -> 50% ->
 whose every answer fails is rolled back at its first step; a blocking suite the alias requires, failing on the
 candidate, rolls it back before any traffic; too little traffic pauses the release, and resume carries
 it on; the controls (updates with validators); and a worker stopped mid-release, plus decisions that die after their
-commit, and a `wlops worker` process SIGKILLed mid-release, still change the traffic and move the alias exactly once."""
+commit, a `wlops worker` process SIGKILLed mid-release, and a Temporal server SIGKILLed mid-release, still change the
+traffic and move the alias exactly once."""
 
 from __future__ import annotations
 
@@ -471,3 +472,51 @@ async def test_a_sigkilled_control_worker_is_replaced_and_the_release_changes_tr
         moves = session.scalar(select(func.count()).where(AliasMove.model_id == model.id, AliasMove.kind == "release"))
     assert moves == 1
     assert {code for _, code, _ in generator.answered} == {200}  # no client request failed across the kill
+
+
+async def test_a_temporal_server_sigkilled_mid_release_comes_back_and_the_release_finishes_once(world, tmp_path):
+    """The release runs on its own Temporal dev server, keeping its state in a SQLite file as `make dev` does; the
+    server is SIGKILLed once the second step's traffic change is made, and started again on the same file."""
+    from temporalio.client import Client
+
+    from cli.stack import temporal_dev_server, wait_for_port
+    from core.settings import Settings
+
+    ctx, model, base_url, token = world
+    ports = Settings(data_dir=tmp_path, temporal_port=free_port(), temporal_ui_port=free_port())
+    command = temporal_dev_server(ports, tmp_path / "temporal.db")
+
+    def start_server() -> subprocess.Popen:
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_for_port(ports.temporal_port, 60, server)
+        return server
+
+    server = start_server()
+    try:
+        client = await Client.connect(f"127.0.0.1:{ports.temporal_port}")
+        async with workers(client, ctx, pools=("control",)):
+            with traffic(base_url, token) as generator:
+                release_id, handle = await start(client, ctx, model)
+                await poll_until(
+                    lambda: decisions(ctx, release_id),
+                    lambda d: any(key == "traffic-1" for _, key, _, _ in d),
+                    timeout=180,
+                    what="step 2's traffic change",
+                )
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+                await asyncio.sleep(2)  # serving goes on without Temporal
+                server = start_server()
+                result = await asyncio.wait_for(handle.result(), timeout=240)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(30)
+    assert result.status == "PROMOTED", result.reason
+    assert production(ctx, model) == 2
+    kinds = Counter(kind for kind, _, _, _ in decisions(ctx, release_id))
+    assert (kinds["start"], kinds["traffic"], kinds["analysis"], kinds["promote"]) == (1, 3, 3, 1)
+    with ctx.sessions() as session:
+        moves = session.scalar(select(func.count()).where(AliasMove.model_id == model.id, AliasMove.kind == "release"))
+    assert moves == 1
+    assert {code for _, code, _ in generator.answered} == {200}

@@ -20,9 +20,9 @@ from core.errors import Conflict
 from core.status import TaskStatus
 from db.models import AliasMove, MLTask, ModelVersion, PromotionGate, RegisteredModel, Suite, SuiteRun
 from mcp_server.backend import Backend, actor
+from ml.release import Thresholds
 from schemas.api import MODEL_NAME, AliasMovePublic, GatePublic, SuiteRunSummary, SuiteSummary
 from services import promotion, registry, releases, suites, tasks
-from services.releases import Thresholds
 
 Limit = Annotated[int, Field(ge=1, le=200, description="How many to return")]
 Offset = Annotated[int, Field(ge=0, le=2**31 - 1, description="How many to skip")]
@@ -369,7 +369,7 @@ def add_tools(server: MCPServer, backend: Backend) -> None:
             row = registry.get_model(session, caller.org_id, model)
             if not confirm:
                 current, candidate = releases.release_target(session, row, candidate_version, alias)
-                weights = releases.validated_steps(list(steps))
+                weights, _ = releases.checked_plan(steps, Thresholds())
                 return {
                     "dry_run": True,
                     "would": f"release alias {alias} of model {row.name} from v{current.version} to "

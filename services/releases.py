@@ -2,6 +2,8 @@
 analysed from the question-answering history, rolled back automatically when the candidate does worse, paused (not
 aborted) when too few requests came, and the alias moved once the last step passes (`workflows/release.py` drives it).
 
+The rules themselves (the plan, the split, the analysis) are plain functions in `ml/release.py`.
+
 - **The split** (`route`): while a release is RUNNING on an alias, a request for the alias goes to the candidate when
   its sticky key (the conversation id, else the request id) hashes with the release id into [0, 100) below the
   candidate's weight; so a conversation stays on one version for the whole step, and a larger weight only adds
@@ -12,8 +14,8 @@ aborted) when too few requests came, and the alias moved once the last step pass
   each traffic change and the alias move happen exactly once. A decision that changes traffic or moves the alias
   first checks that the alias still points at the release's current version: moved by someone else, the release
   stops (ABORTED), nothing changed.
-- **The analysis** (`arm_figures`, `judge`): per arm, since the step began: requests, error rate, p95 latency, the
-  rate of answers rated down; the candidate fails on any threshold.
+- **The analysis** (`analyse`, over `ml.release.arm_figures` and `judge`): per arm, from the requests asked since the
+  step began: requests, error rate, p95 latency, the rate of answers rated down; the candidate fails on any threshold.
 
 At most one release is active (PENDING, RUNNING or PAUSED) on an alias. Every lookup is inside one organization.
 """
@@ -21,8 +23,6 @@ At most one release is active (PENDING, RUNNING or PAUSED) on an alias. Every lo
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import math
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
@@ -39,15 +39,14 @@ from core.settings import TASK_QUEUE_WORKFLOWS, Settings
 from core.status import ACTIVE_RELEASE_STATUSES, RELEASE_CONTROLS, ReleaseStatus, check_release_transition
 from db.models import AuditEntry, ModelVersion, QAEntry, RegisteredModel, Release, ReleaseDecision, new_id
 from db.session import page
+from ml.release import CANDIDATE, CURRENT, PlanInvalid, Thresholds, arm_figures, arm_for, judge, validated_steps
 from schemas.api import ReleaseDecisionPublic, ReleasePublic
 from schemas.workflow_io import ActivityTimeouts, ReleaseControl, ReleaseInput, ReleaseResult
 from services import suites
-from services.qa import DOWN, CompletionStatus
 from services.registry import Actor, Served, aliases_of, get_version, move_alias, resolve_served, running_gate
 from services.tasks import CONTROL_TIMEOUT, Temporal
 from temporal_client.workflows import ReleaseWorkflow
 
-CURRENT, CANDIDATE = "current", "candidate"
 ACTIONS = tuple(RELEASE_CONTROLS)
 # The release's row is written by the workflow's activities a moment before the workflow itself has taken the
 # decision in: a control the row allows but the workflow's validator refuses is sent again for this long.
@@ -58,60 +57,7 @@ def release_workflow_id(release_id: str) -> str:
     return f"release-{release_id}"
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """A release's plan besides its steps: each step's waits, and what the candidate may not exceed."""
-
-    bake_seconds: float = 300.0  # every step runs at least this long
-    min_requests: int = 50  # per arm that gets traffic, before a step is analysed
-    max_wait_seconds: float = 3600.0  # a step without enough requests after this pauses the release
-    poll_seconds: float = 15.0  # how often a baked step counts its requests again
-    max_error_rate: float = 0.05  # above the current version's error rate
-    max_down_rate: float = 0.10  # rate of answers rated down, above the current version's
-    max_latency_ratio: float = 1.5  # the candidate's p95 latency over the current's ...
-    latency_slack_ms: float = 100.0  # ... plus this, so that a few milliseconds on a small p95 do not fail it
-
-    def validated(self) -> Thresholds:
-        problems = [
-            f"{name} must be {rule}"
-            for name, ok, rule in (
-                ("bake_seconds", 0 <= self.bake_seconds <= 7 * 86400, "in [0, 604800]"),
-                ("min_requests", 1 <= self.min_requests <= 1_000_000, "in [1, 1000000]"),
-                ("max_wait_seconds", self.bake_seconds <= self.max_wait_seconds <= 30 * 86400, ">= bake_seconds"),
-                ("poll_seconds", 0.1 <= self.poll_seconds <= 3600, "in [0.1, 3600]"),
-                ("max_error_rate", 0 <= self.max_error_rate <= 1, "in [0, 1]"),
-                ("max_down_rate", 0 <= self.max_down_rate <= 1, "in [0, 1]"),
-                ("max_latency_ratio", 1 <= self.max_latency_ratio <= 100, "in [1, 100]"),
-                ("latency_slack_ms", 0 <= self.latency_slack_ms <= 600_000, "in [0, 600000]"),
-            )
-            if not ok
-        ]
-        if problems:
-            raise Invalid("; ".join(problems))
-        return self
-
-
-def validated_steps(steps: list[int]) -> list[int]:
-    if not steps or len(steps) > 20:
-        raise Invalid("steps: give 1 to 20 candidate weights in percent, e.g. [10, 50, 100]")
-    if any(not 1 <= s <= 100 for s in steps) or any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
-        raise Invalid(f"steps: weights must rise strictly within 1..100, got {steps}")
-    if steps[-1] != 100:
-        raise Invalid(f"steps: the last step must send 100% to the candidate, got {steps[-1]}")
-    return steps
-
-
 # ---------------------------------------------------------------- the split
-
-
-def bucket(release_id: str, sticky_key: str) -> int:
-    """Where a conversation (or a request) falls in [0, 100) for a release: the same for the whole release."""
-    digest = hashlib.sha256(f"{release_id}:{sticky_key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % 100
-
-
-def arm_for(release_id: str, sticky_key: str, candidate_weight: int) -> str:
-    return CANDIDATE if bucket(release_id, sticky_key) < candidate_weight else CURRENT
 
 
 @dataclass(frozen=True)
@@ -154,57 +100,6 @@ def route(session: Session, org_id: str, reference: str, sticky_key: str) -> Rou
 
 
 # ---------------------------------------------------------------- the analysis
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """The nearest-rank q-th percentile (None for no values)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return float(ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)])
-
-
-def arm_figures(entries: list[tuple[str, int, str | None]]) -> dict:
-    """One arm's figures from its history entries (status, latency in ms, rating): requests, errors and their rate,
-    p95 latency of the completed ones, answers rated down and their rate among the completed ones."""
-    completed = [(latency, rating) for status, latency, rating in entries if status == CompletionStatus.COMPLETED]
-    errors = sum(1 for status, _, _ in entries if status == CompletionStatus.FAILED)
-    down = sum(1 for _, rating in completed if rating == DOWN)
-    return {
-        "requests": len(entries),
-        "errors": errors,
-        "error_rate": round(errors / len(entries), 4) if entries else None,
-        "p95_latency_ms": percentile([latency for latency, _ in completed], 95),
-        "rated_down": down,
-        "down_rate": round(down / len(completed), 4) if completed else None,
-    }
-
-
-def judge(current: dict, candidate: dict, weight: int, thresholds: Thresholds) -> tuple[bool, bool, str]:
-    """(enough, passed, reason) for a step at `weight`: enough once every arm that gets traffic has its minimum
-    number of requests; the candidate fails when its error rate or its rate of answers rated down exceeds the current
-    version's by more than the threshold, or its p95 latency the current's times the ratio plus the slack."""
-    short = [
-        f"{arm} has {figures['requests']} of {thresholds.min_requests} requests"
-        for arm, figures, gets_traffic in ((CURRENT, current, weight < 100), (CANDIDATE, candidate, weight > 0))
-        if gets_traffic and figures["requests"] < thresholds.min_requests
-    ]
-    if short:
-        return False, False, "too little data: " + "; ".join(short)
-    failures = []
-    error_limit = (current["error_rate"] or 0.0) + thresholds.max_error_rate
-    if (candidate["error_rate"] or 0.0) > error_limit:
-        failures.append(f"error rate {candidate['error_rate']:.3f} > {error_limit:.3f}")
-    down_limit = (current["down_rate"] or 0.0) + thresholds.max_down_rate
-    if (candidate["down_rate"] or 0.0) > down_limit:
-        failures.append(f"rated down {candidate['down_rate']:.3f} > {down_limit:.3f}")
-    if candidate["p95_latency_ms"] is not None and current["p95_latency_ms"] is not None:
-        latency_limit = current["p95_latency_ms"] * thresholds.max_latency_ratio + thresholds.latency_slack_ms
-        if candidate["p95_latency_ms"] > latency_limit:
-            failures.append(f"p95 latency {candidate['p95_latency_ms']:.0f} ms > {latency_limit:.0f} ms")
-    if failures:
-        return True, False, "the candidate failed: " + "; ".join(failures)
-    return True, True, "the candidate is within every threshold"
 
 
 @dataclass(frozen=True)
@@ -258,7 +153,7 @@ def open_release(
     """Record a release (PENDING) of `alias` to `candidate_version`, with a run against the candidate of each blocking
     suite the alias requires, and its workflow's input; refused (409) while another release is active on the alias, a
     gate decides it, or the alias already points at the candidate. `settings` give the suite runs' timeouts."""
-    steps, thresholds = validated_steps(list(steps)), thresholds.validated()
+    steps, thresholds = checked_plan(steps, thresholds)
     current, candidate = release_target(session, model, candidate_version, alias)
     release = Release(
         id=new_id(),
@@ -289,6 +184,14 @@ def open_release(
         suite_run_ids=[run.id for run in runs],
         suite_timeouts=suites.run_timeouts(settings) if settings else ActivityTimeouts(),
     )
+
+
+def checked_plan(steps: list[int], thresholds: Thresholds) -> tuple[list[int], Thresholds]:
+    """The steps and thresholds, or Invalid naming what a release cannot run with."""
+    try:
+        return validated_steps(list(steps)), thresholds.validated()
+    except PlanInvalid as exc:
+        raise Invalid(str(exc)) from exc
 
 
 def release_target(

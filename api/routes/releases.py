@@ -12,9 +12,10 @@ from fastapi import APIRouter, Path, Query, Response
 from api.deps import Offset, SessionDep, SettingsDep, TemporalDep
 from api.security import ModelsForce, ModelsRead, ModelsWrite
 from auth.callers import Caller
+from ml.release import Thresholds
 from schemas.api import ReleaseControlRequest, ReleaseCreate, ReleaseList, ReleasePublic
 from services import registry, releases
-from services.releases import Thresholds, release_public
+from services.releases import release_public
 
 router = APIRouter(prefix="/api/v1/models", tags=["releases"])
 Limit = Annotated[int, Query(ge=1, le=200)]

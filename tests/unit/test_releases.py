@@ -13,9 +13,20 @@ from activities.context import ActivityContext
 from core.errors import Conflict, Invalid, NotFound
 from core.status import RELEASE_TRANSITIONS, IllegalTransition, ReleaseStatus, check_release_transition
 from db.models import AliasMove, AuditEntry, ModelAlias, RegisteredModel, Release, ReleaseDecision, new_id
+from ml.release import (
+    CANDIDATE,
+    CURRENT,
+    PlanInvalid,
+    Thresholds,
+    arm_figures,
+    arm_for,
+    bucket,
+    judge,
+    validated_steps,
+)
 from services import promotion, registry, releases
 from services.registry import Actor
-from services.releases import CANDIDATE, CURRENT, Thresholds, arm_figures, arm_for, bucket, judge, route
+from services.releases import route
 from testkit.factories import version_row
 from testkit.registry import point
 
@@ -101,14 +112,16 @@ def test_the_analysis_rule(current, candidate, weight, outcome, says):
 
 
 def test_thresholds_and_steps_are_checked():
-    with pytest.raises(Invalid, match="min_requests must be in"):
+    with pytest.raises(PlanInvalid, match="min_requests must be in"):
         Thresholds(min_requests=0).validated()
-    with pytest.raises(Invalid, match="max_wait_seconds must be >= bake_seconds"):
+    with pytest.raises(PlanInvalid, match="max_wait_seconds must be >= bake_seconds"):
         Thresholds(bake_seconds=60, max_wait_seconds=10).validated()
     for steps, message in (([], "give 1 to 20"), ([50, 10, 100], "rise strictly"), ([10, 50], "last step")):
-        with pytest.raises(Invalid, match=message):
-            releases.validated_steps(steps)
-    assert releases.validated_steps([10, 50, 100]) == [10, 50, 100]
+        with pytest.raises(PlanInvalid, match=message):
+            validated_steps(steps)
+    assert validated_steps([10, 50, 100]) == [10, 50, 100]
+    with pytest.raises(Invalid, match="rise strictly"):  # what a caller of the service gets: a 422
+        releases.checked_plan([50, 10, 100], Thresholds())
 
 
 # ---------------------------------------------------------------- the transition table

@@ -29,11 +29,11 @@ from core.access import Role, Scope
 from core.errors import Conflict, Forbidden
 from core.settings import TASK_QUEUE_BOOKKEEPING
 from db.models import AliasMove, AuditEntry, ModelVersion, QAEntry, RegisteredModel, Release, SuiteRun, new_id
+from ml.release import Thresholds
 from schemas.workflow_io import ReleaseDecisionInput, ReleaseDecisionResult
 from services import registry, releases, suites
 from services.identity import token_pair
 from services.registry import Actor
-from services.releases import Thresholds
 from serving.app import create_serving_app
 from temporal_client.workflows import ReleaseWorkflow
 from testkit.api import TEST_PASSWORD

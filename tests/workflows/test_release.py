@@ -1,10 +1,10 @@
 """The release workflow on a real Temporal server, with the real control workers and real requests to the real serving
 app (the tiny model with two real adapters): a good candidate goes 10% -> 50% -> 100% and moves the alias; a candidate
-whose every answer fails is rolled back at its first step; a blocking suite the alias requires, failing on the
-candidate, rolls it back before any traffic; too little traffic pauses the release, and resume carries
-it on; the controls (updates with validators); and a worker stopped mid-release, plus decisions that die after their
-commit, a `wlops worker` process SIGKILLed mid-release, and a Temporal server SIGKILLed mid-release, still change the
-traffic and move the alias exactly once."""
+whose every answer fails, or whose answers are rated down, is rolled back at its first step; a blocking suite the
+alias requires, failing on the candidate, rolls it back before any traffic; too little traffic pauses the release,
+and resume carries it on; the controls (updates with validators); and a worker stopped mid-release, plus decisions
+that die after their commit, a `wlops worker` process SIGKILLed mid-release, and a Temporal server SIGKILLed
+mid-release, still change the traffic and move the alias exactly once."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import httpx
@@ -31,7 +32,7 @@ from core.settings import TASK_QUEUE_BOOKKEEPING
 from db.models import AliasMove, AuditEntry, ModelVersion, QAEntry, RegisteredModel, Release, SuiteRun, new_id
 from ml.release import Thresholds
 from schemas.workflow_io import ReleaseDecisionInput, ReleaseDecisionResult
-from services import registry, releases, suites
+from services import qa, registry, releases, suites
 from services.identity import token_pair
 from services.registry import Actor
 from serving.app import create_serving_app
@@ -78,8 +79,8 @@ class Traffic:
     """Clients asking `bot` (its production alias) in new conversations, two at a time, until stopped; each answer's
     version by conversation."""
 
-    def __init__(self, base_url: str, token: str):
-        self.base_url, self.token = base_url, token
+    def __init__(self, base_url: str, token: str, after: Callable[[str, str], None] | None = None):
+        self.base_url, self.token, self.after = base_url, token, after  # after(conversation, version) each answer
         self.stop = threading.Event()
         self.answered: list[tuple[str, int, str]] = []  # (conversation, status code, version that answered)
         self.threads = [threading.Thread(target=self._ask, args=(n,), daemon=True) for n in range(2)]
@@ -102,11 +103,13 @@ class Traffic:
                 )
                 model = response.json().get("model", "") if response.status_code == 200 else ""
                 self.answered.append((conversation, response.status_code, model))
+                if self.after is not None and model:
+                    self.after(conversation, model)
 
 
 @contextmanager
-def traffic(base_url: str, token: str):
-    generator = Traffic(base_url, token)
+def traffic(base_url: str, token: str, after: Callable[[str, str], None] | None = None):
+    generator = Traffic(base_url, token, after)
     for thread in generator.threads:
         thread.start()
     try:
@@ -212,6 +215,29 @@ async def test_a_candidate_that_fails_is_rolled_back_at_its_first_step(temporal_
     assert (release.candidate_weight, release.finished_at is not None) == (0, True)
     after = generator.answered[rolled_back_at + 2 :]  # (two may have been routed before the rollback)
     assert after and {(code, version) for _, code, version in after} == {(200, "bot@1")}
+
+
+async def test_a_candidate_whose_answers_are_rated_down_is_rolled_back(temporal_env, world):
+    """Every answer of the candidate is rated down by its asker right after it comes (as users would, through the
+    history's feedback); the current version's are not."""
+    ctx, model, base_url, token = world
+
+    def rate(conversation: str, version: str) -> None:
+        if version == "bot@2":
+            with ctx.sessions() as session:
+                entry = session.scalars(select(QAEntry).where(QAEntry.conversation_id == conversation)).one()
+                qa.give_feedback(session, entry.org_id, entry.id, rating="down", corrected_answer=None, user_id=None)
+
+    async with workers(temporal_env.client, ctx, pools=("control",)):
+        with traffic(base_url, token, after=rate):
+            release_id, handle = await start(temporal_env.client, ctx, model)
+            result = await handle.result()
+    assert result.status == "ROLLED_BACK" and "step 1: the candidate failed: rated down" in result.reason, result.reason
+    assert production(ctx, model) == 1
+    with ctx.sessions() as session:
+        figures = releases.decisions_of(session, release_id)[-1].figures
+    assert figures["candidate"]["errors"] == 0 and figures["candidate"]["rated_down"] >= 1
+    assert figures["current"]["rated_down"] == 0
 
 
 async def test_too_little_traffic_pauses_and_resume_carries_on_with_the_controls(temporal_env, world):

@@ -11,7 +11,21 @@ from sqlalchemy.orm import Session, sessionmaker
 import console
 from api.errors import ERROR_RESPONSES, domain_error_response
 from api.middleware import AuditLog, BodyLimit, RejectNul, SecurityHeaders
-from api.routes import api_keys, audit, auth, datasets, erasures, knowledge, lineage, models, orgs, qa, suites, tasks
+from api.routes import (
+    api_keys,
+    audit,
+    auth,
+    datasets,
+    erasures,
+    knowledge,
+    lineage,
+    models,
+    orgs,
+    qa,
+    releases,
+    suites,
+    tasks,
+)
 from api.security import LoginThrottle, check_every_route_is_authorized
 from core.errors import DomainError
 from core.settings import Settings, get_settings
@@ -36,6 +50,7 @@ ROUTERS = (
     lineage.router,
     erasures.router,
     suites.router,
+    releases.router,
 )
 DESCRIPTION = """Durable fine-tuning runs of small language models on Temporal.
 

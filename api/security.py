@@ -122,6 +122,8 @@ KnowledgeWrite = Annotated[Caller, Depends(authorize(Scope.KNOWLEDGE_WRITE))]
 KnowledgeToDataset = Annotated[Caller, Depends(authorize(Scope.KNOWLEDGE_READ, Scope.DATASETS_WRITE))]
 ModelsRead = Annotated[Caller, Depends(authorize(Scope.MODELS_READ))]
 ModelsWrite = Annotated[Caller, Depends(authorize(Scope.MODELS_WRITE))]
+# move an alias without the remaining checks (a release promoted by hand), as forcing a promotion past the gate
+ModelsForce = Annotated[Caller, Depends(authorize(Scope.MODELS_WRITE, Scope.MODELS_FORCE))]
 # a task's adapter as a version
 ModelsRegister = Annotated[Caller, Depends(authorize(Scope.MODELS_WRITE, Scope.TASKS_READ))]
 InferenceUse = Annotated[Caller, Depends(authorize(Scope.INFERENCE))]  # rate the serving process's answers

@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 from bench.common import write_result
 from cli.demo import DEMO_HYPERPARAMETERS, DEMO_KNOWLEDGE_BASE, DEMO_RAG, SAMPLE_DATASET, SAMPLE_KNOWLEDGE
@@ -50,7 +51,8 @@ def sample_index() -> KnowledgeIndex:
     files = sorted(p for p in SAMPLE_KNOWLEDGE.iterdir() if p.is_file())
     documents = [SourceDocument(p.stem, 1, p.name, media_type_of(p.name)) for p in files]
     config = ChunkingConfig(
-        chunk_tokens=DEMO_KNOWLEDGE_BASE["chunk_tokens"], overlap_tokens=DEMO_KNOWLEDGE_BASE["chunk_overlap_tokens"]
+        chunk_tokens=int(str(DEMO_KNOWLEDGE_BASE["chunk_tokens"])),
+        overlap_tokens=int(str(DEMO_KNOWLEDGE_BASE["chunk_overlap_tokens"])),
     )
     by_id = {p.stem: p for p in files}
     return build_index(documents, None, lambda d: by_id[d.document_id].read_bytes(), embed, count_tokens, config).index
@@ -146,7 +148,7 @@ def run_arm(name: str, prepared: Prepared, budget_tokens: int, seed: int, settin
     arm = ARMS[name](prepared)
     model, tokenizer = load_model_and_tokenizer(MODEL, settings.model_cache_dir)
     max_length = DEMO_RAG["max_seq_length"]
-    hp = Hyperparameters(**{**DEMO_HYPERPARAMETERS, "max_seq_length": max_length, "seed": seed})
+    hp = Hyperparameters(**cast(dict[str, Any], {**DEMO_HYPERPARAMETERS, "max_seq_length": max_length, "seed": seed}))
     per_row = mean_row_tokens(tokenizer, arm.splits.train, max_length)
     hp.max_steps = max(1, round(budget_tokens / (per_row * hp.batch_size)))
     hp.epochs = 100  # the budget ends training, not the epochs

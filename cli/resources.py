@@ -1,5 +1,5 @@
-"""`wlops login | logout | datasets | tasks | knowledge | models | suites | lineage | erase | erase-document |
-erase-user | erasures | retention`: the resources, over the HTTP API only (`cli/api_client.py`).
+"""`wlops login | logout | datasets | tasks | knowledge | models | suites | releases | lineage | erase |
+erase-document | erase-user | erasures | retention`: the resources, over the HTTP API only (`cli/api_client.py`).
 
 Every command takes `--api URL` and `--json` (the API's JSON, one document per line, for scripts); without `--json` it
 prints a table or a summary. Errors go to stderr with the API's message, exit status 1.
@@ -63,10 +63,23 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "cases": ("id", "question", "assertions"),
     "suite runs": ("run_id", "suite_version", "model", "status", "passed", "failed", "total", "created_at"),
     "case results": ("case_id", "passed", "latency_ms", "answer", "why"),
+    "releases": (
+        "release_id",
+        "alias",
+        "current_version",
+        "candidate_version",
+        "steps",
+        "candidate_weight",
+        "status",
+        "reason",
+    ),
+    "decisions": ("at", "kind", "step", "candidate_weight", "status", "current", "candidate", "reason"),
 }
 METRICS = {"exact_match": "EM", "token_f1": "token F1", "bleu": "BLEU", "rouge_l": "ROUGE-L", "overall": "overall"}
 GATE_POLL_SECONDS = 1.0
 RUN_POLL_SECONDS = 1.0
+RELEASE_POLL_SECONDS = 2.0
+RELEASE_ACTIVE = ("PENDING", "RUNNING", "PAUSED")
 
 
 def url(*parts: object) -> str:
@@ -552,6 +565,110 @@ def models_suites(api: ApiClient, args: argparse.Namespace) -> None:
     )
 
 
+# --- releases ------------------------------------------------------------------------------------
+
+
+def weights(value: str) -> list[int]:
+    try:
+        return [int(part) for part in value.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected whole percentages separated by commas, e.g. 10,50,100: {exc}"
+        ) from exc
+
+
+def releases_start(api: ApiClient, args: argparse.Namespace) -> int | None:
+    body = given(
+        candidate_version=args.version,
+        alias=args.alias,
+        steps=args.steps,
+        bake_seconds=args.bake_seconds,
+        min_requests=args.min_requests,
+        max_wait_seconds=args.max_wait_seconds,
+    )
+    release = api.call("POST", url("models", args.name, "releases"), json=body)
+    if args.watch:
+        return watch_release(api, args, release)
+    output(args, release, show_release)
+    return None
+
+
+def releases_list(api: ApiClient, args: argparse.Namespace) -> None:
+    if args.release_id:
+        output(args, api.call("GET", url("models", args.name, "releases", args.release_id)), show_release)
+    else:
+        output(
+            args,
+            api.call("GET", url("models", args.name, "releases"), params={"limit": args.limit}),
+            listing("releases"),
+        )
+
+
+def releases_watch(api: ApiClient, args: argparse.Namespace) -> int | None:
+    return watch_release(api, args, api.call("GET", url("models", args.name, "releases", args.release_id)))
+
+
+def watch_release(api: ApiClient, args: argparse.Namespace, release: dict) -> int | None:
+    """Print each decision as it is made until the release ends (exit 0 when PROMOTED); a PAUSED release is waited
+    on too: someone resumes or aborts it."""
+    shown = 0
+    while True:
+        for decision in release["decisions"][shown:]:
+            if args.json:
+                print(json.dumps(decision), flush=True)
+            else:
+                Console().print(decision_line(decision))
+        shown = len(release["decisions"])
+        if release["status"] not in RELEASE_ACTIVE:
+            if not args.json:
+                Console().print(f"release {release['release_id']}: [bold]{release['status']}[/] — {release['reason']}")
+            return None if release["status"] == "PROMOTED" else 1
+        time.sleep(RELEASE_POLL_SECONDS)
+        release = api.call("GET", url("models", args.name, "releases", release["release_id"]))
+
+
+def decision_line(decision: dict) -> str:
+    figures = decision.get("figures") or {}
+    arms = "  ".join(
+        f"{arm}: {f['requests']} req, errors {cell(f['error_rate'])}, p95 {cell(f['p95_latency_ms'])} ms, "
+        f"down {cell(f['down_rate'])}"
+        for arm in ("current", "candidate")
+        if (f := figures.get(arm))
+    )
+    return (
+        f"{decision['at']}  {decision['kind']:<8} {decision['candidate_weight']:>3}%  {decision['status']:<11} "
+        f"{decision['reason']}" + (f"\n    {arms}" if arms else "")
+    )
+
+
+def show_release(console: Console, release: dict) -> None:
+    console.print(record({k: v for k, v in release.items() if k not in ("decisions", "thresholds")}))
+    rows = [
+        {
+            **d,
+            "step": d["step_index"] + 1,
+            **{
+                arm: f"{f['requests']} req, err {cell(f['error_rate'])}, p95 {cell(f['p95_latency_ms'])}"
+                for arm in ("current", "candidate")
+                if (f := (d.get("figures") or {}).get(arm))
+            },
+        }
+        for d in release["decisions"]
+    ]
+    if rows:
+        console.print(table(rows, COLUMNS["decisions"], "decisions"))
+
+
+def release_action(verb: str) -> Handler:
+    def handler(api: ApiClient, args: argparse.Namespace) -> None:
+        release = api.call(
+            "POST", url("models", args.name, "releases", args.release_id, verb), json=given(reason=args.reason)
+        )
+        output(args, release, show_release)
+
+    return handler
+
+
 # --- scenario suites -----------------------------------------------------------------------------
 
 
@@ -881,6 +998,37 @@ def add_resource_commands(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("name")
     parser.add_argument("alias")
     parser.add_argument("suites", nargs="*", metavar="SUITE")
+
+    releases = group("releases", "release an alias to a candidate version in weighted, analysed steps")
+    parser = command(releases, "start", releases_start, "start a release of an alias to a candidate version")
+    parser.add_argument("name")
+    parser.add_argument("version", type=int, help="the candidate version")
+    parser.add_argument("--alias", default="production")
+    parser.add_argument(
+        "--steps", type=weights, metavar="W,W,...", help="the candidate's weight at each step: 10,50,100"
+    )
+    parser.add_argument("--bake-seconds", type=float, help="every step runs at least this long")
+    parser.add_argument("--min-requests", type=int, help="per version with traffic, before a step is analysed")
+    parser.add_argument("--max-wait-seconds", type=float, help="a step without enough requests then pauses")
+    parser.add_argument("--watch", action="store_true", help="follow it until it ends (exit 0 when PROMOTED)")
+    parser = with_limit(command(releases, "list", releases_list, "list a model's releases, or show one"))
+    parser.add_argument("name")
+    parser.add_argument("release_id", nargs="?")
+    parser = command(
+        releases, "watch", releases_watch, "follow a release's decisions until it ends (exit 0 when PROMOTED)"
+    )
+    parser.add_argument("name")
+    parser.add_argument("release_id")
+    for verb, help in (
+        ("promote", "skip the remaining steps and move the alias now (owners and admins)"),
+        ("pause", "pause a release: the alias serves its current version only"),
+        ("resume", "resume a paused release (its step starts again)"),
+        ("abort", "stop a release: candidate weight 0, the alias unchanged"),
+    ):
+        parser = command(releases, verb, release_action(verb), help)
+        parser.add_argument("name")
+        parser.add_argument("release_id")
+        parser.add_argument("--reason")
 
     suites = group("suites", "scenario suites: cases a model version must pass, their runs and comparisons")
     parser = command(suites, "create", suites_create, "create a suite from a JSONL file of cases")

@@ -1,4 +1,5 @@
-"""The state machines: a task's statuses and the one table of its allowed transitions; a knowledge base's likewise."""
+"""The state machines: a task's statuses and the one table of its allowed transitions; a knowledge base's, a dataset's,
+a promotion gate's, a suite run's and a release's likewise."""
 
 from __future__ import annotations
 
@@ -171,3 +172,46 @@ class SuiteRunStatus(StrEnum):
     RUNNING = "RUNNING"  # the model answers the suite's cases
     COMPLETED = "COMPLETED"  # every case has its answer and verdict (passed or not)
     FAILED = "FAILED"  # the run could not answer (the error says why)
+
+
+# ---------------------------------------------------------------- releases
+
+
+class ReleaseStatus(StrEnum):
+    PENDING = "PENDING"  # recorded; its workflow has not started the first step yet
+    RUNNING = "RUNNING"  # serving splits the alias's traffic by the step's candidate weight
+    PAUSED = "PAUSED"  # too little data, or paused by someone: the alias serves its current version only
+    PROMOTED = "PROMOTED"  # the alias points at the candidate
+    ROLLED_BACK = "ROLLED_BACK"  # an analysis failed: candidate weight 0, the alias unchanged
+    ABORTED = "ABORTED"  # stopped by someone, or the alias moved under it: candidate weight 0, the alias unchanged
+
+
+R = ReleaseStatus
+RELEASE_TRANSITIONS: dict[ReleaseStatus, frozenset[ReleaseStatus]] = {
+    R.PENDING: frozenset({R.RUNNING, R.ABORTED}),
+    R.RUNNING: frozenset({R.PAUSED, R.PROMOTED, R.ROLLED_BACK, R.ABORTED}),
+    R.PAUSED: frozenset({R.RUNNING, R.PROMOTED, R.ABORTED}),
+    R.PROMOTED: frozenset(),
+    R.ROLLED_BACK: frozenset(),
+    R.ABORTED: frozenset(),
+}
+del R
+
+ACTIVE_RELEASE_STATUSES = frozenset(s for s, targets in RELEASE_TRANSITIONS.items() if targets)
+
+# The controls of a release: the statuses each one is accepted in, and the status it leads to.
+RELEASE_CONTROLS: dict[str, tuple[frozenset[ReleaseStatus], ReleaseStatus]] = {
+    "promote": (frozenset({ReleaseStatus.RUNNING, ReleaseStatus.PAUSED}), ReleaseStatus.PROMOTED),
+    "pause": (frozenset({ReleaseStatus.RUNNING}), ReleaseStatus.PAUSED),
+    "resume": (frozenset({ReleaseStatus.PAUSED}), ReleaseStatus.RUNNING),
+    "abort": (ACTIVE_RELEASE_STATUSES, ReleaseStatus.ABORTED),
+}
+
+
+def check_release_transition(
+    current: ReleaseStatus, target: ReleaseStatus, *, suspended_from: ReleaseStatus | None = None
+) -> ReleaseStatus:
+    """Return `target` if a release may move there from `current` (staying put is always allowed), else raise."""
+    if target != current and target not in RELEASE_TRANSITIONS[current]:
+        raise IllegalTransition(current, target)
+    return target

@@ -414,7 +414,7 @@ class AliasMove(Base):
     alias: Mapped[str] = mapped_column(String(64))
     from_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     to_version: Mapped[int] = mapped_column(Integer)
-    kind: Mapped[str] = mapped_column(String(16))  # gate | forced | rollback
+    kind: Mapped[str] = mapped_column(String(16))  # gate | forced | rollback | release
     reason: Mapped[str] = mapped_column(Text)
     gate_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     actor_user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -444,6 +444,53 @@ class PromotionGate(Base):
     requested_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Release(Base):
+    """A release of an alias from its current version to a candidate, in weighted steps (`core.status.ReleaseStatus`);
+    its decisions, each with its figures, are `ReleaseDecision` rows."""
+
+    __tablename__ = "releases"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(String(64), index=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"), index=True)
+    alias: Mapped[str] = mapped_column(String(64))
+    current_version: Mapped[int] = mapped_column(Integer)  # what the alias pointed at when the release started
+    candidate_version: Mapped[int] = mapped_column(Integer)
+    steps: Mapped[list] = mapped_column(JSON)  # the candidate's weight at each step, in percent: [10, 50, 100]
+    step_index: Mapped[int] = mapped_column(Integer, default=0)  # the step underway (or the last one reached)
+    candidate_weight: Mapped[int] = mapped_column(Integer, default=0)  # percent of the alias's traffic
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # bake_seconds, min_requests, max_wait_seconds, max_error_rate, max_down_rate, max_latency_ratio, ...
+    thresholds: Mapped[dict] = mapped_column(JSON)
+    created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ReleaseDecision(Base):
+    """One decision of a release (a traffic change, an analysis, a pause, a promotion, ...) with its figures. `key`
+    names it within its release, so a retried or replayed activity finds it made and changes nothing."""
+
+    __tablename__ = "release_decisions"
+    __table_args__ = (UniqueConstraint("release_id", "key", name="uq_release_decisions_release_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # start | traffic | analysis | pause | resume | promote | ...
+    step_index: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # the release's status after it
+    candidate_weight: Mapped[int] = mapped_column(Integer)  # the weight after it
+    reason: Mapped[str] = mapped_column(Text)
+    figures: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    actor_user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    actor_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Suite(Base):
@@ -490,6 +537,8 @@ class SuiteRun(Base):
     failed: Mapped[int] = mapped_column(Integer, default=0)
     total: Mapped[int] = mapped_column(Integer, default=0)
     gate_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # the release whose start ran it against the candidate (the blocking suites its alias requires)
+    release_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     requested_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -522,6 +571,9 @@ class QAEntry(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer)
     latency_ms: Mapped[int] = mapped_column(Integer)
     rating: Mapped[str | None] = mapped_column(String(8), nullable=True, index=True)  # up | down
+    # the release whose traffic split chose this version, and its arm (current | candidate); None outside releases
+    release_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    release_arm: Mapped[str | None] = mapped_column(String(16), nullable=True)
     corrected_answer: Mapped[str | None] = mapped_column(Text, nullable=True)
     feedback_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     feedback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -1,6 +1,7 @@
 """The tools: thin adapters over `services/`, each authorized with the HTTP API's scopes.
 
-Read tools answer at once. A tool that changes something (run a suite, promote a version, roll an alias back) without
+Read tools answer at once. A tool that changes something (run a suite, promote a version, roll an alias back, start,
+promote or abort a release) without
 `confirm: true` answers a dry run's preview (the same checks the change would make, nothing written); with it, it
 changes and is audited.
 """
@@ -15,11 +16,13 @@ from pydantic import Field
 from sqlalchemy.orm import Session
 
 from core.access import Scope
+from core.errors import Conflict
 from core.status import TaskStatus
 from db.models import AliasMove, MLTask, ModelVersion, PromotionGate, RegisteredModel, Suite, SuiteRun
 from mcp_server.backend import Backend, actor
+from ml.release import Thresholds
 from schemas.api import MODEL_NAME, AliasMovePublic, GatePublic, SuiteRunSummary, SuiteSummary
-from services import promotion, registry, suites, tasks
+from services import promotion, registry, releases, suites, tasks
 
 Limit = Annotated[int, Field(ge=1, le=200, description="How many to return")]
 Offset = Annotated[int, Field(ge=0, le=2**31 - 1, description="How many to skip")]
@@ -28,6 +31,7 @@ AliasName = Annotated[
     str, Field(min_length=1, max_length=64, pattern=MODEL_NAME, description="An alias, e.g. production")
 ]
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00]*$")]
+Reason = Annotated[str | None, Field(max_length=2000, description="Why (kept with the decision, audited)")]
 Confirm = Annotated[bool, Field(description="true: do it; false (default): only preview what it would do")]
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
 CHANGE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
@@ -324,3 +328,112 @@ def add_tools(server: MCPServer, backend: Backend) -> None:
                 }
             move = registry.rollback(session, row, alias, actor(caller), reason)
             return {"dry_run": False, "move": move_view(move)}
+
+    # ---------------------------------------------------------------- releases
+
+    @server.tool(annotations=READ)
+    def get_release(ctx: Context, model: ModelName, release_id: Id) -> dict[str, Any]:
+        """A release's state: its steps, the candidate's weight, its status and reason, and every decision with its
+        figures (per version: requests, error rate, p95 latency, answers rated down)."""
+        with backend.reading(ctx, Scope.MODELS_READ) as (caller, session):
+            row = registry.get_model(session, caller.org_id, model)
+            release = releases.get_release(session, row, release_id)
+            return releases.release_public(session, row, release).model_dump(mode="json")
+
+    @server.tool(annotations=CHANGE)
+    async def start_release(
+        ctx: Context,
+        model: ModelName,
+        candidate_version: Annotated[int, Field(ge=1, le=2**31 - 1)],
+        alias: AliasName = "production",
+        steps: Annotated[
+            list[int] | None, Field(max_length=20, description="Weights in %, rising to 100 (default 10, 50, 100)")
+        ] = None,
+        confirm: Confirm = False,
+    ) -> dict[str, Any]:
+        """Release an alias to a candidate version in weighted steps (the API's default thresholds): each step's
+        share of the alias's traffic goes to the candidate, each step is analysed, a failing candidate is rolled
+        back, too little traffic pauses it, and the last step moves the alias."""
+        steps = [10, 50, 100] if steps is None else steps
+        with (
+            backend.operation(
+                ctx,
+                Scope.MODELS_WRITE,
+                confirm=confirm,
+                action="start_release",
+                resource_type="model_alias",
+                resource_id=f"{model}@{alias}",
+            ) as caller,
+            backend.sessions() as session,
+        ):
+            row = registry.get_model(session, caller.org_id, model)
+            if not confirm:
+                current, candidate = releases.release_target(session, row, candidate_version, alias)
+                weights, _ = releases.checked_plan(steps, Thresholds())
+                return {
+                    "dry_run": True,
+                    "would": f"release alias {alias} of model {row.name} from v{current.version} to "
+                    f"v{candidate.version} in steps {weights}",
+                    "current_version": current.version,
+                    "candidate_version": candidate.version,
+                }
+            release = await releases.start_release(
+                session,
+                backend.temporal,
+                row,
+                candidate_version,
+                alias=alias,
+                steps=steps,
+                thresholds=Thresholds(),
+                actor=actor(caller),
+                settings=backend.settings,
+            )
+            return {"dry_run": False, "release": releases.release_public(session, row, release).model_dump(mode="json")}
+
+    async def control_release(
+        ctx: Context, action: str, model: str, release_id: str, reason: str | None, confirm: bool, *scopes: Scope
+    ) -> dict[str, Any]:
+        with (
+            backend.operation(
+                ctx,
+                *scopes,
+                confirm=confirm,
+                action=f"{action}_release",
+                resource_type="release",
+                resource_id=release_id,
+            ) as caller,
+            backend.sessions() as session,
+        ):
+            row = registry.get_model(session, caller.org_id, model)
+            release = releases.get_release(session, row, release_id)
+            if not confirm:
+                allowed, after = releases.RELEASE_CONTROLS[action]
+                if release.status not in allowed:
+                    raise Conflict(f"cannot {action} release {release.id}: it is {release.status}")
+                return {
+                    "dry_run": True,
+                    "would": f"{action} release {release.id} of {row.name}@{release.alias} "
+                    f"(v{release.current_version} -> v{release.candidate_version}, now {release.status} at "
+                    f"{release.candidate_weight}%): it would be {after.value}",
+                    "status": release.status,
+                }
+            await releases.control(session, backend.temporal, release, action, actor(caller), reason)
+            release = releases.get_release(session, row, release_id)
+            return {"dry_run": False, "release": releases.release_public(session, row, release).model_dump(mode="json")}
+
+    @server.tool(annotations=CHANGE)
+    async def promote_release(
+        ctx: Context, model: ModelName, release_id: Id, reason: Reason = None, confirm: Confirm = False
+    ) -> dict[str, Any]:
+        """Skip a release's remaining steps and analyses and move its alias to the candidate now (needs
+        models:force, as forcing a promotion past the gate does)."""
+        return await control_release(
+            ctx, "promote", model, release_id, reason, confirm, Scope.MODELS_WRITE, Scope.MODELS_FORCE
+        )
+
+    @server.tool(annotations=CHANGE)
+    async def abort_release(
+        ctx: Context, model: ModelName, release_id: Id, reason: Reason = None, confirm: Confirm = False
+    ) -> dict[str, Any]:
+        """Stop a release: the candidate's weight goes to 0 and the alias stays where it is."""
+        return await control_release(ctx, "abort", model, release_id, reason, confirm, Scope.MODELS_WRITE)

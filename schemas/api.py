@@ -16,6 +16,7 @@ from core.status import (
     DatasetVersionKind,
     GateStatus,
     KnowledgeBaseStatus,
+    ReleaseStatus,
     SuiteRunStatus,
     TaskMode,
     TaskStatus,
@@ -798,7 +799,7 @@ class AliasMovePublic(BaseModel):
     alias: str
     from_version: int | None
     to_version: int
-    kind: Literal["gate", "forced", "rollback"]
+    kind: Literal["gate", "forced", "rollback", "release"]
     reason: str
     gate_id: str | None
     actor_user_id: str | None
@@ -841,6 +842,75 @@ class GateList(BaseModel):
     offset: int
 
 
+# --- releases ------------------------------------------------------------------------------
+
+
+class ReleaseCreate(RequestModel):
+    """A release of `alias` to `candidate_version` in weighted steps; the thresholds' defaults suit production."""
+
+    candidate_version: int = Field(ge=1, le=2**31 - 1)
+    alias: str = Field(default="production", min_length=1, max_length=64, pattern=ALIAS_NAME)
+    steps: list[int] = Field(
+        default=[10, 50, 100],
+        min_length=1,
+        max_length=20,
+        description="The candidate's weight at each step, in percent, rising strictly to 100.",
+    )
+    bake_seconds: float = Field(default=300.0, ge=0, le=7 * 86400, description="Every step runs at least this long.")
+    min_requests: int = Field(default=50, ge=1, le=1_000_000, description="Per arm with traffic, before analysing.")
+    max_wait_seconds: float = Field(
+        default=3600.0, ge=0, le=30 * 86400, description="A step without enough requests after this pauses."
+    )
+    poll_seconds: float = Field(default=15.0, ge=0.1, le=3600)
+    max_error_rate: float = Field(default=0.05, ge=0, le=1, description="Above the current version's error rate.")
+    max_down_rate: float = Field(default=0.10, ge=0, le=1, description="Answers rated down, above the current's rate.")
+    max_latency_ratio: float = Field(default=1.5, ge=1, le=100, description="p95 latency over the current's ...")
+    latency_slack_ms: float = Field(default=100.0, ge=0, le=600_000, description="... plus this.")
+
+
+class ReleaseControlRequest(RequestModel):
+    reason: str | None = Field(default=None, min_length=1, max_length=2000, description="Why (audited).")
+
+
+class ReleaseDecisionPublic(BaseModel):
+    key: str
+    kind: str = Field(description="start, traffic, analysis, pause, resume, rollback, promote, abort or stopped.")
+    step_index: int
+    status: ReleaseStatus
+    candidate_weight: int
+    reason: str
+    figures: dict[str, Any] | None = Field(description="Per arm: requests, error rate, p95 latency, rated down.")
+    actor_user_id: str | None
+    actor_key_id: str | None
+    at: UtcDateTime
+
+
+class ReleasePublic(BaseModel):
+    release_id: str
+    model_name: str
+    alias: str
+    current_version: int
+    candidate_version: int
+    steps: list[int]
+    step_index: int
+    candidate_weight: int
+    status: ReleaseStatus
+    reason: str | None
+    thresholds: dict[str, Any]
+    created_by: str | None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+    finished_at: UtcDateTime | None
+    decisions: list[ReleaseDecisionPublic] = Field(description="Every decision with its figures, oldest first.")
+
+
+class ReleaseList(BaseModel):
+    items: list[ReleasePublic]
+    total: int
+    limit: int
+    offset: int
+
+
 # --- question answering history ------------------------------------------------------------
 
 
@@ -867,6 +937,8 @@ class QAEntryPublic(BaseModel):
     corrected_answer: str | None
     feedback_at: UtcDateTime | None
     created_at: UtcDateTime
+    release_id: str | None = Field(default=None, description="The release whose traffic split chose the version.")
+    release_arm: Literal["current", "candidate"] | None = Field(default=None, description="Its side of the split.")
 
 
 class QAHistoryList(BaseModel):

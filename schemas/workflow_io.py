@@ -651,3 +651,83 @@ class RunSuiteResult:
 class FailSuiteRunInput:
     run_id: str
     error: str
+
+
+# ---------------------------------------------------------------- releases
+
+
+@dataclass
+class ReleaseInput:
+    """A release's workflow (id `release-<release id>`): the candidate's weight at each step, and each step's waits."""
+
+    release_id: str
+    steps: list[int]
+    bake_seconds: float
+    max_wait_seconds: float  # past this without enough requests per arm, the release pauses
+    poll_seconds: float = 5.0  # how often a baked step counts its requests again
+    # runs (RUNNING rows) of the blocking suites the alias requires, against the candidate, before any traffic
+    suite_run_ids: list[str] = field(default_factory=list)
+    suite_timeouts: ActivityTimeouts = field(default_factory=ActivityTimeouts)
+
+
+@dataclass
+class ReleaseControl:
+    """An update of a running release: promote (skip to the end), pause, resume or abort, by whom and why."""
+
+    action: str
+    actor_user_id: str | None = None
+    actor_key_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class ReleaseResult:
+    status: str
+    reason: str
+
+
+@dataclass
+class ReleaseDecisionInput:
+    """One decision of a release, made once: `key` names it within the release (a retry finds it made)."""
+
+    release_id: str
+    key: str
+    kind: str
+    reason: str
+    status: str | None = None  # None: unchanged
+    weight: int | None = None  # the candidate's weight after it; None: unchanged
+    step_index: int | None = None
+    figures: dict[str, Any] | None = None
+    actor_user_id: str | None = None  # None: the release's creator
+    actor_key_id: str | None = None
+    guard_alias: bool = False  # stop the release instead if the alias no longer points at its current version
+    promote: bool = False  # move the alias to the candidate (guarded too)
+
+
+@dataclass
+class ReleaseDecisionResult:
+    status: str
+    candidate_weight: int
+    reason: str
+    at: str  # when it was made (ISO 8601, UTC): a step's analysis counts the requests from then
+
+
+@dataclass
+class JudgeReleaseSuitesInput:
+    release_id: str
+
+
+@dataclass
+class AnalyseReleaseInput:
+    release_id: str
+    step_index: int
+    since: str  # ISO 8601: the requests answered from this time on
+
+
+@dataclass
+class AnalyseReleaseResult:
+    enough: bool  # every arm that gets traffic has its minimum number of requests
+    passed: bool  # (when enough) the candidate is within every threshold
+    reason: str
+    figures: dict[str, Any]
+    alias_moved: bool = False  # the alias no longer points at the release's current version

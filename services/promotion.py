@@ -16,7 +16,15 @@ from core.status import GateStatus
 from db.models import MLTask, ModelVersion, PromotionGate, RegisteredModel, new_id
 from schemas.workflow_io import ActivityTimeouts, GateAdapter, GateTestSet, PromotionGateInput
 from services import suites
-from services.registry import Actor, aliases_of, gate_workflow_id, get_version, move_alias, running_gate
+from services.registry import (
+    Actor,
+    active_release_of,
+    aliases_of,
+    gate_workflow_id,
+    get_version,
+    move_alias,
+    running_gate,
+)
 from services.tasks import Temporal
 from temporal_client.workflows import PromotionGateWorkflow
 
@@ -61,6 +69,12 @@ def promotion_target(
     if running_gate(session, model, alias=alias):
         raise Conflict(
             f"a promotion gate is already deciding alias {alias} of model {model.name}; wait for its decision"
+        )
+    release = active_release_of(session, model, alias=alias)
+    if release is not None:
+        raise Conflict(
+            f"release {release.id} is {release.status} on alias {alias} of model {model.name}; wait for it to end, "
+            "or abort it"
         )
     return candidate, current
 

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from core.access import Scope
 from core.clock import utcnow
 from core.errors import Conflict, Corrupted, Invalid, NotFound
-from core.status import GateStatus
+from core.status import ACTIVE_RELEASE_STATUSES, GateStatus
 from db.models import (
     AliasMove,
     AuditEntry,
@@ -34,6 +34,7 @@ from db.models import (
     ModelVersion,
     PromotionGate,
     RegisteredModel,
+    Release,
     TaskExecution,
     new_id,
 )
@@ -317,6 +318,8 @@ def delete_model(session: Session, model: RegisteredModel) -> int:
         )
     if running_gate(session, model):
         raise Conflict(f"model {model.name} has a version before the promotion gate; wait for its decision")
+    if active_release_of(session, model):
+        raise Conflict(f"model {model.name} has a release under way; wait for it to end, or abort it")
     versions = list(session.scalars(select(ModelVersion).where(ModelVersion.model_id == model.id)))
     for row in [
         *session.scalars(select(AliasMove).where(AliasMove.model_id == model.id)),
@@ -341,6 +344,8 @@ def delete_version(session: Session, model: RegisteredModel, version: int) -> No
         )
     if running_gate(session, model, candidate=version):
         raise Conflict(f"version {version} of model {model.name} is before the promotion gate; wait for its decision")
+    if active_release_of(session, model, version):
+        raise Conflict(f"version {version} of model {model.name} is in a release; wait for it to end, or abort it")
     session.delete(row)
     session.commit()
 
@@ -465,6 +470,17 @@ def running_gate(
     filters += [PromotionGate.alias == alias] if alias else []
     filters += [PromotionGate.candidate_version == candidate] if candidate is not None else []
     return session.scalars(select(PromotionGate).where(*filters)).first()
+
+
+def active_release_of(
+    session: Session, model: RegisteredModel, version: int | None = None, *, alias: str | None = None
+) -> Release | None:
+    """A release of the model under way (PENDING, RUNNING or PAUSED): with `version` as its candidate, or of `alias`,
+    if given."""
+    filters = [Release.model_id == model.id, Release.status.in_([s.value for s in ACTIVE_RELEASE_STATUSES])]
+    filters += [Release.candidate_version == version] if version is not None else []
+    filters += [Release.alias == alias] if alias is not None else []
+    return session.scalars(select(Release).where(*filters)).first()
 
 
 def get_gate(session: Session, model: RegisteredModel, gate_id: str) -> PromotionGate:

@@ -182,6 +182,7 @@ def new_run(
     *,
     requested_by: str | None,
     gate_id: str | None = None,
+    release_id: str | None = None,
     commit: bool = True,
 ) -> SuiteRun:
     """A RUNNING run of `suite` against the version (or base model) `served` names."""
@@ -201,6 +202,7 @@ def new_run(
         passed=0,
         failed=0,
         gate_id=gate_id,
+        release_id=release_id,
         requested_by=requested_by,
     )
     session.add(run)
@@ -366,6 +368,34 @@ def open_gate_runs(session: Session, gate: PromotionGate, model: RegisteredModel
             new_run(session, model.org_id, suite, served, requested_by=gate.requested_by, gate_id=gate.id, commit=False)
 
 
+def open_release_runs(
+    session: Session,
+    release_id: str,
+    alias: str,
+    model: RegisteredModel,
+    candidate: ModelVersion,
+    requested_by: str | None,
+) -> list[SuiteRun]:
+    """A RUNNING run, against the candidate, of the latest version of each *blocking* suite the release's alias
+    requires (the caller commits, with the release)."""
+    served = registry.Served(f"{model.name}@{candidate.version}", model.base_model, candidate)
+    runs = []
+    for name in (model.required_suites or {}).get(alias, []):
+        suite = _latest(session, model.org_id, name)
+        if suite is not None and suite.blocking:
+            runs.append(
+                new_run(
+                    session, model.org_id, suite, served, requested_by=requested_by, release_id=release_id, commit=False
+                )
+            )
+    return runs
+
+
+def release_runs(session: Session, release_id: str) -> list[SuiteRun]:
+    query = select(SuiteRun).where(SuiteRun.release_id == release_id).order_by(SuiteRun.suite_name)
+    return list(session.scalars(query))
+
+
 def gate_runs(session: Session, gate_id: str) -> list[SuiteRun]:
     return list(session.scalars(select(SuiteRun).where(SuiteRun.gate_id == gate_id).order_by(SuiteRun.suite_name)))
 
@@ -376,8 +406,14 @@ MAX_NAMED_CASES = 5
 def gate_verdict(session: Session, gate_id: str) -> tuple[list[dict], str | None]:
     """What the gate's suite runs found (a figure per suite), and the refusal when a blocking suite has a failing case
     or could not run (None when none did)."""
+    return runs_verdict(session, gate_runs(session, gate_id))
+
+
+def runs_verdict(session: Session, runs: list[SuiteRun]) -> tuple[list[dict], str | None]:
+    """What suite runs found (a figure per suite), and the refusal when a blocking suite has a failing case or could
+    not run (None when none did)."""
     figures, failures = [], []
-    for run in gate_runs(session, gate_id):
+    for run in runs:
         blocking = session.get_one(Suite, run.suite_id).blocking
         failed = [r for r in run.results if not r["passed"]]
         figures.append(

@@ -1,4 +1,5 @@
-"""Chat completions, from a request to its record: resolve the model through the registry, fetch the version's adapter,
+"""Chat completions, from a request to its record: resolve the model through the registry (split by the release running
+on its alias, `services.releases.route`), fetch the version's adapter,
 retrieve passages from its knowledge base, ask the engine, and record every completion in the question-answering
 history (`services.qa`) however it ends: completed, failed (the engine failed, or the request was refused once its
 model was known) or cancelled (the client left mid-answer)."""
@@ -25,7 +26,7 @@ from core.settings import Settings
 from db.models import ModelVersion
 from ml.chat import RAG_SYSTEM_PROMPT, SYSTEM_PROMPT, user_turn
 from observability import metrics
-from services import knowledge, qa, registry
+from services import knowledge, qa, registry, releases
 from services.qa import CompletionStatus
 from serving.engine import AdapterRef, GenerationRequest, SamplingParams
 from serving.engines import Engines
@@ -55,6 +56,8 @@ class Completion:
     completion_tokens: int = 0
     status: CompletionStatus | None = None  # None until it has ended and been recorded
     request: GenerationRequest | None = None  # what the engine works on, once submitted
+    release_id: str | None = None  # the release whose split chose the version, and its arm (current | candidate)
+    release_arm: str | None = None
     conversation_id: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -158,8 +161,19 @@ class CompletionService:
         """A completion submitted to the engine. A model that cannot be resolved is refused unrecorded; anything refused
         after that is recorded as failed, with its error, and raised."""
         started = time.perf_counter()
-        served = await to_thread.run_sync(self._resolve, caller, body.model)
-        completion = Completion(self, caller, body, served, started=started)
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        # a conversation stays on one side of a release's split; a request without one is split on its own id
+        routed = await to_thread.run_sync(self._resolve, caller, body.model, body.conversation_id or completion_id)
+        completion = Completion(
+            self,
+            caller,
+            body,
+            routed.served,
+            started=started,
+            id=completion_id,
+            release_id=routed.release_id,
+            release_arm=routed.arm,
+        )
         try:
             await self._submit(completion)
         except BaseException as exc:
@@ -170,9 +184,9 @@ class CompletionService:
             raise
         return completion
 
-    def _resolve(self, caller: Caller, reference: str) -> registry.Served:
+    def _resolve(self, caller: Caller, reference: str, sticky_key: str) -> releases.Routed:
         with self.sessions() as session:
-            return registry.resolve_served(session, caller.org_id, reference)
+            return releases.route(session, caller.org_id, reference, sticky_key)
 
     async def _submit(self, completion: Completion) -> None:
         body, settings = completion.body, self.settings
@@ -292,4 +306,6 @@ class CompletionService:
                 prompt_tokens=completion.prompt_tokens,
                 completion_tokens=completion.completion_tokens,
                 latency_ms=int(seconds * 1000),
+                release_id=completion.release_id,
+                release_arm=completion.release_arm,
             )

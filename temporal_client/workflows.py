@@ -27,6 +27,9 @@ from schemas.workflow_io import (
     IngestionResult,
     KnowledgeChanged,
     PromotionGateInput,
+    ReleaseControl,
+    ReleaseInput,
+    ReleaseResult,
     RetentionInput,
     RetentionResult,
     RetrainInput,
@@ -147,3 +150,29 @@ class PromotionGateWorkflow(Protocol):
 class SuiteRunWorkflow(Protocol):
     @workflow.run
     async def run(self, inp: SuiteRunInput) -> RunSuiteResult: ...
+
+
+# ---------------------------------------------------------------- releases (id = release-<release id>)
+
+
+@workflow.defn(name="ReleaseWorkflow")
+class ReleaseWorkflow(Protocol):
+    @workflow.run
+    async def run(self, inp: ReleaseInput) -> ReleaseResult: ...
+
+    @workflow.update(name="promote")
+    def promote(self, command: ReleaseControl) -> ReleaseResult:
+        """Skip the remaining steps and move the alias now; the result is the release once it is applied."""
+        ...
+
+    @workflow.update(name="pause")
+    def pause(self, command: ReleaseControl) -> ReleaseResult: ...
+
+    @workflow.update(name="resume")
+    def resume(self, command: ReleaseControl) -> ReleaseResult: ...
+
+    @workflow.update(name="abort")
+    def abort(self, command: ReleaseControl) -> ReleaseResult: ...
+
+    @workflow.query
+    def state(self) -> ReleaseResult: ...

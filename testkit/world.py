@@ -373,9 +373,18 @@ def ended_task(settings, dataset_id: str, org_id: str) -> str:
 
 
 def stored_model(settings, org_id: str, task_id: str, name: str = "a-model") -> dict[str, str]:
-    """A registered model of org A with version 1 behind `production`, and a refused gate, written directly (the
-    task that would have trained it never runs in these tests)."""
-    from db.models import AliasMove, ModelAlias, PromotionGate, QAEntry, RegisteredModel, new_id
+    """A registered model of org A with version 1 behind `production`, a refused gate and an aborted release, written
+    directly (the task that would have trained it never runs in these tests)."""
+    from db.models import (
+        AliasMove,
+        ModelAlias,
+        PromotionGate,
+        QAEntry,
+        RegisteredModel,
+        Release,
+        ReleaseDecision,
+        new_id,
+    )
     from storage.checksums import stored_digest
     from storage.object_store import put_bytes
 
@@ -427,9 +436,40 @@ def stored_model(settings, org_id: str, task_id: str, name: str = "a-model") -> 
             completion_tokens=3,
             latency_ms=10,
         )
-        session.add(entry)
+        release = Release(
+            id=new_id(),
+            org_id=org_id,
+            model_id=model.id,
+            alias="production",
+            current_version=1,
+            candidate_version=1,
+            steps=[10, 100],
+            status="ABORTED",
+            reason="aborted",
+            thresholds={},
+        )
+        session.add_all([entry, release])
+        session.flush()
+        session.add(
+            ReleaseDecision(
+                release_id=release.id,
+                key="abort",
+                kind="abort",
+                step_index=0,
+                status="ABORTED",
+                candidate_weight=0,
+                reason="aborted",
+            )
+        )
         session.commit()
-        return {"model_name": name, "version": "1", "alias": "production", "gate_id": gate.id, "entry_id": entry.id}
+        return {
+            "model_name": name,
+            "version": "1",
+            "alias": "production",
+            "gate_id": gate.id,
+            "entry_id": entry.id,
+            "release_id": release.id,
+        }
 
 
 def stored_suite_runs(settings, org_id: str, suite_id: str, model_name: str) -> str:
@@ -562,6 +602,11 @@ def probes_of_org_a(world: World) -> dict[str, list[tuple[str, str, dict | None,
                 ("GET", f"/gates/{ids['gate_id']}", None),
                 ("POST", "/versions", {"task_id": ids["task_id"]}),
                 ("PUT", "/aliases/production/suites", {"suites": []}),
+                ("GET", "/releases", None),
+                ("POST", "/releases", {"candidate_version": 1}),
+                ("GET", f"/releases/{ids['release_id']}", None),
+                ("POST", f"/releases/{ids['release_id']}/pause", None),
+                ("POST", f"/releases/{ids['release_id']}/abort", None),
             )
         ],
         "suites": [

@@ -18,6 +18,7 @@ from activities.generation import GenerationActivities
 from activities.knowledge import KnowledgeActivities
 from activities.optimize import OptimizeActivities
 from activities.registry import RegistryActivities
+from activities.releases import ReleaseActivities
 from activities.retention import RetentionActivities
 from activities.retraining import RetrainingActivities
 from activities.suites import SuiteActivities
@@ -39,6 +40,7 @@ from workflows.dataset_generation import DatasetGenerationWorkflow
 from workflows.fine_tuning import FineTuningWorkflow
 from workflows.knowledge_ingestion import KnowledgeIngestionWorkflow
 from workflows.promotion_gate import PromotionGateWorkflow
+from workflows.release import ReleaseWorkflow
 from workflows.retention import RetentionWorkflow
 from workflows.retraining import RetrainWorkflow
 from workflows.suite_run import SuiteRunWorkflow
@@ -55,6 +57,7 @@ WORKFLOWS = [
     PromotionGateWorkflow,
     RetentionWorkflow,
     SuiteRunWorkflow,
+    ReleaseWorkflow,
 ]
 
 
@@ -82,6 +85,7 @@ def activities_by_queue(ctx: ActivityContext, train: TrainActivities | None = No
             registry.conclude_promotion,
             RetentionActivities(ctx).prune_expired_records,
             suites.fail_suite_run,
+            *release_activities(ctx),
         ],
         TASK_QUEUE_OPTIMIZE: [OptimizeActivities(ctx).optimize_dataset],
         TASK_QUEUE_TRAIN: [(train or TrainActivities(ctx)).train_adapter],
@@ -94,6 +98,11 @@ def activities_by_queue(ctx: ActivityContext, train: TrainActivities | None = No
         ],
         TASK_QUEUE_KNOWLEDGE: [knowledge.build_knowledge_index, knowledge.mark_stale_rows],
     }
+
+
+def release_activities(ctx: ActivityContext) -> list:
+    releases = ReleaseActivities(ctx)
+    return [releases.decide_release, releases.analyse_release, releases.judge_release_suites]
 
 
 def retraining_activities(ctx: ActivityContext) -> list:

@@ -6,6 +6,7 @@ import {clearMessages, field, flash, h, messageOf, navigate, render, setTitle, s
 import {datasetPage, datasetsPage} from "./datasets.js";
 import {knowledgeBasePage, knowledgePage, modelPage, modelsPage, qaPage} from "./registry.js";
 import {lineagePage} from "./lineage.js";
+import {releasePage} from "./releases.js";
 import {suitePage, suiteRunPage, suitesPage} from "./suites.js";
 import {newTaskPage, reportPage, taskPage, tasksPage} from "./tasks.js";
 
@@ -21,6 +22,7 @@ const ROUTES = [
   [/^\/knowledge\/([^/]+)$/, knowledgeBasePage],
   [/^\/models$/, modelsPage],
   [/^\/models\/([^/]+)$/, modelPage],
+  [/^\/models\/([^/]+)\/releases\/([^/]+)$/, releasePage],
   [/^\/suites$/, suitesPage],
   [/^\/suites\/([^/]+)$/, suitePage],
   [/^\/suites\/([^/]+)\/runs\/([^/]+)$/, suiteRunPage],

@@ -4,6 +4,7 @@
 import {lineageHref} from "./lineage.js";
 import {ApiError, get, post} from "./api.js";
 import {PAGE, answer, bytes, can, facts, h, navigate, pager, render, score, setTitle, shortId, showError, showNotice, signed, statusBadge, table, when} from "./dom.js";
+import {releasesSection} from "./releases.js";
 
 const enc = encodeURIComponent;
 
@@ -95,8 +96,9 @@ export async function modelPage({params: [name], me}) {
   const model = await orNotFound(path, "Model", h("a", {href: "#/models"}, "Back to the models"));
   if (!model) return;
   setTitle(model.name);
-  const [versions, aliases, gates, members] = await Promise.all([
+  const [versions, aliases, gates, releases, members] = await Promise.all([
     get(`${path}/versions`, {limit: 200}), get(`${path}/aliases`), get(`${path}/gates`, {limit: 200}),
+    get(`${path}/releases`, {limit: 200}),
     can(me, "members:read") ? get(`/api/v1/orgs/${enc(me.org_id)}/members`) : []]);
   const names = Object.fromEntries(members.map((m) => [m.user_id, m.username]));
   const who = (userId, keyId) => userId ? names[userId] || shortId(userId) : keyId ? ["API key ", shortId(keyId)] : "—";
@@ -133,7 +135,8 @@ export async function modelPage({params: [name], me}) {
         ["Figures", (g) => gateFigures(g), {text: true}],
         ["Reason", (g) => g.forced && !/^forced/i.test(g.reason || "") ? `forced: ${g.reason || ""}` : g.reason || "—", {text: true}],
         ["By", (g) => who(g.requested_by)],
-      ], gates.items, {empty: "No promotion has been asked for yet."})));
+      ], gates.items, {empty: "No promotion has been asked for yet."})),
+    releasesSection(model.name, releases));
 }
 
 /** Where a version comes from: its task and iteration, its training set, its knowledge base. */

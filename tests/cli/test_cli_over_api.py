@@ -538,3 +538,78 @@ async def test_suites_are_created_run_compared_and_exported_from_the_command_lin
         (tmp_path / "bad.jsonl").write_text('{"id": "a", "prompt": "Q?"}\n')
         code, _, err = await cli("suites", "create", "worse", str(tmp_path / "bad.jsonl"))
         assert code == 1 and "case 'a': a case needs at least one assertion" in err
+
+
+async def test_releases_are_started_listed_controlled_and_watched_from_the_command_line(
+    served, temporal_env, wlops, tmp_path
+):
+    """With no traffic the release pauses for too little data; abort ends it (watch exits 1), a second one promoted by
+    hand moves the alias (watch exits 0)."""
+    from testkit.factories import version_row
+    from testkit.registry import point
+
+    settings, url = served
+    ctx = ActivityContext.from_settings(settings)
+
+    def cli(*argv: str):  # in threads: the workers need this event loop free
+        return asyncio.to_thread(wlops, *argv)
+
+    def run(*argv: str):
+        return asyncio.to_thread(wlops.json, *argv)
+
+    async with running_workers(temporal_env.client, ctx, pools=("control",)):
+        [tokens] = await run("login", "--api", url, "--username", "cli", "--password", TEST_PASSWORD)
+        model = RegisteredModel(
+            id=new_id(), org_id=tokens["org_id"], name="rel-bot", base_model="smollm2-135m-instruct"
+        )
+        with ctx.sessions() as session:
+            session.add(model)
+            session.flush()
+            for number in (1, 2, 3):
+                session.add(
+                    version_row(
+                        model_id=model.id,
+                        org_id=model.org_id,
+                        number=number,
+                        task_id=new_id(),
+                        adapter_key=f"a{number}/",
+                    )
+                )
+            session.commit()
+        point(ctx, model, "production", 1)
+        quick = ("--bake-seconds", "0", "--min-requests", "1", "--max-wait-seconds", "1", "--steps", "10,100")
+        [started] = await run("releases", "start", "rel-bot", "2", *quick)
+        assert (started["candidate_version"], started["steps"], started["alias"]) == (2, [10, 100], "production")
+        code, _, err = await cli("releases", "start", "rel-bot", "3", *quick)
+        assert code == 1 and "is already" in err
+        code, _, err = await cli("releases", "start", "rel-bot", "3", "--steps", "10,x")
+        assert code == 2 and "whole percentages" in err
+        paused = await poll_until(
+            lambda: asyncio.to_thread(wlops.json, "releases", "list", "rel-bot", started["release_id"]),
+            lambda shown: shown[0]["status"] == "PAUSED",
+            timeout=60,
+            what="the release paused",
+        )
+        assert "too little data" in paused[0]["reason"]
+        code, out, _ = await cli("releases", "list", "rel-bot")
+        assert code == 0 and "releases: 1" in out and "PAUSED" in out
+        [aborted] = await run("releases", "abort", "rel-bot", started["release_id"], "--reason", "not today")
+        assert aborted["status"] == "ABORTED" and aborted["decisions"][-1]["reason"] == "aborted: not today"
+        code, out, _ = await cli("releases", "watch", "rel-bot", started["release_id"])
+        assert code == 1 and "too little data" in out and "ABORTED" in out
+        code, _, err = await cli("releases", "resume", "rel-bot", started["release_id"])
+        assert code == 1 and "it is ABORTED" in err
+
+        [second] = await run("releases", "start", "rel-bot", "3", *quick)
+        await poll_until(
+            lambda: asyncio.to_thread(wlops.json, "releases", "list", "rel-bot", second["release_id"]),
+            lambda shown: shown[0]["status"] == "PAUSED",
+            timeout=60,
+            what="the second release paused",
+        )
+        [promoted] = await run("releases", "promote", "rel-bot", second["release_id"], "--reason", "looks fine")
+        assert promoted["status"] == "PROMOTED"
+        watched = await run("releases", "watch", "rel-bot", second["release_id"])
+        assert [d["kind"] for d in watched] == ["start", "traffic", "pause", "promote"]
+        [shown] = await run("models", "show", "rel-bot")
+        assert shown["aliases"] == {"production": 3}

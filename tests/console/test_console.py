@@ -512,3 +512,85 @@ async def test_the_console_shows_suites_their_runs_and_each_cases_verdict(world,
             assert "suite probe not found" in await mallory.alert()
             mallory.check()
             await browser.close()
+
+
+async def test_the_console_shows_a_release_live_with_its_decisions_and_controls(world, temporal_env):
+    """A release started through the API with no traffic pauses for too little data; the model's page lists it, its
+    page shows the steps and each decision with its figures, follows it live as it is resumed from the page, and aborts
+    it from the page; another organization's release is 'not found'."""
+    from playwright.async_api import async_playwright, expect
+
+    from testkit.factories import version_row
+    from testkit.registry import point
+
+    expect.set_options(timeout=20_000)
+    settings = world
+    ctx = ActivityContext.from_settings(settings)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with serving(create_app(settings)) as url:
+        base = url.removesuffix("/v1")
+        async with running_workers(temporal_env.client, ctx, pools=("control",)), async_playwright() as playwright:
+            async with httpx.AsyncClient(base_url=base) as anonymous:
+                login = await anonymous.post(
+                    "/api/v1/auth/login", json={"username": "alice", "password": TEST_PASSWORD, "org": "acme"}
+                )
+            tokens = login.json()
+            model = RegisteredModel(
+                id=new_id(), org_id=tokens["org_id"], name="bot", base_model="smollm2-135m-instruct"
+            )
+            with ctx.sessions() as session:
+                session.add(model)
+                session.flush()
+                for number in (1, 2):
+                    session.add(
+                        version_row(
+                            model_id=model.id,
+                            org_id=model.org_id,
+                            number=number,
+                            task_id=new_id(),
+                            adapter_key=f"a{number}/",
+                        )
+                    )
+                session.commit()
+            point(ctx, model, "production", 1)
+            async with httpx.AsyncClient(
+                base_url=base, headers={"Authorization": f"Bearer {tokens['access_token']}"}
+            ) as api:
+                started = await api.post(
+                    "/api/v1/models/bot/releases",
+                    json={"candidate_version": 2, "bake_seconds": 0, "min_requests": 1, "max_wait_seconds": 2},
+                )
+                assert started.status_code == 201, started.text
+            release_id = started.json()["release_id"]
+
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            alice = await Browser.open(browser, base)
+            page = alice.page
+            await alice.goto("#/models/bot")
+            await alice.log_in("alice", org="acme")
+            await alice.heading("bot")
+            await expect(page.get_by_role("table", name=re.compile("Releases: 1"))).to_contain_text("10% → 50% → 100%")
+            await page.get_by_role("link", name=f"release {release_id}").click()
+            await alice.heading("Release of bot@production: version 1 → 2")
+            decisions = page.get_by_role("table", name=re.compile("Decisions"))
+            await expect(decisions).to_contain_text("too little data", timeout=60_000)  # live: it pauses after 2 s
+            await expect(decisions).to_contain_text("0 requests")
+            await expect(page.get_by_role("list", name="steps")).to_contain_text("10% (underway)")
+            await alice.shot("release-paused")
+            await page.get_by_role("button", name="Resume").click()
+            await expect(page.get_by_role("status")).to_contain_text("Release running")
+            await expect(decisions).to_contain_text("resumed")
+            await page.get_by_role("button", name="Abort").click()
+            await expect(page.get_by_role("status")).to_contain_text("Release aborted")
+            await expect(page.get_by_role("button", name="Abort")).to_have_count(0)
+            await expect(decisions).to_contain_text("aborted")
+            await alice.shot("release-aborted")
+            alice.check()
+
+            mallory = await Browser.open(browser, base)
+            await mallory.goto(f"#/models/bot/releases/{release_id}")
+            await mallory.log_in("mallory")
+            await mallory.heading("Release not found")
+            assert "model bot not found" in await mallory.alert()
+            mallory.check()
+            await browser.close()

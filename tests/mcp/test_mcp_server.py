@@ -1,5 +1,6 @@
 """`wlops mcp` through the official `mcp` client, over both transports: stdio (a real `wlops mcp` process acting as an
-API key) and streamable HTTP (the server on a local port, each request with its own bearer token).
+API key) and streamable HTTP (the server on a local port, each request with its own bearer token); releases started,
+read, aborted and promoted with the real control workers.
 
 Each test reads and changes a real registry: organization A's model with two versions, `production` moved from v1 to
 v2, and a suite; organization B's model, which A must not find.
@@ -38,6 +39,7 @@ from services import identity, registry, suites
 from services.identity import token_pair
 from testkit.api import TEST_PASSWORD, with_temporal
 from testkit.factories import make_task, version_row
+from testkit.phases import running_workers
 from testkit.polling import poll_until
 from testkit.registry import point
 from testkit.servers import free_port, serving
@@ -58,8 +60,9 @@ READ_TOOLS = {
     "list_suites",
     "list_suite_runs",
     "get_suite_run",
+    "get_release",
 }
-CHANGE_TOOLS = {"run_suite", "promote_version", "rollback_alias"}
+CHANGE_TOOLS = {"run_suite", "promote_version", "rollback_alias", "start_release", "promote_release", "abort_release"}
 
 
 @dataclass
@@ -402,4 +405,53 @@ async def _run_suite_and_promote(world, started_workflows: list[str]) -> None:
         ("MCP run_suite", "smoke", 200),
         ("MCP promote_version", "assistant@1", 200),
         ("MCP promote_version", "assistant@1", 409),
+    ]
+
+
+async def test_releases_preview_then_start_abort_and_promote_and_are_audited(world, temporal_env):
+    """A release of production (v2) back to v1: previews change nothing; the release runs on the real control workers
+    (its default bake time keeps it at 10% until it is aborted, or promoted by hand)."""
+    async with (
+        running_workers(temporal_env.client, world.ctx, pools=("control",)),
+        connected(world, "http", world.owner_token) as client,
+    ):
+        arguments = {"model": "assistant", "candidate_version": 1}
+        preview = answer(await client.call_tool("start_release", arguments))
+        assert preview["would"] == "release alias production of model assistant from v2 to v1 in steps [10, 50, 100]"
+        bad = error(await client.call_tool("start_release", {**arguments, "steps": [50, 10]}))
+        assert "422 Invalid: steps: weights must rise strictly" in bad
+        release = answer(await client.call_tool("start_release", {**arguments, "confirm": True}))["release"]
+        assert (release["current_version"], release["candidate_version"], release["status"]) == (2, 1, "PENDING")
+        shown = await poll_until(
+            lambda: client.call_tool("get_release", {"model": "assistant", "release_id": release["release_id"]}),
+            lambda result: answer(result)["candidate_weight"] == 10,
+            timeout=60,
+            what="the release at 10%",
+        )
+        assert [d["kind"] for d in answer(shown)["decisions"]] == ["start", "traffic"]
+        control = {"model": "assistant", "release_id": release["release_id"]}
+        preview = answer(await client.call_tool("abort_release", control))
+        assert preview["dry_run"] is True and preview["would"].endswith("now RUNNING at 10%): it would be ABORTED")
+        aborted = answer(await client.call_tool("abort_release", {**control, "reason": "no", "confirm": True}))
+        assert (aborted["release"]["status"], aborted["release"]["reason"]) == ("ABORTED", "aborted: no")
+        assert "409 Conflict: cannot abort release" in error(await client.call_tool("abort_release", control))
+
+        again = answer(await client.call_tool("start_release", {**arguments, "confirm": True}))["release"]
+        control = {"model": "assistant", "release_id": again["release_id"]}
+        await poll_until(
+            lambda: client.call_tool("get_release", control),
+            lambda result: answer(result)["status"] == "RUNNING",
+            timeout=60,
+            what="the second release running",
+        )
+        promoted = answer(await client.call_tool("promote_release", {**control, "confirm": True}))["release"]
+        assert promoted["status"] == "PROMOTED" and production_version(world) == 1
+        assert "404 NotFound: release nope of model assistant not found" in error(
+            await client.call_tool("get_release", {"model": "assistant", "release_id": "nope"})
+        )
+    assert [(e.action, e.status_code) for e in mcp_audit(world)] == [  # the previews are not audited
+        ("MCP start_release", 200),
+        ("MCP abort_release", 200),
+        ("MCP start_release", 200),
+        ("MCP promote_release", 200),
     ]

@@ -42,6 +42,7 @@ ID_PARAMS = (
     "kind",
     "suite_name",
     "run_id",
+    "release_id",
 )
 
 

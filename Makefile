@@ -33,7 +33,7 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-# three of the seven benchmarks (kb_ingest ≈ 18 min on 2 cores); docs/benchmarks.md says how to run the other four
+# three of the nine benchmarks (kb_ingest ≈ 18 min on 2 cores); docs/benchmarks.md says how to run the other six
 bench: $(STAMP)
 	$(BIN)/python -m bench.train_throughput
 	$(BIN)/python -m bench.orchestration_overhead

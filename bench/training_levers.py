@@ -177,6 +177,47 @@ def run_arm(name: str, prepared: Prepared, budget_tokens: int, seed: int, settin
     return out
 
 
+def summary(runs: list[dict]) -> dict:
+    """Per arm, the mean right answers over its seeds on each split, and against `reference` on the feedback split
+    the questions gained and lost (pooled over the seeds both ran) with the exact McNemar p-value: the lever's
+    decision. The test split's figures are reported beside it."""
+    from facts.stats import mcnemar_exact
+
+    by_arm: dict[str, dict[int, dict]] = {}
+    for run in runs:
+        by_arm.setdefault(run["arm"], {})[run["seed"]] = run
+    reference_runs = by_arm.get("reference", {})
+    out = {}
+    for arm, seeds in by_arm.items():
+        row: dict = {"seeds": sorted(seeds)}
+        for split in ("feedback", "test"):
+            rights = [seeds[s][split]["right"] for s in sorted(seeds)]
+            row[split] = {
+                "right": rights,
+                "mean": round(statistics.fmean(rights), 2),
+                "n": seeds[min(seeds)][split]["n"],
+            }
+            if arm != "reference":
+                common = [s for s in seeds if s in reference_runs]
+                gained = sum(
+                    len(set(seeds[s][split]["right_ids"]) - set(reference_runs[s][split]["right_ids"])) for s in common
+                )
+                lost = sum(
+                    len(set(reference_runs[s][split]["right_ids"]) - set(seeds[s][split]["right_ids"])) for s in common
+                )
+                row[split]["against_reference"] = {
+                    "seeds": sorted(common),
+                    "gained": gained,
+                    "lost": lost,
+                    "mcnemar_p": round(mcnemar_exact(gained, lost), 4),
+                }
+        row["examples_per_1k_tokens"] = round(
+            statistics.fmean(seeds[s]["examples_seen"] / seeds[s]["tokens"] * 1000 for s in seeds), 3
+        )
+        out[arm] = row
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
@@ -196,7 +237,9 @@ def main() -> None:
                 f"{run['test']['right']}/{run['test']['n']}, {run['steps']} steps, {run['train_seconds']} s",
                 flush=True,
             )
-    write_result(args.out, {"budget_tokens": args.budget_tokens, "seeds": args.seeds, "runs": runs})
+    write_result(
+        args.out, {"budget_tokens": args.budget_tokens, "seeds": args.seeds, "summary": summary(runs), "runs": runs}
+    )
 
 
 if __name__ == "__main__":

@@ -57,24 +57,32 @@ def claim_of(statement: str, span: ValueSpan, value: str) -> str:
 def polar_questions(chunks: Iterable[ChunkRecord], seed: int = 0) -> list[Example]:
     """For each statement with a specific value: a "Yes" question stating it and a "No" question stating another
     value of the same kind, when the knowledge base holds one."""
-    found = [(s, span) for chunk in chunks for s in statements(chunk.text) if (span := value_span(s))]
+    found = [(c, s, span) for c in chunks for s in statements(c.text) if (span := value_span(s))]
     values: dict[str, set[str]] = {}
-    for _, span in found:
+    for _, _, span in found:
         values.setdefault(span.kind, set()).add(span.text)
     rng = random.Random(seed)
     out = []
-    for statement, span in found:
+    for chunk, statement, span in found:
         template = rng.choice(TEMPLATES)
-        out.append(polar_example(template.format(claim=claim_of(statement, span, span.text)), "yes", statement))
+        out.append(polar_example(template.format(claim=claim_of(statement, span, span.text)), "yes", statement, chunk))
         others = sorted(v for v in values[span.kind] if v.casefold() != span.text.casefold())
         if others:
             wrong = rng.choice(others)
             question = rng.choice(TEMPLATES).format(claim=claim_of(statement, span, wrong))
-            out.append(polar_example(question, "no", statement))
+            out.append(polar_example(question, "no", statement, chunk))
     return out
 
 
-def polar_example(question: str, polarity: str, statement: str) -> Example:
+def polar_example(question: str, polarity: str, statement: str, chunk: ChunkRecord) -> Example:
     answer = f"{'Yes' if polarity == 'yes' else 'No'}, {statement[0].lower() + statement[1:]}"
     checks = dump_checks([Polarity(value=polarity, derived=True)])
-    return Example(question=question, answer=answer, origin="generated", checks=checks)
+    lineage = {
+        "action": "generated",
+        "method": "polar-question",
+        "document_id": chunk.document_id,
+        "document_version": chunk.document_version,
+        "chunk_id": chunk.chunk_id,
+        "filename": chunk.filename,
+    }
+    return Example(question=question, answer=answer, origin="generated", checks=checks, lineage=[lineage])

@@ -86,3 +86,33 @@ def test_a_focused_context_keeps_the_statements_nearest_the_question_in_passage_
     [cut] = focused([example], embed, keep=2)
     assert cut.context == ["The console port is 7410.", "The default log level is info."]
     assert focused([Example("q", "a")], embed) == [Example("q", "a")]
+
+
+def test_the_levers_summary_compares_each_arm_with_the_reference_question_by_question_on_the_seeds_both_ran():
+    from bench.training_levers import summary
+
+    def run(arm: str, seed: int, feedback: list[str], test: list[str]) -> dict:
+        return {
+            "arm": arm,
+            "seed": seed,
+            "examples_seen": 80,
+            "tokens": 10_000,
+            "feedback": {"right": len(feedback), "n": 4, "right_ids": feedback},
+            "test": {"right": len(test), "n": 4, "right_ids": test},
+        }
+
+    table = summary(
+        [
+            run("reference", 1, ["a", "b"], ["a"]),
+            run("reference", 2, ["a"], ["a"]),
+            run("lever", 1, ["a", "c", "d"], []),
+            run("lever", 2, ["b", "c"], ["a"]),
+            run("lever", 3, ["a", "b", "c", "d"], ["a"]),  # no reference run of seed 3: not paired
+        ]
+    )
+    assert table["reference"]["feedback"] == {"right": [2, 1], "mean": 1.5, "n": 4}
+    lever = table["lever"]
+    assert lever["feedback"]["right"] == [3, 2, 4]
+    assert lever["feedback"]["against_reference"] == {"seeds": [1, 2], "gained": 4, "lost": 2, "mcnemar_p": 0.6875}
+    assert lever["test"]["against_reference"]["gained"] == 0 and lever["test"]["against_reference"]["lost"] == 1
+    assert lever["examples_per_1k_tokens"] == 8.0

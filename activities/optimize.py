@@ -12,6 +12,7 @@ from temporalio import activity
 from activities.context import ActivityContext, invalid_input
 from db.models import Dataset, DatasetVersion, KnowledgeBase, MLTask
 from ml.examples import DatasetFormatError, Example, examples_to_jsonl
+from ml.focused_context import focused
 from ml.grounded_targeting import grounded_examples, random_chunk_examples
 from ml.optimizer import (
     OptimizationLog,
@@ -186,6 +187,8 @@ class OptimizeActivities:
         passages, retrieval = {}, {}
         for name in ("feedback", "test"):
             examples, hits, supports = held_out_contexts(index, getattr(splits, name), embed, config)
+            if inp.context_statements:  # asked as the model will be asked when it serves: the same cut
+                examples = focused(examples, embed, inp.context_statements)
             passages.update(
                 {
                     e.id: ExampleContext(
@@ -202,7 +205,8 @@ class OptimizeActivities:
             examples=passages,
             retrieval=retrieval,
         )
-        return training_contexts(index, train, embed, config), contexts
+        train = training_contexts(index, train, embed, config)
+        return (focused(train, embed, inp.context_statements) if inp.context_statements else train), contexts
 
     def _clean_and_split(self, storage_key: str, file_format: str) -> tuple[Splits, OptimizationLog]:
         settings = self.ctx.settings

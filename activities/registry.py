@@ -19,6 +19,7 @@ from core.settings import TASK_QUEUE_WORKFLOWS
 from core.status import GateStatus
 from db.models import KnowledgeBase, MLTask, PromotionGate
 from ml.evaluator import Progress, generate_answers, score_split
+from ml.focused_context import focus_passages
 from ml.optimizer import Splits, follow_dataset
 from ml.promotion import BASE, CANDIDATE, CURRENT, SetScores, decide, figures
 from schemas.reports import RAG, RetrievedContexts
@@ -198,7 +199,10 @@ class RegistryActivities:
                 )
             index_key = kb.index_key
         hits = retrieve(self.ctx.knowledge_indexes.get(index_key), examples, embed, inp.retrieval_top_k)
-        return examples, [[hit.chunk.text for hit in found] for found in hits]
+        passages = [[hit.chunk.text for hit in found] for found in hits]
+        if inp.context_statements:
+            passages = focus_passages([e.question for e in examples], passages, embed, inp.context_statements)
+        return examples, passages
 
     @activity.defn(name="conclude_promotion")
     def conclude_promotion(self, inp: ConcludeGateInput) -> ConcludeGateResult:

@@ -150,6 +150,7 @@ class RetrainingActivities:
                     hyperparameters=dict(parent.hyperparameters or {}),
                     knowledge_base_id=parent.knowledge_base_id,
                     retrieval_top_k=parent.retrieval_top_k,
+                    context_statements=parent.context_statements,
                     retrain_on_change=True,
                     parent_task_id=parent.id,
                     register_as=parent.register_as or default_model_name(parent.name),

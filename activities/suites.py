@@ -51,7 +51,9 @@ class SuiteActivities:
                     model, get_dir(self.ctx.store, target.adapter_key, Path(tmp) / "adapter"), merge=True
                 )
             for done, case in enumerate(target.cases):
-                passages = case.context + self._retrieved(indexes, case, target.retrieval_top_k)
+                passages = case.context + self._retrieved(
+                    indexes, case, target.retrieval_top_k, target.context_statements
+                )
                 started = time.perf_counter()
                 answer = generate_answers(
                     model,
@@ -86,16 +88,19 @@ class SuiteActivities:
             indexes[kb_id] = kb.index_key
         return indexes
 
-    def _retrieved(self, indexes: dict[str, str], case: Case, top_k: int) -> list[str]:
+    def _retrieved(self, indexes: dict[str, str], case: Case, top_k: int, statements: int | None) -> list[str]:
+        """The case's top-k passages from its knowledge base, cut to `statements` as the version was trained."""
         if not case.knowledge_base_id:
             return []
         from knowledge.embeddings import embed
         from ml.examples import Example
+        from ml.focused_context import focus_passages
         from ml.retrieval_context import retrieve
 
         index = self.ctx.knowledge_indexes.get(indexes[case.knowledge_base_id])
         (hits,) = retrieve(index, [Example(case.question, "")], embed, top_k)
-        return [hit.chunk.text for hit in hits]
+        passages = [hit.chunk.text for hit in hits]
+        return focus_passages([case.question], [passages], embed, statements)[0] if statements else passages
 
     @activity.defn(name="fail_suite_run")
     def fail_suite_run(self, inp: FailSuiteRunInput) -> None:

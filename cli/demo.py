@@ -45,7 +45,8 @@ DEMO_KNOWLEDGE_BASE = {
     "chunk_tokens": 48,
     "chunk_overlap_tokens": 0,
 }
-DEMO_RAG = {"retrieval_top_k": 3, "max_seq_length": 384}
+# each prompt's passages cut to the 3 statements nearest the question: the lever bench/training_levers kept
+DEMO_RAG = {"retrieval_top_k": 3, "context_statements": 3, "max_seq_length": 384}
 DEMO_MODEL = "ferrolink-assistant"  # the registered model the task's final adapter joins
 
 
@@ -97,6 +98,7 @@ def run_demo(
                     "performance_threshold": 0.95,
                     "knowledge_base_id": kb["knowledge_base_id"],
                     "retrieval_top_k": DEMO_RAG["retrieval_top_k"],
+                    "context_statements": DEMO_RAG["context_statements"],
                     "register_as": DEMO_MODEL,
                 },
             )

@@ -211,6 +211,8 @@ class MLTask(Base):
         ForeignKey("knowledge_bases.id", ondelete="SET NULL"), nullable=True, index=True
     )
     retrieval_top_k: Mapped[int] = mapped_column(Integer, default=3)
+    # with a knowledge base: each prompt's passages cut to this many statements nearest the question (None: all)
+    context_statements: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # follow the knowledge base: when its documents change after this task finished, an incremental task starts from it
     retrain_on_change: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     parent_task_id: Mapped[str | None] = mapped_column(
@@ -374,6 +376,8 @@ class ModelVersion(Base):
     knowledge_base_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     knowledge_base_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     retrieval_top_k: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # asked as it was trained: its passages cut to this many statements nearest the question (None: whole chunks)
+    context_statements: Mapped[int | None] = mapped_column(Integer, nullable=True)
     hyperparameters: Mapped[dict] = mapped_column(JSON, default=dict)
     # closed_book | rag: how it answers, and so how the gate measures it
     serving_mode: Mapped[str] = mapped_column(String(16))

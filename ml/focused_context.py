@@ -19,21 +19,24 @@ from ml.generation import statements
 Embedder = Callable[[list[str]], np.ndarray]
 
 
-def focused(examples: list[Example], embed: Embedder, keep: int = 3) -> list[Example]:
-    """Each example with its context cut to its `keep` statements nearest the question (unchanged without context)."""
-    pieces = [[s for passage in e.context for s in statements(passage)] for e in examples]
+def focus_passages(questions: list[str], passages: list[list[str]], embed: Embedder, keep: int) -> list[list[str]]:
+    """For each question, its passages cut to the `keep` statements most similar to it, in the order of the passages
+    (a question whose passages hold no statement keeps them as they are)."""
+    pieces = [[s for passage in found for s in statements(passage)] for found in passages]
     flat = [s for found in pieces for s in found]
     if not flat:
-        return list(examples)
+        return [list(found) for found in passages]
     vectors = embed(flat)
-    questions = embed([e.question for e in examples])
+    question_vectors = embed(questions)
     out, offset = [], 0
-    for example, found, question in zip(examples, pieces, questions, strict=True):
-        scores = vectors[offset : offset + len(found)] @ question
-        offset += len(found)
-        if not found:
-            out.append(example)
-            continue
-        chosen = sorted(np.argsort(-scores)[:keep])
-        out.append(dataclasses.replace(example, context=[found[i] for i in chosen]))
+    for found, cut, question in zip(passages, pieces, question_vectors, strict=True):
+        scores = vectors[offset : offset + len(cut)] @ question
+        offset += len(cut)
+        out.append([cut[i] for i in sorted(np.argsort(-scores)[:keep])] if cut else list(found))
     return out
+
+
+def focused(examples: list[Example], embed: Embedder, keep: int = 3) -> list[Example]:
+    """Each example with its context cut to its `keep` statements nearest the question (unchanged without context)."""
+    cut = focus_passages([e.question for e in examples], [e.context for e in examples], embed, keep)
+    return [dataclasses.replace(e, context=c) if e.context else e for e, c in zip(examples, cut, strict=True)]

@@ -78,6 +78,17 @@ class StandardTaskCreate(RequestModel):
         ),
     )
     retrieval_top_k: int = Field(default=3, ge=1, le=10, description="Passages retrieved for each question.")
+    context_statements: int | None = Field(
+        default=None,
+        ge=1,
+        le=20,
+        description=(
+            "Cut each prompt's passages to this many statements (list items, lines, sentences) nearest the question, "
+            "ranked by the embedding model, in training, evaluation, the gate, suites and serving (the version keeps "
+            "it). Shorter prompts train on more examples in the same minutes. Null: whole chunks. Needs "
+            "knowledge_base_id."
+        ),
+    )
     retrain_on_change: bool = Field(
         default=False,
         description=(
@@ -336,6 +347,7 @@ class TaskPublic(BaseModel):
     hyperparameters: dict[str, Any]
     knowledge_base_id: str | None = None
     retrieval_top_k: int = 3
+    context_statements: int | None = None
     retrain_on_change: bool = False
     parent_task_id: str | None = Field(default=None, description="The task an incremental task was started from.")
     register_as: str | None = Field(
@@ -747,6 +759,10 @@ class ModelVersionPublic(BaseModel):
     knowledge_base_id: str | None
     knowledge_base_version: int | None
     retrieval_top_k: int | None
+    context_statements: int | None = Field(
+        default=None,
+        description="Its passages are cut to this many statements nearest the question (null: whole chunks).",
+    )
     hyperparameters: dict[str, Any]
     serving_mode: str = Field(description="closed_book or rag: how it answers, and how the gate measures it.")
     scores: dict[str, dict[str, float]] = Field(

@@ -114,6 +114,7 @@ class FineTuningInput:
     knowledge_base_id: str | None = None  # passages for training prompts; evaluation closed book and with retrieval
     retrieval_top_k: int = 3
     oracle_fraction: float = 0.8  # share of training prompts whose passages include the chunk that holds the answer
+    context_statements: int | None = None  # each prompt's passages cut to this many statements (None: whole chunks)
     targeting_source: str = (
         "bad_cases"  # with a knowledge base: generate from bad cases' chunks, or (ablation) random ones
     )
@@ -178,6 +179,7 @@ class OptimizeInput:
     model_name: str = "smollm2-135m-instruct"  # writes the questions of grounded targeting
     targeting_source: str = "bad_cases"  # bad_cases | random_chunks (the ablation's control)
     dataset_version: int | None = None  # the version of `dataset_id` the task pinned (None: the dataset's file)
+    context_statements: int | None = None  # each prompt's passages cut to this many statements (None: whole chunks)
 
 
 @dataclass
@@ -553,6 +555,7 @@ class PromotionGateInput:
     margin: float
     knowledge_base_id: str | None = None  # the candidate's: passages for a test set that has none, in rag mode
     retrieval_top_k: int = 3
+    context_statements: int | None = None  # the candidate's: those passages cut to this many statements
     timeouts: ActivityTimeouts = field(default_factory=ActivityTimeouts)
     significance: float = (
         0.05  # of the paired right/wrong comparisons (gates recorded before them decided by the margin alone)
@@ -574,6 +577,7 @@ class GateEvaluateInput:
     knowledge_base_id: str | None = None
     retrieval_top_k: int = 3
     significance: float = 0.05
+    context_statements: int | None = None
 
 
 @dataclass

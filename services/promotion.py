@@ -181,6 +181,7 @@ def gate_input(
         margin=gate.margin,
         knowledge_base_id=candidate.knowledge_base_id,
         retrieval_top_k=candidate.retrieval_top_k or 3,
+        context_statements=candidate.context_statements,
         timeouts=ActivityTimeouts(
             evaluate_seconds=settings.gate_evaluate_seconds,
             heartbeat_seconds=settings.heartbeat_timeout_seconds,

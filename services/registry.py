@@ -247,6 +247,7 @@ def register_version(
         knowledge_base_id=task.knowledge_base_id,
         knowledge_base_version=evaluation.knowledge_base_version,
         retrieval_top_k=task.retrieval_top_k if task.knowledge_base_id else None,
+        context_statements=task.context_statements if task.knowledge_base_id else None,
         hyperparameters=dict(task.hyperparameters or {}),
         serving_mode=evaluation.headline.mode,
         scores={

@@ -275,6 +275,7 @@ class RunTarget:
     base_model: str
     adapter_key: str | None
     retrieval_top_k: int
+    context_statements: int | None = None  # the version's: retrieved passages cut to this many statements
 
 
 def run_target(session: Session, run_id: str) -> RunTarget:
@@ -284,7 +285,13 @@ def run_target(session: Session, run_id: str) -> RunTarget:
         return RunTarget(cases_of(suite), run.model, None, 3)
     model = session.get_one(RegisteredModel, run.model_id)
     version = registry.get_version(session, model, run.model_version or 0)
-    return RunTarget(cases_of(suite), model.base_model, version.adapter_key, version.retrieval_top_k or 3)
+    return RunTarget(
+        cases_of(suite),
+        model.base_model,
+        version.adapter_key,
+        version.retrieval_top_k or 3,
+        version.context_statements,
+    )
 
 
 def record_results(session: Session, run_id: str, results: list[dict]) -> SuiteRun:

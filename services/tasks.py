@@ -43,6 +43,8 @@ def create_task(
         raise Invalid(
             "retrain_on_change: a task follows a knowledge base's changes only if it has one (knowledge_base_id)"
         )
+    if body.context_statements is not None and body.knowledge_base_id is None:
+        raise Invalid("context_statements: only a task with a knowledge base (knowledge_base_id) has passages to cut")
     kb = None
     if body.knowledge_base_id is not None:
         kb = get_owned(session, KnowledgeBase, org_id, body.knowledge_base_id, "knowledge base")
@@ -75,6 +77,7 @@ def create_task(
         # it grounds on this version or a newer one: a change notice for this version is not news to it
         knowledge_base_version=kb.version if kb is not None else None,
         retrieval_top_k=body.retrieval_top_k,
+        context_statements=body.context_statements,
         retrain_on_change=body.retrain_on_change,
         register_as=body.register_as,
     )
@@ -197,6 +200,7 @@ def workflow_input(task: MLTask, settings: Settings, targeting: bool = True) -> 
         ),
         knowledge_base_id=task.knowledge_base_id,
         retrieval_top_k=task.retrieval_top_k,
+        context_statements=task.context_statements,
         oracle_fraction=settings.raft_oracle_fraction,
     )
 

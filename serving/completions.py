@@ -25,6 +25,7 @@ from core import errors
 from core.settings import Settings
 from db.models import ModelVersion
 from ml.chat import RAG_SYSTEM_PROMPT, SYSTEM_PROMPT, user_turn
+from ml.focused_context import focus_passages
 from observability import metrics
 from services import knowledge, qa, registry, releases
 from services.qa import CompletionStatus
@@ -238,10 +239,14 @@ class CompletionService:
             with self.sessions() as session:
                 kb = knowledge.get_knowledge_base(session, completion.caller.org_id, kb_id)
                 hits = knowledge.search(session, self.indexes, kb, messages[last_user]["content"], top_k)
-            messages[last_user] = {
-                "role": "user",
-                "content": user_turn(messages[last_user]["content"], [h.chunk.text for h in hits]),
-            }
+            question = messages[last_user]["content"]
+            passages = [h.chunk.text for h in hits]
+            statements = version.context_statements if version is not None else None
+            if statements and passages:  # asked as the version was trained: its passages cut the same way
+                from knowledge.embeddings import embed
+
+                [passages] = focus_passages([question], [passages], embed, statements)
+            messages[last_user] = {"role": "user", "content": user_turn(question, passages)}
             completion.sources = [
                 Source(
                     document_id=h.chunk.document_id,

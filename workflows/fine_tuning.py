@@ -252,6 +252,7 @@ class FineTuningWorkflow:
                 targeting=task.targeting,
                 knowledge_base_id=task.knowledge_base_id,
                 retrieval_top_k=task.retrieval_top_k,
+                context_statements=task.context_statements,
                 oracle_fraction=task.oracle_fraction,
                 model_name=task.model_name,
                 targeting_source=task.targeting_source,

@@ -66,6 +66,7 @@ class PromotionGateWorkflow:
                     knowledge_base_id=inp.knowledge_base_id,
                     retrieval_top_k=inp.retrieval_top_k,
                     significance=inp.significance,
+                    context_statements=inp.context_statements,
                 ),
                 options,
             )

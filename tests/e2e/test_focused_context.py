@@ -21,6 +21,7 @@ from testkit.api import (
 from testkit.documents import write_dataset, write_knowledge
 from testkit.model import TINY_HYPERPARAMETERS
 from testkit.phases import running_workers
+from testkit.suites import wait_for_run
 
 
 async def test_a_task_with_focused_contexts_trains_is_evaluated_and_served_on_the_same_cut_passages(
@@ -72,6 +73,17 @@ async def test_a_task_with_focused_contexts_trains_is_evaluated_and_served_on_th
                 "/v1/chat/completions",
                 json={**chat, "model": tiny_model_dir, "knowledge_base_id": kb_id},
             )
+        # a suite case with the knowledge base is asked the version's way too
+        case = {
+            "id": "asked",
+            "prompt": asked,
+            "knowledge_base_id": kb_id,
+            "checks": [{"type": "regex", "pattern": "."}],
+        }
+        assert (await api.post("/api/v1/suites", json={"name": "cut", "cases": [case]})).status_code == 201
+        started = await api.post("/api/v1/suites/cut/runs", json={"model": "focused@1"})
+        assert started.status_code == 202, started.text
+        suite_run = await wait_for_run(api, started.headers["location"])
 
     train = examples_from_jsonl(get_bytes(ctx.store, f"optimized/{task_id}-opt1/train.jsonl"))
     assert train and all(len(e.context) == 1 for e in train if e.context)
@@ -83,3 +95,6 @@ async def test_a_task_with_focused_contexts_trains_is_evaluated_and_served_on_th
     assert len(focused.json()["sources"]) == 2  # both retrieved chunks are named as sources
     # serving asked the version with one statement: a far shorter prompt than the uncut passages make
     assert focused.json()["usage"]["prompt_tokens"] < whole.json()["usage"]["prompt_tokens"]
+    assert suite_run["status"] == "COMPLETED", suite_run["error"]
+    (result,) = suite_run["results"]
+    assert len(result["passages"]) == 1 and len(statements(result["passages"][0])) == 1

@@ -418,7 +418,10 @@ async def run_bench(env: WorkflowEnvironment, data_dir: Path, quick: bool, max_s
     run = setup(data_dir, quick, max_steps)
     # the real model is de-quantized once into the checkout's cache, as the other benchmarks do
     cache = data_dir / "model-cache" if quick else Path(".wlops/model-cache").resolve()
-    settings = with_temporal(Settings(data_dir=data_dir / "wlops", model_cache=cache), env, **run.settings)
+    # one login drives the whole run, longer than an access token's default 15 minutes
+    settings = with_temporal(
+        Settings(data_dir=data_dir / "wlops", model_cache=cache, access_token_minutes=240), env, **run.settings
+    )
     migrate(settings.resolved_database_url)
     ctx = ActivityContext.from_settings(settings)
     dataset_path = data_dir / SAMPLE_DATASET.name

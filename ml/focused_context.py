@@ -19,15 +19,23 @@ from ml.generation import statements
 Embedder = Callable[[list[str]], np.ndarray]
 
 
-def focus_passages(questions: list[str], passages: list[list[str]], embed: Embedder, keep: int) -> list[list[str]]:
+def focus_passages(
+    questions: list[str],
+    passages: list[list[str]],
+    embed: Embedder,
+    keep: int,
+    question_vectors: np.ndarray | None = None,
+) -> list[list[str]]:
     """For each question, its passages cut to the `keep` statements most similar to it, in the order of the passages
-    (a question whose passages hold no statement keeps them as they are)."""
+    (a question whose passages hold no statement keeps them as they are). `question_vectors`, when the caller has
+    embedded the questions already (to retrieve the passages), saves embedding them again."""
     pieces = [[s for passage in found for s in statements(passage)] for found in passages]
     flat = [s for found in pieces for s in found]
     if not flat:
         return [list(found) for found in passages]
     vectors = embed(flat)
-    question_vectors = embed(questions)
+    if question_vectors is None:
+        question_vectors = embed(questions)
     out, offset = [], 0
     for found, cut, question in zip(passages, pieces, question_vectors, strict=True):
         scores = vectors[offset : offset + len(cut)] @ question

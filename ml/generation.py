@@ -80,14 +80,25 @@ SPECIFIC = [
 ]
 
 
-def cloze_question(statement: str) -> str | None:
-    """The statement with its most specific span (a path, a code, a number with its unit, a name) blanked out."""
+def specific_span(statement: str) -> tuple[int, re.Match[str]] | None:
+    """The statement's most specific span: the index of the first SPECIFIC pattern with a match that is not at the
+    statement's start (a path, a code, a number with its unit, a name), and that match in the statement without its
+    final punctuation."""
     body = statement.rstrip(".!?")
-    for pattern in SPECIFIC:
+    for number, pattern in enumerate(SPECIFIC):
         match = next((m for m in pattern.finditer(body) if m.start() > 0 and m.group().strip()), None)
         if match:
-            return f"Fill in the blank: {body[: match.start()]}____{body[match.end() :]}."
+            return number, match
     return None
+
+
+def cloze_question(statement: str) -> str | None:
+    """The statement with its most specific span blanked out."""
+    found = specific_span(statement)
+    if found is None:
+        return None
+    body, match = statement.rstrip(".!?"), found[1]
+    return f"Fill in the blank: {body[: match.start()]}____{body[match.end() :]}."
 
 
 # ---------------------------------------------------------------- the local model writes questions

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from knowledge.index import ChunkRecord
 from ml.examples import Example
-from ml.generation import SPECIFIC, statements
+from ml.generation import specific_span, statements
 from schemas.checks import Polarity, dump_checks
 
 TEMPLATES = ("Is it true that {claim}?", "Is it correct that {claim}?", "Can you confirm that {claim}?")
@@ -34,17 +34,16 @@ class ValueSpan:
 
 
 def value_span(statement: str) -> ValueSpan | None:
-    """The statement's most specific value (the first SPECIFIC pattern that matches, not at its start)."""
-    body = statement.rstrip(".!?")
-    for number, pattern in enumerate(SPECIFIC):
-        match = next((m for m in pattern.finditer(body) if m.start() > 0 and m.group().strip()), None)
-        if match:
-            text = match.group().strip()
-            # a number swaps only with numbers of its unit and its shape (a time, a version, a plain number)
-            shape = ":" * (":" in text) + "." * (text.count(".") > 1)
-            unit = " ".join(UNIT.findall(text)).lower() + shape if number == 2 else ""
-            return ValueSpan(f"{number}:{unit}", match.start(), match.start() + len(text), text)
-    return None
+    """The statement's most specific value (`ml.generation.specific_span`)."""
+    found = specific_span(statement)
+    if found is None:
+        return None
+    number, match = found
+    text = match.group().strip()
+    # a number swaps only with numbers of its unit and its shape (a time, a version, a plain number)
+    shape = ":" * (":" in text) + "." * (text.count(".") > 1)
+    unit = " ".join(UNIT.findall(text)).lower() + shape if number == 2 else ""
+    return ValueSpan(f"{number}:{unit}", match.start(), match.start() + len(text), text)
 
 
 def claim_of(statement: str, span: ValueSpan, value: str) -> str:

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -43,6 +43,9 @@ from temporal_client.workflows import (
     ingestion_workflow_id,
     signal_name,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 WORKFLOW_CLOSE_TIMEOUT = timedelta(seconds=30)  # how long deleting a knowledge base waits for its ingestion to stop
 PENDING = "PENDING"
@@ -383,15 +386,23 @@ def current_index(cache: IndexCache, kb: KnowledgeBase) -> KnowledgeIndex:
         raise NotFound(f"the index of knowledge base {kb.id} is missing from storage") from exc
 
 
-def search(session: Session, cache: IndexCache, kb: KnowledgeBase, query: str, top_k: int) -> list[SearchHit]:
-    """The `top_k` chunks most similar to `query` among documents the knowledge base still holds."""
+def search(
+    session: Session,
+    cache: IndexCache,
+    kb: KnowledgeBase,
+    query: str,
+    top_k: int,
+    query_vector: np.ndarray | None = None,
+) -> list[SearchHit]:
+    """The `top_k` chunks most similar to `query` among documents the knowledge base still holds (`query_vector`: the
+    query's embedding, when the caller needs it too and has it already)."""
     from knowledge.embeddings import embed
 
     index = current_index(cache, kb)
     live = {d.id for d in list_documents(session, kb)}
     # a deleted document stays in the index until the next build: ask for as many more hits as it has chunks
     stale = sum(count for document_id, count in index.chunk_counts.items() if document_id not in live)
-    hits = index.search(embed([query]), top_k + stale)[0]
+    hits = index.search(embed([query]) if query_vector is None else query_vector, top_k + stale)[0]
     kept = [h for h in hits if h.chunk.document_id in live][:top_k]
     return [SearchHit(h.chunk, h.score, rank) for rank, h in enumerate(kept, start=1)]
 

@@ -234,18 +234,19 @@ class CompletionService:
         )
         completion.knowledge_base_id = kb_id
         if kb_id:
+            from knowledge.embeddings import embed
+
             last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+            question = messages[last_user]["content"]
             top_k = (version.retrieval_top_k if version is not None else None) or self.settings.serve_retrieval_top_k
+            question_vector = embed([question])  # embedded once: to retrieve, and to cut the passages
             with self.sessions() as session:
                 kb = knowledge.get_knowledge_base(session, completion.caller.org_id, kb_id)
-                hits = knowledge.search(session, self.indexes, kb, messages[last_user]["content"], top_k)
-            question = messages[last_user]["content"]
+                hits = knowledge.search(session, self.indexes, kb, question, top_k, query_vector=question_vector)
             passages = [h.chunk.text for h in hits]
             statements = version.context_statements if version is not None else None
             if statements and passages:  # asked as the version was trained: its passages cut the same way
-                from knowledge.embeddings import embed
-
-                [passages] = focus_passages([question], [passages], embed, statements)
+                [passages] = focus_passages([question], [passages], embed, statements, question_vector)
             messages[last_user] = {"role": "user", "content": user_turn(question, passages)}
             completion.sources = [
                 Source(

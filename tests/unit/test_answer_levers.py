@@ -7,7 +7,7 @@ import numpy as np
 from facts.judge import judge
 from knowledge.index import ChunkRecord, chunk_id
 from ml.examples import Example
-from ml.focused_context import focused
+from ml.focused_context import focus_passages, focused
 from ml.passage_answers import in_passage_words, passage_answer
 from ml.polar_questions import polar_questions, value_span
 from schemas.checks import dump_checks, parse_checks
@@ -86,6 +86,14 @@ def test_a_focused_context_keeps_the_statements_nearest_the_question_in_passage_
     [cut] = focused([example], embed, keep=2)
     assert cut.context == ["The console port is 7410.", "The default log level is info."]
     assert focused([Example("q", "a")], embed) == [Example("q", "a")]
+
+    # a caller that embedded the question already (to retrieve) passes its vector: only the statements are embedded
+    asked: list[list[str]] = []
+    question_vector = embed([example.question])
+    cut_again = focus_passages(
+        [example.question], [example.context], lambda texts: asked.append(texts) or embed(texts), 2, question_vector
+    )
+    assert cut_again == [cut.context] and len(asked) == 1 and example.question not in asked[0]
 
 
 def test_the_levers_summary_compares_each_arm_with_the_reference_question_by_question_on_the_seeds_both_ran():

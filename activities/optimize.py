@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import zlib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -149,7 +150,13 @@ class OptimizeActivities:
         # the ablation's control: as many generated examples, from random chunks
         if inp.targeting_source == "random_chunks":
             grounded = random_chunk_examples(
-                len(grounded.examples), index, embed, generator, splits.held_out(), targeted.train, seed=inp.iteration
+                len(grounded.examples),
+                index,
+                embed,
+                generator,
+                splits.held_out(),
+                targeted.train,
+                seed=zlib.crc32(f"{inp.task_id}:{inp.iteration}".encode()),  # a new draw per task and round
             )
         log.upweighted, log.added, log.targeted_bad_cases = (
             targeted.upweighted,

@@ -1,16 +1,20 @@
-"""The loop's worth, on the shipped sample dataset with its fact sheet as the knowledge base, at equal training steps
-per iteration:
+"""The loop's worth, judged by fact checks: on the shipped sample with its fact sheet as the knowledge base, each arm is
+a continuous task with the demo's settings (its hyperparameters, retrieval and focused contexts, iterations), run
+once per seed:
 
-1. `targeting_closed_book`: today's targeting with no knowledge base (nearest training examples up-weighted, rewrites);
-2. `grounded`: with the knowledge base, each feedback bad case's retrieved chunks generate new validated examples;
-3. `random_chunks`: with the knowledge base, the same number of generated examples, from random chunks;
-4. `retrieval_only`: the base model with retrieval, no fine-tuning (the baseline of variants 2 and 3).
+1. `grounded`: each feedback and training bad case's retrieved chunks generate new validated examples (the product);
+2. `random_chunks`: the same number of generated examples in every round, from random chunks (the control);
+3. `targeting_closed_book`: today's targeting with no knowledge base (up-weighted nearest examples, rewrites);
+4. `plain_closed_book`: plain re-training with no knowledge base;
+5. `retrieval_only`: the base model with retrieval, no fine-tuning (each run's baseline evaluation).
 
-Test-split scores per iteration in both modes, paired bootstrap intervals of grounded - random per iteration, and
-the product's three claims, reported whichever way they come out. The earlier comparison (targeting against plain
-re-training, closed book) runs with `--variants targeting_closed_book plain_closed_book`.
+Every answer is judged right or wrong by its fact checks. Each run's iteration is chosen on the feedback split (the
+most right answers with retrieval, the earlier on a tie); the locked test split is only reported. Arms are compared
+question by question on the test split, pooled over the seeds both ran (exact McNemar), and each round's previous
+bad cases are followed to whether they are answered right after it. The product's three claims are reported
+whichever way they come out.
 
-    python -m bench.loop_ablation [--iterations 3] [--max-steps 30] [--variants ...]
+    python -m bench.loop_ablation [--seeds 7 8 9] [--iterations 2] [--max-steps 20] [--variants ...]
 """
 
 from __future__ import annotations
@@ -18,11 +22,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from temporalio.testing import WorkflowEnvironment
 
 from activities.context import ActivityContext
@@ -33,6 +37,7 @@ from core.settings import TASK_QUEUE_WORKFLOWS, Settings, configure_process_envi
 from core.status import TaskMode
 from db.models import Dataset
 from db.session import migrate
+from facts.stats import mcnemar_exact, wilson_interval
 from schemas.api import ContinuousTaskCreate, KnowledgeBaseCreate
 from schemas.reports import CLOSED_BOOK, RAG, EvaluationReport
 from services import knowledge
@@ -48,26 +53,47 @@ VARIANTS = {  # name -> (uses the knowledge base, targeting, targeting source)
     "grounded": (True, True, "bad_cases"),
     "random_chunks": (True, True, "random_chunks"),
 }
-DEFAULT_VARIANTS = ("targeting_closed_book", "grounded", "random_chunks")
-TARGET_SCORE = 0.45
+DEFAULT_VARIANTS = ("grounded", "random_chunks")
+RETRIEVAL_ONLY = "retrieval_only"
+TARGET_FACT_ACCURACY = 0.75  # issue 19: test-split fact accuracy with retrieval
+SPLITS = ("feedback", "test")
+
+
+def right_ids(evaluation: EvaluationReport, split: str, mode: str) -> list[str]:
+    """The examples of `split` answered right (every fact check passed) in `mode`."""
+    return sorted(r.example_id for r in evaluation.modes[mode][split].examples if r.right)
+
+
+def judged(evaluation: EvaluationReport) -> dict:
+    """Per mode and split: how many questions, and which were answered right."""
+    return {
+        mode: {
+            split: {"n": len(results[split].examples), "right_ids": right_ids(evaluation, split, mode)}
+            for split in SPLITS
+            if split in results
+        }
+        for mode, results in evaluation.modes.items()
+    }
 
 
 async def run_variant(
-    env, ctx: ActivityContext, name: str, dataset_id: str, kb_id: str, iterations: int, max_steps: int
+    env, ctx: ActivityContext, name: str, seed: int, dataset_id: str, kb_id: str, iterations: int, max_steps: int
 ) -> dict:
     with_kb, targeting, source = VARIANTS[name]
     hyperparameters = {
         **DEMO_HYPERPARAMETERS,
         "max_steps": max_steps,
+        "seed": seed,
         **({"max_seq_length": DEMO_RAG["max_seq_length"]} if with_kb else {}),
     }
     body = ContinuousTaskCreate(
-        task_name=f"ablation {name}",
+        task_name=f"ablation {name} seed {seed}",
         dataset_id=dataset_id,
         max_iterations=iterations,
         hyperparameters=hyperparameters,
         knowledge_base_id=kb_id if with_kb else None,
         retrieval_top_k=DEMO_RAG["retrieval_top_k"],
+        context_statements=DEMO_RAG["context_statements"] if with_kb else None,
     )
     with ctx.sessions() as session:
         task = create_task(session, body, TaskMode.CONTINUOUS, "bench", None)
@@ -87,18 +113,10 @@ async def run_variant(
             {
                 "iteration": record.iteration,
                 "train_steps": record.train_steps,
-                "mode": evaluation.headline.mode,
-                "test": {mode: evaluation.score("test", mode) for mode in evaluation.modes},
-                "feedback": {mode: evaluation.score("feedback", mode) for mode in evaluation.modes},
-                "test_by_example": {
-                    mode: {r.example_id: r.overall for r in results["test"].examples}
-                    for mode, results in evaluation.modes.items()
-                },
-                "previous_bad_cases_improved": sum(1 for f in followup if (f.delta or 0) > 0),
+                "judged": judged(evaluation),
                 "previous_bad_cases": len(followup),
-                "generated_examples": (log.get("grounded") or {}).get("grounded_added"),
-                "rewrites_added": log.get("added") if not with_kb else None,
-                "retrieval_test": evaluation.retrieval["test"].model_dump() if "test" in evaluation.retrieval else None,
+                "previous_bad_cases_right_after": sum(1 for f in followup if f.right_after),
+                "generated_examples": (log.get("grounded") or {}).get("grounded_added", log.get("added")),
             }
         )
     baseline = ctx.read_model(
@@ -106,16 +124,11 @@ async def run_variant(
     )
     return {
         "variant": name,
+        "seed": seed,
         "knowledge_base": with_kb,
-        "targeting": targeting,
-        "targeting_source": source,
         "task_id": task.id,
         "seconds": round(time.perf_counter() - started),
-        "baseline_test": {mode: baseline.score("test", mode) for mode in baseline.modes},
-        "baseline_test_by_example": {
-            mode: {r.example_id: r.overall for r in results["test"].examples}
-            for mode, results in baseline.modes.items()
-        },
+        "baseline": judged(baseline),
         "iterations": rows,
     }
 
@@ -152,10 +165,11 @@ async def sample_knowledge_base(env, ctx: ActivityContext) -> str:
     return kb.id
 
 
-async def measure(iterations: int, max_steps: int, names: list[str]) -> dict:
+async def measure(iterations: int, max_steps: int, names: list[str], seeds: list[int]) -> list[dict]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(), dev_server_log_level="error"
     )
+    runs = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings(
@@ -178,111 +192,138 @@ async def measure(iterations: int, max_steps: int, names: list[str]) -> dict:
                 )
             async with running_workers(env.client, ctx):
                 kb_id = await sample_knowledge_base(env, ctx)
-                variants = {
-                    name: await run_variant(env, ctx, name, dataset.id, kb_id, iterations, max_steps) for name in names
-                }
+                for seed in seeds:  # seed by seed, so a cut-short run still compares the arms on the seeds it ran
+                    for name in names:
+                        run = await run_variant(env, ctx, name, seed, dataset.id, kb_id, iterations, max_steps)
+                        runs.append(run)
+                        chosen = selected(run, RAG if run["knowledge_base"] else CLOSED_BOOK)
+                        print(
+                            f"{name} seed {seed}: iteration {chosen['iteration']} chosen on feedback "
+                            f"({len(chosen['feedback'])} right), test {len(chosen['test'])} right, {run['seconds']} s",
+                            flush=True,
+                        )
     finally:
         await env.shutdown()
-    return summarize(variants, iterations, max_steps)
+    return runs
 
 
-def summarize(variants: dict[str, dict], iterations: int, max_steps: int) -> dict:
-    comparisons, claims = {}, {}
-    if "grounded" in variants and "random_chunks" in variants:
-        grounded, control = variants["grounded"], variants["random_chunks"]
-        comparisons["grounded_minus_random_chunks_test_rag"] = [
-            {"iteration": a["iteration"], **paired_difference(a["test_by_example"][RAG], b["test_by_example"][RAG])}
-            for a, b in zip(grounded["iterations"], control["iterations"], strict=True)
-        ]
-        last = comparisons["grounded_minus_random_chunks_test_rag"][-1]
-        claims["grounded_beats_untargeted_generation"] = {
-            "iteration": last["iteration"],
-            "difference": last["mean"],
-            "ci95": [last["low"], last["high"]],
-            "holds": last["low"] > 0,
-        }
-    if "grounded" in variants:
-        grounded = variants["grounded"]
-        best = max(it["test"][RAG] for it in grounded["iterations"])
-        claims["tuned_with_retrieval_reaches_0_45"] = {
-            "best_test_rag": best,
-            "target": TARGET_SCORE,
-            "holds": best >= TARGET_SCORE,
-        }
+def selected(run: dict, mode: str) -> dict:
+    """The run's iteration chosen on the feedback split (the most right answers in `mode`, the earlier on a tie), with
+    its right answers on each split."""
+    best = max(run["iterations"], key=lambda it: (len(it["judged"][mode]["feedback"]["right_ids"]), -it["iteration"]))
+    return {"iteration": best["iteration"], **{s: set(best["judged"][mode][s]["right_ids"]) for s in SPLITS}}
+
+
+def paired(first: list[set[str]], second: list[set[str]]) -> dict:
+    """Questions right in `first` and not in `second` (gained) and the other way round (lost), pooled over the seeds'
+    pairs, with the exact McNemar p-value."""
+    gained = sum(len(a - b) for a, b in zip(first, second, strict=True))
+    lost = sum(len(b - a) for a, b in zip(first, second, strict=True))
+    return {"gained": gained, "lost": lost, "mcnemar_p": round(mcnemar_exact(gained, lost), 4)}
+
+
+def summarize(runs: list[dict], iterations: int, max_steps: int) -> dict:
+    """Per arm, the chosen iteration's right answers on each split per seed, and its test-split fact accuracy pooled
+    over the seeds with a Wilson interval; the arms against each other and against retrieval alone, question by
+    question on the test split; how many of each round's previous bad cases it answered right; the claims."""
+    by_arm: dict[str, dict[int, dict]] = {}
+    for run in runs:
+        by_arm.setdefault(run["variant"], {})[run["seed"]] = run
+    chosen: dict[str, dict[int, dict]] = {}
+    arms = {}
+    for name, seeds in by_arm.items():
+        mode = RAG if VARIANTS[name][0] else CLOSED_BOOK
+        chosen[name] = {seed: selected(run, mode) for seed, run in seeds.items()}
+        n_test = seeds[min(seeds)]["iterations"][0]["judged"][mode]["test"]["n"]
+        right_test = [len(chosen[name][s]["test"]) for s in sorted(seeds)]
         rounds = [
-            {
-                "iteration": it["iteration"],
-                "improved": it["previous_bad_cases_improved"],
-                "of": it["previous_bad_cases"],
-            }
-            for it in grounded["iterations"][1:]
+            (it["previous_bad_cases_right_after"], it["previous_bad_cases"])
+            for run in seeds.values()
+            for it in run["iterations"][1:]
         ]
-        claims["each_round_improves_most_bad_cases"] = {
-            "rounds": rounds,
-            "holds": bool(rounds) and all(r["improved"] * 2 > r["of"] for r in rounds),
+        arms[name] = {
+            "mode": mode,
+            "seeds": sorted(seeds),
+            "chosen_iteration": [chosen[name][s]["iteration"] for s in sorted(seeds)],
+            "feedback_right": [len(chosen[name][s]["feedback"]) for s in sorted(seeds)],
+            "test_right": right_test,
+            "test_n": n_test,
+            "test_fact_accuracy": round(sum(right_test) / (n_test * len(right_test)), 4),
+            "test_fact_accuracy_ci95": [
+                round(x, 4) for x in wilson_interval(sum(right_test), n_test * len(right_test))
+            ],
+            "per_iteration_test_right": {
+                it["iteration"]: [
+                    len(seeds[s]["iterations"][it["iteration"] - 1]["judged"][mode]["test"]["right_ids"])
+                    for s in sorted(seeds)
+                ]
+                for it in seeds[min(seeds)]["iterations"]
+            },
+            "generated_examples": [[it["generated_examples"] for it in seeds[s]["iterations"]] for s in sorted(seeds)],
+            "previous_bad_cases_right_after": {"right": sum(r for r, _ in rounds), "of": sum(n for _, n in rounds)},
+            "minutes_per_run": round(statistics.fmean(run["seconds"] for run in seeds.values()) / 60, 1),
         }
-        claims["retrieval_only_test"] = grounded["baseline_test"].get(RAG)
-    if "targeting_closed_book" in variants and "plain_closed_book" in variants:
-        comparisons["targeting_minus_plain_test_closed_book"] = [
-            {
-                "iteration": a["iteration"],
-                **paired_difference(a["test_by_example"][CLOSED_BOOK], b["test_by_example"][CLOSED_BOOK]),
-            }
-            for a, b in zip(
-                variants["targeting_closed_book"]["iterations"],
-                variants["plain_closed_book"]["iterations"],
-                strict=True,
-            )
-        ]
-    for variant in variants.values():
-        variant.pop("baseline_test_by_example")
-        for row in variant["iterations"]:
-            row.pop("test_by_example")
-    table = {
-        name: {"baseline": v["baseline_test"], **{f"iteration_{it['iteration']}": it["test"] for it in v["iterations"]}}
-        for name, v in variants.items()
+    first = runs[0]
+    baseline = {mode: {s: set(first["baseline"][mode][s]["right_ids"]) for s in SPLITS} for mode in first["baseline"]}
+    arms[RETRIEVAL_ONLY] = {
+        "mode": RAG,
+        "feedback_right": len(baseline.get(RAG, {}).get("feedback", ())),
+        "test_right": len(baseline.get(RAG, {}).get("test", ())),
     }
+    comparisons = {}
+    for name, seeds in chosen.items():
+        mode = arms[name]["mode"]
+        if mode in baseline:
+            label = RETRIEVAL_ONLY if mode == RAG else "base_closed_book"
+            comparisons[f"{name}_vs_{label}"] = paired(
+                [seeds[s]["test"] for s in sorted(seeds)], [baseline[mode]["test"] for _ in seeds]
+            )
+    claims = {}
+    if "grounded" in chosen and "random_chunks" in chosen:
+        common = sorted(set(chosen["grounded"]) & set(chosen["random_chunks"]))
+        against = paired(
+            [chosen["grounded"][s]["test"] for s in common], [chosen["random_chunks"][s]["test"] for s in common]
+        )
+        comparisons["grounded_vs_random_chunks"] = {"seeds": common, **against}
+        claims["grounded_beats_random_chunks"] = {
+            **against,
+            "holds": against["gained"] > against["lost"] and against["mcnemar_p"] < 0.05,
+        }
+    if "grounded" in arms:
+        grounded = arms["grounded"]
+        claims["tuned_with_retrieval_reaches_0_75"] = {
+            "test_fact_accuracy": grounded["test_fact_accuracy"],
+            "ci95": grounded["test_fact_accuracy_ci95"],
+            "target": TARGET_FACT_ACCURACY,
+            "holds": grounded["test_fact_accuracy"] >= TARGET_FACT_ACCURACY,
+        }
+        fixed = grounded["previous_bad_cases_right_after"]
+        claims["each_round_fixes_most_previous_bad_cases"] = {
+            **fixed,
+            "holds": fixed["of"] > 0 and fixed["right"] * 2 > fixed["of"],
+        }
     return {
         "dataset": SAMPLE_DATASET.name,
         "knowledge_base": str(SAMPLE_KNOWLEDGE.relative_to(SAMPLE_KNOWLEDGE.parents[2])),
         "iterations": iterations,
         "max_steps_per_iteration": max_steps,
-        "test_scores": table,
+        "selection": "per run, the iteration with the most right answers on the feedback split; test only reported",
+        "arms": arms,
         "comparisons": comparisons,
         "claims": claims,
-        "variants": variants,
-    }
-
-
-def paired_difference(first: dict[str, float], second: dict[str, float]) -> dict[str, float]:
-    """Mean per-example test score difference (first - second) with a 95% paired bootstrap interval."""
-    from scipy.stats import bootstrap
-
-    differences = np.array([first[i] - second[i] for i in sorted(first)])
-    if np.all(differences == differences[0]):  # identical runs (the same training data): no spread to resample
-        low = high = float(differences[0])
-    else:
-        interval = bootstrap(
-            (differences,), np.mean, n_resamples=5000, confidence_level=0.95, random_state=0
-        ).confidence_interval
-        low, high = float(interval.low), float(interval.high)
-    return {
-        "mean": round(float(differences.mean()), 4),
-        "low": round(low, 4),
-        "high": round(high, 4),
-        "examples": len(differences),
+        "runs": runs,  # each question judged, per run, iteration, mode and split
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument(
-        "--max-steps", type=int, default=30, help="training steps per iteration (the measured results used 30)"
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[7, 8, 9])
+    parser.add_argument("--iterations", type=int, default=2, help="the demo's")
+    parser.add_argument("--max-steps", type=int, default=DEMO_HYPERPARAMETERS["max_steps"], help="the demo's")
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(DEFAULT_VARIANTS))
     args = parser.parse_args()
-    write_result("loop_ablation", asyncio.run(measure(args.iterations, args.max_steps, args.variants)))
+    runs = asyncio.run(measure(args.iterations, args.max_steps, args.variants, args.seeds))
+    write_result("loop_ablation", summarize(runs, args.iterations, args.max_steps))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 """The main job: start the embedded stack, build a knowledge base from the sample's documents, upload the sample
 dataset, run a continuous-learning task that trains and answers with passages from the knowledge base, through the
 API with live progress, and print the iterations against the base model, closed book and with retrieval; then put
-the registered final adapter through the promotion gate and ask it one question through `wlops serve`."""
+the registered final adapter through the promotion gate and ask it a held-out question through `wlops serve`; last,
+change one fact of one document, list the dataset rows the new version contradicts, and ask about the fact again."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -48,6 +50,29 @@ DEMO_KNOWLEDGE_BASE = {
 # each prompt's passages cut to the 3 statements nearest the question: the lever bench/training_levers kept
 DEMO_RAG = {"retrieval_top_k": 3, "context_statements": 3, "max_seq_length": 384}
 DEMO_MODEL = "ferrolink-assistant"  # the registered model the task's final adapter joins
+
+
+@dataclass(frozen=True)
+class KnowledgeUpdate:
+    """One fact of one document of the sample changes: the sentence before and after, and a question about it with
+    the checks its answer must pass afterwards."""
+
+    document: str
+    old: str
+    new: str
+    question: str
+    checks: list[dict]
+
+
+# the demo's end: the web console moves to another port, and the model in production is asked about it again
+DEMO_UPDATE = KnowledgeUpdate(
+    document="ferrolink-product-and-setup.md",
+    old="The web console is served over HTTPS on TCP port 7410.",
+    new="The web console is served over HTTPS on TCP port 7420.",
+    question="Which port does the FerroLink web console listen on?",
+    checks=[{"type": "number", "value": 7420}, {"type": "not_contains", "values": ["7410"]}],
+)
+STALE_ROWS_WAIT_SECONDS = 60.0  # the ingestion marks the rows the new version contradicts just after its index
 
 
 def run_demo(
@@ -119,9 +144,19 @@ def run_demo(
                 console.print(_iteration_table(report))
                 gate = _promote(api, console)
                 reference = DEMO_MODEL if gate["status"] == "PROMOTED" else f"{DEMO_MODEL}@{gate['candidate_version']}"
+                held_out = report.side_by_side[0] if report.side_by_side else None
+                question = held_out.question if held_out else "Which port does the FerroLink web console listen on?"
                 _ask(
-                    settings, api, reference, report.side_by_side[0] if report.side_by_side else None, console, dataset
+                    settings,
+                    api,
+                    reference,
+                    question,
+                    _checks_of(dataset).get(normalize_text(question).casefold()),
+                    console,
+                    "a held-out test question",
+                    expected=held_out.expected if held_out else None,
                 )
+                _knowledge_update(settings, api, stack, kb, reference, console)
     elapsed = time.monotonic() - started
     if report is None:
         console.print(f"[red]task ended {final['status']}[/]: {final.get('error')}")
@@ -173,10 +208,18 @@ def _promote(api: ApiClient, console: Console) -> dict:
     return gate
 
 
-def _ask(settings: Settings, api: ApiClient, model: str, example, console: Console, dataset: Path) -> None:
+def _ask(
+    settings: Settings,
+    api: ApiClient,
+    model: str,
+    question: str,
+    checks: list[dict] | None,
+    console: Console,
+    what: str,
+    expected: str | None = None,
+) -> None:
     """One question through the OpenAI-compatible endpoint of `wlops serve`, with the passages it was answered from, and
-    its verdict by the question's fact checks."""
-    question = example.question if example else "Which port does the FerroLink web console listen on?"
+    its verdict by `checks`."""
     url = f"http://{settings.serve_host}:{settings.serve_port}/v1/chat/completions"
     tokens = api.credentials.tokens(api.url)
     if tokens is None:
@@ -196,18 +239,57 @@ def _ask(settings: Settings, api: ApiClient, model: str, example, console: Conso
         )
     )
     lines = [
-        f"asked [cyan]{answer['model']}[/] through {url} (a held-out test question):",
+        f"asked [cyan]{answer['model']}[/] through {url} ({what}):",
         f"  Q: {question}",
         f"  A: {answer['choices'][0]['message']['content']}",
-        *([f"  expected: {example.expected}"] if example else []),
+        *([f"  expected: {expected}"] if expected else []),
         "  sources: " + "; ".join(f"{s['filename']} > {s['heading']} ({s['score']:.2f})" for s in answer["sources"]),
     ]
-    checks = _checks_of(dataset).get(normalize_text(question).casefold())
     if checks:
         verdict = judge(answer["choices"][0]["message"]["content"], parse_checks(checks))
         failed = next((f"{c.type}: {r.detail}" for c, r in verdict.results if not r.passed), "")
         lines.append("  verdict: " + ("[green]right[/]" if verdict.right else f"[red]wrong[/] ({failed})"))
     console.print("\n" + "\n".join(lines))
+
+
+def _knowledge_update(settings: Settings, api: ApiClient, stack: Stack, kb: dict, model: str, console: Console) -> None:
+    """One fact of one document changes (`DEMO_UPDATE`): the new version is uploaded, the index rebuilt, the dataset
+    rows it contradicts are listed as stale, and the model in production is asked about the fact again. It answers
+    from the new index version's passages; its adapter is not re-trained here (a task with `retrain_on_change` would
+    be: `bench/knowledge_update` measures that path)."""
+    kb_id, name = kb["knowledge_base_id"], DEMO_UPDATE.document
+    text = (SAMPLE_KNOWLEDGE / name).read_text()
+    if DEMO_UPDATE.old not in text:
+        raise SystemExit(f"the demo's knowledge update expects {DEMO_UPDATE.old!r} in {name}")
+    api.call(
+        "POST",
+        f"/api/v1/knowledge-bases/{kb_id}/documents",
+        files={"file": (name, text.replace(DEMO_UPDATE.old, DEMO_UPDATE.new).encode())},
+    )
+    console.print(f"\nknowledge update: {name} changes — [red]{DEMO_UPDATE.old}[/] → [green]{DEMO_UPDATE.new}[/]")
+    started = time.monotonic()
+    _wait_for_index(api, stack, kb_id, kb["version"] + 1)
+    stale: list[dict] = []
+    while not stale and time.monotonic() - started < STALE_ROWS_WAIT_SECONDS:
+        stack.check()
+        stale = api.call("GET", f"/api/v1/knowledge-bases/{kb_id}/stale-rows")["items"]
+        if not stale:
+            time.sleep(0.5)
+    console.print(
+        f"index version {kb['version'] + 1} built in {time.monotonic() - started:.0f} s; {len(stale)} dataset rows the "
+        f"new version contradicts are excluded from training until reviewed (wlops knowledge stale-rows {kb_id}):"
+    )
+    for row in stale[:3]:
+        console.print(f"  {row['question']!r}: {row['old_value']} → {row['new_value']}")
+    _ask(
+        settings,
+        api,
+        model,
+        DEMO_UPDATE.question,
+        DEMO_UPDATE.checks,
+        console,
+        "after the update, from the new index; the adapter is not re-trained",
+    )
 
 
 def _checks_of(dataset: Path) -> dict[str, list[dict]]:
@@ -243,12 +325,7 @@ def _knowledge_base(api: ApiClient, stack: Stack, console: Console) -> dict:
             api.call(
                 "POST", f"/api/v1/knowledge-bases/{kb['knowledge_base_id']}/documents", files={"file": (path.name, fh)}
             )
-    while kb["status"] != "READY" or kb["version"] < 1:
-        stack.check()
-        if kb["status"] == "BUILD_FAILED":
-            raise SystemExit(f"the knowledge base's build failed: {kb['error']}")
-        time.sleep(0.5)
-        kb = api.call("GET", f"/api/v1/knowledge-bases/{kb['knowledge_base_id']}")
+    kb = _wait_for_index(api, stack, kb["knowledge_base_id"], 1)
     documents = api.call("GET", f"/api/v1/knowledge-bases/{kb['knowledge_base_id']}/documents")["items"]
     formats = ", ".join(d["filename"].rsplit(".", 1)[1] for d in documents)
     console.print(
@@ -257,6 +334,18 @@ def _knowledge_base(api: ApiClient, stack: Stack, console: Console) -> dict:
         f"index version {kb['version']}"
     )
     return kb
+
+
+def _wait_for_index(api: ApiClient, stack: Stack, kb_id: str, version: int) -> dict:
+    """The knowledge base once its index version `version` (or a later one) is built."""
+    while True:
+        kb = api.call("GET", f"/api/v1/knowledge-bases/{kb_id}")
+        if kb["status"] == "READY" and kb["version"] >= version:
+            return kb
+        if kb["status"] == "BUILD_FAILED":
+            raise SystemExit(f"the knowledge base's build failed: {kb['error']}")
+        stack.check()
+        time.sleep(0.5)
 
 
 def _iteration_table(report: StoredTaskReport) -> Table:

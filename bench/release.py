@@ -1,0 +1,260 @@
+"""The release machinery's cost to serving: the same traffic, at `--clients` clients, against an alias served by its
+version alone (the reference: what serving costs without a release) and against the same alias under a running
+release at 50% (the machinery: the split's lookup on every request, the arm recorded in the QA history, and the
+release workflow's analysis counting the step's requests every second).
+
+The real stack in process: a Temporal dev server and the control workers (the release workflow), the serving app over
+real HTTP (uvicorn), SmolLM2-135M-Instruct's real weights (`--quick`: the tiny random model, a test's check that the
+path works; its figures mean nothing). The model has two versions whose adapters hold the same weights (a LoRA r=8 on
+q/v with random non-zero weights), so both arms answer every question with the same tokens and the two phases
+generate exactly the same work; the release's phase still serves two adapters, as every release does (its batches
+mix them).
+
+Each client sends `--requests` chat completions one after another, in new conversations (so the split spreads them
+over both arms), each one of the sample's FAQ questions, greedy, at most `--max-tokens` tokens. The phases alternate,
+reference first, for `--repeats` rounds (a new release each round, aborted at its end), so drift on the machine falls
+on both. Reported: per phase and round, latency p50/p95 and throughput; the ratio of the release's p50 and p95
+latency to the reference's, per round and pooled over the rounds. Target (issue 21): the machinery adds <= 5% to
+serving latency at 16 clients.
+
+    python -m bench.release [--clients 16] [--requests 6] [--repeats 3] [--max-tokens 32] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+from temporalio.testing import WorkflowEnvironment
+
+from activities.context import ActivityContext
+from bench.common import write_result
+from cli.demo import SAMPLE_DATASET
+from cli.stack import temporal_binary
+from cli.users import create_user
+from core.access import Role, Scope
+from core.settings import Settings, configure_process_environment
+from db.models import QAEntry, RegisteredModel, Release, new_id
+from db.session import migrate
+from ml.release import Thresholds
+from services import releases
+from services.identity import token_pair
+from services.registry import Actor
+from serving.app import create_serving_app
+from temporal_client.workflows import ReleaseWorkflow
+from testkit.api import TEST_PASSWORD, with_temporal
+from testkit.model import build_tiny_model, random_adapters
+from testkit.phases import running_workers
+from testkit.polling import poll_until
+from testkit.registry import add_version, point
+from testkit.servers import serving
+
+MODEL = "smollm2-135m-instruct"
+TARGET_OVERHEAD = 0.05
+OWNER = Actor("bench", None, frozenset({Scope.MODELS_WRITE, Scope.MODELS_FORCE}))
+# the release stays at its first step for the whole phase: its bake ends at once, then every second it counts the
+# step's requests and finds too few, until it is aborted
+HOLDING = Thresholds(bake_seconds=0, min_requests=1_000_000, max_wait_seconds=86_400, poll_seconds=1.0)
+
+
+def questions(count: int) -> list[str]:
+    rows = [json.loads(line) for line in SAMPLE_DATASET.read_text().splitlines() if line.strip()]
+    return [row["question"] for row in rows[:count]]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def traffic(base_url: str, token: str, asked: list[str], clients: int, requests: int, max_tokens: int, tag: str):
+    """Each client's requests one after another, in threads: every latency in seconds, and the failures."""
+    latencies: list[float] = []
+    failures: list[str] = []
+    tokens = [0]
+    lock = threading.Lock()
+
+    def client(number: int) -> None:
+        with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=600) as c:
+            for i in range(requests):
+                started = time.perf_counter()
+                response = c.post(
+                    "/chat/completions",
+                    json={
+                        "model": "bot",
+                        "messages": [{"role": "user", "content": asked[(number * requests + i) % len(asked)]}],
+                        "max_tokens": max_tokens,
+                        "temperature": 0,
+                        "conversation_id": f"{tag}-{number}-{i}",
+                    },
+                )
+                elapsed = time.perf_counter() - started
+                with lock:
+                    if response.status_code == 200:
+                        latencies.append(elapsed)
+                        tokens[0] += response.json()["usage"]["completion_tokens"]
+                    else:
+                        failures.append(f"{response.status_code}: {response.text[:200]}")
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    return {
+        "requests": len(latencies),
+        "failed": len(failures),
+        "failures": failures[:3],
+        "completion_tokens": tokens[0],
+        "seconds": round(seconds, 2),
+        "tokens_per_second": round(tokens[0] / seconds, 2),
+        "latency_p50_s": round(percentile(latencies, 50), 4) if latencies else None,
+        "latency_p95_s": round(percentile(latencies, 95), 4) if latencies else None,
+        "latency_mean_s": round(statistics.fmean(latencies), 4) if latencies else None,
+    }
+
+
+async def measure(args) -> dict[str, Any]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(), dev_server_log_level="error"
+    )
+
+    async def temporal():
+        return env.client
+
+    rounds = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = with_temporal(
+                Settings(data_dir=Path(tmp) / "data", model_cache=Path(".wlops/model-cache").resolve()), env
+            )
+            migrate(settings.resolved_database_url)
+            ctx = ActivityContext.from_settings(settings)
+            if args.quick:
+                base = build_tiny_model(Path(tmp) / "tiny")
+                base_model = str(base)
+            else:
+                from ml.base_model import materialize
+
+                base, base_model = materialize(MODEL, settings.model_cache_dir), MODEL
+            [adapter] = random_adapters(base, Path(tmp) / "adapters", ["v"], seed=5)
+            owner = create_user(settings, "bench", TEST_PASSWORD, "bench-org", Role.OWNER)
+            with ctx.sessions() as session:
+                model = RegisteredModel(id=new_id(), org_id=owner.org.id, name="bot", base_model=base_model)
+                session.add(model)
+                session.commit()
+            for number in (1, 2):  # the same weights: both arms answer alike, so both phases do the same work
+                add_version(ctx, model, number, adapter)
+            point(ctx, model, "production", 1)
+            token = token_pair(settings, owner.user, owner.org.id, Role.OWNER).access_token
+            asked = questions(args.clients * args.requests)
+            async with running_workers(env.client, ctx, pools=("control",)):
+                with serving(create_serving_app(settings)) as base_url:
+                    ask = lambda tag: asyncio.to_thread(  # noqa: E731
+                        traffic, base_url, token, asked, args.clients, args.requests, args.max_tokens, tag
+                    )
+                    warm = await ask("warm-up")  # both adapters loaded, every question's prompt seen once
+                    for number in range(args.repeats):
+                        reference = await ask(f"reference-{number}")
+                        with ctx.sessions() as session:
+                            release = await releases.start_release(
+                                session,
+                                temporal,
+                                session.get_one(RegisteredModel, model.id),
+                                2,
+                                alias="production",
+                                steps=[50, 100],
+                                thresholds=HOLDING,
+                                actor=OWNER,
+                            )
+                        await wait_for_weight(ctx, release.id, 50)
+                        released = await ask(f"release-{number}")
+                        with ctx.sessions() as session:
+                            split = dict(
+                                session.execute(
+                                    select(QAEntry.release_arm, func.count())
+                                    .where(QAEntry.release_id == release.id)
+                                    .group_by(QAEntry.release_arm)
+                                ).all()
+                            )
+                            row = releases.get_release(session, session.get_one(RegisteredModel, model.id), release.id)
+                            await releases.control(session, temporal, row, "abort", OWNER, "the bench's round ended")
+                        await env.client.get_workflow_handle_for(
+                            ReleaseWorkflow.run, releases.release_workflow_id(release.id)
+                        ).result()
+                        rounds.append({"reference": reference, "release": {**released, "arms": split}})
+                        print(f"round {number}: {json.dumps(rounds[-1])}", flush=True)
+    finally:
+        await env.shutdown()
+    return summary(rounds, warm, args)
+
+
+async def wait_for_weight(ctx: ActivityContext, release_id: str, weight: int) -> None:
+    def row() -> Release:
+        with ctx.sessions() as session:
+            return session.get_one(Release, release_id)
+
+    await poll_until(row, lambda r: r.candidate_weight == weight, timeout=120, interval=0.2, what=f"weight {weight}")
+
+
+def summary(rounds: list[dict], warm: dict, args) -> dict[str, Any]:
+    """Per round the two phases and their latency ratios; pooled, the mean of the rounds' ratios and their range."""
+
+    def ratios(key: str) -> list[float]:
+        return [r["release"][key] / r["reference"][key] for r in rounds]
+
+    pooled = {}
+    for key in ("latency_p50_s", "latency_p95_s", "latency_mean_s"):
+        values = ratios(key)
+        pooled[key.replace("latency_", "").replace("_s", "")] = {
+            "mean": round(statistics.fmean(values), 4),
+            "low": round(min(values), 4),
+            "high": round(max(values), 4),
+        }
+    overhead = pooled["mean"]["mean"] - 1
+    failed = sum(r["reference"]["failed"] + r["release"]["failed"] for r in rounds)
+    return {
+        "model": "tiny (--quick)" if args.quick else MODEL,
+        "clients": args.clients,
+        "requests_per_client": args.requests,
+        "max_tokens": args.max_tokens,
+        "repeats": args.repeats,
+        "warm_up": warm,
+        "rounds": rounds,
+        "release_over_reference": pooled,
+        "failed_requests": failed,
+        "claim": {
+            "what": "the release machinery adds <= 5% to the mean serving latency at 16 clients",
+            "overhead": round(overhead, 4),
+            "target": TARGET_OVERHEAD,
+            "holds": overhead <= TARGET_OVERHEAD and failed == 0,
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=6, help="per client and phase")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--quick", action="store_true", help="the tiny random model: the path, not the figures")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    write_result("release", asyncio.run(measure(args)), args.out)
+
+
+if __name__ == "__main__":
+    configure_process_environment()
+    main()

@@ -14,9 +14,17 @@ The rule:
   "port" in a list of ports, do not count). So a row about another sentence that happens to hold the same number is
   left alone, and an edit that changes no value (a rewording) stales nothing.
 
-`not_contains`, `regex` and `polarity` checks never make a row stale: they ask for no value of the document. So a fact
-whose polarity flips ("port changes need a restart" → "no longer need") is not caught: telling a flip from a rewording
-("drives are not included" → "drives are sold separately") needs more than the words.
+A row with a `polarity` check (a yes/no question) is stale when the sentence it concerns (of the old document's
+sentences, the one that shares most content words with its question and answer, at least `MIN_SHARED_WORDS`) now says
+the opposite:
+- the rewrite flips it: once the negations ("not", "no", "never", "no longer", "without", "n't", …) are taken out the
+  two sentences hold the same content words, and their numbers of negations differ by an odd count ("no changes are
+  lost" → "changes may be lost"); a rewording that says the same in other words ("drives are not included" → "drives
+  are sold separately") has other content words, and is left alone;
+- or its question states a value the sentence no longer holds ("Is the web console on port 7410?", a "yes", after
+  7410 → 7420), or, for a "no", a value the sentence now holds.
+
+`not_contains` and `regex` checks never make a row stale: they ask for no value of the document.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from rapidfuzz import fuzz, process
 
 from facts.derive import KNOWN_UNITS, identifiers, names
 from facts.judge import holds, normalize, numbers_in, run_check
-from schemas.checks import ContainsAll, ContainsAny, FactCheck, Number
+from schemas.checks import ContainsAll, ContainsAny, FactCheck, Number, Polarity
 
 PAIR_SIMILARITY = 60.0  # rapidfuzz token_sort_ratio (0-100) an added sentence needs to count as a removed one's rewrite
 MIN_SHARED_WORDS = 2  # content words, besides the changed value, a row must share with a sentence to concern it
@@ -38,6 +46,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(`])")
 _LIST_MARK = re.compile(r"^\s*(?:[-*+\u2022]|\d+[.)]|#+)\s+")
 _UNIT_SPELLING = {"gb": "GB", "mb": "MB", "tb": "TB", "kb": "KB", "gib": "GiB", "mib": "MiB", "tib": "TiB"}
 _WORD = re.compile(r"[a-z0-9][a-z0-9._/%$:-]*[a-z0-9%$]|[a-z0-9]")
+_NEGATION = re.compile(r"\b(?:no longer|not|no|never|none|nothing|cannot|without)\b|n't\b", re.IGNORECASE)
 _STOP_WORDS = frozenset(
     re.findall(
         r"\w+",
@@ -66,6 +75,7 @@ class SentenceChange:
     new: str | None
     removed: tuple[Value, ...]  # stated by `old`, not by `new`
     added: tuple[Value, ...]  # stated by `new`, not by `old`
+    flipped: bool = False  # `new` says the opposite of `old` (the module's rule)
 
 
 @dataclass(frozen=True)
@@ -147,9 +157,18 @@ def changed_sentences(old_text: str, new_text: str) -> list[SentenceChange]:
                 rewrite,
                 tuple(v for v in old_values if not any(_same(v, w) for w in new_values)),
                 tuple(w for w in new_values if not any(_same(w, v) for v in old_values)),
+                rewrite is not None and flips(sentence, rewrite),
             )
         )
-    return [c for c in changes if c.removed]
+    return [c for c in changes if c.removed or c.flipped]
+
+
+def flips(old: str, new: str) -> bool:
+    """`new` says the opposite of `old`: the same content words once their negations are taken out, and an odd
+    difference in how many negations they hold."""
+    if (len(_NEGATION.findall(old)) - len(_NEGATION.findall(new))) % 2 == 0:
+        return False
+    return _content_words(_NEGATION.sub(" ", old)) == _content_words(_NEGATION.sub(" ", new))
 
 
 def stale_rows(old_text: str, new_text: str, rows: Iterable[RowFacts]) -> list[StaleRow]:
@@ -172,6 +191,11 @@ def _contradiction(
     row: RowFacts, changes: list[SentenceChange], old_sentences: list[str], common: set[str]
 ) -> StaleRow | None:
     about = _content_words(f"{row.question} {row.answer}") - common
+    polar = next((c for c in row.checks if isinstance(c, Polarity)), None)
+    if polar is not None:
+        flipped = _flipped_answer(row, polar, about, changes, old_sentences)
+        if flipped is not None:
+            return flipped
     for change in changes:
         for value in change.removed:
             for check in row.checks:
@@ -189,6 +213,28 @@ def _contradiction(
                         change.new,
                     )
     return None
+
+
+def _flipped_answer(
+    row: RowFacts, polar: Polarity, about: set[str], changes: list[SentenceChange], old_sentences: list[str]
+) -> StaleRow | None:
+    """The yes/no row's answer is now the opposite: the sentence it concerns was flipped, or its question states a
+    value the sentence lost (a "yes"), or one it gained (a "no")."""
+    opposite = "no" if polar.value == "yes" else "yes"
+    asked = values_in(row.question)
+    for change in changes:
+        if change.new is None or not _about_sentence(about, change.old, old_sentences):
+            continue
+        states = change.removed if polar.value == "yes" else change.added
+        if change.flipped or any(_same(v, w) for v in asked for w in states):
+            return StaleRow(row.row_id, row.question, polar.value, opposite, change.old, change.new)
+    return None
+
+
+def _about_sentence(about: set[str], sentence: str, old_sentences: list[str]) -> bool:
+    """Of the old sentences, `sentence` shares the most content words with the row, and at least MIN_SHARED_WORDS."""
+    score = len(about & _content_words(sentence))
+    return score >= MIN_SHARED_WORDS and all(len(about & _content_words(s)) <= score for s in old_sentences)
 
 
 def _asks_for(check: FactCheck, value: Value) -> bool:

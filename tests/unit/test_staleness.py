@@ -205,10 +205,58 @@ def test_changed_sentences_pair_each_removed_sentence_with_its_rewrite():
     assert dropped.new is None and "FL-204" in {v.text for v in dropped.removed}
 
 
-def test_an_unchanged_document_or_rows_without_value_checks_stale_nothing():
+def test_an_unchanged_document_stales_nothing():
     assert stale_rows(GUIDE, GUIDE, ROWS) == []
+
+
+def test_a_yes_no_question_that_states_a_changed_value_is_stale_with_the_opposite_answer():
     new = GUIDE.replace("HTTPS on TCP port 7410.", "HTTPS on TCP port 7420.")
-    polar = row(
-        "polar", "Is the web console on port 7410?", "Yes, on TCP port 7410.", {"type": "polarity", "value": "yes"}
+    console = row(
+        "console-7410",
+        "Is the web console on port 7410?",
+        "Yes, on TCP port 7410.",
+        {"type": "polarity", "value": "yes"},
     )
-    assert stale_rows(GUIDE, new, [polar, DRIVES]) == []
+    moved = row(
+        "console-7420",
+        "Is the web console on port 7420?",
+        "No, it is on port 7410.",
+        {"type": "polarity", "value": "no"},
+    )
+    api = row(  # the same number, about the REST API's sentence, which did not change
+        "api-7410",
+        "Is the REST API on port 7410?",
+        "Yes, the REST API is on port 7410.",
+        {"type": "polarity", "value": "yes"},
+    )
+    found = {s.row_id: (s.old_value, s.new_value) for s in stale_rows(GUIDE, new, [console, moved, api, DRIVES])}
+    assert found == {"console-7410": ("yes", "no"), "console-7420": ("no", "yes")}
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("no changes are lost.", "changes may be lost."),
+        ("drives are not included.", "drives are included."),
+        ("Error FL-204 means a sync conflict; no changes", "Error FL-204 never means a sync conflict; no changes"),
+    ],
+)
+def test_a_flipped_sentence_stales_the_yes_no_rows_about_it(old, new):
+    lost = row(
+        "lost",
+        "I got FL-204; did I lose changes?",
+        "No, FL-204 is a sync conflict.",
+        {"type": "polarity", "value": "no"},
+    )
+    new_text = GUIDE.replace(old, new)
+    found = {s.row_id: (s.old_value, s.new_value) for s in stale_rows(GUIDE, new_text, [lost, DRIVES, WEB_PORT])}
+    assert found == ({"drives": ("no", "yes")} if "drives" in old else {"lost": ("no", "yes")})
+
+
+def test_a_rewording_with_its_negation_moved_is_no_flip():
+    """The content words change with the negation ("not included" → "sold separately")."""
+    for old, new in (
+        ("drives are not included.", "drives are sold separately."),
+        ("no changes are lost.", "nothing is lost, not even changes."),
+    ):
+        assert stale_ids(GUIDE.replace(old, new), [DRIVES]) == []

@@ -13,12 +13,13 @@ from temporalio import activity
 from activities.context import ActivityContext, Heartbeater, invalid_input
 from core.errors import DomainError
 from core.status import SuiteRunStatus
-from db.models import KnowledgeBase, SuiteRun
+from db.models import KnowledgeBase, Organization, SuiteRun
 from schemas.workflow_io import FailSuiteRunInput, RunSuiteInput, RunSuiteResult
+from services import judges
 from services import suites as service
 from storage.object_store import get_dir
 from suites.cases import Case
-from suites.verdicts import judge_case
+from suites.verdicts import Grader, judge_case
 
 
 class SuiteActivities:
@@ -42,6 +43,7 @@ class SuiteActivities:
             except DomainError as exc:  # its model version was deleted since: retrying cannot help
                 raise invalid_input(exc.message) from exc
             indexes = self._indexes(session, run.org_id, target.cases)
+            grader = self._grader(session, run.org_id) if any(c.judge for c in target.cases) else None
         results = []
         with Heartbeater() as heartbeat, tempfile.TemporaryDirectory() as tmp:
             heartbeat.update(stage=f"loading {target.base_model}")
@@ -66,7 +68,7 @@ class SuiteActivities:
                     [case.history],
                 )[0]
                 latency_ms = round((time.perf_counter() - started) * 1000)
-                verdict = judge_case(case, answer, latency_ms)
+                verdict = judge_case(case, answer, latency_ms, grader)
                 results.append(
                     {"case_id": case.id, "answer": answer, "latency_ms": latency_ms, "passages": passages}
                     | verdict.to_json()
@@ -75,6 +77,32 @@ class SuiteActivities:
         with self.ctx.sessions() as session:
             run = service.record_results(session, inp.run_id, results)
             return RunSuiteResult(run.passed, run.failed, run.total)
+
+    def _grader(self, session, org_id: str) -> Grader | None:
+        """The organization's judge as a grader (None without one). An outage of the judge is raised, so the activity
+        retries; a refusal, or a judge that cannot be used, fails the `judge` assertions with its reason."""
+        from teacher import TeacherError
+        from teacher.judge import Judge
+
+        try:
+            endpoint = judges.judge_endpoint(self.ctx.settings, session.get_one(Organization, org_id))
+        except DomainError as exc:
+            reason = exc.message
+            return lambda rubric, question, answer: (False, reason)
+        if endpoint is None:
+            return None
+        judge = Judge(*endpoint)
+
+        def grade(rubric: str, question: str, answer: str) -> tuple[bool, str]:
+            try:
+                graded = judge.grade(rubric, question, answer)
+            except TeacherError as exc:
+                if exc.retryable:
+                    raise
+                return False, str(exc)
+            return graded.passed, graded.detail
+
+        return grade
 
     def _indexes(self, session, org_id: str, cases: list[Case]) -> dict[str, str]:
         """Each knowledge base the cases name, to its index's key; a missing or unbuilt one fails the run (no retry)."""

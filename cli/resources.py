@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -543,6 +544,25 @@ def retention_show(api: ApiClient, args: argparse.Namespace) -> None:
     output(args, api.call("GET", url("orgs", org_id, "retention")), details_with("runs"))
 
 
+def judge_show(api: ApiClient, args: argparse.Namespace) -> None:
+    """The organization's judge; with --url and --model, set it (the API key from the environment variable
+    --api-key-env names, never the command line); with --clear, remove it."""
+    org_id = api.call("GET", url("auth", "me"))["org_id"]
+    if args.clear:
+        api.call("DELETE", url("orgs", org_id, "judge"))
+    elif args.url or args.model:
+        if not (args.url and args.model):
+            raise SystemExit("setting a judge takes both --url and --model")
+        body = {"url": args.url, "model": args.model}
+        if args.api_key_env:
+            key = os.environ.get(args.api_key_env)
+            if not key:
+                raise SystemExit(f"the environment variable {args.api_key_env} is not set")
+            body["api_key"] = key
+        api.call("PUT", url("orgs", org_id, "judge"), json=body)
+    output(args, api.call("GET", url("orgs", org_id, "judge")), details)
+
+
 def erasures_list(api: ApiClient, args: argparse.Namespace) -> None:
     items = api.call("GET", url("erasures"))
     output(args, {"items": items, "total": len(items)}, listing("erasures"))
@@ -990,6 +1010,16 @@ def add_resource_commands(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--qa-days", type=retention_days, default=KEEP, help="days, or 'forever'")
     parser.add_argument("--events-days", type=retention_days, default=KEEP, help="days, or 'forever'")
+    parser = command(
+        commands,
+        "judge",
+        judge_show,
+        "show the organization's judge for suites' `judge` assertions (an OpenAI-compatible endpoint); or set it",
+    )
+    parser.add_argument("--url", help="the endpoint's base URL, e.g. http://judge.internal:8001/v1")
+    parser.add_argument("--model", help="the model name to ask for")
+    parser.add_argument("--api-key-env", metavar="VAR", help="read the endpoint's API key from this variable")
+    parser.add_argument("--clear", action="store_true", help="remove the judge")
 
     parser = with_limit(command(models, "gates", models_gates, "list a model's promotion gates, or show one"))
     parser.add_argument("name")

@@ -170,6 +170,12 @@ class Settings(BaseSettings):
     )
     teacher_model: str | None = Field(default=None, description="The model name to ask for.")
     teacher_api_key: str | None = Field(default=None, description="Sent as a bearer token, if set.")
+    # Suites' `judge` assertions ask each organization's own endpoint; these are the hosts an organization may name.
+    judge_allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated hosts an organization's judge URL may point at (none by default: the server "
+        "calls the URL, so an operator decides which hosts it may reach).",
+    )
     # Incremental re-training when a followed knowledge base changes.
     retrain_quiet_seconds: float = Field(
         default=60, ge=0, description="Changes within this long start one incremental task, not several."

@@ -38,6 +38,10 @@ class Organization(Base):
     # how long the QA history and finished tasks' events are kept (None: for ever); the retention workflow prunes
     qa_retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     event_retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # the organization's judge for suites' `judge` assertions: an OpenAI-compatible endpoint, its API key sealed
+    judge_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    judge_model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    judge_api_key_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -492,6 +492,33 @@ class RetentionPublic(BaseModel):
     runs: list[RetentionRunPublic] = Field(description="The latest passes that found limits here, newest first")
 
 
+class JudgeSet(RequestModel):
+    """The organization's judge for suites' `judge` assertions: an OpenAI-compatible chat-completions endpoint."""
+
+    url: str = Field(
+        min_length=8,
+        max_length=500,
+        pattern=r"^https?://[^\s]+$",
+        description="Base URL of the endpoint, e.g. http://judge.internal:8001/v1; its host must be one of the "
+        "server's WLOPS_JUDGE_ALLOWED_HOSTS.",
+    )
+    model: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$", description="The model name to ask for.")
+    api_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        pattern=r"^[^\x00\s]+$",
+        description="Sent as a bearer token; stored sealed under the server's secret key and never shown again.",
+    )
+
+
+class JudgePublic(BaseModel):
+    org_id: str
+    url: str | None = Field(description="None: no judge; `judge` assertions fail, saying so.")
+    model: str | None
+    api_key_set: bool
+
+
 class OrganizationPublic(BaseModel):
     org_id: str
     name: str

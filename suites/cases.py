@@ -10,7 +10,9 @@ A case is one JSON object (one line of a suite's JSONL):
   - `checks`: fact checks (`schemas.checks`: contains_any, contains_all, not_contains, regex, number, polarity);
   - `refusal`: `true` when the answer must decline (`facts.refusal`);
   - `max_latency_ms`: the answer takes at most this long;
-  - `json_schema`: the answer parses as JSON and validates against this JSON Schema.
+  - `json_schema`: the answer parses as JSON and validates against this JSON Schema;
+  - `judge`: `{"rubric": "..."}`: the organization's judge (an OpenAI-compatible endpoint it configures:
+    `teacher.judge`) reads the question and the answer with the rubric and replies PASS or FAIL.
 
 A case passes when every assertion it holds passes. A suite's content hash is the sha256 of its cases' canonical
 JSON (keys sorted, no spaces, whole numbers without `.0`), in order: two suites with the same cases hash alike,
@@ -46,6 +48,12 @@ class Message(BaseModel):
     content: Annotated[str, Field(min_length=1, max_length=MAX_TEXT, pattern=NO_NUL)]
 
 
+class JudgeAssertion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rubric: Annotated[str, Field(min_length=1, max_length=MAX_TEXT, pattern=NO_NUL)]
+
+
 class Case(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -60,6 +68,7 @@ class Case(BaseModel):
     refusal: bool = False
     max_latency_ms: Annotated[int, Field(ge=1, le=3_600_000)] | None = None
     json_schema: dict[str, Any] | None = None
+    judge: JudgeAssertion | None = None
 
     @field_validator("checks", mode="before")
     @classmethod
@@ -82,8 +91,10 @@ class Case(BaseModel):
             raise ValueError("a case holds either 'prompt' or 'messages'")
         if self.messages is not None and self.messages[-1].role != "user":
             raise ValueError("'messages' must end with the user's turn")
-        if not (self.checks or self.refusal or self.max_latency_ms or self.json_schema is not None):
-            raise ValueError("a case needs at least one assertion: checks, refusal, max_latency_ms or json_schema")
+        if not (self.checks or self.refusal or self.max_latency_ms or self.json_schema is not None or self.judge):
+            raise ValueError(
+                "a case needs at least one assertion: checks, refusal, max_latency_ms, json_schema or judge"
+            )
         return self
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from jsonschema.validators import validator_for
@@ -14,7 +15,7 @@ from suites.cases import Case
 
 @dataclass(frozen=True)
 class AssertionResult:
-    assertion: str  # "refusal", "max_latency_ms", "json_schema", or "check <type>"
+    assertion: str  # "refusal", "max_latency_ms", "json_schema", "judge", or "check <type>"
     passed: bool
     detail: str
 
@@ -33,8 +34,14 @@ class CaseVerdict:
         return "; ".join(f"{r.assertion}: {r.detail}" for r in self.results if not r.passed)
 
 
-def judge_case(case: Case, answer: str, latency_ms: int) -> CaseVerdict:
-    """Every assertion of `case` on `answer`, which took `latency_ms` to produce."""
+# the organization's judge: (rubric, question, answer) -> passed, and the judge's words
+Grader = Callable[[str, str, str], tuple[bool, str]]
+NO_JUDGE = "no judge is configured for the organization (set judge_url and judge_model: PATCH /api/v1/orgs/{id})"
+
+
+def judge_case(case: Case, answer: str, latency_ms: int, grader: Grader | None = None) -> CaseVerdict:
+    """Every assertion of `case` on `answer`, which took `latency_ms` to produce; a `judge` assertion asks `grader`
+    (and fails, saying so, without one)."""
     results: list[AssertionResult] = []
     if case.checks:
         verdict = judge(answer, case.checks)
@@ -54,6 +61,12 @@ def judge_case(case: Case, answer: str, latency_ms: int) -> CaseVerdict:
         )
     if case.json_schema is not None:
         results.append(_json_schema(case.json_schema, answer))
+    if case.judge is not None:
+        if grader is None:
+            results.append(AssertionResult("judge", False, NO_JUDGE))
+        else:
+            passed, detail = grader(case.judge.rubric, case.question, answer)
+            results.append(AssertionResult("judge", passed, detail))
     return CaseVerdict(all(r.passed for r in results), results)
 
 

@@ -1,5 +1,6 @@
 """A bigger model as a teacher: any OpenAI-compatible chat-completions endpoint (`WLOPS_TEACHER_URL`,
-`WLOPS_TEACHER_MODEL`, `WLOPS_TEACHER_API_KEY`) writes question/answer pairs from a knowledge base's chunks.
+`WLOPS_TEACHER_MODEL`, `WLOPS_TEACHER_API_KEY`) writes question/answer pairs from a knowledge base's chunks; an
+organization's judge (`teacher.judge`) grades suite answers against a rubric.
 
 It implements `ml.generation.QuestionAnswerGenerator`; what it writes goes through the same validation as every
 other generator's. Its own package: it is the one place that calls out to a model over HTTP."""
@@ -33,6 +34,50 @@ class TeacherError(RuntimeError):
         self.retryable = retryable
 
 
+class ChatEndpoint:
+    """An OpenAI-compatible chat-completions endpoint, asked greedily; `who` names it in errors."""
+
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout: float = 120,
+        transport: httpx.BaseTransport | None = None,
+        who: str = "the teacher",
+    ):
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.model, self.who = model, who
+        self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport)
+
+    def complete(self, system: str, user: str, max_tokens: int = 512) -> str:
+        """One chat completion, greedy; the text of its first choice."""
+        try:
+            response = self.client.post(
+                "/chat/completions",
+                json={
+                    "model": self.model,
+                    "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+                    "temperature": 0,
+                    "max_tokens": max_tokens,
+                    "n": 1,
+                },
+            )
+        except httpx.HTTPError as exc:  # connection refused, timeout: worth a retry
+            raise TeacherError(f"{self.who} at {self.client.base_url} did not answer: {exc}", retryable=True) from exc
+        if response.status_code >= 400:
+            raise TeacherError(
+                f"{self.who} answered {response.status_code}: {response.text[:300]}",
+                retryable=response.status_code >= 500 or response.status_code == 429,
+            )
+        try:
+            return response.json()["choices"][0]["message"]["content"] or ""
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise TeacherError(
+                f"{self.who}'s reply is not a chat completion: {response.text[:300]}", retryable=False
+            ) from exc
+
+
 class TeacherGenerator:
     name = "teacher"
 
@@ -44,9 +89,8 @@ class TeacherGenerator:
         timeout: float = 120,
         transport: httpx.BaseTransport | None = None,
     ):
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.endpoint = ChatEndpoint(url, model, api_key, timeout, transport)
         self.model = model
-        self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TeacherGenerator:
@@ -64,31 +108,7 @@ class TeacherGenerator:
         return pairs
 
     def complete(self, system: str, user: str) -> str:
-        """One chat completion, greedy; the text of its first choice."""
-        try:
-            response = self.client.post(
-                "/chat/completions",
-                json={
-                    "model": self.model,
-                    "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
-                    "temperature": 0,
-                    "max_tokens": 512,
-                    "n": 1,
-                },
-            )
-        except httpx.HTTPError as exc:  # connection refused, timeout: worth a retry
-            raise TeacherError(f"the teacher at {self.client.base_url} did not answer: {exc}", retryable=True) from exc
-        if response.status_code >= 400:
-            raise TeacherError(
-                f"the teacher answered {response.status_code}: {response.text[:300]}",
-                retryable=response.status_code >= 500 or response.status_code == 429,
-            )
-        try:
-            return response.json()["choices"][0]["message"]["content"] or ""
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise TeacherError(
-                f"the teacher's reply is not a chat completion: {response.text[:300]}", retryable=False
-            ) from exc
+        return self.endpoint.complete(system, user)
 
 
 def parse_pairs(reply: str) -> list[tuple[str, str]]:

@@ -5,6 +5,8 @@ from fastapi import APIRouter, Response
 from api.deps import SessionDep, SettingsDep
 from api.security import AnyCaller, MembersRead, MembersWrite, OrgManage
 from schemas.api import (
+    JudgePublic,
+    JudgeSet,
     MemberCreate,
     MemberPublic,
     MemberUpdate,
@@ -15,7 +17,7 @@ from schemas.api import (
     RetentionRunPublic,
 )
 from services import identity as service
-from services import retention
+from services import judges, retention
 
 router = APIRouter(prefix="/api/v1/orgs", tags=["organizations"])
 
@@ -56,6 +58,28 @@ def get_retention(caller: MembersRead, session: SessionDep, settings: SettingsDe
         interval_hours=settings.retention_interval_hours,
         runs=[RetentionRunPublic.model_validate(r, from_attributes=True) for r in runs],
     )
+
+
+@router.get("/{org_id}/judge", response_model=JudgePublic)
+def get_judge(caller: MembersRead, session: SessionDep, org_id: str) -> JudgePublic:
+    """The organization's judge for suites' `judge` assertions (its API key is never shown)."""
+    return judges.judge_public(service.own_org(session, caller, org_id))
+
+
+@router.put("/{org_id}/judge", response_model=JudgePublic)
+def set_judge(
+    caller: OrgManage, session: SessionDep, settings: SettingsDep, org_id: str, body: JudgeSet
+) -> JudgePublic:
+    """Point the organization's judge at an OpenAI-compatible endpoint on a host the server allows
+    (`WLOPS_JUDGE_ALLOWED_HOSTS`); a `judge` assertion asks it whether an answer meets the case's rubric."""
+    org = service.own_org(session, caller, org_id)
+    return judges.judge_public(judges.set_judge(session, settings, org, body))
+
+
+@router.delete("/{org_id}/judge", status_code=204)
+def clear_judge(caller: OrgManage, session: SessionDep, org_id: str) -> None:
+    """Remove the organization's judge: `judge` assertions then fail, saying none is configured."""
+    judges.clear_judge(session, service.own_org(session, caller, org_id))
 
 
 @router.get("/{org_id}/members", response_model=list[MemberPublic])

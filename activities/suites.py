@@ -91,7 +91,7 @@ class SuiteActivities:
             return lambda rubric, question, answer: (False, reason)
         if endpoint is None:
             return None
-        judge = Judge(*endpoint)
+        judge = Judge.at(*endpoint)
 
         def grade(rubric: str, question: str, answer: str) -> tuple[bool, str]:
             try:

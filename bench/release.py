@@ -43,7 +43,7 @@ from cli.stack import temporal_binary
 from cli.users import create_user
 from core.access import Role, Scope
 from core.settings import Settings, configure_process_environment
-from db.models import QAEntry, RegisteredModel, Release, new_id
+from db.models import QAEntry, RegisteredModel, Release
 from db.session import migrate
 from ml.release import Thresholds
 from services import releases
@@ -55,7 +55,7 @@ from testkit.api import TEST_PASSWORD, with_temporal
 from testkit.model import build_tiny_model, random_adapters
 from testkit.phases import running_workers
 from testkit.polling import poll_until
-from testkit.registry import add_version, point
+from testkit.registry import add_version, new_model, point
 from testkit.servers import serving
 
 MODEL = "smollm2-135m-instruct"
@@ -150,10 +150,7 @@ async def measure(args) -> dict[str, Any]:
                 base, base_model = materialize(MODEL, settings.model_cache_dir), MODEL
             [adapter] = random_adapters(base, Path(tmp) / "adapters", ["v"], seed=5)
             owner = create_user(settings, "bench", TEST_PASSWORD, "bench-org", Role.OWNER)
-            with ctx.sessions() as session:
-                model = RegisteredModel(id=new_id(), org_id=owner.org.id, name="bot", base_model=base_model)
-                session.add(model)
-                session.commit()
+            model = new_model(ctx, owner.org.id, "bot", base_model)
             for number in (1, 2):  # the same weights: both arms answer alike, so both phases do the same work
                 add_version(ctx, model, number, adapter)
             point(ctx, model, "production", 1)

@@ -78,19 +78,10 @@ class ChatEndpoint:
             ) from exc
 
 
-class TeacherGenerator:
-    name = "teacher"
+class TeacherGenerator(ChatEndpoint):
+    """The teacher: writes question/answer pairs from chunks (`ml.generation.QuestionAnswerGenerator`)."""
 
-    def __init__(
-        self,
-        url: str,
-        model: str,
-        api_key: str | None = None,
-        timeout: float = 120,
-        transport: httpx.BaseTransport | None = None,
-    ):
-        self.endpoint = ChatEndpoint(url, model, api_key, timeout, transport)
-        self.model = model
+    name = "teacher"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TeacherGenerator:
@@ -106,9 +97,6 @@ class TeacherGenerator:
             reply = self.complete(SYSTEM.format(n=per_chunk), " > ".join(chunk.heading_path + [""]) + chunk.text)
             pairs.extend(GeneratedPair(q, a, chunk, "teacher") for q, a in parse_pairs(reply)[:per_chunk])
         return pairs
-
-    def complete(self, system: str, user: str) -> str:
-        return self.endpoint.complete(system, user)
 
 
 def parse_pairs(reply: str) -> list[tuple[str, str]]:

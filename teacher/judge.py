@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import httpx
-
 from teacher import ChatEndpoint
 
 SYSTEM = (
@@ -41,15 +39,12 @@ def read_grade(reply: str) -> Grade:
 class Judge:
     """The organization's judge endpoint (`judge_url`, `judge_model`, its API key)."""
 
-    def __init__(
-        self,
-        url: str,
-        model: str,
-        api_key: str | None = None,
-        timeout: float = 120,
-        transport: httpx.BaseTransport | None = None,
-    ):
-        self.endpoint = ChatEndpoint(url, model, api_key, timeout, transport, who="the judge")
+    def __init__(self, endpoint: ChatEndpoint):
+        self.endpoint = endpoint
+
+    @classmethod
+    def at(cls, url: str, model: str, api_key: str | None) -> Judge:
+        return cls(ChatEndpoint(url, model, api_key, who="the judge"))
 
     def grade(self, rubric: str, question: str, answer: str) -> Grade:
         """The judge's grade of `answer` to `question` against `rubric` (TeacherError when the endpoint fails)."""

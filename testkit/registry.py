@@ -10,6 +10,15 @@ from storage.object_store import put_dir
 from testkit.factories import version_row
 
 
+def new_model(ctx: ActivityContext, org_id: str, name: str, base_model: str) -> RegisteredModel:
+    """A registered model with no versions yet."""
+    model = RegisteredModel(id=new_id(), org_id=org_id, name=name, base_model=base_model)
+    with ctx.sessions() as session:
+        session.add(model)
+        session.commit()
+    return model
+
+
 def add_version(ctx: ActivityContext, model: RegisteredModel, number: int, adapter_dir) -> ModelVersion:
     """A version whose adapter is stored where a task would have left it (the task itself is not needed here)."""
     task_id = new_id()

@@ -13,14 +13,14 @@ from sqlalchemy import func, select
 from activities.context import ActivityContext
 from auth.sealed import unseal
 from core.access import Role
-from db.models import Organization, QAEntry, RegisteredModel, new_id
+from db.models import Organization, QAEntry
 from serving.app import create_serving_app
 from suites.verdicts import NO_JUDGE
 from testkit.api import api_client, with_temporal
 from testkit.chat_server import scripted_chat_app
 from testkit.model import random_adapters
 from testkit.phases import running_workers
-from testkit.registry import add_version
+from testkit.registry import add_version, new_model
 from testkit.servers import serving
 from testkit.suites import wait_for_run
 
@@ -81,10 +81,7 @@ async def test_a_suite_run_asks_the_organizations_judge_and_keeps_its_words(
     ctx = ActivityContext.from_settings(settings)
     async with running_workers(temporal_env.client, ctx), api_client(settings) as api:
         org_id = (await api.get("/api/v1/auth/me")).json()["org_id"]
-        model = RegisteredModel(id=new_id(), org_id=org_id, name="tiny-bot", base_model=tiny_model_dir)
-        with ctx.sessions() as session:
-            session.add(model)
-            session.commit()
+        model = new_model(ctx, org_id, "tiny-bot", tiny_model_dir)
         [adapter] = random_adapters(tiny_model_dir, tmp_path, ["a"], seed=5)
         add_version(ctx, model, 1, adapter)
         assert (await api.post("/api/v1/suites", json={"name": "judged", "cases": CASES})).status_code == 201

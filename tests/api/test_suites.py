@@ -20,7 +20,7 @@ from testkit.api import api_client, client_for, wait_for_knowledge_base, with_te
 from testkit.documents import TOPICS, write_knowledge
 from testkit.model import random_adapters
 from testkit.phases import running_workers
-from testkit.registry import add_version
+from testkit.registry import add_version, new_model
 from testkit.servers import free_port
 from testkit.suites import CASES, wait_for_run
 
@@ -154,10 +154,7 @@ async def test_a_run_stores_each_answer_and_verdict_and_two_runs_compare_case_by
     ctx = ActivityContext.from_settings(settings)
     async with running_workers(temporal_env.client, ctx), api_client(settings) as api:
         org_id = (await api.get("/api/v1/auth/me")).json()["org_id"]
-        model = RegisteredModel(id=new_id(), org_id=org_id, name="tiny-bot", base_model=tiny_model_dir)
-        with ctx.sessions() as session:
-            session.add(model)
-            session.commit()
+        model = new_model(ctx, org_id, "tiny-bot", tiny_model_dir)
         for number, adapter in enumerate(random_adapters(tiny_model_dir, tmp_path, ["a", "b"], seed=5), start=1):
             add_version(ctx, model, number, adapter)
         suite = (await api.post("/api/v1/suites", json={"name": "probe", "cases": CASES})).json()

@@ -21,6 +21,7 @@ from storage.object_store import put_dir
 from testkit.api import api_client, wait_for_gate, with_temporal
 from testkit.factories import version_row
 from testkit.phases import running_workers
+from testkit.registry import new_model
 
 SAMPLE = Path(__file__).parents[2] / "data" / "sample" / "ferrolink_faq.jsonl"
 QUESTIONS = 12
@@ -94,10 +95,7 @@ async def test_the_gate_refuses_a_candidate_with_corrupted_facts_and_promotes_on
 
     async with running_workers(temporal_env.client, ctx), api_client(settings) as api:
         org_id = (await api.get("/api/v1/auth/me")).json()["org_id"]
-        model = RegisteredModel(id=new_id(), org_id=org_id, name="facts-bot", base_model=SMOLLM2_ALIAS)
-        with ctx.sessions() as session:
-            session.add(model)
-            session.commit()
+        model = new_model(ctx, org_id, "facts-bot", SMOLLM2_ALIAS)
         register(ctx, org_id, model, 1, bad, splits_key)
         register(ctx, org_id, model, 2, good, splits_key)
         refused = await wait_for_gate(

@@ -55,9 +55,12 @@ class ReleaseActivities:
 
     @activity.defn(name="analyse_release")
     def analyse_release(self, inp: AnalyseReleaseInput) -> AnalyseReleaseResult:
-        """Each arm's figures since the step began, and whether there are enough of them and the candidate passes."""
+        """Each arm's figures since the step began (answers to known questions judged by their checks), and whether
+        there are enough of them and the candidate passes."""
         with self.ctx.sessions() as session:
-            analysis = releases.analyse(session, inp.release_id, inp.step_index, datetime.fromisoformat(inp.since))
+            analysis = releases.analyse(
+                session, inp.release_id, inp.step_index, datetime.fromisoformat(inp.since), self.ctx.store
+            )
         return AnalyseReleaseResult(
             enough=analysis.enough,
             passed=analysis.passed,

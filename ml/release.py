@@ -35,6 +35,10 @@ class Thresholds:
     max_down_rate: float = 0.10  # rate of answers rated down, above the current version's
     max_latency_ratio: float = 1.5  # the candidate's p95 latency over the current's ...
     latency_slack_ms: float = 100.0  # ... plus this, so that a few milliseconds on a small p95 do not fail it
+    # answers to questions the versions know the facts of (their splits' rows, the blocking suites' cases), judged by
+    # those checks: the candidate's share right may be this much below the current's, once each arm has this many
+    max_fact_drop: float = 0.2
+    min_fact_checked: int = 5
 
     def validated(self) -> Thresholds:
         problems = [
@@ -48,6 +52,8 @@ class Thresholds:
                 ("max_down_rate", 0 <= self.max_down_rate <= 1, "in [0, 1]"),
                 ("max_latency_ratio", 1 <= self.max_latency_ratio <= 100, "in [1, 100]"),
                 ("latency_slack_ms", 0 <= self.latency_slack_ms <= 600_000, "in [0, 600000]"),
+                ("max_fact_drop", 0 <= self.max_fact_drop <= 1, "in [0, 1]"),
+                ("min_fact_checked", 1 <= self.min_fact_checked <= 1_000_000, "in [1, 1000000]"),
             )
             if not ok
         ]
@@ -106,10 +112,24 @@ def arm_figures(entries: list[tuple[str, int, str | None]]) -> dict:
     }
 
 
-def judge(current: dict, candidate: dict, weight: int, thresholds: Thresholds) -> tuple[bool, bool, str]:
+def fact_figures(verdicts: list[bool]) -> dict:
+    """One arm's answers that matched a known question, judged by its checks: how many, how many right, the share."""
+    right = sum(verdicts)
+    return {
+        "judged": len(verdicts),
+        "right": right,
+        "fact_accuracy": round(right / len(verdicts), 4) if verdicts else None,
+    }
+
+
+def judge(
+    current: dict, candidate: dict, weight: int, thresholds: Thresholds, facts: dict | None = None
+) -> tuple[bool, bool, str]:
     """(enough, passed, reason) for a step at `weight`: enough once every arm that gets traffic has its minimum
     number of requests; the candidate fails when its error rate or its rate of answers rated down exceeds the current
-    version's by more than the threshold, or its p95 latency the current's times the ratio plus the slack."""
+    version's by more than the threshold, or its p95 latency the current's times the ratio plus the slack, or, when
+    both arms have `min_fact_checked` answers matched to a known question (`facts`: `fact_figures` per arm), its
+    share of those right is below the current's by more than `max_fact_drop`."""
     short = [
         f"{arm} has {figures['requests']} of {thresholds.min_requests} requests"
         for arm, figures, gets_traffic in ((CURRENT, current, weight < 100), (CANDIDATE, candidate, weight > 0))
@@ -128,6 +148,16 @@ def judge(current: dict, candidate: dict, weight: int, thresholds: Thresholds) -
         latency_limit = current["p95_latency_ms"] * thresholds.max_latency_ratio + thresholds.latency_slack_ms
         if candidate["p95_latency_ms"] > latency_limit:
             failures.append(f"p95 latency {candidate['p95_latency_ms']:.0f} ms > {latency_limit:.0f} ms")
+    if facts is not None:
+        ours, theirs = facts[CANDIDATE], facts[CURRENT]
+        if min(ours["judged"], theirs["judged"]) >= thresholds.min_fact_checked:
+            fact_limit = round(theirs["fact_accuracy"] - thresholds.max_fact_drop, 4)
+            if ours["fact_accuracy"] < fact_limit:
+                failures.append(
+                    f"{ours['right']} of {ours['judged']} fact-checked answers right "
+                    f"({ours['fact_accuracy']:.3f} < {fact_limit:.3f}, the current's {theirs['fact_accuracy']:.3f} "
+                    f"less {thresholds.max_fact_drop:g})"
+                )
     if failures:
         return True, False, "the candidate failed: " + "; ".join(failures)
     return True, True, "the candidate is within every threshold"

@@ -909,6 +909,17 @@ class ReleaseCreate(RequestModel):
     max_down_rate: float = Field(default=0.10, ge=0, le=1, description="Answers rated down, above the current's rate.")
     max_latency_ratio: float = Field(default=1.5, ge=1, le=100, description="p95 latency over the current's ...")
     latency_slack_ms: float = Field(default=100.0, ge=0, le=600_000, description="... plus this.")
+    max_fact_drop: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Answers to questions the versions know the facts of (their splits' rows and the blocking suites' "
+        "cases with checks) are judged by those checks: the candidate's share right may be this much below the "
+        "current's.",
+    )
+    min_fact_checked: int = Field(
+        default=5, ge=1, le=1_000_000, description="Fact-checked answers each arm needs before that rule applies."
+    )
 
 
 class ReleaseControlRequest(RequestModel):

@@ -39,12 +39,23 @@ from core.settings import TASK_QUEUE_WORKFLOWS, Settings
 from core.status import ACTIVE_RELEASE_STATUSES, RELEASE_CONTROLS, ReleaseStatus, check_release_transition
 from db.models import AuditEntry, ModelVersion, QAEntry, RegisteredModel, Release, ReleaseDecision, new_id
 from db.session import page
-from ml.release import CANDIDATE, CURRENT, PlanInvalid, Thresholds, arm_figures, arm_for, judge, validated_steps
+from ml.release import (
+    CANDIDATE,
+    COMPLETED,
+    CURRENT,
+    PlanInvalid,
+    Thresholds,
+    arm_figures,
+    arm_for,
+    judge,
+    validated_steps,
+)
 from schemas.api import ReleaseDecisionPublic, ReleasePublic
 from schemas.workflow_io import ActivityTimeouts, ReleaseControl, ReleaseInput, ReleaseResult
-from services import suites
+from services import release_facts, suites
 from services.registry import Actor, Served, aliases_of, get_version, move_alias, resolve_served, running_gate
 from services.tasks import CONTROL_TIMEOUT, Temporal
+from storage.object_store import ObjectStore
 from temporal_client.workflows import ReleaseWorkflow
 
 ACTIONS = tuple(RELEASE_CONTROLS)
@@ -111,29 +122,63 @@ class Analysis:
     alias_moved: bool  # the alias no longer points at the release's current version: the release must stop
 
 
-def analyse(session: Session, release_id: str, step_index: int, since: datetime) -> Analysis:
-    """The step's figures per arm from the history since `since`, and `judge`'s verdict on them."""
+def analyse(
+    session: Session, release_id: str, step_index: int, since: datetime, store: ObjectStore | None = None
+) -> Analysis:
+    """The step's figures per arm from the history since `since`, and `judge`'s verdict on them; with `store`, also
+    each arm's answers to questions the versions know the facts of, judged by their checks
+    (`services.release_facts`)."""
     release = session.get_one(Release, release_id)
     model = session.get_one(RegisteredModel, release.model_id)
     pointing = aliases_of(session, model).get(release.alias)
     thresholds = Thresholds(**release.thresholds)
     rows = session.execute(
-        select(QAEntry.release_arm, QAEntry.status, QAEntry.latency_ms, QAEntry.rating, QAEntry.created_at).where(
-            QAEntry.release_id == release_id, QAEntry.created_at >= since
-        )
+        select(
+            QAEntry.release_arm,
+            QAEntry.status,
+            QAEntry.latency_ms,
+            QAEntry.rating,
+            QAEntry.created_at,
+            QAEntry.messages,
+            QAEntry.answer,
+        ).where(QAEntry.release_id == release_id, QAEntry.created_at >= since)
     ).all()
     # an entry is recorded when its answer ends: one asked before the step began belongs to the step before
     since = as_utc(since)
     rows = [row for row in rows if as_utc(row.created_at) - timedelta(milliseconds=row.latency_ms) >= since]
     arms = {
-        arm: arm_figures([(status, latency, rating) for a, status, latency, rating, _ in rows if a == arm])
+        arm: arm_figures([(row.status, row.latency_ms, row.rating) for row in rows if row.release_arm == arm])
         for arm in (CURRENT, CANDIDATE)
     }
     weight = release.steps[step_index]
-    enough, passed, reason = judge(arms[CURRENT], arms[CANDIDATE], weight, thresholds)
+    facts = _judged_facts(session, store, release, rows) if store is not None else None
+    enough, passed, reason = judge(arms[CURRENT], arms[CANDIDATE], weight, thresholds, facts)
     figures = {"step": step_index + 1, "weight": weight, "since": since.isoformat(), **arms}
+    if facts is not None:
+        figures["facts"] = facts
     moved = pointing is None or pointing.version != release.current_version
     return Analysis(enough, passed, reason, figures, moved)
+
+
+def _judged_facts(session: Session, store: ObjectStore, release: Release, rows: list) -> dict | None:
+    """Each arm's completed answers to known questions, judged (None when the versions know no question)."""
+    known = release_facts.known_questions(session, store, release)
+    if not known:
+        return None
+    from knowledge.embeddings import embed
+
+    answers = [
+        (row.release_arm, question, row.answer)
+        for row in rows
+        if row.status == COMPLETED and (question := last_question(row.messages))
+    ]
+    return release_facts.judged_traffic(known, answers, embed)
+
+
+def last_question(messages: list) -> str | None:
+    """The last user message of a recorded conversation."""
+    users = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    return users[-1] if users and isinstance(users[-1], str) else None
 
 
 # ---------------------------------------------------------------- starting, reading

@@ -19,8 +19,9 @@ def new_model(ctx: ActivityContext, org_id: str, name: str, base_model: str) -> 
     return model
 
 
-def add_version(ctx: ActivityContext, model: RegisteredModel, number: int, adapter_dir) -> ModelVersion:
-    """A version whose adapter is stored where a task would have left it (the task itself is not needed here)."""
+def add_version(ctx: ActivityContext, model: RegisteredModel, number: int, adapter_dir, **fields) -> ModelVersion:
+    """A version whose adapter is stored where a task would have left it (the task itself is not needed here), with
+    its checksum; `fields` set more of its row (`splits_key`, ...)."""
     task_id = new_id()
     adapter_key = f"models/{task_id}/iter-1/adapter/"
     put_dir(ctx.store, adapter_key, adapter_dir)
@@ -34,6 +35,7 @@ def add_version(ctx: ActivityContext, model: RegisteredModel, number: int, adapt
             adapter_key=adapter_key,
             sha256=sha256,
             size_bytes=size,
+            **fields,
         )
         session.add(version)
         session.commit()

@@ -1,27 +1,41 @@
-"""The promotion gate on the real SmolLM2 weights, through the API, with real activities on a real Temporal server: a
-candidate trained on answers whose facts were corrupted (its wording is the references' own, a number changed) is
-refused with the figures, and a candidate trained on the right answers is promoted over the base model."""
+"""A candidate trained on answers whose facts were corrupted (its wording is the references' own, a number changed),
+on the real SmolLM2 weights with real activities on a real Temporal server: the promotion gate refuses it with the
+figures, and promotes a candidate trained on the right answers over the base model; released in weighted steps under
+real traffic to the real serving app, it is rolled back at its first step, its answers to the questions the versions
+know the facts of judged wrong, with no client request failing."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+import threading
 from pathlib import Path
 
+import httpx
 import pytest
 
 from activities.context import ActivityContext
+from cli.users import create_user
+from core.access import Role, Scope
 from db.models import RegisteredModel, new_id
 from ml.base_model import SMOLLM2_ALIAS, load_model_and_tokenizer
 from ml.examples import Example, normalize_text, record_checks, record_to_pair
 from ml.optimizer import Splits
+from ml.release import Thresholds
 from ml.trainer import train_lora
 from schemas.workflow_io import Hyperparameters
+from services import registry, releases
+from services.identity import token_pair
+from services.registry import Actor
+from serving.app import create_serving_app
 from storage.object_store import put_dir
-from testkit.api import api_client, wait_for_gate, with_temporal
+from temporal_client.workflows import ReleaseWorkflow
+from testkit.api import TEST_PASSWORD, api_client, wait_for_gate, with_temporal
 from testkit.factories import version_row
 from testkit.phases import running_workers
-from testkit.registry import new_model
+from testkit.registry import add_version, new_model, point
+from testkit.servers import serving
 
 SAMPLE = Path(__file__).parents[2] / "data" / "sample" / "ferrolink_faq.jsonl"
 QUESTIONS = 12
@@ -51,8 +65,19 @@ def corrupted(example: Example) -> Example:
     return Example(example.question, re.sub(rf"\b{value}\b", str(value * 2 + 1), example.answer, count=1))
 
 
-def trained_adapter(settings, examples: list[Example], folder: Path) -> Path:
-    model, tokenizer = load_model_and_tokenizer(SMOLLM2_ALIAS, settings.model_cache_dir, device="cpu")
+@pytest.fixture(scope="module")
+def fact_adapters(model_cache, tmp_path_factory) -> tuple[Path, Path]:
+    """(corrupted, right): adapters trained on the numeric questions' answers with their numbers changed, and as
+    they are; trained once for the module's tests."""
+    folder, questions = tmp_path_factory.mktemp("fact-adapters"), numeric_questions()
+    return (
+        trained_adapter(model_cache, [corrupted(e) for e in questions], folder / "corrupted"),
+        trained_adapter(model_cache, questions, folder / "right"),
+    )
+
+
+def trained_adapter(model_cache: Path, examples: list[Example], folder: Path) -> Path:
+    model, tokenizer = load_model_and_tokenizer(SMOLLM2_ALIAS, model_cache, device="cpu")
     hp = Hyperparameters(
         learning_rate=2e-3, epochs=100, batch_size=6, max_steps=30, max_seq_length=96, lora_r=16, lora_alpha=32, seed=3
     )
@@ -82,7 +107,7 @@ def register(
 
 @pytest.mark.real_model
 async def test_the_gate_refuses_a_candidate_with_corrupted_facts_and_promotes_one_with_the_right_ones(
-    temporal_env, settings, tmp_path
+    temporal_env, settings, fact_adapters
 ):
     settings = with_temporal(settings, temporal_env, max_new_tokens=24, promotion_margin=0.05)
     ctx = ActivityContext.from_settings(settings)
@@ -90,8 +115,7 @@ async def test_the_gate_refuses_a_candidate_with_corrupted_facts_and_promotes_on
     assert len(questions) == QUESTIONS
     splits_key = "optimized/gate-facts/splits.json"
     ctx.write_json(splits_key, Splits(train=[], feedback=[], test=questions).to_json())
-    bad = trained_adapter(settings, [corrupted(e) for e in questions], tmp_path / "corrupted")
-    good = trained_adapter(settings, questions, tmp_path / "right")
+    bad, good = fact_adapters
 
     async with running_workers(temporal_env.client, ctx), api_client(settings) as api:
         org_id = (await api.get("/api/v1/auth/me")).json()["org_id"]
@@ -122,3 +146,102 @@ async def test_the_gate_refuses_a_candidate_with_corrupted_facts_and_promotes_on
     better = promoted["figures"]["comparisons"]["candidate - base"]
     assert better["gained"] > better["lost"] and better["p_value"] < 0.05
     assert aliases == {"production": 2}
+
+
+class Traffic:
+    """Two clients asking the alias the numeric questions in turn, each in a new conversation, until stopped."""
+
+    def __init__(self, base_url: str, token: str, questions: list[Example]):
+        self.base_url, self.token, self.questions = base_url, token, questions
+        self.stop = threading.Event()
+        self.answered: list[tuple[int, str]] = []  # (status code, version that answered)
+        self.threads = [threading.Thread(target=self._ask, args=(n,), daemon=True) for n in range(2)]
+
+    def _ask(self, client_number: int) -> None:
+        with httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=120) as c:
+            for i in itertools.count():
+                if self.stop.is_set():
+                    return
+                response = c.post(
+                    "/chat/completions",
+                    json={
+                        "model": "facts-bot",
+                        "messages": [
+                            {"role": "user", "content": self.questions[(2 * i + client_number) % 12].question}
+                        ],
+                        "max_tokens": 24,
+                        "temperature": 0,
+                        "conversation_id": f"canary-{client_number}-{i}",
+                    },
+                )
+                model = response.json().get("model", "") if response.status_code == 200 else response.text
+                self.answered.append((response.status_code, model))
+
+
+@pytest.mark.real_model
+async def test_a_release_of_the_corrupted_candidate_is_rolled_back_at_its_first_step_by_its_wrong_facts(
+    temporal_env, settings, fact_adapters
+):
+    settings = with_temporal(settings, temporal_env, serve_batch_window_ms=5)
+    ctx = ActivityContext.from_settings(settings)
+    questions = numeric_questions()
+    splits_key = "optimized/canary-facts/splits.json"  # the versions' locked splits: the questions they know
+    ctx.write_json(splits_key, Splits(train=[], feedback=[], test=questions).to_json())
+    bad, good = fact_adapters
+    owner = create_user(settings, "olga", TEST_PASSWORD, "canary-org", Role.OWNER)
+    model = new_model(ctx, owner.org.id, "facts-bot", SMOLLM2_ALIAS)
+    add_version(ctx, model, 1, good, splits_key=splits_key)  # with its checksum: serving verifies it
+    add_version(ctx, model, 2, bad, splits_key=splits_key)
+    point(ctx, model, "production", 1)
+    token = token_pair(settings, owner.user, owner.org.id, Role.OWNER).access_token
+    # no error, no answer rated down, latency left out (a shared 2-core machine's p95 is noise): only facts can fail it
+    thresholds = Thresholds(
+        bake_seconds=1,
+        min_requests=3,
+        max_wait_seconds=900,
+        poll_seconds=0.5,
+        latency_slack_ms=600_000,
+        min_fact_checked=3,
+    )
+
+    async def temporal():
+        return temporal_env.client
+
+    with serving(create_serving_app(settings)) as base_url:
+        async with running_workers(temporal_env.client, ctx, pools=("control",)):
+            generator = Traffic(base_url, token, questions)
+            for thread in generator.threads:
+                thread.start()
+            try:
+                with ctx.sessions() as session:
+                    release = await releases.start_release(
+                        session,
+                        temporal,
+                        session.get_one(RegisteredModel, model.id),
+                        2,
+                        alias="production",
+                        steps=[10, 50, 100],
+                        thresholds=thresholds,
+                        actor=Actor("olga", None, frozenset({Scope.MODELS_WRITE})),
+                    )
+                handle = temporal_env.client.get_workflow_handle_for(
+                    ReleaseWorkflow.run, releases.release_workflow_id(release.id)
+                )
+                result = await handle.result()
+            finally:
+                generator.stop.set()
+                for thread in generator.threads:
+                    thread.join(timeout=120)
+
+    assert result.status == "ROLLED_BACK", result.reason
+    assert "fact-checked answers right" in result.reason, result.reason
+    with ctx.sessions() as session:
+        made = releases.decisions_of(session, release.id)
+        aliases = registry.aliases_of(session, session.get_one(RegisteredModel, model.id))
+    assert [(d.kind, d.candidate_weight) for d in made] == [("start", 0), ("traffic", 10), ("rollback", 0)]
+    facts = made[-1].figures["facts"]
+    assert facts["candidate"]["judged"] >= 3 and facts["candidate"]["fact_accuracy"] <= 0.2, facts
+    assert facts["current"]["fact_accuracy"] >= 0.5, facts
+    assert aliases["production"].version == 1
+    assert generator.answered and all(code == 200 for code, _ in generator.answered), generator.answered[:5]
+    assert {version for _, version in generator.answered} == {"facts-bot@1", "facts-bot@2"}

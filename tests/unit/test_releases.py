@@ -21,6 +21,7 @@ from ml.release import (
     arm_figures,
     arm_for,
     bucket,
+    fact_figures,
     judge,
     validated_steps,
 )
@@ -109,6 +110,49 @@ LIMITS = Thresholds(min_requests=10, max_error_rate=0.05, max_down_rate=0.1, max
 def test_the_analysis_rule(current, candidate, weight, outcome, says):
     enough, passed, reason = judge(arm_figures(current), arm_figures(candidate), weight, LIMITS)
     assert (enough, passed) == outcome and says in reason, reason
+
+
+@pytest.mark.parametrize(
+    ("current", "candidate", "passed", "says"),
+    [
+        ([True] * 8 + [False] * 2, [False] * 5, False, "0 of 5 fact-checked answers right (0.000 < 0.600"),
+        ([True] * 8 + [False] * 2, [True] * 3 + [False] * 2, True, "within every threshold"),  # 0.6: the limit
+        ([True] * 8 + [False] * 2, [False] * 4, True, "within every threshold"),  # 4 < min_fact_checked: no verdict
+        ([True] * 4, [False] * 9, True, "within every threshold"),  # nor with the current's 4
+    ],
+)
+def test_answers_to_known_questions_fail_a_candidate_that_gets_them_wrong(current, candidate, passed, says):
+    facts = {CURRENT: fact_figures(current), CANDIDATE: fact_figures(candidate)}
+    enough, ok, reason = judge(arm_figures(entries(40)), arm_figures(entries(20)), 10, LIMITS, facts)
+    assert enough and ok is passed and says in reason, reason
+
+
+def test_answers_are_judged_by_the_checks_of_the_known_question_they_match():
+    from schemas.checks import parse_checks
+    from services.release_facts import KnownQuestion, judged_traffic
+
+    words = ["port", "console", "price", "f4", "weather"]
+
+    def embed(texts: list[str]):
+        import numpy as np
+
+        vectors = np.array([[float(w in t.lower()) for w in words] + [0.01] for t in texts])
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    known = [
+        KnownQuestion("Which port does the console use?", parse_checks([{"type": "number", "value": 7410}])),
+        KnownQuestion("What is the F4's price?", parse_checks([{"type": "contains_any", "values": ["$899"]}])),
+    ]
+    answers = [
+        (CURRENT, "Which console port?", "Port 7410."),
+        (CURRENT, "The F4 price?", "It costs $899."),
+        (CANDIDATE, "On which port is the console?", "Port 7421."),
+        (CANDIDATE, "Weather tomorrow?", "Sunny."),  # matches no known question: not judged
+    ]
+    assert judged_traffic(known, answers, embed) == {
+        CURRENT: {"judged": 2, "right": 2, "fact_accuracy": 1.0},
+        CANDIDATE: {"judged": 1, "right": 0, "fact_accuracy": 0.0},
+    }
 
 
 def test_thresholds_and_steps_are_checked():

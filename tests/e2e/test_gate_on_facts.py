@@ -36,6 +36,7 @@ from testkit.factories import version_row
 from testkit.phases import running_workers
 from testkit.registry import add_version, new_model, point
 from testkit.servers import serving
+from testkit.suites import wait_for_run
 
 SAMPLE = Path(__file__).parents[2] / "data" / "sample" / "ferrolink_faq.jsonl"
 QUESTIONS = 12
@@ -245,3 +246,40 @@ async def test_a_release_of_the_corrupted_candidate_is_rolled_back_at_its_first_
     assert aliases["production"].version == 1
     assert generator.answered and all(code == 200 for code, _ in generator.answered), generator.answered[:5]
     assert {version for _, version in generator.answered} == {"facts-bot@1", "facts-bot@2"}
+
+
+@pytest.mark.real_model
+async def test_a_suite_of_the_numeric_questions_passes_the_right_adapter_and_fails_the_corrupted_one(
+    temporal_env, settings, fact_adapters
+):
+    """Suite verdicts with the real model: the right adapter's answers pass their fact checks far more often than the
+    corrupted one's, and the comparison of the two runs lists the cases the corruption broke."""
+    settings = with_temporal(settings, temporal_env, max_new_tokens=24)
+    ctx = ActivityContext.from_settings(settings)
+    questions = numeric_questions()
+    bad, good = fact_adapters
+    cases = [{"id": f"q{i}", "prompt": e.question, "checks": e.checks} for i, e in enumerate(questions)]
+    async with running_workers(temporal_env.client, ctx), api_client(settings) as api:
+        org_id = (await api.get("/api/v1/auth/me")).json()["org_id"]
+        model = new_model(ctx, org_id, "facts-bot", SMOLLM2_ALIAS)
+        add_version(ctx, model, 1, good)
+        add_version(ctx, model, 2, bad)
+        created = await api.post("/api/v1/suites", json={"name": "numbers", "cases": cases, "blocking": True})
+        assert created.status_code == 201, created.text
+        runs = {}
+        for version in (1, 2):
+            started = await api.post("/api/v1/suites/numbers/runs", json={"model": f"facts-bot@{version}"})
+            runs[version] = await wait_for_run(api, started.headers["location"], timeout=600)
+        compared = (
+            await api.get(
+                "/api/v1/suites/numbers/compare", params={"before": runs[1]["run_id"], "after": runs[2]["run_id"]}
+            )
+        ).json()
+
+    right, corrupted_run = runs[1], runs[2]
+    assert right["status"] == corrupted_run["status"] == "COMPLETED", (right["error"], corrupted_run["error"])
+    assert right["passed"] >= 6 and corrupted_run["passed"] <= 2, (right["passed"], corrupted_run["passed"])
+    failed = next(r for r in corrupted_run["results"] if not r["passed"])
+    assert failed["results"][0]["assertion"] == "check number" and failed["results"][0]["detail"].startswith("expected")
+    assert compared["counts"]["broken"] >= 4 and compared["counts"]["fixed"] <= 1, compared["counts"]
+    assert compared["p_value"] < 0.05, compared

@@ -45,6 +45,7 @@ from core.access import Role, Scope
 from core.settings import Settings, configure_process_environment
 from db.models import QAEntry, RegisteredModel, Release
 from db.session import migrate
+from ml.examples import record_to_pair
 from ml.release import Thresholds
 from services import releases
 from services.identity import token_pair
@@ -67,8 +68,14 @@ HOLDING = Thresholds(bake_seconds=0, min_requests=1_000_000, max_wait_seconds=86
 
 
 def questions(count: int) -> list[str]:
-    rows = [json.loads(line) for line in SAMPLE_DATASET.read_text().splitlines() if line.strip()]
-    return [row["question"] for row in rows[:count]]
+    """The sample's first `count` questions (any of its formats; the rows its upload leaves out are skipped)."""
+    found = []
+    for line in SAMPLE_DATASET.read_text().splitlines():
+        try:
+            found.append(record_to_pair(json.loads(line))[0])
+        except ValueError:
+            continue
+    return found[:count]
 
 
 def percentile(values: list[float], q: float) -> float:

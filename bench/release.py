@@ -11,13 +11,15 @@ generate exactly the same work; the release's phase still serves two adapters, a
 mix them).
 
 Each client sends `--requests` chat completions one after another, in new conversations (so the split spreads them
-over both arms), each one of the sample's FAQ questions, greedy, at most `--max-tokens` tokens. The phases alternate,
+over both arms), each one of the sample's FAQ questions, greedy, at most `--max-tokens` tokens. Both adapters are
+loaded and every prompt asked once before anything is measured (a release's first use of its candidate's adapter is
+the alias switch that `bench/serving` measures). The phases alternate,
 reference first, for `--repeats` rounds (a new release each round, aborted at its end), so drift on the machine falls
 on both. Reported: per phase and round, latency p50/p95 and throughput; the ratio of the release's p50 and p95
 latency to the reference's, per round and pooled over the rounds. Target (issue 21): the machinery adds <= 5% to
 serving latency at 16 clients.
 
-    python -m bench.release [--clients 16] [--requests 6] [--repeats 3] [--max-tokens 32] [--quick]
+    python -m bench.release [--clients 16] [--requests 8] [--repeats 5] [--max-tokens 32] [--quick]
 """
 
 from __future__ import annotations
@@ -83,7 +85,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def traffic(base_url: str, token: str, asked: list[str], clients: int, requests: int, max_tokens: int, tag: str):
+def traffic(
+    base_url: str,
+    token: str,
+    asked: list[str],
+    clients: int,
+    requests: int,
+    max_tokens: int,
+    tag: str,
+    model: str = "bot",
+):
     """Each client's requests one after another, in threads: every latency in seconds, and the failures."""
     latencies: list[float] = []
     failures: list[str] = []
@@ -97,7 +108,7 @@ def traffic(base_url: str, token: str, asked: list[str], clients: int, requests:
                 response = c.post(
                     "/chat/completions",
                     json={
-                        "model": "bot",
+                        "model": model,
                         "messages": [{"role": "user", "content": asked[(number * requests + i) % len(asked)]}],
                         "max_tokens": max_tokens,
                         "temperature": 0,
@@ -165,10 +176,14 @@ async def measure(args) -> dict[str, Any]:
             asked = questions(args.clients * args.requests)
             async with running_workers(env.client, ctx, pools=("control",)):
                 with serving(create_serving_app(settings)) as base_url:
-                    ask = lambda tag: asyncio.to_thread(  # noqa: E731
-                        traffic, base_url, token, asked, args.clients, args.requests, args.max_tokens, tag
-                    )
-                    warm = await ask("warm-up")  # both adapters loaded, every question's prompt seen once
+
+                    def ask(tag: str, model: str = "bot"):
+                        return asyncio.to_thread(
+                            traffic, base_url, token, asked, args.clients, args.requests, args.max_tokens, tag, model
+                        )
+
+                    await ask("warm-up-candidate", "bot@2")  # both adapters loaded before anything is measured
+                    warm = await ask("warm-up")
                     for number in range(args.repeats):
                         reference = await ask(f"reference-{number}")
                         with ctx.sessions() as session:
@@ -250,8 +265,8 @@ def summary(rounds: list[dict], warm: dict, args) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--requests", type=int, default=6, help="per client and phase")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=8, help="per client and phase")
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--quick", action="store_true", help="the tiny random model: the path, not the figures")
     parser.add_argument("--out", type=Path, default=None)

@@ -54,12 +54,12 @@ from services import releases
 from services.identity import token_pair
 from services.registry import Actor
 from serving.app import create_serving_app
-from temporal_client.workflows import ReleaseWorkflow
 from testkit.api import TEST_PASSWORD, with_temporal
 from testkit.model import build_tiny_model, random_adapters
 from testkit.phases import running_workers
 from testkit.polling import poll_until
 from testkit.registry import add_version, new_model, point
+from testkit.releases import start_release
 from testkit.servers import serving
 
 MODEL = "smollm2-135m-instruct"
@@ -190,32 +190,22 @@ async def measure(args) -> dict[str, Any]:
                     for number in range(args.repeats):
                         reference = await ask(f"reference-{number}")
                         mixed = await ask(f"mixed-{number}", MIXED)
-                        with ctx.sessions() as session:
-                            release = await releases.start_release(
-                                session,
-                                temporal,
-                                session.get_one(RegisteredModel, model.id),
-                                2,
-                                alias="production",
-                                steps=[50, 100],
-                                thresholds=HOLDING,
-                                actor=OWNER,
-                            )
-                        await wait_for_weight(ctx, release.id, 50)
+                        release_id, handle = await start_release(
+                            env.client, ctx, model, steps=[50, 100], thresholds=HOLDING, actor=OWNER
+                        )
+                        await wait_for_weight(ctx, release_id, 50)
                         released = await ask(f"release-{number}")
                         with ctx.sessions() as session:
                             split = dict(
                                 session.execute(
                                     select(QAEntry.release_arm, func.count())
-                                    .where(QAEntry.release_id == release.id)
+                                    .where(QAEntry.release_id == release_id)
                                     .group_by(QAEntry.release_arm)
                                 ).all()
                             )
-                            row = releases.get_release(session, session.get_one(RegisteredModel, model.id), release.id)
+                            row = releases.get_release(session, session.get_one(RegisteredModel, model.id), release_id)
                             await releases.control(session, temporal, row, "abort", OWNER, "the bench's round ended")
-                        await env.client.get_workflow_handle_for(
-                            ReleaseWorkflow.run, releases.release_workflow_id(release.id)
-                        ).result()
+                        await handle.result()
                         rounds.append({"reference": reference, "mixed": mixed, "release": {**released, "arms": split}})
                         print(f"round {number}: {json.dumps(rounds[-1])}", flush=True)
     finally:

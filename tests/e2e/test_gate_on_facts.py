@@ -6,13 +6,10 @@ know the facts of judged wrong, with no client request failing."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
-import threading
 from pathlib import Path
 
-import httpx
 import pytest
 
 from activities.context import ActivityContext
@@ -30,11 +27,11 @@ from services.identity import token_pair
 from services.registry import Actor
 from serving.app import create_serving_app
 from storage.object_store import put_dir
-from temporal_client.workflows import ReleaseWorkflow
 from testkit.api import TEST_PASSWORD, api_client, wait_for_gate, with_temporal
 from testkit.factories import version_row
 from testkit.phases import running_workers
 from testkit.registry import add_version, new_model, point
+from testkit.releases import start_release, traffic
 from testkit.servers import serving
 from testkit.suites import wait_for_run
 
@@ -149,36 +146,6 @@ async def test_the_gate_refuses_a_candidate_with_corrupted_facts_and_promotes_on
     assert aliases == {"production": 2}
 
 
-class Traffic:
-    """Two clients asking the alias the numeric questions in turn, each in a new conversation, until stopped."""
-
-    def __init__(self, base_url: str, token: str, questions: list[Example]):
-        self.base_url, self.token, self.questions = base_url, token, questions
-        self.stop = threading.Event()
-        self.answered: list[tuple[int, str]] = []  # (status code, version that answered)
-        self.threads = [threading.Thread(target=self._ask, args=(n,), daemon=True) for n in range(2)]
-
-    def _ask(self, client_number: int) -> None:
-        with httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=120) as c:
-            for i in itertools.count():
-                if self.stop.is_set():
-                    return
-                response = c.post(
-                    "/chat/completions",
-                    json={
-                        "model": "facts-bot",
-                        "messages": [
-                            {"role": "user", "content": self.questions[(2 * i + client_number) % 12].question}
-                        ],
-                        "max_tokens": 24,
-                        "temperature": 0,
-                        "conversation_id": f"canary-{client_number}-{i}",
-                    },
-                )
-                model = response.json().get("model", "") if response.status_code == 200 else response.text
-                self.answered.append((response.status_code, model))
-
-
 @pytest.mark.real_model
 async def test_a_release_of_the_corrupted_candidate_is_rolled_back_at_its_first_step_by_its_wrong_facts(
     temporal_env, settings, fact_adapters
@@ -205,47 +172,32 @@ async def test_a_release_of_the_corrupted_candidate_is_rolled_back_at_its_first_
         min_fact_checked=3,
     )
 
-    async def temporal():
-        return temporal_env.client
-
     with serving(create_serving_app(settings)) as base_url:
         async with running_workers(temporal_env.client, ctx, pools=("control",)):
-            generator = Traffic(base_url, token, questions)
-            for thread in generator.threads:
-                thread.start()
-            try:
-                with ctx.sessions() as session:
-                    release = await releases.start_release(
-                        session,
-                        temporal,
-                        session.get_one(RegisteredModel, model.id),
-                        2,
-                        alias="production",
-                        steps=[10, 50, 100],
-                        thresholds=thresholds,
-                        actor=Actor("olga", None, frozenset({Scope.MODELS_WRITE})),
-                    )
-                handle = temporal_env.client.get_workflow_handle_for(
-                    ReleaseWorkflow.run, releases.release_workflow_id(release.id)
+            asked = tuple(e.question for e in questions)
+            with traffic(base_url, token, model="facts-bot", questions=asked, max_tokens=24, timeout=120) as generator:
+                release_id, handle = await start_release(
+                    temporal_env.client,
+                    ctx,
+                    model,
+                    steps=[10, 50, 100],
+                    thresholds=thresholds,
+                    actor=Actor("olga", None, frozenset({Scope.MODELS_WRITE})),
                 )
                 result = await handle.result()
-            finally:
-                generator.stop.set()
-                for thread in generator.threads:
-                    thread.join(timeout=120)
 
     assert result.status == "ROLLED_BACK", result.reason
     assert "fact-checked answers right" in result.reason, result.reason
     with ctx.sessions() as session:
-        made = releases.decisions_of(session, release.id)
+        made = releases.decisions_of(session, release_id)
         aliases = registry.aliases_of(session, session.get_one(RegisteredModel, model.id))
     assert [(d.kind, d.candidate_weight) for d in made] == [("start", 0), ("traffic", 10), ("rollback", 0)]
     facts = made[-1].figures["facts"]
     assert facts["candidate"]["judged"] >= 3 and facts["candidate"]["fact_accuracy"] <= 0.2, facts
     assert facts["current"]["fact_accuracy"] >= 0.5, facts
     assert aliases["production"].version == 1
-    assert generator.answered and all(code == 200 for code, _ in generator.answered), generator.answered[:5]
-    assert {version for _, version in generator.answered} == {"facts-bot@1", "facts-bot@2"}
+    assert generator.answered and all(code == 200 for _, code, _ in generator.answered), generator.answered[:5]
+    assert {version for _, _, version in generator.answered} == {"facts-bot@1", "facts-bot@2"}
 
 
 @pytest.mark.real_model

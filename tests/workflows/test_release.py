@@ -13,12 +13,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections import Counter
-from collections.abc import Callable
-from contextlib import contextmanager
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 from temporalio import activity
@@ -36,13 +32,13 @@ from services import qa, registry, releases, suites
 from services.identity import token_pair
 from services.registry import Actor
 from serving.app import create_serving_app
-from temporal_client.workflows import ReleaseWorkflow
 from testkit.api import TEST_PASSWORD
 from testkit.histories import record_history
 from testkit.model import random_adapters
 from testkit.phases import running_workers as workers
 from testkit.polling import poll_until
 from testkit.registry import add_version, point
+from testkit.releases import start_release, traffic
 from testkit.servers import free_port, serving
 from testkit.suites import CASES
 
@@ -75,62 +71,8 @@ def world(settings, tiny_model_dir, adapters):
         yield ctx, model, base_url, token
 
 
-class Traffic:
-    """Clients asking `bot` (its production alias) in new conversations, two at a time, until stopped; each answer's
-    version by conversation."""
-
-    def __init__(self, base_url: str, token: str, after: Callable[[str, str], None] | None = None):
-        self.base_url, self.token, self.after = base_url, token, after  # after(conversation, version) each answer
-        self.stop = threading.Event()
-        self.answered: list[tuple[str, int, str]] = []  # (conversation, status code, version that answered)
-        self.threads = [threading.Thread(target=self._ask, args=(n,), daemon=True) for n in range(2)]
-
-    def _ask(self, client_number: int) -> None:
-        with httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60) as c:
-            for i in range(100_000):
-                if self.stop.is_set():
-                    return
-                conversation = f"conv-{client_number}-{i}"
-                response = c.post(
-                    "/chat/completions",
-                    json={
-                        "model": "bot",
-                        "messages": [{"role": "user", "content": "Which port?"}],
-                        "max_tokens": 2,
-                        "temperature": 0,
-                        "conversation_id": conversation,
-                    },
-                )
-                model = response.json().get("model", "") if response.status_code == 200 else ""
-                self.answered.append((conversation, response.status_code, model))
-                if self.after is not None and model:
-                    self.after(conversation, model)
-
-
-@contextmanager
-def traffic(base_url: str, token: str, after: Callable[[str, str], None] | None = None):
-    generator = Traffic(base_url, token, after)
-    for thread in generator.threads:
-        thread.start()
-    try:
-        yield generator
-    finally:
-        generator.stop.set()
-        for thread in generator.threads:
-            thread.join(timeout=60)
-
-
 async def start(client, ctx, model, thresholds: Thresholds = QUICK):
-    async def temporal():
-        return client
-
-    with ctx.sessions() as session:
-        model = session.get_one(RegisteredModel, model.id)
-        release = await releases.start_release(
-            session, temporal, model, 2, alias="production", steps=STEPS, thresholds=thresholds, actor=OWNER
-        )
-    handle = client.get_workflow_handle_for(ReleaseWorkflow.run, releases.release_workflow_id(release.id))
-    return release.id, handle
+    return await start_release(client, ctx, model, steps=STEPS, thresholds=thresholds, actor=OWNER)
 
 
 def decisions(ctx, release_id: str) -> list[tuple[str, str, int, str]]:

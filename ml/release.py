@@ -122,6 +122,15 @@ def fact_figures(verdicts: list[bool]) -> dict:
     }
 
 
+def missing_requests(current: dict, candidate: dict, weight: int, thresholds: Thresholds) -> list[str]:
+    """Each arm that gets traffic at `weight` and has fewer than its minimum number of requests, said in words."""
+    return [
+        f"{arm} has {figures['requests']} of {thresholds.min_requests} requests"
+        for arm, figures, gets_traffic in ((CURRENT, current, weight < 100), (CANDIDATE, candidate, weight > 0))
+        if gets_traffic and figures["requests"] < thresholds.min_requests
+    ]
+
+
 def judge(
     current: dict, candidate: dict, weight: int, thresholds: Thresholds, facts: dict | None = None
 ) -> tuple[bool, bool, str]:
@@ -130,11 +139,7 @@ def judge(
     version's by more than the threshold, or its p95 latency the current's times the ratio plus the slack, or, when
     both arms have `min_fact_checked` answers matched to a known question (`facts`: `fact_figures` per arm), its
     share of those right is below the current's by more than `max_fact_drop`."""
-    short = [
-        f"{arm} has {figures['requests']} of {thresholds.min_requests} requests"
-        for arm, figures, gets_traffic in ((CURRENT, current, weight < 100), (CANDIDATE, candidate, weight > 0))
-        if gets_traffic and figures["requests"] < thresholds.min_requests
-    ]
+    short = missing_requests(current, candidate, weight, thresholds)
     if short:
         return False, False, "too little data: " + "; ".join(short)
     failures = []

@@ -25,13 +25,17 @@ def judge_public(org: Organization) -> JudgePublic:
     )
 
 
-def set_judge(session: Session, settings: Settings, org: Organization, body: JudgeSet) -> Organization:
-    """Point the organization's judge at `body.url`, or Invalid naming a host the server does not allow."""
+def host_of(url: str) -> str:
+    """The URL's host, lower case; Invalid for a URL that cannot be read."""
     try:
-        host = (urlsplit(body.url).hostname or "").lower()
+        return (urlsplit(url).hostname or "").lower()
     except ValueError as exc:
         raise Invalid(f"url: {exc}") from exc
-    allowed = allowed_hosts(settings)
+
+
+def set_judge(session: Session, settings: Settings, org: Organization, body: JudgeSet) -> Organization:
+    """Point the organization's judge at `body.url`, or Invalid naming a host the server does not allow."""
+    host, allowed = host_of(body.url), allowed_hosts(settings)
     if host not in allowed:
         raise Invalid(
             f"url: host {host!r} is not one the server allows a judge on; its operator lists them in "
@@ -53,7 +57,7 @@ def judge_endpoint(settings: Settings, org: Organization) -> tuple[str, str, str
     its host is no longer allowed."""
     if not org.judge_url or not org.judge_model:
         return None
-    if (urlsplit(org.judge_url).hostname or "").lower() not in allowed_hosts(settings):
+    if host_of(org.judge_url) not in allowed_hosts(settings):
         raise Invalid(f"the judge's host in {org.judge_url} is no longer in WLOPS_JUDGE_ALLOWED_HOSTS: set it again")
     try:
         key = unseal(settings.secret_key, org.judge_api_key_sealed) if org.judge_api_key_sealed else None

@@ -48,6 +48,7 @@ from ml.release import (
     arm_figures,
     arm_for,
     judge,
+    missing_requests,
     validated_steps,
 )
 from schemas.api import ReleaseDecisionPublic, ReleasePublic
@@ -151,7 +152,9 @@ def analyse(
         for arm in (CURRENT, CANDIDATE)
     }
     weight = release.steps[step_index]
-    facts = _judged_facts(session, store, release, rows) if store is not None else None
+    # the answers are fact-checked only once the step has its requests: not at every poll while it waits for them
+    enough_requests = not missing_requests(arms[CURRENT], arms[CANDIDATE], weight, thresholds)
+    facts = _judged_facts(session, store, release, rows) if store is not None and enough_requests else None
     enough, passed, reason = judge(arms[CURRENT], arms[CANDIDATE], weight, thresholds, facts)
     figures = {"step": step_index + 1, "weight": weight, "since": since.isoformat(), **arms}
     if facts is not None:

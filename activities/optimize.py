@@ -14,7 +14,7 @@ from activities.context import ActivityContext, invalid_input
 from db.models import Dataset, DatasetVersion, KnowledgeBase, MLTask
 from ml.examples import DatasetFormatError, Example, examples_to_jsonl
 from ml.focused_context import focused
-from ml.grounded_targeting import grounded_examples, random_chunk_examples
+from ml.grounded_targeting import changed_fact_examples, grounded_examples, random_chunk_examples
 from ml.optimizer import (
     OptimizationLog,
     SplitConfig,
@@ -29,7 +29,7 @@ from ml.retrieval_context import ContextConfig, held_out_contexts, retrieval_qua
 from schemas.reports import EvaluationReport, ExampleContext, RetrievedContexts
 from schemas.workflow_io import OptimizeInput, OptimizeResult
 from storage import keys
-from storage.object_store import get_file, put_bytes
+from storage.object_store import ObjectNotFound, get_file, put_bytes
 
 
 class OptimizeActivities:
@@ -64,6 +64,8 @@ class OptimizeActivities:
             if inp.targeting and inp.previous_evaluation_key:
                 evaluation = self.ctx.read_model(inp.previous_evaluation_key, EvaluationReport)
                 train = self._target(inp, splits, evaluation, log, org_id)
+        if inp.knowledge_base_id:
+            train = train + self._changed_facts(inp, splits, train, log, org_id)
         leaks = find_leaks(train, splits.held_out())
         if leaks:  # a bug, never a user mistake: refuse to train on held-out material
             raise invalid_input(f"{len(leaks)} training examples copy held-out examples, e.g. {leaks[0]}")
@@ -129,9 +131,6 @@ class OptimizeActivities:
                 targeted.targeted_bad_cases,
             )
             return targeted.train
-        from ml.base_model import load_model_and_tokenizer
-        from ml.generation import LocalGenerator
-
         train_cases = [c for c in evaluation.bad_cases if c.split == "train"]
         targeted = target_bad_cases(
             splits.train,
@@ -142,8 +141,7 @@ class OptimizeActivities:
             TargetingConfig(rewrites_per_example=0),
         )
         index, _ = self._knowledge_index(inp, org_id)
-        model, tokenizer = load_model_and_tokenizer(inp.model_name, self.ctx.settings.model_cache_dir)
-        generator = LocalGenerator(model, tokenizer, batch_size=self.ctx.settings.generation_batch_size)
+        generator = self._generator(inp)
         grounded = grounded_examples(
             evaluation.bad_cases, evaluation.suggestions, index, embed, generator, splits.held_out(), targeted.train
         )
@@ -165,6 +163,65 @@ class OptimizeActivities:
         )
         log.grounded = {**grounded.log(), "source": inp.targeting_source}
         return targeted.train + grounded.examples
+
+    def _generator(self, inp: OptimizeInput):
+        """The local model writes the questions of generated examples."""
+        from ml.base_model import load_model_and_tokenizer
+        from ml.generation import LocalGenerator
+
+        model, tokenizer = load_model_and_tokenizer(inp.model_name, self.ctx.settings.model_cache_dir)
+        return LocalGenerator(model, tokenizer, batch_size=self.ctx.settings.generation_batch_size)
+
+    def _changed_facts(
+        self, inp: OptimizeInput, splits: Splits, train: list[Example], log: OptimizationLog, org_id: str
+    ) -> list[Example]:
+        """A task that continues a parent grounded on an older version of the knowledge base (a knowledge update's
+        re-training): examples generated from the statements the knowledge base holds now and did not then, each with
+        `TargetingConfig.upweight` extra copies, as targeted examples have. None for any other task."""
+        from knowledge.embeddings import embed
+
+        with self.ctx.sessions() as session:
+            task = session.get(MLTask, inp.task_id)
+            parent = session.get(MLTask, task.parent_task_id) if task is not None and task.parent_task_id else None
+            grounded_on = parent.knowledge_base_version if parent is not None else None
+        if grounded_on is None:
+            return []
+        current, version = self._knowledge_index(inp, org_id)
+        if grounded_on >= version:
+            return []
+        previous, compared_with = None, None
+        # the parent's version, or (pruned since) the oldest one still kept: the changes since it are a part of those
+        for candidate in range(grounded_on, version):
+            try:
+                previous = self.ctx.knowledge_indexes.get(
+                    keys.knowledge_index_prefix(org_id, inp.knowledge_base_id, candidate)
+                )
+            except ObjectNotFound:
+                continue
+            compared_with = candidate
+            break
+        if previous is None:
+            log.changed_facts = {"compared_with": None, "reason": f"no index version from {grounded_on} is kept"}
+            return []
+        changed = changed_fact_examples(previous, current, embed, self._generator(inp), splits.held_out(), train)
+        copies = TargetingConfig().upweight
+        log.changed_facts = {
+            "compared_with": compared_with,
+            "grounded_on": grounded_on,
+            "version": version,
+            "chunks": changed.chunks,
+            "candidates": changed.candidates,
+            "added": len(changed.examples),
+            "copies": 1 + copies,
+            "rejected": changed.rejected,
+        }
+        activity.logger.info(
+            "task %s: %s examples from the statements new since knowledge base version %s",
+            inp.task_id,
+            len(changed.examples),
+            compared_with,
+        )
+        return [e for e in changed.examples for _ in range(1 + copies)]
 
     def _knowledge_index(self, inp: OptimizeInput, org_id: str):
         """The knowledge base's current index version, and its version number, recorded on the task as the newest it

@@ -44,15 +44,15 @@ from bench.common import write_result
 from cli.demo import DEMO_HYPERPARAMETERS, DEMO_KNOWLEDGE_BASE, DEMO_RAG, SAMPLE_DATASET, SAMPLE_KNOWLEDGE
 from cli.stack import temporal_binary
 from core.settings import Settings, configure_process_environment
-from db.models import KnowledgeBase
+from db.models import Dataset, KnowledgeBase
 from db.session import migrate
 from facts.stats import mcnemar_exact, wilson_interval
 from ml.evaluator import generate_answers, verdict_of
-from ml.examples import Example, record_checks, record_to_pair
+from ml.examples import Example, examples_from_jsonl, record_checks, record_to_pair
 from ml.optimizer import Splits
 from services import knowledge
-from storage.keys import first_splits_key
-from storage.object_store import get_dir
+from storage.keys import first_splits_key, optimized_dataset_id, optimized_prefix
+from storage.object_store import get_bytes, get_dir
 from testkit.api import api_client, create_task, wait_for_gate, wait_for_knowledge_base, wait_until_done, with_temporal
 from testkit.model import TINY_HYPERPARAMETERS, build_tiny_model
 from testkit.phases import running_workers
@@ -396,6 +396,22 @@ async def gate_of(api: httpx.AsyncClient, version: int, timeout: float) -> dict[
     return await wait_for_gate(api, f"/api/v1/models/{MODEL}/gates/{found[0]['gate_id']}", timeout=timeout)
 
 
+def changed_fact_training(ctx: ActivityContext, task_id: str) -> dict[str, Any]:
+    """What the incremental task's first iteration added from the statements new since its parent's knowledge-base
+    version: the optimization log's figures and the distinct examples (question, the new statement it answers)."""
+    dataset_id = optimized_dataset_id(task_id, 1)
+    with ctx.sessions() as session:
+        row = session.get(Dataset, dataset_id)
+        log = (row.optimization_log or {}).get("changed_facts") if row is not None else None
+    train = examples_from_jsonl(get_bytes(ctx.store, optimized_prefix(dataset_id) + "train.jsonl"))
+    added = {
+        (e.question, e.answer)
+        for e in train
+        if e.lineage and e.lineage[0].get("action") == "generated_from_changed_chunk"
+    }
+    return {"log": log, "examples": [{"question": q, "answer": a} for q, a in sorted(added)]}
+
+
 def minutes(since: datetime, until: str | datetime) -> float:
     moment = datetime.fromisoformat(until) if isinstance(until, str) else until
     return round((moment - since).total_seconds() / 60, 2)
@@ -547,6 +563,7 @@ async def knowledge_update(
         "production_version": production["version"],
         "incremental_task": {
             "task_id": child_id,
+            "changed_fact_training": await asyncio.to_thread(changed_fact_training, ctx, child_id),
             "knowledge_base_version": versions[2]["knowledge_base_version"],
             "knowledge_base_version_now": kb["version"],
         },

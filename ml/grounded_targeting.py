@@ -4,18 +4,23 @@ those chunks and validated, never from the held-out question itself (nor a rewri
 Every generated example records which bad cases led to it and from which chunk it came, so the next evaluation can
 follow bad case -> chunks -> generated examples -> adapter -> score change. The ablation's control,
 `random_chunk_examples`, generates the same number of validated examples from chunks drawn at random.
+
+`changed_fact_examples` serves a knowledge update: the statements a newer index version holds and the one a task
+grounded on did not (a changed value, a new document) become validated examples, so the re-training learns the new
+facts from their passages instead of only forgetting the rows they made stale.
 """
 
 from __future__ import annotations
 
 import random
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from knowledge.index import ChunkRecord, KnowledgeIndex
 from ml.examples import Example
-from ml.generation import Embedder, QuestionAnswerGenerator, ValidationConfig, validate
+from ml.generation import Embedder, QuestionAnswerGenerator, ValidationConfig, statements, validate
 from schemas.reports import BadCase, Suggestion
 
 
@@ -23,6 +28,7 @@ from schemas.reports import BadCase, Suggestion
 class GroundedConfig:
     chunks_per_bad_case: int = 2  # the chunks a bad case's question retrieves, to generate from
     questions_per_chunk: int = 3
+    max_changed_statements: int = 200  # a knowledge update generates from at most this many new statements
     validation: ValidationConfig = field(default_factory=ValidationConfig)
 
 
@@ -114,6 +120,49 @@ def random_chunk_examples(
     for example in examples:
         example.lineage = [{**example.lineage[0], "action": "generated_from_random_chunk"}]
     return GroundedData(examples, used, candidates, dict(rejected), 0)
+
+
+def changed_statements(previous: KnowledgeIndex, current: KnowledgeIndex) -> list[ChunkRecord]:
+    """The current version's chunks cut to the statements that no chunk of the previous version held (a changed value,
+    a new paragraph, a new document), in index order; chunks with no new statement are left out."""
+    before = {s for chunk in previous.chunks for s in statements(chunk.text)}
+    changed = []
+    for chunk in current.chunks:
+        new = [s for s in statements(chunk.text) if s not in before]
+        if new:
+            changed.append(dataclasses.replace(chunk, text="\n".join(new)))
+    return changed
+
+
+def changed_fact_examples(
+    previous: KnowledgeIndex,
+    current: KnowledgeIndex,
+    embed: Embedder,
+    generator: QuestionAnswerGenerator,
+    held_out: list[Example],
+    existing: list[Example],
+    config: GroundedConfig = GroundedConfig(),
+) -> GroundedData:
+    """Validated examples about the statements `current` holds and `previous` did not, each answered by its new
+    statement and validated against its whole chunk (so a question about another fact of the chunk is refused)."""
+    cut, total = [], 0
+    for chunk in changed_statements(previous, current):
+        if total >= config.max_changed_statements:
+            break
+        kept = statements(chunk.text)[: config.max_changed_statements - total]
+        cut.append(dataclasses.replace(chunk, text="\n".join(kept)))
+        total += len(kept)
+    if not cut:
+        return GroundedData([], 0, 0, {}, 0)
+    whole = {c.chunk_id: c for c in current.chunks}
+    pairs = [
+        dataclasses.replace(pair, chunk=whole[pair.chunk.chunk_id])
+        for pair in generator.generate(cut, max(len(statements(c.text)) for c in cut))
+    ]
+    result = validate(pairs, current, embed, held_out=held_out, existing=existing, config=config.validation)
+    for example in result.examples:
+        example.lineage = [{**example.lineage[0], "action": "generated_from_changed_chunk"}]
+    return GroundedData(result.examples, len(cut), result.candidates, result.rejected, 0)
 
 
 def _generate(

@@ -336,6 +336,7 @@ class OptimizationLog:
     retrieval: dict[str, Any] | None = None  # and how well held-out questions retrieved their answers' chunks
     grounded: dict[str, Any] | None = None  # grounded targeting: chunks, candidates, added, rejections
     derived_checks: int = 0  # rows whose fact checks were derived from their answers (the rest carried their own)
+    changed_facts: dict[str, Any] | None = None  # a knowledge update's re-training: examples from the new statements
 
 
 @dataclass

@@ -81,6 +81,12 @@ async def test_the_quick_knowledge_update_runs_end_to_end(temporal_env, tmp_path
     assert written["efficacy_rows_not_marked_stale"] == [] and written["questions"]["retention_stale"] == 0
     # the followed task re-trained on the new knowledge-base version and its version went before the gate by itself
     assert written["incremental_task"]["knowledge_base_version"] == 2
+    # and it trained on examples generated from the statements the new versions changed, each answered by a new value
+    trained = written["incremental_task"]["changed_fact_training"]
+    assert trained["log"]["compared_with"] == 1 and trained["log"]["version"] == 2
+    assert trained["examples"] and len(trained["examples"]) == trained["log"]["added"]
+    new_statements = [c.new_text for c in CHANGES]
+    assert all(any(text.rstrip(".;") in e["answer"] for text in new_statements) for e in trained["examples"])
     assert (written["gate"]["candidate_version"], written["gate"]["current_version"]) == (2, 1)
     assert written["gate"]["status"] in ("PROMOTED", "REFUSED", "INCONCLUSIVE")
     assert (written["production_version"] == 2) == (written["gate"]["status"] == "PROMOTED")

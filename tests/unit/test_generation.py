@@ -301,3 +301,45 @@ def test_the_control_generates_as_many_examples_from_random_chunks(index, embedd
         for e in result.examples
     )
     assert random_chunk_examples(0, index, embedder, tiny_generator, [], [], seed=1).examples == []
+
+
+# ---------------------------------------------------------------- a knowledge update's changed facts
+
+
+def test_a_knowledge_update_generates_examples_only_from_the_statements_it_changed(index, embedder, tiny_generator):
+    from ml.grounded_targeting import changed_fact_examples, changed_statements
+
+    changed = {
+        **CHUNKS,
+        "ports": (
+            "Network ports",
+            "- The web console is served over HTTPS on TCP port 7420.\n- File synchronization uses TCP port 7411.",
+        ),
+        "backup": ("Backups", "Nightly backups are written to /srv/ferrolink/backups and kept for 14 days."),
+    }
+    records = [
+        ChunkRecord(chunk_id(name, 2, 0), name, 2, f"{name}.md", 0, [heading], text, 0, len(text))
+        for name, (heading, text) in changed.items()
+    ]
+    newer = KnowledgeIndex.build(records, embedder([embedding_text(r.heading_path, r.text) for r in records]))
+
+    # the changed port and the new document; the unchanged statements (sync port, pairing, trash, logs) are not new
+    cut = changed_statements(index, newer)
+    assert [(c.document_id, statements(c.text)) for c in cut] == [
+        ("ports", ["The web console is served over HTTPS on TCP port 7420."]),
+        ("backup", ["Nightly backups are written to /srv/ferrolink/backups and kept for 14 days."]),
+    ]
+    assert changed_statements(newer, newer) == []
+
+    held_out = [Example("Which port is the web console on now?", "It is on TCP port 7420.")]
+    result = changed_fact_examples(index, newer, embedder, tiny_generator, held_out=held_out, existing=[])
+    assert result.examples and result.chunks == 2
+    new_facts = {s for c in cut for s in statements(c.text)}
+    for example in result.examples:
+        assert example.answer in new_facts  # never the old port, never an unchanged statement
+        source = example.lineage[0]
+        assert source["action"] == "generated_from_changed_chunk" and source["document_version"] == 2
+        # validated against the whole new chunk: it names its chunk in the new index
+        assert source["chunk_id"] in {c.chunk_id for c in newer.chunks}
+    assert held_out[0].question not in {e.question for e in result.examples}
+    assert changed_fact_examples(newer, newer, embedder, tiny_generator, [], []).examples == []

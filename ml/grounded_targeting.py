@@ -12,8 +12,8 @@ facts from their passages instead of only forgetting the rows they made stale.
 
 from __future__ import annotations
 
-import random
 import dataclasses
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any

@@ -366,7 +366,9 @@ async def test_a_task_is_created_started_and_watched_to_completion_with_real_wor
         assert kinds[0] == "snapshot" and kinds.count("snapshot") == 1 and kinds[-1] == "final"
         assert events[-1]["data"]["status"] == "COMPLETED" and events[-1]["data"]["report_available"]
         # the snapshot holds the state the follower joined in (it may already be training); the rest came as events
-        statuses = [events[0]["data"]["task"]["status"]] + [e["data"]["status"] for e in events if e["event"] == "status"]
+        statuses = [events[0]["data"]["task"]["status"]] + [
+            e["data"]["status"] for e in events if e["event"] == "status"
+        ]
         assert statuses[-1] == "COMPLETED" and {"TRAINING", "EVALUATING"} <= set(statuses)
         assert any(e["event"] == "score" and e["data"]["iteration"] == 1 for e in events)
         assert any(e["event"] == "progress" and e["data"].get("step") for e in events)

@@ -10,10 +10,12 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -144,6 +146,7 @@ class CompletionService:
         self.indexes = indexes  # the knowledge bases' indexes, loaded once per version
         self.adapter_dir = settings.data_dir / "serving" / "adapters"
         self.verified_adapters: set[str] = set()  # version ids whose local copy matched its checksum
+        self.adapter_locks: dict[str, threading.Lock] = {}  # per version id: its fetch and check
 
     def models(self, caller: Caller) -> ModelList:
         """What the caller may ask for: each registered model of its organization, by name and by each of its aliases,
@@ -269,6 +272,13 @@ class CompletionService:
         folder = self.adapter_dir / version.id
         if version.id in self.verified_adapters and folder.exists():
             return AdapterRef(version.id, folder)
+        # one fetch and check per version at a time: a request must never hash a copy that another is throwing away
+        with self.adapter_locks.setdefault(version.id, threading.Lock()):
+            return self._fetch_and_verify(version, folder)
+
+    def _fetch_and_verify(self, version: ModelVersion, folder: Path, retry: bool = True) -> AdapterRef:
+        if version.id in self.verified_adapters and folder.exists():  # another request did it while this one waited
+            return AdapterRef(version.id, folder)
         if not folder.exists():
             partial = self.adapter_dir / f".{version.id}.{uuid.uuid4().hex}"
             get_dir(self.store, version.adapter_key, partial)
@@ -278,6 +288,10 @@ class CompletionService:
         what = f"the adapter of {version.id}"
         try:
             verify_folder(folder, version.sha256, what)
+        except FileNotFoundError:  # another serving process on this data folder threw its copy away: fetch again
+            if not retry:
+                raise
+            return self._fetch_and_verify(version, folder, retry=False)
         except ChecksumMismatch as exc:
             shutil.rmtree(folder, ignore_errors=True)
             log.error("refused to serve a corrupted adapter: %s", exc)

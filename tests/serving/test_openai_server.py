@@ -190,6 +190,29 @@ async def test_an_adapter_that_fails_its_checksum_is_neither_served_nor_download
         assert (await rest.get("/api/v1/models/bot/versions/1/adapter")).status_code == 200
 
 
+def test_clients_asking_at_once_for_a_tampered_adapter_are_each_told_it_failed_its_checksum(world):
+    """Many requests fetch and check the same adapter at once, and each throws the copy away: none may read a copy
+    another is deleting (it once answered 'No such file or directory')."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings, ctx, model, base_url, tokens, app = world
+    [tampered] = [v for v in versions(ctx, model) if v.version == 2]
+    put_bytes(ctx.store, tampered.adapter_key + "adapter_model.safetensors", b"x" * 4_000_000)  # slow to hash
+    api = client(base_url, tokens["owner"])
+
+    def ask(model_name: str) -> str:
+        try:
+            return api.chat.completions.create(model=model_name, messages=ASK, max_tokens=2).model
+        except openai.InternalServerError as exc:
+            return exc.message
+
+    with ThreadPoolExecutor(12) as pool:
+        said = list(pool.map(ask, ["bot@staging"] * 12))
+    assert all("failed its checksum" in s and "not served" in s for s in said), said
+    with ThreadPoolExecutor(12) as pool:  # and the intact version, fetched by all at once, serves each of them
+        assert set(pool.map(ask, ["bot"] * 12)) == {"bot@1"}
+
+
 def test_an_alias_move_takes_effect_without_a_restart_while_a_stream_finishes_on_its_version(world):
     settings, ctx, model, base_url, tokens, app = world
     api = client(base_url, tokens["owner"])

@@ -1,11 +1,13 @@
 """The scenario suites' activities: a model answers every case of a suite run (the way serving answers: the
 conversation's earlier turns, the case's passages, and the top-k passages of its knowledge base), each answer is
-judged (`suites.verdicts`), and the answers and verdicts are stored with the run."""
+judged (`suites.verdicts`), and the answers and verdicts are stored with the run. A release step's shadow
+(`suites.shadow`) answers its real prompts that match blocking cases the same way, with both versions."""
 
 from __future__ import annotations
 
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 from temporalio import activity
@@ -13,12 +15,20 @@ from temporalio import activity
 from activities.context import ActivityContext, Heartbeater, invalid_input
 from core.errors import DomainError
 from core.status import SuiteRunStatus
-from db.models import KnowledgeBase, Organization, SuiteRun
-from schemas.workflow_io import FailSuiteRunInput, RunSuiteInput, RunSuiteResult
-from services import judges
+from db.models import KnowledgeBase, Organization, Release, SuiteRun
+from ml.release import CANDIDATE, CURRENT
+from schemas.workflow_io import (
+    FailSuiteRunInput,
+    RunSuiteInput,
+    RunSuiteResult,
+    ShadowReleaseInput,
+    ShadowReleaseResult,
+)
+from services import judges, releases
 from services import suites as service
 from storage.object_store import get_dir
 from suites.cases import Case
+from suites.shadow import shadow_cases, shadow_verdict
 from suites.verdicts import Grader, judge_case
 
 
@@ -29,9 +39,6 @@ class SuiteActivities:
     @activity.defn(name="run_suite")
     def run_suite(self, inp: RunSuiteInput) -> RunSuiteResult:
         """Answer each case one at a time (so its latency is its own), judge it, and store every answer and verdict."""
-        from ml.base_model import load_model_and_tokenizer, with_adapter
-        from ml.evaluator import generate_answers
-
         with self.ctx.sessions() as session:
             run = session.get(SuiteRun, inp.run_id)
             if run is None:
@@ -44,15 +51,54 @@ class SuiteActivities:
                 raise invalid_input(exc.message) from exc
             indexes = self._indexes(session, run.org_id, target.cases)
             grader = self._grader(session, run.org_id) if any(c.judge for c in target.cases) else None
+        with Heartbeater() as heartbeat:
+            results = self._answer(target, target.cases, indexes, grader, heartbeat)
+        with self.ctx.sessions() as session:
+            run = service.record_results(session, inp.run_id, results)
+            return RunSuiteResult(run.passed, run.failed, run.total)
+
+    @activity.defn(name="shadow_release_suites")
+    def shadow_release_suites(self, inp: ShadowReleaseInput) -> ShadowReleaseResult:
+        """The step's real prompts that ask what a case of a blocking suite asks, asked of both versions and judged by
+        that case's assertions (`suites.shadow`); nothing is stored but the verdict the workflow records."""
+        from knowledge.embeddings import embed
+
+        with self.ctx.sessions() as session:
+            plan = releases.shadow_plan(session, inp.release_id, datetime.fromisoformat(inp.since))
+            release = session.get_one(Release, inp.release_id)
+            asked = shadow_cases(plan.prompts, plan.cases, embed, plan.limit)
+            indexes = self._indexes(session, release.org_id, [c.case for c in asked])
+            grader = self._grader(session, release.org_id) if any(c.case.judge for c in asked) else None
+        verdicts: dict[str, dict[str, bool]] = {}
+        with Heartbeater() as heartbeat:
+            for arm, target in plan.versions.items():
+                results = self._answer(target, [c.case for c in asked], indexes, grader, heartbeat) if asked else []
+                verdicts[arm] = {c.id: r["passed"] for c, r in zip(asked, results, strict=True)}
+        passed, reason, figures = shadow_verdict(asked, verdicts[CURRENT], verdicts[CANDIDATE], plan.max_broken)
+        return ShadowReleaseResult(passed=passed, reason=reason, figures=figures)
+
+    def _answer(
+        self,
+        target: service.RunTarget,
+        cases: list[Case],
+        indexes: dict[str, str],
+        grader: Grader | None,
+        heartbeat: Heartbeater,
+    ) -> list[dict]:
+        """Each case answered by the target's model, as serving would ask it, and judged: its answer, latency, passages
+        and verdict."""
+        from ml.base_model import load_model_and_tokenizer, with_adapter
+        from ml.evaluator import generate_answers
+
         results = []
-        with Heartbeater() as heartbeat, tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp:
             heartbeat.update(stage=f"loading {target.base_model}")
             model, tokenizer = load_model_and_tokenizer(target.base_model, self.ctx.settings.model_cache_dir)
             if target.adapter_key is not None:
                 model = with_adapter(
                     model, get_dir(self.ctx.store, target.adapter_key, Path(tmp) / "adapter"), merge=True
                 )
-            for done, case in enumerate(target.cases):
+            for done, case in enumerate(cases):
                 passages = case.context + self._retrieved(
                     indexes, case, target.retrieval_top_k, target.context_statements
                 )
@@ -73,10 +119,8 @@ class SuiteActivities:
                     {"case_id": case.id, "answer": answer, "latency_ms": latency_ms, "passages": passages}
                     | verdict.to_json()
                 )
-                heartbeat.update(stage=f"answered {done + 1}/{len(target.cases)}")
-        with self.ctx.sessions() as session:
-            run = service.record_results(session, inp.run_id, results)
-            return RunSuiteResult(run.passed, run.failed, run.total)
+                heartbeat.update(stage=f"answered {done + 1}/{len(cases)}")
+        return results
 
     def _grader(self, session, org_id: str) -> Grader | None:
         """The organization's judge as a grader (None without one). An outage of the judge is raised, so the activity

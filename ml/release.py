@@ -39,6 +39,10 @@ class Thresholds:
     # those checks: the candidate's share right may be this much below the current's, once each arm has this many
     max_fact_drop: float = 0.2
     min_fact_checked: int = 5
+    # the blocking suites in the shadow (`suites.shadow`): up to this many of a step's real prompts that ask what a
+    # blocking case asks, asked of both versions; the candidate may break at most `max_shadow_broken` of them
+    shadow_prompts: int = 16
+    max_shadow_broken: int = 0
 
     def validated(self) -> Thresholds:
         problems = [
@@ -54,6 +58,8 @@ class Thresholds:
                 ("latency_slack_ms", 0 <= self.latency_slack_ms <= 600_000, "in [0, 600000]"),
                 ("max_fact_drop", 0 <= self.max_fact_drop <= 1, "in [0, 1]"),
                 ("min_fact_checked", 1 <= self.min_fact_checked <= 1_000_000, "in [1, 1000000]"),
+                ("shadow_prompts", 0 <= self.shadow_prompts <= 200, "in [0, 200]"),
+                ("max_shadow_broken", 0 <= self.max_shadow_broken <= 200, "in [0, 200]"),
             )
             if not ok
         ]

@@ -920,6 +920,19 @@ class ReleaseCreate(RequestModel):
     min_fact_checked: int = Field(
         default=5, ge=1, le=1_000_000, description="Fact-checked answers each arm needs before that rule applies."
     )
+    shadow_prompts: int = Field(
+        default=16,
+        ge=0,
+        le=200,
+        description="Up to this many of a step's real prompts that ask what a case of a blocking suite asks are asked "
+        "again, in the shadow, of both versions and judged by that case's assertions (0: none).",
+    )
+    max_shadow_broken: int = Field(
+        default=0,
+        ge=0,
+        le=200,
+        description="Shadow prompts the current version passes that the candidate may fail before the step fails.",
+    )
 
 
 class ReleaseControlRequest(RequestModel):

@@ -729,6 +729,22 @@ class AnalyseReleaseInput:
 
 
 @dataclass
+class ShadowReleaseInput:
+    """A step's real prompts that ask what a blocking case asks, asked of both versions in the shadow."""
+
+    release_id: str
+    step_index: int
+    since: str  # ISO 8601: the prompts answered from this time on
+
+
+@dataclass
+class ShadowReleaseResult:
+    passed: bool
+    reason: str
+    figures: dict[str, Any]
+
+
+@dataclass
 class AnalyseReleaseResult:
     enough: bool  # every arm that gets traffic has its minimum number of requests
     passed: bool  # (when enough) the candidate is within every threshold

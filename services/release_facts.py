@@ -20,8 +20,9 @@ from ml.release import CANDIDATE, CURRENT, fact_figures
 from schemas.checks import FactCheck, parse_checks
 from services import suites
 from storage.object_store import ObjectNotFound, ObjectStore, get_bytes
+from suites.shadow import SAME_QUESTION
 
-KNOWN_MATCH = 0.9  # cosine similarity of a real question to a known one, for the known one's checks to judge it
+KNOWN_MATCH = SAME_QUESTION  # cosine similarity of a real question to a known one, for its checks to judge it
 Embedder = Callable[[list[str]], np.ndarray]
 
 

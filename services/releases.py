@@ -37,7 +37,7 @@ from core.clock import as_utc, utcnow
 from core.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from core.settings import TASK_QUEUE_WORKFLOWS, Settings
 from core.status import ACTIVE_RELEASE_STATUSES, RELEASE_CONTROLS, ReleaseStatus, check_release_transition
-from db.models import AuditEntry, ModelVersion, QAEntry, RegisteredModel, Release, ReleaseDecision, new_id
+from db.models import AuditEntry, ModelVersion, QAEntry, RegisteredModel, Release, ReleaseDecision, Suite, new_id
 from db.session import page
 from ml.release import (
     CANDIDATE,
@@ -57,6 +57,7 @@ from services import release_facts, suites
 from services.registry import Actor, Served, aliases_of, get_version, move_alias, resolve_served, running_gate
 from services.tasks import CONTROL_TIMEOUT, Temporal
 from storage.object_store import ObjectStore
+from suites.cases import Case
 from temporal_client.workflows import ReleaseWorkflow
 
 ACTIONS = tuple(RELEASE_CONTROLS)
@@ -133,20 +134,8 @@ def analyse(
     model = session.get_one(RegisteredModel, release.model_id)
     pointing = aliases_of(session, model).get(release.alias)
     thresholds = Thresholds(**release.thresholds)
-    rows = session.execute(
-        select(
-            QAEntry.release_arm,
-            QAEntry.status,
-            QAEntry.latency_ms,
-            QAEntry.rating,
-            QAEntry.created_at,
-            QAEntry.messages,
-            QAEntry.answer,
-        ).where(QAEntry.release_id == release_id, QAEntry.created_at >= since)
-    ).all()
-    # an entry is recorded when its answer ends: one asked before the step began belongs to the step before
+    rows = step_entries(session, release_id, since)
     since = as_utc(since)
-    rows = [row for row in rows if as_utc(row.created_at) - timedelta(milliseconds=row.latency_ms) >= since]
     arms = {
         arm: arm_figures([(row.status, row.latency_ms, row.rating) for row in rows if row.release_arm == arm])
         for arm in (CURRENT, CANDIDATE)
@@ -161,6 +150,56 @@ def analyse(
         figures["facts"] = facts
     moved = pointing is None or pointing.version != release.current_version
     return Analysis(enough, passed, reason, figures, moved)
+
+
+def step_entries(session: Session, release_id: str, since: datetime) -> list:
+    """The history entries the release's traffic split answered since `since`: an entry is recorded when its answer
+    ends, so one asked before the step began belongs to the step before."""
+    rows = session.execute(
+        select(
+            QAEntry.release_arm,
+            QAEntry.status,
+            QAEntry.latency_ms,
+            QAEntry.rating,
+            QAEntry.created_at,
+            QAEntry.messages,
+            QAEntry.answer,
+        )
+        .where(QAEntry.release_id == release_id, QAEntry.created_at >= since)
+        .order_by(QAEntry.created_at)
+    ).all()
+    return [row for row in rows if as_utc(row.created_at) - timedelta(milliseconds=row.latency_ms) >= as_utc(since)]
+
+
+@dataclass
+class ShadowPlan:
+    """What the shadow of a step needs (`suites.shadow`): the step's real prompts, the cases of the blocking suites the
+    release ran, each version as a suite run would answer with it, and how many prompts to ask and may break."""
+
+    prompts: list[str]
+    cases: list[Case]
+    versions: dict[str, suites.RunTarget]  # current | candidate -> the model, adapter and retrieval settings
+    limit: int
+    max_broken: int
+
+
+def shadow_plan(session: Session, release_id: str, since: datetime) -> ShadowPlan:
+    release = session.get_one(Release, release_id)
+    model = session.get_one(RegisteredModel, release.model_id)
+    thresholds = Thresholds(**release.thresholds)
+    cases = [
+        case
+        for run in suites.release_runs(session, release.id)
+        if (suite := session.get_one(Suite, run.suite_id)).blocking
+        for case in suites.cases_of(suite)
+    ]
+    prompts = [q for row in step_entries(session, release_id, since) if (q := last_question(row.messages))]
+    versions = {
+        arm: suites.RunTarget([], model.base_model, v.adapter_key, v.retrieval_top_k or 3, v.context_statements)
+        for arm, number in ((CURRENT, release.current_version), (CANDIDATE, release.candidate_version))
+        if (v := get_version(session, model, number))
+    }
+    return ShadowPlan(prompts, cases, versions, thresholds.shadow_prompts, thresholds.max_shadow_broken)
 
 
 def _judged_facts(session: Session, store: ObjectStore, release: Release, rows: list) -> dict | None:

@@ -95,6 +95,7 @@ def activities_by_queue(ctx: ActivityContext, train: TrainActivities | None = No
             generation.generate_dataset,
             registry.evaluate_for_promotion,
             suites.run_suite,
+            suites.shadow_release_suites,
         ],
         TASK_QUEUE_KNOWLEDGE: [knowledge.build_knowledge_index, knowledge.mark_stale_rows],
     }

@@ -2,7 +2,9 @@
 candidate in weighted steps. First, the blocking suites the alias requires are answered by the candidate (evaluate
 pool): a failing case rolls the release back before any traffic. Then, for each step: set the candidate's weight (a
 keyed decision: once, however often it is retried or replayed), wait the bake time and until every arm that gets
-traffic has its minimum number of requests, then analyse the arms from the history since the step began:
+traffic has its minimum number of requests, then analyse the arms from the history since the step began, and, where
+the alias requires blocking suites, ask the step's real prompts that match their cases of both versions in the shadow
+(evaluate pool, `suites.shadow`):
 
 - too little data after the step's longest wait: PAUSED with the reason (resume restarts the step);
 - the candidate failed: ROLLED_BACK (candidate weight 0, the alias unchanged);
@@ -38,6 +40,8 @@ with workflow.unsafe.imports_passed_through():
         ReleaseInput,
         ReleaseResult,
         RunSuiteInput,
+        ShadowReleaseInput,
+        ShadowReleaseResult,
     )
     from workflows.lifecycle import failure_message
 
@@ -152,15 +156,26 @@ class ReleaseWorkflow:
             )
             if analysis.enough or analysis.alias_moved:  # (a decision on a moved alias stops the release)
                 failed = analysis.enough and not analysis.passed
+                reason, figures = analysis.reason, analysis.figures
+                if (
+                    analysis.enough
+                    and analysis.passed
+                    and inp.suite_run_ids
+                    and workflow.patched("release-shadow-suites")
+                ):
+                    shadow = await self._shadow(inp, step, since)
+                    failed = not shadow.passed
+                    reason = f"{reason}; {shadow.reason}" if shadow.passed else f"the candidate failed: {shadow.reason}"
+                    figures = {**figures, "shadow": shadow.figures}
                 await self._decide(
                     ReleaseDecisionInput(
                         inp.release_id,
                         "rollback" if failed else f"analysis-{step}",
                         "rollback" if failed else "analysis",
-                        f"step {step + 1}: {analysis.reason}",
+                        f"step {step + 1}: {reason}",
                         status=S.ROLLED_BACK.value if failed else None,
                         weight=0 if failed else None,
-                        figures=analysis.figures,
+                        figures=figures,
                         guard_alias=True,
                     )
                 )
@@ -186,6 +201,21 @@ class ReleaseWorkflow:
             # count again after the poll interval, or at the step's longest wait if that comes first
             longest = started + timedelta(seconds=inp.max_wait_seconds)
             due = min(workflow.now() + timedelta(seconds=inp.poll_seconds), max(longest, workflow.now()))
+
+    async def _shadow(self, inp: ReleaseInput, step: int, since: str) -> ShadowReleaseResult:
+        """The blocking suites on the step's real prompts, asked of both versions (evaluate pool, `suites.shadow`)."""
+        timeouts = inp.suite_timeouts
+        return await workflow.execute_activity_method(
+            SuiteActivities.shadow_release_suites,
+            ShadowReleaseInput(inp.release_id, step, since),
+            task_queue=TASK_QUEUE_EVALUATE,
+            start_to_close_timeout=timedelta(seconds=timeouts.evaluate_seconds),
+            heartbeat_timeout=timedelta(seconds=timeouts.heartbeat_seconds),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=timeouts.retry_initial_seconds),
+                maximum_attempts=timeouts.max_attempts,
+            ),
+        )
 
     async def _wait(self, timeout: timedelta) -> None:
         with contextlib.suppress(TimeoutError):

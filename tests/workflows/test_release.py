@@ -10,28 +10,34 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import asdict, replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 from temporalio import activity
+from temporalio.testing import ActivityEnvironment
 
 from activities.context import ActivityContext
 from activities.releases import ReleaseActivities
+from activities.suites import SuiteActivities
 from cli.users import create_user
 from core.access import Role, Scope
 from core.errors import Conflict, Forbidden
-from core.settings import TASK_QUEUE_BOOKKEEPING
+from core.settings import TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE
 from db.models import AliasMove, AuditEntry, ModelVersion, QAEntry, RegisteredModel, Release, SuiteRun, new_id
-from ml.release import Thresholds
-from schemas.workflow_io import ReleaseDecisionInput, ReleaseDecisionResult
+from ml.release import CANDIDATE, CURRENT, Thresholds
+from schemas.workflow_io import ReleaseDecisionInput, ReleaseDecisionResult, ShadowReleaseInput, ShadowReleaseResult
 from services import qa, registry, releases, suites
 from services.identity import token_pair
 from services.registry import Actor
 from serving.app import create_serving_app
+from suites.cases import parse_cases
 from testkit.api import TEST_PASSWORD
 from testkit.histories import record_history
 from testkit.model import random_adapters
@@ -41,6 +47,7 @@ from testkit.registry import add_version, point
 from testkit.releases import start_release, traffic
 from testkit.servers import free_port, serving
 from testkit.suites import CASES
+from workers.pools import activities_by_queue
 
 STEPS = [10, 50, 100]
 # short waits; latency is left out of these runs (a shared 2-core machine's p95 is noise), its rule is unit-tested
@@ -488,3 +495,138 @@ async def test_a_temporal_server_sigkilled_mid_release_comes_back_and_the_releas
         moves = session.scalar(select(func.count()).where(AliasMove.model_id == model.id, AliasMove.kind == "release"))
     assert moves == 1
     assert {code for _, code, _ in generator.answered} == {200}
+
+
+# ---------------------------------------------------------------- the blocking suites in the shadow
+
+RAM = CASES[0]["prompt"]  # "How much RAM does the server need?": the `quick` suite's one case, which any model passes
+
+
+def require(ctx, model, name: str, cases: list[dict]) -> None:
+    with ctx.sessions() as session:
+        suites.create_suite(session, model.org_id, name, cases, blocking=True, description=None, created_by=None)
+        suites.require_suites(session, session.get_one(RegisteredModel, model.id), "production", [name])
+
+
+async def test_each_step_asks_its_real_prompts_that_match_a_blocking_case_of_both_versions_in_the_shadow(
+    temporal_env, world
+):
+    """For real on the evaluate pool: the traffic asks the `quick` case's question (and one no case asks); each step's
+    analysis asks it of both versions, judged by the case's assertion, and records the shadow's figures."""
+    ctx, model, base_url, token = world
+    require(ctx, model, "quick", CASES[:1])
+    async with workers(temporal_env.client, ctx, pools=("control", "evaluate")):
+        with traffic(base_url, token, questions=(RAM, "Which port?")):
+            release_id, handle = await start(temporal_env.client, ctx, model)
+            result = await handle.result()
+    assert result.status == "PROMOTED", result.reason
+    with ctx.sessions() as session:
+        analyses = [d for d in releases.decisions_of(session, release_id) if d.kind == "analysis"]
+    assert len(analyses) == 3
+    for analysis in analyses:
+        shadow = analysis.figures["shadow"]
+        assert (shadow["asked"], shadow["still_right"], shadow["broken"], shadow["broken_cases"]) == (1, 1, 0, [])
+        assert "1 real prompts asked as blocking cases in the shadow: the current version passed 1" in analysis.reason
+
+
+async def test_a_candidate_that_breaks_a_blocking_case_in_the_shadow_is_rolled_back(temporal_env, world):
+    """The orchestration around the shadow: its failing verdict (the activity replaced here; it runs for real above and
+    below) rolls the release back at its first step, with the shadow's reason and figures."""
+    ctx, model, base_url, token = world
+    require(ctx, model, "quick", CASES[:1])
+    figures = {"asked": 1, "broken": 1, "broken_cases": [{"id": "injected#1", "case_id": "injected", "prompt": RAM}]}
+
+    @activity.defn(name="shadow_release_suites")
+    def broken_in_the_shadow(inp: ShadowReleaseInput) -> ShadowReleaseResult:
+        return ShadowReleaseResult(False, f"1 broken: injected: {RAM!r}", figures)
+
+    queues = activities_by_queue(ctx)
+    queues[TASK_QUEUE_EVALUATE] = [SuiteActivities(ctx).run_suite, broken_in_the_shadow]
+    async with workers(temporal_env.client, ctx, queues, pools=("control", "evaluate")):
+        with traffic(base_url, token, questions=(RAM,)):
+            release_id, handle = await start(temporal_env.client, ctx, model)
+            result = await handle.result()
+    assert result.status == "ROLLED_BACK" and production(ctx, model) == 1
+    assert decisions(ctx, release_id) == [
+        ("start", "start", 0, "RUNNING"),
+        ("suites", "suites", 0, "RUNNING"),
+        ("traffic", "traffic-0", 10, "RUNNING"),
+        ("rollback", "rollback", 0, "ROLLED_BACK"),
+    ]
+    with ctx.sessions() as session:
+        rollback = releases.decisions_of(session, release_id)[-1]
+    assert rollback.reason == f"step 1: the candidate failed: 1 broken: injected: {RAM!r}"
+    assert rollback.figures["shadow"] == figures and rollback.figures["candidate"]["requests"] >= 3
+
+
+async def test_the_shadow_activity_finds_a_prompt_the_candidate_breaks(world):
+    """For real (the tiny model, both adapters, the history): a blocking case whose check only the current version's
+    answer passes. Asked with the step's real prompts, the one that matches it is broken; with one broken prompt
+    allowed, the step passes."""
+    ctx, model, _, _ = world
+    activities = SuiteActivities(ctx)
+    [probe] = parse_cases([{"id": "probe", "prompt": RAM, "max_latency_ms": 600_000}])
+    with ctx.sessions() as session:
+        targets = {
+            arm: suites.RunTarget([], model.base_model, v.adapter_key, 3)
+            for arm, v in (
+                (CURRENT, registry.get_version(session, model, 1)),
+                (CANDIDATE, registry.get_version(session, model, 2)),
+            )
+        }
+
+    class Beat:
+        def update(self, **_):
+            pass
+
+    said = {arm: activities._answer(t, [probe], {}, None, Beat())[0]["answer"] for arm, t in targets.items()}
+    words = set(re.findall(r"[a-z]{3,}", said[CURRENT].lower())) - set(
+        re.findall(r"[a-z]{3,}", said[CANDIDATE].lower())
+    )
+    assert words, said  # the two adapters answer differently
+    require(
+        ctx,
+        model,
+        "facts",
+        [{"id": "ram", "prompt": RAM, "checks": [{"type": "contains_any", "values": [min(words)]}]}],
+    )
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    with ctx.sessions() as session:
+        release, _ = releases.open_release(
+            session,
+            session.get_one(RegisteredModel, model.id),
+            2,
+            alias="production",
+            steps=STEPS,
+            thresholds=QUICK,
+            actor=OWNER,
+        )
+        for n, (prompt, arm) in enumerate(((RAM, CURRENT), (RAM.lower(), CANDIDATE), ("Which port?", CURRENT))):
+            qa.record(
+                session,
+                org_id=model.org_id,
+                conversation_id=f"c{n}",
+                model=f"bot@{1 if arm == CURRENT else 2}",
+                messages=[{"role": "user", "content": prompt}],
+                answer="",
+                prompt_tokens=1,
+                completion_tokens=1,
+                latency_ms=1,
+                release_id=release.id,
+                release_arm=arm,
+            )
+        release_id = release.id
+    shadow = ActivityEnvironment().run(
+        activities.shadow_release_suites, ShadowReleaseInput(release_id, 0, since.isoformat())
+    )
+    assert not shadow.passed, shadow.reason
+    assert (shadow.figures["asked"], shadow.figures["broken"], shadow.figures["current_passed"]) == (1, 1, 1)
+    assert shadow.figures["broken_cases"] == [{"id": "ram#1", "case_id": "ram", "prompt": RAM}]
+    assert shadow.reason.endswith(f"more than 0 broken: ram: {RAM!r}")
+    with ctx.sessions() as session:
+        session.get_one(Release, release_id).thresholds = asdict(replace(QUICK, max_shadow_broken=1))
+        session.commit()
+    allowed = ActivityEnvironment().run(
+        activities.shadow_release_suites, ShadowReleaseInput(release_id, 0, since.isoformat())
+    )
+    assert allowed.passed and "1 broken, 0 fixed" in allowed.reason

@@ -519,6 +519,7 @@ async def test_each_step_asks_its_real_prompts_that_match_a_blocking_case_of_bot
         with traffic(base_url, token, questions=(RAM, "Which port?")):
             release_id, handle = await start(temporal_env.client, ctx, model)
             result = await handle.result()
+        await record_history(handle, "release-shadow")
     assert result.status == "PROMOTED", result.reason
     with ctx.sessions() as session:
         analyses = [d for d in releases.decisions_of(session, release_id) if d.kind == "analysis"]

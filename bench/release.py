@@ -178,12 +178,13 @@ async def measure(args) -> dict[str, Any]:
             for number in (1, 2):  # the same weights: both arms answer alike, so both phases do the same work
                 add_version(ctx, model, number, adapter)
             point(ctx, model, "production", 1)
-            token = token_pair(settings, owner.user, owner.org.id, Role.OWNER).access_token
             asked = questions(args.clients * args.requests)
             async with running_workers(env.client, ctx, pools=("control",)):
                 with serving(create_serving_app(settings)) as base_url:
 
                     def ask(tag: str, model: str = "bot"):
+                        # a new access token per phase: a whole run outlasts one token's lifetime
+                        token = token_pair(settings, owner.user, owner.org.id, Role.OWNER).access_token
                         return asyncio.to_thread(
                             traffic, base_url, token, asked, args.clients, args.requests, args.max_tokens, tag, model
                         )
@@ -252,7 +253,10 @@ def summary(rounds: list[dict], warm: dict, args) -> dict[str, Any]:
     def ratios(over: str) -> dict:
         pooled = {}
         for key in ("latency_p50_s", "latency_p95_s", "latency_mean_s"):
-            values = [r["release"][key] / r[over][key] for r in rounds]
+            # a round where a phase answered nothing has no latency to compare (its failures are counted below)
+            values = [r["release"][key] / r[over][key] for r in rounds if r["release"][key] and r[over][key]]
+            if not values:
+                raise RuntimeError(f"no round answered both the release phase and the {over} phase: see the failures")
             pooled[key.replace("latency_", "").replace("_s", "")] = {
                 "mean": round(statistics.fmean(values), 4),
                 "ci95": [round(bound, 4) for bound in mean_interval(values)],

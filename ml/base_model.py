@@ -80,10 +80,8 @@ def _dequantize_smollm2(target: Path) -> None:
 
 def load_model_and_tokenizer(model_name: str, cache_dir: Path, device: str | None = None):
     """A fresh (model, tokenizer) of the caller's own, in float32 on `device` (CUDA if available, else CPU), loaded
-    under
-    the
-    process's one model-loading lock (`core.model_loading`), imports included: transformers' lazy first import is not
-    safe in two threads at once either."""
+    under the process's one model-loading lock (`core.model_loading`), imports included: transformers' lazy first
+    import is not safe in two threads at once either."""
     folder = materialize(model_name, cache_dir)
     with exclusive():
         import torch

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 
 from bench.release import measure
 
@@ -28,3 +29,4 @@ def test_the_release_bench_runs_both_phases_and_splits_the_release_phase_over_bo
     low, high = result["release_over_both_adapters_without_release"]["mean"]["ci95"]
     assert low <= result["release_over_both_adapters_without_release"]["mean"]["mean"] <= high
     assert result["claim"]["holds"] == (result["claim"]["overhead_ci95_upper"] <= 0.05)
+    json.dumps(result)  # plain JSON types only: the result is written as a file

@@ -184,8 +184,9 @@ class OptimizeActivities:
             task = session.get(MLTask, inp.task_id)
             parent = session.get(MLTask, task.parent_task_id) if task is not None and task.parent_task_id else None
             grounded_on = parent.knowledge_base_version if parent is not None else None
-        if grounded_on is None:
+        if grounded_on is None or inp.knowledge_base_id is None:
             return []
+        kb_id = inp.knowledge_base_id
         current, version = self._knowledge_index(inp, org_id)
         if grounded_on >= version:
             return []
@@ -193,9 +194,7 @@ class OptimizeActivities:
         # the parent's version, or (pruned since) the oldest one still kept: the changes since it are a part of those
         for candidate in range(grounded_on, version):
             try:
-                previous = self.ctx.knowledge_indexes.get(
-                    keys.knowledge_index_prefix(org_id, inp.knowledge_base_id, candidate)
-                )
+                previous = self.ctx.knowledge_indexes.get(keys.knowledge_index_prefix(org_id, kb_id, candidate))
             except ObjectNotFound:
                 continue
             compared_with = candidate

@@ -21,11 +21,14 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
+
+if TYPE_CHECKING:
+    from schemas.workflow_io import ActivityTimeouts
 
 Status = TypeVar("Status")
 Checked = TypeVar("Checked", contravariant=True)
@@ -49,6 +52,28 @@ class PhaseOptions:
     start_to_close: timedelta
     retry: RetryPolicy
     heartbeat: timedelta | None = None
+
+    @classmethod
+    def on_queue(cls, task_queue: str, seconds: float, timeouts: ActivityTimeouts) -> PhaseOptions:
+        """`seconds` to run on `task_queue`, heartbeating and retried as `timeouts` say."""
+        return cls(
+            task_queue=task_queue,
+            start_to_close=timedelta(seconds=seconds),
+            retry=RetryPolicy(
+                initial_interval=timedelta(seconds=timeouts.retry_initial_seconds),
+                maximum_attempts=timeouts.max_attempts,
+            ),
+            heartbeat=timedelta(seconds=timeouts.heartbeat_seconds),
+        )
+
+    def activity_options(self) -> dict[str, Any]:
+        """These options as `workflow.execute_activity` takes them."""
+        return {
+            "task_queue": self.task_queue,
+            "start_to_close_timeout": self.start_to_close,
+            "heartbeat_timeout": self.heartbeat,
+            "retry_policy": self.retry,
+        }
 
 
 class Lifecycle(Generic[Status]):

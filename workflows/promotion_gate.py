@@ -41,15 +41,7 @@ class PromotionGateWorkflow:
     async def run(self, inp: PromotionGateInput) -> ConcludeGateResult:
         self._gate_id = inp.gate_id
         timeouts = inp.timeouts
-        options = PhaseOptions(
-            task_queue=TASK_QUEUE_EVALUATE,
-            start_to_close=timedelta(seconds=timeouts.evaluate_seconds),
-            retry=RetryPolicy(
-                initial_interval=timedelta(seconds=timeouts.retry_initial_seconds),
-                maximum_attempts=timeouts.max_attempts,
-            ),
-            heartbeat=timedelta(seconds=timeouts.heartbeat_seconds),
-        )
+        options = PhaseOptions.on_queue(TASK_QUEUE_EVALUATE, timeouts.evaluate_seconds, timeouts)
         try:
             evaluated: GateEvaluateResult = await self.lifecycle.run_phase(
                 GateStatus.EVALUATING,

@@ -27,7 +27,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.releases import ReleaseActivities
     from activities.suites import SuiteActivities
-    from core.settings import TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE
+    from core.settings import TASK_QUEUE_BOOKKEEPING
     from core.status import ACTIVE_RELEASE_STATUSES, RELEASE_CONTROLS, ReleaseStatus
     from schemas.workflow_io import (
         AnalyseReleaseInput,
@@ -44,8 +44,10 @@ with workflow.unsafe.imports_passed_through():
         ShadowReleaseResult,
     )
     from workflows.lifecycle import failure_message
+    from workflows.suite_run import evaluating
 
 RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
+
 S = ReleaseStatus
 ALLOWED_FROM = {action: allowed for action, (allowed, _) in RELEASE_CONTROLS.items()}
 AFTER = {action: after for action, (_, after) in RELEASE_CONTROLS.items()}
@@ -104,13 +106,7 @@ class ReleaseWorkflow:
                 await workflow.execute_activity_method(
                     SuiteActivities.run_suite,
                     RunSuiteInput(run_id=run_id),
-                    task_queue=TASK_QUEUE_EVALUATE,
-                    start_to_close_timeout=timedelta(seconds=timeouts.evaluate_seconds),
-                    heartbeat_timeout=timedelta(seconds=timeouts.heartbeat_seconds),
-                    retry_policy=RetryPolicy(
-                        initial_interval=timedelta(seconds=timeouts.retry_initial_seconds),
-                        maximum_attempts=timeouts.max_attempts,
-                    ),
+                    **evaluating(timeouts),
                 )
             except ActivityError as err:
                 await workflow.execute_activity_method(
@@ -208,13 +204,7 @@ class ReleaseWorkflow:
         return await workflow.execute_activity_method(
             SuiteActivities.shadow_release_suites,
             ShadowReleaseInput(inp.release_id, step, since),
-            task_queue=TASK_QUEUE_EVALUATE,
-            start_to_close_timeout=timedelta(seconds=timeouts.evaluate_seconds),
-            heartbeat_timeout=timedelta(seconds=timeouts.heartbeat_seconds),
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=timeouts.retry_initial_seconds),
-                maximum_attempts=timeouts.max_attempts,
-            ),
+            **evaluating(timeouts),
         )
 
     async def _wait(self, timeout: timedelta) -> None:

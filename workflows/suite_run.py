@@ -13,10 +13,15 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.suites import SuiteActivities
     from core.settings import TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE
-    from schemas.workflow_io import FailSuiteRunInput, RunSuiteInput, RunSuiteResult, SuiteRunInput
-    from workflows.lifecycle import failure_message
+    from schemas.workflow_io import ActivityTimeouts, FailSuiteRunInput, RunSuiteInput, RunSuiteResult, SuiteRunInput
+    from workflows.lifecycle import PhaseOptions, failure_message
 
 BOOKKEEPING_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=10)
+
+
+def evaluating(timeouts: ActivityTimeouts) -> dict:
+    """The options of an activity that answers suite cases on the evaluate pool (a suite run, a release's shadow)."""
+    return PhaseOptions.on_queue(TASK_QUEUE_EVALUATE, timeouts.evaluate_seconds, timeouts).activity_options()
 
 
 @workflow.defn(name="SuiteRunWorkflow")
@@ -28,13 +33,7 @@ class SuiteRunWorkflow:
             return await workflow.execute_activity_method(
                 SuiteActivities.run_suite,
                 RunSuiteInput(run_id=inp.run_id),
-                task_queue=TASK_QUEUE_EVALUATE,
-                start_to_close_timeout=timedelta(seconds=timeouts.evaluate_seconds),
-                heartbeat_timeout=timedelta(seconds=timeouts.heartbeat_seconds),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=timeouts.retry_initial_seconds),
-                    maximum_attempts=timeouts.max_attempts,
-                ),
+                **evaluating(timeouts),
             )
         except ActivityError as err:
             message = failure_message(err)

@@ -59,7 +59,9 @@ def test_the_candidate_fails_when_more_prompts_broke_than_allowed(embedder):
     passed, reason, figures = shadow_verdict(found, current, candidate, max_broken=0)
     assert not passed and reason.endswith("more than 0 broken: ram: 'How much RAM does the server need?'")
     assert (figures["asked"], figures["broken"], figures["fixed"], figures["current_passed"]) == (2, 1, 1, 1)
-    assert figures["broken_cases"] == [{"id": "ram#1", "case_id": "ram", "prompt": "How much RAM does the server need?"}]
+    assert figures["broken_cases"] == [
+        {"id": "ram#1", "case_id": "ram", "prompt": "How much RAM does the server need?"}
+    ]
     passed, reason, _ = shadow_verdict(found, current, candidate, max_broken=1)
     assert passed and "1 broken, 1 fixed" in reason
     passed, reason, figures = shadow_verdict([], {}, {}, max_broken=0)

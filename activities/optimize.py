@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from activities.context import ActivityContext, invalid_input
 from db.models import Dataset, DatasetVersion, KnowledgeBase, MLTask
 from ml.examples import DatasetFormatError, Example, examples_to_jsonl
 from ml.focused_context import focused
+from ml.generation import QuestionAnswerGenerator
 from ml.grounded_targeting import changed_fact_examples, grounded_examples, random_chunk_examples
 from ml.optimizer import (
     OptimizationLog,
@@ -54,6 +57,8 @@ class OptimizeActivities:
                 elif inp.dataset_version != source.version:
                     raise invalid_input(f"dataset {inp.dataset_id} has no version {inp.dataset_version}")
 
+        # the local model writes generated examples' questions: loaded at most once, and only when something generates
+        generator = functools.cache(lambda: self._generator(inp))
         if inp.splits_key is None:
             splits, log = self._clean_and_split(source_key, source_format)
             train = splits.train
@@ -63,9 +68,9 @@ class OptimizeActivities:
             train = splits.train
             if inp.targeting and inp.previous_evaluation_key:
                 evaluation = self.ctx.read_model(inp.previous_evaluation_key, EvaluationReport)
-                train = self._target(inp, splits, evaluation, log, org_id)
+                train = self._target(inp, splits, evaluation, log, org_id, generator)
         if inp.knowledge_base_id:
-            train = train + self._changed_facts(inp, splits, train, log, org_id)
+            train = train + self._changed_facts(inp, splits, train, log, org_id, generator)
         leaks = find_leaks(train, splits.held_out())
         if leaks:  # a bug, never a user mistake: refuse to train on held-out material
             raise invalid_input(f"{len(leaks)} training examples copy held-out examples, e.g. {leaks[0]}")
@@ -112,7 +117,13 @@ class OptimizeActivities:
         )
 
     def _target(
-        self, inp: OptimizeInput, splits: Splits, evaluation: EvaluationReport, log: OptimizationLog, org_id: str
+        self,
+        inp: OptimizeInput,
+        splits: Splits,
+        evaluation: EvaluationReport,
+        log: OptimizationLog,
+        org_id: str,
+        generator: Callable[[], QuestionAnswerGenerator],
     ) -> list[Example]:
         """The training set aimed at the last round's bad cases. Without a knowledge base: the training examples
         nearest to each failure up-weighted, plus validated rewrites. With one: training-split bad cases up-weighted,
@@ -141,9 +152,8 @@ class OptimizeActivities:
             TargetingConfig(rewrites_per_example=0),
         )
         index, _ = self._knowledge_index(inp, org_id)
-        generator = self._generator(inp)
         grounded = grounded_examples(
-            evaluation.bad_cases, evaluation.suggestions, index, embed, generator, splits.held_out(), targeted.train
+            evaluation.bad_cases, evaluation.suggestions, index, embed, generator(), splits.held_out(), targeted.train
         )
         # the ablation's control: as many generated examples, from random chunks
         if inp.targeting_source == "random_chunks":
@@ -151,7 +161,7 @@ class OptimizeActivities:
                 len(grounded.examples),
                 index,
                 embed,
-                generator,
+                generator(),
                 splits.held_out(),
                 targeted.train,
                 seed=zlib.crc32(f"{inp.task_id}:{inp.iteration}".encode()),  # a new draw per task and round
@@ -164,7 +174,7 @@ class OptimizeActivities:
         log.grounded = {**grounded.log(), "source": inp.targeting_source}
         return targeted.train + grounded.examples
 
-    def _generator(self, inp: OptimizeInput):
+    def _generator(self, inp: OptimizeInput) -> QuestionAnswerGenerator:
         """The local model writes the questions of generated examples."""
         from ml.base_model import load_model_and_tokenizer
         from ml.generation import LocalGenerator
@@ -173,7 +183,13 @@ class OptimizeActivities:
         return LocalGenerator(model, tokenizer, batch_size=self.ctx.settings.generation_batch_size)
 
     def _changed_facts(
-        self, inp: OptimizeInput, splits: Splits, train: list[Example], log: OptimizationLog, org_id: str
+        self,
+        inp: OptimizeInput,
+        splits: Splits,
+        train: list[Example],
+        log: OptimizationLog,
+        org_id: str,
+        generator: Callable[[], QuestionAnswerGenerator],
     ) -> list[Example]:
         """A task that continues a parent grounded on an older version of the knowledge base (a knowledge update's
         re-training): examples generated from the statements the knowledge base holds now and did not then, each with
@@ -202,7 +218,7 @@ class OptimizeActivities:
         if previous is None:
             log.changed_facts = {"compared_with": None, "reason": f"no index version from {grounded_on} is kept"}
             return []
-        changed = changed_fact_examples(previous, current, embed, self._generator(inp), splits.held_out(), train)
+        changed = changed_fact_examples(previous, current, embed, generator(), splits.held_out(), train)
         copies = TargetingConfig().upweight
         log.changed_facts = {
             "compared_with": compared_with,

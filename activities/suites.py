@@ -15,7 +15,7 @@ from temporalio import activity
 from activities.context import ActivityContext, Heartbeater, invalid_input
 from core.errors import DomainError
 from core.status import SuiteRunStatus
-from db.models import KnowledgeBase, Organization, Release, SuiteRun
+from db.models import KnowledgeBase, Organization, SuiteRun
 from ml.release import CANDIDATE, CURRENT
 from schemas.workflow_io import (
     FailSuiteRunInput,
@@ -65,10 +65,9 @@ class SuiteActivities:
 
         with self.ctx.sessions() as session:
             plan = releases.shadow_plan(session, inp.release_id, datetime.fromisoformat(inp.since))
-            release = session.get_one(Release, inp.release_id)
             asked = shadow_cases(plan.prompts, plan.cases, embed, plan.limit)
-            indexes = self._indexes(session, release.org_id, [c.case for c in asked])
-            grader = self._grader(session, release.org_id) if any(c.case.judge for c in asked) else None
+            indexes = self._indexes(session, plan.org_id, [c.case for c in asked])
+            grader = self._grader(session, plan.org_id) if any(c.case.judge for c in asked) else None
         verdicts: dict[str, dict[str, bool]] = {}
         with Heartbeater() as heartbeat:
             for arm, target in plan.versions.items():

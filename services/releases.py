@@ -176,6 +176,7 @@ class ShadowPlan:
     """What the shadow of a step needs (`suites.shadow`): the step's real prompts, the cases of the blocking suites the
     release ran, each version as a suite run would answer with it, and how many prompts to ask and may break."""
 
+    org_id: str
     prompts: list[str]
     cases: list[Case]
     versions: dict[str, suites.RunTarget]  # current | candidate -> the model, adapter and retrieval settings
@@ -199,7 +200,7 @@ def shadow_plan(session: Session, release_id: str, since: datetime) -> ShadowPla
         for arm, number in ((CURRENT, release.current_version), (CANDIDATE, release.candidate_version))
         if (v := get_version(session, model, number))
     }
-    return ShadowPlan(prompts, cases, versions, thresholds.shadow_prompts, thresholds.max_shadow_broken)
+    return ShadowPlan(release.org_id, prompts, cases, versions, thresholds.shadow_prompts, thresholds.max_shadow_broken)
 
 
 def _judged_facts(session: Session, store: ObjectStore, release: Release, rows: list) -> dict | None:

@@ -5,21 +5,9 @@ from __future__ import annotations
 
 from suites.cases import parse_cases
 from suites.shadow import asked_as, shadow_cases, shadow_verdict
+from testkit.suites import CASES as SUITE_CASES
 
-CASES = parse_cases(
-    [
-        {"id": "ram", "prompt": "How much RAM does the server need?", "checks": [{"type": "number", "value": 4}]},
-        {
-            "id": "weather",
-            "messages": [
-                {"role": "user", "content": "Hi, I use FerroLink."},
-                {"role": "assistant", "content": "Hello! How can I help?"},
-                {"role": "user", "content": "What will the weather be tomorrow?"},
-            ],
-            "refusal": True,
-        },
-    ]
-)
+CASES = parse_cases([SUITE_CASES[1], SUITE_CASES[2]])  # "ram" (a fact check) and "weather" (a conversation)
 
 
 def test_a_case_asked_with_a_real_prompt_keeps_its_assertions_and_earlier_turns():

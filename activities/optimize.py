@@ -19,11 +19,13 @@ from ml.focused_context import focused
 from ml.generation import QuestionAnswerGenerator
 from ml.grounded_targeting import changed_fact_examples, grounded_examples, random_chunk_examples
 from ml.optimizer import (
+    CORRECTION_WEIGHT,
     OptimizationLog,
     SplitConfig,
     Splits,
     TargetingConfig,
     clean_dataset,
+    corrections_for_training,
     find_leaks,
     split_examples,
     target_bad_cases,
@@ -41,21 +43,8 @@ class OptimizeActivities:
 
     @activity.defn(name="optimize_dataset")
     def optimize_dataset(self, inp: OptimizeInput) -> OptimizeResult:
-        with self.ctx.sessions() as session:
-            source = session.get(Dataset, inp.dataset_id)
-            if source is None:
-                raise invalid_input(f"dataset {inp.dataset_id} does not exist")
-            source_key, source_format, org_id = source.storage_key, source.file_format, source.org_id
-            if inp.dataset_version is not None:  # the version the task pinned, whatever the dataset's head is now
-                pinned = session.scalars(
-                    select(DatasetVersion).where(
-                        DatasetVersion.dataset_id == inp.dataset_id, DatasetVersion.version == inp.dataset_version
-                    )
-                ).first()
-                if pinned is not None:
-                    source_key, source_format = pinned.storage_key, pinned.file_format
-                elif inp.dataset_version != source.version:
-                    raise invalid_input(f"dataset {inp.dataset_id} has no version {inp.dataset_version}")
+        # the version the task pinned, whatever the dataset's head is now
+        source_key, source_format, org_id = self._version_file(inp.dataset_id, inp.dataset_version)
 
         # the local model writes generated examples' questions: loaded at most once, and only when something generates
         generator = functools.cache(lambda: self._generator(inp))
@@ -69,6 +58,8 @@ class OptimizeActivities:
             if inp.targeting and inp.previous_evaluation_key:
                 evaluation = self.ctx.read_model(inp.previous_evaluation_key, EvaluationReport)
                 train = self._target(inp, splits, evaluation, log, org_id, generator)
+        if inp.corrections_dataset_id:
+            train = train + self._corrections(inp, splits, log)
         if inp.knowledge_base_id:
             train = train + self._changed_facts(inp, splits, train, log, org_id, generator)
         leaks = find_leaks(train, splits.held_out())
@@ -115,6 +106,46 @@ class OptimizeActivities:
             contexts_key=contexts_key,
             knowledge_base_version=knowledge_base_version,
         )
+
+    def _version_file(self, dataset_id: str, version: int | None) -> tuple[str, str, str]:
+        """(storage key, format, organization) of the dataset at `version`; None, or the first version of a dataset
+        made before versions were recorded: the dataset's own file."""
+        with self.ctx.sessions() as session:
+            dataset = session.get(Dataset, dataset_id)
+            if dataset is None:
+                raise invalid_input(f"dataset {dataset_id} does not exist")
+            if version is None:
+                return dataset.storage_key, dataset.file_format, dataset.org_id
+            pinned = session.scalars(
+                select(DatasetVersion).where(DatasetVersion.dataset_id == dataset_id, DatasetVersion.version == version)
+            ).first()
+            if pinned is not None:
+                return pinned.storage_key, pinned.file_format, dataset.org_id
+            if version != dataset.version:
+                raise invalid_input(f"dataset {dataset_id} has no version {version}")
+            return dataset.storage_key, dataset.file_format, dataset.org_id
+
+    def _corrections(self, inp: OptimizeInput, splits: Splits, log: OptimizationLog) -> list[Example]:
+        """A feedback round's corrected answers, to train on besides the training split (less any that copies a
+        held-out question); what was kept and left out goes into the log."""
+        assert inp.corrections_dataset_id is not None
+        storage_key, file_format, _ = self._version_file(inp.corrections_dataset_id, inp.corrections_dataset_version)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = get_file(self.ctx.store, storage_key, Path(tmp) / f"corrections.{file_format}")
+            try:
+                cleaned = clean_dataset(local, file_format)
+            except DatasetFormatError as exc:
+                raise invalid_input(f"the corrections dataset {inp.corrections_dataset_id}: {exc}") from exc
+        source = {"dataset_id": inp.corrections_dataset_id, "version": inp.corrections_dataset_version}
+        corrections = corrections_for_training(cleaned.examples, splits.held_out(), source)
+        log.corrections = {
+            **source,
+            "rows_in": cleaned.rows_in,
+            "trained": len(corrections.examples),
+            "weight": CORRECTION_WEIGHT,
+            "near_held_out": [e.question for e in corrections.near_held_out],
+        }
+        return corrections.examples
 
     def _target(
         self,

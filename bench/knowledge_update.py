@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 import time
 from dataclasses import dataclass
@@ -39,26 +38,36 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from activities.context import ActivityContext
-from activities.evaluate import evaluation_config
 from bench.common import write_result
-from cli.demo import DEMO_HYPERPARAMETERS, DEMO_KNOWLEDGE_BASE, DEMO_RAG, SAMPLE_DATASET, SAMPLE_KNOWLEDGE
+from bench.sample_task import (
+    MODEL,
+    Setup,
+    answers,
+    first_version,
+    gate_of,
+    minutes,
+    model_label,
+    on_stack,
+    passages,
+    readable,
+    sample_rows,
+    setup,
+    share,
+    upload_documents,
+)
+from cli.demo import DEMO_RAG, SAMPLE_DATASET, SAMPLE_KNOWLEDGE
 from cli.stack import temporal_binary
-from core.settings import Settings, configure_process_environment
-from db.models import Dataset, KnowledgeBase
-from db.session import migrate
-from facts.stats import mcnemar_exact, wilson_interval
-from ml.evaluator import generate_answers, verdict_of
-from ml.examples import Example, examples_from_jsonl, record_checks, record_to_pair
+from core.settings import configure_process_environment
+from db.models import Dataset
+from facts.stats import mcnemar_exact
+from ml.evaluator import verdict_of
+from ml.examples import Example, examples_from_jsonl
 from ml.optimizer import Splits
-from services import knowledge
 from storage.keys import first_splits_key, optimized_dataset_id, optimized_prefix
-from storage.object_store import get_bytes, get_dir
-from testkit.api import api_client, create_task, wait_for_gate, wait_for_knowledge_base, wait_until_done, with_temporal
-from testkit.model import TINY_HYPERPARAMETERS, build_tiny_model
-from testkit.phases import running_workers
+from storage.object_store import get_bytes
+from testkit.api import wait_for_knowledge_base, wait_until_done
 from testkit.polling import poll_until
 
-MODEL = "ferrolink-assistant"
 TARGET_EFFICACY = 0.9  # issue 19's target: changed facts served with the new value, within 10 minutes of the upload
 TARGET_MINUTES = 10.0
 TARGET_RETENTION = 0.95
@@ -171,19 +180,6 @@ def corrected(change: Change, checks: list[dict[str, Any]]) -> list[dict[str, An
     return out
 
 
-def sample_rows() -> list[dict[str, Any]]:
-    return [json.loads(line) for line in SAMPLE_DATASET.read_text().splitlines() if line.strip()]
-
-
-def readable(row: dict[str, Any]) -> tuple[str, str, list[dict[str, Any]]] | None:
-    """The row's question, answer and checks; None for the sample's deliberate noise that the upload leaves out."""
-    try:
-        question, answer = record_to_pair(row)
-        return question, answer, record_checks(row) or []
-    except ValueError:
-        return None
-
-
 def changed_fact_rows(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[Change]]]:
     """Each row of the dataset that asks one or more changed facts, with those."""
     found = []
@@ -226,30 +222,6 @@ def questions(rows: list[dict[str, Any]], test: list[Example]) -> list[Question]
     return out
 
 
-def passages(ctx: ActivityContext, kb_id: str, asked: list[Question], top_k: int) -> list[list[str]]:
-    """The top-k passages of the knowledge base's live index for each question, as serving retrieves them."""
-    cache = knowledge.IndexCache(ctx.store)
-    with ctx.sessions() as session:
-        kb = session.get_one(KnowledgeBase, kb_id)
-        return [[h.chunk.text for h in knowledge.search(session, cache, kb, q.now.question, top_k)] for q in asked]
-
-
-def answer(
-    ctx: ActivityContext, model_name: str, adapter_key: str, asked: list[Question], contexts: list[list[str]] | None
-) -> list[str]:
-    """Greedy answers of the base model with the adapter at `adapter_key`, with `contexts` or closed book, at the
-    evaluation's settings."""
-    from ml.base_model import load_model_and_tokenizer, with_adapter
-
-    config = evaluation_config(ctx.settings)
-    model, tokenizer = load_model_and_tokenizer(model_name, ctx.settings.model_cache_dir)
-    with tempfile.TemporaryDirectory() as tmp:
-        tuned = with_adapter(model, get_dir(ctx.store, adapter_key, Path(tmp) / "adapter"), merge=True)
-    return generate_answers(
-        tuned, tokenizer, [q.now.question for q in asked], config.batch_size, config.max_new_tokens, contexts=contexts
-    )
-
-
 def verdicts(asked: list[Question], answers: list[str], before: bool = False) -> list[bool | None]:
     """Right or wrong by each question's checks (those that held before the update with `before`)."""
     out = []
@@ -257,18 +229,6 @@ def verdicts(asked: list[Question], answers: list[str], before: bool = False) ->
         example = question.before if before else question.now
         out.append(None if example is None else verdict_of(example, got)[0])
     return out
-
-
-def share(right: list[bool | None]) -> dict[str, Any]:
-    judged = [r for r in right if r is not None]
-    n_right = sum(1 for r in judged if r)
-    low, high = wilson_interval(n_right, len(judged))
-    return {
-        "right": n_right,
-        "of": len(judged),
-        "share": round(n_right / len(judged), 4) if judged else None,
-        "ci95": [round(low, 4), round(high, 4)],
-    }
 
 
 def arm_figures(
@@ -315,85 +275,12 @@ def paired(first: list[bool | None], second: list[bool | None], indices: list[in
     }
 
 
-@dataclass
-class Setup:
-    model_name: str
-    hyperparameters: dict[str, Any]
-    settings: dict[str, Any]
-    rows: list[dict[str, Any]]
-    timeout: float
-
-
-def setup(data_dir: Path, quick: bool, max_steps: int | None) -> Setup:
-    rows = sample_rows()
-    if not quick:
-        hyperparameters = {
-            **DEMO_HYPERPARAMETERS,
-            "max_seq_length": DEMO_RAG["max_seq_length"],
-            **({"max_steps": max_steps} if max_steps else {}),
-        }
-        return Setup("smollm2-135m-instruct", hyperparameters, {}, rows, timeout=3 * 3600)
-    changed = [row for row, _ in changed_fact_rows(rows)]
-    others = [row for row in rows if row not in changed][:QUICK_ROWS]
-    return Setup(
-        str(build_tiny_model(data_dir / "tiny-model")),
-        {**TINY_HYPERPARAMETERS, "max_seq_length": 320, **({"max_steps": max_steps} if max_steps else {})},
-        {
-            "retrain_quiet_seconds": 1,
-            "retrain_poll_seconds": 0.3,
-            "knowledge_settle_seconds": 0.3,
-            "split_min_examples": 4,
-            "generation_batch_size": 16,
-            "max_new_tokens": 12,
-        },
-        changed + others,
-        timeout=600,
-    )
-
-
-async def upload_documents(api: httpx.AsyncClient, kb_id: str, documents: dict[str, bytes]) -> None:
-    for name, content in documents.items():
-        response = await api.post(f"/api/v1/knowledge-bases/{kb_id}/documents", files={"file": (name, content)})
-        assert response.status_code == 202, response.text
-
-
-async def promote(api: httpx.AsyncClient, version: int, timeout: float) -> dict[str, Any]:
-    """Ask the gate to promote `version` to production; when it refuses, force it (the result says so)."""
-    asked = await api.post(f"/api/v1/models/{MODEL}/versions/{version}/promote", json={"alias": "production"})
-    assert asked.status_code == 202, asked.text
-    gate = await wait_for_gate(api, asked.headers["Location"], timeout=timeout)
-    outcome = {"gate": gate["status"], "reason": gate["reason"], "forced": False}
-    if gate["status"] != "PROMOTED":
-        forced = await api.post(
-            f"/api/v1/models/{MODEL}/versions/{version}/promote",
-            json={
-                "alias": "production",
-                "force": True,
-                "reason": f"knowledge-update bench: the gate said {gate['status']}",
-            },
-        )
-        assert forced.json()["status"] == "PROMOTED", forced.text
-        outcome["forced"] = True
-    return outcome
-
-
 async def child_of(api: httpx.AsyncClient, task_id: str, timeout: float) -> str:
     async def children() -> list[dict]:
         return [t for t in (await api.get("/api/v1/tasks")).json()["items"] if t["parent_task_id"] == task_id]
 
     found = await poll_until(children, timeout=timeout, interval=1, what=f"an incremental task of {task_id}")
     return found[0]["task_id"]
-
-
-async def gate_of(api: httpx.AsyncClient, version: int, timeout: float) -> dict[str, Any]:
-    """The gate that the version went before by itself, once it has decided."""
-
-    async def gates() -> list[dict]:
-        items = (await api.get(f"/api/v1/models/{MODEL}/gates")).json()["items"]
-        return [g for g in items if g["candidate_version"] == version]
-
-    found = await poll_until(gates, timeout=timeout, interval=1, what=f"a gate for version {version}")
-    return await wait_for_gate(api, f"/api/v1/models/{MODEL}/gates/{found[0]['gate_id']}", timeout=timeout)
 
 
 def changed_fact_training(ctx: ActivityContext, task_id: str) -> dict[str, Any]:
@@ -412,11 +299,6 @@ def changed_fact_training(ctx: ActivityContext, task_id: str) -> dict[str, Any]:
     return {"log": log, "examples": [{"question": q, "answer": a} for q, a in sorted(added)]}
 
 
-def minutes(since: datetime, until: str | datetime) -> float:
-    moment = datetime.fromisoformat(until) if isinstance(until, str) else until
-    return round((moment - since).total_seconds() / 60, 2)
-
-
 async def measure(quick: bool, max_steps: int | None) -> dict[str, Any]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(), dev_server_log_level="error"
@@ -431,19 +313,12 @@ async def measure(quick: bool, max_steps: int | None) -> dict[str, Any]:
 async def run_bench(env: WorkflowEnvironment, data_dir: Path, quick: bool, max_steps: int | None) -> dict[str, Any]:
     """The whole knowledge update on the Temporal server of `env`, its files in `data_dir`."""
     started = time.perf_counter()
-    run = setup(data_dir, quick, max_steps)
-    # the real model is de-quantized once into the checkout's cache, as the other benchmarks do
-    cache = data_dir / "model-cache" if quick else Path(".wlops/model-cache").resolve()
-    # one login drives the whole run, longer than an access token's default 15 minutes
-    settings = with_temporal(
-        Settings(data_dir=data_dir / "wlops", model_cache=cache, access_token_minutes=240), env, **run.settings
-    )
-    migrate(settings.resolved_database_url)
-    ctx = ActivityContext.from_settings(settings)
-    dataset_path = data_dir / SAMPLE_DATASET.name
-    dataset_path.write_text("".join(json.dumps(row) + "\n" for row in run.rows))
-    async with running_workers(env.client, ctx), api_client(settings, "bench", "bench") as api:
-        result = await knowledge_update(api, ctx, run, dataset_path)
+    rows = sample_rows()
+    if quick:
+        changed = [row for row, _ in changed_fact_rows(rows)]
+        rows = changed + [row for row in rows if row not in changed][:QUICK_ROWS]
+    run = setup(data_dir, rows, quick, max_steps)
+    result = await on_stack(env, data_dir, run, knowledge_update)
     result["seconds"] = round(time.perf_counter() - started)
     return result
 
@@ -452,42 +327,23 @@ async def knowledge_update(
     api: httpx.AsyncClient, ctx: ActivityContext, run: Setup, dataset_path: Path
 ) -> dict[str, Any]:
     # 1. the knowledge base, the dataset, a task that follows the knowledge base, promoted to production
-    kb_id = (await api.post("/api/v1/knowledge-bases", json=DEMO_KNOWLEDGE_BASE)).json()["knowledge_base_id"]
-    documents = {p.name: p.read_bytes() for p in sorted(SAMPLE_KNOWLEDGE.iterdir()) if p.is_file()}
-    await upload_documents(api, kb_id, documents)
-    await wait_for_knowledge_base(api, kb_id, version=1, timeout=run.timeout)
-    uploaded = await api.post(
-        "/api/v1/datasets",
-        files={"file": (dataset_path.name, dataset_path.read_bytes())},
-        data={"name": "FerroLink support FAQ"},
-    )
-    assert uploaded.status_code == 201, uploaded.text
-    dataset_id = uploaded.json()["dataset_id"]
-    parent = await create_task(
+    first = await first_version(
         api,
-        "standard",
-        {
-            "task_name": "FerroLink assistant (follows its documents)",
-            "model_name": run.model_name,
-            "dataset_id": dataset_id,
-            "hyperparameters": run.hyperparameters,
-            "knowledge_base_id": kb_id,
-            "retrieval_top_k": DEMO_RAG["retrieval_top_k"],
-            "retrain_on_change": True,
-            "register_as": MODEL,
-        },
+        run,
+        dataset_path,
+        task_name="FerroLink assistant (follows its documents)",
+        retrain_on_change=True,
+        bench="knowledge-update",
     )
-    await api.post(f"/api/v1/tasks/{parent['task_id']}/start")
-    parent = await wait_until_done(api, parent["task_id"], timeout=run.timeout)
-    assert parent["status"] == "COMPLETED", parent["error"]
-    first_promotion = await promote(api, 1, run.timeout)
+    kb_id, parent, first_promotion, documents = first.kb_id, first.task, first.promotion, first.documents
     versions = {v["version"]: v for v in (await api.get(f"/api/v1/models/{MODEL}/versions")).json()["items"]}
     test = Splits.from_json(ctx.read_json(first_splits_key(parent["task_id"]))).test
     asked = questions(run.rows, test)
     top_k = DEMO_RAG["retrieval_top_k"]
-    old_passages = await asyncio.to_thread(passages, ctx, kb_id, asked, top_k)
-    before_rag = await asyncio.to_thread(answer, ctx, run.model_name, versions[1]["adapter_key"], asked, old_passages)
-    before_closed = await asyncio.to_thread(answer, ctx, run.model_name, versions[1]["adapter_key"], asked, None)
+    texts = [q.now.question for q in asked]
+    old_passages = await asyncio.to_thread(passages, ctx, kb_id, texts, top_k)
+    before_rag = await asyncio.to_thread(answers, ctx, run.model_name, versions[1]["adapter_key"], texts, old_passages)
+    before_closed = await asyncio.to_thread(answers, ctx, run.model_name, versions[1]["adapter_key"], texts, None)
 
     # 2. the changed documents, uploaded as new versions
     changed: dict[str, str] = {}
@@ -518,14 +374,14 @@ async def knowledge_update(
             q.kind = "retention_stale"
 
     # 4. and 5. the arms, on the same questions and the new index's passages
-    new_passages = await asyncio.to_thread(passages, ctx, kb_id, asked, top_k)
+    new_passages = await asyncio.to_thread(passages, ctx, kb_id, texts, top_k)
     old, new = versions[1]["adapter_key"], versions[2]["adapter_key"]
-    answers = {
-        PRODUCT: await asyncio.to_thread(answer, ctx, run.model_name, new, asked, new_passages),
-        RETRIEVAL_ONLY: await asyncio.to_thread(answer, ctx, run.model_name, old, asked, new_passages),
-        RETRAINED_CLOSED_BOOK: await asyncio.to_thread(answer, ctx, run.model_name, new, asked, None),
+    answered = {
+        PRODUCT: await asyncio.to_thread(answers, ctx, run.model_name, new, texts, new_passages),
+        RETRIEVAL_ONLY: await asyncio.to_thread(answers, ctx, run.model_name, old, texts, new_passages),
+        RETRAINED_CLOSED_BOOK: await asyncio.to_thread(answers, ctx, run.model_name, new, texts, None),
     }
-    right = {arm: verdicts(asked, got) for arm, got in answers.items()}
+    right = {arm: verdicts(asked, got) for arm, got in answered.items()}
     before = {"rag": verdicts(asked, before_rag, before=True), "closed_book": verdicts(asked, before_closed, True)}
     arms = {
         PRODUCT: arm_figures(asked, right[PRODUCT], before["rag"], to_serving),
@@ -540,7 +396,7 @@ async def knowledge_update(
         "dataset": SAMPLE_DATASET.name,
         "rows": len(run.rows),
         "knowledge_base": str(SAMPLE_KNOWLEDGE.relative_to(SAMPLE_KNOWLEDGE.parents[2])),
-        "model": "tiny random model (--quick)" if run.model_name != "smollm2-135m-instruct" else run.model_name,
+        "model": model_label(run),
         "hyperparameters": run.hyperparameters,
         "settings": run.settings,
         "changes": [{"fact": c.name, "document": c.document, "old": c.old_text, "new": c.new_text} for c in CHANGES],
@@ -603,7 +459,7 @@ async def knowledge_update(
                 "kind": q.kind,
                 "change": q.change,
                 "question": q.now.question,
-                **{f"{arm}": {"answer": answers[arm][i], "right": right[arm][i]} for arm in answers},
+                **{f"{arm}": {"answer": answered[arm][i], "right": right[arm][i]} for arm in answered},
                 "before_rag": {"answer": before_rag[i], "right": before["rag"][i]},
             }
             for i, q in enumerate(asked)

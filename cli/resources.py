@@ -332,6 +332,13 @@ def start_task(api: ApiClient, args: argparse.Namespace, task_id: str) -> int | 
     return watch_task(api, args, task_id) if args.watch else None
 
 
+def tasks_feedback_round(api: ApiClient, args: argparse.Namespace) -> int | None:
+    body = given(dataset_id=args.dataset, dataset_version=args.version, task_name=args.name)
+    task = api.call("POST", url("tasks", args.id, "feedback-rounds"), json=body)
+    output(args, task, details)
+    return watch_task(api, args, task["task_id"]) if args.watch else None
+
+
 def task_action(verb: str) -> Handler:
     return lambda api, args: output(args, api.call("POST", url("tasks", args.id, verb)), action_view)
 
@@ -912,6 +919,17 @@ def add_resource_commands(commands: argparse._SubParsersAction) -> None:
     command(tasks, "show", tasks_show, "show a task, with its live training progress").add_argument("id")
     for verb in ("pause", "resume", "cancel"):
         command(tasks, verb, task_action(verb), f"{verb} a running task").add_argument("id")
+    parser = command(
+        tasks,
+        "feedback-round",
+        tasks_feedback_round,
+        "continue a completed task with a dataset of corrected answers (exported from the QA history); started at once",
+    )
+    parser.add_argument("id")
+    parser.add_argument("--dataset", required=True, metavar="ID", help="the corrections dataset")
+    parser.add_argument("--version", type=int, metavar="N", help="its version (default: the head)")
+    parser.add_argument("--name", help="the new task's name")
+    parser.add_argument("--watch", action="store_true", help="follow it until it ends")
     with_limit(command(tasks, "list", tasks_list, "list the organization's tasks")).add_argument(
         "--status", help="only tasks in this status"
     )

@@ -229,6 +229,10 @@ class MLTask(Base):
     dataset_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # the registered model its final adapter joins
     register_as: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # a feedback round: the dataset of corrected answers (and its version) it trains on besides its parent's training
+    # split, every row in training and none held out
+    corrections_dataset_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    corrections_dataset_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -277,6 +277,35 @@ def split_examples(examples: list[Example], config: SplitConfig | None = None) -
     return Splits(*([examples[i] for i in sorted(parts[name])] for name in ("train", "feedback", "test")))
 
 
+CORRECTION_WEIGHT = 2  # a corrected answer is trained on twice: a user asked for it to change
+
+
+@dataclass
+class Corrections:
+    examples: list[Example]  # to train on, each with CORRECTION_WEIGHT
+    near_held_out: list[Example]  # left out: their questions copy a held-out one
+
+
+def corrections_for_training(
+    corrections: Sequence[Example], held_out: Sequence[Example], source: dict[str, Any]
+) -> Corrections:
+    """A feedback round's corrected answers as training examples: weighted, their lineage naming `source` (the
+    dataset and version), less those that copy a held-out example (the locked test split stays unseen; the feedback
+    split too, or the loop would score on what it trained on)."""
+    leaked = {training_id for training_id, _, _ in find_leaks(corrections, held_out)}
+    kept = [
+        replace(
+            example,
+            weight=CORRECTION_WEIGHT,
+            origin="correction",
+            lineage=[*example.lineage, {"action": "corrected_answer", **source}],
+        )
+        for example in corrections
+        if example.id not in leaked
+    ]
+    return Corrections(kept, [example for example in corrections if example.id in leaked])
+
+
 def find_leaks(
     training: Sequence[Example], held_out: Sequence[Example], similarity: float = NEAR_DUPLICATE_SIMILARITY
 ) -> list[tuple[str, str, float]]:
@@ -337,6 +366,7 @@ class OptimizationLog:
     grounded: dict[str, Any] | None = None  # grounded targeting: chunks, candidates, added, rejections
     derived_checks: int = 0  # rows whose fact checks were derived from their answers (the rest carried their own)
     changed_facts: dict[str, Any] | None = None  # a knowledge update's re-training: examples from the new statements
+    corrections: dict[str, Any] | None = None  # a feedback round: the corrected answers trained on, and those left out
 
 
 @dataclass

@@ -123,6 +123,20 @@ class ContinuousTaskCreate(StandardTaskCreate):
     )
 
 
+class FeedbackRoundCreate(RequestModel):
+    dataset_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description=(
+            "The corrected answers to learn (usually exported from the QA history with POST /api/v1/qa/export). Every "
+            "row joins the training split, twice; a row whose question copies a held-out question is left out and "
+            "counted in the optimization log, so the locked test split stays unseen."
+        ),
+    )
+    dataset_version: int | None = Field(default=None, ge=1, description="Its version (default: the head).")
+    task_name: str | None = Field(default=None, min_length=1, max_length=200, pattern=NO_NUL)
+
+
 class DatasetPublic(BaseModel):
     dataset_id: str
     name: str
@@ -353,6 +367,12 @@ class TaskPublic(BaseModel):
     register_as: str | None = Field(
         default=None, description="The registered model its final adapter joins (null: the task name)."
     )
+    corrections_dataset_id: str | None = Field(
+        default=None,
+        description="A feedback round: the dataset of corrected answers it trains on besides its parent's training "
+        "split.",
+    )
+    corrections_dataset_version: int | None = None
     error: str | None
     created_at: UtcDateTime
     updated_at: UtcDateTime

@@ -126,6 +126,9 @@ class FineTuningInput:
     # the dataset version the task pinned when it was made (None: a task made before dataset versions reads the
     # dataset's file)
     dataset_version: int | None = None
+    # a feedback round: the corrected answers (a dataset, at a version) it trains on besides its parent's training split
+    corrections_dataset_id: str | None = None
+    corrections_dataset_version: int | None = None
 
 
 @dataclass
@@ -180,6 +183,9 @@ class OptimizeInput:
     targeting_source: str = "bad_cases"  # bad_cases | random_chunks (the ablation's control)
     dataset_version: int | None = None  # the version of `dataset_id` the task pinned (None: the dataset's file)
     context_statements: int | None = None  # each prompt's passages cut to this many statements (None: whole chunks)
+    # a feedback round: a dataset of corrected answers, at this version, whose rows all join the training split
+    corrections_dataset_id: str | None = None
+    corrections_dataset_version: int | None = None
 
 
 @dataclass

@@ -7,7 +7,8 @@ Nodes and the edges between them (upstream → downstream):
   next one, the last of them → the `document`;
 - `document` (a knowledge-base document, at its current version) → its `knowledge_base`;
 - `knowledge_base` → the `dataset_version`s generated from it, and the `task`s that ground on it;
-- `dataset_version` → the next version made from it, and the `task`s that pinned it;
+- `dataset_version` → the next version made from it, and the `task`s that pinned it or learned its corrections (a
+  feedback round);
 - `task` → its `iteration`s, and the incremental `task`s that continue it;
 - `iteration` → the `model_version` its adapter became;
 - `model_version` → the `alias`es that point at it, and the `qa_answer`s it gave;
@@ -24,7 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from core.errors import Invalid, NotFound
@@ -225,7 +226,18 @@ class Walk:
             dataset_id, _, number = node.id.rpartition("@")
             dataset = s.get_one(Dataset, dataset_id)
             later = [f"{dataset_id}@{int(number) + 1}"] if int(number) < dataset.version else []
-            tasks = s.scalars(select(MLTask.id).where(MLTask.org_id == org, trained_on(dataset_id, {int(number)})))
+            tasks = s.scalars(
+                select(MLTask.id).where(
+                    MLTask.org_id == org,
+                    or_(
+                        trained_on(dataset_id, {int(number)}),
+                        and_(
+                            MLTask.corrections_dataset_id == dataset_id,
+                            MLTask.corrections_dataset_version == int(number),
+                        ),
+                    ),
+                )
+            )
             return self._nodes("dataset_version", later) + self._nodes("task", list(tasks))
         if node.kind == "task":
             task = s.get_one(MLTask, node.id)
@@ -283,6 +295,10 @@ class Walk:
         if node.kind == "task":
             task = s.get_one(MLTask, node.id)
             up = self._nodes("dataset_version", [f"{task.dataset_id}@{task.dataset_version or 1}"])
+            if task.corrections_dataset_id:
+                up += self._nodes(
+                    "dataset_version", [f"{task.corrections_dataset_id}@{task.corrections_dataset_version}"]
+                )
             if task.knowledge_base_id:
                 up += self._nodes("knowledge_base", [task.knowledge_base_id])
             if task.parent_task_id:

@@ -202,6 +202,8 @@ def workflow_input(task: MLTask, settings: Settings, targeting: bool = True) -> 
         retrieval_top_k=task.retrieval_top_k,
         context_statements=task.context_statements,
         oracle_fraction=settings.raft_oracle_fraction,
+        corrections_dataset_id=task.corrections_dataset_id,
+        corrections_dataset_version=task.corrections_dataset_version,
     )
 
 

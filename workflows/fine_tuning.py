@@ -256,6 +256,8 @@ class FineTuningWorkflow:
                 oracle_fraction=task.oracle_fraction,
                 model_name=task.model_name,
                 targeting_source=task.targeting_source,
+                corrections_dataset_id=task.corrections_dataset_id,
+                corrections_dataset_version=task.corrections_dataset_version,
             ),
             _phase_options(task, TASK_QUEUE_OPTIMIZE, timeouts.optimize_seconds, heartbeat=False),
             input_dataset_id=previous.dataset_id if previous else task.dataset_id,

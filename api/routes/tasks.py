@@ -16,6 +16,7 @@ from db.models import MLTask, TaskEvent
 from schemas.api import (
     ContinuousTaskCreate,
     ExecutionPublic,
+    FeedbackRoundCreate,
     StandardTaskCreate,
     TaskAction,
     TaskList,
@@ -23,7 +24,7 @@ from schemas.api import (
     TrainingProgressPublic,
 )
 from schemas.reports import AnswerList, StoredTaskReport
-from services import task_events
+from services import incremental, task_events
 from services import tasks as service
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
@@ -124,6 +125,26 @@ async def start_task(
 ) -> TaskAction:
     task = await service.start_task(session, temporal, settings, task_id, org_id=caller.org_id)
     return TaskAction(task_id=task_id, status=task.status, detail="workflow started (or already running)")
+
+
+@router.post("/{task_id}/feedback-rounds", status_code=201, response_model=TaskPublic)
+async def start_feedback_round(
+    caller: TasksWrite,
+    session: SessionDep,
+    settings: SettingsDep,
+    store: StoreDep,
+    temporal: TemporalDep,
+    task_id: str,
+    body: FeedbackRoundCreate,
+    response: Response,
+) -> TaskPublic:
+    """Continue the COMPLETED task with a dataset of corrected answers: an incremental task, started, that trains from
+    the task's final adapter on its training split and on every correction, on the task's locked splits. Its final
+    adapter joins the task's registered model and goes before the gate of each alias serving the task's version."""
+    child = await incremental.start_feedback_round(
+        session, temporal, store, settings, task_id, body, org_id=caller.org_id, created_by=caller.user_id
+    )
+    return _created(child, settings, response)
 
 
 @router.post("/{task_id}/pause", status_code=202, response_model=TaskAction)

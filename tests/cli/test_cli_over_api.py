@@ -423,6 +423,10 @@ async def test_a_task_is_created_started_and_watched_to_completion_with_real_wor
         }
         code, out, err = await cli("tasks", "pause", task_id)
         assert code == 1 and out == "" and "COMPLETED" in err  # an illegal transition: the API's 409
+        code, out, err = await cli("tasks", "feedback-round", task_id, "--dataset", "no-such-dataset")
+        assert (code, out) == (1, "") and "no-such-dataset" in err  # the API's 404
+        code, out, err = await cli("tasks", "feedback-round", loop_id)
+        assert code == 2 and "--dataset" in err  # a usage error
 
         for argv in (
             ("tasks", "watch", "no-such-task"),

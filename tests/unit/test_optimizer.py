@@ -9,12 +9,14 @@ import pytest
 
 from ml.examples import Example, normalize_text
 from ml.optimizer import (
+    CORRECTION_WEIGHT,
     REWRITE_TEMPLATES,
     CleaningConfig,
     SplitConfig,
     Splits,
     TargetingConfig,
     clean_dataset,
+    corrections_for_training,
     expand_weights,
     find_leaks,
     follow_dataset,
@@ -427,3 +429,22 @@ def test_follow_dataset_leaves_out_excluded_rows_and_takes_corrected_answers_in_
     # the same rows again change nothing; an unreadable record is no row
     again = follow_dataset(followed.splits, records + [{"text": "no pair"}])
     assert (again.dropped, again.corrected, again.splits) == (0, 0, followed.splits)
+
+
+def test_corrections_train_weighted_with_their_source_except_those_that_copy_a_held_out_question():
+    held_out = [Example("What port does the web console use?", "Port 7410.")]
+    corrections = [
+        Example("Can I pause the agent during a backup?", "Yes: run 'ferro agent pause'."),
+        # the held-out question under another answer, as a user's correction would put it: left out
+        Example("What port does the web console use ?", "The web console uses port 7420."),
+    ]
+    source = {"dataset_id": "corrections", "version": 3}
+    kept = corrections_for_training(corrections, held_out, source)
+    assert [(e.question, e.weight, e.origin) for e in kept.examples] == [
+        ("Can I pause the agent during a backup?", CORRECTION_WEIGHT, "correction")
+    ]
+    assert kept.examples[0].lineage == [{"action": "corrected_answer", "dataset_id": "corrections", "version": 3}]
+    assert [e.answer for e in kept.near_held_out] == ["The web console uses port 7420."]
+    assert corrections[0].weight == 1  # the inputs are not changed
+    # nothing held out: everything trains
+    assert len(corrections_for_training(corrections, [], source).examples) == 2

@@ -26,10 +26,8 @@ The real stack in process (`bench.sample_task`: a Temporal dev server, the worke
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -42,7 +40,6 @@ from scipy import stats
 from temporalio.testing import WorkflowEnvironment
 
 from activities.context import ActivityContext
-from bench.common import write_result
 from bench.sample_task import (
     MODEL,
     Setup,
@@ -55,12 +52,12 @@ from bench.sample_task import (
     on_stack,
     passages,
     readable,
+    run_loop_bench,
     sample_rows,
     setup,
     share,
 )
 from cli.demo import DEMO_RAG, SAMPLE_DATASET
-from cli.stack import temporal_binary
 from core.settings import configure_process_environment
 from facts.stats import mcnemar_exact
 from ml.evaluator import verdict_of
@@ -276,17 +273,6 @@ async def feedback_fix(
     }
 
 
-async def measure(quick: bool, max_steps: int | None) -> dict[str, Any]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(), dev_server_log_level="error"
-    )
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            return await run_bench(env, Path(tmp), quick, max_steps)
-    finally:
-        await env.shutdown()
-
-
 async def run_bench(env: WorkflowEnvironment, data_dir: Path, quick: bool, max_steps: int | None) -> dict[str, Any]:
     """The whole feedback round on the Temporal server of `env`, its files in `data_dir`."""
     started = time.perf_counter()
@@ -300,18 +286,7 @@ async def run_bench(env: WorkflowEnvironment, data_dir: Path, quick: bool, max_s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--max-steps", type=int, default=None, help="training steps per task (default: the demo's)")
-    parser.add_argument("--quick", action="store_true", help="the tiny random model on a subset: the path, not figures")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="where to write (default: bench/results/feedback_fix.json; with --quick, a file in the temp folder)",
-    )
-    args = parser.parse_args()
-    out = args.out or (Path(tempfile.gettempdir()) / "feedback_fix_quick.json" if args.quick else None)
-    write_result("feedback_fix", asyncio.run(measure(args.quick, args.max_steps)), out)
+    run_loop_bench("feedback_fix", __doc__, run_bench)
 
 
 if __name__ == "__main__":

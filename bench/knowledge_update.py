@@ -25,9 +25,7 @@ test's check that the path works; its figures mean nothing).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,7 +36,6 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from activities.context import ActivityContext
-from bench.common import write_result
 from bench.sample_task import (
     MODEL,
     Setup,
@@ -50,13 +47,13 @@ from bench.sample_task import (
     on_stack,
     passages,
     readable,
+    run_loop_bench,
     sample_rows,
     setup,
     share,
     upload_documents,
 )
 from cli.demo import DEMO_RAG, SAMPLE_DATASET, SAMPLE_KNOWLEDGE
-from cli.stack import temporal_binary
 from core.settings import configure_process_environment
 from db.models import Dataset
 from facts.stats import mcnemar_exact
@@ -299,17 +296,6 @@ def changed_fact_training(ctx: ActivityContext, task_id: str) -> dict[str, Any]:
     return {"log": log, "examples": [{"question": q, "answer": a} for q, a in sorted(added)]}
 
 
-async def measure(quick: bool, max_steps: int | None) -> dict[str, Any]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(), dev_server_log_level="error"
-    )
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            return await run_bench(env, Path(tmp), quick, max_steps)
-    finally:
-        await env.shutdown()
-
-
 async def run_bench(env: WorkflowEnvironment, data_dir: Path, quick: bool, max_steps: int | None) -> dict[str, Any]:
     """The whole knowledge update on the Temporal server of `env`, its files in `data_dir`."""
     started = time.perf_counter()
@@ -469,19 +455,7 @@ async def knowledge_update(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--max-steps", type=int, default=None, help="training steps per task (default: the demo's)")
-    parser.add_argument("--quick", action="store_true", help="the tiny random model on a subset: the path, not figures")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="where to write (default: bench/results/knowledge_update.json; with --quick, a file in the temp "
-        "folder, so that the tiny model's figures never replace the measured ones)",
-    )
-    args = parser.parse_args()
-    out = args.out or (Path(tempfile.gettempdir()) / "knowledge_update_quick.json" if args.quick else None)
-    write_result("knowledge_update", asyncio.run(measure(args.quick, args.max_steps)), out)
+    run_loop_bench("knowledge_update", __doc__, run_bench)
 
 
 if __name__ == "__main__":

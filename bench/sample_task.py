@@ -8,6 +8,8 @@ that the path works, whose figures mean nothing.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -21,7 +23,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.context import ActivityContext
 from activities.evaluate import evaluation_config
+from bench.common import write_result
 from cli.demo import DEMO_HYPERPARAMETERS, DEMO_KNOWLEDGE_BASE, DEMO_RAG, SAMPLE_DATASET, SAMPLE_KNOWLEDGE
+from cli.stack import temporal_binary
 from core.settings import Settings
 from db.models import KnowledgeBase
 from db.session import migrate
@@ -238,3 +242,35 @@ def share(right: list[bool | None]) -> dict[str, Any]:
 def minutes(since: datetime, until: str | datetime) -> float:
     moment = datetime.fromisoformat(until) if isinstance(until, str) else until
     return round((moment - since).total_seconds() / 60, 2)
+
+
+RunBench = Callable[[WorkflowEnvironment, Path, bool, int | None], Awaitable[dict[str, Any]]]
+
+
+async def on_dev_server(run_bench: RunBench, quick: bool, max_steps: int | None) -> dict[str, Any]:
+    """`run_bench` on a new Temporal dev server, its files in a temporary folder."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(), dev_server_log_level="error"
+    )
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            return await run_bench(env, Path(tmp), quick, max_steps)
+    finally:
+        await env.shutdown()
+
+
+def run_loop_bench(name: str, doc: str | None, run_bench: RunBench) -> None:
+    """A loop benchmark's command line (`--max-steps`, `--quick`, `--out`): runs it and writes its result."""
+    parser = argparse.ArgumentParser(description=(doc or name).split("\n\n")[0])
+    parser.add_argument("--max-steps", type=int, default=None, help="training steps per task (default: the demo's)")
+    parser.add_argument("--quick", action="store_true", help="the tiny random model on a subset: the path, not figures")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"where to write (default: bench/results/{name}.json; with --quick, a file in the temp folder, so that "
+        "the tiny model's figures never replace the measured ones)",
+    )
+    args = parser.parse_args()
+    out = args.out or (Path(tempfile.gettempdir()) / f"{name}_quick.json" if args.quick else None)
+    write_result(name, asyncio.run(on_dev_server(run_bench, args.quick, args.max_steps)), out)

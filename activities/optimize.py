@@ -29,6 +29,7 @@ from ml.optimizer import (
     find_leaks,
     split_examples,
     target_bad_cases,
+    within_budget,
 )
 from ml.retrieval_context import ContextConfig, held_out_contexts, retrieval_quality, training_contexts
 from schemas.reports import EvaluationReport, ExampleContext, RetrievedContexts
@@ -58,10 +59,15 @@ class OptimizeActivities:
             if inp.targeting and inp.previous_evaluation_key:
                 evaluation = self.ctx.read_model(inp.previous_evaluation_key, EvaluationReport)
                 train = self._target(inp, splits, evaluation, log, org_id, generator)
-        if inp.corrections_dataset_id:
-            train = train + self._corrections(inp, splits, log)
         if inp.knowledge_base_id:
             train = train + self._changed_facts(inp, splits, train, log, org_id, generator)
+        if inp.corrections_dataset_id:
+            # every correction trained on, twice, within the iteration's steps; the rest replayed in the room left
+            train, replay = within_budget(
+                self._corrections(inp, splits, log), train, inp.rows_per_iteration, zlib.crc32(inp.task_id.encode())
+            )
+            assert log.corrections is not None
+            log.corrections["replay"] = replay
         leaks = find_leaks(train, splits.held_out())
         if leaks:  # a bug, never a user mistake: refuse to train on held-out material
             raise invalid_input(f"{len(leaks)} training examples copy held-out examples, e.g. {leaks[0]}")
@@ -143,6 +149,7 @@ class OptimizeActivities:
             "rows_in": cleaned.rows_in,
             "trained": len(corrections.examples),
             "weight": CORRECTION_WEIGHT,
+            "removed_by_cleaning": cleaned.removed_counts,
             "near_held_out": [e.question for e in corrections.near_held_out],
         }
         return corrections.examples

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -304,6 +305,32 @@ def corrections_for_training(
         if example.id not in leaked
     ]
     return Corrections(kept, [example for example in corrections if example.id in leaked])
+
+
+def within_budget(
+    priority: Sequence[Example], rest: Sequence[Example], budget_rows: int | None, seed: int
+) -> tuple[list[Example], dict[str, Any]]:
+    """A training set that an iteration reaching only `budget_rows` rows (its `max_steps` batches) trains on whole:
+    every `priority` example (each counted `weight` times), and of `rest` a seeded sample that fills the room left
+    (replay: what keeps the rest of what the model knew). Everything when it fits, or with no budget."""
+
+    def rows(examples: Sequence[Example]) -> int:
+        return sum(max(1, e.weight) for e in examples)
+
+    needed, available = rows(priority), rows(rest)
+    if budget_rows is None or needed + available <= budget_rows:
+        return [*rest, *priority], {"budget_rows": budget_rows, "replayed": len(rest), "of": len(rest)}
+    room = max(0, budget_rows - needed)
+    order = list(range(len(rest)))
+    random.Random(seed).shuffle(order)
+    kept: set[int] = set()
+    used = 0
+    for i in order:
+        if used + max(1, rest[i].weight) <= room:
+            kept.add(i)
+            used += max(1, rest[i].weight)
+    replayed = [e for i, e in enumerate(rest) if i in kept]  # in their order
+    return [*replayed, *priority], {"budget_rows": budget_rows, "replayed": len(replayed), "of": len(rest)}
 
 
 def find_leaks(

@@ -24,6 +24,10 @@ class Hyperparameters:
     max_steps: int | None = None
     seed: int = 42
 
+    def rows_per_iteration(self) -> int | None:
+        """The most training rows an iteration reaches (`max_steps` batches); None: all of them, `epochs` times."""
+        return self.max_steps * self.batch_size if self.max_steps else None
+
     def validated(self) -> Hyperparameters:
         """Itself, or ValueError naming every value training cannot use."""
         problems = [
@@ -186,6 +190,9 @@ class OptimizeInput:
     # a feedback round: a dataset of corrected answers, at this version, whose rows all join the training split
     corrections_dataset_id: str | None = None
     corrections_dataset_version: int | None = None
+    # the most training rows an iteration reaches (None: all): a feedback round fits its training set to it, so that
+    # every correction is trained on
+    rows_per_iteration: int | None = None
 
 
 @dataclass

@@ -258,6 +258,7 @@ class FineTuningWorkflow:
                 targeting_source=task.targeting_source,
                 corrections_dataset_id=task.corrections_dataset_id,
                 corrections_dataset_version=task.corrections_dataset_version,
+                rows_per_iteration=task.hyperparameters.rows_per_iteration(),
             ),
             _phase_options(task, TASK_QUEUE_OPTIMIZE, timeouts.optimize_seconds, heartbeat=False),
             input_dataset_id=previous.dataset_id if previous else task.dataset_id,

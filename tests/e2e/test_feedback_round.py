@@ -100,3 +100,8 @@ async def test_a_feedback_round_trains_on_the_corrected_answers_and_never_on_a_h
     assert [(e.question, e.answer, e.weight) for e in learned] == [(USER_QUESTION, CORRECTED, CORRECTION_WEIGHT)]
     assert learned[0].lineage[-1] == {"action": "corrected_answer", "dataset_id": corrections, "version": 1}
     assert held_out.question not in {e.question for e in train}
+    # the iteration reaches max_steps batches: the training set is fitted to them, the correction's two copies
+    # included and the rest replayed in the room left, so nothing it holds goes untrained
+    budget = TINY_HYPERPARAMETERS["max_steps"] * TINY_HYPERPARAMETERS["batch_size"]
+    assert log["replay"]["budget_rows"] == budget and 0 < log["replay"]["replayed"] < log["replay"]["of"]
+    assert budget - 1 <= sum(max(1, e.weight) for e in train) <= budget

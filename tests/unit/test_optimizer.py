@@ -24,6 +24,7 @@ from ml.optimizer import (
     remove_near_duplicates,
     split_examples,
     target_bad_cases,
+    within_budget,
 )
 from schemas.reports import BadCase, Suggestion, SuggestionGroup
 
@@ -448,3 +449,18 @@ def test_corrections_train_weighted_with_their_source_except_those_that_copy_a_h
     assert corrections[0].weight == 1  # the inputs are not changed
     # nothing held out: everything trains
     assert len(corrections_for_training(corrections, [], source).examples) == 2
+
+
+def test_a_budget_keeps_every_priority_example_and_replays_a_seeded_sample_of_the_rest():
+    priority = [Example(f"fix {i}?", "Fixed.", weight=2) for i in range(3)]
+    rest = [Example(f"known {i}?", "Known.") for i in range(20)]
+    train, replay = within_budget(priority, rest, budget_rows=10, seed=1)
+    assert train[-3:] == priority and len(train) == 3 + 4  # 6 rows of corrections, 4 replayed
+    assert replay == {"budget_rows": 10, "replayed": 4, "of": 20}
+    assert within_budget(priority, rest, budget_rows=10, seed=1)[0] == train  # seeded
+    assert within_budget(priority, rest, budget_rows=10, seed=2)[0] != train
+    # it fits, or no budget: everything
+    assert len(within_budget(priority, rest, budget_rows=26, seed=1)[0]) == 23
+    assert within_budget(priority, rest, budget_rows=None, seed=1)[1] == {"budget_rows": None, "replayed": 20, "of": 20}
+    # corrections alone over the budget: all of them still, nothing replayed
+    assert within_budget(priority, rest, budget_rows=4, seed=1)[0] == priority

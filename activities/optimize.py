@@ -59,15 +59,13 @@ class OptimizeActivities:
             if inp.targeting and inp.previous_evaluation_key:
                 evaluation = self.ctx.read_model(inp.previous_evaluation_key, EvaluationReport)
                 train = self._target(inp, splits, evaluation, log, org_id, generator)
-        if inp.knowledge_base_id:
-            train = train + self._changed_facts(inp, splits, train, log, org_id, generator)
+        # what the round exists to teach: the statements a knowledge update changed, a feedback round's corrections
+        priority = self._changed_facts(inp, splits, train, log, org_id, generator) if inp.knowledge_base_id else []
         if inp.corrections_dataset_id:
-            # every correction trained on, twice, within the iteration's steps; the rest replayed in the room left
-            train, replay = within_budget(
-                self._corrections(inp, splits, log), train, inp.rows_per_iteration, zlib.crc32(inp.task_id.encode())
-            )
-            assert log.corrections is not None
-            log.corrections["replay"] = replay
+            priority += self._corrections(inp, splits, log)
+        if priority:
+            # trained on whole within the iteration's steps (each with its copies); the rest replayed in the room left
+            train, log.replay = within_budget(priority, train, inp.rows_per_iteration, zlib.crc32(inp.task_id.encode()))
         leaks = find_leaks(train, splits.held_out())
         if leaks:  # a bug, never a user mistake: refuse to train on held-out material
             raise invalid_input(f"{len(leaks)} training examples copy held-out examples, e.g. {leaks[0]}")

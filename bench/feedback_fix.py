@@ -242,6 +242,7 @@ async def feedback_fix(
             "task_id": child["task_id"],
             "minutes_to_trained": minutes(started_at, child["updated_at"]),
             "corrections": log.get("corrections"),
+            "replay": log.get("replay"),
         },
         "gate": {
             "status": gate["status"],

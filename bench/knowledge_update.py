@@ -286,14 +286,15 @@ def changed_fact_training(ctx: ActivityContext, task_id: str) -> dict[str, Any]:
     dataset_id = optimized_dataset_id(task_id, 1)
     with ctx.sessions() as session:
         row = session.get(Dataset, dataset_id)
-        log = (row.optimization_log or {}).get("changed_facts") if row is not None else None
+        logged = (row.optimization_log or {}) if row is not None else {}
+        log, replay = logged.get("changed_facts"), logged.get("replay")
     train = examples_from_jsonl(get_bytes(ctx.store, optimized_prefix(dataset_id) + "train.jsonl"))
     added = {
         (e.question, e.answer)
         for e in train
         if e.lineage and e.lineage[0].get("action") == "generated_from_changed_chunk"
     }
-    return {"log": log, "examples": [{"question": q, "answer": a} for q, a in sorted(added)]}
+    return {"log": log, "replay": replay, "examples": [{"question": q, "answer": a} for q, a in sorted(added)]}
 
 
 async def run_bench(env: WorkflowEnvironment, data_dir: Path, quick: bool, max_steps: int | None) -> dict[str, Any]:

@@ -394,6 +394,8 @@ class OptimizationLog:
     derived_checks: int = 0  # rows whose fact checks were derived from their answers (the rest carried their own)
     changed_facts: dict[str, Any] | None = None  # a knowledge update's re-training: examples from the new statements
     corrections: dict[str, Any] | None = None  # a feedback round: the corrected answers trained on, and those left out
+    # a round with examples it must teach (changed facts, corrections) fitted to its steps: the rest it replayed
+    replay: dict[str, Any] | None = None
 
 
 @dataclass

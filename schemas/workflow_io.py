@@ -190,8 +190,8 @@ class OptimizeInput:
     # a feedback round: a dataset of corrected answers, at this version, whose rows all join the training split
     corrections_dataset_id: str | None = None
     corrections_dataset_version: int | None = None
-    # the most training rows an iteration reaches (None: all): a feedback round fits its training set to it, so that
-    # every correction is trained on
+    # the most training rows an iteration reaches (None: all): a round that must teach some examples (a feedback
+    # round's corrections, a knowledge update's changed facts) fits its training set to it, so that each is trained on
     rows_per_iteration: int | None = None
 
 

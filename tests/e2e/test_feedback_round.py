@@ -92,7 +92,8 @@ async def test_a_feedback_round_trains_on_the_corrected_answers_and_never_on_a_h
 
     # what it trained on: the training split and the one correction that asks no held-out question, weighted
     dataset_id = optimized_dataset_id(child["task_id"], 1)
-    log = json.loads(get_bytes(ctx.store, optimized_prefix(dataset_id) + "optimization_log.json"))["corrections"]
+    whole_log = json.loads(get_bytes(ctx.store, optimized_prefix(dataset_id) + "optimization_log.json"))
+    log, replay = whole_log["corrections"], whole_log["replay"]
     assert log["trained"] == 1 and log["weight"] == CORRECTION_WEIGHT
     assert log["near_held_out"] == [held_out.question]
     train = examples_from_jsonl(get_bytes(ctx.store, optimized_prefix(dataset_id) + "train.jsonl"))
@@ -103,5 +104,5 @@ async def test_a_feedback_round_trains_on_the_corrected_answers_and_never_on_a_h
     # the iteration reaches max_steps batches: the training set is fitted to them, the correction's two copies
     # included and the rest replayed in the room left, so nothing it holds goes untrained
     budget = TINY_HYPERPARAMETERS["max_steps"] * TINY_HYPERPARAMETERS["batch_size"]
-    assert log["replay"]["budget_rows"] == budget and 0 < log["replay"]["replayed"] < log["replay"]["of"]
+    assert replay["budget_rows"] == budget and 0 < replay["replayed"] < replay["of"]
     assert budget - 1 <= sum(max(1, e.weight) for e in train) <= budget

@@ -85,6 +85,8 @@ async def test_the_quick_knowledge_update_runs_end_to_end(temporal_env, tmp_path
     trained = written["incremental_task"]["changed_fact_training"]
     assert trained["log"]["compared_with"] == 1 and trained["log"]["version"] == 2
     assert trained["examples"] and len(trained["examples"]) == trained["log"]["added"]
+    # within the iteration's steps (6 batches of 4 with the tiny settings): each of them, with the rest replayed
+    assert trained["replay"]["budget_rows"] == 24 and trained["replay"]["replayed"] < trained["replay"]["of"]
     new_statements = [c.new_text for c in CHANGES]
     assert all(any(text.rstrip(".;") in e["answer"] for text in new_statements) for e in trained["examples"])
     assert (written["gate"]["candidate_version"], written["gate"]["current_version"]) == (2, 1)

@@ -20,6 +20,7 @@ from ml.generation import QuestionAnswerGenerator
 from ml.grounded_targeting import changed_fact_examples, grounded_examples, random_chunk_examples
 from ml.optimizer import (
     CORRECTION_WEIGHT,
+    CleaningResult,
     OptimizationLog,
     SplitConfig,
     Splits,
@@ -134,12 +135,7 @@ class OptimizeActivities:
         held-out question); what was kept and left out goes into the log."""
         assert inp.corrections_dataset_id is not None
         storage_key, file_format, _ = self._version_file(inp.corrections_dataset_id, inp.corrections_dataset_version)
-        with tempfile.TemporaryDirectory() as tmp:
-            local = get_file(self.ctx.store, storage_key, Path(tmp) / f"corrections.{file_format}")
-            try:
-                cleaned = clean_dataset(local, file_format)
-            except DatasetFormatError as exc:
-                raise invalid_input(f"the corrections dataset {inp.corrections_dataset_id}: {exc}") from exc
+        cleaned = self._cleaned(storage_key, file_format, f"the corrections dataset {inp.corrections_dataset_id}: ")
         source = {"dataset_id": inp.corrections_dataset_id, "version": inp.corrections_dataset_version}
         corrections = corrections_for_training(cleaned.examples, splits.held_out(), source)
         log.corrections = {
@@ -323,14 +319,18 @@ class OptimizeActivities:
         train = training_contexts(index, train, embed, config)
         return (focused(train, embed, inp.context_statements) if inp.context_statements else train), contexts
 
-    def _clean_and_split(self, storage_key: str, file_format: str) -> tuple[Splits, OptimizationLog]:
-        settings = self.ctx.settings
+    def _cleaned(self, storage_key: str, file_format: str, what: str = "") -> CleaningResult:
+        """The stored dataset file, cleaned; a file that cannot be read is the user's mistake, named with `what`."""
         with tempfile.TemporaryDirectory() as tmp:
             local = get_file(self.ctx.store, storage_key, Path(tmp) / f"data.{file_format}")
             try:
-                cleaned = clean_dataset(local, file_format)
+                return clean_dataset(local, file_format)
             except DatasetFormatError as exc:
-                raise invalid_input(str(exc)) from exc
+                raise invalid_input(f"{what}{exc}") from exc
+
+    def _clean_and_split(self, storage_key: str, file_format: str) -> tuple[Splits, OptimizationLog]:
+        settings = self.ctx.settings
+        cleaned = self._cleaned(storage_key, file_format)
         try:
             splits = split_examples(
                 cleaned.examples,

@@ -54,6 +54,11 @@ class Example:
         if not self.id:
             self.id = example_id(self.question, self.answer)
 
+    @property
+    def copies(self) -> int:
+        """How many times training sees it: its weight, at least once."""
+        return max(1, self.weight)
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -313,11 +313,7 @@ def within_budget(
     """A training set that an iteration reaching only `budget_rows` rows (its `max_steps` batches) trains on whole:
     every `priority` example (each counted `weight` times), and of `rest` a seeded sample that fills the room left
     (replay: what keeps the rest of what the model knew). Everything when it fits, or with no budget."""
-
-    def rows(examples: Sequence[Example]) -> int:
-        return sum(max(1, e.weight) for e in examples)
-
-    needed, available = rows(priority), rows(rest)
+    needed, available = sum(e.copies for e in priority), sum(e.copies for e in rest)
     if budget_rows is None or needed + available <= budget_rows:
         return [*rest, *priority], {"budget_rows": budget_rows, "replayed": len(rest), "of": len(rest)}
     room = max(0, budget_rows - needed)
@@ -326,9 +322,9 @@ def within_budget(
     kept: set[int] = set()
     used = 0
     for i in order:
-        if used + max(1, rest[i].weight) <= room:
+        if used + rest[i].copies <= room:
             kept.add(i)
-            used += max(1, rest[i].weight)
+            used += rest[i].copies
     replayed = [e for i, e in enumerate(rest) if i in kept]  # in their order
     return [*replayed, *priority], {"budget_rows": budget_rows, "replayed": len(replayed), "of": len(rest)}
 
@@ -496,4 +492,4 @@ def _rewrite_problem(rewrite: Example, original: Example, held_questions: list[s
 
 def expand_weights(examples: list[Example]) -> list[Example]:
     """The training stream: each example repeated `weight` times."""
-    return [e for e in examples for _ in range(max(1, e.weight))]
+    return [e for e in examples for _ in range(e.copies)]

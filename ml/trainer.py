@@ -138,7 +138,7 @@ def tokenize_with_masks(
         )
         stats.supervised_tokens += sum(1 for label in labels if label != -100)
         stats.tokens += len(ids)
-        rows.extend([pair] * max(1, example.weight))
+        rows.extend([pair] * example.copies)
     return rows, stats
 
 

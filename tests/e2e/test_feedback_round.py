@@ -105,4 +105,4 @@ async def test_a_feedback_round_trains_on_the_corrected_answers_and_never_on_a_h
     # included and the rest replayed in the room left, so nothing it holds goes untrained
     budget = TINY_HYPERPARAMETERS["max_steps"] * TINY_HYPERPARAMETERS["batch_size"]
     assert replay["budget_rows"] == budget and 0 < replay["replayed"] < replay["of"]
-    assert budget - 1 <= sum(max(1, e.weight) for e in train) <= budget
+    assert budget - 1 <= sum(e.copies for e in train) <= budget

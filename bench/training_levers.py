@@ -5,7 +5,10 @@ then every feedback and test question asked with retrieval and judged by its fac
 Each arm changes one thing against `reference` (today's task: RAFT passages, the reference answers as targets). The
 levers are chosen on the feedback split; the test split is reported beside it and never used to choose.
 
-    python -m bench.training_levers [--arms reference polar_pairs ...] [--budget-tokens N] [--seeds 7]
+    python -m bench.training_levers [--arms reference polar_pairs ...] [--budget-tokens N] [--seeds 7] [--model M]
+
+`--model` takes any base model of the catalog (`ml.base_model.KNOWN_MODELS`); `--budget-tokens 0` asks the untuned
+base model (no training), the baseline of a lever that changes the model.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from knowledge.documents import media_type_of
 from knowledge.embeddings import count_tokens, embed
 from knowledge.index import KnowledgeIndex
 from knowledge.ingest import SourceDocument, build_index
+from ml.base_model import KNOWN_MODELS, SMOLLM2_ALIAS
 from ml.examples import Example
 from ml.focused_context import focused
 from ml.optimizer import Splits, clean_dataset, split_examples
@@ -36,7 +40,7 @@ from ml.polar_questions import polar_questions
 from ml.retrieval_context import ContextConfig, held_out_contexts, training_contexts
 from schemas.workflow_io import Hyperparameters
 
-MODEL = "smollm2-135m-instruct"
+MODEL = SMOLLM2_ALIAS
 # the demo's first round: 20 steps of 8 examples with three 48-token passages each
 DEFAULT_BUDGET_TOKENS = 40_000
 
@@ -140,40 +144,51 @@ def judged(examples: list[Example], answers: list[str]) -> dict:
     }
 
 
-def run_arm(name: str, prepared: Prepared, budget_tokens: int, seed: int, settings: Settings) -> dict:
+def run_arm(
+    name: str, prepared: Prepared, budget_tokens: int, seed: int, settings: Settings, model_name: str = MODEL
+) -> dict:
     from ml.base_model import load_model_and_tokenizer
     from ml.evaluator import generate_answers
     from ml.trainer import train_lora
 
     arm = ARMS[name](prepared)
-    model, tokenizer = load_model_and_tokenizer(MODEL, settings.model_cache_dir)
+    model, tokenizer = load_model_and_tokenizer(model_name, settings.model_cache_dir)
     max_length = DEMO_RAG["max_seq_length"]
     hp = Hyperparameters(**cast(dict[str, Any], {**DEMO_HYPERPARAMETERS, "max_seq_length": max_length, "seed": seed}))
     per_row = mean_row_tokens(tokenizer, arm.splits.train, max_length)
-    hp.max_steps = max(1, round(budget_tokens / (per_row * hp.batch_size)))
-    hp.epochs = 100  # the budget ends training, not the epochs
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as folder:
-        summary = train_lora(model, tokenizer, arm.splits.train, hp, Path(folder) / "adapter")
-    trained = time.perf_counter() - started
     out: dict = {
         "arm": name,
+        "model": model_name,
         "seed": seed,
         "train_rows": len(arm.splits.train),
         "mean_row_tokens": round(per_row, 1),
-        "steps": summary.steps,
-        "examples_seen": summary.steps * hp.batch_size,
-        "tokens": summary.useful_tokens,
-        "train_seconds": round(trained, 1),
-        "tokens_per_second": summary.tokens_per_second,
-        "examples_per_minute": round(summary.steps * hp.batch_size / trained * 60, 1),
+        "steps": 0,
+        "examples_seen": 0,
+        "tokens": 0,
     }
+    if budget_tokens > 0:
+        hp.max_steps = max(1, round(budget_tokens / (per_row * hp.batch_size)))
+        hp.epochs = 100  # the budget ends training, not the epochs
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as folder:
+            summary = train_lora(model, tokenizer, arm.splits.train, hp, Path(folder) / "adapter")
+        trained = time.perf_counter() - started
+        out |= {
+            "steps": summary.steps,
+            "examples_seen": summary.steps * hp.batch_size,
+            "tokens": summary.useful_tokens,
+            "train_seconds": round(trained, 1),
+            "tokens_per_second": summary.tokens_per_second,
+            "examples_per_minute": round(summary.steps * hp.batch_size / trained * 60, 1),
+        }
+    started = time.perf_counter()
     for split in ("feedback", "test"):
         examples = getattr(arm.splits, split)
         answers = generate_answers(
             model, tokenizer, [e.question for e in examples], contexts=[e.context for e in examples]
         )
         out[split] = judged(examples, answers)
+    out["answer_seconds"] = round(time.perf_counter() - started, 1)
     return out
 
 
@@ -211,9 +226,10 @@ def summary(runs: list[dict]) -> dict:
                     "lost": lost,
                     "mcnemar_p": round(mcnemar_exact(gained, lost), 4),
                 }
-        row["examples_per_1k_tokens"] = round(
-            statistics.fmean(seeds[s]["examples_seen"] / seeds[s]["tokens"] * 1000 for s in seeds), 3
-        )
+        if all(seeds[s]["tokens"] for s in seeds):
+            row["examples_per_1k_tokens"] = round(
+                statistics.fmean(seeds[s]["examples_seen"] / seeds[s]["tokens"] * 1000 for s in seeds), 3
+            )
         out[arm] = row
     return out
 
@@ -224,21 +240,29 @@ def main() -> None:
     parser.add_argument("--budget-tokens", type=int, default=DEFAULT_BUDGET_TOKENS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[7])
     parser.add_argument("--out", default="training_levers")
+    parser.add_argument("--model", default=MODEL, choices=list(KNOWN_MODELS))
     args = parser.parse_args()
     settings = Settings()
     prepared = prepare()
     runs = []
     for name in args.arms:
         for seed in args.seeds:
-            run = run_arm(name, prepared, args.budget_tokens, seed, settings)
+            run = run_arm(name, prepared, args.budget_tokens, seed, settings, args.model)
             runs.append(run)
             print(
                 f"{name} seed {seed}: feedback {run['feedback']['right']}/{run['feedback']['n']}, test "
-                f"{run['test']['right']}/{run['test']['n']}, {run['steps']} steps, {run['train_seconds']} s",
+                f"{run['test']['right']}/{run['test']['n']}, {run['steps']} steps, {run.get('train_seconds', 0)} s",
                 flush=True,
             )
     write_result(
-        args.out, {"budget_tokens": args.budget_tokens, "seeds": args.seeds, "summary": summary(runs), "runs": runs}
+        args.out,
+        {
+            "model": args.model,
+            "budget_tokens": args.budget_tokens,
+            "seeds": args.seeds,
+            "summary": summary(runs),
+            "runs": runs,
+        },
     )
 
 

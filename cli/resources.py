@@ -889,7 +889,9 @@ def add_resource_commands(commands: argparse._SubParsersAction) -> None:
     mode.add_argument("--continuous", action="store_true", help="iterate on the model's bad cases")
     parser.add_argument("--name", required=True)
     parser.add_argument("--dataset", required=True, metavar="ID")
-    parser.add_argument("--model", help="smollm2-135m-instruct (default) or a local model folder")
+    parser.add_argument(
+        "--model", help="smollm2-135m-instruct (default), gemma3-270m (Gemma Terms of Use) or a local model folder"
+    )
     parser.add_argument(
         "--hp",
         type=hyperparameter,

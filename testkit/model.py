@@ -63,3 +63,36 @@ def random_adapters(
         get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir), config).save_pretrained(str(folder / name))
         paths.append(folder / name)
     return paths
+
+
+def build_tiny_gemma(folder: Path, tokenizer_dir: Path | str, sliding_window: int = 8) -> Path:
+    """A 2-layer Gemma 3 with random weights (larger ones, as the lively tiny model's) and the real Gemma tokenizer of
+    `tokenizer_dir`: its first layer attends through a sliding window of `sliding_window` tokens, the second to the
+    whole sequence, as Gemma 3 270M's layers do (window 512), so the decode loop meets both kinds of attention. Its
+    greedy answers change with the prompt, the positions and the window."""
+    import torch
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        query_pre_attn_scalar=16,
+        sliding_window=sliding_window,
+        layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        initializer_range=0.2,
+        tie_word_embeddings=False,  # tied, one token of the 262k dominates and greedy answers repeat it
+    )
+    torch.manual_seed(0)
+    Gemma3ForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

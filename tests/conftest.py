@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from cli.stack import temporal_binary  # noqa: E402
 from db.session import migrate  # noqa: E402
-from testkit.model import build_tiny_model  # noqa: E402
+from testkit.model import build_tiny_gemma, build_tiny_model  # noqa: E402
 from testkit.servers import free_port  # noqa: E402
 
 POSTGRES_ADMIN_URL = os.environ.get("WLOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -49,6 +49,20 @@ def lively_model_dir(tmp_path_factory) -> str:
     """The tiny model with larger random weights: its greedy answers change with the prompt, the positions and the
     cache (the tiny model's repeat one token), so the serving engine's tests compare real token sequences."""
     return str(build_tiny_model(tmp_path_factory.mktemp("lively-model"), initializer_range=0.2))
+
+
+@pytest.fixture(scope="session")
+def gemma_dir(model_cache) -> Path:
+    """Gemma 3 270M from its wheel, de-quantized into the session's model cache (about a minute, once)."""
+    from ml.base_model import GEMMA3_ALIAS, materialize
+
+    return materialize(GEMMA3_ALIAS, model_cache)
+
+
+@pytest.fixture(scope="session")
+def lively_gemma_dir(gemma_dir, tmp_path_factory) -> str:
+    """A 2-layer Gemma 3 with random weights, a sliding window of 8 tokens and Gemma's real tokenizer."""
+    return str(build_tiny_gemma(tmp_path_factory.mktemp("lively-gemma"), gemma_dir))
 
 
 @pytest.fixture

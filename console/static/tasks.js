@@ -107,7 +107,7 @@ export async function newTaskPage({me}) {
       h("div", {}, standard, h("label", {for: "mode-standard"}, "Standard: one round of optimize, train, evaluate")),
       h("div", {}, continuous, h("label", {for: "mode-continuous"}, "Continuous: loop on its bad cases"))),
     field("Dataset", dataset),
-    field("Base model", model, "smollm2-135m-instruct, or the absolute path of a local Hugging Face model folder."),
+    field("Base model", model, "smollm2-135m-instruct, gemma3-270m (under the Gemma Terms of Use), or the absolute path of a local Hugging Face model folder."),
     field("Knowledge base (optional)", kb),
     field("Passages per question", topK, "With a knowledge base: 1 to 10 passages retrieved for each question."),
     loop,

@@ -225,3 +225,48 @@ async def test_a_cancelled_row_leaves_the_batch_within_two_decode_steps(lively_m
     # the row had one token from its prefill and one per step: it left at step `completion_tokens`
     assert 0 < event.completion_tokens - steps_at_cancel <= 2, (event.completion_tokens, steps_at_cancel)
     assert kept_result[1:] == ("length", 60)
+
+
+@pytest.mark.real_model  # Gemma's tokenizer comes from de-quantizing Gemma 3 270M (about a minute, once a session)
+async def test_a_gemma_model_with_a_sliding_window_joins_rows_mid_decode_and_answers_what_generate_answers(
+    lively_gemma_dir, tmp_path
+):
+    """The catalog's second base model has the layers of Gemma 3: here a sliding window of 8 tokens, shorter than
+    every prompt, beside a layer that attends to everything. Rows join mid-decode on different adapters and each
+    answers token for token what `generate` answers alone."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gemma_adapters = [
+        AdapterRef(p.name, p) for p in random_adapters(lively_gemma_dir, tmp_path, ["g0", "g1"], seed=200)
+    ]
+    tokenizer = AutoTokenizer.from_pretrained(lively_gemma_dir)
+    engine = AdapterEngine(
+        AutoModelForCausalLM.from_pretrained(lively_gemma_dir), tokenizer, max_adapters=2, batch_window=0.0
+    )
+    engine.eos = set()
+    loop = asyncio.get_running_loop()
+    prompts = [
+        tokenizer("a question of middling length about ports and their numbers")["input_ids"],
+        tokenizer("a rather long question that goes on and on about the topic of ports " * 3)["input_ids"],
+        tokenizer("a shorter question: which port does the web console of the product listen on")["input_ids"],
+    ]
+    assert min(len(p) for p in prompts) > 8
+    try:
+        first = GenerationRequest(prompts[0], SamplingParams(max_tokens=30), gemma_adapters[0], loop)
+        engine.submit(first)
+        await first_delta(first)
+        joining = [
+            GenerationRequest(prompts[1], SamplingParams(max_tokens=6), gemma_adapters[1], loop),
+            GenerationRequest(prompts[2], SamplingParams(max_tokens=12), None, loop),
+        ]
+        for request in joining:
+            engine.submit(request)
+        results = await asyncio.gather(*(collect(r) for r in [first, *joining]))
+    finally:
+        engine.close()
+    assert engine.stats["joined"] >= 1, engine.stats
+    for (text, finish, count), request in zip(results, [first, *joining], strict=True):
+        n = request.params.max_tokens
+        expected = alone(lively_gemma_dir, request.adapter, request.prompt_ids, n)
+        assert (finish, count) == ("length", n)
+        assert text == tokenizer.decode(expected, skip_special_tokens=True), request.adapter

@@ -9,9 +9,20 @@ from temporalio.exceptions import ApplicationError
 from activities.context import ActivityContext, Heartbeater, invalid_input
 from core.status import DatasetStatus, check_dataset_transition
 from db.models import Dataset, KnowledgeBase
+from knowledge.index import ChunkRecord
+from ml.base_model import SMOLLM2_ALIAS
 from ml.examples import examples_to_jsonl
-from schemas.workflow_io import GenerateDatasetInput, GenerateDatasetResult, RecordDatasetInput
-from storage.object_store import put_bytes
+from ml.generation import GeneratedPair, QuestionAnswerGenerator
+from schemas.workflow_io import (
+    GenerateDatasetInput,
+    GenerateDatasetResult,
+    RecordDatasetInput,
+    RegenerateRowsInput,
+    RegenerateRowsResult,
+)
+from services import regeneration
+from storage import keys
+from storage.object_store import ObjectNotFound, put_bytes
 from teacher import TeacherError, TeacherGenerator
 
 
@@ -72,6 +83,8 @@ class GenerationActivities:
             "yield": validated.yield_rate,
             "rejected": validated.rejected,
             "accepted_by_method": validated.accepted_by_method,
+            "model_name": inp.model_name,  # how the rows are written again when their chunks change
+            "questions_per_chunk": inp.questions_per_chunk,
         }
         if not validated.examples:
             raise invalid_input(
@@ -100,11 +113,69 @@ class GenerationActivities:
             knowledge_base_version=version,
         )
 
-    def _generator(self, inp: GenerateDatasetInput):
-        if inp.generator == "teacher":
+    @activity.defn(name="regenerate_generated_rows")
+    def regenerate_generated_rows(self, inp: RegenerateRowsInput) -> RegenerateRowsResult:
+        """Rows of the datasets generated from the knowledge base, written from chunks its new version changed, are
+        generated again from the changed chunks (services.regeneration)."""
+        with Heartbeater():
+            return self._regenerate(inp)
+
+    def _regenerate(self, inp: RegenerateRowsInput) -> RegenerateRowsResult:
+        from knowledge.embeddings import embed
+
+        try:
+            previous, current = (
+                self.ctx.knowledge_indexes.get(keys.knowledge_index_prefix(inp.org_id, inp.knowledge_base_id, v))
+                for v in (inp.version - 1, inp.version)
+            )
+        except ObjectNotFound as exc:  # a version was pruned: nothing left to compare
+            activity.logger.warning("knowledge base %s: cannot compare versions: %s", inp.knowledge_base_id, exc)
+            return RegenerateRowsResult(removed=0, added=0, datasets=[])
+        generators: dict[tuple[str, str], QuestionAnswerGenerator] = {}
+
+        def generate(dataset: Dataset, chunks: list[ChunkRecord]) -> list[GeneratedPair]:
+            log = dataset.generation_log or {}
+            kind, model_name = str(log.get("generator", "local")), str(log.get("model_name", SMOLLM2_ALIAS))
+            if (kind, model_name) not in generators:
+                generators[kind, model_name] = self._generator_of(kind, model_name)
+            return generators[kind, model_name].generate(chunks, int(log.get("questions_per_chunk", 2)))
+
+        with self.ctx.sessions() as session:
+            kb = session.get(KnowledgeBase, inp.knowledge_base_id)
+            if kb is None or kb.org_id != inp.org_id:
+                return RegenerateRowsResult(removed=0, added=0, datasets=[])
+            try:
+                done = regeneration.regenerate_rows(
+                    session,
+                    self.ctx.store,
+                    self.ctx.settings,
+                    kb,
+                    inp.version,
+                    previous,
+                    current,
+                    inp.document_ids,
+                    generate,
+                    embed,
+                )
+            except TeacherError as exc:  # a refusal leaves the rows as they are; an outage is retried
+                if not exc.retryable:
+                    raise invalid_input(str(exc)) from exc
+                raise
+        activity.logger.info("knowledge base %s version %s: regenerated %s", inp.knowledge_base_id, inp.version, done)
+        return RegenerateRowsResult(
+            removed=sum(d.removed for d in done),
+            added=sum(d.added for d in done),
+            datasets=[d.dataset_id for d in done],
+        )
+
+    def _generator(self, inp: GenerateDatasetInput) -> QuestionAnswerGenerator:
+        return self._generator_of(inp.generator, inp.model_name)
+
+    def _generator_of(self, kind: str, model_name: str) -> QuestionAnswerGenerator:
+        if kind == "teacher":
             return TeacherGenerator.from_settings(self.ctx.settings)
         from ml.base_model import load_model_and_tokenizer
         from ml.generation import LocalGenerator
 
-        model, tokenizer = load_model_and_tokenizer(inp.model_name, self.ctx.settings.model_cache_dir)
+        model, tokenizer = load_model_and_tokenizer(model_name, self.ctx.settings.model_cache_dir)
         return LocalGenerator(model, tokenizer, batch_size=self.ctx.settings.generation_batch_size)

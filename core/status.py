@@ -113,6 +113,7 @@ class DatasetVersionKind(StrEnum):
     UPLOAD = "upload"  # a file the user sent: the dataset's first, or a new version of it
     ANNOTATION = "annotation"  # a user's edits of the rows of the version before
     RECORDED = "recorded"  # version 1 of a dataset made before versions (or written by a workflow), recorded later
+    REGENERATION = "regeneration"  # rows generated again from the knowledge base's changed chunks, by the system
 
 
 DATASET_TRANSITIONS: dict[DatasetStatus, frozenset[DatasetStatus]] = {

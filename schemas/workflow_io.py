@@ -335,6 +335,7 @@ class IngestionInput:
     idle_seconds: int = 600  # with nothing to do for this long, the run ends (the next change starts a new one)
     builds_per_run: int = 20  # then continue-as-new, carrying what is pending
     build_seconds: int = 3600
+    regenerate_seconds: int = 3600  # generating again the rows of generated datasets that a build's changes touch
     heartbeat_seconds: int = 60
     max_attempts: int = 3
     retry_initial_seconds: float = 1.0
@@ -385,6 +386,24 @@ class MarkStaleRowsInput:
 class MarkStaleRowsResult:
     rows: int  # rows newly recorded stale
     datasets: list[str]  # the datasets that got a version marking them
+
+
+@dataclass
+class RegenerateRowsInput:
+    """The rows of the datasets generated from the knowledge base that were written from chunks its new version's
+    replaced documents changed: generated again from the changed chunks (services.regeneration)."""
+
+    knowledge_base_id: str
+    org_id: str
+    version: int
+    document_ids: list[str]
+
+
+@dataclass
+class RegenerateRowsResult:
+    removed: int  # rows written from chunks that changed, removed
+    added: int  # rows generated from the chunks that changed
+    datasets: list[str]  # the datasets that got a regeneration version
 
 
 @dataclass

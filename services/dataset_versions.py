@@ -30,7 +30,15 @@ from storage.object_store import ObjectNotFound, ObjectStore, get_bytes, get_fil
 from versioning.annotations import AnnotationError, RowEdit, apply_edits
 from versioning.diff import RowDiff, diff_canonical, diff_rows
 from versioning.export import export_lines
-from versioning.rows import CanonicalFile, Row, canonical_jsonl, content_hash, read_canonical, read_version
+from versioning.rows import (
+    CanonicalFile,
+    Row,
+    canonical_jsonl,
+    content_hash,
+    read_canonical,
+    read_version,
+    with_added,
+)
 
 
 def list_versions(session: Session, store: ObjectStore, org_id: str, dataset_id: str) -> list[DatasetVersion]:
@@ -197,6 +205,41 @@ def annotate(
         kind=DatasetVersionKind.ANNOTATION,
         reason=reason,
         created_by=created_by,
+    )
+
+
+def replace_rows(
+    session: Session,
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    org_id: str,
+    dataset_id: str,
+    remove: set[str],
+    add: list[dict[str, Any]],
+    reason: str,
+    base_version: int,
+) -> DatasetVersion:
+    """A new version by the system (`regeneration`): the head's rows without `remove`, then `add` as new rows."""
+    head = head_version(session, store, org_id, dataset_id, base_version)
+    parent_rows = version_rows(store, head)
+    rows = with_added([r for r in parent_rows if r.id not in remove], add)
+    data = canonical_jsonl(rows)
+    check_storage_quota(session, settings, org_id, len(data))
+    key = version_key(org_id, dataset_id, head.version + 1, STORED_FORMAT)
+    put_bytes(store, key, data)
+    return _add_version(
+        session,
+        store,
+        head,
+        diff_rows(parent_rows, rows).counts,
+        rows,
+        content=content_hash(rows),
+        key=key,
+        size=len(data),
+        kind=DatasetVersionKind.REGENERATION,
+        reason=reason,
+        created_by=None,
     )
 
 

@@ -120,6 +120,22 @@ def rows_of(records: Iterable[tuple[int, dict[str, Any]]]) -> Iterator[Row]:
         yield Row.of(base if count == 1 else f"{base}-{count}", canonical_record(record), line)
 
 
+def with_added(rows: list[Row], records: Iterable[dict[str, Any]]) -> list[Row]:
+    """`rows` as they are, then a row for each of `records`, with an id none of the rows has (its natural id, or
+    that id with a count)."""
+    taken = {row.id for row in rows}
+    out = list(rows)
+    for record in records:
+        base = natural_id(record)
+        row_id, count = base, 1
+        while row_id in taken:
+            count += 1
+            row_id = f"{base}-{count}"
+        taken.add(row_id)
+        out.append(Row.of(row_id, canonical_record(record), len(out) + 1))
+    return out
+
+
 def read_version(path: Path, file_format: str) -> list[Row]:
     """The canonical rows of a stored version's file (unreadable lines are skipped: uploads refuse them). The cyclic
     garbage collector is paused while the rows are built: they hold no cycles, and its passes over a growing list of

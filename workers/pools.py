@@ -93,6 +93,7 @@ def activities_by_queue(ctx: ActivityContext, train: TrainActivities | None = No
         TASK_QUEUE_EVALUATE: [
             EvaluateActivities(ctx).evaluate_adapter,
             generation.generate_dataset,
+            generation.regenerate_generated_rows,
             registry.evaluate_for_promotion,
             suites.run_suite,
             suites.shadow_release_suites,

@@ -6,8 +6,9 @@ build indexes exactly the documents the knowledge base holds when it starts, reu
 already indexed, so a change that arrives during it is picked up by the following build. A build starts once
 changes have paused for `settle_seconds`, so a burst of uploads makes one build. With nothing to do for
 `idle_seconds` the run ends; it continues-as-new after `builds_per_run` builds. After a build that replaced a document
-with a new version, the dataset rows its new text contradicts are marked stale, before the tasks that follow the
-knowledge base are told to re-train.
+with a new version, the dataset rows its new text contradicts are marked stale, and the rows of datasets generated from
+the knowledge base that were written from chunks it changed are generated again from the changed chunks, before the
+tasks that follow the knowledge base are told to re-train.
 
     CREATED | READY | BUILD_FAILED --change--> REBUILD_REQUIRED --> BUILDING --> READY (or REBUILD_REQUIRED if
     changes queued meanwhile, or BUILD_FAILED; the previous version still answers searches)
@@ -24,9 +25,10 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.generation import GenerationActivities
     from activities.knowledge import KnowledgeActivities
     from activities.retraining import RetrainingActivities
-    from core.settings import TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_KNOWLEDGE
+    from core.settings import TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE, TASK_QUEUE_KNOWLEDGE
     from core.status import KnowledgeBaseStatus, check_knowledge_base_transition
     from schemas.workflow_io import (
         BuildKnowledgeIndexInput,
@@ -38,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         MarkStaleRowsInput,
         NotifyFollowersInput,
         RecordKnowledgeBaseInput,
+        RegenerateRowsInput,
     )
     from workflows.lifecycle import Lifecycle, PhaseOptions, failure_message, wait_until_quiet
 
@@ -119,6 +122,8 @@ class KnowledgeIngestionWorkflow:
         await self.lifecycle.record(K.REBUILD_REQUIRED if self._pending else K.READY)
         if result.replaced_documents and workflow.patched("mark-stale-rows"):
             await self._mark_stale_rows(inp, options, result)  # before the followers re-train on those rows
+        if result.replaced_documents and workflow.patched("regenerate-generated-rows"):
+            await self._regenerate_rows(inp, result)  # before the followers re-train on those rows too
         if result.changed and workflow.patched("notify-retrain-followers"):
             await self._notify_followers(inp, result.version)
 
@@ -143,6 +148,31 @@ class KnowledgeIngestionWorkflow:
         except ActivityError as err:
             workflow.logger.warning(
                 "could not mark the rows that knowledge base %s's new documents contradict: %s",
+                inp.knowledge_base_id,
+                failure_message(err),
+            )
+
+    async def _regenerate_rows(self, inp: IngestionInput, result: BuildKnowledgeIndexResult) -> None:
+        """The rows of the datasets generated from this knowledge base that were written from chunks the replaced
+        documents changed are generated again from the changed chunks, on the evaluate pool (it runs a model). The
+        index is built whatever happens here."""
+        try:
+            await workflow.execute_activity_method(
+                GenerationActivities.regenerate_generated_rows,
+                RegenerateRowsInput(
+                    knowledge_base_id=inp.knowledge_base_id,
+                    org_id=inp.org_id,
+                    version=result.version,
+                    document_ids=list(result.replaced_documents),
+                ),
+                task_queue=TASK_QUEUE_EVALUATE,
+                start_to_close_timeout=timedelta(seconds=inp.regenerate_seconds),
+                heartbeat_timeout=timedelta(seconds=inp.heartbeat_seconds),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except ActivityError as err:
+            workflow.logger.warning(
+                "could not generate again the rows of knowledge base %s's changed chunks: %s",
                 inp.knowledge_base_id,
                 failure_message(err),
             )

@@ -9,6 +9,8 @@ from sqlalchemy import func, select
 from activities.context import ActivityContext
 from core.clock import utcnow
 from db.models import KnowledgeBase, KnowledgeDocument, MLTask
+from services import dataset_versions
+from storage import keys
 from testkit.api import api_client, create_task, wait_for_knowledge_base, with_temporal
 from testkit.api import upload as upload_dataset
 from testkit.documents import HTML, MARKDOWN, make_pdf, write_dataset, write_knowledge
@@ -271,3 +273,82 @@ async def wait_for_dataset(api, dataset_id: str, timeout: float = 180) -> dict:
     return await poll_until(
         dataset, lambda d: d["status"] != "GENERATING", timeout=timeout, interval=0.3, what=f"dataset {dataset_id}"
     )
+
+
+async def test_rows_generated_from_chunks_that_a_new_document_version_changes_are_generated_again(
+    online, temporal_env, tiny_model_dir, tmp_path
+):
+    """A dataset generated from a knowledge base follows its documents: when a new version of a document changes one
+    section, the rows written from that section's chunk are replaced by rows written from the changed chunk, in one
+    version by the system whose reason says why; rows from the chunks that did not change, in that document or in
+    another, stay as they were."""
+    ctx = ActivityContext.from_settings(online)
+    paths = write_knowledge(tmp_path / "kb", n_topics=6)
+    async with running_workers(temporal_env.client, ctx), api_client(online) as api:
+        kb_id = (await api.post("/api/v1/knowledge-bases", json={"name": "kb"})).json()["knowledge_base_id"]
+        for path in paths:
+            assert (await upload(api, kb_id, path.name, path.read_bytes())).status_code == 202
+        await wait_for_knowledge_base(api, kb_id, version=1)
+        started = await api.post(
+            f"/api/v1/knowledge-bases/{kb_id}/datasets",
+            json={"name": "generated", "model_name": tiny_model_dir, "questions_per_chunk": 2},
+        )
+        dataset_id = started.json()["dataset_id"]
+        assert (await wait_for_dataset(api, dataset_id))["status"] == "READY"
+        org_id = ctx_org(ctx, kb_id)
+        before_rows = stored_rows(ctx, org_id, dataset_id, 1)
+        old_index = ctx.knowledge_indexes.get(keys.knowledge_index_prefix(org_id, kb_id, 1))
+        old_chunks = {c.chunk_id: c for c in old_index.chunks}
+
+        # the first topic's port changes in the first document; its other sections and the second document do not
+        changed_text = paths[0].read_text().replace("listens on port 7400.", "listens on port 7450.")
+        assert changed_text != paths[0].read_text()
+        assert (await upload(api, kb_id, paths[0].name, changed_text.encode())).status_code == 202
+        await wait_for_knowledge_base(api, kb_id, version=2)
+        regenerated = await poll_until(
+            lambda: api.get(f"/api/v1/datasets/{dataset_id}/versions"),
+            lambda r: r.json()["items"][-1]["kind"] == "regeneration",
+            timeout=120,
+            interval=0.5,
+            what="the regeneration version",
+        )
+        version = regenerated.json()["items"][-1]
+        assert version["created_by"] is None and f"{paths[0].name} v2" in version["reason"]
+        new_index = ctx.knowledge_indexes.get(keys.knowledge_index_prefix(org_id, kb_id, 2))
+        new_chunks = {c.chunk_id: c for c in new_index.chunks}
+        after_rows = stored_rows(ctx, org_id, dataset_id, version["version"])
+
+        def source(record: dict) -> tuple[str, str]:
+            cause = record["lineage"][0]
+            return cause["filename"], cause["chunk_id"]
+
+        removed = set(before_rows) - set(after_rows)
+        added = set(after_rows) - set(before_rows)
+        assert removed and added, (removed, added)
+        assert version["changes"]["removed"] == len(removed) and version["changes"]["added"] == len(added)
+        # removed: exactly the rows of the chunk whose text changed
+        for row_id, row in before_rows.items():
+            filename, chunk_id = source(row)
+            changed = "7400." in old_chunks[chunk_id].text
+            assert (row_id in removed) == changed, (row_id, filename, old_chunks[chunk_id].text)
+        # added: written from the changed chunk of the new document version, never repeating a row that stayed
+        for row_id in added:
+            filename, chunk_id = source(after_rows[row_id])
+            assert filename == paths[0].name and "7450." in new_chunks[chunk_id].text
+            assert after_rows[row_id]["lineage"][0]["document_version"] == 2
+        kept_questions = [r["question"] for i, r in after_rows.items() if i not in added]
+        assert not {after_rows[i]["question"] for i in added} & set(kept_questions)
+        dataset = (await api.get(f"/api/v1/datasets/{dataset_id}")).json()
+        assert dataset["source_knowledge_base_version"] == 2 and dataset["sample_count"] == len(after_rows)
+
+
+def ctx_org(ctx: ActivityContext, kb_id: str) -> str:
+    with ctx.sessions() as session:
+        return session.get_one(KnowledgeBase, kb_id).org_id
+
+
+def stored_rows(ctx: ActivityContext, org_id: str, dataset_id: str, version: int) -> dict[str, dict]:
+    """A version's rows as stored (the API's row listing leaves out their lineage)."""
+    with ctx.sessions() as session:
+        stored = dataset_versions.get_version(session, ctx.store, org_id, dataset_id, version)
+    return {row.id: row.record for row in dataset_versions.version_rows(ctx.store, stored)}

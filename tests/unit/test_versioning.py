@@ -22,6 +22,7 @@ from versioning.rows import (
     read_canonical,
     read_version,
     rows_of,
+    with_added,
 )
 from versioning.scrub import Needles, scrub_blob, scrub_json
 
@@ -71,6 +72,15 @@ def test_a_row_keeps_its_own_id_and_repeated_questions_get_numbered_ids():
     assert rows[0].id == "faq-1" and "id" not in rows[0].record
     assert rows[2].id == rows[1].id + "-2"
     assert rows[3].id.startswith("q")  # an id that is not usable is replaced by the question's hash
+
+
+def test_rows_added_to_a_version_keep_the_others_ids_and_take_ids_none_of_them_has():
+    rows = list(rows_of([(1, ROWS[0]), (2, ROWS[1])]))
+    added = with_added(rows, [ROWS[1], ROWS[2], {"id": rows[0].id, **ROWS[1]}])
+    assert added[:2] == rows
+    assert added[2].id == rows[1].id + "-2" and added[3].id == rows_of([(1, ROWS[2])]).__next__().id
+    assert added[4].id == rows[1].id + "-3" and "id" not in added[4].record  # a record's own id is not trusted here
+    assert len({r.id for r in added}) == 5
 
 
 def test_the_diff_shows_added_removed_and_changed_rows_with_the_fields_that_changed():

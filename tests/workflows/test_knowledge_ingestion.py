@@ -177,8 +177,9 @@ async def test_deleting_a_knowledge_base_during_a_build_stops_the_build_and_leav
 
 async def test_a_new_document_version_marks_the_rows_it_contradicts_before_the_followers_are_told(temporal_env, ctx):
     """After the build that indexed a document's second version, the rows of a dataset generated from the knowledge
-    base whose checks ask for a value it changed are marked stale in a new dataset version (then the followers are
-    notified); the first build, which replaced nothing, marks nothing."""
+    base whose checks ask for a value it changed are marked stale in a new dataset version (then the rows written from
+    changed chunks are generated again, and the followers are notified); the first build, which replaced nothing,
+    marks nothing."""
     kb = new_kb(ctx)
     rows = [
         {"id": "web", "question": "Which port does the web console use?", "answer": "TCP port 7410.",
@@ -223,12 +224,13 @@ async def test_a_new_document_version_marks_the_rows_it_contradicts_before_the_f
             activities, lambda names: names.count("notify_followers") == 2, what="both builds told the followers"
         )
         await handle.cancel()
-        await record_history(handle, "knowledge-ingestion-stale")
+        await record_history(handle, "knowledge-ingestion-regenerate")
     assert scheduled == [
         "build_knowledge_index",
         "notify_followers",
         "build_knowledge_index",
         "mark_stale_rows",
+        "regenerate_generated_rows",  # on the evaluate pool; this dataset's rows were not generated: none
         "notify_followers",
     ]
     with ctx.sessions() as session:

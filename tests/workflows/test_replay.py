@@ -26,7 +26,9 @@ and judges every case, `suite-run-failed-run1` one that cannot answer and is mar
 `promotion-gate-suite-refused/promoted-run1` gates that also run the suites the alias requires against the candidate
 (only inputs naming suite runs issue those activities, so the older gates replay unchanged);
 `knowledge-ingestion-stale-run1` an ingestion whose second build indexed a new version of a document and marked the
-dataset rows its text contradicts stale before notifying the followers (behind the `mark-stale-rows` patch);
+dataset rows its text contradicts stale before notifying the followers (behind the `mark-stale-rows` patch),
+`knowledge-ingestion-regenerate-run1` the same, with the rows of generated datasets written from changed chunks
+generated again in between (behind the `regenerate-generated-rows` patch);
 `release-promoted-run1` a release going 10% -> 50% -> 100% under real traffic and moving the alias,
 `release-rolled-back-run1` one rolled back at its first step, `release-controls-run1` one paused for too little
 traffic, resumed, paused and promoted by hand through its updates.
@@ -79,6 +81,9 @@ KEPT = {
     # a document's second version: the build marks the rows it contradicts stale before telling the followers
     # (behind the `mark-stale-rows` patch)
     "knowledge-ingestion-stale-run1.json",
+    # ... and generates again the rows of generated datasets written from the chunks it changed (behind the
+    # `regenerate-generated-rows` patch)
+    "knowledge-ingestion-regenerate-run1.json",
     # releases: promoted after every step, rolled back at its first, paused/resumed/promoted through its updates
     "release-promoted-run1.json",
     "release-rolled-back-run1.json",

@@ -184,6 +184,9 @@ export async function taskPage({params: [id], signal, me}) {
   const details = h("div", {});
   const executions = h("div", {});
   const reportArea = h("div", {});
+  const feedbackArea = h("div", {});
+  const feedbackSection = h("section", {"aria-labelledby": "feedback-heading", hidden: true},
+    h("h2", {id: "feedback-heading"}, "Feedback round"), feedbackArea);
   const log = h("ol", {class: "log", id: "event-log"});
 
   const WAITING = {PENDING: "not started", LOOPING: "between iterations", SUSPENDED: "paused", OPTIMIZING: "optimizing the training data",
@@ -203,6 +206,50 @@ export async function taskPage({params: [id], signal, me}) {
     }
     renderControls();
     renderDetails();
+    renderFeedbackRound();
+  }
+
+  /** On a completed task: train its adapter further on a dataset of corrected answers (a feedback round). */
+  async function renderFeedbackRound() {
+    feedbackSection.hidden = !can(me, "tasks:write") || task.status !== "COMPLETED";
+    if (feedbackSection.hidden || feedbackArea.dataset.for === id) return;
+    feedbackArea.dataset.for = id;
+    let datasets;
+    try {
+      datasets = (await get("/api/v1/datasets", {limit: 200})).items.filter((d) => d.status === "READY" && !d.is_optimized);
+    } catch (error) {
+      if (!signal.aborted) showError(error);
+      return;
+    }
+    const dataset = h("select", {name: "corrections_dataset_id", required: true},
+      datasets.map((d) => h("option", {value: d.dataset_id}, `${d.name} (${d.sample_count} rows, version ${d.version})`)));
+    const version = h("input", {name: "corrections_dataset_version", type: "number", min: "1", step: "1"});
+    const name = h("input", {name: "feedback_task_name", maxlength: 200});
+    const submit = h("button", {type: "submit"}, "Start a feedback round");
+    const form = h("form", {class: "card", "aria-labelledby": "feedback-heading"},
+      h("p", {class: "hint"}, "Answers rated down and corrected in the question-answering history, exported as a dataset, ",
+        "train this task's adapter further in a new task that starts at once. A row that copies a held-out question is left out."),
+      field("Corrections dataset", dataset),
+      field("Its version (optional)", version, "Empty means its newest version."),
+      field("Name of the new task (optional)", name),
+      submit);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const body = {dataset_id: dataset.value};
+      if (version.value !== "") body.dataset_version = Number(version.value);
+      if (name.value.trim()) body.task_name = name.value.trim();
+      submit.disabled = true;
+      try {
+        const child = await post(`${taskPath(id)}/feedback-rounds`, body);
+        flash({notice: `Feedback round ${child.task_name} started.`});
+        navigate(`#/tasks/${encodeURIComponent(child.task_id)}`);
+      } catch (error) {
+        showError(error);
+        submit.disabled = false;
+      }
+    });
+    feedbackArea.replaceChildren(datasets.length ? form
+      : h("p", {class: "empty"}, "No dataset is ready to train on. Export corrected answers from the question-answering history first."));
   }
 
   function showProgress(p) {
@@ -338,6 +385,7 @@ export async function taskPage({params: [id], signal, me}) {
     h("h1", {}, task.task_name),
     h("section", {"aria-labelledby": "now-heading"}, h("h2", {id: "now-heading"}, "Now"), statusLine, progress, streamState, controls),
     h("section", {"aria-labelledby": "details-heading"}, h("h2", {id: "details-heading"}, "Details"), details),
+    feedbackSection,
     h("section", {"aria-labelledby": "report-heading"}, h("h2", {id: "report-heading"}, "Report"), reportArea),
     h("section", {"aria-labelledby": "phases-heading"}, h("h2", {id: "phases-heading"}, "Phases"), executions),
     h("section", {"aria-labelledby": "log-heading"}, h("h2", {id: "log-heading"}, "What happened while this page was open"),

@@ -406,6 +406,28 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             await expect(page.get_by_role("status")).to_contain_text("rated up")
             await alice.shot("qa-history")
 
+            # --- a feedback round, started from the completed task's page: a new task that trains on corrections --
+            await alice.goto(f"#/tasks/{task_id}")
+            await alice.heading("console task")
+            feedback = page.get_by_role("region", name="Feedback round")
+            await feedback.get_by_label("Corrections dataset").select_option(index=0)
+            await feedback.get_by_label("Name of the new task (optional)").fill("console feedback")
+            await alice.shot("task-feedback-round")
+            await feedback.get_by_role("button", name="Start a feedback round").click()
+            await alice.heading("console feedback")
+            await expect(page.get_by_role("status")).to_contain_text("Feedback round console feedback started.")
+            await expect(page.locator("#task-status")).to_have_text("COMPLETED", timeout=RUN_TIMEOUT_MS)
+            await expect(page.get_by_role("link", name=task_id)).to_be_visible()  # it continues the first task
+            # the first task is continued now: a second round from it is refused, saying where to start from
+            await alice.goto(f"#/tasks/{task_id}")
+            await alice.heading("console task")
+            await (
+                page.get_by_role("region", name="Feedback round")
+                .get_by_role("button", name="Start a feedback round")
+                .click()
+            )
+            assert "is already continued by task" in await alice.alert()
+
             # --- an expired access token is refreshed once, without the user noticing ----------------------
             await page.evaluate("sessionStorage.setItem('wlops.access', 'expired')")
             await alice.nav("Datasets")

@@ -21,8 +21,7 @@ from schemas.workflow_io import (
     RegenerateRowsResult,
 )
 from services import regeneration
-from storage import keys
-from storage.object_store import ObjectNotFound, put_bytes
+from storage.object_store import put_bytes
 from teacher import TeacherError, TeacherGenerator
 
 
@@ -123,14 +122,11 @@ class GenerationActivities:
     def _regenerate(self, inp: RegenerateRowsInput) -> RegenerateRowsResult:
         from knowledge.embeddings import embed
 
-        try:
-            previous, current = (
-                self.ctx.knowledge_indexes.get(keys.knowledge_index_prefix(inp.org_id, inp.knowledge_base_id, v))
-                for v in (inp.version - 1, inp.version)
-            )
-        except ObjectNotFound as exc:  # a version was pruned: nothing left to compare
-            activity.logger.warning("knowledge base %s: cannot compare versions: %s", inp.knowledge_base_id, exc)
+        both = self.ctx.knowledge_indexes.with_previous(inp.org_id, inp.knowledge_base_id, inp.version)
+        if both is None:  # a version was pruned: nothing left to compare
+            activity.logger.warning("knowledge base %s: cannot compare its versions", inp.knowledge_base_id)
             return RegenerateRowsResult(removed=0, added=0, datasets=[])
+        previous, current = both
         generators: dict[tuple[str, str], QuestionAnswerGenerator] = {}
 
         def generate(dataset: Dataset, chunks: list[ChunkRecord]) -> list[GeneratedPair]:

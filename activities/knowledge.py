@@ -141,14 +141,11 @@ class KnowledgeActivities:
     def mark_stale_rows(self, inp: MarkStaleRowsInput) -> MarkStaleRowsResult:
         """Compare the replaced documents' text in this index version with the version before, and mark the rows it
         contradicts stale in the datasets that ground on the knowledge base (services.staleness)."""
-        try:
-            previous, current = (
-                self.ctx.knowledge_indexes.get(keys.knowledge_index_prefix(inp.org_id, inp.knowledge_base_id, v))
-                for v in (inp.version - 1, inp.version)
-            )
-        except ObjectNotFound as exc:  # a version was pruned: nothing left to compare
-            activity.logger.warning("knowledge base %s: cannot compare versions: %s", inp.knowledge_base_id, exc)
+        both = self.ctx.knowledge_indexes.with_previous(inp.org_id, inp.knowledge_base_id, inp.version)
+        if both is None:  # a version was pruned: nothing left to compare
+            activity.logger.warning("knowledge base %s: cannot compare its versions", inp.knowledge_base_id)
             return MarkStaleRowsResult(rows=0, datasets=[])
+        previous, current = both
         changes = staleness.document_changes(previous, current, inp.document_ids)
         with self.ctx.sessions() as session:
             kb = session.get(KnowledgeBase, inp.knowledge_base_id)

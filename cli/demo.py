@@ -34,7 +34,7 @@ DEMO_HYPERPARAMETERS = {
     "learning_rate": 1e-3,
     "epochs": 2,
     "batch_size": 8,
-    "max_steps": 20,
+    "max_steps": 40,  # 2 x 40 steps: twice the tokens won on the feedback split (bench/training_levers, 2026-12-06)
     "lora_r": 16,
     "lora_alpha": 32,
     "max_seq_length": 160,

@@ -189,23 +189,8 @@ def annotate(
         rows = apply_edits(parent_rows, edits)
     except AnnotationError as exc:
         raise Invalid(str(exc)) from exc
-    data = canonical_jsonl(rows)
-    check_storage_quota(session, settings, org_id, len(data))
-    key = version_key(org_id, dataset_id, head.version + 1, STORED_FORMAT)
-    put_bytes(store, key, data)
-    return _add_version(
-        session,
-        store,
-        head,
-        diff_rows(parent_rows, rows).counts,
-        rows,
-        content=content_hash(rows),
-        key=key,
-        size=len(data),
-        kind=DatasetVersionKind.ANNOTATION,
-        reason=reason,
-        created_by=created_by,
-    )
+    kind = DatasetVersionKind.ANNOTATION
+    return _store_rows(session, store, settings, org_id, head, parent_rows, rows, kind, reason, created_by)
 
 
 def replace_rows(
@@ -224,9 +209,26 @@ def replace_rows(
     head = head_version(session, store, org_id, dataset_id, base_version)
     parent_rows = version_rows(store, head)
     rows = with_added([r for r in parent_rows if r.id not in remove], add)
+    kind = DatasetVersionKind.REGENERATION
+    return _store_rows(session, store, settings, org_id, head, parent_rows, rows, kind, reason, None)
+
+
+def _store_rows(
+    session: Session,
+    store: ObjectStore,
+    settings: Settings,
+    org_id: str,
+    head: DatasetVersion,
+    parent_rows: list[Row],
+    rows: list[Row],
+    kind: DatasetVersionKind,
+    reason: str,
+    created_by: str | None,
+) -> DatasetVersion:
+    """`rows`, made from the head's `parent_rows`, stored canonical as the next version."""
     data = canonical_jsonl(rows)
     check_storage_quota(session, settings, org_id, len(data))
-    key = version_key(org_id, dataset_id, head.version + 1, STORED_FORMAT)
+    key = version_key(org_id, head.dataset_id, head.version + 1, STORED_FORMAT)
     put_bytes(store, key, data)
     return _add_version(
         session,
@@ -237,9 +239,9 @@ def replace_rows(
         content=content_hash(rows),
         key=key,
         size=len(data),
-        kind=DatasetVersionKind.REGENERATION,
+        kind=kind,
         reason=reason,
-        created_by=None,
+        created_by=created_by,
     )
 
 

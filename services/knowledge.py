@@ -375,6 +375,16 @@ class IndexCache:
                 self._loaded.popitem(last=False)
         return index
 
+    def with_previous(self, org_id: str, kb_id: str, version: int) -> tuple[KnowledgeIndex, KnowledgeIndex] | None:
+        """The knowledge base's index `version` and the one before it; None when either was pruned."""
+        try:
+            return (
+                self.get(keys.knowledge_index_prefix(org_id, kb_id, version - 1)),
+                self.get(keys.knowledge_index_prefix(org_id, kb_id, version)),
+            )
+        except ObjectNotFound:
+            return None
+
 
 def current_index(cache: IndexCache, kb: KnowledgeBase) -> KnowledgeIndex:
     """The knowledge base's live index version (empty before its first build)."""

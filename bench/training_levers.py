@@ -8,7 +8,9 @@ levers are chosen on the feedback split; the test split is reported beside it an
     python -m bench.training_levers [--arms reference polar_pairs ...] [--budget-tokens N] [--seeds 7] [--model M]
 
 `--model` takes any base model of the catalog (`ml.base_model.KNOWN_MODELS`); `--budget-tokens 0` asks the untuned
-base model (no training), the baseline of a lever that changes the model.
+base model (no training), the baseline of a lever that changes the model. `--trainer full` trains every weight of the
+model instead of a LoRA adapter (the same batches, loss, schedule and clipping; `--learning-rate` sets its rate, which
+full fine-tuning wants far lower than LoRA's).
 """
 
 from __future__ import annotations
@@ -144,8 +146,46 @@ def judged(examples: list[Example], answers: list[str]) -> dict:
     }
 
 
+def train_full(model, tokenizer, examples: list[Example], hp: Hyperparameters) -> tuple[int, int, float]:
+    """Every weight trained, no adapter: `ml.trainer.train_lora`'s packed batches, loss, warm-up and linear decay and
+    gradient clipping, with AdamW over all parameters. (steps, training tokens, seconds)."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    from ml.packed_attention import PACKED_ATTENTION
+    from ml.trainer import batch_order, pack, packed_loss, tokenize_with_masks
+
+    torch.manual_seed(hp.seed)
+    rows, _ = tokenize_with_masks(tokenizer, examples, hp.max_seq_length)
+    batches = batch_order(len(rows), hp.batch_size, hp.epochs, hp.seed)
+    total = min(len(batches), hp.max_steps or len(batches))
+    model.set_attn_implementation(PACKED_ATTENTION)
+    model.train()
+    weights = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(weights, lr=hp.learning_rate, weight_decay=0.0)
+    scheduler = get_linear_schedule_with_warmup(optimizer, max(1, total // 20), total)
+    tokens, started = 0, time.perf_counter()
+    for step in range(total):
+        batch = pack([rows[i] for i in batches[step]])
+        packed_loss(model, batch).backward()
+        torch.nn.utils.clip_grad_norm_(weights, 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        tokens += batch.tokens
+    model.eval()
+    return total, tokens, time.perf_counter() - started
+
+
 def run_arm(
-    name: str, prepared: Prepared, budget_tokens: int, seed: int, settings: Settings, model_name: str = MODEL
+    name: str,
+    prepared: Prepared,
+    budget_tokens: int,
+    seed: int,
+    settings: Settings,
+    model_name: str = MODEL,
+    trainer: str = "lora",
+    learning_rate: float | None = None,
 ) -> dict:
     from ml.base_model import load_model_and_tokenizer
     from ml.evaluator import generate_answers
@@ -155,10 +195,13 @@ def run_arm(
     model, tokenizer = load_model_and_tokenizer(model_name, settings.model_cache_dir)
     max_length = DEMO_RAG["max_seq_length"]
     hp = Hyperparameters(**cast(dict[str, Any], {**DEMO_HYPERPARAMETERS, "max_seq_length": max_length, "seed": seed}))
+    hp.learning_rate = learning_rate or hp.learning_rate
     per_row = mean_row_tokens(tokenizer, arm.splits.train, max_length)
     out: dict = {
         "arm": name,
         "model": model_name,
+        "trainer": trainer,
+        "learning_rate": hp.learning_rate,
         "seed": seed,
         "train_rows": len(arm.splits.train),
         "mean_row_tokens": round(per_row, 1),
@@ -166,7 +209,19 @@ def run_arm(
         "examples_seen": 0,
         "tokens": 0,
     }
-    if budget_tokens > 0:
+    if budget_tokens > 0 and trainer == "full":
+        hp.max_steps = max(1, round(budget_tokens / (per_row * hp.batch_size)))
+        hp.epochs = 100
+        steps, tokens, seconds = train_full(model, tokenizer, arm.splits.train, hp)
+        out |= {
+            "steps": steps,
+            "examples_seen": steps * hp.batch_size,
+            "tokens": tokens,
+            "train_seconds": round(seconds, 1),
+            "tokens_per_second": round(tokens / seconds, 1),
+            "examples_per_minute": round(steps * hp.batch_size / seconds * 60, 1),
+        }
+    elif budget_tokens > 0:
         hp.max_steps = max(1, round(budget_tokens / (per_row * hp.batch_size)))
         hp.epochs = 100  # the budget ends training, not the epochs
         started = time.perf_counter()
@@ -241,13 +296,17 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[7])
     parser.add_argument("--out", default="training_levers")
     parser.add_argument("--model", default=MODEL, choices=list(KNOWN_MODELS))
+    parser.add_argument("--trainer", default="lora", choices=["lora", "full"])
+    parser.add_argument("--learning-rate", type=float, default=None, help="default: the demo's (LoRA's) 1e-3")
     args = parser.parse_args()
     settings = Settings()
     prepared = prepare()
     runs = []
     for name in args.arms:
         for seed in args.seeds:
-            run = run_arm(name, prepared, args.budget_tokens, seed, settings, args.model)
+            run = run_arm(
+                name, prepared, args.budget_tokens, seed, settings, args.model, args.trainer, args.learning_rate
+            )
             runs.append(run)
             print(
                 f"{name} seed {seed}: feedback {run['feedback']['right']}/{run['feedback']['n']}, test "
@@ -258,6 +317,8 @@ def main() -> None:
         args.out,
         {
             "model": args.model,
+            "trainer": args.trainer,
+            "learning_rate": args.learning_rate,
             "budget_tokens": args.budget_tokens,
             "seeds": args.seeds,
             "summary": summary(runs),

@@ -67,7 +67,7 @@ class GenerationActivities:
         index = self.ctx.knowledge_indexes.get(index_key)
         heartbeat.update(stage=f"writing questions for {len(index.chunks)} chunks")
         try:
-            pairs = self._generator(inp).generate(index.chunks, inp.questions_per_chunk)
+            pairs = self._generator(inp.generator, inp.model_name).generate(index.chunks, inp.questions_per_chunk)
         except TeacherError as exc:  # a refusal (a wrong key, an unknown model) fails the dataset; an outage is retried
             if not exc.retryable:
                 raise invalid_input(str(exc)) from exc
@@ -133,7 +133,7 @@ class GenerationActivities:
             log = dataset.generation_log or {}
             kind, model_name = str(log.get("generator", "local")), str(log.get("model_name", SMOLLM2_ALIAS))
             if (kind, model_name) not in generators:
-                generators[kind, model_name] = self._generator_of(kind, model_name)
+                generators[kind, model_name] = self._generator(kind, model_name)
             return generators[kind, model_name].generate(chunks, int(log.get("questions_per_chunk", 2)))
 
         with self.ctx.sessions() as session:
@@ -164,10 +164,7 @@ class GenerationActivities:
             datasets=[d.dataset_id for d in done],
         )
 
-    def _generator(self, inp: GenerateDatasetInput) -> QuestionAnswerGenerator:
-        return self._generator_of(inp.generator, inp.model_name)
-
-    def _generator_of(self, kind: str, model_name: str) -> QuestionAnswerGenerator:
+    def _generator(self, kind: str, model_name: str) -> QuestionAnswerGenerator:
         if kind == "teacher":
             return TeacherGenerator.from_settings(self.ctx.settings)
         from ml.base_model import load_model_and_tokenizer

@@ -39,6 +39,7 @@ from ml.focused_context import focused
 from ml.optimizer import Splits, clean_dataset, split_examples
 from ml.passage_answers import in_passage_words
 from ml.polar_questions import polar_questions
+from ml.polarity_balance import balance_polarity
 from ml.retrieval_context import ContextConfig, held_out_contexts, training_contexts
 from schemas.workflow_io import Hyperparameters
 
@@ -106,6 +107,13 @@ def focused_context(prepared: Prepared) -> Prepared:
     )
 
 
+def polarity_balanced(prepared: Prepared) -> Prepared:
+    """Focused contexts, and the yes/no training rows weighted so that "Yes" and "No" are trained equally often."""
+    focused_arm = focused_context(prepared)
+    train = balance_polarity(focused_arm.splits.train)
+    return dataclasses.replace(focused_arm, splits=dataclasses.replace(focused_arm.splits, train=train))
+
+
 def all_levers(prepared: Prepared) -> Prepared:
     return focused_context(polar_pairs(passage_words(prepared)))
 
@@ -116,6 +124,7 @@ ARMS: dict[str, Lever] = {
     "polar_pairs": polar_pairs,
     "focused_context": focused_context,
     "all_levers": all_levers,
+    "polarity_balanced": polarity_balanced,
 }
 
 
@@ -247,8 +256,8 @@ def run_arm(
     return out
 
 
-def summary(runs: list[dict]) -> dict:
-    """Per arm, the mean right answers over its seeds on each split, and against `reference` on the feedback split
+def summary(runs: list[dict], baseline: str = "reference") -> dict:
+    """Per arm, the mean right answers over its seeds on each split, and against `baseline` on the feedback split
     the questions gained and lost (pooled over the seeds both ran) with the exact McNemar p-value: the lever's
     decision. The test split's figures are reported beside it."""
     from facts.stats import mcnemar_exact
@@ -256,7 +265,7 @@ def summary(runs: list[dict]) -> dict:
     by_arm: dict[str, dict[int, dict]] = {}
     for run in runs:
         by_arm.setdefault(run["arm"], {})[run["seed"]] = run
-    reference_runs = by_arm.get("reference", {})
+    reference_runs = by_arm.get(baseline, {})
     out = {}
     for arm, seeds in by_arm.items():
         row: dict = {"seeds": sorted(seeds)}
@@ -267,7 +276,7 @@ def summary(runs: list[dict]) -> dict:
                 "mean": round(statistics.fmean(rights), 2),
                 "n": seeds[min(seeds)][split]["n"],
             }
-            if arm != "reference":
+            if arm != baseline:
                 common = [s for s in seeds if s in reference_runs]
                 gained = sum(
                     len(set(seeds[s][split]["right_ids"]) - set(reference_runs[s][split]["right_ids"])) for s in common
@@ -295,6 +304,9 @@ def main() -> None:
     parser.add_argument("--budget-tokens", type=int, default=DEFAULT_BUDGET_TOKENS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[7])
     parser.add_argument("--out", default="training_levers")
+    parser.add_argument(
+        "--baseline", default="reference", choices=list(ARMS), help="the arm the others are compared with"
+    )
     parser.add_argument("--model", default=MODEL, choices=list(KNOWN_MODELS))
     parser.add_argument("--trainer", default="lora", choices=["lora", "full"])
     parser.add_argument("--learning-rate", type=float, default=None, help="default: the demo's (LoRA's) 1e-3")
@@ -321,7 +333,8 @@ def main() -> None:
             "learning_rate": args.learning_rate,
             "budget_tokens": args.budget_tokens,
             "seeds": args.seeds,
-            "summary": summary(runs),
+            "baseline": args.baseline,
+            "summary": summary(runs, args.baseline),
             "runs": runs,
         },
     )

@@ -1,4 +1,5 @@
-"""The training levers' data: yes/no questions with both answers, answers in the passage's words, focused contexts."""
+"""The training levers' data: yes/no questions with both answers, answers in the passage's words, focused contexts,
+yes/no rows balanced by their answer."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from ml.examples import Example
 from ml.focused_context import focus_passages, focused
 from ml.passage_answers import in_passage_words, passage_answer
 from ml.polar_questions import polar_questions, value_span
+from ml.polarity_balance import balance_polarity, polarity_of
 from schemas.checks import dump_checks, parse_checks
 
 PORTS = "- The web console is served over HTTPS on TCP port 7410.\n- File synchronization uses TCP port 7411."
@@ -124,3 +126,25 @@ def test_the_levers_summary_compares_each_arm_with_the_reference_question_by_que
     assert lever["feedback"]["against_reference"] == {"seeds": [1, 2], "gained": 4, "lost": 2, "mcnemar_p": 0.6875}
     assert lever["test"]["against_reference"]["gained"] == 0 and lever["test"]["against_reference"]["lost"] == 1
     assert lever["examples_per_1k_tokens"] == 8.0
+
+
+def polar(question: str, answer: str, weight: int = 1) -> Example:
+    return Example(question, f"{answer.capitalize()}.", weight=weight, checks=[{"type": "polarity", "value": answer}])
+
+
+def test_the_rarer_yes_no_answer_gets_copies_until_both_are_trained_equally_often():
+    yes = [polar(f"Is {i} supported?", "yes") for i in range(7)]
+    no = [polar("Is A supported?", "no"), polar("Is B supported?", "no", weight=2)]
+    other = Example("Which port?", "Port 7410.")
+    examples = [no[0], *yes[:4], other, no[1], *yes[4:]]
+    balanced = balance_polarity(examples)
+    assert [e.id for e in balanced] == [e.id for e in examples]  # no row written, removed or moved
+    copies = {"yes": 0, "no": 0, None: 0}
+    for e in balanced:
+        copies[polarity_of(e)] += e.copies
+    assert copies == {"yes": 7, "no": 7, None: 1}
+    assert [e.copies for e in balanced if polarity_of(e) == "no"] == [3, 4]  # the 4 missing copies spread evenly
+    assert balance_polarity(yes) == yes  # no "No" row to weight: nothing to balance
+    assert balance_polarity(no + yes[:3]) == no + yes[:3]  # already even (3 copies each)
+    more_no = balance_polarity([*no, polar("Is C supported?", "no"), yes[0]])  # "Yes" the rarer: it gets the copies
+    assert [e.copies for e in more_no] == [1, 2, 1, 4]

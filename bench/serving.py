@@ -83,15 +83,22 @@ class Done:
 
 
 def plan(
-    clients: int, requests: int, seed: int, *, mixed: bool, think_ms: float, max_tokens: int
+    clients: int,
+    requests: int,
+    seed: int,
+    *,
+    mixed: bool,
+    think_ms: float,
+    max_tokens: int,
+    prompts: int = len(QUESTIONS),
 ) -> list[list[Planned]]:
-    """Each client's requests, drawn from `seed` (the same for every system measured)."""
+    """Each client's requests, drawn from `seed` (the same for every system measured), each asking one of `prompts`."""
     rng = random.Random(seed)
     return [
         [
             Planned(
                 think_s=rng.expovariate(1000 / think_ms),
-                prompt=rng.randrange(len(QUESTIONS)),
+                prompt=rng.randrange(prompts),
                 adapter=rng.randrange(ADAPTERS) if mixed else 0,
                 max_tokens=rng.randint(MIN_TOKENS, max_tokens),
             )

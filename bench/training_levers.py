@@ -39,7 +39,8 @@ from ml.focused_context import focused
 from ml.optimizer import Splits, clean_dataset, split_examples
 from ml.passage_answers import in_passage_words
 from ml.polar_questions import polar_questions
-from ml.polarity_balance import balance_polarity
+from ml.polarity_balance import balance_polarity, polarity_of
+from ml.quoted_answers import quoted, shown_answer
 from ml.retrieval_context import ContextConfig, held_out_contexts, training_contexts
 from schemas.workflow_io import Hyperparameters
 
@@ -52,6 +53,8 @@ DEFAULT_BUDGET_TOKENS = 40_000
 class Prepared:
     index: KnowledgeIndex
     splits: Splits  # train with RAFT passages, feedback and test with the passages retrieved for their questions
+    max_new_tokens: int = 32  # what the model may write when asked
+    shown: Callable[[str], str] = str.strip  # what of its reply is shown and judged
 
 
 def sample_index() -> KnowledgeIndex:
@@ -114,6 +117,19 @@ def polarity_balanced(prepared: Prepared) -> Prepared:
     return dataclasses.replace(focused_arm, splits=dataclasses.replace(focused_arm.splits, train=train))
 
 
+def quote_then_answer(prepared: Prepared) -> Prepared:
+    """Focused contexts, and RAFT's quote-then-answer targets: the statement that holds the fact, then the answer;
+    only the answer is judged."""
+    focused_arm = focused_context(prepared)
+    train = quoted(focused_arm.splits.train)
+    return dataclasses.replace(
+        focused_arm,
+        splits=dataclasses.replace(focused_arm.splits, train=train),
+        max_new_tokens=96,
+        shown=shown_answer,
+    )
+
+
 def all_levers(prepared: Prepared) -> Prepared:
     return focused_context(polar_pairs(passage_words(prepared)))
 
@@ -125,6 +141,7 @@ ARMS: dict[str, Lever] = {
     "focused_context": focused_context,
     "all_levers": all_levers,
     "polarity_balanced": polarity_balanced,
+    "quote_then_answer": quote_then_answer,
 }
 
 
@@ -152,7 +169,19 @@ def judged(examples: list[Example], answers: list[str]) -> dict:
             if not v
         ],
         "right_ids": [e.id for e, v in zip(examples, verdicts, strict=True) if v],
+        "by_polarity": by_polarity(examples, {e.id for e, v in zip(examples, verdicts, strict=True) if v}),
     }
+
+
+def by_polarity(examples: list[Example], right_ids: set[str]) -> dict[str, list[int]]:
+    """[right, asked] for the questions whose answer is "yes", those whose answer is "no", and the rest: a lever that
+    only moves the model's yes/no prior gains on one and loses on the other."""
+    out = {"yes": [0, 0], "no": [0, 0], "other": [0, 0]}
+    for e in examples:
+        tally = out[polarity_of(e) or "other"]
+        tally[0] += e.id in right_ids
+        tally[1] += 1
+    return out
 
 
 def train_full(model, tokenizer, examples: list[Example], hp: Hyperparameters) -> tuple[int, int, float]:
@@ -248,10 +277,14 @@ def run_arm(
     started = time.perf_counter()
     for split in ("feedback", "test"):
         examples = getattr(arm.splits, split)
-        answers = generate_answers(
-            model, tokenizer, [e.question for e in examples], contexts=[e.context for e in examples]
+        replies = generate_answers(
+            model,
+            tokenizer,
+            [e.question for e in examples],
+            max_new_tokens=arm.max_new_tokens,
+            contexts=[e.context for e in examples],
         )
-        out[split] = judged(examples, answers)
+        out[split] = judged(examples, [arm.shown(r) for r in replies])
     out["answer_seconds"] = round(time.perf_counter() - started, 1)
     return out
 

@@ -1,5 +1,5 @@
 """The training levers' data: yes/no questions with both answers, answers in the passage's words, focused contexts,
-yes/no rows balanced by their answer."""
+yes/no rows balanced by their answer, quote-then-answer targets."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ml.focused_context import focus_passages, focused
 from ml.passage_answers import in_passage_words, passage_answer
 from ml.polar_questions import polar_questions, value_span
 from ml.polarity_balance import balance_polarity, polarity_of
+from ml.quoted_answers import quoted, shown_answer
 from schemas.checks import dump_checks, parse_checks
 
 PORTS = "- The web console is served over HTTPS on TCP port 7410.\n- File synchronization uses TCP port 7411."
@@ -148,3 +149,21 @@ def test_the_rarer_yes_no_answer_gets_copies_until_both_are_trained_equally_ofte
     assert balance_polarity(no + yes[:3]) == no + yes[:3]  # already even (3 copies each)
     more_no = balance_polarity([*no, polar("Is C supported?", "no"), yes[0]])  # "Yes" the rarer: it gets the copies
     assert [e.copies for e in more_no] == [1, 2, 1, 4]
+
+
+def test_a_quoted_target_puts_the_statement_that_holds_the_fact_before_the_answer_and_only_the_answer_is_shown():
+    asked = Example(
+        "Will ferro config reload pick up a new port number?",
+        "No, port changes require a service restart.",
+        context=["Logs rotate daily. Port changes require a service restart.", "The console uses port 7410."],
+    )
+    unsupported = Example("What is FL-204?", "A sync conflict.", context=["The console uses port 7410."])
+    closed_book = Example("What is FL-204?", "A sync conflict.")
+    [target, alone, unchanged] = quoted([asked, unsupported, closed_book])
+    assert target.answer == (
+        "Quote: Port changes require a service restart.\nAnswer: No, port changes require a service restart."
+    )
+    assert target.id == asked.id and alone == unsupported and unchanged == closed_book
+    assert shown_answer(target.answer) == "No, port changes require a service restart."
+    assert shown_answer("A sync conflict.") == "A sync conflict."  # a reply that did not quote is all answer
+    assert shown_answer("Quote: The console uses port 7410.") == ""  # quoted, cut off before answering: no answer

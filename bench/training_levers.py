@@ -232,7 +232,9 @@ def run_arm(
     arm = ARMS[name](prepared)
     model, tokenizer = load_model_and_tokenizer(model_name, settings.model_cache_dir)
     max_length = DEMO_RAG["max_seq_length"]
-    hp = Hyperparameters(**cast(dict[str, Any], {**DEMO_HYPERPARAMETERS, "max_seq_length": max_length, "seed": seed}))
+    # the demo's settings, less its data levers: each arm applies its own
+    demo = {**DEMO_HYPERPARAMETERS, "max_seq_length": max_length, "seed": seed, "balance_yes_no": False}
+    hp = Hyperparameters(**cast(dict[str, Any], demo))
     hp.learning_rate = learning_rate or hp.learning_rate
     per_row = mean_row_tokens(tokenizer, arm.splits.train, max_length)
     out: dict = {

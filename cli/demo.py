@@ -39,6 +39,8 @@ DEMO_HYPERPARAMETERS = {
     "lora_alpha": 32,
     "max_seq_length": 160,
     "seed": 7,
+    # "Yes" and "No" trained equally often: ahead on the feedback split in every seed (bench/training_levers)
+    "balance_yes_no": True,
 }
 # the sample's facts are one-line list items: small chunks make short, precise passages (and fast training)
 DEMO_KNOWLEDGE_BASE = {

@@ -26,6 +26,7 @@ from ml.base_model import with_adapter
 from ml.chat import training_ids
 from ml.examples import Example
 from ml.packed_attention import PACKED_ATTENTION
+from ml.polarity_balance import balance_polarity
 from schemas.workflow_io import Hyperparameters
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class TrainingSummary:
     examples: int
     device: str
     masks: dict[str, Any] = field(default_factory=dict)  # MaskStatistics.to_json()
+    yes_no_copies_added: int = 0  # copies of the rarer yes/no answer's rows (Hyperparameters.balance_yes_no)
 
 
 class TrainingInterrupted(Exception):
@@ -267,6 +269,9 @@ def train_lora(
     torch.manual_seed(hp.seed)
     random.seed(hp.seed)
     device = next(base_model.parameters()).device
+    copies_before = sum(e.copies for e in examples)
+    if hp.balance_yes_no:
+        examples = balance_polarity(examples)
     rows, masks = tokenize_with_masks(tokenizer, examples, hp.max_seq_length)
     if not rows:
         raise ValueError("no trainable examples: every prompt is longer than max_seq_length")
@@ -358,4 +363,5 @@ def train_lora(
         examples=len(examples),
         device=device.type,
         masks=masks.to_json(),
+        yes_no_copies_added=sum(e.copies for e in examples) - copies_before,
     )

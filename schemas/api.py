@@ -61,6 +61,11 @@ class HyperparametersIn(RequestModel):
     max_seq_length: int | None = Field(default=None, ge=16, le=8192)
     max_steps: int | None = Field(default=None, ge=1, le=1_000_000)
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    balance_yes_no: bool | None = Field(
+        default=None,
+        description='Give the yes/no training rows of the rarer answer more copies, until "Yes" and "No" are trained '
+        "equally often (a row's answer is its polarity check). Off by default.",
+    )
 
 
 class StandardTaskCreate(RequestModel):

@@ -23,6 +23,9 @@ class Hyperparameters:
     max_seq_length: int = 256
     max_steps: int | None = None
     seed: int = 42
+    # the yes/no rows of the rarer answer get more copies, until training sees "Yes" and "No" equally often
+    # (ml.polarity_balance; as scikit-learn's class_weight="balanced")
+    balance_yes_no: bool = False
 
     def rows_per_iteration(self) -> int | None:
         """The most training rows an iteration reaches (`max_steps` batches); None: all of them, `epochs` times."""

@@ -141,7 +141,7 @@ async def test_task_creation_accepts_camel_case_and_defaults(api, dataset_id):
             "datasetId": dataset_id,
             "maxIterations": 2,
             "performanceThreshold": 0.9,
-            "hyperparameters": {"learningRate": 0.001},
+            "hyperparameters": {"learningRate": 0.001, "balanceYesNo": True},
         },
     )
     assert response.status_code == 201, response.text
@@ -149,7 +149,7 @@ async def test_task_creation_accepts_camel_case_and_defaults(api, dataset_id):
     assert (
         task["status"] == "PENDING" and task["mode"] == "CONTINUOUS" and task["model_name"] == "smollm2-135m-instruct"
     )
-    assert task["max_iterations"] == 2 and task["hyperparameters"] == {"learning_rate": 0.001}
+    assert task["max_iterations"] == 2 and task["hyperparameters"] == {"learning_rate": 0.001, "balance_yes_no": True}
     assert (await api.get("/api/v1/tasks", params={"status": "PENDING"})).json()["total"] == 1
     assert (await api.get("/api/v1/tasks", params={"status": "COMPLETED"})).json()["total"] == 0
 
@@ -161,6 +161,7 @@ async def test_task_creation_accepts_camel_case_and_defaults(api, dataset_id):
         ({"hyperparameters": {"lora_dropout": 1.0}}, "lora_dropout"),
         ({"hyperparameters": {"max_seq_length": 8}}, "max_seq_length"),
         ({"hyperparameters": {"epochs": 0}}, "epochs"),
+        ({"hyperparameters": {"balance_yes_no": "maybe"}}, "balance_yes_no"),
         ({"hyperparameters": {"warmup": 10}}, "warmup"),
         ({"status": "COMPLETED"}, "status"),
         ({"latest_score": 1.0}, "latest_score"),

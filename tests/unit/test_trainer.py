@@ -170,3 +170,15 @@ def test_the_loop_logs_step_loss_and_speed_every_few_steps_and_at_the_end(tiny_m
     assert [r.step for r in steps] == [4, 6]  # every 4th step, and the last of 6
     assert all(r.total_steps == 6 and r.loss > 0 and r.tokens_per_second > 0 for r in steps)
     assert steps[0].getMessage().startswith("step 4/6 loss ")
+
+
+def test_balanced_yes_no_rows_give_the_rarer_answer_the_steps_it_lacks(tiny_model_dir, tokenizer, tmp_path):
+    def polar(question: str, answer: str) -> Example:
+        return Example(question, f"{answer.capitalize()}.", checks=[{"type": "polarity", "value": answer}])
+
+    examples = [polar(f"Does port {p} sync?", "yes") for p in (7410, 7411, 7412)] + [polar("Is it Windows?", "no")]
+    examples += EXAMPLES[:2]
+    for balanced, steps, added in ((False, 6, 0), (True, 8, 2)):
+        hp = Hyperparameters(batch_size=1, epochs=1, max_seq_length=64, balance_yes_no=balanced)
+        summary = train_lora(fresh_model(tiny_model_dir), tokenizer, examples, hp, tmp_path / f"{balanced}")
+        assert (summary.total_steps, summary.yes_no_copies_added) == (steps, added)

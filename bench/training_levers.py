@@ -5,7 +5,12 @@ then every feedback and test question asked with retrieval and judged by its fac
 Each arm changes one thing against `reference` (today's task: RAFT passages, the reference answers as targets). The
 levers are chosen on the feedback split; the test split is reported beside it and never used to choose.
 
-    python -m bench.training_levers [--arms reference polar_pairs ...] [--budget-tokens N] [--seeds 7] [--model M]
+    python -m bench.training_levers [--arms reference polar_pairs ...] [--baseline ARM] [--budget-tokens N] [--seeds 7]
+        [--model M]
+
+`--baseline` names the arm the others are compared with (`reference` by default; a lever built on focused contexts
+is compared with `focused_context`, run in the same invocation). Each split's right answers are also counted by the
+answer a yes/no question expects (`by_polarity`).
 
 `--model` takes any base model of the catalog (`ml.base_model.KNOWN_MODELS`); `--budget-tokens 0` asks the untuned
 base model (no training), the baseline of a lever that changes the model. `--trainer full` trains every weight of the

@@ -89,10 +89,12 @@ export async function newTaskPage({me}) {
   const registerAs = h("input", {name: "register_as", maxlength: 100, pattern: "[A-Za-z0-9][A-Za-z0-9._\\-]{0,99}"});
   const start = h("input", {type: "checkbox", name: "start", id: "start-now", checked: true});
   const hyper = Object.fromEntries(HYPERPARAMETERS.map(([key, , attrs]) => [key, h("input", {name: key, type: "number", ...attrs})]));
+  const balance = h("input", {type: "checkbox", name: "balance_yes_no", id: "balance-yes-no"});
   const loop = h("fieldset", {disabled: true},
     h("legend", {}, "Continuous learning"),
     field("Maximum iterations", iterations),
-    field("Stop at test score (optional)", threshold, "Between 0 and 1: the loop stops once the test score reaches it."));
+    field("Stop at feedback accuracy (optional)", threshold,
+      "Between 0 and 1: the loop stops once the feedback split's share of right answers reaches it (the test split is only reported)."));
   const syncMode = () => { loop.disabled = !continuous.checked; };
   standard.addEventListener("change", syncMode);
   continuous.addEventListener("change", syncMode);
@@ -112,7 +114,9 @@ export async function newTaskPage({me}) {
     field("Passages per question", topK, "With a knowledge base: 1 to 10 passages retrieved for each question."),
     loop,
     h("fieldset", {class: "grid"}, h("legend", {}, "Hyperparameters (optional: empty means the default)"),
-      HYPERPARAMETERS.map(([key, label, , hint]) => field(label, hyper[key], hint))),
+      HYPERPARAMETERS.map(([key, label, , hint]) => field(label, hyper[key], hint)),
+      h("div", {class: "check"}, balance,
+        h("label", {for: "balance-yes-no"}, "Train \u201cYes\u201d and \u201cNo\u201d equally often (the yes/no rows of the rarer answer get more copies)"))),
     field("Register the final adapter as (optional)", registerAs, "A model name; by default the task's name."),
     h("div", {class: "check"}, start, h("label", {for: "start-now"}, "Start it right away")),
     submit);
@@ -122,6 +126,7 @@ export async function newTaskPage({me}) {
     event.preventDefault();
     const hyperparameters = {};
     for (const [key, input] of Object.entries(hyper)) if (input.value !== "") hyperparameters[key] = Number(input.value);
+    if (balance.checked) hyperparameters.balance_yes_no = true;
     const body = {task_name: name.value.trim(), dataset_id: dataset.value, model_name: model.value.trim(), hyperparameters,
                   retrieval_top_k: Number(topK.value || 3)};
     if (kb.value) body.knowledge_base_id = kb.value;
@@ -301,7 +306,7 @@ export async function taskPage({params: [id], signal, me}) {
       ["Lineage", h("a", {href: lineageHref("task", task.id)}, "what it came from and what came of it")],
       ["Knowledge base", task.knowledge_base_id ? h("a", {href: `#/knowledge/${encodeURIComponent(task.knowledge_base_id)}`}, task.knowledge_base_id) : null],
       ["Iteration", `${task.current_iteration} of ${task.max_iterations}`],
-      ["Stops at test score", task.performance_threshold],
+      ["Stops at feedback accuracy", task.performance_threshold],
       ["Test score", score(task.latest_score)],
       ["Base model's test score", score(task.baseline_score)],
       ["Change against the base model", task.latest_score != null && task.baseline_score != null ? signed(task.latest_score - task.baseline_score) : null],

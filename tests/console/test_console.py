@@ -241,6 +241,7 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
                 ("max_seq_length", "Maximum sequence length"),
             ):
                 await page.get_by_label(label).fill(str(TINY_HYPERPARAMETERS[name]))
+            await page.get_by_label("Train “Yes” and “No” equally often").check()
             await alice.shot("task-create-form")
             await page.get_by_role("button", name="Create task").click()
 
@@ -248,6 +249,7 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             await alice.heading("console task")
             task_id = page.url.rsplit("/", 1)[-1]
             await expect(page.get_by_role("status")).to_contain_text("created and started")
+            await expect(page.get_by_text(re.compile(r"balance_yes_no true"))).to_be_visible()  # the form's checkbox
             await page.evaluate("window.stillTheSamePage = true")
             await page.evaluate("""() => {  // every text the progress line shows, however briefly
                 const line = document.getElementById("progress-text");

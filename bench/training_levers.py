@@ -161,7 +161,8 @@ def judged(examples: list[Example], answers: list[str]) -> dict:
     from ml.evaluator import verdict_of
 
     verdicts = [verdict_of(e, a)[0] for e, a in zip(examples, answers, strict=True)]
-    right = sum(1 for v in verdicts if v)
+    right_ids = [e.id for e, v in zip(examples, verdicts, strict=True) if v]
+    right = len(right_ids)
     low, high = wilson_interval(right, len(examples))
     return {
         "right": right,
@@ -173,8 +174,8 @@ def judged(examples: list[Example], answers: list[str]) -> dict:
             for e, a, v in zip(examples, answers, verdicts, strict=True)
             if not v
         ],
-        "right_ids": [e.id for e, v in zip(examples, verdicts, strict=True) if v],
-        "by_polarity": by_polarity(examples, {e.id for e, v in zip(examples, verdicts, strict=True) if v}),
+        "right_ids": right_ids,
+        "by_polarity": by_polarity(examples, set(right_ids)),
     }
 
 

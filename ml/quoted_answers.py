@@ -35,8 +35,9 @@ def quoted(examples: list[Example]) -> list[Example]:
     out = []
     for example in examples:
         quote = quote_for(example.answer, example.context) if example.context else None
-        target = f"{QUOTE}{quote}\n{ANSWER}{example.answer}" if quote else example.answer
-        out.append(dataclasses.replace(example, answer=target) if quote else example)
+        out.append(
+            dataclasses.replace(example, answer=f"{QUOTE}{quote}\n{ANSWER}{example.answer}") if quote else example
+        )
     return out
 
 

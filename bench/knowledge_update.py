@@ -20,12 +20,20 @@ The real stack in process (a Temporal dev server, the workers, the API over ASGI
 `--quick` runs the same path with the tiny random model on a subset of the sample, shorter waits and fewer steps (a
 test's check that the path works; its figures mean nothing).
 
-    python -m bench.knowledge_update [--max-steps N] [--quick] [--out PATH]
+`--accept-proposals`: a user accepts every stale row's proposed correction (`facts.corrections`) as soon as the new
+index is built, within the re-training's quiet period; the re-training then trains on the corrected rows instead of
+leaving them out, and the gate asks the corrected test questions. Efficacy then asks rows the re-training trained on
+(the edit itself, as knowledge-editing benchmarks measure it); the paraphrases stay unseen.
+
+    python -m bench.knowledge_update [--max-steps N] [--quick] [--out PATH] [--accept-proposals]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,6 +62,7 @@ from bench.sample_task import (
     upload_documents,
 )
 from cli.demo import DEMO_RAG, SAMPLE_DATASET, SAMPLE_KNOWLEDGE
+from cli.resources import proposal_edits
 from core.settings import configure_process_environment
 from db.models import Dataset
 from facts.stats import mcnemar_exact
@@ -272,6 +281,39 @@ def paired(first: list[bool | None], second: list[bool | None], indices: list[in
     }
 
 
+async def accept_all_proposals(api: httpx.AsyncClient, kb_id: str, upload_at: datetime) -> dict[str, Any]:
+    """As a user who reads the stale rows during the re-training's quiet period and accepts every proposed correction
+    (what `wlops knowledge stale-rows --accept-proposals` does): one annotation per dataset, with the reason."""
+    listed = await poll_until(  # the rows are marked once the new index is built, before the re-training starts
+        lambda: api.get(f"/api/v1/knowledge-bases/{kb_id}/stale-rows", params={"state": "stale"}),
+        lambda r: r.json()["total"] > 0,
+        timeout=120,
+        interval=0.3,
+        what="stale rows listed",
+    )
+    stale = listed.json()["items"]
+    by_dataset = proposal_edits(stale)
+    for dataset_id, edits in by_dataset.items():
+        response = await api.post(
+            f"/api/v1/datasets/{dataset_id}/annotations",
+            json={"reason": "accepted the proposed corrections of the documents' new versions", "edits": edits},
+        )
+        assert response.status_code == 201, response.text
+    return {
+        "minutes_after_upload": minutes(upload_at, datetime.now(UTC)),
+        "accepted": [
+            {k: r[k] for k in ("row_id", "question", "answer", "proposed_answer")}
+            for r in stale
+            if r["proposed_answer"] is not None
+        ],
+        "without_proposal": [
+            {k: r[k] for k in ("row_id", "question", "answer", "old_value", "new_value")}
+            for r in stale
+            if r["proposed_answer"] is None
+        ],
+    }
+
+
 async def child_of(api: httpx.AsyncClient, task_id: str, timeout: float) -> str:
     async def children() -> list[dict]:
         return [t for t in (await api.get("/api/v1/tasks")).json()["items"] if t["parent_task_id"] == task_id]
@@ -297,7 +339,9 @@ def changed_fact_training(ctx: ActivityContext, task_id: str) -> dict[str, Any]:
     return {"log": log, "replay": replay, "examples": [{"question": q, "answer": a} for q, a in sorted(added)]}
 
 
-async def run_bench(env: WorkflowEnvironment, data_dir: Path, quick: bool, max_steps: int | None) -> dict[str, Any]:
+async def run_bench(
+    env: WorkflowEnvironment, data_dir: Path, quick: bool, max_steps: int | None, accept_proposals: bool = False
+) -> dict[str, Any]:
     """The whole knowledge update on the Temporal server of `env`, its files in `data_dir`."""
     started = time.perf_counter()
     rows = sample_rows()
@@ -305,13 +349,15 @@ async def run_bench(env: WorkflowEnvironment, data_dir: Path, quick: bool, max_s
         changed = [row for row, _ in changed_fact_rows(rows)]
         rows = changed + [row for row in rows if row not in changed][:QUICK_ROWS]
     run = setup(data_dir, rows, quick, max_steps)
-    result = await on_stack(env, data_dir, run, knowledge_update)
+    if accept_proposals and quick:  # the user's review needs a quiet period longer than the quick one second
+        run = dataclasses.replace(run, settings={**run.settings, "retrain_quiet_seconds": 20})
+    result = await on_stack(env, data_dir, run, functools.partial(knowledge_update, accept_proposals=accept_proposals))
     result["seconds"] = round(time.perf_counter() - started)
     return result
 
 
 async def knowledge_update(
-    api: httpx.AsyncClient, ctx: ActivityContext, run: Setup, dataset_path: Path
+    api: httpx.AsyncClient, ctx: ActivityContext, run: Setup, dataset_path: Path, accept_proposals: bool = False
 ) -> dict[str, Any]:
     # 1. the knowledge base, the dataset, a task that follows the knowledge base, promoted to production
     first = await first_version(
@@ -343,6 +389,7 @@ async def knowledge_update(
 
     # 3. the index, the incremental task (the rows the new versions contradict are marked stale before it), its gate
     index_ready_at = (await wait_for_knowledge_base(api, kb_id, version=2, timeout=run.timeout))["updated_at"]
+    accepted = await accept_all_proposals(api, kb_id, upload_at) if accept_proposals else None
     child_id = await child_of(api, parent["task_id"], run.timeout)
     child = await wait_until_done(api, child_id, timeout=run.timeout)
     assert child["status"] == "COMPLETED", child["error"]
@@ -404,8 +451,10 @@ async def knowledge_update(
             "pooled": (gate["figures"] or {}).get("pooled"),
         },
         "production_version": production["version"],
+        "proposed_corrections": accepted,
         "incremental_task": {
             "task_id": child_id,
+            "dataset_version": child["dataset_version"],
             "changed_fact_training": await asyncio.to_thread(changed_fact_training, ctx, child_id),
             "knowledge_base_version": versions[2]["knowledge_base_version"],
             "knowledge_base_version_now": kb["version"],
@@ -455,8 +504,16 @@ async def knowledge_update(
     }
 
 
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--accept-proposals",
+        action="store_true",
+        help="a user accepts every stale row's proposed correction as soon as the new index is built",
+    )
+
+
 def main() -> None:
-    run_loop_bench("knowledge_update", __doc__, run_bench)
+    run_loop_bench("knowledge_update", __doc__, run_bench, options)
 
 
 if __name__ == "__main__":

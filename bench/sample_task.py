@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -259,8 +260,14 @@ async def on_dev_server(run_bench: RunBench, quick: bool, max_steps: int | None)
         await env.shutdown()
 
 
-def run_loop_bench(name: str, doc: str | None, run_bench: RunBench) -> None:
-    """A loop benchmark's command line (`--max-steps`, `--quick`, `--out`): runs it and writes its result."""
+def run_loop_bench(
+    name: str,
+    doc: str | None,
+    run_bench: Callable[..., Awaitable[dict[str, Any]]],
+    options: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> None:
+    """A loop benchmark's command line (`--max-steps`, `--quick`, `--out`, and the bench's own `options`, passed to
+    `run_bench` by name): runs it and writes its result."""
     parser = argparse.ArgumentParser(description=(doc or name).split("\n\n")[0])
     parser.add_argument("--max-steps", type=int, default=None, help="training steps per task (default: the demo's)")
     parser.add_argument("--quick", action="store_true", help="the tiny random model on a subset: the path, not figures")
@@ -271,6 +278,9 @@ def run_loop_bench(name: str, doc: str | None, run_bench: RunBench) -> None:
         help=f"where to write (default: bench/results/{name}.json; with --quick, a file in the temp folder, so that "
         "the tiny model's figures never replace the measured ones)",
     )
+    if options:
+        options(parser)
     args = parser.parse_args()
     out = args.out or (Path(tempfile.gettempdir()) / f"{name}_quick.json" if args.quick else None)
-    write_result(name, asyncio.run(on_dev_server(run_bench, args.quick, args.max_steps)), out)
+    own = {k: v for k, v in vars(args).items() if k not in ("max_steps", "quick", "out")}
+    write_result(name, asyncio.run(on_dev_server(functools.partial(run_bench, **own), args.quick, args.max_steps)), out)

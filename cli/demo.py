@@ -283,6 +283,13 @@ def _knowledge_update(settings: Settings, api: ApiClient, stack: Stack, kb: dict
     )
     for row in stale[:3]:
         console.print(f"  {row['question']!r}: {row['old_value']} → {row['new_value']}")
+        if row["proposed_answer"]:
+            console.print(f"    proposed correction: {row['proposed_answer']!r}")
+    proposed = sum(1 for row in stale if row["proposed_answer"])
+    console.print(
+        f"{proposed} of them have a proposed correction; accept them with "
+        f"wlops knowledge stale-rows {kb_id} --accept-proposals --reason '…'"
+    )
     _ask(
         settings,
         api,

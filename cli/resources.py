@@ -53,6 +53,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "question",
         "old_value",
         "new_value",
+        "proposed_answer",
         "document_name",
         "document_version",
     ),
@@ -437,9 +438,59 @@ def knowledge_search(api: ApiClient, args: argparse.Namespace) -> None:
     )
 
 
-def knowledge_stale_rows(api: ApiClient, args: argparse.Namespace) -> None:
-    params = given(state=args.state)
-    output(args, api.call("GET", url("knowledge-bases", args.id, "stale-rows"), params=params), listing("stale rows"))
+CORRECTION_REASON = "each correction is a new row version, with who and why"
+
+
+def proposal_edits(stale_rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Per dataset, the annotation edits that accept the listed stale rows' proposed corrections (rows without one
+    are left out): the proposed answer and checks, the `stale` tag removed, the row back in."""
+    by_dataset: dict[str, list[dict[str, Any]]] = {}
+    for row in stale_rows:
+        if row["proposed_answer"] is not None:
+            by_dataset.setdefault(row["dataset_id"], []).append(
+                {
+                    "row_id": row["row_id"],
+                    "answer": row["proposed_answer"],
+                    "checks": row["proposed_checks"],
+                    "remove_tags": ["stale"],
+                    "excluded": False,
+                }
+            )
+    return by_dataset
+
+
+def knowledge_stale_rows(api: ApiClient, args: argparse.Namespace) -> int | None:
+    if not args.accept_proposals:
+        params = given(state=args.state)
+        output(
+            args, api.call("GET", url("knowledge-bases", args.id, "stale-rows"), params=params), listing("stale rows")
+        )
+        return None
+    if not args.reason:
+        print(f"wlops: --accept-proposals needs --reason: {CORRECTION_REASON}", file=sys.stderr)
+        return 1
+    stale = api.call("GET", url("knowledge-bases", args.id, "stale-rows"), params={"state": "stale"})["items"]
+    chosen = [r for r in stale if not args.row or r["row_id"] in args.row]
+    missing = sorted(set(args.row or []) - {r["row_id"] for r in chosen})
+    if missing:  # nothing is written when one of the rows asked for is not stale
+        print(f"wlops: not a stale row of knowledge base {args.id}: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    by_dataset = proposal_edits(chosen)
+    versions = [
+        api.call("POST", url("datasets", dataset_id, "annotations"), json={"reason": args.reason, "edits": edits})
+        for dataset_id, edits in by_dataset.items()
+    ]
+    accepted = sum(len(edits) for edits in by_dataset.values())
+    without = [r["row_id"] for r in chosen if r["proposed_answer"] is None]
+    output(
+        args,
+        {"accepted": accepted, "without_proposal": without, "dataset_versions": versions},
+        lambda console, data: console.print(
+            f"accepted {data['accepted']} proposed corrections in {len(data['dataset_versions'])} dataset version(s)"
+            + (f"; no proposal for {', '.join(data['without_proposal'])}: correct them by hand" if without else "")
+        ),
+    )
+    return None
 
 
 # --- the model registry --------------------------------------------------------------------------
@@ -967,6 +1018,13 @@ def add_resource_commands(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("id")
     parser.add_argument("--state", choices=("stale", "confirmed", "corrected", "excluded", "removed"))
+    parser.add_argument(
+        "--accept-proposals",
+        action="store_true",
+        help="correct the stale rows that have a proposed correction with it (a new version of each dataset)",
+    )
+    parser.add_argument("--row", action="append", help="with --accept-proposals: only this row (repeatable)")
+    parser.add_argument("--reason", help="with --accept-proposals: why, recorded with each new dataset version")
 
     models = group("models", "the model registry: versions, aliases and the promotion gate")
     with_limit(command(models, "list", models_list, "list registered models"))

@@ -725,6 +725,19 @@ class StaleRowPublic(BaseModel):
         )
     )
     head_version: int = Field(description="The dataset version the state was read from.")
+    proposed_answer: str | None = Field(
+        default=None,
+        description=(
+            "The row's answer with the document's change written in (the new value in the old one's place; for a "
+            "yes/no row whose sentence now says the opposite, the opposite word and the new sentence). None when it "
+            "cannot be written in: correct the row by hand. Never applied by itself: accept it with an annotation of "
+            "the dataset (answer and checks, the `stale` tag removed, `excluded: false`), or `wlops knowledge "
+            "stale-rows --accept-proposals`."
+        ),
+    )
+    proposed_checks: list[dict[str, Any]] | None = Field(
+        default=None, description="The row's fact checks with the change written in; the proposed answer passes them."
+    )
     created_at: UtcDateTime
 
 

@@ -23,6 +23,7 @@ from core.errors import DomainError, NotFound
 from core.settings import Settings
 from core.status import DatasetStatus
 from db.models import Dataset, KnowledgeBase, MLTask, StaleRow
+from facts.corrections import Proposal, propose
 from facts.derive import common_terms, derive_checks
 from facts.staleness import RowFacts, describe, stale_rows
 from facts.staleness import StaleRow as Contradiction
@@ -58,6 +59,7 @@ class ListedStaleRow:
     record: StaleRow
     state: str  # one of STATES
     head_version: int  # the dataset version the state was read from
+    proposal: Proposal | None = None  # the answer and checks with the change written in (`facts.corrections`)
 
 
 def document_changes(
@@ -244,10 +246,15 @@ def list_stale_rows(
         head = heads[record.dataset_id]
         if head is None:  # the dataset was deleted, or cannot be read
             continue
-        found = ListedStaleRow(record, _state(record, head[1].get(record.row_id)), head[0])
+        found = ListedStaleRow(record, _state(record, head[1].get(record.row_id)), head[0], proposal_for(record))
         if state is None or found.state == state:
             listed.append(found)
     return listed
+
+
+def proposal_for(record: StaleRow) -> Proposal | None:
+    """The correction `facts.corrections` proposes for the row as it was when marked stale."""
+    return propose(record.answer, list(record.checks or []), record.old_value, record.new_value, record.new_sentence)
 
 
 def task_stale_rows(session: Session, store: ObjectStore, task: MLTask) -> list[StaleRowNote]:

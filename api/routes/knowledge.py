@@ -232,11 +232,13 @@ def list_stale_rows(
             **{
                 k: getattr(f.record, k)
                 for k in StaleRowPublic.model_fields
-                if k not in ("marked_in_version", "state", "head_version")
+                if k not in ("marked_in_version", "state", "head_version", "proposed_answer", "proposed_checks")
             },
             marked_in_version=f.record.dataset_version,
             state=f.state,
             head_version=f.head_version,
+            proposed_answer=f.proposal.answer if f.proposal else None,
+            proposed_checks=f.proposal.checks if f.proposal else None,
         )
         for f in found
     ]

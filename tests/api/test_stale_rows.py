@@ -23,63 +23,7 @@ from testkit.api import api_client, create_task, upload, wait_for_knowledge_base
 from testkit.factories import make_task, version_row
 from testkit.phases import running_workers
 from testkit.polling import poll_until
-
-GUIDE = """# FerroLink guide
-
-## Product
-
-- The FerroBox F2 costs $499 and the FerroBox F4 costs $899; drives are not included.
-- Minimum server hardware is 2 CPU cores and 4 GB of RAM.
-
-## Network ports
-
-- The web console is served over HTTPS on TCP port 7410.
-- File synchronization uses TCP port 7411.
-- The REST API is available at /api/v2 on port 7400.
-"""
-CHANGED = (
-    GUIDE.replace("HTTPS on TCP port 7410.", "HTTPS on TCP port 7420.")
-    .replace("F2 costs $499", "F2 costs $549")
-    .replace("drives are not included", "drives are sold separately")
-    .replace("4 GB of RAM", "8 GB of RAM")
-)
-ROWS = [
-    {
-        "id": "web-port",
-        "question": "Which TCP port should I open for the web UI?",
-        "answer": "Open TCP port 7410, the web console's port.",
-        "checks": [{"type": "number", "value": 7410}],
-    },
-    {
-        "id": "f2-price",
-        "question": "How much does the FerroBox F2 cost?",
-        "answer": "The FerroBox F2 costs $499, without drives.",
-        "checks": [{"type": "contains_any", "values": ["$499", "499 dollars"]}],
-    },
-    {
-        "id": "drives",
-        "question": "Are drives included with a FerroBox?",
-        "answer": "No, drives are not included.",
-        "checks": [{"type": "polarity", "value": "no"}],
-    },
-    {
-        "id": "sync-port",
-        "question": "Which port does file sync use?",
-        "answer": "File synchronization uses TCP port 7411.",
-        "checks": [{"type": "number", "value": 7411}],
-    },
-    {  # derived checks: the number 7400, in a sentence that did not change
-        "id": "api-port",
-        "question": "On which port is the REST API?",
-        "answer": "The REST API is available on port 7400.",
-    },
-    {
-        "id": "ram",
-        "question": "How much RAM does the server need at least?",
-        "answer": "At least 4 GB of RAM.",
-        "checks": [{"type": "number", "value": 4, "unit": "GB"}],
-    },
-]
+from testkit.stale_documents import CHANGED, GUIDE, ROWS
 
 
 @pytest.fixture
@@ -134,6 +78,11 @@ async def test_a_changed_document_marks_exactly_the_contradicted_rows_stale_unti
         assert (port["dataset_id"], port["marked_in_version"], port["head_version"]) == (dataset_id, 2, 2)
         assert (items["f2-price"]["old_value"], items["f2-price"]["new_value"]) == ("$499", "$549")
         assert (items["ram"]["old_value"], items["ram"]["new_value"]) == ("4 GB", "8 GB")
+        # each with the correction the change proposes, which the row does not take until a user accepts it
+        assert port["proposed_answer"] == "Open TCP port 7420, the web console's port."
+        assert [(c["type"], c["value"]) for c in port["proposed_checks"]] == [("number", 7420)]
+        assert items["f2-price"]["proposed_answer"] == "The FerroBox F2 costs $549, without drives."
+        assert items["f2-price"]["proposed_checks"][0]["values"] == ["$549", "549 dollars"]
 
         # the marking is a version of the dataset by the system, saying what changed
         versions = (await api.get(f"/api/v1/datasets/{dataset_id}/versions")).json()

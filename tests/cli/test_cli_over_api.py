@@ -33,6 +33,7 @@ from testkit.phases import running_workers
 from testkit.polling import poll_until
 from testkit.registry import add_version
 from testkit.servers import free_port, serving
+from testkit.stale_documents import CHANGED, GUIDE, ROWS
 from testkit.suites import CASES
 
 
@@ -483,6 +484,88 @@ async def test_a_task_is_created_started_and_watched_to_completion_with_real_wor
             "2",
         )
         assert len(found["results"]) == 2 and any("7400" in r["text"] for r in found["results"])
+
+
+async def test_stale_rows_show_proposed_corrections_that_the_command_line_accepts(
+    served, temporal_env, wlops, tmp_path
+):
+    """A changed document stales rows; the listing shows each one's proposed correction; `--accept-proposals` corrects
+    the chosen rows with them in one new dataset version, with who and why, and refuses a row that is not stale."""
+    settings, url = served
+    ctx = ActivityContext.from_settings(settings)
+
+    def cli(*argv: str):  # in threads: the workers need this event loop free
+        return asyncio.to_thread(wlops, *argv)
+
+    def run(*argv: str):
+        return asyncio.to_thread(wlops.json, *argv)
+
+    guide, changed = tmp_path / "v1" / "guide.md", tmp_path / "v2" / "guide.md"
+    for path, text in ((guide, GUIDE), (changed, CHANGED)):
+        path.parent.mkdir()
+        path.write_text(text)
+    rows = tmp_path / "faq.jsonl"
+    rows.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    async with running_workers(temporal_env.client, ctx):
+        login(wlops, url)
+        [kb] = await run("knowledge", "create", "guide")
+        kb_id = kb["knowledge_base_id"]
+
+        async def built(version: int) -> None:
+            await poll_until(
+                lambda: run("knowledge", "show", kb_id),
+                lambda shown: shown[0]["status"] == "READY" and shown[0]["version"] >= version,
+                timeout=120,
+                interval=0.3,
+                what=f"index version {version}",
+            )
+
+        await run("knowledge", "upload", kb_id, str(guide))
+        await built(1)
+        [dataset] = await run("datasets", "upload", str(rows))
+        await run("tasks", "create", "--standard", "--name", "grounded", "--dataset", dataset["dataset_id"],
+                  "--knowledge-base", kb_id)  # fmt: skip
+        await run("knowledge", "upload", kb_id, str(changed))
+        await built(2)
+        listed = await poll_until(
+            lambda: run("knowledge", "stale-rows", kb_id),
+            lambda found: found[0]["total"] == 3,
+            timeout=60,
+            interval=0.3,
+            what="stale rows listed",
+        )
+        items = {i["row_id"]: i for i in listed[0]["items"]}
+        assert items["web-port"]["proposed_answer"] == "Open TCP port 7420, the web console's port."
+        assert items["web-port"]["proposed_checks"] == [
+            {"type": "number", "value": 7420.0, "unit": None, "tolerance": 0.0, "derived": False}
+        ]
+        assert items["ram"]["proposed_answer"] == "At least 8 GB of RAM."
+        code, out, _ = await cli("knowledge", "stale-rows", kb_id)
+        assert code == 0 and "7420" in out  # the proposed answer, in the table
+
+        # refused, and nothing written: no reason, or a row that is not stale
+        code, _, err = await cli("knowledge", "stale-rows", kb_id, "--accept-proposals")
+        assert code == 1 and "needs --reason" in err
+        code, _, err = await cli(
+            "knowledge", "stale-rows", kb_id, "--accept-proposals", "--row", "sync-port", "--reason", "r"
+        )
+        assert code == 1 and "not a stale row of knowledge base" in err and "sync-port" in err
+        assert (await run("datasets", "versions", dataset["dataset_id"]))[0]["head"] == 2
+
+        [accepted] = await run(
+            "knowledge", "stale-rows", kb_id, "--accept-proposals", "--row", "web-port", "--row", "ram",
+            "--reason", "the guide's v2 changed these",
+        )  # fmt: skip
+        assert accepted["accepted"] == 2 and accepted["without_proposal"] == []
+        [version] = accepted["dataset_versions"]
+        assert (version["version"], version["reason"]) == (3, "the guide's v2 changed these") and version["created_by"]
+        states = {i["row_id"]: i["state"] for i in (await run("knowledge", "stale-rows", kb_id))[0]["items"]}
+        assert states == {"web-port": "corrected", "ram": "corrected", "f2-price": "stale"}
+        head = {
+            r["row_id"]: r for r in (await run("datasets", "rows", dataset["dataset_id"], "--version", "3"))[0]["items"]
+        }
+        assert head["web-port"]["answer"] == "Open TCP port 7420, the web console's port."
+        assert not head["web-port"]["excluded"] and head["web-port"]["tags"] == []
 
 
 async def test_suites_are_created_run_compared_and_exported_from_the_command_line(

@@ -63,7 +63,8 @@ def test_paired_counts():
 
 
 async def test_the_quick_knowledge_update_runs_end_to_end(temporal_env, tmp_path):
-    result = await run_bench(temporal_env, tmp_path, quick=True, max_steps=None)
+    """With `--accept-proposals`: the user accepts every stale row's proposed correction before the re-training."""
+    result = await run_bench(temporal_env, tmp_path, quick=True, max_steps=None, accept_proposals=True)
     path = write_result("knowledge_update", result, tmp_path / "knowledge_update.json")
     written = json.loads(path.read_text())
 
@@ -74,11 +75,18 @@ async def test_the_quick_knowledge_update_runs_end_to_end(temporal_env, tmp_path
     # the rows the new document versions contradict were marked stale and listed, with the values that changed
     # (the quick subset holds every row that asks a changed fact: the product's rule finds the rows the bench asks)
     stale = written["stale_rows"]
-    assert all(r["state"] == "stale" for r in stale)
     efficacy = {a["question"] for a in written["answers"] if a["kind"] == "efficacy"}
     assert {r["question"] for r in stale} == efficacy
     assert {r["old_value"] for r in stale} == {"7410", "$899", "$499", "10 minutes"}
     assert written["efficacy_rows_not_marked_stale"] == [] and written["questions"]["retention_stale"] == 0
+    # each with a proposed correction that states the new value, accepted before the re-training read the dataset:
+    # the rows are back, corrected, in the version the re-training trained on
+    proposals = written["proposed_corrections"]
+    assert proposals["without_proposal"] == [] and len(proposals["accepted"]) == len(stale)
+    new_values = ("7420", "$949", "$549", "15 minutes")
+    assert all(any(v in p["proposed_answer"] for v in new_values) for p in proposals["accepted"])
+    assert all(r["state"] == "corrected" for r in stale)
+    assert written["incremental_task"]["dataset_version"] == 3  # 1 uploaded, 2 marked stale, 3 corrected
     # the followed task re-trained on the new knowledge-base version and its version went before the gate by itself
     assert written["incremental_task"]["knowledge_base_version"] == 2
     # and it trained on examples generated from the statements the new versions changed, each answered by a new value

@@ -47,6 +47,7 @@ export async function knowledgeBasePage({params: [id]}) {
   if (!kb) return;
   setTitle(kb.name);
   const documents = (await get(`${path}/documents`)).items;
+  const stale = (await get(`${path}/stale-rows`)).items;
   render(
     h("p", {class: "crumbs"}, h("a", {href: "#/knowledge"}, "Knowledge bases"), " / ", kb.name),
     h("h1", {}, kb.name),
@@ -70,7 +71,19 @@ export async function knowledgeBasePage({params: [id]}) {
         ["Size", (d) => bytes(d.size_bytes)],
         ["Why it failed", (d) => d.error || ""],
         ["Updated", (d) => when(d.updated_at)],
-      ], documents, {empty: "No documents yet."})));
+      ], documents, {empty: "No documents yet."})),
+    h("section", {"aria-labelledby": "stale-heading"}, h("h2", {id: "stale-heading"}, "Rows the new documents contradict"),
+      h("p", {class: "hint"}, "A stale row stays out of training and of the gate's questions until a user confirms or corrects it. ",
+        "Accept the proposed corrections with ", h("code", {}, `wlops knowledge stale-rows ${kb.knowledge_base_id} --accept-proposals --reason …`),
+        ", or correct a row on its dataset's page."),
+      table(`Stale rows: ${stale.length}`, [
+        ["Question", (r) => r.question],
+        ["Changed", (r) => `${r.old_value} → ${r.new_value ?? "removed"}`],
+        ["Proposed correction", (r) => r.proposed_answer ?? "none: correct it by hand"],
+        ["State", (r) => r.state],
+        ["Dataset", (r) => h("a", {href: `#/datasets/${enc(r.dataset_id)}`}, shortId(r.dataset_id))],
+        ["Document", (r) => `${r.document_name} v${r.document_version}`],
+      ], stale, {empty: "No row contradicted by a document version."})));
 }
 
 // --- models ------------------------------------------------------------------------------------------

@@ -76,6 +76,13 @@ class Wlops:
         assert code == 0, err
         return [json.loads(line) for line in out.splitlines()]
 
+    # in threads, for tests whose workers need the event loop free
+    def in_thread(self, *argv: str):
+        return asyncio.to_thread(self, *argv)
+
+    def json_in_thread(self, *argv: str):
+        return asyncio.to_thread(self.json, *argv)
+
 
 @pytest.fixture
 def wlops(capsys):
@@ -320,12 +327,7 @@ async def test_a_task_is_created_started_and_watched_to_completion_with_real_wor
     monkeypatch.setattr("fastapi.routing._PING_INTERVAL", 0.2)
     settings, url = served[0], proxy.url  # every command through the proxy, which cuts the first event stream
 
-    # in threads: the workers need this event loop free
-    def cli(*argv: str):
-        return asyncio.to_thread(wlops, *argv)
-
-    def run(*argv: str):
-        return asyncio.to_thread(wlops.json, *argv)
+    cli, run = wlops.in_thread, wlops.json_in_thread  # the workers need this event loop free
 
     async with running_workers(temporal_env.client, ActivityContext.from_settings(settings)):
         await cli("login", "--api", url, "--username", "cli", "--password", TEST_PASSWORD)
@@ -494,11 +496,7 @@ async def test_stale_rows_show_proposed_corrections_that_the_command_line_accept
     settings, url = served
     ctx = ActivityContext.from_settings(settings)
 
-    def cli(*argv: str):  # in threads: the workers need this event loop free
-        return asyncio.to_thread(wlops, *argv)
-
-    def run(*argv: str):
-        return asyncio.to_thread(wlops.json, *argv)
+    cli, run = wlops.in_thread, wlops.json_in_thread  # the workers need this event loop free
 
     guide, changed = tmp_path / "v1" / "guide.md", tmp_path / "v2" / "guide.md"
     for path, text in ((guide, GUIDE), (changed, CHANGED)):
@@ -574,11 +572,7 @@ async def test_suites_are_created_run_compared_and_exported_from_the_command_lin
     settings, url = served
     ctx = ActivityContext.from_settings(settings)
 
-    def cli(*argv: str):  # in threads: the workers need this event loop free
-        return asyncio.to_thread(wlops, *argv)
-
-    def run(*argv: str):
-        return asyncio.to_thread(wlops.json, *argv)
+    cli, run = wlops.in_thread, wlops.json_in_thread  # the workers need this event loop free
 
     cases = tmp_path / "probe.jsonl"
     cases.write_text("".join(json.dumps(case) + "\n" for case in CASES))
@@ -641,11 +635,7 @@ async def test_releases_are_started_listed_controlled_and_watched_from_the_comma
     settings, url = served
     ctx = ActivityContext.from_settings(settings)
 
-    def cli(*argv: str):  # in threads: the workers need this event loop free
-        return asyncio.to_thread(wlops, *argv)
-
-    def run(*argv: str):
-        return asyncio.to_thread(wlops.json, *argv)
+    cli, run = wlops.in_thread, wlops.json_in_thread  # the workers need this event loop free
 
     async with running_workers(temporal_env.client, ctx, pools=("control",)):
         [tokens] = await run("login", "--api", url, "--username", "cli", "--password", TEST_PASSWORD)
@@ -675,7 +665,7 @@ async def test_releases_are_started_listed_controlled_and_watched_from_the_comma
         code, _, err = await cli("releases", "start", "rel-bot", "3", "--steps", "10,x")
         assert code == 2 and "whole percentages" in err
         paused = await poll_until(
-            lambda: asyncio.to_thread(wlops.json, "releases", "list", "rel-bot", started["release_id"]),
+            lambda: wlops.json_in_thread("releases", "list", "rel-bot", started["release_id"]),
             lambda shown: shown[0]["status"] == "PAUSED",
             timeout=60,
             what="the release paused",
@@ -692,7 +682,7 @@ async def test_releases_are_started_listed_controlled_and_watched_from_the_comma
 
         [second] = await run("releases", "start", "rel-bot", "3", *quick)
         await poll_until(
-            lambda: asyncio.to_thread(wlops.json, "releases", "list", "rel-bot", second["release_id"]),
+            lambda: wlops.json_in_thread("releases", "list", "rel-bot", second["release_id"]),
             lambda shown: shown[0]["status"] == "PAUSED",
             timeout=60,
             what="the second release paused",

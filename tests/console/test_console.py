@@ -22,7 +22,7 @@ from activities.context import ActivityContext
 from api.main import create_app
 from cli.users import create_user
 from core.access import Role
-from db.models import QAEntry, RegisteredModel, new_id
+from db.models import QAEntry, RegisteredModel, StaleRow, new_id
 from testkit.api import TEST_PASSWORD, wait_for_gate, with_temporal
 from testkit.documents import write_dataset, write_knowledge
 from testkit.model import TINY_HYPERPARAMETERS
@@ -377,12 +377,38 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             await expect(page.get_by_role("table", name=re.compile("Versions: 1"))).to_contain_text(
                 "trained on erased data"
             )
+            # a row of the task's dataset that a new version of a document contradicts, as the marking records it
+            row = rows[0]
+            with ctx.sessions.begin() as session:
+                session.add(
+                    StaleRow(
+                        org_id=kb["org_id"],
+                        knowledge_base_id=kb["knowledge_base_id"],
+                        knowledge_base_version=2,
+                        document_id="doc",
+                        document_name="services-1.md",
+                        document_version=2,
+                        dataset_id=task["dataset_id"],
+                        dataset_version=2,
+                        row_id=row["row_id"],
+                        question="What port does the backup service listen on?",
+                        answer="The backup service listens on port 7400.",
+                        checks=[{"type": "number", "value": 7400}],
+                        old_value="7400",
+                        new_value="7450",
+                        old_sentence="The backup service listens on port 7400.",
+                        new_sentence="The backup service listens on port 7450.",
+                    )
+                )
             await alice.nav("Knowledge bases")
             await expect(page.get_by_role("table", name="Knowledge bases: 1")).to_contain_text("Ferro docs")
             await alice.shot("knowledge-bases")
             await page.get_by_role("link", name="Ferro docs").click()
             await alice.heading("Ferro docs")
             await expect(page.get_by_role("table", name="Documents: 1")).to_contain_text("services-1.md")
+            stale = page.get_by_role("table", name="Stale rows: 1")
+            await expect(stale).to_contain_text("7400 → 7450")
+            await expect(stale).to_contain_text("The backup service listens on port 7450.")  # the proposed correction
             await alice.shot("knowledge-base")
             with ctx.sessions.begin() as session:
                 session.add(

@@ -39,6 +39,7 @@ from knowledge.embeddings import count_tokens, embed
 from knowledge.index import KnowledgeIndex
 from knowledge.ingest import SourceDocument, build_index
 from ml.base_model import KNOWN_MODELS, SMOLLM2_ALIAS
+from ml.counterfactual_values import with_counterfactual_twins
 from ml.examples import Example
 from ml.focused_context import focused
 from ml.optimizer import Splits, clean_dataset, split_examples
@@ -135,6 +136,14 @@ def quote_then_answer(prepared: Prepared) -> Prepared:
     )
 
 
+def counterfactual_values(prepared: Prepared) -> Prepared:
+    """The demo's training (focused contexts, "Yes" and "No" balanced), and each row whose number is in its passages
+    followed by a twin whose passages and answer state another number (`ml/counterfactual_values.py`)."""
+    balanced = polarity_balanced(prepared)
+    train = with_counterfactual_twins(balanced.splits.train)
+    return dataclasses.replace(balanced, splits=dataclasses.replace(balanced.splits, train=train))
+
+
 def all_levers(prepared: Prepared) -> Prepared:
     return focused_context(polar_pairs(passage_words(prepared)))
 
@@ -147,6 +156,7 @@ ARMS: dict[str, Lever] = {
     "all_levers": all_levers,
     "polarity_balanced": polarity_balanced,
     "quote_then_answer": quote_then_answer,
+    "counterfactual_values": counterfactual_values,
 }
 
 

@@ -43,7 +43,7 @@ def propose(
         return None
     if old_value in POLAR and new_value in POLAR:
         return _flipped(answer, checks, new_value, new_sentence)
-    replace = _replacer(old_value, new_value)
+    replace = value_replacer(old_value, new_value)
     proposed_answer = replace(answer)
     if proposed_answer == answer:  # the answer does not state the value as written: a person rewrites it
         return None
@@ -70,7 +70,7 @@ def _checked(answer: str, checks: list[dict[str, Any]]) -> Proposal | None:
     return Proposal(answer, dump_checks(parsed))
 
 
-def _replacer(old_value: str, new_value: str):
+def value_replacer(old_value: str, new_value: str):
     """A function that writes `new_value` wherever a text states `old_value`: a number as a number (its unit and `$`
     left as written), a term as a whole word, case-insensitively."""
     old_number, new_number = _NUMBER.match(old_value.strip()), _NUMBER.match(new_value.strip())

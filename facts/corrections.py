@@ -47,8 +47,8 @@ def propose(
     proposed_answer = replace(answer)
     if proposed_answer == answer:  # the answer does not state the value as written: a person rewrites it
         return None
-    proposed = [_replace_in_check(check, old_value, new_value, replace) for check in checks]
-    return _checked(proposed_answer, proposed)
+    numbers = _numbers(old_value, new_value)
+    return _checked(proposed_answer, [_replace_in_check(check, numbers, replace) for check in checks])
 
 
 def _flipped(answer: str, checks: list[dict[str, Any]], new_value: str, new_sentence: str) -> Proposal | None:
@@ -73,10 +73,11 @@ def _checked(answer: str, checks: list[dict[str, Any]]) -> Proposal | None:
 def value_replacer(old_value: str, new_value: str):
     """A function that writes `new_value` wherever a text states `old_value`: a number as a number (its unit and `$`
     left as written), a term as a whole word, case-insensitively."""
-    old_number, new_number = _NUMBER.match(old_value.strip()), _NUMBER.match(new_value.strip())
-    if old_number and new_number:
-        pattern = re.compile(r"(?<![\d.,])" + re.escape(old_number.group(1)) + r"(?![\d]|[.,]\d)")
-        return lambda text: pattern.sub(new_number.group(1), text)
+    numbers = _numbers(old_value, new_value)
+    if numbers:
+        old_number, new_number = numbers
+        pattern = re.compile(r"(?<![\d.,])" + re.escape(old_number) + r"(?![\d]|[.,]\d)")
+        return lambda text: pattern.sub(new_number, text)
     word = re.compile(
         (r"(?<!\w)" if old_value[:1].isalnum() else "")
         + re.escape(old_value)
@@ -86,12 +87,17 @@ def value_replacer(old_value: str, new_value: str):
     return lambda text: word.sub(new_value, text)
 
 
-def _replace_in_check(check: dict[str, Any], old_value: str, new_value: str, replace) -> dict[str, Any]:
+def _numbers(old_value: str, new_value: str) -> tuple[str, str] | None:
+    """The digits of the old and the new value when both are numbers ("$899" → "899"), else None."""
+    old_number, new_number = _NUMBER.match(old_value.strip()), _NUMBER.match(new_value.strip())
+    return (old_number.group(1), new_number.group(1)) if old_number and new_number else None
+
+
+def _replace_in_check(check: dict[str, Any], numbers: tuple[str, str] | None, replace) -> dict[str, Any]:
     kind = check.get("type")
     if kind == "number":
-        old_number, new_number = _NUMBER.match(old_value.strip()), _NUMBER.match(new_value.strip())
-        if old_number and new_number and float(old_number.group(1)) == float(check.get("value", "nan")):
-            return {**check, "value": float(new_number.group(1))}
+        if numbers and float(numbers[0]) == float(check.get("value", "nan")):
+            return {**check, "value": float(numbers[1])}
         return check
     if kind in ("contains_any", "contains_all", "not_contains"):
         return {

@@ -22,6 +22,7 @@ from ml.evaluator import (
 from ml.examples import examples_from_jsonl
 from ml.metrics import GradeThresholds, ScoreWeights
 from ml.optimizer import Splits
+from ml.precision import model_autocast
 from observability import metrics
 from schemas.reports import CLOSED_BOOK, RAG, EvaluationReport, RetrievedContexts
 from schemas.workflow_io import EvaluateInput, EvaluateResult
@@ -67,6 +68,8 @@ class EvaluateActivities:
         # with a knowledge base the task serves with retrieval: that is the headline; closed book is measured beside it
         passages = {example_id: c.context for example_id, c in contexts.examples.items()} if contexts else None
         mode = RAG if contexts else CLOSED_BOOK
+        # answers in the server's precision (evaluated as served); the training split's loss in the trainer's
+        answering, training = self.ctx.settings.inference_precision, self.ctx.settings.training_precision
         retrieval = contexts.retrieval if contexts else None
         knowledge_base_version = contexts.knowledge_base_version if contexts else None
 
@@ -74,13 +77,14 @@ class EvaluateActivities:
             heartbeat.update(stage=f"{what} {done}/{total}", done=done, total=total)
 
         def answers(model) -> tuple[dict[str, list[str]], dict[str, dict[str, list[str]]] | None]:
-            """(answers in the serving mode, answers in the other mode)."""
-            closed = predict_splits(model, tokenizer, splits, config, progress)
-            return (
-                (predict_splits(model, tokenizer, splits, config, progress, passages), {CLOSED_BOOK: closed})
-                if contexts
-                else (closed, None)
-            )
+            """(answers in the serving mode, answers in the other mode), in the worker's precision."""
+            with model_autocast(model, answering):
+                closed = predict_splits(model, tokenizer, splits, config, progress)
+                return (
+                    (predict_splits(model, tokenizer, splits, config, progress, passages), {CLOSED_BOOK: closed})
+                    if contexts
+                    else (closed, None)
+                )
 
         heartbeat.update(stage="loading model")
         model, tokenizer = load_model_and_tokenizer(inp.model_name, self.ctx.settings.model_cache_dir)
@@ -110,9 +114,10 @@ class EvaluateActivities:
             heartbeat.update(stage="training-split loss")
             # the training split as it was trained on (with its passages, when there are any)
             as_trained = {e.id: e for e in train}
-            losses = per_example_loss(
-                tuned, tokenizer, [as_trained.get(e.id, e) for e in splits.train], config.max_seq_length
-            )
+            with model_autocast(tuned, training):
+                losses = per_example_loss(
+                    tuned, tokenizer, [as_trained.get(e.id, e) for e in splits.train], config.max_seq_length
+                )
         previous = (
             self.ctx.read_model(inp.previous_evaluation_key, EvaluationReport) if inp.previous_evaluation_key else None
         )

@@ -21,6 +21,7 @@ from db.models import KnowledgeBase, MLTask, PromotionGate
 from ml.evaluator import Progress, generate_answers, score_split
 from ml.focused_context import focus_passages
 from ml.optimizer import Splits, follow_dataset
+from ml.precision import model_autocast
 from ml.promotion import BASE, CANDIDATE, CURRENT, SetScores, decide, figures
 from schemas.reports import RAG, RetrievedContexts
 from schemas.workflow_io import (
@@ -146,15 +147,16 @@ class RegistryActivities:
                             model, get_dir(self.ctx.store, adapter_key, Path(tmp) / "adapter"), merge=True
                         )
                     for test_set, (examples, passages) in questions:
-                        answers = generate_answers(
-                            model,
-                            tokenizer,
-                            [e.question for e in examples],
-                            config.batch_size,
-                            config.max_new_tokens,
-                            _answering(heartbeat, f"{label} on {test_set.name}"),
-                            passages,
-                        )
+                        with model_autocast(model, self.ctx.settings.inference_precision):  # evaluated as served
+                            answers = generate_answers(
+                                model,
+                                tokenizer,
+                                [e.question for e in examples],
+                                config.batch_size,
+                                config.max_new_tokens,
+                                _answering(heartbeat, f"{label} on {test_set.name}"),
+                                passages,
+                            )
                         result = score_split("test", examples, answers, config.weights)
                         scores[test_set.name][label] = [row.overall for row in result.examples]
                         verdicts[test_set.name][label] = [row.right for row in result.examples]

@@ -88,6 +88,7 @@ class SuiteActivities:
         and verdict."""
         from ml.base_model import load_model_and_tokenizer, with_adapter
         from ml.evaluator import generate_answers
+        from ml.precision import model_autocast
 
         results = []
         with tempfile.TemporaryDirectory() as tmp:
@@ -102,16 +103,17 @@ class SuiteActivities:
                     indexes, case, target.retrieval_top_k, target.context_statements
                 )
                 started = time.perf_counter()
-                answer = generate_answers(
-                    model,
-                    tokenizer,
-                    [case.question],
-                    1,
-                    self.ctx.settings.max_new_tokens,
-                    None,
-                    [passages],
-                    [case.history],
-                )[0]
+                with model_autocast(model, self.ctx.settings.inference_precision):  # as serving computes
+                    answer = generate_answers(
+                        model,
+                        tokenizer,
+                        [case.question],
+                        1,
+                        self.ctx.settings.max_new_tokens,
+                        None,
+                        [passages],
+                        [case.history],
+                    )[0]
                 latency_ms = round((time.perf_counter() - started) * 1000)
                 verdict = judge_case(case, answer, latency_ms, grader)
                 results.append(

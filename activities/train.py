@@ -93,6 +93,7 @@ class TrainActivities:
                     on_checkpoint=on_checkpoint,
                     on_progress=on_progress,
                     should_stop=lambda: activity.is_cancelled() or activity.is_worker_shutdown(),
+                    precision=self.ctx.settings.training_precision,
                 )
             except TrainingInterrupted as stop:
                 if activity.is_worker_shutdown():

@@ -2,6 +2,11 @@
 batches: same model (SmolLM2-135M config, random weights), same data, same batch size, one process.
 
     python -m bench.train_throughput [--steps 20] [--batch-size 4] [--device cpu|cuda] [--random-weights DIR]
+        [--precision auto|bf16|fp32]
+
+Both loops compute in the same precision: `auto` is bf16 autocast where the device multiplies bf16 natively (a CUDA
+GPU with bf16, a CPU with AVX512-BF16 or AMX), fp32 elsewhere; results before 2026-12-06 were fp32 on CPU, and on CUDA
+bf16 for WLOps' loop only.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from bench.common import write_result
 from core.settings import configure_process_environment
 from ml.examples import Example
 from ml.optimizer import clean_dataset, split_examples
+from ml.precision import Precision, autocast, uses_bf16
 from ml.trainer import build_lora_model, tokenize_examples, train_lora
 from schemas.workflow_io import Hyperparameters
 
@@ -50,8 +56,11 @@ def varied_examples(n: int, repeats: tuple[int, ...] = tuple(range(1, 15))) -> l
     return [Example(question=e.question, answer=" ".join([e.answer] * rng.choice(repeats))) for e in (train * 3)[:n]]
 
 
-def reference_loop(model, tokenizer, examples: list[Example], hp: Hyperparameters, steps: int) -> dict:
-    """A plain peft training loop: shuffled batches padded to their longest example (the common baseline)."""
+def reference_loop(
+    model, tokenizer, examples: list[Example], hp: Hyperparameters, steps: int, precision: Precision = "fp32"
+) -> dict:
+    """A plain peft training loop: shuffled batches padded to their longest example (the common baseline), in the
+    same precision as WLOps' loop (bf16 autocast where `ml.precision` picks it, as a user would set it)."""
     device = next(model.parameters()).device
     model = build_lora_model(model, hp, None)
     model.train()
@@ -73,7 +82,8 @@ def reference_loop(model, tokenizer, examples: list[Example], hp: Hyperparameter
                 torch.tensor(row_labels),
                 1,
             )
-        loss = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
+        with autocast(device.type, precision):
+            loss = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -94,7 +104,9 @@ def reference_loop(model, tokenizer, examples: list[Example], hp: Hyperparameter
     }
 
 
-def wlops_loop(model, tokenizer, examples: list[Example], hp: Hyperparameters, steps: int, tmp: Path) -> dict:
+def wlops_loop(
+    model, tokenizer, examples: list[Example], hp: Hyperparameters, steps: int, tmp: Path, precision: Precision = "fp32"
+) -> dict:
     timings = []
 
     def on_progress(p) -> None:
@@ -109,6 +121,7 @@ def wlops_loop(model, tokenizer, examples: list[Example], hp: Hyperparameters, s
         tmp,
         checkpoint_every=10**6,
         on_progress=on_progress,
+        precision=precision,
     )
     (t0, tokens0), (t1, tokens1) = timings[0], timings[-1]  # the first step warms up and is not timed
     return {
@@ -132,16 +145,20 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--name", default=None)
     parser.add_argument("--random-weights", type=Path, default=None, help="a folder with config.json and a tokenizer")
+    parser.add_argument(
+        "--precision", default="auto", choices=["auto", "bf16", "fp32"], help="both loops' (ml.precision)"
+    )
     args = parser.parse_args()
+    precision: Precision = "bf16" if uses_bf16(args.device, args.precision) else "fp32"
     hp = Hyperparameters(batch_size=args.batch_size, max_seq_length=256, lora_dropout=0.0)
     examples = varied_examples(400)
     import tempfile
 
     model, tokenizer = load_model(args.device, args.random_weights)
-    reference = reference_loop(model, tokenizer, examples, hp, args.steps)
+    reference = reference_loop(model, tokenizer, examples, hp, args.steps, precision)
     model, tokenizer = load_model(args.device, args.random_weights)
     with tempfile.TemporaryDirectory() as tmp:
-        ours = wlops_loop(model, tokenizer, examples, hp, args.steps, Path(tmp) / "adapter")
+        ours = wlops_loop(model, tokenizer, examples, hp, args.steps, Path(tmp) / "adapter", precision)
     ratio = ours["useful_tokens_per_second"] / reference["useful_tokens_per_second"]
     lengths = sorted(len(ids) for ids, _ in tokenize_examples(tokenizer, examples, hp.max_seq_length))
     write_result(
@@ -150,6 +167,7 @@ def main() -> None:
             "example_tokens": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1]},
             "model": "SmolLM2-135M architecture, random weights, LoRA r=16 q/k/v/o",
             "device": args.device,
+            "precision": precision,
             "batch_size": args.batch_size,
             "steps_timed": args.steps,
             "reference_pad_to_longest": reference,

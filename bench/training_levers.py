@@ -12,6 +12,10 @@ levers are chosen on the feedback split; the test split is reported beside it an
 is compared with `focused_context`, run in the same invocation). Each split's right answers are also counted by the
 answer a yes/no question expects (`by_polarity`).
 
+`--precisions fp32 bf16 bf16-train` runs every arm in each precision (`ml.precision`): bf16 autocast in training and
+answering, bf16 in training only (answers in fp32), or fp32; an arm in another precision than fp32 is named
+`arm@bf16`. The default is fp32, in which the earlier results were measured.
+
 `--model` takes any base model of the catalog (`ml.base_model.KNOWN_MODELS`); `--budget-tokens 0` asks the untuned
 base model (no training), the baseline of a lever that changes the model. `--trainer full` trains every weight of the
 model instead of a LoRA adapter (the same batches, loss, schedule and clipping; `--learning-rate` sets its rate, which
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import statistics
 import tempfile
 import time
@@ -46,6 +51,7 @@ from ml.optimizer import Splits, clean_dataset, split_examples
 from ml.passage_answers import in_passage_words
 from ml.polar_questions import polar_questions
 from ml.polarity_balance import balance_polarity, polarity_of
+from ml.precision import Precision, autocast
 from ml.quoted_answers import quoted, shown_answer
 from ml.retrieval_context import ContextConfig, held_out_contexts, training_contexts
 from schemas.workflow_io import Hyperparameters
@@ -200,7 +206,9 @@ def by_polarity(examples: list[Example], right_ids: set[str]) -> dict[str, list[
     return out
 
 
-def train_full(model, tokenizer, examples: list[Example], hp: Hyperparameters) -> tuple[int, int, float]:
+def train_full(
+    model, tokenizer, examples: list[Example], hp: Hyperparameters, precision: Precision = "fp32"
+) -> tuple[int, int, float]:
     """Every weight trained, no adapter: `ml.trainer.train_lora`'s packed batches, loss, warm-up and linear decay and
     gradient clipping, with AdamW over all parameters. (steps, training tokens, seconds)."""
     import torch
@@ -221,7 +229,9 @@ def train_full(model, tokenizer, examples: list[Example], hp: Hyperparameters) -
     tokens, started = 0, time.perf_counter()
     for step in range(total):
         batch = pack([rows[i] for i in batches[step]])
-        packed_loss(model, batch).backward()
+        with autocast("cpu", precision):
+            loss = packed_loss(model, batch)
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(weights, 1.0)
         optimizer.step()
         scheduler.step()
@@ -229,6 +239,13 @@ def train_full(model, tokenizer, examples: list[Example], hp: Hyperparameters) -
         tokens += batch.tokens
     model.eval()
     return total, tokens, time.perf_counter() - started
+
+
+PRECISIONS: dict[str, tuple[Precision, Precision]] = {  # (training's, answering's)
+    "fp32": ("fp32", "fp32"),
+    "bf16": ("bf16", "bf16"),
+    "bf16-train": ("bf16", "fp32"),
+}
 
 
 def run_arm(
@@ -240,12 +257,14 @@ def run_arm(
     model_name: str = MODEL,
     trainer: str = "lora",
     learning_rate: float | None = None,
+    precision: str = "fp32",
 ) -> dict:
     from ml.base_model import load_model_and_tokenizer
     from ml.evaluator import generate_answers
     from ml.trainer import train_lora
 
     arm = ARMS[name](prepared)
+    train_precision, answer_precision = PRECISIONS[precision]
     model, tokenizer = load_model_and_tokenizer(model_name, settings.model_cache_dir)
     max_length = DEMO_RAG["max_seq_length"]
     # the demo's settings, less its data levers: each arm applies its own
@@ -254,7 +273,8 @@ def run_arm(
     hp.learning_rate = learning_rate or hp.learning_rate
     per_row = mean_row_tokens(tokenizer, arm.splits.train, max_length)
     out: dict = {
-        "arm": name,
+        "arm": name if precision == "fp32" else f"{name}@{precision}",
+        "precision": precision,
         "model": model_name,
         "trainer": trainer,
         "learning_rate": hp.learning_rate,
@@ -268,7 +288,7 @@ def run_arm(
     if budget_tokens > 0 and trainer == "full":
         hp.max_steps = max(1, round(budget_tokens / (per_row * hp.batch_size)))
         hp.epochs = 100
-        steps, tokens, seconds = train_full(model, tokenizer, arm.splits.train, hp)
+        steps, tokens, seconds = train_full(model, tokenizer, arm.splits.train, hp, train_precision)
         out |= {
             "steps": steps,
             "examples_seen": steps * hp.batch_size,
@@ -282,7 +302,9 @@ def run_arm(
         hp.epochs = 100  # the budget ends training, not the epochs
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
-            summary = train_lora(model, tokenizer, arm.splits.train, hp, Path(folder) / "adapter")
+            summary = train_lora(
+                model, tokenizer, arm.splits.train, hp, Path(folder) / "adapter", precision=train_precision
+            )
         trained = time.perf_counter() - started
         out |= {
             "steps": summary.steps,
@@ -295,13 +317,14 @@ def run_arm(
     started = time.perf_counter()
     for split in ("feedback", "test"):
         examples = getattr(arm.splits, split)
-        replies = generate_answers(
-            model,
-            tokenizer,
-            [e.question for e in examples],
-            max_new_tokens=arm.max_new_tokens,
-            contexts=[e.context for e in examples],
-        )
+        with autocast("cpu", answer_precision):
+            replies = generate_answers(
+                model,
+                tokenizer,
+                [e.question for e in examples],
+                max_new_tokens=arm.max_new_tokens,
+                contexts=[e.context for e in examples],
+            )
         out[split] = judged(examples, [arm.shown(r) for r in replies])
     out["answer_seconds"] = round(time.perf_counter() - started, 1)
     return out
@@ -361,18 +384,27 @@ def main() -> None:
     parser.add_argument("--model", default=MODEL, choices=list(KNOWN_MODELS))
     parser.add_argument("--trainer", default="lora", choices=["lora", "full"])
     parser.add_argument("--learning-rate", type=float, default=None, help="default: the demo's (LoRA's) 1e-3")
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=list(PRECISIONS))
     args = parser.parse_args()
     settings = Settings()
     prepared = prepare()
     runs = []
     for name in args.arms:
-        for seed in args.seeds:
+        for precision, seed in itertools.product(args.precisions, args.seeds):
             run = run_arm(
-                name, prepared, args.budget_tokens, seed, settings, args.model, args.trainer, args.learning_rate
+                name,
+                prepared,
+                args.budget_tokens,
+                seed,
+                settings,
+                args.model,
+                args.trainer,
+                args.learning_rate,
+                precision,
             )
             runs.append(run)
             print(
-                f"{name} seed {seed}: feedback {run['feedback']['right']}/{run['feedback']['n']}, test "
+                f"{run['arm']} seed {seed}: feedback {run['feedback']['right']}/{run['feedback']['n']}, test "
                 f"{run['test']['right']}/{run['test']['n']}, {run['steps']} steps, {run.get('train_seconds', 0)} s",
                 flush=True,
             )
@@ -382,6 +414,7 @@ def main() -> None:
             "model": args.model,
             "trainer": args.trainer,
             "learning_rate": args.learning_rate,
+            "precisions": args.precisions,
             "budget_tokens": args.budget_tokens,
             "seeds": args.seeds,
             "baseline": args.baseline,

@@ -320,6 +320,22 @@ class Settings(BaseSettings):
         default=0.5, gt=0, description="How often the API's event stream looks for a task's new events."
     )
     max_new_tokens: int = Field(default=32, ge=1, description="Tokens an evaluated answer may run to.")
+    training_precision: Literal["auto", "bf16", "fp32"] = Field(
+        default="auto",
+        description=(
+            "What a model computes in when it trains (and when the evaluation takes the training split's loss): "
+            "bf16 autocast or fp32; auto is bf16 where the device multiplies bf16 natively (a CUDA GPU with bf16, a "
+            "CPU with AVX512-BF16 or AMX) and fp32 elsewhere (ml.precision)."
+        ),
+    )
+    inference_precision: Literal["auto", "bf16", "fp32"] = Field(
+        default="fp32",
+        description=(
+            "What a model computes in when it answers: in evaluations, the promotion gate, suites and serving, so "
+            "that a version is served as it was evaluated. fp32 by default: bf16 answers changed more verdicts "
+            "than bf16 training did (bench/training_levers, precision)."
+        ),
+    )
     generation_batch_size: int = Field(
         default=48, ge=1, description="Prompts decoded together when evaluating and when generating examples."
     )

@@ -27,6 +27,7 @@ from ml.chat import training_ids
 from ml.examples import Example
 from ml.packed_attention import PACKED_ATTENTION
 from ml.polarity_balance import balance_polarity
+from ml.precision import Precision, autocast, uses_bf16
 from schemas.workflow_io import Hyperparameters
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class TrainingSummary:
     device: str
     masks: dict[str, Any] = field(default_factory=dict)  # MaskStatistics.to_json()
     yes_no_copies_added: int = 0  # copies of the rarer yes/no answer's rows (Hyperparameters.balance_yes_no)
+    precision: str = "fp32"  # what the matrix products computed in: bf16 (autocast) or fp32 (ml.precision)
 
 
 class TrainingInterrupted(Exception):
@@ -257,12 +259,14 @@ def train_lora(
     on_checkpoint: Callable[[Path, int], None] | None = None,
     on_progress: Callable[[TrainingProgress], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    precision: Precision = "auto",
 ) -> TrainingSummary:
     """Train a LoRA adapter on `examples` and save it (peft format) to `output_dir`.
 
     `init_adapter` continues an earlier adapter (incremental training); `resume_from` is a
     checkpoint folder of this same run. When `should_stop()` turns true the loop saves a
     checkpoint and raises `TrainingInterrupted`. Every `log_every` steps (and the last) it logs step, loss and tokens/s.
+    `precision`: bf16 autocast or fp32 (`ml.precision`; `auto`: bf16 where the device computes it natively).
     """
     from transformers import get_linear_schedule_with_warmup
 
@@ -298,7 +302,6 @@ def train_lora(
         torch.set_rng_state(saved["torch_rng"])
         random.setstate(saved["python_rng"])
 
-    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     checkpoint_dir = checkpoint_dir or output_dir.parent / (output_dir.name + "-checkpoint")
 
     def checkpoint() -> None:
@@ -313,7 +316,7 @@ def train_lora(
             checkpoint()
             raise TrainingInterrupted(state.step)
         batch = pack([rows[i] for i in batches[state.step]]).to(device)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        with autocast(device.type, precision):
             loss = packed_loss(model, batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -364,4 +367,5 @@ def train_lora(
         device=device.type,
         masks=masks.to_json(),
         yes_no_copies_added=sum(e.copies for e in examples) - copies_before,
+        precision="bf16" if uses_bf16(device.type, precision) else "fp32",
     )

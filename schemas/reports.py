@@ -256,6 +256,9 @@ class TrainingSummary(BaseModel):
     tokens_per_second: float
     useful_tokens: int
     device: str
+    precision: str | None = Field(
+        default=None, description="What the matrix products computed in: bf16 (autocast) or fp32 (ml.precision)"
+    )
     continued_from: str | None = (
         None  # the adapter this training started from (the previous iteration's, or a parent task's)
     )

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from core.model_loading import exclusive
+from ml.precision import Precision, autocast
 from serving.batched_lora import BatchedLoRA
 from serving.running_batch import RunningBatch, can_merge
 
@@ -156,6 +157,7 @@ class AdapterEngine:
         batch_window: float = 0.01,
         batched_lora: bool = True,
         join_running: bool = True,
+        precision: Precision = "fp32",
     ):
         import torch
 
@@ -175,6 +177,7 @@ class AdapterEngine:
         self.stats = {"batches": 0, "rows": 0, "joined": 0, "steps": 0, "adapter_loads": 0, "evictions": 0}
         self.join_running = join_running  # False: static batching, a request waits for the running batch to end
         self.batched_lora = batched_lora
+        self.precision = precision  # bf16 autocast or fp32 (ml.precision): the evaluation's, so served as evaluated
         self._batched: BatchedLoRA | None = None
         self._queue: queue.Queue[GenerationRequest | None] = queue.Queue()
         self._pending: list[GenerationRequest] = []
@@ -374,14 +377,15 @@ class AdapterEngine:
             self._batched.select(names, device)
         elif isinstance(self.model, PeftModel):
             extra["adapter_names"] = names
-        out = self.model(
-            input_ids=ids.to(device),
-            attention_mask=attention.to(device),
-            position_ids=positions.to(device),
-            past_key_values=cache,
-            use_cache=True,
-            **extra,
-        )
+        with autocast(device.type, self.precision):
+            out = self.model(
+                input_ids=ids.to(device),
+                attention_mask=attention.to(device),
+                position_ids=positions.to(device),
+                past_key_values=cache,
+                use_cache=True,
+                **extra,
+            )
         return out.logits[:, -1].float().cpu()
 
     def _sample(self, logits, rows: list[_Row]):

@@ -34,6 +34,7 @@ class Engines:
             max_adapters=self.settings.serve_max_adapters,
             max_batch=self.settings.serve_max_batch,
             batch_window=self.settings.serve_batch_window_ms / 1000,
+            precision=self.settings.inference_precision,
         )
 
     def warm(self, base_models: list[str], stopping: threading.Event) -> None:

@@ -506,7 +506,10 @@ function iterationsTable(report) {
     ["Feedback blended", (r) => score(r.scores.feedback?.overall)],
     ...modes.map((m) => [`Blended, ${m.replace("_", " ")}`, (r) => score(r.modes?.[m]?.test?.overall)]),
     ["Grade", (r) => r.headline?.grade ?? ""],
-    ["Training", (r) => r.training ? `${r.training.steps} steps, ${Math.round(r.training.tokens_per_second)} tokens/s` : ""],
+    ["Training", (r) => r.training
+      ? `${r.training.steps} steps, ${Math.round(r.training.tokens_per_second)} tokens/s`
+        + (r.training.precision ? `, ${r.training.precision}` : "")
+      : ""],
   ], rows);
 }
 

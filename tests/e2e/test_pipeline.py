@@ -234,7 +234,8 @@ async def test_standard_run_on_postgresql_and_s3(
 
 @pytest.mark.real_model
 async def test_standard_run_with_the_real_smollm2_weights(temporal_env, settings, tmp_path):
-    settings = with_temporal(settings, temporal_env, max_new_tokens=24)
+    # trained in bf16 (what `auto` picks on a CPU with AVX512-BF16), answered in fp32: the defaults' split, pinned
+    settings = with_temporal(settings, temporal_env, max_new_tokens=24, training_precision="bf16")
     ctx = ActivityContext.from_settings(settings)
     async with running_workers(temporal_env.client, ctx), api_client(settings) as api:
         dataset = await upload(api, write_dataset(tmp_path / "faq.jsonl", n_topics=8))
@@ -255,6 +256,7 @@ async def test_standard_run_with_the_real_smollm2_weights(temporal_env, settings
     side = report["side_by_side"]
     assert side and all(row["base_answer"] and row["tuned_answer"] for row in side)
     assert report["iterations"][0]["training"]["steps"] == 2
+    assert report["iterations"][0]["training"]["precision"] == "bf16"
 
 
 async def test_a_continuous_run_with_a_knowledge_base_trains_with_passages_and_reports_both_modes(

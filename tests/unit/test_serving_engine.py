@@ -270,3 +270,30 @@ async def test_a_gemma_model_with_a_sliding_window_joins_rows_mid_decode_and_ans
         expected = alone(lively_gemma_dir, request.adapter, request.prompt_ids, n)
         assert (finish, count) == ("length", n)
         assert text == tokenizer.decode(expected, skip_special_tokens=True), request.adapter
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+async def test_the_engine_computes_in_its_precision_and_answers_what_generate_answers_in_it(
+    lively_model_dir, adapters, precision
+):
+    """An engine in bf16 runs every forward pass under bf16 autocast (the evaluation's precision, so a model is served
+    as it was evaluated), and one request answers what `generate` answers alone in that precision."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ml.precision import autocast
+
+    tokenizer = AutoTokenizer.from_pretrained(lively_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(lively_model_dir)
+    seen: list[bool] = []
+    model.register_forward_hook(lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
+    engine = AdapterEngine(model, tokenizer, max_adapters=2, batch_window=0.0, precision=precision)
+    engine.eos = set()
+    prompt = tokenizer("which port does the console use")["input_ids"]
+    try:
+        (text, finish, count), *_ = await run(engine, [prompt], [adapters[0]], SamplingParams(max_tokens=8))
+    finally:
+        engine.close()
+    assert seen and set(seen) == {precision == "bf16"}
+    with autocast("cpu", precision):
+        expected = alone(lively_model_dir, adapters[0], prompt, 8)
+    assert (text, finish, count) == (tokenizer.decode(expected, skip_special_tokens=True), "length", 8)

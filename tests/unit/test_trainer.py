@@ -124,15 +124,29 @@ def test_an_interrupted_run_resumed_from_its_checkpoint_ends_where_an_uninterrup
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 
-def test_training_reduces_the_loss_on_what_it_trains(tiny_model_dir, tokenizer, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_reduces_the_loss_on_what_it_trains_in_either_precision(
+    tiny_model_dir, tokenizer, tmp_path, precision
+):
     hp = Hyperparameters(max_steps=30, batch_size=4, epochs=20, learning_rate=1e-2, max_seq_length=64, lora_dropout=0.0)
     summary = train_lora(
-        fresh_model(tiny_model_dir), tokenizer, EXAMPLES, hp, tmp_path / "adapter", checkpoint_every=100
+        fresh_model(tiny_model_dir),
+        tokenizer,
+        EXAMPLES,
+        hp,
+        tmp_path / "adapter",
+        checkpoint_every=100,
+        precision=precision,
     )
     losses = [loss for _, loss in summary.loss_curve]
     # a random-weight model moves slowly under LoRA, but it must move down
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.3, losses
     assert summary.steps == 30 and summary.useful_tokens > 0
+    assert summary.precision == precision
+    # bf16 autocast keeps the weights in fp32: what is saved loads like any adapter
+    from safetensors.torch import load_file
+
+    assert {t.dtype for t in load_file(tmp_path / "adapter" / "adapter_model.safetensors").values()} == {torch.float32}
 
 
 def test_per_example_loss_equals_transformers_own_loss_with_and_without_passages(tiny_model_dir, tokenizer):

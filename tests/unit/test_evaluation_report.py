@@ -345,6 +345,7 @@ def _training(steps: int, resumed: int, start_loss: float) -> dict:
         "tokens_per_second": 800.0,
         "useful_tokens": 10000,
         "device": "cpu",
+        "precision": "bf16",
         "examples": 3,
         "loss_curve": [[s, round(start_loss / s, 4)] for s in range(1, steps + 1)],
     }
@@ -387,6 +388,7 @@ def test_build_task_report(task_report):
         "tokens_per_second": 800.0,
         "useful_tokens": 10000,
         "device": "cpu",
+        "precision": "bf16",
         "continued_from": None,
         "masks": None,
     }

@@ -77,7 +77,7 @@ class EvaluateActivities:
             heartbeat.update(stage=f"{what} {done}/{total}", done=done, total=total)
 
         def answers(model) -> tuple[dict[str, list[str]], dict[str, dict[str, list[str]]] | None]:
-            """(answers in the serving mode, answers in the other mode), in the worker's precision."""
+            """(answers in the serving mode, answers in the other mode), in the inference precision."""
             with model_autocast(model, answering):
                 closed = predict_splits(model, tokenizer, splits, config, progress)
                 return (

@@ -12,9 +12,8 @@ Two settings, each a worker's, like its device (`core.settings`):
   lost on the feedback split, 0 and 1 on the test split).
 - `WLOPS_INFERENCE_PRECISION` (`fp32`): every answer, in evaluations, the gate, suites and serving, so that a version
   is served as it was evaluated. Answering in bf16 was 1.69x as fast but reworded about a third of the untuned
-  model's answers, and over 3 seeds of trained adapters it was level on the feedback split (3 gained, 3 lost) while
-  the test split lost 5 and gained none (`bench/results/training_levers_bf16.json`): not the default until more
-  feedback-split seeds decide it.
+  model's answers, and over 5 seeds of trained adapters it was level on the feedback split (4 gained, 5 lost) and
+  behind on the test split (3 gained, 8 lost; `bench/results/training_levers_bf16*.json`): not yet the default.
 """
 
 from __future__ import annotations

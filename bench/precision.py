@@ -29,7 +29,7 @@ from typing import Any
 from bench.common import write_result
 from core.settings import Settings
 from ml.base_model import SMOLLM2_ALIAS
-from ml.precision import Precision, autocast, cpu_has_native_bf16
+from ml.precision import Precision, cpu_has_native_bf16, model_autocast
 
 ARMS: tuple[Precision, ...] = ("fp32", "bf16")
 SPLITS = ("feedback", "test")
@@ -56,7 +56,7 @@ def evaluation_seconds(model, tokenizer, splits, precision: Precision) -> tuple[
 
     seconds: dict[str, float] = {}
     out: dict[str, list] = {}
-    with autocast("cpu", precision):
+    with model_autocast(model, precision):
         for mode in ("rag", "closed_book"):
             started = time.perf_counter()
             for split in SPLITS:

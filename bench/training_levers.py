@@ -51,7 +51,7 @@ from ml.optimizer import Splits, clean_dataset, split_examples
 from ml.passage_answers import in_passage_words
 from ml.polar_questions import polar_questions
 from ml.polarity_balance import balance_polarity, polarity_of
-from ml.precision import Precision, autocast
+from ml.precision import Precision, model_autocast
 from ml.quoted_answers import quoted, shown_answer
 from ml.retrieval_context import ContextConfig, held_out_contexts, training_contexts
 from schemas.workflow_io import Hyperparameters
@@ -229,7 +229,7 @@ def train_full(
     tokens, started = 0, time.perf_counter()
     for step in range(total):
         batch = pack([rows[i] for i in batches[step]])
-        with autocast("cpu", precision):
+        with model_autocast(model, precision):
             loss = packed_loss(model, batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(weights, 1.0)
@@ -317,7 +317,7 @@ def run_arm(
     started = time.perf_counter()
     for split in ("feedback", "test"):
         examples = getattr(arm.splits, split)
-        with autocast("cpu", answer_precision):
+        with model_autocast(model, answer_precision):
             replies = generate_answers(
                 model,
                 tokenizer,

@@ -19,6 +19,7 @@ Two settings, each a worker's, like its device (`core.settings`):
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +27,7 @@ Precision = Literal["auto", "bf16", "fp32"]
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
+@functools.cache  # a CPU's flags do not change: read once per process, not on every training or decode step
 def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX-BF16); False where it cannot be told."""
     try:

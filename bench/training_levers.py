@@ -16,6 +16,9 @@ answer a yes/no question expects (`by_polarity`).
 answering, bf16 in training only (answers in fp32), or fp32; an arm in another precision than fp32 is named
 `arm@bf16`. The default is fp32, in which the earlier results were measured.
 
+`--lora-targets attention all_linear` runs every arm with LoRA on the attention projections (the default) and on every
+linear layer of the decoder, attention and MLP (`ml.trainer.LORA_TARGETS`); the second is named `arm+all_linear`.
+
 `--model` takes any base model of the catalog (`ml.base_model.KNOWN_MODELS`); `--budget-tokens 0` asks the untuned
 base model (no training), the baseline of a lever that changes the model. `--trainer full` trains every weight of the
 model instead of a LoRA adapter (the same batches, loss, schedule and clipping; `--learning-rate` sets its rate, which
@@ -54,7 +57,7 @@ from ml.polarity_balance import balance_polarity, polarity_of
 from ml.precision import Precision, model_autocast
 from ml.quoted_answers import quoted, shown_answer
 from ml.retrieval_context import ContextConfig, held_out_contexts, training_contexts
-from schemas.workflow_io import Hyperparameters
+from schemas.workflow_io import LORA_TARGET_CHOICES, Hyperparameters
 
 MODEL = SMOLLM2_ALIAS
 # the demo's first round: 20 steps of 8 examples with three 48-token passages each
@@ -248,6 +251,15 @@ PRECISIONS: dict[str, tuple[Precision, Precision]] = {  # (training's, answering
 }
 
 
+def arm_label(name: str, precision: str, lora_targets: str) -> str:
+    """The arm's name in the results: `arm`, `arm+all_linear` (LoRA on every linear layer), `arm@bf16`, ..."""
+    return (
+        name
+        + ("" if lora_targets == "attention" else f"+{lora_targets}")
+        + ("" if precision == "fp32" else f"@{precision}")
+    )
+
+
 def run_arm(
     name: str,
     prepared: Prepared,
@@ -258,6 +270,7 @@ def run_arm(
     trainer: str = "lora",
     learning_rate: float | None = None,
     precision: str = "fp32",
+    lora_targets: str = "attention",
 ) -> dict:
     from ml.base_model import load_model_and_tokenizer
     from ml.evaluator import generate_answers
@@ -271,10 +284,12 @@ def run_arm(
     demo = {**DEMO_HYPERPARAMETERS, "max_seq_length": max_length, "seed": seed, "balance_yes_no": False}
     hp = Hyperparameters(**cast(dict[str, Any], demo))
     hp.learning_rate = learning_rate or hp.learning_rate
+    hp.lora_targets = lora_targets
     per_row = mean_row_tokens(tokenizer, arm.splits.train, max_length)
     out: dict = {
-        "arm": name if precision == "fp32" else f"{name}@{precision}",
+        "arm": arm_label(name, precision, lora_targets),
         "precision": precision,
+        "lora_targets": lora_targets,
         "model": model_name,
         "trainer": trainer,
         "learning_rate": hp.learning_rate,
@@ -379,18 +394,21 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[7])
     parser.add_argument("--out", default="training_levers")
     parser.add_argument(
-        "--baseline", default="reference", choices=list(ARMS), help="the arm the others are compared with"
+        "--baseline",
+        default="reference",
+        help="the arm the others are compared with, as named in the results (`polarity_balanced@bf16-train`)",
     )
     parser.add_argument("--model", default=MODEL, choices=list(KNOWN_MODELS))
     parser.add_argument("--trainer", default="lora", choices=["lora", "full"])
     parser.add_argument("--learning-rate", type=float, default=None, help="default: the demo's (LoRA's) 1e-3")
     parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=list(PRECISIONS))
+    parser.add_argument("--lora-targets", nargs="+", default=["attention"], choices=list(LORA_TARGET_CHOICES))
     args = parser.parse_args()
     settings = Settings()
     prepared = prepare()
     runs = []
     for name in args.arms:
-        for precision, seed in itertools.product(args.precisions, args.seeds):
+        for precision, targets, seed in itertools.product(args.precisions, args.lora_targets, args.seeds):
             run = run_arm(
                 name,
                 prepared,
@@ -401,6 +419,7 @@ def main() -> None:
                 args.trainer,
                 args.learning_rate,
                 precision,
+                targets,
             )
             runs.append(run)
             print(
@@ -415,6 +434,7 @@ def main() -> None:
             "trainer": args.trainer,
             "learning_rate": args.learning_rate,
             "precisions": args.precisions,
+            "lora_targets": args.lora_targets,
             "budget_tokens": args.budget_tokens,
             "seeds": args.seeds,
             "baseline": args.baseline,

@@ -32,7 +32,11 @@ from schemas.workflow_io import Hyperparameters
 
 logger = logging.getLogger(__name__)
 
-LORA_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
+# the linear layers that carry LoRA weights, by `Hyperparameters.lora_targets` (the names SmolLM2 and Gemma 3 share)
+LORA_TARGETS: dict[str, list[str]] = {
+    "attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "all_linear": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+}
 
 
 @dataclass
@@ -238,7 +242,7 @@ def build_lora_model(base_model, hp: Hyperparameters, init_adapter: Path | None)
             # peft annotates lora_alpha as int, but it scales by lora_alpha / r and takes any positive number
             lora_alpha=hp.lora_alpha,  # type: ignore[arg-type]
             lora_dropout=hp.lora_dropout,
-            target_modules=LORA_TARGET_MODULES,
+            target_modules=LORA_TARGETS[hp.lora_targets],
             task_type="CAUSAL_LM",
         )
         return get_peft_model(base_model, config)

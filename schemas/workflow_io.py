@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+LORA_TARGET_CHOICES = ("attention", "all_linear")
+
 
 @dataclass
 class Hyperparameters:
@@ -20,6 +22,9 @@ class Hyperparameters:
     lora_r: int = 16
     lora_alpha: float = 32.0
     lora_dropout: float = 0.05
+    # which linear layers carry LoRA weights (ml.trainer.LORA_TARGETS): the attention projections, or every linear
+    # layer of the decoder (attention and MLP)
+    lora_targets: str = "attention"
     max_seq_length: int = 256
     max_steps: int | None = None
     seed: int = 42
@@ -42,6 +47,7 @@ class Hyperparameters:
                 ("lora_r", self.lora_r >= 1, ">= 1"),
                 ("lora_alpha", self.lora_alpha > 0, "> 0"),
                 ("lora_dropout", 0 <= self.lora_dropout < 1, "in [0, 1)"),
+                ("lora_targets", self.lora_targets in LORA_TARGET_CHOICES, f"one of {list(LORA_TARGET_CHOICES)}"),
                 ("max_seq_length", self.max_seq_length >= 16, ">= 16"),
                 ("max_steps", self.max_steps is None or self.max_steps >= 1, ">= 1 or null"),
             )

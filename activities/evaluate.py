@@ -101,6 +101,7 @@ class EvaluateActivities:
                 other_modes=other,
                 retrieval=retrieval,
                 knowledge_base_version=knowledge_base_version,
+                passages=passages,
             )
             self.ctx.write_model(baseline_key, baseline)
         else:
@@ -136,6 +137,7 @@ class EvaluateActivities:
             previous_label="parent" if inp.previous_is_parent else "previous",
             retrieval=retrieval,
             knowledge_base_version=knowledge_base_version,
+            passages=passages,
         )
         report.adapter_key = inp.adapter_key
         metrics.evaluation_scored(

@@ -175,6 +175,22 @@ class Verdict:
     results: list[tuple[FactCheck, CheckResult]]
 
 
+# the checks that look for something an answer states: the passages can be asked whether they state it too
+_STATED = (ContainsAny, ContainsAll, Number, Regex)
+
+
+def passages_state(passages: list[str], checks: list[FactCheck]) -> bool | None:
+    """Whether the passages an answer was given state what its checks look for: every check that asks for a value
+    (`contains_any`, `contains_all`, `number`, `regex`) finds it in them. A wrong answer whose passages state its
+    facts is a reading error; one whose passages do not, a retrieval miss. None when there are no passages or no
+    such check: a yes/no verdict (`polarity`) or a value to avoid (`not_contains`) cannot be looked up in a text."""
+    stated = [check for check in checks if isinstance(check, _STATED)]
+    if not passages or not stated:
+        return None
+    text = "\n".join(passages)
+    return all(run_check(check, text).passed for check in stated)
+
+
 def judge(answer: str, checks: list[FactCheck]) -> Verdict:
     """Right when the answer is not empty and every check passes; a row without checks cannot be judged right."""
     results = [(check, run_check(check, answer)) for check in checks]

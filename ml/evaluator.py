@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from facts.judge import judge
+from facts.judge import judge, passages_state
 from facts.stats import wilson_interval
 from ml.chat import prompt_ids, training_ids
 from ml.examples import Example
@@ -18,6 +18,7 @@ from ml.topics import group_by_topic
 from schemas.checks import parse_checks
 from schemas.reports import (
     CLOSED_BOOK,
+    RAG,
     BadCase,
     BadCaseFollowup,
     CheckVerdict,
@@ -164,27 +165,46 @@ def verdict_of(example: Example, answer: str) -> tuple[bool | None, list[CheckVe
     ]
 
 
-def fact_scores(rows: list[ExampleScore]) -> dict:
-    """The share of right answers among the judged rows, with its 95% Wilson interval (nothing when none is judged)."""
+def fact_scores(rows: list[ExampleScore], with_passages: bool = False) -> dict:
+    """The share of right answers among the judged rows, with its 95% Wilson interval (nothing when none is judged);
+    `with_passages` (rag), the wrong answers whose passages state their facts (reading errors) and those whose
+    passages do not (retrieval misses)."""
     judged = [r for r in rows if r.right is not None]
     if not judged:
         return {}
     right = sum(1 for r in judged if r.right)
     low, high = wilson_interval(right, len(judged))
+    wrong = [r for r in judged if not r.right]
     return {
         "fact_accuracy": round(right / len(judged), 4),
         "right": right,
         "judged": len(judged),
         "fact_accuracy_interval": (round(low, 4), round(high, 4)),
+        **(
+            {
+                "reading_errors": sum(1 for r in wrong if r.answer_in_passages is True),
+                "retrieval_misses": sum(1 for r in wrong if r.answer_in_passages is False),
+            }
+            if with_passages
+            else {}
+        ),
     }
 
 
-def score_split(name: str, examples: list[Example], predictions: list[str], weights: ScoreWeights) -> SplitResult:
-    """Each answer's verdict by its fact checks and its wording scores; the share right and the corpus means."""
+def score_split(
+    name: str,
+    examples: list[Example],
+    predictions: list[str],
+    weights: ScoreWeights,
+    passages: dict[str, list[str]] | None = None,
+) -> SplitResult:
+    """Each answer's verdict by its fact checks and its wording scores; the share right and the corpus means. With
+    `passages` (example id -> the passages it was asked with, rag), whether they state what its checks look for."""
     rows = []
     for example, got in zip(examples, predictions, strict=True):
         scores = {k: round(v, 4) for k, v in score_example(got, example.answer).items()}
         right, checks = verdict_of(example, got)
+        given = passages.get(example.id) if passages is not None else None
         rows.append(
             ExampleScore(
                 example_id=example.id,
@@ -196,9 +216,10 @@ def score_split(name: str, examples: list[Example], predictions: list[str], weig
                 right=right,
                 checks=checks,
                 sources=list(example.context_chunk_ids),
+                answer_in_passages=passages_state(given, parse_checks(example.checks)) if given else None,
             )
         )
-    totals = Scores(**corpus_scores([r.scores for r in rows], weights), **fact_scores(rows))
+    totals = Scores(**corpus_scores([r.scores for r in rows], weights), **fact_scores(rows, passages is not None))
     return SplitResult(split=name, size=len(examples), scores=totals, examples=rows)
 
 
@@ -337,16 +358,23 @@ def evaluate_predictions(
     other_modes: dict[str, dict[str, list[str]]] | None = None,
     retrieval: dict[str, RetrievalQuality] | None = None,
     knowledge_base_version: int | None = None,
+    passages: dict[str, list[str]] | None = None,
 ) -> EvaluationReport:
     """The evaluation report of one iteration, from the model's answers and per-example training losses.
 
     `predictions` are the answers in the serving `mode`, `other_modes` those in any other mode evaluated (all
-    are scored; bad cases and comparisons use the serving mode). `baseline` and `previous` are earlier
+    are scored; bad cases and comparisons use the serving mode). `passages` are the ones the rag mode asked each
+    example with (example id -> passages): each wrong rag answer is then told a reading error or a retrieval miss. `baseline` and `previous` are earlier
     evaluation reports (the untuned model's and the last iteration's); `lineage` maps a bad case id to the
     training example ids that targeted it.
     """
     modes = {
-        m: {name: score_split(name, getattr(splits, name), answers[name], config.weights) for name in EVALUATED_SPLITS}
+        m: {
+            name: score_split(
+                name, getattr(splits, name), answers[name], config.weights, passages if m == RAG else None
+            )
+            for name in EVALUATED_SPLITS
+        }
         for m, answers in {mode: predictions, **(other_modes or {})}.items()
     }
     results = modes[mode]

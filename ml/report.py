@@ -298,27 +298,36 @@ def _stale_rows(report: TaskReport) -> list[str]:
 
 
 def _wrong_answers(report: TaskReport, limit: int = 15) -> list[str]:
-    """The final iteration's wrong test answers, first in the report: what was asked, expected, answered, and which
-    check
-    failed.
-    """
+    """The final iteration's wrong test answers, first in the report: what was asked, expected, answered, which check
+    failed, and (asked with passages) whether the passages stated the answer: a misreading or a retrieval miss."""
     if not report.wrong_answers:
         return []
-    lines = [
-        f"## Wrong answers (test split, final iteration: {len(report.wrong_answers)})",
-        "",
-        "| question | expected | answer | failed check |",
-        "|---|---|---|---|",
-    ]
+    lines = [f"## Wrong answers (test split, final iteration: {len(report.wrong_answers)})", ""]
+    misread = sum(1 for row in report.wrong_answers if row.answer_in_passages is True)
+    missed = sum(1 for row in report.wrong_answers if row.answer_in_passages is False)
+    if misread or missed:
+        lines += [
+            f"{misread} were asked with passages that state their answer (misread), {missed} with passages that do "
+            f"not (retrieval missed it); the other {len(report.wrong_answers) - misread - missed} cannot be looked up "
+            "in a text (yes/no questions).",
+            "",
+        ]
+    lines += ["| question | expected | answer | failed check | answer in its passages |", "|---|---|---|---|---|"]
     for row in report.wrong_answers[:limit]:
         failed = next((c for c in row.checks if not c.passed), None)
         reason = f"{failed.check.get('type')}: {failed.detail}" if failed else ""
-        lines.append(f"| {_cell(row.question)} | {_cell(row.expected)} | {_cell(row.got)} | {_cell(reason)} |")
+        lines.append(
+            f"| {_cell(row.question)} | {_cell(row.expected)} | {_cell(row.got)} | {_cell(reason)} "
+            f"| {IN_PASSAGES[row.answer_in_passages]} |"
+        )
     if len(report.wrong_answers) > limit:
         lines.append(
-            f"| … and {len(report.wrong_answers) - limit} more (the downloadable answers have them all) | | | |"
+            f"| … and {len(report.wrong_answers) - limit} more (the downloadable answers have them all) | | | | |"
         )
     return lines + [""]
+
+
+IN_PASSAGES = {True: "yes: misread", False: "no: not retrieved", None: ""}
 
 
 def _accuracy(scores) -> str:

@@ -58,6 +58,11 @@ class HyperparametersIn(RequestModel):
     lora_r: int | None = Field(default=None, ge=1, le=256)
     lora_alpha: float | None = Field(default=None, gt=0, le=1024)
     lora_dropout: float | None = Field(default=None, ge=0, lt=1)
+    lora_targets: Literal["attention", "all_linear"] | None = Field(
+        default=None,
+        description="The layers that carry LoRA weights: the attention projections (`attention`, the default) or every "
+        "linear layer of the decoder, attention and MLP (`all_linear`).",
+    )
     max_seq_length: int | None = Field(default=None, ge=16, le=8192)
     max_steps: int | None = Field(default=None, ge=1, le=1_000_000)
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)

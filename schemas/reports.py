@@ -27,6 +27,10 @@ class Scores(BaseModel):
     right: int | None = None
     judged: int | None = None  # examples with fact checks
     fact_accuracy_interval: tuple[float, float] | None = None
+    # of the wrong answers asked with passages (rag), those whose passages state what the checks look for (the model
+    # misread them) and those whose passages do not (retrieval missed); None in closed book
+    reading_errors: int | None = None
+    retrieval_misses: int | None = None
 
 
 class CheckVerdict(BaseModel):
@@ -50,6 +54,9 @@ class ExampleScore(BaseModel):
     right: bool | None = None  # every fact check passed; None when the example has none
     checks: list[CheckVerdict] = Field(default_factory=list)
     sources: list[str] = Field(default_factory=list)  # the chunk ids it was asked with (rag mode)
+    # the passages it was asked with state what its checks look for (facts.judge.passages_state); None: closed book,
+    # or only yes/no and not_contains checks
+    answer_in_passages: bool | None = None
 
 
 class SplitResult(BaseModel):

@@ -448,6 +448,7 @@ export async function reportPage({params: [id]}) {
         ["Expected", (e) => e.expected, {text: true}],
         ["Answer", (e) => answer(e.got), {text: true}],
         ["Failed check", (e) => failedCheck(e), {text: true}],
+        ["Answer in its passages", (e) => IN_PASSAGES[e.answer_in_passages] ?? "", {text: true}],
       ], report.wrong_answers || [], {empty: "No wrong answers (or no fact checks) on the test split."})),
     h("section", {"aria-labelledby": "iterations-heading"}, h("h2", {id: "iterations-heading"}, "Iterations against the base model"),
       iterationsTable(report)),
@@ -470,6 +471,9 @@ function share(scores) {
   const [low, high] = scores.fact_accuracy_interval || [];
   return `${score(scores.fact_accuracy, 3)} (${scores.right}/${scores.judged}${low != null ? `, 95% ${score(low, 2)}–${score(high, 2)}` : ""})`;
 }
+
+// whether the passages a wrong answer was given state its facts: a misreading, or a retrieval miss
+const IN_PASSAGES = {true: "yes: misread", false: "no: not retrieved"};
 
 function verdict(right) {
   return right == null ? "" : right ? "✓ " : "✗ ";

@@ -286,6 +286,8 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             await expect(
                 page.get_by_role("table", name="Test questions: the base model and the tuned model")
             ).to_be_visible()
+            wrong = page.get_by_role("table", name="Test questions answered wrong, by their fact checks")
+            await expect(wrong.get_by_role("columnheader", name="Answer in its passages")).to_be_visible()
             await alice.shot("task-report")
 
             # --- a continuous task, created without starting it, started from its page: bad cases followed up ----

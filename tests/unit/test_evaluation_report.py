@@ -21,7 +21,7 @@ from ml.examples import Example
 from ml.metrics import METRIC_NAMES
 from ml.optimizer import Splits
 from ml.report import build_task_report, plot_report, render_markdown
-from schemas.reports import BadCase, EvaluationReport, ExampleScore, SideBySide, StaleRowNote, TaskInfo, TaskReport
+from schemas.reports import RAG, BadCase, EvaluationReport, ExampleScore, SideBySide, StaleRowNote, TaskInfo, TaskReport
 
 TRAIN = [
     Example("How do I reset my FerroLink password?", "Open Settings > Account and choose Reset password."),
@@ -83,6 +83,27 @@ def test_score_split_rows(config):
         "overall": 0.5,
     }
     assert (result.split, result.size) == ("test", 2)
+
+
+def test_wrong_answers_asked_with_passages_are_told_misread_or_not_retrieved(config):
+    port = Example("Which port does the agent listen on?", "Port 7400.", checks=[{"type": "number", "value": 7400}])
+    price = Example("What does Pro cost?", "$8 per user.", checks=[{"type": "number", "value": 8, "unit": "$"}])
+    polar = Example("Do codes expire?", "Yes, after 10 minutes.", checks=[{"type": "polarity", "value": "yes"}])
+    examples = [port, price, polar]
+    passages = {
+        port.id: ["The agent listens on port 7400."],
+        price.id: ["Team costs $12."],
+        polar.id: ["Codes expire."],
+    }
+    result = score_split("test", examples, ["Port 7401.", "$12.", "No."], config.weights, passages)
+    assert [r.right for r in result.examples] == [False, False, False]
+    assert [r.answer_in_passages for r in result.examples] == [True, False, None]
+    assert (result.scores.reading_errors, result.scores.retrieval_misses) == (1, 1)
+    # a right answer is not an error of either kind; closed book (no passages) tells neither
+    right = score_split("test", examples, ["Port 7400.", "$12.", "No."], config.weights, passages)
+    assert (right.scores.reading_errors, right.scores.retrieval_misses) == (0, 1)
+    closed = score_split("test", examples, ["Port 7401.", "$12.", "No."], config.weights)
+    assert closed.scores.reading_errors is None and {r.answer_in_passages for r in closed.examples} == {None}
 
 
 def test_score_split_length_mismatch(config):
@@ -564,6 +585,32 @@ def test_the_task_report_leads_with_the_share_right_and_lists_the_wrong_answers_
     assert text.index("## Wrong answers (test split, final iteration: 1)") < text.index("## Scores per iteration")
     assert f"| {test[1].question} | {test[1].answer} | Yes, Windows 11. | polarity: answers yes, expected no |" in text
     assert "| 1 | test | 0.500 [0.09, 0.91] | 1/2 |" in text
+
+
+def test_the_report_tells_each_wrong_answer_with_passages_misread_or_not_retrieved(config):
+    port = Example("Which port does the agent use?", "Port 7400.", checks=[{"type": "number", "value": 7400}])
+    price = Example("What does Pro cost?", "$8 per user.", checks=[{"type": "number", "value": 8, "unit": "$"}])
+    polar = Example("Do codes expire?", "Yes, after 10 minutes.", checks=[{"type": "polarity", "value": "yes"}])
+    splits = Splits(train=list(TRAIN), feedback=[port, price, polar], test=[port, price, polar])
+    passages = {
+        port.id: ["The agent listens on port 7400."],
+        price.id: ["Team costs $12."],
+        polar.id: ["Codes expire."],
+    }
+    wrong = {"feedback": ["Port 7401.", "$12.", "No."], "test": ["Port 7401.", "$12.", "No."]}
+    baseline = evaluate_predictions(splits, wrong, [], config, iteration=0, mode=RAG, passages=passages)
+    tuned = evaluate_predictions(
+        splits, wrong, TRAIN_LOSSES, config, iteration=1, baseline=baseline, mode=RAG, passages=passages
+    )
+    scores = tuned.modes[RAG]["feedback"].scores
+    assert (scores.reading_errors, scores.retrieval_misses) == (1, 1)
+    text = render_markdown(build_task_report(TaskInfo(task_id="t"), baseline, [tuned], [_training(3, 0, 1.0)]), None)
+    assert (
+        "1 were asked with passages that state their answer (misread), 1 with passages that do not (retrieval missed "
+        "it); the other 1 cannot be looked up in a text (yes/no questions)." in text
+    )
+    assert "| Port 7401. | number: expected 7400, found 7401 | yes: misread |" in text
+    assert "| $12. | number: expected 8 $, found 12 $, 12 | no: not retrieved |" in text
 
 
 def test_the_report_lists_the_rows_new_documents_contradicted(task_report):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from facts.derive import common_terms, derive_checks
-from facts.judge import judge, numbers_in, run_check, stance
+from facts.judge import judge, numbers_in, passages_state, run_check, stance
 from facts.stats import mcnemar_exact, wilson_interval
-from schemas.checks import ContainsAll, ContainsAny, Number, Polarity, parse_checks
+from schemas.checks import ContainsAll, ContainsAny, NotContains, Number, Polarity, parse_checks
 
 
 def checks(*raw: dict):
@@ -63,6 +63,18 @@ def test_values_the_passage_contradicts_fail_even_in_the_references_words():
     assert (
         not judge("FL-204 means your licence has expired.", meaning).right and judge("A sync conflict.", meaning).right
     )
+
+
+def test_passages_state_the_values_their_checks_look_for_and_cannot_answer_yes_or_no():
+    passages = ["The web console listens on TCP port 7410.", "Metrics are served on port 7412."]
+    # every value-seeking check finds its value in the passages: a wrong answer beside them misread them
+    assert passages_state(passages, [Number(value=7412), ContainsAny(values=["metrics"])]) is True
+    # one value the passages never state: retrieval missed it
+    assert passages_state(passages, [Number(value=7412), ContainsAny(values=["Prometheus"])]) is False
+    assert passages_state(passages, [Number(value=7411)]) is False
+    # a yes/no verdict and a value to avoid cannot be looked up in a text; nothing to look in, nothing to say
+    assert passages_state(passages, [Polarity(value="no"), NotContains(values=["7411"])]) is None
+    assert passages_state([], [Number(value=7410)]) is None
 
 
 def test_numbers_are_read_in_digits_or_words_with_their_units():

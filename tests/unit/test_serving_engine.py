@@ -92,6 +92,39 @@ async def test_a_mixed_batch_answers_what_each_adapter_answers_alone(lively_mode
     engine.close()
 
 
+@pytest.mark.parametrize("batched_lora", [True, False], ids=["batched-lora", "peft-adapter-names"])
+async def test_adapters_on_different_layers_share_a_batch(lively_model_dir, adapters, tmp_path, batched_lora):
+    """A version trained with LoRA on every linear layer (`lora_targets="all_linear"`) is served beside one that adapts
+    only attention: loaded after it, in one batch with it, each row answers what its adapter answers alone."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    (path,) = random_adapters(
+        lively_model_dir,
+        tmp_path,
+        ["mlp"],
+        seed=300,
+        target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    )
+    every_layer = AdapterRef("mlp", path)
+    tokenizer = AutoTokenizer.from_pretrained(lively_model_dir)
+    engine = AdapterEngine(
+        AutoModelForCausalLM.from_pretrained(lively_model_dir),
+        tokenizer,
+        max_adapters=2,
+        batch_window=0.2,
+        batched_lora=batched_lora,
+    )
+    engine.eos = set()
+    prompts = [tokenizer(f"a question on layer {i}")["input_ids"] for i in range(3)]
+    await run(engine, [prompts[0]], [adapters[0]], SamplingParams(max_tokens=2))  # attention only, loaded first
+    chosen = [every_layer, adapters[0], None]
+    results = await run(engine, prompts, chosen, SamplingParams(max_tokens=5))
+    assert engine.stats["batches"] == 2
+    for (text, _, _), prompt, adapter in zip(results, prompts, chosen, strict=True):
+        assert text == tokenizer.decode(alone(lively_model_dir, adapter, prompt, 5), skip_special_tokens=True), adapter
+    engine.close()
+
+
 async def test_sampling_follows_each_rows_seed_and_stop_strings_end_a_row(lively_model_dir, adapters):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

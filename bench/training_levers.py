@@ -19,6 +19,11 @@ answering, bf16 in training only (answers in fp32), or fp32; an arm in another p
 `--lora-targets attention all_linear` runs every arm with LoRA on the attention projections (the default) and on every
 linear layer of the decoder, attention and MLP (`ml.trainer.LORA_TARGETS`); the second is named `arm+all_linear`.
 
+`--contexts 3x3 5x2` prepares the passages both ways: 3 chunks retrieved per question and cut to 3 statements (the
+demo's), and 5 cut to 2; the focused arms use the cut, and an arm on other contexts than the demo's is named
+`arm+5x2`. `--baseline-runs FILE` takes the baseline arm's runs from an earlier results file instead of running them
+again (they reproduce seed for seed).
+
 `--model` takes any base model of the catalog (`ml.base_model.KNOWN_MODELS`); `--budget-tokens 0` asks the untuned
 base model (no training), the baseline of a lever that changes the model. `--trainer full` trains every weight of the
 model instead of a LoRA adapter (the same batches, loss, schedule and clipping; `--learning-rate` sets its rate, which
@@ -30,6 +35,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import json
 import statistics
 import tempfile
 import time
@@ -69,6 +75,8 @@ class Prepared:
     index: KnowledgeIndex
     splits: Splits  # train with RAFT passages, feedback and test with the passages retrieved for their questions
     max_new_tokens: int = 32  # what the model may write when asked
+    top_k: int = DEMO_RAG["retrieval_top_k"]  # chunks retrieved per question
+    statements: int = DEMO_RAG["context_statements"]  # what the focused arms cut them to
     shown: Callable[[str], str] = str.strip  # what of its reply is shown and judged
 
 
@@ -83,15 +91,15 @@ def sample_index() -> KnowledgeIndex:
     return build_index(documents, None, lambda d: by_id[d.document_id].read_bytes(), embed, count_tokens, config).index
 
 
-def prepare() -> Prepared:
+def prepare(top_k: int = DEMO_RAG["retrieval_top_k"], statements: int = DEMO_RAG["context_statements"]) -> Prepared:
     index = sample_index()
     cleaned = clean_dataset(SAMPLE_DATASET, "jsonl")
     splits = split_examples(cleaned.examples)
-    config = ContextConfig(top_k=DEMO_RAG["retrieval_top_k"], seed=1)
+    config = ContextConfig(top_k=top_k, seed=1)
     train = training_contexts(index, splits.train, embed, config)
     feedback, _, _ = held_out_contexts(index, splits.feedback, embed, config)
     test, _, _ = held_out_contexts(index, splits.test, embed, config)
-    return Prepared(index, Splits(train, feedback, test))
+    return Prepared(index, Splits(train, feedback, test), top_k=top_k, statements=statements)
 
 
 Lever = Callable[[Prepared], Prepared]
@@ -109,7 +117,7 @@ def passage_words(prepared: Prepared) -> Prepared:
 
 def polar_pairs(prepared: Prepared) -> Prepared:
     """The training split plus yes/no questions with both answers from the knowledge base's statements."""
-    config = ContextConfig(top_k=DEMO_RAG["retrieval_top_k"], seed=1)
+    config = ContextConfig(top_k=prepared.top_k, seed=1)
     extra = training_contexts(prepared.index, polar_questions(prepared.index.chunks), embed, config)
     return dataclasses.replace(
         prepared, splits=dataclasses.replace(prepared.splits, train=prepared.splits.train + extra)
@@ -117,11 +125,14 @@ def polar_pairs(prepared: Prepared) -> Prepared:
 
 
 def focused_context(prepared: Prepared) -> Prepared:
-    """Every prompt's passages cut to the three statements nearest its question, in training and when asked."""
-    splits = prepared.splits
+    """Every prompt's passages cut to the statements nearest its question (three in the demo), in training and when
+    asked."""
+    splits, keep = prepared.splits, prepared.statements
     return dataclasses.replace(
         prepared,
-        splits=Splits(focused(splits.train, embed), focused(splits.feedback, embed), focused(splits.test, embed)),
+        splits=Splits(
+            focused(splits.train, embed, keep), focused(splits.feedback, embed, keep), focused(splits.test, embed, keep)
+        ),
     )
 
 
@@ -251,11 +262,16 @@ PRECISIONS: dict[str, tuple[Precision, Precision]] = {  # (training's, answering
 }
 
 
-def arm_label(name: str, precision: str, lora_targets: str) -> str:
-    """The arm's name in the results: `arm`, `arm+all_linear` (LoRA on every linear layer), `arm@bf16`, ..."""
+DEMO_CONTEXTS = f"{DEMO_RAG['retrieval_top_k']}x{DEMO_RAG['context_statements']}"
+
+
+def arm_label(name: str, precision: str, lora_targets: str, contexts: str = DEMO_CONTEXTS) -> str:
+    """The arm's name in the results: `arm`, `arm+all_linear` (LoRA on every linear layer), `arm+5x2` (5 chunks
+    retrieved, cut to 2 statements), `arm@bf16`, ..."""
     return (
         name
         + ("" if lora_targets == "attention" else f"+{lora_targets}")
+        + ("" if contexts == DEMO_CONTEXTS else f"+{contexts}")
         + ("" if precision == "fp32" else f"@{precision}")
     )
 
@@ -287,7 +303,8 @@ def run_arm(
     hp.lora_targets = lora_targets
     per_row = mean_row_tokens(tokenizer, arm.splits.train, max_length)
     out: dict = {
-        "arm": arm_label(name, precision, lora_targets),
+        "arm": arm_label(name, precision, lora_targets, f"{prepared.top_k}x{prepared.statements}"),
+        "contexts": f"{prepared.top_k}x{prepared.statements}",
         "precision": precision,
         "lora_targets": lora_targets,
         "model": model_name,
@@ -403,15 +420,33 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=None, help="default: the demo's (LoRA's) 1e-3")
     parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=list(PRECISIONS))
     parser.add_argument("--lora-targets", nargs="+", default=["attention"], choices=list(LORA_TARGET_CHOICES))
+    parser.add_argument(
+        "--contexts",
+        nargs="+",
+        default=[DEMO_CONTEXTS],
+        help="KxS: K chunks retrieved per question, cut to S statements by the focused arms (the demo's: "
+        f"{DEMO_CONTEXTS})",
+    )
+    parser.add_argument(
+        "--baseline-runs",
+        default=None,
+        help="a results file whose runs of the baseline arm stand in for running it again (the runs reproduce seed "
+        "for seed); they are copied into this file's runs, marked with where they came from",
+    )
     args = parser.parse_args()
     settings = Settings()
-    prepared = prepare()
+    prepared_by = {c: prepare(*(int(n) for n in c.split("x"))) for c in args.contexts}
     runs = []
+    if args.baseline_runs:
+        earlier = json.loads(Path(args.baseline_runs).read_text())["runs"]
+        runs += [{**r, "from": args.baseline_runs} for r in earlier if r["arm"] == args.baseline]
     for name in args.arms:
-        for precision, targets, seed in itertools.product(args.precisions, args.lora_targets, args.seeds):
+        for contexts, precision, targets, seed in itertools.product(
+            args.contexts, args.precisions, args.lora_targets, args.seeds
+        ):
             run = run_arm(
                 name,
-                prepared,
+                prepared_by[contexts],
                 args.budget_tokens,
                 seed,
                 settings,
@@ -435,6 +470,7 @@ def main() -> None:
             "learning_rate": args.learning_rate,
             "precisions": args.precisions,
             "lora_targets": args.lora_targets,
+            "contexts": args.contexts,
             "budget_tokens": args.budget_tokens,
             "seeds": args.seeds,
             "baseline": args.baseline,

@@ -359,7 +359,8 @@ def _wait_for_index(api: ApiClient, stack: Stack, kb_id: str, version: int) -> d
 
 def _iteration_table(report: StoredTaskReport) -> Table:
     """Test-split figures per iteration: the share of right answers (by their fact checks) in each mode, the serving
-    mode's first, with its 95% interval; then the blended wording score, secondary (its metrics are in the report)."""
+    mode's first, with its 95% interval; the wrong answers whose passages stated their facts (misread) and those whose
+    passages did not (not retrieved); then the blended wording score, secondary (its metrics are in the report)."""
     mode = report.final.mode
     modes = [mode] + [m for m in report.baseline.modes if m != mode]
     table = Table(
@@ -370,6 +371,7 @@ def _iteration_table(report: StoredTaskReport) -> Table:
         *(f"right, {m.replace('_', ' ')}" for m in modes),
         "95% interval",
         "Δ base",
+        "wrong: misread / not retrieved",
         "feedback right",
         "blended",
         "grade",
@@ -391,6 +393,7 @@ def _iteration_table(report: StoredTaskReport) -> Table:
             *(_share(by_mode[m]["test"]) if m in by_mode else "" for m in modes),
             f"[{low:.2f}, {high:.2f}]" if low is not None else "",
             f"{delta:+.3f}" if delta is not None else "",
+            f"{test.reading_errors} / {test.retrieval_misses}" if test.reading_errors is not None else "",
             _share(feedback),
             f"{test.overall:.4f}",
             grade,

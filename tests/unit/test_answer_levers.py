@@ -167,3 +167,14 @@ def test_a_quoted_target_puts_the_statement_that_holds_the_fact_before_the_answe
     assert shown_answer(target.answer) == "No, port changes require a service restart."
     assert shown_answer("A sync conflict.") == "A sync conflict."  # a reply that did not quote is all answer
     assert shown_answer("Quote: The console uses port 7410.") == ""  # quoted, cut off before answering: no answer
+
+
+def test_an_arm_is_named_by_what_it_changes_from_the_demos_setup():
+    from bench.training_levers import arm_label
+
+    assert arm_label("polarity_balanced", "fp32", "attention") == "polarity_balanced"
+    assert arm_label("polarity_balanced", "bf16-train", "attention", "3x3") == "polarity_balanced@bf16-train"
+    assert (
+        arm_label("polarity_balanced", "bf16-train", "all_linear", "5x2")
+        == "polarity_balanced+all_linear+5x2@bf16-train"
+    )

@@ -17,7 +17,8 @@ also had one update of each refused by its validator: refused updates leave no e
 continuous task after a `request_cancel` update; `knowledge-ingestion-run1` is a knowledge base's ingestion: a
 signal-with-start, one build, idle until the run ends; `dataset-generation-run1` is a dataset generated from a knowledge
 base; `knowledge-ingestion-notify-run1` is an ingestion whose builds notify the tasks that follow the knowledge base
-(behind the `notify-retrain-followers` patch), `retrain-run1` the RetrainWorkflow those notifications started;
+(behind the `notify-retrain-followers` patch), `retrain-run1` the RetrainWorkflow those notifications started,
+`retrain-settles-once-run1` the same after its task had ended, with one quiet period instead of two;
 `standard-registered-run1` is a standard task that registers its final adapter in the model registry (behind the
 `register-final-adapter` patch), `promotion-gate-refused/promoted/failed-run1` the promotion gate's three endings;
 `continuous-feedback-threshold-run1` a continuous task stopped by its threshold on the feedback split's share of right
@@ -64,6 +65,9 @@ KEPT = {
     # signalled twice, one incremental task started
     "knowledge-ingestion-notify-run1.json",
     "retrain-run1.json",
+    # the same retraining after the `retrain-settles-again-only-after-waiting-for-the-task` patch: its task had ended,
+    # so it starts the incremental task after one quiet period, not two
+    "retrain-settles-once-run1.json",
     # the model registry: a standard task that registers its final adapter (behind the `register-final-adapter` patch);
     # the promotion gate refusing, promoting, and failing when its evaluation cannot run
     "standard-registered-run1.json",
@@ -101,6 +105,10 @@ def scheduled_in(run: list[dict], activity_type: str) -> int:
         for e in run
         if e.get("activityTaskScheduledEventAttributes", {}).get("activityType", {}).get("name") == activity_type
     )
+
+
+def timers_in(run: list[dict]) -> int:
+    return sum(1 for e in run if "timerStartedEventAttributes" in e)
 
 
 def iterations_in(run: list[dict]) -> int:
@@ -152,6 +160,9 @@ def test_histories_cover_standard_continuous_and_control_runs():
     # both changes (signal-with-start records its signal too)
     assert sum(1 for e in retrain if "workflowExecutionSignaledEventAttributes" in e) == 2
     assert scheduled_in(retrain, "start_incremental_task") == 1
+    settled_once = events("retrain-settles-once-run1.json")
+    assert scheduled_in(settled_once, "start_incremental_task") == 1
+    assert timers_in(settled_once) < timers_in(retrain)
     # a finished task registers its final adapter once; the gate evaluates, then decides, unless the evaluation failed
     assert scheduled_in(events("standard-registered-run1.json"), "register_final_adapter") == 1
     assert scheduled_in(events("standard-run1.json"), "register_final_adapter") == 0

@@ -78,6 +78,29 @@ async def followers_told(client: Client, kb_id: str, builds: int, timeout: float
     )
 
 
+def events_after(history, activity: str) -> list[str]:
+    """The commands a workflow issued after the last completion of `activity`: `timer_started`, or
+    `activity_task_scheduled:<name>`."""
+    scheduled = {
+        e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    }
+    last = max(
+        i
+        for i, e in enumerate(history.events)
+        if e.HasField("activity_task_completed_event_attributes")
+        and scheduled[e.activity_task_completed_event_attributes.scheduled_event_id] == activity
+    )
+    out = []
+    for e in history.events[last + 1 :]:
+        if e.HasField("timer_started_event_attributes"):
+            out.append("timer_started")
+        elif e.HasField("activity_task_scheduled_event_attributes"):
+            out.append(f"activity_task_scheduled:{scheduled[e.event_id]}")
+    return out
+
+
 async def started_workflow(
     client: Client, workflow_id: str, timeout: float = 30
 ) -> WorkflowHandle[RetrainWorkflow, RetrainResult]:
@@ -118,6 +141,10 @@ async def test_several_changes_start_one_incremental_task_that_continues_the_par
         retrain = await started_workflow(client, retrain_workflow_id(parent.id))
         result = await retrain.result()
         assert (result.knowledge_base_version, result.reason) == (3, "knowledge base changed (2 changes)")
+        # the parent had already ended: once it is seen ended, the incremental task starts without a second quiet
+        # period (no timer between the task's state and the start)
+        after_state = events_after(await retrain.fetch_history(), "task_state")
+        assert after_state[0] == "activity_task_scheduled:start_incremental_task", after_state
 
         [child] = children(ctx, parent.id)
         assert result.incremental_task_id == child.id
@@ -127,7 +154,7 @@ async def test_several_changes_start_one_incremental_task_that_continues_the_par
         assert children(ctx, bystander.id) == []
         # the newest of the lineage follows now: the next change continues the child, not the parent again
         assert RetrainingActivities(ctx)._followers(kb.id, 4) == [child.id]
-        await record_history(retrain, "retrain")
+        await record_history(retrain, "retrain-settles-once")
         ingestion = client.get_workflow_handle(ingestion_workflow_id(kb.id))
         await ingestion.cancel()
         await record_history(ingestion, "knowledge-ingestion-notify")

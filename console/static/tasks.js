@@ -90,6 +90,9 @@ export async function newTaskPage({me}) {
   const start = h("input", {type: "checkbox", name: "start", id: "start-now", checked: true});
   const hyper = Object.fromEntries(HYPERPARAMETERS.map(([key, , attrs]) => [key, h("input", {name: key, type: "number", ...attrs})]));
   const balance = h("input", {type: "checkbox", name: "balance_yes_no", id: "balance-yes-no"});
+  const loraTargets = h("select", {name: "lora_targets"}, h("option", {value: ""}, "Default (attention projections)"),
+    h("option", {value: "attention"}, "Attention projections"),
+    h("option", {value: "all_linear"}, "Every linear layer (attention and MLP)"));
   const loop = h("fieldset", {disabled: true},
     h("legend", {}, "Continuous learning"),
     field("Maximum iterations", iterations),
@@ -115,6 +118,7 @@ export async function newTaskPage({me}) {
     loop,
     h("fieldset", {class: "grid"}, h("legend", {}, "Hyperparameters (optional: empty means the default)"),
       HYPERPARAMETERS.map(([key, label, , hint]) => field(label, hyper[key], hint)),
+      field("LoRA layers", loraTargets, "Which layers carry the adapter's weights."),
       h("div", {class: "check"}, balance,
         h("label", {for: "balance-yes-no"}, "Train \u201cYes\u201d and \u201cNo\u201d equally often (the yes/no rows of the rarer answer get more copies)"))),
     field("Register the final adapter as (optional)", registerAs, "A model name; by default the task's name."),
@@ -127,6 +131,7 @@ export async function newTaskPage({me}) {
     const hyperparameters = {};
     for (const [key, input] of Object.entries(hyper)) if (input.value !== "") hyperparameters[key] = Number(input.value);
     if (balance.checked) hyperparameters.balance_yes_no = true;
+    if (loraTargets.value) hyperparameters.lora_targets = loraTargets.value;
     const body = {task_name: name.value.trim(), dataset_id: dataset.value, model_name: model.value.trim(), hyperparameters,
                   retrieval_top_k: Number(topK.value || 3)};
     if (kb.value) body.knowledge_base_id = kb.value;

@@ -242,6 +242,7 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             ):
                 await page.get_by_label(label).fill(str(TINY_HYPERPARAMETERS[name]))
             await page.get_by_label("Train “Yes” and “No” equally often").check()
+            await page.get_by_label("LoRA layers").select_option("all_linear")
             await alice.shot("task-create-form")
             await page.get_by_role("button", name="Create task").click()
 
@@ -250,6 +251,7 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             task_id = page.url.rsplit("/", 1)[-1]
             await expect(page.get_by_role("status")).to_contain_text("created and started")
             await expect(page.get_by_text(re.compile(r"balance_yes_no true"))).to_be_visible()  # the form's checkbox
+            await expect(page.get_by_text(re.compile(r"lora_targets all_linear"))).to_be_visible()
             await page.evaluate("window.stillTheSamePage = true")
             await page.evaluate("""() => {  // every text the progress line shows, however briefly
                 const line = document.getElementById("progress-text");

@@ -149,6 +149,38 @@ def test_training_reduces_the_loss_on_what_it_trains_in_either_precision(
     assert {t.dtype for t in load_file(tmp_path / "adapter" / "adapter_model.safetensors").values()} == {torch.float32}
 
 
+@pytest.mark.parametrize(
+    ("lora_targets", "layers"),
+    [
+        ("attention", {"q_proj", "k_proj", "v_proj", "o_proj"}),
+        ("all_linear", {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
+    ],
+)
+def test_lora_targets_choose_the_layers_that_carry_the_adapter(
+    tiny_model_dir, tokenizer, tmp_path, lora_targets, layers
+):
+    import json
+
+    from safetensors.torch import load_file
+
+    hp = Hyperparameters(
+        max_steps=12, batch_size=4, epochs=20, learning_rate=1e-2, max_seq_length=64, lora_targets=lora_targets
+    )
+    summary = train_lora(fresh_model(tiny_model_dir), tokenizer, EXAMPLES, hp, tmp_path / "adapter")
+    losses = [loss for _, loss in summary.loss_curve]
+    assert losses[-1] < losses[0], losses
+    saved = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    assert {key.split(".")[-3] for key in saved if "lora_B" in key} == layers
+    # MLP adapters are trained, not just added: their B matrices (zero at the start) have moved
+    assert all(saved[key].abs().sum() > 0 for key in saved if "lora_B" in key)
+    assert set(json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["target_modules"]) == layers
+
+
+def test_a_hyperparameter_outside_its_choices_is_refused_by_name():
+    with pytest.raises(ValueError, match="lora_targets must be one of"):
+        Hyperparameters(lora_targets="mlp").validated()
+
+
 def test_per_example_loss_equals_transformers_own_loss_with_and_without_passages(tiny_model_dir, tokenizer):
     """Batched with padding, and projected to the vocabulary only where an answer token is predicted: each
     example's loss is still the model's own mean answer-token loss of that example alone."""

@@ -22,7 +22,7 @@ from core.status import TERMINAL_STATUSES, TaskMode, TaskStatus, can_transition
 from db.models import KnowledgeBase, MLTask, Organization, TaskExecution, new_id
 from ml.base_model import UnknownModel, validate_model_name
 from schemas.api import ContinuousTaskCreate, StandardTaskCreate
-from schemas.reports import AnswerList, EvaluationReport, StoredTaskReport, TaskReport
+from schemas.reports import AnswerList, EvaluationReport, ExampleScore, StoredTaskReport, TaskReport
 from schemas.workflow_io import ActivityTimeouts, FineTuningInput, FineTuningResult, Hyperparameters
 from services import task_events
 from services.datasets import ready_dataset
@@ -134,7 +134,8 @@ def evaluation_answers(
     offset: int,
 ) -> AnswerList:
     """One evaluation's answers (iteration 0: the base model), each with its verdict by its fact checks, wrong ones
-    first, filtered by verdict (`right`, `wrong`, `unjudged`) and paged."""
+    first, filtered by verdict (`right`, `wrong`, `unjudged`; `misread` and `not_retrieved`: the wrong answers whose
+    passages did and did not state their answer) and paged."""
     task = get_task(session, org_id, task_id)
     if iteration == 0:
         key = evaluation_prefix(task.id) + "baseline.json"
@@ -164,8 +165,7 @@ def evaluation_answers(
             param="mode",
         )
     result = report.modes[mode][split]
-    wanted = {"right": True, "wrong": False, "unjudged": None}
-    rows = [r for r in result.examples if verdict is None or r.right is wanted[verdict]]
+    rows = [r for r in result.examples if verdict is None or VERDICTS[verdict](r)]
     rows.sort(key=lambda r: (r.right is not False, r.right is None))  # wrong first, then right, then unjudged; stable
     return AnswerList(
         task_id=task.id,
@@ -178,6 +178,15 @@ def evaluation_answers(
         limit=limit,
         offset=offset,
     )
+
+
+VERDICTS: dict[str, Callable[[ExampleScore], bool]] = {
+    "right": lambda r: r.right is True,
+    "wrong": lambda r: r.right is False,
+    "unjudged": lambda r: r.right is None,
+    "misread": lambda r: r.right is False and r.answer_in_passages is True,
+    "not_retrieved": lambda r: r.right is False and r.answer_in_passages is False,
+}
 
 
 def workflow_input(task: MLTask, settings: Settings, targeting: bool = True) -> FineTuningInput:

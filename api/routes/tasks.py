@@ -108,7 +108,13 @@ def list_answers(
     iteration: Annotated[int, Path(ge=0, le=1000)],
     split: Literal["test", "feedback"] = "test",
     mode: Literal["closed_book", "rag"] | None = None,
-    verdict: Literal["right", "wrong", "unjudged"] | None = None,
+    verdict: Annotated[
+        Literal["right", "wrong", "unjudged", "misread", "not_retrieved"] | None,
+        Query(
+            description="`misread`: wrong, with passages that state the answer; `not_retrieved`: wrong, with passages "
+            "that do not (rag only)"
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 100,
     offset: Offset = 0,
 ) -> AnswerList:

@@ -322,6 +322,14 @@ async def test_a_continuous_run_with_a_knowledge_base_trains_with_passages_and_r
             searched = (
                 await api.post(f"/api/v1/knowledge-bases/{kb_id}/search", json={"query": question, "top_k": 2})
             ).json()["results"]
+        misread = (
+            await api.get(f"/api/v1/tasks/{task_id}/iterations/2/answers", params={"verdict": "misread", "limit": 200})
+        ).json()
+        not_retrieved = (
+            await api.get(
+                f"/api/v1/tasks/{task_id}/iterations/2/answers", params={"verdict": "not_retrieved", "limit": 200}
+            )
+        ).json()
         in_use = await api.delete(f"/api/v1/knowledge-bases/{kb_id}")  # after the run
 
     # the headline is the retrieval-augmented test score; closed book is measured beside it, for the base model too
@@ -333,6 +341,15 @@ async def test_a_continuous_run_with_a_knowledge_base_trains_with_passages_and_r
         test = iteration["retrieval"]["test"]
         assert test["k"] == 2 and test["known"] > 0 and 0 < test["recall_at_k"] <= 1 and test["mrr"] > 0
     assert Path(report["markdown_path"]).read_text().count("## Closed book and with retrieval") == 1
+    # each wrong answer with passages is a misreading or a retrieval miss, by whether its passages state its answer;
+    # closed book tells neither
+    final_modes = report["iterations"][-1]["modes"]
+    rag_test, closed_test = final_modes["rag"]["test"], final_modes["closed_book"]["test"]
+    assert (misread["total"], not_retrieved["total"]) == (rag_test["reading_errors"], rag_test["retrieval_misses"])
+    assert misread["total"] + not_retrieved["total"] > 0  # a tiny random model answers wrong
+    assert all(a["right"] is False and a["answer_in_passages"] is True for a in misread["items"])
+    assert all(a["right"] is False and a["answer_in_passages"] is False for a in not_retrieved["items"])
+    assert closed_test["reading_errors"] is None and closed_test["retrieval_misses"] is None
     assert (
         version["serving_mode"],
         version["knowledge_base_id"],

@@ -364,9 +364,9 @@ def evaluate_predictions(
 
     `predictions` are the answers in the serving `mode`, `other_modes` those in any other mode evaluated (all
     are scored; bad cases and comparisons use the serving mode). `passages` are the ones the rag mode asked each
-    example with (example id -> passages): each wrong rag answer is then told a reading error or a retrieval miss. `baseline` and `previous` are earlier
-    evaluation reports (the untuned model's and the last iteration's); `lineage` maps a bad case id to the
-    training example ids that targeted it.
+    example with (example id -> passages): each wrong rag answer is then told a reading error or a retrieval miss.
+    `baseline` and `previous` are earlier evaluation reports (the untuned model's and the last iteration's); `lineage`
+    maps a bad case id to the training example ids that targeted it.
     """
     modes = {
         m: {

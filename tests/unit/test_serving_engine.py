@@ -4,6 +4,7 @@ each adapter answers alone, rows leave as they finish, and sampling follows each
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import torch
@@ -17,6 +18,17 @@ def adapters(lively_model_dir, tmp_path_factory):
     """Three LoRA adapters with random (non-zero) weights: each changes the base model's answers."""
     folder = tmp_path_factory.mktemp("adapters")
     return [AdapterRef(p.name, p) for p in random_adapters(lively_model_dir, folder, ["a0", "a1", "a2"], seed=100)]
+
+
+def lively_engine(model_dir, **options) -> tuple[AdapterEngine, Any]:
+    """An engine on the lively tiny model, and its tokenizer; it never stops at an end-of-sequence token (random
+    weights: every row decodes its full length, so rows are compared token for token)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    engine = AdapterEngine(AutoModelForCausalLM.from_pretrained(model_dir), tokenizer, **options)
+    engine.eos = set()
+    return engine, tokenizer
 
 
 def alone(lively_model_dir, adapter: AdapterRef | None, prompt: list[int], max_tokens: int) -> list[int]:
@@ -63,17 +75,7 @@ async def run(engine, prompts, adapters, params) -> list[tuple[str, str, int]]:
 
 @pytest.mark.parametrize("batched_lora", [True, False], ids=["batched-lora", "peft-adapter-names"])
 async def test_a_mixed_batch_answers_what_each_adapter_answers_alone(lively_model_dir, adapters, batched_lora):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(lively_model_dir)
-    engine = AdapterEngine(
-        AutoModelForCausalLM.from_pretrained(lively_model_dir),
-        tokenizer,
-        max_adapters=2,
-        batch_window=0.2,
-        batched_lora=batched_lora,
-    )
-    engine.eos = set()  # random weights: decode the full length, so every row is compared token for token
+    engine, tokenizer = lively_engine(lively_model_dir, max_adapters=2, batch_window=0.2, batched_lora=batched_lora)
     prompts = [tokenizer(f"question number {i} is about topic {i * 7}")["input_ids"] for i in range(4)]
     chosen = [adapters[0], None, adapters[1], adapters[0]]
     lengths = [6, 3, 6, 4]  # rows leave the batch at different steps
@@ -96,8 +98,6 @@ async def test_a_mixed_batch_answers_what_each_adapter_answers_alone(lively_mode
 async def test_adapters_on_different_layers_share_a_batch(lively_model_dir, adapters, tmp_path, batched_lora):
     """A version trained with LoRA on every linear layer (`lora_targets="all_linear"`) is served beside one that adapts
     only attention: loaded after it, in one batch with it, each row answers what its adapter answers alone."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     (path,) = random_adapters(
         lively_model_dir,
         tmp_path,
@@ -106,15 +106,7 @@ async def test_adapters_on_different_layers_share_a_batch(lively_model_dir, adap
         target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
     )
     every_layer = AdapterRef("mlp", path)
-    tokenizer = AutoTokenizer.from_pretrained(lively_model_dir)
-    engine = AdapterEngine(
-        AutoModelForCausalLM.from_pretrained(lively_model_dir),
-        tokenizer,
-        max_adapters=2,
-        batch_window=0.2,
-        batched_lora=batched_lora,
-    )
-    engine.eos = set()
+    engine, tokenizer = lively_engine(lively_model_dir, max_adapters=2, batch_window=0.2, batched_lora=batched_lora)
     prompts = [tokenizer(f"a question on layer {i}")["input_ids"] for i in range(3)]
     await run(engine, [prompts[0]], [adapters[0]], SamplingParams(max_tokens=2))  # attention only, loaded first
     chosen = [every_layer, adapters[0], None]
@@ -165,17 +157,7 @@ async def test_requests_join_a_running_batch_and_answer_what_generate_answers(li
     """Rows that arrive mid-decode are prefilled and join the running batch at its next step (one batch of decode
     steps, not three), whatever their adapters and prompt lengths, and each answers token for token what `generate`
     answers alone; the longest row leaves first and its padding columns go with it."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(lively_model_dir)
-    engine = AdapterEngine(
-        AutoModelForCausalLM.from_pretrained(lively_model_dir),
-        tokenizer,
-        max_adapters=3,
-        batch_window=0.0,
-        batched_lora=batched_lora,
-    )
-    engine.eos = set()
+    engine, tokenizer = lively_engine(lively_model_dir, max_adapters=3, batch_window=0.0, batched_lora=batched_lora)
     loop = asyncio.get_running_loop()
     long_prompt = tokenizer("a rather long question that goes on and on about the topic of ports " * 3)["input_ids"]
     short_prompt = tokenizer("short one")["input_ids"]

@@ -57,7 +57,7 @@ from bench.sample_task import (
     setup,
     share,
 )
-from cli.demo import DEMO_RAG, SAMPLE_DATASET
+from cli.demo import SAMPLE_DATASET
 from core.settings import configure_process_environment
 from facts.stats import mcnemar_exact
 from ml.evaluator import verdict_of
@@ -212,7 +212,7 @@ async def feedback_fix(
     }
     everything = [e for examples in sets.values() for e in examples]
     texts = [e.question for e in everything]
-    contexts = await asyncio.to_thread(passages, ctx, first.kb_id, texts, DEMO_RAG["retrieval_top_k"])
+    contexts = await asyncio.to_thread(passages, ctx, first.kb_id, texts)
     keys = await adapter_keys(api)
     got = {
         version: await asyncio.to_thread(answers, ctx, run.model_name, keys[version], texts, contexts)

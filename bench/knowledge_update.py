@@ -61,7 +61,7 @@ from bench.sample_task import (
     share,
     upload_documents,
 )
-from cli.demo import DEMO_RAG, SAMPLE_DATASET, SAMPLE_KNOWLEDGE
+from cli.demo import SAMPLE_DATASET, SAMPLE_KNOWLEDGE
 from cli.resources import proposal_edits
 from core.settings import configure_process_environment
 from db.models import Dataset
@@ -372,9 +372,8 @@ async def knowledge_update(
     versions = {v["version"]: v for v in (await api.get(f"/api/v1/models/{MODEL}/versions")).json()["items"]}
     test = Splits.from_json(ctx.read_json(first_splits_key(parent["task_id"]))).test
     asked = questions(run.rows, test)
-    top_k = DEMO_RAG["retrieval_top_k"]
     texts = [q.now.question for q in asked]
-    old_passages = await asyncio.to_thread(passages, ctx, kb_id, texts, top_k)
+    old_passages = await asyncio.to_thread(passages, ctx, kb_id, texts)
     before_rag = await asyncio.to_thread(answers, ctx, run.model_name, versions[1]["adapter_key"], texts, old_passages)
     before_closed = await asyncio.to_thread(answers, ctx, run.model_name, versions[1]["adapter_key"], texts, None)
 
@@ -408,7 +407,7 @@ async def knowledge_update(
             q.kind = "retention_stale"
 
     # 4. and 5. the arms, on the same questions and the new index's passages
-    new_passages = await asyncio.to_thread(passages, ctx, kb_id, texts, top_k)
+    new_passages = await asyncio.to_thread(passages, ctx, kb_id, texts)
     old, new = versions[1]["adapter_key"], versions[2]["adapter_key"]
     answered = {
         PRODUCT: await asyncio.to_thread(answers, ctx, run.model_name, new, texts, new_passages),

@@ -176,6 +176,7 @@ async def first_version(
             "hyperparameters": run.hyperparameters,
             "knowledge_base_id": kb_id,
             "retrieval_top_k": DEMO_RAG["retrieval_top_k"],
+            "context_statements": DEMO_RAG["context_statements"],
             "retrain_on_change": retrain_on_change,
             "register_as": MODEL,
         },
@@ -204,12 +205,20 @@ async def adapter_keys(api: httpx.AsyncClient) -> dict[int, str]:
     return {v["version"]: v["adapter_key"] for v in items}
 
 
-def passages(ctx: ActivityContext, kb_id: str, questions: list[str], top_k: int) -> list[list[str]]:
-    """The top-k passages of the knowledge base's live index for each question, as serving retrieves them."""
+def passages(ctx: ActivityContext, kb_id: str, questions: list[str]) -> list[list[str]]:
+    """The demo's passages from the knowledge base's live index for each question, as serving gives a version of the
+    demo's task: the top-k chunks, cut to the statements nearest the question (`DEMO_RAG`)."""
+    from knowledge.embeddings import embed
+    from ml.focused_context import focus_passages
+
     cache = knowledge.IndexCache(ctx.store)
     with ctx.sessions() as session:
         kb = session.get_one(KnowledgeBase, kb_id)
-        return [[h.chunk.text for h in knowledge.search(session, cache, kb, question, top_k)] for question in questions]
+        found = [
+            [h.chunk.text for h in knowledge.search(session, cache, kb, question, DEMO_RAG["retrieval_top_k"])]
+            for question in questions
+        ]
+    return focus_passages(questions, found, embed, DEMO_RAG["context_statements"])
 
 
 def answers(

@@ -439,7 +439,7 @@ def main() -> None:
     runs = []
     if args.baseline_runs:
         earlier = json.loads(Path(args.baseline_runs).read_text())["runs"]
-        runs += [{**r, "from": args.baseline_runs} for r in earlier if r["arm"] == args.baseline]
+        runs += [{**r, "from": Path(args.baseline_runs).name} for r in earlier if r["arm"] == args.baseline]
     for name in args.arms:
         for contexts, precision, targets, seed in itertools.product(
             args.contexts, args.precisions, args.lora_targets, args.seeds

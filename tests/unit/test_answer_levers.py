@@ -178,3 +178,13 @@ def test_an_arm_is_named_by_what_it_changes_from_the_demos_setup():
         arm_label("polarity_balanced", "bf16-train", "all_linear", "5x2")
         == "polarity_balanced+all_linear+5x2@bf16-train"
     )
+
+
+def test_the_passage_ceiling_counts_questions_whose_passages_state_their_answer():
+    from bench.passage_ceiling import ceiling
+
+    port = Example("Which port?", "Port 7420.", checks=[{"type": "number", "value": 7420}])
+    price = Example("What does it cost?", "$549.", checks=[{"type": "number", "value": 549, "unit": "$"}])
+    polar = Example("Does it expire?", "Yes.", checks=[{"type": "polarity", "value": "yes"}])
+    passages = [["The web console uses TCP port 7420."], ["The F2 costs $499."], ["Codes expire."]]
+    assert ceiling([port, price, polar], passages) == {"stated": 1, "not_stated": 1, "cannot_tell": 1, "questions": 3}

@@ -170,13 +170,13 @@ def test_a_quoted_target_puts_the_statement_that_holds_the_fact_before_the_answe
 
 
 def test_an_arm_is_named_by_what_it_changes_from_the_demos_setup():
-    from bench.training_levers import arm_label
+    from bench.training_levers import DEMO_CONTEXTS, arm_label
 
     assert arm_label("polarity_balanced", "fp32", "attention") == "polarity_balanced"
-    assert arm_label("polarity_balanced", "bf16-train", "attention", "3x3") == "polarity_balanced@bf16-train"
+    assert arm_label("polarity_balanced", "bf16-train", "attention", DEMO_CONTEXTS) == "polarity_balanced@bf16-train"
     assert (
-        arm_label("polarity_balanced", "bf16-train", "all_linear", "5x2")
-        == "polarity_balanced+all_linear+5x2@bf16-train"
+        arm_label("polarity_balanced", "bf16-train", "all_linear", "2x2")
+        == "polarity_balanced+all_linear+2x2@bf16-train"
     )
 
 

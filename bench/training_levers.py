@@ -79,6 +79,11 @@ class Prepared:
     statements: int = DEMO_RAG["context_statements"]  # what the focused arms cut them to
     shown: Callable[[str], str] = str.strip  # what of its reply is shown and judged
 
+    @property
+    def contexts(self) -> str:
+        """`KxS`: K chunks retrieved per question, cut to S statements by the focused arms."""
+        return f"{self.top_k}x{self.statements}"
+
 
 def sample_index() -> KnowledgeIndex:
     files = sorted(p for p in SAMPLE_KNOWLEDGE.iterdir() if p.is_file())
@@ -303,8 +308,8 @@ def run_arm(
     hp.lora_targets = lora_targets
     per_row = mean_row_tokens(tokenizer, arm.splits.train, max_length)
     out: dict = {
-        "arm": arm_label(name, precision, lora_targets, f"{prepared.top_k}x{prepared.statements}"),
-        "contexts": f"{prepared.top_k}x{prepared.statements}",
+        "arm": arm_label(name, precision, lora_targets, prepared.contexts),
+        "contexts": prepared.contexts,
         "precision": precision,
         "lora_targets": lora_targets,
         "model": model_name,

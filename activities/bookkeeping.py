@@ -175,7 +175,13 @@ class BookkeepingActivities:
             parent_task_id=parent,
         )
         report = build_task_report(
-            info, self.ctx.read_model(inp.baseline_key, EvaluationReport), evaluations, training, stale
+            info,
+            self.ctx.read_model(inp.baseline_key, EvaluationReport),
+            evaluations,
+            training,
+            stale,
+            final_iteration=inp.final_iteration,
+            final_because=inp.final_because,
         )
         prefix = keys.evaluation_prefix(inp.task_id)
         report_key = self.ctx.write_model(prefix + "report.json", report)

@@ -166,15 +166,17 @@ def run_demo(
     if report is None:
         console.print(f"[red]task ended {final['status']}[/]: {final.get('error')}")
         return 1
-    beats, tuned, base = report.final.beats_baseline, report.iterations[-1].scores["test"], report.baseline.scores
+    beats, tuned, base = report.final.beats_baseline, report.kept_iteration().scores["test"], report.baseline.scores
     console.print(
-        f"\nfinal test split, {report.final.mode.replace('_', ' ')}: {_share(tuned)} answers right "
+        f"\nkept iteration's test split, {report.final.mode.replace('_', ' ')}: {_share(tuned)} answers right "
         f"({report.final.grade}) vs base model "
         f"{_share(base)} in the same mode: "
         + ("[green]beats the baseline[/]" if beats else "[red]does not beat the baseline[/]")
         + f"; blended wording score {tuned.overall:.4f} vs {base.overall:.4f}"
     )
     console.print(f"stopped because: {report.task.stop_reason}")
+    if report.final.iteration is not None:
+        console.print(f"kept iteration {report.final.iteration} (registered, before the gate): {report.final.because}")
     console.print(f"report: {report.markdown_path}  (JSON: {report.report_path})")
     console.print(f"run in the Temporal Web UI: {final['workflow_url']}")
     console.print(f"demo took {elapsed / 60:.1f} min")
@@ -408,7 +410,7 @@ def _iteration_table(report: StoredTaskReport) -> Table:
     for it in report.iterations:
         table.add_row(
             *row(
-                str(it.iteration),
+                f"{it.iteration} (kept)" if it.iteration == report.final.iteration else str(it.iteration),
                 it.modes,
                 it.scores["test"],
                 it.scores["feedback"],

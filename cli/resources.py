@@ -372,6 +372,8 @@ def show_report(console: Console, report: dict) -> None:
         f"final score {final['score']:.4f} ({final['grade']}, {final['mode'].replace('_', ' ')}): "
         + ("beats the base model" if final["beats_baseline"] else "does not beat the base model")
     )
+    if final.get("iteration") is not None:
+        console.print(f"kept iteration {final['iteration']} (registered): {final['because']}")
     console.print(f"stopped because: {report['task'].get('stop_reason')}\nreport: {report['markdown_path']}")
 
 

@@ -25,9 +25,12 @@ def build_task_report(
     evaluations: list[EvaluationReport],
     training: list[dict[str, Any]],
     stale_rows: list[StaleRowNote] | None = None,
+    final_iteration: int | None = None,
+    final_because: str | None = None,
 ) -> TaskReport:
     """One report from the per-iteration evaluation reports and training records (`training_metrics.json`), with the
-    rows of its dataset that new documents made stale."""
+    rows of its dataset that new documents made stale. Its final figures are those of `final_iteration`, the
+    iteration the task keeps (core.iteration_choice), or of the last without one."""
     iterations = []
     for evaluation, train in zip(evaluations, training, strict=True):
         iterations.append(
@@ -47,13 +50,13 @@ def build_task_report(
                 adapter_key=evaluation.adapter_key,
             )
         )
-    last = evaluations[-1]
-    mode = last.headline.mode
-    accuracy, base_accuracy = last.headline.fact_accuracy, baseline.accuracy("test", mode)
+    kept = next((e for e in evaluations if e.iteration == final_iteration), evaluations[-1])
+    mode = kept.headline.mode
+    accuracy, base_accuracy = kept.headline.fact_accuracy, baseline.accuracy("test", mode)
     beats = (
         accuracy > base_accuracy
         if accuracy is not None and base_accuracy is not None
-        else last.headline.score > baseline.score("test", mode)
+        else kept.headline.score > baseline.score("test", mode)
     )
     return TaskReport(
         task=task,
@@ -63,16 +66,18 @@ def build_task_report(
             modes=baseline.mode_scores(),
         ),
         final=FinalSummary(
-            score=last.headline.score,
-            grade=last.headline.grade,
+            score=kept.headline.score,
+            grade=kept.headline.grade,
             mode=mode,
             beats_baseline=beats,
             fact_accuracy=accuracy,
-            fact_accuracy_interval=last.headline.fact_accuracy_interval,
+            fact_accuracy_interval=kept.headline.fact_accuracy_interval,
+            iteration=kept.iteration if final_iteration is not None else None,
+            because=final_because,
         ),
         iterations=iterations,
-        side_by_side=last.side_by_side,
-        wrong_answers=[row for row in last.modes[mode]["test"].examples if row.right is False],
+        side_by_side=kept.side_by_side,
+        wrong_answers=[row for row in kept.modes[mode]["test"].examples if row.right is False],
         stale_rows=stale_rows or [],
     )
 
@@ -259,14 +264,22 @@ def render_markdown(report: TaskReport, plot_name: str | None) -> str:
 def _final_lines(report: TaskReport) -> list[str]:
     final, base = report.final, report.baseline
     beats = "beats" if final.beats_baseline else "does NOT beat"
+    kept = (
+        [
+            f"- Kept: iteration {final.iteration} of {len(report.iterations)}, registered and reported as final: "
+            f"{final.because}"
+        ]
+        if final.iteration is not None
+        else []
+    )
     if final.fact_accuracy is None:
-        return [
+        return kept + [
             f"- Final test-split score **{final.score:.4f}** ({final.grade}, {final.mode.replace('_', ' ')}) vs base "
             f"model "
             f"{base.scores.overall:.4f}: {beats} the baseline"
         ]
-    tuned = report.iterations[-1].scores["test"]
-    return [
+    tuned = report.kept_iteration().scores["test"]
+    return kept + [
         f"- Final test-split fact accuracy **{_accuracy(tuned)}**, {_right(tuned)} answers right ({final.grade}, "
         f"{final.mode.replace('_', ' ')}) vs base model {_accuracy(base.scores)}, {_right(base.scores)}: {beats} the "
         f"baseline",

@@ -254,6 +254,12 @@ class FinalSummary(BaseModel):
     mode: str = CLOSED_BOOK
     fact_accuracy: float | None = None
     fact_accuracy_interval: tuple[float, float] | None = None
+    iteration: int | None = Field(
+        default=None,
+        description="The iteration the task keeps, registers and reports as final: its best on the feedback split "
+        "(core.iteration_choice); None in reports written before that choice, whose final is their last iteration",
+    )
+    because: str | None = Field(default=None, description="Why the task keeps that iteration")
 
 
 class TrainingSummary(BaseModel):
@@ -317,6 +323,10 @@ class TaskReport(BaseModel):
     # the rows of its dataset its knowledge base's new documents contradicted: left out of training and of its
     # splits while stale
     stale_rows: list[StaleRowNote] = Field(default_factory=list)
+
+    def kept_iteration(self) -> IterationReport:
+        """The iteration `final` describes: the one the task keeps (its last in reports written before that choice)."""
+        return next((it for it in self.iterations if it.iteration == self.final.iteration), self.iterations[-1])
 
 
 class StoredTaskReport(TaskReport):

@@ -316,6 +316,9 @@ class ReportInput:
     baseline_key: str
     iterations: list[IterationRecord]
     org_id: str | None = None
+    # the iteration the task keeps (core.iteration_choice) and why; None: its last (runs before that choice)
+    final_iteration: int | None = None
+    final_because: str | None = None
 
 
 @dataclass
@@ -550,7 +553,8 @@ class StartIncrementalInput:
 
 @dataclass
 class RegisterFinalAdapterInput:
-    """A finished task's last iteration becomes the next version of its registered model."""
+    """A finished task's kept iteration (its best on the feedback split; its last before that choice) becomes the next
+    version of its registered model."""
 
     task_id: str
     iteration: int

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.optimize import OptimizeActivities
     from activities.registry import RegistryActivities
     from activities.train import TrainActivities
+    from core.iteration_choice import choose_iteration
     from core.settings import TASK_QUEUE_BOOKKEEPING, TASK_QUEUE_EVALUATE, TASK_QUEUE_OPTIMIZE, TASK_QUEUE_TRAIN
     from core.status import TaskMode, TaskStatus, check_transition
     from schemas.workflow_io import (
@@ -193,6 +194,11 @@ class FineTuningWorkflow:
                 workflow.continue_as_new(dataclasses.replace(task, state=carried))
             self._iteration = state.iteration
 
+        # the iteration the task keeps: its last, or (newer runs) the one the feedback split judges best
+        kept, kept_because = self._history[-1].iteration, None
+        if workflow.patched("keep-best-feedback-iteration"):
+            choice = choose_iteration(self._history)
+            kept, kept_because = choice.iteration, choice.because
         report: ReportResult = await workflow.execute_activity_method(
             BookkeepingActivities.build_report,
             ReportInput(
@@ -203,19 +209,19 @@ class FineTuningWorkflow:
                 baseline_key=evaluated.baseline_key,
                 iterations=self._history,
                 org_id=task.org_id,
+                final_iteration=kept if kept_because else None,
+                final_because=kept_because,
             ),
             task_queue=TASK_QUEUE_BOOKKEEPING,
             start_to_close_timeout=timedelta(minutes=5),
             retry_policy=_phase_options(task, "", 0).retry,
         )
         if workflow.patched("register-final-adapter"):
-            # the final adapter becomes the next version of the task's registered model (a refusal is reported, not
-            # raised)
+            # the kept iteration's adapter becomes the next version of the task's registered model (a refusal is
+            # reported, not raised)
             await workflow.execute_activity_method(
                 RegistryActivities.register_final_adapter,
-                RegisterFinalAdapterInput(
-                    task_id=task.task_id, iteration=self._history[-1].iteration, org_id=task.org_id
-                ),
+                RegisterFinalAdapterInput(task_id=task.task_id, iteration=kept, org_id=task.org_id),
                 task_queue=TASK_QUEUE_BOOKKEEPING,
                 start_to_close_timeout=timedelta(minutes=5),
                 retry_policy=_phase_options(task, "", 0).retry,

@@ -432,13 +432,16 @@ export async function reportPage({params: [id]}) {
     return;
   }
   const final = report.final;
+  // the iteration the task keeps (its best on the feedback split); reports from before that choice keep their last
+  const kept = report.iterations.find((it) => it.iteration === final.iteration) ?? report.iterations[report.iterations.length - 1];
   render(
     crumbs,
     h("h1", {}, `Report: ${task.task_name}`),
     h("section", {"aria-labelledby": "summary-heading"}, h("h2", {id: "summary-heading"}, "Summary"),
       facts([
         ["Test answers right", final.fact_accuracy != null
-          ? `${share(report.iterations[report.iterations.length - 1].scores.test)} (grade ${final.grade}, ${final.mode.replace("_", " ")})` : null],
+          ? `${share(kept.scores.test)} (grade ${final.grade}, ${final.mode.replace("_", " ")})` : null],
+        ["Kept iteration", final.iteration != null ? `${final.iteration} of ${report.iterations.length}: ${final.because}` : null],
         ["Base model's test answers right", report.baseline.scores.fact_accuracy != null ? share(report.baseline.scores) : null],
         ["Final blended test score", `${score(final.score)} (base model ${score(report.baseline.scores.overall)})`],
         ["Beats the base model", final.beats_baseline ? "yes" : "no"],
@@ -447,7 +450,7 @@ export async function reportPage({params: [id]}) {
         ["Continues task", report.task.parent_task_id],
         ["Run in Temporal", task.workflow_url ? h("a", {href: task.workflow_url, rel: "noopener", target: "_blank"}, "Open the run in the Temporal Web UI") : null],
       ])),
-    h("section", {"aria-labelledby": "wrong-heading"}, h("h2", {id: "wrong-heading"}, "Wrong answers of the final iteration"),
+    h("section", {"aria-labelledby": "wrong-heading"}, h("h2", {id: "wrong-heading"}, "Wrong answers of the kept iteration"),
       table("Test questions answered wrong, by their fact checks", [
         ["Question", (e) => e.question, {text: true}],
         ["Expected", (e) => e.expected, {text: true}],

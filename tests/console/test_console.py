@@ -324,6 +324,11 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             await expect(
                 page.get_by_role("table", name=re.compile("per iteration, against the base model")).get_by_role("row")
             ).to_have_count(4)
+            # the iteration the task keeps and registers: its best on the feedback split, with why
+            kept = page.locator("dt", has_text="Kept iteration").locator("xpath=following-sibling::dd[1]")
+            await expect(kept).to_have_text(
+                re.compile(r"^[12] of 2: (the most feedback answers right|the highest blended)")
+            )
             await alice.shot("task-report-continuous")
 
             # --- the task list, filtered by status ---------------------------------------------------------

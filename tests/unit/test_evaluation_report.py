@@ -422,6 +422,34 @@ def test_build_task_report(task_report):
     assert TaskReport.model_validate_json(task_report.model_dump_json()) == task_report
 
 
+def test_a_kept_iteration_other_than_the_last_is_the_reports_final(splits, config):
+    """The task keeps iteration 1 (chosen on its feedback split): the final figures, wrong answers and examples side
+    by side are iteration 1's, and the Markdown says which iteration was kept and why."""
+    baseline = evaluate_predictions(splits, EMPTY_PREDICTIONS, TRAIN_LOSSES, config, iteration=0)
+    first = evaluate_predictions(splits, GOOD_PREDICTIONS, TRAIN_LOSSES, config, 1, baseline=baseline)
+    second = evaluate_predictions(splits, EMPTY_PREDICTIONS, TRAIN_LOSSES, config, 2, baseline=baseline)
+    report = build_task_report(
+        TaskInfo(task_id="t"),
+        baseline,
+        [first, second],
+        [_training(2, 0, 1.0), _training(2, 0, 1.0)],
+        final_iteration=1,
+        final_because="the most feedback answers right (0.667)",
+    )
+    assert report.final.iteration == 1 and report.kept_iteration().iteration == 1
+    assert report.final.score == first.headline.score == 0.5 and report.final.beats_baseline is True
+    assert report.side_by_side == first.side_by_side
+    assert "- Kept: iteration 1 of 2, registered and reported as final: the most feedback answers right (0.667)" in (
+        render_markdown(report, None)
+    )
+    # a report written before that choice keeps its last iteration, and says nothing of it
+    earlier = build_task_report(
+        TaskInfo(task_id="t"), baseline, [first, second], [_training(2, 0, 1.0), _training(2, 0, 1.0)]
+    )
+    assert earlier.final.iteration is None and earlier.kept_iteration().iteration == 2
+    assert earlier.final.score == second.headline.score and "Kept:" not in render_markdown(earlier, None)
+
+
 def test_build_task_report_not_beating_baseline(splits, config):
     baseline = evaluate_predictions(splits, GOOD_PREDICTIONS, TRAIN_LOSSES, config, iteration=0)
     same = evaluate_predictions(splits, GOOD_PREDICTIONS, TRAIN_LOSSES, config, iteration=1, baseline=baseline)

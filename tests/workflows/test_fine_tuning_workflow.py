@@ -13,7 +13,7 @@ from activities.context import ActivityContext
 from cli.stack import temporal_binary
 from core.settings import TASK_QUEUE_WORKFLOWS
 from core.status import TaskMode
-from db.models import Dataset, TaskExecution
+from db.models import Dataset, ModelVersion, TaskExecution
 from schemas.workflow_io import RecordProgressInput
 from storage import keys
 from temporal_client.workflows import FineTuningWorkflow
@@ -194,6 +194,24 @@ async def test_continuous_run_stops_when_the_feedback_split_reaches_the_threshol
     assert [r.feedback_accuracy for r in result.iterations] == [0.2, 0.6]
     assert result.stop_reason == "feedback fact accuracy 0.6000 reached the threshold 0.5"
     assert task_row(ctx, task.id).status == "COMPLETED"
+
+
+async def test_the_task_keeps_and_registers_its_best_iteration_on_the_feedback_split(temporal_env, ctx, settings):
+    """The last iteration lost feedback answers the second had right: the task keeps the second (reports it as final and
+    registers its adapter), though the test split, only ever reported, is best for the third."""
+    task = make_task(ctx, mode=TaskMode.CONTINUOUS, max_iterations=3)
+    fakes = FakePhases(ctx, test_scores=[0.3, 0.5, 0.9], feedback_accuracies=[0.2, 0.6, 0.4])
+    async with running_workers(temporal_env.client, ctx, fakes.activities()):
+        handle = await start(temporal_env.client, task, settings)
+        result = await handle.result()
+        await record_history(handle, "continuous-keeps-best-feedback")
+    assert result.stop_reason == "reached max_iterations=3"
+    (report,) = fakes.calls["report"]
+    assert report.final_iteration == 2 and report.final_because == "the most feedback answers right (0.600)"
+    with ctx.sessions() as session:
+        registered = session.scalars(select(ModelVersion).where(ModelVersion.task_id == task.id)).all()
+    assert [(v.version, v.iteration) for v in registered] == [(1, 2)]
+    assert registered[0].adapter_key == keys.model_prefix(task.id, 2) + "adapter/"
 
 
 async def test_without_fact_checks_the_threshold_reads_the_feedback_blended_score(temporal_env, ctx, settings):

@@ -22,7 +22,9 @@ base; `knowledge-ingestion-notify-run1` is an ingestion whose builds notify the 
 `standard-registered-run1` is a standard task that registers its final adapter in the model registry (behind the
 `register-final-adapter` patch), `promotion-gate-refused/promoted/failed-run1` the promotion gate's three endings;
 `continuous-feedback-threshold-run1` a continuous task stopped by its threshold on the feedback split's share of right
-answers (behind the `stop-on-feedback-accuracy` patch); `suite-run-completed-run1` a scenario suite's run that answers
+answers (behind the `stop-on-feedback-accuracy` patch); `continuous-keeps-best-feedback-run1` a continuous task that
+keeps its best iteration on the feedback split, not its last (behind the `keep-best-feedback-iteration` patch);
+`suite-run-completed-run1` a scenario suite's run that answers
 and judges every case, `suite-run-failed-run1` one that cannot answer and is marked FAILED;
 `promotion-gate-suite-refused/promoted-run1` gates that also run the suites the alias requires against the candidate
 (only inputs naming suite runs issue those activities, so the older gates replay unchanged);
@@ -37,6 +39,7 @@ traffic, resumed, paused and promoted by hand through its updates.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -76,6 +79,9 @@ KEPT = {
     "promotion-gate-failed-run1.json",
     # the loop's threshold read on the feedback split's fact accuracy (behind the `stop-on-feedback-accuracy` patch)
     "continuous-feedback-threshold-run1.json",
+    # a 3-iteration task that keeps (reports as final and registers) its best iteration on the feedback split, the
+    # second (behind the `keep-best-feedback-iteration` patch)
+    "continuous-keeps-best-feedback-run1.json",
     # a scenario suite's run: every case answered and judged; a run that cannot answer, marked FAILED
     "suite-run-completed-run1.json",
     "suite-run-failed-run1.json",
@@ -105,6 +111,16 @@ def scheduled_in(run: list[dict], activity_type: str) -> int:
         for e in run
         if e.get("activityTaskScheduledEventAttributes", {}).get("activityType", {}).get("name") == activity_type
     )
+
+
+def activity_inputs(run: list[dict], activity_type: str) -> list[dict]:
+    """The first argument of every scheduled `activity_type` activity, decoded."""
+    return [
+        json.loads(base64.b64decode(attributes["input"]["payloads"][0]["data"]))
+        for e in run
+        if (attributes := e.get("activityTaskScheduledEventAttributes", {}))
+        and attributes["activityType"]["name"] == activity_type
+    ]
 
 
 def timers_in(run: list[dict]) -> int:
@@ -169,6 +185,10 @@ def test_histories_cover_standard_continuous_and_control_runs():
     for ending in ("refused", "promoted"):
         gate = events(f"promotion-gate-{ending}-run1.json")
         assert scheduled_in(gate, "evaluate_for_promotion") == 1 and scheduled_in(gate, "conclude_promotion") == 1
+    kept = events("continuous-keeps-best-feedback-run1.json")
+    assert [i["iteration"] for i in activity_inputs(kept, "register_final_adapter")] == [2]
+    assert [i["final_iteration"] for i in activity_inputs(kept, "build_report")] == [2]
+    assert all("final_iteration" not in i for i in activity_inputs(events("continuous-run1.json"), "build_report"))
     failed = events("promotion-gate-failed-run1.json")
     assert scheduled_in(failed, "conclude_promotion") == 0 and "workflowExecutionFailedEventAttributes" in failed[-1]
 

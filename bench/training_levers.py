@@ -148,6 +148,20 @@ def polarity_balanced(prepared: Prepared) -> Prepared:
     return dataclasses.replace(focused_arm, splits=dataclasses.replace(focused_arm.splits, train=train))
 
 
+def balanced_polar_pairs(prepared: Prepared) -> Prepared:
+    """The demo's training (focused contexts, "Yes" and "No" balanced) plus yes/no questions with both answers from
+    the knowledge base's statements: each asked with the statement it was written from, when that is the nearest."""
+    return polarity_balanced(polar_pairs(prepared))
+
+
+def without_yes_no(prepared: Prepared) -> Prepared:
+    """Focused contexts, and no yes/no row trained: the base model's reading of yes/no questions is left as it is,
+    the training tokens go to the other rows."""
+    focused_arm = focused_context(prepared)
+    train = [e for e in focused_arm.splits.train if polarity_of(e) is None]
+    return dataclasses.replace(focused_arm, splits=dataclasses.replace(focused_arm.splits, train=train))
+
+
 def quote_then_answer(prepared: Prepared) -> Prepared:
     """Focused contexts, and RAFT's quote-then-answer targets: the statement that holds the fact, then the answer;
     only the answer is judged."""
@@ -180,6 +194,8 @@ ARMS: dict[str, Lever] = {
     "focused_context": focused_context,
     "all_levers": all_levers,
     "polarity_balanced": polarity_balanced,
+    "balanced_polar_pairs": balanced_polar_pairs,
+    "without_yes_no": without_yes_no,
     "quote_then_answer": quote_then_answer,
     "counterfactual_values": counterfactual_values,
 }

@@ -84,6 +84,7 @@ export async function newTaskPage({me}) {
   const kb = h("select", {name: "knowledge_base_id"}, h("option", {value: ""}, "None (closed book)"),
     kbs.items.filter((k) => k.version > 0).map((k) => h("option", {value: k.knowledge_base_id}, `${k.name} (version ${k.version})`)));
   const topK = h("input", {name: "retrieval_top_k", type: "number", min: "1", max: "10", step: "1", value: "3"});
+  const statements = h("input", {name: "context_statements", type: "number", min: "1", max: "20", step: "1"});
   const iterations = h("input", {name: "max_iterations", type: "number", min: "1", max: "50", step: "1", value: "3"});
   const threshold = h("input", {name: "performance_threshold", type: "number", min: "0", max: "1", step: "any"});
   const registerAs = h("input", {name: "register_as", maxlength: 100, pattern: "[A-Za-z0-9][A-Za-z0-9._\\-]{0,99}"});
@@ -101,7 +102,7 @@ export async function newTaskPage({me}) {
   const syncMode = () => { loop.disabled = !continuous.checked; };
   standard.addEventListener("change", syncMode);
   continuous.addEventListener("change", syncMode);
-  const syncRetrieval = () => { topK.disabled = !kb.value; };
+  const syncRetrieval = () => { topK.disabled = statements.disabled = !kb.value; };
   kb.addEventListener("change", syncRetrieval);
   syncRetrieval();
 
@@ -115,6 +116,8 @@ export async function newTaskPage({me}) {
     field("Base model", model, "smollm2-135m-instruct, gemma3-270m (under the Gemma Terms of Use), or the absolute path of a local Hugging Face model folder."),
     field("Knowledge base (optional)", kb),
     field("Passages per question", topK, "With a knowledge base: 1 to 10 passages retrieved for each question."),
+    field("Statements kept (optional)", statements,
+      "With a knowledge base: cut the passages to this many statements nearest the question (1 to 20), in training and when asked. Empty: whole passages."),
     loop,
     h("fieldset", {class: "grid"}, h("legend", {}, "Hyperparameters (optional: empty means the default)"),
       HYPERPARAMETERS.map(([key, label, , hint]) => field(label, hyper[key], hint)),
@@ -135,6 +138,7 @@ export async function newTaskPage({me}) {
     const body = {task_name: name.value.trim(), dataset_id: dataset.value, model_name: model.value.trim(), hyperparameters,
                   retrieval_top_k: Number(topK.value || 3)};
     if (kb.value) body.knowledge_base_id = kb.value;
+    if (kb.value && statements.value !== "") body.context_statements = Number(statements.value);
     if (registerAs.value.trim()) body.register_as = registerAs.value.trim();
     if (continuous.checked) {
       body.max_iterations = Number(iterations.value || 3);
@@ -310,6 +314,9 @@ export async function taskPage({params: [id], signal, me}) {
         task.dataset_version ? ` version ${task.dataset_version}` : ""]],
       ["Lineage", h("a", {href: lineageHref("task", task.id)}, "what it came from and what came of it")],
       ["Knowledge base", task.knowledge_base_id ? h("a", {href: `#/knowledge/${encodeURIComponent(task.knowledge_base_id)}`}, task.knowledge_base_id) : null],
+      ["Passages", task.knowledge_base_id
+        ? `${task.retrieval_top_k} per question, ${task.context_statements ? `cut to the ${task.context_statements} statement${task.context_statements === 1 ? "" : "s"} nearest it` : "whole"}`
+        : null],
       ["Iteration", `${task.current_iteration} of ${task.max_iterations}`],
       ["Stops at feedback accuracy", task.performance_threshold],
       ["Test score", score(task.latest_score)],

@@ -331,6 +331,21 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             )
             await alice.shot("task-report-continuous")
 
+            # --- a task with passages cut to one statement, created from the form (its knowledge base is built) ------
+            await alice.nav("Tasks")
+            await page.get_by_role("link", name="New task").click()
+            await expect(page.get_by_label("Statements kept (optional)")).to_be_disabled()  # no knowledge base yet
+            await page.get_by_label("Task name").fill("console passages")
+            await page.get_by_label("Knowledge base (optional)").select_option(label="Ferro docs (version 1)")
+            await page.get_by_label("Passages per question").fill("5")
+            await page.get_by_label("Statements kept (optional)").fill("1")
+            await page.get_by_label("Base model").fill(tiny_model_dir)
+            await page.get_by_label("Start it right away").uncheck()
+            await page.get_by_role("button", name="Create task").click()
+            await alice.heading("console passages")
+            passages = page.locator("dt", has_text="Passages").locator("xpath=following-sibling::dd[1]")
+            await expect(passages).to_have_text("5 per question, cut to the 1 statement nearest it")
+
             # --- the task list, filtered by status ---------------------------------------------------------
             await alice.goto("#/tasks")
             await page.get_by_label("Status").select_option("COMPLETED")

@@ -62,7 +62,6 @@ from bench.sample_task import (
     upload_documents,
 )
 from cli.demo import SAMPLE_DATASET, SAMPLE_KNOWLEDGE
-from cli.resources import proposal_edits
 from core.settings import configure_process_environment
 from db.models import Dataset
 from facts.stats import mcnemar_exact
@@ -283,7 +282,8 @@ def paired(first: list[bool | None], second: list[bool | None], indices: list[in
 
 async def accept_all_proposals(api: httpx.AsyncClient, kb_id: str, upload_at: datetime) -> dict[str, Any]:
     """As a user who reads the stale rows during the re-training's quiet period and accepts every proposed correction
-    (what `wlops knowledge stale-rows --accept-proposals` does): one annotation per dataset, with the reason."""
+    (`POST /api/v1/knowledge-bases/{kb}/stale-rows/accept-proposals`, what `wlops knowledge stale-rows
+    --accept-proposals` calls): one annotation per dataset, with the reason."""
     listed = await poll_until(  # the rows are marked once the new index is built, before the re-training starts
         lambda: api.get(f"/api/v1/knowledge-bases/{kb_id}/stale-rows", params={"state": "stale"}),
         lambda r: r.json()["total"] > 0,
@@ -292,13 +292,11 @@ async def accept_all_proposals(api: httpx.AsyncClient, kb_id: str, upload_at: da
         what="stale rows listed",
     )
     stale = listed.json()["items"]
-    by_dataset = proposal_edits(stale)
-    for dataset_id, edits in by_dataset.items():
-        response = await api.post(
-            f"/api/v1/datasets/{dataset_id}/annotations",
-            json={"reason": "accepted the proposed corrections of the documents' new versions", "edits": edits},
-        )
-        assert response.status_code == 201, response.text
+    response = await api.post(
+        f"/api/v1/knowledge-bases/{kb_id}/stale-rows/accept-proposals",
+        json={"reason": "accepted the proposed corrections of the documents' new versions"},
+    )
+    assert response.status_code == 200, response.text
     return {
         "minutes_after_upload": minutes(upload_at, datetime.now(UTC)),
         "accepted": [

@@ -443,24 +443,6 @@ def knowledge_search(api: ApiClient, args: argparse.Namespace) -> None:
 CORRECTION_REASON = "each correction is a new row version, with who and why"
 
 
-def proposal_edits(stale_rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Per dataset, the annotation edits that accept the listed stale rows' proposed corrections (rows without one
-    are left out): the proposed answer and checks, the `stale` tag removed, the row back in."""
-    by_dataset: dict[str, list[dict[str, Any]]] = {}
-    for row in stale_rows:
-        if row["proposed_answer"] is not None:
-            by_dataset.setdefault(row["dataset_id"], []).append(
-                {
-                    "row_id": row["row_id"],
-                    "answer": row["proposed_answer"],
-                    "checks": row["proposed_checks"],
-                    "remove_tags": ["stale"],
-                    "excluded": False,
-                }
-            )
-    return by_dataset
-
-
 def knowledge_stale_rows(api: ApiClient, args: argparse.Namespace) -> int | None:
     if not args.accept_proposals:
         params = given(state=args.state)
@@ -471,25 +453,22 @@ def knowledge_stale_rows(api: ApiClient, args: argparse.Namespace) -> int | None
     if not args.reason:
         print(f"wlops: --accept-proposals needs --reason: {CORRECTION_REASON}", file=sys.stderr)
         return 1
-    stale = api.call("GET", url("knowledge-bases", args.id, "stale-rows"), params={"state": "stale"})["items"]
-    chosen = [r for r in stale if not args.row or r["row_id"] in args.row]
-    missing = sorted(set(args.row or []) - {r["row_id"] for r in chosen})
-    if missing:  # nothing is written when one of the rows asked for is not stale
-        print(f"wlops: not a stale row of knowledge base {args.id}: {', '.join(missing)}", file=sys.stderr)
-        return 1
-    by_dataset = proposal_edits(chosen)
-    versions = [
-        api.call("POST", url("datasets", dataset_id, "annotations"), json={"reason": args.reason, "edits": edits})
-        for dataset_id, edits in by_dataset.items()
-    ]
-    accepted = sum(len(edits) for edits in by_dataset.values())
-    without = [r["row_id"] for r in chosen if r["proposed_answer"] is None]
+    done = api.call(
+        "POST",
+        url("knowledge-bases", args.id, "stale-rows", "accept-proposals"),
+        json={"reason": args.reason, "row_ids": args.row or None},
+    )
     output(
         args,
-        {"accepted": accepted, "without_proposal": without, "dataset_versions": versions},
+        done,
         lambda console, data: console.print(
-            f"accepted {data['accepted']} proposed corrections in {len(data['dataset_versions'])} dataset version(s)"
-            + (f"; no proposal for {', '.join(data['without_proposal'])}: correct them by hand" if without else "")
+            f"accepted {len(data['accepted'])} proposed corrections in {len(data['dataset_versions'])} dataset "
+            "version(s)"
+            + (
+                f"; no proposal for {', '.join(r['row_id'] for r in data['without_proposal'])}: correct them by hand"
+                if data["without_proposal"]
+                else ""
+            )
         ),
     )
     return None

@@ -752,6 +752,36 @@ class StaleRowList(BaseModel):
     total: int
 
 
+class AcceptProposalsRequest(RequestModel):
+    reason: str = Field(
+        min_length=1, max_length=1000, pattern=NO_NUL, description="Why: kept with each dataset's new version"
+    )
+    row_ids: list[RowId] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="The stale rows whose proposals to accept; null: every stale row of the knowledge base. A row that "
+        "is not stale refuses the whole request, and nothing is written.",
+    )
+
+
+class StaleRowRef(BaseModel):
+    dataset_id: str
+    row_id: str
+    question: str
+
+
+class AcceptedProposalsPublic(BaseModel):
+    """What accepting the stale rows' proposed corrections did."""
+
+    knowledge_base_id: str
+    accepted: list[StaleRowRef] = Field(description="Rows now corrected with their proposals, back in training.")
+    without_proposal: list[StaleRowRef] = Field(
+        description="Rows asked for that have no proposal: still stale, to correct by hand."
+    )
+    dataset_versions: list[DatasetVersionPublic] = Field(description="One annotation per dataset concerned.")
+
+
 class GenerateDatasetRequest(RequestModel):
     name: str = Field(min_length=1, max_length=200)
     questions_per_chunk: int = Field(

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from core.errors import DomainError, NotFound
+from core.errors import DomainError, Invalid, NotFound
 from core.settings import Settings
 from core.status import DatasetStatus
-from db.models import Dataset, KnowledgeBase, MLTask, StaleRow
+from db.models import Dataset, DatasetVersion, KnowledgeBase, MLTask, StaleRow
 from facts.corrections import Proposal, propose
 from facts.derive import common_terms, derive_checks
 from facts.staleness import RowFacts, describe, stale_rows
@@ -250,6 +250,69 @@ def list_stale_rows(
         if state is None or found.state == state:
             listed.append(found)
     return listed
+
+
+@dataclass(frozen=True)
+class AcceptedProposals:
+    accepted: list[ListedStaleRow]  # the rows now corrected with their proposals
+    without_proposal: list[ListedStaleRow]  # rows asked for that have none: a person corrects them by hand
+    versions: list[DatasetVersion]  # one annotation per dataset
+
+
+def accept_proposals(
+    session: Session,
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    org_id: str,
+    knowledge_base_id: str,
+    row_ids: list[str] | None,
+    reason: str,
+    created_by: str | None,
+) -> AcceptedProposals:
+    """Accept the proposed corrections of the knowledge base's stale rows (every one, or those of `row_ids`): in each
+    dataset concerned, one annotation gives those rows their proposed answer and checks, removes the `stale` tag and
+    brings them back, with who and why. A row asked for that is not stale is Invalid, and nothing is written; a row
+    without a proposal is left stale and listed."""
+    stale = list_stale_rows(session, store, org_id, knowledge_base_id, STALE_TAG)
+    chosen = [found for found in stale if row_ids is None or found.record.row_id in row_ids]
+    missing = sorted(set(row_ids or []) - {found.record.row_id for found in chosen})
+    if missing:
+        raise Invalid(f"not a stale row of knowledge base {knowledge_base_id}: {', '.join(missing)}")
+    accepted: dict[tuple[str, str], ListedStaleRow] = {}
+    without = []
+    for found in chosen:  # newest first: a row two document versions made stale takes the newest proposal
+        key = (found.record.dataset_id, found.record.row_id)
+        if found.proposal is None:
+            without.append(found)
+        elif key not in accepted:
+            accepted[key] = found
+    by_dataset: dict[str, list[RowEdit]] = {}
+    for (dataset_id, row_id), found in accepted.items():
+        assert found.proposal is not None
+        by_dataset.setdefault(dataset_id, []).append(
+            RowEdit(
+                row_id=row_id,
+                answer=found.proposal.answer,
+                checks=found.proposal.checks,
+                remove_tags=[STALE_TAG],
+                excluded=False,
+            )
+        )
+    made = [
+        versions.annotate(
+            session,
+            store,
+            settings,
+            org_id=org_id,
+            dataset_id=dataset_id,
+            edits=edits,
+            reason=reason,
+            created_by=created_by,
+        )
+        for dataset_id, edits in by_dataset.items()
+    ]
+    return AcceptedProposals(list(accepted.values()), without, made)
 
 
 def proposal_for(record: StaleRow) -> Proposal | None:

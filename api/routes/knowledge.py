@@ -7,10 +7,13 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.deps import Offset, SessionDep, SettingsDep, StoreDep, TemporalDep
 from api.routes.datasets import to_public as dataset_public
+from api.routes.datasets import version_public
 from api.security import KnowledgeRead, KnowledgeToDataset, KnowledgeWrite
 from core.errors import Unavailable
 from db.models import KnowledgeBase, KnowledgeDocument
 from schemas.api import (
+    AcceptedProposalsPublic,
+    AcceptProposalsRequest,
     ChunkPublic,
     DatasetPublic,
     DocumentDetail,
@@ -25,6 +28,7 @@ from schemas.api import (
     SearchResult,
     StaleRowList,
     StaleRowPublic,
+    StaleRowRef,
     StaleRowState,
 )
 from services import knowledge as service
@@ -243,3 +247,40 @@ def list_stale_rows(
         for f in found
     ]
     return StaleRowList(knowledge_base_id=kb_id, items=items, total=len(items))
+
+
+@router.post("/{kb_id}/stale-rows/accept-proposals", response_model=AcceptedProposalsPublic)
+def accept_proposals(
+    caller: KnowledgeToDataset,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    kb_id: str,
+    body: AcceptProposalsRequest,
+) -> AcceptedProposalsPublic:
+    """Accept the proposed corrections of the knowledge base's stale rows (every one, or those named): one annotation
+    per dataset gives each row its proposed answer and checks and brings it back into training, with who and why. A
+    named row that is not stale is a 422, and nothing is written; rows without a proposal stay stale and are listed."""
+    done = staleness.accept_proposals(
+        session,
+        store,
+        settings,
+        org_id=caller.org_id,
+        knowledge_base_id=kb_id,
+        row_ids=body.row_ids,
+        reason=body.reason,
+        created_by=caller.user_id,
+    )
+
+    def refs(rows: list[staleness.ListedStaleRow]) -> list[StaleRowRef]:
+        return [
+            StaleRowRef(dataset_id=r.record.dataset_id, row_id=r.record.row_id, question=r.record.question)
+            for r in rows
+        ]
+
+    return AcceptedProposalsPublic(
+        knowledge_base_id=kb_id,
+        accepted=refs(done.accepted),
+        without_proposal=refs(done.without_proposal),
+        dataset_versions=[version_public(v) for v in done.versions],
+    )

@@ -3,7 +3,7 @@
 
 import {lineageHref} from "./lineage.js";
 import {ApiError, get, post} from "./api.js";
-import {PAGE, answer, bytes, can, facts, h, navigate, pager, render, score, setTitle, shortId, showError, showNotice, signed, statusBadge, table, when} from "./dom.js";
+import {PAGE, answer, bytes, can, facts, field, flash, h, navigate, pager, render, score, setTitle, shortId, showError, showNotice, signed, statusBadge, table, when} from "./dom.js";
 import {releasesSection} from "./releases.js";
 
 const enc = encodeURIComponent;
@@ -41,13 +41,36 @@ export async function knowledgePage({query}) {
     pager("#/knowledge", {}, offset, list.total));
 }
 
-export async function knowledgeBasePage({params: [id]}) {
+/** A form that accepts every stale row's proposed correction, with a reason (one annotation per dataset). */
+function acceptProposalsForm(path, proposals) {
+  const reason = h("input", {name: "reason", required: true, maxlength: 1000});
+  const submit = h("button", {type: "submit"}, `Accept the ${proposals} proposed correction${proposals === 1 ? "" : "s"}`);
+  const form = h("form", {class: "card", "aria-label": "Accept the proposed corrections"},
+    field("Why (kept with each dataset's new version)", reason),
+    submit);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    submit.disabled = true;
+    try {
+      const done = await post(`${path}/stale-rows/accept-proposals`, {reason: reason.value.trim()});
+      flash({notice: `Accepted ${done.accepted.length} proposed corrections in ${done.dataset_versions.length} dataset version(s).`});
+      navigate(location.hash);
+    } catch (error) {
+      showError(error);
+      submit.disabled = false;
+    }
+  });
+  return form;
+}
+
+export async function knowledgeBasePage({params: [id], me}) {
   const path = `/api/v1/knowledge-bases/${enc(id)}`;
   const kb = await orNotFound(path, "Knowledge base", h("a", {href: "#/knowledge"}, "Back to the knowledge bases"));
   if (!kb) return;
   setTitle(kb.name);
   const documents = (await get(`${path}/documents`)).items;
   const stale = (await get(`${path}/stale-rows`)).items;
+  const proposals = stale.filter((r) => r.state === "stale" && r.proposed_answer != null).length;
   render(
     h("p", {class: "crumbs"}, h("a", {href: "#/knowledge"}, "Knowledge bases"), " / ", kb.name),
     h("h1", {}, kb.name),
@@ -74,8 +97,9 @@ export async function knowledgeBasePage({params: [id]}) {
       ], documents, {empty: "No documents yet."})),
     h("section", {"aria-labelledby": "stale-heading"}, h("h2", {id: "stale-heading"}, "Rows the new documents contradict"),
       h("p", {class: "hint"}, "A stale row stays out of training and of the gate's questions until a user confirms or corrects it. ",
-        "Accept the proposed corrections with ", h("code", {}, `wlops knowledge stale-rows ${kb.knowledge_base_id} --accept-proposals --reason …`),
-        ", or correct a row on its dataset's page."),
+        "Accept the proposed corrections here (or with ", h("code", {}, `wlops knowledge stale-rows ${kb.knowledge_base_id} --accept-proposals --reason …`),
+        "), or correct a row on its dataset's page."),
+      proposals && can(me, "datasets:write") ? acceptProposalsForm(path, proposals) : null,
       table(`Stale rows: ${stale.length}`, [
         ["Question", (r) => r.question],
         ["Changed", (r) => `${r.old_value} → ${r.new_value ?? "removed"}`],

@@ -137,6 +137,15 @@ async def test_a_changed_document_marks_exactly_the_contradicted_rows_stale_unti
             "web-port"
         )
         assert (await api.get(f"{base}/stale-rows", params={"state": "lost"})).status_code == 422
+        # accepting proposals: a row that is no longer stale, or no reason, is refused, and nothing is written
+        refused = await api.post(
+            f"{base}/stale-rows/accept-proposals", json={"reason": "r", "row_ids": ["ram", "web-port"]}
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["detail"] == f"not a stale row of knowledge base {kb_id}: web-port"
+        assert (await api.post(f"{base}/stale-rows/accept-proposals", json={"reason": ""})).status_code == 422
+        versions = (await api.get(f"/api/v1/datasets/{dataset_id}/versions")).json()
+        assert versions["head"] == 4, versions
 
         # the task's incremental successor trains and is tested on the head: the stale row left out, the corrected
         # answer taken, the confirmed row as it was

@@ -401,8 +401,18 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             await expect(page.get_by_role("table", name=re.compile("Versions: 1"))).to_contain_text(
                 "trained on erased data"
             )
-            # a row of the task's dataset that a new version of a document contradicts, as the marking records it
+            # a row of the task's dataset that a new version of a document contradicts, as the marking records it:
+            # tagged stale and excluded in a new version, and recorded
             row = rows[0]
+            async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}) as api:
+                tagged = await api.post(
+                    f"/api/v1/datasets/{task['dataset_id']}/annotations",
+                    json={
+                        "reason": "as the marking does",
+                        "edits": [{"row_id": row["row_id"], "add_tags": ["stale"], "excluded": True}],
+                    },
+                )
+                assert tagged.status_code == 201, tagged.text
             with ctx.sessions.begin() as session:
                 session.add(
                     StaleRow(
@@ -434,6 +444,14 @@ async def test_the_console_runs_a_task_from_upload_to_report(world, temporal_env
             await expect(stale).to_contain_text("7400 → 7450")
             await expect(stale).to_contain_text("The backup service listens on port 7450.")  # the proposed correction
             await alice.shot("knowledge-base")
+            # accepted from the page, with a reason: the row is back, corrected
+            await page.get_by_label("Why (kept with each dataset's new version)").fill("the backup service moved")
+            await page.get_by_role("button", name="Accept the 1 proposed correction").click()
+            await expect(page.get_by_role("status")).to_contain_text(
+                "Accepted 1 proposed corrections in 1 dataset version(s)."
+            )
+            await expect(page.get_by_role("table", name="Stale rows: 1")).to_contain_text("corrected")
+            await expect(page.get_by_role("button", name=re.compile("Accept the"))).to_have_count(0)
             with ctx.sessions.begin() as session:
                 session.add(
                     QAEntry(

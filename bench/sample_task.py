@@ -212,13 +212,17 @@ def passages(ctx: ActivityContext, kb_id: str, questions: list[str]) -> list[lis
     from ml.focused_context import focus_passages
 
     cache = knowledge.IndexCache(ctx.store)
+    vectors = embed(questions)  # once: to search, then to cut
     with ctx.sessions() as session:
         kb = session.get_one(KnowledgeBase, kb_id)
         found = [
-            [h.chunk.text for h in knowledge.search(session, cache, kb, question, DEMO_RAG["retrieval_top_k"])]
-            for question in questions
+            [
+                h.chunk.text
+                for h in knowledge.search(session, cache, kb, question, DEMO_RAG["retrieval_top_k"], vector[None, :])
+            ]
+            for question, vector in zip(questions, vectors, strict=True)
         ]
-    return focus_passages(questions, found, embed, DEMO_RAG["context_statements"])
+    return focus_passages(questions, found, embed, DEMO_RAG["context_statements"], vectors)
 
 
 def answers(

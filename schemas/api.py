@@ -21,6 +21,7 @@ from core.status import (
     TaskMode,
     TaskStatus,
 )
+from schemas.workflow_io import LoraTargets
 
 # Every timestamp a response carries: always with its UTC offset.
 # (SQLite hands them back without a zone; RFC 3339, OpenAPI's `date-time`, needs the offset.)
@@ -58,7 +59,7 @@ class HyperparametersIn(RequestModel):
     lora_r: int | None = Field(default=None, ge=1, le=256)
     lora_alpha: float | None = Field(default=None, gt=0, le=1024)
     lora_dropout: float | None = Field(default=None, ge=0, lt=1)
-    lora_targets: Literal["attention", "all_linear"] | None = Field(
+    lora_targets: LoraTargets | None = Field(
         default=None,
         description="The layers that carry LoRA weights: the attention projections (`attention`, the default) or every "
         "linear layer of the decoder, attention and MLP (`all_linear`).",

@@ -7,9 +7,10 @@ gets a default, and a renamed one keeps a default too (the old name is ignored w
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
-LORA_TARGET_CHOICES = ("attention", "all_linear")
+LoraTargets = Literal["attention", "all_linear"]  # the layers that carry LoRA weights (ml.trainer.LORA_TARGETS)
+LORA_TARGET_CHOICES: tuple[str, ...] = get_args(LoraTargets)
 
 
 @dataclass

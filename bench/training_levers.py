@@ -63,6 +63,7 @@ from ml.polarity_balance import balance_polarity, polarity_of
 from ml.precision import Precision, model_autocast
 from ml.quoted_answers import quoted, shown_answer
 from ml.retrieval_context import ContextConfig, held_out_contexts, training_contexts
+from ml.verdict_last import with_verdicts_last
 from schemas.workflow_io import LORA_TARGET_CHOICES, Hyperparameters
 
 MODEL = SMOLLM2_ALIAS
@@ -154,6 +155,14 @@ def balanced_polar_pairs(prepared: Prepared) -> Prepared:
     return polarity_balanced(polar_pairs(prepared))
 
 
+def verdict_last(prepared: Prepared) -> Prepared:
+    """The demo's training (focused contexts, "Yes" and "No" balanced), each yes/no answer written fact first and
+    verdict last ("…, so no."; `ml/verdict_last.py`)."""
+    balanced = polarity_balanced(prepared)
+    train = with_verdicts_last(balanced.splits.train)
+    return dataclasses.replace(balanced, splits=dataclasses.replace(balanced.splits, train=train))
+
+
 def without_yes_no(prepared: Prepared) -> Prepared:
     """Focused contexts, and no yes/no row trained: the base model's reading of yes/no questions is left as it is,
     the training tokens go to the other rows."""
@@ -196,6 +205,7 @@ ARMS: dict[str, Lever] = {
     "polarity_balanced": polarity_balanced,
     "balanced_polar_pairs": balanced_polar_pairs,
     "without_yes_no": without_yes_no,
+    "verdict_last": verdict_last,
     "quote_then_answer": quote_then_answer,
     "counterfactual_values": counterfactual_values,
 }

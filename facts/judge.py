@@ -99,9 +99,12 @@ def _unit_matches(expected: str, written: str) -> bool:
     return written in UNIT_ALIASES.get(expected, (expected,)) or written.startswith(expected)
 
 
+_CLOSING_VERDICT = re.compile(r"[,;:]\s*(?:so|therefore|thus|hence)?\s*(yes|no)\s*[.!]?$")
+
+
 def stance(answer: str) -> str | None:
-    """`yes`, `no`, or None for an empty answer: the leading word if it says yes or no, else `no` for a negation in the
-    first clause, else `yes` (an affirmative statement)."""
+    """`yes`, `no`, or None for an empty answer: the leading word if it says yes or no, else a closing verdict ("…,
+    so no."), else `no` for a negation in the first clause, else `yes` (an affirmative statement)."""
     text = normalize(answer)
     if not text:
         return None
@@ -110,6 +113,9 @@ def stance(answer: str) -> str | None:
         return "yes"
     if first in _NO:
         return "no"
+    closing = _CLOSING_VERDICT.search(text)
+    if closing:
+        return closing.group(1)
     clause = re.split(r"[,.;:!?]| but | while | although ", text, maxsplit=1)[0]
     return "no" if _NEGATION.search(clause) else "yes"
 

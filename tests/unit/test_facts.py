@@ -96,7 +96,7 @@ def test_numbers_are_read_in_digits_or_words_with_their_units():
     assert not run_check(Number(value=204), "Error FL-204.").passed
 
 
-def test_stance_reads_the_leading_word_then_a_negation_in_the_first_clause():
+def test_stance_reads_the_leading_word_then_a_closing_verdict_then_a_negation_in_the_first_clause():
     assert [
         stance(a)
         for a in (
@@ -106,8 +106,12 @@ def test_stance_reads_the_leading_word_then_a_negation_in_the_first_clause():
             "FerroLink runs on Windows 10.",
             "Ports need a restart, but not others.",
             "",
+            "Single sign-on is available only with an Enterprise license, so no.",
+            "It does not need a restart; yes.",
+            "No, it runs on Linux only, so yes.",  # the leading word comes first
+            "It listens on 7410, not no port.",  # "no" must close the answer after a comma to be its verdict
         )
-    ] == ["yes", "no", "no", "yes", "yes", None]
+    ] == ["yes", "no", "no", "yes", "yes", None, "no", "yes", "no", "yes"]
 
 
 def test_contains_matches_whole_words_case_insensitively_after_normalisation():

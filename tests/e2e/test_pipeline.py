@@ -15,6 +15,7 @@ from db.models import Dataset, TaskEvent
 from ml.examples import example_key, examples_from_jsonl
 from ml.optimizer import Splits, find_leaks
 from serving.app import create_serving_app
+from storage import keys
 from storage.object_store import get_bytes, get_dir
 from testkit.api import (
     anonymous_client,
@@ -78,12 +79,18 @@ async def test_continuous_run_on_sqlite_and_local_storage(temporal_env, settings
         missing = await api.get(f"/api/v1/tasks/{task_id}/iterations/3/answers")
         other_mode = await api.get(f"/api/v1/tasks/{task_id}/iterations/1/answers", params={"mode": "rag"})
 
-        # the final adapter (iteration 2) was registered as version 1 of the model named after the task; iteration 1
-        # joins as version 2
+        # the iteration the task keeps (its best on the feedback split) was registered as version 1 of the model named
+        # after the task; the other iteration joins as version 2
+        kept = report["final"]["iteration"]
+        other = 3 - kept
         final = (await api.get("/api/v1/models/e2e-continuous/versions/1")).json()
-        assert (final["task_id"], final["iteration"], final["adapter_key"]) == (task_id, 2, task["latest_adapter_key"])
+        assert (final["task_id"], final["iteration"], final["adapter_key"]) == (
+            task_id,
+            kept,
+            keys.model_prefix(task_id, kept) + "adapter/",
+        )
         assert (
-            await api.post("/api/v1/models/e2e-continuous/versions", json={"task_id": task_id, "iteration": 1})
+            await api.post("/api/v1/models/e2e-continuous/versions", json={"task_id": task_id, "iteration": other})
         ).json()["version"] == 2
         # the gate asks the same test questions again, for real: it reproduces the task's own scores
         first_gate = await wait_for_gate(
@@ -182,11 +189,18 @@ async def test_continuous_run_on_sqlite_and_local_storage(temporal_env, settings
         report["baseline"]["scores"]["overall"],
         {it["iteration"]: it["scores"]["test"]["overall"] for it in report["iterations"]},
     )
-    assert first_gate["figures"]["pooled"]["scores"] == {"candidate": iterations[2], "base": baseline_test}
-    if first_gate["status"] == "PROMOTED":  # then v2 (iteration 1) was measured against v1 in production
+    # the kept iteration is the one with the most feedback answers right (ties: the higher blended feedback score)
+    feedback = {
+        it["iteration"]: (it["scores"]["feedback"]["fact_accuracy"] or 0.0, it["scores"]["feedback"]["overall"])
+        for it in report["iterations"]
+    }
+    assert feedback[kept] >= feedback[other]
+    assert report["final"]["score"] == iterations[kept] and report["final"]["because"]
+    assert first_gate["figures"]["pooled"]["scores"] == {"candidate": iterations[kept], "base": baseline_test}
+    if first_gate["status"] == "PROMOTED":  # then v2 (the other iteration) was measured against v1 in production
         assert second_gate["figures"]["pooled"]["scores"] == {
-            "candidate": iterations[1],
-            "current": iterations[2],
+            "candidate": iterations[other],
+            "current": iterations[kept],
             "base": baseline_test,
         }
 

@@ -1,5 +1,6 @@
 """Yes/no answers written with the fact first and the verdict last: "No, single sign-on is available only with an
-Enterprise license." becomes "Single sign-on is available only with an Enterprise license, so no."
+Enterprise license." becomes "single sign-on is available only with an Enterprise license, so no." (the first word
+keeps its case: it may be a command).
 
 A model that opens with "Yes" or "No" commits to its verdict before it has written a word of the passage; this one
 copies the statement first, and the verdict is its last token, conditioned on it. The judge reads a closing verdict

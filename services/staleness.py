@@ -279,26 +279,24 @@ def accept_proposals(
     missing = sorted(set(row_ids or []) - {found.record.row_id for found in chosen})
     if missing:
         raise Invalid(f"not a stale row of knowledge base {knowledge_base_id}: {', '.join(missing)}")
-    accepted: dict[tuple[str, str], ListedStaleRow] = {}
-    without = []
+    accepted, without, seen = [], [], set()
+    by_dataset: dict[str, list[RowEdit]] = {}
     for found in chosen:  # newest first: a row two document versions made stale takes the newest proposal
-        key = (found.record.dataset_id, found.record.row_id)
+        record = found.record
         if found.proposal is None:
             without.append(found)
-        elif key not in accepted:
-            accepted[key] = found
-    by_dataset: dict[str, list[RowEdit]] = {}
-    for (dataset_id, row_id), found in accepted.items():
-        assert found.proposal is not None
-        by_dataset.setdefault(dataset_id, []).append(
-            RowEdit(
-                row_id=row_id,
-                answer=found.proposal.answer,
-                checks=found.proposal.checks,
-                remove_tags=[STALE_TAG],
-                excluded=False,
+        elif (record.dataset_id, record.row_id) not in seen:
+            seen.add((record.dataset_id, record.row_id))
+            accepted.append(found)
+            by_dataset.setdefault(record.dataset_id, []).append(
+                RowEdit(
+                    row_id=record.row_id,
+                    answer=found.proposal.answer,
+                    checks=found.proposal.checks,
+                    remove_tags=[STALE_TAG],
+                    excluded=False,
+                )
             )
-        )
     made = [
         versions.annotate(
             session,
@@ -312,7 +310,7 @@ def accept_proposals(
         )
         for dataset_id, edits in by_dataset.items()
     ]
-    return AcceptedProposals(list(accepted.values()), without, made)
+    return AcceptedProposals(accepted, without, made)
 
 
 def proposal_for(record: StaleRow) -> Proposal | None:

@@ -6,6 +6,7 @@ import contextvars
 import json
 import threading
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -68,14 +69,27 @@ def invalid_input(message: str) -> ApplicationError:
     return ApplicationError(message, type="InvalidInput", non_retryable=True)
 
 
+MAX_BEAT_SECONDS = 5.0
+
+
+def beat_interval(heartbeat_timeout: timedelta | None) -> float:
+    """Seconds between a Heartbeater's beats: a third of the activity's heartbeat timeout, 5 at most."""
+    if not heartbeat_timeout:
+        return MAX_BEAT_SECONDS
+    return min(MAX_BEAT_SECONDS, heartbeat_timeout.total_seconds() / 3)
+
+
 class Heartbeater:
     """Heartbeats the latest progress every `interval` seconds from a background thread.
 
     A long generation batch or training step must not look like a dead worker; the thread runs in
     the activity's context, so cancellation still reaches the activity at its next safe point.
+    Without an `interval`, it beats three times per heartbeat timeout (every 5 s at most): beating
+    once per timeout raced it, and a training step slower than the timeout (bf16 on a CPU without
+    native bf16, at the tests' 5 s) failed the activity with "Heartbeat timeout".
     """
 
-    def __init__(self, interval: float = 5.0, progress: ProgressRecorder | None = None):
+    def __init__(self, interval: float | None = None, progress: ProgressRecorder | None = None):
         self.interval = interval
         self.progress = progress  # also written as the task's progress events (throttled), for the live event stream
         self.details: dict[str, Any] = {}
@@ -92,7 +106,8 @@ class Heartbeater:
                 activity.logger.warning("could not record progress: %s", exc)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        interval = self.interval if self.interval is not None else beat_interval(activity.info().heartbeat_timeout)
+        while not self._stop.wait(interval):
             activity.heartbeat(self.details)
 
     def __enter__(self) -> Heartbeater:

@@ -80,17 +80,16 @@ def beat_interval(heartbeat_timeout: timedelta | None) -> float:
 
 
 class Heartbeater:
-    """Heartbeats the latest progress every `interval` seconds from a background thread.
+    """Heartbeats the latest progress from a background thread, three times per heartbeat timeout (every
+    5 s at most: `beat_interval`).
 
     A long generation batch or training step must not look like a dead worker; the thread runs in
     the activity's context, so cancellation still reaches the activity at its next safe point.
-    Without an `interval`, it beats three times per heartbeat timeout (every 5 s at most): beating
-    once per timeout raced it, and a training step slower than the timeout (bf16 on a CPU without
-    native bf16, at the tests' 5 s) failed the activity with "Heartbeat timeout".
+    Beating once per timeout raced it: a training step slower than the timeout (bf16 on a CPU
+    without native bf16, at the tests' 5 s) failed the activity with "Heartbeat timeout".
     """
 
-    def __init__(self, interval: float | None = None, progress: ProgressRecorder | None = None):
-        self.interval = interval
+    def __init__(self, progress: ProgressRecorder | None = None):
         self.progress = progress  # also written as the task's progress events (throttled), for the live event stream
         self.details: dict[str, Any] = {}
         self._stop = threading.Event()
@@ -106,7 +105,7 @@ class Heartbeater:
                 activity.logger.warning("could not record progress: %s", exc)
 
     def _run(self) -> None:
-        interval = self.interval if self.interval is not None else beat_interval(activity.info().heartbeat_timeout)
+        interval = beat_interval(activity.info().heartbeat_timeout)
         while not self._stop.wait(interval):
             activity.heartbeat(self.details)
 

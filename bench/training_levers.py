@@ -307,6 +307,28 @@ def arm_label(name: str, precision: str, lora_targets: str, contexts: str = DEMO
     )
 
 
+def budget_hyperparameters(
+    tokenizer,
+    train: list[Example],
+    budget_tokens: int,
+    seed: int,
+    learning_rate: float | None = None,
+    lora_targets: str = "attention",
+) -> tuple[Hyperparameters, float]:
+    """The demo's hyperparameters less its data levers (each arm applies its own), with the steps that spend
+    `budget_tokens` on `train` (when it is above 0), and the mean tokens of a training row."""
+    max_length = DEMO_RAG["max_seq_length"]
+    demo = {**DEMO_HYPERPARAMETERS, "max_seq_length": max_length, "seed": seed, "balance_yes_no": False}
+    hp = Hyperparameters(**cast(dict[str, Any], demo))
+    hp.learning_rate = learning_rate or hp.learning_rate
+    hp.lora_targets = lora_targets
+    per_row = mean_row_tokens(tokenizer, train, max_length)
+    if budget_tokens > 0:
+        hp.max_steps = max(1, round(budget_tokens / (per_row * hp.batch_size)))
+        hp.epochs = 100  # the budget ends training, not the epochs
+    return hp, per_row
+
+
 def run_arm(
     name: str,
     prepared: Prepared,
@@ -326,13 +348,7 @@ def run_arm(
     arm = ARMS[name](prepared)
     train_precision, answer_precision = PRECISIONS[precision]
     model, tokenizer = load_model_and_tokenizer(model_name, settings.model_cache_dir)
-    max_length = DEMO_RAG["max_seq_length"]
-    # the demo's settings, less its data levers: each arm applies its own
-    demo = {**DEMO_HYPERPARAMETERS, "max_seq_length": max_length, "seed": seed, "balance_yes_no": False}
-    hp = Hyperparameters(**cast(dict[str, Any], demo))
-    hp.learning_rate = learning_rate or hp.learning_rate
-    hp.lora_targets = lora_targets
-    per_row = mean_row_tokens(tokenizer, arm.splits.train, max_length)
+    hp, per_row = budget_hyperparameters(tokenizer, arm.splits.train, budget_tokens, seed, learning_rate, lora_targets)
     out: dict = {
         "arm": arm_label(name, precision, lora_targets, prepared.contexts),
         "contexts": prepared.contexts,
@@ -349,8 +365,6 @@ def run_arm(
         "tokens": 0,
     }
     if budget_tokens > 0 and trainer == "full":
-        hp.max_steps = max(1, round(budget_tokens / (per_row * hp.batch_size)))
-        hp.epochs = 100
         steps, tokens, seconds = train_full(model, tokenizer, arm.splits.train, hp, train_precision)
         out |= {
             "steps": steps,
@@ -361,8 +375,6 @@ def run_arm(
             "examples_per_minute": round(steps * hp.batch_size / seconds * 60, 1),
         }
     elif budget_tokens > 0:
-        hp.max_steps = max(1, round(budget_tokens / (per_row * hp.batch_size)))
-        hp.epochs = 100  # the budget ends training, not the epochs
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
             summary = train_lora(

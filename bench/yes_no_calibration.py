@@ -18,16 +18,13 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
-from typing import Any, cast
 
 from bench.common import write_result
-from bench.training_levers import ARMS, DEFAULT_BUDGET_TOKENS, MODEL, PRECISIONS, mean_row_tokens, prepare
-from cli.demo import DEMO_HYPERPARAMETERS, DEMO_RAG
+from bench.training_levers import ARMS, DEFAULT_BUDGET_TOKENS, MODEL, PRECISIONS, budget_hyperparameters, prepare
 from core.settings import Settings
 from ml.examples import Example
 from ml.polarity_balance import polarity_of
 from ml.precision import cpu_has_native_bf16, model_autocast
-from schemas.workflow_io import Hyperparameters
 
 CONTENT_FREE = "N/A"
 
@@ -63,7 +60,7 @@ def measure(model, tokenizer, examples: list[Example], precision) -> dict:
         answers = generate_answers(model, tokenizer, questions, contexts=[e.context for e in examples])
     raw = yes_minus_no(model, tokenizer, questions, [e.context for e in examples], precision)
     prior = yes_minus_no(model, tokenizer, questions, [[CONTENT_FREE]] * len(examples), precision)
-    free = yes_minus_no(model, tokenizer, [CONTENT_FREE] * len(examples), [[CONTENT_FREE]] * len(examples), precision)
+    free = yes_minus_no(model, tokenizer, [CONTENT_FREE], [[CONTENT_FREE]], precision) * len(examples)  # one prompt
     return {
         "questions": len(examples),
         "asking_yes": sum(polarity_of(e) == "yes" for e in examples),
@@ -93,10 +90,7 @@ def main() -> None:
     for seed in ([None] if args.untuned else []) + args.seeds:
         model, tokenizer = load_model_and_tokenizer(MODEL, settings.model_cache_dir)
         if seed is not None:
-            demo = {**DEMO_HYPERPARAMETERS, "max_seq_length": DEMO_RAG["max_seq_length"], "seed": seed}
-            hp = Hyperparameters(**cast(dict[str, Any], {**demo, "balance_yes_no": False}))
-            per_row = mean_row_tokens(tokenizer, arm.splits.train, hp.max_seq_length)
-            hp.max_steps, hp.epochs = max(1, round(DEFAULT_BUDGET_TOKENS / (per_row * hp.batch_size))), 100
+            hp, _ = budget_hyperparameters(tokenizer, arm.splits.train, DEFAULT_BUDGET_TOKENS, seed)
             with tempfile.TemporaryDirectory() as folder:
                 train_lora(model, tokenizer, arm.splits.train, hp, Path(folder) / "adapter", precision=train_precision)
         figures = {s: measure(model, tokenizer, polar[s], answer_precision) for s in polar}

@@ -164,18 +164,16 @@ def main() -> None:
     }
     figures: dict[str, dict] = {}
     for split in ("feedback", "test"):
-        lookups = [
-            c for c in by_split[split] if passages_state(c.statements, parse_checks(c.example.checks)) is not None
-        ]
+        in_chunks = [(c, passages_state(c.statements, parse_checks(c.example.checks))) for c in by_split[split]]
+        lookups = [c for c, state in in_chunks if state is not None]
+        stated_in_chunks = sum(state is True for _, state in in_chunks)
         stated = {name: set(stated_ids(ranker, lookups)) for name, ranker in rankers.items()}
         for name, ids in stated.items():
             gained, lost = len(ids - stated["cosine"]), len(stated["cosine"] - ids)
             figures.setdefault(name, {})[split] = {
                 "stated": len(ids),
                 "questions_with_a_value": len(lookups),
-                "stated_in_the_5_chunks": sum(
-                    passages_state(c.statements, parse_checks(c.example.checks)) is True for c in lookups
-                ),
+                "stated_in_the_5_chunks": stated_in_chunks,
                 "against_cosine": {"gained": gained, "lost": lost, "mcnemar_p": round(mcnemar_exact(gained, lost), 4)},
             }
     write_result(args.out, {"dataset": SAMPLE_DATASET.name, "top_k": TOP_K, "tuning": tuning, "rankers": figures})

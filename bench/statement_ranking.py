@@ -9,6 +9,12 @@ statements, and each is counted by the questions whose chosen statement states t
   et al. 2022).
 - `tuned_minilm`: MiniLM fine-tuned on the train split's questions, each with a statement of its 5 chunks that
   states its answer and one that does not (sentence-transformers' MultipleNegativesRankingLoss, 5 epochs).
+- `bm25`: BM25 (bm25s, Lucene's variant, English stop words, Snowball's English stemmer), its term weights taken
+  from the question's own candidate statements, so it needs nothing but the passages, as serving has them; ties go
+  to the cosine.
+- `bm25_knowledge_base`: the same, its term weights taken from every statement of the knowledge base.
+- `hybrid_rrf`, `hybrid_rrf_knowledge_base`: reciprocal rank fusion (Cormack et al. 2009, k = 60) of the cosine's and
+  that BM25's ranks, the usual way to join a dense and a lexical retriever.
 
 The choice is read on the feedback split, with the questions gained and lost against `cosine` and McNemar's exact
 p; the test split is reported beside it.
@@ -41,6 +47,7 @@ from schemas.checks import parse_checks
 
 TOP_K = 5  # the demo's chunks per question
 RERANKED = 8  # the cosine's top statements the query likelihood re-ranks
+RRF_K = 60  # reciprocal rank fusion's constant, as its paper sets it
 
 
 @dataclass(frozen=True)
@@ -140,6 +147,66 @@ def tuned_minilm(train: list[Candidates]) -> tuple[Callable[[list[str]], np.ndar
     return lambda texts: model.encode(texts, normalize_embeddings=True), trained
 
 
+LexicalScorer = Callable[[str, list[str]], np.ndarray]
+
+
+def _tokens(texts: list[str]) -> list[list[str]]:
+    import bm25s
+    import Stemmer
+
+    stemmer = Stemmer.Stemmer("english")
+    return bm25s.tokenize(texts, stopwords="en", stemmer=stemmer.stemWords, return_ids=False, show_progress=False)
+
+
+def bm25_over_candidates(question: str, texts: list[str]) -> np.ndarray:
+    """BM25 of each text for the question, the terms weighted by how rare they are among these texts."""
+    import bm25s
+
+    retriever = bm25s.BM25()
+    retriever.index(_tokens(texts), show_progress=False)
+    return retriever.get_scores(_tokens([question])[0])
+
+
+def bm25_over(corpus: list[str]) -> LexicalScorer:
+    """BM25 of texts of `corpus` for a question, the terms weighted by how rare they are in the whole corpus."""
+    import bm25s
+
+    retriever = bm25s.BM25()
+    retriever.index(_tokens(corpus), show_progress=False)
+    row = {text: i for i, text in enumerate(corpus)}
+
+    def scores(question: str, texts: list[str]) -> np.ndarray:
+        return retriever.get_scores(_tokens([question])[0])[[row[t] for t in texts]]
+
+    return scores
+
+
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    """Each position's rank, 1 for the highest score."""
+    ranks = np.empty(len(scores), dtype=int)
+    ranks[np.argsort(-scores, kind="stable")] = np.arange(1, len(scores) + 1)
+    return ranks
+
+
+def lexical_ranker(lexical: LexicalScorer, fuse: bool, embedder: Callable[[list[str]], np.ndarray] = embed) -> Ranker:
+    """The statement BM25 ranks first (ties to the cosine), or, with `fuse`, the first by reciprocal rank fusion of
+    the cosine's and BM25's ranks."""
+
+    def choose(c: Candidates) -> str:
+        cosine = embedder(c.statements) @ embedder([c.example.question])[0]
+        lexical_scores = lexical(c.example.question, c.statements)
+        if fuse:
+            fused = 1 / (RRF_K + _ranks(cosine)) + 1 / (RRF_K + _ranks(lexical_scores))
+            return c.statements[int(np.argmax(fused + 1e-9 * cosine))]
+        return c.statements[int(np.lexsort((-cosine, -lexical_scores))[0])]
+
+    return choose
+
+
+def knowledge_base_statements(index: KnowledgeIndex) -> list[str]:
+    return list(dict.fromkeys(s for chunk in index.chunks for s in statements(chunk.text)))
+
+
 def stated_ids(ranker: Ranker, split: list[Candidates]) -> list[str]:
     return [c.example.id for c in split if passages_state([ranker(c)], parse_checks(c.example.checks)) is True]
 
@@ -156,11 +223,16 @@ def main() -> None:
     model, tokenizer = load_model_and_tokenizer(MODEL, Settings().model_cache_dir)
     model.eval()
     tuned_embed, tuning = tuned_minilm(by_split["train"])
+    corpus_bm25 = bm25_over(knowledge_base_statements(index))
     rankers: dict[str, Ranker] = {
         "cosine": cosine_ranker(embed),
         "cosine_plus_chunk": cosine_ranker(embed, chunk_weight=1.0),
         "query_likelihood": query_likelihood_ranker(model, tokenizer),
         "tuned_minilm": cosine_ranker(tuned_embed),
+        "bm25": lexical_ranker(bm25_over_candidates, fuse=False),
+        "bm25_knowledge_base": lexical_ranker(corpus_bm25, fuse=False),
+        "hybrid_rrf": lexical_ranker(bm25_over_candidates, fuse=True),
+        "hybrid_rrf_knowledge_base": lexical_ranker(corpus_bm25, fuse=True),
     }
     figures: dict[str, dict] = {}
     for split in ("feedback", "test"):

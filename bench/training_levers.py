@@ -24,6 +24,10 @@ demo's), and 5 cut to 2; the focused arms use the cut, and an arm on other conte
 `arm+5x2`. `--baseline-runs FILE` takes the baseline arm's runs from an earlier results file instead of running them
 again (they reproduce seed for seed).
 
+`--arms qa_first` trains QA rows first and the knowledge base's chunks as plain text after (pre-instruction-tuning);
+`--closed-book` also asks every held-out question without its passages (`feedback_closed_book`, `test_closed_book`),
+where knowledge trained from the documents would show.
+
 `--model` takes any base model of the catalog (`ml.base_model.KNOWN_MODELS`); `--budget-tokens 0` asks the untuned
 base model (no training), the baseline of a lever that changes the model. `--trainer full` trains every weight of the
 model instead of a LoRA adapter (the same batches, loss, schedule and clipping; `--learning-rate` sets its rate, which
@@ -79,6 +83,9 @@ class Prepared:
     top_k: int = DEMO_RAG["retrieval_top_k"]  # chunks retrieved per question
     statements: int = DEMO_RAG["context_statements"]  # what the focused arms cut them to
     shown: Callable[[str], str] = str.strip  # what of its reply is shown and judged
+    # texts trained as plain text (a loss on every token), mixed into the second half of the QA rows
+    # (`qa_first`); none for the other arms
+    documents: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def contexts(self) -> str:
@@ -192,6 +199,15 @@ def counterfactual_values(prepared: Prepared) -> Prepared:
     return dataclasses.replace(balanced, splits=dataclasses.replace(balanced.splits, train=train))
 
 
+def qa_first(prepared: Prepared) -> Prepared:
+    """Pre-instruction-tuning (PIT++, Jiang et al. 2024): the demo's training (focused contexts, "Yes" and "No"
+    balanced) on its own for the first half of its rows, then the second half mixed with the knowledge base's chunks
+    trained as plain text (`DOCUMENT_PASSES` times each), at the same training tokens: the model learns how questions
+    are asked of a text before it reads the text."""
+    balanced = polarity_balanced(prepared)
+    return dataclasses.replace(balanced, documents=[c.text for c in prepared.index.chunks])
+
+
 def all_levers(prepared: Prepared) -> Prepared:
     return focused_context(polar_pairs(passage_words(prepared)))
 
@@ -208,6 +224,7 @@ ARMS: dict[str, Lever] = {
     "verdict_last": verdict_last,
     "quote_then_answer": quote_then_answer,
     "counterfactual_values": counterfactual_values,
+    "qa_first": qa_first,
 }
 
 
@@ -251,29 +268,23 @@ def by_polarity(examples: list[Example], right_ids: set[str]) -> dict[str, list[
     return out
 
 
-def train_full(
-    model, tokenizer, examples: list[Example], hp: Hyperparameters, precision: Precision = "fp32"
+def train_steps(
+    model, batches: list[list[tuple[list[int], list[int]]]], hp: Hyperparameters, precision: Precision
 ) -> tuple[int, int, float]:
-    """Every weight trained, no adapter: `ml.trainer.train_lora`'s packed batches, loss, warm-up and linear decay and
-    gradient clipping, with AdamW over all parameters. (steps, training tokens, seconds)."""
+    """`ml.trainer.train_lora`'s loop over the given batches of (ids, labels) rows: packed, AdamW over the trainable
+    weights, warm-up and linear decay, gradient clipping. (steps, training tokens, seconds)."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from ml.packed_attention import PACKED_ATTENTION
-    from ml.trainer import batch_order, pack, packed_loss, tokenize_with_masks
+    from ml.trainer import pack, packed_loss
 
-    torch.manual_seed(hp.seed)
-    rows, _ = tokenize_with_masks(tokenizer, examples, hp.max_seq_length)
-    batches = batch_order(len(rows), hp.batch_size, hp.epochs, hp.seed)
-    total = min(len(batches), hp.max_steps or len(batches))
-    model.set_attn_implementation(PACKED_ATTENTION)
     model.train()
     weights = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(weights, lr=hp.learning_rate, weight_decay=0.0)
-    scheduler = get_linear_schedule_with_warmup(optimizer, max(1, total // 20), total)
+    scheduler = get_linear_schedule_with_warmup(optimizer, max(1, len(batches) // 20), len(batches))
     tokens, started = 0, time.perf_counter()
-    for step in range(total):
-        batch = pack([rows[i] for i in batches[step]])
+    for rows in batches:
+        batch = pack(rows)
         with model_autocast(model, precision):
             loss = packed_loss(model, batch)
         loss.backward()
@@ -283,7 +294,96 @@ def train_full(
         optimizer.zero_grad(set_to_none=True)
         tokens += batch.tokens
     model.eval()
-    return total, tokens, time.perf_counter() - started
+    return len(batches), tokens, time.perf_counter() - started
+
+
+def train_full(
+    model, tokenizer, examples: list[Example], hp: Hyperparameters, precision: Precision = "fp32"
+) -> tuple[int, int, float]:
+    """Every weight trained, no adapter, in `train_steps`'s loop. (steps, training tokens, seconds)."""
+    import torch
+
+    from ml.packed_attention import PACKED_ATTENTION
+    from ml.trainer import batch_order, tokenize_with_masks
+
+    torch.manual_seed(hp.seed)
+    rows, _ = tokenize_with_masks(tokenizer, examples, hp.max_seq_length)
+    batches = batch_order(len(rows), hp.batch_size, hp.epochs, hp.seed)
+    total = min(len(batches), hp.max_steps or len(batches))
+    model.set_attn_implementation(PACKED_ATTENTION)
+    return train_steps(model, [[rows[i] for i in b] for b in batches[:total]], hp, precision)
+
+
+DOCUMENT_PASSES = 2  # how often `qa_first` trains each chunk of the knowledge base
+
+
+def document_rows(tokenizer, texts: list[str], max_length: int) -> list[tuple[list[int], list[int]]]:
+    """Each text as a plain-text training row ending in the end-of-text token, every token supervised."""
+    rows = []
+    for text in texts:
+        ids = (tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])[:max_length]
+        rows.append((ids, list(ids)))
+    return rows
+
+
+def qa_first_batches(
+    qa_rows: list[tuple[list[int], list[int]]],
+    documents: list[tuple[list[int], list[int]]],
+    budget_tokens: int,
+    batch_size: int,
+    seed: int,
+) -> list[list[tuple[list[int], list[int]]]]:
+    """The batches of `qa_first`: the QA rows in `batch_order`'s shuffled epochs, as many as the tokens the documents
+    leave of the budget; their first half alone, then their second half shuffled together with the documents."""
+    import random
+
+    from ml.trainer import batch_order
+
+    document_tokens = sum(len(ids) for ids, _ in documents)
+    per_row = statistics.fmean(len(ids) for ids, _ in qa_rows)
+    n_qa = max(2, round((budget_tokens - document_tokens) / per_row))
+    epochs = -(-n_qa // len(qa_rows))
+    order = [i for b in batch_order(len(qa_rows), batch_size, epochs, seed) for i in b][:n_qa]
+    first, second = [qa_rows[i] for i in order[: n_qa // 2]], [qa_rows[i] for i in order[n_qa // 2 :]]
+    mixed = second + documents
+    random.Random(seed).shuffle(mixed)
+    return [rows[i : i + batch_size] for rows in (first, mixed) for i in range(0, len(rows), batch_size)]
+
+
+def train_qa_first(
+    model,
+    tokenizer,
+    examples: list[Example],
+    documents: list[str],
+    hp: Hyperparameters,
+    budget_tokens: int,
+    precision: Precision,
+) -> dict[str, Any]:
+    """A LoRA adapter (initialised as `ml.trainer.train_lora` initialises it, from the seed) trained on
+    `qa_first_batches`; its figures as `run_arm` records them, with the document rows seen beside the QA rows."""
+    import random
+
+    import torch
+
+    from ml.trainer import build_lora_model, tokenize_with_masks
+
+    torch.manual_seed(hp.seed)
+    random.seed(hp.seed)
+    rows, _ = tokenize_with_masks(tokenizer, examples, hp.max_seq_length)
+    texts = document_rows(tokenizer, documents, hp.max_seq_length) * DOCUMENT_PASSES
+    batches = qa_first_batches(rows, texts, budget_tokens, hp.batch_size, hp.seed)
+    steps, tokens, seconds = train_steps(build_lora_model(model, hp, None), batches, hp, precision)
+    trained_rows = sum(len(b) for b in batches)
+    return {
+        "steps": steps,
+        "examples_seen": trained_rows - len(texts),
+        "document_rows_seen": len(texts),
+        "document_tokens": sum(len(ids) for ids, _ in texts),
+        "tokens": tokens,
+        "train_seconds": round(seconds, 1),
+        "tokens_per_second": round(tokens / seconds, 1),
+        "examples_per_minute": round((trained_rows - len(texts)) / seconds * 60, 1),
+    }
 
 
 PRECISIONS: dict[str, tuple[Precision, Precision]] = {  # (training's, answering's)
@@ -340,7 +440,10 @@ def run_arm(
     learning_rate: float | None = None,
     precision: str = "fp32",
     lora_targets: str = "attention",
+    closed_book: bool = False,
 ) -> dict:
+    """One arm and seed: trained at the budget, then each held-out split asked with its passages (and, with
+    `closed_book`, without them too, as `feedback_closed_book` and `test_closed_book`)."""
     from ml.base_model import load_model_and_tokenizer
     from ml.evaluator import generate_answers
     from ml.trainer import train_lora
@@ -364,7 +467,9 @@ def run_arm(
         "examples_seen": 0,
         "tokens": 0,
     }
-    if budget_tokens > 0 and trainer == "full":
+    if budget_tokens > 0 and arm.documents:
+        out |= train_qa_first(model, tokenizer, arm.splits.train, arm.documents, hp, budget_tokens, train_precision)
+    elif budget_tokens > 0 and trainer == "full":
         steps, tokens, seconds = train_full(model, tokenizer, arm.splits.train, hp, train_precision)
         out |= {
             "steps": steps,
@@ -401,6 +506,12 @@ def run_arm(
                 contexts=[e.context for e in examples],
             )
         out[split] = judged(examples, [arm.shown(r) for r in replies])
+        if closed_book:
+            with model_autocast(model, answer_precision):
+                replies = generate_answers(
+                    model, tokenizer, [e.question for e in examples], max_new_tokens=arm.max_new_tokens
+                )
+            out[f"{split}_closed_book"] = judged(examples, [arm.shown(r) for r in replies])
     out["answer_seconds"] = round(time.perf_counter() - started, 1)
     return out
 
@@ -418,7 +529,9 @@ def summary(runs: list[dict], baseline: str = "reference") -> dict:
     out = {}
     for arm, seeds in by_arm.items():
         row: dict = {"seeds": sorted(seeds)}
-        for split in ("feedback", "test"):
+        for split in ("feedback", "test", "feedback_closed_book", "test_closed_book"):
+            if not all(split in seeds[s] for s in seeds):
+                continue
             rights = [seeds[s][split]["right"] for s in sorted(seeds)]
             row[split] = {
                 "right": rights,
@@ -426,7 +539,7 @@ def summary(runs: list[dict], baseline: str = "reference") -> dict:
                 "n": seeds[min(seeds)][split]["n"],
             }
             if arm != baseline:
-                common = [s for s in seeds if s in reference_runs]
+                common = [s for s in seeds if split in reference_runs.get(s, {})]
                 gained = sum(
                     len(set(seeds[s][split]["right_ids"]) - set(reference_runs[s][split]["right_ids"])) for s in common
                 )
@@ -476,6 +589,9 @@ def main() -> None:
         help="a results file whose runs of the baseline arm stand in for running it again (the runs reproduce seed "
         "for seed); they are copied into this file's runs, marked with where they came from",
     )
+    parser.add_argument(
+        "--closed-book", action="store_true", help="also ask every held-out question without its passages"
+    )
     args = parser.parse_args()
     settings = Settings()
     prepared_by = {c: prepare(*(int(n) for n in c.split("x"))) for c in args.contexts}
@@ -498,6 +614,7 @@ def main() -> None:
                 args.learning_rate,
                 precision,
                 targets,
+                args.closed_book,
             )
             runs.append(run)
             print(

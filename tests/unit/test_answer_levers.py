@@ -188,3 +188,34 @@ def test_the_passage_ceiling_counts_questions_whose_passages_state_their_answer(
     polar = Example("Does it expire?", "Yes.", checks=[{"type": "polarity", "value": "yes"}])
     passages = [["The web console uses TCP port 7420."], ["The F2 costs $499."], ["Codes expire."]]
     assert ceiling([port, price, polar], passages) == {"stated": 1, "not_stated": 1, "cannot_tell": 1, "questions": 3}
+
+
+def test_qa_first_trains_half_its_qa_rows_alone_then_the_rest_mixed_with_the_documents_within_the_budget():
+    from bench.training_levers import qa_first_batches
+
+    qa = [([i] * 10, [-100] * 5 + [i] * 5) for i in range(6)]  # 10 tokens each
+    documents = [([100 + i] * 20, [100 + i] * 20) for i in range(2)]  # 40 tokens in all
+    batches = qa_first_batches(qa, documents, budget_tokens=200, batch_size=4, seed=3)
+    rows = [row for batch in batches for row in batch]
+    assert sum(len(ids) for ids, _ in rows) == 200  # 16 QA rows (160 tokens) and the documents (40)
+    assert sorted(ids[0] for ids, _ in rows if ids[0] >= 100) == [100, 101]
+    assert all(ids[0] < 100 for batch in batches[:2] for ids, _ in batch)  # the first 8 QA rows come alone
+    first_epoch = {ids[0] for ids, _ in rows[:6]}
+    assert first_epoch == set(range(6))  # the QA rows in shuffled epochs: every row once before any twice
+    assert qa_first_batches(qa, documents, 200, 4, 3) == batches  # the seed fixes the order
+
+
+def test_a_document_row_supervises_every_token_and_ends_with_the_end_of_text():
+    from bench.training_levers import document_rows
+
+    class Tokenizer:
+        eos_token_id = 0
+
+        def __call__(self, text: str, add_special_tokens: bool) -> dict:
+            assert not add_special_tokens
+            return {"input_ids": [len(word) for word in text.split()]}
+
+    assert document_rows(Tokenizer(), ["ab abc", "a b c d"], max_length=3) == [
+        ([2, 3, 0], [2, 3, 0]),
+        ([1, 1, 1], [1, 1, 1]),  # cut at max_length
+    ]

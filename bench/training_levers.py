@@ -396,11 +396,15 @@ PRECISIONS: dict[str, tuple[Precision, Precision]] = {  # (training's, answering
 DEMO_CONTEXTS = f"{DEMO_RAG['retrieval_top_k']}x{DEMO_RAG['context_statements']}"
 
 
-def arm_label(name: str, precision: str, lora_targets: str, contexts: str = DEMO_CONTEXTS) -> str:
-    """The arm's name in the results: `arm`, `arm+all_linear` (LoRA on every linear layer), `arm+5x2` (5 chunks
-    retrieved, cut to 2 statements), `arm@bf16`, ..."""
+def arm_label(
+    name: str, precision: str, lora_targets: str, contexts: str = DEMO_CONTEXTS, trainer: str = "lora"
+) -> str:
+    """The arm's name in the results: `arm`, `arm+full` (every weight trained), `arm+all_linear` (LoRA on every linear
+    layer), `arm+5x2` (5 chunks retrieved, cut to 2 statements), `arm@bf16`, ... (results files written before
+    session 22 name a fully trained arm as its LoRA twin, with `trainer: full` in each run)"""
     return (
         name
+        + ("" if trainer == "lora" else f"+{trainer}")
         + ("" if lora_targets == "attention" else f"+{lora_targets}")
         + ("" if contexts == DEMO_CONTEXTS else f"+{contexts}")
         + ("" if precision == "fp32" else f"@{precision}")
@@ -453,7 +457,7 @@ def run_arm(
     model, tokenizer = load_model_and_tokenizer(model_name, settings.model_cache_dir)
     hp, per_row = budget_hyperparameters(tokenizer, arm.splits.train, budget_tokens, seed, learning_rate, lora_targets)
     out: dict = {
-        "arm": arm_label(name, precision, lora_targets, prepared.contexts),
+        "arm": arm_label(name, precision, lora_targets, prepared.contexts, trainer),
         "contexts": prepared.contexts,
         "precision": precision,
         "lora_targets": lora_targets,

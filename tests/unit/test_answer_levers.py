@@ -173,6 +173,7 @@ def test_an_arm_is_named_by_what_it_changes_from_the_demos_setup():
     from bench.training_levers import DEMO_CONTEXTS, arm_label
 
     assert arm_label("polarity_balanced", "fp32", "attention") == "polarity_balanced"
+    assert arm_label("polarity_balanced", "fp32", "attention", DEMO_CONTEXTS, "full") == "polarity_balanced+full"
     assert arm_label("polarity_balanced", "bf16-train", "attention", DEMO_CONTEXTS) == "polarity_balanced@bf16-train"
     assert (
         arm_label("polarity_balanced", "bf16-train", "all_linear", "2x2")

@@ -318,7 +318,8 @@ DOCUMENT_PASSES = 2  # how often `qa_first` trains each chunk of the knowledge b
 
 
 def document_rows(tokenizer, texts: list[str], max_length: int) -> list[tuple[list[int], list[int]]]:
-    """Each text as a plain-text training row ending in the end-of-text token, every token supervised."""
+    """Each text as a plain-text training row ending in the tokenizer's end token (SmolLM2-Instruct's `<|im_end|>`,
+    which also ends its answers), every token supervised."""
     rows = []
     for text in texts:
         ids = (tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])[:max_length]
@@ -471,6 +472,8 @@ def run_arm(
         "examples_seen": 0,
         "tokens": 0,
     }
+    if arm.documents and trainer != "lora":
+        raise ValueError(f"{name} trains a LoRA adapter only, not with --trainer {trainer}")
     if budget_tokens > 0 and arm.documents:
         out |= train_qa_first(model, tokenizer, arm.splits.train, arm.documents, hp, budget_tokens, train_precision)
     elif budget_tokens > 0 and trainer == "full":
